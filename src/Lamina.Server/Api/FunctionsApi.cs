@@ -1,0 +1,435 @@
+using System.Buffers;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using Lamina.Server.Functions;
+using Lamina.Server.Hosting;
+using Lamina.Server.Storage;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
+
+namespace Lamina.Server.Api;
+
+/// <summary>
+/// The function control plane (LAMBDA.md §1.1): CreateFunction, GetFunction, GetFunctionConfiguration,
+/// ListFunctions, UpdateFunctionCode, UpdateFunctionConfiguration, DeleteFunction, and the download route behind
+/// GetFunction's <c>Code.Location</c>. Every input is hostile: bodies are read with a cap, JSON errors are 400
+/// InvalidRequestContentException, and nothing a client sends produces a 500.
+/// </summary>
+internal static partial class FunctionsApi
+{
+    private const string Functions = "/2015-03-31/functions";
+
+    /// <summary>Lambda's request limit for CreateFunction/UpdateFunctionCode: a 50 MB zip, base64, in JSON.</summary>
+    public const long MaxCodeRequestBytes = 70_167_211;
+
+    /// <summary>UpdateFunctionConfiguration bodies are small (4 KB of environment at most); 1 MiB is ample.</summary>
+    public const long MaxConfigurationRequestBytes = 1_048_576;
+
+    public static IEndpointRouteBuilder MapFunctionsApi(this IEndpointRouteBuilder endpoints)
+    {
+        // Older botocore models (AWS CLI v2.9) send "/2015-03-31/functions/" for ListFunctions. ASP.NET Core's
+        // matcher already accepts one trailing slash on every template, and mapping both forms would make each
+        // request ambiguous, so each route is mapped once and answers both.
+        endpoints.MapPost(Functions, CreateFunction);
+        endpoints.MapGet(Functions, ListFunctions);
+        endpoints.MapGet(Functions + "/{name}", GetFunction);
+        endpoints.MapDelete(Functions + "/{name}", DeleteFunction);
+        endpoints.MapGet(Functions + "/{name}/configuration", GetFunctionConfiguration);
+        endpoints.MapPut(Functions + "/{name}/configuration", UpdateFunctionConfiguration);
+        endpoints.MapPut(Functions + "/{name}/code", UpdateFunctionCode);
+        endpoints.MapGet("/lamina/code/{file}", DownloadCode);
+        return endpoints;
+    }
+
+    internal static async Task<IResult> CreateFunction(
+        HttpContext context, FunctionRegistry registry, CodeStore codeStore, IOptions<LaminaOptions> options, ILoggerFactory loggers)
+    {
+        var cancellationToken = context.RequestAborted;
+        var (body, readError) = await ReadBodyAsync(context.Request, MaxCodeRequestBytes, "CreateFunction", cancellationToken);
+        if (readError is not null)
+        {
+            return readError;
+        }
+        if (Parse(body, LaminaJsonContext.Default.CreateFunctionRequest, out var request) is { } parseError)
+        {
+            return parseError;
+        }
+        if (FunctionValidation.ValidateCreate(request, options.Value, out var draft, out var tags) is { } invalid)
+        {
+            return invalid;
+        }
+        // Cheap answer before extracting anything; the registry checks again under its lock.
+        if (registry.TryGet(draft!.Name, out _))
+        {
+            return AlreadyExists(draft.Name);
+        }
+
+        var zip = request.Code!.ZipFile!;
+        if (zip.Length > CodeStore.MaxZippedBytes)
+        {
+            return TooLarge("CreateFunction");
+        }
+        var stored = await codeStore.StoreAsync(zip, cancellationToken);
+        if (stored.Error is not null)
+        {
+            Log.PackageRefused(Logger(loggers), draft.Name, stored.Error.Message);
+            return stored.Error;
+        }
+
+        var write = await registry.CreateAsync(draft with { CodeSha256 = stored.Code!.Sha256, CodeSize = stored.Code.Size }, tags, cancellationToken);
+        if (write.Status == FunctionWriteStatus.AlreadyExists)
+        {
+            return AlreadyExists(draft.Name);
+        }
+        Log.Created(Logger(loggers), write.Config!.Name, write.Config.Runtime, write.Config.CodeSha256);
+        return Json(write.Config.ToDto(options.Value.FunctionArn(write.Config.Name)), LaminaJsonContext.Default.FunctionConfigurationDto, StatusCodes.Status201Created);
+    }
+
+    internal static async Task<IResult> GetFunction(
+        HttpContext context, string name, FunctionRegistry registry, CodeStore codeStore, IOptions<LaminaOptions> options)
+    {
+        if (ResolveLatest(context, name, registry, options.Value, out var config, out var arn) is { } error)
+        {
+            return error;
+        }
+        var request = context.Request;
+        var baseUrl = $"{request.Scheme}://{(request.Host.HasValue ? request.Host.Value : "127.0.0.1")}{request.PathBase}";
+        var tags = await registry.GetTagsAsync(config!.Name, context.RequestAborted);
+        var response = new GetFunctionResponse
+        {
+            Configuration = config.ToDto(arn!),
+            Code = new FunctionCodeLocationDto { RepositoryType = "S3", Location = codeStore.CreateDownloadUrl(baseUrl, config.CodeHashHex) },
+            Tags = tags.Count == 0 ? null : tags,
+        };
+        return Json(response, LaminaJsonContext.Default.GetFunctionResponse);
+    }
+
+    internal static IResult GetFunctionConfiguration(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options)
+    {
+        if (ResolveLatest(context, name, registry, options.Value, out var config, out var arn) is { } error)
+        {
+            return error;
+        }
+        return Json(config!.ToDto(arn!), LaminaJsonContext.Default.FunctionConfigurationDto);
+    }
+
+    internal static IResult ListFunctions(HttpContext context, FunctionRegistry registry, IOptions<LaminaOptions> options)
+    {
+        const int PageLimit = 50; // Lambda's cap, whatever MaxItems says
+        var query = context.Request.Query;
+        var pageSize = PageLimit;
+        if (query.TryGetValue("MaxItems", out var maxItemsText))
+        {
+            if (!int.TryParse(maxItemsText.ToString(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var maxItems) || maxItems is < 1 or > 10000)
+            {
+                return AwsError.InvalidParameter(
+                    $"1 validation error detected: Value '{maxItemsText}' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and 10000");
+            }
+            pageSize = Math.Min(maxItems, PageLimit);
+        }
+        // FunctionVersion=ALL would add published versions; there are none yet, so the answer is the same.
+        if (query.TryGetValue("FunctionVersion", out var functionVersion) && functionVersion.ToString() != "ALL")
+        {
+            return AwsError.InvalidParameter(
+                $"1 validation error detected: Value '{functionVersion}' at 'functionVersion' failed to satisfy constraint: Member must satisfy enum value set: [ALL]");
+        }
+
+        // The marker is the name of the first function of the next page; names are unique and sorted ordinally.
+        var all = registry.List();
+        var start = 0;
+        if (query.TryGetValue("Marker", out var markerText) && markerText.ToString() is { Length: > 0 } marker)
+        {
+            while (start < all.Count && string.CompareOrdinal(all[start].Name, marker) < 0)
+            {
+                start++;
+            }
+        }
+        var end = Math.Min(all.Count, start + pageSize);
+        var response = new ListFunctionsResponse
+        {
+            NextMarker = end < all.Count ? all[end].Name : null,
+        };
+        for (var i = start; i < end; i++)
+        {
+            response.Functions.Add(all[i].ToDto(options.Value.FunctionArn(all[i].Name)));
+        }
+        return Json(response, LaminaJsonContext.Default.ListFunctionsResponse);
+    }
+
+    internal static async Task<IResult> UpdateFunctionCode(
+        HttpContext context, string name, FunctionRegistry registry, CodeStore codeStore, IOptions<LaminaOptions> options, ILoggerFactory loggers)
+    {
+        var cancellationToken = context.RequestAborted;
+        if (ResolveLatest(context, name, registry, options.Value, out var current, out var arn) is { } notFound)
+        {
+            return notFound;
+        }
+        var (body, readError) = await ReadBodyAsync(context.Request, MaxCodeRequestBytes, "UpdateFunctionCode", cancellationToken);
+        if (readError is not null)
+        {
+            return readError;
+        }
+        if (Parse(body, LaminaJsonContext.Default.UpdateFunctionCodeRequest, out var request) is { } parseError)
+        {
+            return parseError;
+        }
+        if (FunctionValidation.ValidateCodeUpdate(request) is { } invalid)
+        {
+            return invalid;
+        }
+        var zip = request.ZipFile!;
+        if (zip.Length > CodeStore.MaxZippedBytes)
+        {
+            return TooLarge("UpdateFunctionCode");
+        }
+        var architecture = request.Architectures?[0];
+
+        // Publish: accepted and ignored until versions exist (a later issue); $LATEST is updated either way.
+        if (request.DryRun == true)
+        {
+            if (request.RevisionId is not null && request.RevisionId != current!.RevisionId)
+            {
+                return RevisionMismatch();
+            }
+            var validated = await codeStore.ValidateAsync(zip, cancellationToken);
+            if (validated.Error is not null)
+            {
+                return validated.Error;
+            }
+            var preview = current! with
+            {
+                CodeSha256 = validated.Code!.Sha256,
+                CodeSize = validated.Code.Size,
+                Architecture = architecture ?? current.Architecture,
+            };
+            return Json(preview.ToDto(arn!), LaminaJsonContext.Default.FunctionConfigurationDto);
+        }
+
+        var stored = await codeStore.StoreAsync(zip, cancellationToken);
+        if (stored.Error is not null)
+        {
+            Log.PackageRefused(Logger(loggers), current!.Name, stored.Error.Message);
+            return stored.Error;
+        }
+        var code = stored.Code!;
+        var write = await registry.UpdateAsync(current!.Name, request.RevisionId,
+            c => c with { CodeSha256 = code.Sha256, CodeSize = code.Size, Architecture = architecture ?? c.Architecture },
+            cancellationToken);
+        return Updated(write, current.Name, arn!, options.Value, loggers, "code");
+    }
+
+    internal static async Task<IResult> UpdateFunctionConfiguration(
+        HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options, ILoggerFactory loggers)
+    {
+        var cancellationToken = context.RequestAborted;
+        if (ResolveLatest(context, name, registry, options.Value, out var current, out var arn) is { } notFound)
+        {
+            return notFound;
+        }
+        var (body, readError) = await ReadBodyAsync(context.Request, MaxConfigurationRequestBytes, "UpdateFunctionConfiguration", cancellationToken);
+        if (readError is not null)
+        {
+            return readError;
+        }
+        if (Parse(body, LaminaJsonContext.Default.UpdateFunctionConfigurationRequest, out var request) is { } parseError)
+        {
+            return parseError;
+        }
+
+        // Validated against the configuration current under the registry's lock (some rules depend on it).
+        AwsError? refused = null;
+        var write = await registry.UpdateAsync(current!.Name, request.RevisionId, c =>
+        {
+            var next = c;
+            refused = FunctionValidation.ApplyUpdate(ref next, request);
+            return refused is null ? next : null;
+        }, cancellationToken);
+        if (refused is not null)
+        {
+            return refused;
+        }
+        return Updated(write, current.Name, arn!, options.Value, loggers, "configuration");
+    }
+
+    internal static async Task<IResult> DeleteFunction(
+        HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options, ILoggerFactory loggers)
+    {
+        if (!FunctionReference.TryParse(name, QueryValue(context, "Qualifier"), options.Value, out var reference, out var nameError))
+        {
+            return nameError!;
+        }
+        var arn = options.Value.FunctionArn(reference.Name);
+        if (reference.Qualifier == "$LATEST")
+        {
+            return AwsError.InvalidParameter("$LATEST version cannot be deleted without deleting the function.");
+        }
+        if (reference.Qualifier is not null || !registry.TryGet(reference.Name, out _))
+        {
+            // Versions come in a later issue: any other qualifier names nothing yet.
+            return AwsError.FunctionNotFound(reference.Qualifier is null ? arn : $"{arn}:{reference.Qualifier}");
+        }
+        if (await registry.DeleteAsync(reference.Name, context.RequestAborted) == FunctionWriteStatus.NotFound)
+        {
+            return AwsError.FunctionNotFound(arn);
+        }
+        Log.Deleted(Logger(loggers), reference.Name);
+        return TypedResults.NoContent();
+    }
+
+    internal static IResult DownloadCode(HttpContext context, string file, CodeStore codeStore)
+    {
+        var hash = file.EndsWith(".zip", StringComparison.Ordinal) ? file[..^4] : "";
+        if (!codeStore.IsValidDownload(hash, QueryValue(context, "expires"), QueryValue(context, "signature")))
+        {
+            return new AwsError(StatusCodes.Status403Forbidden, "AccessDeniedException",
+                "The code download link is invalid or has expired; call GetFunction for a new one.");
+        }
+        var path = codeStore.TryGetZipPath(hash);
+        return path is null
+            ? AwsError.NotFound("The resource you requested does not exist.")
+            : TypedResults.PhysicalFile(path, "application/zip", fileDownloadName: null);
+    }
+
+    /// <summary>
+    /// Resolves <c>{name}</c> (+ <c>?Qualifier</c>) to the <c>$LATEST</c> configuration. The ARN is unqualified
+    /// unless the caller named <c>$LATEST</c>, as Lambda answers. Other qualifiers name versions or aliases, which
+    /// do not exist yet (a later issue): 404.
+    /// </summary>
+    private static AwsError? ResolveLatest(HttpContext context, string name, FunctionRegistry registry, LaminaOptions options, out FunctionConfig? config, out string? arn)
+    {
+        config = null;
+        arn = null;
+        if (!FunctionReference.TryParse(name, QueryValue(context, "Qualifier"), options, out var reference, out var error))
+        {
+            return error;
+        }
+        var unqualified = options.FunctionArn(reference.Name);
+        var qualified = reference.Qualifier is null ? unqualified : $"{unqualified}:{reference.Qualifier}";
+        if (!registry.TryGet(reference.Name, out config) || (reference.Qualifier is not null && reference.Qualifier != "$LATEST"))
+        {
+            config = null;
+            return AwsError.FunctionNotFound(qualified);
+        }
+        arn = qualified;
+        return null;
+    }
+
+    private static IResult Updated(FunctionWrite write, string name, string arn, LaminaOptions options, ILoggerFactory loggers, string what)
+    {
+        switch (write.Status)
+        {
+            case FunctionWriteStatus.Succeeded:
+                Log.Updated(Logger(loggers), name, what, write.Config!.RevisionId);
+                return Json(write.Config.ToDto(arn), LaminaJsonContext.Default.FunctionConfigurationDto);
+            case FunctionWriteStatus.RevisionMismatch:
+                return RevisionMismatch();
+            default:
+                // Deleted between the lookup and the write.
+                return AwsError.FunctionNotFound(options.FunctionArn(name));
+        }
+    }
+
+    /// <summary>
+    /// Reads the whole body, refusing more than <paramref name="limit"/> bytes with Lambda's 413, whether the
+    /// client announced the length or not. Kestrel's own limit is lifted for this request so ours is the one
+    /// that answers.
+    /// </summary>
+    internal static async Task<(ArraySegment<byte> Body, AwsError? Error)> ReadBodyAsync(HttpRequest request, long limit, string operation, CancellationToken cancellationToken)
+    {
+        if (request.ContentLength > limit)
+        {
+            return (default, TooLarge(operation, limit));
+        }
+        var sizeFeature = request.HttpContext.Features.Get<IHttpMaxRequestBodySizeFeature>();
+        if (sizeFeature is { IsReadOnly: false })
+        {
+            sizeFeature.MaxRequestBodySize = limit + 1;
+        }
+
+        using var body = new MemoryStream((int)Math.Min(request.ContentLength ?? 16 * 1024, limit));
+        var buffer = ArrayPool<byte>.Shared.Rent(81920);
+        try
+        {
+            int read;
+            while ((read = await request.Body.ReadAsync(buffer.AsMemory(), cancellationToken)) > 0)
+            {
+                if (body.Length + read > limit)
+                {
+                    return (default, TooLarge(operation, limit));
+                }
+                body.Write(buffer, 0, read);
+            }
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return (default, TooLarge(operation, limit));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+        return (new ArraySegment<byte>(body.GetBuffer(), 0, (int)body.Length), null);
+    }
+
+    /// <summary>Deserialises a JSON object; unknown members are ignored, anything else malformed is a 400.</summary>
+    internal static AwsError? Parse<T>(ArraySegment<byte> body, JsonTypeInfo<T> typeInfo, out T value) where T : class, new()
+    {
+        value = null!;
+        if (body.Count == 0)
+        {
+            value = new T(); // no body: no members
+            return null;
+        }
+        T? parsed;
+        try
+        {
+            parsed = JsonSerializer.Deserialize(body.AsSpan(), typeInfo);
+        }
+        catch (JsonException e)
+        {
+            var reason = e.Message.StartsWith("The JSON value could not be converted", StringComparison.Ordinal)
+                ? $"Unexpected value type at {e.Path} (line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1})"
+                : e.Message;
+            return AwsError.InvalidRequestContent($"Could not parse request body into json: {reason}");
+        }
+        if (parsed is null)
+        {
+            return AwsError.InvalidRequestContent("Could not parse request body into json: the body must be a JSON object, not null.");
+        }
+        value = parsed;
+        return null;
+    }
+
+    private static string? QueryValue(HttpContext context, string key) =>
+        context.Request.Query.TryGetValue(key, out var values) && values.Count > 0 ? values[0] : null;
+
+    private static AwsError AlreadyExists(string name) => AwsError.Conflict($"Function already exist: {name}");
+
+    private static AwsError RevisionMismatch() => AwsError.PreconditionFailed(
+        "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id");
+
+    private static AwsError TooLarge(string operation, long limit = MaxCodeRequestBytes) =>
+        AwsError.RequestTooLarge($"Request must be smaller than {limit} bytes for the {operation} operation");
+
+    private static JsonHttpResult<T> Json<T>(T value, JsonTypeInfo<T> typeInfo, int statusCode = StatusCodes.Status200OK) =>
+        TypedResults.Json(value, typeInfo, contentType: "application/json", statusCode: statusCode);
+
+    private static ILogger Logger(ILoggerFactory loggers) => loggers.CreateLogger(typeof(FunctionsApi).FullName!);
+
+    private static partial class Log
+    {
+        [LoggerMessage(2010, LogLevel.Information, "Created function {Name} ({Runtime}, code {CodeSha256})")]
+        public static partial void Created(ILogger logger, string name, string runtime, string codeSha256);
+
+        [LoggerMessage(2011, LogLevel.Information, "Updated {What} of function {Name}, revision {RevisionId}")]
+        public static partial void Updated(ILogger logger, string name, string what, string revisionId);
+
+        [LoggerMessage(2012, LogLevel.Information, "Deleted function {Name}")]
+        public static partial void Deleted(ILogger logger, string name);
+
+        [LoggerMessage(2013, LogLevel.Debug, "Refused the deployment package of {Name}: {Reason}")]
+        public static partial void PackageRefused(ILogger logger, string name, string reason);
+    }
+}

@@ -1,0 +1,25 @@
+using System.Text.Json.Serialization;
+
+namespace Lamina.Server.Api;
+
+/// <summary>
+/// All JSON goes through this one source-generated context. Every serialised type is listed here, on this one
+/// declaration: the source generator fails when [JsonSerializable] attributes sit on several partial parts.
+/// AWS's JSON omits absent members, so nulls are not written.
+/// </summary>
+[JsonSourceGenerationOptions(
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    PropertyNamingPolicy = JsonKnownNamingPolicy.Unspecified,
+    AllowDuplicateProperties = false)]
+[JsonSerializable(typeof(AwsErrorBody))]
+[JsonSerializable(typeof(string))]
+[JsonSerializable(typeof(Invoke.PlatformErrorBody))]
+// Control plane (Api/FunctionsContracts.cs).
+[JsonSerializable(typeof(CreateFunctionRequest))]
+[JsonSerializable(typeof(UpdateFunctionCodeRequest))]
+[JsonSerializable(typeof(UpdateFunctionConfigurationRequest))]
+[JsonSerializable(typeof(FunctionConfigurationDto))]
+[JsonSerializable(typeof(GetFunctionResponse))]
+[JsonSerializable(typeof(ListFunctionsResponse))]
+[JsonSerializable(typeof(Storage.StoredFunctionConfig))]
+internal sealed partial class LaminaJsonContext : JsonSerializerContext;

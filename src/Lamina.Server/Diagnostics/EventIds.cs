@@ -1,0 +1,20 @@
+namespace Lamina.Server.Diagnostics;
+
+/// <summary>Every log event id, one range per area, never reused.</summary>
+internal static class EventIds
+{
+    // 1xxx hosting
+    public const int Listening = 1000;
+    public const int UnhandledRequestError = 1001;
+
+    // 2xxx control plane
+    public const int FunctionCreated = 2000;
+    public const int FunctionUpdated = 2001;
+    public const int FunctionDeleted = 2002;
+
+    // 3xxx invoke and environments
+    public const int SandboxUnavailable = 3000;
+    public const int FunctionOutput = 3001;
+    public const int SandboxStartFailed = 3002;
+    public const int ColdStart = 3003;
+}

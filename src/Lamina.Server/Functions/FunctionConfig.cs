@@ -1,0 +1,64 @@
+namespace Lamina.Server.Functions;
+
+/// <summary>
+/// The desired state of one function version (today: <c>$LATEST</c>), immutable. An update produces a new
+/// instance with a new <see cref="RevisionId"/>; environments are started for exactly one instance and never
+/// serve another, so a warm environment can never run stale code or configuration.
+/// </summary>
+internal sealed record FunctionConfig
+{
+    public required string Name { get; init; }
+
+    /// <summary><c>$LATEST</c> or a published version number.</summary>
+    public string Version { get; init; } = "$LATEST";
+
+    public required string Runtime { get; init; }
+    public required string Role { get; init; }
+    public required string Handler { get; init; }
+    public string Description { get; init; } = "";
+
+    /// <summary>Seconds, 1–900.</summary>
+    public int Timeout { get; init; } = 3;
+
+    /// <summary>MB, 128–10240.</summary>
+    public int MemorySize { get; init; } = 128;
+
+    /// <summary>MB of <c>/tmp</c>, 512–10240.</summary>
+    public int EphemeralStorageSize { get; init; } = 512;
+
+    public string Architecture { get; init; } = "x86_64";
+
+    public IReadOnlyDictionary<string, string> EnvironmentVariables { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>Base64 SHA-256 of the zip, as Lambda reports it.</summary>
+    public required string CodeSha256 { get; init; }
+
+    /// <summary>Bytes of the zip.</summary>
+    public required long CodeSize { get; init; }
+
+    public required DateTimeOffset LastModified { get; init; }
+
+    /// <summary>Changes on every update; used for optimistic concurrency and to tell environments apart.</summary>
+    public required string RevisionId { get; init; }
+
+    public string TracingMode { get; init; } = "PassThrough";
+
+    /// <summary>Text or JSON.</summary>
+    public string LogFormat { get; init; } = "Text";
+
+    public string? LogGroup { get; init; }
+
+    /// <summary>Only with the JSON log format: TRACE, DEBUG, INFO, WARN, ERROR or FATAL.</summary>
+    public string? ApplicationLogLevel { get; init; }
+
+    /// <summary>Only with the JSON log format: DEBUG, INFO or WARN.</summary>
+    public string? SystemLogLevel { get; init; }
+
+    /// <summary>SQS queue or SNS topic ARN for events that failed every async attempt; null when none.</summary>
+    public string? DeadLetterTargetArn { get; init; }
+
+    public string LogGroupName => LogGroup ?? $"/aws/lambda/{Name}";
+
+    /// <summary>Hex SHA-256 of the zip: the key of its extracted tree in the code store.</summary>
+    public string CodeHashHex => Convert.ToHexStringLower(Convert.FromBase64String(CodeSha256));
+}

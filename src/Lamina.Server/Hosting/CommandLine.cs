@@ -1,0 +1,79 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
+
+namespace Lamina.Server.Hosting;
+
+/// <summary>The <c>lamina</c> command line: <c>serve [--port N] [--host ADDR] [--data DIR]</c>.</summary>
+internal static class CommandLine
+{
+    public const string Usage = """
+        usage: lamina serve [--port 9000] [--host 127.0.0.1] [--data DIR]
+
+          serve     start the Lamina server (Lambda API, invoke, runtime API)
+            --port  TCP port to listen on (0 picks a free one; default 9000)
+            --host  address to listen on (default 127.0.0.1)
+            --data  data directory: state, code, sandboxes (default ~/.lamina)
+        """;
+
+    public static bool TryParse(string[] args, out string command, [NotNullWhen(true)] out LaminaOptions? options, [NotNullWhen(false)] out string? error)
+    {
+        options = new LaminaOptions();
+        command = args.Length > 0 ? args[0] : "help";
+        error = null;
+        if (command is "help" or "--help" or "-h")
+        {
+            command = "help";
+            return true;
+        }
+        if (command != "serve")
+        {
+            error = $"lamina: unknown command '{command}'\n{Usage}";
+            options = null;
+            return false;
+        }
+
+        for (var i = 1; i < args.Length; i++)
+        {
+            var arg = args[i];
+            string? value = null;
+            var eq = arg.IndexOf('=', StringComparison.Ordinal);
+            if (arg.StartsWith("--", StringComparison.Ordinal) && eq > 0)
+            {
+                value = arg[(eq + 1)..];
+                arg = arg[..eq];
+            }
+            else if (arg is "--port" or "--host" or "--data")
+            {
+                if (i + 1 >= args.Length)
+                {
+                    error = $"lamina: {arg} needs a value\n{Usage}";
+                    options = null;
+                    return false;
+                }
+                value = args[++i];
+            }
+
+            switch (arg)
+            {
+                case "--port" when int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var port) && port <= 65535:
+                    options.Port = port;
+                    break;
+                case "--port":
+                    error = $"lamina: --port must be a number from 0 to 65535, not '{value}'";
+                    options = null;
+                    return false;
+                case "--host":
+                    options.Host = value!;
+                    break;
+                case "--data":
+                    options.DataDirectory = Path.GetFullPath(value!);
+                    break;
+                default:
+                    error = $"lamina: unknown option '{arg}'\n{Usage}";
+                    options = null;
+                    return false;
+            }
+        }
+        return true;
+    }
+}

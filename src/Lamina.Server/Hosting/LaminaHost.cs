@@ -1,0 +1,84 @@
+using System.Net;
+using Lamina.Server.Api;
+using Lamina.Server.RuntimeApi;
+using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.Options;
+
+namespace Lamina.Server.Hosting;
+
+/// <summary>Host wiring shared by every capability: options, Kestrel endpoints, request ids, errors, health.</summary>
+internal static partial class LaminaHost
+{
+    public static WebApplicationBuilder AddLaminaHost(this WebApplicationBuilder builder, LaminaOptions options)
+    {
+        Directory.CreateDirectory(options.DataDirectory);
+        builder.Services.AddSingleton(Options.Create(options));
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.TypeInfoResolverChain.Insert(0, LaminaJsonContext.Default));
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
+        builder.Logging.AddSimpleConsole(console =>
+        {
+            console.SingleLine = true;
+            console.TimestampFormat = "HH:mm:ss.fff ";
+        });
+        // Shut environments down within a bounded time on SIGTERM / Ctrl-C.
+        builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(10));
+
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            // Each API caps its own body (6 MB invoke, ~70 MB code upload) and answers with AWS's error, not Kestrel's.
+            kestrel.Limits.MaxRequestBodySize = null;
+            var address = options.Host is "localhost" ? IPAddress.Loopback : IPAddress.Parse(options.Host);
+            kestrel.Listen(address, options.Port);
+            kestrel.Listen(new RuntimeApiEndPoint());
+        });
+        return builder;
+    }
+
+    public static WebApplication UseLaminaHost(this WebApplication app)
+    {
+        // Runtime API connections (from sandboxes) are served first and never reach anything else.
+        app.UseRuntimeApi();
+        app.UseRequestIds();
+        app.UseExceptionHandler(errors => errors.Run(static async context =>
+        {
+            var error = context.Features.Get<IExceptionHandlerFeature>()?.Error;
+            var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Lamina.Server");
+            if (error is BadHttpRequestException bad)
+            {
+                await new AwsError(bad.StatusCode, "InvalidRequestContentException", bad.Message).ExecuteAsync(context);
+                return;
+            }
+            Log.UnhandledRequestError(logger, context.Request.Method, context.Request.Path, error);
+            // Never a stack trace on the wire.
+            await AwsError.Service("An internal error occurred; the server log has the details").ExecuteAsync(context);
+        }));
+        // Routing after the error handler, so a routing failure is answered in AWS's shape too.
+        app.UseRouting();
+        app.MapGet("/health", static () => Results.Text("ok"));
+        return app;
+    }
+
+    /// <summary>Starts the server, prints where it listens, and runs until SIGTERM / Ctrl-C.</summary>
+    public static async Task RunLaminaAsync(this WebApplication app)
+    {
+        await app.StartAsync();
+        var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
+        foreach (var address in addresses.Where(a => a.StartsWith("http://", StringComparison.Ordinal) && !a.Contains("lamina-runtime-api", StringComparison.Ordinal)))
+        {
+            Console.WriteLine($"lamina: listening on {address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal)}");
+        }
+        Console.Out.Flush();
+        await app.WaitForShutdownAsync();
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = Diagnostics.EventIds.UnhandledRequestError, Level = LogLevel.Error, Message = "Unhandled error in {Method} {Path}")]
+        public static partial void UnhandledRequestError(ILogger logger, string method, string path, Exception? error);
+    }
+}

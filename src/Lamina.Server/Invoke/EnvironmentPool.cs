@@ -1,0 +1,314 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Lamina.Server.Functions;
+using Lamina.Server.Hosting;
+using Lamina.Server.Logs;
+using Lamina.Server.RuntimeApi;
+using Lamina.Server.Sandbox;
+using Microsoft.Extensions.Options;
+
+namespace Lamina.Server.Invoke;
+
+/// <summary>
+/// The execution environments of every function configuration: idle ones wait on a stack (LIFO keeps the warmest
+/// in use), busy ones belong to their invocation. Starting environments is parallel (no lock is held while a sandbox
+/// starts). One heartbeat sweeps idle environments past their lifetime. Stopping the server stops them all.
+/// </summary>
+internal sealed partial class EnvironmentPool : IHostedService, IDisposable
+{
+    private readonly ConcurrentDictionary<FunctionConfig, Slot> _slots = new(ReferenceEqualityComparer.Instance);
+    private readonly SandboxLauncher? _launcher;
+    private readonly string? _sandboxError;
+    private readonly RuntimeApiTransport _transport;
+    private readonly LaminaOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger<EnvironmentPool> _logger;
+    private readonly ILogger _functionLogger;
+    private readonly Functions.FunctionRegistry _registry;
+    private readonly Storage.CodeStore _codeStore;
+    private readonly CancellationTokenSource _stopping = new();
+    private Task? _heartbeat;
+
+    public EnvironmentPool(IOptions<LaminaOptions> options, RuntimeApiTransport transport, FunctionRegistry registry, Storage.CodeStore codeStore, TimeProvider time, ILoggerFactory loggers)
+    {
+        _options = options.Value;
+        _transport = transport;
+        _registry = registry;
+        _codeStore = codeStore;
+        _time = time;
+        _logger = loggers.CreateLogger<EnvironmentPool>();
+        _functionLogger = loggers.CreateLogger("Lamina.Function");
+        _sandboxError = SandboxLauncher.CheckPrerequisites();
+        if (_sandboxError is null)
+        {
+            try
+            {
+                var cgroups = new Cgroups();
+                cgroups.RemoveLeftovers();
+                _launcher = new SandboxLauncher(cgroups, _options.DataDirectory);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                _sandboxError = $"cgroups are not usable ({e.Message}); Lamina must run as root to create them";
+            }
+        }
+        registry.Retired += OnRetired;
+    }
+
+    /// <summary>An idle environment of <paramref name="config"/>, or null if none is warm.</summary>
+    public ExecutionEnvironment? TryTakeIdle(FunctionConfig config)
+    {
+        if (!_slots.TryGetValue(config, out var slot))
+        {
+            return null;
+        }
+        lock (slot)
+        {
+            while (slot.Idle.TryPop(out var environment))
+            {
+                if (environment.IsUsable)
+                {
+                    return environment;
+                }
+            }
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// Starts a new environment for <paramref name="config"/> (a cold start). The sandbox is running when this
+    /// returns; its Init may still be in progress. Fails with a <see cref="SandboxException"/> when no sandbox can be made.
+    /// </summary>
+    public ExecutionEnvironment Start(FunctionConfig config, string requestId)
+    {
+        if (_launcher is null)
+        {
+            throw new SandboxException(_sandboxError ?? "sandboxes are unavailable");
+        }
+        var codeDirectory = _codeStore.GetCodeDirectory(config);
+        if (!RuntimeCatalog.TryGetCommand(config.Runtime, codeDirectory, out var command, out var entrypointError))
+        {
+            throw new EntrypointException(entrypointError);
+        }
+
+        var id = Guid.NewGuid().ToString("N");
+        var log = new InvocationLog(config.LogGroupName, InvocationLog.StreamName(_time.GetUtcNow(), config.Version, id));
+        var environment = new ExecutionEnvironment(id, config, log, _time) { InitRequestId = requestId };
+        var spec = new SandboxSpec
+        {
+            Id = id,
+            CodeDirectory = codeDirectory,
+            RuntimesDirectory = _options.RuntimesDirectory,
+            Command = command,
+            Environment = EnvironmentVariables.For(config, log, _options),
+            MemoryMb = config.MemorySize,
+            TmpSizeMb = config.EphemeralStorageSize,
+        };
+        var functionName = config.Name;
+        var sandbox = _launcher.Launch(spec, line =>
+        {
+            log.Append(line);
+            LogFunctionOutput(_functionLogger, functionName, line);
+        });
+        environment.Attach(sandbox);
+        _ = _transport.ServeAsync(sandbox.Listener, environment);
+
+        var slot = _slots.GetOrAdd(config, static _ => new Slot());
+        lock (slot)
+        {
+            slot.All.Add(environment);
+            if (slot.Retired)
+            {
+                environment.MarkDead();
+            }
+        }
+        _ = sandbox.Exited.ContinueWith((_, state) => Forget((ExecutionEnvironment)state!), environment, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+        return environment;
+    }
+
+    /// <summary>Gives an environment back after an invocation: warm if it can serve again, stopped otherwise.</summary>
+    public void Return(ExecutionEnvironment environment)
+    {
+        if (_slots.TryGetValue(environment.Config, out var slot) && environment.IsUsable)
+        {
+            lock (slot)
+            {
+                if (!slot.Retired && !_stopping.IsCancellationRequested)
+                {
+                    environment.IdleSinceTimestamp = Stopwatch.GetTimestamp();
+                    slot.Idle.Push(environment);
+                    return;
+                }
+            }
+        }
+        _ = StopAsync(environment);
+    }
+
+    /// <summary>Stops an environment that did not work out (init failed, timed out…).</summary>
+    public void Discard(ExecutionEnvironment environment)
+    {
+        environment.MarkDead();
+        _ = StopAsync(environment);
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (_sandboxError is not null)
+        {
+            Log.SandboxUnavailable(_logger, _sandboxError);
+        }
+        _heartbeat = HeartbeatAsync();
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _stopping.CancelAsync();
+        var all = new List<ExecutionEnvironment>();
+        foreach (var slot in _slots.Values)
+        {
+            lock (slot)
+            {
+                slot.Retired = true;
+                slot.Idle.Clear();
+                all.AddRange(slot.All);
+            }
+        }
+        await Task.WhenAll(all.Select(StopAsync));
+        if (_heartbeat is not null)
+        {
+            await _heartbeat;
+        }
+    }
+
+    public void Dispose()
+    {
+        _launcher?.Dispose();
+        _stopping.Dispose();
+    }
+
+    private void OnRetired(FunctionConfig config)
+    {
+        if (!_slots.TryGetValue(config, out var slot))
+        {
+            return;
+        }
+        List<ExecutionEnvironment> idle;
+        lock (slot)
+        {
+            slot.Retired = true;
+            idle = [.. slot.Idle];
+            slot.Idle.Clear();
+            foreach (var environment in slot.All)
+            {
+                environment.MarkDead(); // Busy ones finish their invocation, then stop on return.
+            }
+        }
+        foreach (var environment in idle)
+        {
+            _ = StopAsync(environment);
+        }
+    }
+
+    private async Task StopAsync(ExecutionEnvironment environment)
+    {
+        environment.MarkDead();
+        if (environment.Sandbox is { } sandbox)
+        {
+            // Lambda gives a runtime without extensions a short grace after SIGTERM.
+            await sandbox.StopAsync(TimeSpan.FromMilliseconds(300), CancellationToken.None);
+        }
+        Forget(environment);
+    }
+
+    private void Forget(ExecutionEnvironment environment)
+    {
+        environment.Sandbox?.Destroy();
+        if (_slots.TryGetValue(environment.Config, out var slot))
+        {
+            lock (slot)
+            {
+                slot.All.Remove(environment);
+                if (slot.All.Count == 0 && slot.Retired)
+                {
+                    _slots.TryRemove(new KeyValuePair<FunctionConfig, Slot>(environment.Config, slot));
+                }
+            }
+        }
+    }
+
+    /// <summary>One loop sweeps idle environments past their lifetime (Kestrel-style heartbeat, not a timer each).</summary>
+    private async Task HeartbeatAsync()
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1), _time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stopping.Token))
+            {
+                var lifetime = _options.IdleEnvironmentLifetime;
+                foreach (var slot in _slots.Values)
+                {
+                    List<ExecutionEnvironment>? expired = null;
+                    lock (slot)
+                    {
+                        if (slot.Idle.Count == 0)
+                        {
+                            continue;
+                        }
+                        var keep = new Stack<ExecutionEnvironment>();
+                        foreach (var environment in slot.Idle.Reverse())
+                        {
+                            if (Stopwatch.GetElapsedTime(environment.IdleSinceTimestamp) > lifetime || !environment.IsUsable)
+                            {
+                                (expired ??= []).Add(environment);
+                            }
+                            else
+                            {
+                                keep.Push(environment);
+                            }
+                        }
+                        slot.Idle.Clear();
+                        foreach (var environment in keep.Reverse())
+                        {
+                            slot.Idle.Push(environment);
+                        }
+                    }
+                    foreach (var environment in expired ?? [])
+                    {
+                        _ = StopAsync(environment);
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private sealed class Slot
+    {
+        public readonly Stack<ExecutionEnvironment> Idle = new();
+        public readonly HashSet<ExecutionEnvironment> All = [];
+        public bool Retired;
+    }
+
+    private static void LogFunctionOutput(ILogger logger, string function, string line)
+    {
+        if (logger.IsEnabled(LogLevel.Debug))
+        {
+            Log.FunctionOutput(logger, function, line);
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = Diagnostics.EventIds.SandboxUnavailable, Level = LogLevel.Error, Message = "Sandboxes cannot be created, so no function can run: {Reason}")]
+        public static partial void SandboxUnavailable(ILogger logger, string reason);
+
+        [LoggerMessage(EventId = Diagnostics.EventIds.FunctionOutput, Level = LogLevel.Debug, Message = "[{Function}] {Line}")]
+        public static partial void FunctionOutput(ILogger logger, string function, string line);
+    }
+}
+
+/// <summary>The function cannot start: its entrypoint is missing (Lambda: Runtime.InvalidEntrypoint).</summary>
+internal sealed class EntrypointException(string message) : Exception(message);

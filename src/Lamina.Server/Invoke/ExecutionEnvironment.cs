@@ -1,0 +1,262 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Threading.Channels;
+using Lamina.Server.Functions;
+using Lamina.Server.Logs;
+using Lamina.Server.Sandbox;
+
+namespace Lamina.Server.Invoke;
+
+/// <summary>
+/// One execution environment: a sandbox running one function configuration's runtime, serving one invocation at a
+/// time. This class is the Runtime API's state machine (Init → Idle ⇄ Busy → Dead) shared by the invoke path and
+/// the runtime's HTTP calls.
+/// </summary>
+internal sealed class ExecutionEnvironment
+{
+    /// <summary>Largest response a runtime may post (Lambda: 6 MiB + 100 bytes).</summary>
+    public const int MaxResponseBytes = 6 * 1024 * 1024 + 100;
+
+    private readonly TimeProvider _time;
+    private readonly Lock _lock = new();
+
+    // The runtime's pending /next reads from here; the pool guarantees at most one invocation is outstanding.
+    private readonly Channel<Invocation> _next = Channel.CreateBounded<Invocation>(new BoundedChannelOptions(1) { SingleReader = false, SingleWriter = true });
+
+    // Completes with null when the runtime first asks for an invocation (init done), or with the error to report.
+    private readonly TaskCompletionSource<InvocationResult?> _init = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly long _createdTimestamp;
+
+    private Invocation? _current;
+    private string? _lastRequestId;
+    private double? _initDurationMs;
+    private volatile bool _dead;
+
+    public ExecutionEnvironment(string id, FunctionConfig config, InvocationLog log, TimeProvider time)
+    {
+        Id = id;
+        Config = config;
+        Log = log;
+        _time = time;
+        _createdTimestamp = Stopwatch.GetTimestamp();
+    }
+
+    public string Id { get; }
+
+    public FunctionConfig Config { get; }
+
+    public InvocationLog Log { get; }
+
+    public Sandbox.Sandbox? Sandbox { get; private set; }
+
+    /// <summary>False once the environment crashed, timed out or was stopped; it never takes another invocation.</summary>
+    public bool IsUsable => !_dead;
+
+    /// <summary>When the environment last finished an invocation (for idle reaping).</summary>
+    public long IdleSinceTimestamp { get; set; }
+
+    /// <summary>The invocation that started this environment (cold start), named in errors that end its Init.</summary>
+    public string InitRequestId { get; set; } = "";
+
+    public void Attach(Sandbox.Sandbox sandbox)
+    {
+        Sandbox = sandbox;
+        sandbox.Exited.ContinueWith(static (t, state) => ((ExecutionEnvironment)state!).OnExited(t.GetAwaiter().GetResult()), this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    /// <summary>Waits for the Init phase to end. Returns null on success, or the error the first invocation gets.</summary>
+    public async Task<InvocationResult?> WaitForInitAsync(TimeSpan limit, string requestId)
+    {
+        InvocationResult? outcome;
+        try
+        {
+            outcome = await _init.Task.WaitAsync(limit, _time);
+        }
+        catch (TimeoutException)
+        {
+            outcome = InvocationResult.PlatformError("Sandbox.Timedout",
+                string.Create(CultureInfo.InvariantCulture, $"RequestId: {requestId} Error: Task timed out after {limit.TotalSeconds:F2} seconds"));
+            _init.TrySetResult(outcome);
+        }
+        _initDurationMs = Stopwatch.GetElapsedTime(_createdTimestamp).TotalMilliseconds;
+        if (outcome is not null)
+        {
+            MarkDead();
+            // Whatever the failed runtime printed belongs to the error's invocation log.
+            Sandbox?.DrainOutput(flushPartialLines: true);
+        }
+        return outcome;
+    }
+
+    /// <summary>Runs one invocation to its end: response, error, timeout or crash.</summary>
+    public async Task<InvocationResult> RunAsync(Invocation invocation)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var timeout = TimeSpan.FromSeconds(Config.Timeout);
+        invocation.DeadlineMs = _time.GetUtcNow().ToUnixTimeMilliseconds() + (long)timeout.TotalMilliseconds;
+        Log.Start(invocation.RequestId, Config.Version, includeInitOutput: _initDurationMs is not null);
+        lock (_lock)
+        {
+            _current = invocation;
+        }
+        if (_dead)
+        {
+            // The runtime died between init and this invocation.
+            var exit = Sandbox?.Exited is { IsCompleted: true } exited ? exited.GetAwaiter().GetResult() : new SandboxExitInfo(-1, false);
+            invocation.TryComplete(ExitResult(invocation.RequestId, exit));
+        }
+        else
+        {
+            _next.Writer.TryWrite(invocation);
+        }
+
+        InvocationResult result;
+        string? status = null;
+        try
+        {
+            result = await invocation.Completion.WaitAsync(timeout, _time);
+        }
+        catch (TimeoutException)
+        {
+            var timedOut = InvocationResult.PlatformError("Sandbox.Timedout",
+                string.Create(CultureInfo.InvariantCulture, $"RequestId: {invocation.RequestId} Error: Task timed out after {timeout.TotalSeconds:F2} seconds"));
+            if (invocation.TryComplete(timedOut))
+            {
+                // Lambda resets the environment: the runtime is killed, the next invocation starts cold.
+                MarkDead();
+                Sandbox?.DrainOutput(flushPartialLines: true);
+                Sandbox?.Kill();
+                Log.Append(string.Create(CultureInfo.InvariantCulture, $"{InvocationLog.Timestamp(_time.GetUtcNow())} {invocation.RequestId} Task timed out after {timeout.TotalSeconds:F2} seconds"));
+                status = "timeout";
+            }
+            result = await invocation.Completion;
+        }
+
+        var duration = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        if (status is null)
+        {
+            Sandbox?.DrainOutput(flushPartialLines: true);
+            if (result.Outcome != InvocationOutcome.Success && _dead)
+            {
+                status = "error";
+            }
+        }
+        lock (_lock)
+        {
+            _current = null;
+            _lastRequestId = invocation.RequestId;
+        }
+
+        Log.End(invocation.RequestId);
+        var memoryMb = (Sandbox?.Cgroup.MemoryPeakBytes() ?? 0) / (1024 * 1024);
+        Log.Report(invocation.RequestId, duration, Config.MemorySize, memoryMb, _initDurationMs, status);
+        _initDurationMs = null; // Init Duration is reported on the first invocation only.
+        return result;
+    }
+
+    /// <summary>Writes the platform lines of an invocation that never reached a runtime (init failed).</summary>
+    public void ReportFailedInit(string requestId)
+    {
+        Log.Start(requestId, Config.Version, includeInitOutput: true);
+        Log.End(requestId);
+        var memoryMb = (Sandbox?.Cgroup.MemoryPeakBytes() ?? 0) / (1024 * 1024);
+        Log.Report(requestId, _initDurationMs ?? 0, Config.MemorySize, memoryMb, _initDurationMs, "error");
+    }
+
+    // ---- Runtime API side -------------------------------------------------------------------------------------
+
+    /// <summary><c>GET /runtime/invocation/next</c>: ends Init on the first call, then waits for an invocation.</summary>
+    public async ValueTask<Invocation?> NextAsync(CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            if (_dead || _current is { Delivered: true, IsCompleted: false })
+            {
+                return null; // 403: one invocation at a time.
+            }
+        }
+        _init.TrySetResult(null);
+        var invocation = await _next.Reader.ReadAsync(cancellationToken);
+        invocation.Delivered = true;
+        return invocation;
+    }
+
+    /// <summary><c>POST /runtime/invocation/{id}/response</c>.</summary>
+    public RuntimeApiStatus PostResponse(string requestId, ReadOnlyMemory<byte> body, string? contentType) =>
+        Complete(requestId, InvocationResult.Success(body, contentType));
+
+    /// <summary><c>POST /runtime/invocation/{id}/error</c>: the body is relayed verbatim.</summary>
+    public RuntimeApiStatus PostError(string requestId, ReadOnlyMemory<byte> body, string? errorType) =>
+        Complete(requestId, InvocationResult.FunctionError(body, errorType));
+
+    /// <summary>The runtime tried to post a response over the limit: the caller gets Function.ResponseSizeTooLarge.</summary>
+    public RuntimeApiStatus PostResponseTooLarge(string requestId, long size) =>
+        Complete(requestId, InvocationResult.PlatformError("Function.ResponseSizeTooLarge",
+            string.Create(CultureInfo.InvariantCulture, $"Response payload size ({size} bytes) exceeded maximum allowed payload size ({MaxResponseBytes} bytes).")));
+
+    /// <summary><c>POST /runtime/init/error</c>: the pending first invocation gets this error.</summary>
+    public RuntimeApiStatus PostInitError(ReadOnlyMemory<byte> body, string? errorType)
+    {
+        if (_init.Task.IsCompleted)
+        {
+            return RuntimeApiStatus.InvalidState;
+        }
+        _init.TrySetResult(InvocationResult.FunctionError(body, errorType ?? "Runtime.Unknown"));
+        return RuntimeApiStatus.Accepted;
+    }
+
+    /// <summary>Stops taking invocations (the configuration was replaced, or the server is stopping).</summary>
+    public void MarkDead()
+    {
+        _dead = true;
+        _next.Writer.TryComplete();
+    }
+
+    private RuntimeApiStatus Complete(string requestId, InvocationResult result)
+    {
+        lock (_lock)
+        {
+            var current = _current;
+            if (current is null || !current.Delivered)
+            {
+                return requestId == _lastRequestId ? RuntimeApiStatus.InvalidRequestId : RuntimeApiStatus.InvalidState;
+            }
+            if (current.RequestId != requestId)
+            {
+                return RuntimeApiStatus.InvalidRequestId;
+            }
+            return current.TryComplete(result) ? RuntimeApiStatus.Accepted : RuntimeApiStatus.InvalidRequestId;
+        }
+    }
+
+    private void OnExited(SandboxExitInfo exit)
+    {
+        MarkDead();
+        Invocation? current;
+        lock (_lock)
+        {
+            current = _current;
+        }
+        _init.TrySetResult(ExitResult(InitRequestId, exit));
+        if (current is not null)
+        {
+            current.TryComplete(ExitResult(current.RequestId, exit));
+        }
+    }
+
+    private static InvocationResult ExitResult(string requestId, SandboxExitInfo exit)
+    {
+        var prefix = requestId.Length > 0 ? $"RequestId: {requestId} " : "";
+        return exit.OutOfMemory
+            ? InvocationResult.PlatformError("Runtime.OutOfMemory", $"{prefix}Error: Runtime exited with error: signal: killed")
+            : InvocationResult.PlatformError("Runtime.ExitError", $"{prefix}Error: Runtime exited with error: {exit.Describe()}");
+    }
+}
+
+/// <summary>What the Runtime API answers a runtime's post.</summary>
+internal enum RuntimeApiStatus
+{
+    Accepted,
+    InvalidRequestId,
+    InvalidState,
+}

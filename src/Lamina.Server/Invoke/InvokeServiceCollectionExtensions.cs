@@ -1,0 +1,19 @@
+using Lamina.Server.RuntimeApi;
+using Microsoft.AspNetCore.Connections;
+
+namespace Lamina.Server.Invoke;
+
+internal static class InvokeServiceCollectionExtensions
+{
+    /// <summary>Environments, the Runtime API transport and the invoke path.</summary>
+    public static IServiceCollection AddInvoke(this IServiceCollection services)
+    {
+        services.AddSingleton<RuntimeApiTransport>();
+        // Kestrel asks every registered transport whether it can bind an endpoint; ours takes only RuntimeApiEndPoint.
+        services.AddSingleton<IConnectionListenerFactory>(static sp => sp.GetRequiredService<RuntimeApiTransport>());
+        services.AddSingleton<EnvironmentPool>();
+        services.AddHostedService(static sp => sp.GetRequiredService<EnvironmentPool>());
+        services.AddSingleton<Invoker>();
+        return services;
+    }
+}

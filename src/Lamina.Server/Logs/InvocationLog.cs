@@ -1,0 +1,103 @@
+using System.Globalization;
+using System.Text;
+
+namespace Lamina.Server.Logs;
+
+/// <summary>
+/// The log of one environment as Lambda writes it: the function's output lines and the platform's START / END /
+/// REPORT lines (LAMBDA.md §8.1). Keeps the current invocation's lines, bounded, for <c>X-Amz-Log-Result</c>.
+/// Persisting streams (CloudWatch Logs API) comes later; this class is where they will be fed from.
+/// </summary>
+internal sealed class InvocationLog
+{
+    /// <summary>Lambda returns the last 4 KB of the invocation's log.</summary>
+    public const int TailBytes = 4096;
+
+    // Enough characters that the last 4 KB of UTF-8 is always inside.
+    private const int KeepChars = 4 * TailBytes;
+
+    private readonly Lock _lock = new();
+    private readonly StringBuilder _current = new();
+
+    public InvocationLog(string logGroupName, string logStreamName)
+    {
+        LogGroupName = logGroupName;
+        LogStreamName = logStreamName;
+    }
+
+    public string LogGroupName { get; }
+
+    public string LogStreamName { get; }
+
+    /// <summary>Appends one line of function output (or a platform line).</summary>
+    public void Append(string line)
+    {
+        lock (_lock)
+        {
+            _current.Append(line).Append('\n');
+            if (_current.Length > 2 * KeepChars)
+            {
+                _current.Remove(0, _current.Length - KeepChars);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Begins an invocation's log. Output before it belongs to it only on a cold start (the Init phase's lines:
+    /// an import error, say); otherwise earlier lines are not part of this invocation's tail.
+    /// </summary>
+    public void Start(string requestId, string version, bool includeInitOutput)
+    {
+        if (!includeInitOutput)
+        {
+            lock (_lock)
+            {
+                _current.Clear();
+            }
+        }
+        Append($"START RequestId: {requestId} Version: {version}");
+    }
+
+    public void End(string requestId) => Append($"END RequestId: {requestId}");
+
+    /// <summary>Writes the REPORT line in Lambda's exact tab-separated layout (Init Duration last, trailing tab).</summary>
+    public void Report(string requestId, double durationMs, int memorySizeMb, long maxMemoryUsedMb, double? initDurationMs, string? status)
+    {
+        var line = new StringBuilder(200);
+        line.Append(CultureInfo.InvariantCulture, $"REPORT RequestId: {requestId}\tDuration: {durationMs:F2} ms\tBilled Duration: {(long)Math.Ceiling(durationMs)} ms\tMemory Size: {memorySizeMb} MB\tMax Memory Used: {maxMemoryUsedMb} MB\t");
+        if (initDurationMs is { } init)
+        {
+            line.Append(CultureInfo.InvariantCulture, $"Init Duration: {init:F2} ms\t");
+        }
+        if (status is not null)
+        {
+            line.Append(CultureInfo.InvariantCulture, $"Status: {status}\t");
+        }
+        Append(line.ToString());
+    }
+
+    /// <summary>Base64 of the last 4 KB (UTF-8) of the current invocation's log.</summary>
+    public string Tail()
+    {
+        string text;
+        lock (_lock)
+        {
+            text = _current.ToString();
+        }
+        var bytes = Encoding.UTF8.GetBytes(text);
+        var start = Math.Max(0, bytes.Length - TailBytes);
+        // Do not start in the middle of a UTF-8 sequence.
+        while (start < bytes.Length && (bytes[start] & 0xC0) == 0x80)
+        {
+            start++;
+        }
+        return Convert.ToBase64String(bytes, start, bytes.Length - start);
+    }
+
+    /// <summary>Lambda's stream name: <c>YYYY/MM/DD/[version]id</c>.</summary>
+    public static string StreamName(DateTimeOffset now, string version, string environmentId) =>
+        string.Create(CultureInfo.InvariantCulture, $"{now:yyyy'/'MM'/'dd}/[{version}]{environmentId}");
+
+    /// <summary>The ISO-8601 timestamp Lambda uses in platform lines.</summary>
+    public static string Timestamp(DateTimeOffset now) => now.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,27 @@
+using Lamina.Server.Api;
+using Lamina.Server.Functions;
+using Lamina.Server.Hosting;
+using Lamina.Server.Invoke;
+
+if (!CommandLine.TryParse(args, out var command, out var options, out var usageError))
+{
+    Console.Error.WriteLine(usageError);
+    return 2;
+}
+if (command == "help")
+{
+    Console.WriteLine(CommandLine.Usage);
+    return 0;
+}
+
+var builder = WebApplication.CreateBuilder(args: []);
+builder.AddLaminaHost(options);
+builder.Services.AddFunctions();
+builder.Services.AddInvoke();
+
+var app = builder.Build();
+app.UseLaminaHost();
+app.MapFunctionsApi();
+app.MapInvokeApi();
+await app.RunLaminaAsync();
+return 0;

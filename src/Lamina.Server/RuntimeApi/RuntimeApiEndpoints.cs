@@ -1,0 +1,215 @@
+using System.Buffers;
+using System.Globalization;
+using System.Text;
+using Lamina.Server.Invoke;
+
+namespace Lamina.Server.RuntimeApi;
+
+/// <summary>
+/// The Runtime API 2018-06-01 (LAMBDA.md §5) as each environment sees it. Requests from a sandbox's socket are
+/// answered here and never reach the control plane; requests from anywhere else never reach this.
+/// </summary>
+internal static class RuntimeApiEndpoints
+{
+    private const string Prefix = "/2018-06-01/runtime/";
+    private const string InvocationPrefix = Prefix + "invocation/";
+
+    private static readonly byte[] Accepted = """{"status":"OK"}"""u8.ToArray();
+
+    /// <summary>Routes Runtime API connections to <see cref="HandleAsync"/> before anything else sees them.</summary>
+    public static IApplicationBuilder UseRuntimeApi(this IApplicationBuilder app) => app.Use(static (context, next) =>
+        RuntimeApiTransport.EnvironmentOf(context) is ExecutionEnvironment environment
+            ? HandleAsync(context, environment)
+            : next(context));
+
+    private static async Task HandleAsync(HttpContext context, ExecutionEnvironment environment)
+    {
+        var path = context.Request.Path.Value ?? "";
+        var method = context.Request.Method;
+        if (path == InvocationPrefix + "next" && HttpMethods.IsGet(method))
+        {
+            await NextAsync(context, environment);
+            return;
+        }
+        if (path.StartsWith(InvocationPrefix, StringComparison.Ordinal) && HttpMethods.IsPost(method))
+        {
+            var rest = path.AsSpan(InvocationPrefix.Length);
+            var slash = rest.IndexOf('/');
+            if (slash > 0)
+            {
+                var requestId = rest[..slash].ToString();
+                var action = rest[(slash + 1)..];
+                if (action.SequenceEqual("response"))
+                {
+                    await PostResultAsync(context, environment, requestId, isError: false);
+                    return;
+                }
+                if (action.SequenceEqual("error"))
+                {
+                    await PostResultAsync(context, environment, requestId, isError: true);
+                    return;
+                }
+            }
+        }
+        if (path == Prefix + "init/error" && HttpMethods.IsPost(method))
+        {
+            var body = await ReadBodyAsync(context, ExecutionEnvironment.MaxResponseBytes);
+            var errorType = ErrorType(context);
+            var status = environment.PostInitError(body ?? ErrorBody(errorType, "init error"), errorType);
+            await WriteStatusAsync(context, status);
+            return;
+        }
+        if (path == "/2018-06-01/ping" && HttpMethods.IsGet(method))
+        {
+            context.Response.ContentType = "text/plain";
+            await context.Response.Body.WriteAsync("pong"u8.ToArray());
+            return;
+        }
+        await WriteErrorAsync(context, StatusCodes.Status404NotFound, "InvalidRequest", $"No Runtime API route for {method} {path}");
+    }
+
+    private static async Task NextAsync(HttpContext context, ExecutionEnvironment environment)
+    {
+        Invocation? invocation;
+        try
+        {
+            invocation = await environment.NextAsync(context.RequestAborted);
+        }
+        catch (Exception e) when (e is OperationCanceledException or System.Threading.Channels.ChannelClosedException)
+        {
+            // The runtime went away, or the environment is shutting down.
+            if (!context.RequestAborted.IsCancellationRequested)
+            {
+                await WriteErrorAsync(context, StatusCodes.Status500InternalServerError, "InternalServerError", "The execution environment is shutting down");
+            }
+            return;
+        }
+        if (invocation is null)
+        {
+            await WriteErrorAsync(context, StatusCodes.Status403Forbidden, "InvalidStateTransition", "An invocation is already in progress in this environment");
+            return;
+        }
+
+        var response = context.Response;
+        var headers = response.Headers;
+        headers["Lambda-Runtime-Aws-Request-Id"] = invocation.RequestId;
+        headers["Lambda-Runtime-Deadline-Ms"] = invocation.DeadlineMs.ToString(CultureInfo.InvariantCulture);
+        headers["Lambda-Runtime-Invoked-Function-Arn"] = invocation.InvokedFunctionArn;
+        headers["Lambda-Runtime-Trace-Id"] = invocation.TraceId;
+        if (invocation.ClientContext is not null)
+        {
+            headers["Lambda-Runtime-Client-Context"] = invocation.ClientContext;
+        }
+        response.ContentType = "application/json";
+        response.ContentLength = invocation.Payload.Length;
+        await response.Body.WriteAsync(invocation.Payload);
+    }
+
+    private static async Task PostResultAsync(HttpContext context, ExecutionEnvironment environment, string requestId, bool isError)
+    {
+        var request = context.Request;
+        if (request.ContentLength > ExecutionEnvironment.MaxResponseBytes)
+        {
+            await TooLargeAsync(context, environment, requestId, request.ContentLength.Value);
+            return;
+        }
+        var body = await ReadBodyAsync(context, ExecutionEnvironment.MaxResponseBytes);
+        if (body is null)
+        {
+            await TooLargeAsync(context, environment, requestId, ExecutionEnvironment.MaxResponseBytes + 1L);
+            return;
+        }
+
+        RuntimeApiStatus status;
+        if (isError)
+        {
+            var errorType = ErrorType(context);
+            status = environment.PostError(requestId, body.Value.Length > 0 ? body.Value : ErrorBody(errorType, ""), errorType);
+        }
+        else
+        {
+            status = environment.PostResponse(requestId, body.Value, request.ContentType);
+        }
+        await WriteStatusAsync(context, status);
+    }
+
+    private static async Task TooLargeAsync(HttpContext context, ExecutionEnvironment environment, string requestId, long size)
+    {
+        environment.PostResponseTooLarge(requestId, size);
+        await WriteErrorAsync(context, StatusCodes.Status413PayloadTooLarge, "RequestEntityTooLarge",
+            string.Create(CultureInfo.InvariantCulture, $"Exceeded maximum allowed payload size ({ExecutionEnvironment.MaxResponseBytes} bytes)."));
+    }
+
+    private static string? ErrorType(HttpContext context)
+    {
+        var value = context.Request.Headers["Lambda-Runtime-Function-Error-Type"].ToString();
+        return value.Length > 0 ? value : null;
+    }
+
+    private static byte[] ErrorBody(string? errorType, string message) =>
+        Encoding.UTF8.GetBytes($$"""{"errorType":{{System.Text.Json.JsonSerializer.Serialize(errorType ?? "Runtime.Unknown", Api.LaminaJsonContext.Default.String)}},"errorMessage":{{System.Text.Json.JsonSerializer.Serialize(message, Api.LaminaJsonContext.Default.String)}}}""");
+
+    /// <summary>Reads the whole body, or returns null if it exceeds <paramref name="limit"/> bytes.</summary>
+    internal static async Task<ReadOnlyMemory<byte>?> ReadBodyAsync(HttpContext context, int limit)
+    {
+        var declared = context.Request.ContentLength;
+        if (declared > limit)
+        {
+            return null;
+        }
+        var body = context.Request.Body;
+        if (declared is { } length)
+        {
+            var buffer = new byte[length];
+            var read = 0;
+            while (read < length)
+            {
+                var n = await body.ReadAsync(buffer.AsMemory(read), context.RequestAborted);
+                if (n == 0)
+                {
+                    break;
+                }
+                read += n;
+            }
+            return buffer.AsMemory(0, read);
+        }
+
+        var writer = new ArrayBufferWriter<byte>(4096);
+        while (true)
+        {
+            var memory = writer.GetMemory(16 * 1024);
+            var n = await body.ReadAsync(memory, context.RequestAborted);
+            if (n == 0)
+            {
+                return writer.WrittenMemory;
+            }
+            writer.Advance(n);
+            if (writer.WrittenCount > limit)
+            {
+                return null;
+            }
+        }
+    }
+
+    private static Task WriteStatusAsync(HttpContext context, RuntimeApiStatus status) => status switch
+    {
+        RuntimeApiStatus.Accepted => WriteAcceptedAsync(context),
+        RuntimeApiStatus.InvalidRequestId => WriteErrorAsync(context, StatusCodes.Status400BadRequest, "InvalidRequestID", "Invalid request ID"),
+        _ => WriteErrorAsync(context, StatusCodes.Status403Forbidden, "InvalidStateTransition", "No invocation is in progress for this request"),
+    };
+
+    private static async Task WriteAcceptedAsync(HttpContext context)
+    {
+        context.Response.StatusCode = StatusCodes.Status202Accepted;
+        context.Response.ContentType = "application/json";
+        context.Response.ContentLength = Accepted.Length;
+        await context.Response.Body.WriteAsync(Accepted);
+    }
+
+    private static async Task WriteErrorAsync(HttpContext context, int status, string errorType, string message)
+    {
+        context.Response.StatusCode = status;
+        context.Response.ContentType = "application/json";
+        await context.Response.Body.WriteAsync(ErrorBody(errorType, message));
+    }
+}

@@ -1,0 +1,233 @@
+using System.Globalization;
+
+namespace Lamina.Server.Sandbox;
+
+/// <summary>
+/// Creates one cgroup per environment under a <c>lamina</c> parent: memory limit = MemorySize (OOM detected from the
+/// group's counters), a pids limit (fork bombs contained), CPU weight proportional to memory as Lambda does.
+/// Supports cgroup v1 (these machines: one hierarchy per controller) and v2 (unified).
+/// </summary>
+internal sealed class Cgroups
+{
+    /// <summary>Lambda's per-environment process/thread limit.</summary>
+    public const int PidsLimit = 1024;
+
+    private const string Root = "/sys/fs/cgroup";
+
+    // Lambda gives one full vCPU at 1,769 MB; weights scale from there.
+    private const double MemoryPerVcpu = 1769;
+
+    private static readonly string[] V1Controllers = ["memory", "pids", "cpu"];
+
+    public Cgroups()
+    {
+        IsV2 = File.Exists(Path.Combine(Root, "cgroup.controllers"));
+        if (IsV2)
+        {
+            Directory.CreateDirectory(Path.Combine(Root, "lamina"));
+            // Children of a v2 group only get controllers enabled in the parent's subtree_control.
+            TryWrite(Path.Combine(Root, "cgroup.subtree_control"), "+memory +pids +cpu");
+            TryWrite(Path.Combine(Root, "lamina", "cgroup.subtree_control"), "+memory +pids +cpu");
+        }
+        else
+        {
+            foreach (var controller in V1Controllers)
+            {
+                Directory.CreateDirectory(Path.Combine(Root, controller, "lamina"));
+            }
+        }
+    }
+
+    public bool IsV2 { get; }
+
+    /// <summary>Creates the group for one environment. Throws <see cref="IOException"/> or <see cref="UnauthorizedAccessException"/> when cgroups are unusable.</summary>
+    public Cgroup Create(string id, int memoryMb)
+    {
+        var memoryBytes = (long)memoryMb * 1024 * 1024;
+        var cpuFraction = Math.Max(memoryMb / MemoryPerVcpu, 0.01);
+        if (IsV2)
+        {
+            var dir = Path.Combine(Root, "lamina", id);
+            Directory.CreateDirectory(dir);
+            var group = new Cgroup(this, [dir]);
+            Write(Path.Combine(dir, "memory.max"), memoryBytes.ToString(CultureInfo.InvariantCulture));
+            TryWrite(Path.Combine(dir, "memory.swap.max"), "0");
+            Write(Path.Combine(dir, "pids.max"), PidsLimit.ToString(CultureInfo.InvariantCulture));
+            // cpu.weight 1..10000, default 100 = one "share".
+            TryWrite(Path.Combine(dir, "cpu.weight"), Math.Clamp((int)(100 * cpuFraction), 1, 10000).ToString(CultureInfo.InvariantCulture));
+            return group;
+        }
+
+        var memory = Path.Combine(Root, "memory", "lamina", id);
+        var pids = Path.Combine(Root, "pids", "lamina", id);
+        var cpu = Path.Combine(Root, "cpu", "lamina", id);
+        Directory.CreateDirectory(memory);
+        Directory.CreateDirectory(pids);
+        Directory.CreateDirectory(cpu);
+        var v1 = new Cgroup(this, [memory, pids, cpu]);
+        Write(Path.Combine(memory, "memory.limit_in_bytes"), memoryBytes.ToString(CultureInfo.InvariantCulture));
+        // With swap accounting on, also cap memory+swap so the limit cannot be dodged by swapping.
+        TryWrite(Path.Combine(memory, "memory.memsw.limit_in_bytes"), memoryBytes.ToString(CultureInfo.InvariantCulture));
+        Write(Path.Combine(pids, "pids.max"), PidsLimit.ToString(CultureInfo.InvariantCulture));
+        // cpu.shares default 1024 = one share; minimum 2.
+        TryWrite(Path.Combine(cpu, "cpu.shares"), Math.Max(2, (int)(1024 * cpuFraction)).ToString(CultureInfo.InvariantCulture));
+        return v1;
+    }
+
+    /// <summary>Removes groups left behind by a previous run that was killed (their processes died with it).</summary>
+    public void RemoveLeftovers()
+    {
+        var parents = IsV2 ? [Path.Combine(Root, "lamina")] : V1Controllers.Select(c => Path.Combine(Root, c, "lamina")).ToArray();
+        foreach (var parent in parents)
+        {
+            if (!Directory.Exists(parent))
+            {
+                continue;
+            }
+            foreach (var dir in Directory.GetDirectories(parent))
+            {
+                new Cgroup(this, [dir]).Destroy();
+            }
+        }
+    }
+
+    internal static void Write(string path, string value) => File.WriteAllText(path, value);
+
+    internal static bool TryWrite(string path, string value)
+    {
+        try
+        {
+            File.WriteAllText(path, value);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+}
+
+/// <summary>One environment's cgroup (one directory per controller on v1, one on v2).</summary>
+internal sealed class Cgroup
+{
+    private readonly Cgroups _owner;
+    private readonly string[] _dirs;
+
+    internal Cgroup(Cgroups owner, string[] dirs)
+    {
+        _owner = owner;
+        _dirs = dirs;
+    }
+
+    private string MemoryDir => _dirs[0];
+
+    public void AddProcess(int pid)
+    {
+        var text = pid.ToString(CultureInfo.InvariantCulture);
+        foreach (var dir in _dirs)
+        {
+            Cgroups.Write(Path.Combine(dir, "cgroup.procs"), text);
+        }
+    }
+
+    /// <summary>Peak memory of the environment in bytes (0 if unknown).</summary>
+    public long MemoryPeakBytes() => ReadLong(Path.Combine(MemoryDir, _owner.IsV2 ? "memory.peak" : "memory.max_usage_in_bytes"));
+
+    /// <summary>How many times the kernel's OOM killer fired inside this group.</summary>
+    public long OomKills()
+    {
+        var file = Path.Combine(MemoryDir, _owner.IsV2 ? "memory.events" : "memory.oom_control");
+        try
+        {
+            foreach (var line in File.ReadLines(file))
+            {
+                if (line.StartsWith("oom_kill ", StringComparison.Ordinal))
+                {
+                    return long.Parse(line.AsSpan(9), CultureInfo.InvariantCulture);
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+        {
+        }
+        return 0;
+    }
+
+    /// <summary>Process ids in the group.</summary>
+    public List<int> Processes()
+    {
+        var pids = new List<int>();
+        try
+        {
+            foreach (var line in File.ReadLines(Path.Combine(MemoryDir, "cgroup.procs")))
+            {
+                if (int.TryParse(line, NumberStyles.None, CultureInfo.InvariantCulture, out var pid))
+                {
+                    pids.Add(pid);
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+        return pids;
+    }
+
+    public void Signal(int signal)
+    {
+        foreach (var pid in Processes())
+        {
+            Native.kill(pid, signal);
+        }
+    }
+
+    /// <summary>Kills everything left in the group and removes it. Safe to call more than once.</summary>
+    public void Destroy()
+    {
+        if (_owner.IsV2)
+        {
+            Cgroups.TryWrite(Path.Combine(MemoryDir, "cgroup.kill"), "1");
+        }
+        // Processes leave the group only once the kernel has reaped them; a few passes cover a fork race.
+        for (var attempt = 0; attempt < 50; attempt++)
+        {
+            Signal(Native.SIGKILL);
+            var removedAll = true;
+            foreach (var dir in _dirs)
+            {
+                try
+                {
+                    if (Directory.Exists(dir))
+                    {
+                        Directory.Delete(dir);
+                    }
+                }
+                catch (IOException)
+                {
+                    removedAll = false;
+                }
+                catch (UnauthorizedAccessException)
+                {
+                    removedAll = false;
+                }
+            }
+            if (removedAll)
+            {
+                return;
+            }
+            Thread.Yield();
+        }
+    }
+
+    private static long ReadLong(string path)
+    {
+        try
+        {
+            return long.Parse(File.ReadAllText(path).AsSpan().Trim(), CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+        {
+            return 0;
+        }
+    }
+}

@@ -1,0 +1,124 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+
+namespace Lamina.Server.Sandbox;
+
+/// <summary>A running sandbox: the bwrap process tree, its cgroup, its Runtime API socket and its output.</summary>
+internal sealed class Sandbox
+{
+    private readonly Process _process;
+    private readonly OutputStream _stdout;
+    private readonly OutputStream _stderr;
+    private int _destroyed;
+
+    internal Sandbox(string id, Process process, Cgroup cgroup, Socket listener, OutputStream stdout, OutputStream stderr)
+    {
+        Id = id;
+        _process = process;
+        Cgroup = cgroup;
+        Listener = listener;
+        _stdout = stdout;
+        _stderr = stderr;
+        // The runtime's stdin is empty, as on Lambda.
+        process.StandardInput.Close();
+        Exited = WaitForExitAsync();
+    }
+
+    public string Id { get; }
+
+    public Cgroup Cgroup { get; }
+
+    /// <summary>The Runtime API socket, listening inside the sandbox's network namespace.</summary>
+    public Socket Listener { get; }
+
+    /// <summary>Completes with the exit status when the sandbox's process tree has exited and its output is read.</summary>
+    public Task<SandboxExitInfo> Exited { get; }
+
+    /// <summary>Delivers all output written so far (see <see cref="OutputReader"/>).</summary>
+    public void DrainOutput(bool flushPartialLines)
+    {
+        _stdout.Drain(flushPartialLines);
+        _stderr.Drain(flushPartialLines);
+    }
+
+    /// <summary>Kills every process of the sandbox at once.</summary>
+    public void Kill()
+    {
+        Cgroup.Signal(Native.SIGKILL);
+        try
+        {
+            _process.Kill(entireProcessTree: true);
+        }
+        catch (InvalidOperationException)
+        {
+            // Already exited.
+        }
+    }
+
+    /// <summary>
+    /// Two-phase stop: SIGTERM to the runtime, then SIGKILL for everything after <paramref name="grace"/>,
+    /// then cleanup. Never throws.
+    /// </summary>
+    public async Task StopAsync(TimeSpan grace, CancellationToken cancellationToken)
+    {
+        if (!Exited.IsCompleted)
+        {
+            Cgroup.Signal(Native.SIGTERM);
+            try
+            {
+                await Exited.WaitAsync(grace, cancellationToken);
+            }
+            catch (Exception e) when (e is TimeoutException or OperationCanceledException)
+            {
+            }
+        }
+        Destroy();
+        try
+        {
+            await Exited.WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
+        }
+        catch (TimeoutException)
+        {
+        }
+    }
+
+    /// <summary>Kills what is left and removes the cgroup and the socket. Idempotent.</summary>
+    public void Destroy()
+    {
+        if (Interlocked.Exchange(ref _destroyed, 1) != 0)
+        {
+            return;
+        }
+        Kill();
+        Listener.Dispose();
+        Cgroup.Destroy();
+    }
+
+    private async Task<SandboxExitInfo> WaitForExitAsync()
+    {
+        await _process.WaitForExitAsync();
+        // bwrap exits when the sandbox's init does; its output pipes close once the last process in it is gone.
+        await Task.WhenAll(_stdout.Completion, _stderr.Completion).WaitAsync(TimeSpan.FromSeconds(5)).ContinueWith(static _ => { }, TaskScheduler.Default);
+        var code = _process.ExitCode;
+        var oomKilled = Cgroup.OomKills() > 0;
+        _process.Dispose();
+        return new SandboxExitInfo(code, oomKilled);
+    }
+}
+
+/// <summary>How a sandbox ended. bwrap reports a signal death of the runtime as 128 + signal.</summary>
+internal readonly record struct SandboxExitInfo(int ExitCode, bool OutOfMemory)
+{
+    public string Describe() => ExitCode > 128 && ExitCode < 160
+        ? $"signal: {SignalName(ExitCode - 128)}"
+        : $"exit status {ExitCode}";
+
+    private static string SignalName(int signal) => signal switch
+    {
+        6 => "aborted",
+        9 => "killed",
+        11 => "segmentation fault",
+        15 => "terminated",
+        _ => signal.ToString(System.Globalization.CultureInfo.InvariantCulture),
+    };
+}

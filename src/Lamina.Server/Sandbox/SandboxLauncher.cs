@@ -1,0 +1,325 @@
+using System.ComponentModel;
+using System.Diagnostics;
+using System.Globalization;
+using System.IO.Pipes;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+
+namespace Lamina.Server.Sandbox;
+
+/// <summary>
+/// Starts bubblewrap sandboxes (DESIGN §3). Each one gets new user, PID, mount, IPC, UTS, cgroup and network
+/// namespaces, its own cgroup, a read-only view of the system, the code and the runtimes, a private size-limited
+/// <c>/tmp</c>, and exactly one network endpoint: its own Runtime API, a socket Lamina creates inside the sandbox's
+/// network namespace before the runtime starts. The sandbox has nothing else to talk to.
+/// </summary>
+internal sealed class SandboxLauncher : IDisposable
+{
+    /// <summary>Where runtimes find the Runtime API inside the sandbox, as on Lambda.</summary>
+    public const int RuntimeApiPort = 9001;
+
+    public const string BwrapPath = "/usr/bin/bwrap";
+
+    // Process.Start must not run while our inheritable pipe ends exist, or another child would inherit them.
+    private static readonly Lock SpawnLock = new();
+
+    private readonly Cgroups _cgroups;
+    private readonly OutputReader _output = new();
+    private readonly int _hostNetNs;
+    private readonly string _etcDirectory;
+
+    public SandboxLauncher(Cgroups cgroups, string dataDirectory)
+    {
+        _cgroups = cgroups;
+        _hostNetNs = Native.open("/proc/self/ns/net", Native.O_RDONLY | Native.O_CLOEXEC);
+        _etcDirectory = Path.Combine(dataDirectory, "sandbox-etc");
+        WriteSandboxEtc(_etcDirectory);
+    }
+
+    /// <summary>Why sandboxes cannot be made on this machine, or null if they can.</summary>
+    public static string? CheckPrerequisites()
+    {
+        if (!File.Exists(BwrapPath))
+        {
+            return $"bubblewrap is not installed ({BwrapPath} missing): install it with 'apt-get install bubblewrap'. Lamina never runs function code outside a sandbox.";
+        }
+        if (!Directory.Exists("/sys/fs/cgroup/memory") && !File.Exists("/sys/fs/cgroup/cgroup.controllers"))
+        {
+            return "no usable cgroup hierarchy at /sys/fs/cgroup (need cgroup v1 memory/pids/cpu or cgroup v2)";
+        }
+        return null;
+    }
+
+    /// <summary>Starts a sandbox. The runtime is running and can reach its Runtime API when this returns.</summary>
+    public Sandbox Launch(SandboxSpec spec, Action<string> onOutputLine)
+    {
+        var cgroup = _cgroups.Create(spec.Id, spec.MemoryMb);
+        Socket? listener = null;
+        Process? process = null;
+        Span<int> info = stackalloc int[2];
+        Span<int> block = stackalloc int[2];
+        info[0] = info[1] = block[0] = block[1] = -1;
+        try
+        {
+            if (Native.pipe2(info, Native.O_CLOEXEC) != 0 || Native.pipe2(block, Native.O_CLOEXEC) != 0)
+            {
+                throw new SandboxException($"pipe2 failed: {Native.LastError()}");
+            }
+
+            var startInfo = BuildStartInfo(spec, infoFd: info[1], blockFd: block[0]);
+            lock (SpawnLock)
+            {
+                // Only bwrap inherits these two ends: they lose close-on-exec just for this spawn.
+                Native.fcntl(info[1], Native.F_SETFD, 0);
+                Native.fcntl(block[0], Native.F_SETFD, 0);
+                try
+                {
+                    process = Process.Start(startInfo) ?? throw new SandboxException("bwrap did not start");
+                }
+                finally
+                {
+                    Native.close(info[1]);
+                    Native.close(block[0]);
+                    info[1] = block[0] = -1;
+                }
+            }
+
+            var stdout = _output.Add(HandleOf(process.StandardOutput.BaseStream), onOutputLine);
+            var stderr = _output.Add(HandleOf(process.StandardError.BaseStream), onOutputLine);
+
+            // bwrap reports the sandbox's first process once the namespaces exist, then waits on the block pipe.
+            var childPid = ReadChildPid(info[0]);
+            if (childPid <= 0)
+            {
+                process.WaitForExit(TimeSpan.FromSeconds(5));
+                throw new SandboxException($"bwrap failed to create the sandbox (exit {(process.HasExited ? process.ExitCode : -1)}); see the server log for its message");
+            }
+
+            cgroup.AddProcess(process.Id);
+            cgroup.AddProcess(childPid);
+            listener = ListenInNamespace(childPid);
+            Release(block[1]);
+            block[1] = -1;
+            return new Sandbox(spec.Id, process, cgroup, listener, stdout, stderr);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or SocketException or Win32Exception or SandboxException)
+        {
+            listener?.Dispose();
+            if (process is not null)
+            {
+                try
+                {
+                    process.Kill(entireProcessTree: true);
+                }
+                catch (InvalidOperationException)
+                {
+                }
+            }
+            cgroup.Destroy();
+            throw e as SandboxException ?? new SandboxException($"could not start the sandbox: {e.Message}", e);
+        }
+        finally
+        {
+            foreach (var fd in new[] { info[0], info[1], block[0], block[1] })
+            {
+                if (fd >= 0)
+                {
+                    Native.close(fd);
+                }
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        _output.Dispose();
+        Native.close(_hostNetNs);
+    }
+
+    private ProcessStartInfo BuildStartInfo(SandboxSpec spec, int infoFd, int blockFd)
+    {
+        var startInfo = new ProcessStartInfo(BwrapPath)
+        {
+            UseShellExecute = false,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = "/",
+        };
+        var a = startInfo.ArgumentList;
+        // Namespaces: a new user, PID, mount, IPC, UTS, cgroup and network namespace; no capabilities; killed with
+        // the server; no controlling terminal (TIOCSTI).
+        foreach (var arg in new[] { "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL" })
+        {
+            a.Add(arg);
+        }
+        // An unprivileged identity inside the sandbox, as Lambda's sbx_user1051.
+        Add(a, "--uid", "993", "--gid", "990", "--hostname", "localhost");
+        // The system, read-only; /etc only the parts programs need (no host secrets).
+        Add(a, "--ro-bind", "/usr", "/usr");
+        Add(a, "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib", "--symlink", "usr/sbin", "/sbin");
+        if (Directory.Exists("/usr/lib64"))
+        {
+            Add(a, "--symlink", "usr/lib64", "/lib64");
+        }
+        foreach (var etc in new[] { "/etc/ssl", "/etc/ca-certificates", "/etc/alternatives", "/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf", "/etc/mime.types" })
+        {
+            if (Path.Exists(etc))
+            {
+                Add(a, "--ro-bind", etc, etc);
+            }
+        }
+        foreach (var file in new[] { "passwd", "group", "hosts", "resolv.conf" })
+        {
+            Add(a, "--ro-bind", Path.Combine(_etcDirectory, file), "/etc/" + file);
+        }
+        Add(a, "--proc", "/proc", "--dev", "/dev");
+        Add(a, "--size", ((long)spec.TmpSizeMb * 1024 * 1024).ToString(CultureInfo.InvariantCulture), "--perms", "1777", "--tmpfs", "/tmp");
+        Add(a, "--ro-bind", spec.CodeDirectory, "/var/task");
+        Add(a, "--ro-bind", spec.RuntimesDirectory, "/var/runtime");
+        Add(a, "--remount-ro", "/");
+        Add(a, "--chdir", "/var/task");
+        Add(a, "--info-fd", infoFd.ToString(CultureInfo.InvariantCulture), "--block-fd", blockFd.ToString(CultureInfo.InvariantCulture));
+        a.Add("--");
+        foreach (var arg in spec.Command)
+        {
+            a.Add(arg);
+        }
+
+        // Nothing of the server's environment leaks in: the runtime gets exactly the spec's variables.
+        startInfo.Environment.Clear();
+        foreach (var (key, value) in spec.Environment)
+        {
+            startInfo.Environment[key] = value;
+        }
+        return startInfo;
+    }
+
+    private static void Add(System.Collections.ObjectModel.Collection<string> list, params string[] args)
+    {
+        foreach (var arg in args)
+        {
+            list.Add(arg);
+        }
+    }
+
+    private static SafeHandle HandleOf(Stream stream) => stream switch
+    {
+        PipeStream pipe => pipe.SafePipeHandle,
+        FileStream file => file.SafeFileHandle,
+        _ => throw new SandboxException($"unexpected output stream type {stream.GetType()}"),
+    };
+
+    /// <summary>Reads bwrap's <c>--info-fd</c> JSON up to the closing brace and returns <c>child-pid</c>.</summary>
+    private static unsafe int ReadChildPid(int fd)
+    {
+        var buffer = new byte[4096];
+        var length = 0;
+        while (length < buffer.Length)
+        {
+            nint read;
+            fixed (byte* b = buffer)
+            {
+                read = Native.read(fd, b + length, buffer.Length - length);
+            }
+            if (read <= 0)
+            {
+                return -1;
+            }
+            length += (int)read;
+            if (buffer.AsSpan(0, length).IndexOf((byte)'}') >= 0)
+            {
+                break;
+            }
+        }
+        try
+        {
+            using var doc = JsonDocument.Parse(buffer.AsMemory(0, length));
+            return doc.RootElement.GetProperty("child-pid").GetInt32();
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            return -1;
+        }
+    }
+
+    /// <summary>
+    /// Creates the listening socket inside the sandbox's network namespace: this thread enters the namespace,
+    /// creates and binds the socket, and returns to the host namespace. The socket stays in the sandbox's
+    /// namespace, so only that sandbox can connect to it, and a connection on it identifies the environment.
+    /// </summary>
+    private Socket ListenInNamespace(int childPid)
+    {
+        var nsFd = Native.open($"/proc/{childPid}/ns/net", Native.O_RDONLY | Native.O_CLOEXEC);
+        if (nsFd < 0)
+        {
+            throw new SandboxException($"cannot open the sandbox's network namespace: {Native.LastError()}");
+        }
+        try
+        {
+            if (Native.setns(nsFd, Native.CLONE_NEWNET) != 0)
+            {
+                throw new SandboxException($"cannot enter the sandbox's network namespace: {Native.LastError()}");
+            }
+            try
+            {
+                var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                // Any address of the namespace: it has only its own loopback (which bwrap may still be bringing up).
+                socket.Bind(new IPEndPoint(IPAddress.Any, RuntimeApiPort));
+                socket.Listen(16);
+                return socket;
+            }
+            finally
+            {
+                if (Native.setns(_hostNetNs, Native.CLONE_NEWNET) != 0)
+                {
+                    // A thread-pool thread left in a sandbox's namespace would be a hole; stop rather than continue.
+                    Environment.FailFast($"lamina: could not return to the host network namespace: {Native.LastError()}");
+                }
+            }
+        }
+        finally
+        {
+            Native.close(nsFd);
+        }
+    }
+
+    private static unsafe void Release(int blockWriteFd)
+    {
+        byte go = 1;
+        if (Native.write(blockWriteFd, &go, 1) != 1)
+        {
+            throw new SandboxException($"cannot release the sandbox: {Native.LastError()}");
+        }
+    }
+
+    /// <summary>Minimal /etc files for the sandbox: its own user, loopback names, no resolver.</summary>
+    private static void WriteSandboxEtc(string dir)
+    {
+        Directory.CreateDirectory(dir);
+        WriteIfChanged(Path.Combine(dir, "passwd"), "root:x:0:0:root:/root:/usr/sbin/nologin\nsbx_user1051:x:993:990::/tmp:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+        WriteIfChanged(Path.Combine(dir, "group"), "root:x:0:\nsbx_user1051:x:990:\nnogroup:x:65534:\n");
+        WriteIfChanged(Path.Combine(dir, "hosts"), "127.0.0.1\tlocalhost\n::1\tlocalhost\n");
+        WriteIfChanged(Path.Combine(dir, "resolv.conf"), "# no network in this sandbox\n");
+    }
+
+    private static void WriteIfChanged(string path, string content)
+    {
+        if (!File.Exists(path) || File.ReadAllText(path) != content)
+        {
+            var temp = path + ".tmp";
+            File.WriteAllText(temp, content, Encoding.ASCII);
+            File.Move(temp, path, overwrite: true);
+        }
+    }
+}
+
+internal sealed class SandboxException : Exception
+{
+    public SandboxException(string message, Exception? inner = null) : base(message, inner)
+    {
+    }
+}

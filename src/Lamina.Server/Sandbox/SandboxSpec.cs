@@ -1,0 +1,25 @@
+namespace Lamina.Server.Sandbox;
+
+/// <summary>What one sandbox is made of. Paths are host paths; the sandbox sees them at the Lambda locations.</summary>
+internal sealed record SandboxSpec
+{
+    /// <summary>Unique id (32 hex chars); names the cgroup.</summary>
+    public required string Id { get; init; }
+
+    /// <summary>Extracted function code, mounted read-only at <c>/var/task</c>.</summary>
+    public required string CodeDirectory { get; init; }
+
+    /// <summary>Lamina's runtime bootstraps, mounted read-only at <c>/var/runtime</c>.</summary>
+    public required string RuntimesDirectory { get; init; }
+
+    /// <summary>Program and arguments as seen inside the sandbox.</summary>
+    public required IReadOnlyList<string> Command { get; init; }
+
+    /// <summary>The complete environment of the runtime process (nothing is inherited from the server).</summary>
+    public required IReadOnlyDictionary<string, string> Environment { get; init; }
+
+    public required int MemoryMb { get; init; }
+
+    /// <summary>Size of the private <c>/tmp</c> (EphemeralStorage).</summary>
+    public required int TmpSizeMb { get; init; }
+}

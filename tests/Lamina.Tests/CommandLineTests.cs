@@ -1,0 +1,39 @@
+using Lamina.Server.Hosting;
+
+namespace Lamina.Tests;
+
+public sealed class CommandLineTests
+{
+    [Fact]
+    public void TryParse_Serve_ReadsPortHostAndData()
+    {
+        Assert.True(CommandLine.TryParse(["serve", "--port", "0", "--host=0.0.0.0", "--data", "/tmp/x"], out var command, out var options, out _));
+        Assert.Equal("serve", command);
+        Assert.Equal(0, options!.Port);
+        Assert.Equal("0.0.0.0", options.Host);
+        Assert.Equal("/tmp/x", options.DataDirectory);
+    }
+
+    [Fact]
+    public void TryParse_Defaults_AreLambdaLocalConventions()
+    {
+        Assert.True(CommandLine.TryParse(["serve"], out _, out var options, out _));
+        Assert.Equal(9000, options!.Port);
+        Assert.Equal("127.0.0.1", options.Host);
+        Assert.Equal("us-east-1", options.Region);
+        Assert.Equal("000000000000", options.AccountId);
+        Assert.EndsWith(".lamina", options.DataDirectory, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("serve", "--port", "70000")]
+    [InlineData("serve", "--port", "abc")]
+    [InlineData("serve", "--bogus")]
+    [InlineData("serve", "--data")]
+    [InlineData("frobnicate")]
+    public void TryParse_BadArguments_NameTheProblem(params string[] args)
+    {
+        Assert.False(CommandLine.TryParse(args, out _, out _, out var error));
+        Assert.StartsWith("lamina: ", error, StringComparison.Ordinal);
+    }
+}

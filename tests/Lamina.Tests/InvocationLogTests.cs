@@ -1,0 +1,81 @@
+using System.Text;
+using System.Text.RegularExpressions;
+using Lamina.Server.Logs;
+
+namespace Lamina.Tests;
+
+public sealed class InvocationLogTests
+{
+    private static InvocationLog CreateSut() => new("/aws/lambda/f", "2026/11/23/[$LATEST]0123456789abcdef0123456789abcdef");
+
+    private static string DecodeTail(InvocationLog log) => Encoding.UTF8.GetString(Convert.FromBase64String(log.Tail()));
+
+    [Fact]
+    public void Report_ColdStart_HasLambdasTabSeparatedLayoutWithInitDurationLast()
+    {
+        var log = CreateSut();
+        log.Start("id-1", "$LATEST", includeInitOutput: false);
+        log.End("id-1");
+        log.Report("id-1", 12.345, 128, 42, 160.5, status: null);
+
+        var lines = DecodeTail(log).Split('\n');
+        Assert.Equal("START RequestId: id-1 Version: $LATEST", lines[0]);
+        Assert.Equal("END RequestId: id-1", lines[1]);
+        Assert.Equal("REPORT RequestId: id-1\tDuration: 12.35 ms\tBilled Duration: 13 ms\tMemory Size: 128 MB\tMax Memory Used: 42 MB\tInit Duration: 160.50 ms\t", lines[2]);
+    }
+
+    [Fact]
+    public void Report_Timeout_AppendsStatusAfterMemory()
+    {
+        var log = CreateSut();
+        log.Start("id", "$LATEST", includeInitOutput: false);
+        log.Report("id", 1000.0, 256, 30, initDurationMs: null, status: "timeout");
+
+        Assert.Contains("Max Memory Used: 30 MB\tStatus: timeout\t", DecodeTail(log), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Start_WarmInvocation_DropsEarlierLines()
+    {
+        var log = CreateSut();
+        log.Append("from the previous invocation");
+        log.Start("id", "$LATEST", includeInitOutput: false);
+
+        Assert.DoesNotContain("previous", DecodeTail(log), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Start_ColdInvocation_KeepsInitOutput()
+    {
+        var log = CreateSut();
+        log.Append("init: importing");
+        log.Start("id", "$LATEST", includeInitOutput: true);
+
+        Assert.StartsWith("init: importing\nSTART", DecodeTail(log), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Tail_LongOutput_IsTheLast4KBWithoutABrokenCharacter()
+    {
+        var log = CreateSut();
+        log.Start("id", "$LATEST", includeInitOutput: false);
+        for (var i = 0; i < 2000; i++)
+        {
+            log.Append($"line {i} é");
+        }
+        log.End("id");
+
+        var bytes = Convert.FromBase64String(log.Tail());
+        Assert.True(bytes.Length <= InvocationLog.TailBytes);
+        Assert.True(bytes.Length > InvocationLog.TailBytes - 4);
+        Assert.EndsWith("END RequestId: id\n", Encoding.UTF8.GetString(bytes), StringComparison.Ordinal);
+        Assert.NotEqual(0x80, bytes[0] & 0xC0);
+    }
+
+    [Fact]
+    public void StreamName_FollowsLambdasLayout()
+    {
+        var name = InvocationLog.StreamName(new DateTimeOffset(2026, 1, 2, 3, 4, 5, TimeSpan.Zero), "$LATEST", "0123456789abcdef0123456789abcdef");
+        Assert.Matches(new Regex(@"^2026/01/02/\[\$LATEST\][0-9a-f]{32}$"), name);
+    }
+}
