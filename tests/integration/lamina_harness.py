@@ -442,8 +442,7 @@ class LaminaServer:
         cmd = [exe, "--endpoint-url", self.url, "--region", REGION, "--output", "json", *args]
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("AWS_") or k in ("AWS_CA_BUNDLE",)}
-        cfg_dir = Path(tempfile.gettempdir()) / "lamina-it-aws-config"
-        cfg_dir.mkdir(exist_ok=True)
+        cfg_dir = _aws_config_dir()
         env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
                    AWS_MAX_ATTEMPTS="1", AWS_RETRY_MODE="standard", AWS_PAGER="",
                    AWS_DEFAULT_REGION=REGION,
@@ -454,6 +453,18 @@ class LaminaServer:
                            timeout=timeout)
         return CliResult(cmd, p.returncode, p.stdout.decode("utf-8", "replace"),
                          p.stderr.decode("utf-8", "replace"), time.monotonic() - t0)
+
+
+_AWS_CONFIG_DIR: Path | None = None
+
+
+def _aws_config_dir() -> Path:
+    """An empty AWS config home for the CLI, so ~/.aws on the machine cannot change the tests."""
+    global _AWS_CONFIG_DIR
+    if _AWS_CONFIG_DIR is None:
+        _AWS_CONFIG_DIR = Path(tempfile.mkdtemp(prefix="lamina-it-awscfg-"))
+        atexit.register(shutil.rmtree, _AWS_CONFIG_DIR, True)
+    return _AWS_CONFIG_DIR
 
 
 class CliResult:
@@ -536,6 +547,8 @@ class LaminaTestCase(unittest.TestCase):
         out = super().run(result)
         if srv is not None and (len(result.failures) > n_fail or len(result.errors) > n_err):
             log = srv.output_since(mark)
+            if srv.proc is not None and srv.proc.poll() is not None:
+                log += f"\n!!! the server process has exited (status {srv.proc.returncode})"
             note = f"\n---- server output during this test ({srv.url}) ----\n{log}\n---- end ----\n"
             for lst, start in ((result.failures, n_fail), (result.errors, n_err)):
                 for i in range(start, len(lst)):

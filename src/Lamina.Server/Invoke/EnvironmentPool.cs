@@ -27,10 +27,15 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
     private readonly Functions.FunctionRegistry _registry;
     private readonly Storage.CodeStore _codeStore;
     private readonly CancellationTokenSource _stopping = new();
+    private readonly IHostApplicationLifetime _lifetime;
+    private readonly Cgroups? _cgroups;
     private Task? _heartbeat;
+    private readonly Lazy<Task> _stopAll;
 
-    public EnvironmentPool(IOptions<LaminaOptions> options, RuntimeApiTransport transport, FunctionRegistry registry, Storage.CodeStore codeStore, TimeProvider time, ILoggerFactory loggers)
+    public EnvironmentPool(IOptions<LaminaOptions> options, RuntimeApiTransport transport, FunctionRegistry registry, Storage.CodeStore codeStore, TimeProvider time, IHostApplicationLifetime lifetime, ILoggerFactory loggers)
     {
+        _lifetime = lifetime;
+        _stopAll = new Lazy<Task>(StopAllAsync);
         _options = options.Value;
         _transport = transport;
         _registry = registry;
@@ -43,9 +48,8 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         {
             try
             {
-                var cgroups = new Cgroups();
-                cgroups.RemoveLeftovers();
-                _launcher = new SandboxLauncher(cgroups, _options.DataDirectory);
+                _cgroups = new Cgroups();
+                _launcher = new SandboxLauncher(_cgroups, _options.DataDirectory);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
@@ -151,17 +155,33 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         _ = StopAsync(environment);
     }
 
-    public Task StartAsync(CancellationToken cancellationToken)
+    public async Task StartAsync(CancellationToken cancellationToken)
     {
         if (_sandboxError is not null)
         {
             Log.SandboxUnavailable(_logger, _sandboxError);
         }
+        if (_cgroups is not null)
+        {
+            // Groups of a previous run that was killed; their processes died with it (--die-with-parent).
+            await _cgroups.RemoveLeftoversAsync();
+        }
+        // Environments stop as soon as shutdown begins: their runtimes' pending /next requests end, so the web
+        // server's own graceful stop does not wait for long polls that would never finish.
+        _lifetime.ApplicationStopping.Register(() => _ = _stopAll.Value);
         _heartbeat = HeartbeatAsync();
-        return Task.CompletedTask;
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _stopAll.Value;
+        if (_heartbeat is not null)
+        {
+            await _heartbeat;
+        }
+    }
+
+    private async Task StopAllAsync()
     {
         await _stopping.CancelAsync();
         var all = new List<ExecutionEnvironment>();
@@ -174,11 +194,11 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
                 all.AddRange(slot.All);
             }
         }
-        await Task.WhenAll(all.Select(StopAsync));
-        if (_heartbeat is not null)
+        foreach (var environment in all)
         {
-            await _heartbeat;
+            environment.MarkDead();
         }
+        await Task.WhenAll(all.Select(StopAsync));
     }
 
     public void Dispose()
@@ -223,7 +243,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
 
     private void Forget(ExecutionEnvironment environment)
     {
-        environment.Sandbox?.Destroy();
+        _ = environment.Sandbox?.DestroyAsync();
         if (_slots.TryGetValue(environment.Config, out var slot))
         {
             lock (slot)

@@ -75,7 +75,7 @@ internal sealed class Cgroups
     }
 
     /// <summary>Removes groups left behind by a previous run that was killed (their processes died with it).</summary>
-    public void RemoveLeftovers()
+    public async Task RemoveLeftoversAsync()
     {
         var parents = IsV2 ? [Path.Combine(Root, "lamina")] : V1Controllers.Select(c => Path.Combine(Root, c, "lamina")).ToArray();
         foreach (var parent in parents)
@@ -86,7 +86,7 @@ internal sealed class Cgroups
             }
             foreach (var dir in Directory.GetDirectories(parent))
             {
-                new Cgroup(this, [dir]).Destroy();
+                await new Cgroup(this, [dir]).DestroyAsync();
             }
         }
     }
@@ -181,42 +181,45 @@ internal sealed class Cgroup
         }
     }
 
-    /// <summary>Kills everything left in the group and removes it. Safe to call more than once.</summary>
-    public void Destroy()
+    /// <summary>
+    /// Kills everything left in the group and removes it. Safe to call more than once. A group can be removed only
+    /// once the kernel has reaped its last process, so this retries briefly (bounded) after the kill.
+    /// </summary>
+    public async Task DestroyAsync()
     {
         if (_owner.IsV2)
         {
             Cgroups.TryWrite(Path.Combine(MemoryDir, "cgroup.kill"), "1");
         }
-        // Processes leave the group only once the kernel has reaped them; a few passes cover a fork race.
-        for (var attempt = 0; attempt < 50; attempt++)
+        for (var attempt = 0; attempt < 200; attempt++)
         {
             Signal(Native.SIGKILL);
-            var removedAll = true;
-            foreach (var dir in _dirs)
-            {
-                try
-                {
-                    if (Directory.Exists(dir))
-                    {
-                        Directory.Delete(dir);
-                    }
-                }
-                catch (IOException)
-                {
-                    removedAll = false;
-                }
-                catch (UnauthorizedAccessException)
-                {
-                    removedAll = false;
-                }
-            }
-            if (removedAll)
+            if (TryRemove())
             {
                 return;
             }
-            Thread.Yield();
+            await Task.Delay(TimeSpan.FromMilliseconds(10));
         }
+    }
+
+    private bool TryRemove()
+    {
+        var removedAll = true;
+        foreach (var dir in _dirs)
+        {
+            try
+            {
+                if (Directory.Exists(dir))
+                {
+                    Directory.Delete(dir);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                removedAll = false;
+            }
+        }
+        return removedAll;
     }
 
     private static long ReadLong(string path)

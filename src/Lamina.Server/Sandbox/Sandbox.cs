@@ -72,7 +72,7 @@ internal sealed class Sandbox
             {
             }
         }
-        Destroy();
+        await DestroyAsync();
         try
         {
             await Exited.WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
@@ -83,15 +83,15 @@ internal sealed class Sandbox
     }
 
     /// <summary>Kills what is left and removes the cgroup and the socket. Idempotent.</summary>
-    public void Destroy()
+    public Task DestroyAsync()
     {
         if (Interlocked.Exchange(ref _destroyed, 1) != 0)
         {
-            return;
+            return Task.CompletedTask;
         }
         Kill();
         Listener.Dispose();
-        Cgroup.Destroy();
+        return Cgroup.DestroyAsync();
     }
 
     private async Task<SandboxExitInfo> WaitForExitAsync()

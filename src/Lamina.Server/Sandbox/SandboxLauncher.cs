@@ -118,7 +118,7 @@ internal sealed class SandboxLauncher : IDisposable
                 {
                 }
             }
-            cgroup.Destroy();
+            _ = cgroup.DestroyAsync();
             throw e as SandboxException ?? new SandboxException($"could not start the sandbox: {e.Message}", e);
         }
         finally
