@@ -33,10 +33,10 @@ export class RuntimeClient {
     this.agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   }
 
-  _request(method, path, body, headers, retry = true) {
+  _request(method, path, body, headers, retry = true, fresh = false) {
     return new Promise((resolve, reject) => {
       const req = http.request(
-        { host: this.host, port: this.port, method, path, headers, agent: this.agent },
+        { host: this.host, port: this.port, method, path, headers, agent: fresh ? false : this.agent },
         (res) => {
           const chunks = [];
           res.on('data', (c) => chunks.push(c));
@@ -66,11 +66,14 @@ export class RuntimeClient {
     return this._request('GET', '/2018-06-01/runtime/invocation/next', undefined, undefined);
   }
 
-  _postJson(path, bodyString, extraHeaders) {
+  // fresh: use a separate, one-off connection.  Needed when a GET /next may be
+  // outstanding on the kept-alive one (a fatal error between invocations),
+  // since with maxSockets 1 the POST would otherwise queue behind it forever.
+  _postJson(path, bodyString, extraHeaders, fresh = false) {
     const buf = Buffer.from(bodyString, 'utf8');
     const headers = { 'Content-Type': 'application/json', 'Content-Length': buf.length };
     if (extraHeaders) Object.assign(headers, extraHeaders);
-    return this._request('POST', path, buf, headers);
+    return this._request('POST', path, buf, headers, true, fresh);
   }
 
   postResponse(id, bodyString) {
@@ -80,18 +83,22 @@ export class RuntimeClient {
     );
   }
 
-  postError(id, errorBody) {
+  postError(id, errorBody, fresh = false) {
     return this._postJson(
       `/2018-06-01/runtime/invocation/${encodeURIComponent(id)}/error`,
       JSON.stringify(errorBody),
       { [ERROR_TYPE_HEADER]: headerSafe(errorBody.errorType) },
+      fresh,
     );
   }
 
-  postInitError(errorBody) {
-    return this._postJson('/2018-06-01/runtime/init/error', JSON.stringify(errorBody), {
-      [ERROR_TYPE_HEADER]: headerSafe(errorBody.errorType),
-    });
+  postInitError(errorBody, fresh = false) {
+    return this._postJson(
+      '/2018-06-01/runtime/init/error',
+      JSON.stringify(errorBody),
+      { [ERROR_TYPE_HEADER]: headerSafe(errorBody.errorType) },
+      fresh,
+    );
   }
 
   /** Raw request for the response-streaming path (chunked POST with trailers). */

@@ -34,8 +34,8 @@
 //    runtime client; its older JS client reported the same message as "Error").
 //  * uncaughtException during an invocation -> the error is posted for that
 //    invocation, process exits 129.  unhandledRejection -> posted as
-//    Runtime.UnhandledPromiseRejection, exit 128 (AWS's codes).  During init
-//    both go to /runtime/init/error instead.
+//    Runtime.UnhandledPromiseRejection, exit 128 (AWS's codes).  Before the
+//    first invocation has started both go to /runtime/init/error instead.
 //  * init failure -> logged as "Uncaught Exception", POST /runtime/init/error,
 //    exit 129 (what AWS's runtime ends up doing).
 
@@ -78,7 +78,6 @@ const HANDLER_HIGHWATERMARK = Symbol.for('aws.lambda.runtime.handler.streaming.h
 
 let handler = null;
 let streaming = null; // streaming module, when the handler is streamified
-let initialized = false;
 let dying = false;
 let current = null; // state of the invocation in progress
 let beforeExitHook = null;
@@ -98,11 +97,12 @@ function fatal(title, err, exitCode) {
   dying = true;
   const body = toRapidResponse(err);
   let p;
-  if (!initialized) {
-    p = client.postInitError(body);
+  if (current === null) {
+    // No invocation has started yet: as on AWS this is an init failure.
+    p = client.postInitError(body, true);
   } else if (current && !current.reported) {
     current.reported = true;
-    p = current.reportFatal ? current.reportFatal(err) : client.postError(current.id, body);
+    p = current.reportFatal ? current.reportFatal(err) : client.postError(current.id, body, true);
   } else {
     p = Promise.resolve();
   }
@@ -359,17 +359,15 @@ async function init() {
     }
   } catch (err) {
     logError('Uncaught Exception', err);
-    if (!dying) {
-      dying = true;
-      try {
-        await client.postInitError(toRapidResponse(err));
-      } catch (postErr) {
-        diag(`POST /runtime/init/error failed: ${postErr && postErr.message}`);
-      }
+    if (dying) return; // a fatal error is already being reported; it exits
+    dying = true;
+    try {
+      await client.postInitError(toRapidResponse(err));
+    } catch (postErr) {
+      diag(`POST /runtime/init/error failed: ${postErr && postErr.message}`);
     }
     process.exit(129);
   }
-  initialized = true;
   nextInvocation();
 }
 

@@ -14,6 +14,7 @@ assert on what a bootstrap posted back.
 
 import itertools
 import json
+import socket
 import threading
 import time
 import uuid
@@ -78,6 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self):
         super().setup()
         self.conn_id = next(_conn_ids)
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, *args):  # keep test output quiet
         pass
@@ -106,13 +108,15 @@ class _Handler(BaseHTTPRequestHandler):
         return (self.rfile.read(n) if n else b""), {}, False
 
     def _send(self, status, body=b"", headers=None):
-        self.send_response(status)
+        # One write for status line, headers and body.
+        self.send_response_only(status)
+        self.send_header("Date", self.date_time_string())
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if body:
-            self.wfile.write(body)
+        self._headers_buffer.append(b"\r\n")
+        self.wfile.write(b"".join(self._headers_buffer) + body)
+        self._headers_buffer = []
 
     def do_GET(self):
         api = self.server.api

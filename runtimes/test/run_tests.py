@@ -118,7 +118,7 @@ def run_bootstrap(
     if runtime == "node":
         proc_env["NODE_PATH"] = "/opt/nodejs/node_modules:" + os.path.join(RUNTIMES, "node_modules")
     else:
-        proc_env["PYTHONPATH"] = os.path.join(RUNTIMES, "python")
+        proc_env["PYTHONPATH"] = "/opt/python/lib/python3.11/site-packages:/opt/python"
     proc_env.update(env or {})
     proc = subprocess.Popen(
         cmd,
@@ -394,6 +394,16 @@ def node_module_throws_at_import():
 
 
 @test
+def node_async_failure_after_module_load_is_init_error():
+    run = run_bootstrap("node", {
+        "index.js": "setTimeout(() => { throw new Error('background init failure'); }, 50);\nexports.handler = async () => 1;",
+    }, "index.handler", wait_exit=True)
+    _, body = expect_error(run, 0, "Error", path="init")
+    eq(body["errorMessage"], "background init failure", "message", run)
+    eq(run.returncode, 129, "exit code", run)
+
+
+@test
 def node_handler_not_found():
     run = run_bootstrap("node", {"index.js": "exports.other = async () => 1;"}, "index.handler", wait_exit=True)
     _, body = expect_error(run, 0, "Runtime.HandlerNotFound", path="init")
@@ -555,6 +565,18 @@ export const failing = awslambda.streamifyResponse(async (event, responseStream)
         eq(rec.body, b"hello " + rid.encode(), "streamed body", run)
     run = run_bootstrap("node", {
         "index.mjs": """
+export const handler = awslambda.streamifyResponse(async (event, responseStream) => {
+  const s = awslambda.HttpResponseStream.from(responseStream, { statusCode: 201, headers: { 'x-a': 'b' } });
+  s.write('body');
+  s.end();
+});
+""",
+    }, "index.handler", [Event({})])
+    rec = expect_response(run, 0)
+    eq(rec.headers.get("content-type"), "application/vnd.awslambda.http-integration-response", "prelude content type", run)
+    eq(rec.body, b'{"statusCode":201,"headers":{"x-a":"b"}}' + b"\0" * 8 + b"body", "prelude + body", run)
+    run = run_bootstrap("node", {
+        "index.mjs": """
 export const failing = awslambda.streamifyResponse(async (event, responseStream) => {
   responseStream.write('partial');
   throw new Error('mid-stream');
@@ -604,6 +626,8 @@ def handler(event, context):
         },
         "identity": [context.identity.cognito_identity_id, context.identity.cognito_identity_pool_id],
         "trace": os.environ.get("_X_AMZN_TRACE_ID"),
+        "sys_path": __import__("sys").path,
+        "repr": repr(context)[:14],
     }
 '''
 
@@ -631,6 +655,10 @@ def python_success_and_context():
     eq(r["client_context"], {"custom": {"k": "v"}, "app_title": "t"}, "client_context", run)
     eq(r["identity"], ["id1", "pool1"], "identity", run)
     eq(r["trace"], ev1.trace_id, "_X_AMZN_TRACE_ID", run)
+    eq(r["sys_path"][0], run.task_root, "sys.path[0] is the task root", run)
+    check(not any(p.rstrip("/").endswith("runtimes/python") for p in r["sys_path"]),
+          "runtime folder not on sys.path: %r" % r["sys_path"], run)
+    eq(r["repr"], "LambdaContext(", "context repr", run)
     r2 = expect_response(run, 1, "py-2").json()
     eq(r2["client_context"], None, "no client context", run)
     eq(r2["identity"], [None, None], "empty identity", run)

@@ -255,7 +255,14 @@ internal static partial class FunctionValidation
     public static AwsError? ValidateEnvironment(IReadOnlyDictionary<string, string?> variables, out Dictionary<string, string> normalised)
     {
         normalised = new Dictionary<string, string>(StringComparer.Ordinal);
-        List<string>? reserved = null;
+        // Reserved keys first: "_HANDLER" would otherwise be reported as a bad key, which hides the real reason.
+        var reserved = variables.Keys.Where(ReservedEnvironmentKeys.Contains).Order(StringComparer.Ordinal).ToList();
+        if (reserved.Count > 0)
+        {
+            return AwsError.InvalidParameter(
+                "Lambda was unable to configure your environment variables because the environment variables you have provided contains reserved keys that are currently not supported for modification. Reserved keys used in this request: "
+                + string.Join(",", reserved));
+        }
         foreach (var (key, value) in variables)
         {
             if (!EnvironmentKeyPattern().IsMatch(key))
@@ -263,18 +270,7 @@ internal static partial class FunctionValidation
                 return AwsError.InvalidParameter(
                     $"1 validation error detected: Value at 'environment.variables' failed to satisfy constraint: Map keys must satisfy constraint: [Member must satisfy regular expression pattern: {EnvironmentKeyPatternText}]");
             }
-            if (ReservedEnvironmentKeys.Contains(key))
-            {
-                (reserved ??= []).Add(key);
-            }
             normalised[key] = value ?? "";
-        }
-        if (reserved is not null)
-        {
-            reserved.Sort(StringComparer.Ordinal);
-            return AwsError.InvalidParameter(
-                "Lambda was unable to configure your environment variables because the environment variables you have provided contains reserved keys that are currently not supported for modification. Reserved keys used in this request: "
-                + string.Join(",", reserved));
         }
 
         var measured = JsonSerializer.Serialize(normalised, EnvironmentJson);

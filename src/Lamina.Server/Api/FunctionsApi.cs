@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Globalization;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 using Lamina.Server.Functions;
@@ -20,6 +21,12 @@ namespace Lamina.Server.Api;
 internal static partial class FunctionsApi
 {
     private const string Functions = "/2015-03-31/functions";
+
+    // Responses are JSON, never HTML: write '+' in "+0000" and quotes in descriptions as themselves, as AWS does.
+    private static readonly LaminaJsonContext Relaxed = new(new JsonSerializerOptions(LaminaJsonContext.Default.Options)
+    {
+        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    });
 
     /// <summary>Lambda's request limit for CreateFunction/UpdateFunctionCode: a 50 MB zip, base64, in JSON.</summary>
     public const long MaxCodeRequestBytes = 70_167_211;
@@ -389,8 +396,10 @@ internal static partial class FunctionsApi
         }
         catch (JsonException e)
         {
-            var reason = e.Message.StartsWith("The JSON value could not be converted", StringComparison.Ordinal)
-                ? $"Unexpected value type at {e.Path} (line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1})"
+            // The reader's syntax messages are useful as they are; the binder's name .NET types, which mean
+            // nothing to a caller.
+            var reason = e.Message.Contains("Lamina.", StringComparison.Ordinal) || e.Message.Contains("System.", StringComparison.Ordinal)
+                ? $"Unexpected or duplicate value at {e.Path} (line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1})"
                 : e.Message;
             return AwsError.InvalidRequestContent($"Could not parse request body into json: {reason}");
         }
@@ -414,7 +423,7 @@ internal static partial class FunctionsApi
         AwsError.RequestTooLarge($"Request must be smaller than {limit} bytes for the {operation} operation");
 
     private static JsonHttpResult<T> Json<T>(T value, JsonTypeInfo<T> typeInfo, int statusCode = StatusCodes.Status200OK) =>
-        TypedResults.Json(value, typeInfo, contentType: "application/json", statusCode: statusCode);
+        TypedResults.Json(value, (JsonTypeInfo<T>)Relaxed.GetTypeInfo(typeof(T))!, contentType: "application/json", statusCode: statusCode);
 
     private static ILogger Logger(ILoggerFactory loggers) => loggers.CreateLogger(typeof(FunctionsApi).FullName!);
 
