@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
+using Lamina.Server.Diagnostics;
 using Lamina.Server.Functions;
 using Lamina.Server.Hosting;
 using Lamina.Server.Storage;
@@ -91,7 +92,7 @@ internal static partial class FunctionsApi
             return AlreadyExists(draft.Name);
         }
         Log.Created(Logger(loggers), write.Config!.Name, write.Config.Runtime, write.Config.CodeSha256);
-        return Json(write.Config.ToDto(options.Value.FunctionArn(write.Config.Name)), LaminaJsonContext.Default.FunctionConfigurationDto, StatusCodes.Status201Created);
+        return Json(write.Config.ToDto(options.Value.FunctionArn(write.Config.Name)), Relaxed.FunctionConfigurationDto, StatusCodes.Status201Created);
     }
 
     internal static async Task<IResult> GetFunction(
@@ -110,7 +111,7 @@ internal static partial class FunctionsApi
             Code = new FunctionCodeLocationDto { RepositoryType = "S3", Location = codeStore.CreateDownloadUrl(baseUrl, config.CodeHashHex) },
             Tags = tags.Count == 0 ? null : tags,
         };
-        return Json(response, LaminaJsonContext.Default.GetFunctionResponse);
+        return Json(response, Relaxed.GetFunctionResponse);
     }
 
     internal static IResult GetFunctionConfiguration(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options)
@@ -119,7 +120,7 @@ internal static partial class FunctionsApi
         {
             return error;
         }
-        return Json(config!.ToDto(arn!), LaminaJsonContext.Default.FunctionConfigurationDto);
+        return Json(config!.ToDto(arn!), Relaxed.FunctionConfigurationDto);
     }
 
     internal static IResult ListFunctions(HttpContext context, FunctionRegistry registry, IOptions<LaminaOptions> options)
@@ -162,7 +163,7 @@ internal static partial class FunctionsApi
         {
             response.Functions.Add(all[i].ToDto(options.Value.FunctionArn(all[i].Name)));
         }
-        return Json(response, LaminaJsonContext.Default.ListFunctionsResponse);
+        return Json(response, Relaxed.ListFunctionsResponse);
     }
 
     internal static async Task<IResult> UpdateFunctionCode(
@@ -211,7 +212,7 @@ internal static partial class FunctionsApi
                 CodeSize = validated.Code.Size,
                 Architecture = architecture ?? current.Architecture,
             };
-            return Json(preview.ToDto(arn!), LaminaJsonContext.Default.FunctionConfigurationDto);
+            return Json(preview.ToDto(arn!), Relaxed.FunctionConfigurationDto);
         }
 
         var stored = await codeStore.StoreAsync(zip, cancellationToken);
@@ -329,7 +330,7 @@ internal static partial class FunctionsApi
         {
             case FunctionWriteStatus.Succeeded:
                 Log.Updated(Logger(loggers), name, what, write.Config!.RevisionId);
-                return Json(write.Config.ToDto(arn), LaminaJsonContext.Default.FunctionConfigurationDto);
+                return Json(write.Config.ToDto(arn), Relaxed.FunctionConfigurationDto);
             case FunctionWriteStatus.RevisionMismatch:
                 return RevisionMismatch();
             default:
@@ -355,7 +356,9 @@ internal static partial class FunctionsApi
             sizeFeature.MaxRequestBodySize = limit + 1;
         }
 
-        using var body = new MemoryStream((int)Math.Min(request.ContentLength ?? 16 * 1024, limit));
+        // Pre-size from Content-Length, but not blindly: a client announcing 70 MB and sending nothing must not
+        // cost 70 MB. Beyond 8 MiB the buffer grows as bytes actually arrive.
+        using var body = new MemoryStream((int)Math.Min(request.ContentLength ?? 16 * 1024, Math.Min(limit, 8 * 1024 * 1024)));
         var buffer = ArrayPool<byte>.Shared.Rent(81920);
         try
         {
@@ -423,22 +426,22 @@ internal static partial class FunctionsApi
         AwsError.RequestTooLarge($"Request must be smaller than {limit} bytes for the {operation} operation");
 
     private static JsonHttpResult<T> Json<T>(T value, JsonTypeInfo<T> typeInfo, int statusCode = StatusCodes.Status200OK) =>
-        TypedResults.Json(value, (JsonTypeInfo<T>)Relaxed.GetTypeInfo(typeof(T))!, contentType: "application/json", statusCode: statusCode);
+        TypedResults.Json(value, typeInfo, contentType: "application/json", statusCode: statusCode);
 
     private static ILogger Logger(ILoggerFactory loggers) => loggers.CreateLogger(typeof(FunctionsApi).FullName!);
 
     private static partial class Log
     {
-        [LoggerMessage(2010, LogLevel.Information, "Created function {Name} ({Runtime}, code {CodeSha256})")]
+        [LoggerMessage(EventIds.FunctionCreated, LogLevel.Information, "Created function {Name} ({Runtime}, code {CodeSha256})")]
         public static partial void Created(ILogger logger, string name, string runtime, string codeSha256);
 
-        [LoggerMessage(2011, LogLevel.Information, "Updated {What} of function {Name}, revision {RevisionId}")]
+        [LoggerMessage(EventIds.FunctionUpdated, LogLevel.Information, "Updated {What} of function {Name}, revision {RevisionId}")]
         public static partial void Updated(ILogger logger, string name, string what, string revisionId);
 
-        [LoggerMessage(2012, LogLevel.Information, "Deleted function {Name}")]
+        [LoggerMessage(EventIds.FunctionDeleted, LogLevel.Information, "Deleted function {Name}")]
         public static partial void Deleted(ILogger logger, string name);
 
-        [LoggerMessage(2013, LogLevel.Debug, "Refused the deployment package of {Name}: {Reason}")]
+        [LoggerMessage(EventIds.PackageRefused, LogLevel.Debug, "Refused the deployment package of {Name}: {Reason}")]
         public static partial void PackageRefused(ILogger logger, string name, string reason);
     }
 }

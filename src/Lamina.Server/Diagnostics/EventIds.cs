@@ -11,6 +11,10 @@ internal static class EventIds
     public const int FunctionCreated = 2000;
     public const int FunctionUpdated = 2001;
     public const int FunctionDeleted = 2002;
+    public const int FunctionsLoaded = 2003;
+    public const int InterruptedUploadsRemoved = 2004;
+    public const int FunctionCodeMissing = 2005;
+    public const int PackageRefused = 2006;
 
     // 3xxx invoke and environments
     public const int SandboxUnavailable = 3000;

@@ -1,3 +1,4 @@
+using Lamina.Server.Diagnostics;
 using Lamina.Server.Storage;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 
@@ -57,13 +58,13 @@ internal sealed partial class FunctionsStartup(
 
     private static partial class Log
     {
-        [LoggerMessage(2000, LogLevel.Information, "Loaded {Count} functions from {Path}")]
+        [LoggerMessage(EventIds.FunctionsLoaded, LogLevel.Information, "Loaded {Count} functions from {Path}")]
         public static partial void Loaded(ILogger logger, int count, string path);
 
-        [LoggerMessage(2001, LogLevel.Information, "Removed {Count} interrupted uploads from {Path}")]
+        [LoggerMessage(EventIds.InterruptedUploadsRemoved, LogLevel.Information, "Removed {Count} interrupted uploads from {Path}")]
         public static partial void RemovedInterruptedUploads(ILogger logger, int count, string path);
 
-        [LoggerMessage(2002, LogLevel.Error, "Code of function {Name} ({Hash}) is missing from {Path}; invocations will fail until its code is updated")]
+        [LoggerMessage(EventIds.FunctionCodeMissing, LogLevel.Error, "Code of function {Name} ({Hash}) is missing from {Path}; invocations will fail until its code is updated")]
         public static partial void CodeMissing(ILogger logger, string name, string hash, string path);
     }
 }

@@ -57,6 +57,15 @@ internal static partial class LaminaHost
             // Never a stack trace on the wire.
             await AwsError.Service("An internal error occurred; the server log has the details").ExecuteAsync(context);
         }));
+        // Unknown paths and methods get an AWS-shaped error too, never an empty 404/405.
+        app.UseStatusCodePages(static async context =>
+        {
+            var http = context.HttpContext;
+            var error = http.Response.StatusCode == StatusCodes.Status405MethodNotAllowed
+                ? new AwsError(405, "UnknownOperationException", $"The operation {http.Request.Method} {http.Request.Path} is not supported.")
+                : new AwsError(http.Response.StatusCode, "UnknownOperationException", $"No Lambda operation matches {http.Request.Method} {http.Request.Path}.");
+            await error.ExecuteAsync(http);
+        });
         // Routing after the error handler, so a routing failure is answered in AWS's shape too.
         app.UseRouting();
         app.MapGet("/health", static () => Results.Text("ok"));

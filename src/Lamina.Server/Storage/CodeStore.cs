@@ -71,6 +71,11 @@ internal sealed partial class CodeStore
 
     public string Root { get; }
 
+    /// <summary>The limits in force; tests lower them to stay fast.</summary>
+    internal long UnzippedLimit { get; init; } = MaxUnzippedBytes;
+
+    internal int EntryLimit { get; init; } = MaxEntries;
+
     /// <summary>Creates the store and removes what an interrupted upload left (<c>tmp-*</c>). Returns how many.</summary>
     public int Initialize()
     {
@@ -189,14 +194,14 @@ internal sealed partial class CodeStore
             return new CodeStoreResult(code, null);
         }
 
-        var entryCount = CountCentralDirectoryEntries(zip, MaxEntries + 1);
+        var entryCount = CountCentralDirectoryEntries(zip, EntryLimit + 1);
         if (entryCount < 0)
         {
             return Fail(UnzipFailedMessage);
         }
-        if (entryCount > MaxEntries)
+        if (entryCount > EntryLimit)
         {
-            return Fail($"The deployment package has more than {MaxEntries} entries, the limit of this server.");
+            return Fail($"The deployment package has more than {EntryLimit} entries, the limit of this server.");
         }
 
         // 2. Extract into a private temporary directory; on any refusal it is removed whole.
@@ -207,7 +212,7 @@ internal sealed partial class CodeStore
         {
             Directory.CreateDirectory(temp);
             File.SetUnixFileMode(temp, DirectoryMode);
-            var error = await ExtractAsync(zip, temp, cancellationToken);
+            var error = await ExtractAsync(zip, temp, UnzippedLimit, cancellationToken);
             if (error is not null)
             {
                 return new CodeStoreResult(null, error);
@@ -261,7 +266,7 @@ internal sealed partial class CodeStore
         }
     }
 
-    private static async Task<AwsError?> ExtractAsync(byte[] zip, string destination, CancellationToken cancellationToken)
+    private static async Task<AwsError?> ExtractAsync(byte[] zip, string destination, long unzippedLimit, CancellationToken cancellationToken)
     {
         var root = Path.TrimEndingDirectorySeparator(destination) + Path.DirectorySeparatorChar;
         long written = 0;
@@ -320,6 +325,7 @@ internal sealed partial class CodeStore
                         Options = FileOptions.Asynchronous,
                         UnixCreateMode = mode,
                     };
+                    long entryWritten = 0;
                     await using (var output = new FileStream(target, options))
                     await using (var input = entry.Open())
                     {
@@ -327,12 +333,18 @@ internal sealed partial class CodeStore
                         while ((read = await input.ReadAsync(buffer.AsMemory(0, buffer.Length), cancellationToken)) > 0)
                         {
                             written += read;
-                            if (written > MaxUnzippedBytes)
+                            if (written > unzippedLimit)
                             {
-                                return AwsError.InvalidParameter($"Unzipped size must be smaller than {MaxUnzippedBytes} bytes");
+                                return AwsError.InvalidParameter($"Unzipped size must be smaller than {unzippedLimit} bytes");
                             }
+                            entryWritten += read;
                             await output.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
                         }
+                    }
+                    if (entryWritten != entry.Length)
+                    {
+                        // The data ended before the size its headers declare: a corrupt or doctored package.
+                        return AwsError.InvalidParameter(UnzipFailedMessage);
                     }
                     File.SetUnixFileMode(target, mode); // the umask may have narrowed UnixCreateMode
                 }
