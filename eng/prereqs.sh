@@ -1,13 +1,17 @@
 # Sourced by ./lamina and ./test.sh: makes sure this machine has what Lamina needs, installing Debian packages
 # when running as root, or stopping with a message that names them.
 
+# Arguments: extra "path:package" pairs to require besides the server's own (the tests add theirs).
 lamina_require_packages() {
-  local missing=()
+  local missing=() pair
   command -v dotnet >/dev/null 2>&1 || { echo "lamina: the .NET 10 SDK is required (dotnet not found on PATH)" >&2; exit 1; }
   [ -x /usr/bin/bwrap ] || missing+=(bubblewrap)
   [ -x /usr/bin/python3 ] || missing+=(python3)
   [ -x /usr/bin/node ] || missing+=(nodejs)
   [ -x /usr/bin/curl ] || missing+=(curl)
+  for pair in "$@"; do
+    [ -x "${pair%%:*}" ] || missing+=("${pair#*:}")
+  done
   if [ ${#missing[@]} -eq 0 ]; then
     return 0
   fi
