@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using Lamina.Server.Functions;
 using Lamina.Server.Hosting;
+using Lamina.Server.Invoke;
 
 namespace Lamina.Server.Api;
 
@@ -21,10 +22,6 @@ namespace Lamina.Server.Api;
 /// </remarks>
 internal static partial class FunctionValidation
 {
-    /// <summary>The runtimes this server provides.</summary>
-    public static readonly string[] SupportedRuntimes =
-        ["nodejs18.x", "nodejs20.x", "nodejs22.x", "python3.11", "python3.12", "python3.13", "provided.al2", "provided.al2023"];
-
     /// <summary>Runtimes Lambda has retired for creating and updating functions.</summary>
     private static readonly HashSet<string> DeprecatedRuntimes = new(StringComparer.Ordinal)
     {
@@ -136,25 +133,7 @@ internal static partial class FunctionValidation
             LastModified = default,
             RevisionId = "",
         };
-        var error = ApplySettings(ref config, new Settings
-        {
-            Runtime = request.Runtime,
-            Role = request.Role,
-            Handler = request.Handler,
-            Description = request.Description,
-            Timeout = request.Timeout,
-            MemorySize = request.MemorySize,
-            VpcConfig = request.VpcConfig,
-            Environment = request.Environment,
-            DeadLetterConfig = request.DeadLetterConfig,
-            TracingConfig = request.TracingConfig,
-            Layers = request.Layers,
-            FileSystemConfigs = request.FileSystemConfigs,
-            EphemeralStorage = request.EphemeralStorage,
-            SnapStart = request.SnapStart,
-            LoggingConfig = request.LoggingConfig,
-            Architectures = request.Architectures,
-        });
+        var error = ApplySettings(ref config, request, request.Architectures);
         if (error is not null)
         {
             return error;
@@ -187,24 +166,7 @@ internal static partial class FunctionValidation
     /// request keep their value; <c>Environment</c>, when present, replaces the whole variable map.
     /// </summary>
     public static AwsError? ApplyUpdate(ref FunctionConfig config, UpdateFunctionConfigurationRequest request) =>
-        ApplySettings(ref config, new Settings
-        {
-            Runtime = request.Runtime,
-            Role = request.Role,
-            Handler = request.Handler,
-            Description = request.Description,
-            Timeout = request.Timeout,
-            MemorySize = request.MemorySize,
-            VpcConfig = request.VpcConfig,
-            Environment = request.Environment,
-            DeadLetterConfig = request.DeadLetterConfig,
-            TracingConfig = request.TracingConfig,
-            Layers = request.Layers,
-            FileSystemConfigs = request.FileSystemConfigs,
-            EphemeralStorage = request.EphemeralStorage,
-            SnapStart = request.SnapStart,
-            LoggingConfig = request.LoggingConfig,
-        });
+        ApplySettings(ref config, request, architectures: null);
 
     /// <summary>Validates UpdateFunctionCode's code source and architecture.</summary>
     public static AwsError? ValidateCodeUpdate(UpdateFunctionCodeRequest request)
@@ -238,7 +200,7 @@ internal static partial class FunctionValidation
 
     public static AwsError? ValidateRuntime(string runtime)
     {
-        if (Array.IndexOf(SupportedRuntimes, runtime) >= 0)
+        if (RuntimeCatalog.IsSupported(runtime))
         {
             return null;
         }
@@ -248,7 +210,7 @@ internal static partial class FunctionValidation
                 $"The runtime parameter of {runtime} is no longer supported for creating or updating AWS Lambda functions. We recommend you use a supported runtime while creating or updating functions.");
         }
         return AwsError.InvalidParameter(
-            $"Value {runtime} at 'runtime' failed to satisfy constraint: Member must satisfy enum value set: [{string.Join(", ", SupportedRuntimes)}] or be a valid ARN");
+            $"Value {runtime} at 'runtime' failed to satisfy constraint: Member must satisfy enum value set: [{string.Join(", ", RuntimeCatalog.Supported)}] or be a valid ARN");
     }
 
     /// <summary>Keys, reserved names and the 4 KB limit. Null values count as empty strings.</summary>
@@ -312,27 +274,7 @@ internal static partial class FunctionValidation
     }
 
     /// <summary>The settings CreateFunction and UpdateFunctionConfiguration share; null means "not given".</summary>
-    private sealed class Settings
-    {
-        public string? Runtime { get; init; }
-        public string? Role { get; init; }
-        public string? Handler { get; init; }
-        public string? Description { get; init; }
-        public int? Timeout { get; init; }
-        public int? MemorySize { get; init; }
-        public VpcConfigDto? VpcConfig { get; init; }
-        public EnvironmentDto? Environment { get; init; }
-        public DeadLetterConfigDto? DeadLetterConfig { get; init; }
-        public TracingConfigDto? TracingConfig { get; init; }
-        public List<string>? Layers { get; init; }
-        public List<FileSystemConfigDto>? FileSystemConfigs { get; init; }
-        public EphemeralStorageDto? EphemeralStorage { get; init; }
-        public SnapStartDto? SnapStart { get; init; }
-        public LoggingConfigDto? LoggingConfig { get; init; }
-        public List<string>? Architectures { get; init; }
-    }
-
-    private static AwsError? ApplySettings(ref FunctionConfig config, Settings s)
+    private static AwsError? ApplySettings(ref FunctionConfig config, FunctionSettingsRequest s, List<string>? architectures)
     {
         if (s.Runtime is not null)
         {
@@ -408,9 +350,9 @@ internal static partial class FunctionValidation
             }
             config = config with { EphemeralStorageSize = size };
         }
-        if (s.Architectures is not null)
+        if (architectures is not null)
         {
-            if (ValidateArchitectures(s.Architectures, out var architecture) is { } error)
+            if (ValidateArchitectures(architectures, out var architecture) is { } error)
             {
                 return error;
             }

@@ -9,34 +9,39 @@ namespace Lamina.Server.Api;
 
 // Registered in LaminaJsonContext.cs (the source generator needs every [JsonSerializable] on one declaration).
 
-internal sealed class CreateFunctionRequest
+/// <summary>The configuration members CreateFunction and UpdateFunctionConfiguration share, validated by one routine.</summary>
+internal class FunctionSettingsRequest
 {
-    public string? FunctionName { get; set; }
     public string? Runtime { get; set; }
     public string? Role { get; set; }
     public string? Handler { get; set; }
-    public FunctionCodeDto? Code { get; set; }
     public string? Description { get; set; }
     public int? Timeout { get; set; }
     public int? MemorySize { get; set; }
-
-    /// <summary>Accepted and ignored until versions exist (a later issue): no version 1 is published.</summary>
-    public bool? Publish { get; set; }
-
     public VpcConfigDto? VpcConfig { get; set; }
-    public string? PackageType { get; set; }
     public DeadLetterConfigDto? DeadLetterConfig { get; set; }
     public EnvironmentDto? Environment { get; set; }
     public string? KMSKeyArn { get; set; }
     public TracingConfigDto? TracingConfig { get; set; }
-    public Dictionary<string, string>? Tags { get; set; }
     public List<string>? Layers { get; set; }
     public List<FileSystemConfigDto>? FileSystemConfigs { get; set; }
-    public string? CodeSigningConfigArn { get; set; }
-    public List<string>? Architectures { get; set; }
     public EphemeralStorageDto? EphemeralStorage { get; set; }
     public SnapStartDto? SnapStart { get; set; }
     public LoggingConfigDto? LoggingConfig { get; set; }
+}
+
+internal sealed class CreateFunctionRequest : FunctionSettingsRequest
+{
+    public string? FunctionName { get; set; }
+    public FunctionCodeDto? Code { get; set; }
+
+    /// <summary>Accepted and ignored until versions exist (a later issue): no version 1 is published.</summary>
+    public bool? Publish { get; set; }
+
+    public string? PackageType { get; set; }
+    public Dictionary<string, string>? Tags { get; set; }
+    public string? CodeSigningConfigArn { get; set; }
+    public List<string>? Architectures { get; set; }
 }
 
 internal sealed class UpdateFunctionCodeRequest
@@ -55,25 +60,9 @@ internal sealed class UpdateFunctionCodeRequest
     public List<string>? Architectures { get; set; }
 }
 
-internal sealed class UpdateFunctionConfigurationRequest
+internal sealed class UpdateFunctionConfigurationRequest : FunctionSettingsRequest
 {
-    public string? Role { get; set; }
-    public string? Handler { get; set; }
-    public string? Description { get; set; }
-    public int? Timeout { get; set; }
-    public int? MemorySize { get; set; }
-    public VpcConfigDto? VpcConfig { get; set; }
-    public EnvironmentDto? Environment { get; set; }
-    public string? Runtime { get; set; }
-    public DeadLetterConfigDto? DeadLetterConfig { get; set; }
-    public string? KMSKeyArn { get; set; }
-    public TracingConfigDto? TracingConfig { get; set; }
     public string? RevisionId { get; set; }
-    public List<string>? Layers { get; set; }
-    public List<FileSystemConfigDto>? FileSystemConfigs { get; set; }
-    public EphemeralStorageDto? EphemeralStorage { get; set; }
-    public SnapStartDto? SnapStart { get; set; }
-    public LoggingConfigDto? LoggingConfig { get; set; }
 }
 
 internal sealed class FunctionCodeDto
