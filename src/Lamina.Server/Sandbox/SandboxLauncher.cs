@@ -180,6 +180,14 @@ internal sealed class SandboxLauncher : IDisposable
         Add(a, "--size", ((long)spec.TmpSizeMb * 1024 * 1024).ToString(CultureInfo.InvariantCulture), "--perms", "1777", "--tmpfs", "/tmp");
         Add(a, "--ro-bind", spec.CodeDirectory, "/var/task");
         Add(a, "--ro-bind", spec.RuntimesDirectory, "/var/runtime");
+        if (spec.OptDirectory is not null)
+        {
+            Add(a, "--ro-bind", spec.OptDirectory, "/opt");
+        }
+        else
+        {
+            Add(a, "--dir", "/opt");
+        }
         Add(a, "--remount-ro", "/");
         Add(a, "--chdir", "/var/task");
         Add(a, "--info-fd", infoFd.ToString(CultureInfo.InvariantCulture), "--block-fd", blockFd.ToString(CultureInfo.InvariantCulture));

@@ -9,6 +9,12 @@ internal sealed record SandboxSpec
     /// <summary>Extracted function code, mounted read-only at <c>/var/task</c>.</summary>
     public required string CodeDirectory { get; init; }
 
+    /// <summary>
+    /// The function's layers merged in order (later wins), mounted read-only at <c>/opt</c>; null for an empty
+    /// <c>/opt</c>. Extensions are the executables in its <c>extensions/</c> folder.
+    /// </summary>
+    public string? OptDirectory { get; init; }
+
     /// <summary>Lamina's runtime bootstraps, mounted read-only at <c>/var/runtime</c>.</summary>
     public required string RuntimesDirectory { get; init; }
 
