@@ -90,7 +90,8 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             throw new SandboxException(_sandboxError ?? "sandboxes are unavailable");
         }
         var codeDirectory = _codeStore.GetCodeDirectory(config);
-        if (!RuntimeCatalog.TryGetCommand(config.Runtime, codeDirectory, out var command, out var entrypointError))
+        string? optDirectory = null; // The merged layers of the configuration (layers arrive with issue #4).
+        if (!RuntimeCatalog.TryGetCommand(config.Runtime, codeDirectory, optDirectory, out var command, out var entrypointError))
         {
             throw new EntrypointException(entrypointError);
         }
@@ -102,6 +103,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         {
             Id = id,
             CodeDirectory = codeDirectory,
+            OptDirectory = optDirectory,
             RuntimesDirectory = _options.RuntimesDirectory,
             Command = command,
             Environment = EnvironmentVariables.For(config, log, _options),

@@ -25,7 +25,7 @@ internal static class RuntimeCatalog
     public static bool IsCustom(string runtime) => runtime.StartsWith("provided", StringComparison.Ordinal);
 
     /// <summary>The command that starts the runtime, or an error body when it cannot start (missing bootstrap).</summary>
-    public static bool TryGetCommand(string runtime, string codeDirectory, [NotNullWhen(true)] out string[]? command, [NotNullWhen(false)] out string? error)
+    public static bool TryGetCommand(string runtime, string codeDirectory, string? optDirectory, [NotNullWhen(true)] out string[]? command, [NotNullWhen(false)] out string? error)
     {
         error = null;
         if (runtime.StartsWith("nodejs", StringComparison.Ordinal))
@@ -40,10 +40,15 @@ internal static class RuntimeCatalog
         }
         if (IsCustom(runtime))
         {
-            var bootstrap = Path.Combine(codeDirectory, "bootstrap");
-            if (File.Exists(bootstrap) && (File.GetUnixFileMode(bootstrap) & (UnixFileMode.UserExecute | UnixFileMode.OtherExecute)) != 0)
+            // Lambda looks in the code first, then in the layers.
+            if (IsExecutable(Path.Combine(codeDirectory, "bootstrap")))
             {
                 command = ["/var/task/bootstrap"];
+                return true;
+            }
+            if (optDirectory is not null && IsExecutable(Path.Combine(optDirectory, "bootstrap")))
+            {
+                command = ["/opt/bootstrap"];
                 return true;
             }
             command = null;
@@ -54,6 +59,9 @@ internal static class RuntimeCatalog
         error = $"Runtime {runtime} is not supported";
         return false;
     }
+
+    private static bool IsExecutable(string path) =>
+        File.Exists(path) && (File.GetUnixFileMode(path) & (UnixFileMode.UserExecute | UnixFileMode.OtherExecute)) != 0;
 
     /// <summary>Search paths Lambda sets for the runtime (users may override them).</summary>
     public static IEnumerable<KeyValuePair<string, string>> DefaultVariables(string runtime)
