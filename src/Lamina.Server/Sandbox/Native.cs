@@ -43,6 +43,18 @@ internal static partial class Native
     [LibraryImport("libc", SetLastError = true)]
     public static partial int kill(int pid, int signal);
 
+    public const int RLIMIT_NOFILE = 7;
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct RLimit
+    {
+        public ulong Current;
+        public ulong Max;
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int prlimit(int pid, int resource, in RLimit newLimit, nint oldLimit);
+
     public static string LastError() => Marshal.GetLastPInvokeErrorMessage();
 }
 

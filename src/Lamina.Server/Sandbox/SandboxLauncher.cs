@@ -23,6 +23,11 @@ internal sealed class SandboxLauncher : IDisposable
 
     public const string BwrapPath = "/usr/bin/bwrap";
 
+    /// <summary>Lambda's per-environment file descriptor limit.</summary>
+    public const int FileDescriptorLimit = 1024;
+
+    private static readonly byte[]? Seccomp = SeccompFilter.IsSupported ? SeccompFilter.Build() : null;
+
     // Process.Start must not run while our inheritable pipe ends exist, or another child would inherit them.
     private static readonly Lock SpawnLock = new();
 
@@ -61,20 +66,33 @@ internal sealed class SandboxLauncher : IDisposable
         Process? process = null;
         Span<int> info = stackalloc int[2];
         Span<int> block = stackalloc int[2];
-        info[0] = info[1] = block[0] = block[1] = -1;
+        Span<int> seccomp = stackalloc int[2];
+        info[0] = info[1] = block[0] = block[1] = seccomp[0] = seccomp[1] = -1;
         try
         {
-            if (Native.pipe2(info, Native.O_CLOEXEC) != 0 || Native.pipe2(block, Native.O_CLOEXEC) != 0)
+            if (Native.pipe2(info, Native.O_CLOEXEC) != 0 || Native.pipe2(block, Native.O_CLOEXEC) != 0
+                || (Seccomp is not null && Native.pipe2(seccomp, Native.O_CLOEXEC) != 0))
             {
                 throw new SandboxException($"pipe2 failed: {Native.LastError()}");
             }
+            if (Seccomp is not null)
+            {
+                // The program is small (well under a pipe's buffer): write it whole and close, bwrap reads to the end.
+                WriteAll(seccomp[1], Seccomp);
+                Native.close(seccomp[1]);
+                seccomp[1] = -1;
+            }
 
-            var startInfo = BuildStartInfo(spec, infoFd: info[1], blockFd: block[0]);
+            var startInfo = BuildStartInfo(spec, infoFd: info[1], blockFd: block[0], seccompFd: seccomp[0]);
             lock (SpawnLock)
             {
-                // Only bwrap inherits these two ends: they lose close-on-exec just for this spawn.
+                // Only bwrap inherits these ends: they lose close-on-exec just for this spawn.
                 Native.fcntl(info[1], Native.F_SETFD, 0);
                 Native.fcntl(block[0], Native.F_SETFD, 0);
+                if (seccomp[0] >= 0)
+                {
+                    Native.fcntl(seccomp[0], Native.F_SETFD, 0);
+                }
                 try
                 {
                     process = Process.Start(startInfo) ?? throw new SandboxException("bwrap did not start");
@@ -83,7 +101,11 @@ internal sealed class SandboxLauncher : IDisposable
                 {
                     Native.close(info[1]);
                     Native.close(block[0]);
-                    info[1] = block[0] = -1;
+                    if (seccomp[0] >= 0)
+                    {
+                        Native.close(seccomp[0]);
+                    }
+                    info[1] = block[0] = seccomp[0] = -1;
                 }
             }
 
@@ -100,6 +122,12 @@ internal sealed class SandboxLauncher : IDisposable
 
             cgroup.AddProcess(process.Id);
             cgroup.AddProcess(childPid);
+            // Lambda's 1,024 file descriptors; inherited by everything the sandbox starts.
+            var nofile = new Native.RLimit { Current = FileDescriptorLimit, Max = FileDescriptorLimit };
+            if (Native.prlimit(childPid, Native.RLIMIT_NOFILE, nofile, 0) != 0)
+            {
+                throw new SandboxException($"cannot limit the sandbox's file descriptors: {Native.LastError()}");
+            }
             listener = ListenInNamespace(childPid);
             Release(block[1]);
             block[1] = -1;
@@ -123,7 +151,7 @@ internal sealed class SandboxLauncher : IDisposable
         }
         finally
         {
-            foreach (var fd in new[] { info[0], info[1], block[0], block[1] })
+            foreach (var fd in new[] { info[0], info[1], block[0], block[1], seccomp[0], seccomp[1] })
             {
                 if (fd >= 0)
                 {
@@ -139,7 +167,7 @@ internal sealed class SandboxLauncher : IDisposable
         Native.close(_hostNetNs);
     }
 
-    private ProcessStartInfo BuildStartInfo(SandboxSpec spec, int infoFd, int blockFd)
+    private ProcessStartInfo BuildStartInfo(SandboxSpec spec, int infoFd, int blockFd, int seccompFd)
     {
         var startInfo = new ProcessStartInfo(BwrapPath)
         {
@@ -191,6 +219,10 @@ internal sealed class SandboxLauncher : IDisposable
         Add(a, "--remount-ro", "/");
         Add(a, "--chdir", "/var/task");
         Add(a, "--info-fd", infoFd.ToString(CultureInfo.InvariantCulture), "--block-fd", blockFd.ToString(CultureInfo.InvariantCulture));
+        if (seccompFd >= 0)
+        {
+            Add(a, "--seccomp", seccompFd.ToString(CultureInfo.InvariantCulture));
+        }
         a.Add("--");
         foreach (var arg in spec.Command)
         {
@@ -292,6 +324,23 @@ internal sealed class SandboxLauncher : IDisposable
         finally
         {
             Native.close(nsFd);
+        }
+    }
+
+    private static unsafe void WriteAll(int fd, byte[] data)
+    {
+        fixed (byte* p = data)
+        {
+            var written = 0;
+            while (written < data.Length)
+            {
+                var n = Native.write(fd, p + written, data.Length - written);
+                if (n <= 0)
+                {
+                    throw new SandboxException($"cannot pass the seccomp filter to bwrap: {Native.LastError()}");
+                }
+                written += (int)n;
+            }
         }
     }
 
