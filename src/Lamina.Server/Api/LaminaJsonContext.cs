@@ -14,6 +14,9 @@ namespace Lamina.Server.Api;
 [JsonSerializable(typeof(AwsErrorBody))]
 [JsonSerializable(typeof(string))]
 [JsonSerializable(typeof(Invoke.PlatformErrorBody))]
+[JsonSerializable(typeof(Invoke.InvokeEvent))]
+[JsonSerializable(typeof(Invoke.ShutdownEvent))]
+[JsonSerializable(typeof(RuntimeApi.ExtensionRegistration))]
 // Control plane (Api/FunctionsContracts.cs).
 [JsonSerializable(typeof(CreateFunctionRequest))]
 [JsonSerializable(typeof(UpdateFunctionCodeRequest))]
@@ -22,4 +25,5 @@ namespace Lamina.Server.Api;
 [JsonSerializable(typeof(GetFunctionResponse))]
 [JsonSerializable(typeof(ListFunctionsResponse))]
 [JsonSerializable(typeof(Storage.StoredFunctionConfig))]
+[JsonSerializable(typeof(Storage.StoredLayerVersion))]
 internal sealed partial class LaminaJsonContext : JsonSerializerContext;

@@ -96,9 +96,20 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             throw new EntrypointException(entrypointError);
         }
 
+        // Lambda's Init order: external extensions first (started by a small script that waits for them to
+        // register), then the runtime; managed runtimes may be wrapped by AWS_LAMBDA_EXEC_WRAPPER.
+        if (config.EnvironmentVariables.TryGetValue("AWS_LAMBDA_EXEC_WRAPPER", out var wrapper) && !RuntimeCatalog.IsCustom(config.Runtime))
+        {
+            command = [wrapper, .. command];
+        }
+        if (HasExtensions(optDirectory))
+        {
+            command = ["/bin/bash", "/var/runtime/lamina/init-extensions.sh", .. command];
+        }
+
         var id = Guid.NewGuid().ToString("N");
         var log = new InvocationLog(config.LogGroupName, InvocationLog.StreamName(_time.GetUtcNow(), config.Version, id));
-        var environment = new ExecutionEnvironment(id, config, log, _time) { InitRequestId = requestId };
+        var environment = new ExecutionEnvironment(id, config, log, _time) { InitRequestId = requestId, AccountId = _options.AccountId };
         var spec = new SandboxSpec
         {
             Id = id,
@@ -130,6 +141,12 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         }
         _ = sandbox.Exited.ContinueWith((_, state) => Forget((ExecutionEnvironment)state!), environment, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
         return environment;
+    }
+
+    private static bool HasExtensions(string? optDirectory)
+    {
+        var directory = optDirectory is null ? null : Path.Combine(optDirectory, "extensions");
+        return directory is not null && Directory.Exists(directory) && Directory.EnumerateFiles(directory).Any();
     }
 
     /// <summary>Gives an environment back after an invocation: warm if it can serve again, stopped otherwise.</summary>
@@ -232,13 +249,23 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         }
     }
 
+    /// <summary>
+    /// Lambda's Shutdown phase: extensions subscribed to SHUTDOWN get the event and up to 2 s in all to finish;
+    /// then the runtime gets SIGTERM and 300 ms; then everything left is killed.
+    /// </summary>
     private async Task StopAsync(ExecutionEnvironment environment)
     {
         environment.MarkDead();
         if (environment.Sandbox is { } sandbox)
         {
-            // Lambda gives a runtime without extensions a short grace after SIGTERM.
-            await sandbox.StopAsync(TimeSpan.FromMilliseconds(300), CancellationToken.None);
+            var runtimeGrace = TimeSpan.FromMilliseconds(300);
+            if (environment.Extensions.Any && !sandbox.Exited.IsCompleted)
+            {
+                var extensionsGrace = TimeSpan.FromSeconds(2) - runtimeGrace;
+                environment.Extensions.Shutdown("spindown", _time.GetUtcNow().Add(extensionsGrace).ToUnixTimeMilliseconds());
+                await sandbox.WaitForProcessesToExitAsync("/opt/extensions/", extensionsGrace);
+            }
+            await sandbox.StopAsync(runtimeGrace, CancellationToken.None);
         }
         Forget(environment);
     }

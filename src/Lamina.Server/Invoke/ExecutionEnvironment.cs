@@ -49,6 +49,12 @@ internal sealed class ExecutionEnvironment
 
     public Sandbox.Sandbox? Sandbox { get; private set; }
 
+    /// <summary>Account of the function (extensions may ask for it at registration).</summary>
+    public string AccountId { get; init; } = "000000000000";
+
+    /// <summary>The extensions registered in this environment.</summary>
+    public ExtensionSet Extensions { get; } = new();
+
     /// <summary>False once the environment crashed, timed out or was stopped; it never takes another invocation.</summary>
     public bool IsUsable => !_dead;
 
@@ -64,16 +70,25 @@ internal sealed class ExecutionEnvironment
         sandbox.Exited.ContinueWith(static (t, state) => ((ExecutionEnvironment)state!).OnExited(t.GetAwaiter().GetResult()), this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
-    /// <summary>Waits for the Init phase to end. Returns null on success, or the error the first invocation gets.</summary>
+    /// <summary>
+    /// Waits for the Init phase to end: the runtime and every extension have asked for their first event. Returns null
+    /// on success, or the error the first invocation gets (<see cref="InitTimedOut"/> tells a timeout apart).
+    /// </summary>
     public async Task<InvocationResult?> WaitForInitAsync(TimeSpan limit, string requestId)
     {
         InvocationResult? outcome;
+        var started = Stopwatch.GetTimestamp();
         try
         {
             outcome = await _init.Task.WaitAsync(limit, _time);
+            if (outcome is null && Extensions.Any)
+            {
+                await Extensions.WaitSettledAsync(CancellationToken.None).WaitAsync(limit - Stopwatch.GetElapsedTime(started), _time);
+            }
         }
         catch (TimeoutException)
         {
+            InitTimedOut = true;
             outcome = InvocationResult.PlatformError("Sandbox.Timedout",
                 string.Create(CultureInfo.InvariantCulture, $"RequestId: {requestId} Error: Task timed out after {limit.TotalSeconds:F2} seconds"));
             _init.TrySetResult(outcome);
@@ -88,7 +103,13 @@ internal sealed class ExecutionEnvironment
         return outcome;
     }
 
-    /// <summary>Runs one invocation to its end: response, error, timeout or crash.</summary>
+    /// <summary>True when Init failed by running out of time (Lambda then retries it once inside the invocation).</summary>
+    public bool InitTimedOut { get; private set; }
+
+    /// <summary>
+    /// Runs one invocation until the runtime answers (or times out, or crashes) and returns what the caller gets.
+    /// The invoke phase goes on until every extension has asked for its next event: <see cref="PhaseEnded"/>.
+    /// </summary>
     public async Task<InvocationResult> RunAsync(Invocation invocation)
     {
         var started = Stopwatch.GetTimestamp();
@@ -108,6 +129,7 @@ internal sealed class ExecutionEnvironment
         else
         {
             _next.Writer.TryWrite(invocation);
+            Extensions.Invoke(invocation);
         }
 
         InvocationResult result;
@@ -118,28 +140,8 @@ internal sealed class ExecutionEnvironment
         }
         catch (TimeoutException)
         {
-            var timedOut = InvocationResult.PlatformError("Sandbox.Timedout",
-                string.Create(CultureInfo.InvariantCulture, $"RequestId: {invocation.RequestId} Error: Task timed out after {timeout.TotalSeconds:F2} seconds"));
-            if (invocation.TryComplete(timedOut))
-            {
-                // Lambda resets the environment: the runtime is killed, the next invocation starts cold.
-                MarkDead();
-                Sandbox?.DrainOutput(flushPartialLines: true);
-                Sandbox?.Kill();
-                Log.Append(string.Create(CultureInfo.InvariantCulture, $"{InvocationLog.Timestamp(_time.GetUtcNow())} {invocation.RequestId} Task timed out after {timeout.TotalSeconds:F2} seconds"));
-                status = "timeout";
-            }
-            result = await invocation.Completion;
-        }
-
-        var duration = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-        if (status is null)
-        {
-            Sandbox?.DrainOutput(flushPartialLines: true);
-            if (result.Outcome != InvocationOutcome.Success && _dead)
-            {
-                status = "error";
-            }
+            result = await TimeOutAsync(invocation, timeout);
+            status = result.ErrorType == "Sandbox.Timedout" ? "timeout" : null;
         }
         lock (_lock)
         {
@@ -147,11 +149,64 @@ internal sealed class ExecutionEnvironment
             _lastRequestId = invocation.RequestId;
         }
 
+        if (status is null && result.Outcome != InvocationOutcome.Success && _dead)
+        {
+            status = "error";
+        }
+        PhaseEnded = status is null && Extensions.Any
+            ? FinishAfterExtensionsAsync(invocation, started, timeout)
+            : Finish(invocation, started, status);
+        return result;
+    }
+
+    /// <summary>Completes when the invocation's phase is over and its REPORT line written.</summary>
+    public Task PhaseEnded { get; private set; } = Task.CompletedTask;
+
+    private async Task<InvocationResult> TimeOutAsync(Invocation invocation, TimeSpan timeout)
+    {
+        var timedOut = InvocationResult.PlatformError("Sandbox.Timedout",
+            string.Create(CultureInfo.InvariantCulture, $"RequestId: {invocation.RequestId} Error: Task timed out after {timeout.TotalSeconds:F2} seconds"));
+        if (invocation.TryComplete(timedOut))
+        {
+            // Lambda resets the environment: the runtime is killed, the next invocation starts cold.
+            MarkDead();
+            Sandbox?.DrainOutput(flushPartialLines: true);
+            Sandbox?.Kill();
+            Log.Append(string.Create(CultureInfo.InvariantCulture, $"{InvocationLog.Timestamp(_time.GetUtcNow())} {invocation.RequestId} Task timed out after {timeout.TotalSeconds:F2} seconds"));
+        }
+        return await invocation.Completion;
+    }
+
+    // Extensions keep the invocation open after the runtime answered; the whole phase stays within the timeout.
+    private async Task FinishAfterExtensionsAsync(Invocation invocation, long started, TimeSpan timeout)
+    {
+        string? status = null;
+        try
+        {
+            await Extensions.WaitSettledAsync(CancellationToken.None).WaitAsync(timeout - Stopwatch.GetElapsedTime(started), _time);
+        }
+        catch (TimeoutException)
+        {
+            MarkDead();
+            Sandbox?.Kill();
+            Log.Append(string.Create(CultureInfo.InvariantCulture, $"{InvocationLog.Timestamp(_time.GetUtcNow())} {invocation.RequestId} Task timed out after {timeout.TotalSeconds:F2} seconds"));
+            status = "timeout";
+        }
+        await Finish(invocation, started, status);
+    }
+
+    private Task Finish(Invocation invocation, long started, string? status)
+    {
+        var duration = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        if (status != "timeout")
+        {
+            Sandbox?.DrainOutput(flushPartialLines: true);
+        }
         Log.End(invocation.RequestId);
         var memoryMb = (Sandbox?.Cgroup.MemoryPeakBytes() ?? 0) / (1024 * 1024);
         Log.Report(invocation.RequestId, duration, Config.MemorySize, memoryMb, _initDurationMs, status);
         _initDurationMs = null; // Init Duration is reported on the first invocation only.
-        return result;
+        return Task.CompletedTask;
     }
 
     /// <summary>Writes the platform lines of an invocation that never reached a runtime (init failed).</summary>
@@ -175,6 +230,7 @@ internal sealed class ExecutionEnvironment
                 return null; // 403: one invocation at a time.
             }
         }
+        Extensions.CloseRegistration(); // The runtime is running: extensions had their chance.
         _init.TrySetResult(null);
         var invocation = await _next.Reader.ReadAsync(cancellationToken);
         invocation.Delivered = true;

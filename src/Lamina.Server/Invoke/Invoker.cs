@@ -18,34 +18,70 @@ internal sealed partial class Invoker(EnvironmentPool pool, IOptions<LaminaOptio
         var environment = pool.TryTakeIdle(config);
         if (environment is null)
         {
-            try
+            var cold = await StartAsync(config, invocation, _initTimeout);
+            if (cold.Environment is null)
             {
-                environment = pool.Start(config, invocation.RequestId);
+                return cold.Failure;
             }
-            catch (EntrypointException e)
+            if (cold.Environment.InitTimedOut)
             {
-                return new InvokeOutcome(InvocationResult.PlatformError("Runtime.InvalidEntrypoint", $"RequestId: {invocation.RequestId} Error: {e.Message}"), null);
+                // Lambda retries an Init that ran out of time once, inside the invocation, bounded by the function's timeout.
+                pool.Discard(cold.Environment);
+                cold = await StartAsync(config, invocation, TimeSpan.FromSeconds(config.Timeout));
+                if (cold.Environment is null)
+                {
+                    return cold.Failure;
+                }
             }
-            catch (SandboxException e)
-            {
-                Log.SandboxStartFailed(logger, config.Name, e.Message);
-                return new InvokeOutcome(null, null, $"The execution environment could not be created: {e.Message}");
-            }
-
-            var initError = await environment.WaitForInitAsync(_initTimeout, invocation.RequestId);
-            if (initError is not null)
+            environment = cold.Environment;
+            if (cold.InitError is not null)
             {
                 environment.ReportFailedInit(invocation.RequestId);
                 pool.Discard(environment);
-                return new InvokeOutcome(initError, wantTail ? environment.Log.Tail() : null);
+                return new InvokeOutcome(cold.InitError, wantTail ? environment.Log.Tail() : null);
             }
         }
 
         var result = await environment.RunAsync(invocation);
-        var tail = wantTail ? environment.Log.Tail() : null;
-        pool.Return(environment);
+        string? tail = null;
+        if (wantTail)
+        {
+            // The tail ends with the REPORT line, written when the phase ends (after extensions, if any).
+            await environment.PhaseEnded;
+            tail = environment.Log.Tail();
+        }
+        _ = ReturnAfterPhaseAsync(environment);
         return new InvokeOutcome(result, tail);
     }
+
+    private async Task ReturnAfterPhaseAsync(ExecutionEnvironment environment)
+    {
+        await environment.PhaseEnded;
+        pool.Return(environment);
+    }
+
+    /// <summary>Starts an environment and waits for its Init. Environment is null when none could be made.</summary>
+    private async Task<ColdStart> StartAsync(FunctionConfig config, Invocation invocation, TimeSpan initLimit)
+    {
+        ExecutionEnvironment environment;
+        try
+        {
+            environment = pool.Start(config, invocation.RequestId);
+        }
+        catch (EntrypointException e)
+        {
+            return new ColdStart(null, null, new InvokeOutcome(InvocationResult.PlatformError("Runtime.InvalidEntrypoint", $"RequestId: {invocation.RequestId} Error: {e.Message}"), null));
+        }
+        catch (SandboxException e)
+        {
+            Log.SandboxStartFailed(logger, config.Name, e.Message);
+            return new ColdStart(null, null, new InvokeOutcome(null, null, $"The execution environment could not be created: {e.Message}"));
+        }
+        var initError = await environment.WaitForInitAsync(initLimit, invocation.RequestId);
+        return new ColdStart(environment, initError, default);
+    }
+
+    private readonly record struct ColdStart(ExecutionEnvironment? Environment, InvocationResult? InitError, InvokeOutcome Failure);
 
     private static partial class Log
     {

@@ -59,6 +59,11 @@ internal static class RuntimeApiEndpoints
             await WriteStatusAsync(context, status);
             return;
         }
+        if (path.StartsWith(ExtensionsApiEndpoints.Prefix, StringComparison.Ordinal))
+        {
+            await ExtensionsApiEndpoints.HandleAsync(context, environment, path);
+            return;
+        }
         if (path == "/2018-06-01/ping" && HttpMethods.IsGet(method))
         {
             context.Response.ContentType = "text/plain";
@@ -198,7 +203,7 @@ internal static class RuntimeApiEndpoints
         _ => WriteErrorAsync(context, StatusCodes.Status403Forbidden, "InvalidStateTransition", "No invocation is in progress for this request"),
     };
 
-    private static async Task WriteAcceptedAsync(HttpContext context)
+    internal static async Task WriteAcceptedAsync(HttpContext context)
     {
         context.Response.StatusCode = StatusCodes.Status202Accepted;
         context.Response.ContentType = "application/json";
@@ -206,7 +211,7 @@ internal static class RuntimeApiEndpoints
         await context.Response.Body.WriteAsync(Accepted);
     }
 
-    private static async Task WriteErrorAsync(HttpContext context, int status, string errorType, string message)
+    internal static async Task WriteErrorAsync(HttpContext context, int status, string errorType, string message)
     {
         context.Response.StatusCode = status;
         context.Response.ContentType = "application/json";

@@ -82,6 +82,40 @@ internal sealed class Sandbox
         }
     }
 
+    /// <summary>
+    /// Waits (bounded) until no process whose command line starts with <paramref name="commandPrefix"/> is left in
+    /// the sandbox — used to let extensions finish their SHUTDOWN before the runtime is stopped.
+    /// </summary>
+    public async Task WaitForProcessesToExitAsync(string commandPrefix, TimeSpan limit)
+    {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        while (!Exited.IsCompleted && System.Diagnostics.Stopwatch.GetElapsedTime(started) < limit)
+        {
+            var found = false;
+            foreach (var pid in Cgroup.Processes())
+            {
+                try
+                {
+                    var cmdline = File.ReadAllText($"/proc/{pid}/cmdline");
+                    if (cmdline.StartsWith(commandPrefix, StringComparison.Ordinal))
+                    {
+                        found = true;
+                        break;
+                    }
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    // Exited while we looked.
+                }
+            }
+            if (!found)
+            {
+                return;
+            }
+            await Task.Delay(TimeSpan.FromMilliseconds(10));
+        }
+    }
+
     /// <summary>Kills what is left and removes the cgroup and the socket. Idempotent.</summary>
     public Task DestroyAsync()
     {
