@@ -9,6 +9,7 @@ lamina_require_packages() {
   [ -x /usr/bin/python3 ] || missing+=(python3)
   [ -x /usr/bin/node ] || missing+=(nodejs)
   [ -x /usr/bin/curl ] || missing+=(curl)
+  [ -x /usr/bin/pasta ] || missing+=(passt)
   for pair in "$@"; do
     [ -x "${pair%%:*}" ] || missing+=("${pair#*:}")
   done

@@ -7,12 +7,13 @@ namespace Lamina.Server.Hosting;
 internal static class CommandLine
 {
     public const string Usage = """
-        usage: lamina serve [--port 9000] [--host 127.0.0.1] [--data DIR]
+        usage: lamina serve [--port 9000] [--host 127.0.0.1] [--data DIR] [--function-network on|off]
 
           serve     start the Lamina server (Lambda API, invoke, runtime API)
             --port  TCP port to listen on (0 picks a free one; default 9000)
             --host  address to listen on (default 127.0.0.1)
             --data  data directory: state, code, sandboxes (default ~/.lamina)
+            --function-network  outbound network for functions (default on; a function opts out with LAMINA_NETWORK=none)
         """;
 
     public static bool TryParse(string[] args, out string command, [NotNullWhen(true)] out LaminaOptions? options, [NotNullWhen(false)] out string? error)
@@ -42,7 +43,7 @@ internal static class CommandLine
                 value = arg[(eq + 1)..];
                 arg = arg[..eq];
             }
-            else if (arg is "--port" or "--host" or "--data")
+            else if (arg is "--port" or "--host" or "--data" or "--function-network")
             {
                 if (i + 1 >= args.Length)
                 {
@@ -68,6 +69,13 @@ internal static class CommandLine
                 case "--data":
                     options.DataDirectory = Path.GetFullPath(value!);
                     break;
+                case "--function-network" when value is "on" or "off":
+                    options.FunctionNetwork = value == "on";
+                    break;
+                case "--function-network":
+                    error = $"lamina: --function-network must be 'on' or 'off', not '{value}'";
+                    options = null;
+                    return false;
                 default:
                     error = $"lamina: unknown option '{arg}'\n{Usage}";
                     options = null;

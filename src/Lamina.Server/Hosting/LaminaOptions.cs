@@ -33,6 +33,12 @@ public sealed class LaminaOptions
     /// <summary>How long an idle environment stays warm before it is shut down. Default 10 minutes (Lambda keeps idle environments for minutes, not seconds).</summary>
     public TimeSpan IdleEnvironmentLifetime { get; set; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>
+    /// Whether functions get outbound network (through pasta, ~80 ms per cold start). Default on, as on Lambda;
+    /// a function turns it off with <c>LAMINA_NETWORK=none</c>, an operator for all with <c>--function-network off</c>.
+    /// </summary>
+    public bool FunctionNetwork { get; set; } = true;
+
     /// <summary>Bound on the Init phase (extensions, runtime, handler). Lambda's value is 10 s.</summary>
     public TimeSpan InitTimeout { get; set; } = TimeSpan.FromSeconds(10);
 

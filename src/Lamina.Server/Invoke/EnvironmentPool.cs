@@ -83,14 +83,14 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
     /// Starts a new environment for <paramref name="config"/> (a cold start). The sandbox is running when this
     /// returns; its Init may still be in progress. Fails with a <see cref="SandboxException"/> when no sandbox can be made.
     /// </summary>
-    public ExecutionEnvironment Start(FunctionConfig config, string requestId)
+    public async Task<ExecutionEnvironment> StartAsync(FunctionConfig config, string requestId)
     {
         if (_launcher is null)
         {
             throw new SandboxException(_sandboxError ?? "sandboxes are unavailable");
         }
         var codeDirectory = _codeStore.GetCodeDirectory(config);
-        string? optDirectory = null; // The merged layers of the configuration (layers arrive with issue #4).
+        var optDirectory = _codeStore.GetOptDirectory(config); // the configuration's layers, merged when it was written
         if (!RuntimeCatalog.TryGetCommand(config.Runtime, codeDirectory, optDirectory, out var command, out var entrypointError))
         {
             throw new EntrypointException(entrypointError);
@@ -119,10 +119,11 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             Command = command,
             Environment = EnvironmentVariables.For(config, log, _options),
             MemoryMb = config.MemorySize,
+            OutboundNetwork = HasOutboundNetwork(config),
             TmpSizeMb = config.EphemeralStorageSize,
         };
         var functionName = config.Name;
-        var sandbox = _launcher.Launch(spec, line =>
+        var sandbox = await _launcher.LaunchAsync(spec, line =>
         {
             log.Append(line);
             LogFunctionOutput(_functionLogger, functionName, line);
@@ -142,6 +143,16 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         _ = sandbox.Exited.ContinueWith((_, state) => Forget((ExecutionEnvironment)state!), environment, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
         return environment;
     }
+
+    /// <summary>
+    /// Outbound network is on, as on Lambda, unless the server turns it off for all functions or the function sets
+    /// <c>LAMINA_NETWORK=none</c> (part of its configuration, so versions keep their choice).
+    /// </summary>
+    private bool HasOutboundNetwork(FunctionConfig config) =>
+        _options.FunctionNetwork && !(config.EnvironmentVariables.TryGetValue(NetworkVariable, out var network) && network == "none");
+
+    /// <summary>The function variable that turns its outbound network off (<c>none</c>).</summary>
+    public const string NetworkVariable = "LAMINA_NETWORK";
 
     private static bool HasExtensions(string? optDirectory)
     {

@@ -66,7 +66,7 @@ internal sealed partial class Invoker(EnvironmentPool pool, IOptions<LaminaOptio
         ExecutionEnvironment environment;
         try
         {
-            environment = pool.Start(config, invocation.RequestId);
+            environment = await pool.StartAsync(config, invocation.RequestId);
         }
         catch (EntrypointException e)
         {

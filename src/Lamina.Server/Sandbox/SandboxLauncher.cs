@@ -23,6 +23,11 @@ internal sealed class SandboxLauncher : IDisposable
 
     public const string BwrapPath = "/usr/bin/bwrap";
 
+    public const string PastaPath = "/usr/bin/pasta";
+
+    /// <summary>The resolver address inside sandboxes with outbound network; pasta forwards it to the host's resolver.</summary>
+    public const string SandboxResolver = "169.254.0.53";
+
     /// <summary>Lambda's per-environment file descriptor limit.</summary>
     public const int FileDescriptorLimit = 1024;
 
@@ -35,12 +40,15 @@ internal sealed class SandboxLauncher : IDisposable
     private readonly OutputReader _output = new();
     private readonly int _hostNetNs;
     private readonly string _etcDirectory;
+    private readonly string _runDirectory;
 
     public SandboxLauncher(Cgroups cgroups, string dataDirectory)
     {
         _cgroups = cgroups;
         _hostNetNs = Native.open("/proc/self/ns/net", Native.O_RDONLY | Native.O_CLOEXEC);
         _etcDirectory = Path.Combine(dataDirectory, "sandbox-etc");
+        _runDirectory = Path.Combine(dataDirectory, "run");
+        Directory.CreateDirectory(_runDirectory);
         WriteSandboxEtc(_etcDirectory);
     }
 
@@ -59,15 +67,14 @@ internal sealed class SandboxLauncher : IDisposable
     }
 
     /// <summary>Starts a sandbox. The runtime is running and can reach its Runtime API when this returns.</summary>
-    public Sandbox Launch(SandboxSpec spec, Action<string> onOutputLine)
+    public async Task<Sandbox> LaunchAsync(SandboxSpec spec, Action<string> onOutputLine)
     {
         var cgroup = _cgroups.Create(spec.Id, spec.MemoryMb);
         Socket? listener = null;
         Process? process = null;
-        Span<int> info = stackalloc int[2];
-        Span<int> block = stackalloc int[2];
-        Span<int> seccomp = stackalloc int[2];
-        info[0] = info[1] = block[0] = block[1] = seccomp[0] = seccomp[1] = -1;
+        var info = new[] { -1, -1 };
+        var block = new[] { -1, -1 };
+        var seccomp = new[] { -1, -1 };
         try
         {
             if (Native.pipe2(info, Native.O_CLOEXEC) != 0 || Native.pipe2(block, Native.O_CLOEXEC) != 0
@@ -116,7 +123,7 @@ internal sealed class SandboxLauncher : IDisposable
             var childPid = ReadChildPid(info[0]);
             if (childPid <= 0)
             {
-                process.WaitForExit(TimeSpan.FromSeconds(5));
+                await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(5));
                 throw new SandboxException($"bwrap failed to create the sandbox (exit {(process.HasExited ? process.ExitCode : -1)}); see the server log for its message");
             }
 
@@ -129,11 +136,15 @@ internal sealed class SandboxLauncher : IDisposable
                 throw new SandboxException($"cannot limit the sandbox's file descriptors: {Native.LastError()}");
             }
             listener = ListenInNamespace(childPid);
+            if (spec.OutboundNetwork)
+            {
+                await ConnectNetworkAsync(spec.Id, childPid, cgroup);
+            }
             Release(block[1]);
             block[1] = -1;
             return new Sandbox(spec.Id, process, cgroup, listener, stdout, stderr);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or SocketException or Win32Exception or SandboxException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or SocketException or Win32Exception or SandboxException or TimeoutException)
         {
             listener?.Dispose();
             if (process is not null)
@@ -151,7 +162,7 @@ internal sealed class SandboxLauncher : IDisposable
         }
         finally
         {
-            foreach (var fd in new[] { info[0], info[1], block[0], block[1], seccomp[0], seccomp[1] })
+            foreach (var fd in info.Concat(block).Concat(seccomp))
             {
                 if (fd >= 0)
                 {
@@ -159,6 +170,62 @@ internal sealed class SandboxLauncher : IDisposable
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// Gives the sandbox's network namespace outbound connectivity through pasta (a user-mode network stack, one
+    /// process per sandbox, placed in the sandbox's cgroup so it dies with it). <c>--no-map-gw</c>: the sandbox can
+    /// never reach the host's loopback services (the control plane among them). Costs ~80 ms of cold start.
+    /// </summary>
+    private async Task ConnectNetworkAsync(string id, int childPid, Cgroup cgroup)
+    {
+        if (!File.Exists(PastaPath))
+        {
+            throw new SandboxException($"outbound network needs pasta ({PastaPath}): install it with 'apt-get install passt', or turn the function's network off (LAMINA_NETWORK=none)");
+        }
+        var pidFile = Path.Combine(_runDirectory, id + ".pasta.pid");
+        // .NET starts children with SIGPIPE ignored, and Debian 12's pasta refuses to run when it finds it ignored
+        // ("Couldn't install signal handlers"); env restores the default disposition.
+        var startInfo = new ProcessStartInfo("/usr/bin/env")
+        {
+            UseShellExecute = false,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (var arg in new[]
+        {
+            "--default-signal=PIPE", PastaPath, "--config-net", "--quiet", "--runas", "0",
+            // Root on the host may enter the namespace directly (bwrap nests a second user namespace for --uid,
+            // which pasta could not use: --userns is deliberately not given).
+            "--netns", $"/proc/{childPid}/ns/net",
+            // Outbound only: no gateway mapped to the host's loopback, no port forwarding in either direction
+            // (pasta's default would forward the namespace's loopback ports to the host's — the control plane).
+            "--no-map-gw", "-t", "none", "-u", "none", "-T", "none", "-U", "none",
+            "--dns-forward", SandboxResolver, "--pid", pidFile,
+        })
+        {
+            startInfo.ArgumentList.Add(arg);
+        }
+        startInfo.Environment.Clear();
+        Process pasta;
+        lock (SpawnLock)
+        {
+            pasta = Process.Start(startInfo) ?? throw new SandboxException("pasta did not start");
+        }
+        using (pasta)
+        {
+            // pasta returns once the namespace's network is configured, leaving its daemon behind.
+            var stderr = pasta.StandardError.ReadToEndAsync();
+            await pasta.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
+            if (pasta.ExitCode != 0)
+            {
+                throw new SandboxException($"pasta could not connect the sandbox's network (exit {pasta.ExitCode}): {(await stderr).Trim()}");
+            }
+        }
+        var daemon = int.Parse((await File.ReadAllTextAsync(pidFile)).Trim(), CultureInfo.InvariantCulture);
+        File.Delete(pidFile);
+        cgroup.AddProcess(daemon);
     }
 
     public void Dispose()
@@ -200,10 +267,11 @@ internal sealed class SandboxLauncher : IDisposable
                 Add(a, "--ro-bind", etc, etc);
             }
         }
-        foreach (var file in new[] { "passwd", "group", "hosts", "resolv.conf" })
+        foreach (var file in new[] { "passwd", "group", "hosts" })
         {
             Add(a, "--ro-bind", Path.Combine(_etcDirectory, file), "/etc/" + file);
         }
+        Add(a, "--ro-bind", Path.Combine(_etcDirectory, spec.OutboundNetwork ? "resolv.conf" : "resolv.conf.none"), "/etc/resolv.conf");
         Add(a, "--proc", "/proc", "--dev", "/dev");
         Add(a, "--size", ((long)spec.TmpSizeMb * 1024 * 1024).ToString(CultureInfo.InvariantCulture), "--perms", "1777", "--tmpfs", "/tmp");
         Add(a, "--ro-bind", spec.CodeDirectory, "/var/task");
@@ -353,14 +421,16 @@ internal sealed class SandboxLauncher : IDisposable
         }
     }
 
-    /// <summary>Minimal /etc files for the sandbox: its own user, loopback names, no resolver.</summary>
+    /// <summary>Minimal /etc files for the sandbox: its own user, loopback names, the resolver pasta forwards.</summary>
     private static void WriteSandboxEtc(string dir)
     {
         Directory.CreateDirectory(dir);
         WriteIfChanged(Path.Combine(dir, "passwd"), "root:x:0:0:root:/root:/usr/sbin/nologin\nsbx_user1051:x:993:990::/tmp:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
         WriteIfChanged(Path.Combine(dir, "group"), "root:x:0:\nsbx_user1051:x:990:\nnogroup:x:65534:\n");
-        WriteIfChanged(Path.Combine(dir, "hosts"), "127.0.0.1\tlocalhost\n::1\tlocalhost\n");
-        WriteIfChanged(Path.Combine(dir, "resolv.conf"), "# no network in this sandbox\n");
+        // sandbox.localdomain is the environment itself, as on Lambda (Telemetry API destinations use it).
+        WriteIfChanged(Path.Combine(dir, "hosts"), "127.0.0.1\tlocalhost sandbox.localdomain\n::1\tlocalhost\n");
+        WriteIfChanged(Path.Combine(dir, "resolv.conf"), $"nameserver {SandboxResolver}\n");
+        WriteIfChanged(Path.Combine(dir, "resolv.conf.none"), "# this function has no outbound network\n");
     }
 
     private static void WriteIfChanged(string path, string content)

@@ -26,6 +26,12 @@ internal sealed record SandboxSpec
 
     public required int MemoryMb { get; init; }
 
+    /// <summary>
+    /// Outbound network through a user-mode stack (pasta): the sandbox gets an interface and a default route, but
+    /// never the host's loopback. Off: the sandbox has only its loopback and its Runtime API.
+    /// </summary>
+    public bool OutboundNetwork { get; init; }
+
     /// <summary>Size of the private <c>/tmp</c> (EphemeralStorage).</summary>
     public required int TmpSizeMb { get; init; }
 }
