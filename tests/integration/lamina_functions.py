@@ -70,6 +70,12 @@ def handler(event, context):
                 return {"ok": True, "size": len(f.read())}
         except OSError as e:
             return _oserror(e)
+    elif op == "cat":
+        try:
+            with open(event["path"], "rb") as f:
+                return {"ok": True, "data": f.read(65536).decode("utf-8", "replace")}
+        except OSError as e:
+            return _oserror(e)
     elif op == "interfaces":
         return {"interfaces": sorted(name for _, name in socket.if_nameindex())}
     elif op == "connect":

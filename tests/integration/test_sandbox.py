@@ -63,18 +63,37 @@ class SandboxTests(h.LaminaTestCase):
         _, out = self.invoke_ok(self.probe(), {"op": "write", "path": path, "data": "hello"})
         self.assertEqual(out, {"ok": True, "read_back": "hello"})
 
-    def test_only_loopback_interface(self):
-        _, out = self.invoke_ok(self.probe(), {"op": "interfaces"})
+    def offline_probe(self) -> str:
+        """A probe with its outbound network turned off (LAMINA_NETWORK=none)."""
+        cls = type(self)
+        if getattr(cls, "_offline_name", None) is None:
+            name = self.fn_name("offline")
+            self.create_function(py_probe_zip(), name=name, cleanup=False,
+                                 Environment={"Variables": {"LAMINA_NETWORK": "none"}})
+            cls._offline_name = name
+        return cls._offline_name
+
+    def test_network_off_leaves_only_loopback(self):
+        _, out = self.invoke_ok(self.offline_probe(), {"op": "interfaces"})
         self.assertEqual(out["interfaces"], ["lo"], out)
 
+    def test_network_on_by_default_gives_an_outbound_interface(self):
+        _, out = self.invoke_ok(self.probe(), {"op": "interfaces"})
+        self.assertIn("lo", out["interfaces"], out)
+        self.assertTrue([i for i in out["interfaces"] if i != "lo"], f"no outbound interface: {out}")
+        _, out = self.invoke_ok(self.probe(), {"op": "cat", "path": "/proc/net/route"})
+        self.assertTrue(any(line.split()[1:2] == ["00000000"] for line in out["data"].splitlines()[1:]),
+                        f"no default route: {out}")
+
     def test_cannot_connect_to_the_control_plane_port(self):
+        # With outbound network on (the default) and off: the host's loopback is never reachable.
         parsed = urllib.parse.urlsplit(self.server.url)
-        for host in ("127.0.0.1", "localhost"):
-            with self.subTest(host=host):
-                _, out = self.invoke_ok(self.probe(), {"op": "connect", "host": host,
-                                                       "port": parsed.port})
-                self.assertFalse(out["connected"],
-                                 f"the sandbox reached the server's port {parsed.port} on {host}")
+        for probe in (self.probe(), self.offline_probe()):
+            for host in ("127.0.0.1", "localhost"):
+                with self.subTest(probe=probe, host=host):
+                    _, out = self.invoke_ok(probe, {"op": "connect", "host": host, "port": parsed.port})
+                    self.assertFalse(out["connected"],
+                                     f"the sandbox reached the server's port {parsed.port} on {host}")
 
     def test_cannot_see_the_server_data_dir(self):
         if self.server.data_dir is None:
