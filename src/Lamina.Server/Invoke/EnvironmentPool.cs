@@ -126,6 +126,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         var sandbox = await _launcher.LaunchAsync(spec, line =>
         {
             log.Append(line);
+            environment.Telemetry?.PublishLine(line);
             LogFunctionOutput(_functionLogger, functionName, line);
         });
         environment.Attach(sandbox);
@@ -283,6 +284,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
 
     private void Forget(ExecutionEnvironment environment)
     {
+        environment.Telemetry?.Dispose();
         _ = environment.Sandbox?.DestroyAsync();
         if (_slots.TryGetValue(environment.Config, out var slot))
         {

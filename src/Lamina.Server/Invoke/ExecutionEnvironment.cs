@@ -55,6 +55,19 @@ internal sealed class ExecutionEnvironment
     /// <summary>The extensions registered in this environment.</summary>
     public ExtensionSet Extensions { get; } = new();
 
+    /// <summary>Telemetry API subscriptions, created by the first subscriber.</summary>
+    public Telemetry? Telemetry { get; private set; }
+
+    /// <summary><c>PUT /2022-07-01/telemetry</c>: returns an error message for a bad request.</summary>
+    public string? SubscribeTelemetry(string extension, System.Text.Json.JsonElement request)
+    {
+        lock (_lock)
+        {
+            Telemetry ??= new Telemetry(port => Sandbox?.ConnectToLoopback(port) ?? throw new Sandbox.SandboxException("the sandbox is gone"), _time);
+        }
+        return Telemetry.Subscribe(extension, request);
+    }
+
     /// <summary>False once the environment crashed, timed out or was stopped; it never takes another invocation.</summary>
     public bool IsUsable => !_dead;
 
@@ -94,6 +107,16 @@ internal sealed class ExecutionEnvironment
             _init.TrySetResult(outcome);
         }
         _initDurationMs = Stopwatch.GetElapsedTime(_createdTimestamp).TotalMilliseconds;
+        var initDuration = _initDurationMs.Value;
+        Telemetry?.Publish("platform.initReport", w =>
+        {
+            w.WriteString("initializationType", "on-demand");
+            w.WriteString("phase", "init");
+            w.WriteString("status", outcome is null ? "success" : InitTimedOut ? "timeout" : "error");
+            w.WriteStartObject("metrics");
+            w.WriteNumber("durationMs", Math.Round(initDuration, 3));
+            w.WriteEndObject();
+        });
         if (outcome is not null)
         {
             MarkDead();
@@ -116,6 +139,11 @@ internal sealed class ExecutionEnvironment
         var timeout = TimeSpan.FromSeconds(Config.Timeout);
         invocation.DeadlineMs = _time.GetUtcNow().ToUnixTimeMilliseconds() + (long)timeout.TotalMilliseconds;
         Log.Start(invocation.RequestId, Config.Version, includeInitOutput: _initDurationMs is not null);
+        Telemetry?.Publish("platform.start", w =>
+        {
+            w.WriteString("requestId", invocation.RequestId);
+            w.WriteString("version", Config.Version);
+        });
         lock (_lock)
         {
             _current = invocation;
@@ -153,6 +181,16 @@ internal sealed class ExecutionEnvironment
         {
             status = "error";
         }
+        var runtimeStatus = status ?? (result.Outcome == InvocationOutcome.Success ? "success" : "error");
+        var runtimeDuration = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        Telemetry?.Publish("platform.runtimeDone", w =>
+        {
+            w.WriteString("requestId", invocation.RequestId);
+            w.WriteString("status", runtimeStatus);
+            w.WriteStartObject("metrics");
+            w.WriteNumber("durationMs", Math.Round(runtimeDuration, 3));
+            w.WriteEndObject();
+        });
         PhaseEnded = status is null && Extensions.Any
             ? FinishAfterExtensionsAsync(invocation, started, timeout)
             : Finish(invocation, started, status);
@@ -205,6 +243,22 @@ internal sealed class ExecutionEnvironment
         Log.End(invocation.RequestId);
         var memoryMb = (Sandbox?.Cgroup.MemoryPeakBytes() ?? 0) / (1024 * 1024);
         Log.Report(invocation.RequestId, duration, Config.MemorySize, memoryMb, _initDurationMs, status);
+        var initDurationMs = _initDurationMs;
+        Telemetry?.Publish("platform.report", w =>
+        {
+            w.WriteString("requestId", invocation.RequestId);
+            w.WriteString("status", status ?? "success");
+            w.WriteStartObject("metrics");
+            w.WriteNumber("durationMs", Math.Round(duration, 3));
+            w.WriteNumber("billedDurationMs", (long)Math.Ceiling(duration));
+            w.WriteNumber("memorySizeMB", Config.MemorySize);
+            w.WriteNumber("maxMemoryUsedMB", memoryMb);
+            if (initDurationMs is { } init)
+            {
+                w.WriteNumber("initDurationMs", Math.Round(init, 3));
+            }
+            w.WriteEndObject();
+        });
         _initDurationMs = null; // Init Duration is reported on the first invocation only.
         return Task.CompletedTask;
     }

@@ -88,6 +88,35 @@ internal static class ExtensionsApiEndpoints
         await RuntimeApiEndpoints.WriteErrorAsync(context, StatusCodes.Status404NotFound, "InvalidRequest", $"No Extensions API route for {method} {path}");
     }
 
+    /// <summary>Telemetry API 2022-07-01 (and the older Logs API 2020-08-15): subscribe an extension's listener.</summary>
+    public static async Task SubscribeTelemetryAsync(HttpContext context, ExecutionEnvironment environment)
+    {
+        var extension = environment.Extensions.Find(context.Request.Headers["Lambda-Extension-Identifier"].ToString());
+        if (extension is null)
+        {
+            await RuntimeApiEndpoints.WriteErrorAsync(context, StatusCodes.Status403Forbidden, "Extension.UnknownExtensionIdentifier", "Subscribing needs a registered extension's Lambda-Extension-Identifier");
+            return;
+        }
+        var body = await RuntimeApiEndpoints.ReadBodyAsync(context, 64 * 1024);
+        string? error;
+        try
+        {
+            using var document = JsonDocument.Parse(body ?? default);
+            error = environment.SubscribeTelemetry(extension.Name, document.RootElement);
+        }
+        catch (JsonException e)
+        {
+            error = "The subscription body is not JSON: " + e.Message;
+        }
+        if (error is not null)
+        {
+            await RuntimeApiEndpoints.WriteErrorAsync(context, StatusCodes.Status400BadRequest, "ValidationError", error);
+            return;
+        }
+        context.Response.ContentType = "text/plain";
+        await context.Response.WriteAsync("OK");
+    }
+
     private static async Task RegisterAsync(HttpContext context, ExecutionEnvironment environment)
     {
         var name = context.Request.Headers["Lambda-Extension-Name"].ToString();

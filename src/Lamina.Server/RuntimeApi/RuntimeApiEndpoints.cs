@@ -59,6 +59,11 @@ internal static class RuntimeApiEndpoints
             await WriteStatusAsync(context, status);
             return;
         }
+        if ((path is "/2022-07-01/telemetry" or "/2020-08-15/logs") && HttpMethods.IsPut(method))
+        {
+            await ExtensionsApiEndpoints.SubscribeTelemetryAsync(context, environment);
+            return;
+        }
         if (path.StartsWith(ExtensionsApiEndpoints.Prefix, StringComparison.Ordinal))
         {
             await ExtensionsApiEndpoints.HandleAsync(context, environment, path);

@@ -11,8 +11,11 @@ internal sealed class Sandbox
     private readonly OutputStream _stderr;
     private int _destroyed;
 
-    internal Sandbox(string id, Process process, Cgroup cgroup, Socket listener, OutputStream stdout, OutputStream stderr)
+    private readonly int _namespacePid;
+
+    internal Sandbox(string id, Process process, int namespacePid, Cgroup cgroup, Socket listener, OutputStream stdout, OutputStream stderr)
     {
+        _namespacePid = namespacePid;
         Id = id;
         _process = process;
         Cgroup = cgroup;
@@ -33,6 +36,23 @@ internal sealed class Sandbox
 
     /// <summary>Completes with the exit status when the sandbox's process tree has exited and its output is read.</summary>
     public Task<SandboxExitInfo> Exited { get; }
+
+    /// <summary>Opens a TCP connection to <c>127.0.0.1:port</c> inside the sandbox (Telemetry API destinations).</summary>
+    public Socket ConnectToLoopback(int port) => NetworkNamespace.Run(_namespacePid, () =>
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            // Loopback inside the namespace: the connect completes (or is refused) at once.
+            socket.Connect(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port));
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    });
 
     /// <summary>Delivers all output written so far (see <see cref="OutputReader"/>).</summary>
     public void DrainOutput(bool flushPartialLines)

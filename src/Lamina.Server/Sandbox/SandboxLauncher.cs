@@ -38,14 +38,12 @@ internal sealed class SandboxLauncher : IDisposable
 
     private readonly Cgroups _cgroups;
     private readonly OutputReader _output = new();
-    private readonly int _hostNetNs;
     private readonly string _etcDirectory;
     private readonly string _runDirectory;
 
     public SandboxLauncher(Cgroups cgroups, string dataDirectory)
     {
         _cgroups = cgroups;
-        _hostNetNs = Native.open("/proc/self/ns/net", Native.O_RDONLY | Native.O_CLOEXEC);
         _etcDirectory = Path.Combine(dataDirectory, "sandbox-etc");
         _runDirectory = Path.Combine(dataDirectory, "run");
         Directory.CreateDirectory(_runDirectory);
@@ -142,7 +140,7 @@ internal sealed class SandboxLauncher : IDisposable
             }
             Release(block[1]);
             block[1] = -1;
-            return new Sandbox(spec.Id, process, cgroup, listener, stdout, stderr);
+            return new Sandbox(spec.Id, process, childPid, cgroup, listener, stdout, stderr);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or SocketException or Win32Exception or SandboxException or TimeoutException)
         {
@@ -231,7 +229,6 @@ internal sealed class SandboxLauncher : IDisposable
     public void Dispose()
     {
         _output.Dispose();
-        Native.close(_hostNetNs);
     }
 
     private ProcessStartInfo BuildStartInfo(SandboxSpec spec, int infoFd, int blockFd, int seccompFd)
@@ -355,45 +352,18 @@ internal sealed class SandboxLauncher : IDisposable
     }
 
     /// <summary>
-    /// Creates the listening socket inside the sandbox's network namespace: this thread enters the namespace,
-    /// creates and binds the socket, and returns to the host namespace. The socket stays in the sandbox's
+    /// Creates the listening socket inside the sandbox's network namespace. The socket stays in the sandbox's
     /// namespace, so only that sandbox can connect to it, and a connection on it identifies the environment.
     /// </summary>
-    private Socket ListenInNamespace(int childPid)
+    private static Socket ListenInNamespace(int childPid) => NetworkNamespace.Run(childPid, static () =>
     {
-        var nsFd = Native.open($"/proc/{childPid}/ns/net", Native.O_RDONLY | Native.O_CLOEXEC);
-        if (nsFd < 0)
-        {
-            throw new SandboxException($"cannot open the sandbox's network namespace: {Native.LastError()}");
-        }
-        try
-        {
-            if (Native.setns(nsFd, Native.CLONE_NEWNET) != 0)
-            {
-                throw new SandboxException($"cannot enter the sandbox's network namespace: {Native.LastError()}");
-            }
-            try
-            {
-                var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-                // Any address of the namespace: it has only its own loopback (which bwrap may still be bringing up).
-                socket.Bind(new IPEndPoint(IPAddress.Any, RuntimeApiPort));
-                socket.Listen(16);
-                return socket;
-            }
-            finally
-            {
-                if (Native.setns(_hostNetNs, Native.CLONE_NEWNET) != 0)
-                {
-                    // A thread-pool thread left in a sandbox's namespace would be a hole; stop rather than continue.
-                    Environment.FailFast($"lamina: could not return to the host network namespace: {Native.LastError()}");
-                }
-            }
-        }
-        finally
-        {
-            Native.close(nsFd);
-        }
-    }
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        // Any address of the namespace: it has its own loopback (which bwrap may still be bringing up) and, with
+        // outbound network, pasta's interface — which forwards nothing inbound.
+        socket.Bind(new IPEndPoint(IPAddress.Any, RuntimeApiPort));
+        socket.Listen(16);
+        return socket;
+    });
 
     private static unsafe void WriteAll(int fd, byte[] data)
     {
