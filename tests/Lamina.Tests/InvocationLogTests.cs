@@ -79,3 +79,39 @@ public sealed class InvocationLogTests
         Assert.Matches(new Regex(@"^2026/01/02/\[\$LATEST\][0-9a-f]{32}$"), name);
     }
 }
+
+public sealed class InvocationLogFloodTests
+{
+    [Fact]
+    public void AppendOutput_PastTheCap_DropsTheRestAndEndsWithAMarker()
+    {
+        var log = new InvocationLog("/aws/lambda/f", "s");
+        log.Start("id", "$LATEST", includeInitOutput: false);
+        var line = new string('x', 1024 * 1024 - 1);
+        var accepted = 0;
+        for (var i = 0; i < 20; i++)
+        {
+            accepted += log.AppendOutput(line) ? 1 : 0;
+        }
+        log.End("id");
+
+        Assert.Equal(16, accepted);
+        var tail = System.Text.Encoding.UTF8.GetString(Convert.FromBase64String(log.Tail()));
+        Assert.Contains("[lamina] log output truncated: 4194304 bytes dropped", tail, StringComparison.Ordinal);
+        Assert.EndsWith("END RequestId: id\n", tail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Start_ResetsTheCap()
+    {
+        var log = new InvocationLog("/aws/lambda/f", "s");
+        log.Start("a", "$LATEST", includeInitOutput: false);
+        var line = new string('x', 1024 * 1024 - 1);
+        for (var i = 0; i < 17; i++)
+        {
+            log.AppendOutput(line);
+        }
+        log.Start("b", "$LATEST", includeInitOutput: false);
+        Assert.True(log.AppendOutput("fresh"));
+    }
+}

@@ -125,9 +125,11 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         var functionName = config.Name;
         var sandbox = await _launcher.LaunchAsync(spec, line =>
         {
-            log.Append(line);
-            environment.Telemetry?.PublishLine(line);
-            LogFunctionOutput(_functionLogger, functionName, line);
+            if (log.AppendOutput(line))
+            {
+                environment.Telemetry?.PublishLine(line);
+                LogFunctionOutput(_functionLogger, functionName, line);
+            }
         });
         environment.Attach(sandbox);
         _ = _transport.ServeAsync(sandbox.Listener, environment);

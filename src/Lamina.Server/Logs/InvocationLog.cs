@@ -16,8 +16,16 @@ internal sealed class InvocationLog
     // Enough characters that the last 4 KB of UTF-8 is always inside.
     private const int KeepChars = 4 * TailBytes;
 
+    /// <summary>
+    /// Output one invocation may write before the rest is dropped (with a marker line): a flood of output costs the
+    /// platform bounded work and memory, never a stall.
+    /// </summary>
+    public const long MaxBytesPerInvocation = 16 * 1024 * 1024;
+
     private readonly Lock _lock = new();
     private readonly StringBuilder _current = new();
+    private long _bytes;
+    private long _dropped;
 
     public InvocationLog(string logGroupName, string logStreamName)
     {
@@ -29,7 +37,23 @@ internal sealed class InvocationLog
 
     public string LogStreamName { get; }
 
-    /// <summary>Appends one line of function output (or a platform line).</summary>
+    /// <summary>Appends one line of function output. Returns false when the line was dropped (flood).</summary>
+    public bool AppendOutput(string line)
+    {
+        lock (_lock)
+        {
+            _bytes += line.Length + 1;
+            if (_bytes > MaxBytesPerInvocation)
+            {
+                _dropped += line.Length + 1;
+                return false;
+            }
+        }
+        Append(line);
+        return true;
+    }
+
+    /// <summary>Appends one line (platform lines are never dropped).</summary>
     public void Append(string line)
     {
         lock (_lock)
@@ -48,9 +72,11 @@ internal sealed class InvocationLog
     /// </summary>
     public void Start(string requestId, string version, bool includeInitOutput)
     {
-        if (!includeInitOutput)
+        lock (_lock)
         {
-            lock (_lock)
+            _bytes = 0;
+            _dropped = 0;
+            if (!includeInitOutput)
             {
                 _current.Clear();
             }
@@ -58,7 +84,19 @@ internal sealed class InvocationLog
         Append($"START RequestId: {requestId} Version: {version}");
     }
 
-    public void End(string requestId) => Append($"END RequestId: {requestId}");
+    public void End(string requestId)
+    {
+        long dropped;
+        lock (_lock)
+        {
+            dropped = _dropped;
+        }
+        if (dropped > 0)
+        {
+            Append(string.Create(CultureInfo.InvariantCulture, $"[lamina] log output truncated: {dropped} bytes dropped after the first {MaxBytesPerInvocation} bytes of this invocation"));
+        }
+        Append($"END RequestId: {requestId}");
+    }
 
     /// <summary>Writes the REPORT line in Lambda's exact tab-separated layout (Init Duration last, trailing tab).</summary>
     public void Report(string requestId, double durationMs, int memorySizeMb, long maxMemoryUsedMb, double? initDurationMs, string? status)
