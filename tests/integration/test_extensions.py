@@ -143,6 +143,16 @@ class ExtensionTests(h.LaminaTestCase):
         self.wait_for_output(mark, rf"telemetry function {request_id}")
         self.wait_for_output(mark, rf"telemetry platform\.report {request_id}")
 
+    def test_exec_wrapper_runs_before_a_managed_runtime(self):
+        wrapper = "#!/bin/bash\nexport WRAPPED_BY=wrapper\nexec \"$@\"\n"
+        layer = self.publish_layer({"wrapper.sh": wrapper}, ["wrapper.sh"])
+        handler = "import os\ndef handler(event, context):\n    return {'wrapped': os.environ.get('WRAPPED_BY')}\n"
+        name = self.fn_name()
+        self.create_function(h.make_zip({"app.py": handler}), name=name, Layers=[layer],
+                             Environment={"Variables": {"AWS_LAMBDA_EXEC_WRAPPER": "/opt/wrapper.sh"}})
+        _, out = self.invoke_ok(name)
+        self.assertEqual(out, {"wrapped": "wrapper"})
+
 
 if __name__ == "__main__":
     unittest.main()
