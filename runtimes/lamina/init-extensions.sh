@@ -9,6 +9,12 @@ for extension in /opt/extensions/*; do
   (
     unset AWS_EXECUTION_ENV AWS_LAMBDA_LOG_GROUP_NAME AWS_LAMBDA_LOG_STREAM_NAME AWS_XRAY_CONTEXT_MISSING \
       AWS_XRAY_DAEMON_ADDRESS LAMBDA_RUNTIME_DIR LAMBDA_TASK_ROOT _AWS_XRAY_DAEMON_ADDRESS _AWS_XRAY_DAEMON_PORT _HANDLER
+    # Their output goes to a pipe of its own, so Lamina can tell extension lines from the function's.
+    if [ -n "${LAMINA_EXTENSION_LOG_FD:-}" ]; then
+      fd=$LAMINA_EXTENSION_LOG_FD
+      unset LAMINA_EXTENSION_LOG_FD
+      exec "$extension" >&"$fd" 2>&1 {fd}>&-
+    fi
     exec "$extension"
   ) &
   count=$((count + 1))
@@ -23,4 +29,9 @@ if [ "$count" -gt 0 ]; then
   [ "$status" = "200" ] || exit 70
 fi
 
+# The runtime neither inherits the extensions' pipe nor learns of it.
+if [ -n "${LAMINA_EXTENSION_LOG_FD:-}" ]; then
+  eval "exec ${LAMINA_EXTENSION_LOG_FD}>&-"
+  unset LAMINA_EXTENSION_LOG_FD
+fi
 exec "$@"

@@ -41,7 +41,7 @@ class Listener(http.server.BaseHTTPRequestHandler):
         records = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         for r in records:
             record = r["record"]
-            detail = record.get("requestId", "") if isinstance(record, dict) else record.split("\t")[1] if "\t" in record else ""
+            detail = record.get("requestId", "") if isinstance(record, dict) else (record.split() or [""])[-1]
             print("telemetry", r["type"], detail, flush=True)
         self.send_response(200)
         self.end_headers()
@@ -142,6 +142,11 @@ class ExtensionTests(h.LaminaTestCase):
         self.wait_for_output(mark, rf"telemetry platform\.start {request_id}")
         self.wait_for_output(mark, rf"telemetry function {request_id}")
         self.wait_for_output(mark, rf"telemetry platform\.report {request_id}")
+        # The subscriber's own output is an "extension" record, not a "function" one: it is not fed back to it
+        # (if it were, each line it prints about the handler's line would come back as another such line).
+        self.wait_for_output(mark, r"telemetry platform\.runtimeDone")
+        output = self.server.output_since(mark, limit=100000)
+        self.assertEqual(output.count(f"telemetry function {request_id}"), 1, output)
 
     def test_exec_wrapper_runs_before_a_managed_runtime(self):
         wrapper = "#!/bin/bash\nexport WRAPPED_BY=wrapper\nexec \"$@\"\n"

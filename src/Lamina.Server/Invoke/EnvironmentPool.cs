@@ -102,7 +102,8 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         {
             command = [wrapper, .. command];
         }
-        if (HasExtensions(optDirectory))
+        var withExtensions = HasExtensions(optDirectory);
+        if (withExtensions)
         {
             command = ["/bin/bash", "/var/runtime/lamina/init-extensions.sh", .. command];
         }
@@ -130,7 +131,15 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
                 environment.Telemetry?.PublishLine(line);
                 LogFunctionOutput(_functionLogger, functionName, line);
             }
-        });
+        }, withExtensions ? line =>
+        {
+            // Extensions' lines are in the environment's log too, but reach telemetry as "extension" records.
+            if (log.AppendOutput(line))
+            {
+                environment.Telemetry?.PublishExtensionLine(line);
+                LogFunctionOutput(_functionLogger, functionName, line);
+            }
+        } : null);
         environment.Attach(sandbox);
         _ = _transport.ServeAsync(sandbox.Listener, environment);
 
@@ -227,10 +236,6 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
                 all.AddRange(slot.All);
             }
         }
-        foreach (var environment in all)
-        {
-            environment.MarkDead();
-        }
         await Task.WhenAll(all.Select(StopAsync));
     }
 
@@ -279,6 +284,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
                 environment.Extensions.Shutdown("spindown", _time.GetUtcNow().Add(extensionsGrace).ToUnixTimeMilliseconds());
                 await sandbox.WaitForProcessesToExitAsync("/opt/extensions/", extensionsGrace);
             }
+            environment.CloseRuntimeApi();
             await sandbox.StopAsync(runtimeGrace, CancellationToken.None);
         }
         Forget(environment);

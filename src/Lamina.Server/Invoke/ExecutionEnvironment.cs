@@ -279,7 +279,7 @@ internal sealed class ExecutionEnvironment
     {
         lock (_lock)
         {
-            if (_dead || _current is { Delivered: true, IsCompleted: false })
+            if (_current is { Delivered: true, IsCompleted: false })
             {
                 return null; // 403: one invocation at a time.
             }
@@ -315,12 +315,14 @@ internal sealed class ExecutionEnvironment
         return RuntimeApiStatus.Accepted;
     }
 
-    /// <summary>Stops taking invocations (the configuration was replaced, or the server is stopping).</summary>
-    public void MarkDead()
-    {
-        _dead = true;
-        _next.Writer.TryComplete();
-    }
+    /// <summary>Stops taking invocations (the configuration was replaced, the server is stopping, it failed).</summary>
+    public void MarkDead() => _dead = true;
+
+    /// <summary>
+    /// Ends the runtime's pending <c>next</c> (it answers 500 and the runtime exits): the last step of Shutdown,
+    /// after the extensions had their SHUTDOWN event.
+    /// </summary>
+    public void CloseRuntimeApi() => _next.Writer.TryComplete();
 
     private RuntimeApiStatus Complete(string requestId, InvocationResult result)
     {

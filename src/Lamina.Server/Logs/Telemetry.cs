@@ -115,6 +115,15 @@ internal sealed class Telemetry : IDisposable
         }
     }
 
+    /// <summary>A log line of an extension (type <c>extension</c>).</summary>
+    public void PublishExtensionLine(string line)
+    {
+        if (HasSubscribers)
+        {
+            Enqueue("extension", Encode("extension", w => w.WriteStringValue(line), isObject: false));
+        }
+    }
+
     /// <summary>A platform event; <paramref name="writeRecord"/> writes the record object's members.</summary>
     public void Publish(string type, Action<Utf8JsonWriter> writeRecord)
     {

@@ -65,7 +65,13 @@ internal sealed class SandboxLauncher : IDisposable
     }
 
     /// <summary>Starts a sandbox. The runtime is running and can reach its Runtime API when this returns.</summary>
-    public async Task<Sandbox> LaunchAsync(SandboxSpec spec, Action<string> onOutputLine)
+    /// <param name="spec">What the sandbox is made of.</param>
+    /// <param name="onOutputLine">Each line the runtime writes (stdout and stderr).</param>
+    /// <param name="onExtensionLine">
+    /// Each line external extensions write, on a pipe of their own (null: no extensions; they would share the
+    /// runtime's output). Telemetry tells the two apart, as Lambda does.
+    /// </param>
+    public async Task<Sandbox> LaunchAsync(SandboxSpec spec, Action<string> onOutputLine, Action<string>? onExtensionLine = null)
     {
         var cgroup = _cgroups.Create(spec.Id, spec.MemoryMb);
         Socket? listener = null;
@@ -73,8 +79,13 @@ internal sealed class SandboxLauncher : IDisposable
         var info = new[] { -1, -1 };
         var block = new[] { -1, -1 };
         var seccomp = new[] { -1, -1 };
+        var extensionOutput = new[] { -1, -1 };
         try
         {
+            if (onExtensionLine is not null && Native.pipe2(extensionOutput, Native.O_CLOEXEC) != 0)
+            {
+                throw new SandboxException($"pipe2 failed: {Native.LastError()}");
+            }
             if (Native.pipe2(info, Native.O_CLOEXEC) != 0 || Native.pipe2(block, Native.O_CLOEXEC) != 0
                 || (Seccomp is not null && Native.pipe2(seccomp, Native.O_CLOEXEC) != 0))
             {
@@ -89,6 +100,11 @@ internal sealed class SandboxLauncher : IDisposable
             }
 
             var startInfo = BuildStartInfo(spec, infoFd: info[1], blockFd: block[0], seccompFd: seccomp[0]);
+            if (extensionOutput[1] >= 0)
+            {
+                // The init script sends the extensions' output here (and closes it before the runtime starts).
+                startInfo.Environment["LAMINA_EXTENSION_LOG_FD"] = extensionOutput[1].ToString(CultureInfo.InvariantCulture);
+            }
             lock (SpawnLock)
             {
                 // Only bwrap inherits these ends: they lose close-on-exec just for this spawn.
@@ -97,6 +113,10 @@ internal sealed class SandboxLauncher : IDisposable
                 if (seccomp[0] >= 0)
                 {
                     Native.fcntl(seccomp[0], Native.F_SETFD, 0);
+                }
+                if (extensionOutput[1] >= 0)
+                {
+                    Native.fcntl(extensionOutput[1], Native.F_SETFD, 0);
                 }
                 try
                 {
@@ -110,12 +130,21 @@ internal sealed class SandboxLauncher : IDisposable
                     {
                         Native.close(seccomp[0]);
                     }
-                    info[1] = block[0] = seccomp[0] = -1;
+                    if (extensionOutput[1] >= 0)
+                    {
+                        Native.close(extensionOutput[1]);
+                    }
+                    info[1] = block[0] = seccomp[0] = extensionOutput[1] = -1;
                 }
             }
 
             var stdout = _output.Add(HandleOf(process.StandardOutput.BaseStream), onOutputLine);
             var stderr = _output.Add(HandleOf(process.StandardError.BaseStream), onOutputLine);
+            if (extensionOutput[0] >= 0)
+            {
+                _output.Add(new Microsoft.Win32.SafeHandles.SafeFileHandle(extensionOutput[0], ownsHandle: true), onExtensionLine!);
+                extensionOutput[0] = -1;
+            }
 
             // bwrap reports the sandbox's first process once the namespaces exist, then waits on the block pipe.
             var childPid = ReadChildPid(info[0]);
@@ -160,7 +189,7 @@ internal sealed class SandboxLauncher : IDisposable
         }
         finally
         {
-            foreach (var fd in info.Concat(block).Concat(seccomp))
+            foreach (var fd in info.Concat(block).Concat(seccomp).Concat(extensionOutput))
             {
                 if (fd >= 0)
                 {
