@@ -48,7 +48,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         {
             try
             {
-                _cgroups = new Cgroups();
+                _cgroups = new Cgroups(Cgroups.InstanceFor(_options.DataDirectory));
                 _launcher = new SandboxLauncher(_cgroups, _options.DataDirectory);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -237,6 +237,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             }
         }
         await Task.WhenAll(all.Select(StopAsync));
+        _cgroups?.RemoveInstance();
     }
 
     public void Dispose()

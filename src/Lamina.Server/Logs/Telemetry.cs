@@ -23,6 +23,7 @@ internal sealed class Telemetry : IDisposable
     private readonly Lock _lock = new();
     private readonly CancellationTokenSource _stopped = new();
     private Subscription[] _subscriptions = [];
+    private int _disposed;
 
     /// <param name="connect">Opens a connection to a port on the sandbox's own loopback.</param>
     /// <param name="time">Timestamps of the records.</param>
@@ -136,6 +137,10 @@ internal sealed class Telemetry : IDisposable
     /// <summary>Stops delivery (the environment is shutting down). Queued records are dropped.</summary>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
         _stopped.Cancel();
         lock (_lock)
         {

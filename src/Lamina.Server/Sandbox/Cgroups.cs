@@ -19,24 +19,36 @@ internal sealed class Cgroups
 
     private static readonly string[] V1Controllers = ["memory", "pids", "cpu"];
 
-    public Cgroups()
+    private readonly string _parent;
+
+    /// <param name="instance">
+    /// Names this server's parent group (<c>lamina/&lt;instance&gt;</c>), derived from its data directory: several
+    /// servers on one machine never touch each other's groups, and a restarted server finds its own leftovers.
+    /// </param>
+    public Cgroups(string instance)
     {
+        _parent = Path.Combine("lamina", instance);
         IsV2 = File.Exists(Path.Combine(Root, "cgroup.controllers"));
         if (IsV2)
         {
-            Directory.CreateDirectory(Path.Combine(Root, "lamina"));
-            // Children of a v2 group only get controllers enabled in the parent's subtree_control.
+            Directory.CreateDirectory(Path.Combine(Root, _parent));
+            // Children of a v2 group only get controllers enabled in each ancestor's subtree_control.
             TryWrite(Path.Combine(Root, "cgroup.subtree_control"), "+memory +pids +cpu");
             TryWrite(Path.Combine(Root, "lamina", "cgroup.subtree_control"), "+memory +pids +cpu");
+            TryWrite(Path.Combine(Root, _parent, "cgroup.subtree_control"), "+memory +pids +cpu");
         }
         else
         {
             foreach (var controller in V1Controllers)
             {
-                Directory.CreateDirectory(Path.Combine(Root, controller, "lamina"));
+                Directory.CreateDirectory(Path.Combine(Root, controller, _parent));
             }
         }
     }
+
+    /// <summary>The instance name of the server using <paramref name="dataDirectory"/>.</summary>
+    public static string InstanceFor(string dataDirectory) =>
+        Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(Path.GetFullPath(dataDirectory))))[..16];
 
     public bool IsV2 { get; }
 
@@ -47,7 +59,7 @@ internal sealed class Cgroups
         var cpuFraction = Math.Max(memoryMb / MemoryPerVcpu, 0.01);
         if (IsV2)
         {
-            var dir = Path.Combine(Root, "lamina", id);
+            var dir = Path.Combine(Root, _parent, id);
             Directory.CreateDirectory(dir);
             var group = new Cgroup(this, [dir]);
             Write(Path.Combine(dir, "memory.max"), memoryBytes.ToString(CultureInfo.InvariantCulture));
@@ -58,9 +70,9 @@ internal sealed class Cgroups
             return group;
         }
 
-        var memory = Path.Combine(Root, "memory", "lamina", id);
-        var pids = Path.Combine(Root, "pids", "lamina", id);
-        var cpu = Path.Combine(Root, "cpu", "lamina", id);
+        var memory = Path.Combine(Root, "memory", _parent, id);
+        var pids = Path.Combine(Root, "pids", _parent, id);
+        var cpu = Path.Combine(Root, "cpu", _parent, id);
         Directory.CreateDirectory(memory);
         Directory.CreateDirectory(pids);
         Directory.CreateDirectory(cpu);
@@ -74,10 +86,10 @@ internal sealed class Cgroups
         return v1;
     }
 
-    /// <summary>Removes groups left behind by a previous run that was killed (their processes died with it).</summary>
+    /// <summary>Removes this instance's groups left behind by a previous run that was killed (their processes died with it).</summary>
     public async Task RemoveLeftoversAsync()
     {
-        var parents = IsV2 ? [Path.Combine(Root, "lamina")] : V1Controllers.Select(c => Path.Combine(Root, c, "lamina")).ToArray();
+        var parents = IsV2 ? [Path.Combine(Root, _parent)] : V1Controllers.Select(c => Path.Combine(Root, c, _parent)).ToArray();
         foreach (var parent in parents)
         {
             if (!Directory.Exists(parent))
@@ -87,6 +99,23 @@ internal sealed class Cgroups
             foreach (var dir in Directory.GetDirectories(parent))
             {
                 await new Cgroup(this, [dir]).DestroyAsync();
+            }
+        }
+    }
+
+    /// <summary>Removes this instance's (empty) parent groups at shutdown.</summary>
+    public void RemoveInstance()
+    {
+        var parents = IsV2 ? [Path.Combine(Root, _parent)] : V1Controllers.Select(c => Path.Combine(Root, c, _parent)).ToArray();
+        foreach (var parent in parents)
+        {
+            try
+            {
+                Directory.Delete(parent);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Still in use (a group could not be removed): the next start cleans up.
             }
         }
     }

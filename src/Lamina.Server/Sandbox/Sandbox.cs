@@ -103,10 +103,11 @@ internal sealed class Sandbox
     }
 
     /// <summary>
-    /// Waits (bounded) until no process whose command line starts with <paramref name="commandPrefix"/> is left in
-    /// the sandbox — used to let extensions finish their SHUTDOWN before the runtime is stopped.
+    /// Waits (bounded) until no process whose command line mentions <paramref name="commandPart"/> is left in the
+    /// sandbox (an interpreted extension's argv[0] is its interpreter) — used to let extensions finish their
+    /// SHUTDOWN before the runtime is stopped.
     /// </summary>
-    public async Task WaitForProcessesToExitAsync(string commandPrefix, TimeSpan limit)
+    public async Task WaitForProcessesToExitAsync(string commandPart, TimeSpan limit)
     {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         while (!Exited.IsCompleted && System.Diagnostics.Stopwatch.GetElapsedTime(started) < limit)
@@ -117,7 +118,7 @@ internal sealed class Sandbox
                 try
                 {
                     var cmdline = File.ReadAllText($"/proc/{pid}/cmdline");
-                    if (cmdline.StartsWith(commandPrefix, StringComparison.Ordinal))
+                    if (cmdline.Contains(commandPart, StringComparison.Ordinal))
                     {
                         found = true;
                         break;
