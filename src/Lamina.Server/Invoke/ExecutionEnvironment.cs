@@ -157,7 +157,10 @@ internal sealed class ExecutionEnvironment
         else
         {
             _next.Writer.TryWrite(invocation);
-            Extensions.Invoke(invocation);
+            if (Extensions.Any)
+            {
+                Extensions.Invoke(invocation);
+            }
         }
 
         InvocationResult result;

@@ -19,18 +19,12 @@ internal sealed class ExtensionSet
     private int _expected = -1;
     private bool _registrationClosed;
 
-    public int Count
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _extensions.Count;
-            }
-        }
-    }
+    private volatile int _count;
 
-    public bool Any => Count > 0;
+    public int Count => _count;
+
+    /// <summary>Cheap enough for the warm path: no lock.</summary>
+    public bool Any => _count > 0;
 
     public bool AnySubscribedToShutdown
     {
@@ -89,6 +83,7 @@ internal sealed class ExtensionSet
             }
             var extension = new Extension(this, Guid.NewGuid().ToString(), name, events.Contains("INVOKE"), events.Contains("SHUTDOWN"));
             _extensions.Add(extension);
+            _count = _extensions.Count;
             CheckSettledLocked();
             return extension;
         }
