@@ -22,6 +22,9 @@ dotnet test tests/Lamina.Tests -c Release --no-build -nologo -v quiet 2>&1 | tee
 echo "== runtime bootstraps"
 runtimes/test/run.sh 2>&1 | tee "$logs/runtimes" || status=1
 
+echo "== aws-lambda-ric for test_ric (installed and built once per machine)"
+if LAMINA_RIC_DIR="$(tests/integration/prepare_ric.sh 2>"$logs/ric")"; then export LAMINA_RIC_DIR; else tail -n 30 "$logs/ric" >&2; fi
+
 echo "== integration (real server, AWS CLI, boto3)"
 python3 tests/integration/run.py 2>&1 | tee "$logs/integration" || status=1
 

@@ -17,8 +17,9 @@ namespace Lamina.Server.Api;
 /// <remarks>
 /// Deliberate choices: <c>arm64</c> is accepted and recorded on any host (scripts in the managed runtimes run the
 /// same; native binaries built for arm64 will fail at invoke on an x86-64 host). Settings Lamina cannot honour
-/// (Image packages, S3 code, layers, VPC, EFS, SnapStart, code signing) are refused with a message saying so,
-/// never silently dropped. <c>KMSKeyArn</c> is accepted and ignored (there is no KMS here).
+/// (Image packages, S3 code, VPC, EFS, SnapStart, code signing) are refused with a message saying so,
+/// never silently dropped. <c>KMSKeyArn</c> is accepted and ignored (there is no KMS here). <c>Layers</c> are checked
+/// and resolved by <see cref="ResolveLayers"/>, which needs the layer registry.
 /// </remarks>
 internal static partial class FunctionValidation
 {
@@ -244,7 +245,8 @@ internal static partial class FunctionValidation
         return null;
     }
 
-    private static AwsError? ValidateTags(Dictionary<string, string> tags)
+    /// <summary>Tag count, key and value lengths (CreateFunction's Tags and TagResource).</summary>
+    public static AwsError? ValidateTags(Dictionary<string, string> tags)
     {
         if (tags.Count > MaxTags)
         {
@@ -392,10 +394,6 @@ internal static partial class FunctionValidation
                 return error;
             }
         }
-        if (s.Layers is { Count: > 0 })
-        {
-            return AwsError.InvalidParameter("Layers are not supported by Lamina yet; remove Layers from the request.");
-        }
         if (s.FileSystemConfigs is { Count: > 0 })
         {
             return AwsError.InvalidParameter("FileSystemConfigs (EFS) are not supported by Lamina; remove FileSystemConfigs from the request.");
@@ -465,15 +463,15 @@ internal static partial class FunctionValidation
         return null;
     }
 
-    private static AwsError NotNull(string member) =>
+    internal static AwsError NotNull(string member) =>
         AwsError.InvalidParameter($"1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null");
 
-    private static AwsError Pattern(string value, string member, string pattern) =>
+    internal static AwsError Pattern(string value, string member, string pattern) =>
         AwsError.InvalidParameter($"1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: Member must satisfy regular expression pattern: {pattern}");
 
-    private static AwsError MaxLength(string value, string member, int max) =>
+    internal static AwsError MaxLength(string value, string member, int max) =>
         AwsError.InvalidParameter($"1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: Member must have length less than or equal to {max}");
 
-    private static AwsError Enum(string value, string member, string values) =>
+    internal static AwsError Enum(string value, string member, string values) =>
         AwsError.InvalidParameter($"1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: Member must satisfy enum value set: [{values}]");
 }

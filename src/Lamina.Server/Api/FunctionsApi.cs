@@ -16,7 +16,8 @@ namespace Lamina.Server.Api;
 /// <summary>
 /// The function control plane (LAMBDA.md §1.1): CreateFunction, GetFunction, GetFunctionConfiguration,
 /// ListFunctions, UpdateFunctionCode, UpdateFunctionConfiguration, DeleteFunction, and the download route behind
-/// GetFunction's <c>Code.Location</c>. Every input is hostile: bodies are read with a cap, JSON errors are 400
+/// GetFunction's <c>Code.Location</c>. Reads take qualifiers (a version or an alias); versions and aliases have their
+/// own operations in <see cref="VersionsApi"/>. Every input is hostile: bodies are read with a cap, JSON errors are 400
 /// InvalidRequestContentException, and nothing a client sends produces a 500.
 /// </summary>
 internal static partial class FunctionsApi
@@ -24,7 +25,7 @@ internal static partial class FunctionsApi
     private const string Functions = "/2015-03-31/functions";
 
     // Responses are JSON, never HTML: write '+' in "+0000" and quotes in descriptions as themselves, as AWS does.
-    private static readonly LaminaJsonContext Relaxed = new(new JsonSerializerOptions(LaminaJsonContext.Default.Options)
+    internal static readonly LaminaJsonContext Relaxed = new(new JsonSerializerOptions(LaminaJsonContext.Default.Options)
     {
         Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     });
@@ -52,7 +53,7 @@ internal static partial class FunctionsApi
     }
 
     internal static async Task<IResult> CreateFunction(
-        HttpContext context, FunctionRegistry registry, CodeStore codeStore, IOptions<LaminaOptions> options, ILoggerFactory loggers)
+        HttpContext context, FunctionRegistry registry, CodeStore codeStore, LayerRegistry layers, IOptions<LaminaOptions> options, ILoggerFactory loggers)
     {
         var cancellationToken = context.RequestAborted;
         var (body, readError) = await ReadBodyAsync(context.Request, MaxCodeRequestBytes, "CreateFunction", cancellationToken);
@@ -73,6 +74,14 @@ internal static partial class FunctionsApi
         {
             return AlreadyExists(draft.Name);
         }
+        if (request.Layers is not null)
+        {
+            if (FunctionValidation.ResolveLayers(request.Layers, layers, options.Value, out var resolved) is { } layersError)
+            {
+                return layersError;
+            }
+            draft = draft with { Layers = resolved };
+        }
 
         var zip = request.Code!.ZipFile!;
         if (zip.Length > CodeStore.MaxZippedBytes)
@@ -86,19 +95,39 @@ internal static partial class FunctionsApi
             return stored.Error;
         }
 
-        var write = await registry.CreateAsync(draft with { CodeSha256 = stored.Code!.Sha256, CodeSize = stored.Code.Size }, tags, cancellationToken);
+        if (FunctionValidation.ValidateUnzippedTotal(stored.Code!.HashHex, draft.Layers, codeStore) is { } tooLarge)
+        {
+            return tooLarge;
+        }
+        if (await PrepareLayersAsync(draft.Layers, codeStore, cancellationToken) is { } layersUnusable)
+        {
+            return layersUnusable;
+        }
+
+        var write = await registry.CreateAsync(draft with { CodeSha256 = stored.Code.Sha256, CodeSize = stored.Code.Size }, tags, cancellationToken);
         if (write.Status == FunctionWriteStatus.AlreadyExists)
         {
             return AlreadyExists(draft.Name);
         }
-        Log.Created(Logger(loggers), write.Config!.Name, write.Config.Runtime, write.Config.CodeSha256);
-        return Json(write.Config.ToDto(options.Value.FunctionArn(write.Config.Name)), Relaxed.FunctionConfigurationDto, StatusCodes.Status201Created);
+        var config = write.Config!;
+        Log.Created(Logger(loggers), config.Name, config.Runtime, config.CodeSha256);
+        if (request.Publish == true)
+        {
+            // Lambda answers with version 1's configuration (and the unqualified ARN).
+            var published = await registry.PublishAsync(config.Name, config.RevisionId, null, null, cancellationToken);
+            if (published.Status == FunctionWriteStatus.Succeeded)
+            {
+                VersionsApi.LogPublished(loggers, published.Config!);
+                config = published.Config!;
+            }
+        }
+        return Json(config.ToDto(options.Value.FunctionArn(config.Name)), Relaxed.FunctionConfigurationDto, StatusCodes.Status201Created);
     }
 
     internal static async Task<IResult> GetFunction(
         HttpContext context, string name, FunctionRegistry registry, CodeStore codeStore, IOptions<LaminaOptions> options)
     {
-        if (ResolveLatest(context, name, registry, options.Value, out var config, out var arn) is { } error)
+        if (ResolveQualified(context, name, registry, options.Value, out var config, out var arn) is { } error)
         {
             return error;
         }
@@ -116,7 +145,7 @@ internal static partial class FunctionsApi
 
     internal static IResult GetFunctionConfiguration(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options)
     {
-        if (ResolveLatest(context, name, registry, options.Value, out var config, out var arn) is { } error)
+        if (ResolveQualified(context, name, registry, options.Value, out var config, out var arn) is { } error)
         {
             return error;
         }
@@ -125,45 +154,79 @@ internal static partial class FunctionsApi
 
     internal static IResult ListFunctions(HttpContext context, FunctionRegistry registry, IOptions<LaminaOptions> options)
     {
-        const int PageLimit = 50; // Lambda's cap, whatever MaxItems says
         var query = context.Request.Query;
-        var pageSize = PageLimit;
-        if (query.TryGetValue("MaxItems", out var maxItemsText))
+        if (PageSize(context, PageLimit, out var pageSize) is { } pageError)
         {
-            if (!int.TryParse(maxItemsText.ToString(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var maxItems) || maxItems is < 1 or > 10000)
+            return pageError;
+        }
+        var allVersions = false;
+        if (query.TryGetValue("FunctionVersion", out var functionVersion))
+        {
+            if (functionVersion.ToString() != "ALL")
             {
                 return AwsError.InvalidParameter(
-                    $"1 validation error detected: Value '{maxItemsText}' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and 10000");
+                    $"1 validation error detected: Value '{functionVersion}' at 'functionVersion' failed to satisfy constraint: Member must satisfy enum value set: [ALL]");
             }
-            pageSize = Math.Min(maxItems, PageLimit);
-        }
-        // FunctionVersion=ALL would add published versions; there are none yet, so the answer is the same.
-        if (query.TryGetValue("FunctionVersion", out var functionVersion) && functionVersion.ToString() != "ALL")
-        {
-            return AwsError.InvalidParameter(
-                $"1 validation error detected: Value '{functionVersion}' at 'functionVersion' failed to satisfy constraint: Member must satisfy enum value set: [ALL]");
+            allVersions = true;
         }
 
-        // The marker is the name of the first function of the next page; names are unique and sorted ordinally.
-        var all = registry.List();
+        // Without FunctionVersion=ALL: each function's $LATEST, unqualified ARN; the marker is the name of the first
+        // function of the next page. With it: $LATEST then each published version of every function, qualified
+        // ARNs; the marker is "name:version" of the first entry of the next page. Names are unique and sorted
+        // ordinally, versions ascend after $LATEST, so a marker stays valid while functions come and go.
+        var entries = new List<(FunctionConfig Config, string Marker)>();
+        foreach (var entry in registry.ListEntries())
+        {
+            if (!allVersions)
+            {
+                entries.Add((entry.LatestConfig, entry.Name));
+                continue;
+            }
+            foreach (var config in entry.AllConfigs)
+            {
+                entries.Add((config, $"{config.Name}:{config.Version}"));
+            }
+        }
         var start = 0;
         if (query.TryGetValue("Marker", out var markerText) && markerText.ToString() is { Length: > 0 } marker)
         {
-            while (start < all.Count && string.CompareOrdinal(all[start].Name, marker) < 0)
+            while (start < entries.Count && CompareListMarkers(entries[start].Marker, marker) < 0)
             {
                 start++;
             }
         }
-        var end = Math.Min(all.Count, start + pageSize);
+        var end = Math.Min(entries.Count, start + pageSize);
         var response = new ListFunctionsResponse
         {
-            NextMarker = end < all.Count ? all[end].Name : null,
+            NextMarker = end < entries.Count ? entries[end].Marker : null,
         };
         for (var i = start; i < end; i++)
         {
-            response.Functions.Add(all[i].ToDto(options.Value.FunctionArn(all[i].Name)));
+            var config = entries[i].Config;
+            var arn = options.Value.FunctionArn(config.Name);
+            response.Functions.Add(config.ToDto(allVersions ? $"{arn}:{config.Version}" : arn));
         }
         return Json(response, Relaxed.ListFunctionsResponse);
+    }
+
+    /// <summary>Orders ListFunctions markers: by name (ordinal), then <c>$LATEST</c> before versions 1, 2, ….</summary>
+    private static int CompareListMarkers(string a, string b)
+    {
+        var (nameA, orderA) = SplitMarker(a);
+        var (nameB, orderB) = SplitMarker(b);
+        var byName = string.CompareOrdinal(nameA, nameB);
+        return byName != 0 ? byName : orderA.CompareTo(orderB);
+
+        static (string Name, long Order) SplitMarker(string marker)
+        {
+            var colon = marker.LastIndexOf(':');
+            if (colon < 0)
+            {
+                return (marker, -1);
+            }
+            var qualifier = marker[(colon + 1)..];
+            return (marker[..colon], qualifier == FunctionEntry.Latest ? 0 : FunctionEntry.TryParseVersion(qualifier, out var n) ? n : long.MaxValue);
+        }
     }
 
     internal static async Task<IResult> UpdateFunctionCode(
@@ -194,7 +257,6 @@ internal static partial class FunctionsApi
         }
         var architecture = request.Architectures?[0];
 
-        // Publish: accepted and ignored until versions exist (a later issue); $LATEST is updated either way.
         if (request.DryRun == true)
         {
             if (request.RevisionId is not null && request.RevisionId != current!.RevisionId)
@@ -206,6 +268,7 @@ internal static partial class FunctionsApi
             {
                 return validated.Error;
             }
+            // The dry run keeps no tree to measure; the real update checks the size with the layers.
             var preview = current! with
             {
                 CodeSha256 = validated.Code!.Sha256,
@@ -222,14 +285,34 @@ internal static partial class FunctionsApi
             return stored.Error;
         }
         var code = stored.Code!;
-        var write = await registry.UpdateAsync(current!.Name, request.RevisionId,
-            c => c with { CodeSha256 = code.Sha256, CodeSize = code.Size, Architecture = architecture ?? c.Architecture },
-            cancellationToken);
+        AwsError? refused = null;
+        var write = await registry.UpdateAsync(current!.Name, request.RevisionId, c =>
+        {
+            refused = FunctionValidation.ValidateUnzippedTotal(code.HashHex, c.Layers, codeStore);
+            return refused is null ? c with { CodeSha256 = code.Sha256, CodeSize = code.Size, Architecture = architecture ?? c.Architecture } : null;
+        }, cancellationToken);
+        if (refused is not null)
+        {
+            return refused;
+        }
+        if (request.Publish == true && write.Status == FunctionWriteStatus.Succeeded)
+        {
+            // Lambda answers with the new version's configuration and its qualified ARN.
+            Log.Updated(Logger(loggers), current.Name, "code", write.Config!.RevisionId);
+            var published = await registry.PublishAsync(current.Name, write.Config.RevisionId, null, null, cancellationToken);
+            if (published.Status == FunctionWriteStatus.Succeeded)
+            {
+                VersionsApi.LogPublished(loggers, published.Config!);
+                var version = published.Config!;
+                return Json(version.ToDto($"{options.Value.FunctionArn(version.Name)}:{version.Version}"), Relaxed.FunctionConfigurationDto);
+            }
+            return Json(write.Config.ToDto(arn!), Relaxed.FunctionConfigurationDto);
+        }
         return Updated(write, current.Name, arn!, options.Value, loggers, "code");
     }
 
     internal static async Task<IResult> UpdateFunctionConfiguration(
-        HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options, ILoggerFactory loggers)
+        HttpContext context, string name, FunctionRegistry registry, CodeStore codeStore, LayerRegistry layers, IOptions<LaminaOptions> options, ILoggerFactory loggers)
     {
         var cancellationToken = context.RequestAborted;
         if (ResolveLatest(context, name, registry, options.Value, out var current, out var arn) is { } notFound)
@@ -246,12 +329,32 @@ internal static partial class FunctionsApi
             return parseError;
         }
 
+        // Layers: resolved (and their /opt tree built) before the write, so a cold start of the new configuration
+        // only looks its tree up.
+        List<FunctionLayer>? newLayers = null;
+        if (request.Layers is not null)
+        {
+            if (FunctionValidation.ResolveLayers(request.Layers, layers, options.Value, out newLayers) is { } layersError)
+            {
+                return layersError;
+            }
+            if (await PrepareLayersAsync(newLayers, codeStore, cancellationToken) is { } layersUnusable)
+            {
+                return layersUnusable;
+            }
+        }
+
         // Validated against the configuration current under the registry's lock (some rules depend on it).
         AwsError? refused = null;
         var write = await registry.UpdateAsync(current!.Name, request.RevisionId, c =>
         {
             var next = c;
             refused = FunctionValidation.ApplyUpdate(ref next, request);
+            if (refused is null && newLayers is not null)
+            {
+                next = next with { Layers = newLayers };
+                refused = FunctionValidation.ValidateUnzippedTotal(next.CodeHashHex, newLayers, codeStore);
+            }
             return refused is null ? next : null;
         }, cancellationToken);
         if (refused is not null)
@@ -269,21 +372,44 @@ internal static partial class FunctionsApi
             return nameError!;
         }
         var arn = options.Value.FunctionArn(reference.Name);
-        if (reference.Qualifier == "$LATEST")
+        var qualifier = reference.Qualifier;
+        if (qualifier == FunctionEntry.Latest)
         {
             return AwsError.InvalidParameter("$LATEST version cannot be deleted without deleting the function.");
         }
-        if (reference.Qualifier is not null || !registry.TryGet(reference.Name, out _))
+        if (!registry.TryGetEntry(reference.Name, out _))
         {
-            // Versions come in a later issue: any other qualifier names nothing yet.
-            return AwsError.FunctionNotFound(reference.Qualifier is null ? arn : $"{arn}:{reference.Qualifier}");
+            return AwsError.FunctionNotFound(qualifier is null ? arn : $"{arn}:{qualifier}");
         }
-        if (await registry.DeleteAsync(reference.Name, context.RequestAborted) == FunctionWriteStatus.NotFound)
+        if (qualifier is null)
         {
-            return AwsError.FunctionNotFound(arn);
+            // The whole function: $LATEST, every version and every alias.
+            if (await registry.DeleteAsync(reference.Name, context.RequestAborted) == FunctionWriteStatus.NotFound)
+            {
+                return AwsError.FunctionNotFound(arn);
+            }
+            Log.Deleted(Logger(loggers), reference.Name);
+            return TypedResults.NoContent();
         }
-        Log.Deleted(Logger(loggers), reference.Name);
-        return TypedResults.NoContent();
+        if (!FunctionEntry.TryParseVersion(qualifier, out var version))
+        {
+            return qualifier.All(char.IsAsciiDigit)
+                ? AwsError.FunctionNotFound($"{arn}:{qualifier}")
+                : AwsError.InvalidParameter("Deletion of aliases is not supported.");
+        }
+        var (status, aliases) = await registry.DeleteVersionAsync(reference.Name, version, context.RequestAborted);
+        switch (status)
+        {
+            case FunctionWriteStatus.Succeeded:
+                VersionsApi.LogVersionDeleted(loggers, reference.Name, qualifier);
+                return TypedResults.NoContent();
+            case FunctionWriteStatus.InUse:
+                return AwsError.Conflict($"Unable to delete version because the following aliases reference it: [{string.Join(", ", aliases)}]");
+            case FunctionWriteStatus.QualifierNotFound:
+                return AwsError.FunctionNotFound($"{arn}:{qualifier}");
+            default:
+                return AwsError.FunctionNotFound(arn);
+        }
     }
 
     internal static IResult DownloadCode(HttpContext context, string file, CodeStore codeStore)
@@ -301,9 +427,33 @@ internal static partial class FunctionsApi
     }
 
     /// <summary>
-    /// Resolves <c>{name}</c> (+ <c>?Qualifier</c>) to the <c>$LATEST</c> configuration. The ARN is unqualified
-    /// unless the caller named <c>$LATEST</c>, as Lambda answers. Other qualifiers name versions or aliases, which
-    /// do not exist yet (a later issue): 404.
+    /// Resolves <c>{name}</c> (+ <c>?Qualifier</c>) to a configuration for reading: <c>$LATEST</c>, a published
+    /// version, or an alias's primary version (no weighted routing here). The ARN is the one the caller named:
+    /// unqualified, or qualified with <c>$LATEST</c>, the version or the alias, as Lambda answers.
+    /// </summary>
+    private static AwsError? ResolveQualified(HttpContext context, string name, FunctionRegistry registry, LaminaOptions options, out FunctionConfig? config, out string? arn)
+    {
+        config = null;
+        arn = null;
+        if (!FunctionReference.TryParse(name, QueryValue(context, "Qualifier"), options, out var reference, out var error))
+        {
+            return error;
+        }
+        var unqualified = options.FunctionArn(reference.Name);
+        var qualified = reference.Qualifier is null ? unqualified : $"{unqualified}:{reference.Qualifier}";
+        if (!registry.TryGetEntry(reference.Name, out var entry) || entry.ResolvePrimary(reference.Qualifier) is not { } found)
+        {
+            return AwsError.FunctionNotFound(qualified);
+        }
+        config = found;
+        arn = qualified;
+        return null;
+    }
+
+    /// <summary>
+    /// Resolves <c>{name}</c> (+ <c>?Qualifier</c>) to the <c>$LATEST</c> configuration, for the operations that
+    /// change it. The ARN is unqualified unless the caller named <c>$LATEST</c>, as Lambda answers. Versions are
+    /// immutable and aliases are changed by UpdateAlias: other qualifiers answer 404.
     /// </summary>
     private static AwsError? ResolveLatest(HttpContext context, string name, FunctionRegistry registry, LaminaOptions options, out FunctionConfig? config, out string? arn)
     {
@@ -414,18 +564,52 @@ internal static partial class FunctionsApi
         return null;
     }
 
-    private static string? QueryValue(HttpContext context, string key) =>
+    /// <summary>Lambda's page cap for function and version lists, whatever MaxItems says.</summary>
+    internal const int PageLimit = 50;
+
+    /// <summary>
+    /// The page size from <c>?MaxItems</c> (1–10000 in the model), capped at <paramref name="limit"/> as Lambda
+    /// caps its pages; <paramref name="limit"/> when absent.
+    /// </summary>
+    internal static AwsError? PageSize(HttpContext context, int limit, out int pageSize, int modelMax = 10000)
+    {
+        pageSize = limit;
+        if (!context.Request.Query.TryGetValue("MaxItems", out var maxItemsText))
+        {
+            return null;
+        }
+        if (!int.TryParse(maxItemsText.ToString(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var maxItems) || maxItems < 1 || maxItems > modelMax)
+        {
+            return AwsError.InvalidParameter(
+                $"1 validation error detected: Value '{maxItemsText}' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and {modelMax}");
+        }
+        pageSize = Math.Min(maxItems, limit);
+        return null;
+    }
+
+    /// <summary>Extracts the layers' trees and builds their merged <c>/opt</c>; a 500 if a stored layer zip has gone missing.</summary>
+    internal static async Task<AwsError?> PrepareLayersAsync(IReadOnlyList<FunctionLayer> layers, CodeStore codeStore, CancellationToken cancellationToken)
+    {
+        if (layers.Count == 0)
+        {
+            return null;
+        }
+        var error = await codeStore.EnsureLayersAsync(layers, cancellationToken);
+        return error is null ? null : AwsError.Service($"The layers cannot be prepared: {error}. Publish the layer again and use the new version.");
+    }
+
+    internal static string? QueryValue(HttpContext context, string key) =>
         context.Request.Query.TryGetValue(key, out var values) && values.Count > 0 ? values[0] : null;
 
     private static AwsError AlreadyExists(string name) => AwsError.Conflict($"Function already exist: {name}");
 
-    private static AwsError RevisionMismatch() => AwsError.PreconditionFailed(
+    internal static AwsError RevisionMismatch() => AwsError.PreconditionFailed(
         "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id");
 
-    private static AwsError TooLarge(string operation, long limit = MaxCodeRequestBytes) =>
+    internal static AwsError TooLarge(string operation, long limit = MaxCodeRequestBytes) =>
         AwsError.RequestTooLarge($"Request must be smaller than {limit} bytes for the {operation} operation");
 
-    private static JsonHttpResult<T> Json<T>(T value, JsonTypeInfo<T> typeInfo, int statusCode = StatusCodes.Status200OK) =>
+    internal static JsonHttpResult<T> Json<T>(T value, JsonTypeInfo<T> typeInfo, int statusCode = StatusCodes.Status200OK) =>
         TypedResults.Json(value, typeInfo, contentType: "application/json", statusCode: statusCode);
 
     private static ILogger Logger(ILoggerFactory loggers) => loggers.CreateLogger(typeof(FunctionsApi).FullName!);

@@ -35,7 +35,7 @@ internal sealed class CreateFunctionRequest : FunctionSettingsRequest
     public string? FunctionName { get; set; }
     public FunctionCodeDto? Code { get; set; }
 
-    /// <summary>Accepted and ignored until versions exist (a later issue): no version 1 is published.</summary>
+    /// <summary>Also publish version 1 (the response is then version 1's configuration).</summary>
     public bool? Publish { get; set; }
 
     public string? PackageType { get; set; }
@@ -52,7 +52,7 @@ internal sealed class UpdateFunctionCodeRequest
     public string? S3ObjectVersion { get; set; }
     public string? ImageUri { get; set; }
 
-    /// <summary>Accepted and ignored until versions exist (a later issue).</summary>
+    /// <summary>Also publish a version from the updated <c>$LATEST</c> (the response is then that version's configuration).</summary>
     public bool? Publish { get; set; }
 
     public bool? DryRun { get; set; }
@@ -151,6 +151,7 @@ internal sealed class FunctionConfigurationDto
     public EnvironmentResponseDto? Environment { get; set; }
     public TracingConfigDto? TracingConfig { get; set; }
     public string? RevisionId { get; set; }
+    public List<LayerDto>? Layers { get; set; }
     public string? State { get; set; }
     public string? LastUpdateStatus { get; set; }
     public string? PackageType { get; set; }
@@ -158,6 +159,13 @@ internal sealed class FunctionConfigurationDto
     public EphemeralStorageDto? EphemeralStorage { get; set; }
     public SnapStartResponseDto? SnapStart { get; set; }
     public LoggingConfigDto? LoggingConfig { get; set; }
+}
+
+/// <summary>A layer in a function's configuration: <c>{Arn, CodeSize}</c>.</summary>
+internal sealed class LayerDto
+{
+    public string? Arn { get; set; }
+    public long CodeSize { get; set; }
 }
 
 internal sealed class FunctionCodeLocationDto
@@ -183,7 +191,8 @@ internal static class FunctionConfigurationMapping
 {
     /// <summary>
     /// The wire shape of <paramref name="config"/>. <paramref name="functionArn"/> is the unqualified ARN, or the
-    /// qualified one (<c>…:$LATEST</c>) when the caller named a qualifier (as Lambda answers).
+    /// qualified one (<c>…:$LATEST</c>, <c>…:1</c>, <c>…:alias</c>) when the caller named a qualifier or the
+    /// answer is a published version (as Lambda answers).
     /// </summary>
     public static FunctionConfigurationDto ToDto(this FunctionConfig config, string functionArn) => new()
     {
@@ -205,6 +214,7 @@ internal static class FunctionConfigurationMapping
             : new EnvironmentResponseDto { Variables = new Dictionary<string, string>(config.EnvironmentVariables, StringComparer.Ordinal) },
         TracingConfig = new TracingConfigDto { Mode = config.TracingMode },
         RevisionId = config.RevisionId,
+        Layers = config.Layers.Count == 0 ? null : config.Layers.Select(static l => new LayerDto { Arn = l.Arn, CodeSize = l.CodeSize }).ToList(),
         State = "Active",
         LastUpdateStatus = "Successful",
         PackageType = "Zip",

@@ -168,7 +168,13 @@ internal static partial class InvokeApi
         await context.Response.Body.WriteAsync("""{"Status":202}"""u8.ToArray());
     }
 
-    /// <summary>Finds the configuration an invocation targets and the ARN the caller used.</summary>
+    /// <summary>
+    /// Finds the configuration an invocation runs and the ARN the caller used: <c>$LATEST</c> (unqualified or
+    /// <c>:$LATEST</c>), a published version (<c>:1</c>), or an alias (<c>:prod</c>), whose weighted routing picks the
+    /// version for this one invocation. The configuration returned is the concrete version's single long-lived
+    /// instance (environments are keyed by it); its <see cref="FunctionConfig.Version"/> is what
+    /// <c>X-Amz-Executed-Version</c> reports. Lock-free: one snapshot read, no database.
+    /// </summary>
     private static (FunctionConfig Config, string InvokedArn)? Resolve(string functionName, string? qualifier, FunctionRegistry registry, LaminaOptions options, out AwsError? error)
     {
         if (!FunctionReference.TryParse(functionName, qualifier, options, out var reference, out error))
@@ -176,18 +182,13 @@ internal static partial class InvokeApi
             return null;
         }
         var arn = options.FunctionArn(reference.Name);
-        if (!registry.TryGet(reference.Name, out var config))
+        var invokedArn = reference.Qualifier is null ? arn : $"{arn}:{reference.Qualifier}";
+        if (!registry.TryGetEntry(reference.Name, out var entry) || entry.Resolve(reference.Qualifier, Random.Shared) is not { } config)
         {
-            error = AwsError.FunctionNotFound(reference.Qualifier is null ? arn : $"{arn}:{reference.Qualifier}");
+            error = AwsError.FunctionNotFound(invokedArn);
             return null;
         }
-        if (reference.Qualifier is not (null or "$LATEST"))
-        {
-            // Versions and aliases arrive with issue #4.
-            error = AwsError.FunctionNotFound($"{arn}:{reference.Qualifier}");
-            return null;
-        }
-        return (config, reference.Qualifier is null ? arn : $"{arn}:{reference.Qualifier}");
+        return (config, invokedArn);
     }
 
     private static bool IsJson(ReadOnlySpan<byte> payload, out string error)

@@ -24,6 +24,22 @@ namespace Lamina.Server.Api;
 [JsonSerializable(typeof(FunctionConfigurationDto))]
 [JsonSerializable(typeof(GetFunctionResponse))]
 [JsonSerializable(typeof(ListFunctionsResponse))]
+// Versions and aliases (Api/VersionsContracts.cs).
+[JsonSerializable(typeof(PublishVersionRequest))]
+[JsonSerializable(typeof(ListVersionsByFunctionResponse))]
+[JsonSerializable(typeof(CreateAliasRequest))]
+[JsonSerializable(typeof(UpdateAliasRequest))]
+[JsonSerializable(typeof(AliasConfigurationDto))]
+[JsonSerializable(typeof(ListAliasesResponse))]
+// Layers (Api/LayersContracts.cs).
+[JsonSerializable(typeof(PublishLayerVersionRequest))]
+[JsonSerializable(typeof(LayerVersionResponse))]
+[JsonSerializable(typeof(ListLayersResponse))]
+[JsonSerializable(typeof(ListLayerVersionsResponse))]
+// Tags (Api/TagsContracts.cs).
+[JsonSerializable(typeof(TagResourceRequest))]
+[JsonSerializable(typeof(ListTagsResponse))]
+// Storage.
 [JsonSerializable(typeof(Storage.StoredFunctionConfig))]
 [JsonSerializable(typeof(Storage.StoredLayerVersion))]
 internal sealed partial class LaminaJsonContext : JsonSerializerContext;

@@ -15,6 +15,12 @@ internal static class EventIds
     public const int InterruptedUploadsRemoved = 2004;
     public const int FunctionCodeMissing = 2005;
     public const int PackageRefused = 2006;
+    public const int FunctionLayersMissing = 2007;
+    public const int VersionPublished = 2008;
+    public const int VersionDeleted = 2009;
+    public const int AliasChanged = 2010;
+    public const int LayerVersionPublished = 2011;
+    public const int LayerVersionDeleted = 2012;
 
     // 3xxx invoke and environments
     public const int SandboxUnavailable = 3000;

@@ -1,9 +1,10 @@
 namespace Lamina.Server.Functions;
 
 /// <summary>
-/// The desired state of one function version (today: <c>$LATEST</c>), immutable. An update produces a new
-/// instance with a new <see cref="RevisionId"/>; environments are started for exactly one instance and never
-/// serve another, so a warm environment can never run stale code or configuration.
+/// The desired state of one function version (<c>$LATEST</c> or a published version), immutable. An update of
+/// <c>$LATEST</c> produces a new instance with a new <see cref="RevisionId"/>; a published version is one instance
+/// for its whole life. Environments are started for exactly one instance and never serve another, so a warm
+/// environment can never run stale code or configuration, nor another version's.
 /// </summary>
 internal sealed record FunctionConfig
 {
@@ -57,8 +58,22 @@ internal sealed record FunctionConfig
     /// <summary>SQS queue or SNS topic ARN for events that failed every async attempt; null when none.</summary>
     public string? DeadLetterTargetArn { get; init; }
 
+    /// <summary>Layer versions merged into <c>/opt</c> in this order (later wins); empty when none. At most 5.</summary>
+    public IReadOnlyList<FunctionLayer> Layers { get; init; } = [];
+
     public string LogGroupName => LogGroup ?? $"/aws/lambda/{Name}";
 
     /// <summary>Hex SHA-256 of the zip: the key of its extracted tree in the code store.</summary>
+    public string CodeHashHex => Convert.ToHexStringLower(Convert.FromBase64String(CodeSha256));
+}
+
+/// <summary>
+/// One layer version a function uses, as it was when the function's configuration named it: what Lambda reports
+/// (<c>Layers: [{Arn, CodeSize}]</c>) and the content hash of its zip, which keeps finding its files after the layer
+/// version itself is deleted.
+/// </summary>
+internal sealed record FunctionLayer(string Arn, long CodeSize, string CodeSha256)
+{
+    /// <summary>Hex SHA-256 of the layer's zip: the key of its extracted tree in the code store.</summary>
     public string CodeHashHex => Convert.ToHexStringLower(Convert.FromBase64String(CodeSha256));
 }

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
 using Lamina.Server.Storage;
 
 namespace Lamina.Server.Functions;
@@ -14,6 +15,15 @@ internal enum FunctionWriteStatus
 
     /// <summary>The change function refused the update (its own error explains why).</summary>
     Refused,
+
+    /// <summary>PublishVersion's CodeSha256 precondition does not hold.</summary>
+    CodeMismatch,
+
+    /// <summary>The function exists, the version or alias named does not.</summary>
+    QualifierNotFound,
+
+    /// <summary>A version cannot be deleted while aliases route to it.</summary>
+    InUse,
 }
 
 /// <summary>The outcome of a registry write: the status and, on success, the configuration now current.</summary>
@@ -22,15 +32,22 @@ internal readonly record struct FunctionWrite(FunctionWriteStatus Status, Functi
     public static FunctionWrite Of(FunctionWriteStatus status) => new(status, null);
 }
 
+/// <summary>The outcome of an alias write: the status and, on success, the alias now current.</summary>
+internal readonly record struct AliasWrite(FunctionWriteStatus Status, AliasConfig? Alias)
+{
+    public static AliasWrite Of(FunctionWriteStatus status) => new(status, null);
+}
+
 /// <summary>
-/// The live set of functions, in memory so that the invoke path never touches the database. Writes go to the
-/// database first (one transaction) and swap the in-memory record only after the commit, so a failed write
-/// leaves the old state everywhere. Writes are serialised by one lock: control-plane writes are rare, and one
-/// lock makes the RevisionId precondition and the name uniqueness checks trivially race-free.
+/// The live set of functions with their versions and aliases, in memory so that the invoke path never touches the
+/// database. Each function is one immutable <see cref="FunctionEntry"/>; writes go to the database first and swap
+/// the entry only after the commit, so a failed write leaves the old state everywhere. Writes are serialised by one
+/// lock: control-plane writes are rare, and one lock makes the RevisionId preconditions, the name uniqueness
+/// checks and the version counters trivially race-free.
 /// </summary>
 internal sealed class FunctionRegistry : IDisposable
 {
-    private readonly ConcurrentDictionary<string, FunctionConfig> _functions = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, FunctionEntry> _functions = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly Database? _database;
     private readonly TimeProvider _timeProvider;
@@ -48,17 +65,29 @@ internal sealed class FunctionRegistry : IDisposable
     }
 
     /// <summary>
-    /// Raised after a configuration stopped being current (updated or deleted), once the change is committed.
-    /// Environments started for it must not take new invocations and are shut down. Handlers must not throw.
+    /// Raised after a configuration stopped being current (<c>$LATEST</c> updated, a version or the function
+    /// deleted), once the change is committed. Environments started for it must not take new invocations and are
+    /// shut down. Handlers must not throw.
     /// </summary>
     public event Action<FunctionConfig>? Retired;
 
-    public bool TryGet(string name, [NotNullWhen(true)] out FunctionConfig? config) => _functions.TryGetValue(name, out config);
+    /// <summary>The function's <c>$LATEST</c> configuration.</summary>
+    public bool TryGet(string name, [NotNullWhen(true)] out FunctionConfig? config)
+    {
+        config = _functions.TryGetValue(name, out var entry) ? entry.LatestConfig : null;
+        return config is not null;
+    }
+
+    /// <summary>The function with its versions and aliases, as one consistent snapshot.</summary>
+    public bool TryGetEntry(string name, [NotNullWhen(true)] out FunctionEntry? entry) => _functions.TryGetValue(name, out entry);
 
     public int Count => _functions.Count;
 
-    /// <summary>A snapshot of every function, ordered by name (ordinal), for listing.</summary>
-    public List<FunctionConfig> List()
+    /// <summary>A snapshot of every function's <c>$LATEST</c>, ordered by name (ordinal), for listing.</summary>
+    public List<FunctionConfig> List() => ListEntries().ConvertAll(static e => e.LatestConfig);
+
+    /// <summary>A snapshot of every function, ordered by name (ordinal).</summary>
+    public List<FunctionEntry> ListEntries()
     {
         var all = _functions.Values.ToList();
         all.Sort(static (a, b) => string.CompareOrdinal(a.Name, b.Name));
@@ -69,9 +98,9 @@ internal sealed class FunctionRegistry : IDisposable
     public int Load()
     {
         var database = _database ?? throw new InvalidOperationException("This registry has no database.");
-        foreach (var config in database.LoadFunctions())
+        foreach (var entry in database.LoadFunctionEntries())
         {
-            _functions[config.Name] = config;
+            _functions[entry.Name] = entry;
         }
         return _functions.Count;
     }
@@ -82,7 +111,7 @@ internal sealed class FunctionRegistry : IDisposable
     /// </summary>
     public async Task<FunctionWrite> CreateAsync(FunctionConfig draft, IReadOnlyDictionary<string, string> tags, CancellationToken cancellationToken)
     {
-        var database = _database ?? throw new InvalidOperationException("This registry has no database.");
+        var database = RequireDatabase();
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
@@ -90,12 +119,12 @@ internal sealed class FunctionRegistry : IDisposable
             {
                 return FunctionWrite.Of(FunctionWriteStatus.AlreadyExists);
             }
-            var config = Stamp(draft);
+            var config = Stamp(draft with { Version = FunctionEntry.Latest });
             if (!await database.InsertFunctionAsync(config, tags, CancellationToken.None))
             {
                 return FunctionWrite.Of(FunctionWriteStatus.AlreadyExists);
             }
-            _functions[config.Name] = config;
+            _functions[config.Name] = new FunctionEntry { LatestConfig = config };
             return new FunctionWrite(FunctionWriteStatus.Succeeded, config);
         }
         finally
@@ -105,24 +134,24 @@ internal sealed class FunctionRegistry : IDisposable
     }
 
     /// <summary>
-    /// Applies <paramref name="change"/> to the current configuration of <paramref name="name"/> if its RevisionId
-    /// is <paramref name="expectedRevisionId"/> (any, when null), commits it and makes it current; then raises
-    /// <see cref="Retired"/> with the previous one. <paramref name="change"/> runs under the write lock, sees the
-    /// current configuration and returns the next one, or null to refuse (nothing is written).
+    /// Applies <paramref name="change"/> to the <c>$LATEST</c> configuration of <paramref name="name"/> if its
+    /// RevisionId is <paramref name="expectedRevisionId"/> (any, when null), commits it and makes it current; then
+    /// raises <see cref="Retired"/> with the previous one. <paramref name="change"/> runs under the write lock, sees
+    /// the current configuration and returns the next one, or null to refuse (nothing is written).
     /// </summary>
     public async Task<FunctionWrite> UpdateAsync(string name, string? expectedRevisionId, Func<FunctionConfig, FunctionConfig?> change, CancellationToken cancellationToken)
     {
-        var database = _database ?? throw new InvalidOperationException("This registry has no database.");
+        var database = RequireDatabase();
         FunctionConfig previous;
         FunctionConfig current;
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
-            if (!_functions.TryGetValue(name, out var found))
+            if (!_functions.TryGetValue(name, out var entry))
             {
                 return FunctionWrite.Of(FunctionWriteStatus.NotFound);
             }
-            previous = found;
+            previous = entry.LatestConfig;
             if (expectedRevisionId is not null && expectedRevisionId != previous.RevisionId)
             {
                 return FunctionWrite.Of(FunctionWriteStatus.RevisionMismatch);
@@ -132,14 +161,14 @@ internal sealed class FunctionRegistry : IDisposable
             {
                 return FunctionWrite.Of(FunctionWriteStatus.Refused);
             }
-            current = Stamp(next with { Name = previous.Name, Version = previous.Version });
+            current = Stamp(next with { Name = previous.Name, Version = FunctionEntry.Latest });
             // Past this point the write is not cancelled: a half-observed commit would be worse than a late answer.
             if (!await database.UpdateFunctionAsync(current, previous.RevisionId, CancellationToken.None))
             {
                 // Only this registry writes the table, under this lock; a mismatch means another process did.
                 return FunctionWrite.Of(FunctionWriteStatus.RevisionMismatch);
             }
-            _functions[name] = current;
+            _functions[name] = entry with { LatestConfig = current };
         }
         finally
         {
@@ -149,11 +178,95 @@ internal sealed class FunctionRegistry : IDisposable
         return new FunctionWrite(FunctionWriteStatus.Succeeded, current);
     }
 
-    /// <summary>Deletes a function (all of it); raises <see cref="Retired"/> with its last configuration.</summary>
+    /// <summary>
+    /// Publishes <c>$LATEST</c> as the next version (PublishVersion). Preconditions: <c>$LATEST</c>'s RevisionId is
+    /// <paramref name="expectedRevisionId"/> and its CodeSha256 is <paramref name="expectedCodeSha256"/> (each
+    /// unchecked when null). If <c>$LATEST</c> has not changed since the newest published version was taken from
+    /// it, that version is returned and nothing is published, as Lambda does. On
+    /// <see cref="FunctionWriteStatus.CodeMismatch"/> the result carries <c>$LATEST</c> (for the message).
+    /// </summary>
+    public async Task<FunctionWrite> PublishAsync(string name, string? expectedRevisionId, string? expectedCodeSha256, string? description, CancellationToken cancellationToken)
+    {
+        var database = RequireDatabase();
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            if (!_functions.TryGetValue(name, out var entry))
+            {
+                return FunctionWrite.Of(FunctionWriteStatus.NotFound);
+            }
+            var latest = entry.LatestConfig;
+            if (expectedRevisionId is not null && expectedRevisionId != latest.RevisionId)
+            {
+                return FunctionWrite.Of(FunctionWriteStatus.RevisionMismatch);
+            }
+            if (expectedCodeSha256 is not null && expectedCodeSha256 != latest.CodeSha256)
+            {
+                return new FunctionWrite(FunctionWriteStatus.CodeMismatch, latest);
+            }
+            if (!entry.Versions.IsEmpty && entry.Versions.Values.Last() is { } newest && newest.SourceRevisionId == latest.RevisionId)
+            {
+                return new FunctionWrite(FunctionWriteStatus.Succeeded, newest.Config);
+            }
+
+            var number = entry.LastVersion + 1;
+            var config = Stamp(latest with
+            {
+                Version = number.ToString(CultureInfo.InvariantCulture),
+                Description = description ?? latest.Description,
+            });
+            var published = new PublishedVersion(config, latest.RevisionId);
+            await database.InsertVersionAsync(published, CancellationToken.None);
+            _functions[name] = entry with { Versions = entry.Versions.Add(number, published), LastVersion = number };
+            return new FunctionWrite(FunctionWriteStatus.Succeeded, config);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Deletes one published version; raises <see cref="Retired"/> with it. Refused with
+    /// <see cref="FunctionWriteStatus.InUse"/> while aliases route to it (their names are returned).
+    /// </summary>
+    public async Task<(FunctionWriteStatus Status, List<string> ReferencingAliases)> DeleteVersionAsync(string name, int version, CancellationToken cancellationToken)
+    {
+        var database = RequireDatabase();
+        FunctionConfig deleted;
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            if (!_functions.TryGetValue(name, out var entry))
+            {
+                return (FunctionWriteStatus.NotFound, []);
+            }
+            if (!entry.TryGetVersion(version, out var config))
+            {
+                return (FunctionWriteStatus.QualifierNotFound, []);
+            }
+            var aliases = entry.AliasesReferencing(config.Version);
+            if (aliases.Count > 0)
+            {
+                return (FunctionWriteStatus.InUse, aliases);
+            }
+            await database.DeleteVersionAsync(name, version, CancellationToken.None);
+            _functions[name] = entry with { Versions = entry.Versions.Remove(version) };
+            deleted = config;
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+        Retired?.Invoke(deleted);
+        return (FunctionWriteStatus.Succeeded, []);
+    }
+
+    /// <summary>Deletes a function with all its versions and aliases; raises <see cref="Retired"/> for each configuration.</summary>
     public async Task<FunctionWriteStatus> DeleteAsync(string name, CancellationToken cancellationToken)
     {
-        var database = _database ?? throw new InvalidOperationException("This registry has no database.");
-        FunctionConfig? previous;
+        var database = RequireDatabase();
+        FunctionEntry? previous;
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
@@ -168,20 +281,170 @@ internal sealed class FunctionRegistry : IDisposable
         {
             _writeLock.Release();
         }
-        Retired?.Invoke(previous);
+        foreach (var config in previous.AllConfigs)
+        {
+            Retired?.Invoke(config);
+        }
         return FunctionWriteStatus.Succeeded;
+    }
+
+    /// <summary>
+    /// Creates an alias. <paramref name="build"/> runs under the write lock with the function's current entry and
+    /// returns the alias (its RevisionId is stamped here), or null to refuse.
+    /// </summary>
+    public async Task<AliasWrite> CreateAliasAsync(string name, string aliasName, Func<FunctionEntry, AliasConfig?> build, CancellationToken cancellationToken)
+    {
+        var database = RequireDatabase();
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            if (!_functions.TryGetValue(name, out var entry))
+            {
+                return AliasWrite.Of(FunctionWriteStatus.NotFound);
+            }
+            if (entry.Aliases.ContainsKey(aliasName))
+            {
+                return AliasWrite.Of(FunctionWriteStatus.AlreadyExists);
+            }
+            if (build(entry) is not { } draft)
+            {
+                return AliasWrite.Of(FunctionWriteStatus.Refused);
+            }
+            var alias = draft with { Name = aliasName, RevisionId = Guid.NewGuid().ToString() };
+            await database.UpsertAliasAsync(name, alias, CancellationToken.None);
+            _functions[name] = entry with { Aliases = entry.Aliases.SetItem(aliasName, alias) };
+            return new AliasWrite(FunctionWriteStatus.Succeeded, alias);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Updates an alias if its RevisionId is <paramref name="expectedRevisionId"/> (any, when null).
+    /// <paramref name="change"/> runs under the write lock and returns the next alias, or null to refuse. The
+    /// RevisionId changes on every update, as Lambda's does.
+    /// </summary>
+    public async Task<AliasWrite> UpdateAliasAsync(string name, string aliasName, string? expectedRevisionId,
+        Func<FunctionEntry, AliasConfig, AliasConfig?> change, CancellationToken cancellationToken)
+    {
+        var database = RequireDatabase();
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            if (!_functions.TryGetValue(name, out var entry))
+            {
+                return AliasWrite.Of(FunctionWriteStatus.NotFound);
+            }
+            if (!entry.Aliases.TryGetValue(aliasName, out var current))
+            {
+                return AliasWrite.Of(FunctionWriteStatus.QualifierNotFound);
+            }
+            if (expectedRevisionId is not null && expectedRevisionId != current.RevisionId)
+            {
+                return AliasWrite.Of(FunctionWriteStatus.RevisionMismatch);
+            }
+            if (change(entry, current) is not { } next)
+            {
+                return AliasWrite.Of(FunctionWriteStatus.Refused);
+            }
+            var alias = next with { Name = aliasName, RevisionId = Guid.NewGuid().ToString() };
+            await database.UpsertAliasAsync(name, alias, CancellationToken.None);
+            _functions[name] = entry with { Aliases = entry.Aliases.SetItem(aliasName, alias) };
+            return new AliasWrite(FunctionWriteStatus.Succeeded, alias);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>Deletes an alias (the versions it pointed to stay).</summary>
+    public async Task<FunctionWriteStatus> DeleteAliasAsync(string name, string aliasName, CancellationToken cancellationToken)
+    {
+        var database = RequireDatabase();
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            if (!_functions.TryGetValue(name, out var entry))
+            {
+                return FunctionWriteStatus.NotFound;
+            }
+            if (!entry.Aliases.ContainsKey(aliasName))
+            {
+                return FunctionWriteStatus.QualifierNotFound;
+            }
+            await database.DeleteAliasAsync(name, aliasName, CancellationToken.None);
+            _functions[name] = entry with { Aliases = entry.Aliases.Remove(aliasName) };
+            return FunctionWriteStatus.Succeeded;
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
     }
 
     /// <summary>The function's tags, read from the database (control plane only).</summary>
     public Task<Dictionary<string, string>> GetTagsAsync(string name, CancellationToken cancellationToken) =>
         _database?.LoadTagsAsync(name, cancellationToken) ?? Task.FromResult(new Dictionary<string, string>(StringComparer.Ordinal));
 
-    /// <summary>Swaps the in-memory record only, without the database: for tests of other capabilities.</summary>
+    /// <summary>
+    /// Adds or replaces tags (TagResource). <see cref="FunctionWriteStatus.Refused"/> when the function would then
+    /// have more than <paramref name="maxTags"/> tags; nothing is written.
+    /// </summary>
+    public async Task<FunctionWriteStatus> TagAsync(string name, IReadOnlyDictionary<string, string> tags, int maxTags, CancellationToken cancellationToken)
+    {
+        var database = RequireDatabase();
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            if (!_functions.ContainsKey(name))
+            {
+                return FunctionWriteStatus.NotFound;
+            }
+            var current = await database.LoadTagsAsync(name, CancellationToken.None);
+            if (current.Keys.Union(tags.Keys, StringComparer.Ordinal).Count() > maxTags)
+            {
+                return FunctionWriteStatus.Refused;
+            }
+            await database.UpsertTagsAsync(name, tags, CancellationToken.None);
+            return FunctionWriteStatus.Succeeded;
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>Removes tags by key (UntagResource); keys the function does not have are ignored.</summary>
+    public async Task<FunctionWriteStatus> UntagAsync(string name, IReadOnlyCollection<string> keys, CancellationToken cancellationToken)
+    {
+        var database = RequireDatabase();
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            if (!_functions.ContainsKey(name))
+            {
+                return FunctionWriteStatus.NotFound;
+            }
+            await database.DeleteTagsAsync(name, keys, CancellationToken.None);
+            return FunctionWriteStatus.Succeeded;
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>Swaps the in-memory <c>$LATEST</c> only, without the database: for tests of other capabilities.</summary>
     internal void Replace(FunctionConfig? previous, FunctionConfig? current)
     {
         if (current is not null)
         {
-            _functions[current.Name] = current;
+            _functions.AddOrUpdate(current.Name,
+                static (_, c) => new FunctionEntry { LatestConfig = c },
+                static (_, entry, c) => entry with { LatestConfig = c }, current);
         }
         else if (previous is not null)
         {
@@ -194,6 +457,8 @@ internal sealed class FunctionRegistry : IDisposable
     }
 
     public void Dispose() => _writeLock.Dispose();
+
+    private Database RequireDatabase() => _database ?? throw new InvalidOperationException("This registry has no database.");
 
     private FunctionConfig Stamp(FunctionConfig config) => config with
     {

@@ -7,8 +7,8 @@ namespace Lamina.Server.Functions;
 internal static class FunctionsServiceCollectionExtensions
 {
     /// <summary>
-    /// The function control plane's state: the database, the code store and the in-memory registry, loaded by a
-    /// startup step that runs before the server answers.
+    /// The function control plane's state: the database, the code store and the in-memory registries of functions
+    /// (with their versions and aliases) and layers, loaded by a startup step that runs before the server answers.
     /// </summary>
     public static IServiceCollection AddFunctions(this IServiceCollection services)
     {
@@ -16,6 +16,7 @@ internal static class FunctionsServiceCollectionExtensions
         services.AddSingleton<Database>();
         services.AddSingleton<CodeStore>();
         services.AddSingleton<FunctionRegistry>();
+        services.AddSingleton<LayerRegistry>();
         services.AddHostedService<FunctionsStartup>();
         return services;
     }
@@ -27,24 +28,30 @@ internal static class FunctionsServiceCollectionExtensions
 /// StartAsync, and so before Kestrel listens: no request ever sees an empty registry.
 /// </summary>
 internal sealed partial class FunctionsStartup(
-    Database database, CodeStore codeStore, FunctionRegistry registry, ILogger<FunctionsStartup> logger) : IHostedLifecycleService
+    Database database, CodeStore codeStore, FunctionRegistry registry, LayerRegistry layers, ILogger<FunctionsStartup> logger) : IHostedLifecycleService
 {
     public async Task StartingAsync(CancellationToken cancellationToken)
     {
         database.Initialize();
-        var removed = codeStore.Initialize();
+        var removed = codeStore.Initialize() + codeStore.InitializeOpt();
         if (removed > 0)
         {
             Log.RemovedInterruptedUploads(logger, removed, codeStore.Root);
         }
         var count = registry.Load();
+        layers.Load();
 
-        // A tree can be missing if someone cleaned the directory by hand; the zip is the source of truth.
-        foreach (var config in registry.List())
+        // A tree can be missing if someone cleaned the directory by hand; the zip is the source of truth. Merged
+        // layer trees are (re)built here too, so that cold starts only look them up.
+        foreach (var config in registry.ListEntries().SelectMany(static e => e.AllConfigs))
         {
             if (!await codeStore.EnsureExtractedAsync(config.CodeHashHex, cancellationToken))
             {
                 Log.CodeMissing(logger, config.Name, config.CodeHashHex, codeStore.Root);
+            }
+            if (config.Layers.Count > 0 && await codeStore.EnsureLayersAsync(config.Layers, cancellationToken) is { } layerError)
+            {
+                Log.LayersMissing(logger, config.Name, config.Version, layerError);
             }
         }
         Log.Loaded(logger, count, database.FilePath);
@@ -66,5 +73,8 @@ internal sealed partial class FunctionsStartup(
 
         [LoggerMessage(EventIds.FunctionCodeMissing, LogLevel.Error, "Code of function {Name} ({Hash}) is missing from {Path}; invocations will fail until its code is updated")]
         public static partial void CodeMissing(ILogger logger, string name, string hash, string path);
+
+        [LoggerMessage(EventIds.FunctionLayersMissing, LogLevel.Error, "Layers of function {Name} version {Version} are unusable: {Reason}; its invocations will fail until its Layers are updated")]
+        public static partial void LayersMissing(ILogger logger, string name, string version, string reason);
     }
 }

@@ -4,19 +4,24 @@ namespace Lamina.Server.Invoke;
 
 /// <summary>
 /// The runtimes Lamina runs and how each starts inside the sandbox. Managed runtimes are Lamina's own bootstraps
-/// under <c>/var/runtime</c> on the machine's interpreters; <c>provided.*</c> runs the function's own
-/// <c>bootstrap</c>.
+/// under <c>/var/runtime</c> on the machine's interpreters (dotnet8 and dotnet10 both on the machine's .NET, 10 or
+/// later); <c>provided.*</c> runs the function's own <c>bootstrap</c>.
 /// </summary>
 internal static class RuntimeCatalog
 {
     // Debian's interpreter, not a pyenv shim: the shim costs ~70 ms per start (DESIGN §7).
     private const string Python = "/usr/bin/python3";
     private const string Node = "/usr/bin/node";
+    private const string DotNet = "/usr/bin/dotnet";
+
+    // Lamina.Runtime.Bootstrap, published ReadyToRun into the server's runtimes/dotnet/ by Lamina.Server.csproj.
+    private const string DotNetBootstrap = "/var/runtime/dotnet/Lamina.Runtime.Bootstrap.dll";
 
     public static readonly IReadOnlyList<string> Supported =
     [
         "nodejs18.x", "nodejs20.x", "nodejs22.x",
         "python3.11", "python3.12", "python3.13",
+        "dotnet8", "dotnet10",
         "provided.al2", "provided.al2023",
     ];
 
@@ -36,6 +41,16 @@ internal static class RuntimeCatalog
         if (runtime.StartsWith("python", StringComparison.Ordinal))
         {
             command = [Python, "-u", "/var/runtime/python/bootstrap.py"];
+            return true;
+        }
+        if (IsDotNet(runtime))
+        {
+            // The function's runtimeconfig.json applies, as on AWS: its frameworks (ASP.NET Core), globalization, GC
+            // and other settings; its framework version (8.0 for dotnet8) rolls forward to the machine's .NET. Without
+            // one (a class library built without GenerateRuntimeConfigurationFiles) the bootstrap's own applies.
+            command = FunctionRuntimeConfig(codeDirectory) is { } config
+                ? [DotNet, "exec", "--runtimeconfig", "/var/task/" + config, "--roll-forward", "LatestMajor", DotNetBootstrap]
+                : [DotNet, DotNetBootstrap];
             return true;
         }
         if (IsCustom(runtime))
@@ -60,6 +75,23 @@ internal static class RuntimeCatalog
         return false;
     }
 
+    private static bool IsDotNet(string runtime) => runtime.StartsWith("dotnet", StringComparison.Ordinal);
+
+    /// <summary>The one <c>*.runtimeconfig.json</c> at the root of the code, or null if there is none or several.</summary>
+    internal static string? FunctionRuntimeConfig(string codeDirectory)
+    {
+        string? found = null;
+        foreach (var path in Directory.EnumerateFiles(codeDirectory, "*.runtimeconfig.json"))
+        {
+            if (found is not null)
+            {
+                return null;
+            }
+            found = Path.GetFileName(path);
+        }
+        return found;
+    }
+
     private static bool IsExecutable(string path) =>
         File.Exists(path) && (File.GetUnixFileMode(path) & (UnixFileMode.UserExecute | UnixFileMode.OtherExecute)) != 0;
 
@@ -78,6 +110,16 @@ internal static class RuntimeCatalog
         {
             var version = runtime["python".Length..];
             yield return new("PYTHONPATH", $"/var/runtime:/opt/python/lib/python{version}/site-packages:/opt/python");
+        }
+        if (IsDotNet(runtime))
+        {
+            // The sandbox has no HOME and only /tmp is writable: the host's and the SDK's first-run and cache paths
+            // must not be needed (a single-file bundle would extract to $HOME/.net otherwise).
+            yield return new("DOTNET_CLI_TELEMETRY_OPTOUT", "1");
+            yield return new("DOTNET_NOLOGO", "1");
+            yield return new("DOTNET_BUNDLE_EXTRACT_BASE_DIR", "/tmp");
+            // Workstation GC: one heap and no per-core GC threads for an environment that serves one event at a time.
+            yield return new("DOTNET_gcServer", "0");
         }
     }
 }

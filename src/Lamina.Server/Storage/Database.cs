@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using System.Globalization;
 using System.Text.Json;
 using Lamina.Server.Api;
@@ -20,7 +21,7 @@ namespace Lamina.Server.Storage;
 internal sealed class Database
 {
     /// <summary>Version of the schema this server writes; stored in <c>PRAGMA user_version</c>.</summary>
-    public const int SchemaVersion = 1;
+    public const int SchemaVersion = 2;
 
     // Each step takes the schema from version i to i + 1. Append, never edit a shipped step.
     private static readonly string[] Migrations =
@@ -41,6 +42,39 @@ internal sealed class Database
             PRIMARY KEY (function_name, key)
         );
         -- Later issues add function_versions (name, version, config_json), function_aliases, layers, layer_versions.
+        """,
+        // 2: versions, aliases and layers (issue #4).
+        """
+        ALTER TABLE functions ADD COLUMN last_version INTEGER NOT NULL DEFAULT 0; -- highest version ever published
+        CREATE TABLE function_versions (
+            function_name       TEXT    NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+            version             INTEGER NOT NULL,
+            source_revision_id  TEXT    NOT NULL,  -- the $LATEST revision it was published from
+            config_json         TEXT    NOT NULL,  -- StoredFunctionConfig, Version = "<n>"; never updated
+            created_at          TEXT    NOT NULL,
+            PRIMARY KEY (function_name, version)
+        );
+        CREATE TABLE function_aliases (
+            function_name       TEXT    NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+            name                TEXT    NOT NULL,
+            function_version    TEXT    NOT NULL,  -- $LATEST or a version number
+            description         TEXT    NOT NULL,
+            additional_version  TEXT,              -- weighted routing: at most one additional version
+            additional_weight   REAL,
+            revision_id         TEXT    NOT NULL,
+            PRIMARY KEY (function_name, name)
+        );
+        CREATE TABLE layers (
+            name          TEXT    NOT NULL PRIMARY KEY,
+            last_version  INTEGER NOT NULL          -- kept after every version is deleted: numbers are never reused
+        );
+        CREATE TABLE layer_versions (
+            layer_name    TEXT    NOT NULL REFERENCES layers(name),
+            version       INTEGER NOT NULL,
+            code_sha256   TEXT    NOT NULL,
+            layer_json    TEXT    NOT NULL,         -- StoredLayerVersion
+            PRIMARY KEY (layer_name, version)
+        );
         """,
     ];
 
@@ -91,21 +125,84 @@ internal sealed class Database
         }
     }
 
-    /// <summary>Every function's <c>$LATEST</c> configuration, for the registry at startup.</summary>
-    public List<FunctionConfig> LoadFunctions()
+    /// <summary>Every function with its published versions and aliases, for the registry at startup.</summary>
+    public List<FunctionEntry> LoadFunctionEntries()
     {
         using var connection = Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT config_json FROM functions ORDER BY name;";
-        using var reader = command.ExecuteReader();
-        var functions = new List<FunctionConfig>();
-        while (reader.Read())
+        var entries = new Dictionary<string, FunctionEntry>(StringComparer.Ordinal);
+        using (var command = connection.CreateCommand())
         {
-            var stored = JsonSerializer.Deserialize(reader.GetString(0), LaminaJsonContext.Default.StoredFunctionConfig)
-                ?? throw new InvalidDataException($"A null configuration row in {FilePath}.");
-            functions.Add(stored.ToConfig());
+            command.CommandText = "SELECT config_json, last_version FROM functions ORDER BY name;";
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
+            {
+                var config = DeserializeConfig(reader.GetString(0));
+                entries[config.Name] = new FunctionEntry { LatestConfig = config, LastVersion = reader.GetInt32(1) };
+            }
         }
-        return functions;
+
+        var versions = new Dictionary<string, ImmutableSortedDictionary<int, PublishedVersion>.Builder>(StringComparer.Ordinal);
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "SELECT function_name, version, source_revision_id, config_json FROM function_versions;";
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
+            {
+                var name = reader.GetString(0);
+                if (!entries.ContainsKey(name))
+                {
+                    continue; // an orphan of a file written without foreign keys; the function is gone
+                }
+                if (!versions.TryGetValue(name, out var builder))
+                {
+                    versions[name] = builder = ImmutableSortedDictionary.CreateBuilder<int, PublishedVersion>();
+                }
+                builder[reader.GetInt32(1)] = new PublishedVersion(DeserializeConfig(reader.GetString(3)), reader.GetString(2));
+            }
+        }
+
+        var aliases = new Dictionary<string, ImmutableSortedDictionary<string, AliasConfig>.Builder>(StringComparer.Ordinal);
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = """
+                SELECT function_name, name, function_version, description, additional_version, additional_weight, revision_id
+                  FROM function_aliases;
+                """;
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
+            {
+                var name = reader.GetString(0);
+                if (!entries.ContainsKey(name))
+                {
+                    continue;
+                }
+                if (!aliases.TryGetValue(name, out var builder))
+                {
+                    aliases[name] = builder = ImmutableSortedDictionary.CreateBuilder<string, AliasConfig>(StringComparer.Ordinal);
+                }
+                var alias = new AliasConfig
+                {
+                    Name = reader.GetString(1),
+                    FunctionVersion = reader.GetString(2),
+                    Description = reader.GetString(3),
+                    AdditionalVersion = reader.IsDBNull(4) ? null : reader.GetString(4),
+                    AdditionalWeight = reader.IsDBNull(5) ? 0 : reader.GetDouble(5),
+                    RevisionId = reader.GetString(6),
+                };
+                builder[alias.Name] = alias;
+            }
+        }
+
+        var result = new List<FunctionEntry>(entries.Count);
+        foreach (var entry in entries.Values)
+        {
+            result.Add(entry with
+            {
+                Versions = versions.TryGetValue(entry.Name, out var v) ? v.ToImmutable() : entry.Versions,
+                Aliases = aliases.TryGetValue(entry.Name, out var a) ? a.ToImmutable() : entry.Aliases,
+            });
+        }
+        return result;
     }
 
     /// <summary>Inserts a new function and its tags in one transaction. False if the name is taken.</summary>
@@ -172,18 +269,22 @@ internal sealed class Database
         return await command.ExecuteNonQueryAsync(cancellationToken) == 1;
     }
 
-    /// <summary>Deletes a function with its tags. False if there was no such function.</summary>
+    /// <summary>Deletes a function with its tags, versions and aliases. False if there was no such function.</summary>
     public async Task<bool> DeleteFunctionAsync(string name, CancellationToken cancellationToken)
     {
         await using var connection = Open();
         await using var transaction = connection.BeginTransaction();
-        await using (var tags = connection.CreateCommand())
+        await using (var dependents = connection.CreateCommand())
         {
             // Explicit rather than relying on ON DELETE CASCADE alone, so an old file without the pragma stays clean.
-            tags.Transaction = transaction;
-            tags.CommandText = "DELETE FROM function_tags WHERE function_name = $name;";
-            tags.Parameters.AddWithValue("$name", name);
-            await tags.ExecuteNonQueryAsync(cancellationToken);
+            dependents.Transaction = transaction;
+            dependents.CommandText = """
+                DELETE FROM function_tags WHERE function_name = $name;
+                DELETE FROM function_aliases WHERE function_name = $name;
+                DELETE FROM function_versions WHERE function_name = $name;
+                """;
+            dependents.Parameters.AddWithValue("$name", name);
+            await dependents.ExecuteNonQueryAsync(cancellationToken);
         }
         int deleted;
         await using (var function = connection.CreateCommand())
@@ -213,6 +314,181 @@ internal sealed class Database
         return tags;
     }
 
+    /// <summary>
+    /// Adds or replaces tags of a function (TagResource), in one transaction. The registry checks that the function
+    /// exists and the tag count limit under its lock.
+    /// </summary>
+    public async Task UpsertTagsAsync(string name, IReadOnlyDictionary<string, string> tags, CancellationToken cancellationToken)
+    {
+        await using var connection = Open();
+        await using var transaction = connection.BeginTransaction();
+        foreach (var (key, value) in tags)
+        {
+            await using var tag = connection.CreateCommand();
+            tag.Transaction = transaction;
+            tag.CommandText = """
+                INSERT INTO function_tags (function_name, key, value) VALUES ($name, $key, $value)
+                ON CONFLICT (function_name, key) DO UPDATE SET value = excluded.value;
+                """;
+            tag.Parameters.AddWithValue("$name", name);
+            tag.Parameters.AddWithValue("$key", key);
+            tag.Parameters.AddWithValue("$value", value);
+            await tag.ExecuteNonQueryAsync(cancellationToken);
+        }
+        await transaction.CommitAsync(cancellationToken);
+    }
+
+    /// <summary>Removes tags of a function by key (UntagResource); absent keys are ignored.</summary>
+    public async Task DeleteTagsAsync(string name, IEnumerable<string> keys, CancellationToken cancellationToken)
+    {
+        await using var connection = Open();
+        await using var transaction = connection.BeginTransaction();
+        foreach (var key in keys)
+        {
+            await using var tag = connection.CreateCommand();
+            tag.Transaction = transaction;
+            tag.CommandText = "DELETE FROM function_tags WHERE function_name = $name AND key = $key;";
+            tag.Parameters.AddWithValue("$name", name);
+            tag.Parameters.AddWithValue("$key", key);
+            await tag.ExecuteNonQueryAsync(cancellationToken);
+        }
+        await transaction.CommitAsync(cancellationToken);
+    }
+
+    /// <summary>Stores a newly published version and raises the function's version counter, in one transaction.</summary>
+    public async Task InsertVersionAsync(PublishedVersion version, CancellationToken cancellationToken)
+    {
+        var config = version.Config;
+        await using var connection = Open();
+        await using var transaction = connection.BeginTransaction();
+        await using (var insert = connection.CreateCommand())
+        {
+            insert.Transaction = transaction;
+            insert.CommandText = """
+                INSERT INTO function_versions (function_name, version, source_revision_id, config_json, created_at)
+                VALUES ($name, $version, $source, $json, $at);
+                UPDATE functions SET last_version = $version WHERE name = $name AND last_version < $version;
+                """;
+            insert.Parameters.AddWithValue("$name", config.Name);
+            insert.Parameters.AddWithValue("$version", int.Parse(config.Version, CultureInfo.InvariantCulture));
+            insert.Parameters.AddWithValue("$source", version.SourceRevisionId);
+            insert.Parameters.AddWithValue("$json", Serialize(config));
+            insert.Parameters.AddWithValue("$at", config.LastModified.ToString("O", CultureInfo.InvariantCulture));
+            await insert.ExecuteNonQueryAsync(cancellationToken);
+        }
+        // Durability checkpoint: the version exists, and its number is taken for good.
+        await transaction.CommitAsync(cancellationToken);
+    }
+
+    /// <summary>Deletes one published version (the counter stays: numbers are never reused).</summary>
+    public async Task DeleteVersionAsync(string name, int version, CancellationToken cancellationToken)
+    {
+        await using var connection = Open();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "DELETE FROM function_versions WHERE function_name = $name AND version = $version;";
+        command.Parameters.AddWithValue("$name", name);
+        command.Parameters.AddWithValue("$version", version);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>Inserts or replaces an alias (the registry checks existence and RevisionId under its lock).</summary>
+    public async Task UpsertAliasAsync(string functionName, AliasConfig alias, CancellationToken cancellationToken)
+    {
+        await using var connection = Open();
+        await using var command = connection.CreateCommand();
+        command.CommandText = """
+            INSERT INTO function_aliases (function_name, name, function_version, description, additional_version, additional_weight, revision_id)
+            VALUES ($function, $name, $version, $description, $additional, $weight, $revision)
+            ON CONFLICT (function_name, name) DO UPDATE SET
+                function_version = excluded.function_version, description = excluded.description,
+                additional_version = excluded.additional_version, additional_weight = excluded.additional_weight,
+                revision_id = excluded.revision_id;
+            """;
+        command.Parameters.AddWithValue("$function", functionName);
+        command.Parameters.AddWithValue("$name", alias.Name);
+        command.Parameters.AddWithValue("$version", alias.FunctionVersion);
+        command.Parameters.AddWithValue("$description", alias.Description);
+        command.Parameters.AddWithValue("$additional", (object?)alias.AdditionalVersion ?? DBNull.Value);
+        command.Parameters.AddWithValue("$weight", alias.AdditionalVersion is null ? DBNull.Value : alias.AdditionalWeight);
+        command.Parameters.AddWithValue("$revision", alias.RevisionId);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    public async Task DeleteAliasAsync(string functionName, string alias, CancellationToken cancellationToken)
+    {
+        await using var connection = Open();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "DELETE FROM function_aliases WHERE function_name = $function AND name = $name;";
+        command.Parameters.AddWithValue("$function", functionName);
+        command.Parameters.AddWithValue("$name", alias);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>Every layer: its version counter and its remaining versions, for the layer registry at startup.</summary>
+    public List<(string Name, long LastVersion, List<LayerVersion> Versions)> LoadLayers()
+    {
+        using var connection = Open();
+        var layers = new Dictionary<string, (long LastVersion, List<LayerVersion> Versions)>(StringComparer.Ordinal);
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "SELECT name, last_version FROM layers;";
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
+            {
+                layers[reader.GetString(0)] = (reader.GetInt64(1), []);
+            }
+        }
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "SELECT layer_name, layer_json FROM layer_versions ORDER BY layer_name, version;";
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
+            {
+                if (layers.TryGetValue(reader.GetString(0), out var layer))
+                {
+                    var stored = JsonSerializer.Deserialize(reader.GetString(1), LaminaJsonContext.Default.StoredLayerVersion)
+                        ?? throw new InvalidDataException($"A null layer version row in {FilePath}.");
+                    layer.Versions.Add(stored.ToLayerVersion());
+                }
+            }
+        }
+        return layers.Select(static l => (l.Key, l.Value.LastVersion, l.Value.Versions)).ToList();
+    }
+
+    /// <summary>Stores a new layer version and raises the layer's version counter, in one transaction.</summary>
+    public async Task InsertLayerVersionAsync(LayerVersion version, CancellationToken cancellationToken)
+    {
+        await using var connection = Open();
+        await using var transaction = connection.BeginTransaction();
+        await using (var insert = connection.CreateCommand())
+        {
+            insert.Transaction = transaction;
+            insert.CommandText = """
+                INSERT INTO layers (name, last_version) VALUES ($name, $version)
+                ON CONFLICT (name) DO UPDATE SET last_version = max(last_version, excluded.last_version);
+                INSERT INTO layer_versions (layer_name, version, code_sha256, layer_json) VALUES ($name, $version, $sha, $json);
+                """;
+            insert.Parameters.AddWithValue("$name", version.LayerName);
+            insert.Parameters.AddWithValue("$version", version.Version);
+            insert.Parameters.AddWithValue("$sha", version.CodeSha256);
+            insert.Parameters.AddWithValue("$json", JsonSerializer.Serialize(StoredLayerVersion.From(version), LaminaJsonContext.Default.StoredLayerVersion));
+            await insert.ExecuteNonQueryAsync(cancellationToken);
+        }
+        // Durability checkpoint: the layer version exists, and its number is taken for good.
+        await transaction.CommitAsync(cancellationToken);
+    }
+
+    /// <summary>Deletes a layer version's record (its zip stays in the code store for the functions that use it).</summary>
+    public async Task DeleteLayerVersionAsync(string name, long version, CancellationToken cancellationToken)
+    {
+        await using var connection = Open();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "DELETE FROM layer_versions WHERE layer_name = $name AND version = $version;";
+        command.Parameters.AddWithValue("$name", name);
+        command.Parameters.AddWithValue("$version", version);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
     private SqliteConnection Open()
     {
         var connection = new SqliteConnection(_connectionString);
@@ -233,6 +509,10 @@ internal sealed class Database
 
     private static string Serialize(FunctionConfig config) =>
         JsonSerializer.Serialize(StoredFunctionConfig.From(config), LaminaJsonContext.Default.StoredFunctionConfig);
+
+    private FunctionConfig DeserializeConfig(string json) =>
+        (JsonSerializer.Deserialize(json, LaminaJsonContext.Default.StoredFunctionConfig)
+            ?? throw new InvalidDataException($"A null configuration row in {FilePath}.")).ToConfig();
 }
 
 /// <summary>
@@ -262,6 +542,7 @@ internal sealed class StoredFunctionConfig
     public string? ApplicationLogLevel { get; set; }
     public string? SystemLogLevel { get; set; }
     public string? DeadLetterTargetArn { get; set; }
+    public List<StoredFunctionLayer>? Layers { get; set; }
 
     public static StoredFunctionConfig From(FunctionConfig c) => new()
     {
@@ -286,6 +567,7 @@ internal sealed class StoredFunctionConfig
         ApplicationLogLevel = c.ApplicationLogLevel,
         SystemLogLevel = c.SystemLogLevel,
         DeadLetterTargetArn = c.DeadLetterTargetArn,
+        Layers = c.Layers.Count == 0 ? null : c.Layers.Select(static l => new StoredFunctionLayer { Arn = l.Arn, CodeSize = l.CodeSize, CodeSha256 = l.CodeSha256 }).ToList(),
     };
 
     public FunctionConfig ToConfig() => new()
@@ -311,5 +593,53 @@ internal sealed class StoredFunctionConfig
         ApplicationLogLevel = ApplicationLogLevel,
         SystemLogLevel = SystemLogLevel,
         DeadLetterTargetArn = DeadLetterTargetArn,
+        Layers = Layers is null ? [] : Layers.Select(static l => new FunctionLayer(l.Arn, l.CodeSize, l.CodeSha256)).ToList(),
+    };
+}
+
+internal sealed class StoredFunctionLayer
+{
+    public string Arn { get; set; } = "";
+    public long CodeSize { get; set; }
+    public string CodeSha256 { get; set; } = "";
+}
+
+/// <summary>The persisted shape of a <see cref="LayerVersion"/>. New members must be optional.</summary>
+internal sealed class StoredLayerVersion
+{
+    public string LayerName { get; set; } = "";
+    public long Version { get; set; }
+    public string Description { get; set; } = "";
+    public string? LicenseInfo { get; set; }
+    public List<string>? CompatibleRuntimes { get; set; }
+    public List<string>? CompatibleArchitectures { get; set; }
+    public string CodeSha256 { get; set; } = "";
+    public long CodeSize { get; set; }
+    public DateTimeOffset CreatedDate { get; set; }
+
+    public static StoredLayerVersion From(LayerVersion v) => new()
+    {
+        LayerName = v.LayerName,
+        Version = v.Version,
+        Description = v.Description,
+        LicenseInfo = v.LicenseInfo,
+        CompatibleRuntimes = v.CompatibleRuntimes?.ToList(),
+        CompatibleArchitectures = v.CompatibleArchitectures?.ToList(),
+        CodeSha256 = v.CodeSha256,
+        CodeSize = v.CodeSize,
+        CreatedDate = v.CreatedDate,
+    };
+
+    public LayerVersion ToLayerVersion() => new()
+    {
+        LayerName = LayerName,
+        Version = Version,
+        Description = Description,
+        LicenseInfo = LicenseInfo,
+        CompatibleRuntimes = CompatibleRuntimes,
+        CompatibleArchitectures = CompatibleArchitectures,
+        CodeSha256 = CodeSha256,
+        CodeSize = CodeSize,
+        CreatedDate = CreatedDate,
     };
 }

@@ -141,7 +141,8 @@ public sealed class FunctionValidationTests
         Assert.Contains("Image is not supported", CreateError(r => r.PackageType = "Image"), StringComparison.Ordinal);
         Assert.Contains("only ZipFile", CreateError(r => r.Code = new FunctionCodeDto { S3Bucket = "b", S3Key = "k" }), StringComparison.Ordinal);
         Assert.Contains("only ZipFile", CreateError(r => r.Code = new FunctionCodeDto { ImageUri = "x" }), StringComparison.Ordinal);
-        Assert.Contains("Layers are not supported", CreateError(r => r.Layers = ["arn:aws:lambda:us-east-1:000000000000:layer:l:1"]), StringComparison.Ordinal);
+        // Layers are resolved against the layer registry by the handler (LayerValidationTests), not refused here.
+        Assert.Null(CreateError(r => r.Layers = ["arn:aws:lambda:us-east-1:000000000000:layer:l:1"]));
         Assert.Contains("VpcConfig", CreateError(r => r.VpcConfig = new VpcConfigDto { SubnetIds = ["s"] }), StringComparison.Ordinal);
         Assert.Null(CreateError(r => r.VpcConfig = new VpcConfigDto { SubnetIds = [], SecurityGroupIds = [] }));
         Assert.Null(CreateError(r => r.Layers = []));

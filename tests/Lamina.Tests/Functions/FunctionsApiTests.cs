@@ -22,6 +22,7 @@ public sealed class FunctionsApiTests : IDisposable
     private readonly FakeTimeProvider _time = new(new DateTimeOffset(2025, 1, 2, 3, 4, 5, 678, TimeSpan.Zero));
     private readonly IOptions<LaminaOptions> _options;
     private readonly FunctionRegistry _registry;
+    private readonly LayerRegistry _layers;
     private readonly CodeStore _codeStore;
     private readonly ServiceProvider _services;
     private readonly ILoggerFactory _loggers = NullLoggerFactory.Instance;
@@ -35,12 +36,15 @@ public sealed class FunctionsApiTests : IDisposable
         _codeStore.Initialize();
         _registry = new FunctionRegistry(database, _time);
         _registry.Load();
+        _layers = new LayerRegistry(database, _time);
+        _layers.Load();
         _services = new ServiceCollection().AddLogging().BuildServiceProvider();
     }
 
     public void Dispose()
     {
         _registry.Dispose();
+        _layers.Dispose();
         _services.Dispose();
         SqliteConnection.ClearAllPools();
         if (Directory.Exists(_dataDirectory))
@@ -82,7 +86,7 @@ public sealed class FunctionsApiTests : IDisposable
     private Task<Response> Create(string body)
     {
         var context = Context(body);
-        return Run(context, () => FunctionsApi.CreateFunction(context, _registry, _codeStore, _options, _loggers));
+        return Run(context, () => FunctionsApi.CreateFunction(context, _registry, _codeStore, _layers, _options, _loggers));
     }
 
     private Task<Response> Get(string name, string query = "")
@@ -100,7 +104,7 @@ public sealed class FunctionsApiTests : IDisposable
     private Task<Response> UpdateConfiguration(string name, string body)
     {
         var context = Context(body);
-        return Run(context, () => FunctionsApi.UpdateFunctionConfiguration(context, name, _registry, _options, _loggers));
+        return Run(context, () => FunctionsApi.UpdateFunctionConfiguration(context, name, _registry, _codeStore, _layers, _options, _loggers));
     }
 
     private Task<Response> UpdateCode(string name, string body)
@@ -223,7 +227,7 @@ public sealed class FunctionsApiTests : IDisposable
         var context = Context("{}");
         context.Request.ContentLength = FunctionsApi.MaxCodeRequestBytes + 1;
 
-        var response = await Run(context, () => FunctionsApi.CreateFunction(context, _registry, _codeStore, _options, _loggers));
+        var response = await Run(context, () => FunctionsApi.CreateFunction(context, _registry, _codeStore, _layers, _options, _loggers));
 
         Assert.Equal(413, response.Status);
         Assert.Equal("Request must be smaller than 70167211 bytes for the CreateFunction operation", response.Json.GetProperty("message").GetString());
