@@ -286,7 +286,8 @@ internal sealed class SandboxLauncher : IDisposable
         {
             Add(a, "--symlink", "usr/lib64", "/lib64");
         }
-        foreach (var etc in new[] { "/etc/ssl", "/etc/ca-certificates", "/etc/alternatives", "/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf", "/etc/mime.types" })
+        // /etc/ssl/certs, not /etc/ssl: its private/ holds host keys.
+        foreach (var etc in new[] { "/etc/ssl/certs", "/etc/ca-certificates", "/etc/alternatives", "/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf", "/etc/mime.types" })
         {
             if (Path.Exists(etc))
             {
@@ -298,7 +299,8 @@ internal sealed class SandboxLauncher : IDisposable
             Add(a, "--ro-bind", Path.Combine(_etcDirectory, file), "/etc/" + file);
         }
         Add(a, "--ro-bind", Path.Combine(_etcDirectory, spec.OutboundNetwork ? "resolv.conf" : "resolv.conf.none"), "/etc/resolv.conf");
-        Add(a, "--proc", "/proc", "--dev", "/dev");
+        // /proc/sys read-only: kernel settings (core_pattern…) are the host's even from inside the namespaces.
+        Add(a, "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev");
         Add(a, "--size", ((long)spec.TmpSizeMb * 1024 * 1024).ToString(CultureInfo.InvariantCulture), "--perms", "1777", "--tmpfs", "/tmp");
         Add(a, "--ro-bind", spec.CodeDirectory, "/var/task");
         Add(a, "--ro-bind", spec.RuntimesDirectory, "/var/runtime");
