@@ -25,6 +25,16 @@ internal sealed class SandboxLauncher : IDisposable
 
     public const string PastaPath = "/usr/bin/pasta";
 
+    public const string SetprivPath = "/usr/bin/setpriv";
+
+    /// <summary>The function's user inside the sandbox (Lambda's sbx_user1051) and the host uid it maps to.</summary>
+    public const int SandboxUid = 993;
+    public const int SandboxGid = 990;
+
+    /// <summary>Unprivileged host ids for every sandbox's user: no host account, owns no host file.</summary>
+    public const int HostUid = 100993;
+    public const int HostGid = 100990;
+
     /// <summary>The resolver address inside sandboxes with outbound network; pasta forwards it to the host's resolver.</summary>
     public const string SandboxResolver = "169.254.0.53";
 
@@ -78,6 +88,7 @@ internal sealed class SandboxLauncher : IDisposable
         Process? process = null;
         var info = new[] { -1, -1 };
         var block = new[] { -1, -1 };
+        var userns = new[] { -1, -1 };
         var seccomp = new[] { -1, -1 };
         var extensionOutput = new[] { -1, -1 };
         try
@@ -86,7 +97,7 @@ internal sealed class SandboxLauncher : IDisposable
             {
                 throw new SandboxException($"pipe2 failed: {Native.LastError()}");
             }
-            if (Native.pipe2(info, Native.O_CLOEXEC) != 0 || Native.pipe2(block, Native.O_CLOEXEC) != 0
+            if (Native.pipe2(info, Native.O_CLOEXEC) != 0 || Native.pipe2(block, Native.O_CLOEXEC) != 0 || Native.pipe2(userns, Native.O_CLOEXEC) != 0
                 || (Seccomp is not null && Native.pipe2(seccomp, Native.O_CLOEXEC) != 0))
             {
                 throw new SandboxException($"pipe2 failed: {Native.LastError()}");
@@ -99,7 +110,7 @@ internal sealed class SandboxLauncher : IDisposable
                 seccomp[1] = -1;
             }
 
-            var startInfo = BuildStartInfo(spec, infoFd: info[1], blockFd: block[0], seccompFd: seccomp[0]);
+            var startInfo = BuildStartInfo(spec, infoFd: info[1], blockFd: block[0], usernsBlockFd: userns[0], seccompFd: seccomp[0]);
             if (extensionOutput[1] >= 0)
             {
                 // The init script sends the extensions' output here (and closes it before the runtime starts).
@@ -110,6 +121,7 @@ internal sealed class SandboxLauncher : IDisposable
                 // Only bwrap inherits these ends: they lose close-on-exec just for this spawn.
                 Native.fcntl(info[1], Native.F_SETFD, 0);
                 Native.fcntl(block[0], Native.F_SETFD, 0);
+                Native.fcntl(userns[0], Native.F_SETFD, 0);
                 if (seccomp[0] >= 0)
                 {
                     Native.fcntl(seccomp[0], Native.F_SETFD, 0);
@@ -126,6 +138,7 @@ internal sealed class SandboxLauncher : IDisposable
                 {
                     Native.close(info[1]);
                     Native.close(block[0]);
+                    Native.close(userns[0]);
                     if (seccomp[0] >= 0)
                     {
                         Native.close(seccomp[0]);
@@ -134,7 +147,7 @@ internal sealed class SandboxLauncher : IDisposable
                     {
                         Native.close(extensionOutput[1]);
                     }
-                    info[1] = block[0] = seccomp[0] = extensionOutput[1] = -1;
+                    info[1] = block[0] = userns[0] = seccomp[0] = extensionOutput[1] = -1;
                 }
             }
 
@@ -153,6 +166,13 @@ internal sealed class SandboxLauncher : IDisposable
                 await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(5));
                 throw new SandboxException($"bwrap failed to create the sandbox (exit {(process.HasExited ? process.ExitCode : -1)}); see the server log for its message");
             }
+
+            // The sandbox's user namespace maps its root to the host's, only for bwrap's own setup (mounts), and
+            // the function's uid to an unprivileged host uid; the runtime drops to the latter before it starts.
+            await File.WriteAllTextAsync($"/proc/{childPid}/uid_map", $"0 0 1\n{SandboxUid} {HostUid} 1\n");
+            await File.WriteAllTextAsync($"/proc/{childPid}/gid_map", $"0 0 1\n{SandboxGid} {HostGid} 1\n");
+            Release(userns[1]);
+            userns[1] = -1;
 
             cgroup.AddProcess(process.Id);
             cgroup.AddProcess(childPid);
@@ -189,7 +209,7 @@ internal sealed class SandboxLauncher : IDisposable
         }
         finally
         {
-            foreach (var fd in info.Concat(block).Concat(seccomp).Concat(extensionOutput))
+            foreach (var fd in info.Concat(block).Concat(userns).Concat(seccomp).Concat(extensionOutput))
             {
                 if (fd >= 0)
                 {
@@ -260,7 +280,7 @@ internal sealed class SandboxLauncher : IDisposable
         _output.Dispose();
     }
 
-    private ProcessStartInfo BuildStartInfo(SandboxSpec spec, int infoFd, int blockFd, int seccompFd)
+    private ProcessStartInfo BuildStartInfo(SandboxSpec spec, int infoFd, int blockFd, int usernsBlockFd, int seccompFd)
     {
         var startInfo = new ProcessStartInfo(BwrapPath)
         {
@@ -273,18 +293,24 @@ internal sealed class SandboxLauncher : IDisposable
         var a = startInfo.ArgumentList;
         // Namespaces: a new user, PID, mount, IPC, UTS, cgroup and network namespace; no capabilities; killed with
         // the server; no controlling terminal (TIOCSTI).
-        foreach (var arg in new[] { "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL" })
+        // Only CAP_SETUID/SETGID survive bwrap, for setpriv to drop to the function's user (which clears them).
+        foreach (var arg in new[] { "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID" })
         {
             a.Add(arg);
         }
         // An unprivileged identity inside the sandbox, as Lambda's sbx_user1051.
-        Add(a, "--uid", "993", "--gid", "990", "--hostname", "localhost");
+        Add(a, "--hostname", "localhost");
         // The system, read-only; /etc only the parts programs need (no host secrets).
         Add(a, "--ro-bind", "/usr", "/usr");
         Add(a, "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib", "--symlink", "usr/sbin", "/sbin");
         if (Directory.Exists("/usr/lib64"))
         {
             Add(a, "--symlink", "usr/lib64", "/lib64");
+        }
+        // Directories bwrap would otherwise create 0700 (unreadable once the function drops to its own user).
+        foreach (var dir in new[] { "/etc", "/var", "/etc/ssl" })
+        {
+            Add(a, "--perms", "0755", "--dir", dir);
         }
         // /etc/ssl/certs, not /etc/ssl: its private/ holds host keys.
         foreach (var etc in new[] { "/etc/ssl/certs", "/etc/ca-certificates", "/etc/alternatives", "/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf", "/etc/mime.types" })
@@ -310,16 +336,22 @@ internal sealed class SandboxLauncher : IDisposable
         }
         else
         {
-            Add(a, "--dir", "/opt");
+            Add(a, "--perms", "0755", "--dir", "/opt");
         }
         Add(a, "--remount-ro", "/");
         Add(a, "--chdir", "/var/task");
-        Add(a, "--info-fd", infoFd.ToString(CultureInfo.InvariantCulture), "--block-fd", blockFd.ToString(CultureInfo.InvariantCulture));
+        Add(a, "--info-fd", infoFd.ToString(CultureInfo.InvariantCulture), "--block-fd", blockFd.ToString(CultureInfo.InvariantCulture),
+            "--userns-block-fd", usernsBlockFd.ToString(CultureInfo.InvariantCulture));
         if (seccompFd >= 0)
         {
             Add(a, "--seccomp", seccompFd.ToString(CultureInfo.InvariantCulture));
         }
         a.Add("--");
+        // The function runs as sbx_user1051 (993) — an unprivileged uid on the host — with no capabilities left.
+        foreach (var arg in new[] { SetprivPath, $"--reuid={SandboxUid}", $"--regid={SandboxGid}", "--clear-groups", "--inh-caps=-all", "--" })
+        {
+            a.Add(arg);
+        }
         foreach (var arg in spec.Command)
         {
             a.Add(arg);
