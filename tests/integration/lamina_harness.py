@@ -193,8 +193,9 @@ _EARLIER_START_TIMED_OUT: str | None = None
 class LaminaServer:
     """One ``lamina serve`` child process with its own temp data dir."""
 
-    def __init__(self, label: str):
+    def __init__(self, label: str, extra_args: Iterable[str] = ()):
         self.label = label
+        self.extra_args = list(extra_args)  # server options after ``serve``, e.g. ["--account-concurrency", "2"]
         self.url: str | None = None
         self.proc: subprocess.Popen | None = None
         self.root_dir: Path | None = None  # temp root; the data dir is root_dir/"data"
@@ -269,7 +270,7 @@ class LaminaServer:
         self.root_dir = Path(tempfile.mkdtemp(prefix=f"lamina-it-{self.label}-"))
         self.data_dir = self.root_dir / "data"
         self.data_dir.mkdir()
-        argv += ["--port", "0", "--data", str(self.data_dir)]
+        argv += [*self.extra_args, "--port", "0", "--data", str(self.data_dir)]
         self._record("harness", f"starting: {shlex.join(argv)} (cwd {REPO_ROOT})")
         try:
             self.proc = subprocess.Popen(
@@ -497,9 +498,10 @@ def _kill_leftover_servers() -> None:
 _SERVERS: dict[str, LaminaServer] = {}
 
 
-def start_module_server(module_name: str) -> LaminaServer:
+def start_module_server(module_name: str, extra_args: Iterable[str] = ()) -> LaminaServer:
+    """Starts the module's server; ``extra_args`` are server options (appended after LAMINA_SERVER_CMD)."""
     label = module_name.rsplit(".", 1)[-1].replace("test_", "")
-    srv = LaminaServer(label)
+    srv = LaminaServer(label, extra_args)
     srv.start()
     _SERVERS[module_name] = srv
     return srv
@@ -683,3 +685,26 @@ def report_line_re(request_id: str, memory_mb: int = 128, cold: bool | None = No
         rf"^REPORT RequestId: {re.escape(request_id)}\tDuration: (?P<duration>\d+\.\d{{2}}) ms\t"
         rf"Billed Duration: (?P<billed>\d+) ms\tMemory Size: {memory_mb} MB\t"
         rf"Max Memory Used: (?P<maxmem>\d+) MB\t{init}$", re.M)
+
+class CliTestCase(LaminaTestCase):
+    """Base for tests that drive an AWS CLI (set CLI to its executable); skips when that CLI is not installed."""
+    CLI: str | None = None
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        if cls.CLI is None or shutil.which(cls.CLI) is None:
+            raise unittest.SkipTest(f"AWS CLI {cls.CLI!r} not installed")
+        cls.tmp = Path(tempfile.mkdtemp(prefix="lamina-it-cli-"))
+
+    @classmethod
+    def tearDownClass(cls):
+        if getattr(cls, "tmp", None):
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+        super().tearDownClass()
+
+    def aws(self, *args: str, ok: bool = True) -> "CliResult":
+        r = self.server.aws_cli(*args, cli=self.CLI)
+        if ok:
+            self.assertEqual(r.rc, 0, repr(r))
+        return r

@@ -256,27 +256,7 @@ class WeightedRoutingTests(_AliasBase):
         self.assertEqual(r.headers.get("X-Amz-Executed-Version"), "2")
 
 
-class _CliBase(h.LaminaTestCase):
-    CLI: str | None = None
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        if cls.CLI is None or shutil.which(cls.CLI) is None:
-            raise unittest.SkipTest(f"AWS CLI {cls.CLI!r} not installed")
-        cls.tmp = Path(tempfile.mkdtemp(prefix="lamina-it-aliases-cli-"))
-
-    @classmethod
-    def tearDownClass(cls):
-        if getattr(cls, "tmp", None):
-            shutil.rmtree(cls.tmp, ignore_errors=True)
-        super().tearDownClass()
-
-    def aws(self, *args: str, ok: bool = True) -> h.CliResult:
-        r = self.server.aws_cli(*args, cli=self.CLI)
-        if ok:
-            self.assertEqual(r.rc, 0, repr(r))
-        return r
+class _CliBase(h.CliTestCase):
 
     def test_cli_alias_lifecycle_with_routing(self):
         name = self.fn_name()

@@ -40,30 +40,14 @@ def _cli_major(exe: str) -> int | None:
     return None
 
 
-class _CliBase(h.LaminaTestCase):
-    CLI: str | None = None
+class _CliBase(h.CliTestCase):
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        if cls.CLI is None or shutil.which(cls.CLI) is None:
-            raise unittest.SkipTest(f"AWS CLI {cls.CLI!r} not installed")
         cls.major = _cli_major(cls.CLI)
         if cls.major is None:
             raise unittest.SkipTest(f"{cls.CLI!r} is not a working AWS CLI")
-        cls.tmp = Path(tempfile.mkdtemp(prefix="lamina-it-cli-"))
-
-    @classmethod
-    def tearDownClass(cls):
-        if getattr(cls, "tmp", None):
-            shutil.rmtree(cls.tmp, ignore_errors=True)
-        super().tearDownClass()
-
-    def aws(self, *args: str, ok: bool = True) -> h.CliResult:
-        r = self.server.aws_cli(*args, cli=self.CLI)
-        if ok:
-            self.assertEqual(r.rc, 0, repr(r))
-        return r
 
     def write_zip(self, data: bytes, label: str) -> str:
         path = self.tmp / f"{self.fn_name(label)}.zip"

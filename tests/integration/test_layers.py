@@ -362,26 +362,7 @@ class FunctionLayerValidationTests(_LayerBase):
         self.assertEqual(self.lam.get_function_configuration(FunctionName=name)["CodeSha256"], h.b64_sha256(py_user_zip()))
 
 
-class _CliBase(h.LaminaTestCase):
-    CLI: str | None = None
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        if cls.CLI is None or shutil.which(cls.CLI) is None:
-            raise unittest.SkipTest(f"AWS CLI {cls.CLI!r} not installed")
-        cls.tmp = Path(tempfile.mkdtemp(prefix="lamina-it-layers-cli-"))
-
-    @classmethod
-    def tearDownClass(cls):
-        if getattr(cls, "tmp", None):
-            shutil.rmtree(cls.tmp, ignore_errors=True)
-        super().tearDownClass()
-
-    def aws(self, *args: str) -> h.CliResult:
-        r = self.server.aws_cli(*args, cli=self.CLI)
-        self.assertEqual(r.rc, 0, repr(r))
-        return r
+class _CliBase(h.CliTestCase):
 
     def test_cli_layer_lifecycle_and_function_with_layer(self):
         layer_name = self.fn_name("layer")

@@ -315,26 +315,7 @@ class DeleteTests(_VersionsBase):
         self.assertEqual(self.invoke_ok(name, {}, Qualifier="1")[1]["version"], "new")
 
 
-class _CliBase(h.LaminaTestCase):
-    CLI: str | None = None
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        if cls.CLI is None or shutil.which(cls.CLI) is None:
-            raise unittest.SkipTest(f"AWS CLI {cls.CLI!r} not installed")
-        cls.tmp = Path(tempfile.mkdtemp(prefix="lamina-it-versions-cli-"))
-
-    @classmethod
-    def tearDownClass(cls):
-        if getattr(cls, "tmp", None):
-            shutil.rmtree(cls.tmp, ignore_errors=True)
-        super().tearDownClass()
-
-    def aws(self, *args: str) -> h.CliResult:
-        r = self.server.aws_cli(*args, cli=self.CLI)
-        self.assertEqual(r.rc, 0, repr(r))
-        return r
+class _CliBase(h.CliTestCase):
 
     def test_cli_publish_list_invoke_delete_versions(self):
         name = self.fn_name()
