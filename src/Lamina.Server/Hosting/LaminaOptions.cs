@@ -26,9 +26,9 @@ public sealed class LaminaOptions
     public int Port { get; set; } = 9000;
 
     /// <summary>
-    /// Directory holding Lamina's runtime bootstraps, mounted at <c>/var/runtime</c>. Default: <c>runtimes/</c> next to the server binary.
+    /// Directory holding Lamina's runtime bootstraps, mounted at <c>/var/runtime</c>. Default: <c>lambda-runtimes/</c> next to the server binary.
     /// </summary>
-    public string RuntimesDirectory { get; set; } = Path.Combine(AppContext.BaseDirectory, "runtimes");
+    public string RuntimesDirectory { get; set; } = Path.Combine(AppContext.BaseDirectory, "lambda-runtimes");
 
     /// <summary>How long an idle environment stays warm before it is shut down. Default 10 minutes (Lambda keeps idle environments for minutes, not seconds).</summary>
     public TimeSpan IdleEnvironmentLifetime { get; set; } = TimeSpan.FromMinutes(10);
@@ -41,6 +41,22 @@ public sealed class LaminaOptions
 
     /// <summary>Bound on the Init phase (extensions, runtime, handler). Lambda's value is 10 s.</summary>
     public TimeSpan InitTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Most invocations that may run at once across all functions (<c>--account-concurrency</c>). Default 1000,
+    /// Lambda's default account quota; set it to what the machine can hold (each running invocation is a process
+    /// with its function's memory). Functions with reserved concurrency take theirs out of it.
+    /// </summary>
+    [Range(1, 1_000_000)]
+    public int AccountConcurrency { get; set; } = DefaultAccountConcurrency;
+
+    public const int DefaultAccountConcurrency = 1000;
+
+    /// <summary>
+    /// What reservations must leave to the functions without one: Lambda's 100, or the whole account limit when it is
+    /// below 100 (then no function can reserve any).
+    /// </summary>
+    public int MinimumUnreservedConcurrency => Math.Min(100, AccountConcurrency);
 
     public string FunctionArn(string name) => $"arn:aws:lambda:{Region}:{AccountId}:function:{name}";
 }
