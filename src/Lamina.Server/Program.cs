@@ -25,6 +25,7 @@ app.MapFunctionsApi();
 app.MapVersionsApi();
 app.MapLayersApi();
 app.MapTagsApi();
+app.MapConcurrencyApi();
 app.MapInvokeApi();
 await app.RunLaminaAsync();
 return 0;

@@ -25,6 +25,19 @@ public sealed class CommandLineTests
         Assert.EndsWith(".lamina", options.DataDirectory, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void TryParse_AccountConcurrency_DefaultsToLambdasAndReadsTheOption()
+    {
+        Assert.True(CommandLine.TryParse(["serve"], out _, out var defaults, out _));
+        Assert.Equal(1000, defaults!.AccountConcurrency);
+        Assert.Equal(100, defaults.MinimumUnreservedConcurrency);
+        Assert.True(CommandLine.TryParse(["serve", "--account-concurrency", "5"], out _, out var options, out _));
+        Assert.Equal(5, options!.AccountConcurrency);
+        Assert.Equal(5, options.MinimumUnreservedConcurrency);
+        Assert.False(CommandLine.TryParse(["serve", "--account-concurrency", "0"], out _, out _, out var error));
+        Assert.Contains("--account-concurrency", error, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("serve", "--port", "70000")]
     [InlineData("serve", "--port", "abc")]

@@ -41,6 +41,8 @@ internal sealed class AwsError : IResult
     public static AwsError PreconditionFailed(string message) => new(412, "PreconditionFailedException", message);
     public static AwsError RequestTooLarge(string message) => new(413, "RequestTooLargeException", message);
     public static AwsError UnsupportedMediaType(string message) => new(415, "UnsupportedMediaTypeException", message);
+    /// <summary>Throttled (429) with Lambda's reason; the response says when to retry (<c>Retry-After: 1</c>).</summary>
+    public static AwsError TooManyRequests(string reason) => new(429, "TooManyRequestsException", "Rate Exceeded.", reason);
     public static AwsError Service(string message) => new(500, "ServiceException", message);
 
     public async Task ExecuteAsync(HttpContext httpContext)
@@ -49,6 +51,10 @@ internal sealed class AwsError : IResult
         response.StatusCode = StatusCode;
         response.Headers["x-amzn-ErrorType"] = Code;
         response.ContentType = "application/json";
+        if (StatusCode == StatusCodes.Status429TooManyRequests)
+        {
+            response.Headers.RetryAfter = "1";
+        }
         var body = new AwsErrorBody
         {
             Type = StatusCode >= 500 ? "Service" : "User",

@@ -139,6 +139,9 @@ internal static partial class FunctionsApi
             Configuration = config.ToDto(arn!),
             Code = new FunctionCodeLocationDto { RepositoryType = "S3", Location = codeStore.CreateDownloadUrl(baseUrl, config.CodeHashHex) },
             Tags = tags.Count == 0 ? null : tags,
+            Concurrency = registry.TryGetEntry(config.Name, out var entry) && entry.ReservedConcurrency is { } reserved
+                ? new ConcurrencyDto { ReservedConcurrentExecutions = reserved }
+                : null,
         };
         return Json(response, Relaxed.GetFunctionResponse);
     }

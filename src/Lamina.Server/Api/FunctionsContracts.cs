@@ -179,6 +179,7 @@ internal sealed class GetFunctionResponse
     public FunctionConfigurationDto? Configuration { get; set; }
     public FunctionCodeLocationDto? Code { get; set; }
     public Dictionary<string, string>? Tags { get; set; }
+    public ConcurrencyDto? Concurrency { get; set; }
 }
 
 internal sealed class ListFunctionsResponse

@@ -29,7 +29,8 @@ internal static partial class InvokeApi
         return endpoints;
     }
 
-    private static async Task InvokeAsync(HttpContext context, string functionName, FunctionRegistry registry, Invoker invoker, IOptions<LaminaOptions> options, TimeProvider time)
+    private static async Task InvokeAsync(HttpContext context, string functionName, FunctionRegistry registry, Invoker invoker,
+        ConcurrencyLimiter limiter, IOptions<LaminaOptions> options, TimeProvider time, ILoggerFactory loggers)
     {
         var request = context.Request;
         var invocationType = request.Headers["X-Amz-Invocation-Type"].ToString();
@@ -86,11 +87,20 @@ internal static partial class InvokeApi
             }
         }
 
-        var (config, invokedArn) = resolved.Value;
+        var (config, invokedArn, reserved) = resolved.Value;
         context.Response.Headers["X-Amz-Executed-Version"] = config.Version;
         if (invocationType == "DryRun")
         {
             context.Response.StatusCode = StatusCodes.Status204NoContent;
+            return;
+        }
+
+        // Synchronous callers are throttled at once (429, never a queue); events wait for room in the background.
+        ConcurrencyLease? lease = null;
+        if (invocationType != "Event" && !limiter.TryAcquire(config.Name, reserved, out lease, out var throttleReason))
+        {
+            context.Response.Headers.Remove("X-Amz-Executed-Version");
+            await AwsError.TooManyRequests(throttleReason!).ExecuteAsync(context);
             return;
         }
 
@@ -106,12 +116,12 @@ internal static partial class InvokeApi
         if (invocationType == "Event")
         {
             // Accepted, then run. The durable queue with retries is issue #6; until then the event runs in the background.
-            _ = Task.Run(() => invoker.InvokeAsync(config, invocation, wantTail: false));
+            _ = RunEventAsync(config, invocation, registry, invoker, limiter, loggers);
             context.Response.StatusCode = StatusCodes.Status202Accepted;
             return;
         }
 
-        var outcome = await invoker.InvokeAsync(config, invocation, wantTail: logType == "Tail");
+        var outcome = await invoker.InvokeAsync(config, invocation, wantTail: logType == "Tail", lease!);
         if (outcome.Result is not { } result)
         {
             await AwsError.Service(outcome.PlatformFailure ?? "The invocation failed").ExecuteAsync(context);
@@ -133,7 +143,8 @@ internal static partial class InvokeApi
         await response.Body.WriteAsync(result.Body, CancellationToken.None);
     }
 
-    private static async Task InvokeAsyncLegacyAsync(HttpContext context, string functionName, FunctionRegistry registry, Invoker invoker, IOptions<LaminaOptions> options, TimeProvider time)
+    private static async Task InvokeAsyncLegacyAsync(HttpContext context, string functionName, FunctionRegistry registry, Invoker invoker,
+        ConcurrencyLimiter limiter, IOptions<LaminaOptions> options, TimeProvider time, ILoggerFactory loggers)
     {
         var resolved = Resolve(functionName, default, registry, options.Value, out var error);
         if (resolved is null)
@@ -154,7 +165,7 @@ internal static partial class InvokeApi
             await AwsError.InvalidRequestContent($"Could not parse request body into json: {jsonError}").ExecuteAsync(context);
             return;
         }
-        var (config, invokedArn) = resolved.Value;
+        var (config, invokedArn, _) = resolved.Value;
         var invocation = new Invocation
         {
             RequestId = RequestIds.Of(context),
@@ -162,10 +173,34 @@ internal static partial class InvokeApi
             InvokedFunctionArn = invokedArn,
             TraceId = Invocation.NewTraceId(time),
         };
-        _ = Task.Run(() => invoker.InvokeAsync(config, invocation, wantTail: false));
+        _ = RunEventAsync(config, invocation, registry, invoker, limiter, loggers);
         context.Response.StatusCode = StatusCodes.Status202Accepted;
         context.Response.ContentType = "application/json";
         await context.Response.Body.WriteAsync("""{"Status":202}"""u8.ToArray());
+    }
+
+    /// <summary>
+    /// Runs an Event invocation once the concurrency limits admit it (<see cref="ConcurrencyLimiter.WaitForEventAsync"/>);
+    /// one that cannot be admitted in time is dropped with a warning, as Lambda drops an event past its maximum age.
+    /// </summary>
+    private static async Task RunEventAsync(FunctionConfig config, Invocation invocation, FunctionRegistry registry, Invoker invoker, ConcurrencyLimiter limiter, ILoggerFactory loggers)
+    {
+        await Task.Yield(); // the caller's 202 does not wait for any of this
+        var lease = await limiter.WaitForEventAsync(config.Name,
+            () => registry.TryGetEntry(config.Name, out var entry) ? (true, entry.ReservedConcurrency) : (false, null), CancellationToken.None);
+        if (lease is null)
+        {
+            Log.EventDropped(loggers.CreateLogger(typeof(InvokeApi).FullName!), config.Name, invocation.RequestId);
+            return;
+        }
+        await invoker.InvokeAsync(config, invocation, wantTail: false, lease);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = Diagnostics.EventIds.EventDropped, Level = LogLevel.Warning,
+            Message = "Event {RequestId} for {Function} dropped: no concurrency became free in time (or too many events were waiting, or the function is gone)")]
+        public static partial void EventDropped(ILogger logger, string function, string requestId);
     }
 
     /// <summary>
@@ -175,7 +210,7 @@ internal static partial class InvokeApi
     /// instance (environments are keyed by it); its <see cref="FunctionConfig.Version"/> is what
     /// <c>X-Amz-Executed-Version</c> reports. Lock-free: one snapshot read, no database.
     /// </summary>
-    private static (FunctionConfig Config, string InvokedArn)? Resolve(string functionName, string? qualifier, FunctionRegistry registry, LaminaOptions options, out AwsError? error)
+    private static (FunctionConfig Config, string InvokedArn, int? ReservedConcurrency)? Resolve(string functionName, string? qualifier, FunctionRegistry registry, LaminaOptions options, out AwsError? error)
     {
         if (!FunctionReference.TryParse(functionName, qualifier, options, out var reference, out error))
         {
@@ -188,7 +223,7 @@ internal static partial class InvokeApi
             error = AwsError.FunctionNotFound(invokedArn);
             return null;
         }
-        return (config, invokedArn);
+        return (config, invokedArn, entry.ReservedConcurrency);
     }
 
     private static bool IsJson(ReadOnlySpan<byte> payload, out string error)

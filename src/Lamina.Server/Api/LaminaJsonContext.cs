@@ -39,6 +39,9 @@ namespace Lamina.Server.Api;
 // Tags (Api/TagsContracts.cs).
 [JsonSerializable(typeof(TagResourceRequest))]
 [JsonSerializable(typeof(ListTagsResponse))]
+// Concurrency (Api/ConcurrencyContracts.cs).
+[JsonSerializable(typeof(ConcurrencyDto))]
+[JsonSerializable(typeof(GetAccountSettingsResponse))]
 // Storage.
 [JsonSerializable(typeof(Storage.StoredFunctionConfig))]
 [JsonSerializable(typeof(Storage.StoredLayerVersion))]

@@ -21,10 +21,12 @@ internal static class EventIds
     public const int AliasChanged = 2010;
     public const int LayerVersionPublished = 2011;
     public const int LayerVersionDeleted = 2012;
+    public const int ReservedConcurrencyChanged = 2013;
 
     // 3xxx invoke and environments
     public const int SandboxUnavailable = 3000;
     public const int FunctionOutput = 3001;
     public const int SandboxStartFailed = 3002;
     public const int ColdStart = 3003;
+    public const int EventDropped = 3004;
 }

@@ -26,6 +26,12 @@ internal sealed record FunctionEntry
     /// <summary>The highest version number ever published; numbers are never reused, even after a delete.</summary>
     public int LastVersion { get; init; }
 
+    /// <summary>
+    /// Reserved concurrency (PutFunctionConcurrency), shared by <c>$LATEST</c>, every version and alias; null when
+    /// the function draws from the account's unreserved pool.
+    /// </summary>
+    public int? ReservedConcurrency { get; init; }
+
     public string Name => LatestConfig.Name;
 
     /// <summary>Every configuration environments may run: <c>$LATEST</c> and each published version.</summary>

@@ -83,6 +83,14 @@ internal sealed class FunctionRegistry : IDisposable
 
     public int Count => _functions.Count;
 
+    private int _reservedConcurrencyTotal;
+
+    /// <summary>Σ reserved concurrency over all functions (the account's unreserved pool is the limit minus this).</summary>
+    public int ReservedConcurrencyTotal => Volatile.Read(ref _reservedConcurrencyTotal);
+
+    /// <summary>Raised after a function was deleted, with its name. Handlers must not throw.</summary>
+    public event Action<string>? Deleted;
+
     /// <summary>A snapshot of every function's <c>$LATEST</c>, ordered by name (ordinal), for listing.</summary>
     public List<FunctionConfig> List() => ListEntries().ConvertAll(static e => e.LatestConfig);
 
@@ -102,6 +110,7 @@ internal sealed class FunctionRegistry : IDisposable
         {
             _functions[entry.Name] = entry;
         }
+        RecomputeReservedTotal();
         return _functions.Count;
     }
 
@@ -276,11 +285,13 @@ internal sealed class FunctionRegistry : IDisposable
             }
             await database.DeleteFunctionAsync(name, CancellationToken.None);
             _functions.TryRemove(name, out _);
+            RecomputeReservedTotal(); // deleting a function frees its reservation
         }
         finally
         {
             _writeLock.Release();
         }
+        Deleted?.Invoke(name);
         foreach (var config in previous.AllConfigs)
         {
             Retired?.Invoke(config);
@@ -384,6 +395,42 @@ internal sealed class FunctionRegistry : IDisposable
             _writeLock.Release();
         }
     }
+
+    /// <summary>
+    /// Sets (or, with null, removes) the function's reserved concurrency. <paramref name="allow"/> runs under the
+    /// write lock with Σ reserved of the other functions and returns false to refuse (nothing is written).
+    /// </summary>
+    public async Task<FunctionWriteStatus> SetReservedConcurrencyAsync(string name, int? reserved, Func<int, bool> allow, CancellationToken cancellationToken)
+    {
+        var database = RequireDatabase();
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            if (!_functions.TryGetValue(name, out var entry))
+            {
+                return FunctionWriteStatus.NotFound;
+            }
+            if (!allow(ReservedConcurrencyTotal - (entry.ReservedConcurrency ?? 0)))
+            {
+                return FunctionWriteStatus.Refused;
+            }
+            if (!await database.SetReservedConcurrencyAsync(name, reserved, CancellationToken.None))
+            {
+                return FunctionWriteStatus.NotFound;
+            }
+            _functions[name] = entry with { ReservedConcurrency = reserved };
+            RecomputeReservedTotal();
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+        return FunctionWriteStatus.Succeeded;
+    }
+
+    /// <summary>Called under the write lock (or at load) after a reservation or the set of functions changed.</summary>
+    private void RecomputeReservedTotal() =>
+        Volatile.Write(ref _reservedConcurrencyTotal, _functions.Values.Sum(static e => e.ReservedConcurrency ?? 0));
 
     /// <summary>The function's tags, read from the database (control plane only).</summary>
     public Task<Dictionary<string, string>> GetTagsAsync(string name, CancellationToken cancellationToken) =>

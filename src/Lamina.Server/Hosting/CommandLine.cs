@@ -8,12 +8,14 @@ internal static class CommandLine
 {
     public const string Usage = """
         usage: lamina serve [--port 9000] [--host 127.0.0.1] [--data DIR] [--function-network on|off]
+                    [--account-concurrency 1000]
 
           serve     start the Lamina server (Lambda API, invoke, runtime API)
             --port  TCP port to listen on (0 picks a free one; default 9000)
             --host  address to listen on (default 127.0.0.1)
             --data  data directory: state, code, sandboxes (default ~/.lamina)
             --function-network  outbound network for functions (default on; a function opts out with LAMINA_NETWORK=none)
+            --account-concurrency  most invocations running at once, all functions together (default 1000, Lambda's)
         """;
 
     public static bool TryParse(string[] args, out string command, [NotNullWhen(true)] out LaminaOptions? options, [NotNullWhen(false)] out string? error)
@@ -43,7 +45,7 @@ internal static class CommandLine
                 value = arg[(eq + 1)..];
                 arg = arg[..eq];
             }
-            else if (arg is "--port" or "--host" or "--data" or "--function-network")
+            else if (arg is "--port" or "--host" or "--data" or "--function-network" or "--account-concurrency")
             {
                 if (i + 1 >= args.Length)
                 {
@@ -74,6 +76,13 @@ internal static class CommandLine
                     break;
                 case "--function-network":
                     error = $"lamina: --function-network must be 'on' or 'off', not '{value}'";
+                    options = null;
+                    return false;
+                case "--account-concurrency" when int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var limit) && limit is >= 1 and <= 1_000_000:
+                    options.AccountConcurrency = limit;
+                    break;
+                case "--account-concurrency":
+                    error = $"lamina: --account-concurrency must be a number from 1 to 1000000, not '{value}'";
                     options = null;
                     return false;
                 default:

@@ -13,6 +13,7 @@ internal static class InvokeServiceCollectionExtensions
         services.AddSingleton<IConnectionListenerFactory>(static sp => sp.GetRequiredService<RuntimeApiTransport>());
         services.AddSingleton<EnvironmentPool>();
         services.AddHostedService(static sp => sp.GetRequiredService<EnvironmentPool>());
+        services.AddSingleton<ConcurrencyLimiter>();
         services.AddSingleton<Invoker>();
         return services;
     }

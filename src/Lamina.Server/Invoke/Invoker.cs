@@ -13,7 +13,29 @@ internal sealed partial class Invoker(EnvironmentPool pool, IOptions<LaminaOptio
 {
     private readonly TimeSpan _initTimeout = options.Value.InitTimeout;
 
-    public async Task<InvokeOutcome> InvokeAsync(FunctionConfig config, Invocation invocation, bool wantTail)
+    /// <summary>
+    /// Runs <paramref name="invocation"/>. <paramref name="lease"/> (its admission) is released once the
+    /// environment is given back, or at once when the invocation ends without one.
+    /// </summary>
+    public async Task<InvokeOutcome> InvokeAsync(FunctionConfig config, Invocation invocation, bool wantTail, ConcurrencyLease lease)
+    {
+        var handedOver = false;
+        try
+        {
+            var outcome = await RunAsync(config, invocation, wantTail, lease);
+            handedOver = outcome.LeaseHandedOver;
+            return outcome.Outcome;
+        }
+        finally
+        {
+            if (!handedOver)
+            {
+                lease.Release();
+            }
+        }
+    }
+
+    private async Task<(InvokeOutcome Outcome, bool LeaseHandedOver)> RunAsync(FunctionConfig config, Invocation invocation, bool wantTail, ConcurrencyLease lease)
     {
         var environment = pool.TryTakeIdle(config);
         if (environment is null)
@@ -21,7 +43,7 @@ internal sealed partial class Invoker(EnvironmentPool pool, IOptions<LaminaOptio
             var cold = await StartAsync(config, invocation, _initTimeout);
             if (cold.Environment is null)
             {
-                return cold.Failure;
+                return (cold.Failure, false);
             }
             if (cold.Environment.InitTimedOut)
             {
@@ -30,7 +52,7 @@ internal sealed partial class Invoker(EnvironmentPool pool, IOptions<LaminaOptio
                 cold = await StartAsync(config, invocation, TimeSpan.FromSeconds(config.Timeout));
                 if (cold.Environment is null)
                 {
-                    return cold.Failure;
+                    return (cold.Failure, false);
                 }
             }
             environment = cold.Environment;
@@ -38,11 +60,13 @@ internal sealed partial class Invoker(EnvironmentPool pool, IOptions<LaminaOptio
             {
                 environment.ReportFailedInit(invocation.RequestId);
                 pool.Discard(environment);
-                return new InvokeOutcome(cold.InitError, wantTail ? environment.Log.Tail() : null);
+                return (new InvokeOutcome(cold.InitError, wantTail ? environment.Log.Tail() : null), false);
             }
         }
 
         var result = await environment.RunAsync(invocation);
+        // The environment stays busy until its phase ends (extensions may run on); so does the invocation's unit of concurrency.
+        _ = ReturnAfterPhaseAsync(environment, lease);
         string? tail = null;
         if (wantTail)
         {
@@ -50,14 +74,20 @@ internal sealed partial class Invoker(EnvironmentPool pool, IOptions<LaminaOptio
             await environment.PhaseEnded;
             tail = environment.Log.Tail();
         }
-        _ = ReturnAfterPhaseAsync(environment);
-        return new InvokeOutcome(result, tail);
+        return (new InvokeOutcome(result, tail), true);
     }
 
-    private async Task ReturnAfterPhaseAsync(ExecutionEnvironment environment)
+    private async Task ReturnAfterPhaseAsync(ExecutionEnvironment environment, ConcurrencyLease lease)
     {
-        await environment.PhaseEnded;
-        pool.Return(environment);
+        try
+        {
+            await environment.PhaseEnded;
+            pool.Return(environment);
+        }
+        finally
+        {
+            lease.Release();
+        }
     }
 
     /// <summary>Starts an environment and waits for its Init. Environment is null when none could be made.</summary>

@@ -21,7 +21,7 @@ namespace Lamina.Server.Storage;
 internal sealed class Database
 {
     /// <summary>Version of the schema this server writes; stored in <c>PRAGMA user_version</c>.</summary>
-    public const int SchemaVersion = 2;
+    public const int SchemaVersion = 3;
 
     // Each step takes the schema from version i to i + 1. Append, never edit a shipped step.
     private static readonly string[] Migrations =
@@ -75,6 +75,10 @@ internal sealed class Database
             layer_json    TEXT    NOT NULL,         -- StoredLayerVersion
             PRIMARY KEY (layer_name, version)
         );
+        """,
+        // 3: reserved concurrency (issue #5); NULL = the function uses the unreserved pool.
+        """
+        ALTER TABLE functions ADD COLUMN reserved_concurrency INTEGER;
         """,
     ];
 
@@ -132,12 +136,17 @@ internal sealed class Database
         var entries = new Dictionary<string, FunctionEntry>(StringComparer.Ordinal);
         using (var command = connection.CreateCommand())
         {
-            command.CommandText = "SELECT config_json, last_version FROM functions ORDER BY name;";
+            command.CommandText = "SELECT config_json, last_version, reserved_concurrency FROM functions ORDER BY name;";
             using var reader = command.ExecuteReader();
             while (reader.Read())
             {
                 var config = DeserializeConfig(reader.GetString(0));
-                entries[config.Name] = new FunctionEntry { LatestConfig = config, LastVersion = reader.GetInt32(1) };
+                entries[config.Name] = new FunctionEntry
+                {
+                    LatestConfig = config,
+                    LastVersion = reader.GetInt32(1),
+                    ReservedConcurrency = reader.IsDBNull(2) ? null : reader.GetInt32(2),
+                };
             }
         }
 
@@ -266,6 +275,17 @@ internal sealed class Database
         command.Parameters.AddWithValue("$at", config.LastModified.ToString("O", CultureInfo.InvariantCulture));
         command.Parameters.AddWithValue("$expected", expectedRevisionId);
         // One statement is its own transaction; durable when it returns.
+        return await command.ExecuteNonQueryAsync(cancellationToken) == 1;
+    }
+
+    /// <summary>Sets or clears (null) a function's reserved concurrency. False if there is no such function.</summary>
+    public async Task<bool> SetReservedConcurrencyAsync(string name, int? reserved, CancellationToken cancellationToken)
+    {
+        await using var connection = Open();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "UPDATE functions SET reserved_concurrency = $reserved WHERE name = $name;";
+        command.Parameters.AddWithValue("$name", name);
+        command.Parameters.AddWithValue("$reserved", reserved is { } value ? value : DBNull.Value);
         return await command.ExecuteNonQueryAsync(cancellationToken) == 1;
     }
 

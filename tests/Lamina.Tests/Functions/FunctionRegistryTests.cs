@@ -212,4 +212,35 @@ public sealed class FunctionRegistryTests : IDisposable
         var error = Assert.Throws<InvalidOperationException>(database.Initialize);
         Assert.Contains("schema version 99", error.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task SetReservedConcurrency_PersistsSumsAndIsFreedByDelete()
+    {
+        var (registry, _) = CreateSut();
+        await registry.CreateAsync(Draft("a"), new Dictionary<string, string>(), CancellationToken.None);
+        await registry.CreateAsync(Draft("b"), new Dictionary<string, string>(), CancellationToken.None);
+        var seenByAllow = -1;
+
+        Assert.Equal(FunctionWriteStatus.Succeeded, await registry.SetReservedConcurrencyAsync("a", 5, _ => true, CancellationToken.None));
+        Assert.Equal(FunctionWriteStatus.Succeeded, await registry.SetReservedConcurrencyAsync("b", 7, others => { seenByAllow = others; return true; }, CancellationToken.None));
+        Assert.Equal(5, seenByAllow); // the others' reservations, not b's own
+        Assert.Equal(FunctionWriteStatus.Refused, await registry.SetReservedConcurrencyAsync("b", 900, _ => false, CancellationToken.None));
+        Assert.Equal(FunctionWriteStatus.NotFound, await registry.SetReservedConcurrencyAsync("nope", 1, _ => true, CancellationToken.None));
+        Assert.Equal(12, registry.ReservedConcurrencyTotal);
+
+        var (reloaded, _) = CreateSut();
+        Assert.True(reloaded.TryGetEntry("b", out var b));
+        Assert.Equal(7, b.ReservedConcurrency);
+        Assert.Equal(12, reloaded.ReservedConcurrencyTotal);
+
+        string? deleted = null;
+        reloaded.Deleted += name => deleted = name;
+        await reloaded.DeleteAsync("a", CancellationToken.None);
+        Assert.Equal("a", deleted);
+        Assert.Equal(7, reloaded.ReservedConcurrencyTotal);
+        Assert.Equal(FunctionWriteStatus.Succeeded, await reloaded.SetReservedConcurrencyAsync("b", null, _ => true, CancellationToken.None));
+        Assert.Equal(0, reloaded.ReservedConcurrencyTotal);
+        Assert.True(reloaded.TryGetEntry("b", out b));
+        Assert.Null(b.ReservedConcurrency);
+    }
 }
