@@ -235,9 +235,6 @@ class ReservedConcurrencyTests(h.LaminaTestCase):
 
 class ScaleOutTests(h.LaminaTestCase):
 
-    @unittest.skip("known Sandbox/ bug: under ~40 parallel cold starts with outbound network, bwrap exits with "
-                   "'loopback: Failed RTM_NEWADDR: No child processes' and the launcher reports 'cannot release the "
-                   "sandbox: Broken pipe' (pasta and bwrap both configure the namespace's lo?); unskip once fixed")
     def test_forty_concurrent_cold_invocations_start_environments_in_parallel(self):
         self._scale_out(network=True)
 

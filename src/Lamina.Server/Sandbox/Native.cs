@@ -44,6 +44,22 @@ internal static partial class Native
     public static partial int kill(int pid, int signal);
 
     public const int RLIMIT_NOFILE = 7;
+    public const nint SIOCGIFFLAGS = 0x8913;
+    public const short IFF_UP = 0x1;
+
+    /// <summary>struct ifreq, as far as SIOCGIFFLAGS uses it (name, then flags; padded to the kernel's 40 bytes).</summary>
+    [StructLayout(LayoutKind.Explicit, Size = 40)]
+    public unsafe struct IfReqFlags
+    {
+        [FieldOffset(0)]
+        public fixed byte Name[16];
+
+        [FieldOffset(16)]
+        public short Flags;
+    }
+
+    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int ioctl_ifreq(int fd, nint request, ref IfReqFlags value);
 
     [StructLayout(LayoutKind.Sequential)]
     public struct RLimit

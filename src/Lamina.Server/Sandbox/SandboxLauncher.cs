@@ -185,6 +185,9 @@ internal sealed class SandboxLauncher : IDisposable
             listener = ListenInNamespace(childPid);
             if (spec.OutboundNetwork)
             {
+                // bwrap brings the namespace's loopback up itself; pasta configures it too, and whichever comes
+                // second fails on the address the other added. Let bwrap finish first.
+                await WaitForLoopbackAsync(childPid);
                 await ConnectNetworkAsync(spec.Id, childPid, cgroup);
             }
             Release(block[1]);
@@ -217,6 +220,29 @@ internal sealed class SandboxLauncher : IDisposable
                 }
             }
         }
+    }
+
+    /// <summary>Waits (bounded) until the sandbox's loopback is up, i.e. bwrap has configured it.</summary>
+    private static async Task WaitForLoopbackAsync(int childPid)
+    {
+        var started = Stopwatch.GetTimestamp();
+        while (!NetworkNamespace.Run(childPid, IsLoopbackUp))
+        {
+            if (Stopwatch.GetElapsedTime(started) > TimeSpan.FromSeconds(5))
+            {
+                throw new SandboxException("the sandbox's loopback did not come up");
+            }
+            await Task.Delay(TimeSpan.FromMilliseconds(1));
+        }
+    }
+
+    private static unsafe bool IsLoopbackUp()
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        var request = default(Native.IfReqFlags);
+        request.Name[0] = (byte)'l';
+        request.Name[1] = (byte)'o';
+        return Native.ioctl_ifreq((int)socket.Handle, Native.SIOCGIFFLAGS, ref request) == 0 && (request.Flags & Native.IFF_UP) != 0;
     }
 
     /// <summary>
