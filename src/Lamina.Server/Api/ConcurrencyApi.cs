@@ -35,16 +35,12 @@ internal static partial class ConcurrencyApi
     internal static async Task<IResult> PutFunctionConcurrency(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options, ILoggerFactory loggers)
     {
         var cancellationToken = context.RequestAborted;
-        if (ParseFunction(name, options.Value, out var functionName) is { } invalid)
+        if (FunctionReference.ParseFunctionName(name, options.Value, out var functionName) is { } invalid)
         {
             return invalid;
         }
-        var (body, readError) = await FunctionsApi.ReadBodyAsync(context.Request, FunctionsApi.MaxConfigurationRequestBytes, "PutFunctionConcurrency", cancellationToken);
-        if (readError is not null)
-        {
-            return readError;
-        }
-        if (FunctionsApi.Parse(body, LaminaJsonContext.Default.ConcurrencyDto, out var request) is { } parseError)
+        var (request, parseError) = await FunctionsApi.ReadJsonAsync(context.Request, FunctionsApi.MaxConfigurationRequestBytes, "PutFunctionConcurrency", LaminaJsonContext.Default.ConcurrencyDto, cancellationToken);
+        if (parseError is not null)
         {
             return parseError;
         }
@@ -75,7 +71,7 @@ internal static partial class ConcurrencyApi
 
     internal static IResult GetFunctionConcurrency(string name, FunctionRegistry registry, IOptions<LaminaOptions> options)
     {
-        if (ParseFunction(name, options.Value, out var functionName) is { } invalid)
+        if (FunctionReference.ParseFunctionName(name, options.Value, out var functionName) is { } invalid)
         {
             return invalid;
         }
@@ -89,7 +85,7 @@ internal static partial class ConcurrencyApi
 
     internal static async Task<IResult> DeleteFunctionConcurrency(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options, ILoggerFactory loggers)
     {
-        if (ParseFunction(name, options.Value, out var functionName) is { } invalid)
+        if (FunctionReference.ParseFunctionName(name, options.Value, out var functionName) is { } invalid)
         {
             return invalid;
         }
@@ -123,18 +119,6 @@ internal static partial class ConcurrencyApi
             },
         };
         return FunctionsApi.Json(response, LaminaJsonContext.Default.GetAccountSettingsResponse);
-    }
-
-    /// <summary>The function named in a path; a qualifier in it is ignored (a reservation belongs to the whole function).</summary>
-    private static AwsError? ParseFunction(string raw, LaminaOptions options, out string? name)
-    {
-        name = null;
-        if (!FunctionReference.TryParse(raw, null, options, out var reference, out var error))
-        {
-            return error;
-        }
-        name = reference.Name;
-        return null;
     }
 
     private static partial class Log

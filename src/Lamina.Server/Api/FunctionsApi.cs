@@ -56,12 +56,8 @@ internal static partial class FunctionsApi
         HttpContext context, FunctionRegistry registry, CodeStore codeStore, LayerRegistry layers, IOptions<LaminaOptions> options, ILoggerFactory loggers)
     {
         var cancellationToken = context.RequestAborted;
-        var (body, readError) = await ReadBodyAsync(context.Request, MaxCodeRequestBytes, "CreateFunction", cancellationToken);
-        if (readError is not null)
-        {
-            return readError;
-        }
-        if (Parse(body, LaminaJsonContext.Default.CreateFunctionRequest, out var request) is { } parseError)
+        var (request, parseError) = await ReadJsonAsync(context.Request, MaxCodeRequestBytes, "CreateFunction", LaminaJsonContext.Default.CreateFunctionRequest, cancellationToken);
+        if (parseError is not null)
         {
             return parseError;
         }
@@ -240,12 +236,8 @@ internal static partial class FunctionsApi
         {
             return notFound;
         }
-        var (body, readError) = await ReadBodyAsync(context.Request, MaxCodeRequestBytes, "UpdateFunctionCode", cancellationToken);
-        if (readError is not null)
-        {
-            return readError;
-        }
-        if (Parse(body, LaminaJsonContext.Default.UpdateFunctionCodeRequest, out var request) is { } parseError)
+        var (request, parseError) = await ReadJsonAsync(context.Request, MaxCodeRequestBytes, "UpdateFunctionCode", LaminaJsonContext.Default.UpdateFunctionCodeRequest, cancellationToken);
+        if (parseError is not null)
         {
             return parseError;
         }
@@ -322,12 +314,8 @@ internal static partial class FunctionsApi
         {
             return notFound;
         }
-        var (body, readError) = await ReadBodyAsync(context.Request, MaxConfigurationRequestBytes, "UpdateFunctionConfiguration", cancellationToken);
-        if (readError is not null)
-        {
-            return readError;
-        }
-        if (Parse(body, LaminaJsonContext.Default.UpdateFunctionConfigurationRequest, out var request) is { } parseError)
+        var (request, parseError) = await ReadJsonAsync(context.Request, MaxConfigurationRequestBytes, "UpdateFunctionConfiguration", LaminaJsonContext.Default.UpdateFunctionConfigurationRequest, cancellationToken);
+        if (parseError is not null)
         {
             return parseError;
         }
@@ -534,6 +522,22 @@ internal static partial class FunctionsApi
             ArrayPool<byte>.Shared.Return(buffer);
         }
         return (new ArraySegment<byte>(body.GetBuffer(), 0, (int)body.Length), null);
+    }
+
+    /// <summary>
+    /// Reads a request body (capped, as <see cref="ReadBodyAsync"/>) and deserialises it (as <see cref="Parse"/>).
+    /// On error the value is null and must not be used.
+    /// </summary>
+    internal static async Task<(T Value, AwsError? Error)> ReadJsonAsync<T>(HttpRequest request, long limit, string operation, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken)
+        where T : class, new()
+    {
+        var (body, readError) = await ReadBodyAsync(request, limit, operation, cancellationToken);
+        if (readError is not null)
+        {
+            return (null!, readError);
+        }
+        var parseError = Parse(body, typeInfo, out var value);
+        return (value, parseError);
     }
 
     /// <summary>Deserialises a JSON object; unknown members are ignored, anything else malformed is a 400.</summary>

@@ -41,12 +41,8 @@ internal static partial class LayersApi
         {
             return AwsError.InvalidParameter($"Layers can only be published in this account ({options.Value.AccountId}) and region ({options.Value.Region}): {layerName}");
         }
-        var (body, readError) = await FunctionsApi.ReadBodyAsync(context.Request, FunctionsApi.MaxCodeRequestBytes, "PublishLayerVersion", cancellationToken);
-        if (readError is not null)
-        {
-            return readError;
-        }
-        if (FunctionsApi.Parse(body, LaminaJsonContext.Default.PublishLayerVersionRequest, out var request) is { } parseError)
+        var (request, parseError) = await FunctionsApi.ReadJsonAsync(context.Request, FunctionsApi.MaxCodeRequestBytes, "PublishLayerVersion", LaminaJsonContext.Default.PublishLayerVersionRequest, cancellationToken);
+        if (parseError is not null)
         {
             return parseError;
         }

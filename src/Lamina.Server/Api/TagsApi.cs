@@ -35,12 +35,8 @@ internal static partial class TagsApi
         {
             return invalid;
         }
-        var (body, readError) = await FunctionsApi.ReadBodyAsync(context.Request, FunctionsApi.MaxConfigurationRequestBytes, "TagResource", cancellationToken);
-        if (readError is not null)
-        {
-            return readError;
-        }
-        if (FunctionsApi.Parse(body, LaminaJsonContext.Default.TagResourceRequest, out var request) is { } parseError)
+        var (request, parseError) = await FunctionsApi.ReadJsonAsync(context.Request, FunctionsApi.MaxConfigurationRequestBytes, "TagResource", LaminaJsonContext.Default.TagResourceRequest, cancellationToken);
+        if (parseError is not null)
         {
             return parseError;
         }

@@ -30,16 +30,12 @@ internal static partial class VersionsApi
     internal static async Task<IResult> PublishVersion(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options, ILoggerFactory loggers)
     {
         var cancellationToken = context.RequestAborted;
-        if (ParseFunction(name, options.Value, out var functionName) is { } nameError)
+        if (FunctionReference.ParseFunctionName(name, options.Value, out var functionName) is { } nameError)
         {
             return nameError;
         }
-        var (body, readError) = await FunctionsApi.ReadBodyAsync(context.Request, FunctionsApi.MaxConfigurationRequestBytes, "PublishVersion", cancellationToken);
-        if (readError is not null)
-        {
-            return readError;
-        }
-        if (FunctionsApi.Parse(body, LaminaJsonContext.Default.PublishVersionRequest, out var request) is { } parseError)
+        var (request, parseError) = await FunctionsApi.ReadJsonAsync(context.Request, FunctionsApi.MaxConfigurationRequestBytes, "PublishVersion", LaminaJsonContext.Default.PublishVersionRequest, cancellationToken);
+        if (parseError is not null)
         {
             return parseError;
         }
@@ -75,7 +71,7 @@ internal static partial class VersionsApi
 
     internal static IResult ListVersionsByFunction(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options)
     {
-        if (ParseFunction(name, options.Value, out var functionName) is { } nameError)
+        if (FunctionReference.ParseFunctionName(name, options.Value, out var functionName) is { } nameError)
         {
             return nameError;
         }
@@ -115,16 +111,12 @@ internal static partial class VersionsApi
     internal static async Task<IResult> CreateAlias(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options, ILoggerFactory loggers)
     {
         var cancellationToken = context.RequestAborted;
-        if (ParseFunction(name, options.Value, out var functionName) is { } nameError)
+        if (FunctionReference.ParseFunctionName(name, options.Value, out var functionName) is { } nameError)
         {
             return nameError;
         }
-        var (body, readError) = await FunctionsApi.ReadBodyAsync(context.Request, FunctionsApi.MaxConfigurationRequestBytes, "CreateAlias", cancellationToken);
-        if (readError is not null)
-        {
-            return readError;
-        }
-        if (FunctionsApi.Parse(body, LaminaJsonContext.Default.CreateAliasRequest, out var request) is { } parseError)
+        var (request, parseError) = await FunctionsApi.ReadJsonAsync(context.Request, FunctionsApi.MaxConfigurationRequestBytes, "CreateAlias", LaminaJsonContext.Default.CreateAliasRequest, cancellationToken);
+        if (parseError is not null)
         {
             return parseError;
         }
@@ -159,7 +151,7 @@ internal static partial class VersionsApi
 
     internal static IResult GetAlias(HttpContext context, string name, string alias, FunctionRegistry registry, IOptions<LaminaOptions> options)
     {
-        if ((ParseFunction(name, options.Value, out var functionName) ?? FunctionValidation.ValidateAliasName(alias)) is { } invalid)
+        if ((FunctionReference.ParseFunctionName(name, options.Value, out var functionName) ?? FunctionValidation.ValidateAliasName(alias)) is { } invalid)
         {
             return invalid;
         }
@@ -175,16 +167,12 @@ internal static partial class VersionsApi
     internal static async Task<IResult> UpdateAlias(HttpContext context, string name, string alias, FunctionRegistry registry, IOptions<LaminaOptions> options, ILoggerFactory loggers)
     {
         var cancellationToken = context.RequestAborted;
-        if ((ParseFunction(name, options.Value, out var functionName) ?? FunctionValidation.ValidateAliasName(alias)) is { } nameError)
+        if ((FunctionReference.ParseFunctionName(name, options.Value, out var functionName) ?? FunctionValidation.ValidateAliasName(alias)) is { } nameError)
         {
             return nameError;
         }
-        var (body, readError) = await FunctionsApi.ReadBodyAsync(context.Request, FunctionsApi.MaxConfigurationRequestBytes, "UpdateAlias", cancellationToken);
-        if (readError is not null)
-        {
-            return readError;
-        }
-        if (FunctionsApi.Parse(body, LaminaJsonContext.Default.UpdateAliasRequest, out var request) is { } parseError)
+        var (request, parseError) = await FunctionsApi.ReadJsonAsync(context.Request, FunctionsApi.MaxConfigurationRequestBytes, "UpdateAlias", LaminaJsonContext.Default.UpdateAliasRequest, cancellationToken);
+        if (parseError is not null)
         {
             return parseError;
         }
@@ -222,7 +210,7 @@ internal static partial class VersionsApi
 
     internal static async Task<IResult> DeleteAlias(HttpContext context, string name, string alias, FunctionRegistry registry, IOptions<LaminaOptions> options, ILoggerFactory loggers)
     {
-        if ((ParseFunction(name, options.Value, out var functionName) ?? FunctionValidation.ValidateAliasName(alias)) is { } invalid)
+        if ((FunctionReference.ParseFunctionName(name, options.Value, out var functionName) ?? FunctionValidation.ValidateAliasName(alias)) is { } invalid)
         {
             return invalid;
         }
@@ -240,7 +228,7 @@ internal static partial class VersionsApi
 
     internal static IResult ListAliases(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options)
     {
-        if (ParseFunction(name, options.Value, out var functionName) is { } nameError)
+        if (FunctionReference.ParseFunctionName(name, options.Value, out var functionName) is { } nameError)
         {
             return nameError;
         }
@@ -314,18 +302,6 @@ internal static partial class VersionsApi
             default:
                 return AwsError.FunctionNotFound(options.FunctionArn(functionName));
         }
-    }
-
-    /// <summary>The function named in a path; a qualifier in it is ignored (these operations are about the whole function).</summary>
-    private static AwsError? ParseFunction(string raw, LaminaOptions options, out string? name)
-    {
-        name = null;
-        if (!FunctionReference.TryParse(raw, null, options, out var reference, out var error))
-        {
-            return error;
-        }
-        name = reference.Name;
-        return null;
     }
 
     private static AwsError? ValidateDescription(string? description) =>

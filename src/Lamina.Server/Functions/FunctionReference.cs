@@ -78,4 +78,19 @@ internal readonly partial record struct FunctionReference(string Name, string? Q
         error = null;
         return true;
     }
+
+    /// <summary>
+    /// The function a path names, for operations about the whole function (versions, aliases, concurrency): a
+    /// qualifier in the name is ignored. Returns the AWS error for a malformed name.
+    /// </summary>
+    public static AwsError? ParseFunctionName(string raw, LaminaOptions options, out string? name)
+    {
+        name = null;
+        if (!TryParse(raw, null, options, out var reference, out var error))
+        {
+            return error;
+        }
+        name = reference.Name;
+        return null;
+    }
 }
