@@ -68,6 +68,41 @@ def _invoke_outcome(url: str, name: str, event: dict) -> dict:
                 "message": e.response.get("Error", {}).get("Message"), "type": e.response.get("Type")}
 
 
+def _sent(pool: ThreadPoolExecutor, url: str, name: str, event: dict):
+    """Sends an invocation before returning (its bytes are with the server), then awaits the answer on `pool`:
+    what is sent after this call reaches the server after it, so no sleep is needed to order two calls."""
+    import http.client
+    import urllib.parse
+    conn = http.client.HTTPConnection(urllib.parse.urlsplit(url).netloc, timeout=120)
+    conn.request("POST", f"/2015-03-31/functions/{name}/invocations", body=json.dumps(event).encode())
+
+    def answer() -> dict:
+        try:
+            r = conn.getresponse()
+            body = json.loads(r.read() or b"null")
+            if r.status == 429:
+                return {"status": 429, "code": r.getheader("x-amzn-ErrorType"), "reason": body.get("Reason"),
+                        "retry_after": r.getheader("Retry-After"), "message": body.get("message"), "type": body.get("Type")}
+            return {"status": r.status, "payload": body, "function_error": r.getheader("X-Amz-Function-Error")}
+        finally:
+            conn.close()
+    return pool.submit(answer)
+
+
+def _first_throttle(url: str, name: str, busy: list, timeout: float = 20) -> dict:
+    """Invokes until one call is throttled while the `busy` invocations run (they hold the units), and returns
+    that outcome — or the last one, if the busy calls ended or the deadline passed first. Polling with a deadline:
+    when the busy calls are admitted is not observable otherwise."""
+    deadline = time.monotonic() + timeout
+    outcome = {}
+    while time.monotonic() < deadline and not all(f.done() for f in busy):
+        outcome = _invoke_outcome(url, name, {})
+        if outcome["status"] == 429:
+            return outcome
+    return outcome
+
+
+
 class ReservedConcurrencyTests(h.LaminaTestCase):
 
     def _fn(self, code: str = SLOW_PY, **kwargs) -> str:
@@ -171,11 +206,10 @@ class ReservedConcurrencyTests(h.LaminaTestCase):
         self.lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
         self.invoke_ok(name, {})  # warm, so the slow call below starts at once
 
-        with ThreadPoolExecutor(2) as pool:
-            slow = pool.submit(_invoke_outcome, self.server.url, name, {"sleep": 3})
-            time.sleep(1)
-            second = pool.submit(_invoke_outcome, self.server.url, name, {})
-            results = [slow.result(60), second.result(60)]
+        with ThreadPoolExecutor(1) as pool:
+            slow = _sent(pool, self.server.url, name, {"sleep": 3})
+            throttled = _first_throttle(self.server.url, name, [slow])
+            results = [slow.result(60), throttled]
 
         self.assertEqual(results[0]["status"], 200, results)
         self.assertEqual(results[0]["payload"], {"ok": True}, results)
@@ -199,8 +233,8 @@ class ReservedConcurrencyTests(h.LaminaTestCase):
         self.lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
         self.invoke_ok(name, {})
         with ThreadPoolExecutor(1) as pool:
-            slow = pool.submit(_invoke_outcome, self.server.url, name, {"sleep": 2})
-            time.sleep(1)
+            slow = _sent(pool, self.server.url, name, {"sleep": 2})
+            self.assertEqual(_first_throttle(self.server.url, name, [slow])["status"], 429)
             # The function is at its reservation: the event is still accepted (202), not throttled…
             resp = self.lam.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"sleep": 3}).encode())
             self.assertEqual(resp["StatusCode"], 202)
@@ -295,10 +329,9 @@ class AccountLimitTests(h.LaminaTestCase):
         self.assertEqual(settings["UnreservedConcurrentExecutions"], 2)
 
         with ThreadPoolExecutor(3) as pool:
-            slow = [pool.submit(_invoke_outcome, self.server.url, name, {"sleep": 4}) for _ in range(2)]
+            slow = [_sent(pool, self.server.url, name, {"sleep": 4}) for _ in range(2)]
             # Both slow calls hold their unit from admission on, cold start included.
-            time.sleep(1.5)
-            third = _invoke_outcome(self.server.url, name, {})
+            third = _first_throttle(self.server.url, name, slow)
             results = [f.result(60) for f in slow]
 
         self.assertEqual([r["status"] for r in results], [200, 200], results)
