@@ -7,9 +7,10 @@ Init Duration and of the client-side request time, beside the bare process start
 
     python3 bench/cold_start.py [N]
 """
-import base64, http.client, io, json, os, re, shutil, signal, subprocess, sys, tempfile, time, zipfile
+import base64, http.client, json, re, subprocess, sys, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from lamina_server import percentile, running_server, zip_of
+
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 10
 
 RUNTIMES = {
@@ -18,30 +19,8 @@ RUNTIMES = {
 }
 
 
-def zip_of(files):
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, text in files.items():
-            z.writestr(name, text)
-    return buf.getvalue()
-
-
-def pct(samples, q):
-    samples = sorted(samples)
-    return samples[min(len(samples) - 1, int(len(samples) * q))]
-
-
 def main():
-    data = tempfile.mkdtemp(prefix="lamina-bench-")
-    server = subprocess.Popen([os.path.join(ROOT, "lamina"), "serve", "--port", "0", "--data", data],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        port = None
-        for line in server.stdout:
-            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-            if m:
-                port = int(m.group(1))
-                break
+    with running_server() as port:
         conn = http.client.HTTPConnection("127.0.0.1", port)
         print(f"cold start, {N} functions per row (each invoked once)")
         print(f"{'runtime':<12}{'network':<9}{'init p50':>10}{'init p90':>10}{'request p50':>13}{'bare start p50':>16}")
@@ -66,11 +45,7 @@ def main():
                     requests.append((time.perf_counter() - t) * 1000)
                     tail = base64.b64decode(r.getheader("X-Amz-Log-Result")).decode()
                     inits.append(float(re.search(r"Init Duration: ([0-9.]+) ms", tail).group(1)))
-                print(f"{runtime:<12}{network:<9}{pct(inits, .5):>10.1f}{pct(inits, .9):>10.1f}{pct(requests, .5):>13.1f}{pct(bare_samples, .5):>16.1f}")
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
-        shutil.rmtree(data, ignore_errors=True)
+                print(f"{runtime:<12}{network:<9}{percentile(inits, .5):>10.1f}{percentile(inits, .9):>10.1f}{percentile(requests, .5):>13.1f}{percentile(bare_samples, .5):>16.1f}")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ runtime's own round trip.
 
     python3 bench/warm_invoke.py [N]
 """
-import http.client, io, json, os, re, shutil, signal, subprocess, sys, tempfile, time, zipfile
+import base64, http.client, json, re, subprocess, sys, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from lamina_server import percentile, running_server, zip_of
+
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
 
 FUNCTIONS = {
@@ -27,36 +28,10 @@ FUNCTIONS = {
 }
 
 
-def zip_of(files):
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, text in files.items():
-            info = zipfile.ZipInfo(name)
-            info.external_attr = (0o755 if name == "bootstrap" else 0o644) << 16
-            z.writestr(info, text)
-    return buf.getvalue()
-
-
-def percentiles(samples):
-    samples = sorted(samples)
-    pick = lambda q: samples[min(len(samples) - 1, int(len(samples) * q))]
-    return pick(0.5), pick(0.9), pick(0.99)
-
-
 def main():
-    data = tempfile.mkdtemp(prefix="lamina-bench-")
-    server = subprocess.Popen([os.path.join(ROOT, "lamina"), "serve", "--port", "0", "--data", data],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        port = None
-        for line in server.stdout:
-            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-            if m:
-                port = int(m.group(1))
-                break
+    with running_server() as port:
         conn = http.client.HTTPConnection("127.0.0.1", port)
         for name, (runtime, handler, files) in FUNCTIONS.items():
-            import base64
             body = json.dumps({"FunctionName": name, "Runtime": runtime, "Handler": handler,
                                "Role": "arn:aws:iam::000000000000:role/bench",
                                "Code": {"ZipFile": base64.b64encode(zip_of(files)).decode()}})
@@ -75,12 +50,8 @@ def main():
                 r = conn.getresponse(); r.read()
                 if i >= 200:
                     samples.append((time.perf_counter() - t) * 1000)
-            p50, p90, p99 = percentiles(samples)
+            p50, p90, p99 = (percentile(samples, q) for q in (0.5, 0.9, 0.99))
             print(f"{name:<16}{p50:>10.3f}{p90:>10.3f}{p99:>10.3f}")
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,40 @@
+"""Starts the Release server for a benchmark: `with running_server() as port: ...` (free port, temp data dir)."""
+import contextlib, os, re, shutil, signal, subprocess, tempfile, zipfile, io
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@contextlib.contextmanager
+def running_server():
+    data = tempfile.mkdtemp(prefix="lamina-bench-")
+    server = subprocess.Popen([os.path.join(ROOT, "lamina"), "serve", "--port", "0", "--data", data],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        port = None
+        for line in server.stdout:
+            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+            if m:
+                port = int(m.group(1))
+                break
+        if port is None:
+            raise RuntimeError("the server did not start")
+        yield port
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def zip_of(files, executables=("bootstrap",)):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, text in files.items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o755 if name in executables else 0o644) << 16
+            z.writestr(info, text)
+    return buf.getvalue()
+
+
+def percentile(samples, q):
+    samples = sorted(samples)
+    return samples[min(len(samples) - 1, int(len(samples) * q))]
