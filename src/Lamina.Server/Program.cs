@@ -26,6 +26,8 @@ app.MapVersionsApi();
 app.MapLayersApi();
 app.MapTagsApi();
 app.MapConcurrencyApi();
+app.MapProvisionedConcurrencyApi();
+app.MapEnvironmentsApi();
 app.MapInvokeApi();
 await app.RunLaminaAsync();
 return 0;

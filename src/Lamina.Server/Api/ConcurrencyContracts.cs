@@ -26,3 +26,27 @@ internal sealed class AccountUsageDto
     public long TotalCodeSize { get; set; }
     public long FunctionCount { get; set; }
 }
+
+/// <summary>PutProvisionedConcurrencyConfig's request.</summary>
+internal sealed class PutProvisionedConcurrencyRequest
+{
+    public int? ProvisionedConcurrentExecutions { get; set; }
+}
+
+/// <summary>Put/GetProvisionedConcurrencyConfig's answer, and (with <see cref="FunctionArn"/>) a list item.</summary>
+internal sealed class ProvisionedConcurrencyConfigDto
+{
+    public string? FunctionArn { get; set; }
+    public int RequestedProvisionedConcurrentExecutions { get; set; }
+    public int AvailableProvisionedConcurrentExecutions { get; set; }
+    public int AllocatedProvisionedConcurrentExecutions { get; set; }
+    public string Status { get; set; } = "IN_PROGRESS";
+    public string? StatusReason { get; set; }
+    public string LastModified { get; set; } = "";
+}
+
+internal sealed class ListProvisionedConcurrencyConfigsResponse
+{
+    public List<ProvisionedConcurrencyConfigDto> ProvisionedConcurrencyConfigs { get; set; } = [];
+    public string? NextMarker { get; set; }
+}

@@ -122,6 +122,12 @@ internal static partial class InvokeApi
         }
 
         var outcome = await invoker.InvokeAsync(config, invocation, wantTail: logType == "Tail", lease!);
+        if (outcome.ThrottleReason is { } capacityReason)
+        {
+            context.Response.Headers.Remove("X-Amz-Executed-Version");
+            await AwsError.TooManyRequests(capacityReason).ExecuteAsync(context);
+            return;
+        }
         if (outcome.Result is not { } result)
         {
             await AwsError.Service(outcome.PlatformFailure ?? "The invocation failed").ExecuteAsync(context);
@@ -193,7 +199,28 @@ internal static partial class InvokeApi
             Log.EventDropped(loggers.CreateLogger(typeof(InvokeApi).FullName!), config.Name, invocation.RequestId);
             return;
         }
-        await invoker.InvokeAsync(config, invocation, wantTail: false, lease);
+        var outcome = await invoker.InvokeAsync(config, invocation, wantTail: false, lease);
+        // No room to start an environment (the node's memory budget): an event is never throttled to its caller, so it
+        // waits for room like one over the concurrency limit, for as long.
+        var delay = TimeSpan.FromMilliseconds(100);
+        var waited = TimeSpan.Zero;
+        while (outcome.ThrottleReason is not null && waited < ConcurrencyLimiter.MaxEventWait)
+        {
+            await Task.Delay(delay);
+            waited += delay;
+            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.TicksPerSecond));
+            lease = await limiter.WaitForEventAsync(config.Name,
+                () => registry.TryGetEntry(config.Name, out var entry) ? (true, entry.ReservedConcurrency) : (false, null), CancellationToken.None);
+            if (lease is null)
+            {
+                break;
+            }
+            outcome = await invoker.InvokeAsync(config, invocation, wantTail: false, lease);
+        }
+        if (outcome.ThrottleReason is not null)
+        {
+            Log.EventDropped(loggers.CreateLogger(typeof(InvokeApi).FullName!), config.Name, invocation.RequestId);
+        }
     }
 
     private static partial class Log

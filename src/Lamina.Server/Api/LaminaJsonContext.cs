@@ -42,6 +42,11 @@ namespace Lamina.Server.Api;
 // Concurrency (Api/ConcurrencyContracts.cs).
 [JsonSerializable(typeof(ConcurrencyDto))]
 [JsonSerializable(typeof(GetAccountSettingsResponse))]
+[JsonSerializable(typeof(PutProvisionedConcurrencyRequest))]
+[JsonSerializable(typeof(ProvisionedConcurrencyConfigDto))]
+[JsonSerializable(typeof(ListProvisionedConcurrencyConfigsResponse))]
+// Operators (Api/EnvironmentsApi.cs).
+[JsonSerializable(typeof(EnvironmentsResponse))]
 // Storage.
 [JsonSerializable(typeof(Storage.StoredFunctionConfig))]
 [JsonSerializable(typeof(Storage.StoredLayerVersion))]

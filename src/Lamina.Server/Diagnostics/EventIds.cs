@@ -22,6 +22,7 @@ internal static class EventIds
     public const int LayerVersionPublished = 2011;
     public const int LayerVersionDeleted = 2012;
     public const int ReservedConcurrencyChanged = 2013;
+    public const int ProvisionedConcurrencyChanged = 2014;
 
     // 3xxx invoke and environments
     public const int SandboxUnavailable = 3000;
@@ -29,4 +30,7 @@ internal static class EventIds
     public const int SandboxStartFailed = 3002;
     public const int ColdStart = 3003;
     public const int EventDropped = 3004;
+    public const int EnvironmentEvicted = 3005;
+    public const int EnvironmentReaped = 3006;
+    public const int ProvisionedInitFailed = 3007;
 }

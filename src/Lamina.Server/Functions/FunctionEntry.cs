@@ -32,6 +32,12 @@ internal sealed record FunctionEntry
     /// </summary>
     public int? ReservedConcurrency { get; init; }
 
+    /// <summary>Provisioned concurrency by qualifier (a version number or an alias name).</summary>
+    public ImmutableSortedDictionary<string, ProvisionedConcurrencyConfig> ProvisionedConcurrency { get; init; } = NoProvisionedConcurrency;
+
+    public static readonly ImmutableSortedDictionary<string, ProvisionedConcurrencyConfig> NoProvisionedConcurrency =
+        ImmutableSortedDictionary.Create<string, ProvisionedConcurrencyConfig>(StringComparer.Ordinal);
+
     public string Name => LatestConfig.Name;
 
     /// <summary>Every configuration environments may run: <c>$LATEST</c> and each published version.</summary>
@@ -110,3 +116,9 @@ internal sealed record FunctionEntry
 
 /// <summary>A published version and the <c>$LATEST</c> revision it was taken from (to tell whether anything changed since).</summary>
 internal sealed record PublishedVersion(FunctionConfig Config, string SourceRevisionId);
+
+/// <summary>
+/// PutProvisionedConcurrencyConfig for one version or alias: <paramref name="Requested"/> environments kept initialised
+/// ahead of traffic (for an alias, of the version it points to).
+/// </summary>
+internal sealed record ProvisionedConcurrencyConfig(string Qualifier, int Requested, DateTimeOffset LastModified);

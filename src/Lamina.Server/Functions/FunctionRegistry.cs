@@ -260,7 +260,7 @@ internal sealed class FunctionRegistry : IDisposable
                 return (FunctionWriteStatus.InUse, aliases);
             }
             await database.DeleteVersionAsync(name, version, CancellationToken.None);
-            _functions[name] = entry with { Versions = entry.Versions.Remove(version) };
+            _functions[name] = entry with { Versions = entry.Versions.Remove(version), ProvisionedConcurrency = entry.ProvisionedConcurrency.Remove(config.Version) };
             deleted = config;
         }
         finally
@@ -387,7 +387,7 @@ internal sealed class FunctionRegistry : IDisposable
                 return FunctionWriteStatus.QualifierNotFound;
             }
             await database.DeleteAliasAsync(name, aliasName, CancellationToken.None);
-            _functions[name] = entry with { Aliases = entry.Aliases.Remove(aliasName) };
+            _functions[name] = entry with { Aliases = entry.Aliases.Remove(aliasName), ProvisionedConcurrency = entry.ProvisionedConcurrency.Remove(aliasName) };
             return FunctionWriteStatus.Succeeded;
         }
         finally
@@ -427,6 +427,44 @@ internal sealed class FunctionRegistry : IDisposable
         }
         return FunctionWriteStatus.Succeeded;
     }
+
+    /// <summary>
+    /// Sets (or, with null, removes) the provisioned concurrency of <paramref name="qualifier"/>. <paramref name="check"/>
+    /// runs under the write lock with the function's current entry and returns the error to refuse with (nothing is
+    /// written), or null. Raises <see cref="ProvisionedConcurrencyChanged"/> once committed.
+    /// </summary>
+    public async Task<(FunctionWriteStatus Status, TError? Error)> SetProvisionedConcurrencyAsync<TError>(string name, string qualifier, int? requested,
+        Func<FunctionEntry, TError?> check, CancellationToken cancellationToken) where TError : class
+    {
+        var database = RequireDatabase();
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            if (!_functions.TryGetValue(name, out var entry))
+            {
+                return (FunctionWriteStatus.NotFound, null);
+            }
+            if (check(entry) is { } error)
+            {
+                return (FunctionWriteStatus.Refused, error);
+            }
+            var config = requested is { } count ? new ProvisionedConcurrencyConfig(qualifier, count, _timeProvider.GetUtcNow()) : null;
+            await database.SetProvisionedConcurrencyAsync(name, qualifier, config, CancellationToken.None);
+            _functions[name] = entry with
+            {
+                ProvisionedConcurrency = config is null ? entry.ProvisionedConcurrency.Remove(qualifier) : entry.ProvisionedConcurrency.SetItem(qualifier, config),
+            };
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+        ProvisionedConcurrencyChanged?.Invoke();
+        return (FunctionWriteStatus.Succeeded, null);
+    }
+
+    /// <summary>Raised after provisioned concurrency was set or removed (the pool reconciles at once rather than at its next sweep).</summary>
+    public event Action? ProvisionedConcurrencyChanged;
 
     /// <summary>Called under the write lock (or at load) after a reservation or the set of functions changed.</summary>
     private void RecomputeReservedTotal() =>

@@ -8,7 +8,7 @@ internal static class CommandLine
 {
     public const string Usage = """
         usage: lamina serve [--port 9000] [--host 127.0.0.1] [--data DIR] [--function-network on|off]
-                    [--account-concurrency 1000]
+                    [--account-concurrency 1000] [--memory-budget MB] [--idle-timeout SECONDS]
 
           serve     start the Lamina server (Lambda API, invoke, runtime API)
             --port  TCP port to listen on (0 picks a free one; default 9000)
@@ -16,6 +16,9 @@ internal static class CommandLine
             --data  data directory: state, code, sandboxes (default ~/.lamina)
             --function-network  outbound network for functions (default on; a function opts out with LAMINA_NETWORK=none)
             --account-concurrency  most invocations running at once, all functions together (default 1000, Lambda's)
+            --memory-budget  most MB the live environments' MemorySize may add up to; idle ones are evicted
+                             least recently used first to make room (default: the machine's memory)
+            --idle-timeout   seconds an idle environment stays warm before it is stopped (default 600)
         """;
 
     public static bool TryParse(string[] args, out string command, [NotNullWhen(true)] out LaminaOptions? options, [NotNullWhen(false)] out string? error)
@@ -45,7 +48,7 @@ internal static class CommandLine
                 value = arg[(eq + 1)..];
                 arg = arg[..eq];
             }
-            else if (arg is "--port" or "--host" or "--data" or "--function-network" or "--account-concurrency")
+            else if (arg is "--port" or "--host" or "--data" or "--function-network" or "--account-concurrency" or "--memory-budget" or "--idle-timeout")
             {
                 if (i + 1 >= args.Length)
                 {
@@ -83,6 +86,20 @@ internal static class CommandLine
                     break;
                 case "--account-concurrency":
                     error = $"lamina: --account-concurrency must be a number from 1 to 1000000, not '{value}'";
+                    options = null;
+                    return false;
+                case "--memory-budget" when int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var budget) && budget >= 128:
+                    options.MemoryBudgetMb = budget;
+                    break;
+                case "--memory-budget":
+                    error = $"lamina: --memory-budget must be a number of MB, at least 128, not '{value}'";
+                    options = null;
+                    return false;
+                case "--idle-timeout" when int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var idle) && idle >= 1:
+                    options.IdleEnvironmentLifetime = TimeSpan.FromSeconds(idle);
+                    break;
+                case "--idle-timeout":
+                    error = $"lamina: --idle-timeout must be a number of seconds, at least 1, not '{value}'";
                     options = null;
                     return false;
                 default:

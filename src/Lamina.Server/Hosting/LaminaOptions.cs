@@ -30,8 +30,40 @@ public sealed class LaminaOptions
     /// </summary>
     public string RuntimesDirectory { get; set; } = Path.Combine(AppContext.BaseDirectory, "lambda-runtimes");
 
-    /// <summary>How long an idle environment stays warm before it is shut down. Default 10 minutes (Lambda keeps idle environments for minutes, not seconds).</summary>
+    /// <summary>
+    /// How long an idle environment stays warm before it is shut down (<c>--idle-timeout SECONDS</c>). Default 10
+    /// minutes (Lambda keeps idle environments for minutes, not seconds). Provisioned environments are never reaped.
+    /// </summary>
     public TimeSpan IdleEnvironmentLifetime { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// The node's memory budget in MB (<c>--memory-budget</c>): the most the MemorySize of all live environments may add
+    /// up to. A cold start beyond it evicts idle environments, least recently used first, or is throttled. Default:
+    /// the machine's physical memory.
+    /// </summary>
+    [Range(128, int.MaxValue)]
+    public int MemoryBudgetMb { get; set; } = PhysicalMemoryMb();
+
+    /// <summary>MemTotal from /proc/meminfo, in MB (a large default if it cannot be read).</summary>
+    public static int PhysicalMemoryMb()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/meminfo"))
+            {
+                // "MemTotal:       16311672 kB"
+                if (line.StartsWith("MemTotal:", StringComparison.Ordinal)
+                    && long.TryParse(line.AsSpan(9).Trim().TrimEnd("kB").Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var kb))
+                {
+                    return (int)Math.Min(int.MaxValue, kb / 1024);
+                }
+            }
+        }
+        catch (IOException)
+        {
+        }
+        return 1024 * 1024;
+    }
 
     /// <summary>
     /// Whether functions get outbound network (through pasta, ~80 ms per cold start). Default on, as on Lambda;

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Globalization;
 using Lamina.Server.Functions;
 using Lamina.Server.Hosting;
 using Lamina.Server.Logs;
@@ -10,9 +11,12 @@ using Microsoft.Extensions.Options;
 namespace Lamina.Server.Invoke;
 
 /// <summary>
-/// The execution environments of every function configuration: idle ones wait on a stack (LIFO keeps the warmest
-/// in use), busy ones belong to their invocation. Starting environments is parallel (no lock is held while a sandbox
-/// starts). One heartbeat sweeps idle environments past their lifetime. Stopping the server stops them all.
+/// The execution environments of every function configuration: idle ones wait in a list ordered by when they went
+/// idle (taken from its end, LIFO, which keeps the warmest in use; evicted from its start), busy ones belong to their
+/// invocation. Starting environments is parallel (no lock is held while a sandbox starts). Live environments together
+/// hold at most the node's memory budget (Σ MemorySize): a cold start that would exceed it evicts the least recently
+/// used idle environment, or is refused (<see cref="CapacityException"/>, a throttle). One heartbeat sweeps idle
+/// environments past their keep-alive and keeps provisioned concurrency at its count. Stopping the server stops them all.
 /// </summary>
 internal sealed partial class EnvironmentPool : IHostedService, IDisposable
 {
@@ -31,6 +35,11 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
     private readonly Cgroups? _cgroups;
     private Task? _heartbeat;
     private readonly Lazy<Task> _stopAll;
+    private readonly int _memoryBudgetMb;
+    private int _memoryInUseMb;
+
+    // Configurations that have had environments, by "name:version": a new configuration of one of them is an update.
+    private readonly ConcurrentDictionary<string, byte> _seen = new(StringComparer.Ordinal);
 
     public EnvironmentPool(IOptions<LaminaOptions> options, RuntimeApiTransport transport, FunctionRegistry registry, Storage.CodeStore codeStore, TimeProvider time, IHostApplicationLifetime lifetime, ILoggerFactory loggers)
     {
@@ -43,6 +52,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         _time = time;
         _logger = loggers.CreateLogger<EnvironmentPool>();
         _functionLogger = loggers.CreateLogger("Lamina.Function");
+        _memoryBudgetMb = _options.MemoryBudgetMb;
         _sandboxError = SandboxLauncher.CheckPrerequisites();
         if (_sandboxError is null)
         {
@@ -57,7 +67,14 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             }
         }
         registry.Retired += OnRetired;
+        registry.ProvisionedConcurrencyChanged += ReconcileProvisioned;
     }
+
+    /// <summary>The node's memory budget (MB): the most that the live environments' MemorySize may add up to.</summary>
+    public int MemoryBudgetMb => _memoryBudgetMb;
+
+    /// <summary>Σ MemorySize of the live environments (MB).</summary>
+    public int MemoryInUseMb => Volatile.Read(ref _memoryInUseMb);
 
     /// <summary>An idle environment of <paramref name="config"/>, or null if none is warm.</summary>
     public ExecutionEnvironment? TryTakeIdle(FunctionConfig config)
@@ -68,27 +85,58 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         }
         lock (slot)
         {
-            while (slot.Idle.TryPop(out var environment))
+            // Provisioned environments first (Lambda routes to them before scaling on demand), then the warmest.
+            return TakeLast(slot.ProvisionedIdle) ?? TakeLast(slot.Idle);
+        }
+
+        static ExecutionEnvironment? TakeLast(List<ExecutionEnvironment> idle)
+        {
+            while (idle.Count > 0)
             {
+                var environment = idle[^1];
+                idle.RemoveAt(idle.Count - 1);
                 if (environment.IsUsable)
                 {
                     return environment;
                 }
             }
+            return null;
         }
-        return null;
     }
 
     /// <summary>
     /// Starts a new environment for <paramref name="config"/> (a cold start). The sandbox is running when this
-    /// returns; its Init may still be in progress. Fails with a <see cref="SandboxException"/> when no sandbox can be made.
+    /// returns; its Init may still be in progress. Fails with a <see cref="SandboxException"/> when no sandbox can be
+    /// made, with a <see cref="CapacityException"/> when the memory budget has no room even after evicting idle ones.
     /// </summary>
-    public async Task<ExecutionEnvironment> StartAsync(FunctionConfig config, string requestId)
+    public async Task<ExecutionEnvironment> StartAsync(FunctionConfig config, string requestId, bool provisioned = false)
     {
         if (_launcher is null)
         {
             throw new SandboxException(_sandboxError ?? "sandboxes are unavailable");
         }
+        var started = Stopwatch.GetTimestamp();
+        if (!TryReserveMemory(config.MemorySize))
+        {
+            throw new CapacityException(string.Create(CultureInfo.InvariantCulture,
+                $"the node's memory budget ({_memoryBudgetMb} MB) is held by busy environments; this function needs {config.MemorySize} MB"));
+        }
+        try
+        {
+            var environment = await LaunchAsync(config, requestId, provisioned);
+            environment.ColdStart.SandboxMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+            return environment;
+        }
+        catch
+        {
+            Interlocked.Add(ref _memoryInUseMb, -config.MemorySize);
+            throw;
+        }
+    }
+
+    private async Task<ExecutionEnvironment> LaunchAsync(FunctionConfig config, string requestId, bool provisioned)
+    {
+        Debug.Assert(_launcher is not null);
         var codeDirectory = _codeStore.GetCodeDirectory(config);
         var optDirectory = _codeStore.GetOptDirectory(config); // the configuration's layers, merged when it was written
         if (!RuntimeCatalog.TryGetCommand(config.Runtime, codeDirectory, optDirectory, out var command, out var entrypointError))
@@ -110,7 +158,14 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
 
         var id = Guid.NewGuid().ToString("N");
         var log = new InvocationLog(config.LogGroupName, InvocationLog.StreamName(_time.GetUtcNow(), config.Version, id));
-        var environment = new ExecutionEnvironment(id, config, log, _time) { InitRequestId = requestId, AccountId = _options.AccountId };
+        var environment = new ExecutionEnvironment(id, config, log, _time)
+        {
+            InitRequestId = requestId,
+            AccountId = _options.AccountId,
+            ProvisionedInit = provisioned,
+            StartedAt = _time.GetUtcNow(),
+        };
+        environment.HoldMemory(config.MemorySize);
         var spec = new SandboxSpec
         {
             Id = id,
@@ -118,7 +173,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             OptDirectory = optDirectory,
             RuntimesDirectory = _options.RuntimesDirectory,
             Command = command,
-            Environment = EnvironmentVariables.For(config, log, _options),
+            Environment = EnvironmentVariables.For(config, log, _options, provisioned),
             MemoryMb = config.MemorySize,
             OutboundNetwork = HasOutboundNetwork(config),
             TmpSizeMb = config.EphemeralStorageSize,
@@ -146,14 +201,95 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         var slot = _slots.GetOrAdd(config, static _ => new Slot());
         lock (slot)
         {
+            environment.ColdStart.Reason = provisioned ? ColdStartReason.Provisioned
+                : slot.All.Count > 0 ? ColdStartReason.ScaleOut
+                : slot.LastEnd switch
+                {
+                    EnvironmentEnd.Failed => ColdStartReason.AfterFailure,
+                    EnvironmentEnd.Evicted => ColdStartReason.AfterEviction,
+                    _ => _seen.ContainsKey(SeenKey(config)) ? ColdStartReason.AfterUpdate : ColdStartReason.FirstInvoke,
+                };
             slot.All.Add(environment);
             if (slot.Retired)
             {
-                environment.MarkDead();
+                environment.MarkDead(EnvironmentEnd.Retired);
             }
         }
+        _seen.TryAdd(SeenKey(config), 0);
         _ = sandbox.Exited.ContinueWith((_, state) => Forget((ExecutionEnvironment)state!), environment, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
         return environment;
+    }
+
+    private static string SeenKey(FunctionConfig config) => config.Name + ":" + config.Version;
+
+    /// <summary>
+    /// Takes <paramref name="memoryMb"/> of the memory budget, evicting idle environments least recently used first
+    /// until it fits. False when even evicting every idle (not provisioned) environment would not make room.
+    /// </summary>
+    private bool TryReserveMemory(int memoryMb)
+    {
+        while (true)
+        {
+            var inUse = Volatile.Read(ref _memoryInUseMb);
+            if (inUse + memoryMb <= _memoryBudgetMb)
+            {
+                if (Interlocked.CompareExchange(ref _memoryInUseMb, inUse + memoryMb, inUse) == inUse)
+                {
+                    return true;
+                }
+                continue;
+            }
+            if (!EvictLeastRecentlyUsed())
+            {
+                return false;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Stops the idle environment that has been idle longest, across all functions, and gives its memory back at once
+    /// (its processes take up to the Shutdown grace to exit). False when nothing is idle.
+    /// </summary>
+    private bool EvictLeastRecentlyUsed()
+    {
+        ExecutionEnvironment? oldest = null;
+        Slot? oldestSlot = null;
+        foreach (var slot in _slots.Values)
+        {
+            lock (slot)
+            {
+                if (slot.Idle.Count > 0 && (oldest is null || slot.Idle[0].IdleSinceTimestamp < oldest.IdleSinceTimestamp))
+                {
+                    oldest = slot.Idle[0];
+                    oldestSlot = slot;
+                }
+            }
+        }
+        if (oldest is null)
+        {
+            return false;
+        }
+        lock (oldestSlot!)
+        {
+            if (!oldestSlot.Idle.Remove(oldest))
+            {
+                return true; // taken meanwhile; look again
+            }
+        }
+        Log.Evicted(_logger, oldest.Config.Name, oldest.Config.Version, oldest.Id);
+        oldest.MarkDead(EnvironmentEnd.Evicted);
+        ReleaseMemory(oldest);
+        _ = StopAsync(oldest);
+        return true;
+    }
+
+    private void ReleaseMemory(ExecutionEnvironment environment)
+    {
+        var memoryMb = environment.TakeMemory();
+        if (memoryMb != 0)
+        {
+            Interlocked.Add(ref _memoryInUseMb, -memoryMb);
+        }
     }
 
     /// <summary>
@@ -182,7 +318,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
                 if (!slot.Retired && !_stopping.IsCancellationRequested)
                 {
                     environment.IdleSinceTimestamp = Stopwatch.GetTimestamp();
-                    slot.Idle.Push(environment);
+                    (environment.Provisioned is not null ? slot.ProvisionedIdle : slot.Idle).Add(environment);
                     return;
                 }
             }
@@ -193,7 +329,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
     /// <summary>Stops an environment that did not work out (init failed, timed out…).</summary>
     public void Discard(ExecutionEnvironment environment)
     {
-        environment.MarkDead();
+        environment.MarkDead(EnvironmentEnd.Failed);
         _ = StopAsync(environment);
     }
 
@@ -233,10 +369,11 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             {
                 slot.Retired = true;
                 slot.Idle.Clear();
+                slot.ProvisionedIdle.Clear();
                 all.AddRange(slot.All);
             }
         }
-        await Task.WhenAll(all.Select(StopAsync));
+        await Task.WhenAll(all.Select(e => StopAsync(e, EnvironmentEnd.Stopped)));
         _cgroups?.RemoveInstance();
     }
 
@@ -256,11 +393,12 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         lock (slot)
         {
             slot.Retired = true;
-            idle = [.. slot.Idle];
+            idle = [.. slot.Idle, .. slot.ProvisionedIdle];
             slot.Idle.Clear();
+            slot.ProvisionedIdle.Clear();
             foreach (var environment in slot.All)
             {
-                environment.MarkDead(); // Busy ones finish their invocation, then stop on return.
+                environment.MarkDead(EnvironmentEnd.Retired); // Busy ones finish their invocation, then stop on return.
             }
         }
         foreach (var environment in idle)
@@ -273,9 +411,9 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
     /// Lambda's Shutdown phase: extensions subscribed to SHUTDOWN get the event and up to 2 s in all to finish;
     /// then the runtime gets SIGTERM and 300 ms; then everything left is killed.
     /// </summary>
-    private async Task StopAsync(ExecutionEnvironment environment)
+    private async Task StopAsync(ExecutionEnvironment environment, EnvironmentEnd reason = EnvironmentEnd.Stopped)
     {
-        environment.MarkDead();
+        environment.MarkDead(reason);
         if (environment.Sandbox is { } sandbox)
         {
             var runtimeGrace = TimeSpan.FromMilliseconds(300);
@@ -295,11 +433,17 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
     {
         environment.Telemetry?.Dispose();
         _ = environment.Sandbox?.DestroyAsync();
+        ReleaseMemory(environment);
         if (_slots.TryGetValue(environment.Config, out var slot))
         {
             lock (slot)
             {
-                slot.All.Remove(environment);
+                if (slot.All.Remove(environment))
+                {
+                    slot.LastEnd = environment.End;
+                }
+                slot.Idle.Remove(environment); // it may have died while idle
+                slot.ProvisionedIdle.Remove(environment);
                 if (slot.All.Count == 0 && slot.Retired)
                 {
                     _slots.TryRemove(new KeyValuePair<FunctionConfig, Slot>(environment.Config, slot));
@@ -316,39 +460,8 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         {
             while (await timer.WaitForNextTickAsync(_stopping.Token))
             {
-                var lifetime = _options.IdleEnvironmentLifetime;
-                foreach (var slot in _slots.Values)
-                {
-                    List<ExecutionEnvironment>? expired = null;
-                    lock (slot)
-                    {
-                        if (slot.Idle.Count == 0)
-                        {
-                            continue;
-                        }
-                        var keep = new Stack<ExecutionEnvironment>();
-                        foreach (var environment in slot.Idle.Reverse())
-                        {
-                            if (Stopwatch.GetElapsedTime(environment.IdleSinceTimestamp) > lifetime || !environment.IsUsable)
-                            {
-                                (expired ??= []).Add(environment);
-                            }
-                            else
-                            {
-                                keep.Push(environment);
-                            }
-                        }
-                        slot.Idle.Clear();
-                        foreach (var environment in keep.Reverse())
-                        {
-                            slot.Idle.Push(environment);
-                        }
-                    }
-                    foreach (var environment in expired ?? [])
-                    {
-                        _ = StopAsync(environment);
-                    }
-                }
+                ReapIdle(_options.IdleEnvironmentLifetime);
+                ReconcileProvisioned();
             }
         }
         catch (OperationCanceledException)
@@ -356,11 +469,68 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         }
     }
 
+    /// <summary>Every live environment as operators see it (<c>GET /lamina/v1/environments</c>).</summary>
+    public List<EnvironmentInfo> Snapshot()
+    {
+        var result = new List<EnvironmentInfo>();
+        foreach (var slot in _slots.Values)
+        {
+            lock (slot)
+            {
+                foreach (var environment in slot.All)
+                {
+                    var state = !environment.IsUsable ? "stopping"
+                        : !environment.Initialized ? "initializing"
+                        : slot.Idle.Contains(environment) || slot.ProvisionedIdle.Contains(environment) ? "idle"
+                        : "busy";
+                    result.Add(new EnvironmentInfo(environment, state));
+                }
+            }
+        }
+        return result;
+    }
+
+    /// <summary>Stops idle environments past their keep-alive time (oldest first in each list, so it stops at the first that is not).</summary>
+    private void ReapIdle(TimeSpan lifetime)
+    {
+        foreach (var slot in _slots.Values)
+        {
+            List<ExecutionEnvironment>? expired = null;
+            lock (slot)
+            {
+                var count = 0;
+                while (count < slot.Idle.Count && (Stopwatch.GetElapsedTime(slot.Idle[count].IdleSinceTimestamp) > lifetime || !slot.Idle[count].IsUsable))
+                {
+                    count++;
+                }
+                if (count == 0)
+                {
+                    continue;
+                }
+                expired = slot.Idle.GetRange(0, count);
+                slot.Idle.RemoveRange(0, count);
+            }
+            foreach (var environment in expired)
+            {
+                Log.Reaped(_logger, environment.Config.Name, environment.Config.Version, environment.Id);
+                _ = StopAsync(environment, EnvironmentEnd.Evicted);
+            }
+        }
+    }
+
     private sealed class Slot
     {
-        public readonly Stack<ExecutionEnvironment> Idle = new();
+        /// <summary>Idle on-demand environments, oldest idle first.</summary>
+        public readonly List<ExecutionEnvironment> Idle = [];
+
+        /// <summary>Idle provisioned environments (never reaped nor evicted while their provisioned concurrency wants them).</summary>
+        public readonly List<ExecutionEnvironment> ProvisionedIdle = [];
+
         public readonly HashSet<ExecutionEnvironment> All = [];
         public bool Retired;
+
+        /// <summary>Why the last environment to go went (explains the next cold start).</summary>
+        public EnvironmentEnd LastEnd;
     }
 
     private static void LogFunctionOutput(ILogger logger, string function, string line)
@@ -378,8 +548,23 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
 
         [LoggerMessage(EventId = Diagnostics.EventIds.FunctionOutput, Level = LogLevel.Debug, Message = "[{Function}] {Line}")]
         public static partial void FunctionOutput(ILogger logger, string function, string line);
+
+        [LoggerMessage(EventId = Diagnostics.EventIds.EnvironmentEvicted, Level = LogLevel.Information, Message = "Evicted idle environment {Id} of {Function}:{Version} for the node's memory budget")]
+        public static partial void Evicted(ILogger logger, string function, string version, string id);
+
+        [LoggerMessage(EventId = Diagnostics.EventIds.EnvironmentReaped, Level = LogLevel.Debug, Message = "Stopped environment {Id} of {Function}:{Version}: idle past its keep-alive time")]
+        public static partial void Reaped(ILogger logger, string function, string version, string id);
+
+        [LoggerMessage(EventId = Diagnostics.EventIds.ProvisionedInitFailed, Level = LogLevel.Warning, Message = "Provisioned concurrency of {Function}:{Qualifier} failed: {Reason}")]
+        public static partial void ProvisionedInitFailed(ILogger logger, string function, string qualifier, string reason);
     }
 }
+
+/// <summary>One environment and its state (<c>initializing</c>, <c>idle</c>, <c>busy</c>, <c>stopping</c>) at the time of a snapshot.</summary>
+internal readonly record struct EnvironmentInfo(ExecutionEnvironment Environment, string State);
+
+/// <summary>No environment can start now: the node's memory budget is held by busy environments (a throttle).</summary>
+internal sealed class CapacityException(string message) : Exception(message);
 
 /// <summary>The function cannot start: its entrypoint is missing (Lambda: Runtime.InvalidEntrypoint).</summary>
 internal sealed class EntrypointException(string message) : Exception(message);

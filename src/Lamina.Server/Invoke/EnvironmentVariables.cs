@@ -10,7 +10,7 @@ namespace Lamina.Server.Invoke;
 internal static class EnvironmentVariables
 {
     /// <summary>Defaults first, then the user's variables, then the reserved ones, which nobody can override.</summary>
-    public static Dictionary<string, string> For(FunctionConfig config, InvocationLog log, LaminaOptions options)
+    public static Dictionary<string, string> For(FunctionConfig config, InvocationLog log, LaminaOptions options, bool provisioned = false)
     {
         var variables = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (key, value) in RuntimeCatalog.DefaultVariables(config.Runtime))
@@ -34,7 +34,7 @@ internal static class EnvironmentVariables
         variables["AWS_LAMBDA_FUNCTION_NAME"] = config.Name;
         variables["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = config.MemorySize.ToString(CultureInfo.InvariantCulture);
         variables["AWS_LAMBDA_FUNCTION_VERSION"] = config.Version;
-        variables["AWS_LAMBDA_INITIALIZATION_TYPE"] = "on-demand";
+        variables["AWS_LAMBDA_INITIALIZATION_TYPE"] = provisioned ? "provisioned-concurrency" : "on-demand";
         variables["AWS_LAMBDA_LOG_GROUP_NAME"] = log.LogGroupName;
         variables["AWS_LAMBDA_LOG_STREAM_NAME"] = log.LogStreamName;
         variables["AWS_LAMBDA_LOG_FORMAT"] = config.LogFormat;

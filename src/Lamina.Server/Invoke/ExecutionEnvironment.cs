@@ -31,6 +31,8 @@ internal sealed class ExecutionEnvironment
     private string? _lastRequestId;
     private double? _initDurationMs;
     private volatile bool _dead;
+    private int _end; // EnvironmentEnd: why it stopped taking invocations (the first reason wins)
+    private int _memoryMb;
 
     public ExecutionEnvironment(string id, FunctionConfig config, InvocationLog log, TimeProvider time)
     {
@@ -71,6 +73,30 @@ internal sealed class ExecutionEnvironment
     /// <summary>False once the environment crashed, timed out or was stopped; it never takes another invocation.</summary>
     public bool IsUsable => !_dead;
 
+    /// <summary>Why the environment stopped taking invocations (<see cref="EnvironmentEnd.None"/> while it is usable).</summary>
+    public EnvironmentEnd End => (EnvironmentEnd)Volatile.Read(ref _end);
+
+    /// <summary>True once Init succeeded: the runtime asked for its first event and every extension settled.</summary>
+    public bool Initialized { get; private set; }
+
+    /// <summary>Initialised ahead of traffic for provisioned concurrency (<c>AWS_LAMBDA_INITIALIZATION_TYPE</c>); its REPORT has no Init Duration.</summary>
+    public bool ProvisionedInit { get; init; }
+
+    /// <summary>The provisioned concurrency this environment counts for, if any (the pool keeps it warm and replaces it).</summary>
+    public ProvisionedTarget? Provisioned { get; set; }
+
+    /// <summary>Why this environment was started, and how long each phase of its cold start took.</summary>
+    public ColdStart ColdStart { get; } = new();
+
+    /// <summary>When the environment was started (wall clock), for operators.</summary>
+    public DateTimeOffset StartedAt { get; init; }
+
+    /// <summary>Counts <paramref name="memoryMb"/> against the node's memory budget until <see cref="TakeMemory"/>.</summary>
+    public void HoldMemory(int memoryMb) => Volatile.Write(ref _memoryMb, memoryMb);
+
+    /// <summary>Gives the environment's share of the memory budget back, once (0 on later calls).</summary>
+    public int TakeMemory() => Interlocked.Exchange(ref _memoryMb, 0);
+
     /// <summary>When the environment last finished an invocation (for idle reaping).</summary>
     public long IdleSinceTimestamp { get; set; }
 
@@ -108,18 +134,25 @@ internal sealed class ExecutionEnvironment
         }
         _initDurationMs = Stopwatch.GetElapsedTime(_createdTimestamp).TotalMilliseconds;
         var initDuration = _initDurationMs.Value;
+        ColdStart.InitMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        Initialized = outcome is null;
+        var initializationType = ProvisionedInit ? "provisioned-concurrency" : "on-demand";
         Telemetry?.Publish("platform.initReport", w =>
         {
-            w.WriteString("initializationType", "on-demand");
+            w.WriteString("initializationType", initializationType);
             w.WriteString("phase", "init");
             w.WriteString("status", outcome is null ? "success" : InitTimedOut ? "timeout" : "error");
             w.WriteStartObject("metrics");
             w.WriteNumber("durationMs", Math.Round(initDuration, 3));
             w.WriteEndObject();
         });
+        if (ProvisionedInit)
+        {
+            _initDurationMs = null; // Init ran ahead of traffic: no invocation reports it (Lambda's REPORT has no Init Duration then).
+        }
         if (outcome is not null)
         {
-            MarkDead();
+            MarkDead(EnvironmentEnd.Failed);
             // Whatever the failed runtime printed belongs to the error's invocation log.
             Sandbox?.DrainOutput(flushPartialLines: true);
         }
@@ -210,7 +243,7 @@ internal sealed class ExecutionEnvironment
         if (invocation.TryComplete(timedOut))
         {
             // Lambda resets the environment: the runtime is killed, the next invocation starts cold.
-            MarkDead();
+            MarkDead(EnvironmentEnd.Failed);
             Sandbox?.DrainOutput(flushPartialLines: true);
             Sandbox?.Kill();
             Log.Append(string.Create(CultureInfo.InvariantCulture, $"{InvocationLog.Timestamp(_time.GetUtcNow())} {invocation.RequestId} Task timed out after {timeout.TotalSeconds:F2} seconds"));
@@ -228,7 +261,7 @@ internal sealed class ExecutionEnvironment
         }
         catch (TimeoutException)
         {
-            MarkDead();
+            MarkDead(EnvironmentEnd.Failed);
             Sandbox?.Kill();
             Log.Append(string.Create(CultureInfo.InvariantCulture, $"{InvocationLog.Timestamp(_time.GetUtcNow())} {invocation.RequestId} Task timed out after {timeout.TotalSeconds:F2} seconds"));
             status = "timeout";
@@ -318,8 +351,12 @@ internal sealed class ExecutionEnvironment
         return RuntimeApiStatus.Accepted;
     }
 
-    /// <summary>Stops taking invocations (the configuration was replaced, the server is stopping, it failed).</summary>
-    public void MarkDead() => _dead = true;
+    /// <summary>Stops taking invocations (the configuration was replaced, the server is stopping, it failed…) for <paramref name="reason"/>.</summary>
+    public void MarkDead(EnvironmentEnd reason)
+    {
+        Interlocked.CompareExchange(ref _end, (int)reason, (int)EnvironmentEnd.None);
+        _dead = true;
+    }
 
     /// <summary>
     /// Ends the runtime's pending <c>next</c> (it answers 500 and the runtime exits): the last step of Shutdown,
@@ -346,7 +383,7 @@ internal sealed class ExecutionEnvironment
 
     private void OnExited(SandboxExitInfo exit)
     {
-        MarkDead();
+        MarkDead(EnvironmentEnd.Failed); // unless it was being stopped already (then that reason stands)
         Invocation? current;
         lock (_lock)
         {
@@ -366,6 +403,72 @@ internal sealed class ExecutionEnvironment
             ? InvocationResult.PlatformError("Runtime.OutOfMemory", $"{prefix}Error: Runtime exited with error: signal: killed")
             : InvocationResult.PlatformError("Runtime.ExitError", $"{prefix}Error: Runtime exited with error: {exit.Describe()}");
     }
+}
+
+/// <summary>Why an environment stopped taking invocations; the next cold start of its configuration is explained by it.</summary>
+internal enum EnvironmentEnd
+{
+    None,
+
+    /// <summary>It crashed, timed out, ran out of memory or failed its Init.</summary>
+    Failed,
+
+    /// <summary>Idle past the keep-alive time, or evicted for the node's memory budget.</summary>
+    Evicted,
+
+    /// <summary>Its configuration stopped being current (code or configuration changed, deleted).</summary>
+    Retired,
+
+    /// <summary>The server is stopping, or provisioned concurrency no longer needs it.</summary>
+    Stopped,
+}
+
+/// <summary>Why an environment was started, as operators and metrics name it.</summary>
+internal enum ColdStartReason
+{
+    /// <summary>The configuration's first environment.</summary>
+    FirstInvoke,
+
+    /// <summary>Every environment of the configuration was busy.</summary>
+    ScaleOut,
+
+    /// <summary>The configuration's environments had been reaped when idle or evicted for memory.</summary>
+    AfterEviction,
+
+    /// <summary>The function's code or configuration changed since its last environment.</summary>
+    AfterUpdate,
+
+    /// <summary>The configuration's last environment crashed, timed out or failed its Init.</summary>
+    AfterFailure,
+
+    /// <summary>Started ahead of traffic for provisioned concurrency.</summary>
+    Provisioned,
+}
+
+/// <summary>A cold start: its reason and phases (sandbox creation, then Init, of which the handler's part when the runtime reports it).</summary>
+internal sealed class ColdStart
+{
+    public ColdStartReason Reason { get; set; }
+
+    /// <summary>From the decision to start to a running sandbox (namespaces, cgroup, mounts, network).</summary>
+    public double SandboxMs { get; set; }
+
+    /// <summary>Init: extensions, runtime and handler, until the runtime first asks for an event.</summary>
+    public double? InitMs { get; set; }
+
+    /// <summary>The handler's own part of Init (module load, static initialisers), when the runtime reports it.</summary>
+    public double? HandlerInitMs { get; set; }
+
+    /// <summary>The label metrics and operators see: <c>first_invoke</c>, <c>scale_out</c>, <c>after_eviction</c>, …</summary>
+    public static string Label(ColdStartReason reason) => reason switch
+    {
+        ColdStartReason.FirstInvoke => "first_invoke",
+        ColdStartReason.ScaleOut => "scale_out",
+        ColdStartReason.AfterEviction => "after_eviction",
+        ColdStartReason.AfterUpdate => "after_update",
+        ColdStartReason.AfterFailure => "after_failure",
+        _ => "provisioned",
+    };
 }
 
 /// <summary>What the Runtime API answers a runtime's post.</summary>

@@ -45,6 +45,7 @@ internal sealed partial class Invoker(EnvironmentPool pool, IOptions<LaminaOptio
             {
                 return (cold.Failure, false);
             }
+            var reason = cold.Environment.ColdStart.Reason;
             if (cold.Environment.InitTimedOut)
             {
                 // Lambda retries an Init that ran out of time once, inside the invocation, bounded by the function's timeout.
@@ -54,8 +55,15 @@ internal sealed partial class Invoker(EnvironmentPool pool, IOptions<LaminaOptio
                 {
                     return (cold.Failure, false);
                 }
+                cold.Environment.ColdStart.Reason = reason;
             }
             environment = cold.Environment;
+            if (logger.IsEnabled(LogLevel.Information))
+            {
+                var coldStart = environment.ColdStart;
+                var label = ColdStart.Label(coldStart.Reason);
+                Log.ColdStart(logger, config.Name, config.Version, label, coldStart.SandboxMs, coldStart.InitMs ?? 0, coldStart.HandlerInitMs);
+            }
             if (cold.InitError is not null)
             {
                 environment.ReportFailedInit(invocation.RequestId);
@@ -91,7 +99,7 @@ internal sealed partial class Invoker(EnvironmentPool pool, IOptions<LaminaOptio
     }
 
     /// <summary>Starts an environment and waits for its Init. Environment is null when none could be made.</summary>
-    private async Task<ColdStart> StartAsync(FunctionConfig config, Invocation invocation, TimeSpan initLimit)
+    private async Task<StartResult> StartAsync(FunctionConfig config, Invocation invocation, TimeSpan initLimit)
     {
         ExecutionEnvironment environment;
         try
@@ -100,25 +108,36 @@ internal sealed partial class Invoker(EnvironmentPool pool, IOptions<LaminaOptio
         }
         catch (EntrypointException e)
         {
-            return new ColdStart(null, null, new InvokeOutcome(InvocationResult.PlatformError("Runtime.InvalidEntrypoint", $"RequestId: {invocation.RequestId} Error: {e.Message}"), null));
+            return new StartResult(null, null, new InvokeOutcome(InvocationResult.PlatformError("Runtime.InvalidEntrypoint", $"RequestId: {invocation.RequestId} Error: {e.Message}"), null));
+        }
+        catch (CapacityException e)
+        {
+            return new StartResult(null, null, new InvokeOutcome(null, null, e.Message, ConcurrencyLimiter.AccountLimitReason));
         }
         catch (SandboxException e)
         {
             Log.SandboxStartFailed(logger, config.Name, e.Message);
-            return new ColdStart(null, null, new InvokeOutcome(null, null, $"The execution environment could not be created: {e.Message}"));
+            return new StartResult(null, null, new InvokeOutcome(null, null, $"The execution environment could not be created: {e.Message}"));
         }
         var initError = await environment.WaitForInitAsync(initLimit, invocation.RequestId);
-        return new ColdStart(environment, initError, default);
+        return new StartResult(environment, initError, default);
     }
 
-    private readonly record struct ColdStart(ExecutionEnvironment? Environment, InvocationResult? InitError, InvokeOutcome Failure);
+    private readonly record struct StartResult(ExecutionEnvironment? Environment, InvocationResult? InitError, InvokeOutcome Failure);
 
     private static partial class Log
     {
         [LoggerMessage(EventId = Diagnostics.EventIds.SandboxStartFailed, Level = LogLevel.Error, Message = "Could not start an environment for {Function}: {Reason}")]
         public static partial void SandboxStartFailed(ILogger logger, string function, string reason);
+
+        [LoggerMessage(EventId = Diagnostics.EventIds.ColdStart, Level = LogLevel.Information,
+            Message = "Cold start of {Function}:{Version} ({Reason}): sandbox {SandboxMs:F1} ms, init {InitMs:F1} ms, handler init {HandlerInitMs} ms")]
+        public static partial void ColdStart(ILogger logger, string function, string version, string reason, double sandboxMs, double initMs, double? handlerInitMs);
     }
 }
 
-/// <summary>The result of an invocation, its log tail if asked for, or a platform failure message.</summary>
-internal readonly record struct InvokeOutcome(InvocationResult? Result, string? LogTail, string? PlatformFailure = null);
+/// <summary>
+/// The result of an invocation, its log tail if asked for, or a platform failure message; with
+/// <paramref name="ThrottleReason"/> the failure is a throttle (no room to start an environment).
+/// </summary>
+internal readonly record struct InvokeOutcome(InvocationResult? Result, string? LogTail, string? PlatformFailure = null, string? ThrottleReason = null);

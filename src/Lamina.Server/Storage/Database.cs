@@ -21,7 +21,7 @@ namespace Lamina.Server.Storage;
 internal sealed class Database
 {
     /// <summary>Version of the schema this server writes; stored in <c>PRAGMA user_version</c>.</summary>
-    public const int SchemaVersion = 3;
+    public const int SchemaVersion = 4;
 
     // Each step takes the schema from version i to i + 1. Append, never edit a shipped step.
     private static readonly string[] Migrations =
@@ -79,6 +79,16 @@ internal sealed class Database
         // 3: reserved concurrency (issue #5); NULL = the function uses the unreserved pool.
         """
         ALTER TABLE functions ADD COLUMN reserved_concurrency INTEGER;
+        """,
+        // 4: provisioned concurrency (issue #5), per published version or alias.
+        """
+        CREATE TABLE provisioned_concurrency (
+            function_name  TEXT    NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+            qualifier      TEXT    NOT NULL,  -- a version number or an alias name
+            requested      INTEGER NOT NULL,
+            modified_at    TEXT    NOT NULL,  -- ISO 8601, as Lambda reports LastModified
+            PRIMARY KEY (function_name, qualifier)
+        );
         """,
     ];
 
@@ -202,6 +212,28 @@ internal sealed class Database
             }
         }
 
+        var provisioned = new Dictionary<string, ImmutableSortedDictionary<string, ProvisionedConcurrencyConfig>.Builder>(StringComparer.Ordinal);
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "SELECT function_name, qualifier, requested, modified_at FROM provisioned_concurrency;";
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
+            {
+                var name = reader.GetString(0);
+                if (!entries.ContainsKey(name))
+                {
+                    continue;
+                }
+                if (!provisioned.TryGetValue(name, out var builder))
+                {
+                    provisioned[name] = builder = ImmutableSortedDictionary.CreateBuilder<string, ProvisionedConcurrencyConfig>(StringComparer.Ordinal);
+                }
+                var config = new ProvisionedConcurrencyConfig(reader.GetString(1), reader.GetInt32(2),
+                    DateTimeOffset.Parse(reader.GetString(3), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind));
+                builder[config.Qualifier] = config;
+            }
+        }
+
         var result = new List<FunctionEntry>(entries.Count);
         foreach (var entry in entries.Values)
         {
@@ -209,6 +241,7 @@ internal sealed class Database
             {
                 Versions = versions.TryGetValue(entry.Name, out var v) ? v.ToImmutable() : entry.Versions,
                 Aliases = aliases.TryGetValue(entry.Name, out var a) ? a.ToImmutable() : entry.Aliases,
+                ProvisionedConcurrency = provisioned.TryGetValue(entry.Name, out var p) ? p.ToImmutable() : entry.ProvisionedConcurrency,
             });
         }
         return result;
@@ -289,6 +322,28 @@ internal sealed class Database
         return await command.ExecuteNonQueryAsync(cancellationToken) == 1;
     }
 
+    /// <summary>Sets (or, with null, removes) the provisioned concurrency of one version or alias.</summary>
+    public async Task SetProvisionedConcurrencyAsync(string name, string qualifier, ProvisionedConcurrencyConfig? config, CancellationToken cancellationToken)
+    {
+        await using var connection = Open();
+        await using var command = connection.CreateCommand();
+        command.CommandText = config is null
+            ? "DELETE FROM provisioned_concurrency WHERE function_name = $name AND qualifier = $qualifier;"
+            : """
+              INSERT INTO provisioned_concurrency (function_name, qualifier, requested, modified_at)
+              VALUES ($name, $qualifier, $requested, $modified)
+              ON CONFLICT (function_name, qualifier) DO UPDATE SET requested = excluded.requested, modified_at = excluded.modified_at;
+              """;
+        command.Parameters.AddWithValue("$name", name);
+        command.Parameters.AddWithValue("$qualifier", qualifier);
+        if (config is not null)
+        {
+            command.Parameters.AddWithValue("$requested", config.Requested);
+            command.Parameters.AddWithValue("$modified", config.LastModified.ToString("O", CultureInfo.InvariantCulture));
+        }
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
     /// <summary>Deletes a function with its tags, versions and aliases. False if there was no such function.</summary>
     public async Task<bool> DeleteFunctionAsync(string name, CancellationToken cancellationToken)
     {
@@ -300,6 +355,7 @@ internal sealed class Database
             dependents.Transaction = transaction;
             dependents.CommandText = """
                 DELETE FROM function_tags WHERE function_name = $name;
+                DELETE FROM provisioned_concurrency WHERE function_name = $name;
                 DELETE FROM function_aliases WHERE function_name = $name;
                 DELETE FROM function_versions WHERE function_name = $name;
                 """;
@@ -404,11 +460,19 @@ internal sealed class Database
     public async Task DeleteVersionAsync(string name, int version, CancellationToken cancellationToken)
     {
         await using var connection = Open();
+        await using var transaction = connection.BeginTransaction();
         await using var command = connection.CreateCommand();
-        command.CommandText = "DELETE FROM function_versions WHERE function_name = $name AND version = $version;";
+        command.Transaction = transaction;
+        // Its provisioned concurrency goes with it, in the same transaction.
+        command.CommandText = """
+            DELETE FROM provisioned_concurrency WHERE function_name = $name AND qualifier = $qualifier;
+            DELETE FROM function_versions WHERE function_name = $name AND version = $version;
+            """;
         command.Parameters.AddWithValue("$name", name);
         command.Parameters.AddWithValue("$version", version);
+        command.Parameters.AddWithValue("$qualifier", version.ToString(CultureInfo.InvariantCulture));
         await command.ExecuteNonQueryAsync(cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
     }
 
     /// <summary>Inserts or replaces an alias (the registry checks existence and RevisionId under its lock).</summary>
@@ -437,11 +501,17 @@ internal sealed class Database
     public async Task DeleteAliasAsync(string functionName, string alias, CancellationToken cancellationToken)
     {
         await using var connection = Open();
+        await using var transaction = connection.BeginTransaction();
         await using var command = connection.CreateCommand();
-        command.CommandText = "DELETE FROM function_aliases WHERE function_name = $function AND name = $name;";
+        command.Transaction = transaction;
+        command.CommandText = """
+            DELETE FROM provisioned_concurrency WHERE function_name = $function AND qualifier = $name;
+            DELETE FROM function_aliases WHERE function_name = $function AND name = $name;
+            """;
         command.Parameters.AddWithValue("$function", functionName);
         command.Parameters.AddWithValue("$name", alias);
         await command.ExecuteNonQueryAsync(cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
     }
 
     /// <summary>Every layer: its version counter and its remaining versions, for the layer registry at startup.</summary>

@@ -166,6 +166,38 @@ public sealed class FunctionVersionsTests : IDisposable
     }
 
     [Fact]
+    public async Task ProvisionedConcurrency_Persisted_AndRemovedWithItsVersionAndAlias()
+    {
+        var (registry, _) = CreateSut();
+        await WithFunctionAsync(registry);
+        await Publish(registry);
+        await Touch(registry, 256);
+        await Publish(registry);
+        await registry.CreateAliasAsync("fn", "live", _ => Alias("2"), CancellationToken.None);
+        var changes = 0;
+        registry.ProvisionedConcurrencyChanged += () => changes++;
+
+        Assert.Equal(FunctionWriteStatus.Succeeded, (await registry.SetProvisionedConcurrencyAsync<string>("fn", "1", 3, _ => null, CancellationToken.None)).Status);
+        Assert.Equal(FunctionWriteStatus.Succeeded, (await registry.SetProvisionedConcurrencyAsync<string>("fn", "live", 2, _ => null, CancellationToken.None)).Status);
+        var refused = await registry.SetProvisionedConcurrencyAsync("fn", "1", 9, _ => "no", CancellationToken.None);
+        Assert.Equal((FunctionWriteStatus.Refused, "no"), refused);
+        Assert.Equal(2, changes);
+
+        var (reloaded, _) = CreateSut();
+        Assert.True(reloaded.TryGetEntry("fn", out var entry));
+        Assert.Equal([("1", 3), ("live", 2)], entry.ProvisionedConcurrency.Values.Select(p => (p.Qualifier, p.Requested)));
+        Assert.Equal(_time.GetUtcNow(), entry.ProvisionedConcurrency["1"].LastModified);
+
+        await reloaded.DeleteAliasAsync("fn", "live", CancellationToken.None);
+        await reloaded.DeleteVersionAsync("fn", 1, CancellationToken.None);
+        Assert.True(reloaded.TryGetEntry("fn", out entry));
+        Assert.Empty(entry.ProvisionedConcurrency);
+        var (again, _) = CreateSut();
+        Assert.True(again.TryGetEntry("fn", out entry));
+        Assert.Empty(entry.ProvisionedConcurrency);
+    }
+
+    [Fact]
     public async Task DeleteVersionAsync_ReferencedByAlias_InUseUntilAliasMoves()
     {
         var (registry, _) = CreateSut();
