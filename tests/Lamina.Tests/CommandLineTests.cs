@@ -38,7 +38,22 @@ public sealed class CommandLineTests
         Assert.Contains("--account-concurrency", error, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void TryParse_MemoryBudgetAndIdleTimeout_DefaultToMachineMemoryAndTenMinutes()
+    {
+        Assert.True(CommandLine.TryParse(["serve"], out _, out var defaults, out _));
+        Assert.Equal(LaminaOptions.PhysicalMemoryMb(), defaults!.MemoryBudgetMb);
+        Assert.True(defaults.MemoryBudgetMb > 128);
+        Assert.Equal(TimeSpan.FromMinutes(10), defaults.IdleEnvironmentLifetime);
+        Assert.True(CommandLine.TryParse(["serve", "--memory-budget", "2048", "--idle-timeout=30"], out _, out var options, out _));
+        Assert.Equal(2048, options!.MemoryBudgetMb);
+        Assert.Equal(TimeSpan.FromSeconds(30), options.IdleEnvironmentLifetime);
+    }
+
     [Theory]
+    [InlineData("serve", "--memory-budget", "64")]
+    [InlineData("serve", "--idle-timeout", "0")]
+    [InlineData("serve", "--idle-timeout", "-5")]
     [InlineData("serve", "--port", "70000")]
     [InlineData("serve", "--port", "abc")]
     [InlineData("serve", "--bogus")]

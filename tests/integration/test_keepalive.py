@@ -1,0 +1,208 @@
+"""Keep-alive and eviction (issue #5): idle environments are reaped after --idle-timeout; the node's memory budget
+(--memory-budget) evicts idle environments least recently used first and throttles when nothing can be evicted; each
+cold start records its reason and phases (GET /lamina/v1/environments)."""
+from __future__ import annotations
+
+import json
+import os
+import time
+import unittest
+from concurrent.futures import ThreadPoolExecutor
+
+import lamina_harness as h
+from test_concurrency import _invoke_outcome, _sent
+
+MODULE = __name__
+
+WHO_PY = '''
+import os, time, uuid
+PROCESS = uuid.uuid4().hex
+
+def handler(event, context):
+    if event.get("crash"):
+        os._exit(3)
+    time.sleep(float(event.get("sleep", 0)))
+    return {"process": PROCESS}
+'''
+
+
+def setUpModule():
+    h.start_module_server(MODULE)
+
+
+def tearDownModule():
+    h.stop_module_server(MODULE)
+
+
+class _Base(h.LaminaTestCase):
+
+    def _fn(self, memory: int = 128, **kwargs) -> str:
+        name = self.fn_name()
+        self.create_function(h.make_zip({"app.py": WHO_PY}), name=name, MemorySize=memory, Timeout=30, **kwargs)
+        return name
+
+    def _environments(self, name: str | None = None) -> list[dict]:
+        resp = self.server.raw("GET", "/lamina/v1/environments")
+        self.assertEqual(resp.status, 200, repr(resp))
+        return [e for e in resp.json["Environments"] if name is None or e["FunctionName"] == name]
+
+    def _live(self, name: str) -> list[dict]:
+        return [e for e in self._environments(name) if e["State"] != "stopping"]
+
+    def _wait_live(self, name: str, count: int, timeout: float = 20) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while True:
+            live = self._live(name)
+            if len(live) == count:
+                return live
+            if time.monotonic() > deadline:
+                self.fail(f"{len(live)} live environments of {name}, expected {count}: {self._environments(name)}")
+            time.sleep(0.1)
+
+
+class ColdStartReasonTests(_Base):
+
+    def test_reasons_first_scale_out_update_and_failure_with_phases(self):
+        name = self._fn()
+        self.invoke_ok(name, {})
+        [first] = self._live(name)
+        self.assertEqual(first["ColdStartReason"], "first_invoke")
+        self.assertEqual(first["InitializationType"], "on-demand")
+        self.assertGreater(first["SandboxMs"], 0)
+        self.assertGreater(first["InitMs"], 0)
+
+        # Two at once: the warm one serves one, the other scales out.
+        with ThreadPoolExecutor(2) as pool:
+            calls = [_sent(pool, self.server.url, name, {"sleep": 1.5}) for _ in range(2)]
+            self.assertEqual([c.result(60)["status"] for c in calls], [200, 200])
+        reasons = sorted(e["ColdStartReason"] for e in self._live(name))
+        self.assertEqual(reasons, ["first_invoke", "scale_out"])
+
+        # A configuration change retires them; the next cold start says why.
+        self.lam.update_function_configuration(FunctionName=name, Description="changed")
+        self.wait_updated(name)
+        self.invoke_ok(name, {})
+        self.assertEqual([e["ColdStartReason"] for e in self._wait_live(name, 1)], ["after_update"])
+
+        # A crash resets the environment; the next one starts after a failure.
+        resp, _, _ = self.invoke(name, {"crash": True})
+        self.assertEqual(resp.get("FunctionError"), "Unhandled")
+        self._wait_live(name, 0)
+        self.invoke_ok(name, {})
+        self.assertEqual([e["ColdStartReason"] for e in self._wait_live(name, 1)], ["after_failure"])
+
+
+class IdleTimeoutTests(_Base):
+    """A server of its own with --idle-timeout 1."""
+
+    _server: h.LaminaServer | None = None
+
+    @classmethod
+    def setUpClass(cls):
+        if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
+            raise unittest.SkipTest("needs a server started with --idle-timeout")
+        cls._server = h.LaminaServer("keepalive-idle", ["--idle-timeout", "1"]).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls._server is not None:
+            cls._server.stop()
+
+    @property
+    def server(self) -> h.LaminaServer:
+        return type(self)._server
+
+    def test_idle_environment_is_reaped_and_the_next_start_says_after_eviction(self):
+        name = self._fn()
+        _, first = self.invoke_ok(name, {})
+        self._wait_live(name, 0)  # reaped by the heartbeat once idle for a second
+        _, second = self.invoke_ok(name, {})
+        self.assertNotEqual(first["process"], second["process"])
+        [environment] = self._live(name)
+        self.assertEqual(environment["ColdStartReason"], "after_eviction")
+
+    def test_busy_environment_is_not_reaped(self):
+        name = self._fn()
+        self.invoke_ok(name, {})
+        _, first = self.invoke_ok(name, {"sleep": 0})
+        # Back to back calls keep it warm even with a one-second keep-alive when each is sooner than that.
+        _, again = self.invoke_ok(name, {"sleep": 2.5})
+        self.assertEqual(first["process"], again["process"])
+
+
+class MemoryBudgetTests(_Base):
+    """A server of its own whose environments may hold 384 MB in all (three 128 MB functions)."""
+
+    _server: h.LaminaServer | None = None
+
+    @classmethod
+    def setUpClass(cls):
+        if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
+            raise unittest.SkipTest("needs a server started with --memory-budget")
+        cls._server = h.LaminaServer("keepalive-budget", ["--memory-budget", "384"]).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls._server is not None:
+            cls._server.stop()
+
+    @property
+    def server(self) -> h.LaminaServer:
+        return type(self)._server
+
+    def setUp(self):
+        # Each test starts with the budget free (the previous test's functions are deleted, their environments stopping).
+        deadline = time.monotonic() + 20
+        while self.server.raw("GET", "/lamina/v1/environments").json["MemoryInUseMB"] != 0:
+            self.assertLess(time.monotonic(), deadline, "the previous test's environments did not stop")
+            time.sleep(0.1)
+
+    def test_budget_evicts_the_least_recently_used_idle_environment(self):
+        a, b, c, d = (self._fn() for _ in range(4))
+        for name in (a, b, c):
+            self.invoke_ok(name, {})
+        self.invoke_ok(b, {})  # now a is the least recently used
+        budget = self.server.raw("GET", "/lamina/v1/environments").json
+        self.assertEqual((budget["MemoryBudgetMB"], budget["MemoryInUseMB"]), (384, 384))
+
+        self.invoke_ok(d, {})  # needs 128 MB: a goes
+        self.assertEqual([len(self._live(n)) for n in (a, b, c, d)], [0, 1, 1, 1])
+        self.invoke_ok(a, {})  # c is now the least recently used
+        self.assertEqual([len(self._live(n)) for n in (a, b, c, d)], [1, 1, 0, 1])
+        self.assertEqual(self._live(a)[0]["ColdStartReason"], "after_eviction")
+
+    def test_throttles_when_busy_environments_hold_the_budget(self):
+        big, small = self._fn(memory=384), self._fn()
+        with ThreadPoolExecutor(1) as pool:
+            busy = _sent(pool, self.server.url, big, {"sleep": 4})
+            deadline = time.monotonic() + 20
+            while not [e for e in self._environments(big) if e["State"] == "busy"]:
+                self.assertLess(time.monotonic(), deadline, "the slow call never ran")
+                time.sleep(0.05)
+            outcome = _invoke_outcome(self.server.url, small, {})
+            self.assertEqual(busy.result(60)["status"], 200)
+        self.assertEqual(outcome["status"], 429, outcome)
+        self.assertEqual(outcome["code"], "TooManyRequestsException", outcome)
+        self.assertEqual(outcome["reason"], "ConcurrentInvocationLimitExceeded", outcome)
+        self.assertEqual(outcome["retry_after"], "1", outcome)
+        # Once the big one is idle it can be evicted: the small function runs.
+        self.invoke_ok(small, {})
+        self.assertEqual(len(self._live(big)), 0)
+
+    def test_event_waits_for_room_instead_of_being_dropped(self):
+        big, small = self._fn(memory=384), self._fn()
+        with ThreadPoolExecutor(1) as pool:
+            busy = _sent(pool, self.server.url, big, {"sleep": 3})
+            deadline = time.monotonic() + 20
+            while not [e for e in self._environments(big) if e["State"] == "busy"]:
+                self.assertLess(time.monotonic(), deadline, "the slow call never ran")
+                time.sleep(0.05)
+            resp = self.lam.invoke(FunctionName=small, InvocationType="Event", Payload=json.dumps({}).encode())
+            self.assertEqual(resp["StatusCode"], 202)
+            self.assertEqual(busy.result(60)["status"], 200)
+        # The event runs once the budget has room: an environment of `small` appears.
+        self._wait_live(small, 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
