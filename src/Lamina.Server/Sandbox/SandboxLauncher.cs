@@ -16,6 +16,12 @@ namespace Lamina.Server.Sandbox;
 /// <c>/tmp</c>, and exactly one network endpoint: its own Runtime API, a socket Lamina creates inside the sandbox's
 /// network namespace before the runtime starts. The sandbox has nothing else to talk to.
 /// </summary>
+/// <remarks>
+/// Nothing in the sandbox names a host path under the data directory: bwrap reads its arguments from a pipe
+/// (<c>--args</c>; <c>/proc/1/cmdline</c> is bwrap's own), the <c>/etc</c> files Lamina writes are copied into the
+/// sandbox's root (<c>--file</c>), and the code, layers and runtimes are overlay views (<see cref="OverlayView"/>)
+/// rather than bind mounts, whose host paths <c>/proc/self/mountinfo</c> would show.
+/// </remarks>
 internal sealed class SandboxLauncher : IDisposable
 {
     /// <summary>Where runtimes find the Runtime API inside the sandbox, as on Lambda.</summary>
@@ -46,18 +52,54 @@ internal sealed class SandboxLauncher : IDisposable
     // Process.Start must not run while our inheritable pipe ends exist, or another child would inherit them.
     private static readonly Lock SpawnLock = new();
 
+    // The sandbox's own /etc files (no host secrets): its user, loopback names, the resolver pasta forwards.
+    private static readonly byte[] Passwd = Encoding.ASCII.GetBytes("root:x:0:0:root:/root:/usr/sbin/nologin\nsbx_user1051:x:993:990::/tmp:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+    private static readonly byte[] Group = Encoding.ASCII.GetBytes("root:x:0:\nsbx_user1051:x:990:\nnogroup:x:65534:\n");
+    // sandbox.localdomain is the environment itself, as on Lambda (Telemetry API destinations use it).
+    private static readonly byte[] Hosts = Encoding.ASCII.GetBytes("127.0.0.1\tlocalhost sandbox.localdomain\n::1\tlocalhost\n");
+    private static readonly byte[] ResolvConf = Encoding.ASCII.GetBytes($"nameserver {SandboxResolver}\n");
+    private static readonly byte[] ResolvConfNone = Encoding.ASCII.GetBytes("# this function has no outbound network\n");
+
     private readonly Cgroups _cgroups;
     private readonly OutputReader _output = new();
-    private readonly string _etcDirectory;
     private readonly string _runDirectory;
+    // Where each sandbox's views are attached, in its own mount namespace only (on the host they stay empty).
+    private readonly string _taskMount;
+    private readonly string _optMount;
+    private readonly string _runtimeMount;
+    // An empty directory (fd): the second lower layer every view needs.
+    private readonly int _emptyDirectory;
 
     public SandboxLauncher(Cgroups cgroups, string dataDirectory)
     {
         _cgroups = cgroups;
-        _etcDirectory = Path.Combine(dataDirectory, "sandbox-etc");
         _runDirectory = Path.Combine(dataDirectory, "run");
-        Directory.CreateDirectory(_runDirectory);
-        WriteSandboxEtc(_etcDirectory);
+        var mounts = Path.Combine(_runDirectory, "mounts");
+        _taskMount = Path.Combine(mounts, "task");
+        _optMount = Path.Combine(mounts, "opt");
+        _runtimeMount = Path.Combine(mounts, "runtime");
+        foreach (var dir in new[] { _taskMount, _optMount, _runtimeMount })
+        {
+            Directory.CreateDirectory(dir);
+        }
+        // Whatever this directory held would show in every sandbox's /var/task: start it empty.
+        var empty = Path.Combine(mounts, "empty");
+        if (Directory.Exists(empty))
+        {
+            Directory.Delete(empty, recursive: true);
+        }
+        Directory.CreateDirectory(empty);
+        _emptyDirectory = Native.open(empty, Native.O_RDONLY | Native.O_CLOEXEC);
+        if (_emptyDirectory < 0)
+        {
+            throw new IOException($"cannot open {empty}: {Native.LastError()}");
+        }
+        // Earlier versions bind-mounted the sandboxes' /etc files from here; they are copied in now.
+        var oldEtc = Path.Combine(dataDirectory, "sandbox-etc");
+        if (Directory.Exists(oldEtc))
+        {
+            Directory.Delete(oldEtc, recursive: true);
+        }
     }
 
     /// <summary>Why sandboxes cannot be made on this machine, or null if they can.</summary>
@@ -71,7 +113,7 @@ internal sealed class SandboxLauncher : IDisposable
         {
             return "no usable cgroup hierarchy at /sys/fs/cgroup (need cgroup v1 memory/pids/cpu or cgroup v2)";
         }
-        return null;
+        return OverlayView.CheckSupported();
     }
 
     /// <summary>Starts a sandbox. The runtime is running and can reach its Runtime API when this returns.</summary>
@@ -89,28 +131,38 @@ internal sealed class SandboxLauncher : IDisposable
         var info = new[] { -1, -1 };
         var block = new[] { -1, -1 };
         var userns = new[] { -1, -1 };
-        var seccomp = new[] { -1, -1 };
         var extensionOutput = new[] { -1, -1 };
+        // Read ends of what bwrap reads whole at its start (its arguments, the /etc files, the seccomp program).
+        var data = new List<int>();
+        // Detached overlay views and where they are attached in the sandbox's mount namespace.
+        var views = new List<(int Mount, string Target)>();
         try
         {
             if (onExtensionLine is not null && Native.pipe2(extensionOutput, Native.O_CLOEXEC) != 0)
             {
                 throw new SandboxException($"pipe2 failed: {Native.LastError()}");
             }
-            if (Native.pipe2(info, Native.O_CLOEXEC) != 0 || Native.pipe2(block, Native.O_CLOEXEC) != 0 || Native.pipe2(userns, Native.O_CLOEXEC) != 0
-                || (Seccomp is not null && Native.pipe2(seccomp, Native.O_CLOEXEC) != 0))
+            if (Native.pipe2(info, Native.O_CLOEXEC) != 0 || Native.pipe2(block, Native.O_CLOEXEC) != 0 || Native.pipe2(userns, Native.O_CLOEXEC) != 0)
             {
                 throw new SandboxException($"pipe2 failed: {Native.LastError()}");
             }
-            if (Seccomp is not null)
+            views.Add((OverlayView.Create(spec.CodeDirectory, _emptyDirectory), _taskMount));
+            views.Add((OverlayView.Create(spec.RuntimesDirectory, _emptyDirectory), _runtimeMount));
+            if (spec.OptDirectory is not null)
             {
-                // The program is small (well under a pipe's buffer): write it whole and close, bwrap reads to the end.
-                WriteAll(seccomp[1], Seccomp);
-                Native.close(seccomp[1]);
-                seccomp[1] = -1;
+                views.Add((OverlayView.Create(spec.OptDirectory, _emptyDirectory), _optMount));
             }
-
-            var startInfo = BuildStartInfo(spec, infoFd: info[1], blockFd: block[0], usernsBlockFd: userns[0], seccompFd: seccomp[0]);
+            var seccompFd = Seccomp is null ? -1 : DataPipe(Seccomp, "the seccomp filter", data);
+            var etcFiles = new[]
+            {
+                (DataPipe(Passwd, "/etc/passwd", data), "/etc/passwd"),
+                (DataPipe(Group, "/etc/group", data), "/etc/group"),
+                (DataPipe(Hosts, "/etc/hosts", data), "/etc/hosts"),
+                (DataPipe(spec.OutboundNetwork ? ResolvConf : ResolvConfNone, "/etc/resolv.conf", data), "/etc/resolv.conf"),
+            };
+            var arguments = BuildArguments(spec, infoFd: info[1], blockFd: block[0], usernsBlockFd: userns[0], seccompFd, etcFiles);
+            var argumentsFd = DataPipe(Encoding.UTF8.GetBytes(string.Join('\0', arguments) + '\0'), "bwrap's arguments", data);
+            var startInfo = BuildStartInfo(spec, argumentsFd);
             if (extensionOutput[1] >= 0)
             {
                 // The init script sends the extensions' output here (and closes it before the runtime starts).
@@ -119,16 +171,10 @@ internal sealed class SandboxLauncher : IDisposable
             lock (SpawnLock)
             {
                 // Only bwrap inherits these ends: they lose close-on-exec just for this spawn.
-                Native.fcntl(info[1], Native.F_SETFD, 0);
-                Native.fcntl(block[0], Native.F_SETFD, 0);
-                Native.fcntl(userns[0], Native.F_SETFD, 0);
-                if (seccomp[0] >= 0)
+                var inherited = data.Append(info[1]).Append(block[0]).Append(userns[0]).Append(extensionOutput[1]).Where(fd => fd >= 0).ToArray();
+                foreach (var fd in inherited)
                 {
-                    Native.fcntl(seccomp[0], Native.F_SETFD, 0);
-                }
-                if (extensionOutput[1] >= 0)
-                {
-                    Native.fcntl(extensionOutput[1], Native.F_SETFD, 0);
+                    Native.fcntl(fd, Native.F_SETFD, 0);
                 }
                 try
                 {
@@ -136,18 +182,12 @@ internal sealed class SandboxLauncher : IDisposable
                 }
                 finally
                 {
-                    Native.close(info[1]);
-                    Native.close(block[0]);
-                    Native.close(userns[0]);
-                    if (seccomp[0] >= 0)
+                    foreach (var fd in inherited)
                     {
-                        Native.close(seccomp[0]);
+                        Native.close(fd);
                     }
-                    if (extensionOutput[1] >= 0)
-                    {
-                        Native.close(extensionOutput[1]);
-                    }
-                    info[1] = block[0] = userns[0] = seccomp[0] = extensionOutput[1] = -1;
+                    data.Clear();
+                    info[1] = block[0] = userns[0] = extensionOutput[1] = -1;
                 }
             }
 
@@ -171,6 +211,9 @@ internal sealed class SandboxLauncher : IDisposable
             // the function's uid to an unprivileged host uid; the runtime drops to the latter before it starts.
             await File.WriteAllTextAsync($"/proc/{childPid}/uid_map", $"0 0 1\n{SandboxUid} {HostUid} 1\n");
             await File.WriteAllTextAsync($"/proc/{childPid}/gid_map", $"0 0 1\n{SandboxGid} {HostGid} 1\n");
+            // bwrap's child waits for the user namespace before it touches any mount: its mount namespace is still
+            // the host's copy, where the views go on the directories bwrap binds.
+            OverlayView.AttachInNamespace(childPid, views);
             Release(userns[1]);
             userns[1] = -1;
 
@@ -212,7 +255,8 @@ internal sealed class SandboxLauncher : IDisposable
         }
         finally
         {
-            foreach (var fd in info.Concat(block).Concat(userns).Concat(seccomp).Concat(extensionOutput))
+            // A view's fd is only a handle once attached (closing it unmounts only a view that never was).
+            foreach (var fd in info.Concat(block).Concat(userns).Concat(extensionOutput).Concat(data).Concat(views.Select(view => view.Mount)))
             {
                 if (fd >= 0)
                 {
@@ -304,9 +348,14 @@ internal sealed class SandboxLauncher : IDisposable
     public void Dispose()
     {
         _output.Dispose();
+        Native.close(_emptyDirectory);
     }
 
-    private ProcessStartInfo BuildStartInfo(SandboxSpec spec, int infoFd, int blockFd, int usernsBlockFd, int seccompFd)
+    /// <summary>
+    /// bwrap's command line: only <c>--args</c> and the command, which the sandbox sees as <c>/proc/1/cmdline</c>
+    /// (its PID 1 is bwrap); everything naming host paths is in the arguments pipe.
+    /// </summary>
+    private static ProcessStartInfo BuildStartInfo(SandboxSpec spec, int argumentsFd)
     {
         var startInfo = new ProcessStartInfo(BwrapPath)
         {
@@ -317,6 +366,30 @@ internal sealed class SandboxLauncher : IDisposable
             WorkingDirectory = "/",
         };
         var a = startInfo.ArgumentList;
+        Add(a, "--args", argumentsFd.ToString(CultureInfo.InvariantCulture), "--");
+        // The function runs as sbx_user1051 (993) — an unprivileged uid on the host — with no capabilities left.
+        foreach (var arg in new[] { SetprivPath, $"--reuid={SandboxUid}", $"--regid={SandboxGid}", "--clear-groups", "--inh-caps=-all", "--" })
+        {
+            a.Add(arg);
+        }
+        foreach (var arg in spec.Command)
+        {
+            a.Add(arg);
+        }
+
+        // Nothing of the server's environment leaks in: the runtime gets exactly the spec's variables.
+        startInfo.Environment.Clear();
+        foreach (var (key, value) in spec.Environment)
+        {
+            startInfo.Environment[key] = value;
+        }
+        return startInfo;
+    }
+
+    /// <summary>bwrap's options (read from the <c>--args</c> pipe).</summary>
+    private List<string> BuildArguments(SandboxSpec spec, int infoFd, int blockFd, int usernsBlockFd, int seccompFd, (int Fd, string Path)[] etcFiles)
+    {
+        var a = new List<string>();
         // Namespaces: a new user, PID, mount, IPC, UTS, cgroup and network namespace; no capabilities; killed with
         // the server; no controlling terminal (TIOCSTI).
         // Only CAP_SETUID/SETGID survive bwrap, for setpriv to drop to the function's user (which clears them).
@@ -346,19 +419,20 @@ internal sealed class SandboxLauncher : IDisposable
                 Add(a, "--ro-bind", etc, etc);
             }
         }
-        foreach (var file in new[] { "passwd", "group", "hosts" })
+        // Lamina's own files, copied into the sandbox's root (read-only with it below).
+        foreach (var (fd, path) in etcFiles)
         {
-            Add(a, "--ro-bind", Path.Combine(_etcDirectory, file), "/etc/" + file);
+            Add(a, "--perms", "0644", "--file", fd.ToString(CultureInfo.InvariantCulture), path);
         }
-        Add(a, "--ro-bind", Path.Combine(_etcDirectory, spec.OutboundNetwork ? "resolv.conf" : "resolv.conf.none"), "/etc/resolv.conf");
         // /proc/sys read-only: kernel settings (core_pattern…) are the host's even from inside the namespaces.
         Add(a, "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev");
         Add(a, "--size", ((long)spec.TmpSizeMb * 1024 * 1024).ToString(CultureInfo.InvariantCulture), "--perms", "1777", "--tmpfs", "/tmp");
-        Add(a, "--ro-bind", spec.CodeDirectory, "/var/task");
-        Add(a, "--ro-bind", spec.RuntimesDirectory, "/var/runtime");
+        // The views LaunchAsync attaches on these directories (overlays of the code, the runtimes and the layers).
+        Add(a, "--ro-bind", _taskMount, "/var/task");
+        Add(a, "--ro-bind", _runtimeMount, "/var/runtime");
         if (spec.OptDirectory is not null)
         {
-            Add(a, "--ro-bind", spec.OptDirectory, "/opt");
+            Add(a, "--ro-bind", _optMount, "/opt");
         }
         else
         {
@@ -372,27 +446,35 @@ internal sealed class SandboxLauncher : IDisposable
         {
             Add(a, "--seccomp", seccompFd.ToString(CultureInfo.InvariantCulture));
         }
-        a.Add("--");
-        // The function runs as sbx_user1051 (993) — an unprivileged uid on the host — with no capabilities left.
-        foreach (var arg in new[] { SetprivPath, $"--reuid={SandboxUid}", $"--regid={SandboxGid}", "--clear-groups", "--inh-caps=-all", "--" })
-        {
-            a.Add(arg);
-        }
-        foreach (var arg in spec.Command)
-        {
-            a.Add(arg);
-        }
-
-        // Nothing of the server's environment leaks in: the runtime gets exactly the spec's variables.
-        startInfo.Environment.Clear();
-        foreach (var (key, value) in spec.Environment)
-        {
-            startInfo.Environment[key] = value;
-        }
-        return startInfo;
+        return a;
     }
 
-    private static void Add(System.Collections.ObjectModel.Collection<string> list, params string[] args)
+    /// <summary>
+    /// A pipe holding <paramref name="content"/>, its write end closed: bwrap reads it to the end. Returns the read
+    /// end (close-on-exec, listed in <paramref name="fds"/>).
+    /// </summary>
+    private static int DataPipe(byte[] content, string what, List<int> fds)
+    {
+        var pipe = new[] { -1, -1 };
+        if (Native.pipe2(pipe, Native.O_CLOEXEC) != 0)
+        {
+            throw new SandboxException($"pipe2 failed: {Native.LastError()}");
+        }
+        fds.Add(pipe[0]);
+        try
+        {
+            // Everything here is small (a pipe holds 64 KiB); a write that would not fit fails instead of blocking.
+            Native.fcntl(pipe[1], Native.F_SETFL, Native.O_NONBLOCK);
+            WriteAll(pipe[1], content, what);
+        }
+        finally
+        {
+            Native.close(pipe[1]);
+        }
+        return pipe[0];
+    }
+
+    private static void Add(ICollection<string> list, params string[] args)
     {
         foreach (var arg in args)
         {
@@ -454,7 +536,7 @@ internal sealed class SandboxLauncher : IDisposable
         return socket;
     });
 
-    private static unsafe void WriteAll(int fd, byte[] data)
+    private static unsafe void WriteAll(int fd, byte[] data, string what)
     {
         fixed (byte* p = data)
         {
@@ -464,7 +546,7 @@ internal sealed class SandboxLauncher : IDisposable
                 var n = Native.write(fd, p + written, data.Length - written);
                 if (n <= 0)
                 {
-                    throw new SandboxException($"cannot pass the seccomp filter to bwrap: {Native.LastError()}");
+                    throw new SandboxException($"cannot pass {what} to bwrap: {Native.LastError()}");
                 }
                 written += (int)n;
             }
@@ -477,28 +559,6 @@ internal sealed class SandboxLauncher : IDisposable
         if (Native.write(blockWriteFd, &go, 1) != 1)
         {
             throw new SandboxException($"cannot release the sandbox: {Native.LastError()}");
-        }
-    }
-
-    /// <summary>Minimal /etc files for the sandbox: its own user, loopback names, the resolver pasta forwards.</summary>
-    private static void WriteSandboxEtc(string dir)
-    {
-        Directory.CreateDirectory(dir);
-        WriteIfChanged(Path.Combine(dir, "passwd"), "root:x:0:0:root:/root:/usr/sbin/nologin\nsbx_user1051:x:993:990::/tmp:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
-        WriteIfChanged(Path.Combine(dir, "group"), "root:x:0:\nsbx_user1051:x:990:\nnogroup:x:65534:\n");
-        // sandbox.localdomain is the environment itself, as on Lambda (Telemetry API destinations use it).
-        WriteIfChanged(Path.Combine(dir, "hosts"), "127.0.0.1\tlocalhost sandbox.localdomain\n::1\tlocalhost\n");
-        WriteIfChanged(Path.Combine(dir, "resolv.conf"), $"nameserver {SandboxResolver}\n");
-        WriteIfChanged(Path.Combine(dir, "resolv.conf.none"), "# this function has no outbound network\n");
-    }
-
-    private static void WriteIfChanged(string path, string content)
-    {
-        if (!File.Exists(path) || File.ReadAllText(path) != content)
-        {
-            var temp = path + ".tmp";
-            File.WriteAllText(temp, content, Encoding.ASCII);
-            File.Move(temp, path, overwrite: true);
         }
     }
 }
