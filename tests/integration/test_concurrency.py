@@ -89,11 +89,22 @@ def _sent(pool: ThreadPoolExecutor, url: str, name: str, event: dict):
     return pool.submit(answer)
 
 
+def _running(url: str, name: str) -> int:
+    """How many environments of `name` are running an invocation or starting for one (Lamina's operator view)."""
+    import urllib.request
+    with urllib.request.urlopen(f"{url}/lamina/v1/environments", timeout=10) as resp:
+        environments = json.loads(resp.read())["Environments"]
+    return sum(1 for e in environments if e["FunctionName"] == name and e["State"] in ("busy", "initializing"))
+
+
 def _first_throttle(url: str, name: str, busy: list, timeout: float = 20) -> dict:
     """Invokes until one call is throttled while the `busy` invocations run (they hold the units), and returns
-    that outcome — or the last one, if the busy calls ended or the deadline passed first. Polling with a deadline:
-    when the busy calls are admitted is not observable otherwise."""
+    that outcome — or the last one, if the busy calls ended or the deadline passed first. It first waits until the
+    busy calls have environments (so they were admitted: a probe sent earlier could take their unit). Polling with
+    a deadline: admission is not observable otherwise."""
     deadline = time.monotonic() + timeout
+    while _running(url, name) < len(busy) and time.monotonic() < deadline and not all(f.done() for f in busy):
+        time.sleep(0.02)
     outcome = {}
     while time.monotonic() < deadline and not all(f.done() for f in busy):
         outcome = _invoke_outcome(url, name, {})
