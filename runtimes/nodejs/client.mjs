@@ -62,8 +62,8 @@ export class RuntimeClient {
   }
 
   /** GET /runtime/invocation/next -> {status, headers (lower-case keys), body: Buffer} */
-  next() {
-    return this._request('GET', '/2018-06-01/runtime/invocation/next', undefined, undefined);
+  next(headers) {
+    return this._request('GET', '/2018-06-01/runtime/invocation/next', undefined, headers);
   }
 
   // fresh: use a separate, one-off connection.  Needed when a GET /next may be

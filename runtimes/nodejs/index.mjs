@@ -144,9 +144,17 @@ if (env.AWS_LAMBDA_NODEJS_NO_GLOBAL_AWSLAMBDA !== '1' && env.AWS_LAMBDA_NODEJS_N
 
 let nextFailures = 0;
 
+// The first /next tells Lamina how long the handler's own Init took (its cold-start phases).
+let firstNextHeaders;
+
 function nextInvocation() {
   if (dying) return;
-  client.next().then(onInvocation, onNextError);
+  const headers = firstNextHeaders;
+  firstNextHeaders = undefined;
+  client.next(headers).then(onInvocation, (err) => {
+    firstNextHeaders = headers;
+    onNextError(err);
+  });
 }
 
 function onNextError(err) {
@@ -347,6 +355,7 @@ const runtimeApi = {
 // init
 
 async function init() {
+  const handlerInitStarted = performance.now();
   try {
     handler = await loadHandler(TASK_ROOT, env._HANDLER);
     if (handler[HANDLER_STREAMING] !== undefined && handler[HANDLER_STREAMING] !== false && handler[HANDLER_STREAMING] !== null) {
@@ -368,6 +377,7 @@ async function init() {
     }
     process.exit(129);
   }
+  firstNextHeaders = { 'Lamina-Handler-Init-Ms': (performance.now() - handlerInitStarted).toFixed(3) };
   nextInvocation();
 }
 

@@ -196,11 +196,11 @@ class RuntimeClient:
 
     # -- Runtime API calls --------------------------------------------------
 
-    def next_invocation(self):
+    def next_invocation(self, headers=None):
         failures = 0
         while True:
             try:
-                return self.request("GET", "/2018-06-01/runtime/invocation/next")
+                return self.request("GET", "/2018-06-01/runtime/invocation/next", headers=headers)
             except (OSError, _Dropped) as e:
                 failures += 1
                 if failures > 5:
@@ -746,6 +746,7 @@ def main():
 
     _setup_logging()
 
+    handler_init_started = time.monotonic()
     try:
         request_handler = _get_handler(_env.get("_HANDLER") or "")
     except FaultException as e:
@@ -759,9 +760,12 @@ def main():
         _report(client, "POST init error", client.post_init_error, error_result)
         sys.exit(1)
 
+    # The first /next tells Lamina how long the handler's own Init took (its cold-start phases).
+    next_headers = [("Lamina-Handler-Init-Ms", "%.3f" % ((time.monotonic() - handler_init_started) * 1000))]
     while True:
         try:
-            status, headers, body = client.next_invocation()
+            status, headers, body = client.next_invocation(next_headers)
+            next_headers = None
         except Exception as e:
             _diag("GET /runtime/invocation/next failed: %s; exiting" % (e,))
             sys.exit(1)

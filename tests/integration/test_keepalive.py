@@ -70,6 +70,9 @@ class ColdStartReasonTests(_Base):
         self.assertEqual(first["InitializationType"], "on-demand")
         self.assertGreater(first["SandboxMs"], 0)
         self.assertGreater(first["InitMs"], 0)
+        # Lamina's Python runtime reports the handler's part of Init (importing app.py).
+        self.assertIsNotNone(first["HandlerInitMs"], first)
+        self.assertLessEqual(first["HandlerInitMs"], first["InitMs"])
 
         # Two at once: the warm one serves one, the other scales out.
         with ThreadPoolExecutor(2) as pool:
@@ -90,6 +93,18 @@ class ColdStartReasonTests(_Base):
         self._wait_live(name, 0)
         self.invoke_ok(name, {})
         self.assertEqual([e["ColdStartReason"] for e in self._wait_live(name, 1)], ["after_failure"])
+
+
+    def test_node_runtime_reports_its_handler_init(self):
+        name = self.fn_name()
+        self.create_function(h.make_zip({"index.mjs": "await new Promise(r => setTimeout(r, 120));\n"
+                                                      "export const handler = async () => 'ok';\n"}),
+                             name=name, runtime="nodejs20.x", handler="index.handler")
+        self.invoke_ok(name, {})
+        [environment] = self._live(name)
+        # The module's top-level await is the handler's Init: at least its 120 ms, and part of the whole Init.
+        self.assertGreaterEqual(environment["HandlerInitMs"], 120, environment)
+        self.assertLessEqual(environment["HandlerInitMs"], environment["InitMs"], environment)
 
 
 class IdleTimeoutTests(_Base):

@@ -23,6 +23,7 @@ internal static class RuntimeLoop
         using var cancel = cancellationToken.Register(static state => ((RuntimeApiClient)state!).Dispose(), client);
 
         InvocationHandler handler;
+        var initStarted = System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
             handler = initialize();
@@ -35,6 +36,7 @@ internal static class RuntimeLoop
             return InitErrorExitCode;
         }
 
+        double? handlerInitMs = System.Diagnostics.Stopwatch.GetElapsedTime(initStarted).TotalMilliseconds;
         var environment = FunctionEnvironment.FromEnvironment();
         var output = new MemoryStream();
         while (!cancellationToken.IsCancellationRequested)
@@ -42,7 +44,8 @@ internal static class RuntimeLoop
             InvocationRequest request;
             try
             {
-                request = client.Next();
+                request = client.Next(handlerInitMs);
+                handlerInitMs = null; // told once, on the first next
             }
             catch (RuntimeApiException) when (cancellationToken.IsCancellationRequested)
             {

@@ -44,10 +44,16 @@ internal sealed class RuntimeApiClient : IDisposable
         return new RuntimeApiClient(address);
     }
 
-    /// <summary><c>GET /runtime/invocation/next</c>: waits (without a time limit) for the next event.</summary>
-    public InvocationRequest Next()
+    /// <summary>
+    /// <c>GET /runtime/invocation/next</c>: waits (without a time limit) for the next event. The first call may tell
+    /// Lamina how long the handler's Init took (<paramref name="handlerInitMs"/>, a cold-start phase; Lambda ignores it).
+    /// </summary>
+    public InvocationRequest Next(double? handlerInitMs = null)
     {
-        var response = Send(NextRequestLine, default, default, hasBody: false);
+        var extraHeaders = handlerInitMs is { } ms
+            ? Encoding.ASCII.GetBytes(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"Lamina-Handler-Init-Ms: {ms:F3}\r\n"))
+            : default;
+        var response = Send(NextRequestLine, extraHeaders, default, hasBody: false);
         if (response.Status == 200)
         {
             return new InvocationRequest(response.Headers, response.Body);

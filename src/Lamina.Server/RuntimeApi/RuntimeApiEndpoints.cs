@@ -80,6 +80,14 @@ internal static class RuntimeApiEndpoints
 
     private static async Task NextAsync(HttpContext context, ExecutionEnvironment environment)
     {
+        // Lamina's own runtimes say on their first /next how long the handler's Init took (a cold-start phase).
+        if (environment.ColdStart.HandlerInitMs is null
+            && context.Request.Headers.TryGetValue("Lamina-Handler-Init-Ms", out var handlerInit)
+            && double.TryParse(handlerInit.ToString(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var handlerInitMs)
+            && handlerInitMs is >= 0 and < 3_600_000)
+        {
+            environment.ColdStart.HandlerInitMs = handlerInitMs;
+        }
         Invocation? invocation;
         try
         {
