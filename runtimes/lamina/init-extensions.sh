@@ -34,4 +34,19 @@ if [ -n "${LAMINA_EXTENSION_LOG_FD:-}" ]; then
   eval "exec ${LAMINA_EXTENSION_LOG_FD}>&-"
   unset LAMINA_EXTENSION_LOG_FD
 fi
-exec "$@"
+
+# The runtime runs as this script's child rather than replacing it: when it ends (a crash, or Lamina killing it after
+# a timeout) the sandbox lives on, so the extensions get their SHUTDOWN event (reason "failure" or "timeout"), as on
+# Lambda. Lamina learns of the exit from here, then stops the sandbox once the extensions are done.
+"$@" <&0 &
+runtime=$!
+wait "$runtime"
+status=$?
+if exec 3<>"/dev/tcp/${AWS_LAMBDA_RUNTIME_API%:*}/${AWS_LAMBDA_RUNTIME_API##*:}"; then
+  printf 'POST /2020-01-01/lamina/runtime-exited?status=%d HTTP/1.1\r\nHost: %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n' \
+    "$status" "$AWS_LAMBDA_RUNTIME_API" >&3
+  read -r _ _ _ <&3
+  exec 3<&- 3>&-
+fi
+wait
+exit "$status"

@@ -130,6 +130,32 @@ class ExtensionTests(h.LaminaTestCase):
         self.lam.delete_function(FunctionName=name)
         self.wait_for_output(mark, r"probe-ext SHUTDOWN spindown")
 
+    def test_timeout_and_crash_reset_the_environment_with_shutdown_reason(self):
+        layer = self.publish_layer({"extensions/probe-ext": PROBE_EXTENSION}, ["extensions/probe-ext"])
+        name = self.fn_name()
+        handler = ("import os, time\n"
+                   "def handler(event, context):\n"
+                   "    if event.get('crash'):\n        os._exit(7)\n"
+                   "    time.sleep(float(event.get('sleep', 0)))\n    return {'ok': True}\n")
+        self.create_function(h.make_zip({"app.py": handler}), name=name, Layers=[layer], Timeout=1)
+
+        # A timeout kills the runtime; the extension still gets SHUTDOWN, with reason "timeout".
+        mark = self.server.mark()
+        resp, body, _ = self.invoke(name, {"sleep": 5})
+        self.assertEqual(resp.get("FunctionError"), "Unhandled", body)
+        self.assertIn(b"Task timed out after 1.00 seconds", body)
+        self.wait_for_output(mark, r"probe-ext SHUTDOWN timeout")
+        self.invoke_ok(name, {})
+
+        # A crash of the runtime: reason "failure"; the caller gets the exit error, the next invocation works.
+        mark = self.server.mark()
+        resp, body, _ = self.invoke(name, {"crash": True})
+        self.assertEqual(resp.get("FunctionError"), "Unhandled", body)
+        self.assertIn(b"Runtime.ExitError", body)
+        self.assertIn(b"exit status 7", body)
+        self.wait_for_output(mark, r"probe-ext SHUTDOWN failure")
+        self.invoke_ok(name, {})
+
     def test_telemetry_subscriber_receives_platform_and_function_records(self):
         layer = self.publish_layer({"extensions/telemetry-ext": TELEMETRY_EXTENSION}, ["extensions/telemetry-ext"])
         name = self.fn_name()

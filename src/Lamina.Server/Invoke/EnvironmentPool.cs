@@ -153,7 +153,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         var withExtensions = HasExtensions(optDirectory);
         if (withExtensions)
         {
-            command = ["/bin/bash", "/var/runtime/lamina/init-extensions.sh", .. command];
+            command = ["/bin/bash", Sandbox.Sandbox.InitScript, .. command];
         }
 
         var id = Guid.NewGuid().ToString("N");
@@ -420,7 +420,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             if (environment.Extensions.Any && !sandbox.Exited.IsCompleted)
             {
                 var extensionsGrace = TimeSpan.FromSeconds(2) - runtimeGrace;
-                environment.Extensions.Shutdown("spindown", _time.GetUtcNow().Add(extensionsGrace).ToUnixTimeMilliseconds());
+                environment.Extensions.Shutdown(environment.ShutdownReason, _time.GetUtcNow().Add(extensionsGrace).ToUnixTimeMilliseconds());
                 await sandbox.WaitForProcessesToExitAsync("/opt/extensions/", extensionsGrace);
             }
             environment.CloseRuntimeApi();

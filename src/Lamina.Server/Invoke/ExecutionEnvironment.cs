@@ -33,6 +33,7 @@ internal sealed class ExecutionEnvironment
     private volatile bool _dead;
     private int _end; // EnvironmentEnd: why it stopped taking invocations (the first reason wins)
     private int _memoryMb;
+    private volatile bool _timedOut;
 
     public ExecutionEnvironment(string id, FunctionConfig config, InvocationLog log, TimeProvider time)
     {
@@ -75,6 +76,9 @@ internal sealed class ExecutionEnvironment
 
     /// <summary>Why the environment stopped taking invocations (<see cref="EnvironmentEnd.None"/> while it is usable).</summary>
     public EnvironmentEnd End => (EnvironmentEnd)Volatile.Read(ref _end);
+
+    /// <summary>The SHUTDOWN event's reason for extensions: <c>timeout</c>, <c>failure</c> (crash, OOM, failed Init) or <c>spindown</c>.</summary>
+    public string ShutdownReason => End == EnvironmentEnd.Failed ? (_timedOut ? "timeout" : "failure") : "spindown";
 
     /// <summary>True once Init succeeded: the runtime asked for its first event and every extension settled.</summary>
     public bool Initialized { get; private set; }
@@ -242,10 +246,19 @@ internal sealed class ExecutionEnvironment
             string.Create(CultureInfo.InvariantCulture, $"RequestId: {invocation.RequestId} Error: Task timed out after {timeout.TotalSeconds:F2} seconds"));
         if (invocation.TryComplete(timedOut))
         {
-            // Lambda resets the environment: the runtime is killed, the next invocation starts cold.
+            // Lambda resets the environment: the runtime is killed, the next invocation starts cold. Extensions outlive
+            // it to get their SHUTDOWN event (reason "timeout") when the pool stops the environment.
+            _timedOut = true;
             MarkDead(EnvironmentEnd.Failed);
             Sandbox?.DrainOutput(flushPartialLines: true);
-            Sandbox?.Kill();
+            if (Extensions.Any)
+            {
+                Sandbox?.KillRuntime();
+            }
+            else
+            {
+                Sandbox?.Kill();
+            }
             Log.Append(string.Create(CultureInfo.InvariantCulture, $"{InvocationLog.Timestamp(_time.GetUtcNow())} {invocation.RequestId} Task timed out after {timeout.TotalSeconds:F2} seconds"));
         }
         return await invocation.Completion;
@@ -380,6 +393,12 @@ internal sealed class ExecutionEnvironment
             return current.TryComplete(result) ? RuntimeApiStatus.Accepted : RuntimeApiStatus.InvalidRequestId;
         }
     }
+
+    /// <summary>
+    /// The runtime process ended while its sandbox lives on for the extensions (Lamina's Init script reports it with
+    /// the exit status): the same as the sandbox exiting, for the invocation and the environment.
+    /// </summary>
+    public void OnRuntimeExited(int status) => OnExited(new SandboxExitInfo(status, Sandbox?.Cgroup.OomKills() > 0));
 
     private void OnExited(SandboxExitInfo exit)
     {

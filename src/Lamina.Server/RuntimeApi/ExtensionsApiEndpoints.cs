@@ -13,6 +13,9 @@ internal static class ExtensionsApiEndpoints
     /// <summary>Lamina's own call, made by the sandbox's init script: wait until N extensions have registered.</summary>
     private const string AwaitRegistered = Prefix + "lamina/extensions-registered";
 
+    // Lamina's Init script (runtimes/lamina/init-extensions.sh) reports here that the runtime process ended.
+    private const string RuntimeExited = Prefix + "lamina/runtime-exited";
+
     public static async Task HandleAsync(HttpContext context, ExecutionEnvironment environment, string path)
     {
         var method = context.Request.Method;
@@ -20,6 +23,13 @@ internal static class ExtensionsApiEndpoints
         if (path == ExtensionPrefix + "register" && HttpMethods.IsPost(method))
         {
             await RegisterAsync(context, environment);
+            return;
+        }
+        if (path == RuntimeExited && HttpMethods.IsPost(method))
+        {
+            _ = int.TryParse(context.Request.Query["status"], NumberStyles.None, CultureInfo.InvariantCulture, out var status);
+            environment.OnRuntimeExited(status);
+            context.Response.StatusCode = StatusCodes.Status202Accepted;
             return;
         }
         if (path == AwaitRegistered && HttpMethods.IsGet(method))

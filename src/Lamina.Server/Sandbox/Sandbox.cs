@@ -76,6 +76,46 @@ internal sealed class Sandbox
     }
 
     /// <summary>
+    /// Kills the runtime only, leaving the extensions (and Lamina's Init script, their parent) running for their
+    /// SHUTDOWN event: the children of the Init script that are not extensions.
+    /// </summary>
+    public void KillRuntime()
+    {
+        var processes = new List<(int Pid, int Parent, string Command)>();
+        foreach (var pid in Cgroup.Processes())
+        {
+            try
+            {
+                var stat = File.ReadAllText($"/proc/{pid}/stat");
+                // "pid (comm) state ppid …": comm may hold spaces and parentheses, so parse after the last ')'.
+                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                processes.Add((pid, int.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture), File.ReadAllText($"/proc/{pid}/cmdline")));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
+            {
+                // Exited while we looked.
+            }
+        }
+        // bwrap's own argv names the script too; the script's process is the one bash runs it in.
+        var init = processes.Find(p => p.Command.StartsWith("/bin/bash\0" + InitScript + "\0", StringComparison.Ordinal));
+        if (init.Pid == 0)
+        {
+            Kill();
+            return;
+        }
+        foreach (var (pid, parent, command) in processes)
+        {
+            if (parent == init.Pid && !command.Contains("/opt/extensions/", StringComparison.Ordinal))
+            {
+                _ = Native.kill(pid, Native.SIGKILL);
+            }
+        }
+    }
+
+    /// <summary>Lamina's Init script for environments with external extensions (mounted under /var/runtime).</summary>
+    public const string InitScript = "/var/runtime/lamina/init-extensions.sh";
+
+    /// <summary>
     /// Two-phase stop: SIGTERM to the runtime, then SIGKILL for everything after <paramref name="grace"/>,
     /// then cleanup. Never throws.
     /// </summary>
