@@ -319,6 +319,8 @@ internal sealed class SandboxLauncher : IDisposable
             // Outbound only: no gateway mapped to the host's loopback, no port forwarding in either direction
             // (pasta's default would forward the namespace's loopback ports to the host's — the control plane).
             "--no-map-gw", "-t", "none", "-u", "none", "-T", "none", "-U", "none",
+            // IPv4 only, as Lambda's own outbound network outside a dual-stack VPC; it spares ~8 ms of setup.
+            "--ipv4-only",
             "--dns-forward", SandboxResolver, "--pid", pidFile,
         })
         {
