@@ -3,6 +3,10 @@ using Lamina.Server.Functions;
 using Lamina.Server.Hosting;
 using Lamina.Server.Invoke;
 
+if (args.Length > 0 && args[0] == "events")
+{
+    return await EventsCommand.RunAsync(args[1..]);
+}
 if (!CommandLine.TryParse(args, out var command, out var options, out var usageError))
 {
     Console.Error.WriteLine(usageError);
@@ -27,7 +31,9 @@ app.MapLayersApi();
 app.MapTagsApi();
 app.MapConcurrencyApi();
 app.MapProvisionedConcurrencyApi();
+app.MapEventInvokeConfigApi();
 app.MapEnvironmentsApi();
+app.MapAsyncEventsApi();
 app.MapInvokeApi();
 await app.RunLaminaAsync();
 return 0;

@@ -50,7 +50,18 @@ public sealed class CommandLineTests
         Assert.Equal(TimeSpan.FromSeconds(30), options.IdleEnvironmentLifetime);
     }
 
+    [Fact]
+    public void TryParse_AsyncRetryDelay_DefaultsToAMinuteAndTakesFractions()
+    {
+        Assert.True(CommandLine.TryParse(["serve"], out _, out var defaults, out _));
+        Assert.Equal(TimeSpan.FromSeconds(60), defaults!.AsyncRetryDelay);
+        Assert.True(CommandLine.TryParse(["serve", "--async-retry-delay", "0.5"], out _, out var options, out _));
+        Assert.Equal(TimeSpan.FromMilliseconds(500), options!.AsyncRetryDelay);
+    }
+
     [Theory]
+    [InlineData("serve", "--async-retry-delay", "-1")]
+    [InlineData("serve", "--async-retry-delay", "soon")]
     [InlineData("serve", "--memory-budget", "64")]
     [InlineData("serve", "--idle-timeout", "0")]
     [InlineData("serve", "--idle-timeout", "-5")]

@@ -193,9 +193,14 @@ _EARLIER_START_TIMED_OUT: str | None = None
 class LaminaServer:
     """One ``lamina serve`` child process with its own temp data dir."""
 
-    def __init__(self, label: str, extra_args: Iterable[str] = ()):
+    def __init__(self, label: str, extra_args: Iterable[str] = (), data_dir: Path | None = None,
+                 on_line: Callable[[str], None] | None = None):
         self.label = label
         self.extra_args = list(extra_args)  # server options after ``serve``, e.g. ["--account-concurrency", "2"]
+        # A data dir of the caller's (a restart on the same state); it is left in place when the server stops.
+        self._given_data_dir = data_dir
+        # Sees every stdout line (beyond the bounded buffer), e.g. to count what a long test's functions printed.
+        self._on_line = on_line
         self.url: str | None = None
         self.proc: subprocess.Popen | None = None
         self.root_dir: Path | None = None  # temp root; the data dir is root_dir/"data"
@@ -216,6 +221,8 @@ class LaminaServer:
             self._lines.append((self._line_no, f"[{stream}] {line}"))
         if self._echo:
             sys.stderr.write(f"[{self.label} {stream}] {line}\n")
+        if self._on_line is not None and stream == "stdout":
+            self._on_line(line)
         if stream == "stdout" and not self._ready.is_set():
             m = LISTENING_RE.search(line)
             if m:
@@ -267,9 +274,14 @@ class LaminaServer:
                 raise ServerStartError(
                     f"server did not start: {exe} does not exist (build the server, or set "
                     "LAMINA_SERVER_CMD to a command that runs `lamina serve --host 127.0.0.1`)")
-        self.root_dir = Path(tempfile.mkdtemp(prefix=f"lamina-it-{self.label}-"))
-        self.data_dir = self.root_dir / "data"
-        self.data_dir.mkdir()
+        if self._given_data_dir is not None:
+            self.root_dir = None
+            self.data_dir = self._given_data_dir
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            self.root_dir = Path(tempfile.mkdtemp(prefix=f"lamina-it-{self.label}-"))
+            self.data_dir = self.root_dir / "data"
+            self.data_dir.mkdir()
         argv += [*self.extra_args, "--port", "0", "--data", str(self.data_dir)]
         self._record("harness", f"starting: {shlex.join(argv)} (cwd {REPO_ROOT})")
         try:
@@ -326,6 +338,17 @@ class LaminaServer:
                     f"server did not start: GET {self.url}/health never answered 200 (last: {last}). "
                     f"Captured output:\n{self.output_since(0, 400)}")
             time.sleep(0.1)
+
+    def kill(self) -> None:
+        """kill -9 of the server process alone, as a crash would (its sandboxes die with it); no cleanup."""
+        if self.proc is None or self.external:
+            return
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self._kill_group()  # what a crashed server leaves in its session (pasta daemons) goes too
+        for t in self._threads:
+            t.join(5)
+        _LIVE_SERVERS.discard(self)
 
     def _group_members(self) -> list[str]:
         """Processes still in the server's process group (its own session)."""

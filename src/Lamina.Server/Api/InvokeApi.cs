@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using Lamina.Server.Async;
 using Lamina.Server.Functions;
 using Lamina.Server.Hosting;
 using Lamina.Server.Invoke;
@@ -10,7 +11,7 @@ using Microsoft.Extensions.Options;
 namespace Lamina.Server.Api;
 
 /// <summary>Invoke (LAMBDA.md §3): RequestResponse, Event and DryRun, and the legacy InvokeAsync.</summary>
-internal static partial class InvokeApi
+internal static class InvokeApi
 {
     /// <summary>Synchronous request limit (6 MB).</summary>
     public const int MaxSyncPayloadBytes = 6 * 1024 * 1024;
@@ -30,7 +31,7 @@ internal static partial class InvokeApi
     }
 
     private static async Task InvokeAsync(HttpContext context, string functionName, FunctionRegistry registry, Invoker invoker,
-        ConcurrencyLimiter limiter, IOptions<LaminaOptions> options, TimeProvider time, ILoggerFactory loggers)
+        ConcurrencyLimiter limiter, AsyncDispatcher queue, IOptions<LaminaOptions> options, TimeProvider time)
     {
         var request = context.Request;
         var invocationType = request.Headers["X-Amz-Invocation-Type"].ToString();
@@ -56,6 +57,7 @@ internal static partial class InvokeApi
             await error!.ExecuteAsync(context);
             return;
         }
+        var (config, invokedArn, reserved, qualifier) = resolved.Value;
 
         var limit = invocationType == "Event" ? MaxAsyncPayloadBytes : MaxSyncPayloadBytes;
         var body = await RuntimeApiEndpoints.ReadBodyAsync(context, limit);
@@ -87,7 +89,6 @@ internal static partial class InvokeApi
             }
         }
 
-        var (config, invokedArn, reserved) = resolved.Value;
         context.Response.Headers["X-Amz-Executed-Version"] = config.Version;
         if (invocationType == "DryRun")
         {
@@ -115,8 +116,10 @@ internal static partial class InvokeApi
 
         if (invocationType == "Event")
         {
-            // Accepted, then run. The durable queue with retries is issue #6; until then the event runs in the background.
-            _ = RunEventAsync(config, invocation, registry, invoker, limiter, loggers);
+            // Accepted means stored: the 202 goes out once the event is on disk. The dispatcher runs it, with retries.
+            // An alias is resolved again on each attempt (its routing may change while the event waits).
+            await queue.AcceptAsync(invocation.RequestId, config.Name, qualifier, invokedArn, payload, invocation.TraceId);
+            context.Response.Headers.Remove("X-Amz-Executed-Version");
             context.Response.StatusCode = StatusCodes.Status202Accepted;
             return;
         }
@@ -149,8 +152,8 @@ internal static partial class InvokeApi
         await response.Body.WriteAsync(result.Body, CancellationToken.None);
     }
 
-    private static async Task InvokeAsyncLegacyAsync(HttpContext context, string functionName, FunctionRegistry registry, Invoker invoker,
-        ConcurrencyLimiter limiter, IOptions<LaminaOptions> options, TimeProvider time, ILoggerFactory loggers)
+    private static async Task InvokeAsyncLegacyAsync(HttpContext context, string functionName, FunctionRegistry registry,
+        AsyncDispatcher queue, IOptions<LaminaOptions> options, TimeProvider time)
     {
         var resolved = Resolve(functionName, default, registry, options.Value, out var error);
         if (resolved is null)
@@ -171,63 +174,11 @@ internal static partial class InvokeApi
             await AwsError.InvalidRequestContent($"Could not parse request body into json: {jsonError}").ExecuteAsync(context);
             return;
         }
-        var (config, invokedArn, _) = resolved.Value;
-        var invocation = new Invocation
-        {
-            RequestId = RequestIds.Of(context),
-            Payload = payload,
-            InvokedFunctionArn = invokedArn,
-            TraceId = Invocation.NewTraceId(time),
-        };
-        _ = RunEventAsync(config, invocation, registry, invoker, limiter, loggers);
+        var (config, invokedArn, _, qualifier) = resolved.Value;
+        await queue.AcceptAsync(RequestIds.Of(context), config.Name, qualifier, invokedArn, payload, Invocation.NewTraceId(time));
         context.Response.StatusCode = StatusCodes.Status202Accepted;
         context.Response.ContentType = "application/json";
         await context.Response.Body.WriteAsync("""{"Status":202}"""u8.ToArray());
-    }
-
-    /// <summary>
-    /// Runs an Event invocation once the concurrency limits admit it (<see cref="ConcurrencyLimiter.WaitForEventAsync"/>);
-    /// one that cannot be admitted in time is dropped with a warning, as Lambda drops an event past its maximum age.
-    /// </summary>
-    private static async Task RunEventAsync(FunctionConfig config, Invocation invocation, FunctionRegistry registry, Invoker invoker, ConcurrencyLimiter limiter, ILoggerFactory loggers)
-    {
-        await Task.Yield(); // the caller's 202 does not wait for any of this
-        var lease = await limiter.WaitForEventAsync(config.Name,
-            () => registry.TryGetEntry(config.Name, out var entry) ? (true, entry.ReservedConcurrency) : (false, null), CancellationToken.None);
-        if (lease is null)
-        {
-            Log.EventDropped(loggers.CreateLogger(typeof(InvokeApi).FullName!), config.Name, invocation.RequestId);
-            return;
-        }
-        var outcome = await invoker.InvokeAsync(config, invocation, wantTail: false, lease);
-        // No room to start an environment (the node's memory budget): an event is never throttled to its caller, so it
-        // waits for room like one over the concurrency limit, for as long.
-        var delay = TimeSpan.FromMilliseconds(100);
-        var waited = TimeSpan.Zero;
-        while (outcome.ThrottleReason is not null && waited < ConcurrencyLimiter.MaxEventWait)
-        {
-            await Task.Delay(delay);
-            waited += delay;
-            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.TicksPerSecond));
-            lease = await limiter.WaitForEventAsync(config.Name,
-                () => registry.TryGetEntry(config.Name, out var entry) ? (true, entry.ReservedConcurrency) : (false, null), CancellationToken.None);
-            if (lease is null)
-            {
-                break;
-            }
-            outcome = await invoker.InvokeAsync(config, invocation, wantTail: false, lease);
-        }
-        if (outcome.ThrottleReason is not null)
-        {
-            Log.EventDropped(loggers.CreateLogger(typeof(InvokeApi).FullName!), config.Name, invocation.RequestId);
-        }
-    }
-
-    private static partial class Log
-    {
-        [LoggerMessage(EventId = Diagnostics.EventIds.EventDropped, Level = LogLevel.Warning,
-            Message = "Event {RequestId} for {Function} dropped: no concurrency became free in time (or too many events were waiting, or the function is gone)")]
-        public static partial void EventDropped(ILogger logger, string function, string requestId);
     }
 
     /// <summary>
@@ -237,7 +188,7 @@ internal static partial class InvokeApi
     /// instance (environments are keyed by it); its <see cref="FunctionConfig.Version"/> is what
     /// <c>X-Amz-Executed-Version</c> reports. Lock-free: one snapshot read, no database.
     /// </summary>
-    private static (FunctionConfig Config, string InvokedArn, int? ReservedConcurrency)? Resolve(string functionName, string? qualifier, FunctionRegistry registry, LaminaOptions options, out AwsError? error)
+    private static (FunctionConfig Config, string InvokedArn, int? ReservedConcurrency, string? Qualifier)? Resolve(string functionName, string? qualifier, FunctionRegistry registry, LaminaOptions options, out AwsError? error)
     {
         if (!FunctionReference.TryParse(functionName, qualifier, options, out var reference, out error))
         {
@@ -250,7 +201,7 @@ internal static partial class InvokeApi
             error = AwsError.FunctionNotFound(invokedArn);
             return null;
         }
-        return (config, invokedArn, entry.ReservedConcurrency);
+        return (config, invokedArn, entry.ReservedConcurrency, reference.Qualifier);
     }
 
     private static bool IsJson(ReadOnlySpan<byte> payload, out string error)

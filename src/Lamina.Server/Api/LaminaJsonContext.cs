@@ -45,8 +45,15 @@ namespace Lamina.Server.Api;
 [JsonSerializable(typeof(PutProvisionedConcurrencyRequest))]
 [JsonSerializable(typeof(ProvisionedConcurrencyConfigDto))]
 [JsonSerializable(typeof(ListProvisionedConcurrencyConfigsResponse))]
-// Operators (Api/EnvironmentsApi.cs).
+// Asynchronous invocation settings (Api/EventInvokeConfigContracts.cs).
+[JsonSerializable(typeof(EventInvokeConfigRequest))]
+[JsonSerializable(typeof(FunctionEventInvokeConfigDto))]
+[JsonSerializable(typeof(ListFunctionEventInvokeConfigsResponse))]
+// Operators (Api/EnvironmentsApi.cs, Api/AsyncEventsApi.cs).
 [JsonSerializable(typeof(EnvironmentsResponse))]
+[JsonSerializable(typeof(AsyncEventsResponse))]
+[JsonSerializable(typeof(AsyncEventDto))]
+[JsonSerializable(typeof(AsyncEventsChanged))]
 // Storage.
 [JsonSerializable(typeof(Storage.StoredFunctionConfig))]
 [JsonSerializable(typeof(Storage.StoredLayerVersion))]

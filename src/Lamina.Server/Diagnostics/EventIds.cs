@@ -23,6 +23,7 @@ internal static class EventIds
     public const int LayerVersionDeleted = 2012;
     public const int ReservedConcurrencyChanged = 2013;
     public const int ProvisionedConcurrencyChanged = 2014;
+    public const int EventInvokeConfigChanged = 2015;
 
     // 3xxx invoke and environments
     public const int SandboxUnavailable = 3000;
@@ -33,4 +34,15 @@ internal static class EventIds
     public const int EnvironmentEvicted = 3005;
     public const int EnvironmentReaped = 3006;
     public const int ProvisionedInitFailed = 3007;
+
+    // 4xxx asynchronous invocation
+    public const int AsyncStoreWriteFailed = 4000;
+    public const int AsyncRedelivering = 4001;
+    public const int AsyncFunctionGone = 4002;
+    public const int AsyncSystemError = 4003;
+    public const int AsyncEventFailed = 4004;
+    public const int AsyncDeadLetterUnavailable = 4005;
+    public const int AsyncDestinationUnsupported = 4006;
+    public const int AsyncLoopFailed = 4007;
+    public const int AsyncSettleFailed = 4008;
 }

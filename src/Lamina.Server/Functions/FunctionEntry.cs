@@ -38,6 +38,16 @@ internal sealed record FunctionEntry
     public static readonly ImmutableSortedDictionary<string, ProvisionedConcurrencyConfig> NoProvisionedConcurrency =
         ImmutableSortedDictionary.Create<string, ProvisionedConcurrencyConfig>(StringComparer.Ordinal);
 
+    /// <summary>
+    /// Asynchronous invocation settings (PutFunctionEventInvokeConfig) by qualifier: <c>$LATEST</c> (also what an
+    /// unqualified request names), a version number or an alias name. Each applies to invocations made through
+    /// exactly that qualifier; an alias does not inherit its version's.
+    /// </summary>
+    public ImmutableSortedDictionary<string, EventInvokeConfig> EventInvokeConfigs { get; init; } = NoEventInvokeConfigs;
+
+    public static readonly ImmutableSortedDictionary<string, EventInvokeConfig> NoEventInvokeConfigs =
+        ImmutableSortedDictionary.Create<string, EventInvokeConfig>(StringComparer.Ordinal);
+
     public string Name => LatestConfig.Name;
 
     /// <summary>Every configuration environments may run: <c>$LATEST</c> and each published version.</summary>
@@ -122,3 +132,11 @@ internal sealed record PublishedVersion(FunctionConfig Config, string SourceRevi
 /// ahead of traffic (for an alias, of the version it points to).
 /// </summary>
 internal sealed record ProvisionedConcurrencyConfig(string Qualifier, int Requested, DateTimeOffset LastModified);
+
+/// <summary>
+/// PutFunctionEventInvokeConfig for one qualifier: how many times a failed asynchronous invocation is retried (0–2),
+/// how long an event may wait (60–21600 s), and where records of successes and failures go. Null settings are unset
+/// (Lambda's defaults apply: 2 retries, 6 hours, no destination).
+/// </summary>
+internal sealed record EventInvokeConfig(string Qualifier, int? MaximumRetryAttempts, int? MaximumEventAgeInSeconds,
+    string? OnSuccessDestination, string? OnFailureDestination, DateTimeOffset LastModified);

@@ -260,7 +260,12 @@ internal sealed class FunctionRegistry : IDisposable
                 return (FunctionWriteStatus.InUse, aliases);
             }
             await database.DeleteVersionAsync(name, version, CancellationToken.None);
-            _functions[name] = entry with { Versions = entry.Versions.Remove(version), ProvisionedConcurrency = entry.ProvisionedConcurrency.Remove(config.Version) };
+            _functions[name] = entry with
+            {
+                Versions = entry.Versions.Remove(version),
+                ProvisionedConcurrency = entry.ProvisionedConcurrency.Remove(config.Version),
+                EventInvokeConfigs = entry.EventInvokeConfigs.Remove(config.Version),
+            };
             deleted = config;
         }
         finally
@@ -387,7 +392,12 @@ internal sealed class FunctionRegistry : IDisposable
                 return FunctionWriteStatus.QualifierNotFound;
             }
             await database.DeleteAliasAsync(name, aliasName, CancellationToken.None);
-            _functions[name] = entry with { Aliases = entry.Aliases.Remove(aliasName), ProvisionedConcurrency = entry.ProvisionedConcurrency.Remove(aliasName) };
+            _functions[name] = entry with
+            {
+                Aliases = entry.Aliases.Remove(aliasName),
+                ProvisionedConcurrency = entry.ProvisionedConcurrency.Remove(aliasName),
+                EventInvokeConfigs = entry.EventInvokeConfigs.Remove(aliasName),
+            };
             return FunctionWriteStatus.Succeeded;
         }
         finally
@@ -465,6 +475,42 @@ internal sealed class FunctionRegistry : IDisposable
 
     /// <summary>Raised after provisioned concurrency was set or removed (the pool reconciles at once rather than at its next sweep).</summary>
     public event Action? ProvisionedConcurrencyChanged;
+
+    /// <summary>
+    /// Sets or removes the asynchronous invocation settings of <paramref name="qualifier"/> (<c>$LATEST</c>, a version
+    /// or an alias). <paramref name="build"/> runs under the write lock with the function's current entry and returns
+    /// the next settings (stamped here with the qualifier and the time), null to remove them, or an error to refuse
+    /// with (nothing is written). The result carries the settings now current (null after a removal).
+    /// </summary>
+    public async Task<(FunctionWriteStatus Status, EventInvokeConfig? Config, TError? Error)> SetEventInvokeConfigAsync<TError>(string name, string qualifier,
+        Func<FunctionEntry, (EventInvokeConfig? Config, TError? Error)> build, CancellationToken cancellationToken) where TError : class
+    {
+        var database = RequireDatabase();
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            if (!_functions.TryGetValue(name, out var entry))
+            {
+                return (FunctionWriteStatus.NotFound, null, null);
+            }
+            var (draft, error) = build(entry);
+            if (error is not null)
+            {
+                return (FunctionWriteStatus.Refused, null, error);
+            }
+            var config = draft is null ? null : draft with { Qualifier = qualifier, LastModified = _timeProvider.GetUtcNow() };
+            await database.SetEventInvokeConfigAsync(name, qualifier, config, CancellationToken.None);
+            _functions[name] = entry with
+            {
+                EventInvokeConfigs = config is null ? entry.EventInvokeConfigs.Remove(qualifier) : entry.EventInvokeConfigs.SetItem(qualifier, config),
+            };
+            return (FunctionWriteStatus.Succeeded, config, null);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
 
     /// <summary>Called under the write lock (or at load) after a reservation or the set of functions changed.</summary>
     private void RecomputeReservedTotal() =>

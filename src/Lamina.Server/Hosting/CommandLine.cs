@@ -9,8 +9,10 @@ internal static class CommandLine
     public const string Usage = """
         usage: lamina serve [--port 9000] [--host 127.0.0.1] [--data DIR] [--function-network on|off]
                     [--account-concurrency 1000] [--memory-budget MB] [--idle-timeout SECONDS]
+                    [--async-retry-delay SECONDS]
 
           serve     start the Lamina server (Lambda API, invoke, runtime API)
+          events    list, inspect, redrive and purge async events (lamina events help)
             --port  TCP port to listen on (0 picks a free one; default 9000)
             --host  address to listen on (default 127.0.0.1)
             --data  data directory: state, code, sandboxes (default ~/.lamina)
@@ -19,6 +21,7 @@ internal static class CommandLine
             --memory-budget  most MB the live environments' MemorySize may add up to; idle ones are evicted
                              least recently used first to make room (default: the machine's memory)
             --idle-timeout   seconds an idle environment stays warm before it is stopped (default 600)
+            --async-retry-delay  seconds before an async invocation's first retry; later ones double (default 60)
         """;
 
     public static bool TryParse(string[] args, out string command, [NotNullWhen(true)] out LaminaOptions? options, [NotNullWhen(false)] out string? error)
@@ -48,7 +51,7 @@ internal static class CommandLine
                 value = arg[(eq + 1)..];
                 arg = arg[..eq];
             }
-            else if (arg is "--port" or "--host" or "--data" or "--function-network" or "--account-concurrency" or "--memory-budget" or "--idle-timeout")
+            else if (arg is "--port" or "--host" or "--data" or "--function-network" or "--account-concurrency" or "--memory-budget" or "--idle-timeout" or "--async-retry-delay")
             {
                 if (i + 1 >= args.Length)
                 {
@@ -100,6 +103,13 @@ internal static class CommandLine
                     break;
                 case "--idle-timeout":
                     error = $"lamina: --idle-timeout must be a number of seconds, at least 1, not '{value}'";
+                    options = null;
+                    return false;
+                case "--async-retry-delay" when double.TryParse(value, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var retry) && retry is >= 0 and <= 21600:
+                    options.AsyncRetryDelay = TimeSpan.FromSeconds(retry);
+                    break;
+                case "--async-retry-delay":
+                    error = $"lamina: --async-retry-delay must be a number of seconds from 0 to 21600, not '{value}'";
                     options = null;
                     return false;
                 default:

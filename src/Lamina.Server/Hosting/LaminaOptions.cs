@@ -71,6 +71,12 @@ public sealed class LaminaOptions
     /// </summary>
     public bool FunctionNetwork { get; set; } = true;
 
+    /// <summary>
+    /// Wait before the first retry of an asynchronous invocation that failed (<c>--async-retry-delay SECONDS</c>);
+    /// later retries wait twice as long each. Default 60 s, Lambda's "about a minute, then two".
+    /// </summary>
+    public TimeSpan AsyncRetryDelay { get; set; } = TimeSpan.FromSeconds(60);
+
     /// <summary>Bound on the Init phase (extensions, runtime, handler). Lambda's value is 10 s.</summary>
     public TimeSpan InitTimeout { get; set; } = TimeSpan.FromSeconds(10);
 

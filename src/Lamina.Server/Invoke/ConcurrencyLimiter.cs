@@ -26,33 +26,22 @@ internal sealed class ConcurrencyLimiter
     /// <summary>Throttle reason when the function's own reservation is full (or 0).</summary>
     public const string ReservedLimitReason = "ReservedFunctionConcurrentInvocationLimitExceeded";
 
-    /// <summary>
-    /// Event invocations are never throttled to the caller: they wait here for capacity, at most this long…
-    /// </summary>
-    public static readonly TimeSpan MaxEventWait = TimeSpan.FromMinutes(5);
-
-    /// <summary>…and at most this many at once (each holds its payload, up to 1 MB). Past either bound the event is dropped and logged.</summary>
-    public const int MaxWaitingEvents = 1000;
-
     private readonly int _accountLimit;
     private readonly Func<int> _reservedTotal;
-    private readonly TimeProvider _time;
-    private int _waitingEvents;
     private readonly ConcurrencyPool _unreserved = new();
     private readonly ConcurrentDictionary<string, ConcurrencyPool> _reserved = new(StringComparer.Ordinal);
 
-    public ConcurrencyLimiter(IOptions<LaminaOptions> options, FunctionRegistry registry, TimeProvider time)
-        : this(options.Value.AccountConcurrency, () => registry.ReservedConcurrencyTotal, time)
+    public ConcurrencyLimiter(IOptions<LaminaOptions> options, FunctionRegistry registry)
+        : this(options.Value.AccountConcurrency, () => registry.ReservedConcurrencyTotal)
     {
         registry.Deleted += Forget;
     }
 
     /// <summary>For tests: a fixed account limit and a source for Σ reserved.</summary>
-    internal ConcurrencyLimiter(int accountLimit, Func<int> reservedTotal, TimeProvider time)
+    internal ConcurrencyLimiter(int accountLimit, Func<int> reservedTotal)
     {
         _accountLimit = accountLimit;
         _reservedTotal = reservedTotal;
-        _time = time;
     }
 
     public int AccountLimit => _accountLimit;
@@ -99,64 +88,6 @@ internal sealed class ConcurrencyLimiter
             }
         }
     }
-
-    /// <summary>
-    /// Admits an Event invocation once there is room: retries with a backoff from 50 ms to 1 s, reading the
-    /// function's reservation afresh each time (<paramref name="reserved"/>), for at most <see cref="MaxEventWait"/>.
-    /// Null when it gave up (too long, too many waiting, or the function is gone: <paramref name="reserved"/> returns false).
-    /// </summary>
-    /// <remarks>
-    /// Lambda queues throttled events and retries them for up to 6 hours; the durable queue (issue #6) will take this
-    /// over. Until then waiting events live in memory, bounded in time and number.
-    /// </remarks>
-    public async Task<ConcurrencyLease?> WaitForEventAsync(string function, Func<(bool Exists, int? Reserved)> reserved, CancellationToken cancellationToken)
-    {
-        var (exists, current) = reserved();
-        if (!exists)
-        {
-            return null;
-        }
-        if (TryAcquire(function, current, out var lease, out _))
-        {
-            return lease;
-        }
-        if (Interlocked.Increment(ref _waitingEvents) > MaxWaitingEvents)
-        {
-            Interlocked.Decrement(ref _waitingEvents);
-            return null;
-        }
-        try
-        {
-            var started = _time.GetTimestamp();
-            var delay = TimeSpan.FromMilliseconds(50);
-            while (_time.GetElapsedTime(started) < MaxEventWait)
-            {
-                await Task.Delay(delay, _time, cancellationToken);
-                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.TicksPerSecond));
-                (exists, current) = reserved();
-                if (!exists)
-                {
-                    return null;
-                }
-                if (TryAcquire(function, current, out lease, out _))
-                {
-                    return lease;
-                }
-            }
-            return null;
-        }
-        catch (OperationCanceledException)
-        {
-            return null;
-        }
-        finally
-        {
-            Interlocked.Decrement(ref _waitingEvents);
-        }
-    }
-
-    /// <summary>Event invocations waiting for capacity now.</summary>
-    public int WaitingEvents => Volatile.Read(ref _waitingEvents);
 
     /// <summary>
     /// Forgets a deleted function's pool (its running invocations still release into it). A reservation that only

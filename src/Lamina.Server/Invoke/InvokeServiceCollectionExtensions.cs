@@ -15,6 +15,10 @@ internal static class InvokeServiceCollectionExtensions
         services.AddHostedService(static sp => sp.GetRequiredService<EnvironmentPool>());
         services.AddSingleton<ConcurrencyLimiter>();
         services.AddSingleton<Invoker>();
+        // The durable queue of Event invocations and its dispatcher (stopped before the pool: registered after it).
+        services.AddSingleton<Async.AsyncEventStore>();
+        services.AddSingleton<Async.AsyncDispatcher>();
+        services.AddHostedService(static sp => sp.GetRequiredService<Async.AsyncDispatcher>());
         return services;
     }
 }

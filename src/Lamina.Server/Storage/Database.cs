@@ -21,7 +21,7 @@ namespace Lamina.Server.Storage;
 internal sealed class Database
 {
     /// <summary>Version of the schema this server writes; stored in <c>PRAGMA user_version</c>.</summary>
-    public const int SchemaVersion = 4;
+    public const int SchemaVersion = 5;
 
     // Each step takes the schema from version i to i + 1. Append, never edit a shipped step.
     private static readonly string[] Migrations =
@@ -87,6 +87,19 @@ internal sealed class Database
             qualifier      TEXT    NOT NULL,  -- a version number or an alias name
             requested      INTEGER NOT NULL,
             modified_at    TEXT    NOT NULL,  -- ISO 8601, as Lambda reports LastModified
+            PRIMARY KEY (function_name, qualifier)
+        );
+        """,
+        // 5: asynchronous invocation settings (issue #6), per qualifier; NULL = the setting is unset.
+        """
+        CREATE TABLE event_invoke_configs (
+            function_name           TEXT    NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+            qualifier               TEXT    NOT NULL,  -- $LATEST, a version number or an alias name
+            maximum_retry_attempts  INTEGER,
+            maximum_event_age       INTEGER,           -- seconds
+            on_success              TEXT,              -- destination ARNs
+            on_failure              TEXT,
+            modified_at             TEXT    NOT NULL,  -- ISO 8601
             PRIMARY KEY (function_name, qualifier)
         );
         """,
@@ -234,6 +247,35 @@ internal sealed class Database
             }
         }
 
+        var eventInvoke = new Dictionary<string, ImmutableSortedDictionary<string, EventInvokeConfig>.Builder>(StringComparer.Ordinal);
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = """
+                SELECT function_name, qualifier, maximum_retry_attempts, maximum_event_age, on_success, on_failure, modified_at
+                  FROM event_invoke_configs;
+                """;
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
+            {
+                var name = reader.GetString(0);
+                if (!entries.ContainsKey(name))
+                {
+                    continue;
+                }
+                if (!eventInvoke.TryGetValue(name, out var builder))
+                {
+                    eventInvoke[name] = builder = ImmutableSortedDictionary.CreateBuilder<string, EventInvokeConfig>(StringComparer.Ordinal);
+                }
+                var config = new EventInvokeConfig(reader.GetString(1),
+                    reader.IsDBNull(2) ? null : reader.GetInt32(2),
+                    reader.IsDBNull(3) ? null : reader.GetInt32(3),
+                    reader.IsDBNull(4) ? null : reader.GetString(4),
+                    reader.IsDBNull(5) ? null : reader.GetString(5),
+                    DateTimeOffset.Parse(reader.GetString(6), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind));
+                builder[config.Qualifier] = config;
+            }
+        }
+
         var result = new List<FunctionEntry>(entries.Count);
         foreach (var entry in entries.Values)
         {
@@ -242,6 +284,7 @@ internal sealed class Database
                 Versions = versions.TryGetValue(entry.Name, out var v) ? v.ToImmutable() : entry.Versions,
                 Aliases = aliases.TryGetValue(entry.Name, out var a) ? a.ToImmutable() : entry.Aliases,
                 ProvisionedConcurrency = provisioned.TryGetValue(entry.Name, out var p) ? p.ToImmutable() : entry.ProvisionedConcurrency,
+                EventInvokeConfigs = eventInvoke.TryGetValue(entry.Name, out var e) ? e.ToImmutable() : entry.EventInvokeConfigs,
             });
         }
         return result;
@@ -344,6 +387,34 @@ internal sealed class Database
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
+    /// <summary>Sets (or, with null, removes) the asynchronous invocation settings of one qualifier.</summary>
+    public async Task SetEventInvokeConfigAsync(string name, string qualifier, EventInvokeConfig? config, CancellationToken cancellationToken)
+    {
+        await using var connection = Open();
+        await using var command = connection.CreateCommand();
+        command.CommandText = config is null
+            ? "DELETE FROM event_invoke_configs WHERE function_name = $name AND qualifier = $qualifier;"
+            : """
+              INSERT INTO event_invoke_configs (function_name, qualifier, maximum_retry_attempts, maximum_event_age, on_success, on_failure, modified_at)
+              VALUES ($name, $qualifier, $retries, $age, $success, $failure, $modified)
+              ON CONFLICT (function_name, qualifier) DO UPDATE SET
+                  maximum_retry_attempts = excluded.maximum_retry_attempts, maximum_event_age = excluded.maximum_event_age,
+                  on_success = excluded.on_success, on_failure = excluded.on_failure, modified_at = excluded.modified_at;
+              """;
+        command.Parameters.AddWithValue("$name", name);
+        command.Parameters.AddWithValue("$qualifier", qualifier);
+        if (config is not null)
+        {
+            command.Parameters.AddWithValue("$retries", config.MaximumRetryAttempts is { } retries ? retries : DBNull.Value);
+            command.Parameters.AddWithValue("$age", config.MaximumEventAgeInSeconds is { } age ? age : DBNull.Value);
+            command.Parameters.AddWithValue("$success", (object?)config.OnSuccessDestination ?? DBNull.Value);
+            command.Parameters.AddWithValue("$failure", (object?)config.OnFailureDestination ?? DBNull.Value);
+            command.Parameters.AddWithValue("$modified", config.LastModified.ToString("O", CultureInfo.InvariantCulture));
+        }
+        // One statement is its own transaction; durable when it returns.
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
     /// <summary>Deletes a function with its tags, versions and aliases. False if there was no such function.</summary>
     public async Task<bool> DeleteFunctionAsync(string name, CancellationToken cancellationToken)
     {
@@ -356,6 +427,7 @@ internal sealed class Database
             dependents.CommandText = """
                 DELETE FROM function_tags WHERE function_name = $name;
                 DELETE FROM provisioned_concurrency WHERE function_name = $name;
+                DELETE FROM event_invoke_configs WHERE function_name = $name;
                 DELETE FROM function_aliases WHERE function_name = $name;
                 DELETE FROM function_versions WHERE function_name = $name;
                 """;
@@ -463,9 +535,10 @@ internal sealed class Database
         await using var transaction = connection.BeginTransaction();
         await using var command = connection.CreateCommand();
         command.Transaction = transaction;
-        // Its provisioned concurrency goes with it, in the same transaction.
+        // Its provisioned concurrency and asynchronous invocation settings go with it, in the same transaction.
         command.CommandText = """
             DELETE FROM provisioned_concurrency WHERE function_name = $name AND qualifier = $qualifier;
+            DELETE FROM event_invoke_configs WHERE function_name = $name AND qualifier = $qualifier;
             DELETE FROM function_versions WHERE function_name = $name AND version = $version;
             """;
         command.Parameters.AddWithValue("$name", name);
@@ -506,6 +579,7 @@ internal sealed class Database
         command.Transaction = transaction;
         command.CommandText = """
             DELETE FROM provisioned_concurrency WHERE function_name = $function AND qualifier = $name;
+            DELETE FROM event_invoke_configs WHERE function_name = $function AND qualifier = $name;
             DELETE FROM function_aliases WHERE function_name = $function AND name = $name;
             """;
         command.Parameters.AddWithValue("$function", functionName);

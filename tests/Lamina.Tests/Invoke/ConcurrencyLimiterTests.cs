@@ -1,14 +1,12 @@
 using Lamina.Server.Invoke;
-using Microsoft.Extensions.Time.Testing;
 
 namespace Lamina.Tests.Invoke;
 
 public sealed class ConcurrencyLimiterTests
 {
-    private readonly FakeTimeProvider _time = new();
     private int _reservedTotal;
 
-    private ConcurrencyLimiter CreateSut(int accountLimit) => new(accountLimit, () => _reservedTotal, _time);
+    private ConcurrencyLimiter CreateSut(int accountLimit) => new(accountLimit, () => _reservedTotal);
 
     [Fact]
     public void Unreserved_AdmitsUpToAccountLimit_ThenThrottlesWithAccountReason()
@@ -124,55 +122,6 @@ public sealed class ConcurrencyLimiterTests
 
         Assert.InRange(highest, 1, 8);
         Assert.Equal(0, limiter.UnreservedInUse);
-    }
-
-    [Fact]
-    public async Task WaitForEvent_AdmitsOnceRoomFrees()
-    {
-        var limiter = CreateSut(1);
-        Assert.True(limiter.TryAcquire("f", null, out var busy, out _));
-
-        var waiting = limiter.WaitForEventAsync("f", () => (true, null), CancellationToken.None);
-        Assert.False(waiting.IsCompleted);
-        Assert.Equal(1, limiter.WaitingEvents);
-
-        busy!.Release();
-        _time.Advance(TimeSpan.FromSeconds(1));
-        var lease = await waiting;
-
-        Assert.NotNull(lease);
-        Assert.Equal(1, limiter.UnreservedInUse);
-        Assert.Equal(0, limiter.WaitingEvents);
-        lease.Release();
-    }
-
-    [Fact]
-    public async Task WaitForEvent_GivesUpAfterMaxWait()
-    {
-        var limiter = CreateSut(1000);
-        var waiting = limiter.WaitForEventAsync("off", () => (true, 0), CancellationToken.None);
-
-        for (var elapsed = TimeSpan.Zero; elapsed <= ConcurrencyLimiter.MaxEventWait && !waiting.IsCompleted; elapsed += TimeSpan.FromSeconds(1))
-        {
-            _time.Advance(TimeSpan.FromSeconds(1));
-            await Task.Yield();
-        }
-
-        Assert.Null(await waiting);
-        Assert.Equal(0, limiter.WaitingEvents);
-    }
-
-    [Fact]
-    public async Task WaitForEvent_GivesUpWhenTheFunctionIsGone()
-    {
-        var limiter = CreateSut(1000);
-        var exists = true;
-        var waiting = limiter.WaitForEventAsync("f", () => (exists, 0), CancellationToken.None);
-
-        exists = false;
-        _time.Advance(TimeSpan.FromSeconds(1));
-
-        Assert.Null(await waiting);
     }
 
     private static void InterlockedMax(ref int target, int value)

@@ -1,0 +1,435 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text.Json;
+using System.Threading.Channels;
+using Lamina.Server.Functions;
+using Lamina.Server.Hosting;
+using Lamina.Server.Invoke;
+using Microsoft.Extensions.Options;
+
+namespace Lamina.Server.Async;
+
+/// <summary>
+/// Runs the queued asynchronous invocations (LAMBDA.md §9.1, RELIABILITY.md §1.2): leases due events from
+/// <see cref="AsyncEventStore"/>, runs each through the same <see cref="Invoker"/> as synchronous calls within every
+/// concurrency limit, and settles it. Function errors (timeouts and crashes included) are retried per the event invoke
+/// config (<c>MaximumRetryAttempts</c>, default 2), after <c>--async-retry-delay</c> (default 60 s) and then twice as
+/// long each time. Throttles and system errors never spend an attempt: the event waits 1 s, doubling up to 5 minutes,
+/// for as long as its maximum age allows. Settled events go to their OnSuccess / OnFailure destinations.
+/// </summary>
+internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDisposable
+{
+    /// <summary>Lambda's default and largest maximum event age (6 hours).</summary>
+    public const int DefaultMaximumEventAgeSeconds = 21600;
+
+    /// <summary>Lambda's default retries after a function error.</summary>
+    public const int DefaultMaximumRetryAttempts = 2;
+
+    private static readonly TimeSpan MaxBackoff = TimeSpan.FromMinutes(5);
+
+    private readonly AsyncEventStore _store;
+    private readonly FunctionRegistry _registry;
+    private readonly Invoker _invoker;
+    private readonly ConcurrencyLimiter _limiter;
+    private readonly LaminaOptions _options;
+    private readonly TimeProvider _time;
+    private readonly IHostApplicationLifetime _lifetime;
+    private readonly ILogger<AsyncDispatcher> _logger;
+    private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly ConcurrentDictionary<string, int> _throttles = new(StringComparer.Ordinal);
+    private readonly int _maxInFlight;
+    private int _inFlight;
+    private Task? _loop;
+
+    public AsyncDispatcher(AsyncEventStore store, FunctionRegistry registry, Invoker invoker, ConcurrencyLimiter limiter,
+        IOptions<LaminaOptions> options, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<AsyncDispatcher> logger)
+    {
+        _store = store;
+        _registry = registry;
+        _invoker = invoker;
+        _limiter = limiter;
+        _options = options.Value;
+        _time = time;
+        _lifetime = lifetime;
+        _logger = logger;
+        // Enough to keep a machine's environments busy without leasing (and holding) far more than can run.
+        _maxInFlight = Math.Clamp(_options.AccountConcurrency, 1, 64);
+    }
+
+    /// <summary>Events running now.</summary>
+    public int InFlight => Volatile.Read(ref _inFlight);
+
+    /// <summary>
+    /// Accepts an Event invocation: durable (committed and fsync'd) when this completes; the caller then answers 202.
+    /// </summary>
+    public async Task AcceptAsync(string id, string functionName, string? qualifier, string invokedArn, ReadOnlyMemory<byte> payload, string traceId)
+    {
+        var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        await _store.EnqueueAsync(new AsyncEvent
+        {
+            Id = id,
+            FunctionName = functionName,
+            Qualifier = qualifier,
+            InvokedArn = invokedArn,
+            Payload = payload.ToArray(),
+            TraceId = traceId,
+            CreatedMs = now,
+            DueMs = now,
+        });
+        Wake();
+    }
+
+    /// <summary>Makes the loop look for due events now (an event was accepted or redriven).</summary>
+    public void Wake() => _wake.Writer.TryWrite(true);
+
+    public Task StartingAsync(CancellationToken cancellationToken)
+    {
+        var returned = _store.Open();
+        if (returned > 0)
+        {
+            Log.Redelivering(_logger, returned);
+        }
+        return Task.CompletedTask;
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        // Environments stop as soon as shutdown begins; what fails then is the platform's doing, not the function's.
+        _lifetime.ApplicationStopping.Register(() => _stopping.Cancel());
+        _loop = Task.Run(LoopAsync, CancellationToken.None);
+        return Task.CompletedTask;
+    }
+
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _stopping.CancelAsync();
+        if (_loop is not null)
+        {
+            await _loop;
+        }
+        // In-flight events end quickly once their environments stop; each is put back (no attempt spent).
+        var deadline = _time.GetTimestamp();
+        while (Volatile.Read(ref _inFlight) > 0 && _time.GetElapsedTime(deadline) < TimeSpan.FromSeconds(5))
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(20), _time, CancellationToken.None);
+        }
+    }
+
+    public async Task StoppedAsync(CancellationToken cancellationToken) => await _store.DisposeAsync();
+
+    public void Dispose() => _stopping.Dispose();
+
+    private async Task LoopAsync()
+    {
+        var token = _stopping.Token;
+        while (!token.IsCancellationRequested)
+        {
+            try
+            {
+                var free = _maxInFlight - Volatile.Read(ref _inFlight);
+                var leased = 0;
+                if (free > 0)
+                {
+                    var events = await _store.LeaseDueAsync(_time.GetUtcNow().ToUnixTimeMilliseconds(), free);
+                    leased = events.Count;
+                    foreach (var e in events)
+                    {
+                        Interlocked.Increment(ref _inFlight);
+                        _ = RunAsync(e);
+                    }
+                }
+                if (leased > 0 && leased == free)
+                {
+                    continue; // more may be due; look again once some finish (they wake the loop)
+                }
+                var delay = TimeSpan.FromSeconds(1);
+                if (free > 0 && await _store.NextDueAsync() is { } due)
+                {
+                    var untilDue = TimeSpan.FromMilliseconds(Math.Max(0, due - _time.GetUtcNow().ToUnixTimeMilliseconds()));
+                    delay = untilDue < delay ? untilDue : delay;
+                }
+                if (delay > TimeSpan.Zero)
+                {
+                    await WaitAsync(delay, token);
+                }
+            }
+            catch (OperationCanceledException) when (token.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or ObjectDisposedException)
+            {
+                Log.LoopFailed(_logger, e.Message);
+                await WaitAsync(TimeSpan.FromSeconds(1), token);
+            }
+        }
+    }
+
+    private async Task WaitAsync(TimeSpan delay, CancellationToken token)
+    {
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(token);
+            timeout.CancelAfter(delay);
+            await _wake.Reader.ReadAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private async Task RunAsync(AsyncEvent e)
+    {
+        try
+        {
+            await RunOnceAsync(e);
+        }
+        catch (Exception ex) when (ex is Microsoft.Data.Sqlite.SqliteException or ObjectDisposedException)
+        {
+            // The store could not record the outcome; the event stays leased and is redelivered at the next start.
+            Log.SettleFailed(_logger, e.Describe(), ex.Message);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _inFlight);
+            Wake();
+        }
+    }
+
+    private async Task RunOnceAsync(AsyncEvent e)
+    {
+        var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        if (!_registry.TryGetEntry(e.FunctionName, out var entry) || entry.Resolve(e.Qualifier, Random.Shared) is not { } config)
+        {
+            Log.FunctionGone(_logger, e.Describe());
+            _throttles.TryRemove(e.Id, out _);
+            await _store.DropAsync(e.Id);
+            return;
+        }
+        var qualifier = e.Qualifier ?? FunctionEntry.Latest;
+        entry.EventInvokeConfigs.TryGetValue(qualifier, out var invokeConfig);
+        var maxAgeMs = (invokeConfig?.MaximumEventAgeInSeconds ?? DefaultMaximumEventAgeSeconds) * 1000L;
+        var maxRetries = invokeConfig?.MaximumRetryAttempts ?? DefaultMaximumRetryAttempts;
+        var functionArn = $"{_options.FunctionArn(e.FunctionName)}:{qualifier}";
+
+        if (now - e.CreatedMs > maxAgeMs)
+        {
+            await FailAsync(e, entry, invokeConfig, "EventAgeExceeded", e.Attempts, functionArn, response: null);
+            return;
+        }
+        if (_stopping.IsCancellationRequested)
+        {
+            await _store.RequeueAsync(e.Id, now, e.Attempts, e.LastError);
+            return;
+        }
+        if (!_limiter.TryAcquire(config.Name, entry.ReservedConcurrency, out var lease, out _))
+        {
+            await BackOffAsync(e);
+            return;
+        }
+
+        var invocation = new Invocation
+        {
+            RequestId = e.Id,
+            Payload = e.Payload,
+            InvokedFunctionArn = e.InvokedArn,
+            TraceId = e.TraceId,
+        };
+        var outcome = await _invoker.InvokeAsync(config, invocation, wantTail: false, lease!);
+        if (outcome.Result is not { } result || outcome.ThrottleReason is not null)
+        {
+            // No room to start an environment, or the platform failed: a system error, retried without spending an attempt.
+            if (outcome.PlatformFailure is { } failure && outcome.ThrottleReason is null)
+            {
+                Log.SystemError(_logger, e.Describe(), failure);
+            }
+            await BackOffAsync(e);
+            return;
+        }
+        if (result.Outcome != InvocationOutcome.Success && _stopping.IsCancellationRequested)
+        {
+            // Shutdown stopped its environment: not the function's failure.
+            await _store.RequeueAsync(e.Id, _time.GetUtcNow().ToUnixTimeMilliseconds(), e.Attempts, e.LastError);
+            return;
+        }
+        _throttles.TryRemove(e.Id, out _);
+        var response = new AttemptResponse(config.Version, result);
+        if (result.Outcome == InvocationOutcome.Success)
+        {
+            var deliveries = new List<AsyncEvent>();
+            if (invokeConfig?.OnSuccessDestination is { } onSuccess
+                && Destination(onSuccess, Record(e, functionArn, "Success", e.Attempts + 1, response)) is { } delivery)
+            {
+                deliveries.Add(delivery);
+            }
+            await _store.SettleAsync(e.Id, null, deliveries);
+            return;
+        }
+
+        var attempts = e.Attempts + 1;
+        var lastError = ErrorText(result);
+        if (attempts > maxRetries)
+        {
+            await FailAsync(e, entry, invokeConfig, "RetriesExhausted", attempts, functionArn, response);
+            return;
+        }
+        // Lambda waits about a minute before the first retry and two before the second.
+        var retryDelay = _options.AsyncRetryDelay * Math.Pow(2, attempts - 1);
+        await _store.RequeueAsync(e.Id, _time.GetUtcNow().Add(retryDelay).ToUnixTimeMilliseconds(), attempts, lastError);
+    }
+
+    /// <summary>Throttled or a system error: back to the queue, 1 s, doubling up to 5 minutes; no attempt spent.</summary>
+    private Task BackOffAsync(AsyncEvent e)
+    {
+        var count = _throttles.AddOrUpdate(e.Id, 1, static (_, n) => n + 1);
+        var delay = TimeSpan.FromSeconds(Math.Min(MaxBackoff.TotalSeconds, Math.Pow(2, Math.Min(count - 1, 20))));
+        return _store.RequeueAsync(e.Id, _time.GetUtcNow().Add(delay).ToUnixTimeMilliseconds(), e.Attempts, e.LastError);
+    }
+
+    private async Task FailAsync(AsyncEvent e, FunctionEntry entry, EventInvokeConfig? invokeConfig, string condition, int invokeCount,
+        string functionArn, AttemptResponse? response)
+    {
+        _throttles.TryRemove(e.Id, out _);
+        var deliveries = new List<AsyncEvent>();
+        if (invokeConfig?.OnFailureDestination is { } onFailure
+            && Destination(onFailure, Record(e, functionArn, condition, invokeCount, response)) is { } delivery)
+        {
+            deliveries.Add(delivery);
+        }
+        var lastError = response is { } r ? ErrorText(r.Result) : e.LastError;
+        if (entry.LatestConfig.DeadLetterTargetArn is { } deadLetter)
+        {
+            // Lambda's dead-letter targets are SQS queues and SNS topics, which Lamina does not have yet (issue #11):
+            // the event stays here, failed, where operators can list and redrive it.
+            Log.DeadLetterUnavailable(_logger, e.Describe(), deadLetter);
+        }
+        Log.Failed(_logger, e.Describe(), condition, invokeCount);
+        await _store.SettleAsync(e.Id, new AsyncFailure(condition, invokeCount, lastError, _time.GetUtcNow().ToUnixTimeMilliseconds()), deliveries);
+    }
+
+    /// <summary>
+    /// The event a destination gets. Only Lambda functions are destinations so far (the event invoke config refuses
+    /// the other kinds); a queue or topic would be one more case here.
+    /// </summary>
+    private AsyncEvent? Destination(string arn, byte[] record)
+    {
+        if (!FunctionReference.TryParse(arn, null, _options, out var target, out _))
+        {
+            Log.DestinationUnsupported(_logger, arn);
+            return null;
+        }
+        var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        return new AsyncEvent
+        {
+            Id = Guid.NewGuid().ToString(),
+            FunctionName = target.Name,
+            Qualifier = target.Qualifier,
+            InvokedArn = target.Qualifier is null ? _options.FunctionArn(target.Name) : $"{_options.FunctionArn(target.Name)}:{target.Qualifier}",
+            Payload = record,
+            TraceId = Invocation.NewTraceId(_time),
+            CreatedMs = now,
+            DueMs = now,
+        };
+    }
+
+    /// <summary>Lambda's invocation record (LAMBDA.md §9.1).</summary>
+    private byte[] Record(AsyncEvent e, string functionArn, string condition, int invokeCount, AttemptResponse? response)
+    {
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteString("version", "1.0");
+            w.WriteString("timestamp", _time.GetUtcNow().UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
+            w.WriteStartObject("requestContext");
+            w.WriteString("requestId", e.Id);
+            w.WriteString("functionArn", functionArn);
+            w.WriteString("condition", condition);
+            w.WriteNumber("approximateInvokeCount", invokeCount);
+            w.WriteEndObject();
+            w.WritePropertyName("requestPayload");
+            w.WriteRawValue(e.Payload, skipInputValidation: true); // validated as JSON when accepted
+            if (response is { } r)
+            {
+                w.WriteStartObject("responseContext");
+                w.WriteNumber("statusCode", 200);
+                w.WriteString("executedVersion", r.ExecutedVersion);
+                if (r.Result.Outcome != InvocationOutcome.Success)
+                {
+                    w.WriteString("functionError", "Unhandled");
+                }
+                w.WriteEndObject();
+                w.WritePropertyName("responsePayload");
+                WritePayload(w, r.Result.Body.Span);
+            }
+            w.WriteEndObject();
+        }
+        return buffer.ToArray();
+    }
+
+    // A response that is JSON is embedded as is; anything else (a runtime may answer any bytes) as a string.
+    private static void WritePayload(Utf8JsonWriter w, ReadOnlySpan<byte> body)
+    {
+        if (body.IsEmpty)
+        {
+            w.WriteNullValue();
+            return;
+        }
+        try
+        {
+            var reader = new Utf8JsonReader(body);
+            if (JsonDocument.TryParseValue(ref reader, out var document))
+            {
+                using (document)
+                {
+                    document.WriteTo(w);
+                }
+                return;
+            }
+        }
+        catch (JsonException)
+        {
+        }
+        w.WriteStringValue(System.Text.Encoding.UTF8.GetString(body));
+    }
+
+    private static string ErrorText(InvocationResult result)
+    {
+        var text = System.Text.Encoding.UTF8.GetString(result.Body.Span);
+        return text.Length > 4096 ? text[..4096] : text;
+    }
+
+    private readonly record struct AttemptResponse(string ExecutedVersion, InvocationResult Result);
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = Diagnostics.EventIds.AsyncRedelivering, Level = LogLevel.Information, Message = "Redelivering {Count} async events that were running when the server stopped")]
+        public static partial void Redelivering(ILogger logger, int count);
+
+        [LoggerMessage(EventId = Diagnostics.EventIds.AsyncFunctionGone, Level = LogLevel.Warning, Message = "Async event {Event} dropped: the function or qualifier no longer exists")]
+        public static partial void FunctionGone(ILogger logger, string @event);
+
+        [LoggerMessage(EventId = Diagnostics.EventIds.AsyncSystemError, Level = LogLevel.Warning, Message = "Async event {Event} could not run ({Reason}); retrying later")]
+        public static partial void SystemError(ILogger logger, string @event, string reason);
+
+        [LoggerMessage(EventId = Diagnostics.EventIds.AsyncEventFailed, Level = LogLevel.Warning, Message = "Async event {Event} failed: {Condition} after {Count} invocations")]
+        public static partial void Failed(ILogger logger, string @event, string condition, int count);
+
+        [LoggerMessage(EventId = Diagnostics.EventIds.AsyncDeadLetterUnavailable, Level = LogLevel.Warning, Message = "Async event {Event} kept as failed: its dead-letter target {Target} is an SQS queue or SNS topic, which Lamina does not have yet")]
+        public static partial void DeadLetterUnavailable(ILogger logger, string @event, string target);
+
+        [LoggerMessage(EventId = Diagnostics.EventIds.AsyncDestinationUnsupported, Level = LogLevel.Warning, Message = "Destination {Destination} is not a Lamina function; the record is not delivered")]
+        public static partial void DestinationUnsupported(ILogger logger, string destination);
+
+        [LoggerMessage(EventId = Diagnostics.EventIds.AsyncLoopFailed, Level = LogLevel.Error, Message = "The async dispatcher could not read the queue: {Reason}")]
+        public static partial void LoopFailed(ILogger logger, string reason);
+
+        [LoggerMessage(EventId = Diagnostics.EventIds.AsyncSettleFailed, Level = LogLevel.Error, Message = "Async event {Event}: its outcome could not be stored ({Reason}); it runs again after a restart")]
+        public static partial void SettleFailed(ILogger logger, string @event, string reason);
+    }
+}

@@ -1,0 +1,410 @@
+using System.Globalization;
+using System.Threading.Channels;
+using Lamina.Server.Hosting;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Options;
+
+namespace Lamina.Server.Async;
+
+/// <summary>
+/// The durable queue of asynchronous invocations: <c>&lt;data&gt;/async.db</c>, a SQLite file of its own (WAL,
+/// <c>synchronous=FULL</c>), so the queue's write rate never contends with the control plane's.
+/// </summary>
+/// <remarks>
+/// One connection, owned by one writer loop: every operation is queued to it and the loop runs whatever is waiting
+/// in one transaction (group commit), completing each operation after the commit, i.e. once it is on disk. Many
+/// concurrent Event invocations thus share an fsync, and an accepted (202) event is never lost.
+/// </remarks>
+internal sealed partial class AsyncEventStore : IAsyncDisposable
+{
+    /// <summary>Most operations committed together.</summary>
+    private const int MaxBatch = 512;
+
+    private readonly Channel<Operation> _operations = Channel.CreateUnbounded<Operation>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly string _path;
+    private readonly ILogger<AsyncEventStore> _logger;
+    private SqliteConnection? _connection;
+    private Task? _writer;
+
+    public AsyncEventStore(IOptions<LaminaOptions> options, ILogger<AsyncEventStore> logger)
+    {
+        _path = Path.Combine(options.Value.DataDirectory, "async.db");
+        _logger = logger;
+    }
+
+    public string FilePath => _path;
+
+    /// <summary>Opens (creating) the file, returns every leased event to the queue (a crash left them), starts the writer.</summary>
+    public int Open()
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(_path)!);
+        var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = _path, Pooling = false, DefaultTimeout = 30 }.ToString());
+        connection.Open();
+        Execute(connection, """
+            PRAGMA journal_mode=WAL;
+            PRAGMA synchronous=FULL;
+            CREATE TABLE IF NOT EXISTS events (
+                id               TEXT    NOT NULL PRIMARY KEY,  -- the request id the caller got
+                function_name    TEXT    NOT NULL,
+                qualifier        TEXT,                          -- as invoked; resolved again on every attempt
+                invoked_arn      TEXT    NOT NULL,
+                payload          BLOB    NOT NULL,
+                trace_id         TEXT    NOT NULL,
+                created_ms       INTEGER NOT NULL,              -- when it was accepted (its age counts from here)
+                state            INTEGER NOT NULL,              -- 0 queued, 1 leased (running), 2 failed (kept for operators)
+                attempts         INTEGER NOT NULL DEFAULT 0,    -- invocations that ended in a function error
+                due_ms           INTEGER NOT NULL,              -- not before (retry delays, throttle backoff)
+                condition        TEXT,                          -- failed: RetriesExhausted or EventAgeExceeded
+                last_error       TEXT,                          -- the last function error's body, or why it failed
+                failed_ms        INTEGER
+            );
+            CREATE INDEX IF NOT EXISTS events_due ON events (state, due_ms);
+            """);
+        // Nothing runs before the dispatcher starts: a leased event is one a crash interrupted. Redelivered; the crash
+        // was a system error, so no attempt is spent.
+        using var reset = connection.CreateCommand();
+        reset.CommandText = "UPDATE events SET state = 0 WHERE state = 1;";
+        var returned = reset.ExecuteNonQuery();
+        _connection = connection;
+        _writer = Task.Factory.StartNew(WriterLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        return returned;
+    }
+
+    /// <summary>Stores a new event; completes once it is on disk.</summary>
+    public Task EnqueueAsync(AsyncEvent e) => Run(connection =>
+    {
+        Insert(connection, e);
+        return true;
+    });
+
+    /// <summary>Leases up to <paramref name="limit"/> queued events due by <paramref name="nowMs"/>, oldest due first.</summary>
+    public Task<List<AsyncEvent>> LeaseDueAsync(long nowMs, int limit) => Run(connection =>
+    {
+        var events = new List<AsyncEvent>();
+        using (var select = connection.CreateCommand())
+        {
+            select.CommandText = $"SELECT {Columns} FROM events WHERE state = 0 AND due_ms <= $now ORDER BY due_ms LIMIT $limit;";
+            select.Parameters.AddWithValue("$now", nowMs);
+            select.Parameters.AddWithValue("$limit", limit);
+            using var reader = select.ExecuteReader();
+            while (reader.Read())
+            {
+                events.Add(Read(reader));
+            }
+        }
+        using var lease = connection.CreateCommand();
+        lease.CommandText = "UPDATE events SET state = 1 WHERE id = $id;";
+        var id = lease.Parameters.Add("$id", SqliteType.Text);
+        foreach (var e in events)
+        {
+            id.Value = e.Id;
+            lease.ExecuteNonQuery();
+        }
+        return events;
+    });
+
+    /// <summary>When the next queued event is due (Unix ms), or null when none is queued.</summary>
+    public Task<long?> NextDueAsync() => Run(connection =>
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT MIN(due_ms) FROM events WHERE state = 0;";
+        return command.ExecuteScalar() is long due ? (long?)due : null;
+    });
+
+    /// <summary>Puts a leased event back, due at <paramref name="dueMs"/>, with its attempt count and last error.</summary>
+    public Task RequeueAsync(string id, long dueMs, int attempts, string? lastError) => Run(connection =>
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "UPDATE events SET state = 0, due_ms = $due, attempts = $attempts, last_error = $error WHERE id = $id;";
+        command.Parameters.AddWithValue("$id", id);
+        command.Parameters.AddWithValue("$due", dueMs);
+        command.Parameters.AddWithValue("$attempts", attempts);
+        command.Parameters.AddWithValue("$error", (object?)lastError ?? DBNull.Value);
+        command.ExecuteNonQuery();
+        return true;
+    });
+
+    /// <summary>
+    /// Finishes a leased event: removes it, or keeps it as failed (<paramref name="failure"/>), and in the same
+    /// transaction enqueues what its destinations get (so a record is delivered exactly when the event is settled).
+    /// </summary>
+    public Task SettleAsync(string id, AsyncFailure? failure, IReadOnlyList<AsyncEvent> deliveries) => Run(connection =>
+    {
+        using (var command = connection.CreateCommand())
+        {
+            if (failure is { } f)
+            {
+                command.CommandText = """
+                    UPDATE events SET state = 2, attempts = $attempts, condition = $condition, last_error = $error, failed_ms = $failed
+                    WHERE id = $id;
+                    """;
+                command.Parameters.AddWithValue("$attempts", f.Attempts);
+                command.Parameters.AddWithValue("$condition", f.Condition);
+                command.Parameters.AddWithValue("$error", (object?)f.LastError ?? DBNull.Value);
+                command.Parameters.AddWithValue("$failed", f.FailedMs);
+            }
+            else
+            {
+                command.CommandText = "DELETE FROM events WHERE id = $id;";
+            }
+            command.Parameters.AddWithValue("$id", id);
+            command.ExecuteNonQuery();
+        }
+        foreach (var delivery in deliveries)
+        {
+            Insert(connection, delivery);
+        }
+        return true;
+    });
+
+    /// <summary>Removes an event that can no longer run (its function was deleted).</summary>
+    public Task DropAsync(string id) => SettleAsync(id, null, []);
+
+    /// <summary>Queued and failed events, for operators: optionally of one function and one state, oldest first.</summary>
+    public Task<List<AsyncEvent>> ListAsync(string? function, AsyncEventState? state, int limit) => Run(connection =>
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = $"""
+            SELECT {Columns} FROM events
+            WHERE ($function IS NULL OR function_name = $function) AND ($state IS NULL OR state = $state)
+            ORDER BY created_ms, id LIMIT $limit;
+            """;
+        command.Parameters.AddWithValue("$function", (object?)function ?? DBNull.Value);
+        command.Parameters.AddWithValue("$state", state is { } s ? (int)s : DBNull.Value);
+        command.Parameters.AddWithValue("$limit", limit);
+        using var reader = command.ExecuteReader();
+        var events = new List<AsyncEvent>();
+        while (reader.Read())
+        {
+            events.Add(Read(reader));
+        }
+        return events;
+    });
+
+    public Task<AsyncEvent?> GetAsync(string id) => Run(connection =>
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT {Columns} FROM events WHERE id = $id;";
+        command.Parameters.AddWithValue("$id", id);
+        using var reader = command.ExecuteReader();
+        return reader.Read() ? Read(reader) : null;
+    });
+
+    /// <summary>Queues failed events again (one, or all of a function, or all): attempts and age start afresh.</summary>
+    public Task<int> RedriveAsync(string? id, string? function, long nowMs) => Run(connection =>
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = """
+            UPDATE events SET state = 0, attempts = 0, due_ms = $now, created_ms = $now, condition = NULL, failed_ms = NULL
+            WHERE state = 2 AND ($id IS NULL OR id = $id) AND ($function IS NULL OR function_name = $function);
+            """;
+        command.Parameters.AddWithValue("$id", (object?)id ?? DBNull.Value);
+        command.Parameters.AddWithValue("$function", (object?)function ?? DBNull.Value);
+        command.Parameters.AddWithValue("$now", nowMs);
+        return command.ExecuteNonQuery();
+    });
+
+    /// <summary>Deletes failed events (one, or all of a function, or all).</summary>
+    public Task<int> PurgeAsync(string? id, string? function) => Run(connection =>
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "DELETE FROM events WHERE state = 2 AND ($id IS NULL OR id = $id) AND ($function IS NULL OR function_name = $function);";
+        command.Parameters.AddWithValue("$id", (object?)id ?? DBNull.Value);
+        command.Parameters.AddWithValue("$function", (object?)function ?? DBNull.Value);
+        return command.ExecuteNonQuery();
+    });
+
+    /// <summary>How many events (of <paramref name="function"/>, or all) are queued (waiting or leased) and failed.</summary>
+    public Task<(long Queued, long Failed)> CountAsync(string? function = null) => Run(connection =>
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT COALESCE(SUM(state <> 2), 0), COALESCE(SUM(state = 2), 0) FROM events WHERE $function IS NULL OR function_name = $function;";
+        command.Parameters.AddWithValue("$function", (object?)function ?? DBNull.Value);
+        using var reader = command.ExecuteReader();
+        reader.Read();
+        return (reader.GetInt64(0), reader.GetInt64(1));
+    });
+
+    public async ValueTask DisposeAsync()
+    {
+        _operations.Writer.TryComplete();
+        if (_writer is not null)
+        {
+            await _writer;
+        }
+        _connection?.Dispose();
+    }
+
+    private const string Columns = "id, function_name, qualifier, invoked_arn, payload, trace_id, created_ms, state, attempts, due_ms, condition, last_error, failed_ms";
+
+    private static AsyncEvent Read(SqliteDataReader reader) => new()
+    {
+        Id = reader.GetString(0),
+        FunctionName = reader.GetString(1),
+        Qualifier = reader.IsDBNull(2) ? null : reader.GetString(2),
+        InvokedArn = reader.GetString(3),
+        Payload = (byte[])reader.GetValue(4),
+        TraceId = reader.GetString(5),
+        CreatedMs = reader.GetInt64(6),
+        State = (AsyncEventState)reader.GetInt32(7),
+        Attempts = reader.GetInt32(8),
+        DueMs = reader.GetInt64(9),
+        Condition = reader.IsDBNull(10) ? null : reader.GetString(10),
+        LastError = reader.IsDBNull(11) ? null : reader.GetString(11),
+        FailedMs = reader.IsDBNull(12) ? null : reader.GetInt64(12),
+    };
+
+    private static void Insert(SqliteConnection connection, AsyncEvent e)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = """
+            INSERT INTO events (id, function_name, qualifier, invoked_arn, payload, trace_id, created_ms, state, attempts, due_ms)
+            VALUES ($id, $function, $qualifier, $arn, $payload, $trace, $created, 0, 0, $due)
+            ON CONFLICT (id) DO NOTHING;
+            """;
+        command.Parameters.AddWithValue("$id", e.Id);
+        command.Parameters.AddWithValue("$function", e.FunctionName);
+        command.Parameters.AddWithValue("$qualifier", (object?)e.Qualifier ?? DBNull.Value);
+        command.Parameters.AddWithValue("$arn", e.InvokedArn);
+        command.Parameters.AddWithValue("$payload", e.Payload);
+        command.Parameters.AddWithValue("$trace", e.TraceId);
+        command.Parameters.AddWithValue("$created", e.CreatedMs);
+        command.Parameters.AddWithValue("$due", e.DueMs);
+        command.ExecuteNonQuery();
+    }
+
+    private static void Execute(SqliteConnection connection, string sql)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
+
+    private Task<T> Run<T>(Func<SqliteConnection, T> work)
+    {
+        var operation = new Operation<T>(work);
+        if (!_operations.Writer.TryWrite(operation))
+        {
+            return Task.FromException<T>(new ObjectDisposedException(nameof(AsyncEventStore), "the async event store is closed"));
+        }
+        return operation.Completion;
+    }
+
+    private async Task WriterLoop()
+    {
+        var connection = _connection!;
+        var batch = new List<Operation>(MaxBatch);
+        while (await _operations.Reader.WaitToReadAsync())
+        {
+            while (batch.Count < MaxBatch && _operations.Reader.TryRead(out var operation))
+            {
+                batch.Add(operation);
+            }
+            try
+            {
+                using var transaction = connection.BeginTransaction();
+                foreach (var operation in batch)
+                {
+                    operation.Execute(connection);
+                }
+                transaction.Commit();
+                foreach (var operation in batch)
+                {
+                    operation.Complete();
+                }
+            }
+            catch (SqliteException e)
+            {
+                Log.WriteFailed(_logger, batch.Count, e.Message);
+                foreach (var operation in batch)
+                {
+                    operation.Fail(e);
+                }
+            }
+            batch.Clear();
+        }
+    }
+
+    private abstract class Operation
+    {
+        /// <summary>Runs inside the batch's transaction; an exception fails this operation only.</summary>
+        public abstract void Execute(SqliteConnection connection);
+
+        /// <summary>After the commit: the caller learns its result.</summary>
+        public abstract void Complete();
+
+        public abstract void Fail(Exception e);
+    }
+
+    private sealed class Operation<T>(Func<SqliteConnection, T> work) : Operation
+    {
+        private readonly TaskCompletionSource<T> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private T? _result;
+        private Exception? _error;
+
+        public Task<T> Completion => _completion.Task;
+
+        public override void Execute(SqliteConnection connection)
+        {
+            try
+            {
+                _result = work(connection);
+            }
+            catch (SqliteException e)
+            {
+                _error = e;
+            }
+        }
+
+        public override void Complete()
+        {
+            if (_error is not null)
+            {
+                _completion.TrySetException(_error);
+            }
+            else
+            {
+                _completion.TrySetResult(_result!);
+            }
+        }
+
+        public override void Fail(Exception e) => _completion.TrySetException(e);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = Diagnostics.EventIds.AsyncStoreWriteFailed, Level = LogLevel.Error, Message = "The async event store could not commit {Count} operations: {Reason}")]
+        public static partial void WriteFailed(ILogger logger, int count, string reason);
+    }
+}
+
+/// <summary>The state of a stored event.</summary>
+internal enum AsyncEventState
+{
+    Queued = 0,
+    Leased = 1,
+    Failed = 2,
+}
+
+/// <summary>One asynchronous invocation as stored.</summary>
+internal sealed class AsyncEvent
+{
+    public required string Id { get; init; }
+    public required string FunctionName { get; init; }
+    public string? Qualifier { get; init; }
+    public required string InvokedArn { get; init; }
+    public required byte[] Payload { get; init; }
+    public required string TraceId { get; init; }
+    public required long CreatedMs { get; init; }
+    public AsyncEventState State { get; init; }
+    public int Attempts { get; init; }
+    public required long DueMs { get; init; }
+    public string? Condition { get; init; }
+    public string? LastError { get; init; }
+    public long? FailedMs { get; init; }
+
+    public string Describe() => string.Create(CultureInfo.InvariantCulture, $"{Id} ({FunctionName}{(Qualifier is null ? "" : ":" + Qualifier)})");
+}
+
+/// <summary>Why an event failed for good, kept with it.</summary>
+internal readonly record struct AsyncFailure(string Condition, int Attempts, string? LastError, long FailedMs);

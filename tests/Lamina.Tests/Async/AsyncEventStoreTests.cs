@@ -1,0 +1,121 @@
+using Lamina.Server.Async;
+using Lamina.Server.Hosting;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+
+namespace Lamina.Tests.Async;
+
+/// <summary>The durable queue on a real SQLite file: what is accepted survives a reopen, a lease left by a crash comes back.</summary>
+public sealed class AsyncEventStoreTests : IAsyncDisposable
+{
+    private readonly string _dataDirectory = Path.Combine(Path.GetTempPath(), "lamina-async-" + Guid.NewGuid().ToString("N"));
+    private readonly List<AsyncEventStore> _stores = [];
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var store in _stores)
+        {
+            await store.DisposeAsync();
+        }
+        SqliteConnection.ClearAllPools();
+        if (Directory.Exists(_dataDirectory))
+        {
+            Directory.Delete(_dataDirectory, recursive: true);
+        }
+    }
+
+    private AsyncEventStore Open(out int returned)
+    {
+        var store = new AsyncEventStore(Options.Create(new LaminaOptions { DataDirectory = _dataDirectory }), NullLogger<AsyncEventStore>.Instance);
+        returned = store.Open();
+        _stores.Add(store);
+        return store;
+    }
+
+    private static AsyncEvent Event(string id, long dueMs = 0, string function = "f") => new()
+    {
+        Id = id,
+        FunctionName = function,
+        InvokedArn = "arn:aws:lambda:us-east-1:000000000000:function:" + function,
+        Payload = """{"n":1}"""u8.ToArray(),
+        TraceId = "Root=1-0-0",
+        CreatedMs = 1000,
+        DueMs = dueMs,
+    };
+
+    [Fact]
+    public async Task ConcurrentEnqueues_AllCommitted_LeasedInDueOrder()
+    {
+        var store = Open(out _);
+        await Task.WhenAll(Enumerable.Range(0, 500).Select(i => store.EnqueueAsync(Event($"e{i:D3}", dueMs: 1000 - i))));
+
+        var leased = await store.LeaseDueAsync(nowMs: 2000, limit: 10);
+
+        Assert.Equal(10, leased.Count);
+        Assert.Equal("e499", leased[0].Id); // due first
+        Assert.Equal((500L, 0L), await store.CountAsync());
+        Assert.Empty(await store.LeaseDueAsync(nowMs: 0, limit: 10)); // nothing due that early
+        Assert.Equal(490, (await store.LeaseDueAsync(nowMs: 2000, limit: 1000)).Count);
+    }
+
+    [Fact]
+    public async Task Reopen_ReturnsLeasedEventsToTheQueue_WithoutSpendingAnAttempt()
+    {
+        var store = Open(out _);
+        await store.EnqueueAsync(Event("a"));
+        await store.EnqueueAsync(Event("b"));
+        await store.RequeueAsync("b", dueMs: 0, attempts: 1, lastError: "boom");
+        Assert.Equal(2, (await store.LeaseDueAsync(5000, 10)).Count);
+        await store.DisposeAsync(); // as if the server died with both running
+
+        var reopened = Open(out var returned);
+
+        Assert.Equal(2, returned);
+        var again = await reopened.LeaseDueAsync(5000, 10);
+        Assert.Equal(["a", "b"], again.Select(e => e.Id).Order());
+        Assert.Equal(1, again.Single(e => e.Id == "b").Attempts);
+        Assert.Equal("boom", again.Single(e => e.Id == "b").LastError);
+    }
+
+    [Fact]
+    public async Task Settle_DeletesOrKeepsFailed_AndEnqueuesDeliveriesInTheSameTransaction()
+    {
+        var store = Open(out _);
+        await store.EnqueueAsync(Event("ok"));
+        await store.EnqueueAsync(Event("bad"));
+        await store.LeaseDueAsync(5000, 10);
+
+        await store.SettleAsync("ok", null, [Event("record-1", function: "dest")]);
+        await store.SettleAsync("bad", new AsyncFailure("RetriesExhausted", 3, "error body", 6000), []);
+
+        Assert.Null(await store.GetAsync("ok"));
+        var failed = await store.GetAsync("bad");
+        Assert.Equal((AsyncEventState.Failed, "RetriesExhausted", 3, "error body"), (failed!.State, failed.Condition, failed.Attempts, failed.LastError));
+        Assert.Equal("dest", (await store.GetAsync("record-1"))!.FunctionName);
+        Assert.Equal(["bad"], (await store.ListAsync("f", AsyncEventState.Failed, 10)).Select(e => e.Id));
+    }
+
+    [Fact]
+    public async Task RedriveAndPurge_OnlyTouchFailedEvents_OfTheSelection()
+    {
+        var store = Open(out _);
+        foreach (var (id, function) in new[] { ("f1", "f"), ("f2", "f"), ("g1", "g"), ("q", "f") })
+        {
+            await store.EnqueueAsync(Event(id, function: function));
+        }
+        await store.LeaseDueAsync(5000, 10);
+        foreach (var id in new[] { "f1", "f2", "g1" })
+        {
+            await store.SettleAsync(id, new AsyncFailure("EventAgeExceeded", 0, null, 6000), []);
+        }
+        await store.RequeueAsync("q", 0, 0, null);
+
+        Assert.Equal(2, await store.RedriveAsync(null, "f", nowMs: 9000));
+        var redriven = await store.GetAsync("f1");
+        Assert.Equal((AsyncEventState.Queued, 0, 9000L, (string?)null), (redriven!.State, redriven.Attempts, redriven.CreatedMs, redriven.Condition));
+        Assert.Equal(1, await store.PurgeAsync("g1", null));
+        Assert.Equal(0, await store.PurgeAsync(null, "f")); // nothing failed left there: queued ones are never purged
+        Assert.Equal((3L, 0L), await store.CountAsync());
+    }
+}
