@@ -344,6 +344,43 @@ class AsyncDurabilityTests(unittest.TestCase):
             second.stop()
             shutil.rmtree(data_dir.parent, ignore_errors=True)
 
+    def test_graceful_stop_puts_running_events_back_without_spending_attempts(self):
+        if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
+            self.skipTest("needs servers of its own")
+        data_dir = Path(tempfile.mkdtemp(prefix="lamina-it-async-stop-")) / "data"
+        first = h.LaminaServer("async-stop-1", data_dir=data_dir).start()
+        try:
+            lam = first.client()
+            sink = "def handler(event, context):\n    return None\n"
+            slow = "import time\ndef handler(event, context):\n    time.sleep(30)\n    return event['n']\n"
+            lam.create_function(FunctionName="sink", Runtime="python3.12", Role=h.ROLE, Handler="app.handler",
+                                Code={"ZipFile": h.make_zip({"app.py": sink})})
+            lam.put_function_concurrency(FunctionName="sink", ReservedConcurrentExecutions=0)
+            lam.create_function(FunctionName="slow", Runtime="python3.12", Role=h.ROLE, Handler="app.handler",
+                                Code={"ZipFile": h.make_zip({"app.py": slow})}, Timeout=60)
+            # No retries: had the stop counted as a function error, the events would have failed for good.
+            lam.put_function_event_invoke_config(
+                FunctionName="slow", MaximumRetryAttempts=0,
+                DestinationConfig={"OnSuccess": {"Destination": h.function_arn("sink")}})
+            for n in range(3):
+                _event(lam, "slow", {"n": n})
+            deadline = time.monotonic() + 30
+            while len(first.raw("GET", "/lamina/v1/async-events?function=slow&state=running").json["Events"]) < 3:
+                self.assertLess(time.monotonic(), deadline, "the events never ran")
+                time.sleep(0.05)
+        finally:
+            first.stop()  # SIGTERM while all three run; raises if the stop is not clean
+
+        second = h.LaminaServer("async-stop-2", data_dir=data_dir).start()
+        try:
+            # All three are back (queued, or already running again on this server), none failed, no attempt spent.
+            events = second.raw("GET", "/lamina/v1/async-events?function=slow").json["Events"]
+            self.assertEqual(len(events), 3, events)
+            self.assertEqual([(e["State"], e["Attempts"]) for e in events if e["State"] == "failed" or e["Attempts"]], [])
+        finally:
+            second.stop()
+            shutil.rmtree(data_dir.parent, ignore_errors=True)
+
     @staticmethod
     def _queued(server: h.LaminaServer, function: str) -> int:
         return server.raw("GET", f"/lamina/v1/async-events?function={function}&limit=1").json["Queued"]
