@@ -7,6 +7,16 @@ if (args.Length > 0 && args[0] == "events")
 {
     return await EventsCommand.RunAsync(args[1..]);
 }
+if (args.Length > 0 && args[0] == "logs")
+{
+    using var interrupted = new CancellationTokenSource();
+    Console.CancelKeyPress += (_, e) =>
+    {
+        e.Cancel = true;
+        interrupted.Cancel();
+    };
+    return await LogsCommand.RunAsync(args[1..], interrupted.Token);
+}
 if (!CommandLine.TryParse(args, out var command, out var options, out var usageError))
 {
     Console.Error.WriteLine(usageError);
@@ -35,5 +45,6 @@ app.MapEventInvokeConfigApi();
 app.MapEnvironmentsApi();
 app.MapAsyncEventsApi();
 app.MapInvokeApi();
+app.MapJsonProtocols();
 await app.RunLaminaAsync();
 return 0;

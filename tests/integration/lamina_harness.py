@@ -460,10 +460,13 @@ class LaminaServer:
         resp = requests.request(method, url, data=data, headers=hdrs, timeout=timeout)
         return RawResponse(resp)
 
-    def aws_cli(self, *args: str, timeout: float = 120, cli: str | None = None) -> "CliResult":
-        """Runs ``aws --endpoint-url URL --region us-east-1 --output json <args>``."""
+    def aws_cli_command(self, *args: str, cli: str | None = None) -> list[str]:
+        """``aws --endpoint-url URL --region us-east-1 --output json <args>`` (run it with aws_cli_env())."""
         exe = cli or os.environ.get("LAMINA_AWS_CLI", "aws")
-        cmd = [exe, "--endpoint-url", self.url, "--region", REGION, "--output", "json", *args]
+        return [exe, "--endpoint-url", self.url, "--region", REGION, "--output", "json", *args]
+
+    def aws_cli_env(self) -> dict[str, str]:
+        """The environment the CLI runs in: the test credentials and region, no user configuration."""
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("AWS_") or k in ("AWS_CA_BUNDLE",)}
         cfg_dir = _aws_config_dir()
@@ -472,11 +475,24 @@ class LaminaServer:
                    AWS_DEFAULT_REGION=REGION,
                    AWS_CONFIG_FILE=str(cfg_dir / "config"),
                    AWS_SHARED_CREDENTIALS_FILE=str(cfg_dir / "credentials"))
+        return env
+
+    def aws_cli(self, *args: str, timeout: float = 120, cli: str | None = None) -> "CliResult":
+        """Runs ``aws --endpoint-url URL --region us-east-1 --output json <args>``."""
+        cmd = self.aws_cli_command(*args, cli=cli)
         t0 = time.monotonic()
-        p = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+        p = subprocess.run(cmd, env=self.aws_cli_env(), stdin=subprocess.DEVNULL, capture_output=True,
                            timeout=timeout)
         return CliResult(cmd, p.returncode, p.stdout.decode("utf-8", "replace"),
                          p.stderr.decode("utf-8", "replace"), time.monotonic() - t0)
+
+
+def boto3_client(url: str, service: str):
+    """A boto3 client of `service` against a Lamina server: test credentials, no retries."""
+    return boto3.client(
+        service, endpoint_url=url, region_name=REGION,
+        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+        config=Config(retries={"max_attempts": 0}, read_timeout=60, connect_timeout=10))
 
 
 _AWS_CONFIG_DIR: Path | None = None

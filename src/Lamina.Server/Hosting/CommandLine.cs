@@ -9,10 +9,11 @@ internal static class CommandLine
     public const string Usage = """
         usage: lamina serve [--port 9000] [--host 127.0.0.1] [--data DIR] [--function-network on|off]
                     [--account-concurrency 1000] [--memory-budget MB] [--idle-timeout SECONDS]
-                    [--async-retry-delay SECONDS]
+                    [--async-retry-delay SECONDS] [--log-max-mb 1024]
 
           serve     start the Lamina server (Lambda API, invoke, runtime API)
           events    list, inspect, redrive and purge async events (lamina events help)
+          logs      print a function's log lines, --follow for new ones (lamina logs help)
             --port  TCP port to listen on (0 picks a free one; default 9000)
             --host  address to listen on (default 127.0.0.1)
             --data  data directory: state, code, sandboxes (default ~/.lamina)
@@ -22,6 +23,7 @@ internal static class CommandLine
                              least recently used first to make room (default: the machine's memory)
             --idle-timeout   seconds an idle environment stays warm before it is stopped (default 600)
             --async-retry-delay  seconds before an async invocation's first retry; later ones double (default 60)
+            --log-max-mb     most disk the function logs may use; the oldest events go first (default 1024)
         """;
 
     public static bool TryParse(string[] args, out string command, [NotNullWhen(true)] out LaminaOptions? options, [NotNullWhen(false)] out string? error)
@@ -51,7 +53,7 @@ internal static class CommandLine
                 value = arg[(eq + 1)..];
                 arg = arg[..eq];
             }
-            else if (arg is "--port" or "--host" or "--data" or "--function-network" or "--account-concurrency" or "--memory-budget" or "--idle-timeout" or "--async-retry-delay")
+            else if (arg is "--port" or "--host" or "--data" or "--function-network" or "--account-concurrency" or "--memory-budget" or "--idle-timeout" or "--async-retry-delay" or "--log-max-mb")
             {
                 if (i + 1 >= args.Length)
                 {
@@ -110,6 +112,13 @@ internal static class CommandLine
                     break;
                 case "--async-retry-delay":
                     error = $"lamina: --async-retry-delay must be a number of seconds from 0 to 21600, not '{value}'";
+                    options = null;
+                    return false;
+                case "--log-max-mb" when int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var logMb) && logMb >= 1:
+                    options.LogMaxMb = logMb;
+                    break;
+                case "--log-max-mb":
+                    error = $"lamina: --log-max-mb must be a number of MB, at least 1, not '{value}'";
                     options = null;
                     return false;
                 default:

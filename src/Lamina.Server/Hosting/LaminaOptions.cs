@@ -77,6 +77,13 @@ public sealed class LaminaOptions
     /// </summary>
     public TimeSpan AsyncRetryDelay { get; set; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>
+    /// Most disk the function logs may use, in MB (<c>--log-max-mb</c>); past it the oldest events are deleted.
+    /// Default 1024. Each log group's retention (PutRetentionPolicy) applies as well.
+    /// </summary>
+    [Range(1, int.MaxValue)]
+    public int LogMaxMb { get; set; } = 1024;
+
     /// <summary>Bound on the Init phase (extensions, runtime, handler). Lambda's value is 10 s.</summary>
     public TimeSpan InitTimeout { get; set; } = TimeSpan.FromSeconds(10);
 

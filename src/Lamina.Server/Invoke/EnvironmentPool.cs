@@ -41,8 +41,12 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
     // Configurations that have had environments, by "name:version": a new configuration of one of them is an update.
     private readonly ConcurrentDictionary<string, byte> _seen = new(StringComparer.Ordinal);
 
-    public EnvironmentPool(IOptions<LaminaOptions> options, RuntimeApiTransport transport, FunctionRegistry registry, Storage.CodeStore codeStore, TimeProvider time, IHostApplicationLifetime lifetime, ILoggerFactory loggers)
+    private readonly LogStore _logStore;
+
+    public EnvironmentPool(IOptions<LaminaOptions> options, RuntimeApiTransport transport, FunctionRegistry registry, Storage.CodeStore codeStore,
+        LogStore logStore, TimeProvider time, IHostApplicationLifetime lifetime, ILoggerFactory loggers)
     {
+        _logStore = logStore;
         _lifetime = lifetime;
         _stopAll = new Lazy<Task>(StopAllAsync);
         _options = options.Value;
@@ -157,7 +161,9 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         }
 
         var id = Guid.NewGuid().ToString("N");
-        var log = new InvocationLog(config.LogGroupName, InvocationLog.StreamName(_time.GetUtcNow(), config.Version, id));
+        var log = new InvocationLog(config.LogGroupName,
+            InvocationLog.StreamName(_time.GetUtcNow(), config.Version, id, config.LogGroup is null ? null : config.Name), _logStore);
+        log.AppendToStream(InvocationLog.InitStart(config.Runtime, _options.Region));
         var environment = new ExecutionEnvironment(id, config, log, _time)
         {
             InitRequestId = requestId,

@@ -8,6 +8,9 @@ internal static class InvokeServiceCollectionExtensions
     /// <summary>Environments, the Runtime API transport and the invoke path.</summary>
     public static IServiceCollection AddInvoke(this IServiceCollection services)
     {
+        // Registered first so it stops last: environments' final lines are written before the store closes.
+        services.AddSingleton<Logs.LogStore>();
+        services.AddHostedService(static sp => sp.GetRequiredService<Logs.LogStore>());
         services.AddSingleton<RuntimeApiTransport>();
         // Kestrel asks every registered transport whether it can bind an endpoint; ours takes only RuntimeApiEndPoint.
         services.AddSingleton<IConnectionListenerFactory>(static sp => sp.GetRequiredService<RuntimeApiTransport>());

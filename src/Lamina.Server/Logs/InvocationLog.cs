@@ -5,8 +5,8 @@ namespace Lamina.Server.Logs;
 
 /// <summary>
 /// The log of one environment as Lambda writes it: the function's output lines and the platform's START / END /
-/// REPORT lines (LAMBDA.md §8.1). Keeps the current invocation's lines, bounded, for <c>X-Amz-Log-Result</c>.
-/// Persisting streams (CloudWatch Logs API) comes later; this class is where they will be fed from.
+/// REPORT lines (LAMBDA.md §8.1). Keeps the current invocation's lines, bounded, for <c>X-Amz-Log-Result</c>, and
+/// hands every line to the <see cref="LogStore"/> (the environment's log stream) without waiting for it.
 /// </summary>
 internal sealed class InvocationLog
 {
@@ -27,10 +27,13 @@ internal sealed class InvocationLog
     private long _bytes;
     private long _dropped;
 
-    public InvocationLog(string logGroupName, string logStreamName)
+    private readonly LogStore? _store;
+
+    public InvocationLog(string logGroupName, string logStreamName, LogStore? store = null)
     {
         LogGroupName = logGroupName;
         LogStreamName = logStreamName;
+        _store = store;
     }
 
     public string LogGroupName { get; }
@@ -53,9 +56,13 @@ internal sealed class InvocationLog
         return true;
     }
 
+    /// <summary>Writes a line to the log stream only (not to any invocation's tail): INIT_START, say.</summary>
+    public void AppendToStream(string line) => _store?.Write(LogGroupName, LogStreamName, line);
+
     /// <summary>Appends one line (platform lines are never dropped).</summary>
     public void Append(string line)
     {
+        _store?.Write(LogGroupName, LogStreamName, line);
         lock (_lock)
         {
             _current.Append(line).Append('\n');
@@ -132,9 +139,24 @@ internal sealed class InvocationLog
         return Convert.ToBase64String(bytes, start, bytes.Length - start);
     }
 
-    /// <summary>Lambda's stream name: <c>YYYY/MM/DD/[version]id</c>.</summary>
-    public static string StreamName(DateTimeOffset now, string version, string environmentId) =>
-        string.Create(CultureInfo.InvariantCulture, $"{now:yyyy'/'MM'/'dd}/[{version}]{environmentId}");
+    /// <summary>
+    /// Lambda's stream name: <c>YYYY/MM/DD/[version]id</c>; in a custom log group (LoggingConfig.LogGroup) the function's
+    /// name comes before the version: <c>YYYY/MM/DD/name[version]id</c>.
+    /// </summary>
+    public static string StreamName(DateTimeOffset now, string version, string environmentId, string? functionInCustomGroup = null) =>
+        string.Create(CultureInfo.InvariantCulture, $"{now:yyyy'/'MM'/'dd}/{functionInCustomGroup}[{version}]{environmentId}");
+
+    /// <summary>
+    /// Lambda's first line of an environment's stream: <c>INIT_START Runtime Version: python:3.12.v…	Runtime Version ARN: …</c>.
+    /// </summary>
+    public static string InitStart(string runtime, string region)
+    {
+        // python3.12 → python:3.12, nodejs20.x → nodejs:20, provided.al2023 → provided:al2023, dotnet8 → dotnet:8.
+        var split = runtime.IndexOfAny(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '.']);
+        var family = split > 0 ? runtime[..split] : runtime;
+        var version = split > 0 ? runtime[split..].TrimStart('.').Replace(".x", "", StringComparison.Ordinal) : "";
+        return $"INIT_START Runtime Version: {family}:{version}.lamina1\tRuntime Version ARN: arn:aws:lambda:{region}::runtime:lamina-{runtime}";
+    }
 
     /// <summary>The ISO-8601 timestamp Lambda uses in platform lines.</summary>
     public static string Timestamp(DateTimeOffset now) => now.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);

@@ -1,0 +1,34 @@
+using Lamina.Server.Hosting;
+using Lamina.Server.Logs;
+using Microsoft.Extensions.Options;
+
+namespace Lamina.Server.Api;
+
+/// <summary>
+/// <c>POST /</c>: the AWS JSON protocols (awsJson1_0 / 1_1), whose operation is named by <c>X-Amz-Target</c> —
+/// the CloudWatch Logs API now; queues and event buses later share this entry point.
+/// </summary>
+internal static class JsonProtocolEndpoint
+{
+    public static IEndpointRouteBuilder MapJsonProtocols(this IEndpointRouteBuilder endpoints)
+    {
+        endpoints.MapPost("/", DispatchAsync);
+        return endpoints;
+    }
+
+    private static async Task DispatchAsync(HttpContext context, LogStore logs, IOptions<LaminaOptions> options, TimeProvider time)
+    {
+        var target = context.Request.Headers["X-Amz-Target"].ToString();
+        if (target.StartsWith(LogsApi.TargetPrefix, StringComparison.Ordinal))
+        {
+            await LogsApi.HandleAsync(context, target[LogsApi.TargetPrefix.Length..], logs, options, time);
+            return;
+        }
+        context.Response.StatusCode = StatusCodes.Status400BadRequest;
+        context.Response.ContentType = "application/x-amz-json-1.1";
+        context.Response.Headers["x-amzn-ErrorType"] = "UnknownOperationException";
+        await context.Response.WriteAsync(target.Length == 0
+            ? """{"__type":"UnknownOperationException","message":"Missing X-Amz-Target: name the operation."}"""
+            : $$"""{"__type":"UnknownOperationException","message":"Lamina does not serve the operation {{System.Text.Json.JsonEncodedText.Encode(target)}}."}""");
+    }
+}

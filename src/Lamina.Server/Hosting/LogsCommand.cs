@@ -1,0 +1,166 @@
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+
+namespace Lamina.Server.Hosting;
+
+/// <summary>
+/// <c>lamina logs FUNCTION [--follow]</c>: a function's log lines for people without the AWS CLI, read through the
+/// server's CloudWatch Logs API (FilterLogEvents on <c>/aws/lambda/FUNCTION</c>), oldest first.
+/// </summary>
+internal static class LogsCommand
+{
+    public const string Usage = """
+        usage: lamina logs FUNCTION [--follow] [--since MINUTES] [--filter PATTERN] [--group NAME]
+          --endpoint URL   the server (default $LAMINA_ENDPOINT, else http://127.0.0.1:9000)
+
+          Prints the function's log lines (default: the last 10 minutes), each with its stream and time.
+          --follow   keep printing new lines as they come (Ctrl-C to stop)
+          --filter   a CloudWatch filter pattern, e.g. ERROR or '{ $.level = "ERROR" }'
+          --group    a custom log group (LoggingConfig.LogGroup) instead of /aws/lambda/FUNCTION
+        """;
+
+    public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
+    {
+        if (args.Length == 0 || args[0] is "help" or "--help" or "-h")
+        {
+            Console.WriteLine(Usage);
+            return args.Length == 0 ? 2 : 0;
+        }
+        var endpoint = Environment.GetEnvironmentVariable("LAMINA_ENDPOINT") is { Length: > 0 } fromEnvironment ? fromEnvironment : "http://127.0.0.1:9000";
+        string? function = null, filter = null, group = null;
+        var follow = false;
+        var sinceMinutes = 10.0;
+        for (var i = 0; i < args.Length; i++)
+        {
+            var arg = args[i];
+            var hasValue = i + 1 < args.Length;
+            switch (arg)
+            {
+                case "--follow" or "-f":
+                    follow = true;
+                    break;
+                case "--endpoint" when hasValue:
+                    endpoint = args[++i];
+                    break;
+                case "--filter" when hasValue:
+                    filter = args[++i];
+                    break;
+                case "--group" when hasValue:
+                    group = args[++i];
+                    break;
+                case "--since" when hasValue && double.TryParse(args[i + 1], NumberStyles.Float, CultureInfo.InvariantCulture, out var minutes) && minutes > 0:
+                    sinceMinutes = minutes;
+                    i++;
+                    break;
+                case not null when !arg.StartsWith('-') && function is null:
+                    function = arg;
+                    break;
+                default:
+                    Console.Error.WriteLine($"lamina logs: unexpected '{arg}'\n{Usage}");
+                    return 2;
+            }
+        }
+        if (function is null && group is null)
+        {
+            Console.Error.WriteLine($"lamina logs: name the function\n{Usage}");
+            return 2;
+        }
+        group ??= "/aws/lambda/" + function;
+
+        using var http = new HttpClient { BaseAddress = new Uri(endpoint.TrimEnd('/') + "/"), Timeout = TimeSpan.FromSeconds(30) };
+        var start = TimeProvider.System.GetUtcNow().AddMinutes(-sinceMinutes).ToUnixTimeMilliseconds();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        try
+        {
+            while (true)
+            {
+                string? token = null;
+                var newest = start;
+                do
+                {
+                    var (events, next, error) = await FilterAsync(http, group, start, filter, token, cancellationToken);
+                    if (error is not null)
+                    {
+                        // A function not invoked yet has no group: keep waiting when following.
+                        if (follow && error.Contains("ResourceNotFoundException", StringComparison.Ordinal))
+                        {
+                            break;
+                        }
+                        Console.Error.WriteLine($"lamina logs: {error}");
+                        return 1;
+                    }
+                    foreach (var e in events)
+                    {
+                        if (seen.Add(e.Id))
+                        {
+                            var time = DateTimeOffset.FromUnixTimeMilliseconds(e.Timestamp).UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
+                            Console.WriteLine($"{time} {e.Stream} {e.Message}");
+                        }
+                        newest = Math.Max(newest, e.Timestamp);
+                    }
+                    token = next;
+                }
+                while (token is not null);
+                if (!follow)
+                {
+                    return 0;
+                }
+                start = newest; // the same millisecond may get more lines: seen ids are skipped
+                await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            return 0;
+        }
+        catch (HttpRequestException e)
+        {
+            Console.Error.WriteLine($"lamina logs: cannot reach the server at {endpoint}: {e.Message}");
+            return 1;
+        }
+    }
+
+    private static async Task<(List<Event> Events, string? Next, string? Error)> FilterAsync(HttpClient http, string group, long start, string? filter, string? token, CancellationToken cancellationToken)
+    {
+        using var body = new MemoryStream();
+        using (var w = new Utf8JsonWriter(body))
+        {
+            w.WriteStartObject();
+            w.WriteString("logGroupName", group);
+            w.WriteNumber("startTime", start);
+            if (filter is not null)
+            {
+                w.WriteString("filterPattern", filter);
+            }
+            if (token is not null)
+            {
+                w.WriteString("nextToken", token);
+            }
+            w.WriteEndObject();
+        }
+        using var request = new HttpRequestMessage(HttpMethod.Post, "") { Content = new ByteArrayContent(body.ToArray()) };
+        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/x-amz-json-1.1");
+        request.Headers.Add("X-Amz-Target", "Logs_20140328.FilterLogEvents");
+        using var response = await http.SendAsync(request, cancellationToken);
+        var text = await response.Content.ReadAsStringAsync(cancellationToken);
+        using var document = JsonDocument.Parse(string.IsNullOrEmpty(text) ? "{}" : text);
+        var root = document.RootElement;
+        if (!response.IsSuccessStatusCode)
+        {
+            var type = root.TryGetProperty("__type", out var t) ? t.GetString() : ((int)response.StatusCode).ToString(CultureInfo.InvariantCulture);
+            var message = root.TryGetProperty("message", out var m) ? m.GetString() : text;
+            return ([], null, new StringBuilder().Append(type).Append(": ").Append(message).ToString());
+        }
+        var events = new List<Event>();
+        foreach (var e in root.GetProperty("events").EnumerateArray())
+        {
+            events.Add(new Event(e.GetProperty("eventId").GetString()!, e.GetProperty("logStreamName").GetString()!,
+                e.GetProperty("timestamp").GetInt64(), e.GetProperty("message").GetString()!));
+        }
+        return (events, root.TryGetProperty("nextToken", out var next) ? next.GetString() : null, null);
+    }
+
+    private readonly record struct Event(string Id, string Stream, long Timestamp, string Message);
+}

@@ -1,0 +1,356 @@
+using System.Globalization;
+using System.Threading.Channels;
+using Lamina.Server.Hosting;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Options;
+
+namespace Lamina.Server.Logs;
+
+/// <summary>
+/// Log groups, streams and events (what the CloudWatch Logs API reads): <c>&lt;data&gt;/logs.db</c>, a SQLite file of
+/// its own. Environments write through <see cref="Write"/>, which never blocks: a bounded buffer that one loop drains
+/// in batches, off the invoke path. When the buffer is full, lines are dropped and counted, and a marker says so in
+/// each stream that lost some. Disk use is bounded by each group's retention and by <c>--log-max-mb</c> overall (the
+/// oldest events go first).
+/// </summary>
+internal sealed partial class LogStore : IHostedService, IAsyncDisposable
+{
+    /// <summary>Lines buffered for the writer; beyond this they are dropped (and counted).</summary>
+    public const int BufferCapacity = 100_000;
+
+    /// <summary>Largest event message stored (CloudWatch's 256 KB event limit).</summary>
+    public const int MaxMessageBytes = 256 * 1024;
+
+    private readonly Channel<LogLine> _buffer = Channel.CreateBounded<LogLine>(new BoundedChannelOptions(BufferCapacity)
+    {
+        SingleReader = true,
+        FullMode = BoundedChannelFullMode.DropWrite,
+    });
+    private readonly string _path;
+    private readonly long _maxBytes;
+    private readonly TimeProvider _time;
+    private readonly ILogger<LogStore> _logger;
+    private readonly Dictionary<(string Group, string Stream), long> _dropped = [];
+    private readonly Lock _droppedLock = new();
+    private readonly SemaphoreSlim _connectionLock = new(1, 1);
+    private SqliteConnection? _connection;
+    private Task? _writer;
+    private Task? _housekeeping;
+    private long _accepted;
+    private long _written;
+    private readonly CancellationTokenSource _stopping = new();
+
+    public LogStore(IOptions<LaminaOptions> options, TimeProvider time, ILogger<LogStore> logger)
+    {
+        _path = Path.Combine(options.Value.DataDirectory, "logs.db");
+        _maxBytes = options.Value.LogMaxMb * 1024L * 1024L;
+        _time = time;
+        _logger = logger;
+    }
+
+    /// <summary>Queues one log event, stamped now; never blocks. False when the buffer was full and the line was dropped.</summary>
+    public bool Write(string group, string stream, string message)
+    {
+        if (_buffer.Writer.TryWrite(new LogLine(group, stream, _time.GetUtcNow().ToUnixTimeMilliseconds(), message)))
+        {
+            Interlocked.Increment(ref _accepted);
+            return true;
+        }
+        lock (_droppedLock)
+        {
+            _dropped[(group, stream)] = _dropped.GetValueOrDefault((group, stream)) + 1;
+        }
+        return false;
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(_path)!);
+        var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = _path, Pooling = false, DefaultTimeout = 30 }.ToString());
+        connection.Open();
+        using (var schema = connection.CreateCommand())
+        {
+            // Logs are not the system of record: NORMAL (fsync at checkpoints) keeps the writer cheap.
+            schema.CommandText = """
+                PRAGMA journal_mode=WAL;
+                PRAGMA synchronous=NORMAL;
+                CREATE TABLE IF NOT EXISTS log_groups (
+                    name            TEXT    NOT NULL PRIMARY KEY,
+                    created_ms      INTEGER NOT NULL,
+                    retention_days  INTEGER
+                );
+                CREATE TABLE IF NOT EXISTS log_streams (
+                    group_name      TEXT    NOT NULL,
+                    name            TEXT    NOT NULL,
+                    created_ms      INTEGER NOT NULL,
+                    first_event_ms  INTEGER,
+                    last_event_ms   INTEGER,
+                    last_ingest_ms  INTEGER,
+                    stored_bytes    INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (group_name, name)
+                );
+                CREATE TABLE IF NOT EXISTS log_events (
+                    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+                    group_name      TEXT    NOT NULL,
+                    stream_name     TEXT    NOT NULL,
+                    timestamp_ms    INTEGER NOT NULL,
+                    ingest_ms       INTEGER NOT NULL,
+                    message         TEXT    NOT NULL
+                );
+                CREATE INDEX IF NOT EXISTS log_events_group_time ON log_events (group_name, timestamp_ms, id);
+                CREATE INDEX IF NOT EXISTS log_events_stream ON log_events (group_name, stream_name, id);
+                """;
+            schema.ExecuteNonQuery();
+        }
+        _connection = connection;
+        _writer = Task.Factory.StartNew(WriterLoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        _housekeeping = HousekeepingAsync();
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _stopping.CancelAsync();
+        _buffer.Writer.TryComplete();
+        if (_writer is not null)
+        {
+            await _writer; // what was buffered is written
+        }
+        if (_housekeeping is not null)
+        {
+            await _housekeeping;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _buffer.Writer.TryComplete();
+        if (_writer is not null)
+        {
+            await _writer;
+        }
+        _connection?.Dispose();
+        _connectionLock.Dispose();
+        _stopping.Dispose();
+    }
+
+    /// <summary>Runs <paramref name="read"/> on the store's connection (reads and the writer take turns).</summary>
+    public async Task<T> ReadAsync<T>(Func<SqliteConnection, T> read, CancellationToken cancellationToken)
+    {
+        await _connectionLock.WaitAsync(cancellationToken);
+        try
+        {
+            return read(_connection ?? throw new InvalidOperationException("the log store is not open"));
+        }
+        finally
+        {
+            _connectionLock.Release();
+        }
+    }
+
+    /// <summary>Runs a control-plane change (create or delete a group, retention) in a transaction of its own.</summary>
+    public Task<T> ChangeAsync<T>(Func<SqliteConnection, T> change, CancellationToken cancellationToken) => ReadAsync(connection =>
+    {
+        using var transaction = connection.BeginTransaction();
+        var result = change(connection);
+        transaction.Commit();
+        return result;
+    }, cancellationToken);
+
+    /// <summary>
+    /// Waits (at most a second) until the lines accepted before this call are written, so that a read right after an
+    /// invocation sees its lines.
+    /// </summary>
+    public async Task WaitForBufferedAsync(CancellationToken cancellationToken)
+    {
+        var target = Volatile.Read(ref _accepted);
+        var started = _time.GetTimestamp();
+        while (Volatile.Read(ref _written) < target && _time.GetElapsedTime(started) < TimeSpan.FromSeconds(1))
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(2), _time, cancellationToken);
+        }
+    }
+
+    private async Task WriterLoopAsync()
+    {
+        var batch = new List<LogLine>(4096);
+        while (await _buffer.Reader.WaitToReadAsync())
+        {
+            while (batch.Count < 4096 && _buffer.Reader.TryRead(out var line))
+            {
+                batch.Add(line);
+            }
+            var taken = batch.Count;
+            AddDropMarkers(batch);
+            try
+            {
+                await ReadAsync(connection =>
+                {
+                    InsertBatch(connection, batch, _time.GetUtcNow().ToUnixTimeMilliseconds());
+                    return true;
+                }, CancellationToken.None);
+            }
+            catch (SqliteException e)
+            {
+                Log.WriteFailed(_logger, batch.Count, e.Message);
+            }
+            Interlocked.Add(ref _written, taken);
+            batch.Clear();
+        }
+    }
+
+    private void AddDropMarkers(List<LogLine> batch)
+    {
+        lock (_droppedLock)
+        {
+            if (_dropped.Count == 0)
+            {
+                return;
+            }
+            var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+            foreach (var ((group, stream), count) in _dropped)
+            {
+                batch.Add(new LogLine(group, stream, now, string.Create(CultureInfo.InvariantCulture,
+                    $"[lamina] {count} log lines dropped: they came faster than the log store could write them")));
+            }
+            _dropped.Clear();
+        }
+    }
+
+    private static void InsertBatch(SqliteConnection connection, List<LogLine> batch, long nowMs)
+    {
+        using var transaction = connection.BeginTransaction();
+        using var insert = connection.CreateCommand();
+        insert.CommandText = "INSERT INTO log_events (group_name, stream_name, timestamp_ms, ingest_ms, message) VALUES ($g, $s, $t, $i, $m);";
+        var g = insert.Parameters.Add("$g", SqliteType.Text);
+        var s = insert.Parameters.Add("$s", SqliteType.Text);
+        var t = insert.Parameters.Add("$t", SqliteType.Integer);
+        insert.Parameters.AddWithValue("$i", nowMs);
+        var m = insert.Parameters.Add("$m", SqliteType.Text);
+        var streams = new Dictionary<(string, string), (long First, long Last, long Bytes)>();
+        foreach (var line in batch)
+        {
+            var message = line.Message.Length > MaxMessageBytes / 4 && System.Text.Encoding.UTF8.GetByteCount(line.Message) > MaxMessageBytes
+                ? line.Message[..(MaxMessageBytes / 4)] + " [lamina] truncated"
+                : line.Message;
+            g.Value = line.Group;
+            s.Value = line.Stream;
+            t.Value = line.TimestampMs;
+            m.Value = message;
+            insert.ExecuteNonQuery();
+            var key = (line.Group, line.Stream);
+            streams[key] = streams.TryGetValue(key, out var seen)
+                ? (Math.Min(seen.First, line.TimestampMs), Math.Max(seen.Last, line.TimestampMs), seen.Bytes + message.Length)
+                : (line.TimestampMs, line.TimestampMs, message.Length);
+        }
+        using var group = connection.CreateCommand();
+        group.CommandText = "INSERT INTO log_groups (name, created_ms) VALUES ($g, $now) ON CONFLICT (name) DO NOTHING;";
+        var groupName = group.Parameters.Add("$g", SqliteType.Text);
+        group.Parameters.AddWithValue("$now", nowMs);
+        using var stream = connection.CreateCommand();
+        stream.CommandText = """
+            INSERT INTO log_streams (group_name, name, created_ms, first_event_ms, last_event_ms, last_ingest_ms, stored_bytes)
+            VALUES ($g, $s, $now, $first, $last, $now, $bytes)
+            ON CONFLICT (group_name, name) DO UPDATE SET
+                first_event_ms = MIN(COALESCE(first_event_ms, excluded.first_event_ms), excluded.first_event_ms),
+                last_event_ms = MAX(COALESCE(last_event_ms, excluded.last_event_ms), excluded.last_event_ms),
+                last_ingest_ms = excluded.last_ingest_ms,
+                stored_bytes = stored_bytes + excluded.stored_bytes;
+            """;
+        var sg = stream.Parameters.Add("$g", SqliteType.Text);
+        var ss = stream.Parameters.Add("$s", SqliteType.Text);
+        stream.Parameters.AddWithValue("$now", nowMs);
+        var first = stream.Parameters.Add("$first", SqliteType.Integer);
+        var last = stream.Parameters.Add("$last", SqliteType.Integer);
+        var bytes = stream.Parameters.Add("$bytes", SqliteType.Integer);
+        foreach (var ((groupKey, streamKey), (f, l, b)) in streams)
+        {
+            groupName.Value = groupKey;
+            group.ExecuteNonQuery();
+            sg.Value = groupKey;
+            ss.Value = streamKey;
+            first.Value = f;
+            last.Value = l;
+            bytes.Value = b;
+            stream.ExecuteNonQuery();
+        }
+        transaction.Commit();
+    }
+
+    /// <summary>Once a minute: each group's retention, then the overall size cap (oldest events first).</summary>
+    private async Task HousekeepingAsync()
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromMinutes(1), _time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stopping.Token))
+            {
+                try
+                {
+                    await ReadAsync(connection =>
+                    {
+                        Trim(connection, _time.GetUtcNow().ToUnixTimeMilliseconds(), _maxBytes);
+                        return true;
+                    }, _stopping.Token);
+                }
+                catch (SqliteException e)
+                {
+                    Log.WriteFailed(_logger, 0, e.Message);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    internal static void Trim(SqliteConnection connection, long nowMs, long maxBytes)
+    {
+        using var transaction = connection.BeginTransaction();
+        using (var retention = connection.CreateCommand())
+        {
+            retention.CommandText = """
+                DELETE FROM log_events WHERE id IN (
+                    SELECT e.id FROM log_events e JOIN log_groups g ON g.name = e.group_name
+                    WHERE g.retention_days IS NOT NULL AND e.timestamp_ms < $now - g.retention_days * 86400000);
+                """;
+            retention.Parameters.AddWithValue("$now", nowMs);
+            retention.ExecuteNonQuery();
+        }
+        using (var size = connection.CreateCommand())
+        {
+            size.CommandText = "SELECT COALESCE(SUM(LENGTH(message)), 0) FROM log_events;";
+            var total = (long)size.ExecuteScalar()!;
+            if (total > maxBytes)
+            {
+                // Oldest first, about a tenth more than the excess so this does not run on every tick.
+                using var oldest = connection.CreateCommand();
+                oldest.CommandText = """
+                    DELETE FROM log_events WHERE id <= (
+                        SELECT id FROM (SELECT id, SUM(LENGTH(message)) OVER (ORDER BY id) AS running FROM log_events)
+                        WHERE running >= $excess ORDER BY id LIMIT 1);
+                    """;
+                oldest.Parameters.AddWithValue("$excess", total - maxBytes + maxBytes / 10);
+                oldest.ExecuteNonQuery();
+            }
+        }
+        using (var streams = connection.CreateCommand())
+        {
+            // Streams whose events are all gone go too (as with CloudWatch retention).
+            streams.CommandText = """
+                DELETE FROM log_streams WHERE NOT EXISTS (
+                    SELECT 1 FROM log_events e WHERE e.group_name = log_streams.group_name AND e.stream_name = log_streams.name);
+                """;
+            streams.ExecuteNonQuery();
+        }
+        transaction.Commit();
+    }
+
+    private readonly record struct LogLine(string Group, string Stream, long TimestampMs, string Message);
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = Diagnostics.EventIds.LogStoreWriteFailed, Level = LogLevel.Error, Message = "The log store could not write {Count} log events: {Reason}")]
+        public static partial void WriteFailed(ILogger logger, int count, string reason);
+    }
+}

@@ -1,0 +1,271 @@
+"""Log streams and the CloudWatch Logs API (issue #7), read back with boto3, AWS CLI v1 and AWS CLI v2 (`aws logs
+tail`, which only v2 has): one stream per environment, Lambda's START / END / REPORT lines, the function's output,
+retention, filter patterns, and a flood that leaves the server healthy."""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import subprocess
+import threading
+import time
+
+import botocore.exceptions
+
+import lamina_harness as h
+
+MODULE = __name__
+
+# Prints a plain line and a JSON line per call; fails when asked.
+LOGGER_PY = '''
+import json
+
+def handler(event, context):
+    print("hello from", event.get("n"))
+    print(json.dumps({"level": event.get("level", "INFO"), "n": event.get("n")}))
+    if event.get("fail"):
+        raise ValueError("bad input " + str(event.get("n")))
+    return event.get("n")
+'''
+
+FLOOD_PY = '''
+import sys
+
+def handler(event, context):
+    line = "x" * 1023 + "\\n"
+    for _ in range(20 * 1024):   # 20 MB, over the 16 MB an invocation may log
+        sys.stdout.write(line)
+    sys.stdout.flush()
+    return "flooded"
+'''
+
+
+def setUpModule():
+    h.start_module_server(MODULE)
+
+
+def tearDownModule():
+    h.stop_module_server(MODULE)
+
+
+class LogsTests(h.LaminaTestCase):
+
+    def setUp(self):
+        self.logs = h.boto3_client(self.server.url, "logs")
+
+    def _fn(self, code: str = LOGGER_PY, **kwargs) -> str:
+        name = self.fn_name()
+        self.create_function(h.make_zip({"app.py": code}), name=name, **kwargs)
+        return name
+
+    def _stream(self, group: str, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                streams = self.logs.describe_log_streams(logGroupName=group, orderBy="LastEventTime", descending=True)["logStreams"]
+                if streams:
+                    return streams[0]["logStreamName"]
+            except self.logs.exceptions.ResourceNotFoundException:
+                pass
+            self.assertLess(time.monotonic(), deadline, f"no stream in {group}")
+            time.sleep(0.05)
+
+    def _messages(self, group: str, stream: str, until: str, count: int, timeout: float = 20) -> list[str]:
+        """Reads the whole stream from its head (paginating) until `until` appears `count` times (lines are written
+        off the invoke path, so the last REPORT can trail the response), bounded."""
+        deadline = time.monotonic() + timeout
+        while True:
+            messages = []
+            token = None
+            while True:
+                kwargs = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
+                if token:
+                    kwargs["nextToken"] = token
+                page = self.logs.get_log_events(**kwargs)
+                messages += [e["message"] for e in page["events"]]
+                if page["nextForwardToken"] == token:
+                    break
+                token = page["nextForwardToken"]
+            if sum(m.startswith(until) for m in messages) >= count:
+                return messages
+            self.assertLess(time.monotonic(), deadline, f"{until!r} not {count} times in {stream}: {messages[-20:]}")
+            time.sleep(0.05)
+
+    def test_stream_of_eleven_invocations_one_failing(self):
+        name = self._fn()
+        for n in range(11):
+            resp, _, _ = self.invoke(name, {"n": n, "fail": n == 7})
+            self.assertEqual(resp.get("FunctionError") is not None, n == 7)
+        group = f"/aws/lambda/{name}"
+        stream = self._stream(group)
+        self.assertRegex(stream, r"^\d{4}/\d\d/\d\d/\[\$LATEST\][0-9a-f]{32}$")
+        messages = self._messages(group, stream, "REPORT RequestId:", 11)
+
+        self.assertEqual(sum(m.startswith("START RequestId:") for m in messages), 11)
+        self.assertEqual(sum(m.startswith("END RequestId:") for m in messages), 11)
+        reports = [m for m in messages if m.startswith("REPORT RequestId:")]
+        self.assertEqual(len(reports), 11)
+        self.assertEqual(sum("Init Duration" in m for m in reports), 1)
+        self.assertIn("Init Duration", reports[0])
+        for n in range(11):
+            self.assertIn(f"hello from {n}", messages)
+        self.assertTrue(any("ValueError" in m and "bad input 7" in m for m in messages), messages)
+        self.assertTrue(messages[0].startswith("INIT_START Runtime Version: python:3.12"), messages[:3])
+        # Lambda's tab-separated REPORT layout, trailing tab.
+        self.assertRegex(reports[1], r"^REPORT RequestId: \S+\tDuration: \d+\.\d\d ms\tBilled Duration: \d+ ms\t"
+                                     r"Memory Size: 128 MB\tMax Memory Used: \d+ MB\t$")
+
+        groups = self.logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+        self.assertEqual([g["logGroupName"] for g in groups], [group])
+        self.assertEqual(groups[0]["arn"], f"arn:aws:logs:{h.REGION}:000000000000:log-group:{group}:*")
+        self.assertGreater(groups[0]["storedBytes"], 0)
+
+        # Backwards from the end (no startFromHead): the newest events, oldest of them first.
+        tail = self.logs.get_log_events(logGroupName=group, logStreamName=stream, limit=3)
+        self.assertTrue(tail["events"][-1]["message"].startswith("REPORT"), tail["events"])
+        self.assertEqual(len(tail["events"]), 3)
+
+    def test_filter_patterns(self):
+        name = self._fn()
+        self.invoke_ok(name, {"n": 1, "level": "INFO"})
+        self.invoke(name, {"n": 2, "level": "ERROR", "fail": True})
+        self.invoke_ok(name, {"n": 3, "level": "WARN"})
+        group = f"/aws/lambda/{name}"
+        self._messages(group, self._stream(group), "REPORT", 3)
+
+        def matching(pattern: str) -> list[str]:
+            return [e["message"] for e in self.logs.filter_log_events(logGroupName=group, filterPattern=pattern)["events"]]
+
+        self.assertEqual(len(matching("REPORT")), 3)
+        self.assertEqual(matching('"hello from 2"'), ["hello from 2"])
+        self.assertEqual(sorted(matching('{ $.level = "ERROR" }')), ['{"level": "ERROR", "n": 2}'])
+        self.assertEqual(len(matching('{ $.n >= 2 }')), 2)
+        self.assertEqual(len(matching("?ERROR ?WARN")), len(matching("ERROR")) + len(matching("WARN")))
+        self.assertNotIn("REPORT", " ".join(matching("RequestId -REPORT")))
+        self.assertTrue(all(m.startswith(("START", "END")) for m in matching("RequestId -REPORT")))
+        err = self._logs_error(lambda: self.logs.filter_log_events(logGroupName=group, filterPattern='{ $.level = '))
+        self.assertEqual(err.response["Error"]["Code"], "InvalidParameterException")
+
+    def test_groups_retention_and_errors(self):
+        group = "/lamina/test/" + self.fn_name()
+        self.logs.create_log_group(logGroupName=group)
+        err = self._logs_error(lambda: self.logs.create_log_group(logGroupName=group))
+        self.assertEqual(err.response["Error"]["Code"], "ResourceAlreadyExistsException")
+        self.logs.put_retention_policy(logGroupName=group, retentionInDays=7)
+        [described] = self.logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+        self.assertEqual(described["retentionInDays"], 7)
+        err = self._logs_error(lambda: self.logs.put_retention_policy(logGroupName=group, retentionInDays=8))
+        self.assertEqual(err.response["Error"]["Code"], "InvalidParameterException")
+        self.logs.delete_retention_policy(logGroupName=group)
+        self.assertNotIn("retentionInDays", self.logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"][0])
+        self.logs.delete_log_group(logGroupName=group)
+        for call in (lambda: self.logs.delete_log_group(logGroupName=group),
+                     lambda: self.logs.describe_log_streams(logGroupName=group),
+                     lambda: self.logs.get_log_events(logGroupName=group, logStreamName="s"),
+                     lambda: self.logs.filter_log_events(logGroupName=group)):
+            self.assertEqual(self._logs_error(call).response["Error"]["Code"], "ResourceNotFoundException")
+        raw = self.server.raw("POST", "/", {}, headers={"X-Amz-Target": "Logs_20140328.NoSuchThing",
+                                                        "Content-Type": "application/x-amz-json-1.1"})
+        self.assertEqual(raw.status, 400)
+        self.assertEqual(raw.json["__type"], "UnknownOperationException")
+
+    def test_cli_v1_get_and_filter(self):
+        name = self._fn()
+        self.invoke_ok(name, {"n": 42})
+        group = f"/aws/lambda/{name}"
+        stream = self._stream(group)
+        self._messages(group, stream, "REPORT", 1)
+        r = self.server.aws_cli("logs", "get-log-events", "--log-group-name", group, "--log-stream-name", stream, "--start-from-head")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("hello from 42", [e["message"] for e in r.json["events"]])
+        r = self.server.aws_cli("logs", "filter-log-events", "--log-group-name", group, "--filter-pattern", '"hello from"')
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual([e["message"] for e in r.json["events"]], ["hello from 42"])
+        r = self.server.aws_cli("logs", "describe-log-streams", "--log-group-name", group)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual([s["logStreamName"] for s in r.json["logStreams"]], [stream])
+
+    def test_cli_v2_tail_and_follow(self):
+        name = self._fn()
+        self.invoke_ok(name, {"n": 1})
+        group = f"/aws/lambda/{name}"
+        self._messages(group, self._stream(group), "REPORT", 1)
+        r = self.server.aws_cli("logs", "tail", group, cli="/usr/bin/aws")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("hello from 1", r.stdout)
+
+        # --follow keeps polling (every 5 s): an invocation made after it started shows up.
+        command = self.server.aws_cli_command("logs", "tail", group, "--follow", "--format", "short", cli="/usr/bin/aws")
+        follow = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.server.aws_cli_env())
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in follow.stdout], daemon=True).start()
+        try:
+            self._read_until(lines, "hello from 1", 30)
+            self.invoke_ok(name, {"n": 2})
+            self._read_until(lines, "hello from 2", 30)
+        finally:
+            follow.kill()
+            follow.wait(10)
+
+    def _read_until(self, lines: "queue.Queue[str]", text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        seen = []
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            seen.append(line)
+            if text in line:
+                return
+        self.fail(f"{text!r} not shown by `aws logs tail --follow` within {timeout} s: {seen[-10:]}")
+
+    def test_lamina_logs_command(self):
+        name = self._fn()
+        self.invoke_ok(name, {"n": 5})
+        self.invoke(name, {"n": 6, "level": "ERROR", "fail": True})
+        group = f"/aws/lambda/{name}"
+        self._messages(group, self._stream(group), "REPORT", 2)
+        lamina = [str(h.REPO_ROOT / "lamina"), "logs", name, "--endpoint", self.server.url]
+        out = subprocess.run(lamina, capture_output=True, text=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("hello from 5", out.stdout)
+        self.assertEqual(out.stdout.count("REPORT RequestId:"), 2)
+        filtered = subprocess.run(lamina + ["--filter", '{ $.level = "ERROR" }'], capture_output=True, text=True, timeout=120)
+        self.assertEqual([line.split(" ", 2)[2] for line in filtered.stdout.splitlines()], ['{"level": "ERROR", "n": 6}'])
+        missing = subprocess.run([str(h.REPO_ROOT / "lamina"), "logs", self.fn_name("none"), "--endpoint", self.server.url],
+                                 capture_output=True, text=True, timeout=120)
+        self.assertEqual(missing.returncode, 1)
+        self.assertIn("ResourceNotFoundException", missing.stderr)
+
+    def test_flood_is_truncated_and_the_server_stays_healthy(self):
+        name = self._fn(FLOOD_PY, Timeout=60, MemorySize=256)
+        _, out = self.invoke_ok(name, {})
+        self.assertEqual(out, "flooded")
+        self.assertEqual(self.server.raw("GET", "/health").status, 200)
+        group = f"/aws/lambda/{name}"
+        stream = self._stream(group)
+        matched = self.logs.filter_log_events(logGroupName=group, filterPattern='"log output truncated"')["events"]
+        deadline = time.monotonic() + 30
+        while not matched:
+            self.assertLess(time.monotonic(), deadline, "no truncation marker in the stream")
+            time.sleep(0.2)
+            matched = self.logs.filter_log_events(logGroupName=group, filterPattern='"log output truncated"')["events"]
+        self.assertEqual(matched[0]["logStreamName"], stream)
+        # The next invocation works and is logged.
+        self.invoke_ok(name, {})
+        self.assertEqual(self.server.raw("GET", "/health").status, 200)
+
+    def _logs_error(self, call) -> botocore.exceptions.ClientError:
+        try:
+            call()
+        except botocore.exceptions.ClientError as e:
+            self.assertEqual(e.response["ResponseMetadata"]["HTTPStatusCode"], 400, e.response)
+            return e
+        self.fail("expected an error")
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
