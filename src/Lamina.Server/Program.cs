@@ -44,6 +44,7 @@ app.MapProvisionedConcurrencyApi();
 app.MapEventInvokeConfigApi();
 app.MapEnvironmentsApi();
 app.MapAsyncEventsApi();
+app.MapMetricsApi();
 app.MapInvokeApi();
 app.MapJsonProtocols();
 await app.RunLaminaAsync();

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.RegularExpressions;
+using Lamina.Server.Functions;
 using Lamina.Server.Logs;
 
 namespace Lamina.Tests;
@@ -113,5 +114,84 @@ public sealed class InvocationLogFloodTests
         }
         log.Start("b", "$LATEST", includeInitOutput: false);
         Assert.True(log.AppendOutput("fresh"));
+    }
+
+    private static string DecodeTail(InvocationLog log) => Encoding.UTF8.GetString(Convert.FromBase64String(log.Tail()));
+
+    private static InvocationLog CreateJson(string? applicationLevel = null, string? systemLevel = null) =>
+        new("/aws/lambda/f", "s", store: null, LogFormatting.For(new FunctionConfig
+        {
+            Name = "f",
+            Runtime = "python3.12",
+            Role = "arn:aws:iam::000000000000:role/r",
+            Handler = "app.handler",
+            CodeSha256 = Convert.ToBase64String(new byte[32]),
+            CodeSize = 1,
+            LastModified = default,
+            RevisionId = "r",
+            LogFormat = "JSON",
+            ApplicationLogLevel = applicationLevel,
+            SystemLogLevel = systemLevel,
+        }));
+
+    [Fact]
+    public void JsonFormat_PlatformRecordsAreJsonObjects_WithoutAnEndRecord()
+    {
+        var log = CreateJson();
+        log.Start("id-1", "$LATEST", includeInitOutput: false);
+        log.AppendOutput("plain output");
+        log.End("id-1");
+        log.Report("id-1", 12.345, 128, 42, 160.5, status: null);
+
+        var lines = DecodeTail(log).TrimEnd('\n').Split('\n');
+        Assert.Equal(3, lines.Length);
+        using var start = System.Text.Json.JsonDocument.Parse(lines[0]);
+        Assert.Equal("platform.start", start.RootElement.GetProperty("type").GetString());
+        Assert.Equal("id-1", start.RootElement.GetProperty("record").GetProperty("requestId").GetString());
+        Assert.Matches(@"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", start.RootElement.GetProperty("time").GetString()!);
+        Assert.Equal("plain output", lines[1]);
+        using var report = System.Text.Json.JsonDocument.Parse(lines[2]);
+        var metrics = report.RootElement.GetProperty("record").GetProperty("metrics");
+        Assert.Equal("platform.report", report.RootElement.GetProperty("type").GetString());
+        Assert.Equal((12.35, 13L, 128, 42, 160.5), (metrics.GetProperty("durationMs").GetDouble(), metrics.GetProperty("billedDurationMs").GetInt64(),
+            metrics.GetProperty("memorySizeMB").GetInt32(), metrics.GetProperty("maxMemoryUsedMB").GetInt32(), metrics.GetProperty("initDurationMs").GetDouble()));
+        Assert.Equal("success", report.RootElement.GetProperty("record").GetProperty("status").GetString());
+    }
+
+    [Fact]
+    public void JsonFormat_ApplicationLevel_FiltersByTheLinesLevel_PlainLinesCountAsInfo()
+    {
+        var log = CreateJson(applicationLevel: "WARN");
+        log.Start("id", "$LATEST", includeInitOutput: false);
+
+        Assert.False(log.AppendOutput("""{"level":"INFO","message":"dropped"}"""));
+        Assert.False(log.AppendOutput("plain, so INFO: dropped"));
+        Assert.True(log.AppendOutput("""{"level":"ERROR","message":"kept"}"""));
+        Assert.True(log.AppendOutput("""{"level":"warn","message":"kept too"}"""));
+
+        var tail = DecodeTail(log);
+        Assert.DoesNotContain("dropped", tail, StringComparison.Ordinal);
+        Assert.Contains("kept too", tail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void JsonFormat_SystemLevelWarn_KeepsOnlyFailedReports()
+    {
+        var log = CreateJson(systemLevel: "WARN");
+        log.Start("ok", "$LATEST", includeInitOutput: false);
+        log.Report("ok", 1, 128, 10, null, status: null);
+        log.Start("bad", "$LATEST", includeInitOutput: false);
+        log.Report("bad", 1, 128, 10, null, status: "timeout");
+
+        var tail = DecodeTail(log);
+        Assert.DoesNotContain("platform.start", tail, StringComparison.Ordinal);
+        Assert.Contains("\"status\":\"timeout\"", tail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void TextFormat_IgnoresLevels()
+    {
+        var log = new InvocationLog("/aws/lambda/f", "s");
+        Assert.True(log.AppendOutput("""{"level":"DEBUG","message":"kept"}"""));
     }
 }

@@ -221,6 +221,42 @@ class LogsTests(h.LaminaTestCase):
                 return
         self.fail(f"{text!r} not shown by `aws logs tail --follow` within {timeout} s: {seen[-10:]}")
 
+    def test_json_log_format_with_levels(self):
+        code = ("import logging, json\nlogger = logging.getLogger()\n"
+                "def handler(event, context):\n"
+                "    print('plain line, INFO by Lambda rule')\n"
+                "    print(json.dumps({'level': 'ERROR', 'msg': 'printed error'}))\n"
+                "    logger.info('logged info')\n"
+                "    logger.error('logged error')\n"
+                "    return 'ok'\n")
+        name = self._fn(code, LoggingConfig={"LogFormat": "JSON", "ApplicationLogLevel": "WARN", "SystemLogLevel": "INFO"})
+        self.invoke_ok(name, {})
+        group = f"/aws/lambda/{name}"
+        stream = self._stream(group)
+        deadline = time.monotonic() + 20
+        while True:
+            messages = [e["message"] for e in self.logs.get_log_events(logGroupName=group, logStreamName=stream, startFromHead=True)["events"]]
+            if any('"platform.report"' in m for m in messages):
+                break
+            self.assertLess(time.monotonic(), deadline, messages)
+            time.sleep(0.05)
+        records = [json.loads(m) for m in messages]
+        types = [r.get("type") for r in records]
+        self.assertEqual([t for t in types if t and t.startswith("platform.")], ["platform.initStart", "platform.start", "platform.report"])
+        report = records[types.index("platform.report")]["record"]
+        self.assertEqual(report["status"], "success")
+        self.assertIn("initDurationMs", report["metrics"])
+        texts = " ".join(messages)
+        self.assertNotIn("plain line", texts)
+        self.assertNotIn("logged info", texts)
+        self.assertIn("printed error", texts)
+        logged = [r for r in records if r.get("message") == "logged error"]
+        self.assertEqual(len(logged), 1, messages)
+        self.assertEqual(logged[0]["level"], "ERROR")
+        # JSON patterns select the structured lines.
+        matched = self.logs.filter_log_events(logGroupName=group, filterPattern='{ $.type = "platform.report" }')["events"]
+        self.assertEqual(len(matched), 1)
+
     def test_lamina_logs_command(self):
         name = self._fn()
         self.invoke_ok(name, {"n": 5})

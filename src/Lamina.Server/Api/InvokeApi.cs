@@ -31,7 +31,7 @@ internal static class InvokeApi
     }
 
     private static async Task InvokeAsync(HttpContext context, string functionName, FunctionRegistry registry, Invoker invoker,
-        ConcurrencyLimiter limiter, AsyncDispatcher queue, IOptions<LaminaOptions> options, TimeProvider time)
+        ConcurrencyLimiter limiter, AsyncDispatcher queue, IOptions<LaminaOptions> options, TimeProvider time, Diagnostics.LaminaMetrics metrics)
     {
         var request = context.Request;
         var invocationType = request.Headers["X-Amz-Invocation-Type"].ToString();
@@ -100,6 +100,7 @@ internal static class InvokeApi
         ConcurrencyLease? lease = null;
         if (invocationType != "Event" && !limiter.TryAcquire(config.Name, reserved, out lease, out var throttleReason))
         {
+            metrics.RecordThrottle(config, throttleReason!);
             context.Response.Headers.Remove("X-Amz-Executed-Version");
             await AwsError.TooManyRequests(throttleReason!).ExecuteAsync(context);
             return;

@@ -35,6 +35,7 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
     private readonly TimeProvider _time;
     private readonly IHostApplicationLifetime _lifetime;
     private readonly ILogger<AsyncDispatcher> _logger;
+    private readonly Diagnostics.LaminaMetrics _metrics;
     private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<string, int> _throttles = new(StringComparer.Ordinal);
@@ -43,8 +44,9 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
     private Task? _loop;
 
     public AsyncDispatcher(AsyncEventStore store, FunctionRegistry registry, Invoker invoker, ConcurrencyLimiter limiter,
-        IOptions<LaminaOptions> options, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<AsyncDispatcher> logger)
+        IOptions<LaminaOptions> options, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<AsyncDispatcher> logger, Diagnostics.LaminaMetrics metrics)
     {
+        _metrics = metrics;
         _store = store;
         _registry = registry;
         _invoker = invoker;
@@ -227,8 +229,9 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
             await _store.RequeueAsync(e.Id, now, e.Attempts, e.LastError);
             return;
         }
-        if (!_limiter.TryAcquire(config.Name, entry.ReservedConcurrency, out var lease, out _))
+        if (!_limiter.TryAcquire(config.Name, entry.ReservedConcurrency, out var lease, out var throttleReason))
         {
+            _metrics.RecordThrottle(config, throttleReason!);
             await BackOffAsync(e);
             return;
         }

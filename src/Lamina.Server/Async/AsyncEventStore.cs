@@ -225,6 +225,16 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
         return (reader.GetInt64(0), reader.GetInt64(1));
     });
 
+    /// <summary>For metrics: how many events are queued or running, and when the oldest of them was accepted (Unix ms; null when none).</summary>
+    public Task<(long Depth, long? OldestCreatedMs)> QueueStatsAsync() => Run(connection =>
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT COUNT(*), MIN(created_ms) FROM events WHERE state IN (0, 1);";
+        using var reader = command.ExecuteReader();
+        reader.Read();
+        return (reader.GetInt64(0), reader.IsDBNull(1) ? (long?)null : reader.GetInt64(1));
+    });
+
     public async ValueTask DisposeAsync()
     {
         _operations.Writer.TryComplete();

@@ -131,7 +131,9 @@ internal sealed partial class EnvironmentPool
             environment = await StartAsync(config, requestId: "", provisioned: true);
             // Init ahead of traffic is bounded by the larger of Lambda's 10 s and the function's timeout.
             var limit = TimeSpan.FromSeconds(Math.Max(_options.InitTimeout.TotalSeconds, config.Timeout));
-            if (await environment.WaitForInitAsync(limit, "") is { } error)
+            var initError = await environment.WaitForInitAsync(limit, "");
+            _metrics.RecordColdStart(config, environment.ColdStart.Reason, environment.InitDurationMs);
+            if (initError is { } error)
             {
                 failure = $"FUNCTION_ERROR_INIT_FAILURE: {error.ErrorType ?? "Runtime.Unknown"}";
             }

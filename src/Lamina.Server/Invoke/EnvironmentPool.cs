@@ -42,10 +42,12 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
     private readonly ConcurrentDictionary<string, byte> _seen = new(StringComparer.Ordinal);
 
     private readonly LogStore _logStore;
+    private readonly Diagnostics.LaminaMetrics _metrics;
 
     public EnvironmentPool(IOptions<LaminaOptions> options, RuntimeApiTransport transport, FunctionRegistry registry, Storage.CodeStore codeStore,
-        LogStore logStore, TimeProvider time, IHostApplicationLifetime lifetime, ILoggerFactory loggers)
+        LogStore logStore, TimeProvider time, IHostApplicationLifetime lifetime, ILoggerFactory loggers, Diagnostics.LaminaMetrics metrics)
     {
+        _metrics = metrics;
         _logStore = logStore;
         _lifetime = lifetime;
         _stopAll = new Lazy<Task>(StopAllAsync);
@@ -162,8 +164,8 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
 
         var id = Guid.NewGuid().ToString("N");
         var log = new InvocationLog(config.LogGroupName,
-            InvocationLog.StreamName(_time.GetUtcNow(), config.Version, id, config.LogGroup is null ? null : config.Name), _logStore);
-        log.AppendToStream(InvocationLog.InitStart(config.Runtime, _options.Region));
+            InvocationLog.StreamName(_time.GetUtcNow(), config.Version, id, config.LogGroup is null ? null : config.Name), _logStore, LogFormatting.For(config));
+        log.InitStart(config.Runtime, _options.Region, provisioned);
         var environment = new ExecutionEnvironment(id, config, log, _time)
         {
             InitRequestId = requestId,

@@ -38,6 +38,11 @@ internal static class EnvironmentVariables
         variables["AWS_LAMBDA_LOG_GROUP_NAME"] = log.LogGroupName;
         variables["AWS_LAMBDA_LOG_STREAM_NAME"] = log.LogStreamName;
         variables["AWS_LAMBDA_LOG_FORMAT"] = config.LogFormat;
+        if (config.LogFormat == "JSON")
+        {
+            // The runtime's own logger filters by it (Lambda sets it from ApplicationLogLevel, INFO by default).
+            variables["AWS_LAMBDA_LOG_LEVEL"] = config.ApplicationLogLevel ?? "INFO";
+        }
         variables["AWS_LAMBDA_RUNTIME_API"] = $"127.0.0.1:{SandboxLauncher.RuntimeApiPort}";
         variables["LAMBDA_TASK_ROOT"] = "/var/task";
         variables["LAMBDA_RUNTIME_DIR"] = "/var/runtime";

@@ -136,7 +136,7 @@ internal sealed class ExecutionEnvironment
                 string.Create(CultureInfo.InvariantCulture, $"RequestId: {requestId} Error: Task timed out after {limit.TotalSeconds:F2} seconds"));
             _init.TrySetResult(outcome);
         }
-        _initDurationMs = Stopwatch.GetElapsedTime(_createdTimestamp).TotalMilliseconds;
+        InitDurationMs = _initDurationMs = Stopwatch.GetElapsedTime(_createdTimestamp).TotalMilliseconds;
         var initDuration = _initDurationMs.Value;
         ColdStart.InitMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         Initialized = outcome is null;
@@ -165,6 +165,12 @@ internal sealed class ExecutionEnvironment
 
     /// <summary>True when Init failed by running out of time (Lambda then retries it once inside the invocation).</summary>
     public bool InitTimedOut { get; private set; }
+
+    /// <summary>How long Init took, from the environment's creation (the first REPORT's Init Duration); null until it ended.</summary>
+    public double? InitDurationMs { get; private set; }
+
+    /// <summary>The last invocation's Duration, as its REPORT line states it (set when its phase ends).</summary>
+    public double DurationMs { get; private set; }
 
     /// <summary>
     /// Runs one invocation until the runtime answers (or times out, or crashes) and returns what the caller gets.
@@ -284,7 +290,7 @@ internal sealed class ExecutionEnvironment
 
     private Task Finish(Invocation invocation, long started, string? status)
     {
-        var duration = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        var duration = DurationMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         if (status != "timeout")
         {
             Sandbox?.DrainOutput(flushPartialLines: true);

@@ -18,6 +18,9 @@ internal static class InvokeServiceCollectionExtensions
         services.AddHostedService(static sp => sp.GetRequiredService<EnvironmentPool>());
         services.AddSingleton<ConcurrencyLimiter>();
         services.AddSingleton<Invoker>();
+        // Metrics (GET /metrics): instruments fed by the invoke path, gauges read at scrape time.
+        services.AddSingleton<Diagnostics.LaminaMetrics>(static _ => new Diagnostics.LaminaMetrics());
+        services.AddSingleton<Diagnostics.NodeMetrics>();
         // The durable queue of Event invocations and its dispatcher (stopped before the pool: registered after it).
         services.AddSingleton<Async.AsyncEventStore>();
         services.AddSingleton<Async.AsyncDispatcher>();

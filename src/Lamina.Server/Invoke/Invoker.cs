@@ -1,3 +1,4 @@
+using Lamina.Server.Diagnostics;
 using Lamina.Server.Functions;
 using Lamina.Server.Hosting;
 using Lamina.Server.Sandbox;
@@ -9,7 +10,7 @@ namespace Lamina.Server.Invoke;
 /// Runs an invocation: a warm environment if one is idle (no database, no disk, no process start), else a cold
 /// start. Expected failures come back as values; only "no sandbox can be made" is reported as a platform error.
 /// </summary>
-internal sealed partial class Invoker(EnvironmentPool pool, IOptions<LaminaOptions> options, ILogger<Invoker> logger)
+internal sealed partial class Invoker(EnvironmentPool pool, LaminaMetrics metrics, IOptions<LaminaOptions> options, ILogger<Invoker> logger)
 {
     private readonly TimeSpan _initTimeout = options.Value.InitTimeout;
 
@@ -19,6 +20,7 @@ internal sealed partial class Invoker(EnvironmentPool pool, IOptions<LaminaOptio
     /// </summary>
     public async Task<InvokeOutcome> InvokeAsync(FunctionConfig config, Invocation invocation, bool wantTail, ConcurrencyLease lease)
     {
+        metrics.InvocationStarted(config);
         var handedOver = false;
         try
         {
@@ -31,6 +33,7 @@ internal sealed partial class Invoker(EnvironmentPool pool, IOptions<LaminaOptio
             if (!handedOver)
             {
                 lease.Release();
+                metrics.InvocationEnded(config);
             }
         }
     }
@@ -58,6 +61,7 @@ internal sealed partial class Invoker(EnvironmentPool pool, IOptions<LaminaOptio
                 cold.Environment.ColdStart.Reason = reason;
             }
             environment = cold.Environment;
+            metrics.RecordColdStart(config, environment.ColdStart.Reason, environment.InitDurationMs);
             if (logger.IsEnabled(LogLevel.Information))
             {
                 var coldStart = environment.ColdStart;
@@ -67,6 +71,7 @@ internal sealed partial class Invoker(EnvironmentPool pool, IOptions<LaminaOptio
             if (cold.InitError is not null)
             {
                 environment.ReportFailedInit(invocation.RequestId);
+                metrics.RecordInvocation(config, environment.InitDurationMs ?? 0, isError: true);
                 pool.Discard(environment);
                 return (new InvokeOutcome(cold.InitError, wantTail ? environment.Log.Tail() : null), false);
             }
@@ -74,7 +79,7 @@ internal sealed partial class Invoker(EnvironmentPool pool, IOptions<LaminaOptio
 
         var result = await environment.RunAsync(invocation);
         // The environment stays busy until its phase ends (extensions may run on); so does the invocation's unit of concurrency.
-        _ = ReturnAfterPhaseAsync(environment, lease);
+        _ = ReturnAfterPhaseAsync(environment, lease, isError: result.Outcome == InvocationOutcome.FunctionError);
         string? tail = null;
         if (wantTail)
         {
@@ -85,16 +90,18 @@ internal sealed partial class Invoker(EnvironmentPool pool, IOptions<LaminaOptio
         return (new InvokeOutcome(result, tail), true);
     }
 
-    private async Task ReturnAfterPhaseAsync(ExecutionEnvironment environment, ConcurrencyLease lease)
+    private async Task ReturnAfterPhaseAsync(ExecutionEnvironment environment, ConcurrencyLease lease, bool isError)
     {
         try
         {
             await environment.PhaseEnded;
+            metrics.RecordInvocation(environment.Config, environment.DurationMs, isError); // before another invocation reuses it
             pool.Return(environment);
         }
         finally
         {
             lease.Release();
+            metrics.InvocationEnded(environment.Config);
         }
     }
 
@@ -108,10 +115,12 @@ internal sealed partial class Invoker(EnvironmentPool pool, IOptions<LaminaOptio
         }
         catch (EntrypointException e)
         {
+            metrics.RecordInvocation(config, durationMs: null, isError: true);
             return new StartResult(null, null, new InvokeOutcome(InvocationResult.PlatformError("Runtime.InvalidEntrypoint", $"RequestId: {invocation.RequestId} Error: {e.Message}"), null));
         }
         catch (CapacityException e)
         {
+            metrics.RecordThrottle(config, LaminaMetrics.MemoryBudgetThrottle);
             return new StartResult(null, null, new InvokeOutcome(null, null, e.Message, ConcurrencyLimiter.AccountLimitReason));
         }
         catch (SandboxException e)

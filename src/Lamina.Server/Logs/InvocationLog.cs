@@ -28,21 +28,30 @@ internal sealed class InvocationLog
     private long _dropped;
 
     private readonly LogStore? _store;
+    private readonly LogFormatting _formatting;
 
-    public InvocationLog(string logGroupName, string logStreamName, LogStore? store = null)
+    public InvocationLog(string logGroupName, string logStreamName, LogStore? store = null, LogFormatting? formatting = null)
     {
         LogGroupName = logGroupName;
         LogStreamName = logStreamName;
         _store = store;
+        _formatting = formatting ?? LogFormatting.Text;
     }
 
     public string LogGroupName { get; }
 
     public string LogStreamName { get; }
 
-    /// <summary>Appends one line of function output. Returns false when the line was dropped (flood).</summary>
+    /// <summary>
+    /// Appends one line of function output. Returns false when the line was dropped: a flood, or (JSON log format) a
+    /// level below the function's ApplicationLogLevel.
+    /// </summary>
     public bool AppendOutput(string line)
     {
+        if (!_formatting.KeepsApplicationLine(line))
+        {
+            return false;
+        }
         lock (_lock)
         {
             _bytes += line.Length + 1;
@@ -56,8 +65,45 @@ internal sealed class InvocationLog
         return true;
     }
 
-    /// <summary>Writes a line to the log stream only (not to any invocation's tail): INIT_START, say.</summary>
-    public void AppendToStream(string line) => _store?.Write(LogGroupName, LogStreamName, line);
+    /// <summary>
+    /// The first line of an environment's stream (not part of any invocation's tail): <c>INIT_START Runtime Version:
+    /// python:3.12.…\tRuntime Version ARN: …</c>, or its <c>platform.initStart</c> record.
+    /// </summary>
+    public void InitStart(string runtime, string region, bool provisioned)
+    {
+        // python3.12 → python:3.12, nodejs20.x → nodejs:20, provided.al2023 → provided:al2023, dotnet8 → dotnet:8.
+        var split = runtime.IndexOfAny(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '.']);
+        var family = split > 0 ? runtime[..split] : runtime;
+        var version = split > 0 ? runtime[split..].TrimStart('.').Replace(".x", "", StringComparison.Ordinal) : "";
+        var runtimeVersion = $"{family}:{version}.lamina1";
+        var arn = $"arn:aws:lambda:{region}::runtime:lamina-{runtime}";
+        if (_formatting.Json)
+        {
+            if (_formatting.KeepsSystem(LogFormatting.Info))
+            {
+                _store?.Write(LogGroupName, LogStreamName, LogFormatting.SystemRecord("platform.initStart", w =>
+                {
+                    w.WriteString("initializationType", provisioned ? "provisioned-concurrency" : "on-demand");
+                    w.WriteString("phase", "init");
+                    w.WriteString("runtimeVersion", runtimeVersion);
+                    w.WriteString("runtimeVersionArn", arn);
+                }));
+            }
+            return;
+        }
+        _store?.Write(LogGroupName, LogStreamName, $"INIT_START Runtime Version: {runtimeVersion}\tRuntime Version ARN: {arn}");
+    }
+
+    // The same rounding as the text REPORT line's "F2".
+    private static double TwoDecimals(double value) => double.Parse(value.ToString("F2", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+
+    private void AppendSystem(int level, string type, Action<System.Text.Json.Utf8JsonWriter> record)
+    {
+        if (_formatting.KeepsSystem(level))
+        {
+            Append(LogFormatting.SystemRecord(type, record));
+        }
+    }
 
     /// <summary>Appends one line (platform lines are never dropped).</summary>
     public void Append(string line)
@@ -88,6 +134,15 @@ internal sealed class InvocationLog
                 _current.Clear();
             }
         }
+        if (_formatting.Json)
+        {
+            AppendSystem(LogFormatting.Info, "platform.start", w =>
+            {
+                w.WriteString("requestId", requestId);
+                w.WriteString("version", version);
+            });
+            return;
+        }
         Append($"START RequestId: {requestId} Version: {version}");
     }
 
@@ -102,12 +157,35 @@ internal sealed class InvocationLog
         {
             Append(string.Create(CultureInfo.InvariantCulture, $"[lamina] log output truncated: {dropped} bytes dropped after the first {MaxBytesPerInvocation} bytes of this invocation"));
         }
-        Append($"END RequestId: {requestId}");
+        if (!_formatting.Json)
+        {
+            Append($"END RequestId: {requestId}"); // JSON logs have no END record: platform.report closes the invocation
+        }
     }
 
     /// <summary>Writes the REPORT line in Lambda's exact tab-separated layout (Init Duration last, trailing tab).</summary>
     public void Report(string requestId, double durationMs, int memorySizeMb, long maxMemoryUsedMb, double? initDurationMs, string? status)
     {
+        if (_formatting.Json)
+        {
+            // A failed invocation's report is a warning: it stays even when SystemLogLevel is WARN.
+            AppendSystem(status is null ? LogFormatting.Info : LogFormatting.Warn, "platform.report", w =>
+            {
+                w.WriteString("requestId", requestId);
+                w.WriteStartObject("metrics");
+                w.WriteNumber("durationMs", TwoDecimals(durationMs));
+                w.WriteNumber("billedDurationMs", (long)Math.Ceiling(durationMs));
+                w.WriteNumber("memorySizeMB", memorySizeMb);
+                w.WriteNumber("maxMemoryUsedMB", maxMemoryUsedMb);
+                if (initDurationMs is { } initMs)
+                {
+                    w.WriteNumber("initDurationMs", TwoDecimals(initMs));
+                }
+                w.WriteEndObject();
+                w.WriteString("status", status ?? "success");
+            });
+            return;
+        }
         var line = new StringBuilder(200);
         line.Append(CultureInfo.InvariantCulture, $"REPORT RequestId: {requestId}\tDuration: {durationMs:F2} ms\tBilled Duration: {(long)Math.Ceiling(durationMs)} ms\tMemory Size: {memorySizeMb} MB\tMax Memory Used: {maxMemoryUsedMb} MB\t");
         if (initDurationMs is { } init)
@@ -145,18 +223,6 @@ internal sealed class InvocationLog
     /// </summary>
     public static string StreamName(DateTimeOffset now, string version, string environmentId, string? functionInCustomGroup = null) =>
         string.Create(CultureInfo.InvariantCulture, $"{now:yyyy'/'MM'/'dd}/{functionInCustomGroup}[{version}]{environmentId}");
-
-    /// <summary>
-    /// Lambda's first line of an environment's stream: <c>INIT_START Runtime Version: python:3.12.v…	Runtime Version ARN: …</c>.
-    /// </summary>
-    public static string InitStart(string runtime, string region)
-    {
-        // python3.12 → python:3.12, nodejs20.x → nodejs:20, provided.al2023 → provided:al2023, dotnet8 → dotnet:8.
-        var split = runtime.IndexOfAny(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '.']);
-        var family = split > 0 ? runtime[..split] : runtime;
-        var version = split > 0 ? runtime[split..].TrimStart('.').Replace(".x", "", StringComparison.Ordinal) : "";
-        return $"INIT_START Runtime Version: {family}:{version}.lamina1\tRuntime Version ARN: arn:aws:lambda:{region}::runtime:lamina-{runtime}";
-    }
 
     /// <summary>The ISO-8601 timestamp Lambda uses in platform lines.</summary>
     public static string Timestamp(DateTimeOffset now) => now.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);

@@ -1,0 +1,135 @@
+using System.Diagnostics.Metrics;
+using Lamina.Server.Functions;
+using Lamina.Server.Invoke;
+
+namespace Lamina.Server.Diagnostics;
+
+/// <summary>
+/// Lamina's metrics (issue #7): the <c>Lamina.Server</c> <see cref="System.Diagnostics.Metrics.Meter"/>, its
+/// instruments and one method per thing the invoke path reports, with labels <c>function</c> and <c>version</c>.
+/// <see cref="Exporter"/> aggregates them for <c>GET /metrics</c> from the moment the server starts; any other
+/// listener (dotnet-counters, OpenTelemetry) sees the same instruments.
+/// </summary>
+/// <remarks>
+/// Called on the warm path: each method is one or a few instrument calls, each a lock-free lookup of its label set
+/// and an Interlocked add in <see cref="PrometheusExporter"/>, with no allocation (tags are strings the configuration
+/// already holds). Gauges that cost something to read (environments, the async queue) are read at scrape time
+/// (<see cref="NodeMetrics"/>), never on the invoke path.
+/// </remarks>
+internal sealed class LaminaMetrics : IDisposable
+{
+    public const string MeterName = "Lamina.Server";
+
+    /// <summary>The <c>reason</c> of a throttle because the node's memory budget had no room for a cold start.</summary>
+    public const string MemoryBudgetThrottle = "memory_budget";
+
+    // Invocations run from a millisecond to Lambda's 900 s limit.
+    private static readonly double[] DurationBuckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900];
+
+    // A cold start's Init takes tens of milliseconds (a small script) to seconds, bounded by 10 s or the timeout on retry.
+    private static readonly double[] InitBuckets = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900];
+
+    private readonly Counter<long> _invocations;
+    private readonly Counter<long> _errors;
+    private readonly Counter<long> _throttles;
+    private readonly Counter<long> _coldStarts;
+    private readonly Histogram<double> _duration;
+    private readonly Histogram<double> _initDuration;
+    private readonly Counter<double> _billedDuration;
+    private readonly Counter<double> _gbSeconds;
+    private readonly UpDownCounter<long> _concurrentExecutions;
+
+    public LaminaMetrics(int maxFunctionLabelSets = PrometheusExporter.DefaultMaxFunctionLabelSets)
+    {
+        Meter = new Meter(MeterName);
+        _invocations = Meter.CreateCounter<long>("lamina.invocations", "{invocation}",
+            "Invocations that ran (function errors included, throttles not), as Lambda's Invocations metric");
+        _errors = Meter.CreateCounter<long>("lamina.errors", "{invocation}",
+            "Invocations that ended in a function error: the handler's error, a timeout, a crash, a failed Init");
+        _throttles = Meter.CreateCounter<long>("lamina.throttles", "{invocation}",
+            "Invocations refused for lack of concurrency (reserved_concurrency, account_concurrency) or memory (memory_budget)");
+        _coldStarts = Meter.CreateCounter<long>("lamina.cold_starts", "{environment}",
+            "Environments started, by reason: first_invoke, scale_out, after_eviction, after_update, after_failure, provisioned");
+        _duration = Meter.CreateHistogram("lamina.duration", "s",
+            "Invocation duration, as the REPORT line's Duration", tags: null,
+            new InstrumentAdvice<double> { HistogramBucketBoundaries = DurationBuckets });
+        _initDuration = Meter.CreateHistogram("lamina.init_duration", "s",
+            "Init duration of cold starts (sandbox and Init, as the REPORT line's Init Duration)", tags: null,
+            new InstrumentAdvice<double> { HistogramBucketBoundaries = InitBuckets });
+        _billedDuration = Meter.CreateCounter<double>("lamina.billed_duration", "s",
+            "Billed duration as Lambda bills it: each invocation's duration rounded up to the millisecond");
+        _gbSeconds = Meter.CreateCounter<double>("lamina.gb_seconds", "{GB-s}",
+            "Compute as Lambda bills it: billed duration times MemorySize / 1024");
+        _concurrentExecutions = Meter.CreateUpDownCounter<long>("lamina.concurrent_executions", "{invocation}",
+            "Invocations running now (admitted, until their environment is given back)");
+        Exporter = new PrometheusExporter(Meter, maxFunctionLabelSets);
+    }
+
+    public Meter Meter { get; }
+
+    /// <summary>What <c>GET /metrics</c> writes.</summary>
+    public PrometheusExporter Exporter { get; }
+
+    /// <summary>An invocation was admitted (it runs until <see cref="InvocationEnded"/>).</summary>
+    public void InvocationStarted(FunctionConfig config) => _concurrentExecutions.Add(1, Function(config), Version(config));
+
+    public void InvocationEnded(FunctionConfig config) => _concurrentExecutions.Add(-1, Function(config), Version(config));
+
+    /// <summary>
+    /// An invocation ran: its REPORT's <paramref name="durationMs"/> (null when it never reached an environment), billed
+    /// as Lambda does (rounded up to the millisecond, times MemorySize for GB-seconds).
+    /// </summary>
+    public void RecordInvocation(FunctionConfig config, double? durationMs, bool isError)
+    {
+        var function = Function(config);
+        var version = Version(config);
+        _invocations.Add(1, function, version);
+        if (isError)
+        {
+            _errors.Add(1, function, version);
+        }
+        if (durationMs is { } ms)
+        {
+            var billedSeconds = Math.Ceiling(ms) / 1000;
+            _duration.Record(ms / 1000, function, version);
+            _billedDuration.Add(billedSeconds, function, version);
+            _gbSeconds.Add(billedSeconds * config.MemorySize / 1024, function, version);
+        }
+    }
+
+    /// <summary>An environment started for <paramref name="reason"/>; <paramref name="initDurationMs"/> when its Init ended.</summary>
+    public void RecordColdStart(FunctionConfig config, ColdStartReason reason, double? initDurationMs)
+    {
+        _coldStarts.Add(1, Function(config), Version(config), new KeyValuePair<string, object?>("reason", ColdStart.Label(reason)));
+        if (initDurationMs is { } ms)
+        {
+            _initDuration.Record(ms / 1000, Function(config), Version(config));
+        }
+    }
+
+    /// <summary>
+    /// An invocation was throttled: <paramref name="reason"/> is the limiter's (Lambda's reason,
+    /// <see cref="ConcurrencyLimiter.ReservedLimitReason"/> or <see cref="ConcurrencyLimiter.AccountLimitReason"/>) or
+    /// <see cref="MemoryBudgetThrottle"/>.
+    /// </summary>
+    public void RecordThrottle(FunctionConfig config, string reason)
+    {
+        var label = reason switch
+        {
+            ConcurrencyLimiter.ReservedLimitReason => "reserved_concurrency",
+            ConcurrencyLimiter.AccountLimitReason => "account_concurrency",
+            _ => reason,
+        };
+        _throttles.Add(1, Function(config), Version(config), new KeyValuePair<string, object?>("reason", label));
+    }
+
+    public void Dispose()
+    {
+        Exporter.Dispose();
+        Meter.Dispose();
+    }
+
+    private static KeyValuePair<string, object?> Function(FunctionConfig config) => new(PrometheusExporter.FunctionLabel, config.Name);
+
+    private static KeyValuePair<string, object?> Version(FunctionConfig config) => new(PrometheusExporter.VersionLabel, config.Version);
+}
