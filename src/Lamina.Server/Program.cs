@@ -34,6 +34,7 @@ builder.Services.AddFunctions();
 builder.Services.AddInvoke();
 
 var app = builder.Build();
+_ = app.Services.GetRequiredService<Lamina.Server.Diagnostics.Tracing>(); // exports from the first invocation on, if configured
 app.UseLaminaHost();
 app.MapFunctionsApi();
 app.MapVersionsApi();

@@ -112,7 +112,7 @@ internal static class InvokeApi
             Payload = payload,
             InvokedFunctionArn = invokedArn,
             ClientContext = clientContext,
-            TraceId = Invocation.NewTraceId(time),
+            TraceId = Diagnostics.Tracing.TraceHeader(request.Headers["X-Amzn-Trace-Id"], request.Headers["traceparent"], time),
         };
 
         if (invocationType == "Event")
@@ -176,7 +176,8 @@ internal static class InvokeApi
             return;
         }
         var (config, invokedArn, _, qualifier) = resolved.Value;
-        await queue.AcceptAsync(RequestIds.Of(context), config.Name, qualifier, invokedArn, payload, Invocation.NewTraceId(time));
+        await queue.AcceptAsync(RequestIds.Of(context), config.Name, qualifier, invokedArn, payload,
+            Diagnostics.Tracing.TraceHeader(context.Request.Headers["X-Amzn-Trace-Id"], context.Request.Headers["traceparent"], time));
         context.Response.StatusCode = StatusCodes.Status202Accepted;
         context.Response.ContentType = "application/json";
         await context.Response.Body.WriteAsync("""{"Status":202}"""u8.ToArray());

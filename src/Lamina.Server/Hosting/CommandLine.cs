@@ -10,6 +10,7 @@ internal static class CommandLine
         usage: lamina serve [--port 9000] [--host 127.0.0.1] [--data DIR] [--function-network on|off]
                     [--account-concurrency 1000] [--memory-budget MB] [--idle-timeout SECONDS]
                     [--async-retry-delay SECONDS] [--log-max-mb 1024]
+                    [--otlp-endpoint URL]
 
           serve     start the Lamina server (Lambda API, invoke, runtime API)
           events    list, inspect, redrive and purge async events (lamina events help)
@@ -24,6 +25,7 @@ internal static class CommandLine
             --idle-timeout   seconds an idle environment stays warm before it is stopped (default 600)
             --async-retry-delay  seconds before an async invocation's first retry; later ones double (default 60)
             --log-max-mb     most disk the function logs may use; the oldest events go first (default 1024)
+            --otlp-endpoint  send traces to this OpenTelemetry collector (OTLP/HTTP, e.g. http://127.0.0.1:4318)
         """;
 
     public static bool TryParse(string[] args, out string command, [NotNullWhen(true)] out LaminaOptions? options, [NotNullWhen(false)] out string? error)
@@ -53,7 +55,7 @@ internal static class CommandLine
                 value = arg[(eq + 1)..];
                 arg = arg[..eq];
             }
-            else if (arg is "--port" or "--host" or "--data" or "--function-network" or "--account-concurrency" or "--memory-budget" or "--idle-timeout" or "--async-retry-delay" or "--log-max-mb")
+            else if (arg is "--port" or "--host" or "--data" or "--function-network" or "--account-concurrency" or "--memory-budget" or "--idle-timeout" or "--async-retry-delay" or "--log-max-mb" or "--otlp-endpoint")
             {
                 if (i + 1 >= args.Length)
                 {
@@ -119,6 +121,13 @@ internal static class CommandLine
                     break;
                 case "--log-max-mb":
                     error = $"lamina: --log-max-mb must be a number of MB, at least 1, not '{value}'";
+                    options = null;
+                    return false;
+                case "--otlp-endpoint" when Uri.TryCreate(value, UriKind.Absolute, out var otlp) && otlp.Scheme is "http" or "https":
+                    options.OtlpEndpoint = value;
+                    break;
+                case "--otlp-endpoint":
+                    error = $"lamina: --otlp-endpoint must be an http(s) URL, not '{value}'";
                     options = null;
                     return false;
                 default:

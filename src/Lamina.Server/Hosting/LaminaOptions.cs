@@ -84,6 +84,12 @@ public sealed class LaminaOptions
     [Range(1, int.MaxValue)]
     public int LogMaxMb { get; set; } = 1024;
 
+    /// <summary>
+    /// An OpenTelemetry collector's OTLP/HTTP base address (<c>--otlp-endpoint</c>, e.g. <c>http://127.0.0.1:4318</c>);
+    /// spans go to its <c>/v1/traces</c>. Null: <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> if set, else no tracing.
+    /// </summary>
+    public string? OtlpEndpoint { get; set; }
+
     /// <summary>Bound on the Init phase (extensions, runtime, handler). Lambda's value is 10 s.</summary>
     public TimeSpan InitTimeout { get; set; } = TimeSpan.FromSeconds(10);
 

@@ -16,7 +16,11 @@ internal sealed class Invocation
     /// <summary>The caller's client context, decoded to JSON text, or null.</summary>
     public string? ClientContext { get; init; }
 
-    public required string TraceId { get; init; }
+    /// <summary>
+    /// The X-Ray trace header the runtime gets (<c>Lambda-Runtime-Trace-Id</c>); when Lamina traces, its Parent is the
+    /// invocation's span, so the function's own spans nest under it.
+    /// </summary>
+    public required string TraceId { get; set; }
 
     /// <summary>Absolute deadline, Unix epoch milliseconds; set when the invocation is handed to the runtime.</summary>
     public long DeadlineMs { get; set; }

@@ -11,6 +11,7 @@ internal static class InvokeServiceCollectionExtensions
         // Registered first so it stops last: environments' final lines are written before the store closes.
         services.AddSingleton<Logs.LogStore>();
         services.AddHostedService(static sp => sp.GetRequiredService<Logs.LogStore>());
+        services.AddSingleton<Diagnostics.Tracing>();
         services.AddSingleton<RuntimeApiTransport>();
         // Kestrel asks every registered transport whether it can bind an endpoint; ours takes only RuntimeApiEndPoint.
         services.AddSingleton<IConnectionListenerFactory>(static sp => sp.GetRequiredService<RuntimeApiTransport>());

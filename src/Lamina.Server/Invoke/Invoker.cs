@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Lamina.Server.Diagnostics;
 using Lamina.Server.Functions;
 using Lamina.Server.Hosting;
@@ -20,6 +21,7 @@ internal sealed partial class Invoker(EnvironmentPool pool, LaminaMetrics metric
     /// </summary>
     public async Task<InvokeOutcome> InvokeAsync(FunctionConfig config, Invocation invocation, bool wantTail, ConcurrencyLease lease)
     {
+        using var activity = StartInvokeActivity(config, invocation);
         metrics.InvocationStarted(config);
         var handedOver = false;
         try
@@ -41,8 +43,10 @@ internal sealed partial class Invoker(EnvironmentPool pool, LaminaMetrics metric
     private async Task<(InvokeOutcome Outcome, bool LeaseHandedOver)> RunAsync(FunctionConfig config, Invocation invocation, bool wantTail, ConcurrencyLease lease)
     {
         var environment = pool.TryTakeIdle(config);
+        Activity.Current?.SetTag("faas.coldstart", environment is null);
         if (environment is null)
         {
+            var coldStartedAt = TimeProvider.System.GetUtcNow();
             var cold = await StartAsync(config, invocation, _initTimeout);
             if (cold.Environment is null)
             {
@@ -62,6 +66,10 @@ internal sealed partial class Invoker(EnvironmentPool pool, LaminaMetrics metric
             }
             environment = cold.Environment;
             metrics.RecordColdStart(config, environment.ColdStart.Reason, environment.InitDurationMs);
+            if (Activity.Current is not null)
+            {
+                RecordColdStartPhases(environment.ColdStart, coldStartedAt);
+            }
             if (logger.IsEnabled(LogLevel.Information))
             {
                 var coldStart = environment.ColdStart;
@@ -77,7 +85,15 @@ internal sealed partial class Invoker(EnvironmentPool pool, LaminaMetrics metric
             }
         }
 
-        var result = await environment.RunAsync(invocation);
+        InvocationResult result;
+        using (var handler = Tracing.Source.StartActivity("lamina.handler"))
+        {
+            result = await environment.RunAsync(invocation);
+            if (result.Outcome == InvocationOutcome.FunctionError)
+            {
+                handler?.SetStatus(ActivityStatusCode.Error, result.ErrorType);
+            }
+        }
         // The environment stays busy until its phase ends (extensions may run on); so does the invocation's unit of concurrency.
         _ = ReturnAfterPhaseAsync(environment, lease, isError: result.Outcome == InvocationOutcome.FunctionError);
         string? tail = null;
@@ -102,6 +118,55 @@ internal sealed partial class Invoker(EnvironmentPool pool, LaminaMetrics metric
         {
             lease.Release();
             metrics.InvocationEnded(environment.Config);
+        }
+    }
+
+    /// <summary>
+    /// The invocation's span, under the caller's trace (its X-Ray header, which the invocation carries); null when
+    /// nobody traces. The runtime's trace header then names this span as its parent.
+    /// </summary>
+    private static Activity? StartInvokeActivity(FunctionConfig config, Invocation invocation)
+    {
+        if (!Tracing.Source.HasListeners())
+        {
+            return null;
+        }
+        // A header that names no trace (malformed) starts a new one.
+        var parent = Tracing.TryParseAmzn(invocation.TraceId, out var caller) ? caller : default;
+        var activity = Tracing.Source.StartActivity("lamina.invoke", ActivityKind.Server, parent);
+        if (activity is null)
+        {
+            return null;
+        }
+        activity.SetTag("faas.name", config.Name);
+        activity.SetTag("faas.version", config.Version);
+        activity.SetTag("faas.invocation_id", invocation.RequestId);
+        activity.SetTag("faas.max_memory", config.MemorySize * 1024L * 1024L);
+        invocation.TraceId = Tracing.AmznHeader(activity.TraceId, activity.SpanId, activity.Recorded);
+        return activity;
+    }
+
+    /// <summary>The cold start's phases as child spans, from the durations the environment measured.</summary>
+    private static void RecordColdStartPhases(ColdStart coldStart, DateTimeOffset startedAt)
+    {
+        var sandboxEnd = startedAt.AddMilliseconds(coldStart.SandboxMs);
+        Phase("lamina.sandbox", startedAt, sandboxEnd);
+        if (coldStart.InitMs is not { } initMs)
+        {
+            return;
+        }
+        var initEnd = sandboxEnd.AddMilliseconds(initMs);
+        var handlerStart = coldStart.HandlerInitMs is { } handlerMs && handlerMs <= initMs ? initEnd.AddMilliseconds(-handlerMs) : initEnd;
+        Phase("lamina.runtime_init", sandboxEnd, handlerStart);
+        if (handlerStart < initEnd)
+        {
+            Phase("lamina.handler_init", handlerStart, initEnd);
+        }
+
+        static void Phase(string name, DateTimeOffset start, DateTimeOffset end)
+        {
+            using var phase = Tracing.Source.StartActivity(name, ActivityKind.Internal, parentContext: default, startTime: start);
+            phase?.SetEndTime(end.UtcDateTime);
         }
     }
 
