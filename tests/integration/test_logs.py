@@ -110,7 +110,10 @@ class LogsTests(h.LaminaTestCase):
         self.assertIn("Init Duration", reports[0])
         for n in range(11):
             self.assertIn(f"hello from {n}", messages)
-        self.assertTrue(any("ValueError" in m and "bad input 7" in m for m in messages), messages)
+        # The error is one event with its traceback (lines joined by \r, as AWS's runtimes write multi-line records).
+        errors = [m for m in messages if "ValueError" in m and "bad input 7" in m]
+        self.assertEqual(len(errors), 1, messages)
+        self.assertIn("\rTraceback (most recent call last):", errors[0])
         self.assertTrue(messages[0].startswith("INIT_START Runtime Version: python:3.12"), messages[:3])
         # Lambda's tab-separated REPORT layout, trailing tab.
         self.assertRegex(reports[1], r"^REPORT RequestId: \S+\tDuration: \d+\.\d\d ms\tBilled Duration: \d+ ms\t"
