@@ -1,0 +1,310 @@
+#!/usr/bin/env python3
+"""Lamina's benchmark scenarios in one run (bench/run.sh installs wrk and serverless-offline, then calls this).
+
+    python3 bench/compare.py [warm|cold|burst|memory|async|all]
+
+warm    Warm invoke latency (1 connection: p50, p99) and throughput (16 connections: requests/s, p99) with wrk, for
+        Lamina's Node.js, Python, provided and .NET echo functions, the same Node.js handler on serverless-offline
+        (serverless@3 + serverless-offline@13, its Invoke endpoint), and the floor: a bare Node.js HTTP echo server.
+cold    Cold start per runtime, by phase (bench/cold_start_phases.py), beside the runtimes' bare process start.
+burst   N parallel first invocations of one function (N = 10, 40, 100).
+memory  The platform's memory per idle environment: PSS of its bwrap and pasta processes (smaps_rollup), and the
+        server's own growth per environment.
+async   Durable Event accepts per second (each committed and fsync'd before its 202), 16 connections.
+"""
+import base64
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lamina_server import ROOT, percentile, running_server, zip_of  # noqa: E402
+
+SECONDS = int(os.environ.get("LAMINA_BENCH_SECONDS", "10"))
+NODE_ECHO = "exports.handler = async (event) => event;\n"
+FUNCTIONS = {
+    "node-echo": ("nodejs20.x", "index.handler", {"index.js": NODE_ECHO}, b'{"x":1}'),
+    "python-echo": ("python3.12", "app.handler", {"app.py": "def handler(e, c):\n    return e\n"}, b'{"x":1}'),
+    "provided-echo": ("provided.al2023", "none", {"bootstrap": (
+        "#!/usr/bin/python3\n"
+        "import http.client, os\n"
+        "c = http.client.HTTPConnection(os.environ['AWS_LAMBDA_RUNTIME_API'])\n"
+        "while True:\n"
+        "    c.request('GET', '/2018-06-01/runtime/invocation/next'); r = c.getresponse(); body = r.read()\n"
+        "    rid = r.getheader('Lambda-Runtime-Aws-Request-Id')\n"
+        "    c.request('POST', f'/2018-06-01/runtime/invocation/{rid}/response', body=body); c.getresponse().read()\n")},
+        b'{"x":1}'),
+}
+
+
+# ---- tools -----------------------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def wrk(url: str, connections: int, body: bytes, headers: dict | None = None, seconds: int = SECONDS) -> dict:
+    """Runs wrk (POST, keep-alive) and returns requests/s, p50 and p99 in ms, and non-2xx responses."""
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(body.decode())}", 'wrk.headers["Content-Type"] = "application/json"']
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in (headers or {}).items()]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write("\n".join(lines) + "\n")
+    try:
+        out = subprocess.run(["wrk", f"-t{min(connections, 2)}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, url],
+                             capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(script.name)
+
+    def latency(q: str) -> float:
+        m = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50": latency("50"), "p99": latency("99"),
+            "errors": int(non2xx.group(1)) if non2xx else 0}
+
+
+def create(conn: http.client.HTTPConnection, name: str, runtime: str, handler: str, files: dict | None = None,
+           code: bytes | None = None, **extra) -> None:
+    body = {"FunctionName": name, "Runtime": runtime, "Handler": handler, "Role": "arn:aws:iam::000000000000:role/bench",
+            "Code": {"ZipFile": base64.b64encode(code or zip_of(files)).decode()}, **extra}
+    conn.request("POST", "/2015-03-31/functions", body=json.dumps(body), headers={"Content-Type": "application/json"})
+    r = conn.getresponse()
+    text = r.read()
+    assert r.status == 201, (r.status, text)
+
+
+def invoke(port: int, name: str, body: bytes = b"{}", headers: dict | None = None) -> tuple[int, float]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    t = time.perf_counter()
+    conn.request("POST", f"/2015-03-31/functions/{name}/invocations", body=body, headers=headers or {})
+    r = conn.getresponse()
+    r.read()
+    conn.close()
+    return r.status, (time.perf_counter() - t) * 1000
+
+
+def dotnet_hello() -> bytes | None:
+    """The integration tests' .NET hello world (built once, cached), or None when it cannot be built here."""
+    try:
+        sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+        import test_dotnet  # noqa: PLC0415
+        return test_dotnet._build_functions()["hello10"]
+    except Exception as e:  # noqa: BLE001 - the bench goes on without .NET
+        print(f"  (.NET function not built: {e})")
+        return None
+
+
+# ---- warm --------------------------------------------------------------------------------------------------------------
+def floor_server() -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    code = ("require('http').createServer((q, s) => { const c = []; q.on('data', d => c.push(d)); "
+            "q.on('end', () => { const b = Buffer.concat(c); s.writeHead(200, {'Content-Type': 'application/json', "
+            "'Content-Length': b.length}); s.end(b); }); }).listen(%d, '127.0.0.1');" % port)
+    process = subprocess.Popen(["node", "-e", code])
+    wait_port(port)
+    return process, port
+
+
+def serverless_offline() -> tuple[subprocess.Popen, int] | None:
+    install = os.environ.get("LAMINA_BENCH_SERVERLESS", os.path.expanduser("~/.cache/lamina-bench/serverless"))
+    binary = os.path.join(install, "node_modules", ".bin", "serverless")
+    if not os.path.exists(binary):
+        print(f"  (serverless-offline is not installed in {install}: run bench/run.sh)")
+        return None
+    service = tempfile.mkdtemp(prefix="lamina-bench-sls-")
+    lambda_port, http_port = free_port(), free_port()
+    with open(os.path.join(service, "handler.js"), "w") as f:
+        f.write(NODE_ECHO)
+    with open(os.path.join(service, "serverless.yml"), "w") as f:
+        f.write("service: bench\nframeworkVersion: '3'\nprovider:\n  name: aws\n  runtime: nodejs20.x\n  stage: dev\n"
+                "  region: us-east-1\nfunctions:\n  echo:\n    handler: handler.handler\nplugins:\n  - serverless-offline\n")
+    os.symlink(os.path.join(install, "node_modules"), os.path.join(service, "node_modules"))
+    env = dict(os.environ, SLS_TELEMETRY_DISABLED="1", SLS_NOTIFICATIONS_MODE="off", SLS_DEPRECATION_DISABLE="*",
+               AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
+    process = subprocess.Popen([binary, "offline", "start", "--lambdaPort", str(lambda_port), "--httpPort", str(http_port),
+                                "--websocketPort", str(free_port()), "--albPort", str(free_port())],
+                               cwd=service, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_port(lambda_port, 120)
+    return process, lambda_port
+
+
+def warm() -> None:
+    print(f"\n## warm invoke ({SECONDS} s per cell; wrk, keep-alive, POST {{\"x\":1}})")
+    print(f"{'target':<28}{'1 conn p50 ms':>15}{'1 conn p99 ms':>15}{'16 conn req/s':>15}{'16 conn p99 ms':>16}")
+    rows = {}
+
+    def measure(label: str, url: str, body: bytes = b'{"x":1}') -> None:
+        one = wrk(url, 1, body)
+        many = wrk(url, 16, body)
+        rows[label] = (one, many)
+        errors = one["errors"] + many["errors"]
+        print(f"{label:<28}{one['p50']:>15.3f}{one['p99']:>15.3f}{many['rps']:>15.0f}{many['p99']:>16.3f}"
+              + (f"  ({errors} non-2xx)" if errors else ""), flush=True)
+
+    floor, floor_port = floor_server()
+    try:
+        measure("floor (bare node http echo)", f"http://127.0.0.1:{floor_port}/")
+    finally:
+        floor.terminate()
+    offline = serverless_offline()
+    if offline is not None:
+        process, port = offline
+        try:
+            url = f"http://127.0.0.1:{port}/2015-03-31/functions/bench-dev-echo/invocations"
+            invoke(port, "bench-dev-echo")  # first call loads the handler
+            measure("serverless-offline (node)", url)
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(30)
+    dotnet = dotnet_hello()
+    with running_server() as port:
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        for name, (runtime, handler, files, _) in FUNCTIONS.items():
+            create(conn, name, runtime, handler, files)
+        if dotnet is not None:
+            create(conn, "dotnet-echo", "dotnet10", "HelloWorld::HelloWorld.Function::Handler", code=dotnet)
+        targets = [(name, body) for name, (_, _, _, body) in FUNCTIONS.items()] + ([("dotnet-echo", b'"x"')] if dotnet else [])
+        for name, body in targets:
+            for _ in range(20):
+                invoke(port, name, body)  # warm, and as many environments as wrk uses connections
+            with ThreadPoolExecutor(16) as pool:
+                list(pool.map(lambda _: invoke(port, name, body), range(16)))
+            measure(f"lamina {name}", f"http://127.0.0.1:{port}/2015-03-31/functions/{name}/invocations", body)
+    if "floor (bare node http echo)" in rows and "lamina node-echo" in rows:
+        floor_p50 = rows["floor (bare node http echo)"][0]["p50"]
+        node = rows["lamina node-echo"]
+        print(f"\nlamina node-echo p50 / floor p50: {node[0]['p50'] / floor_p50:.2f}x")
+        if "serverless-offline (node)" in rows:
+            offline_row = rows["serverless-offline (node)"]
+            print(f"serverless-offline p50 / lamina node p50: {offline_row[0]['p50'] / node[0]['p50']:.2f}x; "
+                  f"lamina req/s / serverless-offline req/s: {node[1]['rps'] / offline_row[1]['rps']:.2f}x")
+
+
+# ---- cold, burst, memory, async -------------------------------------------------------------------------------------------
+def cold() -> None:
+    print("\n## cold start")
+    bare = {"python3 -c pass": ["/usr/bin/python3", "-c", "pass"], "node -e 0": ["/usr/bin/node", "-e", "0"]}
+    for label, command in bare.items():
+        samples = []
+        for _ in range(15):
+            t = time.perf_counter()
+            subprocess.run(command, check=True)
+            samples.append((time.perf_counter() - t) * 1000)
+        print(f"bare {label:<18} p50 {statistics.median(samples):7.1f} ms   p99 {percentile(samples, 0.99):7.1f} ms")
+    subprocess.run([sys.executable, os.path.join(ROOT, "bench", "cold_start_phases.py"), os.environ.get("LAMINA_BENCH_COLD_N", "15")], check=True)
+
+
+def burst() -> None:
+    print("\n## burst: N parallel first invocations of one function (python3.12, sleeps 0.2 s)")
+    print(f"{'N':>5}{'all done s':>12}{'p50 ms':>10}{'max ms':>10}{'errors':>8}")
+    with running_server() as port:
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        for n in (10, 40, 100):
+            name = f"burst-{n}"
+            create(conn, name, "python3.12", "app.handler", {"app.py": "import time\ndef handler(e, c):\n    time.sleep(0.2)\n    return e\n"},
+                   Environment={"Variables": {"LAMINA_NETWORK": "none"}})
+            barrier = threading.Barrier(n)
+
+            def one(_):
+                barrier.wait()
+                return invoke(port, name)
+
+            t = time.perf_counter()
+            with ThreadPoolExecutor(n) as pool:
+                results = list(pool.map(one, range(n)))
+            total = time.perf_counter() - t
+            latencies = [ms for _, ms in results]
+            errors = sum(1 for status, _ in results if status != 200)
+            print(f"{n:>5}{total:>12.2f}{statistics.median(latencies):>10.0f}{max(latencies):>10.0f}{errors:>8}", flush=True)
+
+
+def pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return int(re.search(r"^Pss:\s+(\d+) kB", f.read(), re.M).group(1))
+    except (OSError, AttributeError):
+        return 0
+
+
+def memory() -> None:
+    count = 10
+    print(f"\n## memory per idle environment ({count} idle python3.12 environments, network on)")
+    with running_server() as port:
+        server_pid = int(subprocess.run(["sh", "-c", f"ss -ltnpH 'sport = :{port}' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2"],
+                                        capture_output=True, text=True).stdout.strip() or 0)
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        for i in range(count):
+            create(conn, f"idle-{i}", "python3.12", "app.handler", {"app.py": "def handler(e, c):\n    return e\n"})
+        invoke(port, "idle-0")  # the server's own first-use costs (JIT, pools) do not count per environment
+        before = pss_kb(server_pid)
+        for i in range(1, count):
+            invoke(port, f"idle-{i}")
+        after = pss_kb(server_pid)
+        platform = []
+        for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
+            try:
+                exe = os.readlink(f"/proc/{pid}/exe")
+            except OSError:
+                continue
+            if exe in ("/usr/bin/bwrap", "/usr/bin/pasta", "/usr/bin/passt", "/usr/bin/passt.avx2", "/usr/bin/pasta.avx2"):
+                platform.append((exe, pss_kb(pid)))
+        bwrap = sum(kb for exe, kb in platform if "bwrap" in exe)
+        pasta = sum(kb for exe, kb in platform if "bwrap" not in exe)
+        print(f"bwrap (2 per environment) PSS per environment:  {bwrap / count / 1024:7.2f} MiB")
+        print(f"pasta (1 per environment) PSS per environment:  {pasta / count / 1024:7.2f} MiB")
+        print(f"server growth per environment:                  {(after - before) / (count - 1) / 1024:7.2f} MiB  (PSS, {count - 1} environments)")
+
+
+def async_accepts() -> None:
+    print("\n## durable async accepts (16 connections; each event committed with fsync before its 202)")
+    with running_server() as port:
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        create(conn, "async-sink", "python3.12", "app.handler", {"app.py": "def handler(e, c):\n    return e\n"})
+        # Reserved concurrency 0: accepted events wait in the queue, so running them does not compete with accepting.
+        conn.request("PUT", "/2017-10-31/functions/async-sink/concurrency", body=json.dumps({"ReservedConcurrentExecutions": 0}))
+        conn.getresponse().read()
+        result = wrk(f"http://127.0.0.1:{port}/2015-03-31/functions/async-sink/invocations", 16, b'{"x":1}',
+                     headers={"X-Amz-Invocation-Type": "Event"})
+        print(f"accepted events/s: {result['rps']:.0f}   p50 {result['p50']:.2f} ms   p99 {result['p99']:.2f} ms"
+              + (f"   ({result['errors']} non-2xx)" if result["errors"] else ""))
+
+
+def main() -> None:
+    scenario = sys.argv[1] if len(sys.argv) > 1 else "all"
+    scenarios = {"warm": warm, "cold": cold, "burst": burst, "memory": memory, "async": async_accepts}
+    if scenario != "all" and scenario not in scenarios:
+        sys.exit(f"usage: {sys.argv[0]} [{'|'.join(scenarios)}|all]")
+    print(f"# Lamina benchmarks, {time.strftime('%Y-%m-%d %H:%M')} UTC, {os.cpu_count()} cores, "
+          f"{os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') // 2**30} GiB")
+    for name, run in scenarios.items():
+        if scenario in ("all", name):
+            run()
+
+
+if __name__ == "__main__":
+    main()

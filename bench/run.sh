@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Lamina's benchmarks, side by side in one run: ./bench/run.sh [warm|cold|burst|memory|async|all]
+# Installs what it needs first (wrk from Debian, serverless@3 + serverless-offline@13 from npm, cached), builds
+# Lamina in Release (the launcher does), then prints one table per scenario. Figures go to docs/BENCHMARKS.md by hand.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+scenario="${1:-all}"
+
+if ! command -v wrk >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "bench: installing wrk" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+  else
+    echo "bench: wrk is missing: apt-get install wrk" >&2
+    exit 1
+  fi
+fi
+
+sls="${LAMINA_BENCH_CACHE:-$HOME/.cache/lamina-bench}/serverless"
+if [ "$scenario" = all ] || [ "$scenario" = warm ]; then
+  if [ ! -x "$sls/node_modules/.bin/serverless" ]; then
+    echo "bench: installing serverless@3 and serverless-offline@13 into $sls" >&2
+    mkdir -p "$sls"
+    (cd "$sls" && npm init -y >/dev/null && npm install --no-audit --no-fund --loglevel=error serverless@3 serverless-offline@13 >/dev/null)
+  fi
+fi
+
+# The launcher builds Lamina (Release) if sources are newer than the binary; do it once here, not inside a timing.
+"$root/lamina" help >/dev/null
+export LAMINA_BENCH_SERVERLESS="$sls"
+exec python3 "$root/bench/compare.py" "$scenario"
