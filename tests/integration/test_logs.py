@@ -129,6 +129,26 @@ class LogsTests(h.LaminaTestCase):
         self.assertTrue(tail["events"][-1]["message"].startswith("REPORT"), tail["events"])
         self.assertEqual(len(tail["events"]), 3)
 
+    def test_report_max_memory_used_follows_the_environments_peak(self):
+        code = ("def handler(event, context):\n"
+                "    if event.get('mb'):\n"
+                "        block = bytearray(event['mb'] * 1024 * 1024)\n"
+                "        for i in range(0, len(block), 4096):\n"
+                "            block[i] = 1\n"
+                "    return 'ok'\n")
+        name = self._fn(code, MemorySize=256)
+
+        def max_used(event: dict) -> int:
+            resp, _ = self.invoke_ok(name, event, LogType="Tail")
+            return int(re.search(r"Max Memory Used: (\d+) MB", h.decode_log_result(resp)).group(1))
+
+        small = max_used({})
+        again = max_used({})
+        big = max_used({"mb": 100})
+        self.assertGreater(small, 0)
+        self.assertLess(again, small + 20)
+        self.assertGreaterEqual(big, small + 90)  # the peak of the environment, read afresh each invocation
+
     def test_filter_patterns(self):
         name = self._fn()
         self.invoke_ok(name, {"n": 1, "level": "INFO"})

@@ -159,8 +159,26 @@ internal sealed class Cgroup
         }
     }
 
-    /// <summary>Peak memory of the environment in bytes (0 if unknown).</summary>
-    public long MemoryPeakBytes() => ReadLong(Path.Combine(MemoryDir, _owner.IsV2 ? "memory.peak" : "memory.max_usage_in_bytes"));
+    private Microsoft.Win32.SafeHandles.SafeFileHandle? _peak;
+
+    /// <summary>
+    /// Peak memory of the environment in bytes (0 if unknown). Read on every invocation (REPORT's Max Memory Used), so
+    /// the file stays open and each read is one pread at offset 0, which makes the kernel render the value afresh.
+    /// </summary>
+    public long MemoryPeakBytes()
+    {
+        try
+        {
+            _peak ??= File.OpenHandle(Path.Combine(MemoryDir, _owner.IsV2 ? "memory.peak" : "memory.max_usage_in_bytes"), FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            Span<byte> buffer = stackalloc byte[32];
+            var read = RandomAccess.Read(_peak, buffer, 0);
+            return long.TryParse(System.Text.Encoding.ASCII.GetString(buffer[..read]).AsSpan().Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var bytes) ? bytes : 0;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ObjectDisposedException)
+        {
+            return 0;
+        }
+    }
 
     /// <summary>How many times the kernel's OOM killer fired inside this group.</summary>
     public long OomKills()
@@ -216,6 +234,7 @@ internal sealed class Cgroup
     /// </summary>
     public async Task DestroyAsync()
     {
+        Interlocked.Exchange(ref _peak, null)?.Dispose();
         if (_owner.IsV2)
         {
             Cgroups.TryWrite(Path.Combine(MemoryDir, "cgroup.kill"), "1");
