@@ -3,6 +3,10 @@ using Lamina.Server.Functions;
 using Lamina.Server.Hosting;
 using Lamina.Server.Invoke;
 
+if (args.Length > 0 && args[0] == "keys")
+{
+    return KeysCommand.Run(args[1..]);
+}
 if (args.Length > 0 && args[0] == "events")
 {
     return await EventsCommand.RunAsync(args[1..]);
@@ -34,6 +38,16 @@ builder.Services.AddFunctions();
 builder.Services.AddInvoke();
 
 var app = builder.Build();
+// Without credentials anyone who can connect may do anything: then only loopback, and it says so.
+var keys = app.Services.GetRequiredService<Lamina.Server.Security.AccessKeys>();
+if (!keys.Required && !LaminaHost.IsLoopback(options.Host))
+{
+    Console.Error.WriteLine($"lamina: refusing to listen on {options.Host} without credentials; create one first (./lamina keys create --data {options.DataDirectory}) or use --host 127.0.0.1");
+    return 2;
+}
+Console.WriteLine(keys.Required
+    ? "lamina: requests must be signed (SigV4) by an access key of ./lamina keys"
+    : "lamina: no access keys: any (or no) signature is accepted; listening on loopback only");
 _ = app.Services.GetRequiredService<Lamina.Server.Diagnostics.Tracing>(); // exports from the first invocation on, if configured
 app.UseLaminaHost();
 app.MapFunctionsApi();

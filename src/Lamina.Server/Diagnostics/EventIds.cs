@@ -48,4 +48,7 @@ internal static class EventIds
 
     // 5xxx logs and metrics
     public const int LogStoreWriteFailed = 5000;
+
+    // 6xxx security
+    public const int AccessKeysReloadFailed = 6000;
 }

@@ -15,6 +15,7 @@ internal static class CommandLine
           serve     start the Lamina server (Lambda API, invoke, runtime API)
           events    list, inspect, redrive and purge async events (lamina events help)
           logs      print a function's log lines, --follow for new ones (lamina logs help)
+          keys      create, list and revoke access keys (lamina keys help)
             --port  TCP port to listen on (0 picks a free one; default 9000)
             --host  address to listen on (default 127.0.0.1)
             --data  data directory: state, code, sandboxes (default ~/.lamina)

@@ -14,6 +14,7 @@ internal static class EventsCommand
                lamina events redrive ID | --function NAME | --all
                lamina events purge   ID | --function NAME | --all
           --endpoint URL   the server (default $LAMINA_ENDPOINT, else http://127.0.0.1:9000)
+          Requests are signed with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY when set (a key of ./lamina keys).
 
           list     queued, running and failed async events, oldest first (default: 100 of them)
           show     one event: its payload, attempts, last error
@@ -98,6 +99,7 @@ internal static class EventsCommand
         {
             using var request = new HttpRequestMessage(method, uri);
             request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
+            Security.SigV4.SignFromEnvironment(request, [], "lamina", TimeProvider.System.GetUtcNow());
             using var response = await http.SendAsync(request);
             var body = await response.Content.ReadAsStringAsync();
             if (!response.IsSuccessStatusCode)

@@ -1,3 +1,4 @@
+using Lamina.Server.Security;
 using System.Net;
 using Lamina.Server.Api;
 using Lamina.Server.RuntimeApi;
@@ -44,6 +45,7 @@ internal static partial class LaminaHost
         // Runtime API connections (from sandboxes) are served first and never reach anything else.
         app.UseRuntimeApi();
         app.UseRequestIds();
+        app.UseSigV4();
         app.UseExceptionHandler(errors => errors.Run(static async context =>
         {
             var error = context.Features.Get<IExceptionHandlerFeature>()?.Error;
@@ -71,6 +73,10 @@ internal static partial class LaminaHost
         app.MapGet("/health", static () => Results.Text("ok"));
         return app;
     }
+
+    /// <summary>Whether <paramref name="host"/> is a loopback address or name (what may be served without credentials).</summary>
+    public static bool IsLoopback(string host) =>
+        host is "localhost" || (System.Net.IPAddress.TryParse(host.Trim('[', ']'), out var address) && System.Net.IPAddress.IsLoopback(address));
 
     /// <summary>Starts the server, prints where it listens, and runs until SIGTERM / Ctrl-C.</summary>
     public static async Task RunLaminaAsync(this WebApplication app)

@@ -14,6 +14,7 @@ internal static class LogsCommand
     public const string Usage = """
         usage: lamina logs FUNCTION [--follow] [--since MINUTES] [--filter PATTERN] [--group NAME]
           --endpoint URL   the server (default $LAMINA_ENDPOINT, else http://127.0.0.1:9000)
+          Requests are signed with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY when set (a key of ./lamina keys).
 
           Prints the function's log lines (default: the last 10 minutes), each with its stream and time.
           --follow   keep printing new lines as they come (Ctrl-C to stop)
@@ -140,9 +141,11 @@ internal static class LogsCommand
             }
             w.WriteEndObject();
         }
-        using var request = new HttpRequestMessage(HttpMethod.Post, "") { Content = new ByteArrayContent(body.ToArray()) };
+        var bytes = body.ToArray();
+        using var request = new HttpRequestMessage(HttpMethod.Post, http.BaseAddress) { Content = new ByteArrayContent(bytes) };
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/x-amz-json-1.1");
         request.Headers.Add("X-Amz-Target", "Logs_20140328.FilterLogEvents");
+        Security.SigV4.SignFromEnvironment(request, bytes, "logs", TimeProvider.System.GetUtcNow());
         using var response = await http.SendAsync(request, cancellationToken);
         var text = await response.Content.ReadAsStringAsync(cancellationToken);
         using var document = JsonDocument.Parse(string.IsNullOrEmpty(text) ? "{}" : text);

@@ -12,6 +12,8 @@ internal static class InvokeServiceCollectionExtensions
         services.AddSingleton<Logs.LogStore>();
         services.AddHostedService(static sp => sp.GetRequiredService<Logs.LogStore>());
         services.AddSingleton<Diagnostics.Tracing>();
+        services.AddSingleton<Security.AccessKeys>();
+        services.AddHostedService(static sp => sp.GetRequiredService<Security.AccessKeys>());
         services.AddSingleton<RuntimeApiTransport>();
         // Kestrel asks every registered transport whether it can bind an endpoint; ours takes only RuntimeApiEndPoint.
         services.AddSingleton<IConnectionListenerFactory>(static sp => sp.GetRequiredService<RuntimeApiTransport>());

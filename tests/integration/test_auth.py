@@ -1,0 +1,191 @@
+"""Authentication (issue #9, first part): access keys made with `./lamina keys`, SigV4 verified on every request once
+one exists (header and presigned forms, payload hash, clock skew, scope), AWS-shaped 403s with no side effect,
+revocation without a restart, and the loopback-only default without credentials."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+from pathlib import Path
+from unittest import mock
+
+import boto3
+import botocore.auth
+import botocore.awsrequest
+import botocore.credentials
+import botocore.exceptions
+import requests
+from botocore.config import Config
+
+import lamina_harness as h
+
+LAMINA = str(h.REPO_ROOT / "lamina")
+
+
+def keys(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([LAMINA, "keys", *args], capture_output=True, text=True, timeout=120)
+
+
+class AuthTests(unittest.TestCase):
+
+    _server: h.LaminaServer | None = None
+    _root: Path | None = None
+    _key: dict = {}
+
+    @classmethod
+    def setUpClass(cls):
+        if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
+            raise unittest.SkipTest("needs a server of its own")
+        cls._root = Path(tempfile.mkdtemp(prefix="lamina-it-auth-"))
+        created = keys("create", "--data", str(cls._root / "data"))
+        assert created.returncode == 0, created.stderr
+        cls._key = json.loads(created.stdout)
+        cls._server = h.LaminaServer("auth", data_dir=cls._root / "data").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls._server is not None:
+            cls._server.stop()
+        if cls._root is not None:
+            shutil.rmtree(cls._root, ignore_errors=True)
+
+    def client(self, service: str = "lambda", key: str | None = None, secret: str | None = None):
+        return boto3.client(service, endpoint_url=self._server.url, region_name=h.REGION,
+                            aws_access_key_id=key or self._key["AccessKeyId"],
+                            aws_secret_access_key=secret or self._key["SecretAccessKey"],
+                            config=Config(retries={"max_attempts": 0}))
+
+    def assertRefused(self, call, code: str) -> None:
+        with self.assertRaises(botocore.exceptions.ClientError) as caught:
+            call()
+        error = caught.exception.response
+        self.assertEqual(error["ResponseMetadata"]["HTTPStatusCode"], 403, error)
+        self.assertEqual(error["Error"]["Code"], code, error)
+
+    def test_key_is_printed_once_and_listed_without_its_secret(self):
+        self.assertRegex(self._key["AccessKeyId"], r"^LKIA[A-Z2-7]{16}$")
+        self.assertEqual(len(self._key["SecretAccessKey"]), 40)
+        self.assertEqual(self._key["AccountId"], "000000000000")
+        listed = keys("list", "--data", str(self._root / "data"))
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        self.assertIn(self._key["AccessKeyId"], listed.stdout)
+        self.assertNotIn(self._key["SecretAccessKey"], listed.stdout)
+        self.assertNotIn(self._key["SecretAccessKey"], self._server.output_since(0, 100000))
+
+    def test_signed_requests_work_with_boto3_and_both_clis(self):
+        lam = self.client()
+        name = f"auth-{int(time.time() * 1000)}"
+        lam.create_function(FunctionName=name, Runtime="python3.12", Role=h.ROLE, Handler="app.handler",
+                            Code={"ZipFile": h.make_zip({"app.py": "def handler(e, c):\n    return e\n"})})
+        self.assertEqual(json.loads(lam.invoke(FunctionName=name, Payload=b'{"a":1}')["Payload"].read()), {"a": 1})
+        self.assertIn("logGroups", self.client("logs").describe_log_groups())
+        env = dict(self._server.aws_cli_env(), AWS_ACCESS_KEY_ID=self._key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=self._key["SecretAccessKey"])
+        for cli in ("aws", "/usr/bin/aws"):
+            out = subprocess.run(self._server.aws_cli_command("lambda", "get-function", "--function-name", name, cli=cli),
+                                 env=env, capture_output=True, text=True, timeout=120)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertEqual(json.loads(out.stdout)["Configuration"]["FunctionName"], name)
+        # The presigned (query-string) form.
+        url = lam.generate_presigned_url("list_functions", ExpiresIn=60)
+        self.assertIn("X-Amz-Signature=", url)
+        self.assertEqual(requests.get(url, timeout=30).status_code, 200)
+
+    def test_refusals_are_aws_shaped_403s_without_side_effects(self):
+        name = f"auth-refused-{int(time.time() * 1000)}"
+        code = {"ZipFile": h.make_zip({"app.py": "def handler(e, c):\n    return e\n"})}
+        wrong_secret = self.client(secret="x" * 40)
+        self.assertRefused(lambda: wrong_secret.create_function(FunctionName=name, Runtime="python3.12", Role=h.ROLE,
+                                                                Handler="app.handler", Code=code), "InvalidSignatureException")
+        self.assertRefused(lambda: self.client(key="LKIAUNKNOWNUNKNOWN22").list_functions(), "UnrecognizedClientException")
+        self.assertNotIn(name, [f["FunctionName"] for f in self.client().list_functions()["Functions"]])
+
+        unsigned = requests.get(f"{self._server.url}/2015-03-31/functions/", timeout=30)
+        self.assertEqual(unsigned.status_code, 403)
+        self.assertEqual(unsigned.headers["x-amzn-ErrorType"], "MissingAuthenticationTokenException")
+        self.assertEqual(requests.get(f"{self._server.url}/health", timeout=30).status_code, 200)
+        self.assertEqual(requests.get(f"{self._server.url}/metrics", timeout=30).status_code, 403)
+
+        # A body changed after signing, a signature 20 minutes old, another region's scope.
+        credentials = botocore.credentials.Credentials(self._key["AccessKeyId"], self._key["SecretAccessKey"])
+        signed = botocore.awsrequest.AWSRequest(method="POST", url=f"{self._server.url}/2015-03-31/functions/{name}/invocations",
+                                                data=b'{"a":1}')
+        botocore.auth.SigV4Auth(credentials, "lambda", h.REGION).add_auth(signed)
+        tampered = requests.post(signed.url, data=b'{"a":2}', headers=dict(signed.headers), timeout=30)
+        self.assertEqual((tampered.status_code, tampered.headers["x-amzn-ErrorType"]), (403, "InvalidSignatureException"))
+
+        old = botocore.awsrequest.AWSRequest(method="GET", url=f"{self._server.url}/2015-03-31/functions/")
+        twenty_minutes_ago = botocore.auth.get_current_datetime() - datetime.timedelta(minutes=20)
+        with mock.patch.object(botocore.auth, "get_current_datetime", return_value=twenty_minutes_ago):
+            botocore.auth.SigV4Auth(credentials, "lambda", h.REGION).add_auth(old)
+        expired = requests.get(old.url, headers=dict(old.headers), timeout=30)
+        self.assertEqual((expired.status_code, expired.headers["x-amzn-ErrorType"]), (403, "InvalidSignatureException"))
+        self.assertIn("Signature expired", expired.json()["message"])
+
+        elsewhere = botocore.awsrequest.AWSRequest(method="GET", url=f"{self._server.url}/2015-03-31/functions/")
+        botocore.auth.SigV4Auth(credentials, "lambda", "eu-west-1").add_auth(elsewhere)
+        wrong_region = requests.get(elsewhere.url, headers=dict(elsewhere.headers), timeout=30)
+        self.assertEqual((wrong_region.status_code, wrong_region.headers["x-amzn-ErrorType"]), (403, "InvalidSignatureException"))
+
+    def test_lamina_commands_sign_with_the_environments_key(self):
+        base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        signed = dict(base, AWS_ACCESS_KEY_ID=self._key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=self._key["SecretAccessKey"])
+        events = [LAMINA, "events", "list", "--endpoint", self._server.url]
+        ok = subprocess.run(events, env=signed, capture_output=True, text=True, timeout=120)
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        self.assertIn("Events", json.loads(ok.stdout))
+        refused = subprocess.run(events, env=base, capture_output=True, text=True, timeout=120)
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("MissingAuthenticationTokenException", refused.stderr)
+        logs = subprocess.run([LAMINA, "logs", "no-such-function", "--endpoint", self._server.url], env=signed,
+                              capture_output=True, text=True, timeout=120)
+        self.assertIn("ResourceNotFoundException", logs.stderr)  # signed: it got as far as the Logs API
+
+    def test_revocation_takes_effect_without_a_restart(self):
+        created = keys("create", "--data", str(self._root / "data"))
+        key = json.loads(created.stdout)
+        lam = self.client(key=key["AccessKeyId"], secret=key["SecretAccessKey"])
+        deadline = time.monotonic() + 10
+        while True:  # the server notices new keys within a second
+            try:
+                lam.list_functions()
+                break
+            except botocore.exceptions.ClientError:
+                self.assertLess(time.monotonic(), deadline, "the new key was never accepted")
+                time.sleep(0.1)
+        revoked = keys("revoke", key["AccessKeyId"], "--data", str(self._root / "data"))
+        self.assertEqual(revoked.returncode, 0, revoked.stderr)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                lam.list_functions()
+            except botocore.exceptions.ClientError as e:
+                self.assertEqual(e.response["Error"]["Code"], "UnrecognizedClientException")
+                break
+            self.assertLess(time.monotonic(), deadline, "the revoked key still works")
+            time.sleep(0.1)
+        self.client().list_functions()  # the other key still works
+        self.assertEqual(keys("revoke", key["AccessKeyId"], "--data", str(self._root / "data")).returncode, 1)
+
+
+class LoopbackDefaultTests(unittest.TestCase):
+
+    def test_without_credentials_only_loopback(self):
+        if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
+            self.skipTest("needs a server of its own")
+        data = tempfile.mkdtemp(prefix="lamina-it-noauth-")
+        try:
+            out = subprocess.run([LAMINA, "serve", "--host", "0.0.0.0", "--port", "0", "--data", data],
+                                 capture_output=True, text=True, timeout=120)
+            self.assertEqual(out.returncode, 2, out.stdout + out.stderr)
+            self.assertIn("refusing to listen on 0.0.0.0 without credentials", out.stderr)
+        finally:
+            shutil.rmtree(data, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    unittest.main()
