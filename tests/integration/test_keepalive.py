@@ -95,6 +95,31 @@ class ColdStartReasonTests(_Base):
         self.assertEqual([e["ColdStartReason"] for e in self._wait_live(name, 1)], ["after_failure"])
 
 
+    def test_an_environment_that_dies_while_idle_is_stopped_and_its_memory_freed(self):
+        # The handler, after answering, tells the Runtime API its runtime exited (what Lamina's Init script reports
+        # for environments with extensions): the idle environment is dead and must not linger, running and counted.
+        code = ("import http.client, os, threading, time\n"
+                "def report():\n"
+                "    time.sleep(0.3)\n"
+                "    c = http.client.HTTPConnection(os.environ['AWS_LAMBDA_RUNTIME_API'])\n"
+                "    c.request('POST', '/2020-01-01/lamina/runtime-exited?status=0', body=b'')\n"
+                "    c.getresponse().read()\n"
+                "def handler(event, context):\n"
+                "    if event.get('die'):\n"
+                "        threading.Thread(target=report).start()\n"
+                "    return 'ok'\n")
+        name = self.fn_name()
+        self.create_function(h.make_zip({"app.py": code}), name=name, MemorySize=256)
+        before = self.server.raw("GET", "/lamina/v1/environments").json["MemoryInUseMB"]
+        self.invoke_ok(name, {"die": True})
+        self._wait_live(name, 0)
+        deadline = time.monotonic() + 20
+        while self.server.raw("GET", "/lamina/v1/environments").json["MemoryInUseMB"] > before:
+            self.assertLess(time.monotonic(), deadline, "the dead environment's memory was never given back")
+            time.sleep(0.1)
+        self.invoke_ok(name, {})
+        self.assertEqual([e["ColdStartReason"] for e in self._wait_live(name, 1)], ["after_failure"])
+
     def test_node_runtime_reports_its_handler_init(self):
         name = self.fn_name()
         self.create_function(h.make_zip({"index.mjs": "await new Promise(r => setTimeout(r, 120));\n"

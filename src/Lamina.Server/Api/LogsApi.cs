@@ -21,6 +21,9 @@ internal static partial class LogsApi
     private const int MaxDescribeLimit = 50;
     private const int MaxEventsLimit = 10_000;
 
+    /// <summary>CloudWatch answers at most 1 MB of events per call (then the caller pages on).</summary>
+    private const int MaxResponseChars = 1024 * 1024;
+
     /// <summary>Rows FilterLogEvents examines per call; past it the answer is partial and says where to go on (as AWS's).</summary>
     private const int MaxScannedPerCall = 200_000;
 
@@ -322,6 +325,15 @@ internal static partial class LogsApi
             {
                 rows.Add(new StoredEvent(reader.GetInt64(0), "", reader.GetInt64(1), reader.GetInt64(2), reader.GetString(3)));
             }
+            // At most about 1 MB: the events nearest the reading position (the oldest forward, the newest backward).
+            var size = 0;
+            var keep = 0;
+            while (keep < rows.Count && (keep == 0 || size + rows[keep].Message.Length <= MaxResponseChars))
+            {
+                size += rows[keep].Message.Length + 64;
+                keep++;
+            }
+            rows.RemoveRange(keep, rows.Count - keep);
             if (!ascending)
             {
                 rows.Reverse();
@@ -407,20 +419,28 @@ internal static partial class LogsApi
             using var reader = select.ExecuteReader();
             var matched = new List<StoredEvent>();
             var scanned = 0;
+            var size = 0;
             (long Ts, long Id)? resumeAt = null;
             while (reader.Read())
             {
                 var stream = reader.GetString(1);
                 if (names is not null && !names.Contains(stream))
                 {
+                    if (++scanned == MaxScannedPerCall)
+                    {
+                        var examined = (Ts: reader.GetInt64(2), Id: reader.GetInt64(0));
+                        resumeAt = reader.Read() ? examined : null; // go on after the last row examined
+                        break;
+                    }
                     continue;
                 }
                 var row = new StoredEvent(reader.GetInt64(0), stream, reader.GetInt64(2), reader.GetInt64(3), reader.GetString(4));
                 if (filter.Matches(row.Message))
                 {
                     matched.Add(row);
+                    size += row.Message.Length + 128;
                 }
-                if (matched.Count == limit || ++scanned == MaxScannedPerCall)
+                if (matched.Count == limit || ++scanned == MaxScannedPerCall || size >= MaxResponseChars)
                 {
                     // More may follow: the caller goes on after this row.
                     resumeAt = reader.Read() ? (row.TimestampMs, row.Id) : null;

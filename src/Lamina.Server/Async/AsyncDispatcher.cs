@@ -55,6 +55,8 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
         _time = time;
         _lifetime = lifetime;
         _logger = logger;
+        // A deleted function's queued and failed events go with it (running ones settle against a missing function and are dropped).
+        registry.Deleted += name => _ = _store.DeleteFunctionAsync(name).ContinueWith(static _ => { }, TaskScheduler.Default);
         // Enough to keep a machine's environments busy without leasing (and holding) far more than can run.
         _maxInFlight = Math.Clamp(_options.AccountConcurrency, 1, 64);
     }
@@ -164,8 +166,9 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
             {
                 return;
             }
-            catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or ObjectDisposedException)
+            catch (Exception e)
             {
+                // The loop goes on whatever happened (it is the only thing that runs queued events).
                 Log.LoopFailed(_logger, e.Message);
                 await WaitAsync(TimeSpan.FromSeconds(1), token);
             }
@@ -195,6 +198,20 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
         {
             // The store could not record the outcome; the event stays leased and is redelivered at the next start.
             Log.SettleFailed(_logger, e.Describe(), ex.Message);
+        }
+        catch (Exception ex)
+        {
+            // Anything else (a sandbox that could not be made in an unexpected way, say) is a system error: the event
+            // goes back to the queue without spending an attempt, rather than staying leased with nothing running it.
+            Log.SystemError(_logger, e.Describe(), ex.Message);
+            try
+            {
+                await BackOffAsync(e);
+            }
+            catch (Exception requeue) when (requeue is Microsoft.Data.Sqlite.SqliteException or ObjectDisposedException)
+            {
+                Log.SettleFailed(_logger, e.Describe(), requeue.Message);
+            }
         }
         finally
         {

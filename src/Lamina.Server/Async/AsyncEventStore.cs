@@ -157,6 +157,15 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
         return true;
     });
 
+    /// <summary>Deletes every event of a deleted function, so a new function of the same name never receives them.</summary>
+    public Task<int> DeleteFunctionAsync(string function) => Run(connection =>
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "DELETE FROM events WHERE function_name = $function AND state <> 1;";
+        command.Parameters.AddWithValue("$function", function);
+        return command.ExecuteNonQuery();
+    });
+
     /// <summary>Removes an event that can no longer run (its function was deleted).</summary>
     public Task DropAsync(string id) => SettleAsync(id, null, []);
 
@@ -323,8 +332,9 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
                     operation.Complete();
                 }
             }
-            catch (SqliteException e)
+            catch (Exception e)
             {
+                // The batch failed as a whole (a commit that could not happen, say): each caller learns it; the loop goes on.
                 Log.WriteFailed(_logger, batch.Count, e.Message);
                 foreach (var operation in batch)
                 {
@@ -360,9 +370,9 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
             {
                 _result = work(connection);
             }
-            catch (SqliteException e)
+            catch (Exception e)
             {
-                _error = e;
+                _error = e; // this operation fails; the others in the batch commit
             }
         }
 

@@ -34,6 +34,7 @@ internal static class EventIds
     public const int EnvironmentEvicted = 3005;
     public const int EnvironmentReaped = 3006;
     public const int ProvisionedInitFailed = 3007;
+    public const int HeartbeatFailed = 3008;
 
     // 4xxx asynchronous invocation
     public const int AsyncStoreWriteFailed = 4000;

@@ -151,6 +151,11 @@ internal sealed partial class EnvironmentPool
         {
             failure = $"FUNCTION_ERROR_INIT_FAILURE: {e.Message}";
         }
+        catch (Exception e)
+        {
+            // Never leave Starting counted for a start that is over: the target would stay IN_PROGRESS for good.
+            failure = $"Lamina could not start the environment: {e.Message}";
+        }
 
         var keep = false;
         lock (_provisionedLock)

@@ -89,13 +89,21 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         {
             return null;
         }
+        List<ExecutionEnvironment>? dead = null;
+        ExecutionEnvironment? taken;
         lock (slot)
         {
             // Provisioned environments first (Lambda routes to them before scaling on demand), then the warmest.
-            return TakeLast(slot.ProvisionedIdle) ?? TakeLast(slot.Idle);
+            taken = TakeLast(slot.ProvisionedIdle, ref dead) ?? TakeLast(slot.Idle, ref dead);
         }
+        // An environment that died while idle (its runtime exited) is stopped, not just forgotten.
+        foreach (var environment in dead ?? [])
+        {
+            _ = StopAsync(environment, EnvironmentEnd.Failed);
+        }
+        return taken;
 
-        static ExecutionEnvironment? TakeLast(List<ExecutionEnvironment> idle)
+        static ExecutionEnvironment? TakeLast(List<ExecutionEnvironment> idle, ref List<ExecutionEnvironment>? dead)
         {
             while (idle.Count > 0)
             {
@@ -105,6 +113,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
                 {
                     return environment;
                 }
+                (dead ??= []).Add(environment);
             }
             return null;
         }
@@ -133,9 +142,14 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             environment.ColdStart.SandboxMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
             return environment;
         }
-        catch
+        catch (Exception e)
         {
             Interlocked.Add(ref _memoryInUseMb, -config.MemorySize);
+            if (e is IOException or UnauthorizedAccessException)
+            {
+                // cgroup or file-system trouble before the launcher's own handling: still "no sandbox can be made".
+                throw new SandboxException($"could not start the sandbox: {e.Message}", e);
+            }
             throw;
         }
     }
@@ -247,11 +261,29 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
                 }
                 continue;
             }
-            if (!EvictLeastRecentlyUsed())
+            // Evict only when the idle environments could make room at all: never empty the node for nothing.
+            if (inUse - IdleMemoryMb() + memoryMb > _memoryBudgetMb || !EvictLeastRecentlyUsed())
             {
                 return false;
             }
         }
+    }
+
+    /// <summary>Σ MemorySize of the idle on-demand environments (what eviction could give back).</summary>
+    private int IdleMemoryMb()
+    {
+        var total = 0;
+        foreach (var slot in _slots.Values)
+        {
+            lock (slot)
+            {
+                foreach (var environment in slot.Idle)
+                {
+                    total += environment.Config.MemorySize;
+                }
+            }
+        }
+        return total;
     }
 
     /// <summary>
@@ -468,8 +500,16 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         {
             while (await timer.WaitForNextTickAsync(_stopping.Token))
             {
-                ReapIdle(_options.IdleEnvironmentLifetime);
-                ReconcileProvisioned();
+                try
+                {
+                    ReapIdle(_options.IdleEnvironmentLifetime);
+                    ReconcileProvisioned();
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    // One bad sweep must not end the heartbeat (the next one retries).
+                    Log.HeartbeatFailed(_logger, e);
+                }
             }
         }
         catch (OperationCanceledException)
@@ -504,24 +544,38 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         foreach (var slot in _slots.Values)
         {
             List<ExecutionEnvironment>? expired = null;
+            List<ExecutionEnvironment>? dead = null;
             lock (slot)
             {
+                // Oldest first: the expired ones are a prefix of the list.
                 var count = 0;
-                while (count < slot.Idle.Count && (Stopwatch.GetElapsedTime(slot.Idle[count].IdleSinceTimestamp) > lifetime || !slot.Idle[count].IsUsable))
+                while (count < slot.Idle.Count && Stopwatch.GetElapsedTime(slot.Idle[count].IdleSinceTimestamp) > lifetime)
                 {
                     count++;
                 }
-                if (count == 0)
+                if (count > 0)
                 {
-                    continue;
+                    expired = slot.Idle.GetRange(0, count);
+                    slot.Idle.RemoveRange(0, count);
                 }
-                expired = slot.Idle.GetRange(0, count);
-                slot.Idle.RemoveRange(0, count);
+                // Environments that died while idle (a runtime that exited), wherever they are, provisioned ones too.
+                foreach (var list in (List<ExecutionEnvironment>[])[slot.Idle, slot.ProvisionedIdle])
+                {
+                    if (list.Exists(static e => !e.IsUsable))
+                    {
+                        (dead ??= []).AddRange(list.FindAll(static e => !e.IsUsable));
+                        list.RemoveAll(static e => !e.IsUsable);
+                    }
+                }
             }
-            foreach (var environment in expired)
+            foreach (var environment in expired ?? [])
             {
                 Log.Reaped(_logger, environment.Config.Name, environment.Config.Version, environment.Id);
-                _ = StopAsync(environment, EnvironmentEnd.Evicted);
+                _ = StopAsync(environment, environment.IsUsable ? EnvironmentEnd.Evicted : EnvironmentEnd.Failed);
+            }
+            foreach (var environment in dead ?? [])
+            {
+                _ = StopAsync(environment, EnvironmentEnd.Failed);
             }
         }
     }
@@ -562,6 +616,9 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
 
         [LoggerMessage(EventId = Diagnostics.EventIds.EnvironmentReaped, Level = LogLevel.Debug, Message = "Stopped environment {Id} of {Function}:{Version}: idle past its keep-alive time")]
         public static partial void Reaped(ILogger logger, string function, string version, string id);
+
+        [LoggerMessage(EventId = Diagnostics.EventIds.HeartbeatFailed, Level = LogLevel.Error, Message = "The environments' heartbeat failed; it goes on")]
+        public static partial void HeartbeatFailed(ILogger logger, Exception exception);
 
         [LoggerMessage(EventId = Diagnostics.EventIds.ProvisionedInitFailed, Level = LogLevel.Warning, Message = "Provisioned concurrency of {Function}:{Qualifier} failed: {Reason}")]
         public static partial void ProvisionedInitFailed(ILogger logger, string function, string qualifier, string reason);

@@ -126,7 +126,7 @@ internal sealed class ExecutionEnvironment
             outcome = await _init.Task.WaitAsync(limit, _time);
             if (outcome is null && Extensions.Any)
             {
-                await Extensions.WaitSettledAsync(CancellationToken.None).WaitAsync(limit - Stopwatch.GetElapsedTime(started), _time);
+                await Extensions.WaitSettledAsync(CancellationToken.None).WaitAsync(Remaining(limit, started), _time);
             }
         }
         catch (TimeoutException)
@@ -243,6 +243,13 @@ internal sealed class ExecutionEnvironment
         return result;
     }
 
+    // What is left of a limit; never negative (WaitAsync takes -1 ms as "forever" and throws below it).
+    private static TimeSpan Remaining(TimeSpan limit, long started)
+    {
+        var left = limit - Stopwatch.GetElapsedTime(started);
+        return left > TimeSpan.Zero ? left : TimeSpan.Zero;
+    }
+
     /// <summary>Completes when the invocation's phase is over and its REPORT line written.</summary>
     public Task PhaseEnded { get; private set; } = Task.CompletedTask;
 
@@ -276,7 +283,7 @@ internal sealed class ExecutionEnvironment
         string? status = null;
         try
         {
-            await Extensions.WaitSettledAsync(CancellationToken.None).WaitAsync(timeout - Stopwatch.GetElapsedTime(started), _time);
+            await Extensions.WaitSettledAsync(CancellationToken.None).WaitAsync(Remaining(timeout, started), _time);
         }
         catch (TimeoutException)
         {

@@ -110,7 +110,16 @@ internal sealed partial class Invoker(EnvironmentPool pool, LaminaMetrics metric
     {
         try
         {
-            await environment.PhaseEnded;
+            try
+            {
+                await environment.PhaseEnded;
+            }
+            catch (Exception)
+            {
+                // A phase that ended in error leaves the environment in an unknown state: stop it (and free its memory).
+                pool.Discard(environment);
+                return;
+            }
             metrics.RecordInvocation(environment.Config, environment.DurationMs, isError); // before another invocation reuses it
             pool.Return(environment);
         }
@@ -193,7 +202,16 @@ internal sealed partial class Invoker(EnvironmentPool pool, LaminaMetrics metric
             Log.SandboxStartFailed(logger, config.Name, e.Message);
             return new StartResult(null, null, new InvokeOutcome(null, null, $"The execution environment could not be created: {e.Message}"));
         }
-        var initError = await environment.WaitForInitAsync(initLimit, invocation.RequestId);
+        InvocationResult? initError;
+        try
+        {
+            initError = await environment.WaitForInitAsync(initLimit, invocation.RequestId);
+        }
+        catch (Exception e)
+        {
+            pool.Discard(environment);
+            return new StartResult(null, null, new InvokeOutcome(null, null, $"The execution environment failed during Init: {e.Message}"));
+        }
         return new StartResult(environment, initError, default);
     }
 

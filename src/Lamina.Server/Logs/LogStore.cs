@@ -18,6 +18,9 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
     /// <summary>Lines buffered for the writer; beyond this they are dropped (and counted).</summary>
     public const int BufferCapacity = 100_000;
 
+    /// <summary>Characters the buffer may hold in all (lines can be long: the line cap alone would not bound memory).</summary>
+    public const long BufferMaxChars = 64L * 1024 * 1024;
+
     /// <summary>Largest event message stored (CloudWatch's 256 KB event limit).</summary>
     public const int MaxMessageBytes = 256 * 1024;
 
@@ -38,6 +41,7 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
     private Task? _housekeeping;
     private long _accepted;
     private long _written;
+    private long _bufferedChars;
     private readonly CancellationTokenSource _stopping = new();
 
     public LogStore(IOptions<LaminaOptions> options, TimeProvider time, ILogger<LogStore> logger)
@@ -51,11 +55,13 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
     /// <summary>Queues one log event, stamped now; never blocks. False when the buffer was full and the line was dropped.</summary>
     public bool Write(string group, string stream, string message)
     {
-        if (_buffer.Writer.TryWrite(new LogLine(group, stream, _time.GetUtcNow().ToUnixTimeMilliseconds(), message)))
+        if (Interlocked.Add(ref _bufferedChars, message.Length) <= BufferMaxChars
+            && _buffer.Writer.TryWrite(new LogLine(group, stream, _time.GetUtcNow().ToUnixTimeMilliseconds(), message)))
         {
             Interlocked.Increment(ref _accepted);
             return true;
         }
+        Interlocked.Add(ref _bufferedChars, -message.Length);
         lock (_droppedLock)
         {
             _dropped[(group, stream)] = _dropped.GetValueOrDefault((group, stream)) + 1;
@@ -179,6 +185,7 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
             while (batch.Count < 4096 && _buffer.Reader.TryRead(out var line))
             {
                 batch.Add(line);
+                Interlocked.Add(ref _bufferedChars, -line.Message.Length);
             }
             var taken = batch.Count;
             AddDropMarkers(batch);
