@@ -146,13 +146,22 @@ class RawConnection {
   _connect() {
     const socket = net.connect({ host: this.host, port: this.port, noDelay: true });
     socket.on('data', (chunk) => {
-      this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
+      // Chunks are joined only once enough bytes for the response are there (a 6 MB event arrives in many
+      // chunks; joining on each would copy it over and over).
+      this.chunks.push(chunk);
+      this.received += chunk.length;
+      if (this.received < this.needed) return;
+      this.buffer = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
+      this.chunks = [this.buffer];
       this._parse();
     });
     socket.on('error', (err) => this._fail(socket, err));
     socket.on('close', () => this._fail(socket, Object.assign(new Error('the Runtime API closed the connection'), { code: 'ECONNRESET' })));
     this.socket = socket;
     this.buffer = Buffer.alloc(0);
+    this.chunks = [];
+    this.received = 0;
+    this.needed = 0;
     this.used = false;
   }
 
@@ -192,7 +201,9 @@ class RawConnection {
         if (lineEnd < 0) return;
         const size = parseInt(this.buffer.toString('latin1', at, lineEnd), 16);
         if (Number.isNaN(size)) {
-          this._fail(this.socket, new Error('malformed chunked response from the Runtime API'));
+          const socket = this.socket;
+          this._fail(socket, new Error('malformed chunked response from the Runtime API'));
+          socket?.destroy();
           return;
         }
         if (this.buffer.length < lineEnd + 2 + size + 2) return;
@@ -209,11 +220,17 @@ class RawConnection {
       body = Buffer.concat(chunks);
     } else {
       const length = parseInt(headers['content-length'] ?? '0', 10);
-      if (this.buffer.length < end + 4 + length) return;
+      if (this.buffer.length < end + 4 + length) {
+        this.needed = end + 4 + length;
+        return;
+      }
       body = this.buffer.subarray(end + 4, end + 4 + length);
       rest = end + 4 + length;
     }
     this.buffer = rest < this.buffer.length ? this.buffer.subarray(rest) : Buffer.alloc(0);
+    this.chunks = this.buffer.length ? [this.buffer] : [];
+    this.received = this.buffer.length;
+    this.needed = 0;
     const pending = this.pending;
     this.pending = null;
     if (headers.connection && /close/i.test(headers.connection)) this.close();
