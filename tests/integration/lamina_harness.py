@@ -582,7 +582,7 @@ class LaminaTestCase(unittest.TestCase):
     def run(self, result=None):
         if result is None:
             return super().run(result)
-        srv = server_for(type(self).__module__)
+        srv = getattr(type(self), "_own_server", None) or server_for(type(self).__module__)
         mark = srv.mark() if srv else 0
         n_fail, n_err = len(result.failures), len(result.errors)
         out = super().run(result)
@@ -747,3 +747,30 @@ class CliTestCase(LaminaTestCase):
         if ok:
             self.assertEqual(r.rc, 0, repr(r))
         return r
+
+
+class OwnServerTestCase(LaminaTestCase):
+    """A test class with a server of its own, started with `server_args()` (SERVER_ARGS by default) instead of the
+    module's. Skipped against an external endpoint, which cannot be started with options."""
+
+    SERVER_ARGS: list[str] = []
+    _own_server: LaminaServer | None = None
+
+    @classmethod
+    def server_args(cls) -> list[str]:
+        return list(cls.SERVER_ARGS)
+
+    @classmethod
+    def setUpClass(cls):
+        if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
+            raise unittest.SkipTest(f"needs a server started with {' '.join(cls.server_args())}")
+        cls._own_server = LaminaServer(cls.__name__, cls.server_args()).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls._own_server is not None:
+            cls._own_server.stop()
+
+    @property
+    def server(self) -> LaminaServer:
+        return type(self)._own_server

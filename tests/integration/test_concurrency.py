@@ -4,7 +4,6 @@ limit (a second server started with --account-concurrency 2), and scale-out of o
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import unittest
@@ -312,25 +311,10 @@ class ScaleOutTests(h.LaminaTestCase):
         self.assertLess(elapsed, 60, f"{count} concurrent cold invocations took {elapsed:.1f} s")
 
 
-class AccountLimitTests(h.LaminaTestCase):
+class AccountLimitTests(h.OwnServerTestCase):
     """A server of its own with --account-concurrency 2 (the module server keeps Lambda's 1000)."""
 
-    _small: h.LaminaServer | None = None
-
-    @classmethod
-    def setUpClass(cls):
-        if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
-            raise unittest.SkipTest("needs a server started with --account-concurrency")
-        cls._small = h.LaminaServer("concurrency-small", ["--account-concurrency", "2"]).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls._small is not None:
-            cls._small.stop()
-
-    @property
-    def server(self) -> h.LaminaServer:
-        return type(self)._small
+    SERVER_ARGS = ["--account-concurrency", "2"]
 
     def test_account_limit_throttles_synchronous_invokes_with_account_reason(self):
         name = self.fn_name()

@@ -4,7 +4,6 @@ cold start records its reason and phases (GET /lamina/v1/environments)."""
 from __future__ import annotations
 
 import json
-import os
 import time
 import unittest
 from concurrent.futures import ThreadPoolExecutor
@@ -132,25 +131,10 @@ class ColdStartReasonTests(_Base):
         self.assertLessEqual(environment["HandlerInitMs"], environment["InitMs"], environment)
 
 
-class IdleTimeoutTests(_Base):
+class IdleTimeoutTests(h.OwnServerTestCase, _Base):
     """A server of its own with --idle-timeout 1."""
 
-    _server: h.LaminaServer | None = None
-
-    @classmethod
-    def setUpClass(cls):
-        if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
-            raise unittest.SkipTest("needs a server started with --idle-timeout")
-        cls._server = h.LaminaServer("keepalive-idle", ["--idle-timeout", "1"]).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls._server is not None:
-            cls._server.stop()
-
-    @property
-    def server(self) -> h.LaminaServer:
-        return type(self)._server
+    SERVER_ARGS = ["--idle-timeout", "1"]
 
     def test_idle_environment_is_reaped_and_the_next_start_says_after_eviction(self):
         name = self._fn()
@@ -163,32 +147,16 @@ class IdleTimeoutTests(_Base):
 
     def test_busy_environment_is_not_reaped(self):
         name = self._fn()
-        self.invoke_ok(name, {})
-        _, first = self.invoke_ok(name, {"sleep": 0})
-        # Back to back calls keep it warm even with a one-second keep-alive when each is sooner than that.
+        _, first = self.invoke_ok(name, {})
+        # A call longer than the one-second keep-alive: the environment is busy, not idle, so no sweep stops it.
         _, again = self.invoke_ok(name, {"sleep": 2.5})
         self.assertEqual(first["process"], again["process"])
 
 
-class MemoryBudgetTests(_Base):
+class MemoryBudgetTests(h.OwnServerTestCase, _Base):
     """A server of its own whose environments may hold 384 MB in all (three 128 MB functions)."""
 
-    _server: h.LaminaServer | None = None
-
-    @classmethod
-    def setUpClass(cls):
-        if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
-            raise unittest.SkipTest("needs a server started with --memory-budget")
-        cls._server = h.LaminaServer("keepalive-budget", ["--memory-budget", "384"]).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls._server is not None:
-            cls._server.stop()
-
-    @property
-    def server(self) -> h.LaminaServer:
-        return type(self)._server
+    SERVER_ARGS = ["--memory-budget", "384"]
 
     def setUp(self):
         # Each test starts with the budget free (the previous test's functions are deleted, their environments stopping).

@@ -4,8 +4,6 @@ context (X-Amzn-Trace-Id or W3C traceparent) is continued and handed to the runt
 from __future__ import annotations
 
 import http.server
-import json
-import os
 import threading
 import time
 import unittest
@@ -92,30 +90,24 @@ class _Collector(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class TracingTests(h.LaminaTestCase):
+class TracingTests(h.OwnServerTestCase):
 
-    _server: h.LaminaServer | None = None
     _collector: http.server.ThreadingHTTPServer | None = None
 
     @classmethod
+    def server_args(cls) -> list[str]:
+        return ["--otlp-endpoint", f"http://127.0.0.1:{cls._collector.server_address[1]}"]
+
+    @classmethod
     def setUpClass(cls):
-        if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
-            raise unittest.SkipTest("needs a server started with --otlp-endpoint")
         cls._collector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
         threading.Thread(target=cls._collector.serve_forever, daemon=True).start()
-        endpoint = f"http://127.0.0.1:{cls._collector.server_address[1]}"
-        cls._server = h.LaminaServer("tracing", ["--otlp-endpoint", endpoint]).start()
+        super().setUpClass()
 
     @classmethod
     def tearDownClass(cls):
-        if cls._server is not None:
-            cls._server.stop()
-        if cls._collector is not None:
-            cls._collector.shutdown()
-
-    @property
-    def server(self) -> h.LaminaServer:
-        return type(self)._server
+        super().tearDownClass()
+        cls._collector.shutdown()
 
     def _spans_of(self, trace_id: str, names: set[str], timeout: float = 20) -> list[dict]:
         """Waits (bounded: spans are exported in batches, about every second) until the trace has `names`."""
