@@ -61,9 +61,6 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
         _maxInFlight = Math.Clamp(_options.AccountConcurrency, 1, 64);
     }
 
-    /// <summary>Events running now.</summary>
-    public int InFlight => Volatile.Read(ref _inFlight);
-
     /// <summary>
     /// Accepts an Event invocation: durable (committed and fsync'd) when this completes; the caller then answers 202.
     /// </summary>

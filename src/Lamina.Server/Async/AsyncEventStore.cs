@@ -32,8 +32,6 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
         _logger = logger;
     }
 
-    public string FilePath => _path;
-
     /// <summary>Opens (creating) the file, returns every leased event to the queue (a crash left them), starts the writer.</summary>
     public int Open()
     {

@@ -30,7 +30,6 @@ internal static class EventIds
     public const int FunctionOutput = 3001;
     public const int SandboxStartFailed = 3002;
     public const int ColdStart = 3003;
-    public const int EventDropped = 3004;
     public const int EnvironmentEvicted = 3005;
     public const int EnvironmentReaped = 3006;
     public const int ProvisionedInitFailed = 3007;

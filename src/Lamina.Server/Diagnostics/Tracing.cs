@@ -32,7 +32,6 @@ internal sealed class Tracing : IDisposable
         }
         // OTLP/HTTP puts traces under /v1/traces of the collector's base address.
         var traces = baseUri.AbsolutePath.EndsWith("/v1/traces", StringComparison.Ordinal) ? baseUri : new Uri(baseUri, baseUri.AbsolutePath.TrimEnd('/') + "/v1/traces");
-        Endpoint = traces;
         _provider = Sdk.CreateTracerProviderBuilder()
             .AddSource(SourceName)
             .ConfigureResource(resource => resource.AddService("lamina"))
@@ -44,9 +43,6 @@ internal sealed class Tracing : IDisposable
             })
             .Build();
     }
-
-    /// <summary>Where spans go, or null when tracing is off.</summary>
-    public Uri? Endpoint { get; }
 
     public void Dispose() => _provider?.Dispose(); // flushes what is buffered
 

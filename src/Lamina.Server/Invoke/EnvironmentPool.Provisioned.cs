@@ -1,4 +1,3 @@
-using System.Globalization;
 using Lamina.Server.Functions;
 using Lamina.Server.Sandbox;
 
@@ -233,7 +232,4 @@ internal sealed class ProvisionedTarget(string function, string qualifier)
 }
 
 /// <summary>What GetProvisionedConcurrencyConfig reports besides the request itself.</summary>
-internal readonly record struct ProvisionedStatus(int Requested, int Allocated, string Status, string? StatusReason)
-{
-    public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{Status} {Allocated}/{Requested}");
-}
+internal readonly record struct ProvisionedStatus(int Requested, int Allocated, string Status, string? StatusReason);
