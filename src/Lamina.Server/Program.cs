@@ -57,6 +57,7 @@ app.MapTagsApi();
 app.MapConcurrencyApi();
 app.MapProvisionedConcurrencyApi();
 app.MapEventInvokeConfigApi();
+app.MapPermissionsApi();
 app.MapEnvironmentsApi();
 app.MapAsyncEventsApi();
 app.MapMetricsApi();

@@ -1,7 +1,7 @@
 """Function sources used by the integration tests (built into zips in memory)."""
 from __future__ import annotations
 
-from lamina_harness import make_zip
+from lamina_harness import js_sdk_zip, make_zip
 
 # A Python "probe" handler: event["op"] selects what to do; the default echoes the event and
 # reports what the context looked like. COUNT/PID show whether the environment was reused.
@@ -203,3 +203,64 @@ done
 
 def bash_bootstrap_zip() -> bytes:
     return make_zip({"bootstrap": BASH_BOOTSTRAP}, executables=["bootstrap"])
+
+
+# A function that calls Lamina with the SDK and probes what else it can reach. `fetch` sends unsigned requests.
+SDK_CALLER = r"""
+import { LambdaClient, InvokeCommand, ListFunctionsCommand } from "@aws-sdk/client-lambda";
+
+const env = process.env;
+
+async function raw(path) {
+  const response = await fetch(env.AWS_ENDPOINT_URL + path);
+  return { status: response.status, type: response.headers.get("x-amzn-errortype"), body: await response.text() };
+}
+
+async function attempt(client) {
+  try {
+    await client.send(new ListFunctionsCommand({}));
+    return "accepted";
+  } catch (e) {
+    return e.name;
+  }
+}
+
+export const handler = async (event) => {
+  const out = {
+    endpoint: env.AWS_ENDPOINT_URL,
+    keyId: env.AWS_ACCESS_KEY_ID,
+    hasSecret: Boolean(env.AWS_SECRET_ACCESS_KEY),
+    hasToken: Boolean(env.AWS_SESSION_TOKEN),
+  };
+  const sdk = new LambdaClient({ maxAttempts: 1 });
+  try {
+    if (event.invoke) {
+      const result = await sdk.send(new InvokeCommand({ FunctionName: event.invoke, Payload: JSON.stringify({ via: "sdk" }) }));
+      out.invoked = JSON.parse(new TextDecoder().decode(result.Payload));
+    }
+    out.listed = (await sdk.send(new ListFunctionsCommand({}))).Functions.map((f) => f.FunctionName);
+  } catch (e) {
+    out.sdkError = `${e.name}: ${e.message}`;
+  }
+  if (event.probes) {
+    out.unsigned = await raw("/2015-03-31/functions/");
+    out.wrongSecret = await attempt(new LambdaClient({ maxAttempts: 1, credentials: {
+      accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: "x" + env.AWS_SECRET_ACCESS_KEY.slice(1), sessionToken: env.AWS_SESSION_TOKEN } }));
+    out.noToken = await attempt(new LambdaClient({ maxAttempts: 1, credentials: {
+      accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY } }));
+    out.unknownKey = await attempt(new LambdaClient({ maxAttempts: 1, credentials: {
+      accessKeyId: "ASIAAAAAAAAAAAAAAAAA", secretAccessKey: env.AWS_SECRET_ACCESS_KEY, sessionToken: env.AWS_SESSION_TOKEN } }));
+    out.operator = await raw("/lamina/v1/environments");
+    out.metrics = await raw("/metrics");
+  }
+  if (event.reveal) {
+    out.credentials = { id: env.AWS_ACCESS_KEY_ID, secret: env.AWS_SECRET_ACCESS_KEY, token: env.AWS_SESSION_TOKEN };
+  }
+  return out;
+};
+"""
+
+
+def sdk_caller_zip() -> bytes:
+    """SDK_CALLER with the AWS SDK for JavaScript v3 (Node.js, handler index.handler)."""
+    return js_sdk_zip(SDK_CALLER)

@@ -122,6 +122,23 @@ def make_zip_raw_entries(entries: Iterable[tuple[str, bytes, int]]) -> bytes:
     return buf.getvalue()
 
 
+_JS_SDK_FILES: dict[str, bytes] = {}
+
+
+def js_sdk_zip(index_mjs: str) -> bytes:
+    """A Node.js package (handler ``index.handler``) holding ``index.mjs`` and the AWS SDK for JavaScript v3's Lambda
+    client, installed once per machine by ``prepare_js_sdk.sh`` (npm). A failed install fails the test, never skips it."""
+    if not _JS_SDK_FILES:
+        done = subprocess.run([str(REPO_ROOT / "tests/integration/prepare_js_sdk.sh")], capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise AssertionError(f"prepare_js_sdk.sh failed ({done.returncode}): {done.stderr[-3000:]}")
+        modules = Path(done.stdout.strip().splitlines()[-1])
+        for path in sorted(modules.rglob("*")):
+            if path.is_file():
+                _JS_SDK_FILES["node_modules/" + path.relative_to(modules).as_posix()] = path.read_bytes()
+    return make_zip({**_JS_SDK_FILES, "index.mjs": index_mjs})
+
+
 _ZIP_BOMB_CACHE: dict[int, bytes] = {}
 
 

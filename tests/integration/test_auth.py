@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+import uuid
 from pathlib import Path
 from unittest import mock
 
@@ -23,6 +24,7 @@ import requests
 from botocore.config import Config
 
 import lamina_harness as h
+from lamina_functions import py_probe_zip, sdk_caller_zip
 
 LAMINA = str(h.REPO_ROOT / "lamina")
 
@@ -170,6 +172,80 @@ class AuthTests(unittest.TestCase):
             time.sleep(0.1)
         self.client().list_functions()  # the other key still works
         self.assertEqual(keys("revoke", key["AccessKeyId"], "--data", str(self._root / "data")).returncode, 1)
+
+    def _new_key(self, account: str) -> dict:
+        """A new key of `account`, once the server knows it (it looks for new keys every second)."""
+        created = keys("create", "--data", str(self._root / "data"), "--account", account)
+        self.assertEqual(created.returncode, 0, created.stderr)
+        key = json.loads(created.stdout)
+        lam = self.client(key=key["AccessKeyId"], secret=key["SecretAccessKey"])
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                lam.list_functions()
+                return key
+            except botocore.exceptions.ClientError as e:
+                if e.response["Error"]["Code"] != "UnrecognizedClientException":
+                    return key
+                self.assertLess(time.monotonic(), deadline, "the new key was never accepted")
+                time.sleep(0.1)
+
+    def test_another_account_invokes_only_what_a_resource_policy_allows(self):
+        owner = self.client()
+        name = "cross-account-" + uuid.uuid4().hex[:6]
+        owner.create_function(FunctionName=name, Runtime="python3.12", Role=h.ROLE, Handler="app.handler",
+                              Code={"ZipFile": py_probe_zip()})
+        self.addCleanup(owner.delete_function, FunctionName=name)
+        owner.publish_version(FunctionName=name)
+        owner.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+        guest_key = self._new_key("111111111111")
+        guest = self.client(key=guest_key["AccessKeyId"], secret=guest_key["SecretAccessKey"])
+        stranger_key = self._new_key("222222222222")
+        stranger = self.client(key=stranger_key["AccessKeyId"], secret=stranger_key["SecretAccessKey"])
+        arn = h.function_arn(name)
+
+        # Nothing but invocations crosses accounts, and those only with a statement for the caller.
+        self.assertRefused(lambda: guest.list_functions(), "AccessDeniedException")
+        self.assertRefused(lambda: guest.get_function(FunctionName=arn), "AccessDeniedException")
+        self.assertRefused(lambda: guest.add_permission(FunctionName=arn, StatementId="self", Action="lambda:*",
+                                                        Principal="111111111111"), "AccessDeniedException")
+        self.assertRefused(lambda: guest.invoke(FunctionName=arn, Payload=b"{}"), "AccessDeniedException")
+        self.assertRefused(lambda: guest.invoke(FunctionName=arn + "-missing", Payload=b"{}"), "AccessDeniedException")
+
+        owner.add_permission(FunctionName=name, StatementId="guest", Action="lambda:InvokeFunction", Principal="111111111111")
+        result = guest.invoke(FunctionName=arn, Payload=b'{"op": "echo", "from": "guest"}')
+        self.assertEqual(json.loads(result["Payload"].read())["event"]["from"], "guest")
+        queued = guest.invoke(FunctionName=arn, InvocationType="Event", Payload=b"{}")
+        self.assertEqual(queued["StatusCode"], 202)
+        # A permission is per qualifier: the alias has none; another account has none either.
+        self.assertRefused(lambda: guest.invoke(FunctionName=arn + ":live", Payload=b"{}"), "AccessDeniedException")
+        self.assertRefused(lambda: stranger.invoke(FunctionName=arn, Payload=b"{}"), "AccessDeniedException")
+        owner.add_permission(FunctionName=name, StatementId="guest-live", Action="lambda:InvokeFunction",
+                             Principal="arn:aws:iam::111111111111:role/caller", Qualifier="live")
+        self.assertEqual(guest.invoke(FunctionName=arn + ":live", Payload=b"{}")["StatusCode"], 200)
+
+        owner.remove_permission(FunctionName=name, StatementId="guest")
+        self.assertRefused(lambda: guest.invoke(FunctionName=arn, Payload=b"{}"), "AccessDeniedException")
+
+    def test_function_credentials_work_with_keys_and_nowhere_else(self):
+        owner = self.client()
+        target = "cred-target-" + uuid.uuid4().hex[:6]
+        caller = "cred-caller-" + uuid.uuid4().hex[:6]
+        owner.create_function(FunctionName=target, Runtime="python3.12", Role=h.ROLE, Handler="app.handler",
+                              Code={"ZipFile": py_probe_zip()})
+        self.addCleanup(owner.delete_function, FunctionName=target)
+        owner.create_function(FunctionName=caller, Runtime="nodejs20.x", Role=h.ROLE, Handler="index.handler",
+                              Code={"ZipFile": sdk_caller_zip()}, Timeout=30)
+        self.addCleanup(owner.delete_function, FunctionName=caller)
+        out = json.loads(owner.invoke(FunctionName=caller, Payload=json.dumps({"invoke": target, "reveal": True}))["Payload"].read())
+        self.assertNotIn("sdkError", out, out)
+        self.assertEqual(out["invoked"]["event"], {"via": "sdk"})
+        # Outside their environment the credentials are nothing.
+        credentials = out["credentials"]
+        leaked = boto3.client("lambda", endpoint_url=self._server.url, region_name=h.REGION,
+                              aws_access_key_id=credentials["id"], aws_secret_access_key=credentials["secret"],
+                              aws_session_token=credentials["token"], config=Config(retries={"max_attempts": 0}))
+        self.assertRefused(lambda: leaked.list_functions(), "UnrecognizedClientException")
 
 
 class LoopbackDefaultTests(unittest.TestCase):

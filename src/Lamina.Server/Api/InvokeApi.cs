@@ -51,7 +51,7 @@ internal static class InvokeApi
             return;
         }
 
-        var resolved = Resolve(functionName, request.Query["Qualifier"], registry, options.Value, out var error);
+        var resolved = Resolve(context, functionName, request.Query["Qualifier"], registry, options.Value, out var error);
         if (resolved is null)
         {
             await error!.ExecuteAsync(context);
@@ -156,7 +156,7 @@ internal static class InvokeApi
     private static async Task InvokeAsyncLegacyAsync(HttpContext context, string functionName, FunctionRegistry registry,
         AsyncDispatcher queue, IOptions<LaminaOptions> options, TimeProvider time)
     {
-        var resolved = Resolve(functionName, default, registry, options.Value, out var error);
+        var resolved = Resolve(context, functionName, default, registry, options.Value, out var error);
         if (resolved is null)
         {
             await error!.ExecuteAsync(context);
@@ -188,9 +188,12 @@ internal static class InvokeApi
     /// <c>:$LATEST</c>), a published version (<c>:1</c>), or an alias (<c>:prod</c>), whose weighted routing picks the
     /// version for this one invocation. The configuration returned is the concrete version's single long-lived
     /// instance (environments are keyed by it); its <see cref="FunctionConfig.Version"/> is what
-    /// <c>X-Amz-Executed-Version</c> reports. Lock-free: one snapshot read, no database.
+    /// <c>X-Amz-Executed-Version</c> reports. Lock-free: one snapshot read, no database. A caller of another account
+    /// needs a statement of the qualifier's resource policy that allows it <c>lambda:InvokeFunction</c>; without one it
+    /// is refused whether or not the function exists (nothing is revealed across accounts).
     /// </summary>
-    private static (FunctionConfig Config, string InvokedArn, int? ReservedConcurrency, string? Qualifier)? Resolve(string functionName, string? qualifier, FunctionRegistry registry, LaminaOptions options, out AwsError? error)
+    private static (FunctionConfig Config, string InvokedArn, int? ReservedConcurrency, string? Qualifier)? Resolve(HttpContext context, string functionName,
+        string? qualifier, FunctionRegistry registry, LaminaOptions options, out AwsError? error)
     {
         if (!FunctionReference.TryParse(functionName, qualifier, options, out var reference, out error))
         {
@@ -198,7 +201,15 @@ internal static class InvokeApi
         }
         var arn = options.FunctionArn(reference.Name);
         var invokedArn = reference.Qualifier is null ? arn : $"{arn}:{reference.Qualifier}";
-        if (!registry.TryGetEntry(reference.Name, out var entry) || entry.Resolve(reference.Qualifier, Random.Shared) is not { } config)
+        var found = registry.TryGetEntry(reference.Name, out var entry);
+        if (Security.CallerIdentity.Of(context) is { } caller && caller.AccountId != options.AccountId
+            && !(found && PermissionsApi.Allows(entry!, reference.Qualifier, "lambda:InvokeFunction", new PolicyCaller(caller.AccountId))))
+        {
+            error = new AwsError(StatusCodes.Status403Forbidden, "AccessDeniedException",
+                $"User: {caller.PrincipalArn} is not authorized to perform: lambda:InvokeFunction on resource: {invokedArn} because no resource-based policy allows the lambda:InvokeFunction action");
+            return null;
+        }
+        if (!found || entry!.Resolve(reference.Qualifier, Random.Shared) is not { } config)
         {
             error = AwsError.FunctionNotFound(invokedArn);
             return null;

@@ -57,4 +57,8 @@ namespace Lamina.Server.Api;
 // Storage.
 [JsonSerializable(typeof(Storage.StoredFunctionConfig))]
 [JsonSerializable(typeof(Storage.StoredLayerVersion))]
+[JsonSerializable(typeof(List<Functions.PolicyStatement>))]
+[JsonSerializable(typeof(AddPermissionRequest))]
+[JsonSerializable(typeof(AddPermissionResponse))]
+[JsonSerializable(typeof(GetPolicyResponse))]
 internal sealed partial class LaminaJsonContext : JsonSerializerContext;

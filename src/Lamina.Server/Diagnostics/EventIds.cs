@@ -24,6 +24,7 @@ internal static class EventIds
     public const int ReservedConcurrencyChanged = 2013;
     public const int ProvisionedConcurrencyChanged = 2014;
     public const int EventInvokeConfigChanged = 2015;
+    public const int PolicyChanged = 2016;
 
     // 3xxx invoke and environments
     public const int SandboxUnavailable = 3000;

@@ -48,6 +48,12 @@ internal sealed record FunctionEntry
     public static readonly ImmutableSortedDictionary<string, EventInvokeConfig> NoEventInvokeConfigs =
         ImmutableSortedDictionary.Create<string, EventInvokeConfig>(StringComparer.Ordinal);
 
+    /// <summary>Resource-based policies (AddPermission) by qualifier: <c>$LATEST</c>, a version number or an alias name.</summary>
+    public ImmutableSortedDictionary<string, ResourcePolicy> Policies { get; init; } = NoPolicies;
+
+    public static readonly ImmutableSortedDictionary<string, ResourcePolicy> NoPolicies =
+        ImmutableSortedDictionary.Create<string, ResourcePolicy>(StringComparer.Ordinal);
+
     public string Name => LatestConfig.Name;
 
     /// <summary>Every configuration environments may run: <c>$LATEST</c> and each published version.</summary>

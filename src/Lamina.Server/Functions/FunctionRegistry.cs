@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Collections.Immutable;
 using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using Lamina.Server.Storage;
@@ -265,6 +266,7 @@ internal sealed class FunctionRegistry : IDisposable
                 Versions = entry.Versions.Remove(version),
                 ProvisionedConcurrency = entry.ProvisionedConcurrency.Remove(config.Version),
                 EventInvokeConfigs = entry.EventInvokeConfigs.Remove(config.Version),
+                Policies = entry.Policies.Remove(config.Version),
             };
             deleted = config;
         }
@@ -397,6 +399,7 @@ internal sealed class FunctionRegistry : IDisposable
                 Aliases = entry.Aliases.Remove(aliasName),
                 ProvisionedConcurrency = entry.ProvisionedConcurrency.Remove(aliasName),
                 EventInvokeConfigs = entry.EventInvokeConfigs.Remove(aliasName),
+                Policies = entry.Policies.Remove(aliasName),
             };
             return FunctionWriteStatus.Succeeded;
         }
@@ -505,6 +508,41 @@ internal sealed class FunctionRegistry : IDisposable
                 EventInvokeConfigs = config is null ? entry.EventInvokeConfigs.Remove(qualifier) : entry.EventInvokeConfigs.SetItem(qualifier, config),
             };
             return (FunctionWriteStatus.Succeeded, config, null);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Changes the resource-based policy of <paramref name="qualifier"/>. <paramref name="change"/> runs under the
+    /// write lock with the function's current entry and returns the next statements (none removes the policy) or an
+    /// error to refuse with (nothing is written). The policy gets a new RevisionId; the result carries it.
+    /// </summary>
+    public async Task<(FunctionWriteStatus Status, ResourcePolicy? Policy, TError? Error)> SetPolicyAsync<TError>(string name, string qualifier,
+        Func<FunctionEntry, (ImmutableArray<PolicyStatement> Statements, TError? Error)> change, CancellationToken cancellationToken) where TError : class
+    {
+        var database = RequireDatabase();
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            if (!_functions.TryGetValue(name, out var entry))
+            {
+                return (FunctionWriteStatus.NotFound, null, null);
+            }
+            var (statements, error) = change(entry);
+            if (error is not null)
+            {
+                return (FunctionWriteStatus.Refused, null, error);
+            }
+            var policy = statements.IsDefaultOrEmpty ? null : new ResourcePolicy(qualifier, Guid.NewGuid().ToString(), statements);
+            await database.SetPolicyAsync(name, qualifier, policy, CancellationToken.None);
+            _functions[name] = entry with
+            {
+                Policies = policy is null ? entry.Policies.Remove(qualifier) : entry.Policies.SetItem(qualifier, policy),
+            };
+            return (FunctionWriteStatus.Succeeded, policy, null);
         }
         finally
         {

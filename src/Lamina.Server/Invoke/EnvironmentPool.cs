@@ -186,6 +186,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             AccountId = _options.AccountId,
             ProvisionedInit = provisioned,
             StartedAt = _time.GetUtcNow(),
+            Credentials = Security.SessionCredentials.Issue(_time.GetUtcNow()),
         };
         environment.HoldMemory(config.MemorySize);
         var spec = new SandboxSpec
@@ -195,7 +196,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             OptDirectory = optDirectory,
             RuntimesDirectory = _options.RuntimesDirectory,
             Command = command,
-            Environment = EnvironmentVariables.For(config, log, _options, provisioned),
+            Environment = EnvironmentVariables.For(config, log, _options, environment.Credentials, provisioned),
             MemoryMb = config.MemorySize,
             OutboundNetwork = HasOutboundNetwork(config),
             TmpSizeMb = config.EphemeralStorageSize,
@@ -538,9 +539,13 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         return result;
     }
 
+    private static bool CredentialsExpiring(ExecutionEnvironment environment, DateTimeOffset now) =>
+        environment.Credentials is { } credentials && credentials.Expiration - now < Security.SessionCredentials.RenewalMargin;
+
     /// <summary>Stops idle environments past their keep-alive time (oldest first in each list, so it stops at the first that is not).</summary>
     private void ReapIdle(TimeSpan lifetime)
     {
+        var now = _time.GetUtcNow();
         foreach (var slot in _slots.Values)
         {
             List<ExecutionEnvironment>? expired = null;
@@ -565,6 +570,13 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
                     {
                         (dead ??= []).AddRange(list.FindAll(static e => !e.IsUsable));
                         list.RemoveAll(static e => !e.IsUsable);
+                    }
+                    // Credentials cannot be renewed inside a running process: retire the environment before they expire
+                    // (a provisioned one is replaced by the next reconcile).
+                    if (list.Exists(e => CredentialsExpiring(e, now)))
+                    {
+                        (expired ??= []).AddRange(list.FindAll(e => CredentialsExpiring(e, now)));
+                        list.RemoveAll(e => CredentialsExpiring(e, now));
                     }
                 }
             }

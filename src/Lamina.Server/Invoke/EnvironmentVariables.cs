@@ -10,7 +10,8 @@ namespace Lamina.Server.Invoke;
 internal static class EnvironmentVariables
 {
     /// <summary>Defaults first, then the user's variables, then the reserved ones, which nobody can override.</summary>
-    public static Dictionary<string, string> For(FunctionConfig config, InvocationLog log, LaminaOptions options, bool provisioned = false)
+    public static Dictionary<string, string> For(FunctionConfig config, InvocationLog log, LaminaOptions options, Security.SessionCredentials? credentials,
+        bool provisioned = false)
     {
         var variables = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (key, value) in RuntimeCatalog.DefaultVariables(config.Runtime))
@@ -19,6 +20,8 @@ internal static class EnvironmentVariables
         }
         variables["AWS_XRAY_CONTEXT_MISSING"] = "LOG_ERROR";
         variables["TZ"] = ":UTC";
+        // The AWS SDKs (and the CLI) send every call to Lamina, through the environment's own socket; a user's value wins.
+        variables["AWS_ENDPOINT_URL"] = $"http://127.0.0.1:{SandboxLauncher.RuntimeApiPort}";
         foreach (var (key, value) in config.EnvironmentVariables)
         {
             variables[key] = value;
@@ -42,6 +45,12 @@ internal static class EnvironmentVariables
         {
             // The runtime's own logger filters by it (Lambda sets it from ApplicationLogLevel, INFO by default).
             variables["AWS_LAMBDA_LOG_LEVEL"] = config.ApplicationLogLevel ?? "INFO";
+        }
+        if (credentials is not null)
+        {
+            variables["AWS_ACCESS_KEY_ID"] = credentials.AccessKeyId;
+            variables["AWS_SECRET_ACCESS_KEY"] = credentials.SecretAccessKey;
+            variables["AWS_SESSION_TOKEN"] = credentials.SessionToken;
         }
         variables["AWS_LAMBDA_RUNTIME_API"] = $"127.0.0.1:{SandboxLauncher.RuntimeApiPort}";
         variables["LAMBDA_TASK_ROOT"] = "/var/task";

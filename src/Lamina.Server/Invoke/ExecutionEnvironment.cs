@@ -95,6 +95,9 @@ internal sealed class ExecutionEnvironment
     /// <summary>When the environment was started (wall clock), for operators.</summary>
     public DateTimeOffset StartedAt { get; init; }
 
+    /// <summary>The environment's role credentials (its <c>AWS_ACCESS_KEY_ID</c> etc.), accepted only on its own connections.</summary>
+    public Security.SessionCredentials? Credentials { get; init; }
+
     /// <summary>Counts <paramref name="memoryMb"/> against the node's memory budget until <see cref="TakeMemory"/>.</summary>
     public void HoldMemory(int memoryMb) => Volatile.Write(ref _memoryMb, memoryMb);
 

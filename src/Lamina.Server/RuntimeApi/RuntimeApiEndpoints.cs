@@ -16,11 +16,20 @@ internal static class RuntimeApiEndpoints
 
     private static readonly byte[] Accepted = """{"status":"OK"}"""u8.ToArray();
 
-    /// <summary>Routes Runtime API connections to <see cref="HandleAsync"/> before anything else sees them.</summary>
+    /// <summary>
+    /// Routes Runtime and Extensions API requests of a sandbox's connections to <see cref="HandleAsync"/> before anything
+    /// else sees them. Other requests on those connections are the function calling AWS APIs through
+    /// <c>AWS_ENDPOINT_URL</c>: they go on to the Lambda and Logs APIs, where they must be signed like any other.
+    /// </summary>
     public static IApplicationBuilder UseRuntimeApi(this IApplicationBuilder app) => app.Use(static (context, next) =>
-        RuntimeApiTransport.EnvironmentOf(context) is ExecutionEnvironment environment
+        RuntimeApiTransport.EnvironmentOf(context) is ExecutionEnvironment environment && IsRuntimeApiPath(context.Request.Path.Value ?? "")
             ? HandleAsync(context, environment)
             : next(context));
+
+    /// <summary>The API versions of the Runtime, Extensions, Telemetry and Logs APIs; Lambda's control plane uses none of them.</summary>
+    private static bool IsRuntimeApiPath(string path) =>
+        path.StartsWith("/2018-06-01/", StringComparison.Ordinal) || path.StartsWith("/2020-01-01/", StringComparison.Ordinal)
+        || path.StartsWith("/2022-07-01/", StringComparison.Ordinal) || path.StartsWith("/2020-08-15/", StringComparison.Ordinal);
 
     private static async Task HandleAsync(HttpContext context, ExecutionEnvironment environment)
     {

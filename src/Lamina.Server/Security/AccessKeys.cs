@@ -189,5 +189,11 @@ internal sealed partial class AccessKeys : IHostedService, IDisposable
 /// <summary>One access key. The secret never leaves the server except once, when the key is created.</summary>
 internal sealed record AccessKey(string AccessKeyId, string SecretAccessKey, string AccountId)
 {
+    /// <summary>Set for temporary credentials (<see cref="SessionCredentials"/>): requests must carry it in <c>X-Amz-Security-Token</c>.</summary>
+    public string? SessionToken { get; init; }
+
+    /// <summary>When temporary credentials stop being accepted; null for a long-term key.</summary>
+    public DateTimeOffset? Expiration { get; init; }
+
     public override string ToString() => AccessKeyId; // never the secret, in logs or anywhere else
 }

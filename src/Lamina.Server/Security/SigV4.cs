@@ -24,10 +24,10 @@ internal static class SigV4
     private const string EmptyPayloadHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     /// <summary>
-    /// Verifies <paramref name="request"/>, whose body is <paramref name="body"/>. Returns null when it is signed by an
-    /// active key (<paramref name="key"/>), else the AWS error to answer with.
+    /// Verifies <paramref name="request"/>, whose body is <paramref name="body"/>. Returns null when it is signed by a
+    /// key <paramref name="find"/> knows (<paramref name="key"/>), else the AWS error to answer with.
     /// </summary>
-    public static SigV4Failure? Verify(HttpRequest request, ReadOnlySpan<byte> body, AccessKeys keys, string region, DateTimeOffset now, out AccessKey? key)
+    public static SigV4Failure? Verify(HttpRequest request, ReadOnlySpan<byte> body, Func<string, AccessKey?> find, string region, DateTimeOffset now, out AccessKey? key)
     {
         key = null;
         var query = RawQuery(request);
@@ -62,10 +62,22 @@ internal static class SigV4
         {
             return new SigV4Failure("IncompleteSignatureException", "The credential is malformed: expected <AccessKeyId>/<date>/<region>/<service>/aws4_request.");
         }
-        key = keys.Find(scope[0]);
+        key = find(scope[0]);
         if (key is null)
         {
             return new SigV4Failure("UnrecognizedClientException", "The security token included in the request is invalid.");
+        }
+        if (key.SessionToken is not null)
+        {
+            var token = presigned ? QueryValue(query, "X-Amz-Security-Token") : request.Headers["X-Amz-Security-Token"].ToString();
+            if (string.IsNullOrEmpty(token) || !CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(token), Encoding.UTF8.GetBytes(key.SessionToken)))
+            {
+                return new SigV4Failure("UnrecognizedClientException", "The security token included in the request is invalid.");
+            }
+            if (now >= key.Expiration)
+            {
+                return new SigV4Failure("ExpiredTokenException", "The security token included in the request is expired");
+            }
         }
         if (scope[2] != region)
         {

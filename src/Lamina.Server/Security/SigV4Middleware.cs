@@ -1,13 +1,30 @@
 using System.Text.Json;
 using Lamina.Server.Hosting;
+using Lamina.Server.Invoke;
+using Lamina.Server.RuntimeApi;
 using Microsoft.Extensions.Options;
 
 namespace Lamina.Server.Security;
 
 /// <summary>
+/// Who signed a request: the key's account and id. Set by <see cref="SigV4Middleware"/> on every verified request; absent
+/// when nothing is checked (no keys, loopback), where the caller is the server's own account.
+/// </summary>
+internal sealed record CallerIdentity(string AccountId, string AccessKeyId)
+{
+    public static CallerIdentity? Of(HttpContext context) => context.Features.Get<CallerIdentity>();
+
+    /// <summary>The IAM-style principal Lambda names in its AccessDenied messages.</summary>
+    public string PrincipalArn => $"arn:aws:iam::{AccountId}:root";
+}
+
+/// <summary>
 /// Once any access key exists, every request (the Lambda and Logs APIs, the operator API, /metrics) must be SigV4-signed
 /// by an active key; a refused request is answered 403 before anything else runs, so it has no side effect. Without
 /// keys nothing is checked (and the server only listens on loopback). <c>/health</c> stays open for probes.
+/// Requests a function makes through its environment's socket (<c>AWS_ENDPOINT_URL</c>) are always checked, keys or
+/// not: they must be signed with the environment's own credentials (or an access key), and reach the Lambda and Logs
+/// APIs only. A key of another account may only invoke, where a function's resource policy allows it.
 /// </summary>
 internal static class SigV4Middleware
 {
@@ -17,29 +34,44 @@ internal static class SigV4Middleware
     public static IApplicationBuilder UseSigV4(this IApplicationBuilder app) => app.Use(static async (context, next) =>
     {
         var keys = context.RequestServices.GetRequiredService<AccessKeys>();
-        if (!keys.Required || context.Request.Path == "/health")
+        var environment = RuntimeApiTransport.EnvironmentOf(context) as ExecutionEnvironment;
+        var path = context.Request.Path;
+        if (environment is null && (!keys.Required || path == "/health"))
         {
             await next(context);
             return;
         }
-        var request = context.Request;
-        request.EnableBuffering(InMemoryBody);
-        using var body = new MemoryStream();
-        await request.Body.CopyToAsync(body, context.RequestAborted);
-        request.Body.Position = 0;
-
         var options = context.RequestServices.GetRequiredService<IOptions<LaminaOptions>>().Value;
-        var now = context.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
-        var failure = SigV4.Verify(request, body.GetBuffer().AsSpan(0, (int)body.Length), keys, options.Region, now, out var key);
-        if (failure is null && key!.AccountId != options.AccountId)
+        SigV4Failure? failure;
+        if (environment is not null && (path.StartsWithSegments("/lamina") || path.StartsWithSegments("/metrics") || path == "/health"))
         {
-            // Accounts are tenants; until the registry is per account, a key of another account reaches nothing.
-            failure = new SigV4Failure("AccessDeniedException", $"The key belongs to account {key.AccountId}, which this server does not serve.");
+            failure = new SigV4Failure("AccessDeniedException", "Functions may call the Lambda and CloudWatch Logs APIs only, not Lamina's operator API.");
         }
-        if (failure is null)
+        else
         {
-            await next(context);
-            return;
+            var request = context.Request;
+            request.EnableBuffering(InMemoryBody);
+            using var body = new MemoryStream();
+            await request.Body.CopyToAsync(body, context.RequestAborted);
+            request.Body.Position = 0;
+
+            var now = context.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
+            var session = environment?.Credentials;
+            failure = SigV4.Verify(request, body.GetBuffer().AsSpan(0, (int)body.Length),
+                id => session is not null && id == session.AccessKeyId ? session.AsKey(environment!.AccountId) : keys.Find(id),
+                options.Region, now, out var key);
+            if (failure is null && key!.AccountId != options.AccountId && !IsInvoke(request))
+            {
+                // Another account reaches only what a resource policy opens to it: invoking (checked by the Invoke API).
+                failure = new SigV4Failure("AccessDeniedException",
+                    $"User: arn:aws:iam::{key.AccountId}:root is not authorized to perform this operation: account {key.AccountId} has no resources on this server, and only invocations may cross accounts (with a resource-based policy).");
+            }
+            if (failure is null)
+            {
+                context.Features.Set(new CallerIdentity(key!.AccountId, key.AccessKeyId));
+                await next(context);
+                return;
+            }
         }
         var response = context.Response;
         response.StatusCode = StatusCodes.Status403Forbidden;
@@ -53,4 +85,16 @@ internal static class SigV4Middleware
         writer.WriteString("message", failure.Message);
         writer.WriteEndObject();
     });
+
+    /// <summary>Invoke or the legacy InvokeAsync: what a resource policy can open to another account.</summary>
+    private static bool IsInvoke(HttpRequest request)
+    {
+        if (!HttpMethods.IsPost(request.Method))
+        {
+            return false;
+        }
+        var path = request.Path.Value ?? "";
+        return (path.StartsWith("/2015-03-31/functions/", StringComparison.Ordinal) && path.TrimEnd('/').EndsWith("/invocations", StringComparison.Ordinal))
+            || (path.StartsWith("/2014-11-13/functions/", StringComparison.Ordinal) && path.TrimEnd('/').EndsWith("/invoke-async", StringComparison.Ordinal));
+    }
 }

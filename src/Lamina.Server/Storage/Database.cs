@@ -21,7 +21,7 @@ namespace Lamina.Server.Storage;
 internal sealed class Database
 {
     /// <summary>Version of the schema this server writes; stored in <c>PRAGMA user_version</c>.</summary>
-    public const int SchemaVersion = 5;
+    public const int SchemaVersion = 6;
 
     // Each step takes the schema from version i to i + 1. Append, never edit a shipped step.
     private static readonly string[] Migrations =
@@ -100,6 +100,16 @@ internal sealed class Database
             on_success              TEXT,              -- destination ARNs
             on_failure              TEXT,
             modified_at             TEXT    NOT NULL,  -- ISO 8601
+            PRIMARY KEY (function_name, qualifier)
+        );
+        """,
+        // 6: resource-based policies (issue #9), per qualifier.
+        """
+        CREATE TABLE function_policies (
+            function_name  TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+            qualifier      TEXT NOT NULL,  -- $LATEST, a version number or an alias name
+            revision_id    TEXT NOT NULL,
+            statements     TEXT NOT NULL,  -- JSON array of PolicyStatement, in the order they were added
             PRIMARY KEY (function_name, qualifier)
         );
         """,
@@ -276,6 +286,28 @@ internal sealed class Database
             }
         }
 
+        var policies = new Dictionary<string, ImmutableSortedDictionary<string, ResourcePolicy>.Builder>(StringComparer.Ordinal);
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "SELECT function_name, qualifier, revision_id, statements FROM function_policies;";
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
+            {
+                var name = reader.GetString(0);
+                if (!entries.ContainsKey(name))
+                {
+                    continue;
+                }
+                if (!policies.TryGetValue(name, out var builder))
+                {
+                    policies[name] = builder = ImmutableSortedDictionary.CreateBuilder<string, ResourcePolicy>(StringComparer.Ordinal);
+                }
+                var statements = JsonSerializer.Deserialize(reader.GetString(3), LaminaJsonContext.Default.ListPolicyStatement) ?? [];
+                var policy = new ResourcePolicy(reader.GetString(1), reader.GetString(2), [.. statements]);
+                builder[policy.Qualifier] = policy;
+            }
+        }
+
         var result = new List<FunctionEntry>(entries.Count);
         foreach (var entry in entries.Values)
         {
@@ -285,6 +317,7 @@ internal sealed class Database
                 Aliases = aliases.TryGetValue(entry.Name, out var a) ? a.ToImmutable() : entry.Aliases,
                 ProvisionedConcurrency = provisioned.TryGetValue(entry.Name, out var p) ? p.ToImmutable() : entry.ProvisionedConcurrency,
                 EventInvokeConfigs = eventInvoke.TryGetValue(entry.Name, out var e) ? e.ToImmutable() : entry.EventInvokeConfigs,
+                Policies = policies.TryGetValue(entry.Name, out var r) ? r.ToImmutable() : entry.Policies,
             });
         }
         return result;
@@ -415,6 +448,27 @@ internal sealed class Database
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
+    /// <summary>Sets (or, with null, removes) the resource-based policy of one qualifier.</summary>
+    public async Task SetPolicyAsync(string name, string qualifier, ResourcePolicy? policy, CancellationToken cancellationToken)
+    {
+        await using var connection = Open();
+        await using var command = connection.CreateCommand();
+        command.CommandText = policy is null
+            ? "DELETE FROM function_policies WHERE function_name = $name AND qualifier = $qualifier;"
+            : """
+              INSERT INTO function_policies (function_name, qualifier, revision_id, statements) VALUES ($name, $qualifier, $revision, $statements)
+              ON CONFLICT (function_name, qualifier) DO UPDATE SET revision_id = excluded.revision_id, statements = excluded.statements;
+              """;
+        command.Parameters.AddWithValue("$name", name);
+        command.Parameters.AddWithValue("$qualifier", qualifier);
+        if (policy is not null)
+        {
+            command.Parameters.AddWithValue("$revision", policy.RevisionId);
+            command.Parameters.AddWithValue("$statements", JsonSerializer.Serialize([.. policy.Statements], LaminaJsonContext.Default.ListPolicyStatement));
+        }
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
     /// <summary>Deletes a function with its tags, versions and aliases. False if there was no such function.</summary>
     public async Task<bool> DeleteFunctionAsync(string name, CancellationToken cancellationToken)
     {
@@ -428,6 +482,7 @@ internal sealed class Database
                 DELETE FROM function_tags WHERE function_name = $name;
                 DELETE FROM provisioned_concurrency WHERE function_name = $name;
                 DELETE FROM event_invoke_configs WHERE function_name = $name;
+                DELETE FROM function_policies WHERE function_name = $name;
                 DELETE FROM function_aliases WHERE function_name = $name;
                 DELETE FROM function_versions WHERE function_name = $name;
                 """;
@@ -539,6 +594,7 @@ internal sealed class Database
         command.CommandText = """
             DELETE FROM provisioned_concurrency WHERE function_name = $name AND qualifier = $qualifier;
             DELETE FROM event_invoke_configs WHERE function_name = $name AND qualifier = $qualifier;
+            DELETE FROM function_policies WHERE function_name = $name AND qualifier = $qualifier;
             DELETE FROM function_versions WHERE function_name = $name AND version = $version;
             """;
         command.Parameters.AddWithValue("$name", name);
@@ -580,6 +636,7 @@ internal sealed class Database
         command.CommandText = """
             DELETE FROM provisioned_concurrency WHERE function_name = $function AND qualifier = $name;
             DELETE FROM event_invoke_configs WHERE function_name = $function AND qualifier = $name;
+            DELETE FROM function_policies WHERE function_name = $function AND qualifier = $name;
             DELETE FROM function_aliases WHERE function_name = $function AND name = $name;
             """;
         command.Parameters.AddWithValue("$function", functionName);
