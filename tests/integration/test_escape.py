@@ -312,13 +312,7 @@ class LeakedDescriptorTests(_EscapeBase):
         self.assertEqual(self.r["dir_fds"], {}, f"directory fds in the runtime (fchdir reaches them): {self.r}")
         self.assertEqual(self.r["openat_dotdot"], {}, f"openat(fd, '..') worked on an inherited fd: {self.r}")
 
-    @unittest.expectedFailure
     def test_open_descriptors_are_only_stdio_and_the_runtime_api_socket(self):
-        # isolation gap: the runtime (and all it starts) inherits fd 253, the read end of the pipe given to bwrap as
-        # --userns-block-fd (userns[0]; fd numbers survive exec). bwrap 0.8 reads that fd in its outer process only,
-        # so the sandbox's copy is never closed; and SandboxLauncher sets userns[1]/block[1] to -1 after Release()
-        # without closing them, so the server still holds the write end (and leaks two fds per cold start).
-        # Read-only and silent today, but neither stdio nor the Runtime API socket.
         rapi_port = int(self.r["runtime_api"].rsplit(":", 1)[1])
         unexpected = {}
         for fd, info in self.r["fds"].items():
@@ -406,18 +400,10 @@ class TrySyscallTests(_EscapeBase):
     def test_host_settings(self):
         self.assertRefused("syslog", "reboot", "swapon", "sethostname", "settimeofday", "acct", "iopl")
 
-    @unittest.expectedFailure
     def test_chroot(self):
-        # isolation gap: chroot (161) is not in SeccompFilter.Denied: chroot((char *)1) fails with EFAULT, i.e. the
-        # kernel resolves the path before refusing for the missing CAP_SYS_CHROOT (chroot("/tmp") -> EPERM from the
-        # kernel, see report["info"]["chroot(/tmp)"]). Defence in depth only; flatpak's filter denies it.
         self.assertEqual(errname_of(self.s["chroot"]), EPERM, self.s["chroot"])
 
-    @unittest.expectedFailure
     def test_personality_with_dangerous_flags(self):
-        # isolation gap: personality (135) is not filtered: ADDR_NO_RANDOMIZE (ASLR off for the next exec),
-        # READ_IMPLIES_EXEC, MMAP_PAGE_ZERO and ADDR_COMPAT_LAYOUT all succeed (return 0). Docker and flatpak allow
-        # only PER_LINUX, PER_LINUX32 and the 0xffffffff query.
         calls = ("ADDR_NO_RANDOMIZE", "READ_IMPLIES_EXEC", "MMAP_PAGE_ZERO", "ADDR_COMPAT_LAYOUT")
         got = {c: errname_of(self.s[f"personality({c})"]) for c in calls}
         self.assertEqual(got, {c: EPERM for c in calls})
@@ -495,13 +481,7 @@ class NetworkReachTests(_EscapeBase):
             with self.subTest(target=f"{host}:{port}"):
                 self.assertNotEqual(self.scan_off["results"][f"{host}:{port}"], "open", self.scan_off["results"])
 
-    @unittest.expectedFailure
     def test_network_on_metadata_address_is_not_reachable(self):
-        # isolation gap: with outbound network on, pasta forwards connections to link-local addresses like any
-        # other: 169.254.169.254 (EC2/GCE/Azure instance metadata, i.e. the host's cloud credentials) and
-        # 169.254.170.2 (ECS credentials) are reached with the host's identity. Lambda does not expose the host's
-        # metadata service. (On this test machine every outside address accepts TCP, so an answer proves only that
-        # nothing blocks the address; the test skips where the host itself gets no answer there.)
         if not self._host_reaches(*METADATA[0]):
             self.skipTest("nothing answers at 169.254.169.254:80 from this machine either")
         reached = {f"{h_}:{p}": self.scan_on["results"][f"{h_}:{p}"] for h_, p in METADATA}

@@ -130,7 +130,6 @@ internal sealed class SandboxLauncher : IDisposable
         Process? process = null;
         var info = new[] { -1, -1 };
         var block = new[] { -1, -1 };
-        var userns = new[] { -1, -1 };
         var extensionOutput = new[] { -1, -1 };
         // Read ends of what bwrap reads whole at its start (its arguments, the /etc files, the seccomp program).
         var data = new List<int>();
@@ -142,7 +141,7 @@ internal sealed class SandboxLauncher : IDisposable
             {
                 throw new SandboxException($"pipe2 failed: {Native.LastError()}");
             }
-            if (Native.pipe2(info, Native.O_CLOEXEC) != 0 || Native.pipe2(block, Native.O_CLOEXEC) != 0 || Native.pipe2(userns, Native.O_CLOEXEC) != 0)
+            if (Native.pipe2(info, Native.O_CLOEXEC) != 0 || Native.pipe2(block, Native.O_CLOEXEC) != 0)
             {
                 throw new SandboxException($"pipe2 failed: {Native.LastError()}");
             }
@@ -160,7 +159,7 @@ internal sealed class SandboxLauncher : IDisposable
                 (DataPipe(Hosts, "/etc/hosts", data), "/etc/hosts"),
                 (DataPipe(spec.OutboundNetwork ? ResolvConf : ResolvConfNone, "/etc/resolv.conf", data), "/etc/resolv.conf"),
             };
-            var arguments = BuildArguments(spec, infoFd: info[1], blockFd: block[0], usernsBlockFd: userns[0], seccompFd, etcFiles);
+            var arguments = BuildArguments(spec, infoFd: info[1], blockFd: block[0], usernsBlockFd: block[0], seccompFd, etcFiles);
             var argumentsFd = DataPipe(Encoding.UTF8.GetBytes(string.Join('\0', arguments) + '\0'), "bwrap's arguments", data);
             var startInfo = BuildStartInfo(spec, argumentsFd);
             if (extensionOutput[1] >= 0)
@@ -171,7 +170,7 @@ internal sealed class SandboxLauncher : IDisposable
             lock (SpawnLock)
             {
                 // Only bwrap inherits these ends: they lose close-on-exec just for this spawn.
-                var inherited = data.Append(info[1]).Append(block[0]).Append(userns[0]).Append(extensionOutput[1]).Where(fd => fd >= 0).ToArray();
+                var inherited = data.Append(info[1]).Append(block[0]).Append(extensionOutput[1]).Where(fd => fd >= 0).ToArray();
                 foreach (var fd in inherited)
                 {
                     Native.fcntl(fd, Native.F_SETFD, 0);
@@ -187,7 +186,7 @@ internal sealed class SandboxLauncher : IDisposable
                         Native.close(fd);
                     }
                     data.Clear();
-                    info[1] = block[0] = userns[0] = extensionOutput[1] = -1;
+                    info[1] = block[0] = extensionOutput[1] = -1;
                 }
             }
 
@@ -214,8 +213,9 @@ internal sealed class SandboxLauncher : IDisposable
             // bwrap's child waits for the user namespace before it touches any mount: its mount namespace is still
             // the host's copy, where the views go on the directories bwrap binds.
             OverlayView.AttachInNamespace(childPid, views);
-            Release(userns[1]);
-            userns[1] = -1;
+            // bwrap reads one byte of this pipe in its outer process, then one in the sandbox (the block fd), which
+            // closes it: one pipe for both leaves no pipe end behind in the sandbox.
+            Release(block[1]);
 
             cgroup.AddProcess(process.Id);
             cgroup.AddProcess(childPid);
@@ -232,8 +232,10 @@ internal sealed class SandboxLauncher : IDisposable
                 // second fails on the address the other added. Let bwrap finish first.
                 await WaitForLoopbackAsync(childPid);
                 await ConnectNetworkAsync(spec.Id, childPid, cgroup);
+                NetworkNamespace.ProhibitLinkLocal(childPid);
             }
             Release(block[1]);
+            Native.close(block[1]);
             block[1] = -1;
             return new Sandbox(spec.Id, process, childPid, cgroup, listener, stdout, stderr);
         }
@@ -256,7 +258,7 @@ internal sealed class SandboxLauncher : IDisposable
         finally
         {
             // A view's fd is only a handle once attached (closing it unmounts only a view that never was).
-            foreach (var fd in info.Concat(block).Concat(userns).Concat(extensionOutput).Concat(data).Concat(views.Select(view => view.Mount)))
+            foreach (var fd in info.Concat(block).Concat(extensionOutput).Concat(data).Concat(views.Select(view => view.Mount)))
             {
                 if (fd >= 0)
                 {

@@ -37,6 +37,7 @@ internal static class SeccompFilter
     private const uint SyscallIoctl = 16;
     private const uint SyscallClone = 56;
     private const uint SyscallClone3 = 435;
+    private const uint SyscallPersonality = 135;
     private const uint Tiocsti = 0x5412;
     private const uint Tioclinux = 0x541C;
 
@@ -47,7 +48,7 @@ internal static class SeccompFilter
     internal static readonly (string Name, uint Number)[] Denied =
     [
         ("ptrace", 101), ("syslog", 103), ("uselib", 134), ("ustat", 136), ("sysfs", 139),
-        ("vhangup", 153), ("pivot_root", 155), ("_sysctl", 156), ("adjtimex", 159), ("acct", 163),
+        ("vhangup", 153), ("pivot_root", 155), ("_sysctl", 156), ("adjtimex", 159), ("chroot", 161), ("acct", 163),
         ("settimeofday", 164), ("mount", 165), ("umount2", 166), ("swapon", 167), ("swapoff", 168), ("reboot", 169),
         ("sethostname", 170), ("setdomainname", 171), ("iopl", 172), ("ioperm", 173), ("create_module", 174),
         ("init_module", 175), ("delete_module", 176), ("get_kernel_syms", 177), ("query_module", 178),
@@ -79,6 +80,7 @@ internal static class SeccompFilter
         program.Jump(JumpIfEqual, SyscallClone3, whenTrue: "enosys", whenFalse: null);
         program.Jump(JumpIfEqual, SyscallIoctl, whenTrue: "ioctl", whenFalse: null);
         program.Jump(JumpIfEqual, SyscallClone, whenTrue: "clone", whenFalse: null);
+        program.Jump(JumpIfEqual, SyscallPersonality, whenTrue: "personality", whenFalse: null);
         program.Ret(RetAllow);
         // 3. ioctl: no TIOCSTI / TIOCLINUX (pushing input into a terminal).
         program.Label("ioctl");
@@ -90,6 +92,17 @@ internal static class SeccompFilter
         program.Label("clone");
         program.Load(OffsetArgLow(0));
         program.Jump(JumpIfAnyBitSet, CloneNamespaceFlags, whenTrue: "eperm", whenFalse: null);
+        program.Ret(RetAllow);
+        // 5. personality: the query and the plain Linux personalities (Docker's list); not ADDR_NO_RANDOMIZE,
+        // READ_IMPLIES_EXEC or MMAP_PAGE_ZERO, which weaken the process's own memory protections.
+        program.Label("personality");
+        program.Load(OffsetArgLow(0));
+        foreach (var allowed in (uint[])[0x0, 0x8, 0x20000, 0x20008, 0xffffffff])
+        {
+            program.Jump(JumpIfEqual, allowed, whenTrue: "allow", whenFalse: null);
+        }
+        program.Ret(RetErrno | EPERM);
+        program.Label("allow");
         program.Ret(RetAllow);
         program.Label("eperm");
         program.Ret(RetErrno | EPERM);
