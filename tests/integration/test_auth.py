@@ -248,6 +248,27 @@ class AuthTests(unittest.TestCase):
         self.assertRefused(lambda: leaked.list_functions(), "UnrecognizedClientException")
 
 
+class PublicMetricsTests(unittest.TestCase):
+
+    def test_public_metrics_opens_metrics_and_nothing_else(self):
+        if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
+            self.skipTest("needs a server of its own")
+        root = Path(tempfile.mkdtemp(prefix="lamina-it-metrics-"))
+        self.addCleanup(shutil.rmtree, root, True)
+        self.assertEqual(keys("create", "--data", str(root / "data")).returncode, 0)
+        server = h.LaminaServer("public-metrics", ["--public-metrics"], data_dir=root / "data").start()
+        try:
+            metrics = requests.get(f"{server.url}/metrics", timeout=30)
+            self.assertEqual(metrics.status_code, 200, metrics.text[:500])
+            self.assertIn("# TYPE", metrics.text)
+            refused = requests.get(f"{server.url}/2015-03-31/functions/", timeout=30)
+            self.assertEqual((refused.status_code, refused.headers.get("x-amzn-ErrorType")), (403, "MissingAuthenticationTokenException"))
+            operator = requests.get(f"{server.url}/lamina/v1/environments", timeout=30)
+            self.assertEqual(operator.status_code, 403)
+        finally:
+            server.stop()
+
+
 class LoopbackDefaultTests(unittest.TestCase):
 
     def test_without_credentials_only_loopback(self):

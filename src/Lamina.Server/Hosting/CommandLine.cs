@@ -10,7 +10,7 @@ internal static class CommandLine
         usage: lamina serve [--port 9000] [--host 127.0.0.1] [--data DIR] [--function-network on|off]
                     [--account-concurrency 1000] [--memory-budget MB] [--idle-timeout SECONDS]
                     [--async-retry-delay SECONDS] [--log-max-mb 1024]
-                    [--otlp-endpoint URL]
+                    [--otlp-endpoint URL] [--public-metrics]
 
           serve     start the Lamina server (Lambda API, invoke, runtime API)
           events    list, inspect, redrive and purge async events (lamina events help)
@@ -27,6 +27,7 @@ internal static class CommandLine
             --async-retry-delay  seconds before an async invocation's first retry; later ones double (default 60)
             --log-max-mb     most disk the function logs may use; the oldest events go first (default 1024)
             --otlp-endpoint  send traces to this OpenTelemetry collector (OTLP/HTTP, e.g. http://127.0.0.1:4318)
+            --public-metrics serve /metrics without a signature even once access keys exist (for Prometheus scrapers)
         """;
 
     public static bool TryParse(string[] args, out string command, [NotNullWhen(true)] out LaminaOptions? options, [NotNullWhen(false)] out string? error)
@@ -131,6 +132,9 @@ internal static class CommandLine
                     error = $"lamina: --otlp-endpoint must be an http(s) URL, not '{value}'";
                     options = null;
                     return false;
+                case "--public-metrics" when value is null:
+                    options.PublicMetrics = true;
+                    break;
                 default:
                     error = $"lamina: unknown option '{arg}'\n{Usage}";
                     options = null;

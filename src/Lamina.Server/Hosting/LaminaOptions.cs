@@ -90,6 +90,12 @@ public sealed class LaminaOptions
     /// </summary>
     public string? OtlpEndpoint { get; set; }
 
+    /// <summary>
+    /// Serve <c>/metrics</c> without a signature even once access keys exist (<c>--public-metrics</c>), for scrapers
+    /// that cannot sign. Off by default: like every other route it then needs a signed request.
+    /// </summary>
+    public bool PublicMetrics { get; set; }
+
     /// <summary>Bound on the Init phase (extensions, runtime, handler). Lambda's value is 10 s.</summary>
     public TimeSpan InitTimeout { get; set; } = TimeSpan.FromSeconds(10);
 

@@ -21,7 +21,8 @@ internal sealed record CallerIdentity(string AccountId, string AccessKeyId)
 /// <summary>
 /// Once any access key exists, every request (the Lambda and Logs APIs, the operator API, /metrics) must be SigV4-signed
 /// by an active key; a refused request is answered 403 before anything else runs, so it has no side effect. Without
-/// keys nothing is checked (and the server only listens on loopback). <c>/health</c> stays open for probes.
+/// keys nothing is checked (and the server only listens on loopback). <c>/health</c> stays open for probes, and
+/// <c>/metrics</c> with <c>--public-metrics</c>.
 /// Requests a function makes through its environment's socket (<c>AWS_ENDPOINT_URL</c>) are always checked, keys or
 /// not: they must be signed with the environment's own credentials (or an access key), and reach the Lambda and Logs
 /// APIs only. A key of another account may only invoke, where a function's resource policy allows it.
@@ -36,12 +37,12 @@ internal static class SigV4Middleware
         var keys = context.RequestServices.GetRequiredService<AccessKeys>();
         var environment = RuntimeApiTransport.EnvironmentOf(context) as ExecutionEnvironment;
         var path = context.Request.Path;
-        if (environment is null && (!keys.Required || path == "/health"))
+        var options = context.RequestServices.GetRequiredService<IOptions<LaminaOptions>>().Value;
+        if (environment is null && (!keys.Required || path == "/health" || (options.PublicMetrics && path == "/metrics")))
         {
             await next(context);
             return;
         }
-        var options = context.RequestServices.GetRequiredService<IOptions<LaminaOptions>>().Value;
         SigV4Failure? failure;
         if (environment is not null && (path.StartsWithSegments("/lamina") || path.StartsWithSegments("/metrics") || path == "/health"))
         {
