@@ -58,6 +58,7 @@ app.MapConcurrencyApi();
 app.MapProvisionedConcurrencyApi();
 app.MapEventInvokeConfigApi();
 app.MapPermissionsApi();
+app.MapFunctionUrlsApi();
 app.MapEnvironmentsApi();
 app.MapAsyncEventsApi();
 app.MapMetricsApi();

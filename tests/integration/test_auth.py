@@ -247,6 +247,35 @@ class AuthTests(unittest.TestCase):
                               aws_session_token=credentials["token"], config=Config(retries={"max_attempts": 0}))
         self.assertRefused(lambda: leaked.list_functions(), "UnrecognizedClientException")
 
+    def test_function_urls_with_keys(self):
+        owner = self.client()
+        name = "url-" + uuid.uuid4().hex[:6]
+        owner.create_function(FunctionName=name, Runtime="python3.12", Role=h.ROLE, Handler="app.handler",
+                              Code={"ZipFile": py_probe_zip()})
+        self.addCleanup(owner.delete_function, FunctionName=name)
+        owner.publish_version(FunctionName=name)
+        owner.create_alias(FunctionName=name, Name="public", FunctionVersion="1")
+        iam_url = owner.create_function_url_config(FunctionName=name, AuthType="AWS_IAM")["FunctionUrl"]
+        public_url = owner.create_function_url_config(FunctionName=name, Qualifier="public", AuthType="NONE")["FunctionUrl"]
+        owner.add_permission(FunctionName=name, Qualifier="public", StatementId="anyone", Action="lambda:InvokeFunctionUrl",
+                             Principal="*", FunctionUrlAuthType="NONE")
+
+        def path_form(function_url: str) -> str:
+            return f"{self._server.url}/lambda-url/{function_url.split('//')[1].split('.')[0]}/"
+
+        # AuthType NONE needs no signature even though keys exist.
+        self.assertEqual(requests.get(path_form(public_url), timeout=60).status_code, 200)
+        # AWS_IAM: the account's key yes; unsigned, a wrong secret, another account without a statement no.
+        self.assertEqual(h.signed_request("GET", path_form(iam_url), b"", self._key["AccessKeyId"], self._key["SecretAccessKey"]).status_code, 200)
+        self.assertEqual(requests.get(path_form(iam_url), timeout=60).status_code, 403)
+        self.assertEqual(h.signed_request("GET", path_form(iam_url), b"", self._key["AccessKeyId"], "x" * 40).status_code, 403)
+        guest = self._new_key("111111111111")
+        self.assertEqual(h.signed_request("GET", path_form(iam_url), b"", guest["AccessKeyId"], guest["SecretAccessKey"]).status_code, 403)
+        owner.add_permission(FunctionName=name, StatementId="guest-url", Action="lambda:InvokeFunctionUrl",
+                             Principal="111111111111", FunctionUrlAuthType="AWS_IAM")
+        allowed = h.signed_request("GET", path_form(iam_url), b"", guest["AccessKeyId"], guest["SecretAccessKey"])
+        self.assertEqual(allowed.status_code, 200, allowed.text)
+
 
 class PublicMetricsTests(unittest.TestCase):
 

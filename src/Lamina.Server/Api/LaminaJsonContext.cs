@@ -61,4 +61,8 @@ namespace Lamina.Server.Api;
 [JsonSerializable(typeof(AddPermissionRequest))]
 [JsonSerializable(typeof(AddPermissionResponse))]
 [JsonSerializable(typeof(GetPolicyResponse))]
+[JsonSerializable(typeof(CorsDto))]
+[JsonSerializable(typeof(FunctionUrlConfigRequest))]
+[JsonSerializable(typeof(FunctionUrlConfigDto))]
+[JsonSerializable(typeof(ListFunctionUrlConfigsResponse))]
 internal sealed partial class LaminaJsonContext : JsonSerializerContext;

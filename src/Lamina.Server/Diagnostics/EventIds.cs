@@ -25,6 +25,7 @@ internal static class EventIds
     public const int ProvisionedConcurrencyChanged = 2014;
     public const int EventInvokeConfigChanged = 2015;
     public const int PolicyChanged = 2016;
+    public const int FunctionUrlChanged = 2017;
 
     // 3xxx invoke and environments
     public const int SandboxUnavailable = 3000;

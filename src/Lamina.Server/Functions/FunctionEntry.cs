@@ -54,6 +54,12 @@ internal sealed record FunctionEntry
     public static readonly ImmutableSortedDictionary<string, ResourcePolicy> NoPolicies =
         ImmutableSortedDictionary.Create<string, ResourcePolicy>(StringComparer.Ordinal);
 
+    /// <summary>Function URLs by qualifier: <c>$LATEST</c> or an alias name.</summary>
+    public ImmutableSortedDictionary<string, FunctionUrlConfig> Urls { get; init; } = NoUrls;
+
+    public static readonly ImmutableSortedDictionary<string, FunctionUrlConfig> NoUrls =
+        ImmutableSortedDictionary.Create<string, FunctionUrlConfig>(StringComparer.Ordinal);
+
     public string Name => LatestConfig.Name;
 
     /// <summary>Every configuration environments may run: <c>$LATEST</c> and each published version.</summary>

@@ -49,6 +49,9 @@ internal readonly record struct AliasWrite(FunctionWriteStatus Status, AliasConf
 internal sealed class FunctionRegistry : IDisposable
 {
     private readonly ConcurrentDictionary<string, FunctionEntry> _functions = new(StringComparer.Ordinal);
+
+    // Function URL ids → the function that owns them, for the request path; kept in step with the entries' Urls.
+    private readonly ConcurrentDictionary<string, string> _urlIds = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly Database? _database;
     private readonly TimeProvider _timeProvider;
@@ -110,6 +113,10 @@ internal sealed class FunctionRegistry : IDisposable
         foreach (var entry in database.LoadFunctionEntries())
         {
             _functions[entry.Name] = entry;
+            foreach (var url in entry.Urls.Values)
+            {
+                _urlIds[url.UrlId] = entry.Name;
+            }
         }
         RecomputeReservedTotal();
         return _functions.Count;
@@ -292,6 +299,10 @@ internal sealed class FunctionRegistry : IDisposable
             }
             await database.DeleteFunctionAsync(name, CancellationToken.None);
             _functions.TryRemove(name, out _);
+            foreach (var url in previous.Urls.Values)
+            {
+                _urlIds.TryRemove(url.UrlId, out _);
+            }
             RecomputeReservedTotal(); // deleting a function frees its reservation
         }
         finally
@@ -400,7 +411,12 @@ internal sealed class FunctionRegistry : IDisposable
                 ProvisionedConcurrency = entry.ProvisionedConcurrency.Remove(aliasName),
                 EventInvokeConfigs = entry.EventInvokeConfigs.Remove(aliasName),
                 Policies = entry.Policies.Remove(aliasName),
+                Urls = entry.Urls.Remove(aliasName),
             };
+            if (entry.Urls.TryGetValue(aliasName, out var aliasUrl))
+            {
+                _urlIds.TryRemove(aliasUrl.UrlId, out _);
+            }
             return FunctionWriteStatus.Succeeded;
         }
         finally
@@ -548,6 +564,65 @@ internal sealed class FunctionRegistry : IDisposable
         {
             _writeLock.Release();
         }
+    }
+
+    /// <summary>
+    /// Sets or removes the function URL of <paramref name="qualifier"/>. <paramref name="build"/> runs under the write
+    /// lock with the function's current entry and returns the next configuration (null removes it) or an error to
+    /// refuse with (nothing is written).
+    /// </summary>
+    public async Task<(FunctionWriteStatus Status, FunctionUrlConfig? Url, TError? Error)> SetUrlAsync<TError>(string name, string qualifier,
+        Func<FunctionEntry, (FunctionUrlConfig? Url, TError? Error)> build, CancellationToken cancellationToken) where TError : class
+    {
+        var database = RequireDatabase();
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            if (!_functions.TryGetValue(name, out var entry))
+            {
+                return (FunctionWriteStatus.NotFound, null, null);
+            }
+            var (url, error) = build(entry);
+            if (error is not null)
+            {
+                return (FunctionWriteStatus.Refused, null, error);
+            }
+            await database.SetUrlAsync(name, qualifier, url, CancellationToken.None);
+            if (entry.Urls.TryGetValue(qualifier, out var previous))
+            {
+                _urlIds.TryRemove(previous.UrlId, out _);
+            }
+            if (url is not null)
+            {
+                _urlIds[url.UrlId] = name;
+            }
+            _functions[name] = entry with { Urls = url is null ? entry.Urls.Remove(qualifier) : entry.Urls.SetItem(qualifier, url) };
+            return (FunctionWriteStatus.Succeeded, url, null);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>The function and URL configuration a function URL id names (lock-free; the request path).</summary>
+    public bool TryGetUrl(string urlId, [NotNullWhen(true)] out FunctionEntry? entry, [NotNullWhen(true)] out FunctionUrlConfig? url)
+    {
+        url = null;
+        entry = null;
+        if (!_urlIds.TryGetValue(urlId, out var name) || !_functions.TryGetValue(name, out entry))
+        {
+            return false;
+        }
+        foreach (var candidate in entry.Urls.Values)
+        {
+            if (candidate.UrlId == urlId)
+            {
+                url = candidate;
+                return true;
+            }
+        }
+        return false;
     }
 
     /// <summary>Called under the write lock (or at load) after a reservation or the set of functions changed.</summary>

@@ -45,6 +45,8 @@ internal static partial class LaminaHost
         // Runtime API connections (from sandboxes) are served first and never reach anything else.
         app.UseRuntimeApi();
         app.UseRequestIds();
+        // Function URLs authenticate on their own terms (AuthType NONE needs no signature) and never reach the API.
+        Urls.FunctionUrlEndpoint.UseFunctionUrls(app);
         app.UseSigV4();
         app.UseExceptionHandler(errors => errors.Run(static async context =>
         {

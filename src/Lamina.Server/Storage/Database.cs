@@ -21,7 +21,7 @@ namespace Lamina.Server.Storage;
 internal sealed class Database
 {
     /// <summary>Version of the schema this server writes; stored in <c>PRAGMA user_version</c>.</summary>
-    public const int SchemaVersion = 6;
+    public const int SchemaVersion = 7;
 
     // Each step takes the schema from version i to i + 1. Append, never edit a shipped step.
     private static readonly string[] Migrations =
@@ -110,6 +110,20 @@ internal sealed class Database
             qualifier      TEXT NOT NULL,  -- $LATEST, a version number or an alias name
             revision_id    TEXT NOT NULL,
             statements     TEXT NOT NULL,  -- JSON array of PolicyStatement, in the order they were added
+            PRIMARY KEY (function_name, qualifier)
+        );
+        """,
+        // 7: function URLs (issue #10), per qualifier ($LATEST or an alias).
+        """
+        CREATE TABLE function_urls (
+            function_name  TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+            qualifier      TEXT NOT NULL,
+            url_id         TEXT NOT NULL UNIQUE,
+            auth_type      TEXT NOT NULL,
+            cors           TEXT,           -- JSON (CorsDto), NULL without CORS settings
+            invoke_mode    TEXT NOT NULL,
+            created_at     TEXT NOT NULL,  -- ISO 8601
+            modified_at    TEXT NOT NULL,
             PRIMARY KEY (function_name, qualifier)
         );
         """,
@@ -308,6 +322,31 @@ internal sealed class Database
             }
         }
 
+        var urls = new Dictionary<string, ImmutableSortedDictionary<string, FunctionUrlConfig>.Builder>(StringComparer.Ordinal);
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "SELECT function_name, qualifier, url_id, auth_type, cors, invoke_mode, created_at, modified_at FROM function_urls;";
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
+            {
+                var name = reader.GetString(0);
+                if (!entries.ContainsKey(name))
+                {
+                    continue;
+                }
+                if (!urls.TryGetValue(name, out var builder))
+                {
+                    urls[name] = builder = ImmutableSortedDictionary.CreateBuilder<string, FunctionUrlConfig>(StringComparer.Ordinal);
+                }
+                var url = new FunctionUrlConfig(reader.GetString(1), reader.GetString(2), reader.GetString(3),
+                    reader.IsDBNull(4) ? null : JsonSerializer.Deserialize(reader.GetString(4), LaminaJsonContext.Default.CorsDto),
+                    reader.GetString(5),
+                    DateTimeOffset.Parse(reader.GetString(6), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind),
+                    DateTimeOffset.Parse(reader.GetString(7), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind));
+                builder[url.Qualifier] = url;
+            }
+        }
+
         var result = new List<FunctionEntry>(entries.Count);
         foreach (var entry in entries.Values)
         {
@@ -318,6 +357,7 @@ internal sealed class Database
                 ProvisionedConcurrency = provisioned.TryGetValue(entry.Name, out var p) ? p.ToImmutable() : entry.ProvisionedConcurrency,
                 EventInvokeConfigs = eventInvoke.TryGetValue(entry.Name, out var e) ? e.ToImmutable() : entry.EventInvokeConfigs,
                 Policies = policies.TryGetValue(entry.Name, out var r) ? r.ToImmutable() : entry.Policies,
+                Urls = urls.TryGetValue(entry.Name, out var u) ? u.ToImmutable() : entry.Urls,
             });
         }
         return result;
@@ -469,6 +509,33 @@ internal sealed class Database
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
+    /// <summary>Sets (or, with null, removes) the function URL of one qualifier.</summary>
+    public async Task SetUrlAsync(string name, string qualifier, FunctionUrlConfig? url, CancellationToken cancellationToken)
+    {
+        await using var connection = Open();
+        await using var command = connection.CreateCommand();
+        command.CommandText = url is null
+            ? "DELETE FROM function_urls WHERE function_name = $name AND qualifier = $qualifier;"
+            : """
+              INSERT INTO function_urls (function_name, qualifier, url_id, auth_type, cors, invoke_mode, created_at, modified_at)
+              VALUES ($name, $qualifier, $id, $auth, $cors, $mode, $created, $modified)
+              ON CONFLICT (function_name, qualifier) DO UPDATE SET
+                  auth_type = excluded.auth_type, cors = excluded.cors, invoke_mode = excluded.invoke_mode, modified_at = excluded.modified_at;
+              """;
+        command.Parameters.AddWithValue("$name", name);
+        command.Parameters.AddWithValue("$qualifier", qualifier);
+        if (url is not null)
+        {
+            command.Parameters.AddWithValue("$id", url.UrlId);
+            command.Parameters.AddWithValue("$auth", url.AuthType);
+            command.Parameters.AddWithValue("$cors", url.Cors is null ? DBNull.Value : JsonSerializer.Serialize(url.Cors, LaminaJsonContext.Default.CorsDto));
+            command.Parameters.AddWithValue("$mode", url.InvokeMode);
+            command.Parameters.AddWithValue("$created", url.CreationTime.ToString("O", CultureInfo.InvariantCulture));
+            command.Parameters.AddWithValue("$modified", url.LastModifiedTime.ToString("O", CultureInfo.InvariantCulture));
+        }
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
     /// <summary>Deletes a function with its tags, versions and aliases. False if there was no such function.</summary>
     public async Task<bool> DeleteFunctionAsync(string name, CancellationToken cancellationToken)
     {
@@ -483,6 +550,7 @@ internal sealed class Database
                 DELETE FROM provisioned_concurrency WHERE function_name = $name;
                 DELETE FROM event_invoke_configs WHERE function_name = $name;
                 DELETE FROM function_policies WHERE function_name = $name;
+                DELETE FROM function_urls WHERE function_name = $name;
                 DELETE FROM function_aliases WHERE function_name = $name;
                 DELETE FROM function_versions WHERE function_name = $name;
                 """;
@@ -637,6 +705,7 @@ internal sealed class Database
             DELETE FROM provisioned_concurrency WHERE function_name = $function AND qualifier = $name;
             DELETE FROM event_invoke_configs WHERE function_name = $function AND qualifier = $name;
             DELETE FROM function_policies WHERE function_name = $function AND qualifier = $name;
+            DELETE FROM function_urls WHERE function_name = $function AND qualifier = $name;
             DELETE FROM function_aliases WHERE function_name = $function AND name = $name;
             """;
         command.Parameters.AddWithValue("$function", functionName);
