@@ -6,7 +6,7 @@ namespace Lamina.Server.Api;
 
 /// <summary>
 /// <c>POST /</c>: the AWS JSON protocols (awsJson1_0 / 1_1), whose operation is named by <c>X-Amz-Target</c> —
-/// the CloudWatch Logs API now; queues and event buses later share this entry point.
+/// the CloudWatch Logs API and EventBridge now; queues and topics later share this entry point.
 /// </summary>
 internal static class JsonProtocolEndpoint
 {
@@ -16,12 +16,17 @@ internal static class JsonProtocolEndpoint
         return endpoints;
     }
 
-    private static async Task DispatchAsync(HttpContext context, LogStore logs, IOptions<LaminaOptions> options, TimeProvider time)
+    private static async Task DispatchAsync(HttpContext context, LogStore logs, Events.EventRules rules, IOptions<LaminaOptions> options, TimeProvider time)
     {
         var target = context.Request.Headers["X-Amz-Target"].ToString();
         if (target.StartsWith(LogsApi.TargetPrefix, StringComparison.Ordinal))
         {
             await LogsApi.HandleAsync(context, target[LogsApi.TargetPrefix.Length..], logs, options, time);
+            return;
+        }
+        if (target.StartsWith(EventsApi.TargetPrefix, StringComparison.Ordinal))
+        {
+            await EventsApi.HandleAsync(context, target[EventsApi.TargetPrefix.Length..], rules, time);
             return;
         }
         context.Response.StatusCode = StatusCodes.Status400BadRequest;

@@ -62,6 +62,7 @@ namespace Lamina.Server.Api;
 [JsonSerializable(typeof(AddPermissionResponse))]
 [JsonSerializable(typeof(GetPolicyResponse))]
 [JsonSerializable(typeof(CorsDto))]
+[JsonSerializable(typeof(TargetDto))]
 [JsonSerializable(typeof(FunctionUrlConfigRequest))]
 [JsonSerializable(typeof(FunctionUrlConfigDto))]
 [JsonSerializable(typeof(ListFunctionUrlConfigsResponse))]

@@ -53,4 +53,10 @@ internal static class EventIds
 
     // 6xxx security
     public const int AccessKeysReloadFailed = 6000;
+
+    // 7xxx triggers (event rules and schedules)
+    public const int EventDelivered = 7000;
+    public const int EventTargetMissing = 7001;
+    public const int EventTargetNotPermitted = 7002;
+    public const int ScheduleFailed = 7003;
 }

@@ -21,7 +21,7 @@ namespace Lamina.Server.Storage;
 internal sealed class Database
 {
     /// <summary>Version of the schema this server writes; stored in <c>PRAGMA user_version</c>.</summary>
-    public const int SchemaVersion = 7;
+    public const int SchemaVersion = 8;
 
     // Each step takes the schema from version i to i + 1. Append, never edit a shipped step.
     private static readonly string[] Migrations =
@@ -125,6 +125,32 @@ internal sealed class Database
             created_at     TEXT NOT NULL,  -- ISO 8601
             modified_at    TEXT NOT NULL,
             PRIMARY KEY (function_name, qualifier)
+        );
+        """,
+        // 8: EventBridge-compatible buses, rules and targets (issue #10); the default bus is implicit.
+        """
+        CREATE TABLE event_buses (
+            name         TEXT NOT NULL PRIMARY KEY,
+            description  TEXT,
+            created_at   TEXT NOT NULL
+        );
+        CREATE TABLE event_rules (
+            bus            TEXT NOT NULL,
+            name           TEXT NOT NULL,
+            event_pattern  TEXT,
+            schedule       TEXT,
+            state          TEXT NOT NULL,
+            description    TEXT,
+            role_arn       TEXT,
+            PRIMARY KEY (bus, name)
+        );
+        CREATE TABLE event_targets (
+            bus     TEXT NOT NULL,
+            rule    TEXT NOT NULL,
+            id      TEXT NOT NULL,
+            target  TEXT NOT NULL,  -- JSON (TargetDto)
+            PRIMARY KEY (bus, rule, id),
+            FOREIGN KEY (bus, rule) REFERENCES event_rules (bus, name) ON DELETE CASCADE
         );
         """,
     ];
@@ -779,7 +805,8 @@ internal sealed class Database
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    private SqliteConnection Open()
+    /// <summary>A connection to the control-plane file (for the capabilities that keep their own tables in it).</summary>
+    internal SqliteConnection Open()
     {
         var connection = new SqliteConnection(_connectionString);
         connection.Open();
