@@ -19,7 +19,7 @@ a refused invoke starts no environment and queues nothing.
   * slow clients: bodies that never end and trickling bodies and headers are cut off, and the server stays healthy.
     They run in background threads from setUpModule, so their timeouts overlap the rest of the module.
 
-Known product bugs are kept as @unittest.expectedFailure tests, each with a `# product bug:` comment.
+The product bugs these tests found are fixed; the tests stay as their regression tests.
 """
 from __future__ import annotations
 
@@ -380,31 +380,21 @@ class FunctionNameTests(_HostileBase):
         self.assertEqual(self.snapshot(name), before, "a request on a look-alike path changed the function")
         self.assertEqual(self.environments_of(name), [], "a request on a look-alike path ran the function")
 
-    @unittest.expectedFailure
     def test_create_name_with_trailing_newline_is_refused(self):
-        # product bug: .NET's `$` also matches before a final "\n", so FunctionReference's pattern accepts
-        # "name\n"; the function is created under "name" (201). Exact request:
-        #   POST /2015-03-31/functions {"FunctionName": "<name>\n", "Runtime": "python3.12", "Role": ..., ...}
         name = self.fn_name()
         self.addCleanup(self._delete_quietly, name)
         r = self.raw_create(self.create_body(name + "\n"))
         self.assertRawError(r, 400, VALIDATION)
         self.assertNotFound(name)
 
-    @unittest.expectedFailure
     def test_path_name_with_trailing_newline_does_not_resolve_to_the_function(self):
-        # product bug: DELETE /2015-03-31/functions/<name>%0A answers 204 and deletes <name>; GET and Invoke with
-        # "%0A" reach <name> too (same `$` before a final newline in FunctionReference's pattern).
         name = self.fn_name()
         self.create_function(py_probe_zip(), name=name)
         r = self.server.raw("DELETE", self.path(name + "\n"))
         self.assertRawError(r, (400, 404))
         self.lam.get_function(FunctionName=name)  # still there
 
-    @unittest.expectedFailure
     def test_environment_key_with_trailing_newline_is_refused(self):
-        # product bug: the env key pattern ^[a-zA-Z][a-zA-Z0-9_]+$ accepts "KEY\n" (`$` before a final newline):
-        #   PUT /2015-03-31/functions/<name>/configuration {"Environment": {"Variables": {"KEY\n": "v"}}} -> 200
         name = self.fn_name()
         self.create_function(py_probe_zip(), name=name, Environment={"Variables": {"KEEP": "me"}})
         r = self.server.raw("PUT", self.path(name, "/configuration"),
@@ -413,20 +403,14 @@ class FunctionNameTests(_HostileBase):
         self.assertEqual(self.lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"],
                          {"KEEP": "me"})
 
-    @unittest.expectedFailure
     def test_alias_name_with_trailing_newline_is_refused(self):
-        # product bug: CreateAlias accepts Name "live\n" (201, AliasArn ends in a newline):
-        #   POST /2015-03-31/functions/<name>/aliases {"Name": "live\n", "FunctionVersion": "$LATEST"}
         name = self.fn_name()
         self.create_function(py_probe_zip(), name=name)
         r = self.server.raw("POST", self.path(name, "/aliases"), body={"Name": "live\n", "FunctionVersion": "$LATEST"})
         self.assertRawError(r, 400, VALIDATION)
         self.assertEqual(self.lam.list_aliases(FunctionName=name)["Aliases"], [])
 
-    @unittest.expectedFailure
     def test_handler_and_role_with_trailing_newline_are_refused(self):
-        # product bug: Handler "app.handler\n" (pattern [^\s]+) and Role "<role ARN>\n" are accepted (200):
-        #   PUT /2015-03-31/functions/<name>/configuration {"Handler": "app.handler\n"}
         name = self.fn_name()
         self.create_function(py_probe_zip(), name=name)
         for field, value in (("Handler", "app.handler\n"), ("Role", h.ROLE + "\n")):
@@ -488,12 +472,7 @@ class ArnAndQualifierTests(_HostileBase):
         self.assertEqual(self.snapshot(name), before)
         self.assertEqual(self.environments_of(name), [])
 
-    @unittest.expectedFailure
     def test_arn_of_another_partition_does_not_reach_the_function(self):
-        # product bug: the partition of a function ARN is ignored while its region and account are checked:
-        #   GET /2015-03-31/functions/arn%3Aaws-cn%3Alambda%3Aus-east-1%3A000000000000%3Afunction%3A<name>/configuration
-        # answers 200 with <name>'s configuration (arn:aws:...), and DELETE on that ARN deletes <name>. The same
-        # ARN with region eu-west-1 or account 111111111111 is a 404, as it should be.
         name = self.fn_name()
         self.create_function(py_probe_zip(), name=name)
         r = self.server.raw("GET", self.path(f"arn:aws-cn:lambda:us-east-1:000000000000:function:{name}",
@@ -619,13 +598,7 @@ class RequestSizeTests(_HostileBase):
         self.assertRawError(r, (400, 413), ("RequestTooLargeException", IPVE))
         self.assertEqual(self.lam.get_function_configuration(FunctionName=name)["CodeSha256"], h.b64_sha256(small))
 
-    @unittest.expectedFailure
     def test_logs_json_protocol_body_is_capped(self):
-        # product bug: POST / (X-Amz-Target: Logs_20140328.*) parses the body with no size limit
-        # (JsonDocument.ParseAsync on the raw stream; Kestrel's MaxRequestBodySize is off). A 300 MB body took the
-        # server to 2.4 GB RSS, and the error echoing the 300 MB logGroupName then broke the response mid-stream
-        # ("The JSON value of length 314572953 is too large"). Repro: announce Content-Length: 104857600 for
-        # POST / with X-Amz-Target: Logs_20140328.DescribeLogStreams: no early 413, the server waits for the body.
         parsed = urllib.parse.urlsplit(self.server.url)
         with socket.create_connection((parsed.hostname, parsed.port), timeout=5) as s:
             s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: Logs_20140328.DescribeLogStreams\r\n"
@@ -808,13 +781,7 @@ class MalformedJsonTests(_HostileBase):
                 bad = self.server.raw("POST", self.path(name, "/invocations"), body=b"ct=1", headers=headers)
                 self.assertRawError(bad, (400, 415), (IRCE, "UnsupportedMediaTypeException"))
 
-    @unittest.expectedFailure
     def test_errors_from_malformed_http_framing_carry_a_request_id(self):
-        # product bug: answers produced by the exception handler (UseExceptionHandler clears the response headers,
-        # and UseRequestIds runs before it) have no x-amzn-RequestId: a bad chunk (400), a body too slow (408),
-        # and every 500. Repro: PUT /2015-03-31/functions/<name>/configuration with Transfer-Encoding: chunked and
-        # the body "zz\r\nabc\r\n0\r\n\r\n" -> 400 InvalidRequestContentException "Bad chunk size data." with no
-        # x-amzn-RequestId header.
         name = self.fn_name()
         self.create_function(py_probe_zip(), name=name)
         parsed = urllib.parse.urlsplit(self.server.url)
@@ -1123,13 +1090,7 @@ class UseAfterDeleteTests(_HostileBase):
 
 class ShutdownTests(h.LaminaTestCase):
 
-    @unittest.expectedFailure
     def test_sigterm_is_not_held_up_by_a_client_that_never_finishes_its_request(self):
-        # product bug: one connection whose request body never ends (or whose headers never finish) holds a SIGTERM
-        # for the whole 10 s HostOptions.ShutdownTimeout: the server exits after 10.1 s, past the harness's 10 s
-        # LAMINA_STOP_TIMEOUT ("unclean shutdown"). Repro: open a socket to the server, send
-        #   POST /2015-03-31/functions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n
-        # and nothing more, then SIGTERM the server: it exits 10.1 s later (0.1 s without that connection).
         if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
             raise unittest.SkipTest("stops its own server")
         srv = h.LaminaServer("hostile-shutdown").start()

@@ -72,23 +72,9 @@ STACK_TRACE_RE = re.compile(r"^\s+at [A-Za-z_][\w.`<>\[\],]*\(|\bat (?:Lamina|Sy
 UNHANDLED_RE = re.compile(r"Unhandled (?:error|exception)|\bfail: ", re.I)
 
 
-# Known product bugs, each reproduced exactly by an @expectedFailure test in KnownFindingsTests below. A 5xx whose
-# server log matches one of these, and log lines matching one, are counted and printed but are not failures here,
-# so the fuzz keeps guarding against everything else. When a bug is fixed its test "unexpectedly succeeds": then
-# delete its entry here and the expectedFailure there.
-KNOWN_BUGS = {
-    # POST / (Logs_20140328.*) with a string member that is not valid Unicode: a lone surrogate escape
-    # ({"logGroupName": "\\ud800"}) or invalid UTF-8 bytes ({"logGroupName": "\xed\xa0\x80"}): 500.
-    "logs-invalid-string-500": re.compile(
-        r"(?:UTF-16 JSON text|invalid UTF-8 JSON text).*Lamina\.Server\.Api\.LogsApi"),
-    # An async invocation whose payload has a lone surrogate is accepted (202); listing the async events then 500s
-    # (with half a 200 listing and the error JSON in one body).
-    "async-events-lone-surrogate-500": re.compile(r"could not be serialized\. Path: \$\S*\s.*UTF-(?:16|8)"),
-    # A malformed body (bad chunk, too slow) is answered 400/408, but logged as an unhandled exception with a trace.
-    "bad-http-request-logged-as-unhandled-exception": re.compile(
-        r"An unhandled exception has occurred while executing the request\. "
-        r"Microsoft\.AspNetCore\.(?:Server\.Kestrel\.Core|Http)\.BadHttpRequestException"),
-}
+# Log signatures of product bugs the fuzz found and that are not fixed yet: a 5xx whose server log matches one is
+# counted and printed, not failed on; each gets an exact reproduction in KnownFindingsTests. Empty: all are fixed.
+KNOWN_BUGS: dict[str, re.Pattern] = {}
 
 
 def _known_log_bug(line: str) -> str | None:
@@ -780,34 +766,21 @@ class RouteListTests(unittest.TestCase):
 
 
 class KnownFindingsTests(h.LaminaTestCase):
-    """Exact reproductions of the product bugs in KNOWN_BUGS (the fuzz found them; it skips over them)."""
+    """Exact reproductions of the product bugs the fuzz found (all fixed now; they stay as regression tests)."""
 
     def _logs(self, body: bytes) -> h.RawResponse:
         return self.server.raw("POST", "/", body=body, headers={
             "X-Amz-Target": "Logs_20140328.DescribeLogStreams", "Content-Type": "application/x-amz-json-1.1"})
 
-    @unittest.expectedFailure
     def test_logs_lone_surrogate_in_a_string_is_400(self):
-        # product bug (logs-invalid-string-500): POST / with X-Amz-Target: Logs_20140328.DescribeLogStreams and
-        # the body {"logGroupName": "\ud800"} -> 500 ServiceException; the server logs an unhandled
-        # InvalidOperationException ("Cannot read incomplete UTF-16 JSON text") from LogsApi.Call.String, which
-        # calls JsonElement.GetString() outside the JsonException handler. Same for every Logs operation.
         r = self._logs(b'{"logGroupName": "\\ud800"}')
         self.assertRawError(r, 400)
 
-    @unittest.expectedFailure
     def test_logs_invalid_utf8_in_a_string_is_400(self):
-        # product bug (logs-invalid-string-500): the same with raw invalid UTF-8 in the string,
-        # body b'{"logGroupName": "\xed\xa0\x80"}' -> 500 ("Cannot transcode invalid UTF-8 JSON text").
         r = self._logs(b'{"logGroupName": "\xed\xa0\x80"}')
         self.assertRawError(r, 400)
 
-    @unittest.expectedFailure
     def test_async_event_with_a_lone_surrogate_does_not_break_the_event_listing(self):
-        # product bug (async-events-lone-surrogate-500): Invoke with X-Amz-Invocation-Type: Event and the payload
-        # {"k": "\ud800"} is accepted (202); while that event is queued or failed, GET /lamina/v1/async-events
-        # (and `lamina events`) answers 500, its body half a 200 listing followed by the error JSON.
-        # Reserved concurrency 0 keeps the event queued for the repro.
         name = self.fn_name()
         self.create_function(h.make_zip({"app.py": "def handler(e, c):\n    return 1\n"}), name=name)
         self.lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
@@ -818,14 +791,7 @@ class KnownFindingsTests(h.LaminaTestCase):
         self.assertEqual(listing.status, 200, repr(listing))
         self.assertEqual(listing.json["Queued"], 1 if r.status == 202 else 0, repr(listing))
 
-    @unittest.expectedFailure
     def test_a_malformed_chunked_body_is_not_logged_as_an_unhandled_exception(self):
-        # product bug (bad-http-request-logged-as-unhandled-exception): a client's malformed body is answered
-        # 400 InvalidRequestContentException, but ExceptionHandlerMiddleware first logs it at error level as
-        # "An unhandled exception has occurred while executing the request. ...BadHttpRequestException: Bad chunk
-        # size data." with a full stack trace, one per request (a client can flood the log). Same for a body that
-        # arrives too slowly (408). Repro: PUT /2015-03-31/functions/<existing>/configuration with
-        # Transfer-Encoding: chunked and the body "zz\r\nabc\r\n0\r\n\r\n".
         name = self.fn_name()
         self.create_function(h.make_zip({"app.py": "def handler(e, c):\n    return 1\n"}), name=name)
         mark = self.server.mark()

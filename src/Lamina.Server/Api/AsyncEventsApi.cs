@@ -93,13 +93,18 @@ internal static class AsyncEventsApi
     private static AsyncEventDto ToDto(AsyncEvent e)
     {
         JsonElement? payload = null;
+        string? payloadBase64 = null;
         try
         {
             using var document = JsonDocument.Parse(e.Payload);
+            // Valid JSON may still hold text that cannot be written back out (a lone surrogate escape): then base64.
+            using var probe = new Utf8JsonWriter(System.IO.Stream.Null);
+            document.RootElement.WriteTo(probe);
             payload = document.RootElement.Clone();
         }
-        catch (JsonException)
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException or ArgumentException)
         {
+            payloadBase64 = Convert.ToBase64String(e.Payload);
         }
         return new AsyncEventDto
         {
@@ -114,6 +119,7 @@ internal static class AsyncEventsApi
             Condition = e.Condition,
             LastError = e.LastError,
             Payload = payload,
+            PayloadBase64 = payloadBase64,
         };
     }
 }
@@ -150,6 +156,9 @@ internal sealed class AsyncEventDto
 
     public string? LastError { get; set; }
     public JsonElement? Payload { get; set; }
+
+    /// <summary>The payload as base64 when it cannot be shown as JSON (not JSON, or text JSON cannot re-encode).</summary>
+    public string? PayloadBase64 { get; set; }
 }
 
 internal sealed class AsyncEventsChanged

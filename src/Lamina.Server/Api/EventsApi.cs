@@ -14,10 +14,10 @@ internal static partial class EventsApi
 {
     public const string TargetPrefix = "AWSEvents.";
 
-    [GeneratedRegex(@"^[\.\-_A-Za-z0-9]{1,64}$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^[\.\-_A-Za-z0-9]{1,64}\z", RegexOptions.CultureInvariant)]
     private static partial Regex RuleNamePattern();
 
-    [GeneratedRegex(@"^[/\.\-_A-Za-z0-9]{1,256}$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^[/\.\-_A-Za-z0-9]{1,256}\z", RegexOptions.CultureInvariant)]
     private static partial Regex BusNamePattern();
 
     public static async Task HandleAsync(HttpContext context, string operation, EventRules rules, TimeProvider time)
@@ -384,13 +384,25 @@ internal static partial class EventsApi
             : throw Validation($"1 validation error detected: Value '{name}' at 'name' failed to satisfy constraint: Member must satisfy regular expression pattern: [/\\.\\-_A-Za-z0-9]+");
     }
 
-    private static string? String(JsonElement element, string member) =>
-        element.TryGetProperty(member, out var value) ? value.ValueKind switch
+    private static string? String(JsonElement element, string member)
+    {
+        if (!element.TryGetProperty(member, out var value) || value.ValueKind == JsonValueKind.Null)
         {
-            JsonValueKind.String => value.GetString(),
-            JsonValueKind.Null => null,
-            _ => throw Validation($"Member {member} must be a string."),
-        } : null;
+            return null;
+        }
+        if (value.ValueKind != JsonValueKind.String)
+        {
+            throw Validation($"Member {member} must be a string.");
+        }
+        try
+        {
+            return value.GetString();
+        }
+        catch (InvalidOperationException)
+        {
+            throw Validation($"The value of {member} is not valid Unicode text.");
+        }
+    }
 
     private static bool Bool(JsonElement element, string member) => element.TryGetProperty(member, out var value) && value.ValueKind == JsonValueKind.True;
 

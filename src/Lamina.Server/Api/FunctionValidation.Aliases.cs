@@ -20,13 +20,13 @@ internal static partial class FunctionValidation
     private const string AliasNamePatternText = "(?!^[0-9]+$)([a-zA-Z0-9-_]+)";
     private const string VersionPatternText = @"(\$LATEST|[0-9]+)";
 
-    [GeneratedRegex(@"^(?!^[0-9]+$)[a-zA-Z0-9-_]+$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^(?!^[0-9]+\z)[a-zA-Z0-9-_]+\z", RegexOptions.CultureInvariant)]
     private static partial Regex AliasNamePattern();
 
-    [GeneratedRegex(@"^(?:\$LATEST|[0-9]+)$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^(?:\$LATEST|[0-9]+)\z", RegexOptions.CultureInvariant)]
     private static partial Regex VersionPattern();
 
-    [GeneratedRegex(@"^[0-9]+$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^[0-9]+\z", RegexOptions.CultureInvariant)]
     private static partial Regex AdditionalVersionPattern();
 
     public static AwsError? ValidateAliasName(string? name)

@@ -31,10 +31,10 @@ internal static partial class FunctionValidation
 
     private const string LayerNamePatternText = @"(arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\d{12}:layer:[a-zA-Z0-9-_]+)|[a-zA-Z0-9-_]+";
 
-    [GeneratedRegex(@"^arn:[a-zA-Z0-9-]+:lambda:(?<region>[a-zA-Z0-9-]+):(?<account>\d{12}):layer:(?<name>[a-zA-Z0-9-_]+):(?<version>[0-9]+)$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^arn:[a-zA-Z0-9-]+:lambda:(?<region>[a-zA-Z0-9-]+):(?<account>\d{12}):layer:(?<name>[a-zA-Z0-9-_]+):(?<version>[0-9]+)\z", RegexOptions.CultureInvariant)]
     private static partial Regex LayerVersionArnPattern();
 
-    [GeneratedRegex(@"^(?:arn:[a-zA-Z0-9-]+:lambda:(?<region>[a-zA-Z0-9-]+):(?<account>\d{12}):layer:)?(?<name>[a-zA-Z0-9-_]+)$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^(?:arn:[a-zA-Z0-9-]+:lambda:(?<region>[a-zA-Z0-9-]+):(?<account>\d{12}):layer:)?(?<name>[a-zA-Z0-9-_]+)\z", RegexOptions.CultureInvariant)]
     private static partial Regex LayerNamePattern();
 
     /// <summary>

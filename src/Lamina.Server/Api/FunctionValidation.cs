@@ -62,19 +62,19 @@ internal static partial class FunctionValidation
     // The environment as Lambda measures and quotes it: compact JSON, non-ASCII left as is.
     private static readonly JsonSerializerOptions EnvironmentJson = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
-    [GeneratedRegex(@"^arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+\z", RegexOptions.CultureInvariant)]
     private static partial Regex RolePattern();
 
-    [GeneratedRegex(@"^[^\s]+$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^[^\s]+\z", RegexOptions.CultureInvariant)]
     private static partial Regex HandlerPattern();
 
-    [GeneratedRegex(@"^[a-zA-Z][a-zA-Z0-9_]+$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^[a-zA-Z][a-zA-Z0-9_]+\z", RegexOptions.CultureInvariant)]
     private static partial Regex EnvironmentKeyPattern();
 
-    [GeneratedRegex(@"^((arn:(aws[a-zA-Z-]*)?:[a-z0-9-.]+:.*)|())$", RegexOptions.CultureInvariant | RegexOptions.Singleline)]
+    [GeneratedRegex(@"^((arn:(aws[a-zA-Z-]*)?:[a-z0-9-.]+:.*)|())\z", RegexOptions.CultureInvariant | RegexOptions.Singleline)]
     private static partial Regex DeadLetterPattern();
 
-    [GeneratedRegex(@"^[\.\-_/#A-Za-z0-9]+$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^[\.\-_/#A-Za-z0-9]+\z", RegexOptions.CultureInvariant)]
     private static partial Regex LogGroupPattern();
 
     /// <summary>

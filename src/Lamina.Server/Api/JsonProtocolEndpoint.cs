@@ -10,6 +10,9 @@ namespace Lamina.Server.Api;
 /// </summary>
 internal static class JsonProtocolEndpoint
 {
+    /// <summary>Largest request body of these protocols (PutEvents' own limit is 256 KB).</summary>
+    public const int MaxRequestBytes = 1024 * 1024;
+
     public static IEndpointRouteBuilder MapJsonProtocols(this IEndpointRouteBuilder endpoints)
     {
         endpoints.MapPost("/", DispatchAsync);
@@ -19,6 +22,18 @@ internal static class JsonProtocolEndpoint
     private static async Task DispatchAsync(HttpContext context, LogStore logs, Events.EventRules rules, IOptions<LaminaOptions> options, TimeProvider time)
     {
         var target = context.Request.Headers["X-Amz-Target"].ToString();
+        // Every operation served here takes a small JSON document; the body is read (capped) before any parsing.
+        var body = await RuntimeApi.RuntimeApiEndpoints.ReadBodyAsync(context, MaxRequestBytes);
+        if (body is null)
+        {
+            context.Response.StatusCode = StatusCodes.Status413PayloadTooLarge;
+            context.Response.ContentType = "application/x-amz-json-1.1";
+            context.Response.Headers["x-amzn-ErrorType"] = "RequestEntityTooLargeException";
+            await context.Response.WriteAsync(
+                "{\"__type\":\"RequestEntityTooLargeException\",\"message\":\"Request must be smaller than 1048576 bytes.\"}");
+            return;
+        }
+        context.Request.Body = new MemoryStream(body.Value.ToArray(), writable: false);
         if (target.StartsWith(LogsApi.TargetPrefix, StringComparison.Ordinal))
         {
             await LogsApi.HandleAsync(context, target[LogsApi.TargetPrefix.Length..], logs, options, time);

@@ -29,7 +29,7 @@ internal static partial class LogsApi
 
     private static readonly int[] RetentionDays = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
 
-    [GeneratedRegex(@"^[\.\-_/#A-Za-z0-9]{1,512}$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^[\.\-_/#A-Za-z0-9]{1,512}\z", RegexOptions.CultureInvariant)]
     private static partial Regex GroupNamePattern();
 
     /// <summary>Answers one call; <paramref name="operation"/> is the target after the prefix.</summary>
@@ -557,7 +557,20 @@ internal static partial class LogsApi
             return name;
         }
 
-        public string? String(string name) => request.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+        public string? String(string name) => request.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? Text(value, name) : null;
+
+        /// <summary>A string member's text; one that is not valid Unicode (a lone surrogate) is the caller's mistake.</summary>
+        public static string Text(JsonElement value, string name)
+        {
+            try
+            {
+                return value.GetString()!;
+            }
+            catch (InvalidOperationException)
+            {
+                throw new LogsException("SerializationException", $"The value of {name} is not valid Unicode text.");
+            }
+        }
 
         public long? Long(string name) => request.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var n) ? n : null;
 
@@ -567,7 +580,7 @@ internal static partial class LogsApi
 
         public List<string>? StringList(string name) =>
             request.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Array
-                ? value.EnumerateArray().Where(static v => v.ValueKind == JsonValueKind.String).Select(static v => v.GetString()!).ToList()
+                ? value.EnumerateArray().Where(static v => v.ValueKind == JsonValueKind.String).Select(v => Text(v, name)).ToList()
                 : null;
 
         /// <summary><c>limit</c>, 1 to <paramref name="max"/>; <paramref name="fallback"/> when absent.</summary>

@@ -292,7 +292,7 @@ internal sealed class EventPattern
     };
 
     private static bool Wildcard(string pattern, string text) =>
-        Regex.IsMatch(text, "^" + Regex.Escape(pattern).Replace(@"\*", ".*", StringComparison.Ordinal) + "$",
+        Regex.IsMatch(text, "^" + Regex.Escape(pattern).Replace(@"\*", ".*", StringComparison.Ordinal) + @"\z",
             RegexOptions.CultureInvariant | RegexOptions.Singleline, TimeSpan.FromMilliseconds(100));
 
     private static bool TryCidr(string cidr, out IPAddress network, out int bits)

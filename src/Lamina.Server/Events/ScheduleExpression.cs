@@ -12,10 +12,10 @@ namespace Lamina.Server.Events;
 /// </summary>
 internal sealed partial class ScheduleExpression
 {
-    [GeneratedRegex(@"^rate\((?<n>[1-9][0-9]*) (?<unit>minute|minutes|hour|hours|day|days)\)$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^rate\((?<n>[1-9][0-9]*) (?<unit>minute|minutes|hour|hours|day|days)\)\z", RegexOptions.CultureInvariant)]
     private static partial Regex RatePattern();
 
-    [GeneratedRegex(@"^cron\((?<fields>[^)]*)\)$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^cron\((?<fields>[^)]*)\)\z", RegexOptions.CultureInvariant)]
     private static partial Regex CronPattern();
 
     private readonly TimeSpan? _rate;

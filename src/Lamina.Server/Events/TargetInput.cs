@@ -12,7 +12,7 @@ namespace Lamina.Server.Events;
 /// </summary>
 internal static partial class TargetInput
 {
-    [GeneratedRegex(@"^\$(?:\.[A-Za-z0-9_\-]+|\[[0-9]+\])*$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^\$(?:\.[A-Za-z0-9_\-]+|\[[0-9]+\])*\z", RegexOptions.CultureInvariant)]
     private static partial Regex PathPattern();
 
     [GeneratedRegex(@"<([A-Za-z0-9_\-.]+)>", RegexOptions.CultureInvariant)]

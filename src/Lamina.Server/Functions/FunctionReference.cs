@@ -14,10 +14,10 @@ internal readonly partial record struct FunctionReference(string Name, string? Q
     public const int MaxNameLength = 64;
 
     // The service model's FunctionName pattern with groups named; full match.
-    [GeneratedRegex(@"^(?:arn:(?:aws[a-zA-Z-]*)?:lambda:)?(?:(?<region>[a-z]{2}(?:(?:-gov)|(?:-iso(?:[a-z]?)))?-[a-z]+-\d{1}):)?(?:(?<account>\d{12}):)?(?:function:)?(?<name>[a-zA-Z0-9-_]+)(?::(?<qualifier>\$LATEST|[a-zA-Z0-9-_]+))?$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^(?:arn:(?<partition>aws[a-zA-Z-]*)?:lambda:)?(?:(?<region>[a-z]{2}(?:(?:-gov)|(?:-iso(?:[a-z]?)))?-[a-z]+-\d{1}):)?(?:(?<account>\d{12}):)?(?:function:)?(?<name>[a-zA-Z0-9-_]+)(?::(?<qualifier>\$LATEST|[a-zA-Z0-9-_]+))?\z", RegexOptions.CultureInvariant)]
     private static partial Regex FunctionNamePattern();
 
-    [GeneratedRegex(@"^(?:\$LATEST|[a-zA-Z0-9-_]+)$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^(?:\$LATEST|[a-zA-Z0-9-_]+)\z", RegexOptions.CultureInvariant)]
     private static partial Regex QualifierPattern();
 
     public const string NamePatternText = @"(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?(\d{12}:)?(function:)?([a-zA-Z0-9-_]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?";
@@ -51,9 +51,11 @@ internal readonly partial record struct FunctionReference(string Name, string? Q
 
         var account = match.Groups["account"];
         var region = match.Groups["region"];
-        if ((account.Success && account.Value != options.AccountId) || (region.Success && region.Value != options.Region))
+        var partition = match.Groups["partition"];
+        if ((account.Success && account.Value != options.AccountId) || (region.Success && region.Value != options.Region)
+            || (partition.Success && partition.Value != "aws"))
         {
-            // Another account's or region's function is simply not here.
+            // Another account's, region's or partition's function is simply not here.
             error = AwsError.FunctionNotFound(raw);
             return false;
         }

@@ -81,7 +81,7 @@ internal sealed partial record PolicyStatement
     /// <summary>Only for invocations that come through the function's URL (a <c>Bool</c> condition).</summary>
     public bool? InvokedViaFunctionUrl { get; init; }
 
-    [GeneratedRegex(@"^\d{12}$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^\d{12}\z", RegexOptions.CultureInvariant)]
     private static partial Regex AccountPattern();
 
     [GeneratedRegex(@"^arn:aws[a-zA-Z-]*:iam::(?<account>\d{12}):", RegexOptions.CultureInvariant)]
@@ -141,8 +141,8 @@ internal sealed partial record PolicyStatement
     /// <summary>IAM's ArnLike: <c>*</c> matches any run of characters and <c>?</c> one, within the whole ARN.</summary>
     internal static bool ArnLike(string pattern, string value)
     {
-        var regex = "^" + Regex.Escape(pattern).Replace(@"\*", ".*", StringComparison.Ordinal).Replace(@"\?", ".", StringComparison.Ordinal) + "$";
-        return Regex.IsMatch(value, regex, RegexOptions.CultureInvariant, TimeSpan.FromMilliseconds(100));
+        var regex = "^" + Regex.Escape(pattern).Replace(@"\*", ".*", StringComparison.Ordinal).Replace(@"\?", ".", StringComparison.Ordinal) + @"\z";
+        return Regex.IsMatch(value, regex, RegexOptions.CultureInvariant | RegexOptions.Singleline, TimeSpan.FromMilliseconds(100));
     }
 
     /// <summary>Writes the statement in IAM's shape, as GetPolicy and AddPermission show it.</summary>

@@ -45,12 +45,12 @@ internal static partial class LaminaHost
         // Runtime API connections (from sandboxes) are served first and never reach anything else.
         app.UseRuntimeApi();
         app.UseRequestIds();
-        // Function URLs authenticate on their own terms (AuthType NONE needs no signature) and never reach the API.
-        Urls.FunctionUrlEndpoint.UseFunctionUrls(app);
-        app.UseSigV4();
+        // Unexpected exceptions anywhere after this point: a 500 in AWS's shape, never a stack trace on the wire.
         app.UseExceptionHandler(errors => errors.Run(static async context =>
         {
             var error = context.Features.Get<IExceptionHandlerFeature>()?.Error;
+            // The handler starts from a cleared response: the request id goes back on.
+            context.Response.Headers["x-amzn-RequestId"] = RequestIds.Of(context);
             var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Lamina.Server");
             if (error is BadHttpRequestException bad)
             {
@@ -61,6 +61,11 @@ internal static partial class LaminaHost
             // Never a stack trace on the wire.
             await AwsError.Service("An internal error occurred; the server log has the details").ExecuteAsync(context);
         }));
+        // Inside the exception handler, so client mistakes in the HTTP framing never reach it (nor its error log).
+        app.UseRequestGuard();
+        // Function URLs authenticate on their own terms (AuthType NONE needs no signature) and never reach the API.
+        Urls.FunctionUrlEndpoint.UseFunctionUrls(app);
+        app.UseSigV4();
         // Unknown paths and methods get an AWS-shaped error too, never an empty 404/405.
         app.UseStatusCodePages(static async context =>
         {
