@@ -173,6 +173,19 @@ class AuthTests(unittest.TestCase):
         self.client().list_functions()  # the other key still works
         self.assertEqual(keys("revoke", key["AccessKeyId"], "--data", str(self._root / "data")).returncode, 1)
 
+    def test_code_download_links_work_without_a_signature(self):
+        owner = self.client()
+        name = "download-" + uuid.uuid4().hex[:6]
+        code = py_probe_zip()
+        owner.create_function(FunctionName=name, Runtime="python3.12", Role=h.ROLE, Handler="app.handler", Code={"ZipFile": code})
+        self.addCleanup(owner.delete_function, FunctionName=name)
+        location = owner.get_function(FunctionName=name)["Code"]["Location"]
+        download = requests.get(location, timeout=30)
+        self.assertEqual(download.status_code, 200, download.text[:300])
+        self.assertEqual(download.content, code)
+        tampered = requests.get(location.replace("signature=", "signature=0"), timeout=30)
+        self.assertEqual(tampered.status_code, 403)
+
     def _new_key(self, account: str) -> dict:
         """A new key of `account`, once the server knows it (it looks for new keys every second)."""
         created = keys("create", "--data", str(self._root / "data"), "--account", account)

@@ -38,7 +38,8 @@ internal static class SigV4Middleware
         var environment = RuntimeApiTransport.EnvironmentOf(context) as ExecutionEnvironment;
         var path = context.Request.Path;
         var options = context.RequestServices.GetRequiredService<IOptions<LaminaOptions>>().Value;
-        if (environment is null && (!keys.Required || path == "/health" || (options.PublicMetrics && path == "/metrics")))
+        // Code download links (GetFunction's Code.Location) carry Lamina's own signature and expiry, like S3's presigned URLs.
+        if (environment is null && (!keys.Required || path == "/health" || (options.PublicMetrics && path == "/metrics") || path.StartsWithSegments("/lamina/code")))
         {
             await next(context);
             return;
