@@ -217,11 +217,15 @@ class AuthTests(unittest.TestCase):
         stranger = self.client(key=stranger_key["AccessKeyId"], secret=stranger_key["SecretAccessKey"])
         arn = h.function_arn(name)
 
-        # Nothing but invocations crosses accounts, and those only with a statement for the caller.
-        self.assertRefused(lambda: guest.list_functions(), "AccessDeniedException")
-        self.assertRefused(lambda: guest.get_function(FunctionName=arn), "AccessDeniedException")
-        self.assertRefused(lambda: guest.add_permission(FunctionName=arn, StatementId="self", Action="lambda:*",
-                                                        Principal="111111111111"), "AccessDeniedException")
+        # Nothing but invocations crosses accounts, and those only with a statement for the caller: another account's
+        # function is not there for anything else.
+        self.assertNotIn(name, [f["FunctionName"] for f in guest.list_functions()["Functions"]])
+        for call in (lambda: guest.get_function(FunctionName=arn),
+                     lambda: guest.add_permission(FunctionName=arn, StatementId="self", Action="lambda:*", Principal="111111111111"),
+                     lambda: guest.delete_function(FunctionName=arn)):
+            with self.assertRaises(botocore.exceptions.ClientError) as caught:
+                call()
+            self.assertEqual(caught.exception.response["Error"]["Code"], "ResourceNotFoundException")
         self.assertRefused(lambda: guest.invoke(FunctionName=arn, Payload=b"{}"), "AccessDeniedException")
         self.assertRefused(lambda: guest.invoke(FunctionName=arn + "-missing", Payload=b"{}"), "AccessDeniedException")
 
@@ -239,6 +243,51 @@ class AuthTests(unittest.TestCase):
 
         owner.remove_permission(FunctionName=name, StatementId="guest")
         self.assertRefused(lambda: guest.invoke(FunctionName=arn, Payload=b"{}"), "AccessDeniedException")
+
+    def test_accounts_are_tenants(self):
+        owner = self.client()
+        guest_key = self._new_key("333333333333")
+        guest = self.client(key=guest_key["AccessKeyId"], secret=guest_key["SecretAccessKey"])
+        guest_logs = self.client("logs", key=guest_key["AccessKeyId"], secret=guest_key["SecretAccessKey"])
+        name = "tenant-" + uuid.uuid4().hex[:6]
+        # The same name in two accounts: two functions, each with its own code.
+        owner.create_function(FunctionName=name, Runtime="python3.12", Role=h.ROLE, Handler="app.handler",
+                              Code={"ZipFile": h.make_zip({"app.py": "def handler(e, c):\n    return 'owner'\n"})})
+        self.addCleanup(owner.delete_function, FunctionName=name)
+        created = guest.create_function(FunctionName=name, Runtime="python3.12", Role="arn:aws:iam::333333333333:role/r",
+                                        Handler="app.handler", Code={"ZipFile": py_probe_zip()})
+        self.assertEqual(created["FunctionArn"], f"arn:aws:lambda:us-east-1:333333333333:function:{name}")
+        self.assertEqual(created["FunctionName"], name)
+
+        self.assertEqual(json.loads(owner.invoke(FunctionName=name)["Payload"].read()), "owner")
+        guest_out = json.loads(guest.invoke(FunctionName=name, Payload=b'{"op": "env"}')["Payload"].read())
+        self.assertEqual(guest_out["env"]["AWS_LAMBDA_FUNCTION_NAME"], name)
+        self.assertEqual(guest_out["env"]["AWS_LAMBDA_LOG_GROUP_NAME"], f"/aws/lambda/{name}")
+        self.assertIn(name, [f["FunctionName"] for f in guest.list_functions()["Functions"]])
+        self.assertEqual([f["FunctionArn"] for f in guest.list_functions()["Functions"]],
+                         [f"arn:aws:lambda:us-east-1:333333333333:function:{name}"])
+        self.assertEqual(guest.get_account_settings()["AccountUsage"]["FunctionCount"], 1)
+        owner_arns = [f["FunctionArn"] for f in owner.list_functions()["Functions"]]
+        self.assertNotIn(f"arn:aws:lambda:us-east-1:333333333333:function:{name}", owner_arns)
+
+        # Each account reads its own functions' logs only.
+        deadline = time.monotonic() + 30
+        while True:
+            groups = [g["logGroupName"] for g in guest_logs.describe_log_groups()["logGroups"]]
+            if f"/aws/lambda/{name}" in groups:
+                break
+            self.assertLess(time.monotonic(), deadline, groups)
+            time.sleep(0.2)
+        self.assertEqual(groups, [f"/aws/lambda/{name}"])
+        owner_groups = [g["logGroupName"] for g in self.client("logs").describe_log_groups()["logGroups"]]
+        self.assertTrue(all(":" not in g for g in owner_groups), owner_groups)
+
+        # Layers, event rules and the operator API stay the server's account's.
+        self.assertRefused(lambda: guest.list_layers(), "AccessDeniedException")
+        self.assertRefused(lambda: self.client("events", key=guest_key["AccessKeyId"], secret=guest_key["SecretAccessKey"]).list_rules(),
+                           "AccessDeniedException")
+        guest.delete_function(FunctionName=name)
+        self.assertEqual(json.loads(owner.invoke(FunctionName=name)["Payload"].read()), "owner")
 
     def test_function_credentials_work_with_keys_and_nowhere_else(self):
         owner = self.client()

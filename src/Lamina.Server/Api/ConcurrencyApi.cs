@@ -35,7 +35,7 @@ internal static partial class ConcurrencyApi
     internal static async Task<IResult> PutFunctionConcurrency(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options, ILoggerFactory loggers)
     {
         var cancellationToken = context.RequestAborted;
-        if (FunctionReference.ParseFunctionName(name, options.Value, out var functionName) is { } invalid)
+        if (FunctionReference.ParseFunctionName(name, options.Value, Security.CallerIdentity.AccountOf(context, options.Value), out var functionName) is { } invalid)
         {
             return invalid;
         }
@@ -69,9 +69,9 @@ internal static partial class ConcurrencyApi
         }
     }
 
-    internal static IResult GetFunctionConcurrency(string name, FunctionRegistry registry, IOptions<LaminaOptions> options)
+    internal static IResult GetFunctionConcurrency(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options)
     {
-        if (FunctionReference.ParseFunctionName(name, options.Value, out var functionName) is { } invalid)
+        if (FunctionReference.ParseFunctionName(name, options.Value, Security.CallerIdentity.AccountOf(context, options.Value), out var functionName) is { } invalid)
         {
             return invalid;
         }
@@ -85,7 +85,7 @@ internal static partial class ConcurrencyApi
 
     internal static async Task<IResult> DeleteFunctionConcurrency(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options, ILoggerFactory loggers)
     {
-        if (FunctionReference.ParseFunctionName(name, options.Value, out var functionName) is { } invalid)
+        if (FunctionReference.ParseFunctionName(name, options.Value, Security.CallerIdentity.AccountOf(context, options.Value), out var functionName) is { } invalid)
         {
             return invalid;
         }
@@ -98,9 +98,11 @@ internal static partial class ConcurrencyApi
         return TypedResults.NoContent();
     }
 
-    internal static IResult GetAccountSettings(FunctionRegistry registry, IOptions<LaminaOptions> options)
+    internal static IResult GetAccountSettings(HttpContext context, FunctionRegistry registry, IOptions<LaminaOptions> options)
     {
-        var entries = registry.ListEntries();
+        // The caller's account's functions; the concurrency limit is the server's, shared by every account.
+        var account = Security.CallerIdentity.AccountOf(context, options.Value);
+        var entries = registry.ListEntries().FindAll(e => (e.LatestConfig.ForeignAccount ?? options.Value.AccountId) == account);
         var response = new GetAccountSettingsResponse
         {
             AccountLimit = new AccountLimitDto

@@ -56,7 +56,7 @@ internal static partial class EventInvokeConfigApi
     {
         // In Lambda's order: the request's shape (ValidationException), at least one setting, then the function, the
         // qualifier and what the destinations name.
-        if (!FunctionReference.TryParse(name, FunctionsApi.QueryValue(context, "Qualifier"), limits, out var reference, out var nameError))
+        if (!FunctionReference.TryParse(name, FunctionsApi.QueryValue(context, "Qualifier"), limits, Security.CallerIdentity.AccountOf(context, limits), out var reference, out var nameError))
         {
             return nameError!;
         }
@@ -119,7 +119,7 @@ internal static partial class EventInvokeConfigApi
     internal static IResult Get(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options)
     {
         var limits = options.Value;
-        if (!FunctionReference.TryParse(name, FunctionsApi.QueryValue(context, "Qualifier"), limits, out var reference, out var nameError))
+        if (!FunctionReference.TryParse(name, FunctionsApi.QueryValue(context, "Qualifier"), limits, Security.CallerIdentity.AccountOf(context, limits), out var reference, out var nameError))
         {
             return nameError!;
         }
@@ -135,7 +135,7 @@ internal static partial class EventInvokeConfigApi
     internal static async Task<IResult> DeleteAsync(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options, ILoggerFactory loggers)
     {
         var limits = options.Value;
-        if (!FunctionReference.TryParse(name, FunctionsApi.QueryValue(context, "Qualifier"), limits, out var reference, out var nameError))
+        if (!FunctionReference.TryParse(name, FunctionsApi.QueryValue(context, "Qualifier"), limits, Security.CallerIdentity.AccountOf(context, limits), out var reference, out var nameError))
         {
             return nameError!;
         }
@@ -158,7 +158,7 @@ internal static partial class EventInvokeConfigApi
     internal static IResult List(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options)
     {
         var limits = options.Value;
-        if (FunctionReference.ParseFunctionName(name, limits, out var functionName) is { } invalid)
+        if (FunctionReference.ParseFunctionName(name, limits, Security.CallerIdentity.AccountOf(context, limits), out var functionName) is { } invalid)
         {
             return invalid;
         }
@@ -282,12 +282,14 @@ internal static partial class EventInvokeConfigApi
     /// </summary>
     private static AwsError? CheckFunctionDestination(FunctionEntry entry, string arn, FunctionRegistry registry, LaminaOptions limits)
     {
+        // A destination is a function of the same account (accounts are tenants).
+        var account = entry.LatestConfig.ForeignAccount ?? limits.AccountId;
         var match = FunctionDestinationPattern().Match(arn);
-        if (!match.Success || match.Groups["region"].Value != limits.Region || match.Groups["account"].Value != limits.AccountId)
+        if (!match.Success || match.Groups["region"].Value != limits.Region || match.Groups["account"].Value != account)
         {
             return InvalidDestination(arn);
         }
-        var target = match.Groups["name"].Value;
+        var target = limits.FunctionKey(account, match.Groups["name"].Value);
         if (target == entry.Name)
         {
             return AwsError.InvalidParameter("You can't specify the function as a destination for itself.");

@@ -173,7 +173,7 @@ internal static partial class FunctionUrlsApi
     private static IResult List(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options)
     {
         var limits = options.Value;
-        if (FunctionReference.ParseFunctionName(name, limits, out var functionName) is { } invalid)
+        if (FunctionReference.ParseFunctionName(name, limits, Security.CallerIdentity.AccountOf(context, limits), out var functionName) is { } invalid)
         {
             return invalid;
         }
@@ -207,7 +207,7 @@ internal static partial class FunctionUrlsApi
     private static AwsError? Parse(HttpContext context, string name, LaminaOptions limits, out FunctionReference reference, out string qualifier)
     {
         qualifier = FunctionEntry.Latest;
-        if (!FunctionReference.TryParse(name, FunctionsApi.QueryValue(context, "Qualifier"), limits, out reference, out var error))
+        if (!FunctionReference.TryParse(name, FunctionsApi.QueryValue(context, "Qualifier"), limits, Security.CallerIdentity.AccountOf(context, limits), out reference, out var error))
         {
             return error;
         }

@@ -81,7 +81,7 @@ internal static partial class FunctionValidation
     /// Validates a CreateFunction request and builds the new function's configuration, without code (the caller
     /// adds CodeSha256/CodeSize after storing the zip; the registry stamps RevisionId and LastModified).
     /// </summary>
-    public static AwsError? ValidateCreate(CreateFunctionRequest request, LaminaOptions options, out FunctionConfig? draft, out Dictionary<string, string> tags)
+    public static AwsError? ValidateCreate(CreateFunctionRequest request, LaminaOptions options, string account, out FunctionConfig? draft, out Dictionary<string, string> tags)
     {
         draft = null;
         tags = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -90,7 +90,7 @@ internal static partial class FunctionValidation
         {
             return NotNull("functionName");
         }
-        if (!FunctionReference.TryParse(request.FunctionName, null, options, out var reference, out var nameError))
+        if (!FunctionReference.TryParse(request.FunctionName, null, options, account, out var reference, out var nameError))
         {
             return nameError;
         }

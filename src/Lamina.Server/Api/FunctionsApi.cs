@@ -61,14 +61,14 @@ internal static partial class FunctionsApi
         {
             return parseError;
         }
-        if (FunctionValidation.ValidateCreate(request, options.Value, out var draft, out var tags) is { } invalid)
+        if (FunctionValidation.ValidateCreate(request, options.Value, Security.CallerIdentity.AccountOf(context, options.Value), out var draft, out var tags) is { } invalid)
         {
             return invalid;
         }
         // Cheap answer before extracting anything; the registry checks again under its lock.
         if (registry.TryGet(draft!.Name, out _))
         {
-            return AlreadyExists(draft.Name);
+            return AlreadyExists(draft.FunctionName);
         }
         if (request.Layers is not null)
         {
@@ -103,7 +103,7 @@ internal static partial class FunctionsApi
         var write = await registry.CreateAsync(draft with { CodeSha256 = stored.Code.Sha256, CodeSize = stored.Code.Size }, tags, cancellationToken);
         if (write.Status == FunctionWriteStatus.AlreadyExists)
         {
-            return AlreadyExists(draft.Name);
+            return AlreadyExists(draft.FunctionName);
         }
         var config = write.Config!;
         Log.Created(Logger(loggers), config.Name, config.Runtime, config.CodeSha256);
@@ -173,17 +173,24 @@ internal static partial class FunctionsApi
         // function of the next page. With it: $LATEST then each published version of every function, qualified
         // ARNs; the marker is "name:version" of the first entry of the next page. Names are unique and sorted
         // ordinally, versions ascend after $LATEST, so a marker stays valid while functions come and go.
+        // Only the caller's account's functions (accounts are tenants); their keys share a prefix, so the list stays
+        // in name order, and markers carry the names callers know.
+        var account = Security.CallerIdentity.AccountOf(context, options.Value);
         var entries = new List<(FunctionConfig Config, string Marker)>();
         foreach (var entry in registry.ListEntries())
         {
+            if ((entry.LatestConfig.ForeignAccount ?? options.Value.AccountId) != account)
+            {
+                continue;
+            }
             if (!allVersions)
             {
-                entries.Add((entry.LatestConfig, entry.Name));
+                entries.Add((entry.LatestConfig, entry.LatestConfig.FunctionName));
                 continue;
             }
             foreach (var config in entry.AllConfigs)
             {
-                entries.Add((config, $"{config.Name}:{config.Version}"));
+                entries.Add((config, $"{config.FunctionName}:{config.Version}"));
             }
         }
         var start = 0;
@@ -358,7 +365,7 @@ internal static partial class FunctionsApi
     internal static async Task<IResult> DeleteFunction(
         HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options, ILoggerFactory loggers)
     {
-        if (!FunctionReference.TryParse(name, QueryValue(context, "Qualifier"), options.Value, out var reference, out var nameError))
+        if (!FunctionReference.TryParse(name, QueryValue(context, "Qualifier"), options.Value, Security.CallerIdentity.AccountOf(context, options.Value), out var reference, out var nameError))
         {
             return nameError!;
         }
@@ -426,7 +433,7 @@ internal static partial class FunctionsApi
     {
         config = null;
         arn = null;
-        if (!FunctionReference.TryParse(name, QueryValue(context, "Qualifier"), options, out var reference, out var error))
+        if (!FunctionReference.TryParse(name, QueryValue(context, "Qualifier"), options, Security.CallerIdentity.AccountOf(context, options), out var reference, out var error))
         {
             return error;
         }
@@ -450,7 +457,7 @@ internal static partial class FunctionsApi
     {
         config = null;
         arn = null;
-        if (!FunctionReference.TryParse(name, QueryValue(context, "Qualifier"), options, out var reference, out var error))
+        if (!FunctionReference.TryParse(name, QueryValue(context, "Qualifier"), options, Security.CallerIdentity.AccountOf(context, options), out var reference, out var error))
         {
             return error;
         }

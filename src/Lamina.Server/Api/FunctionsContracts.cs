@@ -197,7 +197,7 @@ internal static class FunctionConfigurationMapping
     /// </summary>
     public static FunctionConfigurationDto ToDto(this FunctionConfig config, string functionArn) => new()
     {
-        FunctionName = config.Name,
+        FunctionName = config.FunctionName,
         FunctionArn = functionArn,
         Runtime = config.Runtime,
         Role = config.Role,

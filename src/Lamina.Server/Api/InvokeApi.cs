@@ -195,14 +195,15 @@ internal static class InvokeApi
     private static (FunctionConfig Config, string InvokedArn, int? ReservedConcurrency, string? Qualifier)? Resolve(HttpContext context, string functionName,
         string? qualifier, FunctionRegistry registry, LaminaOptions options, out AwsError? error)
     {
-        if (!FunctionReference.TryParse(functionName, qualifier, options, out var reference, out error))
+        var account = Security.CallerIdentity.AccountOf(context, options);
+        if (!FunctionReference.TryParse(functionName, qualifier, options, account, out var reference, out error, crossAccount: true))
         {
             return null;
         }
         var arn = options.FunctionArn(reference.Name);
         var invokedArn = reference.Qualifier is null ? arn : $"{arn}:{reference.Qualifier}";
         var found = registry.TryGetEntry(reference.Name, out var entry);
-        if (Security.CallerIdentity.Of(context) is { } caller && caller.AccountId != options.AccountId
+        if (Security.CallerIdentity.Of(context) is { } caller && caller.AccountId != options.SplitFunctionKey(reference.Name).Account
             && !(found && PermissionsApi.Allows(entry!, reference.Qualifier, "lambda:InvokeFunction", new PolicyCaller(caller.AccountId))))
         {
             error = new AwsError(StatusCodes.Status403Forbidden, "AccessDeniedException",

@@ -159,9 +159,11 @@ internal static partial class LogsApi
                        (SELECT COALESCE(SUM(stored_bytes), 0) FROM log_streams s WHERE s.group_name = g.name)
                 FROM log_groups g
                 WHERE substr(g.name, 1, length($prefix)) = $prefix AND ($after IS NULL OR g.name > $after)
+                  AND ($home = 0 OR instr(g.name, ':') = 0)
                 ORDER BY g.name LIMIT $limit;
                 """;
-            select.Parameters.AddWithValue("$prefix", prefix);
+            select.Parameters.AddWithValue("$prefix", call.Internal(prefix));
+            select.Parameters.AddWithValue("$home", call.IsHomeAccount ? 1 : 0);
             select.Parameters.AddWithValue("$after", (object?)after ?? DBNull.Value);
             select.Parameters.AddWithValue("$limit", limit + 1);
             using var reader = select.ExecuteReader();
@@ -179,7 +181,7 @@ internal static partial class LogsApi
             foreach (var (name, created, retention, bytes) in groups.Take(limit))
             {
                 w.WriteStartObject();
-                w.WriteString("logGroupName", name);
+                w.WriteString("logGroupName", Call.External(name));
                 w.WriteNumber("creationTime", created);
                 if (retention is { } days)
                 {
@@ -534,7 +536,24 @@ internal static partial class LogsApi
 
         public long NowMs { get; } = time.GetUtcNow().ToUnixTimeMilliseconds();
 
-        public string GroupArn(string group) => $"arn:aws:logs:{options.Region}:{options.AccountId}:log-group:{group}";
+        /// <summary>
+        /// The account the caller acts for. Another account's groups are kept as <c>account:name</c> (a group name has
+        /// no <c>:</c>), so each account sees and touches only its own functions' logs.
+        /// </summary>
+        public string Account { get; } = Security.CallerIdentity.AccountOf(context, options);
+
+        private string Prefix => Account == options.AccountId ? "" : Account + ":";
+
+        /// <summary>Whether the caller is the server's own account, whose group names carry no account.</summary>
+        public bool IsHomeAccount => Prefix.Length == 0;
+
+        /// <summary>The group name a caller knows, for one kept in the store.</summary>
+        public static string External(string group) => group[(group.IndexOf(':', StringComparison.Ordinal) + 1)..];
+
+        /// <summary>Where the store keeps the caller's group of this name.</summary>
+        public string Internal(string group) => Prefix + group;
+
+        public string GroupArn(string group) => $"arn:aws:logs:{options.Region}:{Account}:log-group:{External(group)}";
 
         /// <summary><c>logGroupName</c>, or the group named by <c>logGroupIdentifier</c> (a name or an ARN).</summary>
         public string? GroupName(bool required)
@@ -554,7 +573,7 @@ internal static partial class LogsApi
             {
                 throw Invalid($"1 validation error detected: Value '{name}' at 'logGroupName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\.\\-_/#A-Za-z0-9]+");
             }
-            return name;
+            return Internal(name);
         }
 
         public string? String(string name) => request.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? Text(value, name) : null;

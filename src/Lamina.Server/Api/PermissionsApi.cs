@@ -56,7 +56,7 @@ internal static partial class PermissionsApi
     internal static async Task<IResult> AddAsync(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options, ILoggerFactory loggers)
     {
         var limits = options.Value;
-        if (!FunctionReference.TryParse(name, FunctionsApi.QueryValue(context, "Qualifier"), limits, out var reference, out var nameError))
+        if (!FunctionReference.TryParse(name, FunctionsApi.QueryValue(context, "Qualifier"), limits, Security.CallerIdentity.AccountOf(context, limits), out var reference, out var nameError))
         {
             return nameError!;
         }
@@ -131,7 +131,7 @@ internal static partial class PermissionsApi
     internal static IResult Get(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options)
     {
         var limits = options.Value;
-        if (!FunctionReference.TryParse(name, FunctionsApi.QueryValue(context, "Qualifier"), limits, out var reference, out var nameError))
+        if (!FunctionReference.TryParse(name, FunctionsApi.QueryValue(context, "Qualifier"), limits, Security.CallerIdentity.AccountOf(context, limits), out var reference, out var nameError))
         {
             return nameError!;
         }
@@ -154,7 +154,7 @@ internal static partial class PermissionsApi
         IOptions<LaminaOptions> options, ILoggerFactory loggers)
     {
         var limits = options.Value;
-        if (!FunctionReference.TryParse(name, FunctionsApi.QueryValue(context, "Qualifier"), limits, out var reference, out var nameError))
+        if (!FunctionReference.TryParse(name, FunctionsApi.QueryValue(context, "Qualifier"), limits, Security.CallerIdentity.AccountOf(context, limits), out var reference, out var nameError))
         {
             return nameError!;
         }

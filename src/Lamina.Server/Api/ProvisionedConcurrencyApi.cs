@@ -147,7 +147,7 @@ internal static partial class ProvisionedConcurrencyApi
 
     private static IResult List(HttpContext context, string name, FunctionRegistry registry, EnvironmentPool pool, LaminaOptions limits)
     {
-        if (FunctionReference.ParseFunctionName(name, limits, out var functionName) is { } invalid)
+        if (FunctionReference.ParseFunctionName(name, limits, Security.CallerIdentity.AccountOf(context, limits), out var functionName) is { } invalid)
         {
             return invalid;
         }
@@ -203,7 +203,7 @@ internal static partial class ProvisionedConcurrencyApi
     /// <summary>The function name and its required qualifier (from <c>?Qualifier</c> or the ARN).</summary>
     private static (string Name, string Qualifier, AwsError? Error) Parse(HttpContext context, string name, LaminaOptions limits)
     {
-        if (!FunctionReference.TryParse(name, FunctionsApi.QueryValue(context, "Qualifier"), limits, out var reference, out var error))
+        if (!FunctionReference.TryParse(name, FunctionsApi.QueryValue(context, "Qualifier"), limits, Security.CallerIdentity.AccountOf(context, limits), out var reference, out var error))
         {
             return ("", "", error);
         }

@@ -31,7 +31,7 @@ internal static partial class TagsApi
     internal static async Task<IResult> TagResource(HttpContext context, string resource, FunctionRegistry registry, IOptions<LaminaOptions> options)
     {
         var cancellationToken = context.RequestAborted;
-        if (ParseResource(resource, registry, options.Value, out var name) is { } invalid)
+        if (ParseResource(resource, registry, options.Value, Security.CallerIdentity.AccountOf(context, options.Value), out var name) is { } invalid)
         {
             return invalid;
         }
@@ -64,7 +64,7 @@ internal static partial class TagsApi
 
     internal static async Task<IResult> UntagResource(HttpContext context, string resource, FunctionRegistry registry, IOptions<LaminaOptions> options)
     {
-        if (ParseResource(resource, registry, options.Value, out var name) is { } invalid)
+        if (ParseResource(resource, registry, options.Value, Security.CallerIdentity.AccountOf(context, options.Value), out var name) is { } invalid)
         {
             return invalid;
         }
@@ -79,7 +79,7 @@ internal static partial class TagsApi
 
     internal static async Task<IResult> ListTags(HttpContext context, string resource, FunctionRegistry registry, IOptions<LaminaOptions> options)
     {
-        if (ParseResource(resource, registry, options.Value, out var name) is { } invalid)
+        if (ParseResource(resource, registry, options.Value, Security.CallerIdentity.AccountOf(context, options.Value), out var name) is { } invalid)
         {
             return invalid;
         }
@@ -88,7 +88,7 @@ internal static partial class TagsApi
     }
 
     /// <summary>The function an (unqualified) ARN names, or the error Lambda answers.</summary>
-    private static AwsError? ParseResource(string resource, FunctionRegistry registry, LaminaOptions options, out string? name)
+    private static AwsError? ParseResource(string resource, FunctionRegistry registry, LaminaOptions options, string account, out string? name)
     {
         name = null;
         var match = resource.Length is > 0 and <= 256 ? ResourcePattern().Match(resource) : Match.Empty;
@@ -106,9 +106,9 @@ internal static partial class TagsApi
         {
             return AwsError.InvalidParameter("Tags on function aliases and versions are not supported. Please specify a function ARN.");
         }
-        var candidate = match.Groups["name"].Value;
-        if (match.Groups["account"].Value != options.AccountId || match.Groups["region"].Value != options.Region ||
-            candidate.Length > FunctionReference.MaxNameLength || !registry.TryGet(candidate, out _))
+        var candidate = options.FunctionKey(account, match.Groups["name"].Value);
+        if (match.Groups["account"].Value != account || match.Groups["region"].Value != options.Region ||
+            match.Groups["name"].Value.Length > FunctionReference.MaxNameLength || !registry.TryGet(candidate, out _))
         {
             return AwsError.FunctionNotFound(resource);
         }

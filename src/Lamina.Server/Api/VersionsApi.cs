@@ -30,7 +30,7 @@ internal static partial class VersionsApi
     internal static async Task<IResult> PublishVersion(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options, ILoggerFactory loggers)
     {
         var cancellationToken = context.RequestAborted;
-        if (FunctionReference.ParseFunctionName(name, options.Value, out var functionName) is { } nameError)
+        if (FunctionReference.ParseFunctionName(name, options.Value, Security.CallerIdentity.AccountOf(context, options.Value), out var functionName) is { } nameError)
         {
             return nameError;
         }
@@ -71,7 +71,7 @@ internal static partial class VersionsApi
 
     internal static IResult ListVersionsByFunction(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options)
     {
-        if (FunctionReference.ParseFunctionName(name, options.Value, out var functionName) is { } nameError)
+        if (FunctionReference.ParseFunctionName(name, options.Value, Security.CallerIdentity.AccountOf(context, options.Value), out var functionName) is { } nameError)
         {
             return nameError;
         }
@@ -111,7 +111,7 @@ internal static partial class VersionsApi
     internal static async Task<IResult> CreateAlias(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options, ILoggerFactory loggers)
     {
         var cancellationToken = context.RequestAborted;
-        if (FunctionReference.ParseFunctionName(name, options.Value, out var functionName) is { } nameError)
+        if (FunctionReference.ParseFunctionName(name, options.Value, Security.CallerIdentity.AccountOf(context, options.Value), out var functionName) is { } nameError)
         {
             return nameError;
         }
@@ -151,7 +151,7 @@ internal static partial class VersionsApi
 
     internal static IResult GetAlias(HttpContext context, string name, string alias, FunctionRegistry registry, IOptions<LaminaOptions> options)
     {
-        if ((FunctionReference.ParseFunctionName(name, options.Value, out var functionName) ?? FunctionValidation.ValidateAliasName(alias)) is { } invalid)
+        if ((FunctionReference.ParseFunctionName(name, options.Value, Security.CallerIdentity.AccountOf(context, options.Value), out var functionName) ?? FunctionValidation.ValidateAliasName(alias)) is { } invalid)
         {
             return invalid;
         }
@@ -167,7 +167,7 @@ internal static partial class VersionsApi
     internal static async Task<IResult> UpdateAlias(HttpContext context, string name, string alias, FunctionRegistry registry, IOptions<LaminaOptions> options, ILoggerFactory loggers)
     {
         var cancellationToken = context.RequestAborted;
-        if ((FunctionReference.ParseFunctionName(name, options.Value, out var functionName) ?? FunctionValidation.ValidateAliasName(alias)) is { } nameError)
+        if ((FunctionReference.ParseFunctionName(name, options.Value, Security.CallerIdentity.AccountOf(context, options.Value), out var functionName) ?? FunctionValidation.ValidateAliasName(alias)) is { } nameError)
         {
             return nameError;
         }
@@ -210,7 +210,7 @@ internal static partial class VersionsApi
 
     internal static async Task<IResult> DeleteAlias(HttpContext context, string name, string alias, FunctionRegistry registry, IOptions<LaminaOptions> options, ILoggerFactory loggers)
     {
-        if ((FunctionReference.ParseFunctionName(name, options.Value, out var functionName) ?? FunctionValidation.ValidateAliasName(alias)) is { } invalid)
+        if ((FunctionReference.ParseFunctionName(name, options.Value, Security.CallerIdentity.AccountOf(context, options.Value), out var functionName) ?? FunctionValidation.ValidateAliasName(alias)) is { } invalid)
         {
             return invalid;
         }
@@ -228,7 +228,7 @@ internal static partial class VersionsApi
 
     internal static IResult ListAliases(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options)
     {
-        if (FunctionReference.ParseFunctionName(name, options.Value, out var functionName) is { } nameError)
+        if (FunctionReference.ParseFunctionName(name, options.Value, Security.CallerIdentity.AccountOf(context, options.Value), out var functionName) is { } nameError)
         {
             return nameError;
         }

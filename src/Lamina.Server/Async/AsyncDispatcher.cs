@@ -280,7 +280,7 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
         {
             var deliveries = new List<AsyncEvent>();
             if (invokeConfig?.OnSuccessDestination is { } onSuccess
-                && Destination(onSuccess, Record(e, functionArn, "Success", e.Attempts + 1, response)) is { } delivery)
+                && Destination(e, onSuccess, Record(e, functionArn, "Success", e.Attempts + 1, response)) is { } delivery)
             {
                 deliveries.Add(delivery);
             }
@@ -314,7 +314,7 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
         _throttles.TryRemove(e.Id, out _);
         var deliveries = new List<AsyncEvent>();
         if (invokeConfig?.OnFailureDestination is { } onFailure
-            && Destination(onFailure, Record(e, functionArn, condition, invokeCount, response)) is { } delivery)
+            && Destination(e, onFailure, Record(e, functionArn, condition, invokeCount, response)) is { } delivery)
         {
             deliveries.Add(delivery);
         }
@@ -333,9 +333,10 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
     /// The event a destination gets. Only Lambda functions are destinations so far (the event invoke config refuses
     /// the other kinds); a queue or topic would be one more case here.
     /// </summary>
-    private AsyncEvent? Destination(string arn, byte[] record)
+    private AsyncEvent? Destination(AsyncEvent source, string arn, byte[] record)
     {
-        if (!FunctionReference.TryParse(arn, null, _options, out var target, out _))
+        // A destination is a function of the source function's own account.
+        if (!FunctionReference.TryParse(arn, null, _options, _options.SplitFunctionKey(source.FunctionName).Account, out var target, out _))
         {
             Log.DestinationUnsupported(_logger, arn);
             return null;

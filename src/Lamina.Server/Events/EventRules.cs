@@ -340,9 +340,13 @@ internal sealed partial class EventRules : IHostedService, IDisposable
         foreach (var target in rule.Targets)
         {
             var arn = target.Arn!;
+            // arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]; the account decides whose function it is.
+            var parts = arn.Split(':');
+            var account = parts.Length > 4 && parts[4].Length > 0 ? parts[4] : _options.AccountId;
             var rest = arn[(arn.IndexOf(":function:", StringComparison.Ordinal) + ":function:".Length)..];
             var colon = rest.IndexOf(':', StringComparison.Ordinal);
-            var (name, qualifier) = colon < 0 ? (rest, (string?)null) : (rest[..colon], rest[(colon + 1)..]);
+            var (name, qualifier) = colon < 0 ? (_options.FunctionKey(account, rest), (string?)null)
+                : (_options.FunctionKey(account, rest[..colon]), rest[(colon + 1)..]);
             if (!_functions.TryGetEntry(name, out var entry) || entry.ResolvePrimary(qualifier) is null)
             {
                 Log.TargetMissing(_logger, ruleArn, arn);

@@ -8,7 +8,17 @@ namespace Lamina.Server.Functions;
 /// </summary>
 internal sealed record FunctionConfig
 {
+    /// <summary>
+    /// The registry key (<see cref="Hosting.LaminaOptions.FunctionKey"/>): the bare name in the server's own account,
+    /// <c>account:name</c> in another. What callers see is <see cref="FunctionName"/>.
+    /// </summary>
     public required string Name { get; init; }
+
+    /// <summary>The function's name as its callers know it (the key without an account).</summary>
+    public string FunctionName => Name[(Name.IndexOf(':', StringComparison.Ordinal) + 1)..];
+
+    /// <summary>The account of a function of another account than the server's; null for the server's own.</summary>
+    public string? ForeignAccount => Name.IndexOf(':', StringComparison.Ordinal) is var colon and > 0 ? Name[..colon] : null;
 
     /// <summary><c>$LATEST</c> or a published version number.</summary>
     public string Version { get; init; } = "$LATEST";
@@ -61,7 +71,10 @@ internal sealed record FunctionConfig
     /// <summary>Layer versions merged into <c>/opt</c> in this order (later wins); empty when none. At most 5.</summary>
     public IReadOnlyList<FunctionLayer> Layers { get; init; } = [];
 
-    public string LogGroupName => LogGroup ?? $"/aws/lambda/{Name}";
+    public string LogGroupName => LogGroup ?? $"/aws/lambda/{FunctionName}";
+
+    /// <summary>Where the log store keeps the group: its name, prefixed with the account for another account's function.</summary>
+    public string LogGroupKey => ForeignAccount is { } account ? $"{account}:{LogGroupName}" : LogGroupName;
 
     /// <summary>Hex SHA-256 of the zip: the key of its extracted tree in the code store.</summary>
     public string CodeHashHex => Convert.ToHexStringLower(Convert.FromBase64String(CodeSha256));

@@ -26,7 +26,17 @@ internal readonly partial record struct FunctionReference(string Name, string? Q
     /// Parses <paramref name="raw"/> (already URL-decoded) and merges <paramref name="qualifier"/> from the query.
     /// Returns an AWS-shaped error for a malformed name, another account or region, or conflicting qualifiers.
     /// </summary>
-    public static bool TryParse(string? raw, string? qualifier, LaminaOptions options, out FunctionReference reference, out AwsError? error)
+    public static bool TryParse(string? raw, string? qualifier, LaminaOptions options, out FunctionReference reference, out AwsError? error) =>
+        TryParse(raw, qualifier, options, options.AccountId, out reference, out error);
+
+    /// <summary>
+    /// As <see cref="TryParse(string?, string?, LaminaOptions, out FunctionReference, out AwsError?)"/> for a caller of
+    /// <paramref name="account"/>: a bare name is that account's function, and an ARN of another account is not here
+    /// — unless <paramref name="crossAccount"/> (Invoke, where a resource policy may let the caller in). The
+    /// reference's <see cref="Name"/> is the registry key (<see cref="LaminaOptions.FunctionKey"/>).
+    /// </summary>
+    public static bool TryParse(string? raw, string? qualifier, LaminaOptions options, string account, out FunctionReference reference, out AwsError? error,
+        bool crossAccount = false)
     {
         reference = default;
         if (string.IsNullOrEmpty(raw) || raw.Length > 140)
@@ -49,10 +59,10 @@ internal readonly partial record struct FunctionReference(string Name, string? Q
             return false;
         }
 
-        var account = match.Groups["account"];
         var region = match.Groups["region"];
         var partition = match.Groups["partition"];
-        if ((account.Success && account.Value != options.AccountId) || (region.Success && region.Value != options.Region)
+        var named = match.Groups["account"];
+        if ((named.Success && named.Value != account && !crossAccount) || (region.Success && region.Value != options.Region)
             || (partition.Success && partition.Value != "aws"))
         {
             // Another account's, region's or partition's function is simply not here.
@@ -76,7 +86,7 @@ internal readonly partial record struct FunctionReference(string Name, string? Q
             derived = qualifier;
         }
 
-        reference = new FunctionReference(name, derived);
+        reference = new FunctionReference(options.FunctionKey(named.Success ? named.Value : account, name), derived);
         error = null;
         return true;
     }
@@ -85,10 +95,10 @@ internal readonly partial record struct FunctionReference(string Name, string? Q
     /// The function a path names, for operations about the whole function (versions, aliases, concurrency): a
     /// qualifier in the name is ignored. Returns the AWS error for a malformed name.
     /// </summary>
-    public static AwsError? ParseFunctionName(string raw, LaminaOptions options, out string? name)
+    public static AwsError? ParseFunctionName(string raw, LaminaOptions options, string account, out string? name)
     {
         name = null;
-        if (!TryParse(raw, null, options, out var reference, out var error))
+        if (!TryParse(raw, null, options, account, out var reference, out var error))
         {
             return error;
         }

@@ -115,5 +115,26 @@ public sealed class LaminaOptions
     /// </summary>
     public int MinimumUnreservedConcurrency => Math.Min(100, AccountConcurrency);
 
-    public string FunctionArn(string name) => $"arn:aws:lambda:{Region}:{AccountId}:function:{name}";
+    /// <summary>
+    /// The ARN of a function by its registry key (<see cref="FunctionKey"/>): the server's account for a bare name,
+    /// the named account for <c>account:name</c>.
+    /// </summary>
+    public string FunctionArn(string key)
+    {
+        var (account, name) = SplitFunctionKey(key);
+        return $"arn:aws:lambda:{Region}:{account}:function:{name}";
+    }
+
+    /// <summary>
+    /// How the registry names a function of <paramref name="account"/>: its bare name in the server's own account (so
+    /// a single-account server's state is what it always was), <c>account:name</c> in any other. A name never contains
+    /// <c>:</c>, so keys of different accounts never collide. Accounts are tenants: every lookup goes through a key.
+    /// </summary>
+    public string FunctionKey(string account, string name) => account == AccountId ? name : $"{account}:{name}";
+
+    public (string Account, string Name) SplitFunctionKey(string key)
+    {
+        var colon = key.IndexOf(':', StringComparison.Ordinal);
+        return colon < 0 ? (AccountId, key) : (key[..colon], key[(colon + 1)..]);
+    }
 }

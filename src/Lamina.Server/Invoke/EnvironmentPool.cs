@@ -177,13 +177,13 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         }
 
         var id = Guid.NewGuid().ToString("N");
-        var log = new InvocationLog(config.LogGroupName,
-            InvocationLog.StreamName(_time.GetUtcNow(), config.Version, id, config.LogGroup is null ? null : config.Name), _logStore, LogFormatting.For(config));
+        var log = new InvocationLog(config.LogGroupKey,
+            InvocationLog.StreamName(_time.GetUtcNow(), config.Version, id, config.LogGroup is null ? null : config.FunctionName), _logStore, LogFormatting.For(config));
         log.InitStart(config.Runtime, _options.Region, provisioned);
         var environment = new ExecutionEnvironment(id, config, log, _time)
         {
             InitRequestId = requestId,
-            AccountId = _options.AccountId,
+            AccountId = config.ForeignAccount ?? _options.AccountId, // its credentials act for the function's account
             ProvisionedInit = provisioned,
             StartedAt = _time.GetUtcNow(),
             Credentials = Security.SessionCredentials.Issue(_time.GetUtcNow()),

@@ -34,11 +34,11 @@ internal static class EnvironmentVariables
         {
             variables["AWS_EXECUTION_ENV"] = "AWS_Lambda_" + config.Runtime;
         }
-        variables["AWS_LAMBDA_FUNCTION_NAME"] = config.Name;
+        variables["AWS_LAMBDA_FUNCTION_NAME"] = config.FunctionName;
         variables["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = config.MemorySize.ToString(CultureInfo.InvariantCulture);
         variables["AWS_LAMBDA_FUNCTION_VERSION"] = config.Version;
         variables["AWS_LAMBDA_INITIALIZATION_TYPE"] = provisioned ? "provisioned-concurrency" : "on-demand";
-        variables["AWS_LAMBDA_LOG_GROUP_NAME"] = log.LogGroupName;
+        variables["AWS_LAMBDA_LOG_GROUP_NAME"] = config.LogGroupName;
         variables["AWS_LAMBDA_LOG_STREAM_NAME"] = log.LogStreamName;
         variables["AWS_LAMBDA_LOG_FORMAT"] = config.LogFormat;
         if (config.LogFormat == "JSON")

@@ -165,7 +165,7 @@ internal static class ExtensionsApiEndpoints
         var config = environment.Config;
         var response = new ExtensionRegistration
         {
-            FunctionName = config.Name,
+            FunctionName = config.FunctionName,
             FunctionVersion = config.Version,
             Handler = config.Handler,
             AccountId = context.Request.Headers["Lambda-Extension-Accept-Feature"].ToString().Contains("accountId", StringComparison.Ordinal)

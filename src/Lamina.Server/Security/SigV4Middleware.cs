@@ -14,6 +14,9 @@ internal sealed record CallerIdentity(string AccountId, string AccessKeyId)
 {
     public static CallerIdentity? Of(HttpContext context) => context.Features.Get<CallerIdentity>();
 
+    /// <summary>The account a request acts for: its key's, or the server's own when nothing is checked.</summary>
+    public static string AccountOf(HttpContext context, LaminaOptions options) => Of(context)?.AccountId ?? options.AccountId;
+
     /// <summary>The IAM-style principal Lambda names in its AccessDenied messages.</summary>
     public string PrincipalArn => $"arn:aws:iam::{AccountId}:root";
 }
@@ -25,7 +28,7 @@ internal sealed record CallerIdentity(string AccountId, string AccessKeyId)
 /// <c>/metrics</c> with <c>--public-metrics</c>.
 /// Requests a function makes through its environment's socket (<c>AWS_ENDPOINT_URL</c>) are always checked, keys or
 /// not: they must be signed with the environment's own credentials (or an access key), and reach the Lambda and Logs
-/// APIs only. A key of another account may only invoke, where a function's resource policy allows it.
+/// APIs only. Keys of other accounts are tenants: they reach their own functions and logs (see IsTenantApi).
 /// </summary>
 internal static class SigV4Middleware
 {
@@ -62,11 +65,10 @@ internal static class SigV4Middleware
             failure = SigV4.Verify(request, body.GetBuffer().AsSpan(0, (int)body.Length),
                 id => session is not null && id == session.AccessKeyId ? session.AsKey(environment!.AccountId) : keys.Find(id),
                 options.Region, now, out var key);
-            if (failure is null && key!.AccountId != options.AccountId && !IsInvoke(request))
+            if (failure is null && key!.AccountId != options.AccountId && !IsTenantApi(request))
             {
-                // Another account reaches only what a resource policy opens to it: invoking (checked by the Invoke API).
                 failure = new SigV4Failure("AccessDeniedException",
-                    $"User: arn:aws:iam::{key.AccountId}:root is not authorized to perform this operation: account {key.AccountId} has no resources on this server, and only invocations may cross accounts (with a resource-based policy).");
+                    $"User: arn:aws:iam::{key.AccountId}:root is not authorized to perform this operation: layers, event rules and Lamina's operator API belong to the server's account ({options.AccountId}).");
             }
             if (failure is null)
             {
@@ -88,15 +90,22 @@ internal static class SigV4Middleware
         writer.WriteEndObject();
     });
 
-    /// <summary>Invoke or the legacy InvokeAsync: what a resource policy can open to another account.</summary>
-    private static bool IsInvoke(HttpRequest request)
+    /// <summary>
+    /// What every account has of its own (accounts are tenants): the Lambda API's function operations — each answers
+    /// with the caller's account's functions only, and Invoke crosses accounts where a resource policy allows — and
+    /// the CloudWatch Logs API over its functions' logs. Layers, event rules, the operator API and metrics belong to
+    /// the server's account.
+    /// </summary>
+    private static bool IsTenantApi(HttpRequest request)
     {
-        if (!HttpMethods.IsPost(request.Method))
-        {
-            return false;
-        }
         var path = request.Path.Value ?? "";
-        return (path.StartsWith("/2015-03-31/functions/", StringComparison.Ordinal) && path.TrimEnd('/').EndsWith("/invocations", StringComparison.Ordinal))
-            || (path.StartsWith("/2014-11-13/functions/", StringComparison.Ordinal) && path.TrimEnd('/').EndsWith("/invoke-async", StringComparison.Ordinal));
+        if (path == "/" && HttpMethods.IsPost(request.Method))
+        {
+            return request.Headers["X-Amz-Target"].ToString().StartsWith(Api.LogsApi.TargetPrefix, StringComparison.Ordinal);
+        }
+        return path.StartsWith("/2015-03-31/", StringComparison.Ordinal) || path.StartsWith("/2014-11-13/", StringComparison.Ordinal)
+            || path.StartsWith("/2016-08-19/", StringComparison.Ordinal) || path.StartsWith("/2017-03-31/", StringComparison.Ordinal)
+            || path.StartsWith("/2017-10-31/", StringComparison.Ordinal) || path.StartsWith("/2019-09-25/", StringComparison.Ordinal)
+            || path.StartsWith("/2019-09-30/", StringComparison.Ordinal) || path.StartsWith("/2021-10-31/", StringComparison.Ordinal);
     }
 }

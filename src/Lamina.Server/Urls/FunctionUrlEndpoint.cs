@@ -166,9 +166,9 @@ internal static partial class FunctionUrlEndpoint
         else
         {
             // No keys: any signature is accepted on loopback, as for the API; the caller is the account itself.
-            caller = new CallerIdentity(options.AccountId, "");
+            caller = new CallerIdentity(entry.LatestConfig.ForeignAccount ?? options.AccountId, "");
         }
-        var allowed = caller.AccountId == options.AccountId
+        var allowed = caller.AccountId == (entry.LatestConfig.ForeignAccount ?? options.AccountId)
             || PermissionsApi.Allows(entry, qualifier, "lambda:InvokeFunctionUrl", new PolicyCaller(caller.AccountId, FunctionUrlAuthType: "AWS_IAM", ViaFunctionUrl: true));
         return (allowed, caller);
     }

@@ -24,6 +24,28 @@ public sealed class FunctionReferenceTests
     }
 
     [Theory]
+    // A caller of another account names its own functions; their registry keys carry the account.
+    [InlineData("my-fn", "111111111111", false, "111111111111:my-fn", "111111111111")]
+    [InlineData("arn:aws:lambda:us-east-1:111111111111:function:my-fn", "111111111111", false, "111111111111:my-fn", "111111111111")]
+    // The server's own account keeps bare names, also when another account's caller invokes across accounts.
+    [InlineData("arn:aws:lambda:us-east-1:000000000000:function:my-fn", "111111111111", true, "my-fn", "000000000000")]
+    [InlineData("arn:aws:lambda:us-east-1:222222222222:function:my-fn", "111111111111", true, "222222222222:my-fn", "222222222222")]
+    public void TryParse_AccountsAreTenants(string raw, string account, bool crossAccount, string key, string owner)
+    {
+        Assert.True(FunctionReference.TryParse(raw, null, Options, account, out var reference, out _, crossAccount));
+        Assert.Equal(key, reference.Name);
+        Assert.Equal((owner, "my-fn"), Options.SplitFunctionKey(reference.Name));
+        Assert.Equal($"arn:aws:lambda:us-east-1:{owner}:function:my-fn", Options.FunctionArn(reference.Name));
+    }
+
+    [Fact]
+    public void TryParse_AnotherAccountsFunction_IsNotThereWithoutCrossAccount()
+    {
+        Assert.False(FunctionReference.TryParse("arn:aws:lambda:us-east-1:000000000000:function:my-fn", null, Options, "111111111111", out _, out var error));
+        Assert.Equal("ResourceNotFoundException", error!.Code);
+    }
+
+    [Theory]
     [InlineData("", "ValidationException")]
     [InlineData("has space", "ValidationException")]
     [InlineData("a/b", "ValidationException")]

@@ -28,13 +28,13 @@ public sealed class FunctionValidationTests
     {
         var request = ValidCreate();
         change(request);
-        return FunctionValidation.ValidateCreate(request, Options, out _, out _)?.Message;
+        return FunctionValidation.ValidateCreate(request, Options, Options.AccountId, out _, out _)?.Message;
     }
 
     [Fact]
     public void ValidateCreate_Minimal_DefaultsAsLambda()
     {
-        Assert.Null(FunctionValidation.ValidateCreate(ValidCreate(), Options, out var draft, out var tags));
+        Assert.Null(FunctionValidation.ValidateCreate(ValidCreate(), Options, Options.AccountId, out var draft, out var tags));
 
         Assert.Equal("my-fn", draft!.Name);
         Assert.Equal(3, draft.Timeout);
@@ -53,7 +53,7 @@ public sealed class FunctionValidationTests
         var request = ValidCreate();
         request.FunctionName = "arn:aws:lambda:us-east-1:000000000000:function:from-arn";
 
-        Assert.Null(FunctionValidation.ValidateCreate(request, Options, out var draft, out _));
+        Assert.Null(FunctionValidation.ValidateCreate(request, Options, Options.AccountId, out var draft, out _));
         Assert.Equal("from-arn", draft!.Name);
     }
 
@@ -131,7 +131,7 @@ public sealed class FunctionValidationTests
 
         var request = ValidCreate();
         request.Architectures = ["arm64"];
-        Assert.Null(FunctionValidation.ValidateCreate(request, Options, out var draft, out _));
+        Assert.Null(FunctionValidation.ValidateCreate(request, Options, Options.AccountId, out var draft, out _));
         Assert.Equal("arm64", draft!.Architecture);
     }
 
