@@ -6,12 +6,12 @@ namespace Lamina.Server.Api;
 
 /// <summary>
 /// <c>POST /</c>: the AWS JSON protocols (awsJson1_0 / 1_1), whose operation is named by <c>X-Amz-Target</c> —
-/// the CloudWatch Logs API and EventBridge now; queues and topics later share this entry point.
+/// the CloudWatch Logs API, EventBridge and SQS; topics later share this entry point.
 /// </summary>
 internal static class JsonProtocolEndpoint
 {
-    /// <summary>Largest request body of these protocols (PutEvents' own limit is 256 KB).</summary>
-    public const int MaxRequestBytes = 1024 * 1024;
+    /// <summary>Largest request body of these protocols (SQS messages are up to 1 MiB, JSON-escaped in a batch).</summary>
+    public const int MaxRequestBytes = 2 * 1024 * 1024;
 
     public static IEndpointRouteBuilder MapJsonProtocols(this IEndpointRouteBuilder endpoints)
     {
@@ -19,7 +19,7 @@ internal static class JsonProtocolEndpoint
         return endpoints;
     }
 
-    private static async Task DispatchAsync(HttpContext context, LogStore logs, Events.EventRules rules, IOptions<LaminaOptions> options, TimeProvider time)
+    private static async Task DispatchAsync(HttpContext context, LogStore logs, Events.EventRules rules, Queues.QueueStore queues, IOptions<LaminaOptions> options, TimeProvider time)
     {
         var target = context.Request.Headers["X-Amz-Target"].ToString();
         // Every operation served here takes a small JSON document; the body is read (capped) before any parsing.
@@ -30,13 +30,18 @@ internal static class JsonProtocolEndpoint
             context.Response.ContentType = "application/x-amz-json-1.1";
             context.Response.Headers["x-amzn-ErrorType"] = "RequestEntityTooLargeException";
             await context.Response.WriteAsync(
-                "{\"__type\":\"RequestEntityTooLargeException\",\"message\":\"Request must be smaller than 1048576 bytes.\"}");
+                "{\"__type\":\"RequestEntityTooLargeException\",\"message\":\"Request must be smaller than 2097152 bytes.\"}");
             return;
         }
         context.Request.Body = new MemoryStream(body.Value.ToArray(), writable: false);
         if (target.StartsWith(LogsApi.TargetPrefix, StringComparison.Ordinal))
         {
             await LogsApi.HandleAsync(context, target[LogsApi.TargetPrefix.Length..], logs, options, time);
+            return;
+        }
+        if (target.StartsWith(SqsApi.TargetPrefix, StringComparison.Ordinal))
+        {
+            await SqsApi.HandleAsync(context, target[SqsApi.TargetPrefix.Length..], queues, options.Value);
             return;
         }
         if (target.StartsWith(EventsApi.TargetPrefix, StringComparison.Ordinal))

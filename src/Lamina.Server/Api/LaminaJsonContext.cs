@@ -63,6 +63,7 @@ namespace Lamina.Server.Api;
 [JsonSerializable(typeof(GetPolicyResponse))]
 [JsonSerializable(typeof(CorsDto))]
 [JsonSerializable(typeof(TargetDto))]
+[JsonSerializable(typeof(Dictionary<string, string>))]
 [JsonSerializable(typeof(FunctionUrlConfigRequest))]
 [JsonSerializable(typeof(FunctionUrlConfigDto))]
 [JsonSerializable(typeof(ListFunctionUrlConfigsResponse))]

@@ -28,6 +28,8 @@ internal static class InvokeServiceCollectionExtensions
         services.AddSingleton<Async.AsyncEventStore>();
         services.AddSingleton<Async.AsyncDispatcher>();
         services.AddHostedService(static sp => sp.GetRequiredService<Async.AsyncDispatcher>());
+        services.AddSingleton<Queues.QueueStore>();
+        services.AddHostedService(static sp => sp.GetRequiredService<Queues.QueueStore>());
         services.AddSingleton<Events.EventRules>();
         services.AddHostedService(static sp => sp.GetRequiredService<Events.EventRules>());
         return services;
