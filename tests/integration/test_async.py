@@ -183,6 +183,36 @@ class AsyncTests(h.LaminaTestCase):
         [failed] = self._list(worker, "failed")
         self.assertEqual(failed["Condition"], "EventAgeExceeded")
 
+    def test_on_failure_queue_and_dead_letter_queue_get_the_failure(self):
+        sqs = h.boto3_client(self.server.url, "sqs")
+        destination_url = sqs.create_queue(QueueName=self.fn_name("dest")[:70])["QueueUrl"]
+        dlq_url = sqs.create_queue(QueueName=self.fn_name("dlq")[:70])["QueueUrl"]
+        self.addCleanup(sqs.delete_queue, QueueUrl=destination_url)
+        self.addCleanup(sqs.delete_queue, QueueUrl=dlq_url)
+        arn_of = lambda url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]  # noqa: E731
+        worker = self._fn(DeadLetterConfig={"TargetArn": arn_of(dlq_url)})
+        self.lam.put_function_event_invoke_config(FunctionName=worker, MaximumRetryAttempts=0,
+                                                  DestinationConfig={"OnFailure": {"Destination": arn_of(destination_url)}})
+        request_id = _event(self.lam, worker, {"id": "q1", "fail": True})
+
+        def receive(url: str) -> dict:
+            deadline = time.monotonic() + 30
+            while True:
+                messages = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2, MessageAttributeNames=["All"]).get("Messages", [])
+                if messages:
+                    return messages[0]
+                self.assertLess(time.monotonic(), deadline, f"nothing reached {url}")
+
+        record = json.loads(receive(destination_url)["Body"])
+        self.assertEqual(record["requestContext"]["condition"], "RetriesExhausted")
+        self.assertEqual(record["requestContext"]["requestId"], request_id)
+        self.assertEqual(record["requestPayload"], {"id": "q1", "fail": True})
+        dead = receive(dlq_url)
+        self.assertEqual(json.loads(dead["Body"]), {"id": "q1", "fail": True})
+        self.assertEqual(dead["MessageAttributes"]["RequestID"]["StringValue"], request_id)
+        self.assertEqual(dead["MessageAttributes"]["ErrorCode"], {"DataType": "Number", "StringValue": "200"})
+        self.assertIn("failing on purpose", dead["MessageAttributes"]["ErrorMessage"]["StringValue"])
+
     def test_legacy_invoke_async_is_queued_too(self):
         worker = self._fn()
         mark = self.server.mark()

@@ -164,7 +164,7 @@ class EventInvokeConfigTests(h.LaminaTestCase):
         self.assertRawError(self.server.raw("PUT", _path(name), "{not json"), 400, "InvalidRequestContentException")
         self.assertRawError(self.server.raw("GET", _path(name) + "/list", query={"MaxItems": "51"}), 400)
 
-        # Destinations: Lambda functions (other than itself) only, for now.
+        # Destinations: Lambda functions (other than itself) and existing standard queues, for now.
         def put_failure(destination: str):
             return lambda: self.lam.put_function_event_invoke_config(
                 FunctionName=name, DestinationConfig={"OnFailure": {"Destination": destination}})
@@ -172,8 +172,8 @@ class EventInvokeConfigTests(h.LaminaTestCase):
                             "You can't specify the function as a destination for itself.")
         self.assertAwsError(put_failure(h.function_arn(missing)), 400, "InvalidParameterValueException",
                             f"The destination ARN {h.function_arn(missing)} is invalid.")
-        self.assertAwsError(put_failure(f"arn:aws:sqs:{h.REGION}:{h.ACCOUNT}:queue"), 400,
-                            "InvalidParameterValueException", "issue #11")
+        self.assertAwsError(put_failure(f"arn:aws:sqs:{h.REGION}:{h.ACCOUNT}:no-such-queue"), 400,
+                            "InvalidParameterValueException", "is invalid")
         self.assertAwsError(put_failure(f"arn:aws:sns:{h.REGION}:{h.ACCOUNT}:topic"), 400,
                             "InvalidParameterValueException", "Amazon SNS topic")
         self.assertAwsError(put_failure(f"arn:aws:iam::{h.ACCOUNT}:role/r"), 400,

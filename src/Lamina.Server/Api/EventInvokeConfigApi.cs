@@ -11,8 +11,8 @@ namespace Lamina.Server.Api;
 /// Put/Update/Get/Delete/ListFunctionEventInvokeConfigs (LAMBDA.md §1, "Async invoke config"): per qualifier
 /// (<c>$LATEST</c> when none is named, a version or an alias) the retries and the maximum age of asynchronous
 /// invocations and their destinations. The registry stores them in <see cref="FunctionEntry.EventInvokeConfigs"/>,
-/// where the asynchronous queue reads them. Destinations: Lambda functions only for now; queues, topics and event
-/// buses come with issue #11.
+/// where the asynchronous queue reads them. Destinations: Lambda functions and Lamina's SQS queues; topics and event
+/// buses come later.
 /// </summary>
 internal static partial class EventInvokeConfigApi
 {
@@ -44,14 +44,16 @@ internal static partial class EventInvokeConfigApi
     }
 
     /// <summary>PutFunctionEventInvokeConfig: replaces the whole configuration; settings left out are cleared.</summary>
-    internal static Task<IResult> PutAsync(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options, ILoggerFactory loggers) =>
-        WriteAsync(context, name, registry, options.Value, loggers, merge: false, "PutFunctionEventInvokeConfig");
+    internal static Task<IResult> PutAsync(HttpContext context, string name, FunctionRegistry registry, Queues.QueueStore queues, IOptions<LaminaOptions> options,
+        ILoggerFactory loggers) =>
+        WriteAsync(context, name, registry, queues, options.Value, loggers, merge: false, "PutFunctionEventInvokeConfig");
 
     /// <summary>UpdateFunctionEventInvokeConfig: merges the settings given into the existing configuration (404 without one).</summary>
-    internal static Task<IResult> UpdateAsync(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options, ILoggerFactory loggers) =>
-        WriteAsync(context, name, registry, options.Value, loggers, merge: true, "UpdateFunctionEventInvokeConfig");
+    internal static Task<IResult> UpdateAsync(HttpContext context, string name, FunctionRegistry registry, Queues.QueueStore queues, IOptions<LaminaOptions> options,
+        ILoggerFactory loggers) =>
+        WriteAsync(context, name, registry, queues, options.Value, loggers, merge: true, "UpdateFunctionEventInvokeConfig");
 
-    private static async Task<IResult> WriteAsync(HttpContext context, string name, FunctionRegistry registry, LaminaOptions limits, ILoggerFactory loggers,
+    private static async Task<IResult> WriteAsync(HttpContext context, string name, FunctionRegistry registry, Queues.QueueStore queues, LaminaOptions limits, ILoggerFactory loggers,
         bool merge, string operation)
     {
         // In Lambda's order: the request's shape (ValidationException), at least one setting, then the function, the
@@ -89,7 +91,7 @@ internal static partial class EventInvokeConfigApi
             {
                 return (null, NoConfig(limits, entry.Name, qualifier));
             }
-            if (CheckDestinations(entry, request.DestinationConfig, registry, limits) is { } badDestination)
+            if (CheckDestinations(entry, request.DestinationConfig, registry, queues, limits) is { } badDestination)
             {
                 return (null, badDestination);
             }
@@ -234,7 +236,8 @@ internal static partial class EventInvokeConfigApi
     }
 
     /// <summary>What the destinations name, checked under the registry's write lock. Null when they may be written.</summary>
-    private static AwsError? CheckDestinations(FunctionEntry entry, DestinationConfigDto? destinations, FunctionRegistry registry, LaminaOptions limits)
+    private static AwsError? CheckDestinations(FunctionEntry entry, DestinationConfigDto? destinations, FunctionRegistry registry, Queues.QueueStore queues,
+        LaminaOptions limits)
     {
         var onSuccess = NullIfEmpty(destinations?.OnSuccess?.Destination);
         var onFailure = NullIfEmpty(destinations?.OnFailure?.Destination);
@@ -253,11 +256,20 @@ internal static partial class EventInvokeConfigApi
                         return badFunction;
                     }
                     break;
-                case "sqs" or "sns" or "events":
+                case "sqs":
+                    // A standard queue of this server, region and account (Lambda refuses FIFO queues as destinations).
+                    var parts = arn.Split(':');
+                    if (parts.Length != 6 || parts[3] != limits.Region || parts[4] != (entry.LatestConfig.ForeignAccount ?? limits.AccountId)
+                        || !queues.TryGet(parts[5], out var queue) || queue.Fifo)
+                    {
+                        return InvalidDestination(arn);
+                    }
+                    break;
+                case "sns" or "events":
                 case "s3" when !isOnSuccess:
                     // Valid in Lambda; the asynchronous queue cannot deliver there yet.
                     return AwsError.InvalidParameter(
-                        $"The destination {arn} is {Describe(service)}, which Lamina cannot deliver to yet (queues, topics, event buses and buckets come with issue #11). Use a Lambda function ARN as the destination.");
+                        $"The destination {arn} is {Describe(service)}, which Lamina cannot deliver to yet (topics, event buses and buckets come later). Use a Lambda function or a Lamina SQS queue as the destination.");
                 default:
                     // Kafka (event source mappings only), S3 on success, and services that are no destination at all.
                     var success = onSuccess is null ? "null" : $"OnSuccess(destination={onSuccess})";

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Globalization;
+using System.Text;
 using System.Text.Json;
 using System.Threading.Channels;
 using Lamina.Server.Functions;
@@ -36,6 +37,7 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
     private readonly IHostApplicationLifetime _lifetime;
     private readonly ILogger<AsyncDispatcher> _logger;
     private readonly Diagnostics.LaminaMetrics _metrics;
+    private readonly Queues.QueueStore _queues;
     private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<string, int> _throttles = new(StringComparer.Ordinal);
@@ -44,9 +46,11 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
     private Task? _loop;
 
     public AsyncDispatcher(AsyncEventStore store, FunctionRegistry registry, Invoker invoker, ConcurrencyLimiter limiter,
-        IOptions<LaminaOptions> options, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<AsyncDispatcher> logger, Diagnostics.LaminaMetrics metrics)
+        IOptions<LaminaOptions> options, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<AsyncDispatcher> logger, Diagnostics.LaminaMetrics metrics,
+        Queues.QueueStore queues)
     {
         _metrics = metrics;
+        _queues = queues;
         _store = store;
         _registry = registry;
         _invoker = invoker;
@@ -280,7 +284,7 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
         {
             var deliveries = new List<AsyncEvent>();
             if (invokeConfig?.OnSuccessDestination is { } onSuccess
-                && Destination(e, onSuccess, Record(e, functionArn, "Success", e.Attempts + 1, response)) is { } delivery)
+                && await DestinationAsync(e, onSuccess, Record(e, functionArn, "Success", e.Attempts + 1, response)) is { } delivery)
             {
                 deliveries.Add(delivery);
             }
@@ -314,15 +318,15 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
         _throttles.TryRemove(e.Id, out _);
         var deliveries = new List<AsyncEvent>();
         if (invokeConfig?.OnFailureDestination is { } onFailure
-            && Destination(e, onFailure, Record(e, functionArn, condition, invokeCount, response)) is { } delivery)
+            && await DestinationAsync(e, onFailure, Record(e, functionArn, condition, invokeCount, response)) is { } delivery)
         {
             deliveries.Add(delivery);
         }
         var lastError = response is { } r ? ErrorText(r.Result) : e.LastError;
-        if (entry.LatestConfig.DeadLetterTargetArn is { } deadLetter)
+        if (entry.LatestConfig.DeadLetterTargetArn is { } deadLetter && !await DeadLetterAsync(e, deadLetter, lastError))
         {
-            // Lambda's dead-letter targets are SQS queues and SNS topics, which Lamina does not have yet (issue #11):
-            // the event stays here, failed, where operators can list and redrive it.
+            // An SNS topic (not in Lamina yet) or a queue that is gone: the event stays here, failed, where operators
+            // can list and redrive it.
             Log.DeadLetterUnavailable(_logger, e.Describe(), deadLetter);
         }
         Log.Failed(_logger, e.Describe(), condition, invokeCount);
@@ -333,6 +337,64 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
     /// The event a destination gets. Only Lambda functions are destinations so far (the event invoke config refuses
     /// the other kinds); a queue or topic would be one more case here.
     /// </summary>
+    /// <summary>
+    /// Delivers a record to a destination: a function's is returned, to be queued in the transaction that settles
+    /// the event; a queue's is sent now (durable before the event settles: a crash in between may deliver it twice,
+    /// never lose it).
+    /// </summary>
+    private async Task<AsyncEvent?> DestinationAsync(AsyncEvent source, string arn, byte[] record)
+    {
+        if (QueueOf(arn) is { } queue)
+        {
+            await _queues.SendAsync(queue, [new Queues.OutgoingMessage(Encoding.UTF8.GetString(record), null, null, null, null, null)]);
+            return null;
+        }
+        return Destination(source, arn, record);
+    }
+
+    /// <summary>
+    /// The function's DeadLetterConfig: the event's payload goes to the queue with Lambda's message attributes
+    /// (RequestID, ErrorCode, ErrorMessage). False when the target is not a Lamina queue.
+    /// </summary>
+    private async Task<bool> DeadLetterAsync(AsyncEvent e, string arn, string? lastError)
+    {
+        if (QueueOf(arn) is not { } queue)
+        {
+            return false;
+        }
+        var message = lastError is { Length: > 0 } ? lastError : "The function failed";
+        var attributes = new List<(string, string, string?, byte[]?)>
+        {
+            ("RequestID", "String", e.Id, null),
+            ("ErrorCode", "Number", "200", null),
+            ("ErrorMessage", "String", message, null),
+        };
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            foreach (var (name, dataType, value, _) in attributes)
+            {
+                w.WriteStartObject(name);
+                w.WriteString("DataType", dataType);
+                w.WriteString("StringValue", value);
+                w.WriteEndObject();
+            }
+            w.WriteEndObject();
+        }
+        var json = Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
+        await _queues.SendAsync(queue, [new Queues.OutgoingMessage(Encoding.UTF8.GetString(e.Payload), json, Queues.SqsMd5.OfAttributes(attributes), null, null, null)]);
+        return true;
+    }
+
+    /// <summary>The Lamina queue an <c>arn:aws:sqs:region:account:name</c> names, if it exists.</summary>
+    private Queues.QueueInfo? QueueOf(string arn)
+    {
+        var parts = arn.Split(':');
+        return parts.Length == 6 && parts[2] == "sqs" && parts[3] == _options.Region && parts[4] == _options.AccountId && _queues.TryGet(parts[5], out var queue)
+            ? queue : null;
+    }
+
     private AsyncEvent? Destination(AsyncEvent source, string arn, byte[] record)
     {
         // A destination is a function of the source function's own account.
@@ -438,10 +500,10 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
         [LoggerMessage(EventId = Diagnostics.EventIds.AsyncEventFailed, Level = LogLevel.Warning, Message = "Async event {Event} failed: {Condition} after {Count} invocations")]
         public static partial void Failed(ILogger logger, string @event, string condition, int count);
 
-        [LoggerMessage(EventId = Diagnostics.EventIds.AsyncDeadLetterUnavailable, Level = LogLevel.Warning, Message = "Async event {Event} kept as failed: its dead-letter target {Target} is an SQS queue or SNS topic, which Lamina does not have yet")]
+        [LoggerMessage(EventId = Diagnostics.EventIds.AsyncDeadLetterUnavailable, Level = LogLevel.Warning, Message = "Async event {Event} kept as failed: its dead-letter target {Target} is not a Lamina queue (SNS topics come later)")]
         public static partial void DeadLetterUnavailable(ILogger logger, string @event, string target);
 
-        [LoggerMessage(EventId = Diagnostics.EventIds.AsyncDestinationUnsupported, Level = LogLevel.Warning, Message = "Destination {Destination} is not a Lamina function; the record is not delivered")]
+        [LoggerMessage(EventId = Diagnostics.EventIds.AsyncDestinationUnsupported, Level = LogLevel.Warning, Message = "Destination {Destination} is not a Lamina function or queue; the record is not delivered")]
         public static partial void DestinationUnsupported(ILogger logger, string destination);
 
         [LoggerMessage(EventId = Diagnostics.EventIds.AsyncLoopFailed, Level = LogLevel.Error, Message = "The async dispatcher could not read the queue: {Reason}")]
