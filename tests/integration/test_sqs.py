@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import shutil
 import struct
@@ -17,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import botocore.exceptions
+import requests
 
 import lamina_harness as h
 
@@ -211,6 +213,63 @@ class SqsTests(h.LaminaTestCase):
         received = self.server.aws_cli("sqs", "receive-message", "--queue-url", url)
         self.assertEqual(received.rc, 0, received)
         self.assertEqual(received.json["Messages"][0]["Body"], "from the cli")
+
+
+CLI_V2 = "/usr/bin/aws"
+
+
+@unittest.skipUnless(shutil.which(CLI_V2), "Debian's AWS CLI v2 is not installed")
+class SqsQueryProtocolTests(h.LaminaTestCase):
+    """Debian's AWS CLI v2 (2.9) speaks SQS's Query protocol: form-encoded requests, XML answers."""
+
+    def cli(self, *args: str, ok: bool = True) -> h.CliResult:
+        result = self.server.aws_cli("sqs", *args, cli=CLI_V2)
+        if ok:
+            self.assertEqual(result.rc, 0, result)
+        return result
+
+    def test_queue_and_messages_over_the_query_protocol(self):
+        name = self.fn_name()[:70]
+        url = self.cli("create-queue", "--queue-name", name, "--attributes", "VisibilityTimeout=40").json["QueueUrl"]
+        self.addCleanup(lambda: self.cli("delete-queue", "--queue-url", url, ok=False))
+        self.assertEqual(url, f"{self.server.url}/000000000000/{name}")
+        attributes = self.cli("get-queue-attributes", "--queue-url", url, "--attribute-names", "All").json["Attributes"]
+        self.assertEqual(attributes["VisibilityTimeout"], "40")
+        self.assertIn(url, self.cli("list-queues", "--queue-name-prefix", name).json["QueueUrls"])
+        sent = self.cli("send-message", "--queue-url", url, "--message-body", "über <xml> & more",
+                        "--message-attributes", '{"Kind": {"DataType": "String", "StringValue": "a&b"}}').json
+        self.assertEqual(sent["MD5OfMessageBody"], hashlib.md5("über <xml> & more".encode()).hexdigest())
+        self.assertEqual(sent["MD5OfMessageAttributes"], attributes_md5({"Kind": {"DataType": "String", "StringValue": "a&b"}}))
+        batch = self.cli("send-message-batch", "--queue-url", url, "--entries",
+                         '[{"Id": "one", "MessageBody": "1"}, {"Id": "two", "MessageBody": "2"}]').json
+        self.assertEqual(sorted(e["Id"] for e in batch["Successful"]), ["one", "two"])
+        received = []
+        while len(received) < 3:
+            page = self.cli("receive-message", "--queue-url", url, "--max-number-of-messages", "10", "--attribute-names", "All",
+                            "--message-attribute-names", "All", "--wait-time-seconds", "1").json.get("Messages", [])
+            self.assertTrue(page, "messages went missing")
+            received += page
+        first = next(m for m in received if m["Body"] == "über <xml> & more")
+        self.assertEqual(first["MessageAttributes"]["Kind"]["StringValue"], "a&b")
+        self.assertEqual(first["Attributes"]["ApproximateReceiveCount"], "1")
+        entries = json.dumps([{"Id": f"e{i}", "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(received)])
+        deleted = self.cli("delete-message-batch", "--queue-url", url, "--entries", entries).json
+        self.assertEqual(len(deleted["Successful"]), 3)
+        missing = self.cli("get-queue-url", "--queue-name", name + "-missing", ok=False)
+        self.assertNotEqual(missing.rc, 0)
+        self.assertIn("AWS.SimpleQueueService.NonExistentQueue", missing.stderr)
+
+    def test_a_request_posted_to_the_queue_url(self):
+        name = self.fn_name()[:70]
+        url = h.boto3_client(self.server.url, "sqs").create_queue(QueueName=name)["QueueUrl"]
+        self.addCleanup(lambda: h.boto3_client(self.server.url, "sqs").delete_queue(QueueUrl=url))
+        response = requests.post(url, data={"Action": "SendMessage", "Version": "2012-11-05", "MessageBody": "posted"}, timeout=30)
+        self.assertEqual(response.status_code, 200, response.text)
+        self.assertIn("<SendMessageResponse", response.text)
+        self.assertIn(f"<MD5OfMessageBody>{hashlib.md5(b'posted').hexdigest()}</MD5OfMessageBody>", response.text)
+        error = requests.post(url, data={"Action": "ReceiveMessage", "MaxNumberOfMessages": "11"}, timeout=30)
+        self.assertEqual(error.status_code, 400)
+        self.assertIn("<Code>InvalidParameterValue</Code>", error.text)
 
 
 class SqsDurabilityTests(unittest.TestCase):

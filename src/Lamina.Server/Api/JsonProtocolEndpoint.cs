@@ -16,7 +16,23 @@ internal static class JsonProtocolEndpoint
     public static IEndpointRouteBuilder MapJsonProtocols(this IEndpointRouteBuilder endpoints)
     {
         endpoints.MapPost("/", DispatchAsync);
+        // SQS's Query protocol also posts to the queue's own URL.
+        endpoints.MapPost("/{account:regex(^\\d{{12}}$)}/{queue}", static (HttpContext context, Queues.QueueStore queues, IOptions<LaminaOptions> options) =>
+            SqsQueryProtocol.Matches(context.Request) ? QueryAsync(context, queues, options.Value) : Results.NotFound().ExecuteAsync(context));
         return endpoints;
+    }
+
+    /// <summary>An SQS Query-protocol request: translated to the JSON protocol's shape, answered in XML.</summary>
+    private static async Task QueryAsync(HttpContext context, Queues.QueueStore queues, LaminaOptions options)
+    {
+        var translated = await SqsQueryProtocol.TranslateAsync(context);
+        if (translated is not { } request)
+        {
+            await SqsQueryProtocol.WriteErrorAsync(context, "RequestEntityTooLarge", "The request is too large.", Hosting.RequestIds.Of(context));
+            return;
+        }
+        context.Request.Body = new MemoryStream(request.Json, writable: false);
+        await SqsApi.HandleAsync(context, request.Action, queues, options);
     }
 
     private static async Task DispatchAsync(HttpContext context, LogStore logs, Events.EventRules rules, Queues.QueueStore queues, IOptions<LaminaOptions> options, TimeProvider time)
@@ -34,6 +50,11 @@ internal static class JsonProtocolEndpoint
             return;
         }
         context.Request.Body = new MemoryStream(body.Value.ToArray(), writable: false);
+        if (target.Length == 0 && SqsQueryProtocol.Matches(context.Request))
+        {
+            await QueryAsync(context, queues, options.Value);
+            return;
+        }
         if (target.StartsWith(LogsApi.TargetPrefix, StringComparison.Ordinal))
         {
             await LogsApi.HandleAsync(context, target[LogsApi.TargetPrefix.Length..], logs, options, time);

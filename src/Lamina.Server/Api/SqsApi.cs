@@ -10,7 +10,7 @@ namespace Lamina.Server.Api;
 
 /// <summary>
 /// SQS-compatible queues over the JSON protocol the current SDKs speak (botocore's <c>sqs</c> model, awsJson1_0,
-/// <c>X-Amz-Target: AmazonSQS.&lt;Operation&gt;</c>). Errors carry both shapes SQS sends: the JSON <c>__type</c> and the
+/// <c>X-Amz-Target: AmazonSQS.&lt;Operation&gt;</c>), and the Query protocol through <see cref="SqsQueryProtocol"/>. Errors carry both shapes SQS sends: the JSON <c>__type</c> and the
 /// Query protocol's code in <c>x-amzn-query-error</c>, which the SDKs report (e.g. <c>AWS.SimpleQueueService.NonExistentQueue</c>).
 /// </summary>
 internal static partial class SqsApi
@@ -663,6 +663,11 @@ internal static partial class SqsApi
 
     private static async Task ErrorAsync(HttpContext context, SqsException e)
     {
+        if (SqsQueryProtocol.ActionOf(context) is not null)
+        {
+            await SqsQueryProtocol.WriteErrorAsync(context, e.QueryCode, e.Message, Hosting.RequestIds.Of(context));
+            return;
+        }
         var response = context.Response;
         response.StatusCode = StatusCodes.Status400BadRequest;
         response.ContentType = "application/x-amz-json-1.0";
@@ -780,6 +785,11 @@ internal static partial class SqsApi
                 writer.WriteStartObject();
                 write(writer);
                 writer.WriteEndObject();
+            }
+            if (SqsQueryProtocol.ActionOf(Context) is { } action)
+            {
+                await SqsQueryProtocol.WriteResultAsync(Context, action, buffer.WrittenMemory, Hosting.RequestIds.Of(Context));
+                return;
             }
             Context.Response.ContentType = "application/x-amz-json-1.0";
             Context.Response.ContentLength = buffer.WrittenCount;

@@ -26,11 +26,15 @@ public sealed class EventInvokeConfigTests : IDisposable
     private readonly ServiceProvider _services = new ServiceCollection().AddLogging().BuildServiceProvider();
     private readonly List<IDisposable> _disposables = [];
     private readonly FunctionRegistry _registry;
+    private readonly Lamina.Server.Queues.QueueStore _queues;
 
     public EventInvokeConfigTests()
     {
         _options = Options.Create(new LaminaOptions { DataDirectory = _dataDirectory });
         _registry = CreateSut();
+        _queues = new Lamina.Server.Queues.QueueStore(_options, _time);
+        _queues.Open();
+        _disposables.Add(_queues);
     }
 
     public void Dispose()
@@ -183,13 +187,13 @@ public sealed class EventInvokeConfigTests : IDisposable
     private Task<Response> Put(string name, string body, string query = "")
     {
         var context = Context(body, query);
-        return Run(context, () => EventInvokeConfigApi.PutAsync(context, name, _registry, _options, NullLoggerFactory.Instance));
+        return Run(context, () => EventInvokeConfigApi.PutAsync(context, name, _registry, _queues, _options, NullLoggerFactory.Instance));
     }
 
     private Task<Response> Update(string name, string body, string query = "")
     {
         var context = Context(body, query);
-        return Run(context, () => EventInvokeConfigApi.UpdateAsync(context, name, _registry, _options, NullLoggerFactory.Instance));
+        return Run(context, () => EventInvokeConfigApi.UpdateAsync(context, name, _registry, _queues, _options, NullLoggerFactory.Instance));
     }
 
     private Task<Response> Get(string name, string query = "")
@@ -310,8 +314,10 @@ public sealed class EventInvokeConfigTests : IDisposable
     [InlineData("arn:aws:lambda:us-east-1:000000000000:function:ghost", 400, "InvalidParameterValueException", "The destination ARN arn:aws:lambda:us-east-1:000000000000:function:ghost is invalid.")]
     [InlineData("arn:aws:lambda:us-east-1:000000000000:function:target:9", 400, "InvalidParameterValueException", "is invalid")]
     [InlineData("arn:aws:lambda:eu-west-1:000000000000:function:target", 400, "InvalidParameterValueException", "is invalid")]
-    [InlineData("arn:aws:sqs:us-east-1:000000000000:queue", 400, "InvalidParameterValueException", "an Amazon SQS queue, which Lamina cannot deliver to yet")]
-    [InlineData("arn:aws:sns:us-east-1:000000000000:topic", 400, "InvalidParameterValueException", "issue #11")]
+    [InlineData("arn:aws:sqs:us-east-1:000000000000:no-such-queue", 400, "InvalidParameterValueException", "is invalid")]
+    [InlineData("arn:aws:sqs:us-east-1:000000000000:queue", 200, null, null)]
+    [InlineData("arn:aws:sqs:us-east-1:000000000000:queue.fifo", 400, "InvalidParameterValueException", "is invalid")]
+    [InlineData("arn:aws:sns:us-east-1:000000000000:topic", 400, "InvalidParameterValueException", "an Amazon SNS topic, which Lamina cannot deliver to yet")]
     [InlineData("arn:aws:events:us-east-1:000000000000:event-bus/default", 400, "InvalidParameterValueException", "event bus")]
     [InlineData("arn:aws:s3:::bucket", 400, "InvalidParameterValueException", "S3 bucket")]
     [InlineData("arn:aws:iam::000000000000:role/r", 400, "InvalidParameterValueException", "DestinationConfig(onSuccess=null, onFailure=OnFailure(destination=arn:aws:iam::000000000000:role/r)) is invalid.")]
@@ -321,6 +327,8 @@ public sealed class EventInvokeConfigTests : IDisposable
     {
         await WithFunctionAsync();
         await WithFunctionAsync("target");
+        await _queues.CreateAsync("queue", []);
+        await _queues.CreateAsync("queue.fifo", new Dictionary<string, string> { ["FifoQueue"] = "true" });
 
         var response = await Put("fn", $$$$"""{"DestinationConfig":{"OnFailure":{"Destination":"{{{{destination}}}}"}}}""");
 
