@@ -59,6 +59,7 @@ app.MapProvisionedConcurrencyApi();
 app.MapEventInvokeConfigApi();
 app.MapPermissionsApi();
 app.MapFunctionUrlsApi();
+app.MapEventSourceMappingsApi();
 app.MapEnvironmentsApi();
 app.MapAsyncEventsApi();
 app.MapMetricsApi();

@@ -59,4 +59,5 @@ internal static class EventIds
     public const int EventTargetMissing = 7001;
     public const int EventTargetNotPermitted = 7002;
     public const int ScheduleFailed = 7003;
+    public const int EventSourcePollerFailed = 7004;
 }

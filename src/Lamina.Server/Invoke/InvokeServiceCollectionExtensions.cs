@@ -30,6 +30,8 @@ internal static class InvokeServiceCollectionExtensions
         services.AddHostedService(static sp => sp.GetRequiredService<Async.AsyncDispatcher>());
         services.AddSingleton<Queues.QueueStore>();
         services.AddHostedService(static sp => sp.GetRequiredService<Queues.QueueStore>());
+        services.AddSingleton<Queues.EventSourceMappings>();
+        services.AddHostedService(static sp => sp.GetRequiredService<Queues.EventSourceMappings>());
         services.AddSingleton<Events.EventRules>();
         services.AddHostedService(static sp => sp.GetRequiredService<Events.EventRules>());
         return services;

@@ -21,7 +21,7 @@ namespace Lamina.Server.Storage;
 internal sealed class Database
 {
     /// <summary>Version of the schema this server writes; stored in <c>PRAGMA user_version</c>.</summary>
-    public const int SchemaVersion = 8;
+    public const int SchemaVersion = 9;
 
     // Each step takes the schema from version i to i + 1. Append, never edit a shipped step.
     private static readonly string[] Migrations =
@@ -151,6 +151,13 @@ internal sealed class Database
             target  TEXT NOT NULL,  -- JSON (TargetDto)
             PRIMARY KEY (bus, rule, id),
             FOREIGN KEY (bus, rule) REFERENCES event_rules (bus, name) ON DELETE CASCADE
+        );
+        """,
+        // 9: event source mappings from Lamina's queues (issue #11).
+        """
+        CREATE TABLE event_source_mappings (
+            uuid     TEXT NOT NULL PRIMARY KEY,
+            mapping  TEXT NOT NULL   -- JSON (EventSourceMappings.Serialize)
         );
         """,
     ];
