@@ -164,7 +164,7 @@ class EventInvokeConfigTests(h.LaminaTestCase):
         self.assertRawError(self.server.raw("PUT", _path(name), "{not json"), 400, "InvalidRequestContentException")
         self.assertRawError(self.server.raw("GET", _path(name) + "/list", query={"MaxItems": "51"}), 400)
 
-        # Destinations: Lambda functions (other than itself) and existing standard queues, for now.
+        # Destinations: Lambda functions (other than itself), existing standard queues and existing topics.
         def put_failure(destination: str):
             return lambda: self.lam.put_function_event_invoke_config(
                 FunctionName=name, DestinationConfig={"OnFailure": {"Destination": destination}})
@@ -174,8 +174,8 @@ class EventInvokeConfigTests(h.LaminaTestCase):
                             f"The destination ARN {h.function_arn(missing)} is invalid.")
         self.assertAwsError(put_failure(f"arn:aws:sqs:{h.REGION}:{h.ACCOUNT}:no-such-queue"), 400,
                             "InvalidParameterValueException", "is invalid")
-        self.assertAwsError(put_failure(f"arn:aws:sns:{h.REGION}:{h.ACCOUNT}:topic"), 400,
-                            "InvalidParameterValueException", "Amazon SNS topic")
+        self.assertAwsError(put_failure(f"arn:aws:sns:{h.REGION}:{h.ACCOUNT}:no-such-topic"), 400,
+                            "InvalidParameterValueException", "is invalid")
         self.assertAwsError(put_failure(f"arn:aws:iam::{h.ACCOUNT}:role/r"), 400,
                             "InvalidParameterValueException", "is invalid")
         resp = self.server.raw("PUT", _path(name), {"DestinationConfig": {"OnFailure": {"Destination": "not-an-arn"}}})

@@ -11,8 +11,8 @@ namespace Lamina.Server.Api;
 /// Put/Update/Get/Delete/ListFunctionEventInvokeConfigs (LAMBDA.md §1, "Async invoke config"): per qualifier
 /// (<c>$LATEST</c> when none is named, a version or an alias) the retries and the maximum age of asynchronous
 /// invocations and their destinations. The registry stores them in <see cref="FunctionEntry.EventInvokeConfigs"/>,
-/// where the asynchronous queue reads them. Destinations: Lambda functions and Lamina's SQS queues; topics and event
-/// buses come later.
+/// where the asynchronous queue reads them. Destinations: Lambda functions and Lamina's SQS queues and SNS topics; event
+/// buses and buckets are refused.
 /// </summary>
 internal static partial class EventInvokeConfigApi
 {
@@ -91,7 +91,7 @@ internal static partial class EventInvokeConfigApi
             {
                 return (null, NoConfig(limits, entry.Name, qualifier));
             }
-            if (CheckDestinations(entry, request.DestinationConfig, registry, queues, limits) is { } badDestination)
+            if (CheckDestinations(entry, request.DestinationConfig, registry, queues, limits, context) is { } badDestination)
             {
                 return (null, badDestination);
             }
@@ -237,7 +237,7 @@ internal static partial class EventInvokeConfigApi
 
     /// <summary>What the destinations name, checked under the registry's write lock. Null when they may be written.</summary>
     private static AwsError? CheckDestinations(FunctionEntry entry, DestinationConfigDto? destinations, FunctionRegistry registry, Queues.QueueStore queues,
-        LaminaOptions limits)
+        LaminaOptions limits, HttpContext? context)
     {
         var onSuccess = NullIfEmpty(destinations?.OnSuccess?.Destination);
         var onFailure = NullIfEmpty(destinations?.OnFailure?.Destination);
@@ -265,11 +265,17 @@ internal static partial class EventInvokeConfigApi
                         return InvalidDestination(arn);
                     }
                     break;
-                case "sns" or "events":
+                case "sns":
+                    if (!(context?.RequestServices?.GetService<Topics.TopicStore>() is { } topics && topics.TryGetByArn(arn, out _)))
+                    {
+                        return InvalidDestination(arn);
+                    }
+                    break;
+                case "events":
                 case "s3" when !isOnSuccess:
                     // Valid in Lambda; the asynchronous queue cannot deliver there yet.
                     return AwsError.InvalidParameter(
-                        $"The destination {arn} is {Describe(service)}, which Lamina cannot deliver to yet (topics, event buses and buckets come later). Use a Lambda function or a Lamina SQS queue as the destination.");
+                        $"The destination {arn} is {Describe(service)}, which Lamina cannot deliver to yet. Use a Lambda function, a Lamina SQS queue or a Lamina SNS topic as the destination.");
                 default:
                     // Kafka (event source mappings only), S3 on success, and services that are no destination at all.
                     var success = onSuccess is null ? "null" : $"OnSuccess(destination={onSuccess})";

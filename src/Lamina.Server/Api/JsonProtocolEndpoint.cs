@@ -6,7 +6,7 @@ namespace Lamina.Server.Api;
 
 /// <summary>
 /// <c>POST /</c>: the AWS JSON protocols (awsJson1_0 / 1_1), whose operation is named by <c>X-Amz-Target</c> —
-/// the CloudWatch Logs API, EventBridge and SQS; topics later share this entry point.
+/// the CloudWatch Logs API, EventBridge and SQS; and the Query protocols of SQS and SNS (form-encoded, told apart by their Version).
 /// </summary>
 internal static class JsonProtocolEndpoint
 {
@@ -35,7 +35,8 @@ internal static class JsonProtocolEndpoint
         await SqsApi.HandleAsync(context, request.Action, queues, options);
     }
 
-    private static async Task DispatchAsync(HttpContext context, LogStore logs, Events.EventRules rules, Queues.QueueStore queues, IOptions<LaminaOptions> options, TimeProvider time)
+    private static async Task DispatchAsync(HttpContext context, LogStore logs, Events.EventRules rules, Queues.QueueStore queues, Topics.TopicStore topics,
+        IOptions<LaminaOptions> options, TimeProvider time)
     {
         var target = context.Request.Headers["X-Amz-Target"].ToString();
         // Every operation served here takes a small JSON document; the body is read (capped) before any parsing.
@@ -50,6 +51,11 @@ internal static class JsonProtocolEndpoint
             return;
         }
         context.Request.Body = new MemoryStream(body.Value.ToArray(), writable: false);
+        if (target.Length == 0 && SqsQueryProtocol.Matches(context.Request) && SnsApi.ParseForm(body.Value.Span) is var form && SnsApi.Matches(form))
+        {
+            await SnsApi.HandleAsync(context, form, topics);
+            return;
+        }
         if (target.Length == 0 && SqsQueryProtocol.Matches(context.Request))
         {
             await QueryAsync(context, queues, options.Value);

@@ -38,6 +38,8 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
     private readonly ILogger<AsyncDispatcher> _logger;
     private readonly Diagnostics.LaminaMetrics _metrics;
     private readonly Queues.QueueStore _queues;
+    // Topics publish into this queue (function subscriptions), and destinations publish to topics: resolved when first needed.
+    private readonly IServiceProvider _services;
     private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<string, int> _throttles = new(StringComparer.Ordinal);
@@ -47,10 +49,11 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
 
     public AsyncDispatcher(AsyncEventStore store, FunctionRegistry registry, Invoker invoker, ConcurrencyLimiter limiter,
         IOptions<LaminaOptions> options, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<AsyncDispatcher> logger, Diagnostics.LaminaMetrics metrics,
-        Queues.QueueStore queues)
+        Queues.QueueStore queues, IServiceProvider services)
     {
         _metrics = metrics;
         _queues = queues;
+        _services = services;
         _store = store;
         _registry = registry;
         _invoker = invoker;
@@ -349,6 +352,12 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
             await _queues.SendAsync(queue, [new Queues.OutgoingMessage(Encoding.UTF8.GetString(record), null, null, null, null, null)]);
             return null;
         }
+        var topics = _services.GetRequiredService<Topics.TopicStore>();
+        if (topics.TryGetByArn(arn, out var topic))
+        {
+            await topics.PublishAsync(topic, Encoding.UTF8.GetString(record), null, []);
+            return null;
+        }
         return Destination(source, arn, record);
     }
 
@@ -358,11 +367,18 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
     /// </summary>
     private async Task<bool> DeadLetterAsync(AsyncEvent e, string arn, string? lastError)
     {
+        var message = lastError is { Length: > 0 } ? lastError : "The function failed";
+        var topics = _services.GetRequiredService<Topics.TopicStore>();
+        if (topics.TryGetByArn(arn, out var topic))
+        {
+            await topics.PublishAsync(topic, Encoding.UTF8.GetString(e.Payload), null,
+                [new("RequestID", "String", e.Id, null), new("ErrorCode", "Number", "200", null), new("ErrorMessage", "String", message, null)]);
+            return true;
+        }
         if (QueueOf(arn) is not { } queue)
         {
             return false;
         }
-        var message = lastError is { Length: > 0 } ? lastError : "The function failed";
         var attributes = new List<(string, string, string?, byte[]?)>
         {
             ("RequestID", "String", e.Id, null),
@@ -500,7 +516,7 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
         [LoggerMessage(EventId = Diagnostics.EventIds.AsyncEventFailed, Level = LogLevel.Warning, Message = "Async event {Event} failed: {Condition} after {Count} invocations")]
         public static partial void Failed(ILogger logger, string @event, string condition, int count);
 
-        [LoggerMessage(EventId = Diagnostics.EventIds.AsyncDeadLetterUnavailable, Level = LogLevel.Warning, Message = "Async event {Event} kept as failed: its dead-letter target {Target} is not a Lamina queue (SNS topics come later)")]
+        [LoggerMessage(EventId = Diagnostics.EventIds.AsyncDeadLetterUnavailable, Level = LogLevel.Warning, Message = "Async event {Event} kept as failed: its dead-letter target {Target} is not a Lamina queue or topic")]
         public static partial void DeadLetterUnavailable(ILogger logger, string @event, string target);
 
         [LoggerMessage(EventId = Diagnostics.EventIds.AsyncDestinationUnsupported, Level = LogLevel.Warning, Message = "Destination {Destination} is not a Lamina function or queue; the record is not delivered")]

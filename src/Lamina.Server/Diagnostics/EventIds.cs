@@ -60,4 +60,6 @@ internal static class EventIds
     public const int EventTargetNotPermitted = 7002;
     public const int ScheduleFailed = 7003;
     public const int EventSourcePollerFailed = 7004;
+    public const int TopicEndpointMissing = 7005;
+    public const int TopicNotPermitted = 7006;
 }

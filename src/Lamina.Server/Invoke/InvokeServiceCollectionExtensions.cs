@@ -32,6 +32,8 @@ internal static class InvokeServiceCollectionExtensions
         services.AddHostedService(static sp => sp.GetRequiredService<Queues.QueueStore>());
         services.AddSingleton<Queues.EventSourceMappings>();
         services.AddHostedService(static sp => sp.GetRequiredService<Queues.EventSourceMappings>());
+        services.AddSingleton<Topics.TopicStore>();
+        services.AddHostedService(static sp => sp.GetRequiredService<Topics.TopicStore>());
         services.AddSingleton<Events.EventRules>();
         services.AddHostedService(static sp => sp.GetRequiredService<Events.EventRules>());
         return services;

@@ -21,7 +21,7 @@ namespace Lamina.Server.Storage;
 internal sealed class Database
 {
     /// <summary>Version of the schema this server writes; stored in <c>PRAGMA user_version</c>.</summary>
-    public const int SchemaVersion = 9;
+    public const int SchemaVersion = 10;
 
     // Each step takes the schema from version i to i + 1. Append, never edit a shipped step.
     private static readonly string[] Migrations =
@@ -158,6 +158,20 @@ internal sealed class Database
         CREATE TABLE event_source_mappings (
             uuid     TEXT NOT NULL PRIMARY KEY,
             mapping  TEXT NOT NULL   -- JSON (EventSourceMappings.Serialize)
+        );
+        """,
+        // 10: SNS-compatible topics and their subscriptions (issue #11).
+        """
+        CREATE TABLE topics (
+            name        TEXT NOT NULL PRIMARY KEY,
+            attributes  TEXT NOT NULL   -- JSON object
+        );
+        CREATE TABLE subscriptions (
+            arn         TEXT NOT NULL PRIMARY KEY,
+            topic       TEXT NOT NULL,
+            protocol    TEXT NOT NULL,   -- lambda or sqs
+            endpoint    TEXT NOT NULL,   -- a function or queue ARN
+            attributes  TEXT NOT NULL    -- JSON object: FilterPolicy, FilterPolicyScope, RawMessageDelivery, ...
         );
         """,
     ];

@@ -317,7 +317,7 @@ public sealed class EventInvokeConfigTests : IDisposable
     [InlineData("arn:aws:sqs:us-east-1:000000000000:no-such-queue", 400, "InvalidParameterValueException", "is invalid")]
     [InlineData("arn:aws:sqs:us-east-1:000000000000:queue", 200, null, null)]
     [InlineData("arn:aws:sqs:us-east-1:000000000000:queue.fifo", 400, "InvalidParameterValueException", "is invalid")]
-    [InlineData("arn:aws:sns:us-east-1:000000000000:topic", 400, "InvalidParameterValueException", "an Amazon SNS topic, which Lamina cannot deliver to yet")]
+    [InlineData("arn:aws:sns:us-east-1:000000000000:topic", 400, "InvalidParameterValueException", "is invalid")]
     [InlineData("arn:aws:events:us-east-1:000000000000:event-bus/default", 400, "InvalidParameterValueException", "event bus")]
     [InlineData("arn:aws:s3:::bucket", 400, "InvalidParameterValueException", "S3 bucket")]
     [InlineData("arn:aws:iam::000000000000:role/r", 400, "InvalidParameterValueException", "DestinationConfig(onSuccess=null, onFailure=OnFailure(destination=arn:aws:iam::000000000000:role/r)) is invalid.")]
