@@ -1,6 +1,7 @@
-"""Event source mappings from Lamina's SQS queues (issue #11) with boto3: batches through the function with reported
-partial failures (failed items come back, succeeded ones do not), a poison message reaching the dead-letter queue
-through the queue's redrive policy, FilterCriteria, and the mapping's lifecycle and errors."""
+"""Event source mappings from Lamina's SQS queues (issue #11) with boto3, messages sent over both SQS protocols:
+batches through the function with reported partial failures (failed items come back, succeeded ones do not), a poison
+message reaching the dead-letter queue through the queue's redrive policy, FilterCriteria, and the mapping's lifecycle
+and errors."""
 from __future__ import annotations
 
 import collections
@@ -10,6 +11,7 @@ import re
 import time
 
 import botocore.exceptions
+import requests
 
 import lamina_harness as h
 
@@ -91,7 +93,18 @@ class EventSourceMappingTests(h.LaminaTestCase):
         mark = self.server.mark()
         bodies = [f"fail-once {i}" if i % 10 == 0 else f"ok {i}" for i in range(100)]
         for start in range(0, 100, 10):
-            self.sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": bodies[i]} for i in range(start, start + 10)])
+            if start % 20 == 0:
+                # Half the batches over the JSON protocol (boto3) ...
+                self.sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": bodies[i]} for i in range(start, start + 10)])
+                continue
+            # ... and half over the Query protocol, posted to the queue's URL as older SDKs do.
+            form = {"Action": "SendMessageBatch", "Version": "2012-11-05"}
+            for n, i in enumerate(range(start, start + 10), 1):
+                form[f"SendMessageBatchRequestEntry.{n}.Id"] = str(i)
+                form[f"SendMessageBatchRequestEntry.{n}.MessageBody"] = bodies[i]
+            response = requests.post(url, data=form, timeout=30)
+            self.assertEqual(response.status_code, 200, response.text)
+            self.assertEqual(response.text.count("<SendMessageBatchResultEntry>"), 10, response.text)
         self._map(arn, consumer, BatchSize=10, FunctionResponseTypes=["ReportBatchItemFailures"])
         self._wait(lambda: len(self._processed(mark, consumer)) >= 110 and self._drained(url), "all 100 messages processed and deleted")
         seen = collections.Counter(body for _, _, body in self._processed(mark, consumer))
