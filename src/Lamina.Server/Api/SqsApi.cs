@@ -439,7 +439,10 @@ internal static partial class SqsApi
         }
         var systemNames = (call.StringList("MessageSystemAttributeNames") ?? []).Concat(call.StringList("AttributeNames") ?? []).ToHashSet(StringComparer.Ordinal);
         var attributeNames = call.StringList("MessageAttributeNames") ?? [];
-        var messages = await call.Queues.ReceiveAsync(queue.Name, max, visibility, wait, call.Context.RequestAborted);
+        // A long poll ends early when the caller goes away or the server stops (it never holds a shutdown up).
+        var stopping = call.Context.RequestServices.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping;
+        using var ends = CancellationTokenSource.CreateLinkedTokenSource(call.Context.RequestAborted, stopping);
+        var messages = await call.Queues.ReceiveAsync(queue.Name, max, visibility, wait, ends.Token);
         await call.RespondAsync(w =>
         {
             if (messages.Count == 0)
