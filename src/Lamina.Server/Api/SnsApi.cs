@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Security;
 using System.Text;
 using Lamina.Server.Topics;
 
@@ -18,17 +17,7 @@ internal static class SnsApi
     /// <summary>Whether a form-encoded request is SNS's (its Version), rather than SQS's.</summary>
     public static bool Matches(Dictionary<string, string> form) => form.GetValueOrDefault("Version") == Version;
 
-    public static Dictionary<string, string> ParseForm(ReadOnlySpan<byte> body)
-    {
-        var form = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var pair in Encoding.UTF8.GetString(body).Split('&', StringSplitOptions.RemoveEmptyEntries))
-        {
-            var eq = pair.IndexOf('=', StringComparison.Ordinal);
-            var key = Uri.UnescapeDataString((eq < 0 ? pair : pair[..eq]).Replace('+', ' '));
-            form[key] = eq < 0 ? "" : Uri.UnescapeDataString(pair[(eq + 1)..].Replace('+', ' '));
-        }
-        return form;
-    }
+    public static Dictionary<string, string> ParseForm(ReadOnlySpan<byte> body) => QueryProtocol.ParseForm(body);
 
     public static async Task HandleAsync(HttpContext context, Dictionary<string, string> form, TopicStore topics)
     {
@@ -301,19 +290,11 @@ internal static class SnsApi
         xml.Append("</Attributes>");
     }
 
-    private static void Element(StringBuilder xml, string name, string value) =>
-        xml.Append('<').Append(name).Append('>').Append(Escape(value)).Append("</").Append(name).Append('>');
+    private static void Element(StringBuilder xml, string name, string value) => QueryProtocol.Element(xml, name, value);
 
-    private static string Escape(string text) => SecurityElement.Escape(text).Replace("\r", "&#xD;", StringComparison.Ordinal);
+    private static string Escape(string text) => QueryProtocol.Escape(text);
 
-    private static async Task WriteAsync(HttpContext context, int status, StringBuilder xml)
-    {
-        var bytes = Encoding.UTF8.GetBytes(xml.ToString());
-        context.Response.StatusCode = status;
-        context.Response.ContentType = "text/xml";
-        context.Response.ContentLength = bytes.Length;
-        await context.Response.Body.WriteAsync(bytes);
-    }
+    private static Task WriteAsync(HttpContext context, int status, StringBuilder xml) => QueryProtocol.WriteXmlAsync(context, status, xml);
 
     private sealed class SnsException(string code, string message) : Exception(message)
     {

@@ -552,18 +552,7 @@ internal static partial class SqsApi
                 failed.Add((id, "ReceiptHandleIsInvalid", $"The input receipt handle \"{receipt}\" is not a valid receipt handle."));
             }
         }
-        await call.RespondAsync(w =>
-        {
-            w.WriteStartArray("Successful");
-            foreach (var id in ok)
-            {
-                w.WriteStartObject();
-                w.WriteString("Id", id);
-                w.WriteEndObject();
-            }
-            w.WriteEndArray();
-            WriteFailed(w, failed);
-        });
+        await call.RespondAsync(w => WriteBatchResult(w, ok, failed));
     }
 
     private static async Task ChangeMessageVisibilityAsync(Call call)
@@ -603,18 +592,21 @@ internal static partial class SqsApi
                 failed.Add((id, "ReceiptHandleIsInvalid", "The receipt handle is not valid, or the message is not in flight."));
             }
         }
-        await call.RespondAsync(w =>
+        await call.RespondAsync(w => WriteBatchResult(w, ok, failed));
+    }
+
+    /// <summary>A batch's answer where a success is just its entry's id (DeleteMessageBatch, ChangeMessageVisibilityBatch).</summary>
+    private static void WriteBatchResult(Utf8JsonWriter w, List<string> ok, List<(string Id, string Code, string Message)> failed)
+    {
+        w.WriteStartArray("Successful");
+        foreach (var id in ok)
         {
-            w.WriteStartArray("Successful");
-            foreach (var id in ok)
-            {
-                w.WriteStartObject();
-                w.WriteString("Id", id);
-                w.WriteEndObject();
-            }
-            w.WriteEndArray();
-            WriteFailed(w, failed);
-        });
+            w.WriteStartObject();
+            w.WriteString("Id", id);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        WriteFailed(w, failed);
     }
 
     private static void WriteFailed(Utf8JsonWriter w, List<(string Id, string Code, string Message)> failed)

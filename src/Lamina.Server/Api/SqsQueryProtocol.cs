@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Globalization;
-using System.Security;
 using System.Text;
 using System.Text.Json;
 
@@ -38,13 +37,7 @@ internal static class SqsQueryProtocol
         {
             return null;
         }
-        var form = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var pair in Encoding.UTF8.GetString(body.Value.Span).Split('&', StringSplitOptions.RemoveEmptyEntries))
-        {
-            var eq = pair.IndexOf('=', StringComparison.Ordinal);
-            var key = Uri.UnescapeDataString((eq < 0 ? pair : pair[..eq]).Replace('+', ' '));
-            form[key] = eq < 0 ? "" : Uri.UnescapeDataString(pair[(eq + 1)..].Replace('+', ' '));
-        }
+        var form = QueryProtocol.ParseForm(body.Value.Span);
         foreach (var (key, value) in context.Request.Query)
         {
             form.TryAdd(key, value.ToString());
@@ -275,17 +268,9 @@ internal static class SqsQueryProtocol
         }
     }
 
-    private static void Element(StringBuilder xml, string name, string? value) =>
-        xml.Append('<').Append(name).Append('>').Append(Escape(value ?? "")).Append("</").Append(name).Append('>');
+    private static void Element(StringBuilder xml, string name, string? value) => QueryProtocol.Element(xml, name, value);
 
-    private static string Escape(string text) => SecurityElement.Escape(text).Replace("\r", "&#xD;", StringComparison.Ordinal);
+    private static string Escape(string text) => QueryProtocol.Escape(text);
 
-    private static async Task WriteXmlAsync(HttpContext context, int status, StringBuilder xml)
-    {
-        var bytes = Encoding.UTF8.GetBytes(xml.ToString());
-        context.Response.StatusCode = status;
-        context.Response.ContentType = "text/xml";
-        context.Response.ContentLength = bytes.Length;
-        await context.Response.Body.WriteAsync(bytes);
-    }
+    private static Task WriteXmlAsync(HttpContext context, int status, StringBuilder xml) => QueryProtocol.WriteXmlAsync(context, status, xml);
 }
