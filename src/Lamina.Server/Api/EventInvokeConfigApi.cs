@@ -172,23 +172,9 @@ internal static partial class EventInvokeConfigApi
         {
             return FunctionMissing();
         }
-        // Ordered by qualifier ($LATEST, then versions and aliases, ordinal); the marker is the qualifier the next page
-        // starts with.
-        var all = entry.EventInvokeConfigs.Values.ToList();
-        var start = 0;
-        if (FunctionsApi.QueryValue(context, "Marker") is { Length: > 0 } marker)
-        {
-            while (start < all.Count && string.CompareOrdinal(all[start].Qualifier, marker) < 0)
-            {
-                start++;
-            }
-        }
-        var end = Math.Min(all.Count, start + pageSize);
-        var response = new ListFunctionEventInvokeConfigsResponse { NextMarker = end < all.Count ? all[end].Qualifier : null };
-        for (var i = start; i < end; i++)
-        {
-            response.FunctionEventInvokeConfigs.Add(ToDto(all[i], limits, entry.Name));
-        }
+        var (page, next) = FunctionsApi.PageByQualifier(context, entry.EventInvokeConfigs, pageSize);
+        var response = new ListFunctionEventInvokeConfigsResponse { NextMarker = next };
+        response.FunctionEventInvokeConfigs.AddRange(page.ConvertAll(c => ToDto(c, limits, entry.Name)));
         return FunctionsApi.Json(response, LaminaJsonContext.Default.ListFunctionEventInvokeConfigsResponse);
     }
 

@@ -22,18 +22,7 @@ internal static partial class EventsApi
 
     public static async Task HandleAsync(HttpContext context, string operation, EventRules rules, TimeProvider time)
     {
-        JsonElement request;
-        try
-        {
-            using var document = await JsonDocument.ParseAsync(context.Request.Body, default, context.RequestAborted);
-            request = document.RootElement.Clone();
-        }
-        catch (JsonException)
-        {
-            await ErrorAsync(context, "SerializationException", "The request body is not valid JSON.");
-            return;
-        }
-        if (request.ValueKind != JsonValueKind.Object)
+        if (await JsonProtocolEndpoint.ReadObjectAsync(context) is not { } request)
         {
             await ErrorAsync(context, "SerializationException", "The request body must be a JSON object.");
             return;

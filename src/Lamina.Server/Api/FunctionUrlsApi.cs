@@ -185,21 +185,9 @@ internal static partial class FunctionUrlsApi
         {
             return AwsError.FunctionNotFound(limits.FunctionArn(functionName!));
         }
-        var all = entry.Urls.Values.ToList(); // ordered by qualifier; the marker is the qualifier the next page starts with
-        var start = 0;
-        if (FunctionsApi.QueryValue(context, "Marker") is { Length: > 0 } marker)
-        {
-            while (start < all.Count && string.CompareOrdinal(all[start].Qualifier, marker) < 0)
-            {
-                start++;
-            }
-        }
-        var end = Math.Min(all.Count, start + pageSize);
-        var response = new ListFunctionUrlConfigsResponse { NextMarker = end < all.Count ? all[end].Qualifier : null };
-        for (var i = start; i < end; i++)
-        {
-            response.FunctionUrlConfigs.Add(ToDto(context, limits, entry.Name, all[i]));
-        }
+        var (page, next) = FunctionsApi.PageByQualifier(context, entry.Urls, pageSize);
+        var response = new ListFunctionUrlConfigsResponse { NextMarker = next };
+        response.FunctionUrlConfigs.AddRange(page.ConvertAll(u => ToDto(context, limits, entry.Name, u)));
         return FunctionsApi.Json(response, LaminaJsonContext.Default.ListFunctionUrlConfigsResponse);
     }
 

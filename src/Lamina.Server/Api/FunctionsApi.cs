@@ -612,6 +612,26 @@ internal static partial class FunctionsApi
         return error is null ? null : AwsError.Service($"The layers cannot be prepared: {error}. Publish the layer again and use the new version.");
     }
 
+    /// <summary>
+    /// One page of per-qualifier settings (event invoke configs, URL configs), in qualifier order; the marker is the
+    /// qualifier the next page starts with.
+    /// </summary>
+    internal static (List<T> Page, string? NextMarker) PageByQualifier<T>(HttpContext context, System.Collections.Immutable.ImmutableSortedDictionary<string, T> byQualifier,
+        int pageSize)
+    {
+        var all = byQualifier.ToList();
+        var start = 0;
+        if (QueryValue(context, "Marker") is { Length: > 0 } marker)
+        {
+            while (start < all.Count && string.CompareOrdinal(all[start].Key, marker) < 0)
+            {
+                start++;
+            }
+        }
+        var end = Math.Min(all.Count, start + pageSize);
+        return (all.GetRange(start, end - start).ConvertAll(static p => p.Value), end < all.Count ? all[end].Key : null);
+    }
+
     internal static string? QueryValue(HttpContext context, string key) =>
         context.Request.Query.TryGetValue(key, out var values) && values.Count > 0 ? values[0] : null;
 

@@ -22,6 +22,23 @@ internal static class JsonProtocolEndpoint
         return endpoints;
     }
 
+    /// <summary>
+    /// The request of a JSON-protocol call, when it is a JSON object; null otherwise (each service answers that in its
+    /// own error shape).
+    /// </summary>
+    internal static async Task<System.Text.Json.JsonElement?> ReadObjectAsync(HttpContext context)
+    {
+        try
+        {
+            using var document = await System.Text.Json.JsonDocument.ParseAsync(context.Request.Body, default, context.RequestAborted);
+            return document.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object ? document.RootElement.Clone() : null;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>An SQS Query-protocol request: translated to the JSON protocol's shape, answered in XML.</summary>
     private static async Task QueryAsync(HttpContext context, Queues.QueueStore queues, LaminaOptions options)
     {

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Security;
 using System.Text;
 
@@ -17,6 +18,28 @@ internal static class QueryProtocol
             form[key] = eq < 0 ? "" : Uri.UnescapeDataString(pair[(eq + 1)..].Replace('+', ' '));
         }
         return form;
+    }
+
+    /// <summary>
+    /// The numbered members of a list or map in a form: the prefixes <c>{prefix}1.</c>, <c>{prefix}2.</c>, … present,
+    /// in order (e.g. <c>Attribute.1.</c> for SQS, <c>Attributes.entry.1.</c> for SNS).
+    /// </summary>
+    public static List<string> Indexed(Dictionary<string, string> form, string prefix)
+    {
+        var indices = new SortedSet<int>();
+        foreach (var key in form.Keys)
+        {
+            if (key.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                var rest = key[prefix.Length..];
+                var dot = rest.IndexOf('.', StringComparison.Ordinal);
+                if (dot > 0 && int.TryParse(rest[..dot], NumberStyles.None, CultureInfo.InvariantCulture, out var index))
+                {
+                    indices.Add(index);
+                }
+            }
+        }
+        return indices.Select(i => $"{prefix}{i.ToString(CultureInfo.InvariantCulture)}.").ToList();
     }
 
     public static void Element(StringBuilder xml, string name, string? value) =>

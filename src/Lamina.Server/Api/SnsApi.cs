@@ -257,25 +257,9 @@ internal static class SnsApi
         return attributes;
     }
 
-    /// <summary>The prefixes <c>Name.member.1.</c>, <c>Name.member.2.</c>, … in order.</summary>
-    private static List<string> Members(Dictionary<string, string> form, string name, string item = "member")
-    {
-        var prefix = $"{name}.{item}.";
-        var indices = new SortedSet<int>();
-        foreach (var key in form.Keys)
-        {
-            if (key.StartsWith(prefix, StringComparison.Ordinal))
-            {
-                var rest = key[prefix.Length..];
-                var dot = rest.IndexOf('.', StringComparison.Ordinal);
-                if (dot > 0 && int.TryParse(rest[..dot], NumberStyles.None, CultureInfo.InvariantCulture, out var index))
-                {
-                    indices.Add(index);
-                }
-            }
-        }
-        return indices.Select(i => $"{prefix}{i.ToString(CultureInfo.InvariantCulture)}.").ToList();
-    }
+    /// <summary>The prefixes <c>Name.member.1.</c>, <c>Name.member.2.</c>, … (or <c>entry</c>) in order.</summary>
+    private static List<string> Members(Dictionary<string, string> form, string name, string item = "member") =>
+        QueryProtocol.Indexed(form, $"{name}.{item}.");
 
     private static void WriteMap(StringBuilder xml, Dictionary<string, string> map)
     {

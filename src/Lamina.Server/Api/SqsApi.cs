@@ -43,18 +43,7 @@ internal static partial class SqsApi
 
     public static async Task HandleAsync(HttpContext context, string operation, QueueStore queues, LaminaOptions options)
     {
-        JsonElement request;
-        try
-        {
-            using var document = await JsonDocument.ParseAsync(context.Request.Body, default, context.RequestAborted);
-            request = document.RootElement.Clone();
-        }
-        catch (JsonException)
-        {
-            await ErrorAsync(context, new SqsException("InvalidParameterValue", "InvalidParameterValue", "The request body is not valid JSON."));
-            return;
-        }
-        if (request.ValueKind != JsonValueKind.Object)
+        if (await JsonProtocolEndpoint.ReadObjectAsync(context) is not { } request)
         {
             await ErrorAsync(context, new SqsException("InvalidParameterValue", "InvalidParameterValue", "The request body must be a JSON object."));
             return;

@@ -155,24 +155,7 @@ internal static class SqsQueryProtocol
         w.WriteEndArray();
     }
 
-    /// <summary>The prefixes <c>Name.1.</c>, <c>Name.2.</c>, … present in the form, in order.</summary>
-    private static List<string> Indexed(Dictionary<string, string> form, string prefix)
-    {
-        var indices = new SortedSet<int>();
-        foreach (var key in form.Keys)
-        {
-            if (key.StartsWith(prefix, StringComparison.Ordinal))
-            {
-                var rest = key[prefix.Length..];
-                var dot = rest.IndexOf('.', StringComparison.Ordinal);
-                if (dot > 0 && int.TryParse(rest[..dot], NumberStyles.None, CultureInfo.InvariantCulture, out var index))
-                {
-                    indices.Add(index);
-                }
-            }
-        }
-        return indices.Select(i => $"{prefix}{i.ToString(CultureInfo.InvariantCulture)}.").ToList();
-    }
+    private static List<string> Indexed(Dictionary<string, string> form, string prefix) => QueryProtocol.Indexed(form, prefix);
 
     /// <summary>Writes a JSON-protocol answer as SQS's XML.</summary>
     public static async Task WriteResultAsync(HttpContext context, string action, ReadOnlyMemory<byte> json, string requestId)

@@ -43,7 +43,9 @@ internal static partial class FunctionUrlEndpoint
     {
         prefixLength = 0;
         urlId = "";
-        if (HostPattern().Match(request.Host.Value ?? "") is { Success: true } host)
+        // Most requests are API calls: a substring test keeps the regex off their path.
+        var hostValue = request.Host.Value ?? "";
+        if (hostValue.Contains(".lambda-url.", StringComparison.OrdinalIgnoreCase) && HostPattern().Match(hostValue) is { Success: true } host)
         {
             urlId = host.Groups["id"].Value.ToLowerInvariant();
             return true;
