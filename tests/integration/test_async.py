@@ -311,18 +311,26 @@ class AsyncTests(h.LaminaTestCase):
 
 
 class AsyncDurabilityTests(unittest.TestCase):
-    """10,000 events, a kill -9 of the server while they drain, a restart on the same data dir: every event runs at
-    least once, and the test reports how many ran twice.
+    """Events, a kill -9 of the server while they drain, a restart on the same data dir: every event runs at least
+    once, each run's START and REPORT lines are in the function's log group, and the test reports how many ran
+    twice. 300 events in every run (the size of the check issue #17 reported losing events with), 10,000 as a slow
+    test.
 
-    What ran is read from Lamina's own durable record, not from logs (a killed server loses the log lines it had not
-    written yet): the worker's OnSuccess destination is a function with reserved concurrency 0, so every success
-    record stays queued for it. Lamina commits that record in the same transaction that settles the event, after the
-    function returned; one record per run."""
+    What ran is read from Lamina's own durable record, not from logs: the worker's OnSuccess destination is a
+    function with reserved concurrency 0, so every success record stays queued for it. Lamina commits that record in
+    the same transaction that settles the event, after the function returned and its log lines were stored; one
+    record per run. The logs are then checked against it, as a user counting REPORT lines would."""
 
-    COUNT = int(os.environ.get("LAMINA_ASYNC_CRASH_EVENTS", "10000"))
+    SLOW_COUNT = int(os.environ.get("LAMINA_ASYNC_CRASH_EVENTS", "10000"))
+
+    def test_kill_9_during_the_drain_of_300_events_loses_nothing(self):
+        self._kill_during_the_drain(300)
 
     @h.slow
     def test_kill_9_during_the_drain_loses_nothing(self):
+        self._kill_during_the_drain(self.SLOW_COUNT)
+
+    def _kill_during_the_drain(self, count: int) -> None:
         if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
             self.skipTest("needs servers of its own")
         data_dir = Path(tempfile.mkdtemp(prefix="lamina-it-async-crash-")) / "data"
@@ -339,11 +347,11 @@ class AsyncDurabilityTests(unittest.TestCase):
             lam.put_function_event_invoke_config(
                 FunctionName="drain", DestinationConfig={"OnSuccess": {"Destination": h.function_arn("sink")}})
             t0 = time.monotonic()
-            self._send_all(first.url, "drain")
+            self._send_all(first.url, "drain", count)
             accepted = time.monotonic() - t0
             # Kill while the drain is under way: some events ran, many have not.
             deadline = time.monotonic() + 120
-            while (done := self._queued(first, "sink")) < self.COUNT // 10:
+            while (done := self._queued(first, "sink")) < count // 10:
                 self.assertLess(time.monotonic(), deadline, f"only {done} events ran")
                 time.sleep(0.05)
             remaining = self._queued(first, "drain")
@@ -361,15 +369,28 @@ class AsyncDurabilityTests(unittest.TestCase):
                 time.sleep(0.1)
             resp = second.raw("GET", "/lamina/v1/async-events?function=sink&limit=100000")
             ran: dict[int, int] = {}
+            request_ids: set[str] = set()
             for record in resp.json["Events"]:
                 n = record["Payload"]["requestPayload"]["n"]
                 ran[n] = ran.get(n, 0) + 1
+                request_ids.add(record["Payload"]["requestContext"]["requestId"])
             failed = second.raw("GET", "/lamina/v1/async-events?function=drain&state=failed").json["Events"]
             self.assertEqual(failed, [])
-            self.assertEqual([n for n in range(self.COUNT) if n not in ran], [], "events that never ran")
+            self.assertEqual([n for n in range(count) if n not in ran], [], "events that never ran")
+            # Every settled run's lines are in the log group, across the kill (boto3's CloudWatch Logs client).
+            logs = h.boto3_client(second.url, "logs")
+            logged: dict[str, set[str]] = {"START": set(), "REPORT": set()}
+            for page in logs.get_paginator("filter_log_events").paginate(logGroupName="/aws/lambda/drain"):
+                for event in page["events"]:
+                    words = event["message"].split()
+                    if len(words) >= 3 and words[0] in logged and words[1] == "RequestId:":
+                        logged[words[0]].add(words[2])
+            for kind, ids in logged.items():
+                self.assertEqual(sorted(request_ids - ids)[:20], [], f"runs without a {kind} line in the logs")
             duplicates = sum(c - 1 for c in ran.values())
-            print(f"\n  async kill -9 test: {self.COUNT} events accepted in {accepted:.1f} s; {remaining} still queued "
-                  f"at the kill -9; after the restart all had run; {duplicates} ran twice", flush=True)
+            print(f"\n  async kill -9 test: {count} events accepted in {accepted:.1f} s; {remaining} still queued "
+                  f"at the kill -9; after the restart all had run, each with its log lines; {duplicates} ran twice",
+                  flush=True)
         finally:
             second.stop()
             shutil.rmtree(data_dir.parent, ignore_errors=True)
@@ -415,13 +436,13 @@ class AsyncDurabilityTests(unittest.TestCase):
     def _queued(server: h.LaminaServer, function: str) -> int:
         return server.raw("GET", f"/lamina/v1/async-events?function={function}&limit=1").json["Queued"]
 
-    def _send_all(self, url: str, name: str) -> None:
+    def _send_all(self, url: str, name: str, count: int) -> None:
         netloc = urllib.parse.urlsplit(url).netloc
         threads = 16
 
         def send(part: int) -> None:
             conn = http.client.HTTPConnection(netloc, timeout=60)
-            for n in range(part, self.COUNT, threads):
+            for n in range(part, count, threads):
                 conn.request("POST", f"/2015-03-31/functions/{name}/invocations", body=json.dumps({"n": n}),
                              headers={"X-Amz-Invocation-Type": "Event"})
                 r = conn.getresponse()

@@ -25,7 +25,8 @@ request id is refused, here a real in-flight request id of another function.
 
 The in-sandbox probes (escape_probes.py) run once per module (one invocation computes the E1-E5, E9 and E14 report)
 and every test asserts one part of it. Syscall probes use x86-64 numbers: the module is skipped on other machines.
-Probes that are not refused today are kept as ``@unittest.expectedFailure`` with an ``# isolation gap:`` comment.
+A probe that is not refused would be kept as ``@unittest.expectedFailure`` with an ``# isolation gap:`` comment
+(none is, today).
 """
 from __future__ import annotations
 
@@ -572,13 +573,9 @@ class ProcLeakTests(_EscapeBase):
             needles += [str(self.server.data_dir), self.server.data_dir.parent.name]
         self.assertFalse([n for n in needles if n in cgroup], f"/proc/self/cgroup names a host path:\n{cgroup}")
 
-    @unittest.expectedFailure
     def test_cgroup_namespace_is_rooted_at_the_sandbox_cgroup(self):
-        # isolation gap (information leak, low severity): /proc/self/cgroup shows the host's cgroup layout, e.g.
-        #   8:pids:/lamina/<server instance>/<environment id>
-        #   4:memory:/../../lamina/<server instance>/<environment id>
-        # bwrap unshares the cgroup namespace before Lamina moves the sandbox into its cgroup, so the namespace's
-        # root is the server's own cgroup, and the memory path even shows how deep the server sits ("../..").
+        # Every hierarchy shows "/": the sandbox's cgroup namespace is rooted at its own cgroup (bwrap joins it
+        # before it makes the namespace), so nothing of the host's layout (/lamina/<instance>/<id>, "../..") shows.
         paths = {line.split(":", 2)[1]: line.split(":", 2)[2] for line in self.r["cgroup"].splitlines() if line}
         self.assertEqual({c: p for c, p in paths.items() if p != "/"}, {}, self.r["cgroup"])
 

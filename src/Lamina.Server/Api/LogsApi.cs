@@ -283,7 +283,7 @@ internal static partial class LogsApi
             throw Invalid("The specified nextToken is invalid.");
         }
 
-        await call.Store.WaitForBufferedAsync(call.Aborted);
+        await call.Store.WaitForBufferedAsync(TimeSpan.FromSeconds(1), call.Aborted);
         var events = await call.Store.ReadAsync(connection =>
         {
             if (!GroupExists(connection, group))
@@ -385,7 +385,7 @@ internal static partial class LogsApi
             (afterTs, afterId) = (ts, lastId);
         }
 
-        await call.Store.WaitForBufferedAsync(call.Aborted);
+        await call.Store.WaitForBufferedAsync(TimeSpan.FromSeconds(1), call.Aborted);
         var (events, resume) = await call.Store.ReadAsync(connection =>
         {
             if (!GroupExists(connection, group))

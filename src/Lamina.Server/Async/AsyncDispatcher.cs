@@ -264,7 +264,7 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
             InvokedFunctionArn = e.InvokedArn,
             TraceId = e.TraceId,
         };
-        var outcome = await _invoker.InvokeAsync(config, invocation, wantTail: false, lease!);
+        var outcome = await _invoker.InvokeAsync(config, invocation, wantTail: false, lease!, untilLogged: true);
         if (outcome.Result is not { } result || outcome.ThrottleReason is not null)
         {
             // No room to start an environment, or the platform failed: a system error, retried without spending an attempt.

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Lamina.Server.Diagnostics;
 using Lamina.Server.Functions;
 using Lamina.Server.Hosting;
+using Lamina.Server.Logs;
 using Lamina.Server.Sandbox;
 using Microsoft.Extensions.Options;
 
@@ -11,22 +12,27 @@ namespace Lamina.Server.Invoke;
 /// Runs an invocation: a warm environment if one is idle (no database, no disk, no process start), else a cold
 /// start. Expected failures come back as values; only "no sandbox can be made" is reported as a platform error.
 /// </summary>
-internal sealed partial class Invoker(EnvironmentPool pool, LaminaMetrics metrics, IOptions<LaminaOptions> options, ILogger<Invoker> logger)
+internal sealed partial class Invoker(EnvironmentPool pool, LogStore logStore, LaminaMetrics metrics, IOptions<LaminaOptions> options, ILogger<Invoker> logger)
 {
+    // How long an invocation that waits for its log lines waits at most: logs are not the system of record.
+    private static readonly TimeSpan LoggedWaitLimit = TimeSpan.FromSeconds(5);
+
     private readonly TimeSpan _initTimeout = options.Value.InitTimeout;
 
     /// <summary>
     /// Runs <paramref name="invocation"/>. <paramref name="lease"/> (its admission) is released once the
-    /// environment is given back, or at once when the invocation ends without one.
+    /// environment is given back, or at once when the invocation ends without one. <paramref name="untilLogged"/>:
+    /// returns only once the invocation's log lines, REPORT included, are stored (asynchronous events are settled
+    /// after that, so an event a crash did not let settle runs again, and every settled one has its lines).
     /// </summary>
-    public async Task<InvokeOutcome> InvokeAsync(FunctionConfig config, Invocation invocation, bool wantTail, ConcurrencyLease lease)
+    public async Task<InvokeOutcome> InvokeAsync(FunctionConfig config, Invocation invocation, bool wantTail, ConcurrencyLease lease, bool untilLogged = false)
     {
         using var activity = StartInvokeActivity(config, invocation);
         metrics.InvocationStarted(config);
         var handedOver = false;
         try
         {
-            var outcome = await RunAsync(config, invocation, wantTail, lease);
+            var outcome = await RunAsync(config, invocation, wantTail, lease, untilLogged);
             handedOver = outcome.LeaseHandedOver;
             return outcome.Outcome;
         }
@@ -40,7 +46,7 @@ internal sealed partial class Invoker(EnvironmentPool pool, LaminaMetrics metric
         }
     }
 
-    private async Task<(InvokeOutcome Outcome, bool LeaseHandedOver)> RunAsync(FunctionConfig config, Invocation invocation, bool wantTail, ConcurrencyLease lease)
+    private async Task<(InvokeOutcome Outcome, bool LeaseHandedOver)> RunAsync(FunctionConfig config, Invocation invocation, bool wantTail, ConcurrencyLease lease, bool untilLogged)
     {
         var environment = pool.TryTakeIdle(config);
         Activity.Current?.SetTag("faas.coldstart", environment is null);
@@ -81,6 +87,10 @@ internal sealed partial class Invoker(EnvironmentPool pool, LaminaMetrics metric
                 environment.ReportFailedInit(invocation.RequestId);
                 metrics.RecordInvocation(config, environment.InitDurationMs ?? 0, isError: true);
                 pool.Discard(environment);
+                if (untilLogged)
+                {
+                    await logStore.WaitForBufferedAsync(LoggedWaitLimit, CancellationToken.None);
+                }
                 return (new InvokeOutcome(cold.InitError, wantTail ? environment.Log.Tail() : null), false);
             }
         }
@@ -102,6 +112,11 @@ internal sealed partial class Invoker(EnvironmentPool pool, LaminaMetrics metric
             // The tail ends with the REPORT line, written when the phase ends (after extensions, if any).
             await environment.PhaseEnded;
             tail = environment.Log.Tail();
+        }
+        if (untilLogged)
+        {
+            await environment.PhaseEnded.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            await logStore.WaitForBufferedAsync(LoggedWaitLimit, CancellationToken.None);
         }
         return (new InvokeOutcome(result, tail), true);
     }

@@ -42,6 +42,8 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
     private long _accepted;
     private long _written;
     private long _bufferedChars;
+    // Completed, and replaced, each time the writer has stored a batch.
+    private TaskCompletionSource _batchStored = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stopping = new();
 
     public LogStore(IOptions<LaminaOptions> options, TimeProvider time, ILogger<LogStore> logger)
@@ -164,16 +166,35 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
     }, cancellationToken);
 
     /// <summary>
-    /// Waits (at most a second) until the lines accepted before this call are written, so that a read right after an
-    /// invocation sees its lines.
+    /// Waits (at most <paramref name="limit"/>) until the lines accepted before this call are stored: a read right
+    /// after an invocation sees its lines, and an asynchronous event is settled only once its lines are on disk.
     /// </summary>
-    public async Task WaitForBufferedAsync(CancellationToken cancellationToken)
+    public Task WaitForBufferedAsync(TimeSpan limit, CancellationToken cancellationToken)
     {
         var target = Volatile.Read(ref _accepted);
+        return Volatile.Read(ref _written) >= target ? Task.CompletedTask : WaitForWrittenAsync(target, limit, cancellationToken);
+    }
+
+    private async Task WaitForWrittenAsync(long target, TimeSpan limit, CancellationToken cancellationToken)
+    {
         var started = _time.GetTimestamp();
-        while (Volatile.Read(ref _written) < target && _time.GetElapsedTime(started) < TimeSpan.FromSeconds(1))
+        while (true)
         {
-            await Task.Delay(TimeSpan.FromMilliseconds(2), _time, cancellationToken);
+            // Read the signal before the count: a batch stored after the count was read completes this signal.
+            var stored = Volatile.Read(ref _batchStored).Task;
+            var left = limit - _time.GetElapsedTime(started);
+            if (Volatile.Read(ref _written) >= target || left <= TimeSpan.Zero)
+            {
+                return;
+            }
+            try
+            {
+                await stored.WaitAsync(left, _time, cancellationToken);
+            }
+            catch (TimeoutException)
+            {
+                return;
+            }
         }
     }
 
@@ -202,8 +223,10 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
                 Log.WriteFailed(_logger, batch.Count, e.Message);
             }
             Interlocked.Add(ref _written, taken);
+            Interlocked.Exchange(ref _batchStored, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
             batch.Clear();
         }
+        _batchStored.TrySetResult();
     }
 
     private void AddDropMarkers(List<LogLine> batch)

@@ -331,7 +331,7 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
             InvokedFunctionArn = mapping.Qualifier is null ? _options.FunctionArn(mapping.Function) : $"{_options.FunctionArn(mapping.Function)}:{mapping.Qualifier}",
             TraceId = Invocation.NewTraceId(_time),
         };
-        var outcome = await _invoker.InvokeAsync(config, invocation, wantTail: false, lease!);
+        var outcome = await _invoker.InvokeAsync(config, invocation, wantTail: false, lease!, untilLogged: true);
         if (outcome.ThrottleReason is not null)
         {
             await ReturnAsync(queue, records);

@@ -150,6 +150,9 @@ internal sealed class Cgroup
 
     private string MemoryDir => _dirs[0];
 
+    /// <summary>The <c>cgroup.procs</c> file of each of the group's directories (a process joins by writing its pid).</summary>
+    public IEnumerable<string> ProcsFiles => _dirs.Select(static dir => Path.Combine(dir, "cgroup.procs"));
+
     public void AddProcess(int pid)
     {
         var text = pid.ToString(CultureInfo.InvariantCulture);

@@ -33,6 +33,11 @@ internal sealed class SandboxLauncher : IDisposable
 
     public const string SetprivPath = "/usr/bin/setpriv";
 
+    private const string ShellPath = "/bin/sh";
+
+    // $1..: cgroup.procs files to join, then "--", then the command to exec.
+    private const string JoinCgroupThenExec = """for f; do [ "$f" = -- ] && break; echo $$ > "$f" || exit 125; shift; done; shift; exec "$@" """;
+
     /// <summary>The function's user inside the sandbox (Lambda's sbx_user1051) and the host uid it maps to.</summary>
     public const int SandboxUid = 993;
     public const int SandboxGid = 990;
@@ -159,14 +164,15 @@ internal sealed class SandboxLauncher : IDisposable
                 (DataPipe(Hosts, "/etc/hosts", data), "/etc/hosts"),
                 (DataPipe(spec.OutboundNetwork ? ResolvConf : ResolvConfNone, "/etc/resolv.conf", data), "/etc/resolv.conf"),
             };
-            var arguments = BuildArguments(spec, infoFd: info[1], blockFd: block[0], usernsBlockFd: block[0], seccompFd, etcFiles);
-            var argumentsFd = DataPipe(Encoding.UTF8.GetBytes(string.Join('\0', arguments) + '\0'), "bwrap's arguments", data);
-            var startInfo = BuildStartInfo(spec, argumentsFd);
+            var environment = new Dictionary<string, string>(spec.Environment);
             if (extensionOutput[1] >= 0)
             {
                 // The init script sends the extensions' output here (and closes it before the runtime starts).
-                startInfo.Environment["LAMINA_EXTENSION_LOG_FD"] = extensionOutput[1].ToString(CultureInfo.InvariantCulture);
+                environment["LAMINA_EXTENSION_LOG_FD"] = extensionOutput[1].ToString(CultureInfo.InvariantCulture);
             }
+            var arguments = BuildArguments(spec, environment, infoFd: info[1], blockFd: block[0], usernsBlockFd: block[0], seccompFd, etcFiles);
+            var argumentsFd = DataPipe(Encoding.UTF8.GetBytes(string.Join('\0', arguments) + '\0'), "bwrap's arguments", data);
+            var startInfo = BuildStartInfo(spec, argumentsFd, cgroup);
             lock (SpawnLock)
             {
                 // Only bwrap inherits these ends: they lose close-on-exec just for this spawn.
@@ -217,8 +223,7 @@ internal sealed class SandboxLauncher : IDisposable
             // closes it: one pipe for both leaves no pipe end behind in the sandbox.
             Release(block[1]);
 
-            cgroup.AddProcess(process.Id);
-            cgroup.AddProcess(childPid);
+            // bwrap and the sandbox are in the environment's cgroup already: BuildStartInfo's wrapper put bwrap there.
             // Lambda's 1,024 file descriptors; inherited by everything the sandbox starts.
             var nofile = new Native.RLimit { Current = FileDescriptorLimit, Max = FileDescriptorLimit };
             if (Native.prlimit(childPid, Native.RLIMIT_NOFILE, nofile, 0) != 0)
@@ -359,9 +364,9 @@ internal sealed class SandboxLauncher : IDisposable
     /// bwrap's command line: only <c>--args</c> and the command, which the sandbox sees as <c>/proc/1/cmdline</c>
     /// (its PID 1 is bwrap); everything naming host paths is in the arguments pipe.
     /// </summary>
-    private static ProcessStartInfo BuildStartInfo(SandboxSpec spec, int argumentsFd)
+    private static ProcessStartInfo BuildStartInfo(SandboxSpec spec, int argumentsFd, Cgroup cgroup)
     {
-        var startInfo = new ProcessStartInfo(BwrapPath)
+        var startInfo = new ProcessStartInfo(ShellPath)
         {
             UseShellExecute = false,
             RedirectStandardInput = true,
@@ -370,7 +375,16 @@ internal sealed class SandboxLauncher : IDisposable
             WorkingDirectory = "/",
         };
         var a = startInfo.ArgumentList;
-        Add(a, "--args", argumentsFd.ToString(CultureInfo.InvariantCulture), "--");
+        // bwrap must be in the environment's cgroup before it makes the sandbox's cgroup namespace, whose root is the
+        // cgroup bwrap is in at that moment: then /proc/self/cgroup inside shows "/" and nothing of the host's layout.
+        // A shell joins the cgroup and execs bwrap (same process); it runs with an empty environment, and bwrap
+        // sets the function's (--setenv in its arguments), so no variable of the function's reaches a host shell.
+        Add(a, "-c", JoinCgroupThenExec, "lamina-sandbox");
+        foreach (var procs in cgroup.ProcsFiles)
+        {
+            a.Add(procs);
+        }
+        Add(a, "--", BwrapPath, "--args", argumentsFd.ToString(CultureInfo.InvariantCulture), "--");
         // The function runs as sbx_user1051 (993) — an unprivileged uid on the host — with no capabilities left.
         foreach (var arg in new[] { SetprivPath, $"--reuid={SandboxUid}", $"--regid={SandboxGid}", "--clear-groups", "--inh-caps=-all", "--" })
         {
@@ -381,19 +395,20 @@ internal sealed class SandboxLauncher : IDisposable
             a.Add(arg);
         }
 
-        // Nothing of the server's environment leaks in: the runtime gets exactly the spec's variables.
+        // Nothing of the server's environment leaks in: bwrap gives the runtime exactly the spec's variables.
         startInfo.Environment.Clear();
-        foreach (var (key, value) in spec.Environment)
-        {
-            startInfo.Environment[key] = value;
-        }
         return startInfo;
     }
 
     /// <summary>bwrap's options (read from the <c>--args</c> pipe).</summary>
-    private List<string> BuildArguments(SandboxSpec spec, int infoFd, int blockFd, int usernsBlockFd, int seccompFd, (int Fd, string Path)[] etcFiles)
+    private List<string> BuildArguments(SandboxSpec spec, Dictionary<string, string> environment, int infoFd, int blockFd, int usernsBlockFd, int seccompFd, (int Fd, string Path)[] etcFiles)
     {
         var a = new List<string>();
+        a.Add("--clearenv");
+        foreach (var (key, value) in environment)
+        {
+            Add(a, "--setenv", key, value);
+        }
         // Namespaces: a new user, PID, mount, IPC, UTS, cgroup and network namespace; no capabilities; killed with
         // the server; no controlling terminal (TIOCSTI).
         // Only CAP_SETUID/SETGID survive bwrap, for setpriv to drop to the function's user (which clears them).

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.Globalization;
 using System.IO.Compression;
+using System.IO.Hashing;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
@@ -326,6 +327,7 @@ internal sealed partial class CodeStore
                         UnixCreateMode = mode,
                     };
                     long entryWritten = 0;
+                    var crc = new Crc32();
                     await using (var output = new FileStream(target, options))
                     await using (var input = entry.Open())
                     {
@@ -338,12 +340,14 @@ internal sealed partial class CodeStore
                                 return AwsError.InvalidParameter($"Unzipped size must be smaller than {unzippedLimit} bytes");
                             }
                             entryWritten += read;
+                            crc.Append(buffer.AsSpan(0, read));
                             await output.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
                         }
                     }
-                    if (entryWritten != entry.Length)
+                    if (entryWritten != entry.Length || crc.GetCurrentHashAsUInt32() != entry.Crc32)
                     {
-                        // The data ended before the size its headers declare: a corrupt or doctored package.
+                        // The data ended before the size its headers declare, or is not what its CRC-32 says (as
+                        // unzip and Python's zipfile check it; .NET does not): a corrupt or doctored package.
                         return AwsError.InvalidParameter(UnzipFailedMessage);
                     }
                     File.SetUnixFileMode(target, mode); // the umask may have narrowed UnixCreateMode
