@@ -177,6 +177,22 @@ public sealed class CodeStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task StoreAsync_WrongCrc32_CouldNotUnzip()
+    {
+        var store = CreateSut();
+        var zip = Build(new Entry("index.js", Bytes("exports.handler = async () => 1;")));
+        // The data inflates fine; only its CRC-32 (in the local header and in the central directory) is wrong.
+        zip[14] ^= 0xFF;
+        var central = zip.AsSpan().LastIndexOf("PK\u0001\u0002"u8);
+        zip[central + 16] ^= 0xFF;
+
+        var result = await store.StoreAsync(zip, CancellationToken.None);
+
+        Assert.Equal(CodeStore.UnzipFailedMessage, result.Error!.Message);
+        AssertNothingLeftBehind(store);
+    }
+
+    [Fact]
     public async Task StoreAsync_UnzippedOverLimit_CountedOnActualBytes()
     {
         var store = CreateSut(unzippedLimit: 1_000_000);
