@@ -88,7 +88,7 @@ class EventSourceMappingTests(h.LaminaTestCase):
             time.sleep(0.2)
 
     def test_batches_with_reported_partial_failures(self):
-        url, arn = self._queue("work", VisibilityTimeout=2)
+        url, arn = self._queue("work", VisibilityTimeout=6)
         consumer = self._consumer()
         mark = self.server.mark()
         bodies = [f"fail-once {i}" if i % 10 == 0 else f"ok {i}" for i in range(100)]
