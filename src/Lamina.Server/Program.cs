@@ -1,7 +1,9 @@
-using Lamina.Server.Api;
-using Lamina.Server.Functions;
+using Lamina.Server.Async;
+using Lamina.Server.Diagnostics;
 using Lamina.Server.Hosting;
 using Lamina.Server.Invoke;
+using Lamina.Server.Lambda;
+using Lamina.Server.Protocols;
 
 if (args.Length > 0 && args[0] == "keys")
 {

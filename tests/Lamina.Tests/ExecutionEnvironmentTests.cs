@@ -1,6 +1,6 @@
 using System.Text;
-using Lamina.Server.Functions;
 using Lamina.Server.Invoke;
+using Lamina.Server.Lambda;
 using Lamina.Server.Logs;
 using Microsoft.Extensions.Time.Testing;
 

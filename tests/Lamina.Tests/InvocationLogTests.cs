@@ -1,6 +1,6 @@
 using System.Text;
 using System.Text.RegularExpressions;
-using Lamina.Server.Functions;
+using Lamina.Server.Lambda;
 using Lamina.Server.Logs;
 
 namespace Lamina.Tests;

@@ -3,9 +3,9 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Threading.Channels;
-using Lamina.Server.Functions;
 using Lamina.Server.Hosting;
 using Lamina.Server.Invoke;
+using Lamina.Server.Lambda;
 using Microsoft.Extensions.Options;
 
 namespace Lamina.Server.Async;
@@ -37,7 +37,7 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
     private readonly IHostApplicationLifetime _lifetime;
     private readonly ILogger<AsyncDispatcher> _logger;
     private readonly Diagnostics.LaminaMetrics _metrics;
-    private readonly Queues.QueueStore _queues;
+    private readonly Sqs.QueueStore _queues;
     // Topics publish into this queue (function subscriptions), and destinations publish to topics: resolved when first needed.
     private readonly IServiceProvider _services;
     private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
@@ -49,7 +49,7 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
 
     public AsyncDispatcher(AsyncEventStore store, FunctionRegistry registry, Invoker invoker, ConcurrencyLimiter limiter,
         IOptions<LaminaOptions> options, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<AsyncDispatcher> logger, Diagnostics.LaminaMetrics metrics,
-        Queues.QueueStore queues, IServiceProvider services)
+        Sqs.QueueStore queues, IServiceProvider services)
     {
         _metrics = metrics;
         _queues = queues;
@@ -349,10 +349,10 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
     {
         if (QueueOf(arn) is { } queue)
         {
-            await _queues.SendAsync(queue, [new Queues.OutgoingMessage(Encoding.UTF8.GetString(record), null, null, null, null, null)]);
+            await _queues.SendAsync(queue, [new Sqs.OutgoingMessage(Encoding.UTF8.GetString(record), null, null, null, null, null)]);
             return null;
         }
-        var topics = _services.GetRequiredService<Topics.TopicStore>();
+        var topics = _services.GetRequiredService<Sns.TopicStore>();
         if (topics.TryGetByArn(arn, out var topic))
         {
             await topics.PublishAsync(topic, Encoding.UTF8.GetString(record), null, []);
@@ -368,7 +368,7 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
     private async Task<bool> DeadLetterAsync(AsyncEvent e, string arn, string? lastError)
     {
         var message = lastError is { Length: > 0 } ? lastError : "The function failed";
-        var topics = _services.GetRequiredService<Topics.TopicStore>();
+        var topics = _services.GetRequiredService<Sns.TopicStore>();
         if (topics.TryGetByArn(arn, out var topic))
         {
             await topics.PublishAsync(topic, Encoding.UTF8.GetString(e.Payload), null,
@@ -399,12 +399,12 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
             w.WriteEndObject();
         }
         var json = Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
-        await _queues.SendAsync(queue, [new Queues.OutgoingMessage(Encoding.UTF8.GetString(e.Payload), json, Queues.SqsMd5.OfAttributes(attributes), null, null, null)]);
+        await _queues.SendAsync(queue, [new Sqs.OutgoingMessage(Encoding.UTF8.GetString(e.Payload), json, Sqs.SqsMd5.OfAttributes(attributes), null, null, null)]);
         return true;
     }
 
     /// <summary>The Lamina queue an <c>arn:aws:sqs:region:account:name</c> names, if it exists.</summary>
-    private Queues.QueueInfo? QueueOf(string arn)
+    private Sqs.QueueInfo? QueueOf(string arn)
     {
         var parts = arn.Split(':');
         return parts.Length == 6 && parts[2] == "sqs" && parts[3] == _options.Region && parts[4] == _options.AccountId && _queues.TryGet(parts[5], out var queue)

@@ -1,6 +1,6 @@
 using System.Diagnostics.Metrics;
-using Lamina.Server.Functions;
 using Lamina.Server.Invoke;
+using Lamina.Server.Lambda;
 
 namespace Lamina.Server.Diagnostics;
 

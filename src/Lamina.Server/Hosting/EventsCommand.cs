@@ -99,7 +99,7 @@ internal static class EventsCommand
         {
             using var request = new HttpRequestMessage(method, uri);
             request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
-            Security.SigV4.SignFromEnvironment(request, [], "lamina", TimeProvider.System.GetUtcNow());
+            Protocols.SigV4.SignFromEnvironment(request, [], "lamina", TimeProvider.System.GetUtcNow());
             using var response = await http.SendAsync(request);
             var body = await response.Content.ReadAsStringAsync();
             if (!response.IsSuccessStatusCode)

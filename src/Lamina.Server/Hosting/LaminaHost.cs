@@ -1,6 +1,5 @@
-using Lamina.Server.Security;
 using System.Net;
-using Lamina.Server.Api;
+using Lamina.Server.Protocols;
 using Lamina.Server.RuntimeApi;
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -64,7 +63,7 @@ internal static partial class LaminaHost
         // Inside the exception handler, so client mistakes in the HTTP framing never reach it (nor its error log).
         app.UseRequestGuard();
         // Function URLs authenticate on their own terms (AuthType NONE needs no signature) and never reach the API.
-        Urls.FunctionUrlEndpoint.UseFunctionUrls(app);
+        Lambda.FunctionUrlEndpoint.UseFunctionUrls(app);
         app.UseSigV4();
         // Unknown paths and methods get an AWS-shaped error too, never an empty 404/405.
         app.UseStatusCodePages(static async context =>

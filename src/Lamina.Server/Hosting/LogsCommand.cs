@@ -145,7 +145,7 @@ internal static class LogsCommand
         using var request = new HttpRequestMessage(HttpMethod.Post, http.BaseAddress) { Content = new ByteArrayContent(bytes) };
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/x-amz-json-1.1");
         request.Headers.Add("X-Amz-Target", "Logs_20140328.FilterLogEvents");
-        Security.SigV4.SignFromEnvironment(request, bytes, "logs", TimeProvider.System.GetUtcNow());
+        Protocols.SigV4.SignFromEnvironment(request, bytes, "logs", TimeProvider.System.GetUtcNow());
         using var response = await http.SendAsync(request, cancellationToken);
         var text = await response.Content.ReadAsStringAsync(cancellationToken);
         using var document = JsonDocument.Parse(string.IsNullOrEmpty(text) ? "{}" : text);

@@ -1,4 +1,4 @@
-using Lamina.Server.Api;
+using Lamina.Server.Protocols;
 using Microsoft.AspNetCore.Http.Features;
 
 namespace Lamina.Server.Hosting;

@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using Lamina.Server.Functions;
 using Lamina.Server.Hosting;
+using Lamina.Server.Lambda;
 using Microsoft.Extensions.Options;
 
 namespace Lamina.Server.Invoke;

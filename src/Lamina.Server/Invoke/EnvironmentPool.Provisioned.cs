@@ -1,4 +1,4 @@
-using Lamina.Server.Functions;
+using Lamina.Server.Lambda;
 using Lamina.Server.Sandbox;
 
 namespace Lamina.Server.Invoke;

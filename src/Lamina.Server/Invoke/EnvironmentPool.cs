@@ -1,8 +1,8 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
-using Lamina.Server.Functions;
 using Lamina.Server.Hosting;
+using Lamina.Server.Lambda;
 using Lamina.Server.Logs;
 using Lamina.Server.RuntimeApi;
 using Lamina.Server.Sandbox;
@@ -28,8 +28,8 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
     private readonly TimeProvider _time;
     private readonly ILogger<EnvironmentPool> _logger;
     private readonly ILogger _functionLogger;
-    private readonly Functions.FunctionRegistry _registry;
-    private readonly Storage.CodeStore _codeStore;
+    private readonly Lambda.FunctionRegistry _registry;
+    private readonly Lambda.CodeStore _codeStore;
     private readonly CancellationTokenSource _stopping = new();
     private readonly IHostApplicationLifetime _lifetime;
     private readonly Cgroups? _cgroups;
@@ -44,7 +44,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
     private readonly LogStore _logStore;
     private readonly Diagnostics.LaminaMetrics _metrics;
 
-    public EnvironmentPool(IOptions<LaminaOptions> options, RuntimeApiTransport transport, FunctionRegistry registry, Storage.CodeStore codeStore,
+    public EnvironmentPool(IOptions<LaminaOptions> options, RuntimeApiTransport transport, FunctionRegistry registry, Lambda.CodeStore codeStore,
         LogStore logStore, TimeProvider time, IHostApplicationLifetime lifetime, ILoggerFactory loggers, Diagnostics.LaminaMetrics metrics)
     {
         _metrics = metrics;

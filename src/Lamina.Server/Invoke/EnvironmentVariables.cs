@@ -1,6 +1,6 @@
 using System.Globalization;
-using Lamina.Server.Functions;
 using Lamina.Server.Hosting;
+using Lamina.Server.Lambda;
 using Lamina.Server.Logs;
 using Lamina.Server.Sandbox;
 

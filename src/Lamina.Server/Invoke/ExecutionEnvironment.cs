@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Threading.Channels;
-using Lamina.Server.Functions;
+using Lamina.Server.Lambda;
 using Lamina.Server.Logs;
 using Lamina.Server.Sandbox;
 

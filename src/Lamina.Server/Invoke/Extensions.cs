@@ -145,14 +145,14 @@ internal sealed class ExtensionSet
             RequestId = invocation.RequestId,
             InvokedFunctionArn = invocation.InvokedFunctionArn,
             Tracing = new TracingInfo { Value = invocation.TraceId },
-        }, Api.LaminaJsonContext.Default.InvokeEvent);
+        }, Protocols.LaminaJsonContext.Default.InvokeEvent);
         Dispatch(body, e => e.WantsInvoke);
     }
 
     /// <summary>Sends a SHUTDOWN event to every subscriber (reason <c>spindown</c>, <c>timeout</c> or <c>failure</c>).</summary>
     public void Shutdown(string reason, long deadlineMs)
     {
-        var body = JsonSerializer.SerializeToUtf8Bytes(new ShutdownEvent { DeadlineMs = deadlineMs, ShutdownReason = reason }, Api.LaminaJsonContext.Default.ShutdownEvent);
+        var body = JsonSerializer.SerializeToUtf8Bytes(new ShutdownEvent { DeadlineMs = deadlineMs, ShutdownReason = reason }, Protocols.LaminaJsonContext.Default.ShutdownEvent);
         Dispatch(body, e => e.WantsShutdown);
         lock (_lock)
         {

@@ -71,7 +71,7 @@ internal sealed record InvocationResult(InvocationOutcome Outcome, ReadOnlyMemor
     {
         var body = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(
             new PlatformErrorBody { ErrorType = errorType, ErrorMessage = errorMessage },
-            Api.LaminaJsonContext.Default.PlatformErrorBody);
+            Protocols.LaminaJsonContext.Default.PlatformErrorBody);
         return new(InvocationOutcome.FunctionError, body, JsonContentType, errorType);
     }
 }

@@ -28,14 +28,14 @@ internal static class InvokeServiceCollectionExtensions
         services.AddSingleton<Async.AsyncEventStore>();
         services.AddSingleton<Async.AsyncDispatcher>();
         services.AddHostedService(static sp => sp.GetRequiredService<Async.AsyncDispatcher>());
-        services.AddSingleton<Queues.QueueStore>();
-        services.AddHostedService(static sp => sp.GetRequiredService<Queues.QueueStore>());
-        services.AddSingleton<Queues.EventSourceMappings>();
-        services.AddHostedService(static sp => sp.GetRequiredService<Queues.EventSourceMappings>());
-        services.AddSingleton<Topics.TopicStore>();
-        services.AddHostedService(static sp => sp.GetRequiredService<Topics.TopicStore>());
-        services.AddSingleton<Events.EventRules>();
-        services.AddHostedService(static sp => sp.GetRequiredService<Events.EventRules>());
+        services.AddSingleton<Sqs.QueueStore>();
+        services.AddHostedService(static sp => sp.GetRequiredService<Sqs.QueueStore>());
+        services.AddSingleton<Lambda.EventSourceMappings>();
+        services.AddHostedService(static sp => sp.GetRequiredService<Lambda.EventSourceMappings>());
+        services.AddSingleton<Sns.TopicStore>();
+        services.AddHostedService(static sp => sp.GetRequiredService<Sns.TopicStore>());
+        services.AddSingleton<EventBridge.EventRules>();
+        services.AddHostedService(static sp => sp.GetRequiredService<EventBridge.EventRules>());
         return services;
     }
 }

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using Lamina.Server.Diagnostics;
-using Lamina.Server.Functions;
 using Lamina.Server.Hosting;
+using Lamina.Server.Lambda;
 using Lamina.Server.Logs;
 using Lamina.Server.Sandbox;
 using Microsoft.Extensions.Options;

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Lamina.Server.Functions;
+using Lamina.Server.Lambda;
 
 namespace Lamina.Server.Logs;
 

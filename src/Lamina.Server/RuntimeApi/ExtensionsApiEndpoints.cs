@@ -174,7 +174,7 @@ internal static class ExtensionsApiEndpoints
         };
         context.Response.Headers["Lambda-Extension-Identifier"] = extension.Id;
         context.Response.ContentType = "application/json";
-        await JsonSerializer.SerializeAsync(context.Response.Body, response, Api.LaminaJsonContext.Default.ExtensionRegistration);
+        await JsonSerializer.SerializeAsync(context.Response.Body, response, Protocols.LaminaJsonContext.Default.ExtensionRegistration);
     }
 }
 

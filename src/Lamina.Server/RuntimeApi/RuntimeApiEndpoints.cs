@@ -174,7 +174,7 @@ internal static class RuntimeApiEndpoints
     }
 
     private static byte[] ErrorBody(string? errorType, string message) =>
-        Encoding.UTF8.GetBytes($$"""{"errorType":{{System.Text.Json.JsonSerializer.Serialize(errorType ?? "Runtime.Unknown", Api.LaminaJsonContext.Default.String)}},"errorMessage":{{System.Text.Json.JsonSerializer.Serialize(message, Api.LaminaJsonContext.Default.String)}}}""");
+        Encoding.UTF8.GetBytes($$"""{"errorType":{{System.Text.Json.JsonSerializer.Serialize(errorType ?? "Runtime.Unknown", Protocols.LaminaJsonContext.Default.String)}},"errorMessage":{{System.Text.Json.JsonSerializer.Serialize(message, Protocols.LaminaJsonContext.Default.String)}}}""");
 
     /// <summary>Reads the whole body, or returns null if it exceeds <paramref name="limit"/> bytes.</summary>
     internal static async Task<ReadOnlyMemory<byte>?> ReadBodyAsync(HttpContext context, int limit)

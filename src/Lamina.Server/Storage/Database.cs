@@ -1,9 +1,9 @@
 using System.Collections.Immutable;
 using System.Globalization;
 using System.Text.Json;
-using Lamina.Server.Api;
-using Lamina.Server.Functions;
 using Lamina.Server.Hosting;
+using Lamina.Server.Lambda;
+using Lamina.Server.Protocols;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
 

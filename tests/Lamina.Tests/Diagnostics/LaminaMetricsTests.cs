@@ -1,6 +1,6 @@
 using Lamina.Server.Diagnostics;
-using Lamina.Server.Functions;
 using Lamina.Server.Invoke;
+using Lamina.Server.Lambda;
 
 namespace Lamina.Tests.Diagnostics;
 

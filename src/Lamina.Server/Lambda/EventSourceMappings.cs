@@ -1,0 +1,561 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text.Json;
+using Lamina.Server.EventBridge;
+using Lamina.Server.Hosting;
+using Lamina.Server.Invoke;
+using Lamina.Server.Sqs;
+using Lamina.Server.Storage;
+using Microsoft.Extensions.Options;
+
+namespace Lamina.Server.Lambda;
+
+/// <summary>An event source mapping from a Lamina queue to a function (CreateEventSourceMapping).</summary>
+internal sealed record EventSourceMapping
+{
+    public required string Uuid { get; init; }
+    public required string QueueName { get; init; }
+    public required string EventSourceArn { get; init; }
+
+    /// <summary>The function's registry key.</summary>
+    public required string Function { get; init; }
+    public string? Qualifier { get; init; }
+    public int BatchSize { get; init; } = 10;
+    public int MaximumBatchingWindowInSeconds { get; init; }
+    public bool Enabled { get; init; } = true;
+    public bool ReportBatchItemFailures { get; init; }
+
+    /// <summary>The FilterCriteria as given (JSON), and its patterns.</summary>
+    public string? FilterCriteriaJson { get; init; }
+    public IReadOnlyList<EventPattern> Filters { get; init; } = [];
+    public int? MaximumConcurrency { get; init; }
+    public DateTimeOffset LastModified { get; init; }
+    public string LastProcessingResult { get; set; } = "No records processed";
+}
+
+/// <summary>
+/// Event source mappings for Lamina's queues (issue #11): kept in <c>lamina.db</c>, each enabled one drained by its
+/// pollers. A poller long-polls the queue, gathers up to BatchSize messages within MaximumBatchingWindowInSeconds,
+/// drops (deletes) messages the FilterCriteria do not match, and invokes the function synchronously with Lambda's SQS
+/// event, within the function's and the account's concurrency. A success deletes the batch — all of it, or, with
+/// ReportBatchItemFailures, all but the <c>batchItemFailures</c>; a failure leaves the messages to reappear after the
+/// queue's visibility timeout, so a poison message reaches the dead-letter queue through the queue's redrive policy.
+/// Pollers scale with the backlog: one while the queue is empty, up to MaximumConcurrency (default 5) while each
+/// receive comes back full. A throttle puts the batch back at once and backs off; nothing is lost.
+/// </summary>
+internal sealed partial class EventSourceMappings : IHostedService, IDisposable
+{
+    private const int DefaultMaximumConcurrency = 5;
+
+    private readonly Database _database;
+    private readonly QueueStore _queues;
+    private readonly FunctionRegistry _functions;
+    private readonly ConcurrencyLimiter _limiter;
+    private readonly Invoker _invoker;
+    private readonly LaminaOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger<EventSourceMappings> _logger;
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly ConcurrentDictionary<string, EventSourceMapping> _mappings = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Pollers> _pollers = new(StringComparer.Ordinal);
+
+    public EventSourceMappings(Database database, QueueStore queues, FunctionRegistry functions, ConcurrencyLimiter limiter, Invoker invoker,
+        IOptions<LaminaOptions> options, TimeProvider time, ILogger<EventSourceMappings> logger)
+    {
+        _database = database;
+        _queues = queues;
+        _functions = functions;
+        _limiter = limiter;
+        _invoker = invoker;
+        _options = options.Value;
+        _time = time;
+        _logger = logger;
+    }
+
+    public IEnumerable<EventSourceMapping> All => _mappings.Values;
+
+    public bool TryGet(string uuid, out EventSourceMapping mapping) => _mappings.TryGetValue(uuid, out mapping!);
+
+    public string Arn(string uuid) => $"arn:aws:lambda:{_options.Region}:{_options.AccountId}:event-source-mapping:{uuid}";
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        using var connection = _database.Open();
+        using var select = connection.CreateCommand();
+        select.CommandText = "SELECT mapping FROM event_source_mappings;";
+        using var reader = select.ExecuteReader();
+        while (reader.Read())
+        {
+            var mapping = Deserialize(reader.GetString(0));
+            _mappings[mapping.Uuid] = mapping;
+            Reconcile(mapping);
+        }
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _stopping.CancelAsync();
+        await Task.WhenAll(_pollers.Values.Select(static p => p.StopAsync()));
+    }
+
+    public void Dispose()
+    {
+        _writeLock.Dispose();
+        _stopping.Dispose();
+    }
+
+    /// <summary>Stores a new or changed mapping and starts or stops its pollers to match.</summary>
+    public async Task SaveAsync(EventSourceMapping mapping)
+    {
+        await _writeLock.WaitAsync();
+        try
+        {
+            using var connection = _database.Open();
+            using var upsert = connection.CreateCommand();
+            upsert.CommandText = "INSERT INTO event_source_mappings (uuid, mapping) VALUES ($uuid, $mapping) ON CONFLICT (uuid) DO UPDATE SET mapping = excluded.mapping;";
+            upsert.Parameters.AddWithValue("$uuid", mapping.Uuid);
+            upsert.Parameters.AddWithValue("$mapping", Serialize(mapping));
+            upsert.ExecuteNonQuery();
+            _mappings[mapping.Uuid] = mapping;
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+        Reconcile(mapping);
+    }
+
+    public async Task DeleteAsync(string uuid)
+    {
+        await _writeLock.WaitAsync();
+        try
+        {
+            using var connection = _database.Open();
+            using var delete = connection.CreateCommand();
+            delete.CommandText = "DELETE FROM event_source_mappings WHERE uuid = $uuid;";
+            delete.Parameters.AddWithValue("$uuid", uuid);
+            delete.ExecuteNonQuery();
+            _mappings.TryRemove(uuid, out _);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+        if (_pollers.TryRemove(uuid, out var pollers))
+        {
+            await pollers.StopAsync();
+        }
+    }
+
+    private void Reconcile(EventSourceMapping mapping)
+    {
+        if (_pollers.TryRemove(mapping.Uuid, out var previous))
+        {
+            _ = previous.StopAsync();
+        }
+        if (mapping.Enabled && !_stopping.IsCancellationRequested)
+        {
+            var pollers = new Pollers(this, mapping.Uuid, _stopping.Token);
+            _pollers[mapping.Uuid] = pollers;
+            pollers.Start();
+        }
+    }
+
+    /// <summary>The pollers of one mapping: a first one always, more while receives come back full.</summary>
+    private sealed class Pollers(EventSourceMappings owner, string uuid, CancellationToken stopping)
+    {
+        private readonly CancellationTokenSource _cancel = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        private readonly List<Task> _running = [];
+        private int _count;
+
+        public void Start() => Add();
+
+        public void Add()
+        {
+            var limit = owner._mappings.TryGetValue(uuid, out var mapping) ? mapping.MaximumConcurrency ?? DefaultMaximumConcurrency : 1;
+            lock (_running)
+            {
+                if (_count >= limit || _cancel.IsCancellationRequested)
+                {
+                    return;
+                }
+                _count++;
+                var first = _count == 1;
+                _running.Add(Task.Run(() => owner.PollAsync(uuid, this, first, _cancel.Token)));
+            }
+        }
+
+        public void Remove()
+        {
+            lock (_running)
+            {
+                _count--;
+            }
+        }
+
+        public async Task StopAsync()
+        {
+            await _cancel.CancelAsync();
+            Task[] running;
+            lock (_running)
+            {
+                running = [.. _running];
+            }
+            await Task.WhenAll(running);
+            _cancel.Dispose();
+        }
+    }
+
+    /// <summary>One poller: receive a batch, invoke, settle; scale out on a full batch, retire (if not the first) on an empty one.</summary>
+    private async Task PollAsync(string uuid, Pollers pollers, bool first, CancellationToken cancellation)
+    {
+        var backoff = TimeSpan.Zero;
+        try
+        {
+            while (!cancellation.IsCancellationRequested && _mappings.TryGetValue(uuid, out var mapping))
+            {
+                if (backoff > TimeSpan.Zero)
+                {
+                    await Task.Delay(backoff, _time, cancellation);
+                }
+                if (!_queues.TryGet(mapping.QueueName, out var queue))
+                {
+                    backoff = TimeSpan.FromSeconds(5); // the queue is gone; the mapping waits (AWS disables it)
+                    continue;
+                }
+                var batch = await ReceiveBatchAsync(mapping, queue, cancellation);
+                if (batch.Count == 0)
+                {
+                    if (!first)
+                    {
+                        return;
+                    }
+                    backoff = TimeSpan.Zero;
+                    continue;
+                }
+                if (batch.Count >= Math.Min(mapping.BatchSize, 10))
+                {
+                    pollers.Add(); // a full batch: there is a backlog
+                }
+                var throttled = await ProcessAsync(mapping, queue, batch);
+                backoff = throttled ? TimeSpan.FromMilliseconds(Math.Clamp(backoff.TotalMilliseconds * 2, 100, 5000)) : TimeSpan.Zero;
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        catch (Exception e)
+        {
+            Log.PollerFailed(_logger, uuid, e);
+        }
+        finally
+        {
+            pollers.Remove();
+        }
+    }
+
+    private async Task<List<QueueMessage>> ReceiveBatchAsync(EventSourceMapping mapping, QueueInfo queue, CancellationToken cancellation)
+    {
+        var batch = await _queues.ReceiveAsync(queue.Name, Math.Min(10, mapping.BatchSize), queue.VisibilityTimeout, QueueStore.MaxWaitSeconds, cancellation);
+        if (batch.Count == 0 || mapping.MaximumBatchingWindowInSeconds == 0)
+        {
+            return batch;
+        }
+        // Gather more until the batch is full or the window has passed.
+        var until = _time.GetUtcNow().AddSeconds(mapping.MaximumBatchingWindowInSeconds);
+        while (batch.Count < mapping.BatchSize && _time.GetUtcNow() < until && !cancellation.IsCancellationRequested)
+        {
+            var wait = (int)Math.Ceiling((until - _time.GetUtcNow()).TotalSeconds);
+            var more = await _queues.ReceiveAsync(queue.Name, Math.Min(10, mapping.BatchSize - batch.Count), queue.VisibilityTimeout, Math.Clamp(wait, 0, 20), cancellation);
+            if (more.Count == 0)
+            {
+                break;
+            }
+            batch.AddRange(more);
+        }
+        return batch;
+    }
+
+    /// <summary>Filters, invokes and settles one batch; true when the function was throttled (the batch went back).</summary>
+    private async Task<bool> ProcessAsync(EventSourceMapping mapping, QueueInfo queue, List<QueueMessage> batch)
+    {
+        var records = new List<(QueueMessage Message, byte[] Record)>();
+        foreach (var message in batch)
+        {
+            var record = Record(message, mapping.EventSourceArn);
+            if (mapping.Filters.Count > 0)
+            {
+                using var document = JsonDocument.Parse(FilterView(record));
+                if (!mapping.Filters.Any(f => f.Matches(document.RootElement)))
+                {
+                    await _queues.DeleteMessageAsync(queue.Name, message.ReceiptHandle); // filtered out: dropped, as Lambda does for SQS
+                    continue;
+                }
+            }
+            records.Add((message, record));
+        }
+        if (records.Count == 0)
+        {
+            return false;
+        }
+        if (!_functions.TryGetEntry(mapping.Function, out var entry) || entry.Resolve(mapping.Qualifier, Random.Shared) is not { } config)
+        {
+            mapping.LastProcessingResult = "PROBLEM: Function not found";
+            await ReturnAsync(queue, records);
+            return true;
+        }
+        if (!_limiter.TryAcquire(config.Name, entry.ReservedConcurrency, out var lease, out _))
+        {
+            await ReturnAsync(queue, records);
+            return true;
+        }
+        var payload = new ArrayBufferWriter<byte>();
+        using (var w = new Utf8JsonWriter(payload))
+        {
+            w.WriteStartObject();
+            w.WriteStartArray("Records");
+            foreach (var (_, record) in records)
+            {
+                w.WriteRawValue(record, skipInputValidation: true);
+            }
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+        var invocation = new Invocation
+        {
+            RequestId = Guid.NewGuid().ToString(),
+            Payload = payload.WrittenMemory,
+            InvokedFunctionArn = mapping.Qualifier is null ? _options.FunctionArn(mapping.Function) : $"{_options.FunctionArn(mapping.Function)}:{mapping.Qualifier}",
+            TraceId = Invocation.NewTraceId(_time),
+        };
+        var outcome = await _invoker.InvokeAsync(config, invocation, wantTail: false, lease!, untilLogged: true);
+        if (outcome.ThrottleReason is not null)
+        {
+            await ReturnAsync(queue, records);
+            return true;
+        }
+        if (outcome.Result is not { Outcome: InvocationOutcome.Success } result)
+        {
+            // The whole batch stays; it reappears after the visibility timeout (and, past maxReceiveCount, goes to the DLQ).
+            mapping.LastProcessingResult = "PROBLEM: Function call failed";
+            return false;
+        }
+        var failed = mapping.ReportBatchItemFailures ? BatchItemFailures(result.Body) : null;
+        foreach (var (message, _) in records)
+        {
+            if (failed is null || !failed.Contains(message.MessageId))
+            {
+                await _queues.DeleteMessageAsync(queue.Name, message.ReceiptHandle);
+            }
+        }
+        mapping.LastProcessingResult = "OK";
+        return false;
+    }
+
+    /// <summary>Throttled before running: the messages become visible again at once (no receive is held against them).</summary>
+    private async Task ReturnAsync(QueueInfo queue, List<(QueueMessage Message, byte[] Record)> records)
+    {
+        foreach (var (message, _) in records)
+        {
+            await _queues.ChangeVisibilityAsync(queue.Name, message.ReceiptHandle, 0);
+        }
+    }
+
+    /// <summary>
+    /// The ids a ReportBatchItemFailures response names (<c>{"batchItemFailures":[{"itemIdentifier":…}]}</c>). A
+    /// response that is not of that shape fails the whole batch, as Lambda does; an empty list succeeds it.
+    /// </summary>
+    private static HashSet<string>? BatchItemFailures(ReadOnlyMemory<byte> body)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(body);
+            var root = document.RootElement;
+            if (root.ValueKind is JsonValueKind.Null || (root.ValueKind == JsonValueKind.Object && !root.TryGetProperty("batchItemFailures", out _)))
+            {
+                return [];
+            }
+            var failures = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var failure in root.GetProperty("batchItemFailures").EnumerateArray())
+            {
+                failures.Add(failure.GetProperty("itemIdentifier").GetString() ?? "");
+            }
+            return failures;
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or KeyNotFoundException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Lambda's SQS record for one message.</summary>
+    private byte[] Record(QueueMessage message, string sourceArn)
+    {
+        var buffer = new ArrayBufferWriter<byte>(512 + message.Body.Length);
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteString("messageId", message.MessageId);
+            w.WriteString("receiptHandle", message.ReceiptHandle);
+            w.WriteString("body", message.Body);
+            w.WriteStartObject("attributes");
+            w.WriteString("ApproximateReceiveCount", message.ReceiveCount.ToString(CultureInfo.InvariantCulture));
+            w.WriteString("SentTimestamp", message.SentMs.ToString(CultureInfo.InvariantCulture));
+            w.WriteString("SenderId", _options.AccountId);
+            w.WriteString("ApproximateFirstReceiveTimestamp", message.FirstReceiveMs.ToString(CultureInfo.InvariantCulture));
+            if (message.GroupId is { } group)
+            {
+                w.WriteString("MessageGroupId", group);
+                w.WriteString("MessageDeduplicationId", message.DeduplicationId ?? "");
+                w.WriteString("SequenceNumber", message.Sequence.ToString("D20", CultureInfo.InvariantCulture));
+            }
+            w.WriteEndObject();
+            w.WriteStartObject("messageAttributes");
+            if (message.MessageAttributesJson is { } attributes)
+            {
+                using var document = JsonDocument.Parse(attributes);
+                foreach (var attribute in document.RootElement.EnumerateObject())
+                {
+                    w.WriteStartObject(attribute.Name);
+                    if (attribute.Value.TryGetProperty("StringValue", out var text))
+                    {
+                        w.WriteString("stringValue", text.GetString());
+                    }
+                    if (attribute.Value.TryGetProperty("BinaryValue", out var binary))
+                    {
+                        w.WriteString("binaryValue", binary.GetString());
+                    }
+                    w.WriteStartArray("stringListValues");
+                    w.WriteEndArray();
+                    w.WriteStartArray("binaryListValues");
+                    w.WriteEndArray();
+                    w.WriteString("dataType", attribute.Value.GetProperty("DataType").GetString());
+                    w.WriteEndObject();
+                }
+            }
+            w.WriteEndObject();
+            w.WriteString("md5OfBody", message.Md5OfBody);
+            if (message.Md5OfMessageAttributes is { } md5)
+            {
+                w.WriteString("md5OfMessageAttributes", md5);
+            }
+            w.WriteString("eventSource", "aws:sqs");
+            w.WriteString("eventSourceARN", sourceArn);
+            w.WriteString("awsRegion", _options.Region);
+            w.WriteEndObject();
+        }
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>What filter patterns see: the record, with a JSON body parsed as JSON (Lambda's rule for SQS).</summary>
+    private static byte[] FilterView(byte[] record)
+    {
+        using var document = JsonDocument.Parse(record);
+        var body = document.RootElement.GetProperty("body").GetString() ?? "";
+        var buffer = new ArrayBufferWriter<byte>(record.Length);
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            foreach (var member in document.RootElement.EnumerateObject())
+            {
+                if (member.Name == "body" && EventRules.IsJson(body) && body.TrimStart().StartsWith('{'))
+                {
+                    w.WritePropertyName("body");
+                    w.WriteRawValue(body);
+                    continue;
+                }
+                member.WriteTo(w);
+            }
+            w.WriteEndObject();
+        }
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    private static string Serialize(EventSourceMapping m)
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteString("Uuid", m.Uuid);
+            w.WriteString("QueueName", m.QueueName);
+            w.WriteString("EventSourceArn", m.EventSourceArn);
+            w.WriteString("Function", m.Function);
+            w.WriteString("Qualifier", m.Qualifier);
+            w.WriteNumber("BatchSize", m.BatchSize);
+            w.WriteNumber("MaximumBatchingWindowInSeconds", m.MaximumBatchingWindowInSeconds);
+            w.WriteBoolean("Enabled", m.Enabled);
+            w.WriteBoolean("ReportBatchItemFailures", m.ReportBatchItemFailures);
+            w.WriteString("FilterCriteria", m.FilterCriteriaJson);
+            if (m.MaximumConcurrency is { } max)
+            {
+                w.WriteNumber("MaximumConcurrency", max);
+            }
+            w.WriteNumber("LastModified", m.LastModified.ToUnixTimeMilliseconds());
+            w.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
+    }
+
+    private static EventSourceMapping Deserialize(string json)
+    {
+        using var document = JsonDocument.Parse(json);
+        var r = document.RootElement;
+        var filter = r.GetProperty("FilterCriteria").GetString();
+        return new EventSourceMapping
+        {
+            Uuid = r.GetProperty("Uuid").GetString()!,
+            QueueName = r.GetProperty("QueueName").GetString()!,
+            EventSourceArn = r.GetProperty("EventSourceArn").GetString()!,
+            Function = r.GetProperty("Function").GetString()!,
+            Qualifier = r.GetProperty("Qualifier").GetString(),
+            BatchSize = r.GetProperty("BatchSize").GetInt32(),
+            MaximumBatchingWindowInSeconds = r.GetProperty("MaximumBatchingWindowInSeconds").GetInt32(),
+            Enabled = r.GetProperty("Enabled").GetBoolean(),
+            ReportBatchItemFailures = r.GetProperty("ReportBatchItemFailures").GetBoolean(),
+            FilterCriteriaJson = filter,
+            Filters = ParseFilters(filter, out _) ?? [],
+            MaximumConcurrency = r.TryGetProperty("MaximumConcurrency", out var max) ? max.GetInt32() : null,
+            LastModified = DateTimeOffset.FromUnixTimeMilliseconds(r.GetProperty("LastModified").GetInt64()),
+        };
+    }
+
+    /// <summary>FilterCriteria's patterns (<c>{"Filters":[{"Pattern":"…"}]}</c>), or null with the reason.</summary>
+    public static List<EventPattern>? ParseFilters(string? filterCriteria, out string? error)
+    {
+        error = null;
+        var patterns = new List<EventPattern>();
+        if (string.IsNullOrEmpty(filterCriteria))
+        {
+            return patterns;
+        }
+        try
+        {
+            using var document = JsonDocument.Parse(filterCriteria);
+            if (!document.RootElement.TryGetProperty("Filters", out var filters) || filters.ValueKind != JsonValueKind.Array)
+            {
+                return patterns;
+            }
+            foreach (var filter in filters.EnumerateArray())
+            {
+                var text = filter.TryGetProperty("Pattern", out var p) && p.ValueKind == JsonValueKind.String ? p.GetString()! : "";
+                patterns.Add(EventPattern.Parse(text, out error) ?? throw new FormatException(error));
+            }
+            return patterns;
+        }
+        catch (Exception e) when (e is JsonException or FormatException)
+        {
+            error ??= e.Message;
+            return null;
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = Diagnostics.EventIds.EventSourcePollerFailed, Level = LogLevel.Error, Message = "A poller of event source mapping {Uuid} stopped")]
+        public static partial void PollerFailed(ILogger logger, string uuid, Exception error);
+    }
+}

@@ -1,0 +1,627 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Lamina.Server.Hosting;
+using Lamina.Server.Protocols;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Options;
+
+namespace Lamina.Server.Logs;
+
+/// <summary>
+/// The CloudWatch Logs API subset that reads function logs (LAMBDA.md §8.3): awsJson1_1, every call a <c>POST /</c>
+/// with <c>X-Amz-Target: Logs_20140328.&lt;Operation&gt;</c>. <c>aws logs get-log-events</c>, <c>filter-log-events</c>,
+/// <c>describe-log-groups / -streams</c> and CLI v2's <c>aws logs tail [--follow]</c> work against it.
+/// </summary>
+internal static partial class LogsApi
+{
+    public const string TargetPrefix = "Logs_20140328.";
+
+    /// <summary>CloudWatch's page caps: 50 groups or streams, 10,000 events.</summary>
+    private const int MaxDescribeLimit = 50;
+    private const int MaxEventsLimit = 10_000;
+
+    /// <summary>CloudWatch answers at most 1 MB of events per call (then the caller pages on).</summary>
+    private const int MaxResponseChars = 1024 * 1024;
+
+    /// <summary>Rows FilterLogEvents examines per call; past it the answer is partial and says where to go on (as AWS's).</summary>
+    private const int MaxScannedPerCall = 200_000;
+
+    private static readonly int[] RetentionDays = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+
+    [GeneratedRegex(@"^[\.\-_/#A-Za-z0-9]{1,512}\z", RegexOptions.CultureInvariant)]
+    private static partial Regex GroupNamePattern();
+
+    /// <summary>Answers one call; <paramref name="operation"/> is the target after the prefix.</summary>
+    public static async Task HandleAsync(HttpContext context, string operation, LogStore store, IOptions<LaminaOptions> options, TimeProvider time)
+    {
+        if (await JsonProtocolEndpoint.ReadObjectAsync(context) is not { } request)
+        {
+            await ErrorAsync(context, "SerializationException", "The request body must be a JSON object.");
+            return;
+        }
+
+        var call = new Call(context, request, store, options.Value, time);
+        try
+        {
+            switch (operation)
+            {
+                case "CreateLogGroup": await CreateLogGroupAsync(call); break;
+                case "DeleteLogGroup": await DeleteLogGroupAsync(call); break;
+                case "DescribeLogGroups": await DescribeLogGroupsAsync(call); break;
+                case "DescribeLogStreams": await DescribeLogStreamsAsync(call); break;
+                case "GetLogEvents": await GetLogEventsAsync(call); break;
+                case "FilterLogEvents": await FilterLogEventsAsync(call); break;
+                case "PutRetentionPolicy": await PutRetentionPolicyAsync(call); break;
+                case "DeleteRetentionPolicy": await DeleteRetentionPolicyAsync(call); break;
+                default:
+                    await ErrorAsync(context, "UnknownOperationException", $"Lamina does not implement the CloudWatch Logs operation {operation}.");
+                    break;
+            }
+        }
+        catch (LogsException e)
+        {
+            await ErrorAsync(context, e.Code, e.Message);
+        }
+    }
+
+    private static async Task CreateLogGroupAsync(Call call)
+    {
+        var name = call.GroupName(required: true)!;
+        var created = await call.Store.ChangeAsync(connection =>
+        {
+            using var insert = connection.CreateCommand();
+            insert.CommandText = "INSERT INTO log_groups (name, created_ms) VALUES ($name, $now) ON CONFLICT (name) DO NOTHING;";
+            insert.Parameters.AddWithValue("$name", name);
+            insert.Parameters.AddWithValue("$now", call.NowMs);
+            return insert.ExecuteNonQuery() == 1;
+        }, call.Aborted);
+        if (!created)
+        {
+            throw new LogsException("ResourceAlreadyExistsException", "The specified log group already exists");
+        }
+        await call.EmptyAsync();
+    }
+
+    private static async Task DeleteLogGroupAsync(Call call)
+    {
+        var name = call.GroupName(required: true)!;
+        var deleted = await call.Store.ChangeAsync(connection =>
+        {
+            using var delete = connection.CreateCommand();
+            delete.CommandText = """
+                DELETE FROM log_events WHERE group_name = $name;
+                DELETE FROM log_streams WHERE group_name = $name;
+                DELETE FROM log_groups WHERE name = $name;
+                """;
+            delete.Parameters.AddWithValue("$name", name);
+            return delete.ExecuteNonQuery() > 0;
+        }, call.Aborted);
+        if (!deleted)
+        {
+            throw GroupNotFound();
+        }
+        await call.EmptyAsync();
+    }
+
+    private static async Task PutRetentionPolicyAsync(Call call)
+    {
+        var name = call.GroupName(required: true)!;
+        var days = call.Int("retentionInDays") ?? throw Invalid("1 validation error detected: Value null at 'retentionInDays' failed to satisfy constraint: Member must not be null");
+        if (Array.IndexOf(RetentionDays, days) < 0)
+        {
+            throw Invalid(string.Create(CultureInfo.InvariantCulture,
+                $"1 validation error detected: Value '{days}' at 'retentionInDays' failed to satisfy constraint: Member must satisfy enum value set: [{string.Join(", ", RetentionDays)}]"));
+        }
+        await SetRetentionAsync(call, name, days);
+    }
+
+    private static async Task DeleteRetentionPolicyAsync(Call call) => await SetRetentionAsync(call, call.GroupName(required: true)!, null);
+
+    private static async Task SetRetentionAsync(Call call, string name, int? days)
+    {
+        var found = await call.Store.ChangeAsync(connection =>
+        {
+            using var update = connection.CreateCommand();
+            update.CommandText = "UPDATE log_groups SET retention_days = $days WHERE name = $name;";
+            update.Parameters.AddWithValue("$name", name);
+            update.Parameters.AddWithValue("$days", days is { } d ? d : DBNull.Value);
+            return update.ExecuteNonQuery() == 1;
+        }, call.Aborted);
+        if (!found)
+        {
+            throw GroupNotFound();
+        }
+        await call.EmptyAsync();
+    }
+
+    private static async Task DescribeLogGroupsAsync(Call call)
+    {
+        var prefix = call.String("logGroupNamePrefix") ?? "";
+        var limit = call.Limit(MaxDescribeLimit, MaxDescribeLimit);
+        var after = call.String("nextToken");
+        var groups = await call.Store.ReadAsync(connection =>
+        {
+            using var select = connection.CreateCommand();
+            select.CommandText = """
+                SELECT g.name, g.created_ms, g.retention_days,
+                       (SELECT COALESCE(SUM(stored_bytes), 0) FROM log_streams s WHERE s.group_name = g.name)
+                FROM log_groups g
+                WHERE substr(g.name, 1, length($prefix)) = $prefix AND ($after IS NULL OR g.name > $after)
+                  AND ($home = 0 OR instr(g.name, ':') = 0)
+                ORDER BY g.name LIMIT $limit;
+                """;
+            select.Parameters.AddWithValue("$prefix", call.Internal(prefix));
+            select.Parameters.AddWithValue("$home", call.IsHomeAccount ? 1 : 0);
+            select.Parameters.AddWithValue("$after", (object?)after ?? DBNull.Value);
+            select.Parameters.AddWithValue("$limit", limit + 1);
+            using var reader = select.ExecuteReader();
+            var rows = new List<(string Name, long Created, int? Retention, long Bytes)>();
+            while (reader.Read())
+            {
+                rows.Add((reader.GetString(0), reader.GetInt64(1), reader.IsDBNull(2) ? null : reader.GetInt32(2), reader.GetInt64(3)));
+            }
+            return rows;
+        }, call.Aborted);
+
+        await call.RespondAsync(w =>
+        {
+            w.WriteStartArray("logGroups");
+            foreach (var (name, created, retention, bytes) in groups.Take(limit))
+            {
+                w.WriteStartObject();
+                w.WriteString("logGroupName", Call.External(name));
+                w.WriteNumber("creationTime", created);
+                if (retention is { } days)
+                {
+                    w.WriteNumber("retentionInDays", days);
+                }
+                w.WriteNumber("metricFilterCount", 0);
+                w.WriteString("arn", call.GroupArn(name) + ":*");
+                w.WriteString("logGroupArn", call.GroupArn(name));
+                w.WriteNumber("storedBytes", bytes);
+                w.WriteString("logGroupClass", "STANDARD");
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            if (groups.Count > limit)
+            {
+                w.WriteString("nextToken", groups[limit - 1].Name);
+            }
+        });
+    }
+
+    private static async Task DescribeLogStreamsAsync(Call call)
+    {
+        var group = call.GroupName(required: true)!;
+        var prefix = call.String("logStreamNamePrefix") ?? "";
+        var byTime = call.String("orderBy") switch
+        {
+            null or "LogStreamName" => false,
+            "LastEventTime" => true,
+            var other => throw Invalid($"1 validation error detected: Value '{other}' at 'orderBy' failed to satisfy constraint: Member must satisfy enum value set: [LogStreamName, LastEventTime]"),
+        };
+        if (byTime && prefix.Length > 0)
+        {
+            throw Invalid("Cannot order by LastEventTime with a logStreamNamePrefix.");
+        }
+        var descending = call.Bool("descending") ?? false;
+        var limit = call.Limit(MaxDescribeLimit, MaxDescribeLimit);
+        var offset = call.String("nextToken") is { } token && int.TryParse(token, NumberStyles.None, CultureInfo.InvariantCulture, out var o) ? o : 0;
+        var streams = await call.Store.ReadAsync(connection =>
+        {
+            if (!GroupExists(connection, group))
+            {
+                return null;
+            }
+            using var select = connection.CreateCommand();
+            var order = byTime ? "COALESCE(last_event_ms, created_ms)" : "name";
+            select.CommandText = $"""
+                SELECT name, created_ms, first_event_ms, last_event_ms, last_ingest_ms, stored_bytes FROM log_streams
+                WHERE group_name = $group AND substr(name, 1, length($prefix)) = $prefix
+                ORDER BY {order} {(descending ? "DESC" : "ASC")}, name LIMIT $limit OFFSET $offset;
+                """;
+            select.Parameters.AddWithValue("$group", group);
+            select.Parameters.AddWithValue("$prefix", prefix);
+            select.Parameters.AddWithValue("$limit", limit + 1);
+            select.Parameters.AddWithValue("$offset", offset);
+            using var reader = select.ExecuteReader();
+            var rows = new List<(string Name, long Created, long? First, long? Last, long? Ingest, long Bytes)>();
+            while (reader.Read())
+            {
+                rows.Add((reader.GetString(0), reader.GetInt64(1), NullableLong(reader, 2), NullableLong(reader, 3), NullableLong(reader, 4), reader.GetInt64(5)));
+            }
+            return rows;
+        }, call.Aborted) ?? throw GroupNotFound();
+
+        await call.RespondAsync(w =>
+        {
+            w.WriteStartArray("logStreams");
+            foreach (var (name, created, first, last, ingest, bytes) in streams.Take(limit))
+            {
+                w.WriteStartObject();
+                w.WriteString("logStreamName", name);
+                w.WriteNumber("creationTime", created);
+                WriteOptional(w, "firstEventTimestamp", first);
+                WriteOptional(w, "lastEventTimestamp", last);
+                WriteOptional(w, "lastIngestionTime", ingest);
+                w.WriteString("arn", $"{call.GroupArn(group)}:log-stream:{name}");
+                w.WriteNumber("storedBytes", bytes);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            if (streams.Count > limit)
+            {
+                w.WriteString("nextToken", (offset + limit).ToString(CultureInfo.InvariantCulture));
+            }
+        });
+    }
+
+    private static async Task GetLogEventsAsync(Call call)
+    {
+        var group = call.GroupName(required: true)!;
+        var stream = call.String("logStreamName") ?? throw Invalid("1 validation error detected: Value null at 'logStreamName' failed to satisfy constraint: Member must not be null");
+        var limit = call.Limit(MaxEventsLimit, MaxEventsLimit);
+        var start = call.Long("startTime");
+        var end = call.Long("endTime");
+        // Tokens: "f/<id>" reads on after event <id>, "b/<id>" reads back before it.
+        var token = call.String("nextToken");
+        bool forward;
+        long? from = null;
+        if (token is null)
+        {
+            forward = call.Bool("startFromHead") ?? false;
+        }
+        else if (token.Length > 2 && token[1] == '/' && token[0] is 'f' or 'b'
+            && long.TryParse(token.AsSpan(2), NumberStyles.None, CultureInfo.InvariantCulture, out var id))
+        {
+            forward = token[0] == 'f';
+            from = id;
+        }
+        else
+        {
+            throw Invalid("The specified nextToken is invalid.");
+        }
+
+        await call.Store.WaitForBufferedAsync(TimeSpan.FromSeconds(1), call.Aborted);
+        var events = await call.Store.ReadAsync(connection =>
+        {
+            if (!GroupExists(connection, group))
+            {
+                throw GroupNotFound();
+            }
+            if (!StreamExists(connection, group, stream))
+            {
+                throw new LogsException("ResourceNotFoundException", "The specified log stream does not exist.");
+            }
+            using var select = connection.CreateCommand();
+            // Head-first or after a forward token: ascending. Otherwise the newest `limit`, read backwards, then reversed.
+            var ascending = forward;
+            select.CommandText = $"""
+                SELECT id, timestamp_ms, ingest_ms, message FROM log_events
+                WHERE group_name = $group AND stream_name = $stream
+                  AND ($from IS NULL OR id {(forward ? ">" : "<")} $from)
+                  AND ($start IS NULL OR timestamp_ms >= $start) AND ($end IS NULL OR timestamp_ms < $end)
+                ORDER BY id {(ascending ? "ASC" : "DESC")} LIMIT $limit;
+                """;
+            select.Parameters.AddWithValue("$group", group);
+            select.Parameters.AddWithValue("$stream", stream);
+            select.Parameters.AddWithValue("$from", from is { } f ? f : DBNull.Value);
+            select.Parameters.AddWithValue("$start", start is { } s ? s : DBNull.Value);
+            select.Parameters.AddWithValue("$end", end is { } e ? e : DBNull.Value);
+            select.Parameters.AddWithValue("$limit", limit);
+            using var reader = select.ExecuteReader();
+            var rows = new List<StoredEvent>();
+            while (reader.Read())
+            {
+                rows.Add(new StoredEvent(reader.GetInt64(0), "", reader.GetInt64(1), reader.GetInt64(2), reader.GetString(3)));
+            }
+            // At most about 1 MB: the events nearest the reading position (the oldest forward, the newest backward).
+            var size = 0;
+            var keep = 0;
+            while (keep < rows.Count && (keep == 0 || size + rows[keep].Message.Length <= MaxResponseChars))
+            {
+                size += rows[keep].Message.Length + 64;
+                keep++;
+            }
+            rows.RemoveRange(keep, rows.Count - keep);
+            if (!ascending)
+            {
+                rows.Reverse();
+            }
+            return rows;
+        }, call.Aborted);
+
+        // An unchanged forward token tells the CLI's paginator it reached the end.
+        var nextForward = events.Count > 0 ? $"f/{events[^1].Id:D20}" : forward && token is not null ? token : $"f/{from ?? 0:D20}";
+        var nextBackward = events.Count > 0 ? $"b/{events[0].Id:D20}" : !forward && token is not null ? token : $"b/{from ?? 0:D20}";
+        await call.RespondAsync(w =>
+        {
+            w.WriteStartArray("events");
+            foreach (var e in events)
+            {
+                w.WriteStartObject();
+                w.WriteNumber("timestamp", e.TimestampMs);
+                w.WriteString("message", e.Message);
+                w.WriteNumber("ingestionTime", e.IngestMs);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteString("nextForwardToken", nextForward);
+            w.WriteString("nextBackwardToken", nextBackward);
+        });
+    }
+
+    private static async Task FilterLogEventsAsync(Call call)
+    {
+        var group = call.GroupName(required: true)!;
+        var names = call.StringList("logStreamNames");
+        var prefix = call.String("logStreamNamePrefix");
+        if (names is not null && prefix is not null)
+        {
+            throw Invalid("You cannot specify both logStreamNames and logStreamNamePrefix.");
+        }
+        if (names is { Count: > 100 })
+        {
+            throw Invalid("1 validation error detected: Value at 'logStreamNames' failed to satisfy constraint: Member must have length less than or equal to 100");
+        }
+        if (!FilterPattern.TryParse(call.String("filterPattern"), out var filter, out var patternError))
+        {
+            throw Invalid($"Invalid filter pattern: {patternError}");
+        }
+        var limit = call.Limit(MaxEventsLimit, MaxEventsLimit);
+        var start = call.Long("startTime");
+        var end = call.Long("endTime");
+        // Token: "<timestamp>/<id>" of the last event returned (or examined); results go on strictly after it.
+        long? afterTs = null, afterId = null;
+        if (call.String("nextToken") is { } token)
+        {
+            var slash = token.IndexOf('/', StringComparison.Ordinal);
+            if (slash <= 0 || !long.TryParse(token.AsSpan(0, slash), NumberStyles.None, CultureInfo.InvariantCulture, out var ts)
+                || !long.TryParse(token.AsSpan(slash + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var lastId))
+            {
+                throw Invalid("The specified nextToken is invalid.");
+            }
+            (afterTs, afterId) = (ts, lastId);
+        }
+
+        await call.Store.WaitForBufferedAsync(TimeSpan.FromSeconds(1), call.Aborted);
+        var (events, resume) = await call.Store.ReadAsync(connection =>
+        {
+            if (!GroupExists(connection, group))
+            {
+                throw GroupNotFound();
+            }
+            using var select = connection.CreateCommand();
+            select.CommandText = """
+                SELECT id, stream_name, timestamp_ms, ingest_ms, message FROM log_events
+                WHERE group_name = $group
+                  AND ($start IS NULL OR timestamp_ms >= $start) AND ($end IS NULL OR timestamp_ms <= $end)
+                  AND ($afterTs IS NULL OR timestamp_ms > $afterTs OR (timestamp_ms = $afterTs AND id > $afterId))
+                  AND ($prefix IS NULL OR substr(stream_name, 1, length($prefix)) = $prefix)
+                ORDER BY timestamp_ms, id;
+                """;
+            select.Parameters.AddWithValue("$group", group);
+            select.Parameters.AddWithValue("$start", start is { } s ? s : DBNull.Value);
+            select.Parameters.AddWithValue("$end", end is { } e ? e : DBNull.Value);
+            select.Parameters.AddWithValue("$afterTs", afterTs is { } a ? a : DBNull.Value);
+            select.Parameters.AddWithValue("$afterId", afterId is { } b ? b : DBNull.Value);
+            select.Parameters.AddWithValue("$prefix", (object?)prefix ?? DBNull.Value);
+            using var reader = select.ExecuteReader();
+            var matched = new List<StoredEvent>();
+            var scanned = 0;
+            var size = 0;
+            (long Ts, long Id)? resumeAt = null;
+            while (reader.Read())
+            {
+                var stream = reader.GetString(1);
+                if (names is not null && !names.Contains(stream))
+                {
+                    if (++scanned == MaxScannedPerCall)
+                    {
+                        var examined = (Ts: reader.GetInt64(2), Id: reader.GetInt64(0));
+                        resumeAt = reader.Read() ? examined : null; // go on after the last row examined
+                        break;
+                    }
+                    continue;
+                }
+                var row = new StoredEvent(reader.GetInt64(0), stream, reader.GetInt64(2), reader.GetInt64(3), reader.GetString(4));
+                if (filter.Matches(row.Message))
+                {
+                    matched.Add(row);
+                    size += row.Message.Length + 128;
+                }
+                if (matched.Count == limit || ++scanned == MaxScannedPerCall || size >= MaxResponseChars)
+                {
+                    // More may follow: the caller goes on after this row.
+                    resumeAt = reader.Read() ? (row.TimestampMs, row.Id) : null;
+                    break;
+                }
+            }
+            return (matched, resumeAt);
+        }, call.Aborted);
+
+        await call.RespondAsync(w =>
+        {
+            w.WriteStartArray("events");
+            foreach (var e in events)
+            {
+                w.WriteStartObject();
+                w.WriteString("logStreamName", e.Stream);
+                w.WriteNumber("timestamp", e.TimestampMs);
+                w.WriteString("message", e.Message);
+                w.WriteNumber("ingestionTime", e.IngestMs);
+                w.WriteString("eventId", e.Id.ToString("D20", CultureInfo.InvariantCulture));
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteStartArray("searchedLogStreams");
+            w.WriteEndArray();
+            if (resume is { } r)
+            {
+                w.WriteString("nextToken", string.Create(CultureInfo.InvariantCulture, $"{r.Ts}/{r.Id}"));
+            }
+        });
+    }
+
+    private static bool GroupExists(SqliteConnection connection, string group)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1 FROM log_groups WHERE name = $name;";
+        command.Parameters.AddWithValue("$name", group);
+        return command.ExecuteScalar() is not null;
+    }
+
+    private static bool StreamExists(SqliteConnection connection, string group, string stream)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1 FROM log_streams WHERE group_name = $group AND name = $name;";
+        command.Parameters.AddWithValue("$group", group);
+        command.Parameters.AddWithValue("$name", stream);
+        return command.ExecuteScalar() is not null;
+    }
+
+    private static long? NullableLong(SqliteDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetInt64(ordinal);
+
+    private static void WriteOptional(Utf8JsonWriter w, string name, long? value)
+    {
+        if (value is { } v)
+        {
+            w.WriteNumber(name, v);
+        }
+    }
+
+    private static LogsException GroupNotFound() => new("ResourceNotFoundException", "The specified log group does not exist.");
+
+    private static LogsException Invalid(string message) => new("InvalidParameterException", message);
+
+    private static async Task ErrorAsync(HttpContext context, string code, string message)
+    {
+        var response = context.Response;
+        response.StatusCode = StatusCodes.Status400BadRequest;
+        response.ContentType = "application/x-amz-json-1.1";
+        response.Headers["x-amzn-ErrorType"] = code;
+        await using var w = new Utf8JsonWriter(response.Body);
+        w.WriteStartObject();
+        w.WriteString("__type", code);
+        w.WriteString("message", message);
+        w.WriteEndObject();
+    }
+
+    private readonly record struct StoredEvent(long Id, string Stream, long TimestampMs, long IngestMs, string Message);
+
+    /// <summary>An error answered as awsJson1_1 does: 400 with <c>__type</c>.</summary>
+    private sealed class LogsException(string code, string message) : Exception(message)
+    {
+        public string Code { get; } = code;
+    }
+
+    /// <summary>One call's request and what every operation needs to read it and answer.</summary>
+    private sealed class Call(HttpContext context, JsonElement request, LogStore store, LaminaOptions options, TimeProvider time)
+    {
+        public LogStore Store { get; } = store;
+
+        public CancellationToken Aborted => context.RequestAborted;
+
+        public long NowMs { get; } = time.GetUtcNow().ToUnixTimeMilliseconds();
+
+        /// <summary>
+        /// The account the caller acts for. Another account's groups are kept as <c>account:name</c> (a group name has
+        /// no <c>:</c>), so each account sees and touches only its own functions' logs.
+        /// </summary>
+        public string Account { get; } = Protocols.CallerIdentity.AccountOf(context, options);
+
+        private string Prefix => Account == options.AccountId ? "" : Account + ":";
+
+        /// <summary>Whether the caller is the server's own account, whose group names carry no account.</summary>
+        public bool IsHomeAccount => Prefix.Length == 0;
+
+        /// <summary>The group name a caller knows, for one kept in the store.</summary>
+        public static string External(string group) => group[(group.IndexOf(':', StringComparison.Ordinal) + 1)..];
+
+        /// <summary>Where the store keeps the caller's group of this name.</summary>
+        public string Internal(string group) => Prefix + group;
+
+        public string GroupArn(string group) => $"arn:aws:logs:{options.Region}:{Account}:log-group:{External(group)}";
+
+        /// <summary><c>logGroupName</c>, or the group named by <c>logGroupIdentifier</c> (a name or an ARN).</summary>
+        public string? GroupName(bool required)
+        {
+            var name = String("logGroupName");
+            if (name is null && String("logGroupIdentifier") is { } identifier)
+            {
+                name = identifier.StartsWith("arn:", StringComparison.Ordinal) && identifier.IndexOf(":log-group:", StringComparison.Ordinal) is var at and >= 0
+                    ? identifier[(at + ":log-group:".Length)..].TrimEnd('*').TrimEnd(':')
+                    : identifier;
+            }
+            if (name is null)
+            {
+                return required ? throw Invalid("1 validation error detected: Value null at 'logGroupName' failed to satisfy constraint: Member must not be null") : null;
+            }
+            if (!GroupNamePattern().IsMatch(name))
+            {
+                throw Invalid($"1 validation error detected: Value '{name}' at 'logGroupName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\.\\-_/#A-Za-z0-9]+");
+            }
+            return Internal(name);
+        }
+
+        public string? String(string name) => request.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? Text(value, name) : null;
+
+        /// <summary>A string member's text; one that is not valid Unicode (a lone surrogate) is the caller's mistake.</summary>
+        public static string Text(JsonElement value, string name)
+        {
+            try
+            {
+                return value.GetString()!;
+            }
+            catch (InvalidOperationException)
+            {
+                throw new LogsException("SerializationException", $"The value of {name} is not valid Unicode text.");
+            }
+        }
+
+        public long? Long(string name) => request.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var n) ? n : null;
+
+        public int? Int(string name) => request.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var n) ? n : null;
+
+        public bool? Bool(string name) => request.TryGetProperty(name, out var value) && value.ValueKind is JsonValueKind.True or JsonValueKind.False ? value.GetBoolean() : null;
+
+        public List<string>? StringList(string name) =>
+            request.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Array
+                ? value.EnumerateArray().Where(static v => v.ValueKind == JsonValueKind.String).Select(v => Text(v, name)).ToList()
+                : null;
+
+        /// <summary><c>limit</c>, 1 to <paramref name="max"/>; <paramref name="fallback"/> when absent.</summary>
+        public int Limit(int max, int fallback)
+        {
+            if (Int("limit") is not { } limit)
+            {
+                return fallback;
+            }
+            if (limit < 1 || limit > max)
+            {
+                throw Invalid(string.Create(CultureInfo.InvariantCulture,
+                    $"1 validation error detected: Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value between 1 and {max}"));
+            }
+            return limit;
+        }
+
+        public Task EmptyAsync() => RespondAsync(static _ => { });
+
+        public async Task RespondAsync(Action<Utf8JsonWriter> body)
+        {
+            var response = context.Response;
+            response.StatusCode = StatusCodes.Status200OK;
+            response.ContentType = "application/x-amz-json-1.1";
+            using var buffer = new MemoryStream();
+            using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+            {
+                w.WriteStartObject();
+                body(w);
+                w.WriteEndObject();
+            }
+            response.ContentLength = buffer.Length;
+            await response.Body.WriteAsync(buffer.GetBuffer().AsMemory(0, (int)buffer.Length), context.RequestAborted);
+        }
+    }
+}

@@ -1,0 +1,425 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.Json;
+using Lamina.Server.Hosting;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Options;
+
+namespace Lamina.Server.Sqs;
+
+/// <summary>A queue's settings (SQS attributes Lamina acts on) and identity.</summary>
+internal sealed record QueueInfo(string Name, IReadOnlyDictionary<string, string> Attributes, long CreatedMs, long ModifiedMs)
+{
+    public bool Fifo => Name.EndsWith(".fifo", StringComparison.Ordinal);
+    public int VisibilityTimeout => Int("VisibilityTimeout", 30);
+    public int DelaySeconds => Int("DelaySeconds", 0);
+    public int WaitTimeSeconds => Int("ReceiveMessageWaitTimeSeconds", 0);
+    public int RetentionSeconds => Int("MessageRetentionPeriod", 345_600);
+    public int MaximumMessageSize => Int("MaximumMessageSize", 262_144);
+    public bool ContentBasedDeduplication => Attributes.TryGetValue("ContentBasedDeduplication", out var v) && v == "true";
+
+    /// <summary>The dead-letter queue's name and after how many receives a message goes there, when a RedrivePolicy is set.</summary>
+    public (string Queue, int MaxReceiveCount)? Redrive
+    {
+        get
+        {
+            if (!Attributes.TryGetValue("RedrivePolicy", out var text) || text.Length == 0)
+            {
+                return null;
+            }
+            using var policy = JsonDocument.Parse(text);
+            var arn = policy.RootElement.GetProperty("deadLetterTargetArn").GetString()!;
+            var max = policy.RootElement.GetProperty("maxReceiveCount");
+            var count = max.ValueKind == JsonValueKind.String ? int.Parse(max.GetString()!, CultureInfo.InvariantCulture) : max.GetInt32();
+            return (arn[(arn.LastIndexOf(':') + 1)..], count);
+        }
+    }
+
+    private int Int(string name, int fallback) =>
+        Attributes.TryGetValue(name, out var value) && int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : fallback;
+}
+
+/// <summary>A message as ReceiveMessage hands it out.</summary>
+internal sealed record QueueMessage(string MessageId, string ReceiptHandle, string Body, string Md5OfBody, string? MessageAttributesJson,
+    string? Md5OfMessageAttributes, long SentMs, int ReceiveCount, long FirstReceiveMs, string? GroupId, string? DeduplicationId, long Sequence);
+
+/// <summary>A message to send: its body, attributes (JSON, as the API took them) and FIFO fields.</summary>
+internal sealed record OutgoingMessage(string Body, string? MessageAttributesJson, string? Md5OfMessageAttributes, int? DelaySeconds,
+    string? GroupId, string? DeduplicationId);
+
+/// <summary>What SendMessage answers: the id, and the FIFO sequence number.</summary>
+internal sealed record SentMessage(string MessageId, string Sequence);
+
+/// <summary>
+/// Lamina's queues (issue #11): <c>&lt;data&gt;/queues.db</c>, a SQLite file of its own (WAL, <c>synchronous=FULL</c>):
+/// a sent message is on disk before SendMessage answers, so a <c>kill -9</c> loses nothing. Receiving hides a message
+/// for the visibility timeout and counts the receive; past the redrive policy's <c>maxReceiveCount</c> it moves to
+/// the dead-letter queue instead. FIFO queues deliver each message group in order, one batch in flight at a time,
+/// and drop duplicates within five minutes. Long polls wait for a send to the queue (or up to a second, for delayed
+/// and reappearing messages) rather than spinning.
+/// </summary>
+internal sealed class QueueStore : IHostedService, IDisposable
+{
+    public const int MaxWaitSeconds = 20;
+    private static readonly TimeSpan DeduplicationWindow = TimeSpan.FromMinutes(5);
+
+    private readonly string _path;
+    private readonly TimeProvider _time;
+    private readonly SemaphoreSlim _lock = new(1, 1);
+    private readonly ConcurrentDictionary<string, QueueInfo> _queues = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, TaskCompletionSource> _sent = new(StringComparer.Ordinal);
+    private SqliteConnection? _connection;
+
+    public QueueStore(IOptions<LaminaOptions> options, TimeProvider time)
+    {
+        _path = Path.Combine(options.Value.DataDirectory, "queues.db");
+        _time = time;
+    }
+
+    public void Open()
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(_path)!);
+        _connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = _path, Pooling = false, DefaultTimeout = 30 }.ToString());
+        _connection.Open();
+        Execute("""
+            PRAGMA journal_mode=WAL;
+            PRAGMA synchronous=FULL;
+            CREATE TABLE IF NOT EXISTS queues (
+                name         TEXT    NOT NULL PRIMARY KEY,
+                attributes   TEXT    NOT NULL,   -- JSON object of the settable attributes
+                created_ms   INTEGER NOT NULL,
+                modified_ms  INTEGER NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS messages (
+                seq              INTEGER PRIMARY KEY AUTOINCREMENT,  -- send order (FIFO order, sequence numbers)
+                id               TEXT    NOT NULL,
+                queue            TEXT    NOT NULL,
+                body             TEXT    NOT NULL,
+                md5_body         TEXT    NOT NULL,
+                attributes       TEXT,                               -- MessageAttributes as sent (JSON)
+                md5_attributes   TEXT,
+                sent_ms          INTEGER NOT NULL,
+                visible_ms       INTEGER NOT NULL,                   -- hidden until (delay, visibility timeout)
+                receive_count    INTEGER NOT NULL DEFAULT 0,
+                first_receive_ms INTEGER,
+                receipt          TEXT,                               -- the latest receive's handle
+                group_id         TEXT,
+                dedup_id         TEXT
+            );
+            CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_ms, seq);
+            CREATE INDEX IF NOT EXISTS messages_receipt ON messages (receipt);
+            CREATE TABLE IF NOT EXISTS deduplication (
+                queue       TEXT    NOT NULL,
+                dedup_id    TEXT    NOT NULL,
+                message_id  TEXT    NOT NULL,
+                sequence    INTEGER NOT NULL,
+                expires_ms  INTEGER NOT NULL,
+                PRIMARY KEY (queue, dedup_id)
+            );
+            """);
+        using var select = _connection.CreateCommand();
+        select.CommandText = "SELECT name, attributes, created_ms, modified_ms FROM queues;";
+        using var reader = select.ExecuteReader();
+        while (reader.Read())
+        {
+            var attributes = JsonSerializer.Deserialize(reader.GetString(1), Protocols.LaminaJsonContext.Default.DictionaryStringString)!;
+            _queues[reader.GetString(0)] = new QueueInfo(reader.GetString(0), attributes, reader.GetInt64(2), reader.GetInt64(3));
+        }
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        Open();
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public void Dispose()
+    {
+        _connection?.Dispose();
+        _lock.Dispose();
+    }
+
+    public bool TryGet(string name, out QueueInfo queue) => _queues.TryGetValue(name, out queue!);
+
+    public IEnumerable<QueueInfo> Queues => _queues.Values;
+
+    private long Now => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    /// <summary>Creates a queue; an existing one with the same attributes is returned as is, different ones are a conflict (null).</summary>
+    public async Task<QueueInfo?> CreateAsync(string name, Dictionary<string, string> attributes)
+    {
+        return await WriteAsync(connection =>
+        {
+            if (_queues.TryGetValue(name, out var existing))
+            {
+                return attributes.All(a => existing.Attributes.TryGetValue(a.Key, out var v) && v == a.Value) ? existing : null;
+            }
+            var now = Now;
+            var queue = new QueueInfo(name, attributes, now, now);
+            Run(connection, "INSERT INTO queues (name, attributes, created_ms, modified_ms) VALUES ($1, $2, $3, $3);",
+                name, JsonSerializer.Serialize(attributes, Protocols.LaminaJsonContext.Default.DictionaryStringString), now);
+            _queues[name] = queue;
+            return queue;
+        });
+    }
+
+    public async Task SetAttributesAsync(string name, Dictionary<string, string> changes)
+    {
+        await WriteAsync(connection =>
+        {
+            var queue = _queues[name];
+            var attributes = new Dictionary<string, string>(queue.Attributes, StringComparer.Ordinal);
+            foreach (var (key, value) in changes)
+            {
+                attributes[key] = value;
+            }
+            var now = Now;
+            Run(connection, "UPDATE queues SET attributes = $2, modified_ms = $3 WHERE name = $1;",
+                name, JsonSerializer.Serialize(attributes, Protocols.LaminaJsonContext.Default.DictionaryStringString), now);
+            _queues[name] = queue with { Attributes = attributes, ModifiedMs = now };
+            return 0;
+        });
+        Signal(name);
+    }
+
+    public async Task DeleteAsync(string name)
+    {
+        await WriteAsync(connection =>
+        {
+            Run(connection, "DELETE FROM messages WHERE queue = $1; DELETE FROM deduplication WHERE queue = $1; DELETE FROM queues WHERE name = $1;", name);
+            _queues.TryRemove(name, out _);
+            return 0;
+        });
+        Signal(name);
+    }
+
+    public Task PurgeAsync(string name) => WriteAsync(connection =>
+    {
+        Run(connection, "DELETE FROM messages WHERE queue = $1;", name);
+        return 0;
+    });
+
+    /// <summary>Sends messages in one transaction (a batch is all on disk, or none of it).</summary>
+    public async Task<List<SentMessage>> SendAsync(QueueInfo queue, IReadOnlyList<OutgoingMessage> messages)
+    {
+        var sent = await WriteAsync(connection =>
+        {
+            var now = Now;
+            var results = new List<SentMessage>(messages.Count);
+            foreach (var message in messages)
+            {
+                if (queue.Fifo && message.DeduplicationId is { } dedup)
+                {
+                    using var find = Command(connection, "SELECT message_id, sequence FROM deduplication WHERE queue = $1 AND dedup_id = $2 AND expires_ms > $3;",
+                        queue.Name, dedup, now);
+                    using var reader = find.ExecuteReader();
+                    if (reader.Read())
+                    {
+                        results.Add(new SentMessage(reader.GetString(0), Sequence(reader.GetInt64(1))));
+                        continue; // a duplicate within five minutes is accepted and dropped
+                    }
+                }
+                var id = Guid.NewGuid().ToString();
+                var delay = queue.Fifo ? queue.DelaySeconds : message.DelaySeconds ?? queue.DelaySeconds;
+                using var insert = Command(connection, """
+                    INSERT INTO messages (id, queue, body, md5_body, attributes, md5_attributes, sent_ms, visible_ms, group_id, dedup_id)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING seq;
+                    """, id, queue.Name, message.Body, SqsMd5.OfBody(message.Body), message.MessageAttributesJson, message.Md5OfMessageAttributes,
+                    now, now + delay * 1000L, message.GroupId, message.DeduplicationId);
+                var seq = (long)insert.ExecuteScalar()!;
+                if (queue.Fifo && message.DeduplicationId is { } newDedup)
+                {
+                    Run(connection, "INSERT OR REPLACE INTO deduplication (queue, dedup_id, message_id, sequence, expires_ms) VALUES ($1, $2, $3, $4, $5);",
+                        queue.Name, newDedup, id, seq, now + (long)DeduplicationWindow.TotalMilliseconds);
+                }
+                results.Add(new SentMessage(id, Sequence(seq)));
+            }
+            return results;
+        });
+        Signal(queue.Name);
+        return sent;
+    }
+
+    /// <summary>
+    /// Receives up to <paramref name="max"/> visible messages, hiding them for <paramref name="visibility"/> seconds;
+    /// waits up to <paramref name="waitSeconds"/> for one to arrive when none is visible.
+    /// </summary>
+    public async Task<List<QueueMessage>> ReceiveAsync(string name, int max, int visibility, int waitSeconds, CancellationToken cancellationToken)
+    {
+        var deadline = _time.GetUtcNow().AddSeconds(waitSeconds);
+        while (true)
+        {
+            var arrived = _sent.GetOrAdd(name, static _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+            if (!_queues.TryGetValue(name, out var queue))
+            {
+                return [];
+            }
+            var received = await WriteAsync(connection => ReceiveNow(connection, queue, max, visibility));
+            var remaining = deadline - _time.GetUtcNow();
+            if (received.Count > 0 || remaining <= TimeSpan.Zero || cancellationToken.IsCancellationRequested)
+            {
+                return received;
+            }
+            // A send wakes the poll at once; delayed or reappearing messages are seen within a second.
+            var wait = remaining < TimeSpan.FromSeconds(1) ? remaining : TimeSpan.FromSeconds(1);
+            try
+            {
+                await arrived.WaitAsync(wait, _time, cancellationToken);
+            }
+            catch (TimeoutException)
+            {
+            }
+            catch (OperationCanceledException)
+            {
+                return [];
+            }
+        }
+    }
+
+    private List<QueueMessage> ReceiveNow(SqliteConnection connection, QueueInfo queue, int max, int visibility)
+    {
+        var now = Now;
+        // Messages past the retention period are gone, as on SQS.
+        Run(connection, "DELETE FROM messages WHERE queue = $1 AND sent_ms < $2;", queue.Name, now - queue.RetentionSeconds * 1000L);
+        var candidates = new List<(long Seq, string Id, string Body, string Md5, string? Attributes, string? Md5Attributes, long Sent, int Count, long? First, string? Group, string? Dedup)>();
+        using (var select = Command(connection, """
+            SELECT seq, id, body, md5_body, attributes, md5_attributes, sent_ms, receive_count, first_receive_ms, group_id, dedup_id
+              FROM messages WHERE queue = $1 AND visible_ms <= $2 ORDER BY seq LIMIT $3;
+            """, queue.Name, now, queue.Fifo ? 1000 : max * 4))
+        using (var reader = select.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                candidates.Add((reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.IsDBNull(4) ? null : reader.GetString(4),
+                    reader.IsDBNull(5) ? null : reader.GetString(5), reader.GetInt64(6), reader.GetInt32(7), reader.IsDBNull(8) ? null : reader.GetInt64(8),
+                    reader.IsDBNull(9) ? null : reader.GetString(9), reader.IsDBNull(10) ? null : reader.GetString(10)));
+            }
+        }
+        HashSet<string>? blockedGroups = null;
+        if (queue.Fifo)
+        {
+            // A group with a message in flight (received, still hidden) delivers nothing more until it is settled.
+            blockedGroups = [];
+            using var inflight = Command(connection, "SELECT DISTINCT group_id FROM messages WHERE queue = $1 AND visible_ms > $2 AND receive_count > 0;", queue.Name, now);
+            using var reader = inflight.ExecuteReader();
+            while (reader.Read())
+            {
+                if (!reader.IsDBNull(0))
+                {
+                    blockedGroups.Add(reader.GetString(0));
+                }
+            }
+        }
+        var redrive = queue.Redrive;
+        var result = new List<QueueMessage>();
+        string? fifoGroup = null;
+        foreach (var c in candidates)
+        {
+            if (result.Count >= max)
+            {
+                break;
+            }
+            if (blockedGroups is not null && c.Group is not null && (blockedGroups.Contains(c.Group) || (fifoGroup is not null && c.Group != fifoGroup)))
+            {
+                continue; // FIFO: one group per receive, in order, nothing from a group in flight
+            }
+            if (redrive is { } policy && c.Count >= policy.MaxReceiveCount && _queues.ContainsKey(policy.Queue))
+            {
+                // Received maxReceiveCount times and back again: off to the dead-letter queue, same id and body.
+                Run(connection, "UPDATE messages SET queue = $2, visible_ms = $3, receipt = NULL WHERE seq = $1;", c.Seq, policy.Queue, now);
+                blockedGroups?.Add(c.Group ?? "");
+                Signal(policy.Queue);
+                continue;
+            }
+            var receipt = Convert.ToBase64String(RandomNumberGenerator.GetBytes(48));
+            var first = c.First ?? now;
+            Run(connection, "UPDATE messages SET visible_ms = $2, receive_count = receive_count + 1, first_receive_ms = $3, receipt = $4 WHERE seq = $1;",
+                c.Seq, now + visibility * 1000L, first, receipt);
+            result.Add(new QueueMessage(c.Id, receipt, c.Body, c.Md5, c.Attributes, c.Md5Attributes, c.Sent, c.Count + 1, first, c.Group, c.Dedup, c.Seq));
+            fifoGroup ??= queue.Fifo ? c.Group : null;
+        }
+        return result;
+    }
+
+    /// <summary>Deletes the message a receipt handle names; false if none has it (an unknown or stale handle).</summary>
+    public Task<bool> DeleteMessageAsync(string queue, string receipt) => WriteAsync(connection =>
+        Run(connection, "DELETE FROM messages WHERE queue = $1 AND receipt = $2;", queue, receipt) > 0);
+
+    /// <summary>Sets how long a received message stays hidden from now; false if the handle names no message in flight.</summary>
+    public async Task<bool> ChangeVisibilityAsync(string queue, string receipt, int seconds)
+    {
+        var changed = await WriteAsync(connection =>
+            Run(connection, "UPDATE messages SET visible_ms = $3 WHERE queue = $1 AND receipt = $2;", queue, receipt, Now + seconds * 1000L) > 0);
+        if (seconds == 0)
+        {
+            Signal(queue);
+        }
+        return changed;
+    }
+
+    /// <summary>ApproximateNumberOfMessages (visible), …NotVisible (in flight) and …Delayed (not yet sent-visible).</summary>
+    public Task<(long Visible, long InFlight, long Delayed)> CountsAsync(string queue) => WriteAsync(connection =>
+    {
+        using var select = Command(connection, """
+            SELECT COALESCE(SUM(visible_ms <= $2), 0), COALESCE(SUM(visible_ms > $2 AND receive_count > 0), 0), COALESCE(SUM(visible_ms > $2 AND receive_count = 0), 0)
+              FROM messages WHERE queue = $1;
+            """, queue, Now);
+        using var reader = select.ExecuteReader();
+        reader.Read();
+        return (reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2));
+    });
+
+    private void Signal(string queue)
+    {
+        if (_sent.TryRemove(queue, out var waiting))
+        {
+            waiting.TrySetResult();
+        }
+    }
+
+    private static string Sequence(long seq) => seq.ToString("D20", CultureInfo.InvariantCulture);
+
+    private async Task<T> WriteAsync<T>(Func<SqliteConnection, T> work)
+    {
+        await _lock.WaitAsync();
+        try
+        {
+            var connection = _connection ?? throw new InvalidOperationException("The queue store is not open.");
+            using var transaction = connection.BeginTransaction();
+            var result = work(connection);
+            transaction.Commit();
+            return result;
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    private void Execute(string sql)
+    {
+        using var command = _connection!.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
+
+    private static SqliteCommand Command(SqliteConnection connection, string sql, params object?[] values)
+    {
+        var command = connection.CreateCommand();
+        command.CommandText = sql;
+        for (var i = 0; i < values.Length; i++)
+        {
+            command.Parameters.AddWithValue($"${i + 1}", values[i] ?? DBNull.Value);
+        }
+        return command;
+    }
+
+    private static int Run(SqliteConnection connection, string sql, params object?[] values)
+    {
+        using var command = Command(connection, sql, values);
+        return command.ExecuteNonQuery();
+    }
+}
