@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
-using Lamina.Server.Storage;
 
 namespace Lamina.Server.Lambda;
 
@@ -41,7 +40,7 @@ internal readonly record struct AliasWrite(FunctionWriteStatus Status, AliasConf
 
 /// <summary>
 /// The live set of functions with their versions and aliases, in memory so that the invoke path never touches the
-/// database. Each function is one immutable <see cref="FunctionEntry"/>; writes go to the database first and swap
+/// store. Each function is one immutable <see cref="FunctionEntry"/>; writes go to the database first and swap
 /// the entry only after the commit, so a failed write leaves the old state everywhere. Writes are serialised by one
 /// lock: control-plane writes are rare, and one lock makes the RevisionId preconditions, the name uniqueness
 /// checks and the version counters trivially race-free.
@@ -53,12 +52,12 @@ internal sealed class FunctionRegistry : IDisposable
     // Function URL ids → the function that owns them, for the request path; kept in step with the entries' Urls.
     private readonly ConcurrentDictionary<string, string> _urlIds = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _writeLock = new(1, 1);
-    private readonly Database? _database;
+    private readonly LambdaStore? _store;
     private readonly TimeProvider _timeProvider;
 
-    public FunctionRegistry(Database database, TimeProvider timeProvider)
+    public FunctionRegistry(LambdaStore store, TimeProvider timeProvider)
     {
-        _database = database;
+        _store = store;
         _timeProvider = timeProvider;
     }
 
@@ -106,11 +105,11 @@ internal sealed class FunctionRegistry : IDisposable
         return all;
     }
 
-    /// <summary>Loads every function from the database. Called once at startup, before the server answers.</summary>
+    /// <summary>Loads every function from the store. Called once at startup, before the server answers.</summary>
     public int Load()
     {
-        var database = _database ?? throw new InvalidOperationException("This registry has no database.");
-        foreach (var entry in database.LoadFunctionEntries())
+        var store = RequireStore();
+        foreach (var entry in store.LoadFunctionEntries())
         {
             _functions[entry.Name] = entry;
             foreach (var url in entry.Urls.Values)
@@ -128,7 +127,7 @@ internal sealed class FunctionRegistry : IDisposable
     /// </summary>
     public async Task<FunctionWrite> CreateAsync(FunctionConfig draft, IReadOnlyDictionary<string, string> tags, CancellationToken cancellationToken)
     {
-        var database = RequireDatabase();
+        var store = RequireStore();
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
@@ -137,7 +136,7 @@ internal sealed class FunctionRegistry : IDisposable
                 return FunctionWrite.Of(FunctionWriteStatus.AlreadyExists);
             }
             var config = Stamp(draft with { Version = FunctionEntry.Latest });
-            if (!await database.InsertFunctionAsync(config, tags, CancellationToken.None))
+            if (!await store.InsertFunctionAsync(config, tags, CancellationToken.None))
             {
                 return FunctionWrite.Of(FunctionWriteStatus.AlreadyExists);
             }
@@ -158,7 +157,7 @@ internal sealed class FunctionRegistry : IDisposable
     /// </summary>
     public async Task<FunctionWrite> UpdateAsync(string name, string? expectedRevisionId, Func<FunctionConfig, FunctionConfig?> change, CancellationToken cancellationToken)
     {
-        var database = RequireDatabase();
+        var store = RequireStore();
         FunctionConfig previous;
         FunctionConfig current;
         await _writeLock.WaitAsync(cancellationToken);
@@ -180,7 +179,7 @@ internal sealed class FunctionRegistry : IDisposable
             }
             current = Stamp(next with { Name = previous.Name, Version = FunctionEntry.Latest });
             // Past this point the write is not cancelled: a half-observed commit would be worse than a late answer.
-            if (!await database.UpdateFunctionAsync(current, previous.RevisionId, CancellationToken.None))
+            if (!await store.UpdateFunctionAsync(current, previous.RevisionId, CancellationToken.None))
             {
                 // Only this registry writes the table, under this lock; a mismatch means another process did.
                 return FunctionWrite.Of(FunctionWriteStatus.RevisionMismatch);
@@ -204,7 +203,7 @@ internal sealed class FunctionRegistry : IDisposable
     /// </summary>
     public async Task<FunctionWrite> PublishAsync(string name, string? expectedRevisionId, string? expectedCodeSha256, string? description, CancellationToken cancellationToken)
     {
-        var database = RequireDatabase();
+        var store = RequireStore();
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
@@ -233,7 +232,7 @@ internal sealed class FunctionRegistry : IDisposable
                 Description = description ?? latest.Description,
             });
             var published = new PublishedVersion(config, latest.RevisionId);
-            await database.InsertVersionAsync(published, CancellationToken.None);
+            await store.InsertVersionAsync(published, CancellationToken.None);
             _functions[name] = entry with { Versions = entry.Versions.Add(number, published), LastVersion = number };
             return new FunctionWrite(FunctionWriteStatus.Succeeded, config);
         }
@@ -249,7 +248,7 @@ internal sealed class FunctionRegistry : IDisposable
     /// </summary>
     public async Task<(FunctionWriteStatus Status, List<string> ReferencingAliases)> DeleteVersionAsync(string name, int version, CancellationToken cancellationToken)
     {
-        var database = RequireDatabase();
+        var store = RequireStore();
         FunctionConfig deleted;
         await _writeLock.WaitAsync(cancellationToken);
         try
@@ -267,7 +266,7 @@ internal sealed class FunctionRegistry : IDisposable
             {
                 return (FunctionWriteStatus.InUse, aliases);
             }
-            await database.DeleteVersionAsync(name, version, CancellationToken.None);
+            await store.DeleteVersionAsync(name, version, CancellationToken.None);
             _functions[name] = entry with
             {
                 Versions = entry.Versions.Remove(version),
@@ -288,7 +287,7 @@ internal sealed class FunctionRegistry : IDisposable
     /// <summary>Deletes a function with all its versions and aliases; raises <see cref="Retired"/> for each configuration.</summary>
     public async Task<FunctionWriteStatus> DeleteAsync(string name, CancellationToken cancellationToken)
     {
-        var database = RequireDatabase();
+        var store = RequireStore();
         FunctionEntry? previous;
         await _writeLock.WaitAsync(cancellationToken);
         try
@@ -297,7 +296,7 @@ internal sealed class FunctionRegistry : IDisposable
             {
                 return FunctionWriteStatus.NotFound;
             }
-            await database.DeleteFunctionAsync(name, CancellationToken.None);
+            await store.DeleteFunctionAsync(name, CancellationToken.None);
             _functions.TryRemove(name, out _);
             foreach (var url in previous.Urls.Values)
             {
@@ -323,7 +322,7 @@ internal sealed class FunctionRegistry : IDisposable
     /// </summary>
     public async Task<AliasWrite> CreateAliasAsync(string name, string aliasName, Func<FunctionEntry, AliasConfig?> build, CancellationToken cancellationToken)
     {
-        var database = RequireDatabase();
+        var store = RequireStore();
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
@@ -340,7 +339,7 @@ internal sealed class FunctionRegistry : IDisposable
                 return AliasWrite.Of(FunctionWriteStatus.Refused);
             }
             var alias = draft with { Name = aliasName, RevisionId = Guid.NewGuid().ToString() };
-            await database.UpsertAliasAsync(name, alias, CancellationToken.None);
+            await store.UpsertAliasAsync(name, alias, CancellationToken.None);
             _functions[name] = entry with { Aliases = entry.Aliases.SetItem(aliasName, alias) };
             return new AliasWrite(FunctionWriteStatus.Succeeded, alias);
         }
@@ -358,7 +357,7 @@ internal sealed class FunctionRegistry : IDisposable
     public async Task<AliasWrite> UpdateAliasAsync(string name, string aliasName, string? expectedRevisionId,
         Func<FunctionEntry, AliasConfig, AliasConfig?> change, CancellationToken cancellationToken)
     {
-        var database = RequireDatabase();
+        var store = RequireStore();
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
@@ -379,7 +378,7 @@ internal sealed class FunctionRegistry : IDisposable
                 return AliasWrite.Of(FunctionWriteStatus.Refused);
             }
             var alias = next with { Name = aliasName, RevisionId = Guid.NewGuid().ToString() };
-            await database.UpsertAliasAsync(name, alias, CancellationToken.None);
+            await store.UpsertAliasAsync(name, alias, CancellationToken.None);
             _functions[name] = entry with { Aliases = entry.Aliases.SetItem(aliasName, alias) };
             return new AliasWrite(FunctionWriteStatus.Succeeded, alias);
         }
@@ -392,7 +391,7 @@ internal sealed class FunctionRegistry : IDisposable
     /// <summary>Deletes an alias (the versions it pointed to stay).</summary>
     public async Task<FunctionWriteStatus> DeleteAliasAsync(string name, string aliasName, CancellationToken cancellationToken)
     {
-        var database = RequireDatabase();
+        var store = RequireStore();
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
@@ -404,7 +403,7 @@ internal sealed class FunctionRegistry : IDisposable
             {
                 return FunctionWriteStatus.QualifierNotFound;
             }
-            await database.DeleteAliasAsync(name, aliasName, CancellationToken.None);
+            await store.DeleteAliasAsync(name, aliasName, CancellationToken.None);
             _functions[name] = entry with
             {
                 Aliases = entry.Aliases.Remove(aliasName),
@@ -431,7 +430,7 @@ internal sealed class FunctionRegistry : IDisposable
     /// </summary>
     public async Task<FunctionWriteStatus> SetReservedConcurrencyAsync(string name, int? reserved, Func<int, bool> allow, CancellationToken cancellationToken)
     {
-        var database = RequireDatabase();
+        var store = RequireStore();
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
@@ -443,7 +442,7 @@ internal sealed class FunctionRegistry : IDisposable
             {
                 return FunctionWriteStatus.Refused;
             }
-            if (!await database.SetReservedConcurrencyAsync(name, reserved, CancellationToken.None))
+            if (!await store.SetReservedConcurrencyAsync(name, reserved, CancellationToken.None))
             {
                 return FunctionWriteStatus.NotFound;
             }
@@ -465,7 +464,7 @@ internal sealed class FunctionRegistry : IDisposable
     public async Task<(FunctionWriteStatus Status, TError? Error)> SetProvisionedConcurrencyAsync<TError>(string name, string qualifier, int? requested,
         Func<FunctionEntry, TError?> check, CancellationToken cancellationToken) where TError : class
     {
-        var database = RequireDatabase();
+        var store = RequireStore();
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
@@ -478,7 +477,7 @@ internal sealed class FunctionRegistry : IDisposable
                 return (FunctionWriteStatus.Refused, error);
             }
             var config = requested is { } count ? new ProvisionedConcurrencyConfig(qualifier, count, _timeProvider.GetUtcNow()) : null;
-            await database.SetProvisionedConcurrencyAsync(name, qualifier, config, CancellationToken.None);
+            await store.SetProvisionedConcurrencyAsync(name, qualifier, config, CancellationToken.None);
             _functions[name] = entry with
             {
                 ProvisionedConcurrency = config is null ? entry.ProvisionedConcurrency.Remove(qualifier) : entry.ProvisionedConcurrency.SetItem(qualifier, config),
@@ -504,7 +503,7 @@ internal sealed class FunctionRegistry : IDisposable
     public async Task<(FunctionWriteStatus Status, EventInvokeConfig? Config, TError? Error)> SetEventInvokeConfigAsync<TError>(string name, string qualifier,
         Func<FunctionEntry, (EventInvokeConfig? Config, TError? Error)> build, CancellationToken cancellationToken) where TError : class
     {
-        var database = RequireDatabase();
+        var store = RequireStore();
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
@@ -518,7 +517,7 @@ internal sealed class FunctionRegistry : IDisposable
                 return (FunctionWriteStatus.Refused, null, error);
             }
             var config = draft is null ? null : draft with { Qualifier = qualifier, LastModified = _timeProvider.GetUtcNow() };
-            await database.SetEventInvokeConfigAsync(name, qualifier, config, CancellationToken.None);
+            await store.SetEventInvokeConfigAsync(name, qualifier, config, CancellationToken.None);
             _functions[name] = entry with
             {
                 EventInvokeConfigs = config is null ? entry.EventInvokeConfigs.Remove(qualifier) : entry.EventInvokeConfigs.SetItem(qualifier, config),
@@ -539,7 +538,7 @@ internal sealed class FunctionRegistry : IDisposable
     public async Task<(FunctionWriteStatus Status, ResourcePolicy? Policy, TError? Error)> SetPolicyAsync<TError>(string name, string qualifier,
         Func<FunctionEntry, (ImmutableArray<PolicyStatement> Statements, TError? Error)> change, CancellationToken cancellationToken) where TError : class
     {
-        var database = RequireDatabase();
+        var store = RequireStore();
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
@@ -553,7 +552,7 @@ internal sealed class FunctionRegistry : IDisposable
                 return (FunctionWriteStatus.Refused, null, error);
             }
             var policy = statements.IsDefaultOrEmpty ? null : new ResourcePolicy(qualifier, Guid.NewGuid().ToString(), statements);
-            await database.SetPolicyAsync(name, qualifier, policy, CancellationToken.None);
+            await store.SetPolicyAsync(name, qualifier, policy, CancellationToken.None);
             _functions[name] = entry with
             {
                 Policies = policy is null ? entry.Policies.Remove(qualifier) : entry.Policies.SetItem(qualifier, policy),
@@ -574,7 +573,7 @@ internal sealed class FunctionRegistry : IDisposable
     public async Task<(FunctionWriteStatus Status, FunctionUrlConfig? Url, TError? Error)> SetUrlAsync<TError>(string name, string qualifier,
         Func<FunctionEntry, (FunctionUrlConfig? Url, TError? Error)> build, CancellationToken cancellationToken) where TError : class
     {
-        var database = RequireDatabase();
+        var store = RequireStore();
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
@@ -587,7 +586,7 @@ internal sealed class FunctionRegistry : IDisposable
             {
                 return (FunctionWriteStatus.Refused, null, error);
             }
-            await database.SetUrlAsync(name, qualifier, url, CancellationToken.None);
+            await store.SetUrlAsync(name, qualifier, url, CancellationToken.None);
             if (entry.Urls.TryGetValue(qualifier, out var previous))
             {
                 _urlIds.TryRemove(previous.UrlId, out _);
@@ -631,7 +630,7 @@ internal sealed class FunctionRegistry : IDisposable
 
     /// <summary>The function's tags, read from the database (control plane only).</summary>
     public Task<Dictionary<string, string>> GetTagsAsync(string name, CancellationToken cancellationToken) =>
-        _database?.LoadTagsAsync(name, cancellationToken) ?? Task.FromResult(new Dictionary<string, string>(StringComparer.Ordinal));
+        _store?.LoadTagsAsync(name, cancellationToken) ?? Task.FromResult(new Dictionary<string, string>(StringComparer.Ordinal));
 
     /// <summary>
     /// Adds or replaces tags (TagResource). <see cref="FunctionWriteStatus.Refused"/> when the function would then
@@ -639,7 +638,7 @@ internal sealed class FunctionRegistry : IDisposable
     /// </summary>
     public async Task<FunctionWriteStatus> TagAsync(string name, IReadOnlyDictionary<string, string> tags, int maxTags, CancellationToken cancellationToken)
     {
-        var database = RequireDatabase();
+        var store = RequireStore();
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
@@ -647,12 +646,12 @@ internal sealed class FunctionRegistry : IDisposable
             {
                 return FunctionWriteStatus.NotFound;
             }
-            var current = await database.LoadTagsAsync(name, CancellationToken.None);
+            var current = await store.LoadTagsAsync(name, CancellationToken.None);
             if (current.Keys.Union(tags.Keys, StringComparer.Ordinal).Count() > maxTags)
             {
                 return FunctionWriteStatus.Refused;
             }
-            await database.UpsertTagsAsync(name, tags, CancellationToken.None);
+            await store.UpsertTagsAsync(name, tags, CancellationToken.None);
             return FunctionWriteStatus.Succeeded;
         }
         finally
@@ -664,7 +663,7 @@ internal sealed class FunctionRegistry : IDisposable
     /// <summary>Removes tags by key (UntagResource); keys the function does not have are ignored.</summary>
     public async Task<FunctionWriteStatus> UntagAsync(string name, IReadOnlyCollection<string> keys, CancellationToken cancellationToken)
     {
-        var database = RequireDatabase();
+        var store = RequireStore();
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
@@ -672,7 +671,7 @@ internal sealed class FunctionRegistry : IDisposable
             {
                 return FunctionWriteStatus.NotFound;
             }
-            await database.DeleteTagsAsync(name, keys, CancellationToken.None);
+            await store.DeleteTagsAsync(name, keys, CancellationToken.None);
             return FunctionWriteStatus.Succeeded;
         }
         finally
@@ -702,7 +701,7 @@ internal sealed class FunctionRegistry : IDisposable
 
     public void Dispose() => _writeLock.Dispose();
 
-    private Database RequireDatabase() => _database ?? throw new InvalidOperationException("This registry has no database.");
+    private LambdaStore RequireStore() => _store ?? throw new InvalidOperationException("This registry has no store.");
 
     private FunctionConfig Stamp(FunctionConfig config) => config with
     {

@@ -14,6 +14,7 @@ internal static class FunctionsServiceCollectionExtensions
     {
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<Database>();
+        services.AddSingleton<LambdaStore>();
         services.AddSingleton<CodeStore>();
         services.AddSingleton<FunctionRegistry>();
         services.AddSingleton<LayerRegistry>();

@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Diagnostics.CodeAnalysis;
-using Lamina.Server.Storage;
 
 namespace Lamina.Server.Lambda;
 
@@ -18,18 +17,18 @@ internal sealed class LayerRegistry : IDisposable
 {
     private readonly ConcurrentDictionary<string, LayerEntry> _layers = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _writeLock = new(1, 1);
-    private readonly Database _database;
+    private readonly LambdaStore _store;
     private readonly TimeProvider _timeProvider;
 
-    public LayerRegistry(Database database, TimeProvider timeProvider)
+    public LayerRegistry(LambdaStore store, TimeProvider timeProvider)
     {
-        _database = database;
+        _store = store;
         _timeProvider = timeProvider;
     }
 
     public int Load()
     {
-        foreach (var (name, lastVersion, versions) in _database.LoadLayers())
+        foreach (var (name, lastVersion, versions) in _store.LoadLayers())
         {
             _layers[name] = new LayerEntry(name, lastVersion, versions.ToImmutableSortedDictionary(static v => v.Version, static v => v));
         }
@@ -68,7 +67,7 @@ internal sealed class LayerRegistry : IDisposable
                 CreatedDate = _timeProvider.GetUtcNow(),
             };
             // Past this point the write is not cancelled: a half-observed commit would be worse than a late answer.
-            await _database.InsertLayerVersionAsync(version, CancellationToken.None);
+            await _store.InsertLayerVersionAsync(version, CancellationToken.None);
             _layers[version.LayerName] = new LayerEntry(
                 version.LayerName,
                 version.Version,
@@ -91,7 +90,7 @@ internal sealed class LayerRegistry : IDisposable
             {
                 return false;
             }
-            await _database.DeleteLayerVersionAsync(name, version, CancellationToken.None);
+            await _store.DeleteLayerVersionAsync(name, version, CancellationToken.None);
             _layers[name] = layer with { Versions = layer.Versions.Remove(version) };
             return true;
         }

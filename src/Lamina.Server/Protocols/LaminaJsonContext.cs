@@ -59,8 +59,8 @@ namespace Lamina.Server.Protocols;
 [JsonSerializable(typeof(AsyncEventDto))]
 [JsonSerializable(typeof(AsyncEventsChanged))]
 // Storage.
-[JsonSerializable(typeof(Storage.StoredFunctionConfig))]
-[JsonSerializable(typeof(Storage.StoredLayerVersion))]
+[JsonSerializable(typeof(Lambda.StoredFunctionConfig))]
+[JsonSerializable(typeof(Lambda.StoredLayerVersion))]
 [JsonSerializable(typeof(List<Lambda.PolicyStatement>))]
 [JsonSerializable(typeof(AddPermissionRequest))]
 [JsonSerializable(typeof(AddPermissionResponse))]

@@ -55,7 +55,7 @@ public sealed class EventInvokeConfigTests : IDisposable
     {
         var database = new Database(_options);
         database.Initialize();
-        var registry = new FunctionRegistry(database, _time);
+        var registry = new FunctionRegistry(new LambdaStore(database), _time);
         registry.Load();
         _disposables.Add(registry);
         return registry;

@@ -30,7 +30,7 @@ public sealed class FunctionRegistryTests : IDisposable
     {
         var database = new Database(Options.Create(new LaminaOptions { DataDirectory = _dataDirectory }));
         database.Initialize();
-        var registry = new FunctionRegistry(database, _time);
+        var registry = new FunctionRegistry(new LambdaStore(database), _time);
         registry.Load();
         _registries.Add(registry);
         return (registry, database);

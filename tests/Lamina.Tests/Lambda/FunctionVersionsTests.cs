@@ -31,9 +31,9 @@ public sealed class FunctionVersionsTests : IDisposable
     {
         var database = new Database(Options.Create(new LaminaOptions { DataDirectory = _dataDirectory }));
         database.Initialize();
-        var functions = new FunctionRegistry(database, _time);
+        var functions = new FunctionRegistry(new LambdaStore(database), _time);
         functions.Load();
-        var layers = new LayerRegistry(database, _time);
+        var layers = new LayerRegistry(new LambdaStore(database), _time);
         layers.Load();
         _disposables.Add(functions);
         _disposables.Add(layers);

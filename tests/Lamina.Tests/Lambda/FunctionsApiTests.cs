@@ -34,9 +34,9 @@ public sealed class FunctionsApiTests : IDisposable
         database.Initialize();
         _codeStore = new CodeStore(_options, _time);
         _codeStore.Initialize();
-        _registry = new FunctionRegistry(database, _time);
+        _registry = new FunctionRegistry(new LambdaStore(database), _time);
         _registry.Load();
-        _layers = new LayerRegistry(database, _time);
+        _layers = new LayerRegistry(new LambdaStore(database), _time);
         _layers.Load();
         _services = new ServiceCollection().AddLogging().BuildServiceProvider();
     }

@@ -46,7 +46,7 @@ public sealed class LayerTests : IDisposable
     {
         var database = new Database(Options.Create(_options));
         database.Initialize();
-        var registry = new LayerRegistry(database, _time);
+        var registry = new LayerRegistry(new LambdaStore(database), _time);
         registry.Load();
         _disposables.Add(registry);
         return registry;
