@@ -23,49 +23,43 @@ if (args.Length > 0 && args[0] == "logs")
     };
     return await LogsCommand.RunAsync(args[1..], interrupted.Token);
 }
-if (!CommandLine.TryParse(args, out var command, out var options, out var usageError))
+return await CommandLine.InvokeAsync(args, ServeAsync);
+
+static async Task<int> ServeAsync(LaminaOptions options, CancellationToken cancellationToken)
 {
-    Console.Error.WriteLine(usageError);
-    return 2;
-}
-if (command == "help")
-{
-    Console.WriteLine(CommandLine.Usage);
+    var builder = WebApplication.CreateBuilder(args: []);
+    builder.AddLaminaHost(options);
+    builder.Services.AddFunctions();
+    builder.Services.AddInvoke();
+
+    var app = builder.Build();
+    // Without credentials anyone who can connect may do anything: then only loopback, and it says so.
+    var keys = app.Services.GetRequiredService<Lamina.Server.Security.AccessKeys>();
+    if (!keys.Required && !LaminaHost.IsLoopback(options.Host))
+    {
+        Console.Error.WriteLine($"lamina: refusing to listen on {options.Host} without credentials; create one first (./lamina keys create --data {options.DataDirectory}) or use --host 127.0.0.1");
+        return 2;
+    }
+    Console.WriteLine(keys.Required
+        ? "lamina: requests must be signed (SigV4) by an access key of ./lamina keys"
+        : "lamina: no access keys: any (or no) signature is accepted; listening on loopback only");
+    _ = app.Services.GetRequiredService<Lamina.Server.Diagnostics.Tracing>(); // exports from the first invocation on, if configured
+    app.UseLaminaHost();
+    app.MapFunctionsApi();
+    app.MapVersionsApi();
+    app.MapLayersApi();
+    app.MapTagsApi();
+    app.MapConcurrencyApi();
+    app.MapProvisionedConcurrencyApi();
+    app.MapEventInvokeConfigApi();
+    app.MapPermissionsApi();
+    app.MapFunctionUrlsApi();
+    app.MapEventSourceMappingsApi();
+    app.MapEnvironmentsApi();
+    app.MapAsyncEventsApi();
+    app.MapMetricsApi();
+    app.MapInvokeApi();
+    app.MapJsonProtocols();
+    await app.RunLaminaAsync();
     return 0;
 }
-
-var builder = WebApplication.CreateBuilder(args: []);
-builder.AddLaminaHost(options);
-builder.Services.AddFunctions();
-builder.Services.AddInvoke();
-
-var app = builder.Build();
-// Without credentials anyone who can connect may do anything: then only loopback, and it says so.
-var keys = app.Services.GetRequiredService<Lamina.Server.Security.AccessKeys>();
-if (!keys.Required && !LaminaHost.IsLoopback(options.Host))
-{
-    Console.Error.WriteLine($"lamina: refusing to listen on {options.Host} without credentials; create one first (./lamina keys create --data {options.DataDirectory}) or use --host 127.0.0.1");
-    return 2;
-}
-Console.WriteLine(keys.Required
-    ? "lamina: requests must be signed (SigV4) by an access key of ./lamina keys"
-    : "lamina: no access keys: any (or no) signature is accepted; listening on loopback only");
-_ = app.Services.GetRequiredService<Lamina.Server.Diagnostics.Tracing>(); // exports from the first invocation on, if configured
-app.UseLaminaHost();
-app.MapFunctionsApi();
-app.MapVersionsApi();
-app.MapLayersApi();
-app.MapTagsApi();
-app.MapConcurrencyApi();
-app.MapProvisionedConcurrencyApi();
-app.MapEventInvokeConfigApi();
-app.MapPermissionsApi();
-app.MapFunctionUrlsApi();
-app.MapEventSourceMappingsApi();
-app.MapEnvironmentsApi();
-app.MapAsyncEventsApi();
-app.MapMetricsApi();
-app.MapInvokeApi();
-app.MapJsonProtocols();
-await app.RunLaminaAsync();
-return 0;

@@ -5,19 +5,20 @@ namespace Lamina.Tests;
 public sealed class CommandLineTests
 {
     [Fact]
-    public void TryParse_Serve_ReadsPortHostAndData()
+    public void ParseServe_Serve_ReadsPortHostAndData()
     {
-        Assert.True(CommandLine.TryParse(["serve", "--port", "0", "--host=0.0.0.0", "--data", "/tmp/x"], out var command, out var options, out _));
-        Assert.Equal("serve", command);
+        var (options, error) = CommandLine.ParseServe(["serve", "--port", "0", "--host=0.0.0.0", "--data", "/tmp/x"]);
+        Assert.Null(error);
         Assert.Equal(0, options!.Port);
         Assert.Equal("0.0.0.0", options.Host);
         Assert.Equal("/tmp/x", options.DataDirectory);
     }
 
     [Fact]
-    public void TryParse_Defaults_AreLambdaLocalConventions()
+    public void ParseServe_Defaults_AreLambdaLocalConventions()
     {
-        Assert.True(CommandLine.TryParse(["serve"], out _, out var options, out _));
+        var (options, _) = CommandLine.ParseServe(["serve"]);
+        Assert.NotNull(options);
         Assert.Equal(9000, options!.Port);
         Assert.Equal("127.0.0.1", options.Host);
         Assert.Equal("us-east-1", options.Region);
@@ -26,36 +27,43 @@ public sealed class CommandLineTests
     }
 
     [Fact]
-    public void TryParse_AccountConcurrency_DefaultsToLambdasAndReadsTheOption()
+    public void ParseServe_AccountConcurrency_DefaultsToLambdasAndReadsTheOption()
     {
-        Assert.True(CommandLine.TryParse(["serve"], out _, out var defaults, out _));
+        var (defaults, _) = CommandLine.ParseServe(["serve"]);
+        Assert.NotNull(defaults);
         Assert.Equal(1000, defaults!.AccountConcurrency);
         Assert.Equal(100, defaults.MinimumUnreservedConcurrency);
-        Assert.True(CommandLine.TryParse(["serve", "--account-concurrency", "5"], out _, out var options, out _));
+        var (options, _) = CommandLine.ParseServe(["serve", "--account-concurrency", "5"]);
+        Assert.NotNull(options);
         Assert.Equal(5, options!.AccountConcurrency);
         Assert.Equal(5, options.MinimumUnreservedConcurrency);
-        Assert.False(CommandLine.TryParse(["serve", "--account-concurrency", "0"], out _, out _, out var error));
+        var (_, error) = CommandLine.ParseServe(["serve", "--account-concurrency", "0"]);
+        Assert.NotNull(error);
         Assert.Contains("--account-concurrency", error, StringComparison.Ordinal);
     }
 
     [Fact]
-    public void TryParse_MemoryBudgetAndIdleTimeout_DefaultToMachineMemoryAndTenMinutes()
+    public void ParseServe_MemoryBudgetAndIdleTimeout_DefaultToMachineMemoryAndTenMinutes()
     {
-        Assert.True(CommandLine.TryParse(["serve"], out _, out var defaults, out _));
+        var (defaults, _) = CommandLine.ParseServe(["serve"]);
+        Assert.NotNull(defaults);
         Assert.Equal(LaminaOptions.PhysicalMemoryMb(), defaults!.MemoryBudgetMb);
         Assert.True(defaults.MemoryBudgetMb > 128);
         Assert.Equal(TimeSpan.FromMinutes(10), defaults.IdleEnvironmentLifetime);
-        Assert.True(CommandLine.TryParse(["serve", "--memory-budget", "2048", "--idle-timeout=30"], out _, out var options, out _));
+        var (options, _) = CommandLine.ParseServe(["serve", "--memory-budget", "2048", "--idle-timeout=30"]);
+        Assert.NotNull(options);
         Assert.Equal(2048, options!.MemoryBudgetMb);
         Assert.Equal(TimeSpan.FromSeconds(30), options.IdleEnvironmentLifetime);
     }
 
     [Fact]
-    public void TryParse_AsyncRetryDelay_DefaultsToAMinuteAndTakesFractions()
+    public void ParseServe_AsyncRetryDelay_DefaultsToAMinuteAndTakesFractions()
     {
-        Assert.True(CommandLine.TryParse(["serve"], out _, out var defaults, out _));
+        var (defaults, _) = CommandLine.ParseServe(["serve"]);
+        Assert.NotNull(defaults);
         Assert.Equal(TimeSpan.FromSeconds(60), defaults!.AsyncRetryDelay);
-        Assert.True(CommandLine.TryParse(["serve", "--async-retry-delay", "0.5"], out _, out var options, out _));
+        var (options, _) = CommandLine.ParseServe(["serve", "--async-retry-delay", "0.5"]);
+        Assert.NotNull(options);
         Assert.Equal(TimeSpan.FromMilliseconds(500), options!.AsyncRetryDelay);
     }
 
@@ -69,10 +77,32 @@ public sealed class CommandLineTests
     [InlineData("serve", "--port", "abc")]
     [InlineData("serve", "--bogus")]
     [InlineData("serve", "--data")]
+    [InlineData("serve", "--function-network", "maybe")]
+    [InlineData("serve", "--otlp-endpoint", "ftp://x")]
+    [InlineData("serve", "--log-max-mb", "0")]
     [InlineData("frobnicate")]
-    public void TryParse_BadArguments_NameTheProblem(params string[] args)
+    public void ParseServe_BadArguments_NameTheProblem(params string[] args)
     {
-        Assert.False(CommandLine.TryParse(args, out _, out _, out var error));
+        var (options, error) = CommandLine.ParseServe(args);
+        Assert.Null(options);
         Assert.StartsWith("lamina: ", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ParseServe_BadValue_SaysWhatItMustBe()
+    {
+        var (_, error) = CommandLine.ParseServe(["serve", "--port", "70000"]);
+        Assert.Equal("lamina: --port must be a number from 0 to 65535, not '70000'", error);
+    }
+
+    [Fact]
+    public void ParseServe_EveryOption_Read()
+    {
+        var (options, error) = CommandLine.ParseServe(["serve", "--function-network", "off", "--log-max-mb", "7", "--otlp-endpoint", "http://127.0.0.1:4318", "--public-metrics"]);
+        Assert.Null(error);
+        Assert.False(options!.FunctionNetwork);
+        Assert.Equal(7, options.LogMaxMb);
+        Assert.Equal("http://127.0.0.1:4318", options.OtlpEndpoint);
+        Assert.True(options.PublicMetrics);
     }
 }

@@ -1,146 +1,148 @@
-using System.Diagnostics.CodeAnalysis;
+using System.CommandLine;
+using System.CommandLine.Help;
+using System.CommandLine.Parsing;
 using System.Globalization;
 
 namespace Lamina.Server.Hosting;
 
-/// <summary>The <c>lamina</c> command line: <c>serve [--port N] [--host ADDR] [--data DIR]</c>.</summary>
+/// <summary>
+/// The <c>lamina</c> command line (System.CommandLine): <c>serve</c> with its options, <c>--help</c> on every level,
+/// <c>--version</c>. Each option checks its own value and says what it must be; a bad command line exits with 2.
+/// <c>keys</c>, <c>events</c> and <c>logs</c> parse their own arguments (Program.cs hands them over first).
+/// </summary>
 internal static class CommandLine
 {
-    public const string Usage = """
-        usage: lamina serve [--port 9000] [--host 127.0.0.1] [--data DIR] [--function-network on|off]
-                    [--account-concurrency 1000] [--memory-budget MB] [--idle-timeout SECONDS]
-                    [--async-retry-delay SECONDS] [--log-max-mb 1024]
-                    [--otlp-endpoint URL] [--public-metrics]
+    private const string Description = """
+        Lamina: AWS Lambda's APIs, runtimes and sandboxes on your own machine.
 
-          serve     start the Lamina server (Lambda API, invoke, runtime API)
-          events    list, inspect, redrive and purge async events (lamina events help)
-          logs      print a function's log lines, --follow for new ones (lamina logs help)
-          keys      create, list and revoke access keys (lamina keys help)
-            --port  TCP port to listen on (0 picks a free one; default 9000)
-            --host  address to listen on (default 127.0.0.1)
-            --data  data directory: state, code, sandboxes (default ~/.lamina)
-            --function-network  outbound network for functions (default on; a function opts out with LAMINA_NETWORK=none)
-            --account-concurrency  most invocations running at once, all functions together (default 1000, Lambda's)
-            --memory-budget  most MB the live environments' MemorySize may add up to; idle ones are evicted
-                             least recently used first to make room (default: the machine's memory)
-            --idle-timeout   seconds an idle environment stays warm before it is stopped (default 600)
-            --async-retry-delay  seconds before an async invocation's first retry; later ones double (default 60)
-            --log-max-mb     most disk the function logs may use; the oldest events go first (default 1024)
-            --otlp-endpoint  send traces to this OpenTelemetry collector (OTLP/HTTP, e.g. http://127.0.0.1:4318)
-            --public-metrics serve /metrics without a signature even once access keys exist (for Prometheus scrapers)
+        Other commands (each has its own help):
+          lamina keys     create, list and revoke access keys
+          lamina events   list, inspect, redrive and purge async events
+          lamina logs     print a function's log lines, --follow for new ones
         """;
 
-    public static bool TryParse(string[] args, out string command, [NotNullWhen(true)] out LaminaOptions? options, [NotNullWhen(false)] out string? error)
+    /// <summary>The command tree; <paramref name="serve"/> runs the server with the parsed options.</summary>
+    public static Command Build(Func<LaminaOptions, CancellationToken, Task<int>> serve)
     {
-        options = new LaminaOptions();
-        command = args.Length > 0 ? args[0] : "help";
-        error = null;
-        if (command is "help" or "--help" or "-h")
+        var defaults = new LaminaOptions();
+        var port = Number("--port", "TCP port to listen on (0 picks a free one)", defaults.Port, 0, 65535, "a number from 0 to 65535");
+        var host = new Option<string>("--host") { Description = "Address to listen on", DefaultValueFactory = _ => defaults.Host };
+        var data = new Option<string>("--data") { Description = "Data directory: state, code, sandboxes", DefaultValueFactory = _ => defaults.DataDirectory };
+        var functionNetwork = new Option<string>("--function-network")
         {
-            command = "help";
-            return true;
-        }
-        if (command != "serve")
+            Description = "Outbound network for functions (a function opts out with LAMINA_NETWORK=none)",
+            HelpName = "on|off",
+            DefaultValueFactory = _ => defaults.FunctionNetwork ? "on" : "off",
+            CustomParser = r => Single(r) is "on" or "off" ? Single(r) : Fail<string>(r, $"--function-network must be 'on' or 'off', not '{Single(r)}'"),
+        };
+        var accountConcurrency = Number("--account-concurrency", "Most invocations running at once, all functions together (Lambda's default)",
+            defaults.AccountConcurrency, 1, 1_000_000, "a number from 1 to 1000000");
+        var memoryBudget = Number("--memory-budget", "Most MB the live environments' MemorySize may add up to; idle ones are evicted least recently used first (default: the machine's memory)",
+            defaults.MemoryBudgetMb, 128, int.MaxValue, "a number of MB, at least 128");
+        var idleTimeout = Number("--idle-timeout", "Seconds an idle environment stays warm before it is stopped",
+            (int)defaults.IdleEnvironmentLifetime.TotalSeconds, 1, int.MaxValue, "a number of seconds, at least 1");
+        var asyncRetryDelay = new Option<double>("--async-retry-delay")
         {
-            error = $"lamina: unknown command '{command}'\n{Usage}";
-            options = null;
-            return false;
-        }
+            Description = "Seconds before an async invocation's first retry; later ones double",
+            HelpName = "seconds",
+            DefaultValueFactory = _ => defaults.AsyncRetryDelay.TotalSeconds,
+            CustomParser = r => double.TryParse(Single(r), NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var seconds) && seconds is >= 0 and <= 21600
+                ? seconds
+                : Fail<double>(r, $"--async-retry-delay must be a number of seconds from 0 to 21600, not '{Single(r)}'"),
+        };
+        var logMaxMb = Number("--log-max-mb", "Most disk the function logs may use; the oldest events go first", defaults.LogMaxMb, 1, int.MaxValue, "a number of MB, at least 1");
+        var otlpEndpoint = new Option<string?>("--otlp-endpoint")
+        {
+            Description = "Send traces to this OpenTelemetry collector (OTLP/HTTP, e.g. http://127.0.0.1:4318)",
+            HelpName = "url",
+            CustomParser = r => Uri.TryCreate(Single(r), UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https"
+                ? Single(r)
+                : Fail<string?>(r, $"--otlp-endpoint must be an http(s) URL, not '{Single(r)}'"),
+        };
+        var publicMetrics = new Option<bool>("--public-metrics") { Description = "Serve /metrics without a signature even once access keys exist (for Prometheus scrapers)" };
 
-        for (var i = 1; i < args.Length; i++)
+        var serveCommand = new Command("serve", "Start the Lamina server (Lambda API, invoke, Runtime API, SQS, SNS, Logs, EventBridge)")
         {
-            var arg = args[i];
-            string? value = null;
-            var eq = arg.IndexOf('=', StringComparison.Ordinal);
-            if (arg.StartsWith("--", StringComparison.Ordinal) && eq > 0)
-            {
-                value = arg[(eq + 1)..];
-                arg = arg[..eq];
-            }
-            else if (arg is "--port" or "--host" or "--data" or "--function-network" or "--account-concurrency" or "--memory-budget" or "--idle-timeout" or "--async-retry-delay" or "--log-max-mb" or "--otlp-endpoint")
-            {
-                if (i + 1 >= args.Length)
-                {
-                    error = $"lamina: {arg} needs a value\n{Usage}";
-                    options = null;
-                    return false;
-                }
-                value = args[++i];
-            }
+            port, host, data, functionNetwork, accountConcurrency, memoryBudget, idleTimeout, asyncRetryDelay, logMaxMb, otlpEndpoint, publicMetrics,
+        };
+        serveCommand.SetAction((result, cancellationToken) => serve(new LaminaOptions
+        {
+            Port = result.GetValue(port),
+            Host = result.GetValue(host)!,
+            DataDirectory = Path.GetFullPath(result.GetValue(data)!),
+            FunctionNetwork = result.GetValue(functionNetwork) == "on",
+            AccountConcurrency = result.GetValue(accountConcurrency),
+            MemoryBudgetMb = result.GetValue(memoryBudget),
+            IdleEnvironmentLifetime = TimeSpan.FromSeconds(result.GetValue(idleTimeout)),
+            AsyncRetryDelay = TimeSpan.FromSeconds(result.GetValue(asyncRetryDelay)),
+            LogMaxMb = result.GetValue(logMaxMb),
+            OtlpEndpoint = result.GetValue(otlpEndpoint),
+            PublicMetrics = result.GetValue(publicMetrics),
+        }, cancellationToken));
+        // Named as users type it (./lamina), not after the server's assembly as RootCommand would be.
+        return new Command("lamina", Description) { serveCommand, new HelpOption(), new VersionOption() };
+    }
 
-            switch (arg)
-            {
-                case "--port" when int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var port) && port <= 65535:
-                    options.Port = port;
-                    break;
-                case "--port":
-                    error = $"lamina: --port must be a number from 0 to 65535, not '{value}'";
-                    options = null;
-                    return false;
-                case "--host":
-                    options.Host = value!;
-                    break;
-                case "--data":
-                    options.DataDirectory = Path.GetFullPath(value!);
-                    break;
-                case "--function-network" when value is "on" or "off":
-                    options.FunctionNetwork = value == "on";
-                    break;
-                case "--function-network":
-                    error = $"lamina: --function-network must be 'on' or 'off', not '{value}'";
-                    options = null;
-                    return false;
-                case "--account-concurrency" when int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var limit) && limit is >= 1 and <= 1_000_000:
-                    options.AccountConcurrency = limit;
-                    break;
-                case "--account-concurrency":
-                    error = $"lamina: --account-concurrency must be a number from 1 to 1000000, not '{value}'";
-                    options = null;
-                    return false;
-                case "--memory-budget" when int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var budget) && budget >= 128:
-                    options.MemoryBudgetMb = budget;
-                    break;
-                case "--memory-budget":
-                    error = $"lamina: --memory-budget must be a number of MB, at least 128, not '{value}'";
-                    options = null;
-                    return false;
-                case "--idle-timeout" when int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var idle) && idle >= 1:
-                    options.IdleEnvironmentLifetime = TimeSpan.FromSeconds(idle);
-                    break;
-                case "--idle-timeout":
-                    error = $"lamina: --idle-timeout must be a number of seconds, at least 1, not '{value}'";
-                    options = null;
-                    return false;
-                case "--async-retry-delay" when double.TryParse(value, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var retry) && retry is >= 0 and <= 21600:
-                    options.AsyncRetryDelay = TimeSpan.FromSeconds(retry);
-                    break;
-                case "--async-retry-delay":
-                    error = $"lamina: --async-retry-delay must be a number of seconds from 0 to 21600, not '{value}'";
-                    options = null;
-                    return false;
-                case "--log-max-mb" when int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var logMb) && logMb >= 1:
-                    options.LogMaxMb = logMb;
-                    break;
-                case "--log-max-mb":
-                    error = $"lamina: --log-max-mb must be a number of MB, at least 1, not '{value}'";
-                    options = null;
-                    return false;
-                case "--otlp-endpoint" when Uri.TryCreate(value, UriKind.Absolute, out var otlp) && otlp.Scheme is "http" or "https":
-                    options.OtlpEndpoint = value;
-                    break;
-                case "--otlp-endpoint":
-                    error = $"lamina: --otlp-endpoint must be an http(s) URL, not '{value}'";
-                    options = null;
-                    return false;
-                case "--public-metrics" when value is null:
-                    options.PublicMetrics = true;
-                    break;
-                default:
-                    error = $"lamina: unknown option '{arg}'\n{Usage}";
-                    options = null;
-                    return false;
-            }
+    /// <summary>
+    /// Parses and runs the command line: 2 with each problem named (<c>lamina: …</c>) when it does not parse, else
+    /// what the command returns. No arguments, or <c>help</c>, show the help.
+    /// </summary>
+    public static Task<int> InvokeAsync(string[] args, Func<LaminaOptions, CancellationToken, Task<int>> serve)
+    {
+        if (args is [] or ["help"])
+        {
+            args = ["--help"];
         }
-        return true;
+        var result = Build(serve).Parse(args);
+        if (result.Errors.Count > 0)
+        {
+            foreach (var error in result.Errors)
+            {
+                Console.Error.WriteLine($"lamina: {error.Message}");
+            }
+            Console.Error.WriteLine("lamina: see 'lamina serve --help' for the options");
+            return Task.FromResult(2);
+        }
+        // The host stops gracefully on SIGTERM and Ctrl+C itself; System.CommandLine must not cut that short.
+        return result.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+    }
+
+    /// <summary>The options <c>serve</c> would run with, or the first problem with the command line (for tests).</summary>
+    internal static (LaminaOptions? Options, string? Error) ParseServe(string[] args)
+    {
+        LaminaOptions? parsed = null;
+        var result = Build((options, _) =>
+        {
+            parsed = options;
+            return Task.FromResult(0);
+        }).Parse(args);
+        if (result.Errors.Count > 0)
+        {
+            return (null, $"lamina: {result.Errors[0].Message}");
+        }
+        if (result.CommandResult.Command.Name != "serve")
+        {
+            return (null, "lamina: no command (serve) given");
+        }
+        result.Invoke();
+        return (parsed, null);
+    }
+
+    private static Option<int> Number(string name, string description, int defaultValue, int min, int max, string what) => new(name)
+    {
+        Description = description,
+        HelpName = "n",
+        DefaultValueFactory = _ => defaultValue,
+        CustomParser = r => int.TryParse(Single(r), NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max
+            ? value
+            : Fail<int>(r, $"{name} must be {what}, not '{Single(r)}'"),
+    };
+
+    private static string Single(ArgumentResult result) => result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
+
+    private static T Fail<T>(ArgumentResult result, string message)
+    {
+        result.AddError(message);
+        return default!;
     }
 }
