@@ -43,7 +43,7 @@ SEED = int(os.environ.get("LAMINA_FUZZ_SEED", "").strip() or DEFAULT_SEED)
 COUNT = int(os.environ.get("LAMINA_FUZZ_COUNT", "").strip() or 5000)
 REQUEST_TIMEOUT = 15.0
 
-# Lamina's own routes (src/Lamina.Server/Api/*.cs, Hosting/LaminaHost.cs): (method, template, AWS-shaped errors?)
+# Lamina's own routes (found anywhere under src/Lamina.Server, e.g. Async/AsyncEventsApi.cs, Hosting/LaminaHost.cs): (method, template, AWS-shaped errors?)
 LAMINA_ROUTES = [
     ("GET", "/health", False),
     ("GET", "/metrics", False),

@@ -21,39 +21,39 @@ namespace Lamina.Server.Protocols;
 [JsonSerializable(typeof(Invoke.InvokeEvent))]
 [JsonSerializable(typeof(Invoke.ShutdownEvent))]
 [JsonSerializable(typeof(RuntimeApi.ExtensionRegistration))]
-// Control plane (Api/FunctionsContracts.cs).
+// Control plane (Lambda/FunctionsContracts.cs).
 [JsonSerializable(typeof(CreateFunctionRequest))]
 [JsonSerializable(typeof(UpdateFunctionCodeRequest))]
 [JsonSerializable(typeof(UpdateFunctionConfigurationRequest))]
 [JsonSerializable(typeof(FunctionConfigurationDto))]
 [JsonSerializable(typeof(GetFunctionResponse))]
 [JsonSerializable(typeof(ListFunctionsResponse))]
-// Versions and aliases (Api/VersionsContracts.cs).
+// Versions and aliases (Lambda/VersionsContracts.cs).
 [JsonSerializable(typeof(PublishVersionRequest))]
 [JsonSerializable(typeof(ListVersionsByFunctionResponse))]
 [JsonSerializable(typeof(CreateAliasRequest))]
 [JsonSerializable(typeof(UpdateAliasRequest))]
 [JsonSerializable(typeof(AliasConfigurationDto))]
 [JsonSerializable(typeof(ListAliasesResponse))]
-// Layers (Api/LayersContracts.cs).
+// Layers (Lambda/LayersContracts.cs).
 [JsonSerializable(typeof(PublishLayerVersionRequest))]
 [JsonSerializable(typeof(LayerVersionResponse))]
 [JsonSerializable(typeof(ListLayersResponse))]
 [JsonSerializable(typeof(ListLayerVersionsResponse))]
-// Tags (Api/TagsContracts.cs).
+// Tags (Lambda/TagsContracts.cs).
 [JsonSerializable(typeof(TagResourceRequest))]
 [JsonSerializable(typeof(ListTagsResponse))]
-// Concurrency (Api/ConcurrencyContracts.cs).
+// Concurrency (Lambda/ConcurrencyContracts.cs).
 [JsonSerializable(typeof(ConcurrencyDto))]
 [JsonSerializable(typeof(GetAccountSettingsResponse))]
 [JsonSerializable(typeof(PutProvisionedConcurrencyRequest))]
 [JsonSerializable(typeof(ProvisionedConcurrencyConfigDto))]
 [JsonSerializable(typeof(ListProvisionedConcurrencyConfigsResponse))]
-// Asynchronous invocation settings (Api/EventInvokeConfigContracts.cs).
+// Asynchronous invocation settings (Lambda/EventInvokeConfigContracts.cs).
 [JsonSerializable(typeof(EventInvokeConfigRequest))]
 [JsonSerializable(typeof(FunctionEventInvokeConfigDto))]
 [JsonSerializable(typeof(ListFunctionEventInvokeConfigsResponse))]
-// Operators (Api/EnvironmentsApi.cs, Api/AsyncEventsApi.cs).
+// Operators (Diagnostics/EnvironmentsApi.cs, Async/AsyncEventsApi.cs).
 [JsonSerializable(typeof(EnvironmentsResponse))]
 [JsonSerializable(typeof(AsyncEventsResponse))]
 [JsonSerializable(typeof(AsyncEventDto))]
