@@ -5,24 +5,6 @@ using Lamina.Server.Invoke;
 using Lamina.Server.Lambda;
 using Lamina.Server.Protocols;
 
-if (args.Length > 0 && args[0] == "keys")
-{
-    return KeysCommand.Run(args[1..]);
-}
-if (args.Length > 0 && args[0] == "events")
-{
-    return await EventsCommand.RunAsync(args[1..]);
-}
-if (args.Length > 0 && args[0] == "logs")
-{
-    using var interrupted = new CancellationTokenSource();
-    Console.CancelKeyPress += (_, e) =>
-    {
-        e.Cancel = true;
-        interrupted.Cancel();
-    };
-    return await LogsCommand.RunAsync(args[1..], interrupted.Token);
-}
 return await CommandLine.InvokeAsync(args, ServeAsync);
 
 static async Task<int> ServeAsync(LaminaOptions options, CancellationToken cancellationToken)

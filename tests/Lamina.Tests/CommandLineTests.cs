@@ -105,4 +105,32 @@ public sealed class CommandLineTests
         Assert.Equal("http://127.0.0.1:4318", options.OtlpEndpoint);
         Assert.True(options.PublicMetrics);
     }
+
+    [Theory]
+    [InlineData("events", "redrive")]
+    [InlineData("events", "show")]
+    [InlineData("events", "list", "--state", "x")]
+    [InlineData("events", "list", "--limit", "0")]
+    [InlineData("keys")]
+    [InlineData("keys", "create", "--account", "12")]
+    [InlineData("keys", "revoke")]
+    [InlineData("logs")]
+    [InlineData("logs", "fn", "--since", "-3")]
+    public void Parse_OperatorCommandMisused_IsAnError(params string[] args)
+    {
+        Assert.NotEmpty(CommandLine.Build(static (_, _) => Task.FromResult(0)).Parse(args).Errors);
+    }
+
+    [Theory]
+    [InlineData("events", "redrive", "--all")]
+    [InlineData("events", "purge", "--function", "fn")]
+    [InlineData("events", "show", "id-1", "--endpoint", "http://127.0.0.1:1")]
+    [InlineData("keys", "list", "--data", "/tmp/x")]
+    [InlineData("keys", "create", "--account", "123456789012")]
+    [InlineData("logs", "fn", "-f", "--since", "0.5", "--filter", "ERROR")]
+    [InlineData("--version")]
+    public void Parse_OperatorCommandUsedRightly_HasNoErrors(params string[] args)
+    {
+        Assert.Empty(CommandLine.Build(static (_, _) => Task.FromResult(0)).Parse(args).Errors);
+    }
 }

@@ -7,19 +7,12 @@ namespace Lamina.Server.Hosting;
 
 /// <summary>
 /// The <c>lamina</c> command line (System.CommandLine): <c>serve</c> with its options, <c>--help</c> on every level,
-/// <c>--version</c>. Each option checks its own value and says what it must be; a bad command line exits with 2.
-/// <c>keys</c>, <c>events</c> and <c>logs</c> parse their own arguments (Program.cs hands them over first).
+/// <c>--version</c>, and the operator commands <c>keys</c>, <c>events</c> and <c>logs</c>. Each option checks its own
+/// value and says what it must be; a bad command line exits with 2.
 /// </summary>
 internal static class CommandLine
 {
-    private const string Description = """
-        Lamina: AWS Lambda's APIs, runtimes and sandboxes on your own machine.
-
-        Other commands (each has its own help):
-          lamina keys     create, list and revoke access keys
-          lamina events   list, inspect, redrive and purge async events
-          lamina logs     print a function's log lines, --follow for new ones
-        """;
+    private const string Description = "Lamina: AWS Lambda's APIs, runtimes and sandboxes on your own machine.";
 
     /// <summary>The command tree; <paramref name="serve"/> runs the server with the parsed options.</summary>
     public static Command Build(Func<LaminaOptions, CancellationToken, Task<int>> serve)
@@ -80,7 +73,10 @@ internal static class CommandLine
             PublicMetrics = result.GetValue(publicMetrics),
         }, cancellationToken));
         // Named as users type it (./lamina), not after the server's assembly as RootCommand would be.
-        return new Command("lamina", Description) { serveCommand, new HelpOption(), new VersionOption() };
+        return new Command("lamina", Description)
+        {
+            serveCommand, KeysCommand.Build(), EventsCommand.Build(), LogsCommand.Build(), new HelpOption(), new VersionOption(),
+        };
     }
 
     /// <summary>
@@ -100,11 +96,22 @@ internal static class CommandLine
             {
                 Console.Error.WriteLine($"lamina: {error.Message}");
             }
-            Console.Error.WriteLine("lamina: see 'lamina serve --help' for the options");
+            Console.Error.WriteLine($"lamina: see 'lamina {PathOf(result.CommandResult)} --help' for the options");
             return Task.FromResult(2);
         }
         // The host stops gracefully on SIGTERM and Ctrl+C itself; System.CommandLine must not cut that short.
         return result.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+    }
+
+    // "events list" for the list command of events; "serve" for the root, whose options are serve's.
+    private static string PathOf(CommandResult command)
+    {
+        var names = new List<string>();
+        for (SymbolResult? at = command; at is CommandResult { Parent: not null } c; at = c.Parent)
+        {
+            names.Insert(0, c.Command.Name);
+        }
+        return names.Count == 0 ? "serve" : string.Join(' ', names);
     }
 
     /// <summary>The options <c>serve</c> would run with, or the first problem with the command line (for tests).</summary>
@@ -138,9 +145,17 @@ internal static class CommandLine
             : Fail<int>(r, $"{name} must be {what}, not '{Single(r)}'"),
     };
 
-    private static string Single(ArgumentResult result) => result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
+    /// <summary>The server to talk to: <c>--endpoint</c>, else <c>$LAMINA_ENDPOINT</c>, else the default local one.</summary>
+    internal static Option<string> EndpointOption() => new("--endpoint")
+    {
+        Description = "The server (requests are signed with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY when set: a key of lamina keys)",
+        HelpName = "url",
+        DefaultValueFactory = _ => Environment.GetEnvironmentVariable("LAMINA_ENDPOINT") is { Length: > 0 } fromEnvironment ? fromEnvironment : "http://127.0.0.1:9000",
+    };
 
-    private static T Fail<T>(ArgumentResult result, string message)
+    internal static string Single(ArgumentResult result) => result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
+
+    internal static T Fail<T>(ArgumentResult result, string message)
     {
         result.AddError(message);
         return default!;

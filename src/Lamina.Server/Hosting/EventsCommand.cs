@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Net.Http.Headers;
 
 namespace Lamina.Server.Hosting;
@@ -8,91 +9,73 @@ namespace Lamina.Server.Hosting;
 /// </summary>
 internal static class EventsCommand
 {
-    public const string Usage = """
-        usage: lamina events list    [--function NAME] [--state queued|running|failed] [--limit N]
-               lamina events show    ID
-               lamina events redrive ID | --function NAME | --all
-               lamina events purge   ID | --function NAME | --all
-          --endpoint URL   the server (default $LAMINA_ENDPOINT, else http://127.0.0.1:9000)
-          Requests are signed with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY when set (a key of ./lamina keys).
-
-          list     queued, running and failed async events, oldest first (default: 100 of them)
-          show     one event: its payload, attempts, last error
-          redrive  queue failed events again (attempts and age start afresh)
-          purge    delete failed events
-        """;
-
-    public static async Task<int> RunAsync(string[] args)
+    public static Command Build()
     {
-        if (args.Length == 0 || args[0] is "help" or "--help" or "-h")
+        var list = new Command("list", "Queued, running and failed async events, oldest first (default: 100 of them)");
+        var listEndpoint = CommandLine.EndpointOption();
+        var listFunction = new Option<string>("--function") { Description = "Only this function's events", HelpName = "name" };
+        var state = new Option<string>("--state") { Description = "Only events in this state", HelpName = "queued|running|failed" };
+        state.AcceptOnlyFromAmong("queued", "running", "failed");
+        var limit = new Option<int?>("--limit")
         {
-            Console.WriteLine(Usage);
-            return args.Length == 0 ? 2 : 0;
-        }
-        var verb = args[0];
-        var endpoint = Environment.GetEnvironmentVariable("LAMINA_ENDPOINT") is { Length: > 0 } fromEnvironment ? fromEnvironment : "http://127.0.0.1:9000";
-        var query = new List<string>();
-        string? id = null;
-        for (var i = 1; i < args.Length; i++)
-        {
-            var arg = args[i];
-            string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{arg} needs a value");
-            try
-            {
-                switch (arg)
-                {
-                    case "--endpoint":
-                        endpoint = Value();
-                        break;
-                    case "--function":
-                        query.Add("function=" + Uri.EscapeDataString(Value()));
-                        break;
-                    case "--state" when verb == "list":
-                        query.Add("state=" + Uri.EscapeDataString(Value()));
-                        break;
-                    case "--limit" when verb == "list":
-                        query.Add("limit=" + Uri.EscapeDataString(Value()));
-                        break;
-                    case "--all" when verb is "redrive" or "purge":
-                        query.Add("all=true");
-                        break;
-                    case not null when !arg.StartsWith("--", StringComparison.Ordinal) && id is null && verb is "show" or "redrive" or "purge":
-                        id = arg;
-                        break;
-                    default:
-                        Console.Error.WriteLine($"lamina events: unexpected '{arg}'\n{Usage}");
-                        return 2;
-                }
-            }
-            catch (ArgumentException e)
-            {
-                Console.Error.WriteLine($"lamina events: {e.Message}\n{Usage}");
-                return 2;
-            }
-        }
-        if (id is not null)
-        {
-            query.Add("id=" + Uri.EscapeDataString(id));
-        }
-
-        var (method, path) = verb switch
-        {
-            "list" => (HttpMethod.Get, "/lamina/v1/async-events"),
-            "show" when id is not null => (HttpMethod.Get, "/lamina/v1/async-events/" + Uri.EscapeDataString(id)),
-            "redrive" => (HttpMethod.Post, "/lamina/v1/async-events/redrive"),
-            "purge" => (HttpMethod.Delete, "/lamina/v1/async-events"),
-            _ => (null, null),
+            Description = "At most this many events",
+            HelpName = "n",
+            CustomParser = r => int.TryParse(CommandLine.Single(r), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) && n >= 1
+                ? n
+                : CommandLine.Fail<int?>(r, $"--limit must be a number, at least 1, not '{CommandLine.Single(r)}'"),
         };
-        if (method is null)
-        {
-            Console.Error.WriteLine($"lamina events: unknown command '{verb}'{(verb == "show" ? " (show needs an ID)" : "")}\n{Usage}");
-            return 2;
-        }
-        if (verb == "show")
-        {
-            query.Clear();
-        }
+        list.Options.Add(listFunction);
+        list.Options.Add(state);
+        list.Options.Add(limit);
+        list.Options.Add(listEndpoint);
+        list.SetAction(r => SendAsync(r.GetValue(listEndpoint)!, HttpMethod.Get, "/lamina/v1/async-events",
+            Query(("function", r.GetValue(listFunction)), ("state", r.GetValue(state)), ("limit", r.GetValue(limit)?.ToString(System.Globalization.CultureInfo.InvariantCulture)))));
 
+        var show = new Command("show", "One event: its payload, attempts, last error");
+        var showEndpoint = CommandLine.EndpointOption();
+        var showId = new Argument<string>("id") { Description = "The event's id (its request id)" };
+        show.Arguments.Add(showId);
+        show.Options.Add(showEndpoint);
+        show.SetAction(r => SendAsync(r.GetValue(showEndpoint)!, HttpMethod.Get, "/lamina/v1/async-events/" + Uri.EscapeDataString(r.GetValue(showId)!), []));
+
+        return new Command("events", "List, inspect, redrive and purge async events (over the server's /lamina/v1/async-events)")
+        {
+            list,
+            show,
+            Selecting("redrive", "Queue failed events again (attempts and age start afresh)", HttpMethod.Post, "/lamina/v1/async-events/redrive"),
+            Selecting("purge", "Delete failed events", HttpMethod.Delete, "/lamina/v1/async-events"),
+        };
+    }
+
+    // redrive and purge: one event by id, a function's, or all of them.
+    private static Command Selecting(string name, string description, HttpMethod method, string path)
+    {
+        var command = new Command(name, description + ": ID, --function NAME or --all");
+        var endpoint = CommandLine.EndpointOption();
+        var id = new Argument<string?>("id") { Description = "One event's id", Arity = ArgumentArity.ZeroOrOne };
+        var function = new Option<string>("--function") { Description = "Every failed event of this function", HelpName = "name" };
+        var all = new Option<bool>("--all") { Description = "Every failed event" };
+        command.Arguments.Add(id);
+        command.Options.Add(function);
+        command.Options.Add(all);
+        command.Options.Add(endpoint);
+        command.Validators.Add(r =>
+        {
+            if (r.GetValue(id) is null && r.GetValue(function) is null && !r.GetValue(all))
+            {
+                r.AddError($"{name} needs an event id, --function NAME or --all");
+            }
+        });
+        command.SetAction(r => SendAsync(r.GetValue(endpoint)!, method, path,
+            Query(("function", r.GetValue(function)), ("all", r.GetValue(all) ? "true" : null), ("id", r.GetValue(id)))));
+        return command;
+    }
+
+    private static List<string> Query(params (string Name, string? Value)[] parameters) =>
+        [.. parameters.Where(static p => p.Value is not null).Select(static p => p.Name + "=" + Uri.EscapeDataString(p.Value!))];
+
+    private static async Task<int> SendAsync(string endpoint, HttpMethod method, string path, List<string> query)
+    {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
         var uri = new Uri(endpoint.TrimEnd('/') + path + (query.Count > 0 ? "?" + string.Join('&', query) : ""));
         try

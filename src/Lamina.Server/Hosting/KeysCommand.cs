@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Text.Json;
 using Lamina.Server.Security;
 
@@ -9,99 +10,97 @@ namespace Lamina.Server.Hosting;
 /// </summary>
 internal static class KeysCommand
 {
-    public const string Usage = """
-        usage: lamina keys create [--data DIR] [--account ID]   prints {"AccessKeyId": …, "SecretAccessKey": …} (shown once)
-               lamina keys list   [--data DIR]                  ids, accounts, creation and revocation times (no secrets)
-               lamina keys revoke ID [--data DIR]
-          --data   the server's data directory (default ~/.lamina)
-        """;
-
-    public static int Run(string[] args)
+    public static Command Build()
     {
-        if (args.Length == 0 || args[0] is "help" or "--help" or "-h")
+        var createData = DataOption();
+        var account = new Option<string>("--account")
         {
-            Console.WriteLine(Usage);
-            return args.Length == 0 ? 2 : 0;
-        }
-        var defaults = new LaminaOptions();
-        var data = defaults.DataDirectory;
-        var account = defaults.AccountId;
-        string? id = null;
-        for (var i = 1; i < args.Length; i++)
+            Description = "The account the key belongs to (12 digits)",
+            HelpName = "id",
+            DefaultValueFactory = _ => new LaminaOptions().AccountId,
+            CustomParser = r => CommandLine.Single(r) is { Length: 12 } id && id.All(char.IsAsciiDigit)
+                ? id
+                : CommandLine.Fail<string>(r, $"--account must be 12 digits, not '{CommandLine.Single(r)}'"),
+        };
+        var create = new Command("create", "Create a key: prints {\"AccessKeyId\", \"SecretAccessKey\", \"AccountId\"} (the secret is shown once)") { createData, account };
+        create.SetAction(r => Print(r.GetValue(createData)!, (connection, now, w) =>
         {
-            switch (args[i])
-            {
-                case "--data" when i + 1 < args.Length:
-                    data = Path.GetFullPath(args[++i]);
-                    break;
-                case "--account" when i + 1 < args.Length && args[0] == "create":
-                    account = args[++i];
-                    if (account.Length != 12 || !account.All(char.IsAsciiDigit))
-                    {
-                        Console.Error.WriteLine($"lamina keys: --account must be 12 digits, not '{account}'");
-                        return 2;
-                    }
-                    break;
-                case var value when !value.StartsWith('-') && id is null && args[0] == "revoke":
-                    id = value;
-                    break;
-                default:
-                    Console.Error.WriteLine($"lamina keys: unexpected '{args[i]}'\n{Usage}");
-                    return 2;
-            }
-        }
+            var key = AccessKeys.Create(connection, r.GetValue(account)!, now);
+            w.WriteStartObject();
+            w.WriteString("AccessKeyId", key.AccessKeyId);
+            w.WriteString("SecretAccessKey", key.SecretAccessKey);
+            w.WriteString("AccountId", key.AccountId);
+            w.WriteEndObject();
+            return 0;
+        }));
 
-        using var connection = AccessKeys.Open(AccessKeys.PathIn(data));
-        var now = TimeProvider.System.GetUtcNow();
+        var listData = DataOption();
+        var list = new Command("list", "Ids, accounts, creation and revocation times (no secrets)") { listData };
+        list.SetAction(r => Print(r.GetValue(listData)!, (connection, _, w) =>
+        {
+            w.WriteStartObject();
+            w.WriteStartArray("AccessKeys");
+            foreach (var (keyId, keyAccount, created, revoked) in AccessKeys.List(connection))
+            {
+                w.WriteStartObject();
+                w.WriteString("AccessKeyId", keyId);
+                w.WriteString("AccountId", keyAccount);
+                w.WriteString("Created", created);
+                w.WriteString("Status", revoked is null ? "Active" : "Revoked");
+                if (revoked is not null)
+                {
+                    w.WriteString("Revoked", revoked);
+                }
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteEndObject();
+            return 0;
+        }));
+
+        var revokeData = DataOption();
+        var id = new Argument<string>("id") { Description = "The access key id to revoke" };
+        var revoke = new Command("revoke", "Revoke a key: requests it signs are refused within a second") { id, revokeData };
+        revoke.SetAction(r => Print(r.GetValue(revokeData)!, (connection, now, w) =>
+        {
+            var keyId = r.GetValue(id)!;
+            if (!AccessKeys.Revoke(connection, keyId, now))
+            {
+                Console.Error.WriteLine($"lamina keys: no active key {keyId}");
+                return 1;
+            }
+            w.WriteStartObject();
+            w.WriteString("AccessKeyId", keyId);
+            w.WriteString("Status", "Revoked");
+            w.WriteEndObject();
+            return 0;
+        }));
+
+        return new Command("keys", "Create, list and revoke access keys (once one exists, every request must be signed)") { create, list, revoke };
+    }
+
+    private static Option<string> DataOption() => new("--data")
+    {
+        Description = "The server's data directory",
+        HelpName = "dir",
+        DefaultValueFactory = _ => new LaminaOptions().DataDirectory,
+        CustomParser = r => Path.GetFullPath(CommandLine.Single(r)),
+    };
+
+    // Opens the keys file, lets the verb write its JSON, prints it when the verb succeeded.
+    private static int Print(string dataDirectory, Func<Microsoft.Data.Sqlite.SqliteConnection, DateTimeOffset, Utf8JsonWriter, int> verb)
+    {
+        using var connection = AccessKeys.Open(AccessKeys.PathIn(dataDirectory));
         using var output = new MemoryStream();
+        int status;
         using (var w = new Utf8JsonWriter(output, new JsonWriterOptions { Indented = true }))
         {
-            switch (args[0])
-            {
-                case "create":
-                    var key = AccessKeys.Create(connection, account, now);
-                    w.WriteStartObject();
-                    w.WriteString("AccessKeyId", key.AccessKeyId);
-                    w.WriteString("SecretAccessKey", key.SecretAccessKey);
-                    w.WriteString("AccountId", key.AccountId);
-                    w.WriteEndObject();
-                    break;
-                case "list":
-                    w.WriteStartObject();
-                    w.WriteStartArray("AccessKeys");
-                    foreach (var (keyId, keyAccount, created, revoked) in AccessKeys.List(connection))
-                    {
-                        w.WriteStartObject();
-                        w.WriteString("AccessKeyId", keyId);
-                        w.WriteString("AccountId", keyAccount);
-                        w.WriteString("Created", created);
-                        w.WriteString("Status", revoked is null ? "Active" : "Revoked");
-                        if (revoked is not null)
-                        {
-                            w.WriteString("Revoked", revoked);
-                        }
-                        w.WriteEndObject();
-                    }
-                    w.WriteEndArray();
-                    w.WriteEndObject();
-                    break;
-                case "revoke" when id is not null:
-                    if (!AccessKeys.Revoke(connection, id, now))
-                    {
-                        Console.Error.WriteLine($"lamina keys: no active key {id}");
-                        return 1;
-                    }
-                    w.WriteStartObject();
-                    w.WriteString("AccessKeyId", id);
-                    w.WriteString("Status", "Revoked");
-                    w.WriteEndObject();
-                    break;
-                default:
-                    Console.Error.WriteLine($"lamina keys: unknown command '{args[0]}'{(args[0] == "revoke" ? " (revoke needs an ID)" : "")}\n{Usage}");
-                    return 2;
-            }
+            status = verb(connection, TimeProvider.System.GetUtcNow(), w);
         }
-        Console.WriteLine(System.Text.Encoding.UTF8.GetString(output.ToArray()));
-        return 0;
+        if (status == 0)
+        {
+            Console.WriteLine(System.Text.Encoding.UTF8.GetString(output.ToArray()));
+        }
+        return status;
     }
 }

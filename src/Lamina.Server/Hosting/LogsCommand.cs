@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using System.Net.Http.Headers;
 using System.Text;
@@ -11,65 +12,58 @@ namespace Lamina.Server.Hosting;
 /// </summary>
 internal static class LogsCommand
 {
-    public const string Usage = """
-        usage: lamina logs FUNCTION [--follow] [--since MINUTES] [--filter PATTERN] [--group NAME]
-          --endpoint URL   the server (default $LAMINA_ENDPOINT, else http://127.0.0.1:9000)
-          Requests are signed with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY when set (a key of ./lamina keys).
-
-          Prints the function's log lines (default: the last 10 minutes), each with its stream and time.
-          --follow   keep printing new lines as they come (Ctrl-C to stop)
-          --filter   a CloudWatch filter pattern, e.g. ERROR or '{ $.level = "ERROR" }'
-          --group    a custom log group (LoggingConfig.LogGroup) instead of /aws/lambda/FUNCTION
-        """;
-
-    public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
+    public static Command Build()
     {
-        if (args.Length == 0 || args[0] is "help" or "--help" or "-h")
+        var function = new Argument<string?>("function") { Description = "The function whose log group (/aws/lambda/FUNCTION) to read", Arity = ArgumentArity.ZeroOrOne };
+        var follow = new Option<bool>("--follow", "-f") { Description = "Keep printing new lines as they come (Ctrl-C to stop)" };
+        var since = new Option<double>("--since")
         {
-            Console.WriteLine(Usage);
-            return args.Length == 0 ? 2 : 0;
-        }
-        var endpoint = Environment.GetEnvironmentVariable("LAMINA_ENDPOINT") is { Length: > 0 } fromEnvironment ? fromEnvironment : "http://127.0.0.1:9000";
-        string? function = null, filter = null, group = null;
-        var follow = false;
-        var sinceMinutes = 10.0;
-        for (var i = 0; i < args.Length; i++)
+            Description = "Start this many minutes ago",
+            HelpName = "minutes",
+            DefaultValueFactory = _ => 10,
+            CustomParser = r => double.TryParse(CommandLine.Single(r), NumberStyles.Float, CultureInfo.InvariantCulture, out var minutes) && minutes > 0
+                ? minutes
+                : CommandLine.Fail<double>(r, $"--since must be a number of minutes above 0, not '{CommandLine.Single(r)}'"),
+        };
+        var filter = new Option<string>("--filter") { Description = "A CloudWatch filter pattern, e.g. ERROR or '{ $.level = \"ERROR\" }'", HelpName = "pattern" };
+        var group = new Option<string>("--group") { Description = "A custom log group (LoggingConfig.LogGroup) instead of /aws/lambda/FUNCTION", HelpName = "name" };
+        var endpoint = CommandLine.EndpointOption();
+        var command = new Command("logs", "Print a function's log lines (default: the last 10 minutes), each with its stream and time")
         {
-            var arg = args[i];
-            var hasValue = i + 1 < args.Length;
-            switch (arg)
+            function, follow, since, filter, group, endpoint,
+        };
+        command.Validators.Add(r =>
+        {
+            if (r.GetValue(function) is null && r.GetValue(group) is null)
             {
-                case "--follow" or "-f":
-                    follow = true;
-                    break;
-                case "--endpoint" when hasValue:
-                    endpoint = args[++i];
-                    break;
-                case "--filter" when hasValue:
-                    filter = args[++i];
-                    break;
-                case "--group" when hasValue:
-                    group = args[++i];
-                    break;
-                case "--since" when hasValue && double.TryParse(args[i + 1], NumberStyles.Float, CultureInfo.InvariantCulture, out var minutes) && minutes > 0:
-                    sinceMinutes = minutes;
-                    i++;
-                    break;
-                case not null when !arg.StartsWith('-') && function is null:
-                    function = arg;
-                    break;
-                default:
-                    Console.Error.WriteLine($"lamina logs: unexpected '{arg}'\n{Usage}");
-                    return 2;
+                r.AddError("name the function (or --group)");
             }
-        }
-        if (function is null && group is null)
+        });
+        command.SetAction(async (r, _) =>
         {
-            Console.Error.WriteLine($"lamina logs: name the function\n{Usage}");
-            return 2;
-        }
-        group ??= "/aws/lambda/" + function;
+            // Ctrl-C ends --follow cleanly (exit 0) rather than killing the process.
+            using var interrupted = new CancellationTokenSource();
+            ConsoleCancelEventHandler onCancel = (_, e) =>
+            {
+                e.Cancel = true;
+                interrupted.Cancel();
+            };
+            Console.CancelKeyPress += onCancel;
+            try
+            {
+                return await RunAsync(r.GetValue(endpoint)!, r.GetValue(group) ?? "/aws/lambda/" + r.GetValue(function), r.GetValue(follow),
+                    r.GetValue(since), r.GetValue(filter), interrupted.Token);
+            }
+            finally
+            {
+                Console.CancelKeyPress -= onCancel;
+            }
+        });
+        return command;
+    }
 
+    private static async Task<int> RunAsync(string endpoint, string group, bool follow, double sinceMinutes, string? filter, CancellationToken cancellationToken)
+    {
         using var http = new HttpClient { BaseAddress = new Uri(endpoint.TrimEnd('/') + "/"), Timeout = TimeSpan.FromSeconds(30) };
         var start = TimeProvider.System.GetUtcNow().AddMinutes(-sinceMinutes).ToUnixTimeMilliseconds();
         var seen = new HashSet<string>(StringComparer.Ordinal);
