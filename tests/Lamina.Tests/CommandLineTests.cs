@@ -107,7 +107,6 @@ public sealed class CommandLineTests
     }
 
     [Theory]
-    [InlineData("events", "redrive")]
     [InlineData("events", "show")]
     [InlineData("events", "list", "--state", "x")]
     [InlineData("events", "list", "--limit", "0")]

@@ -59,13 +59,7 @@ internal static class EventsCommand
         command.Options.Add(function);
         command.Options.Add(all);
         command.Options.Add(endpoint);
-        command.Validators.Add(r =>
-        {
-            if (r.GetValue(id) is null && r.GetValue(function) is null && !r.GetValue(all))
-            {
-                r.AddError($"{name} needs an event id, --function NAME or --all");
-            }
-        });
+        // Nothing selected goes to the server all the same: it refuses, and says how to ask for all (one rule, there).
         command.SetAction(r => SendAsync(r.GetValue(endpoint)!, method, path,
             Query(("function", r.GetValue(function)), ("all", r.GetValue(all) ? "true" : null), ("id", r.GetValue(id)))));
         return command;
