@@ -160,21 +160,13 @@ internal static partial class EventInvokeConfigApi
     internal static IResult List(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options)
     {
         var limits = options.Value;
-        if (FunctionReference.ParseFunctionName(name, limits, Protocols.CallerIdentity.AccountOf(context, limits), out var functionName) is { } invalid)
+        var (entry, page, next, error) = FunctionsApi.ListPerQualifier(context, name, registry, limits, static e => e.EventInvokeConfigs, static _ => FunctionMissing());
+        if (error is not null)
         {
-            return invalid;
+            return error;
         }
-        if (FunctionsApi.PageSize(context, FunctionsApi.PageLimit, out var pageSize, modelMax: FunctionsApi.PageLimit) is { } badPage)
-        {
-            return badPage;
-        }
-        if (!registry.TryGetEntry(functionName!, out var entry))
-        {
-            return FunctionMissing();
-        }
-        var (page, next) = FunctionsApi.PageByQualifier(context, entry.EventInvokeConfigs, pageSize);
         var response = new ListFunctionEventInvokeConfigsResponse { NextMarker = next };
-        response.FunctionEventInvokeConfigs.AddRange(page.ConvertAll(c => ToDto(c, limits, entry.Name)));
+        response.FunctionEventInvokeConfigs.AddRange(page.ConvertAll(c => ToDto(c, limits, entry!.Name)));
         return FunctionsApi.Json(response, LaminaJsonContext.Default.ListFunctionEventInvokeConfigsResponse);
     }
 

@@ -173,21 +173,14 @@ internal static partial class FunctionUrlsApi
     private static IResult List(HttpContext context, string name, FunctionRegistry registry, IOptions<LaminaOptions> options)
     {
         var limits = options.Value;
-        if (FunctionReference.ParseFunctionName(name, limits, Protocols.CallerIdentity.AccountOf(context, limits), out var functionName) is { } invalid)
+        var (entry, page, next, error) = FunctionsApi.ListPerQualifier(context, name, registry, limits, static e => e.Urls,
+            functionName => AwsError.FunctionNotFound(limits.FunctionArn(functionName)));
+        if (error is not null)
         {
-            return invalid;
+            return error;
         }
-        if (FunctionsApi.PageSize(context, FunctionsApi.PageLimit, out var pageSize, modelMax: FunctionsApi.PageLimit) is { } badPage)
-        {
-            return badPage;
-        }
-        if (!registry.TryGetEntry(functionName!, out var entry))
-        {
-            return AwsError.FunctionNotFound(limits.FunctionArn(functionName!));
-        }
-        var (page, next) = FunctionsApi.PageByQualifier(context, entry.Urls, pageSize);
         var response = new ListFunctionUrlConfigsResponse { NextMarker = next };
-        response.FunctionUrlConfigs.AddRange(page.ConvertAll(u => ToDto(context, limits, entry.Name, u)));
+        response.FunctionUrlConfigs.AddRange(page.ConvertAll(u => ToDto(context, limits, entry!.Name, u)));
         return FunctionsApi.Json(response, LaminaJsonContext.Default.ListFunctionUrlConfigsResponse);
     }
 

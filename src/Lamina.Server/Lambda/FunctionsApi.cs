@@ -612,13 +612,28 @@ internal static partial class FunctionsApi
     }
 
     /// <summary>
-    /// One page of per-qualifier settings (event invoke configs, URL configs), in qualifier order; the marker is the
-    /// qualifier the next page starts with.
+    /// A List call of per-qualifier settings (ListFunctionEventInvokeConfigs, ListFunctionUrlConfigs): parses the
+    /// function name and <c>MaxItems</c>, finds the function (else <paramref name="functionMissing"/>'s answer), and
+    /// returns one page of <paramref name="select"/>'s settings in qualifier order; the marker is the qualifier the
+    /// next page starts with.
     /// </summary>
-    internal static (List<T> Page, string? NextMarker) PageByQualifier<T>(HttpContext context, System.Collections.Immutable.ImmutableSortedDictionary<string, T> byQualifier,
-        int pageSize)
+    internal static (FunctionEntry? Entry, List<T> Page, string? NextMarker, IResult? Error) ListPerQualifier<T>(HttpContext context, string name,
+        FunctionRegistry registry, LaminaOptions limits, Func<FunctionEntry, System.Collections.Immutable.ImmutableSortedDictionary<string, T>> select,
+        Func<string, IResult> functionMissing)
     {
-        var all = byQualifier.ToList();
+        if (FunctionReference.ParseFunctionName(name, limits, CallerIdentity.AccountOf(context, limits), out var functionName) is { } invalid)
+        {
+            return (null, [], null, invalid);
+        }
+        if (PageSize(context, PageLimit, out var pageSize, modelMax: PageLimit) is { } badPage)
+        {
+            return (null, [], null, badPage);
+        }
+        if (!registry.TryGetEntry(functionName!, out var entry))
+        {
+            return (null, [], null, functionMissing(functionName!));
+        }
+        var all = select(entry).ToList();
         var start = 0;
         if (QueryValue(context, "Marker") is { Length: > 0 } marker)
         {
@@ -628,7 +643,7 @@ internal static partial class FunctionsApi
             }
         }
         var end = Math.Min(all.Count, start + pageSize);
-        return (all.GetRange(start, end - start).ConvertAll(static p => p.Value), end < all.Count ? all[end].Key : null);
+        return (entry, all.GetRange(start, end - start).ConvertAll(static p => p.Value), end < all.Count ? all[end].Key : null, null);
     }
 
     internal static string? QueryValue(HttpContext context, string key) =>
