@@ -9,7 +9,8 @@ warm    Warm invoke latency (1 connection: p50, p99) and throughput (16 connecti
         Beside each cell, CPU per request (µs, from /proc/PID/stat utime+stime over the wrk run divided by its
         requests): the server's own process, and its descendants (the sandboxes: bwrap, pasta, the runtimes). For
         serverless-offline and the floor the whole process tree counts as the server.
-        LAMINA_BENCH_TARGETS=python-echo,node-echo measures only those Lamina functions (quick A/B runs).
+        LAMINA_BENCH_TARGETS=python-echo,node-echo measures only those Lamina functions (quick A/B runs);
+        LAMINA_BENCH_WARMUP (seconds, default 10) is the warm-up at 16 connections before each Lamina function.
 cold    Cold start per runtime, by phase (bench/cold_start_phases.py), beside the runtimes' bare process start.
 burst   N parallel first invocations of one function (N = 10, 40, 100).
 memory  The platform's memory per idle environment: PSS of its bwrap and pasta processes (smaps_rollup), and the
@@ -36,6 +37,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lamina_server import ROOT, percentile, running_server, zip_of  # noqa: E402
 
 SECONDS = int(os.environ.get("LAMINA_BENCH_SECONDS", "10"))
+# Warm-up before each Lamina function's cells, at 16 connections: the server's tiered JIT, and each of the 16 runtimes'
+# own JIT (V8 tiers up per process: with a 3 s warm-up Node's CPU per invoke at 16 connections was twice its steady state).
+WARMUP_SECONDS = int(os.environ.get("LAMINA_BENCH_WARMUP", "10"))
 NODE_ECHO = "exports.handler = async (event) => event;\n"
 FUNCTIONS = {
     "node-echo": ("nodejs20.x", "index.handler", {"index.js": NODE_ECHO}, b'{"x":1}'),
@@ -258,7 +262,7 @@ def warm() -> None:
             with ThreadPoolExecutor(16) as pool:
                 list(pool.map(lambda _: invoke(port, name, body), range(16)))
             # Steady state: the server's tiered JIT has compiled the path (it recompiles for seconds after the first calls).
-            wrk(f"http://127.0.0.1:{port}/2015-03-31/functions/{name}/invocations", 16, body, seconds=3)
+            wrk(f"http://127.0.0.1:{port}/2015-03-31/functions/{name}/invocations", 16, body, seconds=WARMUP_SECONDS)
             measure(f"lamina {name}", f"http://127.0.0.1:{port}/2015-03-31/functions/{name}/invocations", body, pid=server_pid)
     if "floor (bare node http echo)" in rows and "lamina node-echo" in rows:
         floor_p50 = rows["floor (bare node http echo)"][0]["p50"]
