@@ -6,6 +6,11 @@
 warm    Warm invoke latency (1 connection: p50, p99) and throughput (16 connections: requests/s, p99) with wrk, for
         Lamina's Node.js, Python, provided and .NET echo functions, the same Node.js handler on serverless-offline
         (serverless@3 + serverless-offline@13, its Invoke endpoint), and the floor: a bare Node.js HTTP echo server.
+        Beside each cell, CPU per request (µs, from /proc/PID/stat utime+stime over the wrk run divided by its
+        requests): the server's own process, and its descendants (the sandboxes: bwrap, pasta, the runtimes). For
+        serverless-offline and the floor the whole process tree counts as the server.
+        LAMINA_BENCH_TARGETS=python-echo,node-echo measures only those Lamina functions (quick A/B runs);
+        LAMINA_BENCH_WARMUP (seconds, default 10) is the warm-up at 16 connections before each Lamina function.
 cold    Cold start per runtime, by phase (bench/cold_start_phases.py), beside the runtimes' bare process start.
 burst   N parallel first invocations of one function (N = 10, 40, 100).
 memory  The platform's memory per idle environment: PSS of its bwrap and pasta processes (smaps_rollup), and the
@@ -32,6 +37,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lamina_server import ROOT, percentile, running_server, zip_of  # noqa: E402
 
 SECONDS = int(os.environ.get("LAMINA_BENCH_SECONDS", "10"))
+# Warm-up before each Lamina function's cells, at 16 connections: the server's tiered JIT, and each of the 16 runtimes'
+# own JIT (V8 tiers up per process: with a 3 s warm-up Node's CPU per invoke at 16 connections was twice its steady state).
+WARMUP_SECONDS = int(os.environ.get("LAMINA_BENCH_WARMUP", "10"))
 NODE_ECHO = "exports.handler = async (event) => event;\n"
 FUNCTIONS = {
     "node-echo": ("nodejs20.x", "index.handler", {"index.js": NODE_ECHO}, b'{"x":1}'),
@@ -85,7 +93,53 @@ def wrk(url: str, connections: int, body: bytes, headers: dict | None = None, se
 
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50": latency("50"), "p99": latency("99"),
-            "errors": int(non2xx.group(1)) if non2xx else 0}
+            "errors": int(non2xx.group(1)) if non2xx else 0, "requests": int(re.search(r"(\d+) requests in", out).group(1))}
+
+
+CLOCK_TICK_US = 1_000_000 / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_us(root: int) -> dict[int, float]:
+    """CPU time (utime + stime, µs) of process `root` (key 0) and of each of its live descendants (by pid)."""
+    ppid, cpu = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry)
+        ppid[pid] = int(fields[1])
+        cpu[pid] = (int(fields[11]) + int(fields[12])) * CLOCK_TICK_US
+    children: dict[int, list[int]] = {}
+    for pid, parent in ppid.items():
+        children.setdefault(parent, []).append(pid)
+    tree, stack = {0: cpu.get(root, 0.0)}, list(children.get(root, []))
+    while stack:
+        pid = stack.pop()
+        tree[pid] = cpu.get(pid, 0.0)
+        stack.extend(children.get(pid, []))
+    return tree
+
+
+def wrk_cpu(url: str, connections: int, body: bytes, pid: int | None) -> dict:
+    """wrk, plus the CPU per request of `pid` ("server_us") and of its descendants ("sandbox_us"); a descendant that
+    ended during the run (an environment evicted) is left out, one that started counts from its start."""
+    before = tree_cpu_us(pid) if pid else {}
+    result = wrk(url, connections, body)
+    if pid:
+        after = tree_cpu_us(pid)
+        result["server_us"] = (after[0] - before[0]) / result["requests"]
+        result["sandbox_us"] = sum(us - before.get(p, 0.0) for p, us in after.items() if p != 0) / result["requests"]
+    return result
+
+
+def listener_pid(port: int) -> int:
+    out = subprocess.run(["sh", "-c", f"ss -ltnpH 'sport = :{port}' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2"],
+                         capture_output=True, text=True).stdout.strip()
+    return int(out or 0)
 
 
 def create(conn: http.client.HTTPConnection, name: str, runtime: str, handler: str, files: dict | None = None,
@@ -155,34 +209,45 @@ def serverless_offline() -> tuple[subprocess.Popen, int] | None:
 
 def warm() -> None:
     print(f"\n## warm invoke ({SECONDS} s per cell; wrk, keep-alive, POST {{\"x\":1}})")
-    print(f"{'target':<28}{'1 conn p50 ms':>15}{'1 conn p99 ms':>15}{'16 conn req/s':>15}{'16 conn p99 ms':>16}")
+    print("CPU µs per request: server = the server process (for serverless-offline and the floor: its whole process tree),"
+          " sandbox = the server's descendants (runtimes, bwrap, pasta)")
+    print(f"{'target':<28}{'1 conn p50 ms':>15}{'1 conn p99 ms':>15}{'16 conn req/s':>15}{'16 conn p99 ms':>16}"
+          f"{'1c srv µs':>11}{'1c sbx µs':>11}{'16c srv µs':>12}{'16c sbx µs':>12}")
     rows = {}
+    only = [t for t in os.environ.get("LAMINA_BENCH_TARGETS", "").split(",") if t]
 
-    def measure(label: str, url: str, body: bytes = b'{"x":1}') -> None:
-        one = wrk(url, 1, body)
-        many = wrk(url, 16, body)
+    def measure(label: str, url: str, body: bytes = b'{"x":1}', pid: int | None = None, tree: bool = False) -> None:
+        one = wrk_cpu(url, 1, body, pid)
+        many = wrk_cpu(url, 16, body, pid)
         rows[label] = (one, many)
         errors = one["errors"] + many["errors"]
-        print(f"{label:<28}{one['p50']:>15.3f}{one['p99']:>15.3f}{many['rps']:>15.0f}{many['p99']:>16.3f}"
+        if tree and pid:
+            for r in (one, many):
+                r["server_us"], r["sandbox_us"] = r["server_us"] + r["sandbox_us"], 0.0
+        cpu = "".join(f"{r.get(k, float('nan')):>{w}.0f}" for r, k, w in
+                      ((one, "server_us", 11), (one, "sandbox_us", 11), (many, "server_us", 12), (many, "sandbox_us", 12)))
+        print(f"{label:<28}{one['p50']:>15.3f}{one['p99']:>15.3f}{many['rps']:>15.0f}{many['p99']:>16.3f}{cpu}"
               + (f"  ({errors} non-2xx)" if errors else ""), flush=True)
 
-    floor, floor_port = floor_server()
-    try:
-        measure("floor (bare node http echo)", f"http://127.0.0.1:{floor_port}/")
-    finally:
-        floor.terminate()
-    offline = serverless_offline()
+    if not only:
+        floor, floor_port = floor_server()
+        try:
+            measure("floor (bare node http echo)", f"http://127.0.0.1:{floor_port}/", pid=floor.pid, tree=True)
+        finally:
+            floor.terminate()
+    offline = serverless_offline() if not only else None
     if offline is not None:
         process, port = offline
         try:
             url = f"http://127.0.0.1:{port}/2015-03-31/functions/bench-dev-echo/invocations"
             invoke(port, "bench-dev-echo")  # first call loads the handler
-            measure("serverless-offline (node)", url)
+            measure("serverless-offline (node)", url, pid=process.pid, tree=True)
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(30)
-    dotnet = dotnet_hello()
+    dotnet = dotnet_hello() if not only else None
     with running_server() as port:
+        server_pid = listener_pid(port)
         conn = http.client.HTTPConnection("127.0.0.1", port)
         for name, (runtime, handler, files, _) in FUNCTIONS.items():
             create(conn, name, runtime, handler, files)
@@ -190,11 +255,15 @@ def warm() -> None:
             create(conn, "dotnet-echo", "dotnet10", "HelloWorld::HelloWorld.Function::Handler", code=dotnet)
         targets = [(name, body) for name, (_, _, _, body) in FUNCTIONS.items()] + ([("dotnet-echo", b'"x"')] if dotnet else [])
         for name, body in targets:
+            if only and name not in only:
+                continue
             for _ in range(20):
                 invoke(port, name, body)  # warm, and as many environments as wrk uses connections
             with ThreadPoolExecutor(16) as pool:
                 list(pool.map(lambda _: invoke(port, name, body), range(16)))
-            measure(f"lamina {name}", f"http://127.0.0.1:{port}/2015-03-31/functions/{name}/invocations", body)
+            # Steady state: the server's tiered JIT has compiled the path (it recompiles for seconds after the first calls).
+            wrk(f"http://127.0.0.1:{port}/2015-03-31/functions/{name}/invocations", 16, body, seconds=WARMUP_SECONDS)
+            measure(f"lamina {name}", f"http://127.0.0.1:{port}/2015-03-31/functions/{name}/invocations", body, pid=server_pid)
     if "floor (bare node http echo)" in rows and "lamina node-echo" in rows:
         floor_p50 = rows["floor (bare node http echo)"][0]["p50"]
         node = rows["lamina node-echo"]
@@ -255,8 +324,7 @@ def memory() -> None:
     count = 10
     print(f"\n## memory per idle environment ({count} idle python3.12 environments, network on)")
     with running_server() as port:
-        server_pid = int(subprocess.run(["sh", "-c", f"ss -ltnpH 'sport = :{port}' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2"],
-                                        capture_output=True, text=True).stdout.strip() or 0)
+        server_pid = listener_pid(port)
         conn = http.client.HTTPConnection("127.0.0.1", port)
         for i in range(count):
             create(conn, f"idle-{i}", "python3.12", "app.handler", {"app.py": "def handler(e, c):\n    return e\n"})

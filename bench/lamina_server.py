@@ -7,7 +7,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @contextlib.contextmanager
 def running_server():
     data = tempfile.mkdtemp(prefix="lamina-bench-")
-    server = subprocess.Popen([os.path.join(ROOT, "lamina"), "serve", "--port", "0", "--data", data],
+    # LAMINA_BENCH_DLL: run that build of the server instead (A/B runs against a saved copy of artifacts/bin/...).
+    dll = os.environ.get("LAMINA_BENCH_DLL")
+    command = ["dotnet", dll] if dll else [os.path.join(ROOT, "lamina")]
+    server = subprocess.Popen([*command, "serve", "--port", "0", "--data", data],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         port = None
