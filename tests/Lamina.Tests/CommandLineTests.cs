@@ -4,10 +4,27 @@ namespace Lamina.Tests;
 
 public sealed class CommandLineTests
 {
+    // The options serve would run with, or the first problem with the command line, as users get it.
+    private static (LaminaOptions? Options, string? Error) ParseServe(string[] args)
+    {
+        LaminaOptions? parsed = null;
+        var result = CommandLine.Build((options, _) =>
+        {
+            parsed = options;
+            return Task.FromResult(0);
+        }).Parse(args);
+        if (result.Errors.Count > 0)
+        {
+            return (null, $"lamina: {result.Errors[0].Message}");
+        }
+        Assert.Equal(0, result.Invoke());
+        return (parsed, parsed is null ? "lamina: serve did not run" : null);
+    }
+
     [Fact]
     public void ParseServe_Serve_ReadsPortHostAndData()
     {
-        var (options, error) = CommandLine.ParseServe(["serve", "--port", "0", "--host=0.0.0.0", "--data", "/tmp/x"]);
+        var (options, error) = ParseServe(["serve", "--port", "0", "--host=0.0.0.0", "--data", "/tmp/x"]);
         Assert.Null(error);
         Assert.Equal(0, options!.Port);
         Assert.Equal("0.0.0.0", options.Host);
@@ -17,7 +34,7 @@ public sealed class CommandLineTests
     [Fact]
     public void ParseServe_Defaults_AreLambdaLocalConventions()
     {
-        var (options, _) = CommandLine.ParseServe(["serve"]);
+        var (options, _) = ParseServe(["serve"]);
         Assert.NotNull(options);
         Assert.Equal(9000, options!.Port);
         Assert.Equal("127.0.0.1", options.Host);
@@ -29,15 +46,15 @@ public sealed class CommandLineTests
     [Fact]
     public void ParseServe_AccountConcurrency_DefaultsToLambdasAndReadsTheOption()
     {
-        var (defaults, _) = CommandLine.ParseServe(["serve"]);
+        var (defaults, _) = ParseServe(["serve"]);
         Assert.NotNull(defaults);
         Assert.Equal(1000, defaults!.AccountConcurrency);
         Assert.Equal(100, defaults.MinimumUnreservedConcurrency);
-        var (options, _) = CommandLine.ParseServe(["serve", "--account-concurrency", "5"]);
+        var (options, _) = ParseServe(["serve", "--account-concurrency", "5"]);
         Assert.NotNull(options);
         Assert.Equal(5, options!.AccountConcurrency);
         Assert.Equal(5, options.MinimumUnreservedConcurrency);
-        var (_, error) = CommandLine.ParseServe(["serve", "--account-concurrency", "0"]);
+        var (_, error) = ParseServe(["serve", "--account-concurrency", "0"]);
         Assert.NotNull(error);
         Assert.Contains("--account-concurrency", error, StringComparison.Ordinal);
     }
@@ -45,12 +62,12 @@ public sealed class CommandLineTests
     [Fact]
     public void ParseServe_MemoryBudgetAndIdleTimeout_DefaultToMachineMemoryAndTenMinutes()
     {
-        var (defaults, _) = CommandLine.ParseServe(["serve"]);
+        var (defaults, _) = ParseServe(["serve"]);
         Assert.NotNull(defaults);
         Assert.Equal(LaminaOptions.PhysicalMemoryMb(), defaults!.MemoryBudgetMb);
         Assert.True(defaults.MemoryBudgetMb > 128);
         Assert.Equal(TimeSpan.FromMinutes(10), defaults.IdleEnvironmentLifetime);
-        var (options, _) = CommandLine.ParseServe(["serve", "--memory-budget", "2048", "--idle-timeout=30"]);
+        var (options, _) = ParseServe(["serve", "--memory-budget", "2048", "--idle-timeout=30"]);
         Assert.NotNull(options);
         Assert.Equal(2048, options!.MemoryBudgetMb);
         Assert.Equal(TimeSpan.FromSeconds(30), options.IdleEnvironmentLifetime);
@@ -59,10 +76,10 @@ public sealed class CommandLineTests
     [Fact]
     public void ParseServe_AsyncRetryDelay_DefaultsToAMinuteAndTakesFractions()
     {
-        var (defaults, _) = CommandLine.ParseServe(["serve"]);
+        var (defaults, _) = ParseServe(["serve"]);
         Assert.NotNull(defaults);
         Assert.Equal(TimeSpan.FromSeconds(60), defaults!.AsyncRetryDelay);
-        var (options, _) = CommandLine.ParseServe(["serve", "--async-retry-delay", "0.5"]);
+        var (options, _) = ParseServe(["serve", "--async-retry-delay", "0.5"]);
         Assert.NotNull(options);
         Assert.Equal(TimeSpan.FromMilliseconds(500), options!.AsyncRetryDelay);
     }
@@ -83,7 +100,7 @@ public sealed class CommandLineTests
     [InlineData("frobnicate")]
     public void ParseServe_BadArguments_NameTheProblem(params string[] args)
     {
-        var (options, error) = CommandLine.ParseServe(args);
+        var (options, error) = ParseServe(args);
         Assert.Null(options);
         Assert.StartsWith("lamina: ", error, StringComparison.Ordinal);
     }
@@ -91,14 +108,14 @@ public sealed class CommandLineTests
     [Fact]
     public void ParseServe_BadValue_SaysWhatItMustBe()
     {
-        var (_, error) = CommandLine.ParseServe(["serve", "--port", "70000"]);
+        var (_, error) = ParseServe(["serve", "--port", "70000"]);
         Assert.Equal("lamina: --port must be a number from 0 to 65535, not '70000'", error);
     }
 
     [Fact]
     public void ParseServe_EveryOption_Read()
     {
-        var (options, error) = CommandLine.ParseServe(["serve", "--function-network", "off", "--log-max-mb", "7", "--otlp-endpoint", "http://127.0.0.1:4318", "--public-metrics"]);
+        var (options, error) = ParseServe(["serve", "--function-network", "off", "--log-max-mb", "7", "--otlp-endpoint", "http://127.0.0.1:4318", "--public-metrics"]);
         Assert.Null(error);
         Assert.False(options!.FunctionNetwork);
         Assert.Equal(7, options.LogMaxMb);

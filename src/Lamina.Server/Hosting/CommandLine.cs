@@ -20,7 +20,7 @@ internal static class CommandLine
         var defaults = new LaminaOptions();
         var port = Number("--port", "TCP port to listen on (0 picks a free one)", defaults.Port, 0, 65535, "a number from 0 to 65535");
         var host = new Option<string>("--host") { Description = "Address to listen on", DefaultValueFactory = _ => defaults.Host };
-        var data = new Option<string>("--data") { Description = "Data directory: state, code, sandboxes", DefaultValueFactory = _ => defaults.DataDirectory };
+        var data = DataOption("Data directory: state, code, sandboxes");
         var functionNetwork = new Option<string>("--function-network")
         {
             Description = "Outbound network for functions (a function opts out with LAMINA_NETWORK=none)",
@@ -62,7 +62,7 @@ internal static class CommandLine
         {
             Port = result.GetValue(port),
             Host = result.GetValue(host)!,
-            DataDirectory = Path.GetFullPath(result.GetValue(data)!),
+            DataDirectory = result.GetValue(data)!,
             FunctionNetwork = result.GetValue(functionNetwork) == "on",
             AccountConcurrency = result.GetValue(accountConcurrency),
             MemoryBudgetMb = result.GetValue(memoryBudget),
@@ -114,27 +114,6 @@ internal static class CommandLine
         return names.Count == 0 ? "serve" : string.Join(' ', names);
     }
 
-    /// <summary>The options <c>serve</c> would run with, or the first problem with the command line (for tests).</summary>
-    internal static (LaminaOptions? Options, string? Error) ParseServe(string[] args)
-    {
-        LaminaOptions? parsed = null;
-        var result = Build((options, _) =>
-        {
-            parsed = options;
-            return Task.FromResult(0);
-        }).Parse(args);
-        if (result.Errors.Count > 0)
-        {
-            return (null, $"lamina: {result.Errors[0].Message}");
-        }
-        if (result.CommandResult.Command.Name != "serve")
-        {
-            return (null, "lamina: no command (serve) given");
-        }
-        result.Invoke();
-        return (parsed, null);
-    }
-
     private static Option<int> Number(string name, string description, int defaultValue, int min, int max, string what) => new(name)
     {
         Description = description,
@@ -143,6 +122,15 @@ internal static class CommandLine
         CustomParser = r => int.TryParse(Single(r), NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max
             ? value
             : Fail<int>(r, $"{name} must be {what}, not '{Single(r)}'"),
+    };
+
+    /// <summary><c>--data</c>: a data directory, made absolute; the server's default when absent.</summary>
+    internal static Option<string> DataOption(string description) => new("--data")
+    {
+        Description = description,
+        HelpName = "dir",
+        DefaultValueFactory = _ => new LaminaOptions().DataDirectory,
+        CustomParser = r => Path.GetFullPath(Single(r)),
     };
 
     /// <summary>The server to talk to: <c>--endpoint</c>, else <c>$LAMINA_ENDPOINT</c>, else the default local one.</summary>

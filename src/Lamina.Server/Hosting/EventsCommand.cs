@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 using System.Net.Http.Headers;
 
 namespace Lamina.Server.Hosting;
@@ -20,7 +21,7 @@ internal static class EventsCommand
         {
             Description = "At most this many events",
             HelpName = "n",
-            CustomParser = r => int.TryParse(CommandLine.Single(r), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) && n >= 1
+            CustomParser = r => int.TryParse(CommandLine.Single(r), NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n >= 1
                 ? n
                 : CommandLine.Fail<int?>(r, $"--limit must be a number, at least 1, not '{CommandLine.Single(r)}'"),
         };
@@ -29,7 +30,7 @@ internal static class EventsCommand
         list.Options.Add(limit);
         list.Options.Add(listEndpoint);
         list.SetAction(r => SendAsync(r.GetValue(listEndpoint)!, HttpMethod.Get, "/lamina/v1/async-events",
-            Query(("function", r.GetValue(listFunction)), ("state", r.GetValue(state)), ("limit", r.GetValue(limit)?.ToString(System.Globalization.CultureInfo.InvariantCulture)))));
+            Query(("function", r.GetValue(listFunction)), ("state", r.GetValue(state)), ("limit", r.GetValue(limit)?.ToString(CultureInfo.InvariantCulture)))));
 
         var show = new Command("show", "One event: its payload, attempts, last error");
         var showEndpoint = CommandLine.EndpointOption();

@@ -12,7 +12,7 @@ internal static class KeysCommand
 {
     public static Command Build()
     {
-        var createData = DataOption();
+        var createData = CommandLine.DataOption("The server's data directory");
         var account = new Option<string>("--account")
         {
             Description = "The account the key belongs to (12 digits)",
@@ -34,7 +34,7 @@ internal static class KeysCommand
             return 0;
         }));
 
-        var listData = DataOption();
+        var listData = CommandLine.DataOption("The server's data directory");
         var list = new Command("list", "Ids, accounts, creation and revocation times (no secrets)") { listData };
         list.SetAction(r => Print(r.GetValue(listData)!, (connection, _, w) =>
         {
@@ -58,7 +58,7 @@ internal static class KeysCommand
             return 0;
         }));
 
-        var revokeData = DataOption();
+        var revokeData = CommandLine.DataOption("The server's data directory");
         var id = new Argument<string>("id") { Description = "The access key id to revoke" };
         var revoke = new Command("revoke", "Revoke a key: requests it signs are refused within a second") { id, revokeData };
         revoke.SetAction(r => Print(r.GetValue(revokeData)!, (connection, now, w) =>
@@ -78,14 +78,6 @@ internal static class KeysCommand
 
         return new Command("keys", "Create, list and revoke access keys (once one exists, every request must be signed)") { create, list, revoke };
     }
-
-    private static Option<string> DataOption() => new("--data")
-    {
-        Description = "The server's data directory",
-        HelpName = "dir",
-        DefaultValueFactory = _ => new LaminaOptions().DataDirectory,
-        CustomParser = r => Path.GetFullPath(CommandLine.Single(r)),
-    };
 
     // Opens the keys file, lets the verb write its JSON, prints it when the verb succeeded.
     private static int Print(string dataDirectory, Func<Microsoft.Data.Sqlite.SqliteConnection, DateTimeOffset, Utf8JsonWriter, int> verb)
