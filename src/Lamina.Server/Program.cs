@@ -4,6 +4,7 @@ using Lamina.Server.Hosting;
 using Lamina.Server.Invoke;
 using Lamina.Server.Lambda;
 using Lamina.Server.Protocols;
+using Lamina.Server.S3;
 
 return await CommandLine.InvokeAsync(args, ServeAsync);
 
@@ -13,6 +14,7 @@ static async Task<int> ServeAsync(LaminaOptions options, CancellationToken cance
     builder.AddLaminaHost(options);
     builder.Services.AddFunctions();
     builder.Services.AddInvoke();
+    builder.Services.AddS3();
 
     var app = builder.Build();
     // Without credentials anyone who can connect may do anything: then only loopback, and it says so.

@@ -62,4 +62,12 @@ internal static class EventIds
     public const int EventSourcePollerFailed = 7004;
     public const int TopicEndpointMissing = 7005;
     public const int TopicNotPermitted = 7006;
+
+    // 8xxx S3-compatible object storage
+    public const int S3NotificationFailed = 8000;
+    public const int S3NotificationTargetMissing = 8001;
+    public const int S3NotificationNotPermitted = 8002;
+    public const int S3RequestFailed = 8003;
+    public const int S3OrphansRemoved = 8004;
+    public const int S3DeleteFailed = 8005;
 }

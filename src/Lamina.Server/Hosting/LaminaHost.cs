@@ -1,6 +1,7 @@
 using System.Net;
 using Lamina.Server.Protocols;
 using Lamina.Server.RuntimeApi;
+using Lamina.Server.S3;
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -64,6 +65,8 @@ internal static partial class LaminaHost
         app.UseRequestGuard();
         // Function URLs authenticate on their own terms (AuthType NONE needs no signature) and never reach the API.
         Lambda.FunctionUrlEndpoint.UseFunctionUrls(app);
+        // S3 streams its bodies and checks its own signatures (S3's canonical form, aws-chunked uploads), in XML.
+        app.UseS3();
         app.UseSigV4();
         // Unknown paths and methods get an AWS-shaped error too, never an empty 404/405.
         app.UseStatusCodePages(static async context =>

@@ -142,13 +142,9 @@ internal static partial class FunctionValidation
             return NotNull("content");
         }
         var content = request.Content;
-        if (content.S3Bucket is not null || content.S3Key is not null || content.S3ObjectVersion is not null)
+        if (CodeSourceError(content.ZipFile is not null, content.S3Bucket, content.S3Key, content.S3ObjectVersion, "the layer content") is { } sourceError)
         {
-            return AwsError.InvalidParameter("Lamina supports only ZipFile as the layer content; S3Bucket, S3Key and S3ObjectVersion are not supported. Upload the .zip itself.");
-        }
-        if (content.ZipFile is null)
-        {
-            return AwsError.InvalidParameter("Please provide a source for the layer content: ZipFile is required.");
+            return sourceError;
         }
         if (request.Description is { Length: > MaxDescriptionLength })
         {

@@ -268,11 +268,26 @@ internal static partial class FunctionValidation
 
     private static AwsError? ValidateCodeSource(byte[]? zipFile, string? s3Bucket, string? s3Key, string? s3ObjectVersion, string? imageUri)
     {
-        if (s3Bucket is not null || s3Key is not null || s3ObjectVersion is not null || imageUri is not null)
+        if (imageUri is not null)
         {
-            return AwsError.InvalidParameter("Lamina supports only ZipFile as the code source; S3Bucket, S3Key, S3ObjectVersion and ImageUri are not supported. Upload the .zip itself.");
+            return AwsError.InvalidParameter("Lamina runs .zip packages only; ImageUri (container images) is not supported. Give ZipFile, or S3Bucket and S3Key.");
         }
-        return zipFile is null ? AwsError.InvalidParameter("Please provide a source for function code: ZipFile is required.") : null;
+        return CodeSourceError(zipFile is not null, s3Bucket, s3Key, s3ObjectVersion, "function code");
+    }
+
+    /// <summary>A package is either the zip itself or an object in Lamina's S3 (bucket and key, optionally a version), never both.</summary>
+    internal static AwsError? CodeSourceError(bool hasZip, string? s3Bucket, string? s3Key, string? s3ObjectVersion, string what)
+    {
+        var s3 = s3Bucket is not null || s3Key is not null || s3ObjectVersion is not null;
+        if (hasZip && s3)
+        {
+            return AwsError.InvalidParameter($"Please provide only one source for {what}: either ZipFile, or S3Bucket and S3Key.");
+        }
+        if (!hasZip && (s3Bucket is null || s3Key is null))
+        {
+            return AwsError.InvalidParameter($"Please provide a source for {what}: ZipFile, or S3Bucket and S3Key.");
+        }
+        return null;
     }
 
     /// <summary>The settings CreateFunction and UpdateFunctionConfiguration share; null means "not given".</summary>

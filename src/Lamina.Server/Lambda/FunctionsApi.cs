@@ -78,7 +78,17 @@ internal static partial class FunctionsApi
             draft = draft with { Layers = resolved };
         }
 
-        var zip = request.Code!.ZipFile!;
+        var zip = request.Code!.ZipFile;
+        if (zip is null)
+        {
+            var (fromS3, s3Error) = await CodeFromS3.ReadAsync(context, Protocols.CallerIdentity.AccountOf(context, options.Value),
+                request.Code.S3Bucket!, request.Code.S3Key!, request.Code.S3ObjectVersion, cancellationToken);
+            if (s3Error is not null)
+            {
+                return s3Error;
+            }
+            zip = fromS3!;
+        }
         if (zip.Length > CodeStore.MaxZippedBytes)
         {
             return TooLarge("CreateFunction");
@@ -251,7 +261,17 @@ internal static partial class FunctionsApi
         {
             return invalid;
         }
-        var zip = request.ZipFile!;
+        var zip = request.ZipFile;
+        if (zip is null)
+        {
+            var (fromS3, s3Error) = await CodeFromS3.ReadAsync(context, Protocols.CallerIdentity.AccountOf(context, options.Value),
+                request.S3Bucket!, request.S3Key!, request.S3ObjectVersion, cancellationToken);
+            if (s3Error is not null)
+            {
+                return s3Error;
+            }
+            zip = fromS3!;
+        }
         if (zip.Length > CodeStore.MaxZippedBytes)
         {
             return TooLarge("UpdateFunctionCode");

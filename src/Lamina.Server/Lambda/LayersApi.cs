@@ -49,7 +49,17 @@ internal static partial class LayersApi
         {
             return invalid;
         }
-        var zip = request.Content!.ZipFile!;
+        var zip = request.Content!.ZipFile;
+        if (zip is null)
+        {
+            var (fromS3, s3Error) = await CodeFromS3.ReadAsync(context, options.Value.AccountId,
+                request.Content.S3Bucket!, request.Content.S3Key!, request.Content.S3ObjectVersion, cancellationToken);
+            if (s3Error is not null)
+            {
+                return s3Error;
+            }
+            zip = fromS3!;
+        }
         if (zip.Length > CodeStore.MaxZippedBytes)
         {
             return FunctionsApi.TooLarge("PublishLayerVersion");

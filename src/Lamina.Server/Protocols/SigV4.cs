@@ -28,9 +28,23 @@ internal static class SigV4
     /// Verifies <paramref name="request"/>, whose body is <paramref name="body"/>. Returns null when it is signed by a
     /// key <paramref name="find"/> knows (<paramref name="key"/>), else the AWS error to answer with.
     /// </summary>
-    public static SigV4Failure? Verify(HttpRequest request, ReadOnlySpan<byte> body, Func<string, AccessKey?> find, string region, DateTimeOffset now, out AccessKey? key)
+    public static SigV4Failure? Verify(HttpRequest request, ReadOnlySpan<byte> body, Func<string, AccessKey?> find, string region, DateTimeOffset now, out AccessKey? key) =>
+        Verify(request, body, s3: false, find, region, now, out key, out _);
+
+    /// <summary>
+    /// Verifies an S3 request (service <c>s3</c>): the canonical path is the path as sent (S3's is not encoded twice), and
+    /// the payload hash is the one <c>x-amz-content-sha256</c> declares — a hex SHA-256, <c>UNSIGNED-PAYLOAD</c> or a
+    /// <c>STREAMING-*</c> form — which the caller checks against the body as it streams. <paramref name="signing"/> is what
+    /// a signed aws-chunked body's chunk signatures chain from.
+    /// </summary>
+    public static SigV4Failure? VerifyS3(HttpRequest request, Func<string, AccessKey?> find, string region, DateTimeOffset now, out AccessKey? key, out S3.ChunkSigning? signing) =>
+        Verify(request, [], s3: true, find, region, now, out key, out signing);
+
+    private static SigV4Failure? Verify(HttpRequest request, ReadOnlySpan<byte> body, bool s3, Func<string, AccessKey?> find, string region, DateTimeOffset now,
+        out AccessKey? key, out S3.ChunkSigning? signing)
     {
         key = null;
+        signing = null;
         var query = RawQuery(request);
         var presigned = HasQueryKey(query, "X-Amz-Algorithm");
         string? algorithm, credential, signedHeaders, signature, date;
@@ -84,7 +98,7 @@ internal static class SigV4
         {
             return new SigV4Failure("InvalidSignatureException", $"Credential should be scoped to a valid region, not '{scope[2]}'.");
         }
-        if (!Services.Contains(scope[3]))
+        if (s3 ? scope[3] != "s3" : !Services.Contains(scope[3]))
         {
             return new SigV4Failure("InvalidSignatureException", $"Credential should be scoped to correct service: '{scope[3]}' is not served here.");
         }
@@ -106,10 +120,18 @@ internal static class SigV4
 
         // The payload's hash: what the client declared (then it must be right), else computed here. A presigned
         // request may also have been signed over UNSIGNED-PAYLOAD (S3's convention; botocore hashes over plain HTTP).
-        var bodyHash = body.IsEmpty ? EmptyPayloadHash : Convert.ToHexStringLower(SHA256.HashData(body));
-        string[] payloadHashes;
         var declared = request.Headers["x-amz-content-sha256"].ToString();
-        if (declared == "UNSIGNED-PAYLOAD")
+        var bodyHash = s3 ? "" : body.IsEmpty ? EmptyPayloadHash : Convert.ToHexStringLower(SHA256.HashData(body));
+        string[] payloadHashes;
+        if (s3)
+        {
+            if (declared.Length == 0 && !presigned)
+            {
+                return new SigV4Failure("InvalidRequest", "Missing required header for this request: x-amz-content-sha256");
+            }
+            payloadHashes = [declared.Length > 0 ? declared : "UNSIGNED-PAYLOAD"];
+        }
+        else if (declared == "UNSIGNED-PAYLOAD")
         {
             payloadHashes = ["UNSIGNED-PAYLOAD"];
         }
@@ -128,7 +150,7 @@ internal static class SigV4
 
         var canonical = new StringBuilder(512)
             .Append(request.Method.ToUpperInvariant()).Append('\n')
-            .Append(CanonicalUri(RawPath(request))).Append('\n')
+            .Append(s3 ? (RawPath(request) is { Length: > 0 } raw ? raw : "/") : CanonicalUri(RawPath(request))).Append('\n')
             .Append(CanonicalQuery(query, presigned)).Append('\n');
         foreach (var name in signedHeaders.Split(';'))
         {
@@ -149,6 +171,7 @@ internal static class SigV4
             return new SigV4Failure("InvalidSignatureException",
                 "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.");
         }
+        signing = new S3.ChunkSigning(signingKey, date, $"{scope[1]}/{scope[2]}/{scope[3]}/aws4_request", signature.ToLowerInvariant());
         return null;
     }
 

@@ -62,10 +62,7 @@ internal static class SigV4Middleware
             request.Body.Position = 0;
 
             var now = context.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
-            var session = environment?.Credentials;
-            failure = SigV4.Verify(request, body.GetBuffer().AsSpan(0, (int)body.Length),
-                id => session is not null && id == session.AccessKeyId ? session.AsKey(environment!.AccountId) : keys.Find(id),
-                options.Region, now, out var key);
+            failure = SigV4.Verify(request, body.GetBuffer().AsSpan(0, (int)body.Length), KeyFinder(environment, keys), options.Region, now, out var key);
             if (failure is null && key!.AccountId != options.AccountId && !IsTenantApi(request))
             {
                 failure = new SigV4Failure("AccessDeniedException",
@@ -90,6 +87,13 @@ internal static class SigV4Middleware
         writer.WriteString("message", failure.Message);
         writer.WriteEndObject();
     });
+
+    /// <summary>The keys a request may be signed with: the access keys, and from inside a sandbox its environment's session credentials.</summary>
+    public static Func<string, AccessKey?> KeyFinder(ExecutionEnvironment? environment, AccessKeys keys)
+    {
+        var session = environment?.Credentials;
+        return id => session is not null && id == session.AccessKeyId ? session.AsKey(environment!.AccountId) : keys.Find(id);
+    }
 
     /// <summary>
     /// What every account has of its own (accounts are tenants): the Lambda API's function operations — each answers

@@ -138,8 +138,11 @@ public sealed class FunctionValidationTests
     public void ValidateCreate_UnsupportedFeatures_RefusedWithReason()
     {
         Assert.Contains("Image is not supported", CreateError(r => r.PackageType = "Image"), StringComparison.Ordinal);
-        Assert.Contains("only ZipFile", CreateError(r => r.Code = new FunctionCodeDto { S3Bucket = "b", S3Key = "k" }), StringComparison.Ordinal);
-        Assert.Contains("only ZipFile", CreateError(r => r.Code = new FunctionCodeDto { ImageUri = "x" }), StringComparison.Ordinal);
+        Assert.Contains("ImageUri", CreateError(r => r.Code = new FunctionCodeDto { ImageUri = "x" }), StringComparison.Ordinal);
+        // Code from Lamina's S3: bucket and key (read by the handler), never together with the zip, never half of it.
+        Assert.Null(CreateError(r => r.Code = new FunctionCodeDto { S3Bucket = "b", S3Key = "k" }));
+        Assert.Contains("only one source", CreateError(r => r.Code = new FunctionCodeDto { ZipFile = [1], S3Bucket = "b", S3Key = "k" }), StringComparison.Ordinal);
+        Assert.Contains("S3Bucket and S3Key", CreateError(r => r.Code = new FunctionCodeDto { S3Bucket = "b" }), StringComparison.Ordinal);
         // Layers are resolved against the layer registry by the handler (LayerValidationTests), not refused here.
         Assert.Null(CreateError(r => r.Layers = ["arn:aws:lambda:us-east-1:000000000000:layer:l:1"]));
         Assert.Contains("VpcConfig", CreateError(r => r.VpcConfig = new VpcConfigDto { SubnetIds = ["s"] }), StringComparison.Ordinal);

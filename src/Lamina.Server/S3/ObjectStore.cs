@@ -1,0 +1,871 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.Json;
+using Lamina.Server.Hosting;
+using Lamina.Server.Protocols;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Options;
+
+namespace Lamina.Server.S3;
+
+/// <summary>A bucket: its owner, and the configurations stored on it (each the XML the client sent, normalised).</summary>
+internal sealed record Bucket(string Name, string Account, string Region, long CreatedMs, string? Versioning,
+    IReadOnlyDictionary<string, string> Tags, string? CorsXml, string? NotificationXml)
+{
+    public string Arn => $"arn:aws:s3:::{Name}";
+
+    /// <summary>Parsed once per change of the configuration (see <see cref="S3Notifications"/>).</summary>
+    public IReadOnlyList<NotificationTarget> Notifications { get; init; } = [];
+
+    public IReadOnlyList<CorsRule> Cors { get; init; } = [];
+}
+
+/// <summary>
+/// One version of an object (or a delete marker). Unversioned buckets hold one version per key, id <c>null</c>.
+/// <paramref name="Headers"/> are the stored representation headers (Content-Type, Cache-Control, …) and the user
+/// metadata (<c>x-amz-meta-*</c>) as they came.
+/// </summary>
+internal sealed record S3Object(string Bucket, string Key, string VersionId, long Sequence, bool IsLatest, bool DeleteMarker, long Size,
+    string ETag, long ModifiedMs, string? Blob, IReadOnlyDictionary<string, string> Headers, IReadOnlyDictionary<string, string> Tags,
+    string? ChecksumAlgorithm, string? Checksum, string? ChecksumType, int PartCount);
+
+/// <summary>What PutObject, CopyObject and CompleteMultipartUpload commit: the blob already on disk and its description.</summary>
+internal sealed record NewObject(string Key, string Blob, long Size, string ETag, IReadOnlyDictionary<string, string> Headers,
+    IReadOnlyDictionary<string, string> Tags, string? ChecksumAlgorithm, string? Checksum, string? ChecksumType, int PartCount);
+
+/// <summary>A multipart upload in progress.</summary>
+internal sealed record MultipartUpload(string UploadId, string Bucket, string Key, long InitiatedMs, IReadOnlyDictionary<string, string> Headers,
+    IReadOnlyDictionary<string, string> Tags, string? ChecksumAlgorithm, string? ChecksumType);
+
+/// <summary>One uploaded part.</summary>
+internal sealed record UploadPart(int PartNumber, long Size, string ETag, long ModifiedMs, string Blob, string? Checksum);
+
+/// <summary>Who caused an event and how, for the notification records (S3's userIdentity, requestParameters, responseElements).</summary>
+internal sealed record EventOrigin(string PrincipalId, string SourceIp, string RequestId);
+
+/// <summary>A page of a listing: objects (or versions) and common prefixes, in key order.</summary>
+internal sealed record ListPage(List<S3Object> Objects, List<string> CommonPrefixes, bool Truncated, string? NextMarker, string? NextVersionMarker);
+
+/// <summary>
+/// Lamina's object storage (issue #20): object bytes as files under <c>&lt;data&gt;/s3/objects/</c>, metadata in
+/// <c>&lt;data&gt;/s3/s3.db</c> (SQLite, WAL, <c>synchronous=FULL</c>). An upload streams to <c>s3/tmp/</c>, is
+/// fsync'd and renamed into place, and only then is its row committed: an object is on disk before the 200, and a
+/// crash leaves either the old object or the new one, never half of one. Files no row names (a crash between the
+/// rename and the commit, or after a commit that replaced a version) are removed at startup. Notifications are
+/// written to an outbox table in the same transaction as the change they describe, so a crash cannot lose one
+/// (<see cref="S3Notifications"/> delivers them).
+/// </summary>
+internal sealed partial class ObjectStore : IHostedService, IDisposable
+{
+    private readonly string _root;
+    private readonly TimeProvider _time;
+    private readonly ILogger<ObjectStore> _logger;
+    private readonly SemaphoreSlim _lock = new(1, 1);
+    private readonly ConcurrentDictionary<string, Bucket> _buckets = new(StringComparer.Ordinal);
+    private SqliteConnection? _connection;
+    private long _lastVersionMs;
+
+    public ObjectStore(IOptions<LaminaOptions> options, TimeProvider time, ILogger<ObjectStore> logger)
+    {
+        _root = Path.Combine(options.Value.DataDirectory, "s3");
+        _time = time;
+        _logger = logger;
+    }
+
+    /// <summary>Set by <see cref="S3Notifications"/>: called after a commit that wrote to the outbox.</summary>
+    public Action? OutboxWritten { get; set; }
+
+    public string TempDirectory => Path.Combine(_root, "tmp");
+
+    public IEnumerable<Bucket> Buckets => _buckets.Values;
+
+    public bool TryGetBucket(string name, out Bucket bucket) => _buckets.TryGetValue(name, out bucket!);
+
+    public long Now => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        Open();
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public void Dispose()
+    {
+        _connection?.Dispose();
+        _lock.Dispose();
+    }
+
+    public void Open()
+    {
+        Directory.CreateDirectory(Path.Combine(_root, "objects"));
+        // Uploads that were in flight when the server stopped: nothing refers to them.
+        if (Directory.Exists(TempDirectory))
+        {
+            Directory.Delete(TempDirectory, recursive: true);
+        }
+        Directory.CreateDirectory(TempDirectory);
+        _connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = Path.Combine(_root, "s3.db"), Pooling = false, DefaultTimeout = 30 }.ToString());
+        _connection.Open();
+        Execute("""
+            PRAGMA journal_mode=WAL;
+            PRAGMA synchronous=FULL;
+            CREATE TABLE IF NOT EXISTS buckets (
+                name          TEXT    NOT NULL PRIMARY KEY,
+                account       TEXT    NOT NULL,
+                region        TEXT    NOT NULL,
+                created_ms    INTEGER NOT NULL,
+                versioning    TEXT,             -- NULL (never enabled), Enabled, Suspended
+                tags          TEXT    NOT NULL, -- JSON object
+                cors          TEXT,             -- CORSConfiguration XML
+                notification  TEXT              -- NotificationConfiguration XML
+            );
+            CREATE TABLE IF NOT EXISTS objects (
+                seq            INTEGER PRIMARY KEY AUTOINCREMENT,  -- write order: newest version last, S3's sequencer
+                bucket         TEXT    NOT NULL,
+                key            TEXT    NOT NULL,
+                version_id     TEXT    NOT NULL,                   -- 'null' outside versioning
+                is_latest      INTEGER NOT NULL,
+                delete_marker  INTEGER NOT NULL,
+                size           INTEGER NOT NULL,
+                etag           TEXT    NOT NULL,                   -- quoted, as S3 sends it
+                modified_ms    INTEGER NOT NULL,
+                blob           TEXT,                               -- file under objects/, NULL for a delete marker
+                headers        TEXT    NOT NULL,                   -- JSON: Content-Type, …, x-amz-meta-*
+                tags           TEXT    NOT NULL,                   -- JSON object
+                checksum_algorithm TEXT,
+                checksum       TEXT,
+                checksum_type  TEXT,                               -- FULL_OBJECT or COMPOSITE
+                parts          INTEGER NOT NULL DEFAULT 0
+            );
+            CREATE UNIQUE INDEX IF NOT EXISTS objects_version ON objects (bucket, key, version_id);
+            CREATE INDEX IF NOT EXISTS objects_latest ON objects (bucket, is_latest, key);
+            CREATE TABLE IF NOT EXISTS uploads (
+                upload_id      TEXT    NOT NULL PRIMARY KEY,
+                bucket         TEXT    NOT NULL,
+                key            TEXT    NOT NULL,
+                initiated_ms   INTEGER NOT NULL,
+                headers        TEXT    NOT NULL,
+                tags           TEXT    NOT NULL,
+                checksum_algorithm TEXT,
+                checksum_type  TEXT
+            );
+            CREATE INDEX IF NOT EXISTS uploads_key ON uploads (bucket, key, initiated_ms);
+            CREATE TABLE IF NOT EXISTS parts (
+                upload_id    TEXT    NOT NULL,
+                part_number  INTEGER NOT NULL,
+                size         INTEGER NOT NULL,
+                etag         TEXT    NOT NULL,
+                modified_ms  INTEGER NOT NULL,
+                blob         TEXT    NOT NULL,
+                checksum     TEXT,
+                PRIMARY KEY (upload_id, part_number)
+            );
+            CREATE TABLE IF NOT EXISTS outbox (
+                seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+                destination  TEXT    NOT NULL,  -- a function, queue or topic ARN
+                bucket       TEXT    NOT NULL,
+                payload      TEXT    NOT NULL,  -- the event JSON
+                created_ms   INTEGER NOT NULL
+            );
+            """);
+        using (var select = Command(_connection, "SELECT name, account, region, created_ms, versioning, tags, cors, notification FROM buckets;"))
+        using (var reader = select.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                var bucket = new Bucket(reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetInt64(3),
+                    reader.IsDBNull(4) ? null : reader.GetString(4), Json(reader.GetString(5)),
+                    reader.IsDBNull(6) ? null : reader.GetString(6), reader.IsDBNull(7) ? null : reader.GetString(7));
+                _buckets[bucket.Name] = WithParsed(bucket);
+            }
+        }
+        RemoveOrphans();
+    }
+
+    /// <summary>Deletes blob files that no object version or part names (left by a crash between rename and commit).</summary>
+    private void RemoveOrphans()
+    {
+        var named = new HashSet<string>(StringComparer.Ordinal);
+        using (var select = Command(_connection!, "SELECT blob FROM objects WHERE blob IS NOT NULL UNION ALL SELECT blob FROM parts;"))
+        using (var reader = select.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                named.Add(reader.GetString(0));
+            }
+        }
+        var removed = 0;
+        foreach (var file in Directory.EnumerateFiles(Path.Combine(_root, "objects"), "*", SearchOption.AllDirectories))
+        {
+            if (!named.Contains(Path.GetFileName(file)))
+            {
+                File.Delete(file);
+                removed++;
+            }
+        }
+        if (removed > 0)
+        {
+            Log.OrphansRemoved(_logger, removed);
+        }
+    }
+
+    private static Bucket WithParsed(Bucket bucket) => bucket with
+    {
+        Notifications = bucket.NotificationXml is { } notification ? S3Notifications.Parse(notification) : [],
+        Cors = bucket.CorsXml is { } cors ? CorsRule.Parse(cors) : [],
+    };
+
+    // ---- blobs -----------------------------------------------------------------------------------
+
+    /// <summary>Where a blob's bytes are.</summary>
+    public string BlobPath(string blob) => Path.Combine(_root, "objects", blob[..2], blob);
+
+    /// <summary>A new temporary file for an upload, in the same file system as the blobs (so the rename is atomic).</summary>
+    public string NewTempFile() => Path.Combine(TempDirectory, Guid.NewGuid().ToString("N"));
+
+    /// <summary>Moves a complete, flushed temporary file into the blob store and returns its blob id.</summary>
+    public string Adopt(string tempFile)
+    {
+        var blob = Guid.NewGuid().ToString("N");
+        var path = BlobPath(blob);
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        File.Move(tempFile, path);
+        SyncDirectory(Path.GetDirectoryName(path)!);
+        return blob;
+    }
+
+    // The rename is durable once the directory's entry is on disk, not before.
+    private static void SyncDirectory(string directory)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return;
+        }
+        var fd = OpenDirectory(directory, 0x80000 /* O_RDONLY | O_CLOEXEC */);
+        if (fd < 0)
+        {
+            throw new IOException($"open({directory}) for fsync failed: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
+        }
+        try
+        {
+            if (Fsync(fd) != 0)
+            {
+                throw new IOException($"fsync({directory}) failed: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
+            }
+        }
+        finally
+        {
+            _ = CloseFd(fd);
+        }
+    }
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]
+    private static partial int OpenDirectory(string path, int flags);
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
+    private static partial int Fsync(int fd);
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
+    private static partial int CloseFd(int fd);
+
+    private void DeleteBlobs(IEnumerable<string?> blobs)
+    {
+        foreach (var blob in blobs)
+        {
+            if (blob is null)
+            {
+                continue;
+            }
+            try
+            {
+                File.Delete(BlobPath(blob));
+            }
+            catch (IOException e)
+            {
+                // Left for the startup sweep.
+                Log.DeleteFailed(_logger, blob, e);
+            }
+        }
+    }
+
+    // ---- buckets ---------------------------------------------------------------------------------
+
+    /// <summary>Creates a bucket; the existing one when the name is taken (the caller tells owner from stranger).</summary>
+    public Task<(Bucket Bucket, bool Created)> CreateBucketAsync(string name, string account, string region) => WriteAsync(connection =>
+    {
+        if (_buckets.TryGetValue(name, out var existing))
+        {
+            return (existing, false);
+        }
+        var bucket = new Bucket(name, account, region, Now, null, new Dictionary<string, string>(), null, null);
+        Run(connection, "INSERT INTO buckets (name, account, region, created_ms, tags) VALUES ($1, $2, $3, $4, '{}');", name, account, region, bucket.CreatedMs);
+        _buckets[name] = bucket;
+        return (bucket, true);
+    });
+
+    /// <summary>Deletes an empty bucket: false when it still holds an object version or an upload.</summary>
+    public Task<bool> DeleteBucketAsync(string name) => WriteAsync(connection =>
+    {
+        using (var any = Command(connection, "SELECT EXISTS (SELECT 1 FROM objects WHERE bucket = $1) OR EXISTS (SELECT 1 FROM uploads WHERE bucket = $1);", name))
+        {
+            if (Convert.ToInt64(any.ExecuteScalar(), CultureInfo.InvariantCulture) != 0)
+            {
+                return false;
+            }
+        }
+        Run(connection, "DELETE FROM buckets WHERE name = $1;", name);
+        _buckets.TryRemove(name, out _);
+        return true;
+    });
+
+    public Task SetVersioningAsync(string name, string status) => UpdateBucketAsync(name, "versioning", status, b => b with { Versioning = status });
+
+    public Task SetTagsAsync(string name, IReadOnlyDictionary<string, string> tags) =>
+        UpdateBucketAsync(name, "tags", JsonSerializer.Serialize(new Dictionary<string, string>(tags), LaminaJsonContext.Default.DictionaryStringString), b => b with { Tags = tags });
+
+    public Task SetCorsAsync(string name, string? xml) => UpdateBucketAsync(name, "cors", xml, b => WithParsed(b with { CorsXml = xml }));
+
+    public Task SetNotificationAsync(string name, string? xml) => UpdateBucketAsync(name, "notification", xml, b => WithParsed(b with { NotificationXml = xml }));
+
+    private Task<int> UpdateBucketAsync(string name, string column, string? value, Func<Bucket, Bucket> change) => WriteAsync(connection =>
+    {
+        if (!_buckets.TryGetValue(name, out var bucket))
+        {
+            throw S3Exception.NoSuchBucket(name);
+        }
+        Run(connection, $"UPDATE buckets SET {column} = $2 WHERE name = $1;", name, value);
+        _buckets[name] = change(bucket);
+        return 0;
+    });
+
+    // ---- objects ---------------------------------------------------------------------------------
+
+    /// <summary>The latest version of a key (null when there is none or it is a delete marker), or one version.</summary>
+    public Task<S3Object?> GetAsync(string bucket, string key, string? versionId) => WriteAsync(connection =>
+    {
+        using var select = versionId is null
+            ? Command(connection, $"SELECT {Columns} FROM objects WHERE bucket = $1 AND key = $2 AND is_latest = 1;", bucket, key)
+            : Command(connection, $"SELECT {Columns} FROM objects WHERE bucket = $1 AND key = $2 AND version_id = $3;", bucket, key, versionId);
+        using var reader = select.ExecuteReader();
+        return reader.Read() ? ReadObject(reader) : null;
+    }, transaction: false);
+
+    /// <summary>
+    /// Commits a new version of <paramref name="o"/>.Key (the blob is already in place) and its notifications. In a bucket
+    /// without versioning the previous version is replaced and its file deleted after the commit.
+    /// </summary>
+    public async Task<S3Object> PutAsync(Bucket bucket, NewObject o, string eventName, EventOrigin origin, string? completedUpload = null)
+    {
+        List<string?> garbage = [];
+        var stored = await WriteAsync(connection =>
+        {
+            if (!_buckets.TryGetValue(bucket.Name, out var current))
+            {
+                throw S3Exception.NoSuchBucket(bucket.Name);
+            }
+            var versioning = current.Versioning;
+            var versionId = versioning == "Enabled" ? NewVersionId() : "null";
+            if (versionId == "null")
+            {
+                garbage.AddRange(RemoveNullVersion(connection, bucket.Name, o.Key));
+            }
+            Run(connection, "UPDATE objects SET is_latest = 0 WHERE bucket = $1 AND key = $2 AND is_latest = 1;", bucket.Name, o.Key);
+            var now = Now;
+            using var insert = Command(connection, """
+                INSERT INTO objects (bucket, key, version_id, is_latest, delete_marker, size, etag, modified_ms, blob, headers, tags,
+                                     checksum_algorithm, checksum, checksum_type, parts)
+                VALUES ($1, $2, $3, 1, 0, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING seq;
+                """, bucket.Name, o.Key, versionId, o.Size, o.ETag, now, o.Blob, ToJson(o.Headers), ToJson(o.Tags),
+                o.ChecksumAlgorithm, o.Checksum, o.ChecksumType, o.PartCount);
+            var seq = Convert.ToInt64(insert.ExecuteScalar(), CultureInfo.InvariantCulture);
+            if (completedUpload is not null)
+            {
+                garbage.AddRange(DeleteUpload(connection, completedUpload));
+            }
+            var written = new S3Object(bucket.Name, o.Key, versionId, seq, true, false, o.Size, o.ETag, now, o.Blob, o.Headers, o.Tags,
+                o.ChecksumAlgorithm, o.Checksum, o.ChecksumType, o.PartCount);
+            WriteNotifications(connection, current, eventName, written, origin);
+            return written;
+        });
+        DeleteBlobs(garbage);
+        return stored;
+    }
+
+    /// <summary>What a delete did: the version it removed or the delete marker it created.</summary>
+    public readonly record struct DeleteOutcome(string? VersionId, bool DeleteMarker);
+
+    /// <summary>Deletes the latest version (a delete marker under versioning) or one version; deleting nothing succeeds too, as in S3.</summary>
+    public async Task<DeleteOutcome> DeleteAsync(Bucket bucket, string key, string? versionId, EventOrigin origin)
+    {
+        List<string?> garbage = [];
+        var outcome = await WriteAsync(connection =>
+        {
+            var current = _buckets.TryGetValue(bucket.Name, out var b) ? b : throw S3Exception.NoSuchBucket(bucket.Name);
+            if (versionId is not null)
+            {
+                S3Object? version;
+                using (var select = Command(connection, $"SELECT {Columns} FROM objects WHERE bucket = $1 AND key = $2 AND version_id = $3;", bucket.Name, key, versionId))
+                using (var reader = select.ExecuteReader())
+                {
+                    version = reader.Read() ? ReadObject(reader) : null;
+                }
+                if (version is null)
+                {
+                    return new DeleteOutcome(versionId, false);
+                }
+                Run(connection, "DELETE FROM objects WHERE seq = $1;", version.Sequence);
+                garbage.Add(version.Blob);
+                if (version.IsLatest)
+                {
+                    Run(connection, "UPDATE objects SET is_latest = 1 WHERE seq = (SELECT MAX(seq) FROM objects WHERE bucket = $1 AND key = $2);", bucket.Name, key);
+                }
+                WriteNotifications(connection, current, "ObjectRemoved:Delete", version, origin);
+                return new DeleteOutcome(versionId, version.DeleteMarker);
+            }
+            if (current.Versioning is null)
+            {
+                var removed = RemoveNullVersion(connection, bucket.Name, key);
+                garbage.AddRange(removed);
+                if (removed.Count > 0)
+                {
+                    WriteNotifications(connection, current, "ObjectRemoved:Delete", Marker(bucket.Name, key, "null", LastSeq(connection)), origin);
+                }
+                return new DeleteOutcome(null, false);
+            }
+            // Under versioning (or suspended): a delete marker becomes the latest version.
+            var markerId = current.Versioning == "Enabled" ? NewVersionId() : "null";
+            if (markerId == "null")
+            {
+                garbage.AddRange(RemoveNullVersion(connection, bucket.Name, key));
+            }
+            Run(connection, "UPDATE objects SET is_latest = 0 WHERE bucket = $1 AND key = $2 AND is_latest = 1;", bucket.Name, key);
+            using var insert = Command(connection, """
+                INSERT INTO objects (bucket, key, version_id, is_latest, delete_marker, size, etag, modified_ms, blob, headers, tags)
+                VALUES ($1, $2, $3, 1, 1, 0, '', $4, NULL, '{}', '{}') RETURNING seq;
+                """, bucket.Name, key, markerId, Now);
+            var seq = Convert.ToInt64(insert.ExecuteScalar(), CultureInfo.InvariantCulture);
+            WriteNotifications(connection, current, "ObjectRemoved:DeleteMarkerCreated", Marker(bucket.Name, key, markerId, seq), origin);
+            return new DeleteOutcome(markerId, true);
+        });
+        DeleteBlobs(garbage);
+        return outcome;
+    }
+
+    private S3Object Marker(string bucket, string key, string versionId, long seq) =>
+        new(bucket, key, versionId, seq, true, true, 0, "", Now, null, new Dictionary<string, string>(), new Dictionary<string, string>(), null, null, null, 0);
+
+    private static long LastSeq(SqliteConnection connection)
+    {
+        using var select = Command(connection, "SELECT COALESCE(MAX(seq), 0) + 1 FROM objects;");
+        return Convert.ToInt64(select.ExecuteScalar(), CultureInfo.InvariantCulture);
+    }
+
+    private static List<string?> RemoveNullVersion(SqliteConnection connection, string bucket, string key)
+    {
+        using var delete = Command(connection, "DELETE FROM objects WHERE bucket = $1 AND key = $2 AND version_id = 'null' RETURNING blob;", bucket, key);
+        using var reader = delete.ExecuteReader();
+        var blobs = new List<string?>();
+        while (reader.Read())
+        {
+            blobs.Add(reader.IsDBNull(0) ? null : reader.GetString(0));
+        }
+        return blobs;
+    }
+
+    public Task SetObjectTagsAsync(S3Object o, IReadOnlyDictionary<string, string> tags) => WriteAsync(connection =>
+        Run(connection, "UPDATE objects SET tags = $2 WHERE seq = $1;", o.Sequence, ToJson(tags)));
+
+    /// <summary>
+    /// The latest versions of the keys after <paramref name="after"/> that start with <paramref name="prefix"/>, with keys that
+    /// contain <paramref name="delimiter"/> after the prefix rolled up into common prefixes; at most <paramref name="maxKeys"/>
+    /// entries (objects and prefixes together), as ListObjects(V2) counts them.
+    /// </summary>
+    public Task<ListPage> ListAsync(string bucket, string prefix, string? delimiter, string? after, int maxKeys) => WriteAsync(connection =>
+    {
+        var objects = new List<S3Object>();
+        var prefixes = new List<string>();
+        var cursor = after is not null && string.CompareOrdinal(after, prefix) >= 0 ? after : null;
+        var inclusive = cursor is null ? prefix : null;
+        string? lastEntry = null;
+        var truncated = false;
+        while (!truncated)
+        {
+            using var select = inclusive is not null
+                ? Command(connection, $"SELECT {Columns} FROM objects WHERE bucket = $1 AND is_latest = 1 AND delete_marker = 0 AND key >= $2 ORDER BY key LIMIT 500;", bucket, inclusive)
+                : Command(connection, $"SELECT {Columns} FROM objects WHERE bucket = $1 AND is_latest = 1 AND delete_marker = 0 AND key > $2 ORDER BY key LIMIT 500;", bucket, cursor);
+            using var reader = select.ExecuteReader();
+            var rows = 0;
+            string? skipTo = null;
+            while (reader.Read())
+            {
+                rows++;
+                var o = ReadObject(reader);
+                if (!o.Key.StartsWith(prefix, StringComparison.Ordinal))
+                {
+                    return new ListPage(objects, prefixes, false, null, null);
+                }
+                cursor = o.Key;
+                inclusive = null;
+                string? common = null;
+                if (!string.IsNullOrEmpty(delimiter))
+                {
+                    var at = o.Key.IndexOf(delimiter, prefix.Length, StringComparison.Ordinal);
+                    if (at >= 0)
+                    {
+                        common = o.Key[..(at + delimiter.Length)];
+                    }
+                }
+                if (common is not null)
+                {
+                    if ((after is null || string.CompareOrdinal(common, after) > 0) && (prefixes.Count == 0 || prefixes[^1] != common))
+                    {
+                        if (objects.Count + prefixes.Count == maxKeys)
+                        {
+                            truncated = true;
+                            break;
+                        }
+                        prefixes.Add(common);
+                        lastEntry = common;
+                    }
+                    // Every key under this prefix rolls up into it: jump past them all.
+                    if (common[^1] < char.MaxValue && !char.IsSurrogate(common[^1]))
+                    {
+                        skipTo = common[..^1] + (char)(common[^1] + 1);
+                        break;
+                    }
+                    continue;
+                }
+                if (objects.Count + prefixes.Count == maxKeys)
+                {
+                    truncated = true;
+                    break;
+                }
+                objects.Add(o);
+                lastEntry = o.Key;
+            }
+            if (skipTo is not null)
+            {
+                inclusive = skipTo;
+                continue;
+            }
+            if (rows < 500)
+            {
+                break;
+            }
+        }
+        return new ListPage(objects, prefixes, truncated, truncated ? lastEntry : null, null);
+    }, transaction: false);
+
+    /// <summary>Every version and delete marker, by key and newest first, after (<paramref name="keyMarker"/>, <paramref name="versionMarker"/>).</summary>
+    public Task<ListPage> ListVersionsAsync(string bucket, string prefix, string? delimiter, string? keyMarker, string? versionMarker, int maxKeys) => WriteAsync(connection =>
+    {
+        var objects = new List<S3Object>();
+        var prefixes = new List<string>();
+        using var select = Command(connection, $"SELECT {Columns} FROM objects WHERE bucket = $1 AND key >= $2 ORDER BY key, seq DESC;", bucket, keyMarker is not null && string.CompareOrdinal(keyMarker, prefix) > 0 ? keyMarker : prefix);
+        using var reader = select.ExecuteReader();
+        var pastMarker = keyMarker is null;
+        long? markerSeq = null;
+        while (reader.Read())
+        {
+            var o = ReadObject(reader);
+            if (!o.Key.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                break;
+            }
+            if (!pastMarker)
+            {
+                if (o.Key == keyMarker)
+                {
+                    if (versionMarker is null)
+                    {
+                        continue;
+                    }
+                    if (markerSeq is null)
+                    {
+                        if (o.VersionId == versionMarker)
+                        {
+                            markerSeq = o.Sequence;
+                        }
+                        continue;
+                    }
+                }
+                pastMarker = o.Key != keyMarker || markerSeq is not null;
+                if (!pastMarker)
+                {
+                    continue;
+                }
+            }
+            if (!string.IsNullOrEmpty(delimiter) && o.Key.IndexOf(delimiter, prefix.Length, StringComparison.Ordinal) is var at and >= 0)
+            {
+                var common = o.Key[..(at + delimiter.Length)];
+                if ((prefixes.Count == 0 || prefixes[^1] != common) && (keyMarker is null || string.CompareOrdinal(common, keyMarker) > 0))
+                {
+                    if (objects.Count + prefixes.Count == maxKeys)
+                    {
+                        return new ListPage(objects, prefixes, true, prefixes[^1], null);
+                    }
+                    prefixes.Add(common);
+                }
+                continue;
+            }
+            if (objects.Count + prefixes.Count == maxKeys)
+            {
+                var last = objects.Count > 0 ? objects[^1] : null;
+                return new ListPage(objects, prefixes, true, last?.Key ?? prefixes[^1], last?.VersionId);
+            }
+            objects.Add(o);
+        }
+        return new ListPage(objects, prefixes, false, null, null);
+    }, transaction: false);
+
+    // ---- multipart uploads -----------------------------------------------------------------------
+
+    public Task<MultipartUpload> CreateUploadAsync(string bucket, string key, IReadOnlyDictionary<string, string> headers,
+        IReadOnlyDictionary<string, string> tags, string? checksumAlgorithm, string? checksumType) => WriteAsync(connection =>
+    {
+        var upload = new MultipartUpload(Convert.ToBase64String(RandomNumberGenerator.GetBytes(36)).Replace('+', '-').Replace('/', '_'),
+            bucket, key, Now, headers, tags, checksumAlgorithm, checksumType);
+        Run(connection, "INSERT INTO uploads (upload_id, bucket, key, initiated_ms, headers, tags, checksum_algorithm, checksum_type) VALUES ($1, $2, $3, $4, $5, $6, $7, $8);",
+            upload.UploadId, bucket, key, upload.InitiatedMs, ToJson(headers), ToJson(tags), checksumAlgorithm, checksumType);
+        return upload;
+    });
+
+    public Task<MultipartUpload?> GetUploadAsync(string bucket, string key, string uploadId) => WriteAsync(connection =>
+    {
+        using var select = Command(connection, "SELECT upload_id, bucket, key, initiated_ms, headers, tags, checksum_algorithm, checksum_type FROM uploads WHERE upload_id = $1 AND bucket = $2 AND key = $3;",
+            uploadId, bucket, key);
+        using var reader = select.ExecuteReader();
+        return reader.Read() ? ReadUpload(reader) : null;
+    }, transaction: false);
+
+    public Task<List<MultipartUpload>> ListUploadsAsync(string bucket, string prefix) => WriteAsync(connection =>
+    {
+        using var select = Command(connection, "SELECT upload_id, bucket, key, initiated_ms, headers, tags, checksum_algorithm, checksum_type FROM uploads WHERE bucket = $1 AND key >= $2 ORDER BY key, initiated_ms;",
+            bucket, prefix);
+        using var reader = select.ExecuteReader();
+        var uploads = new List<MultipartUpload>();
+        while (reader.Read())
+        {
+            var upload = ReadUpload(reader);
+            if (!upload.Key.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                break;
+            }
+            uploads.Add(upload);
+        }
+        return uploads;
+    }, transaction: false);
+
+    /// <summary>Stores a part (replacing an earlier upload of the same number); false when the upload is gone.</summary>
+    public async Task<bool> PutPartAsync(string uploadId, UploadPart part)
+    {
+        List<string?> garbage = [];
+        var stored = await WriteAsync(connection =>
+        {
+            using (var exists = Command(connection, "SELECT 1 FROM uploads WHERE upload_id = $1;", uploadId))
+            {
+                if (exists.ExecuteScalar() is null)
+                {
+                    garbage.Add(part.Blob);
+                    return false;
+                }
+            }
+            using (var old = Command(connection, "DELETE FROM parts WHERE upload_id = $1 AND part_number = $2 RETURNING blob;", uploadId, part.PartNumber))
+            {
+                garbage.Add(old.ExecuteScalar() as string);
+            }
+            Run(connection, "INSERT INTO parts (upload_id, part_number, size, etag, modified_ms, blob, checksum) VALUES ($1, $2, $3, $4, $5, $6, $7);",
+                uploadId, part.PartNumber, part.Size, part.ETag, part.ModifiedMs, part.Blob, part.Checksum);
+            return true;
+        });
+        DeleteBlobs(garbage);
+        return stored;
+    }
+
+    public Task<List<UploadPart>> ListPartsAsync(string uploadId) => WriteAsync(connection =>
+    {
+        using var select = Command(connection, "SELECT part_number, size, etag, modified_ms, blob, checksum FROM parts WHERE upload_id = $1 ORDER BY part_number;", uploadId);
+        using var reader = select.ExecuteReader();
+        var parts = new List<UploadPart>();
+        while (reader.Read())
+        {
+            parts.Add(new UploadPart(reader.GetInt32(0), reader.GetInt64(1), reader.GetString(2), reader.GetInt64(3), reader.GetString(4), reader.IsDBNull(5) ? null : reader.GetString(5)));
+        }
+        return parts;
+    }, transaction: false);
+
+    public async Task<bool> AbortUploadAsync(string uploadId)
+    {
+        List<string?> garbage = [];
+        var found = await WriteAsync(connection =>
+        {
+            using (var exists = Command(connection, "SELECT 1 FROM uploads WHERE upload_id = $1;", uploadId))
+            {
+                if (exists.ExecuteScalar() is null)
+                {
+                    return false;
+                }
+            }
+            garbage.AddRange(DeleteUpload(connection, uploadId));
+            return true;
+        });
+        DeleteBlobs(garbage);
+        return found;
+    }
+
+    private static List<string?> DeleteUpload(SqliteConnection connection, string uploadId)
+    {
+        var blobs = new List<string?>();
+        using (var delete = Command(connection, "DELETE FROM parts WHERE upload_id = $1 RETURNING blob;", uploadId))
+        using (var reader = delete.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                blobs.Add(reader.GetString(0));
+            }
+        }
+        Run(connection, "DELETE FROM uploads WHERE upload_id = $1;", uploadId);
+        return blobs;
+    }
+
+    // ---- notifications outbox ---------------------------------------------------------------------
+
+    /// <summary>An event waiting to be delivered to its destination.</summary>
+    public sealed record OutboxEntry(long Seq, string Destination, string Bucket, string Payload);
+
+    private void WriteNotifications(SqliteConnection connection, Bucket bucket, string eventName, S3Object o, EventOrigin origin)
+    {
+        var wrote = false;
+        foreach (var target in bucket.Notifications)
+        {
+            if (!target.Matches(eventName, o.Key))
+            {
+                continue;
+            }
+            var payload = S3Notifications.EventRecord(bucket, target.Id, eventName, o, origin, Now);
+            Run(connection, "INSERT INTO outbox (destination, bucket, payload, created_ms) VALUES ($1, $2, $3, $4);", target.Arn, bucket.Name, payload, Now);
+            wrote = true;
+        }
+        if (wrote)
+        {
+            _outboxPending = true;
+        }
+    }
+
+    private bool _outboxPending;
+
+    /// <summary>Queues an event that belongs to no object change (s3:TestEvent) for delivery.</summary>
+    public Task EnqueueAsync(string destination, string bucket, string payload) => WriteAsync(connection =>
+    {
+        Run(connection, "INSERT INTO outbox (destination, bucket, payload, created_ms) VALUES ($1, $2, $3, $4);", destination, bucket, payload, Now);
+        _outboxPending = true;
+        return 0;
+    });
+
+    public Task<List<OutboxEntry>> PendingAsync(int limit) => WriteAsync(connection =>
+    {
+        using var select = Command(connection, "SELECT seq, destination, bucket, payload FROM outbox ORDER BY seq LIMIT $1;", limit);
+        using var reader = select.ExecuteReader();
+        var entries = new List<OutboxEntry>();
+        while (reader.Read())
+        {
+            entries.Add(new OutboxEntry(reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3)));
+        }
+        return entries;
+    }, transaction: false);
+
+    public Task DeliveredAsync(long seq) => WriteAsync(connection => Run(connection, "DELETE FROM outbox WHERE seq = $1;", seq));
+
+    // ---- plumbing --------------------------------------------------------------------------------
+
+    private const string Columns = "bucket, key, version_id, seq, is_latest, delete_marker, size, etag, modified_ms, blob, headers, tags, checksum_algorithm, checksum, checksum_type, parts";
+
+    private static S3Object ReadObject(SqliteDataReader r) => new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetInt64(4) != 0,
+        r.GetInt64(5) != 0, r.GetInt64(6), r.GetString(7), r.GetInt64(8), r.IsDBNull(9) ? null : r.GetString(9), Json(r.GetString(10)), Json(r.GetString(11)),
+        r.IsDBNull(12) ? null : r.GetString(12), r.IsDBNull(13) ? null : r.GetString(13), r.IsDBNull(14) ? null : r.GetString(14), r.GetInt32(15));
+
+    private static MultipartUpload ReadUpload(SqliteDataReader r) => new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3),
+        Json(r.GetString(4)), Json(r.GetString(5)), r.IsDBNull(6) ? null : r.GetString(6), r.IsDBNull(7) ? null : r.GetString(7));
+
+    private static Dictionary<string, string> Json(string text) =>
+        JsonSerializer.Deserialize(text, LaminaJsonContext.Default.DictionaryStringString) ?? new Dictionary<string, string>();
+
+    private static string ToJson(IReadOnlyDictionary<string, string> values) =>
+        JsonSerializer.Serialize(values as Dictionary<string, string> ?? new Dictionary<string, string>(values), LaminaJsonContext.Default.DictionaryStringString);
+
+    /// <summary>Version ids that sort by creation time (S3's are opaque; these are too, 32 URL-safe characters).</summary>
+    private string NewVersionId()
+    {
+        var ms = Math.Max(Now, _lastVersionMs + 1);
+        _lastVersionMs = ms;
+        return ms.ToString("x12", CultureInfo.InvariantCulture) + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(10));
+    }
+
+    private async Task<T> WriteAsync<T>(Func<SqliteConnection, T> work, bool transaction = true)
+    {
+        await _lock.WaitAsync();
+        bool notify;
+        T result;
+        try
+        {
+            var connection = _connection ?? throw new InvalidOperationException("The object store is not open.");
+            _outboxPending = false;
+            if (transaction)
+            {
+                using var tx = connection.BeginTransaction();
+                result = work(connection);
+                tx.Commit();
+            }
+            else
+            {
+                result = work(connection);
+            }
+            notify = _outboxPending;
+        }
+        finally
+        {
+            _lock.Release();
+        }
+        if (notify)
+        {
+            OutboxWritten?.Invoke();
+        }
+        return result;
+    }
+
+    private void Execute(string sql)
+    {
+        using var command = _connection!.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
+
+    private static SqliteCommand Command(SqliteConnection connection, string sql, params object?[] values)
+    {
+        var command = connection.CreateCommand();
+        command.CommandText = sql;
+        for (var i = 0; i < values.Length; i++)
+        {
+            command.Parameters.AddWithValue($"${i + 1}", values[i] ?? DBNull.Value);
+        }
+        return command;
+    }
+
+    private static int Run(SqliteConnection connection, string sql, params object?[] values)
+    {
+        using var command = Command(connection, sql, values);
+        return command.ExecuteNonQuery();
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(Diagnostics.EventIds.S3OrphansRemoved, LogLevel.Information, "Removed {Count} object files no object or part refers to (left by an interrupted write)")]
+        public static partial void OrphansRemoved(ILogger logger, int count);
+
+        [LoggerMessage(Diagnostics.EventIds.S3DeleteFailed, LogLevel.Warning, "Could not delete object file {Blob}; the next start removes it")]
+        public static partial void DeleteFailed(ILogger logger, string blob, Exception error);
+    }
+}
