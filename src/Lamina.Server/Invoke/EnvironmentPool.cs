@@ -195,6 +195,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             CodeDirectory = codeDirectory,
             OptDirectory = optDirectory,
             RuntimesDirectory = _options.RuntimesDirectory,
+            NodeMajorVersion = RuntimeCatalog.NodeMajorVersion(config.Runtime),
             Command = command,
             Environment = EnvironmentVariables.For(config, log, _options, environment.Credentials, provisioned),
             MemoryMb = config.MemorySize,

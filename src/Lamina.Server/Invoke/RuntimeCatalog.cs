@@ -75,6 +75,10 @@ internal static class RuntimeCatalog
         return false;
     }
 
+    /// <summary>"20" for <c>nodejs20.x</c>; null for a runtime that is not Node.js.</summary>
+    public static string? NodeMajorVersion(string runtime) =>
+        runtime.StartsWith("nodejs", StringComparison.Ordinal) && runtime.IndexOf('.', StringComparison.Ordinal) is > 6 and var dot ? runtime[6..dot] : null;
+
     private static bool IsDotNet(string runtime) => runtime.StartsWith("dotnet", StringComparison.Ordinal);
 
     /// <summary>The one <c>*.runtimeconfig.json</c> at the root of the code, or null if there is none or several.</summary>
@@ -103,13 +107,14 @@ internal static class RuntimeCatalog
         yield return new("LD_LIBRARY_PATH", "/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib");
         if (runtime.StartsWith("nodejs", StringComparison.Ordinal))
         {
-            var major = runtime["nodejs".Length..runtime.IndexOf('.', StringComparison.Ordinal)];
+            var major = NodeMajorVersion(runtime);
             yield return new("NODE_PATH", $"/opt/nodejs/node{major}/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:/var/runtime:/var/task");
         }
         if (runtime.StartsWith("python", StringComparison.Ordinal))
         {
             var version = runtime["python".Length..];
-            yield return new("PYTHONPATH", $"/var/runtime:/opt/python/lib/python{version}/site-packages:/opt/python");
+            // Layers before the runtime's own boto3 (/var/runtime/python/site-packages), as on Lambda: a function or layer may bring its own.
+            yield return new("PYTHONPATH", $"/opt/python/lib/python{version}/site-packages:/opt/python:/var/runtime:/var/runtime/python/site-packages");
         }
         if (IsDotNet(runtime))
         {

@@ -28,11 +28,15 @@ internal sealed record Bucket(string Name, string Account, string Region, long C
 /// </summary>
 internal sealed record S3Object(string Bucket, string Key, string VersionId, long Sequence, bool IsLatest, bool DeleteMarker, long Size,
     string ETag, long ModifiedMs, string? Blob, IReadOnlyDictionary<string, string> Headers, IReadOnlyDictionary<string, string> Tags,
-    string? ChecksumAlgorithm, string? Checksum, string? ChecksumType, int PartCount);
+    string? ChecksumAlgorithm, string? Checksum, string? ChecksumType, IReadOnlyList<long>? PartSizes)
+{
+    /// <summary>How many parts a multipart upload made it of; 0 for an object written whole.</summary>
+    public int PartCount => PartSizes?.Count ?? 0;
+}
 
 /// <summary>What PutObject, CopyObject and CompleteMultipartUpload commit: the blob already on disk and its description.</summary>
 internal sealed record NewObject(string Key, string Blob, long Size, string ETag, IReadOnlyDictionary<string, string> Headers,
-    IReadOnlyDictionary<string, string> Tags, string? ChecksumAlgorithm, string? Checksum, string? ChecksumType, int PartCount);
+    IReadOnlyDictionary<string, string> Tags, string? ChecksumAlgorithm, string? Checksum, string? ChecksumType, IReadOnlyList<long>? PartSizes);
 
 /// <summary>A multipart upload in progress.</summary>
 internal sealed record MultipartUpload(string UploadId, string Bucket, string Key, long InitiatedMs, IReadOnlyDictionary<string, string> Headers,
@@ -138,7 +142,7 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
                 checksum_algorithm TEXT,
                 checksum       TEXT,
                 checksum_type  TEXT,                               -- FULL_OBJECT or COMPOSITE
-                parts          INTEGER NOT NULL DEFAULT 0
+                part_sizes     TEXT                                -- a multipart object's part sizes, comma-separated; NULL if written whole
             );
             CREATE UNIQUE INDEX IF NOT EXISTS objects_version ON objects (bucket, key, version_id);
             CREATE INDEX IF NOT EXISTS objects_latest ON objects (bucket, is_latest, key);
@@ -376,17 +380,17 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
             var now = Now;
             using var insert = Command(connection, """
                 INSERT INTO objects (bucket, key, version_id, is_latest, delete_marker, size, etag, modified_ms, blob, headers, tags,
-                                     checksum_algorithm, checksum, checksum_type, parts)
+                                     checksum_algorithm, checksum, checksum_type, part_sizes)
                 VALUES ($1, $2, $3, 1, 0, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING seq;
                 """, bucket.Name, o.Key, versionId, o.Size, o.ETag, now, o.Blob, ToJson(o.Headers), ToJson(o.Tags),
-                o.ChecksumAlgorithm, o.Checksum, o.ChecksumType, o.PartCount);
+                o.ChecksumAlgorithm, o.Checksum, o.ChecksumType, o.PartSizes is null ? null : string.Join(',', o.PartSizes));
             var seq = Convert.ToInt64(insert.ExecuteScalar(), CultureInfo.InvariantCulture);
             if (completedUpload is not null)
             {
                 garbage.AddRange(DeleteUpload(connection, completedUpload));
             }
             var written = new S3Object(bucket.Name, o.Key, versionId, seq, true, false, o.Size, o.ETag, now, o.Blob, o.Headers, o.Tags,
-                o.ChecksumAlgorithm, o.Checksum, o.ChecksumType, o.PartCount);
+                o.ChecksumAlgorithm, o.Checksum, o.ChecksumType, o.PartSizes);
             WriteNotifications(connection, current, eventName, written, origin);
             return written;
         });
@@ -455,7 +459,7 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
     }
 
     private S3Object Marker(string bucket, string key, string versionId, long seq) =>
-        new(bucket, key, versionId, seq, true, true, 0, "", Now, null, new Dictionary<string, string>(), new Dictionary<string, string>(), null, null, null, 0);
+        new(bucket, key, versionId, seq, true, true, 0, "", Now, null, new Dictionary<string, string>(), new Dictionary<string, string>(), null, null, null, null);
 
     private static long LastSeq(SqliteConnection connection)
     {
@@ -781,11 +785,12 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
 
     // ---- plumbing --------------------------------------------------------------------------------
 
-    private const string Columns = "bucket, key, version_id, seq, is_latest, delete_marker, size, etag, modified_ms, blob, headers, tags, checksum_algorithm, checksum, checksum_type, parts";
+    private const string Columns = "bucket, key, version_id, seq, is_latest, delete_marker, size, etag, modified_ms, blob, headers, tags, checksum_algorithm, checksum, checksum_type, part_sizes";
 
     private static S3Object ReadObject(SqliteDataReader r) => new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetInt64(4) != 0,
         r.GetInt64(5) != 0, r.GetInt64(6), r.GetString(7), r.GetInt64(8), r.IsDBNull(9) ? null : r.GetString(9), Json(r.GetString(10)), Json(r.GetString(11)),
-        r.IsDBNull(12) ? null : r.GetString(12), r.IsDBNull(13) ? null : r.GetString(13), r.IsDBNull(14) ? null : r.GetString(14), r.GetInt32(15));
+        r.IsDBNull(12) ? null : r.GetString(12), r.IsDBNull(13) ? null : r.GetString(13), r.IsDBNull(14) ? null : r.GetString(14),
+        r.IsDBNull(15) ? null : r.GetString(15).Split(',').Select(size => long.Parse(size, CultureInfo.InvariantCulture)).ToArray());
 
     private static MultipartUpload ReadUpload(SqliteDataReader r) => new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3),
         Json(r.GetString(4)), Json(r.GetString(5)), r.IsDBNull(6) ? null : r.GetString(6), r.IsDBNull(7) ? null : r.GetString(7));
@@ -795,6 +800,9 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
 
     private static string ToJson(IReadOnlyDictionary<string, string> values) =>
         JsonSerializer.Serialize(values as Dictionary<string, string> ?? new Dictionary<string, string>(values), LaminaJsonContext.Default.DictionaryStringString);
+
+    /// <summary>Whether <paramref name="id"/> has the form of the ids <see cref="NewVersionId"/> makes.</summary>
+    public static bool IsVersionId(string id) => id.Length == 32 && id.All(char.IsAsciiHexDigitLower);
 
     /// <summary>Version ids that sort by creation time (S3's are opaque; these are too, 32 URL-safe characters).</summary>
     private string NewVersionId()

@@ -243,7 +243,7 @@ internal static partial class S3Api
     private static async Task AcceptAclAsync(S3Call call)
     {
         call.RequireBucket();
-        if (call.Key.Length > 0 && await call.Store.GetAsync(call.BucketName!, call.Key, call.QueryValue("versionId")) is null)
+        if (call.Key.Length > 0 && await call.Store.GetAsync(call.BucketName!, call.Key, call.VersionId) is null)
         {
             throw S3Exception.NoSuchKey(call.Key);
         }

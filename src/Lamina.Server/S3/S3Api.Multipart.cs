@@ -237,7 +237,7 @@ internal static partial class S3Api
         }
         var blob = call.Store.Adopt(temp);
         var o = await call.Store.PutAsync(bucket, new NewObject(upload.Key, blob, size, objectETag, upload.Headers, upload.Tags, upload.ChecksumAlgorithm, objectChecksum,
-            upload.ChecksumType, parts.Count), "ObjectCreated:CompleteMultipartUpload", call.Origin, completedUpload: upload.UploadId);
+            upload.ChecksumType, parts.Select(p => p.Size).ToArray()), "ObjectCreated:CompleteMultipartUpload", call.Origin, completedUpload: upload.UploadId);
         WriteVersionHeader(call.Response, o.VersionId);
         var location = $"{call.Request.Scheme}://{call.Request.Host}/{bucket.Name}/{Uri.EscapeDataString(upload.Key).Replace("%2F", "/", StringComparison.Ordinal)}";
         await S3Xml.WriteAsync(call.Context, S3Xml.Element("CompleteMultipartUploadResult",

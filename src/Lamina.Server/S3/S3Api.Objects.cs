@@ -272,7 +272,7 @@ internal static partial class S3Api
         }
         var etag = Quoted(received.Md5);
         var stored = await call.Store.PutAsync(bucket, new NewObject(call.Key, blob, received.Size, etag, headers, tags,
-            received.ChecksumAlgorithm, received.Checksum, received.ChecksumAlgorithm is null ? null : "FULL_OBJECT", 0), "ObjectCreated:Put", call.Origin);
+            received.ChecksumAlgorithm, received.Checksum, received.ChecksumAlgorithm is null ? null : "FULL_OBJECT", null), "ObjectCreated:Put", call.Origin);
         call.Response.Headers.ETag = etag;
         WriteVersionHeader(call.Response, stored.VersionId);
         WriteChecksumHeaders(call.Response, received.ChecksumAlgorithm, received.Checksum, "FULL_OBJECT");
@@ -315,7 +315,7 @@ internal static partial class S3Api
     private static async Task GetObjectAsync(S3Call call, bool head)
     {
         var bucket = call.RequireBucket();
-        var versionId = call.QueryValue("versionId");
+        var versionId = call.VersionId;
         var response = call.Response;
         for (var attempt = 0; ; attempt++)
         {
@@ -323,7 +323,6 @@ internal static partial class S3Api
             if (o is null)
             {
                 throw versionId is null ? S3Exception.NoSuchKey(call.Key)
-                    : versionId.Length == 0 ? S3Exception.InvalidArgument("Invalid version id specified", "versionId", versionId)
                     : new S3Exception(404, "NoSuchVersion", "The specified version does not exist.", ("Key", call.Key), ("VersionId", versionId));
             }
             if (o.DeleteMarker)
@@ -344,7 +343,7 @@ internal static partial class S3Api
                 throw new S3Exception(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold",
                     ("Condition", call.Header("If-Match") is not null ? "If-Match" : "If-Unmodified-Since"));
             }
-            var (offset, count, partial) = Range(call, o.Size);
+            var (offset, count, partial) = call.QueryValue("partNumber") is { } partNumber ? Part(call, o, partNumber) : Range(call, o.Size);
             FileStream? file = null;
             if (!head && count > 0)
             {
@@ -453,6 +452,30 @@ internal static partial class S3Api
     private static DateTimeOffset? HttpDate(string? value) =>
         value is not null && DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var date) ? date : null;
 
+    /// <summary>
+    /// <c>?partNumber=N</c>: the bytes part N of a multipart upload made (an object written whole is one part), as the
+    /// SDKs' part-wise downloads ask for them.
+    /// </summary>
+    private static (long Offset, long Count, bool Partial) Part(S3Call call, S3Object o, string text)
+    {
+        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var part) || part is < 1 or > 10_000)
+        {
+            throw S3Exception.InvalidArgument("Part number must be an integer between 1 and 10000, inclusive", "partNumber", text);
+        }
+        if (call.Header("Range") is not null)
+        {
+            throw S3Exception.InvalidRequest("Cannot specify both Range header and partNumber query parameter");
+        }
+        IReadOnlyList<long> sizes = o.PartSizes ?? [o.Size];
+        if (part > sizes.Count)
+        {
+            throw new S3Exception(416, "InvalidPartNumber", "The requested partnumber is not satisfiable",
+                ("PartNumberRequested", Number(part)), ("ActualPartCount", Number(sizes.Count)));
+        }
+        var offset = sizes.Take(part - 1).Sum();
+        return (offset, sizes[part - 1], o.PartSizes is not null);
+    }
+
     /// <summary>A single <c>Range: bytes=…</c> (first-last, first-, -suffix); a range past the end is InvalidRange (416).</summary>
     private static (long Offset, long Count, bool Partial) Range(S3Call call, long size)
     {
@@ -540,7 +563,7 @@ internal static partial class S3Api
     private static async Task DeleteObjectAsync(S3Call call)
     {
         var bucket = call.RequireBucket();
-        var outcome = await call.Store.DeleteAsync(bucket, call.Key, call.QueryValue("versionId"), call.Origin);
+        var outcome = await call.Store.DeleteAsync(bucket, call.Key, call.VersionId, call.Origin);
         if (outcome.DeleteMarker)
         {
             call.Response.Headers["x-amz-delete-marker"] = "true";
@@ -686,7 +709,7 @@ internal static partial class S3Api
         {
             throw S3Exception.InvalidRequest($"Checksum algorithm {algorithm} is not supported.");
         }
-        if (source.Bucket == bucket.Name && source.Key == call.Key && call.QueryValue("versionId") is null && !replaceMetadata
+        if (source.Bucket == bucket.Name && source.Key == call.Key && call.VersionId is null && !replaceMetadata
             && call.Header("x-amz-storage-class") is null && call.Header("x-amz-website-redirect-location") is null && call.Header("x-amz-checksum-algorithm") is null)
         {
             throw S3Exception.InvalidRequest("This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.");
@@ -697,7 +720,7 @@ internal static partial class S3Api
         var blob = call.Store.Adopt(received.TempFile);
         var etag = Quoted(received.Md5);
         var stored = await call.Store.PutAsync(bucket, new NewObject(call.Key, blob, received.Size, etag, headers, tags, algorithm, received.Checksum,
-            algorithm is null ? null : "FULL_OBJECT", 0), "ObjectCreated:Copy", call.Origin);
+            algorithm is null ? null : "FULL_OBJECT", null), "ObjectCreated:Copy", call.Origin);
         WriteVersionHeader(call.Response, stored.VersionId);
         if (source.VersionId != "null")
         {
@@ -846,7 +869,7 @@ internal static partial class S3Api
     private static async Task<S3Object> TaggedObjectAsync(S3Call call)
     {
         var bucket = call.RequireBucket();
-        var versionId = call.QueryValue("versionId");
+        var versionId = call.VersionId;
         var o = await call.Store.GetAsync(bucket.Name, call.Key, versionId);
         if (o is null || o.DeleteMarker)
         {

@@ -36,6 +36,11 @@ internal sealed class S3Call
 
     public string? QueryValue(string name) => Context.Request.Query.TryGetValue(name, out var value) ? value.ToString() : null;
 
+    /// <summary>The <c>versionId</c> the request names: <c>null</c> (S3's id of an unversioned object) or one of Lamina's ids; S3 refuses any other.</summary>
+    public string? VersionId => QueryValue("versionId") is not { } id ? null
+        : id == "null" || ObjectStore.IsVersionId(id) ? id
+        : throw S3Exception.InvalidArgument("Invalid version id specified", "versionId", id);
+
     public string? Header(string name) => Context.Request.Headers.TryGetValue(name, out var value) ? value.ToString() : null;
 
     /// <summary>The bucket the request names, when it exists and belongs to the caller's account.</summary>
@@ -90,7 +95,7 @@ internal static partial class S3Api
         var authorization = request.Headers.Authorization.ToString();
         var signedForS3 = authorization.Contains("/s3/aws4_request", StringComparison.Ordinal)
             || (request.Query.TryGetValue("X-Amz-Credential", out var credential) && credential.ToString().EndsWith("/s3/aws4_request", StringComparison.Ordinal));
-        if (signedForS3)
+        if (signedForS3 || S3SignatureV2.IsSignedV2(request))
         {
             // Virtual-hosted style against an endpoint named localhost: BUCKET.localhost.
             if (host.EndsWith(".localhost", StringComparison.OrdinalIgnoreCase) && BucketLocalhost().Match(host) is { Success: true } bucketHost)
@@ -143,7 +148,7 @@ internal static partial class S3Api
                 throw new S3Exception(400, "KeyTooLongError", "Your key is too long");
             }
             var options = context.RequestServices.GetRequiredService<IOptions<LaminaOptions>>().Value;
-            var (account, signing) = Authenticate(context, options);
+            var (account, signing) = Authenticate(context, options, virtualBucket is null ? rawPath : "/" + virtualBucket + rawPath);
             var call = new S3Call
             {
                 Context = context,
@@ -200,10 +205,15 @@ internal static partial class S3Api
     /// Lambda API); otherwise the signature must verify against a key or the environment's session credentials. A
     /// presigned URL's expiry holds either way: it is part of the URL, not of the credentials.
     /// </summary>
-    private static (string Account, ChunkSigning? Signing) Authenticate(HttpContext context, LaminaOptions options)
+    private static (string Account, ChunkSigning? Signing) Authenticate(HttpContext context, LaminaOptions options, string resourcePath)
     {
         var request = context.Request;
         var now = context.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
+        var v2 = S3SignatureV2.IsSignedV2(request);
+        if (v2)
+        {
+            S3SignatureV2.CheckExpiry(request, now);
+        }
         if (request.Query.TryGetValue("X-Amz-Date", out var dateValue) && request.Query.TryGetValue("X-Amz-Expires", out var expiresValue))
         {
             if (!int.TryParse(expiresValue, NumberStyles.None, CultureInfo.InvariantCulture, out var expires) || expires > 604_800)
@@ -226,9 +236,13 @@ internal static partial class S3Api
         {
             return (options.AccountId, null);
         }
-        if (request.Headers.Authorization.Count == 0 && !request.Query.ContainsKey("X-Amz-Algorithm"))
+        if (request.Headers.Authorization.Count == 0 && !request.Query.ContainsKey("X-Amz-Algorithm") && !v2)
         {
             throw S3Exception.AccessDenied();
+        }
+        if (v2)
+        {
+            return (S3SignatureV2.Verify(request, resourcePath.Length > 0 ? resourcePath : "/", SigV4Middleware.KeyFinder(environment, keys)).AccountId, null);
         }
         var failure = SigV4.VerifyS3(request, SigV4Middleware.KeyFinder(environment, keys), options.Region, now, out var key, out var signing);
         if (failure is not null)

@@ -258,6 +258,26 @@ internal sealed partial class S3Notifications : IHostedService, IDisposable
     /// </summary>
     public static List<NotificationTarget> Parse(XElement root, bool validate)
     {
+        if (validate)
+        {
+            // What S3's schema allows; anything else is refused, never silently dropped.
+            foreach (var child in root.Elements())
+            {
+                switch (child.Name.LocalName)
+                {
+                    case "CloudFunctionConfiguration" or "QueueConfiguration" or "TopicConfiguration":
+                        if (child.Elements().Any(e => e.Name.LocalName is not ("Id" or "Event" or "Filter" or "CloudFunction" or "Queue" or "Topic")))
+                        {
+                            throw S3Exception.MalformedXml();
+                        }
+                        break;
+                    case "EventBridgeConfiguration":
+                        throw new S3Exception(501, "NotImplemented", "Lamina does not deliver S3 events to EventBridge yet; use LambdaFunctionConfigurations, QueueConfigurations or TopicConfigurations (see docs/COMPATIBILITY.md).");
+                    default:
+                        throw S3Exception.MalformedXml();
+                }
+            }
+        }
         var targets = new List<NotificationTarget>();
         foreach (var (element, kind, arnName) in new[] { ("CloudFunctionConfiguration", "Function", "CloudFunction"), ("QueueConfiguration", "Queue", "Queue"), ("TopicConfiguration", "Topic", "Topic") })
         {

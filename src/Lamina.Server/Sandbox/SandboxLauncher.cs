@@ -72,6 +72,8 @@ internal sealed class SandboxLauncher : IDisposable
     private readonly string _taskMount;
     private readonly string _optMount;
     private readonly string _runtimeMount;
+    private readonly string _nodeModulesMount;
+    private readonly NodePackageLinks _nodePackages;
     // An empty directory (fd): the second lower layer every view needs.
     private readonly int _emptyDirectory;
 
@@ -83,7 +85,8 @@ internal sealed class SandboxLauncher : IDisposable
         _taskMount = Path.Combine(mounts, "task");
         _optMount = Path.Combine(mounts, "opt");
         _runtimeMount = Path.Combine(mounts, "runtime");
-        foreach (var dir in new[] { _taskMount, _optMount, _runtimeMount })
+        _nodeModulesMount = Path.Combine(mounts, "node_modules");
+        foreach (var dir in new[] { _taskMount, _optMount, _runtimeMount, _nodeModulesMount })
         {
             Directory.CreateDirectory(dir);
         }
@@ -99,6 +102,7 @@ internal sealed class SandboxLauncher : IDisposable
         {
             throw new IOException($"cannot open {empty}: {Native.LastError()}");
         }
+        _nodePackages = new NodePackageLinks(_runDirectory);
         // Earlier versions bind-mounted the sandboxes' /etc files from here; they are copied in now.
         var oldEtc = Path.Combine(dataDirectory, "sandbox-etc");
         if (Directory.Exists(oldEtc))
@@ -155,6 +159,11 @@ internal sealed class SandboxLauncher : IDisposable
             if (spec.OptDirectory is not null)
             {
                 views.Add((OverlayView.Create(spec.OptDirectory, _emptyDirectory), _optMount));
+            }
+            var nodePackages = NodePackagesOf(spec);
+            if (nodePackages is not null)
+            {
+                views.Add((OverlayView.Create(nodePackages, _emptyDirectory), _nodeModulesMount));
             }
             var seccompFd = Seccomp is null ? -1 : DataPipe(Seccomp, "the seccomp filter", data);
             var etcFiles = new[]
@@ -401,6 +410,9 @@ internal sealed class SandboxLauncher : IDisposable
     }
 
     /// <summary>bwrap's options (read from the <c>--args</c> pipe).</summary>
+    private string? NodePackagesOf(SandboxSpec spec) =>
+        spec.NodeMajorVersion is null ? null : _nodePackages.For(spec.NodeMajorVersion, spec.OptDirectory, spec.RuntimesDirectory);
+
     private List<string> BuildArguments(SandboxSpec spec, Dictionary<string, string> environment, int infoFd, int blockFd, int usernsBlockFd, int seccompFd, (int Fd, string Path)[] etcFiles)
     {
         var a = new List<string>();
@@ -452,6 +464,10 @@ internal sealed class SandboxLauncher : IDisposable
         if (spec.OptDirectory is not null)
         {
             Add(a, "--ro-bind", _optMount, "/opt");
+        }
+        if (NodePackagesOf(spec) is not null)
+        {
+            Add(a, "--ro-bind", _nodeModulesMount, "/var/node_modules");
         }
         else
         {

@@ -18,6 +18,12 @@ internal sealed record SandboxSpec
     /// <summary>Lamina's runtime bootstraps, mounted read-only at <c>/var/runtime</c>.</summary>
     public required string RuntimesDirectory { get; init; }
 
+    /// <summary>
+    /// For the Node.js runtimes, the major version (<c>20</c>): ES modules then find the layers' and the runtime's
+    /// packages at <c>/var/node_modules</c> (<see cref="NodePackageLinks"/>). Null for other runtimes.
+    /// </summary>
+    public string? NodeMajorVersion { get; init; }
+
     /// <summary>Program and arguments as seen inside the sandbox.</summary>
     public required IReadOnlyList<string> Command { get; init; }
 
