@@ -435,7 +435,7 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
                 garbage.AddRange(removed);
                 if (removed.Count > 0)
                 {
-                    WriteNotifications(connection, current, "ObjectRemoved:Delete", Marker(bucket.Name, key, "null", LastSeq(connection)), origin);
+                    WriteNotifications(connection, current, "ObjectRemoved:Delete", Marker(bucket.Name, key, "null", NextSeq(connection)), origin);
                 }
                 return new DeleteOutcome(null, false);
             }
@@ -461,10 +461,14 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
     private S3Object Marker(string bucket, string key, string versionId, long seq) =>
         new(bucket, key, versionId, seq, true, true, 0, "", Now, null, new Dictionary<string, string>(), new Dictionary<string, string>(), null, null, null, null);
 
-    private static long LastSeq(SqliteConnection connection)
+    /// <summary>
+    /// Takes a number of the objects' write order for an event that adds no row (a delete without versioning), so its
+    /// sequencer sorts after every earlier write of the key and before every later one, as S3's do.
+    /// </summary>
+    private static long NextSeq(SqliteConnection connection)
     {
-        using var select = Command(connection, "SELECT COALESCE(MAX(seq), 0) + 1 FROM objects;");
-        return Convert.ToInt64(select.ExecuteScalar(), CultureInfo.InvariantCulture);
+        using var update = Command(connection, "UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'objects' RETURNING seq;");
+        return Convert.ToInt64(update.ExecuteScalar(), CultureInfo.InvariantCulture);
     }
 
     private static List<string?> RemoveNullVersion(SqliteConnection connection, string bucket, string key)

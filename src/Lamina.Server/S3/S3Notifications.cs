@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Net;
 using System.Text;
 using System.Text.Json;
 using System.Xml.Linq;
@@ -172,7 +171,8 @@ internal sealed partial class S3Notifications : IHostedService, IDisposable
             Log.TargetMissing(_logger, entry.Bucket, arn);
             return;
         }
-        var caller = new PolicyCaller(null, Service: "s3.amazonaws.com", SourceArn: $"arn:aws:s3:::{entry.Bucket}", SourceAccount: _options.AccountId);
+        var owner = _store.TryGetBucket(entry.Bucket, out var bucket) ? bucket.Account : _options.AccountId;
+        var caller = new PolicyCaller(null, Service: "s3.amazonaws.com", SourceArn: $"arn:aws:s3:::{entry.Bucket}", SourceAccount: owner);
         if (!PermissionsApi.Allows(entryFound, qualifier, "lambda:InvokeFunction", caller))
         {
             Log.NotPermitted(_logger, entry.Bucket, arn);
@@ -334,6 +334,32 @@ internal sealed partial class S3Notifications : IHostedService, IDisposable
     // ---- the event record ------------------------------------------------------------------------
 
     /// <summary>S3's event message, one record (eventVersion 2.1), with the key URL-encoded as S3 sends it.</summary>
+    /// <summary>
+    /// The object key as S3's event records carry it: URL-encoded form-style (space as <c>+</c>), with <c>/</c> kept, so
+    /// handlers decode it with <c>unquote_plus</c> / <c>decodeURIComponent(key.replace(/\+/g, ' '))</c>.
+    /// </summary>
+    internal static string EventKey(string key)
+    {
+        var text = new StringBuilder(key.Length + 16);
+        foreach (var b in Encoding.UTF8.GetBytes(key))
+        {
+            var c = (char)b;
+            if (char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' or '*' or '/')
+            {
+                text.Append(c);
+            }
+            else if (c == ' ')
+            {
+                text.Append('+');
+            }
+            else
+            {
+                text.Append('%').Append(b.ToString("X2", System.Globalization.CultureInfo.InvariantCulture));
+            }
+        }
+        return text.ToString();
+    }
+
     public static string EventRecord(Bucket bucket, string configurationId, string eventName, S3Object o, EventOrigin origin, long nowMs)
     {
         var buffer = new ArrayBufferWriter<byte>(1024);
@@ -368,7 +394,7 @@ internal sealed partial class S3Notifications : IHostedService, IDisposable
             json.WriteString("arn", bucket.Arn);
             json.WriteEndObject();
             json.WriteStartObject("object");
-            json.WriteString("key", WebUtility.UrlEncode(o.Key));
+            json.WriteString("key", EventKey(o.Key));
             if (eventName.StartsWith("ObjectCreated", StringComparison.Ordinal))
             {
                 json.WriteNumber("size", o.Size);
