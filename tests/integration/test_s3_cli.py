@@ -1,0 +1,221 @@
+"""S3 (issue #20) with the command-line tools and SDKs users script against: AWS CLI v1 (pip) and v2 (Debian) high-level
+`aws s3` commands (mb, cp, ls, sync, rm, rb, presign, mv) and `aws s3api`, a 100 MiB `aws s3 cp` round trip with the
+server's memory bounded, and the AWS SDK for JavaScript v3 (@aws-sdk/client-s3, lib-storage, s3-request-presigner:
+CRC32 checksums on streamed uploads, multipart, presigned URLs)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+import uuid
+from pathlib import Path
+
+import requests
+
+import lamina_harness as h
+
+MODULE = __name__
+MiB = 1024 * 1024
+CLIS = {"v1": os.environ.get("LAMINA_AWS_CLI", "aws"), "v2": "/usr/bin/aws"}
+NODE_MODULES = h.REPO_ROOT / "artifacts/bin/Lamina.Server/release/lambda-runtimes/node_modules"
+
+
+def setUpModule():
+    h.start_module_server(MODULE)
+
+
+def tearDownModule():
+    h.stop_module_server(MODULE)
+
+
+class CliTests(h.LaminaTestCase):
+    def setUp(self):
+        self.work = Path(tempfile.mkdtemp(prefix="lamina-s3cli-"))
+        self.addCleanup(shutil.rmtree, self.work, True)
+
+    def aws(self, cli: str, *args: str, ok: bool = True, timeout: float = 300) -> h.CliResult:
+        result = self.server.aws_cli(*args, cli=CLIS[cli], timeout=timeout)
+        if ok:
+            self.assertEqual(result.rc, 0, result)
+        return result
+
+    def clis(self) -> list[str]:
+        if not Path(CLIS["v2"]).exists():
+            self.fail("AWS CLI v2 (/usr/bin/aws, Debian package awscli) is required; ./test.sh installs it")
+        return list(CLIS)
+
+    def test_mb_cp_ls_sync_mv_rm_rb(self):
+        for cli in self.clis():
+            with self.subTest(cli=cli):
+                bucket = f"cli-{cli}-{uuid.uuid4().hex[:8]}"
+                self.assertIn(f"make_bucket: {bucket}", self.aws(cli, "s3", "mb", f"s3://{bucket}").stdout)
+                self.assertIn("BucketAlreadyOwnedByYou", self.aws(cli, "s3", "mb", f"s3://{bucket}", ok=False).stderr)
+                tree = self.work / cli
+                for rel, text in {"a.txt": "alpha", "sub/b.txt": "beta", "sub/deep/c.json": "{}", "with space.txt": "s"}.items():
+                    (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (tree / rel).write_text(text)
+                self.aws(cli, "s3", "sync", str(tree), f"s3://{bucket}/site", "--only-show-errors")
+                listed = self.aws(cli, "s3", "ls", f"s3://{bucket}/site/", "--recursive").stdout
+                for rel in ("site/a.txt", "site/sub/b.txt", "site/sub/deep/c.json", "site/with space.txt"):
+                    self.assertIn(rel, listed)
+                top = self.aws(cli, "s3", "ls", f"s3://{bucket}/site/").stdout
+                self.assertIn("PRE sub/", top)
+                self.assertIn(bucket, self.aws(cli, "s3", "ls").stdout)
+                # sync again: nothing to copy; after a local delete, --delete removes the remote copy.
+                self.assertEqual(self.aws(cli, "s3", "sync", str(tree), f"s3://{bucket}/site").stdout.strip(), "")
+                (tree / "a.txt").unlink()
+                self.assertIn("delete: s3://", self.aws(cli, "s3", "sync", str(tree), f"s3://{bucket}/site", "--delete").stdout)
+                self.assertNotIn("site/a.txt", self.aws(cli, "s3", "ls", f"s3://{bucket}/site/", "--recursive").stdout)
+                down = self.work / f"{cli}-down"
+                self.aws(cli, "s3", "sync", f"s3://{bucket}/site", str(down), "--only-show-errors")
+                self.assertEqual((down / "sub/deep/c.json").read_text(), "{}")
+                self.aws(cli, "s3", "mv", f"s3://{bucket}/site/sub/b.txt", f"s3://{bucket}/moved/b.txt", "--only-show-errors")
+                self.aws(cli, "s3", "cp", f"s3://{bucket}/moved/b.txt", str(self.work / f"{cli}-b.txt"), "--only-show-errors")
+                self.assertEqual((self.work / f"{cli}-b.txt").read_text(), "beta")
+                rb = self.aws(cli, "s3", "rb", f"s3://{bucket}", ok=False)
+                self.assertNotEqual(rb.rc, 0)
+                self.assertIn("BucketNotEmpty", rb.stderr)
+                self.aws(cli, "s3", "rm", f"s3://{bucket}", "--recursive", "--only-show-errors")
+                self.aws(cli, "s3", "rb", f"s3://{bucket}")
+                self.assertNotIn(bucket, self.aws(cli, "s3", "ls").stdout)
+
+    def test_presign_and_s3api(self):
+        for cli in self.clis():
+            with self.subTest(cli=cli):
+                bucket = f"api-{cli}-{uuid.uuid4().hex[:8]}"
+                self.aws(cli, "s3api", "create-bucket", "--bucket", bucket)
+                (self.work / "body.bin").write_bytes(b"\x00\x01binary\xff" * 100)
+                put = self.aws(cli, "s3api", "put-object", "--bucket", bucket, "--key", "obj", "--body", str(self.work / "body.bin"),
+                               "--content-type", "application/x-lamina", "--metadata", "purpose=test").json
+                self.assertEqual(put["ETag"], '"' + hashlib.md5((self.work / "body.bin").read_bytes()).hexdigest() + '"')
+                head = self.aws(cli, "s3api", "head-object", "--bucket", bucket, "--key", "obj").json
+                self.assertEqual((head["ContentType"], head["Metadata"], head["ContentLength"]), ("application/x-lamina", {"purpose": "test"}, 900))
+                self.aws(cli, "s3api", "get-object", "--bucket", bucket, "--key", "obj", "--range", "bytes=0-8", str(self.work / "part"))
+                self.assertEqual((self.work / "part").read_bytes(), b"\x00\x01binary\xff")
+                url = self.aws(cli, "s3", "presign", f"s3://{bucket}/obj", "--expires-in", "120").stdout.strip()
+                self.assertEqual(requests.get(url, timeout=30).content, (self.work / "body.bin").read_bytes())
+                missing = self.aws(cli, "s3api", "get-object", "--bucket", bucket, "--key", "nope", str(self.work / "x"), ok=False)
+                self.assertIn("NoSuchKey", missing.stderr)
+                self.aws(cli, "s3api", "put-bucket-versioning", "--bucket", bucket, "--versioning-configuration", "Status=Enabled")
+                self.aws(cli, "s3api", "put-object", "--bucket", bucket, "--key", "obj", "--body", str(self.work / "part"))
+                versions = self.aws(cli, "s3api", "list-object-versions", "--bucket", bucket).json["Versions"]
+                self.assertEqual(len(versions), 2)
+                for version in versions:
+                    self.aws(cli, "s3api", "delete-object", "--bucket", bucket, "--key", "obj", "--version-id", version["VersionId"])
+                self.aws(cli, "s3api", "delete-bucket", "--bucket", bucket)
+
+    @h.slow
+    def test_100_mib_round_trip_with_bounded_server_memory(self):
+        """`aws s3 cp` of 100 MiB (multipart, 8 MiB parts, 10 in flight) up and down, byte-identical; the server streams to
+        disk, so its peak resident memory grows by far less than the file (VmHWM, reset before the upload)."""
+        source = self.work / "big.bin"
+        chunk = os.urandom(MiB)
+        with source.open("wb") as f:
+            for i in range(100):
+                f.write(hashlib.sha256(bytes([i])).digest() + chunk[32:])
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        pid = self.server.proc.pid
+        # The launcher execs the server: this pid is the dotnet process.
+        for cli in self.clis():
+            with self.subTest(cli=cli):
+                bucket = f"big-{cli}-{uuid.uuid4().hex[:8]}"
+                self.aws(cli, "s3", "mb", f"s3://{bucket}")
+                Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current resident size
+                before = _vm_kib(pid, "VmRSS")
+                self.aws(cli, "s3", "cp", str(source), f"s3://{bucket}/big.bin", "--only-show-errors")
+                peak = _vm_kib(pid, "VmHWM")
+                self.assertLess(peak - before, 60 * 1024, f"the server's peak RSS grew by {(peak - before) // 1024} MiB for a 100 MiB upload")
+                head = self.aws(cli, "s3api", "head-object", "--bucket", bucket, "--key", "big.bin").json
+                self.assertEqual(head["ContentLength"], 100 * MiB)
+                self.assertRegex(head["ETag"], r'^"[0-9a-f]{32}-\d+"$')
+                down = self.work / f"down-{cli}.bin"
+                self.aws(cli, "s3", "cp", f"s3://{bucket}/big.bin", str(down), "--only-show-errors")
+                self.assertEqual(hashlib.sha256(down.read_bytes()).hexdigest(), digest)
+                down.unlink()
+                self.aws(cli, "s3", "rb", f"s3://{bucket}", "--force")
+
+
+JS_CLIENT = r"""
+import { S3Client, CreateBucketCommand, PutObjectCommand, GetObjectCommand, ListObjectsV2Command, HeadObjectCommand,
+         DeleteObjectsCommand, DeleteBucketCommand, CopyObjectCommand } from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import { Readable } from "node:stream";
+import { createHash } from "node:crypto";
+
+const s3 = new S3Client({ endpoint: process.env.ENDPOINT, region: "us-east-1", forcePathStyle: true,
+                          credentials: { accessKeyId: "test", secretAccessKey: "test" } });
+const Bucket = process.env.BUCKET;
+const out = {};
+await s3.send(new CreateBucketCommand({ Bucket }));
+// A string body: the SDK computes CRC32 itself (its default) and sends it as a header.
+const put = await s3.send(new PutObjectCommand({ Bucket, Key: "text.txt", Body: "hello from the JS SDK", ContentType: "text/plain" }));
+out.putChecksum = put.ChecksumCRC32;
+// A stream of unknown length: aws-chunked with a trailing checksum.
+const streamed = await s3.send(new PutObjectCommand({ Bucket, Key: "stream.bin", Body: Readable.from([Buffer.alloc(70000, 7), Buffer.alloc(12345, 9)]),
+                                                      ContentLength: 82345, ChecksumAlgorithm: "SHA256" }));
+out.streamChecksum = streamed.ChecksumSHA256;
+out.streamExpected = createHash("sha256").update(Buffer.concat([Buffer.alloc(70000, 7), Buffer.alloc(12345, 9)])).digest("base64");
+const got = await s3.send(new GetObjectCommand({ Bucket, Key: "text.txt", ChecksumMode: "ENABLED" }));
+out.text = await got.Body.transformToString();
+out.contentType = got.ContentType;
+// lib-storage: a 12 MiB multipart upload of 5 MiB parts.
+const big = Buffer.alloc(12 * 1024 * 1024);
+for (let i = 0; i < big.length; i += 4096) big[i] = i % 251;
+await new Upload({ client: s3, params: { Bucket, Key: "multi.bin", Body: big }, partSize: 5 * 1024 * 1024, queueSize: 3 }).done();
+const head = await s3.send(new HeadObjectCommand({ Bucket, Key: "multi.bin" }));
+out.multiSize = head.ContentLength;
+out.multiETag = head.ETag;
+const multi = await s3.send(new GetObjectCommand({ Bucket, Key: "multi.bin" }));
+out.multiSame = Buffer.compare(Buffer.from(await multi.Body.transformToByteArray()), big) === 0;
+await s3.send(new CopyObjectCommand({ Bucket, Key: "copy.txt", CopySource: `${Bucket}/text.txt` }));
+const listed = await s3.send(new ListObjectsV2Command({ Bucket }));
+out.keys = listed.Contents.map((o) => o.Key);
+const url = await getSignedUrl(s3, new GetObjectCommand({ Bucket, Key: "text.txt" }), { expiresIn: 60 });
+out.presigned = await (await fetch(url)).text();
+try { await s3.send(new GetObjectCommand({ Bucket, Key: "missing" })); } catch (e) { out.missing = e.name; }
+await s3.send(new DeleteObjectsCommand({ Bucket, Delete: { Objects: out.keys.map((Key) => ({ Key })) } }));
+await s3.send(new DeleteBucketCommand({ Bucket }));
+console.log(JSON.stringify(out));
+"""
+
+
+class JsSdkTests(h.LaminaTestCase):
+    def test_client_s3_lib_storage_and_presigner(self):
+        self.assertTrue((NODE_MODULES / "@aws-sdk/client-s3").is_dir(),
+                        f"the launcher installs the AWS SDK for JavaScript v3 into {NODE_MODULES}")
+        work = Path(tempfile.mkdtemp(prefix="lamina-s3js-"))
+        self.addCleanup(shutil.rmtree, work, True)
+        # ES modules resolve packages from node_modules folders above the script, so the script sits beside a link.
+        (work / "node_modules").symlink_to(NODE_MODULES)
+        (work / "client.mjs").write_text(JS_CLIENT)
+        bucket = f"js-{uuid.uuid4().hex[:10]}"
+        done = subprocess.run(["node", str(work / "client.mjs")], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "ENDPOINT": self.server.url, "BUCKET": bucket, "AWS_MAX_ATTEMPTS": "1"})
+        self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+        out = json.loads(done.stdout.strip().splitlines()[-1])
+        self.assertEqual(out["text"], "hello from the JS SDK")
+        self.assertEqual(out["contentType"], "text/plain")
+        self.assertTrue(out["putChecksum"])
+        self.assertEqual(out["streamChecksum"], out["streamExpected"])
+        self.assertEqual(out["multiSize"], 12 * MiB)
+        self.assertTrue(out["multiETag"].endswith('-3"'), out["multiETag"])
+        self.assertTrue(out["multiSame"])
+        self.assertEqual(sorted(out["keys"]), ["copy.txt", "multi.bin", "stream.bin", "text.txt"])
+        self.assertEqual(out["presigned"], "hello from the JS SDK")
+        self.assertEqual(out["missing"], "NoSuchKey")
+
+
+def _vm_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"{field} not in /proc/{pid}/status")
+
+
+if __name__ == "__main__":
+    unittest.main()
