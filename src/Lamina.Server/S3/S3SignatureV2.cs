@@ -76,18 +76,25 @@ internal static class S3SignatureV2
         }
         var key = find(keyId) ?? throw new S3Exception(403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.",
             ("AWSAccessKeyId", keyId));
-        var stringToSign = StringToSign(request, resourcePath, presigned);
-        // HMAC-SHA1 is what Signature Version 2 is (the wire format, not a choice made here).
-#pragma warning disable CA5350
-        var expected = Convert.ToBase64String(HMACSHA1.HashData(Encoding.UTF8.GetBytes(key.SecretAccessKey), Encoding.UTF8.GetBytes(stringToSign)));
-#pragma warning restore CA5350
-        if (!CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(expected), Encoding.ASCII.GetBytes(signature)))
+        // A bucket's own resource may be signed as "/bucket" or "/bucket/": botocore signs the second for path-style
+        // requests whose URL is the first.
+        string[] resources = resourcePath.Count(c => c == '/') == 1 && resourcePath.Length > 1 ? [resourcePath, resourcePath + "/"] : [resourcePath];
+        string? stringToSign = null;
+        foreach (var resource in resources)
         {
-            throw new S3Exception(403, "SignatureDoesNotMatch",
-                "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
-                ("AWSAccessKeyId", keyId), ("StringToSign", stringToSign), ("SignatureProvided", signature));
+            stringToSign = StringToSign(request, resource, presigned);
+            // HMAC-SHA1 is what Signature Version 2 is (the wire format, not a choice made here).
+#pragma warning disable CA5350
+            var expected = Convert.ToBase64String(HMACSHA1.HashData(Encoding.UTF8.GetBytes(key.SecretAccessKey), Encoding.UTF8.GetBytes(stringToSign)));
+#pragma warning restore CA5350
+            if (CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(expected), Encoding.ASCII.GetBytes(signature)))
+            {
+                return key;
+            }
         }
-        return key;
+        throw new S3Exception(403, "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+            ("AWSAccessKeyId", keyId), ("StringToSign", stringToSign!), ("SignatureProvided", signature));
     }
 
     /// <summary>
