@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Lamina's benchmarks, side by side in one run: ./bench/run.sh [warm|cold|burst|memory|async|all]
+# Lamina's benchmarks, side by side in one run: ./bench/run.sh [warm|cold|burst|memory|async|all|s3]
 # Installs what it needs first (wrk from Debian, serverless@3 + serverless-offline@13 from npm, cached), builds
 # Lamina in Release (the launcher does), then prints one table per scenario. Figures go to docs/BENCHMARKS.md by hand.
 set -euo pipefail
@@ -23,6 +23,17 @@ if [ "$scenario" = all ] || [ "$scenario" = warm ]; then
     mkdir -p "$sls"
     (cd "$sls" && npm init -y >/dev/null && npm install --no-audit --no-fund --loglevel=error serverless@3 serverless-offline@13 >/dev/null)
   fi
+fi
+
+if [ "$scenario" = s3 ]; then
+  peer="${LAMINA_BENCH_CACHE:-$HOME/.cache/lamina-bench}/s3rver"
+  if [ ! -x "$peer/node_modules/.bin/s3rver" ]; then
+    echo "bench: installing s3rver into $peer" >&2
+    mkdir -p "$peer"
+    (cd "$peer" && npm init -y >/dev/null && npm install --no-audit --no-fund --loglevel=error s3rver >/dev/null)
+  fi
+  "$root/lamina" help >/dev/null
+  exec python3 "$root/bench/s3.py"
 fi
 
 # The launcher builds Lamina (Release) if sources are newer than the binary; do it once here, not inside a timing.

@@ -225,6 +225,30 @@ class ObjectTests(S3TestCase):
         self.s3.put_object(Bucket=name, Key="fresh", Body=b"new", IfNoneMatch="*")
         self.assertEqual(self.s3.get_object(Bucket=name, Key="c")["Body"].read(), b"conditional")
 
+    def test_racing_conditional_creates_exactly_one_wins(self):
+        import concurrent.futures
+        name = self.bucket()
+
+        def create(i: int) -> bool:
+            try:
+                self.s3.put_object(Bucket=name, Key="lock", Body=f"writer {i}".encode(), IfNoneMatch="*")
+                return True
+            except botocore.exceptions.ClientError as e:
+                self.assertEqual(e.response["Error"]["Code"], "PreconditionFailed")
+                return False
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            won = [i for i, ok in enumerate(pool.map(create, range(12))) if ok]
+        self.assertEqual(len(won), 1, won)
+        self.assertEqual(self.s3.get_object(Bucket=name, Key="lock")["Body"].read(), f"writer {won[0]}".encode())
+        # Every losing upload's bytes are gone, not left beside the winner: one file per stored version, server-wide.
+        blobs = [p for p in (self.server.data_dir / "s3" / "objects").rglob("*") if p.is_file()]
+        self.assertEqual(len(blobs), self._stored_versions())
+
+    def _stored_versions(self) -> int:
+        """Object versions (not delete markers) in every bucket of the server."""
+        return sum(len(page.get("Versions", [])) for b in self.s3.list_buckets()["Buckets"]
+                   for page in self.s3.get_paginator("list_object_versions").paginate(Bucket=b["Name"]))
+
     def test_copy_object_keeps_or_replaces_metadata(self):
         name = self.bucket()
         other = self.bucket("dst")

@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using Lamina.Server.Hosting;
 using Lamina.Server.Protocols;
+using System.Threading.Channels;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
 
@@ -65,9 +66,15 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
     private readonly string _root;
     private readonly TimeProvider _time;
     private readonly ILogger<ObjectStore> _logger;
-    private readonly SemaphoreSlim _lock = new(1, 1);
+    /// <summary>Most writes committed together.</summary>
+    private const int MaxBatch = 256;
+
+    // Writes queue here for the one writer loop; each caller awaits its own write, which bounds what waits.
+    private readonly Channel<Write> _writes = Channel.CreateUnbounded<Write>(new UnboundedChannelOptions { SingleReader = true });
     private readonly ConcurrentDictionary<string, Bucket> _buckets = new(StringComparer.Ordinal);
     private SqliteConnection? _connection;
+    private string? _readConnectionString;
+    private Task? _writer;
     private long _lastVersionMs;
 
     public ObjectStore(IOptions<LaminaOptions> options, TimeProvider time, ILogger<ObjectStore> logger)
@@ -94,12 +101,20 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
         return Task.CompletedTask;
     }
 
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        _writes.Writer.TryComplete();
+        if (_writer is not null)
+        {
+            await _writer.WaitAsync(cancellationToken);
+        }
+    }
 
     public void Dispose()
     {
+        // StopAsync has let the writer finish; a store that never started has none.
+        _writes.Writer.TryComplete();
         _connection?.Dispose();
-        _lock.Dispose();
     }
 
     public void Open()
@@ -111,8 +126,11 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
             Directory.Delete(TempDirectory, recursive: true);
         }
         Directory.CreateDirectory(TempDirectory);
-        _connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = Path.Combine(_root, "s3.db"), Pooling = false, DefaultTimeout = 30 }.ToString());
+        var database = Path.Combine(_root, "s3.db");
+        _connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = database, Pooling = false, DefaultTimeout = 30 }.ToString());
         _connection.Open();
+        // Reads (GETs, listings) use pooled connections of their own: under WAL they never wait for the writer.
+        _readConnectionString = new SqliteConnectionStringBuilder { DataSource = database, Mode = SqliteOpenMode.ReadOnly, Pooling = true, DefaultTimeout = 30 }.ToString();
         Execute("""
             PRAGMA journal_mode=WAL;
             PRAGMA synchronous=FULL;
@@ -187,6 +205,7 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
             }
         }
         RemoveOrphans();
+        _writer = Task.Factory.StartNew(WriterLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
     }
 
     /// <summary>Deletes blob files that no object version or part names (left by a crash between rename and commit).</summary>
@@ -230,50 +249,16 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
     /// <summary>A new temporary file for an upload, in the same file system as the blobs (so the rename is atomic).</summary>
     public string NewTempFile() => Path.Combine(TempDirectory, Guid.NewGuid().ToString("N"));
 
-    /// <summary>Moves a complete, flushed temporary file into the blob store and returns its blob id.</summary>
-    public string Adopt(string tempFile)
+    /// <summary>Moves a complete, flushed temporary file into the blob store and returns its blob id, once the rename is durable.</summary>
+    public async Task<string> AdoptAsync(string tempFile)
     {
         var blob = Guid.NewGuid().ToString("N");
         var path = BlobPath(blob);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         File.Move(tempFile, path);
-        SyncDirectory(Path.GetDirectoryName(path)!);
+        await DiskSync.SyncDirectoryAsync(Path.GetDirectoryName(path)!); // the rename is durable once the directory's entry is on disk
         return blob;
     }
-
-    // The rename is durable once the directory's entry is on disk, not before.
-    private static void SyncDirectory(string directory)
-    {
-        if (!OperatingSystem.IsLinux())
-        {
-            return;
-        }
-        var fd = OpenDirectory(directory, 0x80000 /* O_RDONLY | O_CLOEXEC */);
-        if (fd < 0)
-        {
-            throw new IOException($"open({directory}) for fsync failed: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
-        }
-        try
-        {
-            if (Fsync(fd) != 0)
-            {
-                throw new IOException($"fsync({directory}) failed: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
-            }
-        }
-        finally
-        {
-            _ = CloseFd(fd);
-        }
-    }
-
-    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]
-    private static partial int OpenDirectory(string path, int flags);
-
-    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
-    private static partial int Fsync(int fd);
-
-    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
-    private static partial int CloseFd(int fd);
 
     private void DeleteBlobs(IEnumerable<string?> blobs)
     {
@@ -348,54 +333,78 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
     // ---- objects ---------------------------------------------------------------------------------
 
     /// <summary>The latest version of a key (null when there is none or it is a delete marker), or one version.</summary>
-    public Task<S3Object?> GetAsync(string bucket, string key, string? versionId) => WriteAsync(connection =>
+    public Task<S3Object?> GetAsync(string bucket, string key, string? versionId) => ReadAsync(connection =>
     {
         using var select = versionId is null
             ? Command(connection, $"SELECT {Columns} FROM objects WHERE bucket = $1 AND key = $2 AND is_latest = 1;", bucket, key)
             : Command(connection, $"SELECT {Columns} FROM objects WHERE bucket = $1 AND key = $2 AND version_id = $3;", bucket, key, versionId);
         using var reader = select.ExecuteReader();
         return reader.Read() ? ReadObject(reader) : null;
-    }, transaction: false);
+    });
 
     /// <summary>
     /// Commits a new version of <paramref name="o"/>.Key (the blob is already in place) and its notifications. In a bucket
-    /// without versioning the previous version is replaced and its file deleted after the commit.
+    /// without versioning the previous version is replaced and its file deleted after the commit. <paramref name="condition"/>
+    /// sees the key's latest version inside the write's transaction and may refuse it; a refused or failed write deletes
+    /// the new blob.
     /// </summary>
-    public async Task<S3Object> PutAsync(Bucket bucket, NewObject o, string eventName, EventOrigin origin, string? completedUpload = null)
+    public async Task<S3Object> PutAsync(Bucket bucket, NewObject o, string eventName, EventOrigin origin, string? completedUpload = null,
+        Func<S3Object?, S3Exception?>? condition = null)
     {
         List<string?> garbage = [];
-        var stored = await WriteAsync(connection =>
+        S3Object stored;
+        try
         {
-            if (!_buckets.TryGetValue(bucket.Name, out var current))
-            {
-                throw S3Exception.NoSuchBucket(bucket.Name);
-            }
-            var versioning = current.Versioning;
-            var versionId = versioning == "Enabled" ? NewVersionId() : "null";
-            if (versionId == "null")
-            {
-                garbage.AddRange(RemoveNullVersion(connection, bucket.Name, o.Key));
-            }
-            Run(connection, "UPDATE objects SET is_latest = 0 WHERE bucket = $1 AND key = $2 AND is_latest = 1;", bucket.Name, o.Key);
-            var now = Now;
-            using var insert = Command(connection, """
-                INSERT INTO objects (bucket, key, version_id, is_latest, delete_marker, size, etag, modified_ms, blob, headers, tags,
-                                     checksum_algorithm, checksum, checksum_type, part_sizes)
-                VALUES ($1, $2, $3, 1, 0, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING seq;
-                """, bucket.Name, o.Key, versionId, o.Size, o.ETag, now, o.Blob, ToJson(o.Headers), ToJson(o.Tags),
-                o.ChecksumAlgorithm, o.Checksum, o.ChecksumType, o.PartSizes is null ? null : string.Join(',', o.PartSizes));
-            var seq = Convert.ToInt64(insert.ExecuteScalar(), CultureInfo.InvariantCulture);
-            if (completedUpload is not null)
-            {
-                garbage.AddRange(DeleteUpload(connection, completedUpload));
-            }
-            var written = new S3Object(bucket.Name, o.Key, versionId, seq, true, false, o.Size, o.ETag, now, o.Blob, o.Headers, o.Tags,
-                o.ChecksumAlgorithm, o.Checksum, o.ChecksumType, o.PartSizes);
-            WriteNotifications(connection, current, eventName, written, origin);
-            return written;
-        });
+            stored = await WriteAsync(connection => Put(connection, bucket, o, eventName, origin, completedUpload, condition, garbage));
+        }
+        catch
+        {
+            DeleteBlobs([o.Blob]);
+            throw;
+        }
         DeleteBlobs(garbage);
         return stored;
+    }
+
+    private S3Object Put(SqliteConnection connection, Bucket bucket, NewObject o, string eventName, EventOrigin origin, string? completedUpload,
+        Func<S3Object?, S3Exception?>? condition, List<string?> garbage)
+    {
+        if (!_buckets.TryGetValue(bucket.Name, out var current))
+        {
+            throw S3Exception.NoSuchBucket(bucket.Name);
+        }
+        if (condition is not null)
+        {
+            using var latest = Command(connection, $"SELECT {Columns} FROM objects WHERE bucket = $1 AND key = $2 AND is_latest = 1;", bucket.Name, o.Key);
+            using var reader = latest.ExecuteReader();
+            if (condition(reader.Read() ? ReadObject(reader) : null) is { } refused)
+            {
+                throw refused;
+            }
+        }
+        var versioning = current.Versioning;
+        var versionId = versioning == "Enabled" ? NewVersionId() : "null";
+        if (versionId == "null")
+        {
+            garbage.AddRange(RemoveNullVersion(connection, bucket.Name, o.Key));
+        }
+        Run(connection, "UPDATE objects SET is_latest = 0 WHERE bucket = $1 AND key = $2 AND is_latest = 1;", bucket.Name, o.Key);
+        var now = Now;
+        using var insert = Command(connection, """
+            INSERT INTO objects (bucket, key, version_id, is_latest, delete_marker, size, etag, modified_ms, blob, headers, tags,
+                                 checksum_algorithm, checksum, checksum_type, part_sizes)
+            VALUES ($1, $2, $3, 1, 0, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING seq;
+            """, bucket.Name, o.Key, versionId, o.Size, o.ETag, now, o.Blob, ToJson(o.Headers), ToJson(o.Tags),
+            o.ChecksumAlgorithm, o.Checksum, o.ChecksumType, o.PartSizes is null ? null : string.Join(',', o.PartSizes));
+        var seq = Convert.ToInt64(insert.ExecuteScalar(), CultureInfo.InvariantCulture);
+        if (completedUpload is not null)
+        {
+            garbage.AddRange(DeleteUpload(connection, completedUpload));
+        }
+        var written = new S3Object(bucket.Name, o.Key, versionId, seq, true, false, o.Size, o.ETag, now, o.Blob, o.Headers, o.Tags,
+            o.ChecksumAlgorithm, o.Checksum, o.ChecksumType, o.PartSizes);
+        WriteNotifications(connection, current, eventName, written, origin);
+        return written;
     }
 
     /// <summary>What a delete did: the version it removed or the delete marker it created.</summary>
@@ -491,7 +500,7 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
     /// contain <paramref name="delimiter"/> after the prefix rolled up into common prefixes; at most <paramref name="maxKeys"/>
     /// entries (objects and prefixes together), as ListObjects(V2) counts them.
     /// </summary>
-    public Task<ListPage> ListAsync(string bucket, string prefix, string? delimiter, string? after, int maxKeys) => WriteAsync(connection =>
+    public Task<ListPage> ListAsync(string bucket, string prefix, string? delimiter, string? after, int maxKeys) => ReadAsync(connection =>
     {
         var objects = new List<S3Object>();
         var prefixes = new List<string>();
@@ -565,10 +574,10 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
             }
         }
         return new ListPage(objects, prefixes, truncated, truncated ? lastEntry : null, null);
-    }, transaction: false);
+    });
 
     /// <summary>Every version and delete marker, by key and newest first, after (<paramref name="keyMarker"/>, <paramref name="versionMarker"/>).</summary>
-    public Task<ListPage> ListVersionsAsync(string bucket, string prefix, string? delimiter, string? keyMarker, string? versionMarker, int maxKeys) => WriteAsync(connection =>
+    public Task<ListPage> ListVersionsAsync(string bucket, string prefix, string? delimiter, string? keyMarker, string? versionMarker, int maxKeys) => ReadAsync(connection =>
     {
         var objects = new List<S3Object>();
         var prefixes = new List<string>();
@@ -627,7 +636,7 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
             objects.Add(o);
         }
         return new ListPage(objects, prefixes, false, null, null);
-    }, transaction: false);
+    });
 
     // ---- multipart uploads -----------------------------------------------------------------------
 
@@ -641,15 +650,15 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
         return upload;
     });
 
-    public Task<MultipartUpload?> GetUploadAsync(string bucket, string key, string uploadId) => WriteAsync(connection =>
+    public Task<MultipartUpload?> GetUploadAsync(string bucket, string key, string uploadId) => ReadAsync(connection =>
     {
         using var select = Command(connection, "SELECT upload_id, bucket, key, initiated_ms, headers, tags, checksum_algorithm, checksum_type FROM uploads WHERE upload_id = $1 AND bucket = $2 AND key = $3;",
             uploadId, bucket, key);
         using var reader = select.ExecuteReader();
         return reader.Read() ? ReadUpload(reader) : null;
-    }, transaction: false);
+    });
 
-    public Task<List<MultipartUpload>> ListUploadsAsync(string bucket, string prefix) => WriteAsync(connection =>
+    public Task<List<MultipartUpload>> ListUploadsAsync(string bucket, string prefix) => ReadAsync(connection =>
     {
         using var select = Command(connection, "SELECT upload_id, bucket, key, initiated_ms, headers, tags, checksum_algorithm, checksum_type FROM uploads WHERE bucket = $1 AND key >= $2 ORDER BY key, initiated_ms;",
             bucket, prefix);
@@ -665,7 +674,7 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
             uploads.Add(upload);
         }
         return uploads;
-    }, transaction: false);
+    });
 
     /// <summary>Stores a part (replacing an earlier upload of the same number); false when the upload is gone.</summary>
     public async Task<bool> PutPartAsync(string uploadId, UploadPart part)
@@ -693,7 +702,7 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
         return stored;
     }
 
-    public Task<List<UploadPart>> ListPartsAsync(string uploadId) => WriteAsync(connection =>
+    public Task<List<UploadPart>> ListPartsAsync(string uploadId) => ReadAsync(connection =>
     {
         using var select = Command(connection, "SELECT part_number, size, etag, modified_ms, blob, checksum FROM parts WHERE upload_id = $1 ORDER BY part_number;", uploadId);
         using var reader = select.ExecuteReader();
@@ -703,7 +712,7 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
             parts.Add(new UploadPart(reader.GetInt32(0), reader.GetInt64(1), reader.GetString(2), reader.GetInt64(3), reader.GetString(4), reader.IsDBNull(5) ? null : reader.GetString(5)));
         }
         return parts;
-    }, transaction: false);
+    });
 
     public async Task<bool> AbortUploadAsync(string uploadId)
     {
@@ -773,7 +782,7 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
         return 0;
     });
 
-    public Task<List<OutboxEntry>> PendingAsync(int limit) => WriteAsync(connection =>
+    public Task<List<OutboxEntry>> PendingAsync(int limit) => ReadAsync(connection =>
     {
         using var select = Command(connection, "SELECT seq, destination, bucket, payload FROM outbox ORDER BY seq LIMIT $1;", limit);
         using var reader = select.ExecuteReader();
@@ -783,7 +792,7 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
             entries.Add(new OutboxEntry(reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3)));
         }
         return entries;
-    }, transaction: false);
+    });
 
     public Task DeliveredAsync(long seq) => WriteAsync(connection => Run(connection, "DELETE FROM outbox WHERE seq = $1;", seq));
 
@@ -816,36 +825,118 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
         return ms.ToString("x12", CultureInfo.InvariantCulture) + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(10));
     }
 
-    private async Task<T> WriteAsync<T>(Func<SqliteConnection, T> work, bool transaction = true)
+    /// <summary>A read on a pooled read-only connection (WAL: it sees the last commit and never waits for the writer).</summary>
+    private Task<T> ReadAsync<T>(Func<SqliteConnection, T> work)
     {
-        await _lock.WaitAsync();
-        bool notify;
-        T result;
-        try
+        using var connection = new SqliteConnection(_readConnectionString ?? throw new InvalidOperationException("The object store is not open."));
+        connection.Open();
+        return Task.FromResult(work(connection));
+    }
+
+    /// <summary>
+    /// A write, run by the writer loop inside a transaction shared with whatever else is waiting (group commit: many
+    /// concurrent PUTs share one fsync); it completes once that transaction is on disk.
+    /// </summary>
+    private Task<T> WriteAsync<T>(Func<SqliteConnection, T> work)
+    {
+        var write = new Write<T>(work);
+        return _writes.Writer.TryWrite(write) ? write.Completion : Task.FromException<T>(new ObjectDisposedException(nameof(ObjectStore), "the object store is closed"));
+    }
+
+    private async Task WriterLoop()
+    {
+        var connection = _connection!;
+        var batch = new List<Write>(MaxBatch);
+        while (await _writes.Reader.WaitToReadAsync())
         {
-            var connection = _connection ?? throw new InvalidOperationException("The object store is not open.");
-            _outboxPending = false;
-            if (transaction)
+            while (batch.Count < MaxBatch && _writes.Reader.TryRead(out var write))
             {
-                using var tx = connection.BeginTransaction();
-                result = work(connection);
-                tx.Commit();
+                batch.Add(write);
+            }
+            _outboxPending = false;
+            try
+            {
+                using var transaction = connection.BeginTransaction();
+                foreach (var write in batch)
+                {
+                    // Each write in a savepoint of its own: one that fails leaves no trace, the others commit.
+                    Run(connection, "SAVEPOINT one;");
+                    if (write.Execute(connection))
+                    {
+                        Run(connection, "RELEASE one;");
+                    }
+                    else
+                    {
+                        Run(connection, "ROLLBACK TO one; RELEASE one;");
+                    }
+                }
+                transaction.Commit(); // durability: every write of the batch is on disk from here
+                foreach (var write in batch)
+                {
+                    write.Complete();
+                }
+            }
+            catch (Exception e)
+            {
+                // The batch failed as a whole (a commit that could not happen: disk full, say): each caller learns it.
+                foreach (var write in batch)
+                {
+                    write.Fail(e);
+                }
+            }
+            batch.Clear();
+            if (_outboxPending)
+            {
+                OutboxWritten?.Invoke();
+            }
+        }
+    }
+
+    private abstract class Write
+    {
+        /// <summary>Runs inside the batch's transaction; false when it failed (its changes are rolled back).</summary>
+        public abstract bool Execute(SqliteConnection connection);
+
+        public abstract void Complete();
+
+        public abstract void Fail(Exception e);
+    }
+
+    private sealed class Write<T>(Func<SqliteConnection, T> work) : Write
+    {
+        private readonly TaskCompletionSource<T> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private T? _result;
+        private Exception? _error;
+
+        public Task<T> Completion => _completion.Task;
+
+        public override bool Execute(SqliteConnection connection)
+        {
+            try
+            {
+                _result = work(connection);
+                return true;
+            }
+            catch (Exception e)
+            {
+                _error = e;
+                return false;
+            }
+        }
+
+        public override void Complete()
+        {
+            if (_error is not null)
+            {
+                _completion.TrySetException(_error);
             }
             else
             {
-                result = work(connection);
+                _completion.TrySetResult(_result!);
             }
-            notify = _outboxPending;
         }
-        finally
-        {
-            _lock.Release();
-        }
-        if (notify)
-        {
-            OutboxWritten?.Invoke();
-        }
-        return result;
+
+        public override void Fail(Exception e) => _completion.TrySetException(_error ?? e);
     }
 
     private void Execute(string sql)

@@ -90,7 +90,7 @@ internal static partial class S3Api
 
     private static async Task StorePartAsync(S3Call call, MultipartUpload upload, int number, Received received, string? checksum)
     {
-        var blob = call.Store.Adopt(received.TempFile);
+        var blob = await call.Store.AdoptAsync(received.TempFile);
         if (!await call.Store.PutPartAsync(upload.UploadId, new UploadPart(number, received.Size, Quoted(received.Md5), call.Store.Now, blob, checksum)))
         {
             throw S3Exception.NoSuchUpload(upload.UploadId);
@@ -211,7 +211,8 @@ internal static partial class S3Api
                         size += read;
                     }
                 }
-                output.Flush(flushToDisk: true);
+                await output.FlushAsync(call.Aborted);
+                await DiskSync.FlushAsync(output.SafeFileHandle);
             }
         }
         catch
@@ -235,7 +236,7 @@ internal static partial class S3Api
                 ? full.Finish()
                 : S3Checksums.Of(algorithm, parts.SelectMany(p => p.Checksum is null ? [] : Convert.FromBase64String(p.Checksum)).ToArray()) + "-" + Number(parts.Count);
         }
-        var blob = call.Store.Adopt(temp);
+        var blob = await call.Store.AdoptAsync(temp);
         var o = await call.Store.PutAsync(bucket, new NewObject(upload.Key, blob, size, objectETag, upload.Headers, upload.Tags, upload.ChecksumAlgorithm, objectChecksum,
             upload.ChecksumType, parts.Select(p => p.Size).ToArray()), "ObjectCreated:CompleteMultipartUpload", call.Origin, completedUpload: upload.UploadId);
         WriteVersionHeader(call.Response, o.VersionId);

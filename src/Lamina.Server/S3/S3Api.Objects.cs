@@ -121,7 +121,8 @@ internal static partial class S3Api
                     checksum?.Append(data);
                     await file.WriteAsync(buffer.AsMemory(0, read), call.Aborted);
                 }
-                file.Flush(flushToDisk: true);
+                await file.FlushAsync(call.Aborted);
+                await DiskSync.FlushAsync(file.SafeFileHandle);
             }
             if (expected is { } length && total != length)
             {
@@ -258,12 +259,16 @@ internal static partial class S3Api
         var bucket = call.RequireBucket();
         var headers = StoredHeadersOf(call.Request);
         var tags = TagsFromHeader(call.Header("x-amz-tagging"));
-        await CheckWriteConditionsAsync(call, bucket);
+        var condition = WriteCondition(call);
+        if (condition is not null && condition(await call.Store.GetAsync(bucket.Name, call.Key, null)) is { } failed)
+        {
+            throw failed;
+        }
         var received = await ReceiveAsync(call, MaxSinglePut);
         string blob;
         try
         {
-            blob = call.Store.Adopt(received.TempFile);
+            blob = await call.Store.AdoptAsync(received.TempFile);
         }
         catch
         {
@@ -272,39 +277,44 @@ internal static partial class S3Api
         }
         var etag = Quoted(received.Md5);
         var stored = await call.Store.PutAsync(bucket, new NewObject(call.Key, blob, received.Size, etag, headers, tags,
-            received.ChecksumAlgorithm, received.Checksum, received.ChecksumAlgorithm is null ? null : "FULL_OBJECT", null), "ObjectCreated:Put", call.Origin);
+            received.ChecksumAlgorithm, received.Checksum, received.ChecksumAlgorithm is null ? null : "FULL_OBJECT", null), "ObjectCreated:Put", call.Origin, condition: condition);
         call.Response.Headers.ETag = etag;
         WriteVersionHeader(call.Response, stored.VersionId);
         WriteChecksumHeaders(call.Response, received.ChecksumAlgorithm, received.Checksum, "FULL_OBJECT");
         call.Response.StatusCode = 200;
     }
 
-    /// <summary>Conditional writes (S3 since 2024): <c>If-None-Match: *</c> refuses to overwrite, <c>If-Match</c> requires the current ETag.</summary>
-    private static async Task CheckWriteConditionsAsync(S3Call call, Bucket bucket)
+    /// <summary>
+    /// Conditional writes (S3 since 2024): <c>If-None-Match: *</c> refuses to overwrite, <c>If-Match</c> requires the
+    /// current ETag. Checked before the upload (no bytes sent for nothing) and again in the write's own transaction,
+    /// so two writers racing on one key cannot both win.
+    /// </summary>
+    private static Func<S3Object?, S3Exception?>? WriteCondition(S3Call call)
     {
         var ifNoneMatch = call.Header("If-None-Match");
         var ifMatch = call.Header("If-Match");
         if (ifNoneMatch is null && ifMatch is null)
         {
-            return;
+            return null;
         }
-        var current = await call.Store.GetAsync(bucket.Name, call.Key, null);
-        var exists = current is { DeleteMarker: false };
-        if (ifNoneMatch == "*" && exists)
+        var key = call.Key;
+        return current =>
         {
-            throw new S3Exception(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold", ("Condition", "If-None-Match"));
-        }
-        if (ifMatch is not null)
-        {
-            if (!exists)
+            var exists = current is { DeleteMarker: false };
+            if (ifNoneMatch == "*" && exists)
             {
-                throw S3Exception.NoSuchKey(call.Key);
+                return new S3Exception(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold", ("Condition", "If-None-Match"));
             }
-            if (!EtagMatches(ifMatch, current!.ETag))
+            if (ifMatch is not null && !exists)
             {
-                throw new S3Exception(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold", ("Condition", "If-Match"));
+                return S3Exception.NoSuchKey(key);
             }
-        }
+            if (ifMatch is not null && !EtagMatches(ifMatch, current!.ETag))
+            {
+                return new S3Exception(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold", ("Condition", "If-Match"));
+            }
+            return null;
+        };
     }
 
     private static bool EtagMatches(string condition, string etag) =>
@@ -679,7 +689,8 @@ internal static partial class S3Api
                     await output.WriteAsync(buffer.AsMemory(0, read), call.Aborted);
                     left -= read;
                 }
-                output.Flush(flushToDisk: true);
+                await output.FlushAsync(call.Aborted);
+                await DiskSync.FlushAsync(output.SafeFileHandle);
             }
             return new Received(temp, count, md5.GetHashAndReset(), algorithm, checksum?.Finish());
         }
@@ -717,7 +728,7 @@ internal static partial class S3Api
         var headers = replaceMetadata ? StoredHeadersOf(call.Request) : new Dictionary<string, string>(source.Headers, StringComparer.OrdinalIgnoreCase);
         var tags = replaceTags ? TagsFromHeader(call.Header("x-amz-tagging")) : new Dictionary<string, string>(source.Tags);
         var received = await CopyBytesAsync(call, source, 0, source.Size, algorithm);
-        var blob = call.Store.Adopt(received.TempFile);
+        var blob = await call.Store.AdoptAsync(received.TempFile);
         var etag = Quoted(received.Md5);
         var stored = await call.Store.PutAsync(bucket, new NewObject(call.Key, blob, received.Size, etag, headers, tags, algorithm, received.Checksum,
             algorithm is null ? null : "FULL_OBJECT", null), "ObjectCreated:Copy", call.Origin);
