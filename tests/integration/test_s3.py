@@ -289,6 +289,31 @@ class ObjectTests(S3TestCase):
         self.assertS3Error(lambda: self.s3.put_object_tagging(Bucket=name, Key="t", Tagging=too_many), 400, "BadRequest")
 
 
+class MetricsTests(S3TestCase):
+    def test_requests_and_bytes_in_metrics(self):
+        import re as _re
+        name = self.bucket()
+
+        def scrape() -> str:
+            return requests.get(f"{self.server.url}/metrics", timeout=30).text
+
+        def value(text: str, series: str) -> float:
+            m = _re.search(_re.escape(series) + r" (\S+)", text)
+            return float(m.group(1)) if m else 0.0
+        before = scrape()
+        self.s3.put_object(Bucket=name, Key="m", Body=b"x" * 10_000)
+        self.s3.get_object(Bucket=name, Key="m")["Body"].read()
+        self.assertS3Error(lambda: self.s3.get_object(Bucket=name, Key="missing"), 404, "NoSuchKey")
+        after = scrape()
+        for series, at_least in (('lamina_s3_requests_total{operation="PutObject",status="2xx"}', 1),
+                                 ('lamina_s3_requests_total{operation="GetObject",status="2xx"}', 1),
+                                 ('lamina_s3_requests_total{operation="GetObject",status="4xx"}', 1),
+                                 ('lamina_s3_bytes_total{direction="in"}', 10_000),
+                                 ('lamina_s3_bytes_total{direction="out"}', 10_000)):
+            with self.subTest(series=series):
+                self.assertGreaterEqual(value(after, series) - value(before, series), at_least)
+
+
 class ChecksumTests(S3TestCase):
     def test_sdk_checksums_stored_and_returned(self):
         name = self.bucket()
@@ -622,6 +647,23 @@ class HostileInputTests(S3TestCase):
             time.sleep(0.05)
         self.assertEqual(self.s3.get_object(Bucket=name, Key="k")["Body"].read(), b"original")
         self.assertEqual(list((self.server.data_dir / "s3" / "tmp").iterdir()), [])
+
+    def test_declared_size_over_5_gib_refused_before_the_body(self):
+        import socket
+        name = self.bucket()
+        host, port = self.server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(f"PUT /{name}/huge HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {6 * 1024 ** 3}\r\n"
+                         f"x-amz-content-sha256: UNSIGNED-PAYLOAD\r\nAuthorization: {_anonymous_auth()}\r\n\r\n".encode())
+            answer = b""
+            while b"</Error>" not in answer:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        self.assertTrue(answer.startswith(b"HTTP/1.1 400"), answer[:200])
+        self.assertIn(b"<Code>EntityTooLarge</Code>", answer)
+        self.assertIn(b"<MaxSizeAllowed>5368709120</MaxSizeAllowed>", answer)
 
     def test_unknown_subresource_not_taken_for_another_operation(self):
         name = self.bucket()

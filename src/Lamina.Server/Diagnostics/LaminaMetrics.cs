@@ -38,6 +38,8 @@ internal sealed class LaminaMetrics : IDisposable
     private readonly Counter<double> _billedDuration;
     private readonly Counter<double> _gbSeconds;
     private readonly UpDownCounter<long> _concurrentExecutions;
+    private readonly Counter<long> _s3Requests;
+    private readonly Counter<long> _s3Bytes;
 
     public LaminaMetrics(int maxFunctionLabelSets = PrometheusExporter.DefaultMaxFunctionLabelSets)
     {
@@ -62,10 +64,29 @@ internal sealed class LaminaMetrics : IDisposable
             "Compute as Lambda bills it: billed duration times MemorySize / 1024");
         _concurrentExecutions = Meter.CreateUpDownCounter<long>("lamina.concurrent_executions", "{invocation}",
             "Invocations running now (admitted, until their environment is given back)");
+        _s3Requests = Meter.CreateCounter<long>("lamina.s3.requests", "{request}",
+            "S3 requests by operation (S3's names: PutObject, GetObject, …) and status class (2xx, 3xx, 4xx, 5xx)");
+        _s3Bytes = Meter.CreateCounter<long>("lamina.s3.bytes", "By",
+            "Bytes S3 requests carried, by direction: in (request bodies as sent) and out (response bodies of known length)");
         Exporter = new PrometheusExporter(Meter, maxFunctionLabelSets);
     }
 
     public Meter Meter { get; }
+
+    /// <summary>An S3 request ended (<paramref name="operation"/> is a literal: label values are compared by identity).</summary>
+    public void S3Request(string operation, int status, long received, long sent)
+    {
+        var statusClass = status switch { < 300 => "2xx", < 400 => "3xx", < 500 => "4xx", _ => "5xx" };
+        _s3Requests.Add(1, new KeyValuePair<string, object?>("operation", operation), new KeyValuePair<string, object?>("status", statusClass));
+        if (received > 0)
+        {
+            _s3Bytes.Add(received, new KeyValuePair<string, object?>("direction", "in"));
+        }
+        if (sent > 0)
+        {
+            _s3Bytes.Add(sent, new KeyValuePair<string, object?>("direction", "out"));
+        }
+    }
 
     /// <summary>What <c>GET /metrics</c> writes.</summary>
     public PrometheusExporter Exporter { get; }

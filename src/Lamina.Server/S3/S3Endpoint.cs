@@ -129,6 +129,7 @@ internal static partial class S3Api
         response.Headers["x-amz-id-2"] = S3Xml.HostId(requestId);
         string? bucketName = virtualBucket;
         var key = "";
+        var operation = "Unknown";
         try
         {
             var rawPath = RawPath(context);
@@ -168,7 +169,8 @@ internal static partial class S3Api
                 CorsRule.Find(corsBucket.Cors, context.Request.Headers.Origin.ToString(), context.Request.Method, [])
                     ?.Apply(response, context.Request.Headers.Origin.ToString(), preflight: false, null);
             }
-            await DispatchAsync(call);
+            (operation, var handler) = Route(call);
+            await handler(call);
         }
         catch (S3Exception error) when (!response.HasStarted)
         {
@@ -183,6 +185,11 @@ internal static partial class S3Api
             var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Lamina.Server.S3");
             Log.RequestFailed(logger, context.Request.Method, context.Request.Path, e);
             await WriteErrorAsync(context, new S3Exception(500, "InternalError", "We encountered an internal error. Please try again."), requestId, bucketName, key);
+        }
+        finally
+        {
+            context.RequestServices.GetRequiredService<Diagnostics.LaminaMetrics>().S3Request(operation, response.StatusCode,
+                context.Request.ContentLength ?? 0, response.ContentLength ?? 0);
         }
     }
 
@@ -261,68 +268,70 @@ internal static partial class S3Api
         return (key!.AccountId, signing);
     }
 
-    private static Task DispatchAsync(S3Call call)
+    /// <summary>The operation a request names (S3's name for it, used in metrics) and its handler; throws for none.</summary>
+    private static (string Operation, Func<S3Call, Task> Handler) Route(S3Call call)
     {
         var method = call.Request.Method;
         if (call.BucketName is null)
         {
-            return HttpMethods.IsGet(method) ? ListBucketsAsync(call) : throw MethodNotAllowed(method);
+            return HttpMethods.IsGet(method) ? ("ListBuckets", ListBucketsAsync) : throw MethodNotAllowed(method);
         }
         if (HttpMethods.IsOptions(method))
         {
-            return PreflightAsync(call);
+            return ("PreflightCors", PreflightAsync);
         }
         if (call.Key.Length == 0)
         {
             return method switch
             {
-                "PUT" when call.Has("versioning") => PutVersioningAsync(call),
-                "PUT" when call.Has("tagging") => PutBucketTaggingAsync(call),
-                "PUT" when call.Has("cors") => PutCorsAsync(call),
-                "PUT" when call.Has("notification") => PutNotificationAsync(call),
-                "PUT" when call.Has("acl") => AcceptAclAsync(call),
+                "PUT" when call.Has("versioning") => ("PutBucketVersioning", PutVersioningAsync),
+                "PUT" when call.Has("tagging") => ("PutBucketTagging", PutBucketTaggingAsync),
+                "PUT" when call.Has("cors") => ("PutBucketCors", PutCorsAsync),
+                "PUT" when call.Has("notification") => ("PutBucketNotificationConfiguration", PutNotificationAsync),
+                "PUT" when call.Has("acl") => ("PutBucketAcl", AcceptAclAsync),
                 "PUT" when Unsupported(call) is { } name => throw NotImplemented(name),
-                "PUT" => CreateBucketAsync(call),
-                "GET" when call.Has("location") => GetLocationAsync(call),
-                "GET" when call.Has("versioning") => GetVersioningAsync(call),
-                "GET" when call.Has("tagging") => GetBucketTaggingAsync(call),
-                "GET" when call.Has("cors") => GetCorsAsync(call),
-                "GET" when call.Has("notification") => GetNotificationAsync(call),
-                "GET" when call.Has("versions") => ListVersionsAsync(call),
-                "GET" when call.Has("uploads") => ListUploadsAsync(call),
-                "GET" when call.Has("acl") => GetAclAsync(call),
+                "PUT" => ("CreateBucket", CreateBucketAsync),
+                "GET" when call.Has("location") => ("GetBucketLocation", GetLocationAsync),
+                "GET" when call.Has("versioning") => ("GetBucketVersioning", GetVersioningAsync),
+                "GET" when call.Has("tagging") => ("GetBucketTagging", GetBucketTaggingAsync),
+                "GET" when call.Has("cors") => ("GetBucketCors", GetCorsAsync),
+                "GET" when call.Has("notification") => ("GetBucketNotificationConfiguration", GetNotificationAsync),
+                "GET" when call.Has("versions") => ("ListObjectVersions", ListVersionsAsync),
+                "GET" when call.Has("uploads") => ("ListMultipartUploads", ListUploadsAsync),
+                "GET" when call.Has("acl") => ("GetBucketAcl", GetAclAsync),
                 "GET" when call.Has("policy") => throw new S3Exception(404, "NoSuchBucketPolicy", "The bucket policy does not exist", ("BucketName", call.BucketName)),
                 "GET" when call.Has("encryption") => throw new S3Exception(404, "ServerSideEncryptionConfigurationNotFoundError",
                     "The server side encryption configuration was not found", ("BucketName", call.BucketName)),
                 "GET" when Unsupported(call) is { } name => throw NotImplemented(name),
-                "GET" when call.QueryValue("list-type") == "2" => ListObjectsAsync(call, v2: true),
-                "GET" => ListObjectsAsync(call, v2: false),
-                "HEAD" => HeadBucketAsync(call),
-                "DELETE" when call.Has("tagging") => DeleteBucketTaggingAsync(call),
-                "DELETE" when call.Has("cors") => DeleteCorsAsync(call),
+                "GET" when call.QueryValue("list-type") == "2" => ("ListObjectsV2", static c => ListObjectsAsync(c, v2: true)),
+                "GET" => ("ListObjects", static c => ListObjectsAsync(c, v2: false)),
+                "HEAD" => ("HeadBucket", HeadBucketAsync),
+                "DELETE" when call.Has("tagging") => ("DeleteBucketTagging", DeleteBucketTaggingAsync),
+                "DELETE" when call.Has("cors") => ("DeleteBucketCors", DeleteCorsAsync),
                 "DELETE" when Unsupported(call) is { } name => throw NotImplemented(name),
-                "DELETE" => DeleteBucketAsync(call),
-                "POST" when call.Has("delete") => DeleteObjectsAsync(call),
+                "DELETE" => ("DeleteBucket", DeleteBucketAsync),
+                "POST" when call.Has("delete") => ("DeleteObjects", DeleteObjectsAsync),
                 _ => throw MethodNotAllowed(method),
             };
         }
         return method switch
         {
-            "PUT" when call.Has("uploadId") && call.Has("partNumber") => call.Header("x-amz-copy-source") is not null ? UploadPartCopyAsync(call) : UploadPartAsync(call),
-            "PUT" when call.Has("tagging") => PutObjectTaggingAsync(call),
-            "PUT" when call.Has("acl") => AcceptAclAsync(call),
-            "PUT" when call.Header("x-amz-copy-source") is not null => CopyObjectAsync(call),
-            "PUT" => PutObjectAsync(call),
-            "GET" when call.Has("uploadId") => ListPartsAsync(call),
-            "GET" when call.Has("tagging") => GetObjectTaggingAsync(call),
-            "GET" when call.Has("acl") => GetAclAsync(call),
-            "GET" => GetObjectAsync(call, head: false),
-            "HEAD" => GetObjectAsync(call, head: true),
-            "DELETE" when call.Has("uploadId") => AbortUploadAsync(call),
-            "DELETE" when call.Has("tagging") => DeleteObjectTaggingAsync(call),
-            "DELETE" => DeleteObjectAsync(call),
-            "POST" when call.Has("uploads") => CreateUploadAsync(call),
-            "POST" when call.Has("uploadId") => CompleteUploadAsync(call),
+            "PUT" when call.Has("uploadId") && call.Has("partNumber") => call.Header("x-amz-copy-source") is not null
+                ? ("UploadPartCopy", UploadPartCopyAsync) : ("UploadPart", UploadPartAsync),
+            "PUT" when call.Has("tagging") => ("PutObjectTagging", PutObjectTaggingAsync),
+            "PUT" when call.Has("acl") => ("PutObjectAcl", AcceptAclAsync),
+            "PUT" when call.Header("x-amz-copy-source") is not null => ("CopyObject", CopyObjectAsync),
+            "PUT" => ("PutObject", PutObjectAsync),
+            "GET" when call.Has("uploadId") => ("ListParts", ListPartsAsync),
+            "GET" when call.Has("tagging") => ("GetObjectTagging", GetObjectTaggingAsync),
+            "GET" when call.Has("acl") => ("GetObjectAcl", GetAclAsync),
+            "GET" => ("GetObject", static c => GetObjectAsync(c, head: false)),
+            "HEAD" => ("HeadObject", static c => GetObjectAsync(c, head: true)),
+            "DELETE" when call.Has("uploadId") => ("AbortMultipartUpload", AbortUploadAsync),
+            "DELETE" when call.Has("tagging") => ("DeleteObjectTagging", DeleteObjectTaggingAsync),
+            "DELETE" => ("DeleteObject", DeleteObjectAsync),
+            "POST" when call.Has("uploads") => ("CreateMultipartUpload", CreateUploadAsync),
+            "POST" when call.Has("uploadId") => ("CompleteMultipartUpload", CompleteUploadAsync),
             _ => throw MethodNotAllowed(method),
         };
     }
