@@ -112,6 +112,8 @@ public sealed class LaminaMetricsTests
             "# TYPE lamina_billed_duration_seconds_total counter",
             "# TYPE lamina_gb_seconds_total counter",
             "# TYPE lamina_concurrent_executions gauge",
+            "# TYPE lamina_s3_requests_total counter",
+            "# TYPE lamina_s3_bytes_total counter",
         ], types);
     }
 
