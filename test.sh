@@ -15,6 +15,8 @@ status=0
 echo "== build"
 dotnet build Lamina.slnx -c Release -nologo -v quiet -clp:ErrorsOnly
 touch artifacts/bin/Lamina.Server/release/Lamina.Server.dll
+# The AWS SDKs the managed runtimes include (boto3, the JS SDK v3), as the launcher installs them for `serve`.
+lamina_runtime_sdks "$root"
 
 echo "== unit tests"
 dotnet test tests/Lamina.Tests -c Release --no-build -nologo -v quiet 2>&1 | tee "$logs/unit" || status=1
