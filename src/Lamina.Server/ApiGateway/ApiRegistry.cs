@@ -231,12 +231,16 @@ internal sealed partial class ApiRegistry : IHostedService, IDisposable
         }
     }
 
-    /// <summary>Stores (creates or replaces) an API key; <paramref name="check"/> runs under the write lock and may refuse.</summary>
-    public Task<AwsError?> PutKeyAsync(ApiKey key, Func<AwsError?>? check = null) =>
-        PutAsync("apigw_api_keys", key.Id!, key, _keys, ApiGatewayJsonContext.Default.ApiKey, check);
+    /// <summary>
+    /// Creates or changes the API key <paramref name="id"/>: <paramref name="change"/> gets the stored key (null when
+    /// there is none) under the write lock and returns the key to store, or an error (then nothing is written).
+    /// </summary>
+    public Task<(ApiKey? Value, AwsError? Error)> ChangeKeyAsync(string id, Func<ApiKey?, (ApiKey? Next, AwsError? Error)> change) =>
+        ChangeAsync("apigw_api_keys", id, _keys, ApiGatewayJsonContext.Default.ApiKey, change);
 
-    public Task<AwsError?> PutPlanAsync(UsagePlan plan, Func<AwsError?>? check = null) =>
-        PutAsync("apigw_usage_plans", plan.Id!, plan, _plans, ApiGatewayJsonContext.Default.UsagePlan, check);
+    /// <summary>Creates or changes the usage plan <paramref name="id"/>, as <see cref="ChangeKeyAsync"/>.</summary>
+    public Task<(UsagePlan? Value, AwsError? Error)> ChangePlanAsync(string id, Func<UsagePlan?, (UsagePlan? Next, AwsError? Error)> change) =>
+        ChangeAsync("apigw_usage_plans", id, _plans, ApiGatewayJsonContext.Default.UsagePlan, change);
 
     /// <summary>Deletes an API key and takes it out of every usage plan, in one transaction.</summary>
     public async Task<bool> DeleteKeyAsync(string id)
@@ -293,22 +297,24 @@ internal sealed partial class ApiRegistry : IHostedService, IDisposable
         }
     }
 
-    private async Task<AwsError?> PutAsync<T>(string table, string id, T value, ConcurrentDictionary<string, T> memory, JsonTypeInfo<T> typeInfo, Func<AwsError?>? check)
+    private async Task<(T? Value, AwsError? Error)> ChangeAsync<T>(string table, string id, ConcurrentDictionary<string, T> memory, JsonTypeInfo<T> typeInfo,
+        Func<T?, (T? Next, AwsError? Error)> change) where T : class
     {
         await _writeLock.WaitAsync();
         try
         {
-            if (check?.Invoke() is { } error)
+            var (next, error) = change(memory.GetValueOrDefault(id));
+            if (error is not null || next is null)
             {
-                return error;
+                return (null, error);
             }
             using (var connection = _database.Open())
             {
                 Execute(connection, null, $"INSERT INTO {table} (id, document) VALUES ($id, $document) ON CONFLICT (id) DO UPDATE SET document = excluded.document;",
-                    ("$id", id), ("$document", Serialize(value, typeInfo)));
+                    ("$id", id), ("$document", Serialize(next, typeInfo)));
             }
-            memory[id] = value;
-            return null;
+            memory[id] = next;
+            return (next, null);
         }
         finally
         {

@@ -155,7 +155,7 @@ internal sealed partial class ExecuteApi : IDisposable
             }
             else
             {
-                await GatewayErrorAsync(context, exchange, StatusCodes.Status403Forbidden, "Forbidden", "MISSING_AUTHENTICATION_TOKEN");
+                await GatewayErrorAsync(context, exchange, StatusCodes.Status403Forbidden, "Forbidden", "FORBIDDEN");
             }
         }
         finally
@@ -854,7 +854,7 @@ internal sealed partial class ExecuteApi : IDisposable
     {
         "MISSING_AUTHENTICATION_TOKEN" => "MissingAuthenticationTokenException",
         "UNAUTHORIZED" => "UnauthorizedException",
-        "ACCESS_DENIED" or "INVALID_API_KEY" or "INVALID_SIGNATURE" => "ForbiddenException",
+        "ACCESS_DENIED" or "INVALID_API_KEY" or "INVALID_SIGNATURE" or "FORBIDDEN" => "ForbiddenException",
         "THROTTLED" or "QUOTA_EXCEEDED" => "TooManyRequestsException",
         "AUTHORIZER_CONFIGURATION_ERROR" => "AuthorizerConfigurationException",
         _ => status >= 500 ? "InternalServerErrorException" : "BadRequestException",
