@@ -97,7 +97,7 @@ internal sealed class LiveApi
         foreach (var stage in api.Stages)
         {
             var snapshot = stage.DeploymentId is { } deployment ? snapshotOf(deployment) : null;
-            var routes = new RouteTable<LiveRoute>();
+            var routes = new RouteTable<LiveRoute> { ResourceFirst = true };
             List<LiveAuthorizer> usedAuthorizers = [];
             if (snapshot is not null)
             {

@@ -16,8 +16,15 @@ internal sealed partial class RouteTable<T> where T : class
 
     public bool IsEmpty => _entries.Count == 0 && _default is null;
 
+    /// <summary>
+    /// A REST API's table: the most specific resource for the path is chosen first, then its method (or ANY); a method the
+    /// resource lacks is no match, even if a less specific resource (a greedy one) has it. HTTP APIs choose among
+    /// routes with the method already matched.
+    /// </summary>
+    public bool ResourceFirst { get; init; }
+
     /// <summary>Adds a route. <paramref name="pathTemplate"/> must be valid (<see cref="RouteTemplates.Validate"/>).</summary>
-    public void Add(string method, string pathTemplate, T value) => _entries.Add(new Entry(method, RouteTemplates.Parse(pathTemplate), value));
+    public void Add(string method, string pathTemplate, T value) => _entries.Add(new Entry(method, pathTemplate, RouteTemplates.Parse(pathTemplate), value));
 
     /// <summary>The <c>$default</c> route, which takes what nothing else does.</summary>
     public void SetDefault(T value) => _default = value;
@@ -32,9 +39,21 @@ internal sealed partial class RouteTable<T> where T : class
         Entry? best = null;
         foreach (var entry in _entries)
         {
-            if ((entry.Method == "ANY" || entry.Method == method) && Matches(entry.Template, segments) && (best is null || Compare(entry, best) > 0))
+            if ((ResourceFirst || entry.Method == "ANY" || entry.Method == method) && Matches(entry.Template, segments) && (best is null || Compare(entry, best) > 0))
             {
                 best = entry;
+            }
+        }
+        if (ResourceFirst && best is not null)
+        {
+            // The resource is chosen; now its method.
+            var resource = best.Path;
+            best = _entries.FirstOrDefault(e => e.Path == resource && e.Method == method) ?? _entries.FirstOrDefault(e => e.Path == resource && e.Method == "ANY");
+            if (best is null)
+            {
+                value = null!;
+                parameters = null;
+                return false;
             }
         }
         if (best is null)
@@ -112,7 +131,7 @@ internal sealed partial class RouteTable<T> where T : class
         return (a.Method != "ANY" ? 1 : 0) - (b.Method != "ANY" ? 1 : 0);
     }
 
-    private sealed record Entry(string Method, RouteTemplate Template, T Value);
+    private sealed record Entry(string Method, string Path, RouteTemplate Template, T Value);
 }
 
 /// <summary>A parsed path template: its segments before a greedy variable, and that variable's name, if any.</summary>
