@@ -78,21 +78,10 @@ internal sealed partial class ApiExchange
     public string FormatAccessLog(string format, string accountId) =>
         ContextVariable().Replace(format, match =>
         {
+            // A variable at the end of a sentence: its full stop is not part of the name.
             var name = match.Groups["name"].Value;
-            // A variable followed by a sentence's full stop: the longest known name wins.
-            while (true)
-            {
-                if (Variable(name, accountId) is { } value)
-                {
-                    return value + match.Value[("$context.".Length + name.Length)..];
-                }
-                var dot = name.LastIndexOf('.');
-                if (dot < 0)
-                {
-                    return "-" + match.Value[("$context.".Length + match.Groups["name"].Value.Length)..];
-                }
-                name = name[..dot];
-            }
+            var trimmed = name.TrimEnd('.');
+            return (Variable(trimmed, accountId) ?? "-") + name[trimmed.Length..];
         });
 
     /// <summary>The value of <c>$context.NAME</c>, <c>-</c> for a known variable without a value, null for an unknown name.</summary>
