@@ -17,6 +17,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
+import re
 import shutil
 import subprocess
 import tempfile
@@ -26,6 +28,7 @@ import uuid
 from pathlib import Path
 
 import botocore.exceptions
+import botocore.loaders
 import requests
 
 import lamina_harness as h
@@ -58,6 +61,8 @@ def handler(event, context):
         return "just text"
     if path.endswith("/fail"):
         raise RuntimeError("boom")
+    if path.endswith("/badheader"):
+        return {"statusCode": 200, "headers": {"x-split": "a\r\nx-injected: 1"}, "body": "x"}
     if path.endswith("/slow"):
         time.sleep(3)
     return {"statusCode": 200, "headers": {"content-type": "application/json"},
@@ -304,6 +309,10 @@ class HttpApiTests(ApiGatewayTestCase):
         self.assertEqual(requests.get(self.url(api_id, "/v2/string"), timeout=60).text, "just text")
         failed = requests.get(self.url(api_id, "/v2/fail"), timeout=60)
         self.assertEqual((failed.status_code, failed.json()), (500, {"message": "Internal Server Error"}))
+        # A header that would split the response is a malformed result, not a broken connection.
+        split = requests.get(self.url(api_id, "/v2/badheader"), timeout=60)
+        self.assertEqual((split.status_code, split.json()), (500, {"message": "Internal Server Error"}))
+        self.assertNotIn("x-injected", split.headers)
         # A binary request body reaches the function base64-encoded.
         posted = self.get_event(self.url(api_id, "/v2/echo"), method="POST", data=bytes(range(256)),
                                 headers={"Content-Type": "application/octet-stream"})
@@ -584,6 +593,109 @@ class RestApiTests(ApiGatewayTestCase):
         self.allow(api_id)
         event = self.get_event(self.url(api_id, "/live/v1/greet/ann"), method="POST", data="hi")
         self.assertEqual((event["resource"], event["pathParameters"], event["body"]), ("/v1/greet/{name}", {"name": "ann"}, "hi"))
+
+
+class HostileTests(ApiGatewayTestCase):
+    """RELIABILITY.md §4.1 for API Gateway: a seeded fuzz of both control planes from botocore's models, and hostile
+    requests to the data plane. Never a 5xx from the control plane, always API Gateway's error shape, never a dropped
+    connection, a healthy server after."""
+
+    WEIRD = ["", " ", "..", "%2F", "%2e%2e", "%00", "a%00b", "%ZZ", "\u00e9", "\U0001F600", "{}", "[]", "null", "-1", "9" * 30,
+             "$default", "ANY /{proxy+}", "GET /", "x" * 3000, "<script>", "%0D%0AX-Injected:%201", "arn:aws:lambda:::function:x"]
+
+    def _value(self, rng: random.Random, shapes: dict, name: str, depth: int = 0):
+        shape = shapes[name]
+        kind = shape["type"]
+        if rng.random() < 0.1:
+            return rng.choice([None, 1, -1, 2 ** 63, "x", [], {}, True, 1.5])
+        if depth > 3:
+            return None
+        if kind == "structure":
+            return {m: self._value(rng, shapes, spec["shape"], depth + 1) for m, spec in shape.get("members", {}).items()
+                    if "location" not in spec and (m in shape.get("required", []) or rng.random() < 0.4)}
+        if kind == "list":
+            return [self._value(rng, shapes, shape["member"]["shape"], depth + 1) for _ in range(rng.choice([0, 1, 3]))]
+        if kind == "map":
+            return {rng.choice(self.WEIRD) or "k": self._value(rng, shapes, shape["value"]["shape"], depth + 1) for _ in range(rng.choice([0, 1, 2]))}
+        if kind == "string":
+            return rng.choice(shape["enum"]) if shape.get("enum") and rng.random() < 0.6 else rng.choice(self.WEIRD)
+        if kind in ("integer", "long"):
+            return rng.choice([0, -1, 1, 50, 29000, 30001, 2 ** 31, 3601])
+        if kind == "double":
+            return rng.choice([0.0, -1.0, 1e308])
+        if kind == "boolean":
+            return rng.random() < 0.5
+        if kind == "timestamp":
+            return rng.choice([0, "yesterday"])
+        return None
+
+    def test_control_plane_fuzz(self):
+        seed = int(os.environ.get("LAMINA_FUZZ_SEED", "").strip() or 22)
+        rng = random.Random(seed)
+        loader = botocore.loaders.Loader()
+        http_id = self.http_api()
+        rest_id = self.v1.create_rest_api(name=self.fn_name())["id"]
+        self.addCleanup(self._quietly, lambda: self.v1.delete_rest_api(restApiId=rest_id))
+        operations = []
+        for service in ("apigatewayv2", "apigateway"):
+            model = loader.load_service_model(service, "service-2")
+            for name, spec in model["operations"].items():
+                operations.append((model, name, spec))
+        problems = []
+        mark = self.server.mark()
+        for _ in range(int(os.environ.get("LAMINA_APIGW_FUZZ_COUNT", "").strip() or 600)):
+            model, name, spec = rng.choice(operations)
+            path, _, fixed = spec["http"]["requestUri"].partition("?")
+
+            def param(match):
+                member = match.group(1).lower().rstrip("+")
+                if rng.random() < 0.6 and "api" in member and "key" not in member:
+                    return http_id if "v2" in path else rest_id
+                return h.quote_path_segment(rng.choice(self.WEIRD) or "x")
+
+            url_path = re.sub(r"\{([^}]+)\}", param, path)
+            query = fixed
+            shape = model["shapes"].get(spec["input"]["shape"]) if "input" in spec else None
+            body: bytes | None = None
+            r = rng.random()
+            if shape is not None and r < 0.6:
+                body = json.dumps(self._value(rng, model["shapes"], spec["input"]["shape"])).encode()
+            elif r < 0.75:
+                body = rng.choice([b"{", b"[]", b"null", b'{"name": 1}', b"\xff\xfe", b'{"a":' + b"[" * 300 + b"]" * 300 + b"}",
+                                   b'{"patchOperations": [{"op": "replace", "path": "/x~1y", "value": "\\ud800"}]}'])
+            url = f"{self.server.url}{url_path}" + (f"?{query}" if query else "")
+            try:
+                response = requests.request(spec["http"]["method"], url, data=body, headers={"Content-Type": "application/json"}, timeout=30)
+            except requests.RequestException as e:
+                problems.append(f"{name} {url_path}: no answer ({e})")
+                continue
+            if response.status_code >= 500:
+                problems.append(f"{name} {spec['http']['method']} {url_path}: {response.status_code} {response.text[:300]}")
+            elif response.status_code >= 400 and not response.headers.get("x-amzn-ErrorType"):
+                problems.append(f"{name} {url_path}: {response.status_code} without x-amzn-ErrorType")
+        self.assertEqual(requests.get(f"{self.server.url}/health", timeout=30).status_code, 200)
+        logged = [line for line in self.server.output_since(mark, 100_000).splitlines() if re.search(r"Unhandled|\bfail: |   at ", line)]
+        problems += [f"server log: {line}" for line in logged]
+        self.assertFalse(problems, f"seed {seed}:\n" + "\n".join(problems[:10]))
+
+    def test_hostile_data_plane_requests(self):
+        api_id = self.http_api()
+        self.v2.create_route(ApiId=api_id, RouteKey="GET /items/{id}", Target=f"integrations/{self.lambda_integration(api_id)}")
+        self.v2.create_stage(ApiId=api_id, StageName="$default", AutoDeploy=True)
+        self.allow(api_id)
+        base = self.url(api_id, "")
+        for path in ["/items/%2F", "/items/..%2F..%2Fetc%2Fpasswd", "/items/%00", "/items/%ZZ", "/items/" + "a" * 6000, "//items//x", "/items/x?%ZZ=%00",
+                     "/items/\u00e9", "/items/a%0D%0AX-Injected:%201"]:
+            response = requests.get(base + path, timeout=60)
+            self.assertIn(response.status_code, (200, 400, 404, 414, 431), f"{path}: {response.status_code} {response.text[:200]}")
+            self.assertNotIn("x-injected", response.headers)
+        for method in ["PROPFIND", "TRACE", "FOO"]:
+            self.assertEqual(requests.request(method, base + "/items/1", timeout=30).status_code, 404)
+        too_big = requests.post(self.url(api_id, "/items/1"), data=b"x" * (10 * 1024 * 1024 + 1), timeout=120)
+        self.assertIn(too_big.status_code, (404, 413))
+        huge_header = requests.get(base + "/items/1", headers={"X-Big": "y" * 30_000}, timeout=60)
+        self.assertIn(huge_header.status_code, (200, 431))
+        self.assertEqual(requests.get(base + "/items/1", timeout=60).status_code, 200)
 
 
 class DurabilityTests(unittest.TestCase):

@@ -702,7 +702,8 @@ internal sealed partial class ExecuteApi : IDisposable
             {
                 if (!HopByHop.Contains(name))
                 {
-                    headers.AddRange(values.Select(v => new KeyValuePair<string, string>(name, v)));
+                    // What Kestrel could not send (control or non-ASCII characters) is dropped rather than failing the answer.
+                    headers.AddRange(values.Where(v => HttpProxyPayload.IsValidHeader(name, v)).Select(v => new KeyValuePair<string, string>(name, v)));
                 }
             }
             await WriteProxyResponseAsync(context, exchange, new ProxyResponse((int)answer.StatusCode, headers, [], responseBody, IsBase64: false), decodeBase64: false);

@@ -298,10 +298,42 @@ internal static class HttpProxyPayload
         {
             return null;
         }
+        if (headers.Any(static h => !IsValidHeader(h.Key, h.Value)) || cookies.Any(static c => !IsValidHeader("Set-Cookie", c)))
+        {
+            return null;
+        }
         return new ProxyResponse(status, headers, cookies, body, base64);
     }
 
     private static bool IsBase64(byte[] text) => System.Buffers.Text.Base64.IsValid(text);
+
+    /// <summary>
+    /// Whether a header the function returned can go on the wire: a token for a name, printable ASCII (and tabs) for a
+    /// value. Kestrel refuses anything else when the response starts (CR/LF would split the response), so such a
+    /// result is malformed rather than a crash halfway through answering.
+    /// </summary>
+    internal static bool IsValidHeader(string name, string value)
+    {
+        if (name.Length == 0)
+        {
+            return false;
+        }
+        foreach (var c in name)
+        {
+            if (c <= ' ' || c >= 0x7F || "\"(),/:;<=>?@[\\]{}".Contains(c))
+            {
+                return false;
+            }
+        }
+        foreach (var c in value)
+        {
+            if ((c < ' ' && c != '\t') || c >= 0x7F)
+            {
+                return false;
+            }
+        }
+        return true;
+    }
 
     private static string Scalar(JsonElement value) => value.ValueKind switch
     {

@@ -34,6 +34,10 @@ public sealed class ProxyResultTests
     [InlineData("""{"statusCode":"abc"}""")]
     [InlineData("""{"statusCode":99}""")]
     [InlineData("""{"statusCode":200,"body":"!!","isBase64Encoded":true}""")]
+    [InlineData("""{"statusCode":200,"headers":{"x-split":"a\r\nx-injected: 1"}}""")]
+    [InlineData("""{"statusCode":200,"headers":{"bad name":"v"}}""")]
+    [InlineData("""{"statusCode":200,"headers":{"x-utf8":"café"}}""")]
+    [InlineData("""{"statusCode":200,"cookies":["a=1\nb"]}""")]
     public void ParseV2_MalformedStructuredIsNull(string json)
     {
         Assert.Null(HttpProxyPayload.ParseV2Result(Json(json)));
