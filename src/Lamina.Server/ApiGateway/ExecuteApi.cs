@@ -826,6 +826,13 @@ internal sealed partial class ExecuteApi : IDisposable
         {
             return ReadOnlyMemory<byte>.Empty;
         }
+        if (request.ContentLength is { } length)
+        {
+            // The usual case: one buffer of the announced size (a short body ends the request, as Kestrel reports).
+            var exact = new byte[length];
+            await request.Body.ReadExactlyAsync(exact, context.RequestAborted);
+            return exact;
+        }
         using var buffer = new MemoryStream();
         var chunk = new byte[16 * 1024];
         int read;

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Lamina.Server.Invoke;
 using Lamina.Server.Lambda;
@@ -89,7 +90,8 @@ internal sealed class LaminaMetrics : IDisposable
         var stageTag = new KeyValuePair<string, object?>("stage", stage);
         var routeTag = new KeyValuePair<string, object?>("route", route);
         var statusClass = status >= 500 ? "5xx" : status >= 400 ? "4xx" : status >= 300 ? "3xx" : "2xx";
-        _apiRequests.Add(1, apiTag, stageTag, routeTag, new KeyValuePair<string, object?>("status", statusClass));
+        // TagList: four tags without an array (the params overload would allocate one per request).
+        _apiRequests.Add(1, new TagList { apiTag, stageTag, routeTag, new KeyValuePair<string, object?>("status", statusClass) });
         _apiLatency.Record(latencyMs / 1000, apiTag, stageTag, routeTag);
         if (integrationLatencyMs is { } integration)
         {
