@@ -398,6 +398,32 @@ class HttpApiTests(ApiGatewayTestCase):
         throttled = requests.get(self.url(throttled_api, "/x"), timeout=60)
         self.assertEqual((throttled.status_code, throttled.json()), (429, {"message": "Too Many Requests"}))
 
+    def test_import_and_reimport_openapi_3(self):
+        uri = invocation_uri(h.function_arn(self.function))
+        definition = {"openapi": "3.0.1", "info": {"title": self.fn_name(), "version": "1"},
+                      "x-amazon-apigateway-cors": {"allowOrigins": ["https://example.com"], "allowMethods": ["GET"]},
+                      "paths": {"/pets/{id}": {"get": {"x-amazon-apigateway-integration": {
+                          "type": "aws_proxy", "httpMethod": "POST", "uri": uri, "payloadFormatVersion": "2.0"}}},
+                          "$default": {"x-amazon-apigateway-any-method": {"isDefaultRoute": True, "x-amazon-apigateway-integration": {
+                              "type": "aws_proxy", "httpMethod": "POST", "uri": uri, "payloadFormatVersion": "1.0"}}}}}
+        api = self.v2.import_api(Body=json.dumps(definition))
+        api_id = api["ApiId"]
+        self.addCleanup(self._quietly, lambda: self.v2.delete_api(ApiId=api_id))
+        self.assertEqual((api["ProtocolType"], api["CorsConfiguration"]["AllowOrigins"]), ("HTTP", ["https://example.com"]))
+        self.assertEqual(sorted(r["RouteKey"] for r in self.v2.get_routes(ApiId=api_id)["Items"]), ["$default", "GET /pets/{id}"])
+        self.v2.create_stage(ApiId=api_id, StageName="$default", AutoDeploy=True)
+        self.allow(api_id)
+        self.assertEqual(self.get_event(self.url(api_id, "/pets/3"))["pathParameters"], {"id": "3"})
+        self.assertEqual(self.get_event(self.url(api_id, "/other"))["version"], "1.0")
+        # Reimport replaces the routes; the AutoDeploy stage serves the new ones at once.
+        definition["paths"] = {"/cats": {"post": {"x-amazon-apigateway-integration": {"type": "aws_proxy", "uri": uri, "payloadFormatVersion": "2.0"}}}}
+        self.v2.reimport_api(ApiId=api_id, Body=json.dumps(definition))
+        self.assertEqual([r["RouteKey"] for r in self.v2.get_routes(ApiId=api_id)["Items"]], ["POST /cats"])
+        self.assertEqual(self.get_event(self.url(api_id, "/cats"), method="POST")["routeKey"], "POST /cats")
+        self.assertEqual(requests.get(self.url(api_id, "/pets/3"), timeout=30).status_code, 404)
+        self.assertAwsError(lambda: self.v2.import_api(Body='{"swagger": "2.0"}'), 400, "BadRequestException")
+        self.assertAwsError(lambda: self.v2.reimport_api(ApiId="nosuchapi0", Body=json.dumps(definition)), 404, "NotFoundException")
+
     def test_control_plane_errors(self):
         v2 = self.v2
         self.assertAwsError(lambda: v2.get_api(ApiId="nosuchapi0"), 404, "NotFoundException")

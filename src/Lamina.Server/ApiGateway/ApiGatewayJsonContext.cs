@@ -21,6 +21,7 @@ namespace Lamina.Server.ApiGateway;
 [JsonSerializable(typeof(HttpStage))]
 [JsonSerializable(typeof(HttpDeployment))]
 [JsonSerializable(typeof(HttpTags))]
+[JsonSerializable(typeof(HttpImportRequest))]
 [JsonSerializable(typeof(HttpPage<HttpApi>))]
 [JsonSerializable(typeof(HttpPage<HttpRoute>))]
 [JsonSerializable(typeof(HttpPage<HttpIntegration>))]

@@ -166,6 +166,12 @@ internal sealed record HttpDeployment
 /// <summary>Get* list answers of apigatewayv2: <c>{"items": [...], "nextToken": ...}</c>.</summary>
 internal sealed record HttpPage<T>(List<T> Items, string? NextToken);
 
+/// <summary>ImportApi's and ReimportApi's body: the definition as a string.</summary>
+internal sealed record HttpImportRequest
+{
+    public string? Body { get; init; }
+}
+
 internal sealed record HttpTags
 {
     public Dictionary<string, string>? Tags { get; init; }

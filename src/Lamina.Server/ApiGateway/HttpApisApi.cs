@@ -29,10 +29,10 @@ internal static partial class HttpApisApi
     {
         endpoints.MapPost("/v2/apis", CreateApiAsync);
         endpoints.MapGet("/v2/apis", GetApis);
-        endpoints.MapPut("/v2/apis", static () => Unsupported("ImportApi"));
+        endpoints.MapPut("/v2/apis", ImportApiAsync);
         endpoints.MapGet("/v2/apis/{apiId}", GetApi);
         endpoints.MapMethods("/v2/apis/{apiId}", ["PATCH"], UpdateApiAsync);
-        endpoints.MapPut("/v2/apis/{apiId}", static () => Unsupported("ReimportApi"));
+        endpoints.MapPut("/v2/apis/{apiId}", ReimportApiAsync);
         endpoints.MapDelete("/v2/apis/{apiId}", DeleteApiAsync);
         endpoints.MapDelete("/v2/apis/{apiId}/cors", DeleteCorsAsync);
 
@@ -151,6 +151,47 @@ internal static partial class HttpApisApi
         }
         var (created, editError) = await registry.EditHttpAsync(apiId, static edit => (edit.Api, (AwsError?)null), api);
         return editError ?? ApiJson.Created(WithEndpoint(context, options.Value, created!.Api), ApiGatewayJsonContext.Default.HttpApi);
+    }
+
+    private static Task<IResult> ImportApiAsync(HttpContext context, ApiRegistry registry, IOptions<LaminaOptions> options) =>
+        ImportAsync(context, registry, options.Value, apiId: null);
+
+    private static Task<IResult> ReimportApiAsync(HttpContext context, string apiId, ApiRegistry registry, IOptions<LaminaOptions> options) =>
+        ImportAsync(context, registry, options.Value, apiId);
+
+    /// <summary>ImportApi and ReimportApi: <c>{"body": "&lt;OpenAPI 3 definition&gt;"}</c>, <c>basepath</c> and <c>failOnWarnings</c> in the query.</summary>
+    private static async Task<IResult> ImportAsync(HttpContext context, ApiRegistry registry, LaminaOptions options, string? apiId)
+    {
+        var (body, readError) = await ApiJson.ReadBodyAsync(context);
+        if (readError is not null)
+        {
+            return readError;
+        }
+        var (request, error) = ApiJson.Parse(body!, ApiGatewayJsonContext.Default.HttpImportRequest);
+        if (error is not null)
+        {
+            return error;
+        }
+        if (request!.Body is not { Length: > 0 } definition)
+        {
+            return ApiErrors.BadRequest("body is required: the OpenAPI 3 definition, as a string.");
+        }
+        System.Text.Json.JsonDocument document;
+        try
+        {
+            document = System.Text.Json.JsonDocument.Parse(definition);
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            return ApiErrors.BadRequest($"Invalid OpenAPI input: the definition is not JSON ({e.Message}). Lamina imports OpenAPI 3 definitions in JSON.");
+        }
+        using (document)
+        {
+            var failOnWarnings = string.Equals(ApiJson.Query(context, "failOnWarnings"), "true", StringComparison.OrdinalIgnoreCase);
+            var (api, importError) = await HttpOpenApiImport.ImportAsync(registry, document.RootElement, apiId, ApiJson.Query(context, "basepath"), failOnWarnings,
+                options.AccountId);
+            return importError ?? ApiJson.Created(WithEndpoint(context, options, api!.Api), ApiGatewayJsonContext.Default.HttpApi);
+        }
     }
 
     /// <summary>Quick create's integration: AWS_PROXY (payload 2.0) for a function ARN, HTTP_PROXY for a URL.</summary>
@@ -1006,6 +1047,4 @@ internal static partial class HttpApisApi
         return select(api) is { } found ? ApiJson.Ok(found, typeInfo) : ApiErrors.NotFound($"Invalid {kind} identifier specified");
     }
 
-    private static AwsError Unsupported(string operation) =>
-        ApiErrors.BadRequest($"Lamina does not serve {operation} for HTTP APIs yet: create the API, its routes and integrations instead.");
 }

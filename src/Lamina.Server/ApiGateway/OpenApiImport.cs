@@ -256,7 +256,8 @@ internal static class OpenApiImport
         return (stored, editError);
     }
 
-    private static string ServerBasePath(JsonElement definition)
+    /// <summary>The path of an OpenAPI 3 definition's first server URL (its variables at their defaults).</summary>
+    internal static string ServerBasePath(JsonElement definition)
     {
         if (!definition.TryGetProperty("servers", out var servers) || servers.ValueKind != JsonValueKind.Array || servers.GetArrayLength() == 0)
         {
