@@ -17,20 +17,24 @@ from __future__ import annotations
 import base64
 import http.server
 import json
+import os
 import re
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
+import unittest
 import uuid
 from pathlib import Path
 
 import botocore.auth
 import botocore.awsrequest
 import botocore.credentials
+import boto3
 import botocore.exceptions
 import requests
+from botocore.config import Config
 
 import lamina_harness as h
 
@@ -483,3 +487,53 @@ class HttpProxyTests(AuthTestCase):
         backend.server_close()
         gone = requests.get(self.url(api_id, "/any/where"), timeout=60)
         self.assertEqual(gone.status_code, 500)
+
+
+class AccessKeyTests(unittest.TestCase):
+    """With access keys, the control planes need a signature of one (service apigateway); the data plane does not (an
+    API's routes have their own authorization), except AWS_IAM routes, which need a valid one (service execute-api)."""
+
+    @classmethod
+    def setUpClass(cls):
+        if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
+            raise unittest.SkipTest("needs a server of its own")
+        cls.root = Path(tempfile.mkdtemp(prefix="lamina-it-apigw-keys-"))
+        created = subprocess.run([str(h.REPO_ROOT / "lamina"), "keys", "create", "--data", str(cls.root / "data")],
+                                 capture_output=True, text=True, timeout=120)
+        assert created.returncode == 0, created.stderr
+        cls.key = json.loads(created.stdout)
+        cls.server = h.LaminaServer("apigw-keys", data_dir=cls.root / "data").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def client(self, service: str, secret: str | None = None):
+        return boto3.client(service, endpoint_url=self.server.url, region_name=h.REGION, aws_access_key_id=self.key["AccessKeyId"],
+                            aws_secret_access_key=secret or self.key["SecretAccessKey"], config=Config(retries={"max_attempts": 0}))
+
+    def signed_get(self, url: str, secret: str) -> requests.Response:
+        request = botocore.awsrequest.AWSRequest(method="GET", url=url)
+        botocore.auth.SigV4Auth(botocore.credentials.Credentials(self.key["AccessKeyId"], secret), "execute-api", h.REGION).add_auth(request)
+        return requests.get(url, headers=dict(request.headers.items()), timeout=60)
+
+    def test_control_plane_signed_data_plane_open(self):
+        lam, v2 = self.client("lambda"), self.client("apigatewayv2")
+        lam.create_function(FunctionName="keyed", Runtime="python3.12", Role=h.ROLE, Handler="app.handler", Code={"ZipFile": h.make_zip({"app.py": ECHO})})
+        lam.add_permission(FunctionName="keyed", StatementId="apigw", Action="lambda:InvokeFunction", Principal="apigateway.amazonaws.com")
+        api_id = v2.create_api(Name="keyed", ProtocolType="HTTP", Target=h.function_arn("keyed"))["ApiId"]
+        integration = v2.get_routes(ApiId=api_id)["Items"][0]["Target"]
+        v2.create_route(ApiId=api_id, RouteKey="GET /iam", Target=integration, AuthorizationType="AWS_IAM")
+        with self.assertRaises(botocore.exceptions.ClientError) as refused:
+            self.client("apigatewayv2", secret="wrong" * 8).get_apis()
+        self.assertEqual(refused.exception.response["ResponseMetadata"]["HTTPStatusCode"], 403)
+        self.assertEqual(requests.get(f"{self.server.url}/v2/apis", timeout=30).status_code, 403)
+
+        base = f"{self.server.url}/_aws/execute-api/{api_id}"
+        self.assertEqual(requests.get(f"{base}/open", timeout=60).status_code, 200)
+        self.assertEqual(requests.get(f"{base}/iam", timeout=30).json(), {"message": "Missing Authentication Token"})
+        self.assertEqual(self.signed_get(f"{base}/iam", "wrong" * 8).status_code, 403)
+        signed = self.signed_get(f"{base}/iam", self.key["SecretAccessKey"])
+        self.assertEqual(signed.status_code, 200, signed.text)
+        self.assertEqual(signed.json()["event"]["requestContext"]["authorizer"]["iam"]["accessKey"], self.key["AccessKeyId"])
