@@ -543,6 +543,13 @@ internal sealed partial class ExecuteApi : IDisposable
         var v2 = http && integration.PayloadFormatVersion == "2.0";
         var payload = v2 ? ProxyEvents.BuildV2(context, exchange, body, _options.AccountId)
             : ProxyEvents.BuildV1(context, exchange, body, _options.AccountId, binaryAsBase64: http || IsBinary(exchange.Stage!, context.Request.ContentType));
+        if (payload.Length > InvokeApi.MaxSyncPayloadBytes)
+        {
+            // Lambda's limit on a synchronous event (a body near 6 MB grows past it as base64 and JSON).
+            exchange.IntegrationError = $"The event is {payload.Length} bytes; Lambda takes at most {InvokeApi.MaxSyncPayloadBytes}.";
+            await GatewayErrorAsync(context, exchange, StatusCodes.Status413PayloadTooLarge, "Request Entity Too Large", "REQUEST_TOO_LARGE");
+            return;
+        }
         var call = await CallFunctionAsync(integration.Uri!, exchange.Stage!.Variables, exchange.Route!.SourceArn, integration.Credentials, payload,
             integration.TimeoutMs, context.Request.Headers);
         exchange.IntegrationLatencyMs = call.LatencyMs;
