@@ -1,3 +1,4 @@
+using Lamina.Server.ApiGateway;
 using Lamina.Server.Async;
 using Lamina.Server.Diagnostics;
 using Lamina.Server.Hosting;
@@ -15,6 +16,7 @@ static async Task<int> ServeAsync(LaminaOptions options, CancellationToken cance
     builder.Services.AddFunctions();
     builder.Services.AddInvoke();
     builder.Services.AddS3();
+    builder.Services.AddApiGateway();
 
     var app = builder.Build();
     // Without credentials anyone who can connect may do anything: then only loopback, and it says so.
@@ -43,6 +45,7 @@ static async Task<int> ServeAsync(LaminaOptions options, CancellationToken cance
     app.MapAsyncEventsApi();
     app.MapMetricsApi();
     app.MapInvokeApi();
+    app.MapApiGatewayApis();
     app.MapJsonProtocols();
     await app.RunLaminaAsync();
     return 0;

@@ -70,4 +70,13 @@ internal static class EventIds
     public const int S3RequestFailed = 8003;
     public const int S3OrphansRemoved = 8004;
     public const int S3DeleteFailed = 8005;
+
+    // 10xxx API Gateway
+    public const int ApiGatewayLoaded = 10000;
+    public const int ApiGatewayApiDeleted = 10001;
+    public const int ApiGatewaySnapshotUnreadable = 10002;
+    public const int ApiGatewayApiChanged = 10003;
+    public const int ApiGatewayIntegrationFailed = 10004;
+    public const int ApiGatewayAuthorizerFailed = 10005;
+    public const int ApiGatewayJwksFailed = 10006;
 }

@@ -66,7 +66,7 @@ internal static class SigV4Middleware
             if (failure is null && key!.AccountId != options.AccountId && !IsTenantApi(request))
             {
                 failure = new SigV4Failure("AccessDeniedException",
-                    $"User: arn:aws:iam::{key.AccountId}:root is not authorized to perform this operation: layers, event rules and Lamina's operator API belong to the server's account ({options.AccountId}).");
+                    $"User: arn:aws:iam::{key.AccountId}:root is not authorized to perform this operation: layers, event rules, API Gateway's APIs and Lamina's operator API belong to the server's account ({options.AccountId}).");
             }
             if (failure is null)
             {
