@@ -14,9 +14,10 @@ static async Task<int> ServeAsync(LaminaOptions options, CancellationToken cance
     var builder = WebApplication.CreateBuilder(args: []);
     builder.AddLaminaHost(options);
     builder.Services.AddFunctions();
+    // Before AddInvoke: the stream mappings' checkpoints need the DynamoDB store running until they have stopped.
+    builder.Services.AddDynamoDb();
     builder.Services.AddInvoke();
     builder.Services.AddS3();
-    builder.Services.AddDynamoDb();
 
     var app = builder.Build();
     // Without credentials anyone who can connect may do anything: then only loopback, and it says so.

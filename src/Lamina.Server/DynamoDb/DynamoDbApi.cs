@@ -96,6 +96,7 @@ internal static partial class DynamoDbApi
             w.WriteEndObject();
         }
         context.Response.StatusCode = e.Status;
+        context.Response.Headers["x-amzn-ErrorType"] = e.Code;
         await WriteBodyAsync(context, buffer.WrittenMemory);
     }
 

@@ -1,0 +1,386 @@
+"""DynamoDB streams into functions (issue #21): a table's inserts, updates and deletes, made with boto3 and with the
+AWS CLI, reach a function through an event source mapping in commit order, in Lambda's DynamoDB event shape; the
+mapping's checkpoint survives a restart (nothing skipped, nothing processed twice); a failing batch blocks its shard
+until retries run out, then its batch info goes to the on-failure queue; ReportBatchItemFailures, BisectBatchOnFunctionError,
+FilterCriteria and ParallelizationFactor; the Streams API itself (ListStreams, DescribeStream, GetShardIterator,
+GetRecords) with boto3 and `aws dynamodbstreams`; and a function that reads and writes a table with boto3 and no
+configuration."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import botocore.exceptions
+
+import lamina_harness as h
+
+MODULE = __name__
+
+# Prints one line per record: the event's name, the item's id, its sequence number and the new image's "n".
+PRINTER_PY = '''
+import json
+def handler(event, context):
+    for r in event["Records"]:
+        d = r["dynamodb"]
+        new = d.get("NewImage", {})
+        print("REC", r["eventName"], d["Keys"]["id"]["S"], d["SequenceNumber"], new.get("n", {}).get("N", "-"),
+              r["eventSource"], r["eventSourceARN"].split("/stream/")[0].split("/")[-1], d["StreamViewType"],
+              "old" if "OldImage" in d else "noold", flush=True)
+    return {}
+'''
+
+# Fails every batch holding an item whose id starts with "poison"; prints what it saw.
+FAILING_PY = '''
+def handler(event, context):
+    ids = [r["dynamodb"]["Keys"]["id"]["S"] for r in event["Records"]]
+    print("BATCH", ",".join(ids), flush=True)
+    if any(i.startswith("poison") for i in ids):
+        raise RuntimeError("poison record")
+    return {}
+'''
+
+# Reports the first record whose id starts with "bad" as failed, the first time it sees it (a file in /tmp remembers).
+PARTIAL_PY = '''
+import os
+def handler(event, context):
+    ids = [(r["dynamodb"]["Keys"]["id"]["S"], r["dynamodb"]["SequenceNumber"]) for r in event["Records"]]
+    print("BATCH", ",".join(i for i, _ in ids), flush=True)
+    for i, seq in ids:
+        if i.startswith("bad") and not os.path.exists("/tmp/seen-" + i):
+            open("/tmp/seen-" + i, "w").close()
+            return {"batchItemFailures": [{"itemIdentifier": seq}]}
+    return {"batchItemFailures": []}
+'''
+
+# Copies every inserted item into another table with boto3 (no endpoint or credentials configured in the code).
+COPIER_PY = '''
+import os, boto3
+def handler(event, context):
+    table = boto3.resource("dynamodb").Table(os.environ["SINK"])
+    for r in event["Records"]:
+        if r["eventName"] == "INSERT":
+            from boto3.dynamodb.types import TypeDeserializer
+            item = {k: TypeDeserializer().deserialize(v) for k, v in r["dynamodb"]["NewImage"].items()}
+            item["copied"] = True
+            table.put_item(Item=item)
+    return {"copied": len(event["Records"])}
+'''
+
+
+def setUpModule():
+    os.environ["Logging__LogLevel__Lamina.Function"] = "Debug"
+    try:
+        h.start_module_server(MODULE)
+    finally:
+        del os.environ["Logging__LogLevel__Lamina.Function"]
+
+
+def tearDownModule():
+    h.stop_module_server(MODULE)
+
+
+class StreamMappingTests(h.LaminaTestCase):
+
+    def ddb(self, server=None):
+        return h.boto3_client((server or self.server).url, "dynamodb")
+
+    def streams(self, server=None):
+        return h.boto3_client((server or self.server).url, "dynamodbstreams")
+
+    def table(self, view="NEW_AND_OLD_IMAGES", server=None, name=None) -> tuple[str, str]:
+        name = name or self.fn_name("t")[:60]
+        d = self.ddb(server).create_table(
+            TableName=name, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": view})["TableDescription"]
+        return name, d["LatestStreamArn"]
+
+    def function(self, code: str, **kwargs) -> str:
+        name = self.fn_name("fn")
+        self.create_function(h.make_zip({"app.py": code}), name=name, Timeout=10, **kwargs)
+        return name
+
+    def mapping(self, stream_arn: str, function: str, lam=None, **kwargs) -> str:
+        lam = lam or self.lam
+        kwargs.setdefault("StartingPosition", "TRIM_HORIZON")
+        uuid = lam.create_event_source_mapping(EventSourceArn=stream_arn, FunctionName=function, **kwargs)["UUID"]
+        self.addCleanup(self._unmap, lam, uuid)
+        return uuid
+
+    @staticmethod
+    def _unmap(lam, uuid):
+        try:
+            lam.delete_event_source_mapping(UUID=uuid)
+        except botocore.exceptions.ClientError:
+            pass
+
+    def lines(self, function: str, tag: str, server=None, mark: int = 0) -> list[list[str]]:
+        out = (server or self.server).output_since(mark, limit=500000)
+        return [m.group(1).split(" ") for m in re.finditer(r"\[" + re.escape(function) + r"\] " + tag + r" (.*)", out)]
+
+    def wait_lines(self, function: str, tag: str, count: int, timeout: float = 60, server=None, mark: int = 0) -> list[list[str]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.lines(function, tag, server, mark)
+            if len(got) >= count or time.monotonic() > deadline:
+                return got
+            time.sleep(0.1)
+
+    # ---- the "done when": inserts, updates, deletes in order, from boto3 and the CLI ----
+
+    def test_changes_from_boto3_and_cli_reach_the_function_in_order(self):
+        table, stream = self.table()
+        fn = self.function(PRINTER_PY)
+        uuid = self.mapping(stream, fn, BatchSize=5)
+        got = self.lam.get_event_source_mapping(UUID=uuid)
+        self.assertEqual(got["EventSourceArn"], stream)
+        self.assertEqual(got["StartingPosition"], "TRIM_HORIZON")
+        self.assertEqual(got["BatchSize"], 5)
+        ddb = self.ddb()
+        expected = []
+        for i in range(12):
+            key = f"k{i % 4}"
+            if i < 4:
+                ddb.put_item(TableName=table, Item={"id": {"S": key}, "n": {"N": str(i)}})
+                expected.append(("INSERT", key, str(i)))
+            elif i < 8:
+                ddb.update_item(TableName=table, Key={"id": {"S": key}}, UpdateExpression="SET n = n + :d",
+                                ExpressionAttributeValues={":d": {"N": "100"}})
+                expected.append(("MODIFY", key, str(i - 4 + 100)))
+            else:
+                ddb.delete_item(TableName=table, Key={"id": {"S": key}})
+                expected.append(("REMOVE", key, "-"))
+        # The same through AWS CLI v1 (and v2 where installed).
+        cli_result = self.server.aws_cli("dynamodb", "put-item", "--table-name", table, "--item", '{"id":{"S":"cli"},"n":{"N":"7"}}')
+        self.assertEqual(cli_result.rc, 0, cli_result)
+        expected.append(("INSERT", "cli", "7"))
+        cli_result = self.server.aws_cli("dynamodb", "update-item", "--table-name", table, "--key", '{"id":{"S":"cli"}}',
+                                         "--update-expression", "SET n = :v", "--expression-attribute-values", '{":v":{"N":"8"}}')
+        self.assertEqual(cli_result.rc, 0, cli_result)
+        expected.append(("MODIFY", "cli", "8"))
+        cli_result = self.server.aws_cli("dynamodb", "delete-item", "--table-name", table, "--key", '{"id":{"S":"cli"}}')
+        self.assertEqual(cli_result.rc, 0, cli_result)
+        expected.append(("REMOVE", "cli", "-"))
+        if Path("/usr/bin/aws").exists():
+            v2 = self.server.aws_cli("dynamodb", "put-item", "--table-name", table, "--item", '{"id":{"S":"v2"},"n":{"N":"9"}}', cli="/usr/bin/aws")
+            self.assertEqual(v2.rc, 0, v2)
+            expected.append(("INSERT", "v2", "9"))
+        records = self.wait_lines(fn, "REC", len(expected))
+        self.assertEqual([(r[0], r[1], r[3]) for r in records], expected)
+        sequences = [int(r[2]) for r in records]
+        self.assertEqual(sequences, sorted(sequences), "sequence numbers in commit order")
+        self.assertEqual(len(set(sequences)), len(sequences))
+        self.assertTrue(all(r[4] == "aws:dynamodb" and r[5] == table and r[6] == "NEW_AND_OLD_IMAGES" for r in records))
+        self.assertEqual([r[7] for r in records[:4]], ["noold"] * 4, "inserts have no old image")
+        self.assertEqual([r[7] for r in records[4:8]], ["old"] * 4, "updates carry the old image")
+        time.sleep(0)  # nothing more arrives: each change exactly once
+        self.assertEqual(len(self.lines(fn, "REC")), len(expected))
+
+    def test_latest_starts_after_existing_records(self):
+        table, stream = self.table(view="KEYS_ONLY")
+        ddb = self.ddb()
+        ddb.put_item(TableName=table, Item={"id": {"S": "before"}})
+        fn = self.function(PRINTER_PY)
+        self.mapping(stream, fn, StartingPosition="LATEST")
+        ddb.put_item(TableName=table, Item={"id": {"S": "after"}, "n": {"N": "1"}})
+        records = self.wait_lines(fn, "REC", 1)
+        self.assertEqual([(r[0], r[1], r[3], r[6]) for r in records], [("INSERT", "after", "-", "KEYS_ONLY")])
+
+    def test_checkpoint_survives_restart(self):
+        data_dir = Path(tempfile.mkdtemp(prefix="lamina-it-ddbstream-"))
+        self.addCleanup(shutil.rmtree, data_dir, True)
+        env_key = "Logging__LogLevel__Lamina.Function"
+        os.environ[env_key] = "Debug"
+        try:
+            first = h.LaminaServer("ddb-1", data_dir=data_dir).start()
+        finally:
+            del os.environ[env_key]
+        try:
+            lam = first.client()
+            table, stream = self.table(server=first)
+            fn = self.fn_name("fn")
+            lam.create_function(FunctionName=fn, Runtime="python3.12", Role=h.ROLE, Handler="app.handler",
+                                Code={"ZipFile": h.make_zip({"app.py": PRINTER_PY})}, Timeout=10)
+            lam.create_event_source_mapping(EventSourceArn=stream, FunctionName=fn, StartingPosition="TRIM_HORIZON", BatchSize=3)
+            ddb = self.ddb(first)
+            for i in range(6):
+                ddb.put_item(TableName=table, Item={"id": {"S": f"a{i}"}, "n": {"N": str(i)}})
+            self.assertEqual(len(self.wait_lines(fn, "REC", 6, server=first)), 6)
+        finally:
+            first.stop()
+        os.environ[env_key] = "Debug"
+        try:
+            second = h.LaminaServer("ddb-2", data_dir=data_dir).start()
+        finally:
+            del os.environ[env_key]
+        try:
+            ddb = self.ddb(second)
+            for i in range(6, 9):
+                ddb.put_item(TableName=table, Item={"id": {"S": f"a{i}"}, "n": {"N": str(i)}})
+            records = self.wait_lines(fn, "REC", 3, server=second)
+            time.sleep(1.5)  # give a wrongly rewound checkpoint the time to show itself
+            records = self.lines(fn, "REC", server=second)
+            self.assertEqual([r[1] for r in records], ["a6", "a7", "a8"], "after a clean stop: nothing again, nothing skipped")
+        finally:
+            second.stop()
+
+    # ---- failures ----
+
+    def test_failing_batch_blocks_until_retries_run_out_then_goes_to_the_on_failure_queue(self):
+        table, stream = self.table()
+        fn = self.function(FAILING_PY)
+        sqs = h.boto3_client(self.server.url, "sqs")
+        queue_url = sqs.create_queue(QueueName=self.fn_name("dlq")[:70])["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.mapping(stream, fn, BatchSize=1, MaximumRetryAttempts=2,
+                     DestinationConfig={"OnFailure": {"Destination": queue_arn}})
+        ddb = self.ddb()
+        for key in ("ok1", "poison", "ok2"):
+            ddb.put_item(TableName=table, Item={"id": {"S": key}})
+        batches = self.wait_lines(fn, "BATCH", 5)
+        # One try and two retries of the poison record, and ok2 only after them: the shard was blocked.
+        self.assertEqual([b[0] for b in batches[:5]], ["ok1", "poison", "poison", "poison", "ok2"])
+        deadline = time.monotonic() + 20
+        messages = []
+        while not messages and time.monotonic() < deadline:
+            messages = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", [])
+        self.assertEqual(len(messages), 1)
+        body = json.loads(messages[0]["Body"])
+        self.assertEqual(body["requestContext"]["condition"], "RetryAttemptsExhausted")
+        self.assertEqual(body["requestContext"]["approximateInvokeCount"], 3)
+        info = body["DDBStreamBatchInfo"]
+        self.assertEqual(info["batchSize"], 1)
+        self.assertEqual(info["streamArn"], stream)
+        self.assertEqual(info["startSequenceNumber"], info["endSequenceNumber"])
+
+    def test_bisect_isolates_the_poison_record(self):
+        table, stream = self.table()
+        fn = self.function(FAILING_PY)
+        ddb = self.ddb()
+        ddb.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": {"id": {"S": k}}}} for k in ("a", "b", "poison", "c")]})
+        self.mapping(stream, fn, BatchSize=4, BisectBatchOnFunctionError=True, MaximumRetryAttempts=0)
+        batches = self.wait_lines(fn, "BATCH", 5)
+        succeeded = [b[0] for b in batches if "poison" not in b[0]]
+        self.assertIn("poison", [b[0] for b in batches], "the poison record ran alone at last")
+        self.assertEqual(sorted(",".join(succeeded).split(",")), ["a", "b", "c"])
+
+    def test_report_batch_item_failures_retries_from_the_failed_record(self):
+        table, stream = self.table()
+        fn = self.function(PARTIAL_PY)
+        ddb = self.ddb()
+        ddb.transact_write_items(TransactItems=[{"Put": {"TableName": table, "Item": {"id": {"S": k}}}} for k in ("x1", "bad", "x2")])
+        self.mapping(stream, fn, BatchSize=10, FunctionResponseTypes=["ReportBatchItemFailures"])
+        batches = self.wait_lines(fn, "BATCH", 2)
+        self.assertEqual(batches[0][0], "x1,bad,x2")
+        self.assertEqual(batches[1][0], "bad,x2", "the retry starts at the failed record; x1 is not sent again")
+
+    def test_filter_criteria_and_parallelization(self):
+        table, stream = self.table()
+        fn = self.function(PRINTER_PY)
+        uuid = self.mapping(stream, fn, ParallelizationFactor=3, FilterCriteria={"Filters": [
+            {"Pattern": json.dumps({"eventName": ["INSERT"], "dynamodb": {"NewImage": {"n": {"N": [{"numeric": [">", 5]}]}}}})}]})
+        self.assertEqual(self.lam.get_event_source_mapping(UUID=uuid)["ParallelizationFactor"], 3)
+        ddb = self.ddb()
+        for i in range(10):
+            ddb.put_item(TableName=table, Item={"id": {"S": f"p{i}"}, "n": {"N": str(i)}})
+        ddb.update_item(TableName=table, Key={"id": {"S": "p9"}}, UpdateExpression="SET n = :v", ExpressionAttributeValues={":v": {"N": "50"}})
+        records = self.wait_lines(fn, "REC", 4)
+        time.sleep(1)
+        records = self.lines(fn, "REC")
+        self.assertEqual(sorted(r[1] for r in records), ["p6", "p7", "p8", "p9"])
+        self.assertTrue(all(r[0] == "INSERT" for r in records))
+
+    def test_mapping_validation(self):
+        table, stream = self.table()
+        fn = self.function(PRINTER_PY)
+        self.assertAwsError(lambda: self.lam.create_event_source_mapping(EventSourceArn=stream, FunctionName=fn), 400,
+                            "InvalidParameterValueException", "StartingPosition")
+        self.assertAwsError(lambda: self.lam.create_event_source_mapping(EventSourceArn=stream, FunctionName=fn, StartingPosition="TRIM_HORIZON",
+                                                                         ParallelizationFactor=11), 400, "ValidationException")
+        self.assertAwsError(lambda: self.lam.create_event_source_mapping(EventSourceArn=stream + "x", FunctionName=fn, StartingPosition="LATEST"),
+                            400, "InvalidParameterValueException")
+        uuid = self.mapping(stream, fn, MaximumRecordAgeInSeconds=60, BatchSize=1000, TumblingWindowInSeconds=30)
+        got = self.lam.update_event_source_mapping(UUID=uuid, MaximumRetryAttempts=5, BisectBatchOnFunctionError=True)
+        self.assertEqual((got["MaximumRetryAttempts"], got["BisectBatchOnFunctionError"], got["BatchSize"], got["TumblingWindowInSeconds"]),
+                         (5, True, 1000, 30))
+
+    # ---- the Streams API ----
+
+    def test_streams_api_with_boto3_and_cli(self):
+        table, stream = self.table(view="NEW_IMAGE")
+        ddb = self.ddb()
+        ddb.put_item(TableName=table, Item={"id": {"S": "s1"}, "v": {"S": "one"}})
+        ddb.put_item(TableName=table, Item={"id": {"S": "s1"}, "v": {"S": "two"}})
+        ddb.put_item(TableName=table, Item={"id": {"S": "s1"}, "v": {"S": "two"}})  # no change: no record
+        ddb.delete_item(TableName=table, Key={"id": {"S": "s1"}})
+        streams = self.streams()
+        listed = streams.list_streams(TableName=table)["Streams"]
+        self.assertEqual([(s["StreamArn"], s["TableName"]) for s in listed], [(stream, table)])
+        description = streams.describe_stream(StreamArn=stream)["StreamDescription"]
+        self.assertEqual((description["StreamStatus"], description["StreamViewType"], description["TableName"]), ("ENABLED", "NEW_IMAGE", table))
+        self.assertEqual(description["KeySchema"], [{"AttributeName": "id", "KeyType": "HASH"}])
+        shard = description["Shards"][0]["ShardId"]
+        iterator = streams.get_shard_iterator(StreamArn=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        page = streams.get_records(ShardIterator=iterator, Limit=2)
+        records = page["Records"]
+        page = streams.get_records(ShardIterator=page["NextShardIterator"])
+        records += page["Records"]
+        self.assertEqual([r["eventName"] for r in records], ["INSERT", "MODIFY", "REMOVE"])
+        self.assertEqual([r["dynamodb"].get("NewImage", {}).get("v") for r in records], [{"S": "one"}, {"S": "two"}, None])
+        self.assertTrue(all("OldImage" not in r["dynamodb"] for r in records))
+        self.assertIsInstance(records[0]["dynamodb"]["ApproximateCreationDateTime"].year, int)
+        after = streams.get_shard_iterator(StreamArn=stream, ShardId=shard, ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+                                           SequenceNumber=records[0]["dynamodb"]["SequenceNumber"])["ShardIterator"]
+        self.assertEqual([r["eventName"] for r in streams.get_records(ShardIterator=after)["Records"]], ["MODIFY", "REMOVE"])
+        latest = streams.get_shard_iterator(StreamArn=stream, ShardId=shard, ShardIteratorType="LATEST")["ShardIterator"]
+        self.assertEqual(streams.get_records(ShardIterator=latest)["Records"], [])
+        # The CLI's view of the same.
+        cli = self.server.aws_cli("dynamodbstreams", "describe-stream", "--stream-arn", stream)
+        self.assertEqual(cli.rc, 0, cli)
+        self.assertEqual(cli.json()["StreamDescription"]["StreamArn"], stream)
+        cli = self.server.aws_cli("dynamodbstreams", "get-shard-iterator", "--stream-arn", stream, "--shard-id", shard, "--shard-iterator-type", "TRIM_HORIZON")
+        self.assertEqual(cli.rc, 0, cli)
+        cli = self.server.aws_cli("dynamodbstreams", "get-records", "--shard-iterator", cli.json()["ShardIterator"])
+        self.assertEqual(cli.rc, 0, cli)
+        self.assertEqual([r["eventName"] for r in cli.json()["Records"]], ["INSERT", "MODIFY", "REMOVE"])
+        # Errors in DynamoDB's shape.
+        self.assertAwsError(lambda: streams.describe_stream(StreamArn=stream.replace(table, table + "-none")), 400, "ResourceNotFoundException")
+        self.assertAwsError(lambda: streams.get_records(ShardIterator="garbage"), 400, "ValidationException")
+
+    def test_disabling_the_stream_closes_its_shard_and_a_new_one_gets_a_new_arn(self):
+        table, stream = self.table()
+        ddb = self.ddb()
+        ddb.put_item(TableName=table, Item={"id": {"S": "x"}})
+        ddb.update_table(TableName=table, StreamSpecification={"StreamEnabled": False})
+        description = self.streams().describe_stream(StreamArn=stream)["StreamDescription"]
+        self.assertEqual(description["StreamStatus"], "DISABLED")
+        self.assertIn("EndingSequenceNumber", description["Shards"][0]["SequenceNumberRange"])
+        ddb.put_item(TableName=table, Item={"id": {"S": "y"}})
+        time.sleep(0.01)
+        again = ddb.update_table(TableName=table, StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"})["TableDescription"]
+        self.assertNotEqual(again["LatestStreamArn"], stream)
+        self.assertAwsError(lambda: ddb.update_table(TableName=table, StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}),
+                            400, "ValidationException", "already has an enabled stream")
+
+    # ---- downstream: a function using boto3 against a table ----
+
+    def test_function_writes_a_table_with_boto3(self):
+        if not Path("/usr/lib/python3/dist-packages/boto3").exists():
+            self.fail("Debian's python3-boto3 is not installed: test.sh installs it (functions' Python has no boto3 otherwise)")
+        table, stream = self.table()
+        sink, _ = self.table(name=self.fn_name("sink")[:60])
+        fn = self.function(COPIER_PY, Environment={"Variables": {"SINK": sink}})
+        self.mapping(stream, fn)
+        ddb = self.ddb()
+        ddb.put_item(TableName=table, Item={"id": {"S": "copy-me"}, "n": {"N": "3.25"}})
+        deadline = time.monotonic() + 60
+        item = None
+        while item is None and time.monotonic() < deadline:
+            item = ddb.get_item(TableName=sink, Key={"id": {"S": "copy-me"}}).get("Item")
+            time.sleep(0.1)
+        self.assertEqual(item, {"id": {"S": "copy-me"}, "n": {"N": "3.25"}, "copied": {"BOOL": True}})
