@@ -43,9 +43,11 @@ internal sealed record StreamRecord(long Sequence, long CreatedMs, string EventN
         }
         if (Service)
         {
+            // The Streams API names the members as its model does (Type, PrincipalId); Lambda's event in lower camel case.
+            var lambdaEvent = eventSourceArn is not null;
             w.WriteStartObject("userIdentity");
-            w.WriteString("type", "Service");
-            w.WriteString("principalId", "dynamodb.amazonaws.com");
+            w.WriteString(lambdaEvent ? "type" : "Type", "Service");
+            w.WriteString(lambdaEvent ? "principalId" : "PrincipalId", "dynamodb.amazonaws.com");
             w.WriteEndObject();
         }
         if (eventSourceArn is not null)
