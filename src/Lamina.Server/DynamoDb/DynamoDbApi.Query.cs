@@ -120,37 +120,52 @@ internal static partial class DynamoDbApi
         await WritePageAsync(call, table, index, page, select);
     }
 
-    private sealed record Page(List<Item> Items, int Count, int Scanned, Item? LastKey, double Units);
+    /// <summary>A page of results: items as built (projected or filtered), or as stored (raw JSON) when nothing reshapes them.</summary>
+    private sealed record Page(List<Item> Items, List<byte[]> RawItems, int Count, int Scanned, Item? LastKey, double Units);
 
     /// <summary>
     /// Reads rows until the Limit (items evaluated, before the filter) or 1 MB; the key of the last row read is the
-    /// page's LastEvaluatedKey when more rows follow (one row is read ahead to know).
+    /// page's LastEvaluatedKey when more rows follow (one row is read ahead to know). Without a filter or a
+    /// projection the stored JSON is the answer: items are neither parsed nor re-serialised.
     /// </summary>
     private static Page ReadPage(IEnumerable<ItemRow> rows, TableInfo table, IndexInfo? index, Condition? filter, List<DocumentPath>? projection,
         string select, int? limit, bool consistent)
     {
+        var raw = filter is null && projection is null && (index is null || select == "ALL_ATTRIBUTES" || index.ProjectionType == "ALL");
         var items = new List<Item>();
+        var rawItems = new List<byte[]>();
         var count = 0;
         var scanned = 0;
         long bytes = 0;
-        Item? last = null;
+        ItemRow? last = null;
         var stopped = false;
         foreach (var row in rows)
         {
             if (stopped)
             {
-                return new Page(items, count, scanned, ItemKey.KeyOf(table, last!, index), ReadUnits((int)Math.Min(bytes, int.MaxValue), consistent));
+                return new Page(items, rawItems, count, scanned, KeyOfRow(table, index, last!.Value), ReadUnits((int)Math.Min(bytes, int.MaxValue), consistent));
             }
-            var item = row.Item;
             scanned++;
             bytes += row.Size;
-            last = item;
-            if (filter is null || ExpressionEvaluator.Matches(filter, item))
+            last = row;
+            if (raw)
             {
                 count++;
                 if (select != "COUNT")
                 {
-                    items.Add(Shape(item, table, index, projection, select));
+                    rawItems.Add(row.Json);
+                }
+            }
+            else
+            {
+                var item = row.Item;
+                if (filter is null || ExpressionEvaluator.Matches(filter, item))
+                {
+                    count++;
+                    if (select != "COUNT")
+                    {
+                        items.Add(Shape(item, table, index, projection, select));
+                    }
                 }
             }
             if (scanned == limit || bytes >= PageBytes)
@@ -158,7 +173,26 @@ internal static partial class DynamoDbApi
                 stopped = true;
             }
         }
-        return new Page(items, count, scanned, null, ReadUnits((int)Math.Min(bytes, int.MaxValue), consistent));
+        return new Page(items, rawItems, count, scanned, null, ReadUnits((int)Math.Min(bytes, int.MaxValue), consistent));
+    }
+
+    /// <summary>LastEvaluatedKey from a row's stored keys (decoded, not read from the item).</summary>
+    private static Item KeyOfRow(TableInfo table, IndexInfo? index, ItemRow row)
+    {
+        var key = new Item(StringComparer.Ordinal) { [table.Hash.Name] = ItemKey.Decode(row.Key.Pk, table.Hash.Type) };
+        if (table.Range is { } range)
+        {
+            key[range.Name] = ItemKey.Decode(row.Key.Sk, range.Type);
+        }
+        if (index is not null)
+        {
+            key[index.Hash.Name] = ItemKey.Decode(row.IndexPk!, index.Hash.Type);
+            if (index.Range is { } indexRange)
+            {
+                key[indexRange.Name] = ItemKey.Decode(row.IndexSk!, indexRange.Type);
+            }
+        }
+        return key;
     }
 
     /// <summary>What a result item holds: the projection asked for, or the index's projection.</summary>
@@ -191,6 +225,10 @@ internal static partial class DynamoDbApi
             foreach (var item in page.Items)
             {
                 AttributeValue.WriteMap(w, item);
+            }
+            foreach (var json in page.RawItems)
+            {
+                w.WriteRawValue(json, skipInputValidation: true);
             }
             w.WriteEndArray();
         }
