@@ -568,3 +568,53 @@ class JsSdkTests(DynamoDbTestCase):
         self.assertEqual(result, {"status": "ACTIVE", "updated": {"x": [1, "TWO"], "tags": ["a", "b"]}, "sks": [1, 2],
                                   "cancelled": {"name": "TransactionCanceledException", "reasons": ["ConditionalCheckFailed"]},
                                   "missing": "ResourceNotFoundException"})
+
+
+class PartiQLTests(DynamoDbTestCase):
+
+    def test_select_insert_update_delete(self):
+        name = self.create("S", "N")
+        run = self.ddb.execute_statement
+        run(Statement=f'INSERT INTO "{name}" VALUE {{\'pk\': \'u1\', \'sk\': 1, \'name\': \'Ann\', \'tags\': <<\'a\', \'b\'>>, \'m\': {{\'x\': [1, true, null]}}}}')
+        run(Statement=f'INSERT INTO "{name}" VALUE {{\'pk\': ?, \'sk\': ?, \'name\': ?}}', Parameters=[{"S": "u1"}, {"N": "2"}, {"S": "Bo"}])
+        run(Statement=f'INSERT INTO "{name}" VALUE {{\'pk\': \'u2\', \'sk\': 1, \'status\': \'new\'}}')
+        self.assertDdbError(lambda: run(Statement=f'INSERT INTO "{name}" VALUE {{\'pk\': \'u1\', \'sk\': 1}}'), "DuplicateItemException",
+                            "Duplicate primary key exists in table")
+        items = run(Statement=f'SELECT * FROM "{name}" WHERE pk = ? AND sk >= 1', Parameters=[{"S": "u1"}])["Items"]
+        self.assertEqual([i["sk"]["N"] for i in items], ["1", "2"])
+        self.assertEqual(items[0]["m"], {"M": {"x": {"L": [{"N": "1"}, {"BOOL": True}, {"NULL": True}]}}})
+        projected = run(Statement=f'SELECT name, m.x[0] FROM "{name}" WHERE pk = \'u1\' AND sk = 1')["Items"]
+        self.assertEqual(projected, [{"name": {"S": "Ann"}, "m": {"M": {"x": {"L": [{"N": "1"}]}}}}])
+        scanned = run(Statement=f'SELECT pk FROM "{name}" WHERE status = \'new\' OR name IN [\'Bo\']')["Items"]
+        self.assertEqual(sorted(i["pk"]["S"] for i in scanned), ["u1", "u2"])
+        self.assertEqual(len(run(Statement=f'SELECT * FROM "{name}" WHERE begins_with(name, \'A\') AND status IS MISSING')["Items"]), 1)
+        run(Statement=f'UPDATE "{name}" SET visits = 1 SET name = \'Anne\' REMOVE tags WHERE pk = \'u1\' AND sk = 1')
+        run(Statement=f'UPDATE "{name}" SET visits = visits + ? WHERE pk = \'u1\' AND sk = 1 AND visits < 5', Parameters=[{"N": "2"}])
+        item = self.ddb.get_item(TableName=name, Key={"pk": {"S": "u1"}, "sk": {"N": "1"}})["Item"]
+        self.assertEqual((item["name"], item["visits"], "tags" in item), ({"S": "Anne"}, {"N": "3"}, False))
+        self.assertDdbError(lambda: run(Statement=f'UPDATE "{name}" SET visits = 0 WHERE pk = \'u1\' AND sk = 1 AND visits > 100'),
+                            "ConditionalCheckFailedException")
+        self.assertDdbError(lambda: run(Statement=f'UPDATE "{name}" SET visits = 0 WHERE pk = \'nobody\' AND sk = 1'), "ConditionalCheckFailedException")
+        self.assertDdbError(lambda: run(Statement=f'UPDATE "{name}" SET visits = 0 WHERE pk = \'u1\''), "ValidationException")
+        run(Statement=f'DELETE FROM "{name}" WHERE pk = \'u2\' AND sk = 1')
+        run(Statement=f'DELETE FROM "{name}" WHERE pk = \'u2\' AND sk = 1')  # already gone: nothing to do
+        self.assertEqual(len(run(Statement=f'SELECT * FROM "{name}"')["Items"]), 2)
+        self.assertDdbError(lambda: run(Statement=f'SELEC * FROM "{name}"'), "ValidationException", contains="Statement wasn't well formed")
+        self.assertDdbError(lambda: run(Statement=f'SELECT * FROM "{name}" WHERE pk = ?'), "ValidationException",
+                            "Number of parameters in request and statement don't match.")
+        cli = self.server.aws_cli("dynamodb", "execute-statement", "--statement", f'SELECT * FROM "{name}" WHERE pk = \'u1\'')
+        self.assertEqual(cli.rc, 0, cli)
+        self.assertEqual(len(cli.json["Items"]), 2)
+
+    def test_select_pages_with_next_token(self):
+        name = self.create("S", "N")
+        self.ddb.batch_write_item(RequestItems={name: [{"PutRequest": {"Item": {"pk": {"S": "p"}, "sk": {"N": str(i)}}}} for i in range(7)]})
+        seen, token = [], None
+        while True:
+            kwargs = {"NextToken": token} if token else {}
+            page = self.ddb.execute_statement(Statement=f'SELECT sk FROM "{name}" WHERE pk = \'p\'', Limit=3, **kwargs)
+            seen += [int(i["sk"]["N"]) for i in page["Items"]]
+            token = page.get("NextToken")
+            if not token:
+                break
+        self.assertEqual(seen, list(range(7)))
