@@ -457,6 +457,19 @@ class BatchAndTransactionTests(DynamoDbTestCase):
         self.assertEqual(check["CancellationReasons"][0]["Item"]["balance"], {"N": "40"})
         self.assertIn("Item", self.ddb.get_item(TableName=name, Key={"pk": {"S": "acct2"}}), "the delete did not happen")
 
+    def test_client_request_token_makes_a_retry_harmless(self):
+        name = self.create("S")
+        items = [{"Update": {"TableName": name, "Key": {"pk": {"S": "c"}}, "UpdateExpression": "ADD n :one",
+                             "ExpressionAttributeValues": {":one": {"N": "1"}}}}]
+        for _ in range(3):
+            self.ddb.transact_write_items(TransactItems=items, ClientRequestToken="retry-token-1")
+        self.assertEqual(self.ddb.get_item(TableName=name, Key={"pk": {"S": "c"}})["Item"]["n"], {"N": "1"}, "applied once")
+        items[0]["Update"]["ExpressionAttributeValues"][":one"] = {"N": "5"}
+        self.assertDdbError(lambda: self.ddb.transact_write_items(TransactItems=items, ClientRequestToken="retry-token-1"),
+                            "IdempotentParameterMismatchException")
+        self.ddb.transact_write_items(TransactItems=items, ClientRequestToken="retry-token-2")
+        self.assertEqual(self.ddb.get_item(TableName=name, Key={"pk": {"S": "c"}})["Item"]["n"], {"N": "6"})
+
     def test_concurrent_conditional_increments_lose_nothing(self):
         name = self.create("S")
         self.ddb.put_item(TableName=name, Item={"pk": {"S": "counter"}, "n": {"N": "0"}})

@@ -235,8 +235,22 @@ internal static partial class DynamoDbApi
         {
             throw DynamoException.Validation("Transaction request cannot include multiple operations on one item");
         }
+        var token = call.String("ClientRequestToken");
+        if (token is { Length: 0 or > 36 })
+        {
+            throw DynamoException.Validation($"1 validation error detected: Value '{token}' at 'clientRequestToken' failed to satisfy constraint: Member must have length less than or equal to 36");
+        }
+        // The request without its token: what a retry with the same token must repeat exactly.
+        var fingerprint = token is null ? null : Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(
+            System.Text.Encoding.UTF8.GetBytes(call.Request.GetProperty("TransactItems").GetRawText())));
         await call.Store.WriteAsync(context =>
         {
+            // 0. A retry of a transaction that committed (same token, same items, within 10 minutes) is answered, not re-run.
+            if (token is not null && context.Store.CompletedTransaction(call.Account, token, context.NowMs) is { } done)
+            {
+                return done == fingerprint ? 0 : throw new DynamoException("IdempotentParameterMismatchException",
+                    "The request uses the same client token as a previous, but non-identical request.");
+            }
             // 1. Every condition against the state before the transaction; any failure cancels all of it.
             var tables = actions.Select(a => context.Store.Current(a.Table)).ToList();
             var olds = actions.Select((a, i) => DynamoStore.Get(context, tables[i], a.Key)).ToList();
@@ -307,6 +321,10 @@ internal static partial class DynamoDbApi
                         DynamoStore.Delete(context, tables[i], action.Key, olds[i]!);
                         break;
                 }
+            }
+            if (token is not null)
+            {
+                context.AfterCommit(() => context.Store.RememberTransaction(call.Account, token, fingerprint!, context.NowMs));
             }
             return 0;
         });

@@ -291,6 +291,27 @@ internal sealed partial class DynamoStore : IHostedService, IDisposable
         return (reader.GetInt64(0), reader.GetInt64(1));
     }
 
+    // ---- TransactWriteItems' ClientRequestToken (kept 10 minutes, in memory: a restart forgets them) ----
+
+    private static readonly TimeSpan TokenLifetime = TimeSpan.FromMinutes(10);
+    private readonly ConcurrentDictionary<(string Account, string Token), (string Fingerprint, long AtMs)> _transactionTokens = new();
+
+    /// <summary>The fingerprint of the transaction committed with this token in the last 10 minutes, if any.</summary>
+    public string? CompletedTransaction(string account, string token, long nowMs) =>
+        _transactionTokens.TryGetValue((account, token), out var done) && nowMs - done.AtMs < TokenLifetime.TotalMilliseconds ? done.Fingerprint : null;
+
+    public void RememberTransaction(string account, string token, string fingerprint, long nowMs)
+    {
+        _transactionTokens[(account, token)] = (fingerprint, nowMs);
+        if (_transactionTokens.Count > 10_000)
+        {
+            foreach (var old in _transactionTokens.Where(t => nowMs - t.Value.AtMs >= TokenLifetime.TotalMilliseconds).Select(static t => t.Key).ToList())
+            {
+                _transactionTokens.TryRemove(old, out _);
+            }
+        }
+    }
+
     // ---- the writer ----
 
     /// <summary>
@@ -336,31 +357,33 @@ internal sealed partial class DynamoStore : IHostedService, IDisposable
                 batch.Add(next);
             }
             var context = new WriteContext(this, writer, NowMs);
-            Execute(writer, "BEGIN IMMEDIATE;");
-            foreach (var operation in batch)
-            {
-                context.Begin();
-                Execute(writer, "SAVEPOINT op;");
-                try
-                {
-                    operation.Run(context);
-                    Execute(writer, "RELEASE op;");
-                    operation.AfterCommit = context.TakeAfterCommit();
-                }
-                catch (Exception e)
-                {
-                    Execute(writer, "ROLLBACK TO op; RELEASE op;");
-                    context.TakeAfterCommit();
-                    operation.Error = e is DynamoException ? e : Unexpected(e);
-                }
-            }
             try
             {
+                Execute(writer, "BEGIN IMMEDIATE;");
+                foreach (var operation in batch)
+                {
+                    context.Begin();
+                    Execute(writer, "SAVEPOINT op;");
+                    try
+                    {
+                        operation.Run(context);
+                        Execute(writer, "RELEASE op;");
+                        operation.AfterCommit = context.TakeAfterCommit();
+                    }
+                    catch (Exception e) when (e is not SqliteException { SqliteErrorCode: 10 or 13 }) // SQLITE_IOERR, SQLITE_FULL: the whole batch fails
+                    {
+                        Execute(writer, "ROLLBACK TO op; RELEASE op;");
+                        context.TakeAfterCommit();
+                        operation.Error = e is DynamoException ? e : Unexpected(e);
+                    }
+                }
                 // Durability point: once COMMIT returns, every operation of the batch is on disk (synchronous=FULL).
                 Execute(writer, "COMMIT;");
             }
             catch (SqliteException e)
             {
+                // The disk refused (full, I/O error): nothing of the batch is kept, every writer is told so, and the
+                // loop goes on with the next batch (a later one may succeed once space is freed).
                 Log.CommitFailed(_logger, e);
                 try
                 {
