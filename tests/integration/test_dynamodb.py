@@ -543,6 +543,44 @@ class TtlAndDurabilityTests(DynamoDbTestCase):
             second.stop()
 
 
+    def test_disk_full_refuses_writes_cleanly_and_recovers(self):
+        """RELIABILITY.md's disk-full row: SQLITE_FULL rolls the batch back, the caller gets DynamoDB's 500, nothing is
+        half-written, and once space is freed writes succeed again without repair."""
+        import os
+        if os.geteuid() != 0:
+            self.skipTest("mounting a small tmpfs needs root")
+        mount = Path(tempfile.mkdtemp(prefix="lamina-it-ddb-full-"))
+        self.addCleanup(shutil.rmtree, mount, True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", str(mount)])
+        server = h.LaminaServer("ddb-full", data_dir=mount / "data").start()
+        try:
+            client = h.boto3_client(server.url, "dynamodb")
+            client.create_table(TableName="full", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+            filler = mount / "filler"
+            free = shutil.disk_usage(mount).free
+            with open(filler, "wb") as f:
+                f.write(b"\0" * max(0, free - 6 * 1024 * 1024))
+            acknowledged, refused = [], None
+            for i in range(60):
+                try:
+                    client.put_item(TableName="full", Item={"pk": {"S": f"k{i}"}, "v": {"S": "x" * 300_000}})
+                    acknowledged.append(f"k{i}")
+                except botocore.exceptions.ClientError as e:
+                    refused = e.response
+                    break
+            self.assertIsNotNone(refused, "the disk never filled")
+            self.assertEqual((refused["ResponseMetadata"]["HTTPStatusCode"], refused["Error"]["Code"]), (500, "InternalServerError"))
+            self.assertEqual(server.raw("GET", "/health").status, 200)
+            filler.unlink()
+            client.put_item(TableName="full", Item={"pk": {"S": "after"}, "v": {"S": "y"}})
+            keys = {i["pk"]["S"] for page in client.get_paginator("scan").paginate(TableName="full", ProjectionExpression="pk") for i in page["Items"]}
+            self.assertEqual(keys, set(acknowledged) | {"after"}, "every acknowledged write, nothing of the refused one")
+        finally:
+            server.stop()
+
+
 class JsSdkTests(DynamoDbTestCase):
 
     def test_client_and_document_client_from_node(self):
