@@ -199,6 +199,7 @@ internal sealed partial class DynamoStore
             try
             {
                 await Task.Delay(SweepInterval, _time, _stopping.Token);
+                Checkpoint();
                 await ExpireItemsAsync();
                 if (NowMs - lastRetention > 60_000)
                 {
@@ -215,6 +216,18 @@ internal sealed partial class DynamoStore
                 Log.SweepFailed(_logger, e);
             }
         }
+    }
+
+    /// <summary>
+    /// Copies the WAL into the database file without blocking the writer (PASSIVE); the writer restarts the WAL
+    /// from its beginning once a checkpoint has caught up, so it stays about a second of writes long.
+    /// </summary>
+    private void Checkpoint()
+    {
+        using var connection = OpenRead();
+        using var command = connection.CreateCommand();
+        command.CommandText = "PRAGMA wal_checkpoint(PASSIVE);";
+        command.ExecuteNonQuery();
     }
 
     /// <summary>

@@ -55,6 +55,9 @@ internal sealed partial class DynamoStore : IHostedService, IDisposable
         Execute(_writer, """
             PRAGMA journal_mode=WAL;
             PRAGMA synchronous=FULL;
+            -- The writer never checkpoints on commit (a commit that checkpoints waits for the database file's fsync);
+            -- the sweep loop checkpoints from its own connection every second instead (DynamoStore.Streams.cs).
+            PRAGMA wal_autocheckpoint=0;
             CREATE TABLE IF NOT EXISTS tables (
                 id       INTEGER PRIMARY KEY,
                 account  TEXT NOT NULL,
