@@ -669,3 +669,77 @@ class PartiQLTests(DynamoDbTestCase):
             if not token:
                 break
         self.assertEqual(seen, list(range(7)))
+
+
+class FuzzTests(DynamoDbTestCase):
+
+    def test_mutated_requests_never_get_a_500(self):
+        """A seeded run of valid requests with members removed, retyped and replaced by odd values: every answer is
+        a 200 or an AWS-shaped 4xx (never a 500, never a stack trace), and the server stays healthy."""
+        import random
+        rng = random.Random(int(__import__("os").environ.get("LAMINA_FUZZ_SEED", "21")))
+        name = self.create("S", "N", ExtraAttributes=[{"AttributeName": "g", "AttributeType": "S"}],
+                           GlobalSecondaryIndexes=[{"IndexName": "byG", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}], "Projection": {"ProjectionType": "ALL"}}],
+                           StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+        key = {"pk": {"S": "k"}, "sk": {"N": "1"}}
+        seeds = [
+            ("PutItem", {"TableName": name, "Item": {**key, "g": {"S": "x"}, "l": {"L": [{"N": "1"}]}}, "ConditionExpression": "attribute_not_exists(pk)"}),
+            ("GetItem", {"TableName": name, "Key": key, "ProjectionExpression": "#a, l[0]", "ExpressionAttributeNames": {"#a": "g"}}),
+            ("UpdateItem", {"TableName": name, "Key": key, "UpdateExpression": "SET a = if_not_exists(a, :z) + :o ADD s :s REMOVE l[0]",
+                            "ExpressionAttributeValues": {":z": {"N": "0"}, ":o": {"N": "1"}, ":s": {"SS": ["q"]}}, "ReturnValues": "ALL_NEW"}),
+            ("DeleteItem", {"TableName": name, "Key": key, "ConditionExpression": "a > :v", "ExpressionAttributeValues": {":v": {"N": "5"}}}),
+            ("Query", {"TableName": name, "KeyConditionExpression": "pk = :p AND sk BETWEEN :a AND :b", "FilterExpression": "contains(s, :q)",
+                       "ExpressionAttributeValues": {":p": {"S": "k"}, ":a": {"N": "0"}, ":b": {"N": "9"}, ":q": {"S": "q"}}, "Limit": 5}),
+            ("Query", {"TableName": name, "IndexName": "byG", "KeyConditionExpression": "g = :g", "ExpressionAttributeValues": {":g": {"S": "x"}}}),
+            ("Scan", {"TableName": name, "Segment": 0, "TotalSegments": 2, "ExclusiveStartKey": key}),
+            ("BatchWriteItem", {"RequestItems": {name: [{"PutRequest": {"Item": {"pk": {"S": "b"}, "sk": {"N": "2"}}}}, {"DeleteRequest": {"Key": key}}]}}),
+            ("BatchGetItem", {"RequestItems": {name: {"Keys": [key]}}}),
+            ("TransactWriteItems", {"TransactItems": [{"Put": {"TableName": name, "Item": {"pk": {"S": "t"}, "sk": {"N": "3"}}}},
+                                                      {"ConditionCheck": {"TableName": name, "Key": key, "ConditionExpression": "attribute_exists(pk)"}}]}),
+            ("TransactGetItems", {"TransactItems": [{"Get": {"TableName": name, "Key": key}}]}),
+            ("ExecuteStatement", {"Statement": f'SELECT * FROM "{name}" WHERE pk = ? AND sk > 0', "Parameters": [{"S": "k"}]}),
+            ("UpdateTable", {"TableName": name, "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}}),
+            ("UpdateTimeToLive", {"TableName": name, "TimeToLiveSpecification": {"Enabled": True, "AttributeName": "ttl"}}),
+            ("CreateTable", {"TableName": name + "x", "KeySchema": [{"AttributeName": "a", "KeyType": "HASH"}],
+                             "AttributeDefinitions": [{"AttributeName": "a", "AttributeType": "S"}], "BillingMode": "PAY_PER_REQUEST"}),
+            ("DescribeTable", {"TableName": name}),
+        ]
+        odd = [None, "", "x" * 5000, -1, 0, 10 ** 30, 1.5, True, [], {}, [None], {"S": None}, {"N": "1e999"}, {"N": "NaN"}, {"B": "!!"},
+               {"SS": []}, {"M": {"a": {"L": [{}]}}}, "SET", "a = = b", "#", ":", "((((", "\u0000", "\ud7ff\uffff", {"NULL": False}]
+
+        def mutate(value, depth=0):
+            if isinstance(value, dict) and value and rng.random() < 0.7:
+                value = dict(value)
+                k = rng.choice(list(value))
+                action = rng.random()
+                if action < 0.3:
+                    del value[k]
+                elif action < 0.7 or depth > 4:
+                    value[k] = rng.choice(odd)
+                else:
+                    value[k] = mutate(value[k], depth + 1)
+                return value
+            if isinstance(value, list) and value and rng.random() < 0.7:
+                value = list(value)
+                i = rng.randrange(len(value))
+                value[i] = mutate(value[i], depth + 1) if rng.random() < 0.5 else rng.choice(odd)
+                return value
+            return rng.choice(odd) if rng.random() < 0.3 else value
+
+        count = int(__import__("os").environ.get("LAMINA_FUZZ_COUNT", "1500"))
+        for n in range(count):
+            op, body = rng.choice(seeds)
+            mutated = mutate(body)
+            try:
+                payload = json.dumps(mutated).encode()
+            except (TypeError, ValueError):
+                continue
+            response = self.raw("DynamoDB_20120810." + op, payload)
+            with self.subTest(n=n, op=op):
+                self.assertIn(response.status_code, (200, 400, 413), f"{op} {payload[:500]!r} -> {response.status_code} {response.text[:500]}")
+                if response.status_code != 200:
+                    error = response.json()
+                    self.assertRegex(error["__type"], r"^com\.amazon(aws\.dynamodb\.v20120810|\.coral\.validate|\.coral\.service)#\w+$")
+                    self.assertNotIn(" at Lamina.", error.get("message", ""))
+        self.assertEqual(self.server.raw("GET", "/health").status, 200)
+        self.ddb.describe_table(TableName=name)

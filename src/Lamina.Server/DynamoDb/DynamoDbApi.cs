@@ -77,6 +77,11 @@ internal static partial class DynamoDbApi
         {
             await WriteErrorAsync(context, e);
         }
+        catch (InvalidOperationException e) when (e.TargetSite?.DeclaringType?.Assembly == typeof(JsonElement).Assembly)
+        {
+            // A member of the wrong JSON kind (a string where a map belongs, …): what DynamoDB's deserializer refuses.
+            await WriteErrorAsync(context, new DynamoException("SerializationException", "Unexpected value type in payload"));
+        }
         catch (Exception e) when (e is not OperationCanceledException)
         {
             Log.RequestFailed(logger, operation, e);

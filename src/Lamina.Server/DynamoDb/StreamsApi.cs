@@ -45,6 +45,10 @@ internal static class StreamsApi
         {
             await DynamoDbApi.WriteErrorAsync(context, e);
         }
+        catch (InvalidOperationException e) when (e.TargetSite?.DeclaringType?.Assembly == typeof(JsonElement).Assembly)
+        {
+            await DynamoDbApi.WriteErrorAsync(context, new DynamoException("SerializationException", "Unexpected value type in payload"));
+        }
     }
 
     private static StreamRow Stream(DynamoDbApi.DynamoCall call)
