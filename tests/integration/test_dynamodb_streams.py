@@ -251,6 +251,53 @@ class StreamMappingTests(h.LaminaTestCase):
         finally:
             second.stop()
 
+    def test_nothing_is_skipped_across_kill_9(self):
+        data_dir = Path(tempfile.mkdtemp(prefix="lamina-it-ddbstream-kill-"))
+        self.addCleanup(shutil.rmtree, data_dir, True)
+        env_key = "Logging__LogLevel__Lamina.Function"
+        servers = []
+        for label in ("ddb-kill-1", "ddb-kill-2"):
+            os.environ[env_key] = "Debug"
+            try:
+                servers.append(h.LaminaServer(label, data_dir=data_dir))
+            finally:
+                del os.environ[env_key]
+        os.environ[env_key] = "Debug"
+        try:
+            first = servers[0].start()
+        finally:
+            del os.environ[env_key]
+        try:
+            lam = first.client()
+            table, stream = self.table(server=first)
+            fn = self.fn_name("fn")
+            lam.create_function(FunctionName=fn, Runtime="python3.12", Role=h.ROLE, Handler="app.handler",
+                                Code={"ZipFile": h.make_zip({"app.py": PRINTER_PY.replace("    return {}", "    import time; time.sleep(0.1)\n    return {}")})}, Timeout=10)
+            lam.create_event_source_mapping(EventSourceArn=stream, FunctionName=fn, StartingPosition="TRIM_HORIZON", BatchSize=2)
+            ddb = self.ddb(first)
+            for i in range(40):
+                ddb.put_item(TableName=table, Item={"id": {"S": f"k{i}"}, "n": {"N": str(i)}})
+            self.wait_lines(fn, "REC", 5, server=first)
+        finally:
+            first.kill()  # in the middle of the stream
+        seen_before = {r[1] for r in self.lines(fn, "REC", server=first)}
+        self.assertLess(len(seen_before), 40, "the kill landed in the middle of the stream")
+        os.environ[env_key] = "Debug"
+        try:
+            second = servers[1].start()
+        finally:
+            del os.environ[env_key]
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                seen_after = {r[1] for r in self.lines(fn, "REC", server=second)}
+                if seen_before | seen_after >= {f"k{i}" for i in range(40)} or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            self.assertEqual(seen_before | seen_after, {f"k{i}" for i in range(40)}, "at least once: every record reached the function")
+        finally:
+            second.stop()
+
     # ---- failures ----
 
     def test_failing_batch_blocks_until_retries_run_out_then_goes_to_the_on_failure_queue(self):
