@@ -73,6 +73,16 @@ def handler(event, context):
     return {"batchItemFailures": []}
 '''
 
+# Tumbling windows: counts the records of its window in the state it hands back; prints each invocation.
+WINDOW_PY = '''
+import json
+def handler(event, context):
+    state = event.get("state") or {}
+    count = state.get("count", 0) + len(event["Records"])
+    print("WIN", event["window"]["start"], count, len(event["Records"]), event["isFinalInvokeForWindow"], event["shardId"][:8], flush=True)
+    return {"state": {"count": count}, "batchItemFailures": []}
+'''
+
 # Copies every inserted item into another table with the JS SDK's DocumentClient: no endpoint, region or
 # credentials in the code (the environment's AWS_ENDPOINT_URL and session credentials are all it needs).
 COPIER_MJS = '''
@@ -363,6 +373,32 @@ class StreamMappingTests(h.LaminaTestCase):
         records = self.lines(fn, "REC")
         self.assertEqual(sorted(r[1] for r in records), ["p6", "p7", "p8", "p9"])
         self.assertTrue(all(r[0] == "INSERT" for r in records))
+
+    def test_tumbling_window_carries_state_and_ends_with_a_final_invoke(self):
+        table, stream = self.table()
+        fn = self.function(WINDOW_PY)
+        self.mapping(stream, fn, BatchSize=1, TumblingWindowInSeconds=2)
+        ddb = self.ddb()
+        for i in range(4):
+            ddb.put_item(TableName=table, Item={"id": {"S": f"w{i}"}})
+        deadline = time.monotonic() + 30
+        while True:
+            lines = self.lines(fn, "WIN")
+            records = sum(int(l[2]) for l in lines)
+            finals = [l for l in lines if l[3] == "True"]
+            if records >= 4 and finals and sum(int(f[1]) for f in finals) >= 4 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(records, 4, lines)
+        self.assertEqual(lines[0][4], "shardId-")
+        by_window = {}
+        for start, count, size, final, _ in lines:
+            by_window.setdefault(start, []).append((int(count), int(size), final == "True"))
+        for start, calls in by_window.items():
+            # Within a window the state accumulates; the window ends with one record-less final invoke holding the total.
+            self.assertEqual([c for c, s, f in calls if not f], list(range(1, len([1 for c, s, f in calls if not f]) + 1)), (start, calls))
+            self.assertEqual(calls[-1][1:], (0, True), (start, calls))
+            self.assertEqual(calls[-1][0], sum(s for c, s, f in calls), (start, calls))
 
     def test_mapping_validation(self):
         table, stream = self.table()
