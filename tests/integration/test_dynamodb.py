@@ -657,6 +657,37 @@ class PartiQLTests(DynamoDbTestCase):
         self.assertEqual(cli.rc, 0, cli)
         self.assertEqual(len(cli.json["Items"]), 2)
 
+    def test_execute_transaction_and_batch_execute_statement(self):
+        name = self.create("S", "N")
+        self.ddb.execute_transaction(TransactStatements=[
+            {"Statement": f'INSERT INTO "{name}" VALUE {{\'pk\': \'a\', \'sk\': 1, \'n\': 10}}'},
+            {"Statement": f'INSERT INTO "{name}" VALUE {{\'pk\': ?, \'sk\': 2, \'n\': 20}}', "Parameters": [{"S": "a"}]}])
+        got = self.ddb.execute_transaction(TransactStatements=[
+            {"Statement": f'SELECT n FROM "{name}" WHERE pk = \'a\' AND sk = 1'},
+            {"Statement": f'SELECT * FROM "{name}" WHERE pk = \'a\' AND sk = 9'}])["Responses"]
+        self.assertEqual(got, [{"Item": {"n": {"N": "10"}}}, {}])
+        cancelled = self.assertDdbError(lambda: self.ddb.execute_transaction(TransactStatements=[
+            {"Statement": f'UPDATE "{name}" SET n = n + 1 WHERE pk = \'a\' AND sk = 1'},
+            {"Statement": f'UPDATE "{name}" SET n = n + 1 WHERE pk = \'a\' AND sk = 2 AND n > 100'}]), "TransactionCanceledException")
+        self.assertEqual([r["Code"] for r in cancelled["CancellationReasons"]], ["None", "ConditionalCheckFailed"])
+        self.assertEqual(self.ddb.get_item(TableName=name, Key={"pk": {"S": "a"}, "sk": {"N": "1"}})["Item"]["n"], {"N": "10"}, "nothing applied")
+        self.assertDdbError(lambda: self.ddb.execute_transaction(TransactStatements=[
+            {"Statement": f'SELECT * FROM "{name}" WHERE pk = \'a\' AND sk = 1'},
+            {"Statement": f'DELETE FROM "{name}" WHERE pk = \'a\' AND sk = 1'}]), "ValidationException")
+        batch = self.ddb.batch_execute_statement(Statements=[
+            {"Statement": f'SELECT * FROM "{name}" WHERE pk = \'a\' AND sk = 2'},
+            {"Statement": f'INSERT INTO "{name}" VALUE {{\'pk\': \'a\', \'sk\': 1}}'},
+            {"Statement": f'UPDATE "{name}" SET n = 0 WHERE pk = \'a\' AND sk = 1'},
+            {"Statement": f'SELECT * FROM "{name}" WHERE pk = \'a\''},
+            {"Statement": f'DELETE FROM "{name}" WHERE pk = \'a\' AND sk = 2'}])["Responses"]
+        self.assertEqual(batch[0]["Item"]["n"], {"N": "20"})
+        self.assertEqual(batch[1]["Error"]["Code"], "DuplicateItem")
+        self.assertNotIn("Error", batch[2])
+        self.assertEqual(batch[3]["Error"]["Code"], "ValidationError")
+        self.assertNotIn("Error", batch[4])
+        self.assertEqual([i["sk"]["N"] for i in self.ddb.scan(TableName=name)["Items"]], ["1"])
+        self.assertEqual(self.ddb.get_item(TableName=name, Key={"pk": {"S": "a"}, "sk": {"N": "1"}})["Item"]["n"], {"N": "0"})
+
     def test_select_pages_with_next_token(self):
         name = self.create("S", "N")
         self.ddb.batch_write_item(RequestItems={name: [{"PutRequest": {"Item": {"pk": {"S": "p"}, "sk": {"N": str(i)}}}} for i in range(7)]})

@@ -243,7 +243,16 @@ internal static partial class DynamoDbApi
         // The request without its token: what a retry with the same token must repeat exactly.
         var fingerprint = token is null ? null : Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(
             System.Text.Encoding.UTF8.GetBytes(call.Request.GetProperty("TransactItems").GetRawText())));
-        await call.Store.WriteAsync(context =>
+        await RunTransactionAsync(call, actions, token, fingerprint);
+        await call.RespondAsync(w => WriteBatchCapacity(w, call, actions.GroupBy(static a => a.Table.Name).Select(static g => (g.Key, 2.0 * g.Count()))));
+    }
+
+    /// <summary>
+    /// Runs a checked write transaction in one savepoint of the writer: every condition against the state before it,
+    /// any failure cancels all of it (TransactionCanceledException with a reason per action), else every action applies.
+    /// </summary>
+    private static Task<int> RunTransactionAsync(DynamoCall call, List<TransactAction> actions, string? token, string? fingerprint) =>
+        call.Store.WriteAsync(context =>
         {
             // 0. A retry of a transaction that committed (same token, same items, within 10 minutes) is answered, not re-run.
             if (token is not null && context.Store.CompletedTransaction(call.Account, token, context.NowMs) is { } done)
@@ -328,8 +337,6 @@ internal static partial class DynamoDbApi
             }
             return 0;
         });
-        await call.RespondAsync(w => WriteBatchCapacity(w, call, actions.GroupBy(static a => a.Table.Name).Select(static g => (g.Key, 2.0 * g.Count()))));
-    }
 
     private static async Task TransactGetItemsAsync(DynamoCall call)
     {

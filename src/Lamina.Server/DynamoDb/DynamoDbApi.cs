@@ -69,6 +69,8 @@ internal static partial class DynamoDbApi
                 case "TransactWriteItems": await TransactWriteItemsAsync(call); break;
                 case "TransactGetItems": await TransactGetItemsAsync(call); break;
                 case "ExecuteStatement": await ExecuteStatementAsync(call); break;
+                case "ExecuteTransaction": await ExecuteTransactionAsync(call); break;
+                case "BatchExecuteStatement": await BatchExecuteStatementAsync(call); break;
                 default:
                     throw new DynamoException("UnknownOperationException", $"Lamina does not implement the DynamoDB operation {operation}.");
             }
