@@ -374,6 +374,21 @@ class RuntimeSdkTests(S3FunctionTestCase):
         self.assertGreaterEqual((major, minor), (1, 28))  # honours AWS_ENDPOINT_URL
         self.assertEqual(self.s3.get_object(Bucket=bucket, Key="from-python")["Body"].read(), b"written by boto3")
 
+    def test_python_runtime_boto3_resource_uses_tables_with_no_configuration(self):
+        table = f"t-{uuid.uuid4().hex[:10]}"
+        ddb = h.boto3_client(self.server.url, "dynamodb")
+        ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+        self.addCleanup(ddb.delete_table, TableName=table)
+        code = ("import boto3\nfrom boto3.dynamodb.conditions import Key\n"
+                "def handler(event, context):\n"
+                "    t = boto3.resource('dynamodb').Table(event['table'])\n"
+                "    t.put_item(Item={'id': 'a', 'n': 41})\n"
+                "    t.update_item(Key={'id': 'a'}, UpdateExpression='SET n = n + :one', ExpressionAttributeValues={':one': 1})\n"
+                "    return int(t.query(KeyConditionExpression=Key('id').eq('a'))['Items'][0]['n'])\n")
+        name = self.create_function(h.make_zip({"app.py": code}), Timeout=30)["FunctionName"]
+        self.assertEqual(self.invoke_ok(name, {"table": table})[1], 42)
+
     def test_function_and_layer_packages_come_before_the_runtimes(self):
         own = "import sys\n__version__ = 'bundled'\n"
         from_task = self.create_function(h.make_zip({"app.py": "import boto3\ndef handler(e, c):\n    return boto3.__version__\n",
