@@ -274,6 +274,36 @@ class NotificationTests(S3FunctionTestCase):
         record = json.loads(envelopes[-1]["Message"])["Records"][0]
         self.assertEqual((record["eventName"], record["s3"]["object"]["key"]), ("ObjectCreated:Put", "note.txt"))
 
+    def test_eventbridge_notifications_reach_rules(self):
+        """EventBridgeConfiguration: every event of the bucket goes to the default bus as S3 sends it there (source
+        aws.s3, detail-type Object Created / Object Deleted, the key as is), and rules pick what they want."""
+        bucket = self.bucket()
+        function = self.fn_name("sink")
+        arn = self.create_function(h.make_zip({"app.py": SINK_PY}), name=function)["FunctionArn"]
+        events = h.boto3_client(self.server.url, "events")
+        rule = self.fn_name("rule")[:60]
+        rule_arn = events.put_rule(Name=rule, EventPattern=json.dumps({
+            "source": ["aws.s3"], "detail-type": ["Object Created", "Object Deleted"],
+            "detail": {"bucket": {"name": [bucket]}, "object": {"key": [{"prefix": "in/"}]}}}))["RuleArn"]
+        self.addCleanup(events.delete_rule, Name=rule, Force=True)
+        events.put_targets(Rule=rule, Targets=[{"Id": "fn", "Arn": arn}])
+        self.lam.add_permission(FunctionName=function, StatementId="events", Action="lambda:InvokeFunction",
+                                Principal="events.amazonaws.com", SourceArn=rule_arn)
+        self.s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
+        self.assertEqual(self.s3.get_bucket_notification_configuration(Bucket=bucket).get("EventBridgeConfiguration"), {})
+        mark = self.server.mark()
+        self.s3.put_object(Bucket=bucket, Key="out/skipped.txt", Body=b"no")
+        put = self.s3.put_object(Bucket=bucket, Key="in/a file.txt", Body=b"hello")
+        self.s3.delete_object(Bucket=bucket, Key="in/a file.txt")
+        # Two asynchronous invocations: they may run in either order.
+        received = sorted(self.events(mark, function, 2), key=lambda e: e["detail-type"])
+        self.assertEqual([(e["source"], e["detail-type"]) for e in received], [("aws.s3", "Object Created"), ("aws.s3", "Object Deleted")])
+        created, deleted = received[0]["detail"], received[1]["detail"]
+        self.assertEqual((created["bucket"]["name"], created["object"]["key"], created["object"]["size"], created["object"]["etag"], created["reason"]),
+                         (bucket, "in/a file.txt", 5, put["ETag"].strip('"'), "PutObject"))
+        self.assertEqual((deleted["reason"], deleted["deletion-type"]), ("DeleteObject", "Permanently Deleted"))
+        self.assertEqual(received[0]["resources"], [f"arn:aws:s3:::{bucket}"])
+
     def test_invalid_destinations_refused(self):
         bucket = self.bucket()
         missing_queue = f"arn:aws:sqs:us-east-1:{h.ACCOUNT}:no-such-queue"
