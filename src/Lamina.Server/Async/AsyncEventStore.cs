@@ -1,6 +1,6 @@
 using System.Globalization;
-using System.Threading.Channels;
 using Lamina.Server.Hosting;
+using Lamina.Server.Storage;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
 
@@ -20,11 +20,10 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
     /// <summary>Most operations committed together.</summary>
     private const int MaxBatch = 512;
 
-    private readonly Channel<Operation> _operations = Channel.CreateUnbounded<Operation>(new UnboundedChannelOptions { SingleReader = true });
     private readonly string _path;
     private readonly ILogger<AsyncEventStore> _logger;
     private SqliteConnection? _connection;
-    private Task? _writer;
+    private GroupCommitWriter? _writer;
 
     public AsyncEventStore(IOptions<LaminaOptions> options, ILogger<AsyncEventStore> logger)
     {
@@ -64,7 +63,13 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
         reset.CommandText = "UPDATE events SET state = 0 WHERE state = 1;";
         var returned = reset.ExecuteNonQuery();
         _connection = connection;
-        _writer = Task.Factory.StartNew(WriterLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        _writer = new GroupCommitWriter(connection, MaxBatch, failure =>
+        {
+            if (failure is not null)
+            {
+                Log.WriteFailed(_logger, failure.Message); // each writer was told; the loop goes on
+            }
+        });
         return returned;
     }
 
@@ -244,10 +249,9 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        _operations.Writer.TryComplete();
         if (_writer is not null)
         {
-            await _writer;
+            await _writer.CompleteAsync();
         }
         _connection?.Dispose();
     }
@@ -297,102 +301,14 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
         command.ExecuteNonQuery();
     }
 
-    private Task<T> Run<T>(Func<SqliteConnection, T> work)
-    {
-        var operation = new Operation<T>(work);
-        if (!_operations.Writer.TryWrite(operation))
-        {
-            return Task.FromException<T>(new ObjectDisposedException(nameof(AsyncEventStore), "the async event store is closed"));
-        }
-        return operation.Completion;
-    }
-
-    private async Task WriterLoop()
-    {
-        var connection = _connection!;
-        var batch = new List<Operation>(MaxBatch);
-        while (await _operations.Reader.WaitToReadAsync())
-        {
-            while (batch.Count < MaxBatch && _operations.Reader.TryRead(out var operation))
-            {
-                batch.Add(operation);
-            }
-            try
-            {
-                using var transaction = connection.BeginTransaction();
-                foreach (var operation in batch)
-                {
-                    operation.Execute(connection);
-                }
-                transaction.Commit();
-                foreach (var operation in batch)
-                {
-                    operation.Complete();
-                }
-            }
-            catch (Exception e)
-            {
-                // The batch failed as a whole (a commit that could not happen, say): each caller learns it; the loop goes on.
-                Log.WriteFailed(_logger, batch.Count, e.Message);
-                foreach (var operation in batch)
-                {
-                    operation.Fail(e);
-                }
-            }
-            batch.Clear();
-        }
-    }
-
-    private abstract class Operation
-    {
-        /// <summary>Runs inside the batch's transaction; an exception fails this operation only.</summary>
-        public abstract void Execute(SqliteConnection connection);
-
-        /// <summary>After the commit: the caller learns its result.</summary>
-        public abstract void Complete();
-
-        public abstract void Fail(Exception e);
-    }
-
-    private sealed class Operation<T>(Func<SqliteConnection, T> work) : Operation
-    {
-        private readonly TaskCompletionSource<T> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        private T? _result;
-        private Exception? _error;
-
-        public Task<T> Completion => _completion.Task;
-
-        public override void Execute(SqliteConnection connection)
-        {
-            try
-            {
-                _result = work(connection);
-            }
-            catch (Exception e)
-            {
-                _error = e; // this operation fails; the others in the batch commit
-            }
-        }
-
-        public override void Complete()
-        {
-            if (_error is not null)
-            {
-                _completion.TrySetException(_error);
-            }
-            else
-            {
-                _completion.TrySetResult(_result!);
-            }
-        }
-
-        public override void Fail(Exception e) => _completion.TrySetException(e);
-    }
+    /// <summary>An operation, committed with whatever else waits (group commit); it completes once it is on disk.</summary>
+    private Task<T> Run<T>(Func<SqliteConnection, T> work) =>
+        _writer?.WriteAsync(scope => work(scope.Connection)) ?? Task.FromException<T>(new ObjectDisposedException(nameof(AsyncEventStore), "the async event store is closed"));
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = Diagnostics.EventIds.AsyncStoreWriteFailed, Level = LogLevel.Error, Message = "The async event store could not commit {Count} operations: {Reason}")]
-        public static partial void WriteFailed(ILogger logger, int count, string reason);
+        [LoggerMessage(EventId = Diagnostics.EventIds.AsyncStoreWriteFailed, Level = LogLevel.Error, Message = "The async event store could not commit a batch of operations (their callers were told): {Reason}")]
+        public static partial void WriteFailed(ILogger logger, string reason);
     }
 }
 

@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
-using System.Threading.Channels;
 using Lamina.Server.Hosting;
+using Lamina.Server.Storage;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
 using Item = System.Collections.Generic.Dictionary<string, Lamina.Server.DynamoDb.AttributeValue>;
@@ -24,14 +24,14 @@ internal sealed partial class DynamoStore : IHostedService, IDisposable
     private readonly LaminaOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger<DynamoStore> _logger;
-    private readonly Channel<WriteOperation> _writes = Channel.CreateUnbounded<WriteOperation>(new UnboundedChannelOptions { SingleReader = true });
     private readonly ConcurrentDictionary<(string Account, string Name), TableInfo> _tables = new();
     private readonly ConcurrentDictionary<long, StreamRow> _streams = new();
     private readonly Dictionary<string, SqliteCommand> _writerCommands = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stopping = new();
     private SqliteConnection? _writer;
     private string _readConnectionString = "";
-    private Task _writerLoop = Task.CompletedTask;
+    private GroupCommitWriter? _writes;
+    private bool _streamWrittenInBatch;
     private Task _sweeper = Task.CompletedTask;
     private TaskCompletionSource _streamWritten = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -140,16 +140,16 @@ internal sealed partial class DynamoStore : IHostedService, IDisposable
     public Task StartAsync(CancellationToken cancellationToken)
     {
         Open();
-        _writerLoop = Task.Run(WriterLoopAsync, CancellationToken.None);
+        _writes = new GroupCommitWriter(_writer!, MaxBatch, AfterBatch);
         _sweeper = Task.Run(SweepLoopAsync, CancellationToken.None);
         return Task.CompletedTask;
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        _writes.Writer.TryComplete();
+        var writes = _writes?.CompleteAsync() ?? Task.CompletedTask;
         await _stopping.CancelAsync();
-        await Task.WhenAll(_writerLoop, _sweeper).WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        await Task.WhenAll(writes, _sweeper).WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
 
     public void Dispose()
@@ -327,87 +327,45 @@ internal sealed partial class DynamoStore : IHostedService, IDisposable
     /// <paramref name="barrier"/>: a change of a table's definition, committed in a transaction of its own, so that the
     /// writes after it in the queue run against the new definition (the in-memory tables change only after commit).
     /// </summary>
-    private Task<T> WriteAsync<T>(bool barrier, Func<WriteContext, T> work)
+    private async Task<T> WriteAsync<T>(bool barrier, Func<WriteContext, T> work)
     {
-        var operation = new WriteOperation<T>(work) { Barrier = barrier };
-        if (!_writes.Writer.TryWrite(operation))
+        var writes = _writes ?? throw new DynamoException("InternalServerError", "The server is shutting down.", 500);
+        try
+        {
+            return await writes.WriteAsync(scope =>
+            {
+                try
+                {
+                    return work(new WriteContext(this, scope, NowMs));
+                }
+                catch (Exception e) when (e is not DynamoException and not SqliteException { SqliteErrorCode: 10 or 13 })
+                {
+                    throw Unexpected(e);
+                }
+            }, alone: barrier);
+        }
+        catch (SqliteException)
+        {
+            // The batch could not be committed (logged once in AfterBatch): nothing of this write is kept.
+            throw new DynamoException("InternalServerError", "The write could not be committed; the server log has the details.", 500);
+        }
+        catch (ObjectDisposedException)
         {
             throw new DynamoException("InternalServerError", "The server is shutting down.", 500);
         }
-        return operation.Task;
     }
 
-    private async Task WriterLoopAsync()
+    /// <summary>After each batch: a commit that wrote stream records wakes the mappings' lanes; a failed one is logged.</summary>
+    private void AfterBatch(Exception? failure)
     {
-        var batch = new List<WriteOperation>(MaxBatch);
-        var writer = _writer!;
-        WriteOperation? carried = null;
-        while (carried is not null || await _writes.Reader.WaitToReadAsync(CancellationToken.None))
+        if (failure is not null)
         {
-            batch.Clear();
-            if (carried is not null)
-            {
-                batch.Add(carried);
-                carried = null;
-            }
-            while (batch.Count < MaxBatch && !(batch.Count == 1 && batch[0].Barrier) && _writes.Reader.TryRead(out var next))
-            {
-                if (next.Barrier && batch.Count > 0)
-                {
-                    carried = next; // a table change starts a batch of its own
-                    break;
-                }
-                batch.Add(next);
-            }
-            var context = new WriteContext(this, writer, NowMs);
-            try
-            {
-                Execute(writer, "BEGIN IMMEDIATE;");
-                foreach (var operation in batch)
-                {
-                    context.Begin();
-                    Execute(writer, "SAVEPOINT op;");
-                    try
-                    {
-                        operation.Run(context);
-                        Execute(writer, "RELEASE op;");
-                        operation.AfterCommit = context.TakeAfterCommit();
-                    }
-                    catch (Exception e) when (e is not SqliteException { SqliteErrorCode: 10 or 13 }) // SQLITE_IOERR, SQLITE_FULL: the whole batch fails
-                    {
-                        Execute(writer, "ROLLBACK TO op; RELEASE op;");
-                        context.TakeAfterCommit();
-                        operation.Error = e is DynamoException ? e : Unexpected(e);
-                    }
-                }
-                // Durability point: once COMMIT returns, every operation of the batch is on disk (synchronous=FULL).
-                Execute(writer, "COMMIT;");
-            }
-            catch (SqliteException e)
-            {
-                // The disk refused (full, I/O error): nothing of the batch is kept, every writer is told so, and the
-                // loop goes on with the next batch (a later one may succeed once space is freed).
-                Log.CommitFailed(_logger, e);
-                try
-                {
-                    Execute(writer, "ROLLBACK;");
-                }
-                catch (SqliteException)
-                {
-                }
-                foreach (var operation in batch)
-                {
-                    operation.Error ??= new DynamoException("InternalServerError", "The write could not be committed; the server log has the details.", 500);
-                    operation.AfterCommit = null;
-                }
-                context.StreamWritten = false;
-            }
-            foreach (var operation in batch)
-            {
-                operation.AfterCommit?.Invoke();
-                operation.Complete();
-            }
-            if (context.StreamWritten)
+            Log.CommitFailed(_logger, failure);
+        }
+        if (_streamWrittenInBatch)
+        {
+            _streamWrittenInBatch = false;
+            if (failure is null)
             {
                 Interlocked.Exchange(ref _streamWritten, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
             }
@@ -420,58 +378,21 @@ internal sealed partial class DynamoStore : IHostedService, IDisposable
         return new DynamoException("InternalServerError", "Internal server error; the server log has the details.", 500);
     }
 
-    private abstract class WriteOperation
-    {
-        public bool Barrier { get; init; }
-        public Exception? Error { get; set; }
-        public Action? AfterCommit { get; set; }
-        public abstract void Run(WriteContext context);
-        public abstract void Complete();
-    }
-
-    private sealed class WriteOperation<T>(Func<WriteContext, T> work) : WriteOperation
-    {
-        private readonly TaskCompletionSource<T> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        private T? _result;
-
-        public Task<T> Task => _done.Task;
-
-        public override void Run(WriteContext context) => _result = work(context);
-
-        public override void Complete()
-        {
-            if (Error is not null)
-            {
-                _done.TrySetException(Error);
-            }
-            else
-            {
-                _done.TrySetResult(_result!);
-            }
-        }
-    }
-
     /// <summary>What a write operation works with: the writer's connection (inside the batch's transaction).</summary>
-    internal sealed class WriteContext(DynamoStore store, SqliteConnection connection, long nowMs)
+    internal sealed class WriteContext(DynamoStore store, WriteScope scope, long nowMs)
     {
-        private List<Action>? _afterCommit;
-
         public DynamoStore Store { get; } = store;
-        public SqliteConnection Connection { get; } = connection;
+        public SqliteConnection Connection => scope.Connection;
         public long NowMs { get; } = nowMs;
-        public bool StreamWritten { get; set; }
 
-        public void Begin() => _afterCommit = null;
+        /// <summary>Set when the write added stream records: the lanes are woken once the batch is on disk.</summary>
+        public bool StreamWritten
+        {
+            set => Store._streamWrittenInBatch |= value;
+        }
 
         /// <summary>In-memory changes that must happen only if the transaction commits.</summary>
-        public void AfterCommit(Action action) => (_afterCommit ??= []).Add(action);
-
-        public Action? TakeAfterCommit()
-        {
-            var actions = _afterCommit;
-            _afterCommit = null;
-            return actions is null ? null : () => actions.ForEach(static a => a());
-        }
+        public void AfterCommit(Action action) => scope.AfterCommit(action);
 
         public SqliteCommand Command(string sql) => Store.WriterCommand(sql);
     }

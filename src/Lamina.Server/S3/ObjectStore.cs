@@ -4,7 +4,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using Lamina.Server.Hosting;
 using Lamina.Server.Protocols;
-using System.Threading.Channels;
+using Lamina.Server.Storage;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
 
@@ -69,12 +69,10 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
     /// <summary>Most writes committed together.</summary>
     private const int MaxBatch = 256;
 
-    // Writes queue here for the one writer loop; each caller awaits its own write, which bounds what waits.
-    private readonly Channel<Write> _writes = Channel.CreateUnbounded<Write>(new UnboundedChannelOptions { SingleReader = true });
     private readonly ConcurrentDictionary<string, Bucket> _buckets = new(StringComparer.Ordinal);
     private SqliteConnection? _connection;
     private string? _readConnectionString;
-    private Task? _writer;
+    private GroupCommitWriter? _writer;
     private long _lastVersionMs;
 
     public ObjectStore(IOptions<LaminaOptions> options, TimeProvider time, ILogger<ObjectStore> logger)
@@ -103,19 +101,14 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        _writes.Writer.TryComplete();
         if (_writer is not null)
         {
-            await _writer.WaitAsync(cancellationToken);
+            await _writer.CompleteAsync().WaitAsync(cancellationToken);
         }
     }
 
-    public void Dispose()
-    {
-        // StopAsync has let the writer finish; a store that never started has none.
-        _writes.Writer.TryComplete();
-        _connection?.Dispose();
-    }
+    // StopAsync has let the writer finish; a store that never started has none.
+    public void Dispose() => _connection?.Dispose();
 
     public void Open()
     {
@@ -205,7 +198,18 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
             }
         }
         RemoveOrphans();
-        _writer = Task.Factory.StartNew(WriterLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        _writer = new GroupCommitWriter(_connection, MaxBatch, failure =>
+        {
+            // A batch that wrote to the outbox wakes the notifier once it is on disk.
+            if (_outboxPending)
+            {
+                _outboxPending = false;
+                if (failure is null)
+                {
+                    OutboxWritten?.Invoke();
+                }
+            }
+        });
     }
 
     /// <summary>Deletes blob files that no object version or part names (left by a crash between rename and commit).</summary>
@@ -835,111 +839,9 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
         return Task.FromResult(work(connection));
     }
 
-    /// <summary>
-    /// A write, run by the writer loop inside a transaction shared with whatever else is waiting (group commit: many
-    /// concurrent PUTs share one fsync); it completes once that transaction is on disk.
-    /// </summary>
-    private Task<T> WriteAsync<T>(Func<SqliteConnection, T> work)
-    {
-        var write = new Write<T>(work);
-        return _writes.Writer.TryWrite(write) ? write.Completion : Task.FromException<T>(new ObjectDisposedException(nameof(ObjectStore), "the object store is closed"));
-    }
-
-    private async Task WriterLoop()
-    {
-        var connection = _connection!;
-        var batch = new List<Write>(MaxBatch);
-        while (await _writes.Reader.WaitToReadAsync())
-        {
-            while (batch.Count < MaxBatch && _writes.Reader.TryRead(out var write))
-            {
-                batch.Add(write);
-            }
-            _outboxPending = false;
-            try
-            {
-                using var transaction = connection.BeginTransaction();
-                foreach (var write in batch)
-                {
-                    // Each write in a savepoint of its own: one that fails leaves no trace, the others commit.
-                    Run(connection, "SAVEPOINT one;");
-                    if (write.Execute(connection))
-                    {
-                        Run(connection, "RELEASE one;");
-                    }
-                    else
-                    {
-                        Run(connection, "ROLLBACK TO one; RELEASE one;");
-                    }
-                }
-                transaction.Commit(); // durability: every write of the batch is on disk from here
-                foreach (var write in batch)
-                {
-                    write.Complete();
-                }
-            }
-            catch (Exception e)
-            {
-                // The batch failed as a whole (a commit that could not happen: disk full, say): each caller learns it.
-                foreach (var write in batch)
-                {
-                    write.Fail(e);
-                }
-            }
-            batch.Clear();
-            if (_outboxPending)
-            {
-                OutboxWritten?.Invoke();
-            }
-        }
-    }
-
-    private abstract class Write
-    {
-        /// <summary>Runs inside the batch's transaction; false when it failed (its changes are rolled back).</summary>
-        public abstract bool Execute(SqliteConnection connection);
-
-        public abstract void Complete();
-
-        public abstract void Fail(Exception e);
-    }
-
-    private sealed class Write<T>(Func<SqliteConnection, T> work) : Write
-    {
-        private readonly TaskCompletionSource<T> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        private T? _result;
-        private Exception? _error;
-
-        public Task<T> Completion => _completion.Task;
-
-        public override bool Execute(SqliteConnection connection)
-        {
-            try
-            {
-                _result = work(connection);
-                return true;
-            }
-            catch (Exception e)
-            {
-                _error = e;
-                return false;
-            }
-        }
-
-        public override void Complete()
-        {
-            if (_error is not null)
-            {
-                _completion.TrySetException(_error);
-            }
-            else
-            {
-                _completion.TrySetResult(_result!);
-            }
-        }
-
-        public override void Fail(Exception e) => _completion.TrySetException(_error ?? e);
-    }
+    /// <summary>A write, committed with whatever else waits (group commit); it completes once it is on disk.</summary>
+    private Task<T> WriteAsync<T>(Func<SqliteConnection, T> work) =>
+        (_writer ?? throw new InvalidOperationException("The object store is not open.")).WriteAsync(scope => work(scope.Connection));
 
     private void Execute(string sql)
     {
