@@ -231,6 +231,47 @@ class CrashTests(h.LaminaTestCase):
             second.stop()
 
 
+class DiskFullTests(h.LaminaTestCase):
+    def test_disk_full_refuses_uploads_cleanly_and_recovers(self):
+        """RELIABILITY.md's disk-full row for S3: an upload the disk cannot hold is S3's 500 InternalError, leaves no
+        file and no row, every acknowledged object stays whole, and uploads succeed again once space is freed."""
+        import subprocess
+        if os.geteuid() != 0:
+            self.skipTest("mounting a small tmpfs needs root")
+        mount = Path(tempfile.mkdtemp(prefix="lamina-it-s3-full-"))
+        self.addCleanup(shutil.rmtree, mount, True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", str(mount)])
+        server = h.LaminaServer("s3-full", data_dir=mount / "data").start()
+        try:
+            s3 = h.boto3_client(server.url, "s3")
+            s3.create_bucket(Bucket="full")
+            filler = mount / "filler"
+            with open(filler, "wb") as f:
+                f.write(b"\0" * max(0, shutil.disk_usage(mount).free - 4 * MiB))
+            acknowledged, refused = {}, None
+            for i in range(40):
+                body = os.urandom(300_000)
+                try:
+                    s3.put_object(Bucket="full", Key=f"k{i}", Body=body)
+                    acknowledged[f"k{i}"] = body
+                except Exception as e:  # noqa: BLE001 - the refusal is what this test is after
+                    refused = e
+                    break
+            self.assertIsNotNone(refused, "the disk never filled")
+            self.assertEqual((refused.response["ResponseMetadata"]["HTTPStatusCode"], refused.response["Error"]["Code"]), (500, "InternalError"))
+            self.assertEqual(server.raw("GET", "/health").status, 200)
+            self.assertEqual(list((mount / "data" / "s3" / "tmp").iterdir()), [], "a refused upload left its bytes behind")
+            filler.unlink()
+            s3.put_object(Bucket="full", Key="after", Body=b"fits again")
+            stored = {o["Key"] for o in s3.list_objects_v2(Bucket="full")["Contents"]}
+            self.assertEqual(stored, set(acknowledged) | {"after"})
+            for key, body in acknowledged.items():
+                self.assertEqual(s3.get_object(Bucket="full", Key=key)["Body"].read(), body)
+        finally:
+            server.stop()
+
+
 JS_CLIENT = r"""
 import { S3Client, CreateBucketCommand, PutObjectCommand, GetObjectCommand, ListObjectsV2Command, HeadObjectCommand,
          DeleteObjectsCommand, DeleteBucketCommand, CopyObjectCommand } from "@aws-sdk/client-s3";
