@@ -20,6 +20,9 @@ internal static partial class LaminaHost
         builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.TypeInfoResolverChain.Insert(0, LaminaJsonContext.Default));
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
+        // It logs at Information only, but while any of its levels is on, ASP.NET Core starts an Activity and a logging
+        // scope for every request (~10% of a warm invoke's allocation, issue #19).
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
         builder.Logging.AddSimpleConsole(console =>
         {
             console.SingleLine = true;

@@ -31,6 +31,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
     private readonly Lambda.FunctionRegistry _registry;
     private readonly Lambda.CodeStore _codeStore;
     private readonly CancellationTokenSource _stopping = new();
+    private readonly InvocationDeadlines _deadlines;
     private readonly IHostApplicationLifetime _lifetime;
     private readonly Cgroups? _cgroups;
     private Task? _heartbeat;
@@ -56,6 +57,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         _registry = registry;
         _codeStore = codeStore;
         _time = time;
+        _deadlines = new InvocationDeadlines(time);
         _logger = loggers.CreateLogger<EnvironmentPool>();
         _functionLogger = loggers.CreateLogger("Lamina.Function");
         _memoryBudgetMb = _options.MemoryBudgetMb;
@@ -180,7 +182,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         var log = new InvocationLog(config.LogGroupKey,
             InvocationLog.StreamName(_time.GetUtcNow(), config.Version, id, config.LogGroup is null ? null : config.FunctionName), _logStore, LogFormatting.For(config));
         log.InitStart(config.Runtime, _options.Region, provisioned);
-        var environment = new ExecutionEnvironment(id, config, log, _time)
+        var environment = new ExecutionEnvironment(id, config, log, _time, _deadlines)
         {
             InitRequestId = requestId,
             AccountId = config.ForeignAccount ?? _options.AccountId, // its credentials act for the function's account
@@ -421,6 +423,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
     public void Dispose()
     {
         _launcher?.Dispose();
+        _deadlines.Dispose();
         _stopping.Dispose();
     }
 

@@ -51,7 +51,8 @@ internal static class InvokeApi
             return;
         }
 
-        var resolved = Resolve(context, functionName, request.Query["Qualifier"], registry, options.Value, out var error);
+        // The query collection is parsed (and allocated) only when there is a query string.
+        var resolved = Resolve(context, functionName, request.QueryString.HasValue ? request.Query["Qualifier"] : default(string), registry, options.Value, out var error);
         if (resolved is null)
         {
             await error!.ExecuteAsync(context);
