@@ -31,6 +31,8 @@ internal static partial class LaminaHost
         // Shut environments down within a bounded time on SIGTERM / Ctrl-C.
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(10));
 
+        // Warm invokes run on the I/O threads, everything else on the thread pool (issue #19): before any socket exists.
+        IoThreads.Configure(builder.WebHost);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
@@ -45,6 +47,8 @@ internal static partial class LaminaHost
 
     public static WebApplication UseLaminaHost(this WebApplication app)
     {
+        // Everything but Invoke leaves the I/O threads first (see IoThreads).
+        app.UseIoThreadGuard();
         // Runtime API connections (from sandboxes) are served first and never reach anything else.
         app.UseRuntimeApi();
         app.UseRequestIds();

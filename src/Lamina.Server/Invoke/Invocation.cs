@@ -34,6 +34,12 @@ internal sealed class Invocation
     /// <summary>True once the runtime received it through <c>/next</c>.</summary>
     public bool Delivered { get; set; }
 
+    /// <summary>
+    /// Its caller (the synchronous Invoke API) may continue on the thread that answers it: an I/O thread, where the
+    /// caller only writes its response. Everyone else is released on the thread pool (see <see cref="Release"/>).
+    /// </summary>
+    public bool CallerRunsInline { get; init; }
+
     /// <summary>True when the invocation ended because it ran out of time.</summary>
     public bool TimedOut { get; set; }
 
@@ -68,14 +74,14 @@ internal sealed class Invocation
     }
 
     /// <summary>
-    /// Releases the waiter of a claimed invocation. <paramref name="inline"/>: its continuation runs on this thread,
-    /// before this returns (only for callers that hold no lock and may run the invoke path's tail); otherwise it is
-    /// queued to the thread pool, as <c>RunContinuationsAsynchronously</c> would.
+    /// Releases the waiter of a claimed invocation. <paramref name="inline"/> (and <see cref="CallerRunsInline"/>): its
+    /// continuation runs on this thread, before this returns (only for callers that hold no lock and may run the invoke
+    /// path's tail); otherwise it is queued to the thread pool, as <c>RunContinuationsAsynchronously</c> would.
     /// </summary>
     public void Release(bool inline)
     {
         System.Diagnostics.Debug.Assert(_result is not null, "released before claimed");
-        if (inline)
+        if (inline && CallerRunsInline)
         {
             _completion.TrySetResult(_result!);
         }

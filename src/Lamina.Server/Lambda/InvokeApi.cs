@@ -72,6 +72,10 @@ internal static class InvokeApi
         {
             payload = "{}"u8.ToArray(); // AWS hands an invocation without a payload to the function as {}.
         }
+        if (payload.Length > 64 * 1024)
+        {
+            await Hosting.IoThreads.LeaveIoThreadAsync(); // validating megabytes of JSON is no work for an I/O thread
+        }
         if (!IsJson(payload.Span, out var jsonError))
         {
             await AwsError.InvalidRequestContent($"Could not parse request body into json: Could not parse payload into json: {jsonError}").ExecuteAsync(context);
@@ -114,6 +118,7 @@ internal static class InvokeApi
             InvokedFunctionArn = invokedArn,
             ClientContext = clientContext,
             TraceId = Diagnostics.Tracing.TraceHeader(request.Headers["X-Amzn-Trace-Id"], request.Headers["traceparent"], time),
+            CallerRunsInline = invocationType == "RequestResponse",
         };
 
         if (invocationType == "Event")
