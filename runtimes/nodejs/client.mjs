@@ -278,7 +278,8 @@ class RawConnection {
       this.close();
       orphan?.reject(Object.assign(new Error('the Runtime API closed the connection'), { code: 'ECONNRESET', reused: true }));
     } else if (this.pending === null) this.socket?.unref();
-    pending.resolve({ status, headers, body: Buffer.from(body) });
+    // No copy: the bytes are this response's own (each read gets a new buffer from Node, concat makes another).
+    pending.resolve({ status, headers, body });
     if (this.pending !== null && this.buffer.length > 0) this._parse(); // its answer may be in already
   }
 }

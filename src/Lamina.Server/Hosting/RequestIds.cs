@@ -8,8 +8,6 @@ namespace Lamina.Server.Hosting;
 /// </summary>
 internal static class RequestIds
 {
-    private const string ItemKey = "lamina.requestId";
-
     // Random bytes drawn 1 KB at a time: Guid.NewGuid and RandomNumberGenerator.Fill each cost a system call or two
     // (read of /dev/urandom, OpenSSL's getpid fork check), per request (issue #19). Still a cryptographic source.
     [ThreadStatic]
@@ -18,15 +16,17 @@ internal static class RequestIds
     [ThreadStatic]
     private static int t_used;
 
+    // The id is the request's TraceIdentifier (ASP.NET Core's own logs then name it too): no Items dictionary per request.
     public static IApplicationBuilder UseRequestIds(this IApplicationBuilder app) => app.Use(static (context, next) =>
     {
         var id = NewId();
-        context.Items[ItemKey] = id;
+        context.TraceIdentifier = id;
         context.Response.Headers["x-amzn-RequestId"] = id;
         return next(context);
     });
 
-    public static string Of(HttpContext context) => context.Items[ItemKey] as string ?? NewId();
+    /// <summary>The request's id; a new one for a request that skipped <see cref="UseRequestIds"/> (Kestrel's own identifiers are not UUIDs).</summary>
+    public static string Of(HttpContext context) => context.TraceIdentifier is { Length: 36 } id && Guid.TryParseExact(id, "D", out _) ? id : NewId();
 
     /// <summary>A random (version 4) UUID in its usual form, as Lambda's request ids are.</summary>
     public static string NewId()

@@ -99,9 +99,12 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             taken = TakeLast(slot.ProvisionedIdle, ref dead) ?? TakeLast(slot.Idle, ref dead);
         }
         // An environment that died while idle (its runtime exited) is stopped, not just forgotten.
-        foreach (var environment in dead ?? [])
+        if (dead is not null)
         {
-            _ = StopAsync(environment, EnvironmentEnd.Failed);
+            foreach (var environment in dead)
+            {
+                _ = StopAsync(environment, EnvironmentEnd.Failed);
+            }
         }
         return taken;
 

@@ -25,7 +25,18 @@ internal static class InvokeApi
     public static IEndpointRouteBuilder MapInvokeApi(this IEndpointRouteBuilder endpoints)
     {
         // Each template also matches its trailing-slash form (ASP.NET Core's matcher), so each is mapped once.
-        endpoints.MapPost("/2015-03-31/functions/{functionName}/invocations", InvokeAsync);
+        // Invoke's services are resolved once, here: parameters resolved per request would create a DI scope for
+        // every invoke (issue #19).
+        var services = endpoints.ServiceProvider;
+        var registry = services.GetRequiredService<FunctionRegistry>();
+        var invoker = services.GetRequiredService<Invoker>();
+        var limiter = services.GetRequiredService<ConcurrencyLimiter>();
+        var queue = services.GetRequiredService<AsyncDispatcher>();
+        var options = services.GetRequiredService<IOptions<LaminaOptions>>();
+        var time = services.GetRequiredService<TimeProvider>();
+        var metrics = services.GetRequiredService<Diagnostics.LaminaMetrics>();
+        endpoints.MapPost("/2015-03-31/functions/{functionName}/invocations", (HttpContext context, string functionName) =>
+            InvokeAsync(context, functionName, registry, invoker, limiter, queue, options, time, metrics));
         endpoints.MapPost("/2014-11-13/functions/{functionName}/invoke-async", InvokeAsyncLegacyAsync);
         return endpoints;
     }
