@@ -42,19 +42,23 @@ internal static class SigV4Middleware
         var keys = app.ApplicationServices.GetRequiredService<AccessKeys>();
         var options = app.ApplicationServices.GetRequiredService<IOptions<LaminaOptions>>().Value;
         var time = app.ApplicationServices.GetRequiredService<TimeProvider>();
-        return app.Use(next => context => VerifyAsync(context, next, keys, options, time));
+        return app.Use(next => context => Verify(context, next, keys, options, time));
     }
 
-    private static async Task VerifyAsync(HttpContext context, RequestDelegate next, AccessKeys keys, LaminaOptions options, TimeProvider time)
+    private static Task Verify(HttpContext context, RequestDelegate next, AccessKeys keys, LaminaOptions options, TimeProvider time)
     {
         var environment = RuntimeApiTransport.EnvironmentOf(context) as ExecutionEnvironment;
         var path = context.Request.Path;
         // Code download links (GetFunction's Code.Location) carry Lamina's own signature and expiry, like S3's presigned URLs.
-        if (environment is null && (!keys.Required || path == "/health" || (options.PublicMetrics && path == "/metrics") || path.StartsWithSegments("/lamina/code")))
-        {
-            await next(context);
-            return;
-        }
+        // Nothing to check: straight on, without an async frame of its own.
+        return environment is null && (!keys.Required || path == "/health" || (options.PublicMetrics && path == "/metrics") || path.StartsWithSegments("/lamina/code"))
+            ? next(context)
+            : VerifyAsync(context, next, keys, environment, options, time);
+    }
+
+    private static async Task VerifyAsync(HttpContext context, RequestDelegate next, AccessKeys keys, ExecutionEnvironment? environment, LaminaOptions options, TimeProvider time)
+    {
+        var path = context.Request.Path;
         SigV4Failure? failure;
         if (environment is not null && (path.StartsWithSegments("/lamina") || path.StartsWithSegments("/metrics") || path == "/health"))
         {

@@ -286,7 +286,8 @@ internal sealed partial class RuntimeApiConnection : IValueTaskSource
             result = InvocationResult.Success(body, request.ContentType);
         }
         var requestId = _buffer.AsSpan(request.RequestIdStart, request.RequestIdLength);
-        Span<char> id = stackalloc char[requestId.Length];
+        // Request ids are 36 characters; a runtime's absurd one (up to the head's 32 KB) goes to the heap.
+        Span<char> id = requestId.Length <= 128 ? stackalloc char[requestId.Length] : new char[requestId.Length];
         Encoding.ASCII.GetChars(requestId, id);
         ReleaseClaimed(); // a previous pipelined answer's caller, if any, first
         switch (_environment.Claim(id, result, out _claimed))
