@@ -3,12 +3,14 @@
 
     python3 bench/compare.py [warm|cold|burst|memory|async|all]
 
-warm    Warm invoke latency (1 connection: p50, p99) and throughput (16 connections: requests/s, p99) with wrk, for
-        Lamina's Node.js, Python, provided and .NET echo functions, the same Node.js handler on serverless-offline
-        (serverless@3 + serverless-offline@13, its Invoke endpoint), and the floor: a bare Node.js HTTP echo server.
-        Beside each cell, CPU per request (µs, from /proc/PID/stat utime+stime over the wrk run divided by its
-        requests): the server's own process, and its descendants (the sandboxes: bwrap, pasta, the runtimes). For
-        serverless-offline and the floor the whole process tree counts as the server.
+warm    Warm invoke latency and throughput with wrk at 1 and 16 connections (p50, p99, requests/s), for Lamina's
+        Node.js, Python, provided and .NET echo functions, the same Node.js handler on serverless-offline
+        (serverless@3 + serverless-offline@13, its Invoke endpoint), and two floors: a bare Node.js HTTP echo server
+        and a bare Kestrel echo (bench/KestrelFloor, built on first use). Beside each cell, CPU per request (µs, from
+        /proc/PID/stat utime+stime over the wrk run divided by its requests): the server's own process ("srv"), and
+        its descendants ("rt": the sandboxes' runtimes and bwrap); for serverless-offline and the floors the whole
+        process tree counts as the server. "alloc B": bytes the server allocated per request (its
+        dotnet_gc_heap_total_allocated counter on /metrics, read before and after the run).
         LAMINA_BENCH_TARGETS=python-echo,node-echo measures only those Lamina functions (quick A/B runs);
         LAMINA_BENCH_WARMUP (seconds, default 10) is the warm-up at 16 connections before each Lamina function.
 cold    Cold start per runtime, by phase (bench/cold_start_phases.py), beside the runtimes' bare process start.
@@ -31,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -124,15 +127,33 @@ def tree_cpu_us(root: int) -> dict[int, float]:
     return tree
 
 
-def wrk_cpu(url: str, connections: int, body: bytes, pid: int | None) -> dict:
+def allocated_bytes(metrics_url: str | None) -> float | None:
+    """The server's dotnet_gc_heap_total_allocated counter (bytes), or None without one (an older build, not Lamina)."""
+    if not metrics_url:
+        return None
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=10) as r:
+            m = re.search(r"^dotnet_gc_heap_total_allocated\S* (\S+)$", r.read().decode(), re.M)
+        return float(m.group(1)) if m else None
+    except OSError:
+        return None
+
+
+def wrk_cpu(url: str, connections: int, body: bytes, pid: int | None, metrics_url: str | None = None) -> dict:
     """wrk, plus the CPU per request of `pid` ("server_us") and of its descendants ("sandbox_us"); a descendant that
-    ended during the run (an environment evicted) is left out, one that started counts from its start."""
+    ended during the run (an environment evicted) is left out, one that started counts from its start. With
+    `metrics_url`, the server's allocation per request ("alloc")."""
     before = tree_cpu_us(pid) if pid else {}
+    allocated = allocated_bytes(metrics_url)
     result = wrk(url, connections, body)
     if pid:
         after = tree_cpu_us(pid)
         result["server_us"] = (after[0] - before[0]) / result["requests"]
         result["sandbox_us"] = sum(us - before.get(p, 0.0) for p, us in after.items() if p != 0) / result["requests"]
+    allocated_after = allocated_bytes(metrics_url)
+    if allocated is not None and allocated_after is not None:
+        # The two scrapes' own allocation (a few KB) is spread over thousands of requests.
+        result["alloc"] = (allocated_after - allocated) / result["requests"]
     return result
 
 
@@ -184,6 +205,20 @@ def floor_server() -> tuple[subprocess.Popen, int]:
     return process, port
 
 
+def kestrel_floor() -> tuple[subprocess.Popen, int] | None:
+    """bench/KestrelFloor (a bare Kestrel echo), built in Release on first use."""
+    dll = os.path.join(ROOT, "artifacts", "bin", "KestrelFloor", "release", "KestrelFloor.dll")
+    build = subprocess.run(["dotnet", "build", os.path.join(ROOT, "bench", "KestrelFloor"), "-c", "Release", "-nologo", "-v", "quiet",
+                            "-clp:ErrorsOnly"], capture_output=True, text=True)
+    if build.returncode != 0 or not os.path.exists(dll):
+        print(f"  (bench/KestrelFloor did not build: {build.stdout[-500:]}{build.stderr[-500:]})")
+        return None
+    port = free_port()
+    process = subprocess.Popen(["dotnet", dll, "--urls", f"http://127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return process, port
+
+
 def serverless_offline() -> tuple[subprocess.Popen, int] | None:
     install = os.environ.get("LAMINA_BENCH_SERVERLESS", os.path.expanduser("~/.cache/lamina-bench/serverless"))
     binary = os.path.join(install, "node_modules", ".bin", "serverless")
@@ -209,32 +244,46 @@ def serverless_offline() -> tuple[subprocess.Popen, int] | None:
 
 def warm() -> None:
     print(f"\n## warm invoke ({SECONDS} s per cell; wrk, keep-alive, POST {{\"x\":1}})")
-    print("CPU µs per request: server = the server process (for serverless-offline and the floor: its whole process tree),"
-          " sandbox = the server's descendants (runtimes, bwrap, pasta)")
-    print(f"{'target':<28}{'1 conn p50 ms':>15}{'1 conn p99 ms':>15}{'16 conn req/s':>15}{'16 conn p99 ms':>16}"
-          f"{'1c srv µs':>11}{'1c sbx µs':>11}{'16c srv µs':>12}{'16c sbx µs':>12}")
+    print("CPU µs per request: srv = the server process (for serverless-offline and the floors: its whole process tree),"
+          " rt = the server's descendants (the runtimes, bwrap); alloc B = the server's managed allocation per request")
+    columns = [("p50 ms", 8, ".3f", "p50"), ("p99 ms", 8, ".2f", "p99"), ("req/s", 8, ".0f", "rps"),
+               ("srv µs", 8, ".0f", "server_us"), ("rt µs", 7, ".0f", "sandbox_us"), ("alloc B", 9, ".0f", "alloc")]
+    width = sum(w for _, w, _, _ in columns)
+    print(f"{'':<30}{'1 connection':^{width}}|{'16 connections':^{width}}")
+    print(f"{'target':<30}" + "".join(f"{name:>{width}}" for name, width, _, _ in columns) + "|"
+          + "".join(f"{name:>{width}}" for name, width, _, _ in columns))
     rows = {}
     only = [t for t in os.environ.get("LAMINA_BENCH_TARGETS", "").split(",") if t]
 
-    def measure(label: str, url: str, body: bytes = b'{"x":1}', pid: int | None = None, tree: bool = False) -> None:
-        one = wrk_cpu(url, 1, body, pid)
-        many = wrk_cpu(url, 16, body, pid)
+    def measure(label: str, url: str, body: bytes = b'{"x":1}', pid: int | None = None, tree: bool = False,
+                metrics_url: str | None = None) -> None:
+        one = wrk_cpu(url, 1, body, pid, metrics_url)
+        many = wrk_cpu(url, 16, body, pid, metrics_url)
         rows[label] = (one, many)
         errors = one["errors"] + many["errors"]
         if tree and pid:
             for r in (one, many):
-                r["server_us"], r["sandbox_us"] = r["server_us"] + r["sandbox_us"], 0.0
-        cpu = "".join(f"{r.get(k, float('nan')):>{w}.0f}" for r, k, w in
-                      ((one, "server_us", 11), (one, "sandbox_us", 11), (many, "server_us", 12), (many, "sandbox_us", 12)))
-        print(f"{label:<28}{one['p50']:>15.3f}{one['p99']:>15.3f}{many['rps']:>15.0f}{many['p99']:>16.3f}{cpu}"
-              + (f"  ({errors} non-2xx)" if errors else ""), flush=True)
+                r["server_us"], r["sandbox_us"] = r["server_us"] + r["sandbox_us"], float("nan")
+
+        def cells(r: dict) -> str:
+            return "".join(f"{r.get(key, float('nan')):>{width}{fmt}}" for _, width, fmt, key in columns)
+
+        print(f"{label:<30}{cells(one)}|{cells(many)}" + (f"  ({errors} non-2xx)" if errors else ""), flush=True)
 
     if not only:
         floor, floor_port = floor_server()
         try:
-            measure("floor (bare node http echo)", f"http://127.0.0.1:{floor_port}/", pid=floor.pid, tree=True)
+            measure("floor: bare node http echo", f"http://127.0.0.1:{floor_port}/", pid=floor.pid, tree=True)
         finally:
             floor.terminate()
+        kestrel = kestrel_floor()
+        if kestrel is not None:
+            process, port = kestrel
+            try:
+                measure("floor: bare Kestrel echo", f"http://127.0.0.1:{port}/", pid=process.pid, tree=True)
+            finally:
+                process.terminate()
+                process.wait(30)
     offline = serverless_offline() if not only else None
     if offline is not None:
         process, port = offline
@@ -263,15 +312,18 @@ def warm() -> None:
                 list(pool.map(lambda _: invoke(port, name, body), range(16)))
             # Steady state: the server's tiered JIT has compiled the path (it recompiles for seconds after the first calls).
             wrk(f"http://127.0.0.1:{port}/2015-03-31/functions/{name}/invocations", 16, body, seconds=WARMUP_SECONDS)
-            measure(f"lamina {name}", f"http://127.0.0.1:{port}/2015-03-31/functions/{name}/invocations", body, pid=server_pid)
-    if "floor (bare node http echo)" in rows and "lamina node-echo" in rows:
-        floor_p50 = rows["floor (bare node http echo)"][0]["p50"]
-        node = rows["lamina node-echo"]
-        print(f"\nlamina node-echo p50 / floor p50: {node[0]['p50'] / floor_p50:.2f}x")
-        if "serverless-offline (node)" in rows:
-            offline_row = rows["serverless-offline (node)"]
-            print(f"serverless-offline p50 / lamina node p50: {offline_row[0]['p50'] / node[0]['p50']:.2f}x; "
-                  f"lamina req/s / serverless-offline req/s: {node[1]['rps'] / offline_row[1]['rps']:.2f}x")
+            measure(f"lamina {name}", f"http://127.0.0.1:{port}/2015-03-31/functions/{name}/invocations", body, pid=server_pid,
+                    metrics_url=f"http://127.0.0.1:{port}/metrics")
+    offline_row = rows.get("serverless-offline (node)")
+    for floor_label in ("floor: bare node http echo", "floor: bare Kestrel echo"):
+        if floor_label in rows and "lamina node-echo" in rows:
+            print(f"lamina node-echo p50 / {floor_label} p50: {rows['lamina node-echo'][0]['p50'] / rows[floor_label][0]['p50']:.2f}x")
+    if offline_row is not None:
+        for name in ("node-echo", "python-echo"):
+            if f"lamina {name}" in rows:
+                row = rows[f"lamina {name}"]
+                print(f"lamina {name}: p50 {offline_row[0]['p50'] / row[0]['p50']:.2f}x faster than serverless-offline's; "
+                      f"req/s at 16 connections {row[1]['rps'] / offline_row[1]['rps']:.2f}x serverless-offline's")
 
 
 # ---- cold, burst, memory, async -------------------------------------------------------------------------------------------

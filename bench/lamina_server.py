@@ -5,12 +5,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @contextlib.contextmanager
-def running_server():
+def running_server(dll=None, env=None):
     data = tempfile.mkdtemp(prefix="lamina-bench-")
-    # LAMINA_BENCH_DLL: run that build of the server instead (A/B runs against a saved copy of artifacts/bin/...).
-    dll = os.environ.get("LAMINA_BENCH_DLL")
+    # LAMINA_BENCH_DLL (or dll): run that build of the server instead (A/B runs against a saved copy of artifacts/bin/...).
+    dll = dll or os.environ.get("LAMINA_BENCH_DLL")
     command = ["dotnet", dll] if dll else [os.path.join(ROOT, "lamina")]
-    server = subprocess.Popen([*command, "serve", "--port", "0", "--data", data],
+    server = subprocess.Popen([*command, "serve", "--port", "0", "--data", data], env=dict(os.environ, **(env or {})),
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         port = None

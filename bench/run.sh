@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Lamina's benchmarks, side by side in one run: ./bench/run.sh [warm|cold|burst|memory|async|all|s3|dynamodb]
 # Installs what it needs first (wrk from Debian, serverless@3 + serverless-offline@13 from npm, cached), builds
-# Lamina in Release (the launcher does), then prints one table per scenario. Figures go to docs/BENCHMARKS.md by hand.
+# Lamina in Release (the launcher does; bench/KestrelFloor is built on first use), then prints one table per scenario.
+# Figures go to docs/BENCHMARKS.md by hand. Two builds side by side: bench/ab.py.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 scenario="${1:-all}"

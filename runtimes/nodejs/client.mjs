@@ -8,7 +8,9 @@
 // poll, so there is no client timeout. A request that fails on a *reused*
 // socket (the server closed the idle connection just as we wrote) is retried
 // once on a fresh one. The response-streaming path keeps node:http (chunked
-// requests with trailers), on connections of its own.
+// requests with trailers), on connections of its own. An invocation's response
+// (or error) and the next GET /next go out in one write (HTTP/1.1 pipelining):
+// one system call and one wake-up fewer on each side per invocation.
 
 import http from 'node:http';
 import net from 'node:net';
@@ -38,8 +40,9 @@ export class RuntimeClient {
     this.agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   }
 
-  _request(method, path, body, headers, retry = true, fresh = false) {
+  _request(method, path, body, headers, retry = true, fresh = false, thenNext = false) {
     const connection = fresh ? new RawConnection(this.host, this.port) : (this.connection ??= new RawConnection(this.host, this.port));
+    const following = thenNext && !fresh ? `GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: ${this.host}:${this.port}\r\n\r\n` : undefined;
     let head = `${method} ${path} HTTP/1.1\r\nHost: ${this.host}:${this.port}\r\n`;
     let hasLength = false;
     if (headers) {
@@ -52,7 +55,10 @@ export class RuntimeClient {
     if (!hasLength && (payload !== undefined || method !== 'GET')) head += `Content-Length: ${payload ? payload.length : 0}\r\n`;
     if (fresh) head += 'Connection: close\r\n';
     head += '\r\n';
-    return connection.request(head, payload).then(
+    this.pipelinedNext = null;
+    const sent = connection.request(head, payload, following);
+    if (following) this.pipelinedNext = connection.takeFollowing();
+    return sent.then(
       (res) => {
         if (fresh) connection.close();
         return res;
@@ -60,7 +66,7 @@ export class RuntimeClient {
       (err) => {
         if (fresh) connection.close();
         if (retry && err.reused && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
-          return this._request(method, path, body, headers, false, fresh);
+          return this._request(method, path, body, headers, false, fresh, thenNext);
         }
         throw err;
       },
@@ -69,32 +75,43 @@ export class RuntimeClient {
 
   /** GET /runtime/invocation/next -> {status, headers (lower-case keys), body: Buffer} */
   next(headers) {
+    const pipelined = this.pipelinedNext;
+    if (pipelined) {
+      // Sent behind the last response; if that connection failed, ask again on a new one.
+      this.pipelinedNext = null;
+      return pipelined.catch(() => this._request('GET', '/2018-06-01/runtime/invocation/next', undefined, headers));
+    }
     return this._request('GET', '/2018-06-01/runtime/invocation/next', undefined, headers);
   }
 
   // fresh: use a separate, one-off connection.  Needed when a GET /next may be
   // outstanding on the kept-alive one (a fatal error between invocations),
   // since with maxSockets 1 the POST would otherwise queue behind it forever.
-  _postJson(path, bodyString, extraHeaders, fresh = false) {
+  // thenNext: the next GET /next goes out in the same write; next() then returns its answer.
+  _postJson(path, bodyString, extraHeaders, fresh = false, thenNext = false) {
     const buf = Buffer.from(bodyString, 'utf8');
     const headers = { 'Content-Type': 'application/json', 'Content-Length': buf.length };
     if (extraHeaders) Object.assign(headers, extraHeaders);
-    return this._request('POST', path, buf, headers, true, fresh);
+    return this._request('POST', path, buf, headers, true, fresh, thenNext);
   }
 
-  postResponse(id, bodyString) {
+  postResponse(id, bodyString, thenNext = false) {
     return this._postJson(
       `/2018-06-01/runtime/invocation/${encodeURIComponent(id)}/response`,
       bodyString,
+      undefined,
+      false,
+      thenNext,
     );
   }
 
-  postError(id, errorBody, fresh = false) {
+  postError(id, errorBody, fresh = false, thenNext = false) {
     return this._postJson(
       `/2018-06-01/runtime/invocation/${encodeURIComponent(id)}/error`,
       JSON.stringify(errorBody),
       { [ERROR_TYPE_HEADER]: headerSafe(errorBody.errorType) },
       fresh,
+      thenNext,
     );
   }
 
@@ -121,21 +138,39 @@ class RawConnection {
     this.socket = null;
     this.buffer = Buffer.alloc(0);
     this.pending = null;
+    this.queued = null; // the pipelined request's callbacks, answered after pending
+    this.following = null;
     this.used = false;
   }
 
-  request(head, payload) {
+  // following: a second request head (no body) written with this one; its answer is takeFollowing()'s promise.
+  request(head, payload, following) {
     if (this.socket === null) this._connect();
     const reused = this.used;
     this.used = true;
     // Referenced only while a request is outstanding: an idle kept-alive socket must not keep the event loop alive
     // (the runtime relies on the loop emptying: callbackWaitsForEmptyEventLoop, a promise that never settles).
     this.socket.ref();
+    if (following) {
+      this.following = new Promise((resolve, reject) => {
+        this.queued = { resolve, reject, reused: true };
+      });
+      this.following.catch(() => {}); // read later by next(): never an unhandled rejection meanwhile
+    }
     return new Promise((resolve, reject) => {
       this.pending = { resolve, reject, reused };
       const headBytes = Buffer.from(head, 'latin1');
-      this.socket.write(payload && payload.length ? Buffer.concat([headBytes, payload]) : headBytes);
+      const parts = [headBytes];
+      if (payload && payload.length) parts.push(payload);
+      if (following) parts.push(Buffer.from(following, 'latin1'));
+      this.socket.write(parts.length === 1 ? headBytes : Buffer.concat(parts));
     });
+  }
+
+  takeFollowing() {
+    const following = this.following;
+    this.following = null;
+    return following;
   }
 
   close() {
@@ -169,11 +204,14 @@ class RawConnection {
     if (socket !== this.socket) return;
     this.socket = null;
     const pending = this.pending;
+    const queued = this.queued;
     this.pending = null;
+    this.queued = null;
     if (pending) {
       err.reused = pending.reused;
       pending.reject(err);
     }
+    if (queued) queued.reject(Object.assign(new Error(err.message), { code: err.code ?? 'ECONNRESET', reused: true }));
   }
 
   // Completes the pending request once its whole response is buffered.
@@ -232,9 +270,16 @@ class RawConnection {
     this.received = this.buffer.length;
     this.needed = 0;
     const pending = this.pending;
-    this.pending = null;
-    if (headers.connection && /close/i.test(headers.connection)) this.close();
-    else this.socket?.unref();
-    pending.resolve({ status, headers, body: Buffer.from(body) });
+    this.pending = this.queued; // a pipelined request's answer comes next
+    this.queued = null;
+    if (headers.connection && /close/i.test(headers.connection)) {
+      const orphan = this.pending;
+      this.pending = null;
+      this.close();
+      orphan?.reject(Object.assign(new Error('the Runtime API closed the connection'), { code: 'ECONNRESET', reused: true }));
+    } else if (this.pending === null) this.socket?.unref();
+    // No copy: the bytes are this response's own (each read gets a new buffer from Node, concat makes another).
+    pending.resolve({ status, headers, body });
+    if (this.pending !== null && this.buffer.length > 0) this._parse(); // its answer may be in already
   }
 }

@@ -248,7 +248,7 @@ function invoke(id, h, body) {
     inv.reported = true;
     beforeExitHook = null;
     logError('Invoke Error', err);
-    client.postError(id, toRapidResponse(err)).then(...afterPost(inv, 'POST error'));
+    client.postError(id, toRapidResponse(err), false, true).then(...afterPost(inv, 'POST error'));
   };
 
   const complete = (result) => {
@@ -268,7 +268,7 @@ function invoke(id, h, body) {
     if (json === undefined) json = 'null'; // functions, symbols
     inv.reported = true;
     beforeExitHook = null;
-    client.postResponse(id, json).then(...afterPost(inv, 'POST response'));
+    client.postResponse(id, json, true).then(...afterPost(inv, 'POST response'));
   };
 
   const callback = (err, result) => {

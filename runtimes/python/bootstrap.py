@@ -16,6 +16,9 @@ Notes on choices:
   http.client -- importing http.client pulls in email.* and ssl and costs
   ~30 ms of cold start.  Handles Content-Length and chunked responses,
   reconnects (and retries once) if the kept-alive connection was dropped.
+  An invocation's response (or error) and the next GET /next go out in one
+  write (HTTP/1.1 pipelining): one system call and one wake-up fewer on each
+  side per invocation; Lamina sends the 202 with the next event.
 * Event: the /next body is always parsed as JSON (Content-Type is not
   consulted).  An EMPTY body is treated as {} (Lamina choice; AWS never hands
   the runtime an empty body).  Invalid JSON fails the invocation with
@@ -105,6 +108,8 @@ class RuntimeClient:
         self._host_header = address
         self._sock = None
         self._rfile = None
+        # True when a GET /next went out behind the last POST and its response is the next one to read.
+        self._next_sent = False
 
     def _connect(self):
         sock = socket.create_connection(self._addr)
@@ -121,8 +126,9 @@ class RuntimeClient:
         except OSError:
             pass
         self._sock = self._rfile = None
+        self._next_sent = False
 
-    def request(self, method, path, body=None, headers=None):
+    def request(self, method, path, body=None, headers=None, then_next=False):
         head = "%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, path, self._host_header)
         if headers:
             for k, v in headers:
@@ -133,6 +139,9 @@ class RuntimeClient:
         if body and len(body) <= 65536:
             head += body
             body = None
+        following = _NEXT_REQUEST % self._host_header.encode("latin-1") if then_next else b""
+        if not body:
+            head += following
         for attempt in (0, 1):
             reused = self._sock is not None
             if not reused:
@@ -140,7 +149,8 @@ class RuntimeClient:
             try:
                 self._sock.sendall(head)
                 if body:
-                    self._sock.sendall(body)
+                    self._sock.sendall(body + following)
+                self._next_sent = then_next
                 return self._read_response()
             except (OSError, _Dropped):
                 self.close()
@@ -197,6 +207,13 @@ class RuntimeClient:
     # -- Runtime API calls --------------------------------------------------
 
     def next_invocation(self, headers=None):
+        if self._next_sent:
+            # Sent behind the last response (headers only matter on the first /next, never pipelined).
+            self._next_sent = False
+            try:
+                return self._read_response()
+            except (OSError, _Dropped):
+                self.close()  # asked again below, on a new connection
         failures = 0
         while True:
             try:
@@ -208,15 +225,16 @@ class RuntimeClient:
                 _diag("GET /runtime/invocation/next failed (%s); retrying" % (e,))
                 time.sleep(0.02 * failures)
 
-    def post_response(self, invoke_id, body, content_type="application/json"):
+    def post_response(self, invoke_id, body, content_type="application/json", then_next=False):
         return self.request(
             "POST",
             "/2018-06-01/runtime/invocation/%s/response" % _quote(invoke_id),
             body,
             (("Content-Type", content_type),),
+            then_next,
         )
 
-    def post_error(self, invoke_id, error_result):
+    def post_error(self, invoke_id, error_result, then_next=False):
         return self.request(
             "POST",
             "/2018-06-01/runtime/invocation/%s/error" % _quote(invoke_id),
@@ -225,6 +243,7 @@ class RuntimeClient:
                 ("Content-Type", "application/json"),
                 ("Lambda-Runtime-Function-Error-Type", _header_safe(error_result["errorType"])),
             ),
+            then_next,
         )
 
     def post_init_error(self, error_result):
@@ -238,6 +257,8 @@ class RuntimeClient:
             ),
         )
 
+
+_NEXT_REQUEST = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: %s\r\n\r\n"
 
 _SAFE_ID = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
 
@@ -728,11 +749,12 @@ def handle_event_request(client, request_handler, invoke_id, headers, body):
     except Exception:
         error_result = build_fault_result(sys.exc_info(), invoke_id)
 
+    # The next GET /next goes out in the same write (the main loop reads its answer next).
     if error_result is not None:
         log_error(error_result)
-        _report(client, "POST error", client.post_error, invoke_id, error_result)
+        _report(client, "POST error", client.post_error, invoke_id, error_result, True)
     else:
-        _report(client, "POST response", client.post_response, invoke_id, result, content_type)
+        _report(client, "POST response", client.post_response, invoke_id, result, content_type, True)
 
 
 def main():

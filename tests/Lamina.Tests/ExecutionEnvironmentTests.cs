@@ -25,7 +25,7 @@ public sealed class ExecutionEnvironmentTests
             RevisionId = Guid.NewGuid().ToString(),
             Timeout = timeoutSeconds,
         };
-        return new ExecutionEnvironment("0123456789abcdef0123456789abcdef", config, new InvocationLog("/aws/lambda/f", "s"), _time);
+        return new ExecutionEnvironment("0123456789abcdef0123456789abcdef", config, new InvocationLog("/aws/lambda/f", "s"), _time, new InvocationDeadlines(_time));
     }
 
     private static Invocation NewInvocation(string id = "req-1") => new()

@@ -69,10 +69,11 @@ internal static class RuntimeLoop
             {
                 var reported = Unwrap(e);
                 LambdaConsole.WriteRecord(LogLevel.Error, null, reported, toStderr: true);
-                client.PostError(request.RequestId, ErrorReport.ErrorType(reported), ErrorReport.ToJson(reported));
+                client.PostError(request.RequestId, ErrorReport.ErrorType(reported), ErrorReport.ToJson(reported), thenNext: true);
                 continue;
             }
-            client.PostResponse(request.RequestId, output.GetBuffer().AsSpan(0, (int)output.Length));
+            // The next GET /next goes out with the response (Next reads its answer).
+            client.PostResponse(request.RequestId, output.GetBuffer().AsSpan(0, (int)output.Length), thenNext: true);
         }
         return 0;
     }

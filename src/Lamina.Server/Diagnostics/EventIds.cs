@@ -36,6 +36,7 @@ internal static class EventIds
     public const int EnvironmentReaped = 3006;
     public const int ProvisionedInitFailed = 3007;
     public const int HeartbeatFailed = 3008;
+    public const int RuntimeApiConnectionFailed = 3009;
 
     // 4xxx asynchronous invocation
     public const int AsyncStoreWriteFailed = 4000;

@@ -29,6 +29,9 @@ internal sealed class NodeMetrics
             "Async events queued or running (failed ones excluded)");
         metrics.Meter.CreateObservableGauge("lamina.async.oldest_event_age", ObserveOldestEventAge, "s",
             "Age of the oldest async event queued or running (0 when there is none)");
+        // The server's own allocation (bench/compare.py divides it by the requests of a run: bytes per invoke, issue #19).
+        metrics.Meter.CreateObservableCounter("dotnet.gc.heap.total_allocated", static () => GC.GetTotalAllocatedBytes(), "By",
+            "Bytes allocated on the managed heap since the server started");
     }
 
     /// <summary>Reads the async queue for the scrape that follows; when the store cannot answer, its gauges are left out.</summary>

@@ -11,15 +11,19 @@ namespace Lamina.Server.Hosting;
 /// </summary>
 internal static class RequestGuard
 {
-    public static IApplicationBuilder UseRequestGuard(this IApplicationBuilder app) => app.Use(static async (context, next) =>
+    public static IApplicationBuilder UseRequestGuard(this IApplicationBuilder app)
     {
-        var stopping = context.RequestServices.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping;
+        var stopping = app.ApplicationServices.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping;
+        return app.Use(next => context => GuardAsync(context, next, stopping));
+    }
+
+    private static async Task GuardAsync(HttpContext context, RequestDelegate next, CancellationToken stopping)
+    {
         CancellationTokenRegistration whileReceiving = default;
         if (context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody == true)
         {
             whileReceiving = stopping.Register(static c => ((HttpContext)c!).Abort(), context);
-            var registration = whileReceiving;
-            context.Request.Body = new EndOfBodyStream(context.Request.Body, () => registration.Dispose());
+            context.Request.Body = new EndOfBodyStream(context.Request.Body, whileReceiving);
         }
         try
         {
@@ -40,12 +44,13 @@ internal static class RequestGuard
         {
             whileReceiving.Dispose();
         }
-    });
+    }
 
     /// <summary>Passes a request body through and says once when it has been read to its end.</summary>
-    private sealed class EndOfBodyStream(Stream inner, Action onEnd) : Stream
+    private sealed class EndOfBodyStream(Stream inner, CancellationTokenRegistration onEnd) : Stream
     {
-        private Action? _onEnd = onEnd;
+        private CancellationTokenRegistration _onEnd = onEnd;
+        private int _ended;
 
         public override bool CanRead => true;
         public override bool CanSeek => false;
@@ -72,9 +77,9 @@ internal static class RequestGuard
 
         private void Ended(int read, int asked)
         {
-            if (read == 0 && asked > 0)
+            if (read == 0 && asked > 0 && Interlocked.Exchange(ref _ended, 1) == 0)
             {
-                Interlocked.Exchange(ref _onEnd, null)?.Invoke();
+                _onEnd.Dispose();
             }
         }
 

@@ -31,6 +31,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
     private readonly Lambda.FunctionRegistry _registry;
     private readonly Lambda.CodeStore _codeStore;
     private readonly CancellationTokenSource _stopping = new();
+    private readonly InvocationDeadlines _deadlines;
     private readonly IHostApplicationLifetime _lifetime;
     private readonly Cgroups? _cgroups;
     private Task? _heartbeat;
@@ -56,6 +57,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         _registry = registry;
         _codeStore = codeStore;
         _time = time;
+        _deadlines = new InvocationDeadlines(time);
         _logger = loggers.CreateLogger<EnvironmentPool>();
         _functionLogger = loggers.CreateLogger("Lamina.Function");
         _memoryBudgetMb = _options.MemoryBudgetMb;
@@ -97,9 +99,12 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             taken = TakeLast(slot.ProvisionedIdle, ref dead) ?? TakeLast(slot.Idle, ref dead);
         }
         // An environment that died while idle (its runtime exited) is stopped, not just forgotten.
-        foreach (var environment in dead ?? [])
+        if (dead is not null)
         {
-            _ = StopAsync(environment, EnvironmentEnd.Failed);
+            foreach (var environment in dead)
+            {
+                _ = StopAsync(environment, EnvironmentEnd.Failed);
+            }
         }
         return taken;
 
@@ -180,7 +185,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         var log = new InvocationLog(config.LogGroupKey,
             InvocationLog.StreamName(_time.GetUtcNow(), config.Version, id, config.LogGroup is null ? null : config.FunctionName), _logStore, LogFormatting.For(config));
         log.InitStart(config.Runtime, _options.Region, provisioned);
-        var environment = new ExecutionEnvironment(id, config, log, _time)
+        var environment = new ExecutionEnvironment(id, config, log, _time, _deadlines)
         {
             InitRequestId = requestId,
             AccountId = config.ForeignAccount ?? _options.AccountId, // its credentials act for the function's account
@@ -422,6 +427,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
     public void Dispose()
     {
         _launcher?.Dispose();
+        _deadlines.Dispose();
         _stopping.Dispose();
     }
 

@@ -18,7 +18,13 @@ internal sealed class ExecutionEnvironment
     public const int MaxResponseBytes = 6 * 1024 * 1024 + 100;
 
     private readonly TimeProvider _time;
+    private readonly InvocationDeadlines _deadlines;
     private readonly Lock _lock = new();
+
+    // Runtime API connections served by RuntimeApiConnection whose /next waits, first come first served (under _lock).
+    // They are served before the channel, which Kestrel-served connections read (the slow path: see RuntimeApiConnection).
+    private readonly List<RuntimeApi.RuntimeApiConnection> _waiters = [];
+    private bool _runtimeApiClosed;
 
     // The runtime's pending /next reads from here; the pool guarantees at most one invocation is outstanding.
     private readonly Channel<Invocation> _next = Channel.CreateBounded<Invocation>(new BoundedChannelOptions(1) { SingleReader = false, SingleWriter = true });
@@ -35,12 +41,13 @@ internal sealed class ExecutionEnvironment
     private int _memoryMb;
     private volatile bool _timedOut;
 
-    public ExecutionEnvironment(string id, FunctionConfig config, InvocationLog log, TimeProvider time)
+    public ExecutionEnvironment(string id, FunctionConfig config, InvocationLog log, TimeProvider time, InvocationDeadlines deadlines)
     {
         Id = id;
         Config = config;
         Log = log;
         _time = time;
+        _deadlines = deadlines;
         _createdTimestamp = Stopwatch.GetTimestamp();
     }
 
@@ -185,15 +192,16 @@ internal sealed class ExecutionEnvironment
         var timeout = TimeSpan.FromSeconds(Config.Timeout);
         invocation.DeadlineMs = _time.GetUtcNow().ToUnixTimeMilliseconds() + (long)timeout.TotalMilliseconds;
         Log.Start(invocation.RequestId, Config.Version, includeInitOutput: _initDurationMs is not null);
-        Telemetry?.Publish("platform.start", w =>
+        if (Telemetry is { } startTelemetry)
         {
-            w.WriteString("requestId", invocation.RequestId);
-            w.WriteString("version", Config.Version);
-        });
+            PublishStart(startTelemetry, invocation.RequestId, Config.Version);
+        }
         lock (_lock)
         {
             _current = invocation;
         }
+        // One sweep watches every running invocation's deadline (TimeOut), not a timer each.
+        _deadlines.Add(invocation, this, timeout);
         if (_dead)
         {
             // The runtime died between init and this invocation.
@@ -202,24 +210,16 @@ internal sealed class ExecutionEnvironment
         }
         else
         {
-            _next.Writer.TryWrite(invocation);
+            Deliver(invocation);
             if (Extensions.Any)
             {
                 Extensions.Invoke(invocation);
             }
         }
 
-        InvocationResult result;
-        string? status = null;
-        try
-        {
-            result = await invocation.Completion.WaitAsync(timeout, _time);
-        }
-        catch (TimeoutException)
-        {
-            result = await TimeOutAsync(invocation, timeout);
-            status = result.ErrorType == "Sandbox.Timedout" ? "timeout" : null;
-        }
+        var result = await invocation.Completion;
+        _deadlines.Remove(invocation);
+        string? status = invocation.TimedOut ? "timeout" : null;
         lock (_lock)
         {
             _current = null;
@@ -230,16 +230,11 @@ internal sealed class ExecutionEnvironment
         {
             status = "error";
         }
-        var runtimeStatus = status ?? (result.Outcome == InvocationOutcome.Success ? "success" : "error");
-        var runtimeDuration = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-        Telemetry?.Publish("platform.runtimeDone", w =>
+        if (Telemetry is { } doneTelemetry)
         {
-            w.WriteString("requestId", invocation.RequestId);
-            w.WriteString("status", runtimeStatus);
-            w.WriteStartObject("metrics");
-            w.WriteNumber("durationMs", Math.Round(runtimeDuration, 3));
-            w.WriteEndObject();
-        });
+            PublishRuntimeDone(doneTelemetry, invocation.RequestId, status ?? (result.Outcome == InvocationOutcome.Success ? "success" : "error"),
+                Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        }
         PhaseEnded = status is null && Extensions.Any
             ? FinishAfterExtensionsAsync(invocation, started, timeout)
             : Finish(invocation, started, status);
@@ -256,28 +251,35 @@ internal sealed class ExecutionEnvironment
     /// <summary>Completes when the invocation's phase is over and its REPORT line written.</summary>
     public Task PhaseEnded { get; private set; } = Task.CompletedTask;
 
-    private async Task<InvocationResult> TimeOutAsync(Invocation invocation, TimeSpan timeout)
+    /// <summary>
+    /// The invocation's deadline passed (<see cref="InvocationDeadlines"/>): unless the runtime answered first, the caller
+    /// gets Sandbox.Timedout and the environment is reset — the runtime is killed, the next invocation starts cold.
+    /// Extensions outlive it to get their SHUTDOWN event (reason "timeout") when the pool stops the environment.
+    /// </summary>
+    internal void TimeOut(Invocation invocation)
     {
+        var timeout = TimeSpan.FromSeconds(Config.Timeout);
         var timedOut = InvocationResult.PlatformError("Sandbox.Timedout",
             string.Create(CultureInfo.InvariantCulture, $"RequestId: {invocation.RequestId} Error: Task timed out after {timeout.TotalSeconds:F2} seconds"));
-        if (invocation.TryComplete(timedOut))
+        if (!invocation.TryClaim(timedOut))
         {
-            // Lambda resets the environment: the runtime is killed, the next invocation starts cold. Extensions outlive
-            // it to get their SHUTDOWN event (reason "timeout") when the pool stops the environment.
-            _timedOut = true;
-            MarkDead(EnvironmentEnd.Failed);
-            Sandbox?.DrainOutput(flushPartialLines: true);
-            if (Extensions.Any)
-            {
-                Sandbox?.KillRuntime();
-            }
-            else
-            {
-                Sandbox?.Kill();
-            }
-            Log.Append(string.Create(CultureInfo.InvariantCulture, $"{InvocationLog.Timestamp(_time.GetUtcNow())} {invocation.RequestId} Task timed out after {timeout.TotalSeconds:F2} seconds"));
+            return;
         }
-        return await invocation.Completion;
+        // The log line and the kill come before the caller's continuation, which writes END and REPORT.
+        invocation.TimedOut = true;
+        _timedOut = true;
+        MarkDead(EnvironmentEnd.Failed);
+        Sandbox?.DrainOutput(flushPartialLines: true);
+        if (Extensions.Any)
+        {
+            Sandbox?.KillRuntime();
+        }
+        else
+        {
+            Sandbox?.Kill();
+        }
+        Log.Append(string.Create(CultureInfo.InvariantCulture, $"{InvocationLog.Timestamp(_time.GetUtcNow())} {invocation.RequestId} Task timed out after {timeout.TotalSeconds:F2} seconds"));
+        invocation.Release(inline: false);
     }
 
     // Extensions keep the invocation open after the runtime answered; the whole phase stays within the timeout.
@@ -308,15 +310,39 @@ internal sealed class ExecutionEnvironment
         Log.End(invocation.RequestId);
         var memoryMb = (Sandbox?.Cgroup.MemoryPeakBytes() ?? 0) / (1024 * 1024);
         Log.Report(invocation.RequestId, duration, Config.MemorySize, memoryMb, _initDurationMs, status);
-        var initDurationMs = _initDurationMs;
-        Telemetry?.Publish("platform.report", w =>
+        if (Telemetry is { } telemetry)
         {
-            w.WriteString("requestId", invocation.RequestId);
+            PublishReport(telemetry, invocation.RequestId, status, duration, Config.MemorySize, memoryMb, _initDurationMs);
+        }
+        _initDurationMs = null; // Init Duration is reported on the first invocation only.
+        return Task.CompletedTask;
+    }
+
+    // The platform records for Telemetry API subscribers, apart so that their closures are only made when somebody subscribed.
+    private static void PublishStart(Telemetry telemetry, string requestId, string version) => telemetry.Publish("platform.start", w =>
+    {
+        w.WriteString("requestId", requestId);
+        w.WriteString("version", version);
+    });
+
+    private static void PublishRuntimeDone(Telemetry telemetry, string requestId, string status, double durationMs) => telemetry.Publish("platform.runtimeDone", w =>
+    {
+        w.WriteString("requestId", requestId);
+        w.WriteString("status", status);
+        w.WriteStartObject("metrics");
+        w.WriteNumber("durationMs", Math.Round(durationMs, 3));
+        w.WriteEndObject();
+    });
+
+    private static void PublishReport(Telemetry telemetry, string requestId, string? status, double duration, int memorySizeMb, long memoryMb, double? initDurationMs) =>
+        telemetry.Publish("platform.report", w =>
+        {
+            w.WriteString("requestId", requestId);
             w.WriteString("status", status ?? "success");
             w.WriteStartObject("metrics");
             w.WriteNumber("durationMs", Math.Round(duration, 3));
             w.WriteNumber("billedDurationMs", (long)Math.Ceiling(duration));
-            w.WriteNumber("memorySizeMB", Config.MemorySize);
+            w.WriteNumber("memorySizeMB", memorySizeMb);
             w.WriteNumber("maxMemoryUsedMB", memoryMb);
             if (initDurationMs is { } init)
             {
@@ -324,9 +350,6 @@ internal sealed class ExecutionEnvironment
             }
             w.WriteEndObject();
         });
-        _initDurationMs = null; // Init Duration is reported on the first invocation only.
-        return Task.CompletedTask;
-    }
 
     /// <summary>Writes the platform lines of an invocation that never reached a runtime (init failed).</summary>
     public void ReportFailedInit(string requestId)
@@ -354,6 +377,101 @@ internal sealed class ExecutionEnvironment
         var invocation = await _next.Reader.ReadAsync(cancellationToken);
         invocation.Delivered = true;
         return invocation;
+    }
+
+    /// <summary>
+    /// Hands <paramref name="invocation"/> to the runtime: to the first <see cref="RuntimeApi.RuntimeApiConnection"/>
+    /// waiting in <c>/next</c> (it writes the event on this thread, no hand-off), else to the channel that
+    /// Kestrel-served <c>/next</c> requests read, or that the next <c>/next</c> takes.
+    /// </summary>
+    internal void Deliver(Invocation invocation)
+    {
+        while (true)
+        {
+            RuntimeApi.RuntimeApiConnection waiter;
+            lock (_lock)
+            {
+                if (_waiters.Count == 0)
+                {
+                    // Under the lock: a connection that starts waiting now either finds it in the channel or is found here.
+                    _next.Writer.TryWrite(invocation);
+                    return;
+                }
+                waiter = _waiters[0];
+                _waiters.RemoveAt(0);
+            }
+            if (waiter.TryDeliver(invocation))
+            {
+                return;
+            }
+            // That connection went away (or the environment closes it): the next one, or the channel.
+        }
+    }
+
+    /// <summary>
+    /// <c>GET /runtime/invocation/next</c> from a connection served by <see cref="RuntimeApi.RuntimeApiConnection"/>: the
+    /// invocation if one is there (<see cref="NextOutcome.Ready"/>), else the connection waits for
+    /// <see cref="Deliver"/> (<see cref="NextOutcome.Waiting"/>; it has been told through BeginWait under the lock).
+    /// </summary>
+    internal NextOutcome TakeNext(RuntimeApi.RuntimeApiConnection connection, out Invocation? invocation)
+    {
+        invocation = null;
+        lock (_lock)
+        {
+            if (_current is { Delivered: true, IsCompleted: false })
+            {
+                return NextOutcome.Busy; // 403: one invocation at a time.
+            }
+        }
+        Extensions.CloseRegistration(); // The runtime is running: extensions had their chance.
+        _init.TrySetResult(null);
+        lock (_lock)
+        {
+            if (_next.Reader.TryRead(out invocation))
+            {
+                return NextOutcome.Ready;
+            }
+            if (_runtimeApiClosed)
+            {
+                return NextOutcome.Closed;
+            }
+            connection.BeginWait();
+            _waiters.Add(connection);
+            return NextOutcome.Waiting;
+        }
+    }
+
+    /// <summary>A waiting connection went away before anything was delivered to it.</summary>
+    internal void RemoveWaiter(RuntimeApi.RuntimeApiConnection connection)
+    {
+        lock (_lock)
+        {
+            _waiters.Remove(connection);
+        }
+    }
+
+    /// <summary>
+    /// <c>POST /runtime/invocation/{id}/response|error</c> from a <see cref="RuntimeApi.RuntimeApiConnection"/>: claims the
+    /// current invocation for <paramref name="result"/> without releasing its caller, which the connection does once
+    /// it has answered the runtime (<see cref="Invocation.Release"/>, inline).
+    /// </summary>
+    internal RuntimeApiStatus Claim(ReadOnlySpan<char> requestId, InvocationResult result, out Invocation? claimed)
+    {
+        lock (_lock)
+        {
+            claimed = null;
+            var current = _current;
+            if (current is null || !current.Delivered)
+            {
+                return requestId.SequenceEqual(_lastRequestId) ? RuntimeApiStatus.InvalidRequestId : RuntimeApiStatus.InvalidState;
+            }
+            if (!requestId.SequenceEqual(current.RequestId) || !current.TryClaim(result))
+            {
+                return RuntimeApiStatus.InvalidRequestId;
+            }
+            claimed = current;
+            return RuntimeApiStatus.Accepted;
+        }
     }
 
     /// <summary><c>POST /runtime/invocation/{id}/response</c>.</summary>
@@ -391,23 +509,27 @@ internal sealed class ExecutionEnvironment
     /// Ends the runtime's pending <c>next</c> (it answers 500 and the runtime exits): the last step of Shutdown,
     /// after the extensions had their SHUTDOWN event.
     /// </summary>
-    public void CloseRuntimeApi() => _next.Writer.TryComplete();
+    public void CloseRuntimeApi()
+    {
+        RuntimeApi.RuntimeApiConnection[] waiters;
+        lock (_lock)
+        {
+            _runtimeApiClosed = true;
+            waiters = [.. _waiters];
+            _waiters.Clear();
+        }
+        _next.Writer.TryComplete();
+        foreach (var waiter in waiters)
+        {
+            waiter.Close();
+        }
+    }
 
     private RuntimeApiStatus Complete(string requestId, InvocationResult result)
     {
-        lock (_lock)
-        {
-            var current = _current;
-            if (current is null || !current.Delivered)
-            {
-                return requestId == _lastRequestId ? RuntimeApiStatus.InvalidRequestId : RuntimeApiStatus.InvalidState;
-            }
-            if (current.RequestId != requestId)
-            {
-                return RuntimeApiStatus.InvalidRequestId;
-            }
-            return current.TryComplete(result) ? RuntimeApiStatus.Accepted : RuntimeApiStatus.InvalidRequestId;
-        }
+        var status = Claim(requestId, result, out var claimed);
+        claimed?.Release(inline: false);
+        return status;
     }
 
     /// <summary>
@@ -504,6 +626,15 @@ internal sealed class ColdStart
         ColdStartReason.AfterFailure => "after_failure",
         _ => "provisioned",
     };
+}
+
+/// <summary>What a <c>/next</c> finds: an invocation, nothing yet (it waits), one in progress (403), or the end (500).</summary>
+internal enum NextOutcome
+{
+    Ready,
+    Waiting,
+    Busy,
+    Closed,
 }
 
 /// <summary>What the Runtime API answers a runtime's post.</summary>

@@ -3,7 +3,13 @@ namespace Lamina.Server.Invoke;
 /// <summary>One event on its way through an environment.</summary>
 internal sealed class Invocation
 {
-    private readonly TaskCompletionSource<InvocationResult> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    // Continuations of Completion run where the invocation is released: inline for the Runtime API connection that
+    // answered (the caller's response goes out on the thread that read the runtime's, no hand-off: issue #19), on the
+    // thread pool for everyone else (timeouts, crashes, Kestrel-served runtimes) — see Release. STYLE rule 15 asks for
+    // RunContinuationsAsynchronously; the measurement wins here, and Release keeps its intent for all other completers.
+    private readonly TaskCompletionSource<InvocationResult> _completion = new();
+    private InvocationResult? _result;
+    private int _claimed;
 
     public required string RequestId { get; init; }
 
@@ -28,21 +34,84 @@ internal sealed class Invocation
     /// <summary>True once the runtime received it through <c>/next</c>.</summary>
     public bool Delivered { get; set; }
 
+    /// <summary>
+    /// Its caller (the synchronous Invoke API) may continue on the thread that answers it: an I/O thread, where the
+    /// caller only writes its response. Everyone else is released on the thread pool (see <see cref="Release"/>).
+    /// </summary>
+    public bool CallerRunsInline { get; init; }
+
+    /// <summary>True when the invocation ended because it ran out of time.</summary>
+    public bool TimedOut { get; set; }
+
     public Task<InvocationResult> Completion => _completion.Task;
 
-    public bool IsCompleted => _completion.Task.IsCompleted;
+    /// <summary>True once an outcome was claimed (its waiter may not have been released yet).</summary>
+    public bool IsCompleted => Volatile.Read(ref _claimed) != 0;
 
     /// <summary>Completes the invocation; the first outcome wins (a response racing a timeout, say).</summary>
-    public bool TryComplete(InvocationResult result) => _completion.TrySetResult(result);
+    public bool TryComplete(InvocationResult result)
+    {
+        if (!TryClaim(result))
+        {
+            return false;
+        }
+        Release(inline: false);
+        return true;
+    }
 
-    /// <summary>An X-Ray style trace header for a new invocation.</summary>
+    /// <summary>
+    /// Takes the outcome without releasing the waiter yet, so the winner can finish its own work first (answer the
+    /// runtime, write the timeout's log line) before the caller's continuation runs. The first claim wins.
+    /// </summary>
+    public bool TryClaim(InvocationResult result)
+    {
+        if (Interlocked.CompareExchange(ref _claimed, 1, 0) != 0)
+        {
+            return false;
+        }
+        _result = result;
+        return true;
+    }
+
+    /// <summary>
+    /// Releases the waiter of a claimed invocation. <paramref name="inline"/> (and <see cref="CallerRunsInline"/>): its
+    /// continuation runs on this thread, before this returns (only for callers that hold no lock and may run the invoke
+    /// path's tail); otherwise it is queued to the thread pool, as <c>RunContinuationsAsynchronously</c> would.
+    /// </summary>
+    public void Release(bool inline)
+    {
+        System.Diagnostics.Debug.Assert(_result is not null, "released before claimed");
+        if (inline && CallerRunsInline)
+        {
+            _completion.TrySetResult(_result!);
+        }
+        else
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static invocation => invocation._completion.TrySetResult(invocation._result!), this, preferLocal: false);
+        }
+    }
+
+    // Intrusive links of InvocationDeadlines' list of running invocations (no allocation per invoke).
+    internal Invocation? DeadlineNext;
+    internal Invocation? DeadlinePrevious;
+    internal long DeadlineTimestamp;
+    internal ExecutionEnvironment? RunningIn;
+
+    /// <summary>An X-Ray style trace header for a new invocation: <c>Root=1-{epoch:x8}-{24 hex};Parent={16 hex};Sampled=0</c>.</summary>
     public static string NewTraceId(TimeProvider time)
     {
-        var epoch = time.GetUtcNow().ToUnixTimeSeconds();
+        var epoch = (uint)time.GetUtcNow().ToUnixTimeSeconds();
         Span<byte> random = stackalloc byte[20];
-        System.Security.Cryptography.RandomNumberGenerator.Fill(random);
-        var hex = Convert.ToHexStringLower(random);
-        return $"Root=1-{epoch:x8}-{hex[..24]};Parent={hex[24..40]};Sampled=0";
+        Hosting.RequestIds.FillRandom(random);
+        Span<char> chars = stackalloc char[74];
+        "Root=1-".CopyTo(chars);
+        epoch.TryFormat(chars[7..], out _, "x8", System.Globalization.CultureInfo.InvariantCulture);
+        chars[15] = '-';
+        Convert.TryToHexStringLower(random[..12], chars[16..40], out _);
+        ";Parent=".CopyTo(chars[40..]);
+        Convert.TryToHexStringLower(random[12..], chars[48..64], out _);
+        ";Sampled=0".CopyTo(chars[64..]);
+        return new string(chars);
     }
 }
 

@@ -52,6 +52,8 @@ internal sealed partial class Invoker(EnvironmentPool pool, LogStore logStore, L
         Activity.Current?.SetTag("faas.coldstart", environment is null);
         if (environment is null)
         {
+            // A cold start creates cgroups and starts processes: never on an I/O thread (see Hosting.IoThreads).
+            await IoThreads.LeaveIoThreadAsync();
             var coldStartedAt = TimeProvider.System.GetUtcNow();
             var cold = await StartAsync(config, invocation, _initTimeout);
             if (cold.Environment is null)

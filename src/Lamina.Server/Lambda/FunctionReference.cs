@@ -20,6 +20,10 @@ internal readonly partial record struct FunctionReference(string Name, string? Q
     [GeneratedRegex(@"^(?:\$LATEST|[a-zA-Z0-9-_]+)\z", RegexOptions.CultureInvariant)]
     private static partial Regex QualifierPattern();
 
+    // The pattern's name group: a string of only these matches as a bare name, whole.
+    private static readonly System.Buffers.SearchValues<char> NameCharacters =
+        System.Buffers.SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_");
+
     public const string NamePatternText = @"(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?(\d{12}:)?(function:)?([a-zA-Z0-9-_]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?";
 
     /// <summary>
@@ -43,6 +47,14 @@ internal readonly partial record struct FunctionReference(string Name, string? Q
         {
             error = AwsError.Validation($"1 validation error detected: Value '{raw}' at 'functionName' failed to satisfy constraint: Member must have length less than or equal to 140");
             return false;
+        }
+
+        // A bare name (what most calls use) is only name characters: no regex, no match objects (issue #19).
+        if (raw.Length <= MaxNameLength && !raw.AsSpan().ContainsAnyExcept(NameCharacters) && string.IsNullOrEmpty(qualifier))
+        {
+            reference = new FunctionReference(options.FunctionKey(account, raw), null);
+            error = null;
+            return true;
         }
 
         var match = FunctionNamePattern().Match(raw);

@@ -25,7 +25,18 @@ internal static class InvokeApi
     public static IEndpointRouteBuilder MapInvokeApi(this IEndpointRouteBuilder endpoints)
     {
         // Each template also matches its trailing-slash form (ASP.NET Core's matcher), so each is mapped once.
-        endpoints.MapPost("/2015-03-31/functions/{functionName}/invocations", InvokeAsync);
+        // Invoke's services are resolved once, here: parameters resolved per request would create a DI scope for
+        // every invoke (issue #19).
+        var services = endpoints.ServiceProvider;
+        var registry = services.GetRequiredService<FunctionRegistry>();
+        var invoker = services.GetRequiredService<Invoker>();
+        var limiter = services.GetRequiredService<ConcurrencyLimiter>();
+        var queue = services.GetRequiredService<AsyncDispatcher>();
+        var options = services.GetRequiredService<IOptions<LaminaOptions>>();
+        var time = services.GetRequiredService<TimeProvider>();
+        var metrics = services.GetRequiredService<Diagnostics.LaminaMetrics>();
+        endpoints.MapPost("/2015-03-31/functions/{functionName}/invocations", (HttpContext context, string functionName) =>
+            InvokeAsync(context, functionName, registry, invoker, limiter, queue, options, time, metrics));
         endpoints.MapPost("/2014-11-13/functions/{functionName}/invoke-async", InvokeAsyncLegacyAsync);
         return endpoints;
     }
@@ -51,7 +62,8 @@ internal static class InvokeApi
             return;
         }
 
-        var resolved = Resolve(context, functionName, request.Query["Qualifier"], registry, options.Value, out var error);
+        // The query collection is parsed (and allocated) only when there is a query string.
+        var resolved = Resolve(context, functionName, request.QueryString.HasValue ? request.Query["Qualifier"] : default(string), registry, options.Value, out var error);
         if (resolved is null)
         {
             await error!.ExecuteAsync(context);
@@ -70,6 +82,10 @@ internal static class InvokeApi
         if (payload.IsEmpty)
         {
             payload = "{}"u8.ToArray(); // AWS hands an invocation without a payload to the function as {}.
+        }
+        if (payload.Length > 64 * 1024)
+        {
+            await Hosting.IoThreads.LeaveIoThreadAsync(); // validating megabytes of JSON is no work for an I/O thread
         }
         if (!IsJson(payload.Span, out var jsonError))
         {
@@ -113,6 +129,7 @@ internal static class InvokeApi
             InvokedFunctionArn = invokedArn,
             ClientContext = clientContext,
             TraceId = Diagnostics.Tracing.TraceHeader(request.Headers["X-Amzn-Trace-Id"], request.Headers["traceparent"], time),
+            CallerRunsInline = invocationType == "RequestResponse",
         };
 
         if (invocationType == "Event")

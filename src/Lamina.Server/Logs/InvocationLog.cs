@@ -136,15 +136,18 @@ internal sealed class InvocationLog
         }
         if (_formatting.Json)
         {
-            AppendSystem(LogFormatting.Info, "platform.start", w =>
-            {
-                w.WriteString("requestId", requestId);
-                w.WriteString("version", version);
-            });
+            StartRecord(requestId, version);
             return;
         }
         Append($"START RequestId: {requestId} Version: {version}");
     }
+
+    // The JSON records apart, so that text-format invocations do not allocate their closures (issue #19).
+    private void StartRecord(string requestId, string version) => AppendSystem(LogFormatting.Info, "platform.start", w =>
+    {
+        w.WriteString("requestId", requestId);
+        w.WriteString("version", version);
+    });
 
     public void End(string requestId)
     {
@@ -168,36 +171,55 @@ internal sealed class InvocationLog
     {
         if (_formatting.Json)
         {
-            // A failed invocation's report is a warning: it stays even when SystemLogLevel is WARN.
-            AppendSystem(status is null ? LogFormatting.Info : LogFormatting.Warn, "platform.report", w =>
-            {
-                w.WriteString("requestId", requestId);
-                w.WriteStartObject("metrics");
-                w.WriteNumber("durationMs", TwoDecimals(durationMs));
-                w.WriteNumber("billedDurationMs", (long)Math.Ceiling(durationMs));
-                w.WriteNumber("memorySizeMB", memorySizeMb);
-                w.WriteNumber("maxMemoryUsedMB", maxMemoryUsedMb);
-                if (initDurationMs is { } initMs)
-                {
-                    w.WriteNumber("initDurationMs", TwoDecimals(initMs));
-                }
-                w.WriteEndObject();
-                w.WriteString("status", status ?? "success");
-            });
+            ReportRecord(requestId, durationMs, memorySizeMb, maxMemoryUsedMb, initDurationMs, status);
             return;
         }
-        var line = new StringBuilder(200);
-        line.Append(CultureInfo.InvariantCulture, $"REPORT RequestId: {requestId}\tDuration: {durationMs:F2} ms\tBilled Duration: {(long)Math.Ceiling(durationMs)} ms\tMemory Size: {memorySizeMb} MB\tMax Memory Used: {maxMemoryUsedMb} MB\t");
+        // One string, built on the stack (no StringBuilder per invocation).
+        Span<char> buffer = stackalloc char[512];
+        var line = new System.Runtime.CompilerServices.DefaultInterpolatedStringHandler(0, 0, CultureInfo.InvariantCulture, buffer);
+        line.AppendLiteral("REPORT RequestId: ");
+        line.AppendFormatted(requestId);
+        line.AppendLiteral("\tDuration: ");
+        line.AppendFormatted(durationMs, "F2");
+        line.AppendLiteral(" ms\tBilled Duration: ");
+        line.AppendFormatted((long)Math.Ceiling(durationMs));
+        line.AppendLiteral(" ms\tMemory Size: ");
+        line.AppendFormatted(memorySizeMb);
+        line.AppendLiteral(" MB\tMax Memory Used: ");
+        line.AppendFormatted(maxMemoryUsedMb);
+        line.AppendLiteral(" MB\t");
         if (initDurationMs is { } init)
         {
-            line.Append(CultureInfo.InvariantCulture, $"Init Duration: {init:F2} ms\t");
+            line.AppendLiteral("Init Duration: ");
+            line.AppendFormatted(init, "F2");
+            line.AppendLiteral(" ms\t");
         }
         if (status is not null)
         {
-            line.Append(CultureInfo.InvariantCulture, $"Status: {status}\t");
+            line.AppendLiteral("Status: ");
+            line.AppendFormatted(status);
+            line.AppendLiteral("\t");
         }
-        Append(line.ToString());
+        Append(line.ToStringAndClear());
     }
+
+    private void ReportRecord(string requestId, double durationMs, int memorySizeMb, long maxMemoryUsedMb, double? initDurationMs, string? status) =>
+        // A failed invocation's report is a warning: it stays even when SystemLogLevel is WARN.
+        AppendSystem(status is null ? LogFormatting.Info : LogFormatting.Warn, "platform.report", w =>
+        {
+            w.WriteString("requestId", requestId);
+            w.WriteStartObject("metrics");
+            w.WriteNumber("durationMs", TwoDecimals(durationMs));
+            w.WriteNumber("billedDurationMs", (long)Math.Ceiling(durationMs));
+            w.WriteNumber("memorySizeMB", memorySizeMb);
+            w.WriteNumber("maxMemoryUsedMB", maxMemoryUsedMb);
+            if (initDurationMs is { } initMs)
+            {
+                w.WriteNumber("initDurationMs", TwoDecimals(initMs));
+            }
+            w.WriteEndObject();
+            w.WriteString("status", status ?? "success");
+        });
 
     /// <summary>Base64 of the last 4 KB (UTF-8) of the current invocation's log.</summary>
     public string Tail()

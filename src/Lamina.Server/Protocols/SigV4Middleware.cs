@@ -36,18 +36,29 @@ internal static class SigV4Middleware
     /// <summary>Bodies up to this size are verified in memory; larger uploads (code zips) spill to a temporary file.</summary>
     private const int InMemoryBody = 8 * 1024 * 1024;
 
-    public static IApplicationBuilder UseSigV4(this IApplicationBuilder app) => app.Use(static async (context, next) =>
+    public static IApplicationBuilder UseSigV4(this IApplicationBuilder app)
     {
-        var keys = context.RequestServices.GetRequiredService<AccessKeys>();
+        // Resolved once: every request passes here (issue #19).
+        var keys = app.ApplicationServices.GetRequiredService<AccessKeys>();
+        var options = app.ApplicationServices.GetRequiredService<IOptions<LaminaOptions>>().Value;
+        var time = app.ApplicationServices.GetRequiredService<TimeProvider>();
+        return app.Use(next => context => Verify(context, next, keys, options, time));
+    }
+
+    private static Task Verify(HttpContext context, RequestDelegate next, AccessKeys keys, LaminaOptions options, TimeProvider time)
+    {
         var environment = RuntimeApiTransport.EnvironmentOf(context) as ExecutionEnvironment;
         var path = context.Request.Path;
-        var options = context.RequestServices.GetRequiredService<IOptions<LaminaOptions>>().Value;
         // Code download links (GetFunction's Code.Location) carry Lamina's own signature and expiry, like S3's presigned URLs.
-        if (environment is null && (!keys.Required || path == "/health" || (options.PublicMetrics && path == "/metrics") || path.StartsWithSegments("/lamina/code")))
-        {
-            await next(context);
-            return;
-        }
+        // Nothing to check: straight on, without an async frame of its own.
+        return environment is null && (!keys.Required || path == "/health" || (options.PublicMetrics && path == "/metrics") || path.StartsWithSegments("/lamina/code"))
+            ? next(context)
+            : VerifyAsync(context, next, keys, environment, options, time);
+    }
+
+    private static async Task VerifyAsync(HttpContext context, RequestDelegate next, AccessKeys keys, ExecutionEnvironment? environment, LaminaOptions options, TimeProvider time)
+    {
+        var path = context.Request.Path;
         SigV4Failure? failure;
         if (environment is not null && (path.StartsWithSegments("/lamina") || path.StartsWithSegments("/metrics") || path == "/health"))
         {
@@ -61,7 +72,7 @@ internal static class SigV4Middleware
             await request.Body.CopyToAsync(body, context.RequestAborted);
             request.Body.Position = 0;
 
-            var now = context.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
+            var now = time.GetUtcNow();
             failure = SigV4.Verify(request, body.GetBuffer().AsSpan(0, (int)body.Length), KeyFinder(environment, keys), options.Region, now, out var key);
             if (failure is null && key!.AccountId != options.AccountId && !IsTenantApi(request))
             {
@@ -86,7 +97,7 @@ internal static class SigV4Middleware
         writer.WriteString("Type", "User");
         writer.WriteString("message", failure.Message);
         writer.WriteEndObject();
-    });
+    }
 
     /// <summary>The keys a request may be signed with: the access keys, and from inside a sandbox its environment's session credentials.</summary>
     public static Func<string, AccessKey?> KeyFinder(ExecutionEnvironment? environment, AccessKeys keys)

@@ -173,11 +173,11 @@ internal static class RuntimeApiEndpoints
         return value.Length > 0 ? value : null;
     }
 
-    private static byte[] ErrorBody(string? errorType, string message) =>
+    internal static byte[] ErrorBody(string? errorType, string message) =>
         Encoding.UTF8.GetBytes($$"""{"errorType":{{System.Text.Json.JsonSerializer.Serialize(errorType ?? "Runtime.Unknown", Protocols.LaminaJsonContext.Default.String)}},"errorMessage":{{System.Text.Json.JsonSerializer.Serialize(message, Protocols.LaminaJsonContext.Default.String)}}}""");
 
-    /// <summary>Reads the whole body, or returns null if it exceeds <paramref name="limit"/> bytes.</summary>
-    internal static async Task<ReadOnlyMemory<byte>?> ReadBodyAsync(HttpContext context, int limit)
+    /// <summary>Reads the whole body, or returns null if it exceeds <paramref name="limit"/> bytes (a ValueTask: a body already in is no allocation).</summary>
+    internal static async ValueTask<ReadOnlyMemory<byte>?> ReadBodyAsync(HttpContext context, int limit)
     {
         var declared = context.Request.ContentLength;
         if (declared > limit)

@@ -76,26 +76,35 @@ internal static partial class S3Api
     [GeneratedRegex(@"^(?<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\.localhost\.?$", RegexOptions.CultureInvariant)]
     private static partial Regex BucketLocalhost();
 
-    public static IApplicationBuilder UseS3(this IApplicationBuilder app) => app.Use(static (context, next) =>
+    public static IApplicationBuilder UseS3(this IApplicationBuilder app)
     {
-        var store = context.RequestServices.GetRequiredService<ObjectStore>();
-        return TryMatch(context, store, out var virtualBucket) ? HandleAsync(context, store, virtualBucket) : next(context);
-    });
+        // Every public request passes here (an Invoke too): the store is resolved once, and TryMatch tries the cheap
+        // tests first and allocates nothing for a request that is not S3's (issue #19).
+        var store = app.ApplicationServices.GetRequiredService<ObjectStore>();
+        return app.Use(next => context => TryMatch(context, store, out var virtualBucket) ? HandleAsync(context, store, virtualBucket) : next(context));
+    }
 
     private static bool TryMatch(HttpContext context, ObjectStore store, out string? virtualBucket)
     {
         virtualBucket = null;
         var request = context.Request;
-        var host = request.Host.Host;
+        // HostString.Host cuts the port off (a new string): only for hosts that can be S3's at all.
+        var rawHost = request.Host.Value ?? "";
+        var host = rawHost.Contains("localhost", StringComparison.OrdinalIgnoreCase) ? request.Host.Host : "";
         if (host.Contains("s3", StringComparison.OrdinalIgnoreCase) && host.EndsWith("localhost", StringComparison.OrdinalIgnoreCase) && S3Host().Match(host) is { Success: true } match)
         {
             virtualBucket = match.Groups["bucket"].Success ? match.Groups["bucket"].Value : null;
             return true;
         }
         var authorization = request.Headers.Authorization.ToString();
+        // The query collection is parsed (and allocated) only when there is a query string.
+        var hasQuery = request.QueryString.HasValue;
         var signedForS3 = authorization.Contains("/s3/aws4_request", StringComparison.Ordinal)
-            || (request.Query.TryGetValue("X-Amz-Credential", out var credential) && credential.ToString().EndsWith("/s3/aws4_request", StringComparison.Ordinal));
-        if (signedForS3 || S3SignatureV2.IsSignedV2(request))
+            || (hasQuery && request.Query.TryGetValue("X-Amz-Credential", out var credential) && credential.ToString().EndsWith("/s3/aws4_request", StringComparison.Ordinal));
+        // Signature Version 2 (only S3 takes it): "Authorization: AWS id:signature", or presigned with AWSAccessKeyId.
+        var signedV2 = authorization.StartsWith("AWS ", StringComparison.Ordinal)
+            || (hasQuery && request.Query.ContainsKey("AWSAccessKeyId") && request.Query.ContainsKey("Signature"));
+        if (signedForS3 || signedV2)
         {
             // Virtual-hosted style against an endpoint named localhost: BUCKET.localhost.
             if (host.EndsWith(".localhost", StringComparison.OrdinalIgnoreCase) && BucketLocalhost().Match(host) is { Success: true } bucketHost)
@@ -104,7 +113,7 @@ internal static partial class S3Api
             }
             return true;
         }
-        if (authorization.Length > 0 || request.Query.ContainsKey("X-Amz-Credential"))
+        if (authorization.Length > 0 || (hasQuery && request.Query.ContainsKey("X-Amz-Credential")))
         {
             return false;
         }

@@ -57,8 +57,7 @@ internal sealed class Sandbox
     /// <summary>Delivers all output written so far (see <see cref="OutputReader"/>).</summary>
     public void DrainOutput(bool flushPartialLines)
     {
-        _stdout.Drain(flushPartialLines);
-        _stderr.Drain(flushPartialLines);
+        OutputStream.DrainBoth(_stdout, _stderr, flushPartialLines);
     }
 
     /// <summary>Kills every process of the sandbox at once.</summary>
