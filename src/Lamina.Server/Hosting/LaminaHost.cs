@@ -67,6 +67,8 @@ internal static partial class LaminaHost
         Lambda.FunctionUrlEndpoint.UseFunctionUrls(app);
         // So do API Gateway's APIs (their routes' authorizers, or none).
         ApiGateway.ApiGatewayServiceCollectionExtensions.UseExecuteApi(app);
+        // The web console's static files: unsigned GETs of /console/… only, before S3 would take "console" for a bucket.
+        WebConsole.ConsoleAssets.UseConsole(app);
         // S3 streams its bodies and checks its own signatures (S3's canonical form, aws-chunked uploads), in XML.
         app.UseS3();
         app.UseSigV4();
