@@ -17,7 +17,7 @@ namespace Lamina.Server.WebConsole;
 /// that function's history (uncontended unless the function runs concurrently) and a few adds; nothing is allocated
 /// once the function's current minute exists.
 /// </remarks>
-internal sealed class MetricsHistory : IDisposable
+internal sealed partial class MetricsHistory : IDisposable
 {
     /// <summary>Minutes kept per function: three hours, enough for the console's 1 h and 3 h views.</summary>
     public const int MinutesKept = 180;
@@ -32,15 +32,18 @@ internal sealed class MetricsHistory : IDisposable
     // 900 s limit; a percentile is reported as its bucket's geometric middle, so within ±10% of the true value.
     private const double FirstBoundMs = 0.0625;
     private const double BucketsPerDoubling = 4;
-    internal const int DurationBuckets = 96;
+    internal const int DurationBuckets = 97; // the last bucket ends at 2^24 / 16 ms ≈ 1,049 s
 
     private readonly TimeProvider _time;
+    private readonly ILogger _logger;
     private readonly MeterListener _listener;
+    private int _fullReported;
     private readonly ConcurrentDictionary<string, FunctionHistory> _functions = new(StringComparer.Ordinal);
 
-    public MetricsHistory(LaminaMetrics metrics, TimeProvider time)
+    public MetricsHistory(LaminaMetrics metrics, TimeProvider time, ILogger<MetricsHistory> logger)
     {
         _time = time;
+        _logger = logger;
         var meter = metrics.Meter;
         _listener = new MeterListener
         {
@@ -103,7 +106,12 @@ internal sealed class MetricsHistory : IDisposable
                 Forget(minute);
                 if (_functions.Count >= MaxFunctions)
                 {
-                    return; // past the cap: /metrics still counts it
+                    // Past the cap /metrics still counts it; said once, not on every invocation.
+                    if (Interlocked.Exchange(ref _fullReported, 1) == 0)
+                    {
+                        Log.Full(_logger, MaxFunctions, function);
+                    }
+                    return;
                 }
             }
             history = _functions.GetOrAdd(function, static _ => new FunctionHistory());
@@ -294,6 +302,13 @@ internal sealed class MetricsHistory : IDisposable
             }
             return Math.Round(slot.DurationMaxMs, 3);
         }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventIds.MetricsHistoryFull, LogLevel.Warning,
+            "The console's metrics history holds {Max} functions, all active in the last 3 hours; {Function} and later ones are left out of its charts (GET /metrics still counts them)")]
+        public static partial void Full(ILogger logger, int max, string function);
     }
 
     private sealed class Minute

@@ -98,7 +98,9 @@ internal static partial class LaminaHost
         var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
         foreach (var address in addresses.Where(a => a.StartsWith("http://", StringComparison.Ordinal) && !a.Contains("lamina-runtime-api", StringComparison.Ordinal)))
         {
-            Console.WriteLine($"lamina: listening on {address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal)}");
+            var shown = address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal);
+            Console.WriteLine($"lamina: listening on {shown}");
+            Console.WriteLine($"lamina: web console at {shown}{WebConsole.ConsoleAssets.PathPrefix}/");
         }
         Console.Out.Flush();
         await app.WaitForShutdownAsync();

@@ -29,7 +29,7 @@ public sealed class MetricsHistoryTests
     {
         var time = new FakeTimeProvider(Start);
         var metrics = new LaminaMetrics();
-        return (metrics, new MetricsHistory(metrics, time), time);
+        return (metrics, new MetricsHistory(metrics, time, Microsoft.Extensions.Logging.Abstractions.NullLogger<MetricsHistory>.Instance), time);
     }
 
     [Fact]

@@ -1,7 +1,7 @@
 // The console's shell: sign-in, the navigation and a hash router (#/section/...), so every view has a URL that
 // reloads and works with the browser's back button.
 import { credentials, saveCredentials, forgetCredentials, lambda } from './api.js';
-import { h, mount, errorBox } from './ui.js';
+import { h, mount, errorBox, clearOldToasts } from './ui.js';
 import * as functions from './functions.js';
 import * as services from './services.js';
 import * as asyncQueue from './async.js';
@@ -32,6 +32,7 @@ export function current(token) { return token === generation; }
 async function render() {
   const token = ++generation;
   window.dispatchEvent(new Event('lamina:leave'));
+  clearOldToasts();
   const { parts, params } = parseHash();
   const section = parts[0] || 'functions';
   document.querySelectorAll('#nav a').forEach(a => a.setAttribute('aria-current', a.dataset.section === section ? 'page' : 'false'));
@@ -91,5 +92,7 @@ function signIn() {
   id.focus();
 }
 
+// The skip link moves focus without touching the hash (the router owns it).
+document.querySelector('.skip').addEventListener('click', e => { e.preventDefault(); document.getElementById('main').focus(); });
 window.addEventListener('hashchange', render);
 render();

@@ -48,9 +48,14 @@ export function props(pairs) {
 
 export function toast(message, isError = false) {
   const box = document.getElementById('toast');
-  const el = h('div', { class: isError ? 'error' : null }, message);
+  const el = h('div', { class: isError ? 'error' : null, 'data-shown': Date.now() }, message);
   box.append(el);
   setTimeout(() => el.remove(), isError ? 8000 : 4000);
+}
+
+/** Drops the toasts of an earlier page (those shown in the last second belong to the action that navigated here). */
+export function clearOldToasts() {
+  for (const el of document.querySelectorAll('#toast div')) if (Date.now() - Number(el.dataset.shown) > 1000) el.remove();
 }
 
 export function errorBox(error) {
