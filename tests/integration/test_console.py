@@ -488,6 +488,27 @@ class ConsoleSignInTests(ConsoleTestCase):
         self.assertNoConsoleErrors("signing in and out")
 
 
+class ConsoleSigningTests(ConsoleTestCase):
+
+    def test_the_pure_javascript_sha256_and_hmac_match_python(self):
+        """The fallback for pages that are not a secure context (no crypto.subtle), checked against hashlib."""
+        import hashlib
+        import hmac
+        self.open("/functions")
+        lengths = [0, 1, 55, 56, 63, 64, 65, 119, 120, 1000, 70000]
+        result = self.browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "import('/console/js/sigv4.js').then(m => {"
+            "  const hex = b => Array.from(b, x => x.toString(16).padStart(2, '0')).join('');"
+            "  const data = n => Uint8Array.from({ length: n }, (_, i) => (i * 7 + 3) & 255);"
+            f"  done({{ sha: {lengths}.map(n => hex(m.sha256Js(data(n)))),"
+            "         mac: [[3, 10], [64, 100], [100, 5]].map(([k, n]) => hex(m.hmacJs(data(k), data(n)))) });"
+            "}).catch(e => done(String(e)));")
+        data = lambda n: bytes((i * 7 + 3) & 255 for i in range(n))  # noqa: E731
+        self.assertEqual(result["sha"], [hashlib.sha256(data(n)).hexdigest() for n in lengths])
+        self.assertEqual(result["mac"], [hmac.new(data(k), data(n), hashlib.sha256).hexdigest() for k, n in [(3, 10), (64, 100), (100, 5)]])
+
+
 class ConsoleServerTests(ConsoleTestCase):
     """The server's side: static files only, and the metrics history API (plain HTTP and boto3, no browser)."""
 

@@ -25,11 +25,14 @@ export async function sha256Hex(data) { return hex(await sha256(data)); }
 async function hmac(key, data) {
   const keyBytes = toBytes(key);
   const bytes = toBytes(data);
-  if (subtle) {
-    const k = await subtle.importKey('raw', keyBytes, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
-    return new Uint8Array(await subtle.sign('HMAC', k, bytes));
-  }
-  let block = keyBytes.length > 64 ? sha256Js(keyBytes) : keyBytes;
+  if (!subtle) return hmacJs(keyBytes, bytes);
+  const k = await subtle.importKey('raw', keyBytes, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+  return new Uint8Array(await subtle.sign('HMAC', k, bytes));
+}
+
+/** RFC 2104 HMAC over sha256Js, for pages without crypto.subtle. */
+export function hmacJs(keyBytes, bytes) {
+  const block = keyBytes.length > 64 ? sha256Js(keyBytes) : keyBytes;
   const padded = new Uint8Array(64); padded.set(block);
   const inner = new Uint8Array(64 + bytes.length), outer = new Uint8Array(96);
   for (let i = 0; i < 64; i++) { inner[i] = padded[i] ^ 0x36; outer[i] = padded[i] ^ 0x5c; }
