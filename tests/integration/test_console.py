@@ -278,6 +278,37 @@ class ConsoleFunctionTests(ConsoleTestCase):
         self.assertEqual((cells[1], cells[2], cells[4], cells[5]), ("python3.12", "128 MB", "1", "0"))
         self.assertNoConsoleErrors("Logs, Monitor and the function list")
 
+    def test_alias_weights_and_reserved_concurrency_are_edited_in_the_page(self):
+        name = self.create_function(h.make_zip({"app.py": "def handler(e, c):\n    return 1\n"}))["FunctionName"]
+        first = self.lam.publish_version(FunctionName=name)["Version"]
+        self.lam.update_function_configuration(FunctionName=name, Description="second")
+        self.wait_active(name)
+        second = self.lam.publish_version(FunctionName=name)["Version"]
+        self.lam.create_alias(FunctionName=name, Name="live", FunctionVersion=first)
+
+        self.open(f"/functions/{name}/versions")
+        row = self.wait_for(lambda: self.find('#aliases tr[data-alias="live"]'), "the alias row")
+        Select(row.find_element(By.CSS_SELECTOR, 'select[aria-label="live second version"]')).select_by_value(second)
+        weight = row.find_element(By.CSS_SELECTOR, "input.weight")
+        weight.clear()
+        weight.send_keys("30")
+        row.find_element(By.CSS_SELECTOR, "button").click()
+        self.wait_for(lambda: self.lam.get_alias(FunctionName=name, Name="live").get("RoutingConfig", {}).get("AdditionalVersionWeights") == {second: 0.3},
+                      "the alias's new weights")
+        self.assertEqual(self.lam.get_alias(FunctionName=name, Name="live")["FunctionVersion"], first)
+
+        self.open(f"/functions/{name}/concurrency")
+        reserved = self.wait_for(lambda: self.find("#reserved"), "the reserved concurrency field")
+        reserved.send_keys("5")
+        self.find("#save-reserved").click()
+        self.wait_for(lambda: self.lam.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions") == 5, "the reservation")
+        self.browser.refresh()
+        self.wait_for(lambda: self.find("#reserved") and self.find("#reserved").get_attribute("value") == "5", "the reservation shown")
+        self.find("#reserved").clear()
+        self.find("#save-reserved").click()
+        self.wait_for(lambda: "ReservedConcurrentExecutions" not in self.lam.get_function_concurrency(FunctionName=name), "the reservation removed")
+        self.assertNoConsoleErrors("versions, aliases and concurrency")
+
     def test_redrive_a_failed_async_event(self):
         name = self.create_function(h.make_zip({"app.py": FAILING_PY}), Environment={"Variables": {"FAIL": "1"}})["FunctionName"]
         self.lam.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=0)
