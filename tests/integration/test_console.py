@@ -425,6 +425,13 @@ class ConsolePagesTests(ConsoleTestCase):
                 if shot:
                     self.screenshot(shot)
 
+        # The code download link (GetFunction's Code.Location) serves the function's zip.
+        self.open(f"/functions/{name}/overview")
+        link = self.wait_for(lambda: self.find("#download-code"), "the code download link")
+        downloaded = requests.get(link.get_attribute("href"), timeout=30)
+        self.assertEqual(downloaded.status_code, 200)
+        self.assertEqual(downloaded.content[:4], b"PK\x03\x04")
+
         # A scan with a filter.
         self.open(f"/tables/tasks-{s}")
         self.wait_for(lambda: "6 items matched" in self.text(), "the first scan")

@@ -48,7 +48,8 @@ export function asyncEventsTable(events, functionName) {
     const payload = e.Payload !== undefined && e.Payload !== null ? fmt.json(e.Payload) : e.PayloadBase64 ? `(base64) ${e.PayloadBase64}` : '';
     return h('tr', { 'data-event': e.Id, 'data-state': e.State },
       h('td', {}, h('a', { href: `#/functions/${encodeURIComponent(e.FunctionName)}/async` }, e.FunctionName), e.Qualifier ? `:${e.Qualifier}` : ''),
-      h('td', {}, h('span', { class: `badge ${e.State}` }, e.State), e.Condition ? h('div', { class: 'muted' }, e.Condition) : null),
+      // A queued event that has run before is waiting to retry.
+      h('td', {}, h('span', { class: `badge ${e.State}` }, e.State === 'queued' && e.Attempts > 0 ? 'retrying' : e.State), e.Condition ? h('div', { class: 'muted' }, e.Condition) : null),
       h('td', { class: 'num' }, e.Attempts),
       h('td', {}, fmt.time(e.CreatedAt), e.DueAt ? h('div', { class: 'muted' }, `next ${fmt.time(e.DueAt)}`) : null, e.FailedAt ? h('div', { class: 'muted' }, `failed ${fmt.time(e.FailedAt)}`) : null),
       h('td', {}, e.LastError ? h('pre', { class: 'event-error' }, e.LastError) : '', h('details', {}, h('summary', {}, 'Event'), h('pre', {}, payload))),
