@@ -28,6 +28,8 @@ public class MetricsBenchmarks
     };
 
     private LaminaMetrics _lamina = null!;
+    private LaminaMetrics _withHistory = null!;
+    private Lamina.Server.WebConsole.MetricsHistory _history = null!;
     private Counter _invocations = null!;
     private Prometheus.Histogram _duration = null!;
     private Counter _billed = null!;
@@ -39,6 +41,10 @@ public class MetricsBenchmarks
     public void Setup()
     {
         _lamina = new LaminaMetrics();
+        // The server as it runs since issue #26: the exporter and the console's per-minute history, both listening.
+        _withHistory = new LaminaMetrics();
+        _history = new Lamina.Server.WebConsole.MetricsHistory(_withHistory, TimeProvider.System,
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<Lamina.Server.WebConsole.MetricsHistory>.Instance);
         var factory = Prometheus.Metrics.WithCustomRegistry(Prometheus.Metrics.NewCustomRegistry());
         string[] labels = ["function", "version"];
         _invocations = factory.CreateCounter("lamina_invocations_total", "Invocations", labels);
@@ -55,7 +61,12 @@ public class MetricsBenchmarks
     }
 
     [GlobalCleanup]
-    public void Cleanup() => _lamina.Dispose();
+    public void Cleanup()
+    {
+        _lamina.Dispose();
+        _history.Dispose();
+        _withHistory.Dispose();
+    }
 
     [Benchmark(Baseline = true, Description = "Lamina's exporter (Meter + MeterListener)")]
     public void LaminaExporter()
@@ -63,6 +74,14 @@ public class MetricsBenchmarks
         _lamina.InvocationStarted(Config);
         _lamina.RecordInvocation(Config, 1.2, isError: false);
         _lamina.InvocationEnded(Config);
+    }
+
+    [Benchmark(Description = "Lamina's exporter and the console's metrics history (two MeterListeners)")]
+    public void LaminaExporterAndHistory()
+    {
+        _withHistory.InvocationStarted(Config);
+        _withHistory.RecordInvocation(Config, 1.2, isError: false);
+        _withHistory.InvocationEnded(Config);
     }
 
     [Benchmark(Description = "prometheus-net 8.2.1, the same series")]

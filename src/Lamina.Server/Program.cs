@@ -7,6 +7,7 @@ using Lamina.Server.Invoke;
 using Lamina.Server.Lambda;
 using Lamina.Server.Protocols;
 using Lamina.Server.S3;
+using Lamina.Server.WebConsole;
 
 return await CommandLine.InvokeAsync(args, ServeAsync);
 
@@ -20,6 +21,7 @@ static async Task<int> ServeAsync(LaminaOptions options, CancellationToken cance
     builder.Services.AddInvoke();
     builder.Services.AddS3();
     builder.Services.AddApiGateway();
+    builder.Services.AddConsole();
 
     var app = builder.Build();
     // Without credentials anyone who can connect may do anything: then only loopback, and it says so.
@@ -47,6 +49,7 @@ static async Task<int> ServeAsync(LaminaOptions options, CancellationToken cance
     app.MapEnvironmentsApi();
     app.MapAsyncEventsApi();
     app.MapMetricsApi();
+    app.MapMetricsHistoryApi();
     app.MapInvokeApi();
     app.MapApiGatewayApis();
     app.MapJsonProtocols();

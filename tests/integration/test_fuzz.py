@@ -53,6 +53,9 @@ LAMINA_ROUTES = [
     ("POST", "/lamina/v1/async-events/redrive", True),
     ("DELETE", "/lamina/v1/async-events", True),
     ("GET", "/lamina/code/{file}", True),
+    ("GET", "/lamina/v1/metrics/functions", True),
+    ("GET", "/lamina/v1/metrics/functions/{name}", True),
+    ("GET", "/console/{file}", False),  # the web console's static files (Console/ConsoleAssets.cs, a middleware)
 ]
 
 # The Runtime and Extensions APIs are served to sandboxes only, never on the public listener: any 2xx there fails.

@@ -89,4 +89,7 @@ internal static class EventIds
     public const int StreamPollerFailed = 9005;
     public const int StreamBatchDiscarded = 9006;
     public const int StreamDestinationFailed = 9007;
+
+    // 12xxx web console and its metrics history
+    public const int MetricsHistoryFull = 12000;
 }

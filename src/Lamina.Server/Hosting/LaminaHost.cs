@@ -74,6 +74,8 @@ internal static partial class LaminaHost
         Lambda.FunctionUrlEndpoint.UseFunctionUrls(app);
         // So do API Gateway's APIs (their routes' authorizers, or none).
         ApiGateway.ApiGatewayServiceCollectionExtensions.UseExecuteApi(app);
+        // The web console's static files: unsigned GETs of /console/… only, before S3 would take "console" for a bucket.
+        WebConsole.ConsoleAssets.UseConsole(app);
         // S3 streams its bodies and checks its own signatures (S3's canonical form, aws-chunked uploads), in XML.
         app.UseS3();
         app.UseSigV4();
@@ -103,7 +105,9 @@ internal static partial class LaminaHost
         var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
         foreach (var address in addresses.Where(a => a.StartsWith("http://", StringComparison.Ordinal) && !a.Contains("lamina-runtime-api", StringComparison.Ordinal)))
         {
-            Console.WriteLine($"lamina: listening on {address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal)}");
+            var shown = address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal);
+            Console.WriteLine($"lamina: listening on {shown}");
+            Console.WriteLine($"lamina: web console at {shown}{WebConsole.ConsoleAssets.PathPrefix}/");
         }
         Console.Out.Flush();
         await app.WaitForShutdownAsync();
