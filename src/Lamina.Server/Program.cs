@@ -1,4 +1,5 @@
 using Lamina.Server.Async;
+using Lamina.Server.CloudFormation;
 using Lamina.Server.Diagnostics;
 using Lamina.Server.Hosting;
 using Lamina.Server.Invoke;
@@ -15,6 +16,7 @@ static async Task<int> ServeAsync(LaminaOptions options, CancellationToken cance
     builder.Services.AddFunctions();
     builder.Services.AddInvoke();
     builder.Services.AddS3();
+    builder.Services.AddCloudFormation();
 
     var app = builder.Build();
     // Without credentials anyone who can connect may do anything: then only loopback, and it says so.

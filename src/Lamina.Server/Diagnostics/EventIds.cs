@@ -70,4 +70,10 @@ internal static class EventIds
     public const int S3RequestFailed = 8003;
     public const int S3OrphansRemoved = 8004;
     public const int S3DeleteFailed = 8005;
+
+    // 11xxx CloudFormation-compatible stacks
+    public const int StackOperationFailed = 11000;
+    public const int StackRecovering = 11001;
+    public const int StackResourceFailed = 11002;
+    public const int StackCompleted = 11003;
 }
