@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Lamina's benchmarks, side by side in one run: ./bench/run.sh [warm|cold|burst|memory|async|all|s3]
+# Lamina's benchmarks, side by side in one run: ./bench/run.sh [warm|cold|burst|memory|async|all|s3|dynamodb]
 # Installs what it needs first (wrk from Debian, serverless@3 + serverless-offline@13 from npm, cached), builds
 # Lamina in Release (the launcher does), then prints one table per scenario. Figures go to docs/BENCHMARKS.md by hand.
 set -euo pipefail
@@ -38,5 +38,16 @@ fi
 
 # The launcher builds Lamina (Release) if sources are newer than the binary; do it once here, not inside a timing.
 "$root/lamina" help >/dev/null
+
+# DynamoDB (issue #21): Lamina beside dynalite (npm, LevelDB), its own script.
+if [ "$scenario" = dynamodb ]; then
+  dynalite="${LAMINA_BENCH_CACHE:-$HOME/.cache/lamina-bench}/dynalite"
+  if [ ! -x "$dynalite/node_modules/.bin/dynalite" ]; then
+    echo "bench: installing dynalite into $dynalite" >&2
+    mkdir -p "$dynalite"
+    (cd "$dynalite" && npm init -y >/dev/null && npm install --no-audit --no-fund --loglevel=error dynalite >/dev/null)
+  fi
+  exec python3 "$root/bench/dynamodb.py" "${@:2}"
+fi
 export LAMINA_BENCH_SERVERLESS="$sls"
 exec python3 "$root/bench/compare.py" "$scenario"

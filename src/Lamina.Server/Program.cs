@@ -1,6 +1,8 @@
+using Lamina.Server.ApiGateway;
 using Lamina.Server.Async;
 using Lamina.Server.CloudFormation;
 using Lamina.Server.Diagnostics;
+using Lamina.Server.DynamoDb;
 using Lamina.Server.Hosting;
 using Lamina.Server.Invoke;
 using Lamina.Server.Lambda;
@@ -14,8 +16,11 @@ static async Task<int> ServeAsync(LaminaOptions options, CancellationToken cance
     var builder = WebApplication.CreateBuilder(args: []);
     builder.AddLaminaHost(options);
     builder.Services.AddFunctions();
+    // Before AddInvoke: the stream mappings' checkpoints need the DynamoDB store running until they have stopped.
+    builder.Services.AddDynamoDb();
     builder.Services.AddInvoke();
     builder.Services.AddS3();
+    builder.Services.AddApiGateway();
     builder.Services.AddCloudFormation();
 
     var app = builder.Build();
@@ -45,6 +50,7 @@ static async Task<int> ServeAsync(LaminaOptions options, CancellationToken cance
     app.MapAsyncEventsApi();
     app.MapMetricsApi();
     app.MapInvokeApi();
+    app.MapApiGatewayApis();
     app.MapJsonProtocols();
     await app.RunLaminaAsync();
     return 0;

@@ -289,6 +289,30 @@ class AuthTests(unittest.TestCase):
         guest.delete_function(FunctionName=name)
         self.assertEqual(json.loads(owner.invoke(FunctionName=name)["Payload"].read()), "owner")
 
+    def test_dynamodb_tables_and_streams_are_per_account(self):
+        owner = self.client("dynamodb")
+        guest_key = self._new_key("444444444444")
+        guest = self.client("dynamodb", key=guest_key["AccessKeyId"], secret=guest_key["SecretAccessKey"])
+        name = "tenant-table-" + uuid.uuid4().hex[:6]
+        spec = dict(KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}], AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                    BillingMode="PAY_PER_REQUEST", StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"})
+        mine = owner.create_table(TableName=name, **spec)["TableDescription"]
+        self.addCleanup(owner.delete_table, TableName=name)
+        theirs = guest.create_table(TableName=name, **spec)["TableDescription"]
+        self.assertEqual(theirs["TableArn"], f"arn:aws:dynamodb:us-east-1:444444444444:table/{name}")
+        owner.put_item(TableName=name, Item={"pk": {"S": "owner"}})
+        guest.put_item(TableName=name, Item={"pk": {"S": "guest"}})
+        self.assertEqual([i["pk"]["S"] for i in owner.scan(TableName=name)["Items"]], ["owner"])
+        self.assertEqual([i["pk"]["S"] for i in guest.scan(TableName=name)["Items"]], ["guest"])
+        self.assertEqual(guest.list_tables()["TableNames"], [name])
+        guest_streams = self.client("dynamodbstreams", key=guest_key["AccessKeyId"], secret=guest_key["SecretAccessKey"])
+        self.assertEqual([s["StreamArn"] for s in guest_streams.list_streams()["Streams"]], [theirs["LatestStreamArn"]])
+        with self.assertRaises(botocore.exceptions.ClientError) as caught:
+            guest_streams.describe_stream(StreamArn=mine["LatestStreamArn"])
+        self.assertEqual(caught.exception.response["Error"]["Code"], "ResourceNotFoundException")
+        guest.delete_table(TableName=name)
+        self.assertEqual(owner.get_item(TableName=name, Key={"pk": {"S": "owner"}})["Item"], {"pk": {"S": "owner"}})
+
     def test_function_credentials_work_with_keys_and_nowhere_else(self):
         owner = self.client()
         target = "cred-target-" + uuid.uuid4().hex[:6]

@@ -274,6 +274,36 @@ class NotificationTests(S3FunctionTestCase):
         record = json.loads(envelopes[-1]["Message"])["Records"][0]
         self.assertEqual((record["eventName"], record["s3"]["object"]["key"]), ("ObjectCreated:Put", "note.txt"))
 
+    def test_eventbridge_notifications_reach_rules(self):
+        """EventBridgeConfiguration: every event of the bucket goes to the default bus as S3 sends it there (source
+        aws.s3, detail-type Object Created / Object Deleted, the key as is), and rules pick what they want."""
+        bucket = self.bucket()
+        function = self.fn_name("sink")
+        arn = self.create_function(h.make_zip({"app.py": SINK_PY}), name=function)["FunctionArn"]
+        events = h.boto3_client(self.server.url, "events")
+        rule = self.fn_name("rule")[:60]
+        rule_arn = events.put_rule(Name=rule, EventPattern=json.dumps({
+            "source": ["aws.s3"], "detail-type": ["Object Created", "Object Deleted"],
+            "detail": {"bucket": {"name": [bucket]}, "object": {"key": [{"prefix": "in/"}]}}}))["RuleArn"]
+        self.addCleanup(events.delete_rule, Name=rule, Force=True)
+        events.put_targets(Rule=rule, Targets=[{"Id": "fn", "Arn": arn}])
+        self.lam.add_permission(FunctionName=function, StatementId="events", Action="lambda:InvokeFunction",
+                                Principal="events.amazonaws.com", SourceArn=rule_arn)
+        self.s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
+        self.assertEqual(self.s3.get_bucket_notification_configuration(Bucket=bucket).get("EventBridgeConfiguration"), {})
+        mark = self.server.mark()
+        self.s3.put_object(Bucket=bucket, Key="out/skipped.txt", Body=b"no")
+        put = self.s3.put_object(Bucket=bucket, Key="in/a file.txt", Body=b"hello")
+        self.s3.delete_object(Bucket=bucket, Key="in/a file.txt")
+        # Two asynchronous invocations: they may run in either order.
+        received = sorted(self.events(mark, function, 2), key=lambda e: e["detail-type"])
+        self.assertEqual([(e["source"], e["detail-type"]) for e in received], [("aws.s3", "Object Created"), ("aws.s3", "Object Deleted")])
+        created, deleted = received[0]["detail"], received[1]["detail"]
+        self.assertEqual((created["bucket"]["name"], created["object"]["key"], created["object"]["size"], created["object"]["etag"], created["reason"]),
+                         (bucket, "in/a file.txt", 5, put["ETag"].strip('"'), "PutObject"))
+        self.assertEqual((deleted["reason"], deleted["deletion-type"]), ("DeleteObject", "Permanently Deleted"))
+        self.assertEqual(received[0]["resources"], [f"arn:aws:s3:::{bucket}"])
+
     def test_invalid_destinations_refused(self):
         bucket = self.bucket()
         missing_queue = f"arn:aws:sqs:us-east-1:{h.ACCOUNT}:no-such-queue"
@@ -373,6 +403,21 @@ class RuntimeSdkTests(S3FunctionTestCase):
         major, minor = (int(x) for x in result["version"].split(".")[:2])
         self.assertGreaterEqual((major, minor), (1, 28))  # honours AWS_ENDPOINT_URL
         self.assertEqual(self.s3.get_object(Bucket=bucket, Key="from-python")["Body"].read(), b"written by boto3")
+
+    def test_python_runtime_boto3_resource_uses_tables_with_no_configuration(self):
+        table = f"t-{uuid.uuid4().hex[:10]}"
+        ddb = h.boto3_client(self.server.url, "dynamodb")
+        ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+        self.addCleanup(ddb.delete_table, TableName=table)
+        code = ("import boto3\nfrom boto3.dynamodb.conditions import Key\n"
+                "def handler(event, context):\n"
+                "    t = boto3.resource('dynamodb').Table(event['table'])\n"
+                "    t.put_item(Item={'id': 'a', 'n': 41})\n"
+                "    t.update_item(Key={'id': 'a'}, UpdateExpression='SET n = n + :one', ExpressionAttributeValues={':one': 1})\n"
+                "    return int(t.query(KeyConditionExpression=Key('id').eq('a'))['Items'][0]['n'])\n")
+        name = self.create_function(h.make_zip({"app.py": code}), Timeout=30)["FunctionName"]
+        self.assertEqual(self.invoke_ok(name, {"table": table})[1], 42)
 
     def test_function_and_layer_packages_come_before_the_runtimes(self):
         own = "import sys\n__version__ = 'bundled'\n"

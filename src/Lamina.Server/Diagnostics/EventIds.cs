@@ -71,6 +71,24 @@ internal static class EventIds
     public const int S3OrphansRemoved = 8004;
     public const int S3DeleteFailed = 8005;
 
+    // 10xxx API Gateway
+    public const int ApiGatewayLoaded = 10000;
+    public const int ApiGatewayApiDeleted = 10001;
+    public const int ApiGatewaySnapshotUnreadable = 10002;
+    public const int ApiGatewayApiChanged = 10003;
+    public const int ApiGatewayIntegrationFailed = 10004;
+    public const int ApiGatewayAuthorizerFailed = 10005;
+    public const int ApiGatewayJwksFailed = 10006;
+    // 9xxx DynamoDB-compatible tables and streams
+    public const int DynamoCommitFailed = 9000;
+    public const int DynamoWriteFailed = 9001;
+    public const int DynamoSweepFailed = 9002;
+    public const int DynamoTtlDeleted = 9003;
+    public const int DynamoRequestFailed = 9004;
+    public const int StreamPollerFailed = 9005;
+    public const int StreamBatchDiscarded = 9006;
+    public const int StreamDestinationFailed = 9007;
+
     // 11xxx CloudFormation-compatible stacks
     public const int StackOperationFailed = 11000;
     public const int StackRecovering = 11001;

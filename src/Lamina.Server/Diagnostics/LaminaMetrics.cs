@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Lamina.Server.Invoke;
 using Lamina.Server.Lambda;
@@ -40,6 +41,12 @@ internal sealed class LaminaMetrics : IDisposable
     private readonly UpDownCounter<long> _concurrentExecutions;
     private readonly Counter<long> _s3Requests;
     private readonly Counter<long> _s3Bytes;
+    private readonly Counter<long> _apiRequests;
+    private readonly Histogram<double> _apiLatency;
+    private readonly Histogram<double> _apiIntegrationLatency;
+
+    // API Gateway answers from a fraction of a millisecond (its own errors) to the 30 s integration timeout.
+    private static readonly double[] ApiLatencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
     public LaminaMetrics(int maxFunctionLabelSets = PrometheusExporter.DefaultMaxFunctionLabelSets)
     {
@@ -68,7 +75,34 @@ internal sealed class LaminaMetrics : IDisposable
             "S3 requests by operation (S3's names: PutObject, GetObject, …) and status class (2xx, 3xx, 4xx, 5xx)");
         _s3Bytes = Meter.CreateCounter<long>("lamina.s3.bytes", "By",
             "Bytes S3 requests carried, by direction: in (request bodies as sent) and out (response bodies of known length)");
+        _apiRequests = Meter.CreateCounter<long>("lamina.api.requests", "{request}",
+            "Requests to API Gateway APIs by API, stage, route and status class (2xx, 4xx, 5xx), as API Gateway's Count, 4XXError and 5XXError");
+        _apiLatency = Meter.CreateHistogram("lamina.api.latency", "s",
+            "Time from a request to an API until its answer, as API Gateway's Latency", tags: null,
+            new InstrumentAdvice<double> { HistogramBucketBoundaries = ApiLatencyBuckets });
+        _apiIntegrationLatency = Meter.CreateHistogram("lamina.api.integration_latency", "s",
+            "Time the integration (function or HTTP endpoint) took, as API Gateway's IntegrationLatency", tags: null,
+            new InstrumentAdvice<double> { HistogramBucketBoundaries = ApiLatencyBuckets });
         Exporter = new PrometheusExporter(Meter, maxFunctionLabelSets);
+    }
+
+    /// <summary>
+    /// A request to an API Gateway API was answered with <paramref name="status"/>. Labels are the API's id, stage name
+    /// and route key (strings its compiled tables hold, so recording allocates nothing).
+    /// </summary>
+    public void RecordApiRequest(string api, string stage, string route, int status, double latencyMs, double? integrationLatencyMs)
+    {
+        var apiTag = new KeyValuePair<string, object?>("api", api);
+        var stageTag = new KeyValuePair<string, object?>("stage", stage);
+        var routeTag = new KeyValuePair<string, object?>("route", route);
+        var statusClass = status >= 500 ? "5xx" : status >= 400 ? "4xx" : status >= 300 ? "3xx" : "2xx";
+        // TagList: four tags without an array (the params overload would allocate one per request).
+        _apiRequests.Add(1, new TagList { apiTag, stageTag, routeTag, new KeyValuePair<string, object?>("status", statusClass) });
+        _apiLatency.Record(latencyMs / 1000, apiTag, stageTag, routeTag);
+        if (integrationLatencyMs is { } integration)
+        {
+            _apiIntegrationLatency.Record(integration / 1000, apiTag, stageTag, routeTag);
+        }
     }
 
     public Meter Meter { get; }

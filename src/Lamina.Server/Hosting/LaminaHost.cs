@@ -65,6 +65,8 @@ internal static partial class LaminaHost
         app.UseRequestGuard();
         // Function URLs authenticate on their own terms (AuthType NONE needs no signature) and never reach the API.
         Lambda.FunctionUrlEndpoint.UseFunctionUrls(app);
+        // So do API Gateway's APIs (their routes' authorizers, or none).
+        ApiGateway.ApiGatewayServiceCollectionExtensions.UseExecuteApi(app);
         // S3 streams its bodies and checks its own signatures (S3's canonical form, aws-chunked uploads), in XML.
         app.UseS3();
         app.UseSigV4();

@@ -11,10 +11,12 @@ using Microsoft.Extensions.Options;
 
 namespace Lamina.Server.Lambda;
 
-/// <summary>An event source mapping from a Lamina queue to a function (CreateEventSourceMapping).</summary>
+/// <summary>An event source mapping from a Lamina queue or DynamoDB stream to a function (CreateEventSourceMapping).</summary>
 internal sealed record EventSourceMapping
 {
     public required string Uuid { get; init; }
+
+    /// <summary>The queue's name; empty for a DynamoDB stream mapping.</summary>
     public required string QueueName { get; init; }
     public required string EventSourceArn { get; init; }
 
@@ -32,6 +34,25 @@ internal sealed record EventSourceMapping
     public int? MaximumConcurrency { get; init; }
     public DateTimeOffset LastModified { get; init; }
     public string LastProcessingResult { get; set; } = "No records processed";
+
+    // DynamoDB stream mappings (issue #21): the stream, and the stream-only settings with Lambda's defaults.
+
+    /// <summary>The DynamoDB stream's id in dynamodb.db; null for a queue mapping.</summary>
+    public long? StreamId { get; init; }
+    public bool IsStream => StreamId is not null;
+    public string? StartingPosition { get; init; }
+    public int ParallelizationFactor { get; init; } = 1;
+    public bool BisectBatchOnFunctionError { get; init; }
+
+    /// <summary>-1: retry until the record expires (Lambda's default for streams).</summary>
+    public int MaximumRetryAttempts { get; init; } = -1;
+
+    /// <summary>-1: no limit (the stream's 24 h retention bounds it).</summary>
+    public int MaximumRecordAgeInSeconds { get; init; } = -1;
+
+    /// <summary>DestinationConfig.OnFailure.Destination: an SQS queue or SNS topic ARN for discarded batches' info.</summary>
+    public string? OnFailureDestination { get; init; }
+    public int TumblingWindowInSeconds { get; init; }
 }
 
 /// <summary>
@@ -50,6 +71,8 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
 
     private readonly Database _database;
     private readonly QueueStore _queues;
+    private readonly DynamoDb.DynamoStore _dynamo;
+    private readonly Sns.TopicStore _topics;
     private readonly FunctionRegistry _functions;
     private readonly ConcurrencyLimiter _limiter;
     private readonly Invoker _invoker;
@@ -61,11 +84,13 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
     private readonly ConcurrentDictionary<string, EventSourceMapping> _mappings = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Pollers> _pollers = new(StringComparer.Ordinal);
 
-    public EventSourceMappings(Database database, QueueStore queues, FunctionRegistry functions, ConcurrencyLimiter limiter, Invoker invoker,
-        IOptions<LaminaOptions> options, TimeProvider time, ILogger<EventSourceMappings> logger)
+    public EventSourceMappings(Database database, QueueStore queues, DynamoDb.DynamoStore dynamo, Sns.TopicStore topics, FunctionRegistry functions,
+        ConcurrencyLimiter limiter, Invoker invoker, IOptions<LaminaOptions> options, TimeProvider time, ILogger<EventSourceMappings> logger)
     {
         _database = database;
         _queues = queues;
+        _dynamo = dynamo;
+        _topics = topics;
         _functions = functions;
         _limiter = limiter;
         _invoker = invoker;
@@ -98,7 +123,7 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         await _stopping.CancelAsync();
-        await Task.WhenAll(_pollers.Values.Select(static p => p.StopAsync()));
+        await Task.WhenAll(_pollers.Values.Select(static p => p.StopAsync()).Concat(_streamPollers.Values.Select(static p => p.StopAsync())));
     }
 
     public void Dispose()
@@ -148,10 +173,20 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
         {
             await pollers.StopAsync();
         }
+        if (_streamPollers.TryRemove(uuid, out var streamPoller))
+        {
+            await streamPoller.StopAsync();
+        }
+        await _dynamo.DeleteCheckpointsAsync(uuid);
     }
 
     private void Reconcile(EventSourceMapping mapping)
     {
+        if (mapping.IsStream)
+        {
+            ReconcileStream(mapping);
+            return;
+        }
         if (_pollers.TryRemove(mapping.Uuid, out var previous))
         {
             _ = previous.StopAsync();
@@ -494,6 +529,17 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
             {
                 w.WriteNumber("MaximumConcurrency", max);
             }
+            if (m.StreamId is { } streamId)
+            {
+                w.WriteNumber("StreamId", streamId);
+                w.WriteString("StartingPosition", m.StartingPosition);
+                w.WriteNumber("ParallelizationFactor", m.ParallelizationFactor);
+                w.WriteBoolean("BisectBatchOnFunctionError", m.BisectBatchOnFunctionError);
+                w.WriteNumber("MaximumRetryAttempts", m.MaximumRetryAttempts);
+                w.WriteNumber("MaximumRecordAgeInSeconds", m.MaximumRecordAgeInSeconds);
+                w.WriteString("OnFailureDestination", m.OnFailureDestination);
+                w.WriteNumber("TumblingWindowInSeconds", m.TumblingWindowInSeconds);
+            }
             w.WriteNumber("LastModified", m.LastModified.ToUnixTimeMilliseconds());
             w.WriteEndObject();
         }
@@ -519,6 +565,14 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
             FilterCriteriaJson = filter,
             Filters = ParseFilters(filter, out _) ?? [],
             MaximumConcurrency = r.TryGetProperty("MaximumConcurrency", out var max) ? max.GetInt32() : null,
+            StreamId = r.TryGetProperty("StreamId", out var streamId) ? streamId.GetInt64() : null,
+            StartingPosition = r.TryGetProperty("StartingPosition", out var position) ? position.GetString() : null,
+            ParallelizationFactor = r.TryGetProperty("ParallelizationFactor", out var parallel) ? parallel.GetInt32() : 1,
+            BisectBatchOnFunctionError = r.TryGetProperty("BisectBatchOnFunctionError", out var bisect) && bisect.GetBoolean(),
+            MaximumRetryAttempts = r.TryGetProperty("MaximumRetryAttempts", out var retries) ? retries.GetInt32() : -1,
+            MaximumRecordAgeInSeconds = r.TryGetProperty("MaximumRecordAgeInSeconds", out var age) ? age.GetInt32() : -1,
+            OnFailureDestination = r.TryGetProperty("OnFailureDestination", out var onFailure) ? onFailure.GetString() : null,
+            TumblingWindowInSeconds = r.TryGetProperty("TumblingWindowInSeconds", out var window) ? window.GetInt32() : 0,
             LastModified = DateTimeOffset.FromUnixTimeMilliseconds(r.GetProperty("LastModified").GetInt64()),
         };
     }

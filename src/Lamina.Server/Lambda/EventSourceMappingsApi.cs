@@ -16,6 +16,9 @@ internal static class EventSourceMappingsApi
 {
     private const string Base = "/2015-03-31/event-source-mappings";
 
+    private static readonly string[] StreamOnlySettings =
+        ["StartingPosition", "ParallelizationFactor", "BisectBatchOnFunctionError", "MaximumRetryAttempts", "MaximumRecordAgeInSeconds", "TumblingWindowInSeconds"];
+
     public static IEndpointRouteBuilder MapEventSourceMappingsApi(this IEndpointRouteBuilder endpoints)
     {
         // Each template also matches its trailing-slash form (older clients add one), so each is mapped once.
@@ -27,8 +30,8 @@ internal static class EventSourceMappingsApi
         return endpoints;
     }
 
-    private static async Task<IResult> CreateAsync(HttpContext context, EventSourceMappings mappings, QueueStore queues, FunctionRegistry registry,
-        IOptions<LaminaOptions> options, TimeProvider time)
+    private static async Task<IResult> CreateAsync(HttpContext context, EventSourceMappings mappings, QueueStore queues, DynamoDb.DynamoStore dynamo,
+        FunctionRegistry registry, IOptions<LaminaOptions> options, TimeProvider time)
     {
         var limits = options.Value;
         var (request, error) = await ReadAsync(context);
@@ -42,9 +45,17 @@ internal static class EventSourceMappingsApi
             return FunctionValidation.NotNull("eventSourceArn");
         }
         var parts = source.Split(':');
-        if (parts.Length != 6 || parts[2] != "sqs" || parts[3] != limits.Region || parts[4] != limits.AccountId || !queues.TryGet(parts[5], out _))
+        var account = Protocols.CallerIdentity.AccountOf(context, limits);
+        // A stream ARN's label is a timestamp with colons of its own: told apart by its prefix, not by splitting.
+        var isStream = source.StartsWith("arn:aws:dynamodb:", StringComparison.Ordinal);
+        var stream = isStream ? dynamo.FindStream(account, source) : null;
+        if (isStream && stream is null)
         {
-            return AwsError.InvalidParameter($"Lamina reads from its own SQS queues only; {source} is not one (create the queue first).");
+            return AwsError.InvalidParameter($"Stream not found: {source}");
+        }
+        if (stream is null && (parts.Length != 6 || parts[2] != "sqs" || parts[3] != limits.Region || parts[4] != limits.AccountId || !queues.TryGet(parts[5], out _)))
+        {
+            return AwsError.InvalidParameter($"Lamina reads from its own SQS queues and DynamoDB streams only; {source} is neither (create the queue or enable the table's stream first).");
         }
         if (String(request, "FunctionName") is not { } functionName)
         {
@@ -60,21 +71,40 @@ internal static class EventSourceMappingsApi
         }
         if (mappings.All.Any(m => m.EventSourceArn == source && m.Function == reference.Name && m.Qualifier == reference.Qualifier))
         {
-            return AwsError.Conflict($"An event source mapping with SQS arn (\" {source} \") and function (\" {functionName} \") already exists. Please update or delete the existing mapping with UUID {mappings.All.First(m => m.EventSourceArn == source).Uuid}");
+            return AwsError.Conflict($"An event source mapping with {(stream is null ? "SQS" : "DynamoDB")} arn (\" {source} \") and function (\" {functionName} \") already exists. Please update or delete the existing mapping with UUID {mappings.All.First(m => m.EventSourceArn == source).Uuid}");
         }
         var draft = new EventSourceMapping
         {
             Uuid = Guid.NewGuid().ToString(),
-            QueueName = parts[5],
+            QueueName = stream is null ? parts[5] : "",
             EventSourceArn = source,
             Function = reference.Name,
             Qualifier = reference.Qualifier,
             LastModified = time.GetUtcNow(),
+            StreamId = stream?.Id,
+            BatchSize = stream is null ? 10 : 100,
         };
+        if (stream is not null)
+        {
+            var position = String(request, "StartingPosition");
+            if (position is null)
+            {
+                return AwsError.InvalidParameter("1 validation error detected: Value null at 'startingPosition' failed to satisfy constraint: StartingPosition is required for DynamoDB stream event sources");
+            }
+            if (position is not ("TRIM_HORIZON" or "LATEST"))
+            {
+                return AwsError.InvalidParameter($"Unsupported starting position for DynamoDB streams: {position} (TRIM_HORIZON or LATEST)");
+            }
+            draft = draft with { StartingPosition = position };
+        }
         var (mapping, invalid) = Apply(draft, request);
         if (invalid is not null)
         {
             return invalid;
+        }
+        if (mapping!.IsStream)
+        {
+            await mappings.InitializeStreamAsync(mapping);
         }
         await mappings.SaveAsync(mapping!);
         return Respond(mapping!, mappings, limits, mapping!.Enabled ? "Creating" : "Creating", StatusCodes.Status202Accepted);
@@ -180,7 +210,7 @@ internal static class EventSourceMappingsApi
         {
             return (null, AwsError.Validation($"1 validation error detected: Value '{next.MaximumBatchingWindowInSeconds}' at 'maximumBatchingWindowInSeconds' failed to satisfy constraint: Member must have value less than or equal to 300"));
         }
-        if (next.BatchSize > 10 && next.MaximumBatchingWindowInSeconds < 1)
+        if (!next.IsStream && next.BatchSize > 10 && next.MaximumBatchingWindowInSeconds < 1)
         {
             return (null, AwsError.InvalidParameter("Maximum batch window in seconds must be greater than 0 if maximum batch size is greater than 10"));
         }
@@ -203,6 +233,19 @@ internal static class EventSourceMappingsApi
             }
             next = next with { FilterCriteriaJson = patterns.Count == 0 ? null : text, Filters = patterns };
         }
+        if (next.IsStream)
+        {
+            var (stream, streamError) = ApplyStreamSettings(next, request);
+            if (streamError is not null)
+            {
+                return (null, streamError);
+            }
+            next = stream!;
+        }
+        else if (StreamOnlySettings.FirstOrDefault(m => request.TryGetProperty(m, out var v) && v.ValueKind != JsonValueKind.Null) is { } streamOnly)
+        {
+            return (null, AwsError.InvalidParameter($"Unsupported {streamOnly} parameter for Amazon SQS event sources: it applies to stream event sources only."));
+        }
         if (request.TryGetProperty("ScalingConfig", out var scaling) && scaling.ValueKind == JsonValueKind.Object)
         {
             var max = Int(scaling, "MaximumConcurrency");
@@ -211,6 +254,63 @@ internal static class EventSourceMappingsApi
                 return (null, AwsError.Validation($"1 validation error detected: Value '{max}' at 'scalingConfig.maximumConcurrency' failed to satisfy constraint: Member must have value between 2 and 1000"));
             }
             next = next with { MaximumConcurrency = max };
+        }
+        return (next, null);
+    }
+
+    /// <summary>The stream-only settings (Lambda's ranges), for a DynamoDB stream mapping.</summary>
+    private static (EventSourceMapping? Mapping, AwsError? Error) ApplyStreamSettings(EventSourceMapping mapping, JsonElement request)
+    {
+        var next = mapping;
+        if (Int(request, "ParallelizationFactor") is { } parallel)
+        {
+            if (parallel is < 1 or > 10)
+            {
+                return (null, AwsError.Validation($"1 validation error detected: Value '{parallel}' at 'parallelizationFactor' failed to satisfy constraint: Member must have value between 1 and 10"));
+            }
+            next = next with { ParallelizationFactor = parallel };
+        }
+        if (request.TryGetProperty("BisectBatchOnFunctionError", out var bisect) && bisect.ValueKind is JsonValueKind.True or JsonValueKind.False)
+        {
+            next = next with { BisectBatchOnFunctionError = bisect.GetBoolean() };
+        }
+        if (Int(request, "MaximumRetryAttempts") is { } retries)
+        {
+            if (retries is < -1 or > 10_000)
+            {
+                return (null, AwsError.Validation($"1 validation error detected: Value '{retries}' at 'maximumRetryAttempts' failed to satisfy constraint: Member must have value between -1 and 10000"));
+            }
+            next = next with { MaximumRetryAttempts = retries };
+        }
+        if (Int(request, "MaximumRecordAgeInSeconds") is { } age)
+        {
+            if (age != -1 && age is < 60 or > 604_800)
+            {
+                return (null, AwsError.Validation($"1 validation error detected: Value '{age}' at 'maximumRecordAgeInSeconds' failed to satisfy constraint: Member must have value between -1 and 604800 (and at least 60 unless -1)"));
+            }
+            next = next with { MaximumRecordAgeInSeconds = age };
+        }
+        if (Int(request, "TumblingWindowInSeconds") is { } window)
+        {
+            if (window is < 0 or > 900)
+            {
+                return (null, AwsError.Validation($"1 validation error detected: Value '{window}' at 'tumblingWindowInSeconds' failed to satisfy constraint: Member must have value between 0 and 900"));
+            }
+            next = next with { TumblingWindowInSeconds = window };
+        }
+        if (request.TryGetProperty("DestinationConfig", out var destinations) && destinations.ValueKind == JsonValueKind.Object)
+        {
+            var destination = destinations.TryGetProperty("OnFailure", out var onFailure) && onFailure.ValueKind == JsonValueKind.Object
+                ? String(onFailure, "Destination") : null;
+            if (destination is not null && !destination.StartsWith("arn:aws:sqs:", StringComparison.Ordinal) && !destination.StartsWith("arn:aws:sns:", StringComparison.Ordinal))
+            {
+                return (null, AwsError.InvalidParameter($"The provided destination config DestinationConfig(onSuccess=null, onFailure=OnFailure(destination={destination})) is invalid: Lamina sends a stream's discarded batches to SQS queues and SNS topics."));
+            }
+            next = next with { OnFailureDestination = string.IsNullOrEmpty(destination) ? null : destination };
+        }
+        if (request.TryGetProperty("StartingPosition", out var position) && position.ValueKind == JsonValueKind.String && position.GetString() != next.StartingPosition)
+        {
+            return (null, AwsError.InvalidParameter("StartingPosition cannot be changed on an existing event source mapping."));
         }
         return (next, null);
     }
@@ -252,6 +352,23 @@ internal static class EventSourceMappingsApi
         {
             w.WriteStartObject("ScalingConfig");
             w.WriteNumber("MaximumConcurrency", max);
+            w.WriteEndObject();
+        }
+        if (mapping.IsStream)
+        {
+            w.WriteString("StartingPosition", mapping.StartingPosition);
+            w.WriteNumber("ParallelizationFactor", mapping.ParallelizationFactor);
+            w.WriteBoolean("BisectBatchOnFunctionError", mapping.BisectBatchOnFunctionError);
+            w.WriteNumber("MaximumRetryAttempts", mapping.MaximumRetryAttempts);
+            w.WriteNumber("MaximumRecordAgeInSeconds", mapping.MaximumRecordAgeInSeconds);
+            w.WriteNumber("TumblingWindowInSeconds", mapping.TumblingWindowInSeconds);
+            w.WriteStartObject("DestinationConfig");
+            w.WriteStartObject("OnFailure");
+            if (mapping.OnFailureDestination is { } destination)
+            {
+                w.WriteString("Destination", destination);
+            }
+            w.WriteEndObject();
             w.WriteEndObject();
         }
         w.WriteString("EventSourceMappingArn", mappings.Arn(mapping.Uuid));

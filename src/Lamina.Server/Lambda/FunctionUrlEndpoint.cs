@@ -1,6 +1,3 @@
-using System.Buffers;
-using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Lamina.Server.Diagnostics;
@@ -9,7 +6,6 @@ using Lamina.Server.Invoke;
 using Lamina.Server.Protocols;
 using Lamina.Server.RuntimeApi;
 using Lamina.Server.Security;
-using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Options;
 
 namespace Lamina.Server.Lambda;
@@ -28,11 +24,6 @@ internal static partial class FunctionUrlEndpoint
 
     [GeneratedRegex(@"^(?<id>[a-z0-9]{32})\.lambda-url\.[a-z0-9-]+\.localhost\.?(?::\d+)?\z", RegexOptions.CultureInvariant | RegexOptions.IgnoreCase)]
     private static partial Regex HostPattern();
-
-    private static readonly HashSet<string> TextTypes = new(StringComparer.OrdinalIgnoreCase)
-    {
-        "application/json", "application/xml", "application/javascript", "application/x-www-form-urlencoded", "application/graphql",
-    };
 
     /// <summary>Takes the requests addressed to a function URL before authentication (a URL has its own) and routing.</summary>
     public static IApplicationBuilder UseFunctionUrls(this IApplicationBuilder app) => app.Use(static (context, next) =>
@@ -74,10 +65,9 @@ internal static partial class FunctionUrlEndpoint
             await MessageAsync(context, StatusCodes.Status404NotFound, "Not Found");
             return;
         }
-        if (url.Cors is { } cors && HttpMethods.IsOptions(request.Method) && request.Headers.Origin.Count > 0
-            && request.Headers.AccessControlRequestMethod.Count > 0)
+        if (url.Cors is { } cors && HttpProxyPayload.IsPreflight(request))
         {
-            Preflight(context, cors);
+            HttpProxyPayload.Preflight(context, Rules(cors));
             return;
         }
 
@@ -112,7 +102,7 @@ internal static partial class FunctionUrlEndpoint
         var invocation = new Invocation
         {
             RequestId = requestId,
-            Payload = BuildEvent(context, prefixLength, urlId, body.Value, caller, options, requestId, time.GetUtcNow()),
+            Payload = BuildEvent(context, prefixLength, urlId, body.Value, caller, requestId, time.GetUtcNow()),
             InvokedFunctionArn = qualifier is null ? options.FunctionArn(entry.Name) : $"{options.FunctionArn(entry.Name)}:{qualifier}",
             TraceId = Tracing.TraceHeader(request.Headers["X-Amzn-Trace-Id"], request.Headers["traceparent"], time),
         };
@@ -128,11 +118,16 @@ internal static partial class FunctionUrlEndpoint
             await MessageAsync(context, StatusCodes.Status502BadGateway, "Internal Server Error");
             return;
         }
+        if (HttpProxyPayload.ParseV2Result(result.Body) is not { } response)
+        {
+            await MessageAsync(context, StatusCodes.Status502BadGateway, "Internal Server Error");
+            return;
+        }
         if (url.Cors is { } responseCors)
         {
-            AddCorsHeaders(context, responseCors);
+            HttpProxyPayload.AddCorsHeaders(context, Rules(responseCors));
         }
-        await WriteResultAsync(context, result.Body);
+        await HttpProxyPayload.WriteAsync(context, response, decodeBase64: true);
     }
 
     /// <summary>Whether the caller may invoke this URL, and the IAM caller (AWS_IAM only) for the event's authorizer.</summary>
@@ -174,67 +169,15 @@ internal static partial class FunctionUrlEndpoint
         return (allowed, caller);
     }
 
-    /// <summary>The payload 2.0 event of this request (LAMBDA.md §9.3).</summary>
+    /// <summary>The payload 2.0 event of this request (LAMBDA.md §9.3): route and stage <c>$default</c>, the URL id as API id.</summary>
     private static ReadOnlyMemory<byte> BuildEvent(HttpContext context, int prefixLength, string urlId, ReadOnlyMemory<byte> body, CallerIdentity? caller,
-        LaminaOptions options, string requestId, DateTimeOffset now)
+        string requestId, DateTimeOffset now)
     {
-        var request = context.Request;
-        var rawTarget = context.Features.Get<IHttpRequestFeature>()?.RawTarget is { Length: > 0 } target ? target : request.Path + request.QueryString;
-        var question = rawTarget.IndexOf('?', StringComparison.Ordinal);
-        var rawPath = question < 0 ? rawTarget : rawTarget[..question];
-        var rawQuery = question < 0 ? "" : rawTarget[(question + 1)..];
-        rawPath = rawPath.Length > prefixLength ? rawPath[prefixLength..] : "/";
-        if (!rawPath.StartsWith('/'))
+        var (rawPath, rawQuery) = HttpProxyPayload.RawTarget(context, prefixLength);
+        return HttpProxyPayload.BuildV2Event(context, body, new V2EventParts("$default", rawPath, rawQuery, "$default", urlId, urlId,
+            caller?.AccountId ?? "anonymous", requestId, now)
         {
-            rawPath = "/" + rawPath;
-        }
-
-        var buffer = new ArrayBufferWriter<byte>(1024 + body.Length * 2);
-        using (var json = new Utf8JsonWriter(buffer))
-        {
-            json.WriteStartObject();
-            json.WriteString("version", "2.0");
-            json.WriteString("routeKey", "$default");
-            json.WriteString("rawPath", rawPath);
-            json.WriteString("rawQueryString", rawQuery);
-            var cookies = request.Headers.Cookie.ToString();
-            if (cookies.Length > 0)
-            {
-                json.WriteStartArray("cookies");
-                foreach (var cookie in cookies.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
-                {
-                    json.WriteStringValue(cookie);
-                }
-                json.WriteEndArray();
-            }
-            json.WriteStartObject("headers");
-            foreach (var (name, values) in request.Headers)
-            {
-                if (!string.Equals(name, "Cookie", StringComparison.OrdinalIgnoreCase))
-                {
-                    json.WriteString(name.ToLowerInvariant(), string.Join(',', values.ToArray()));
-                }
-            }
-            if (!request.Headers.ContainsKey("X-Forwarded-For"))
-            {
-                json.WriteString("x-forwarded-for", context.Connection.RemoteIpAddress?.ToString() ?? "127.0.0.1");
-            }
-            json.WriteString("x-forwarded-proto", request.Scheme);
-            json.WriteString("x-forwarded-port", (context.Connection.LocalPort).ToString(CultureInfo.InvariantCulture));
-            json.WriteEndObject();
-            if (request.Query.Count > 0)
-            {
-                json.WriteStartObject("queryStringParameters");
-                foreach (var (name, values) in request.Query)
-                {
-                    json.WriteString(name, string.Join(',', values.ToArray()));
-                }
-                json.WriteEndObject();
-            }
-            json.WriteStartObject("requestContext");
-            json.WriteString("accountId", caller?.AccountId ?? "anonymous");
-            json.WriteString("apiId", urlId);
-            if (caller is not null)
+            WriteAuthorizer = caller is null ? null : json =>
             {
                 json.WriteStartObject("authorizer");
                 json.WriteStartObject("iam");
@@ -247,183 +190,13 @@ internal static partial class FunctionUrlEndpoint
                 json.WriteString("userId", caller.AccountId);
                 json.WriteEndObject();
                 json.WriteEndObject();
-            }
-            var domain = request.Host.Host;
-            json.WriteString("domainName", domain);
-            json.WriteString("domainPrefix", urlId);
-            json.WriteStartObject("http");
-            json.WriteString("method", request.Method);
-            json.WriteString("path", rawPath);
-            json.WriteString("protocol", request.Protocol);
-            json.WriteString("sourceIp", context.Connection.RemoteIpAddress?.ToString() ?? "127.0.0.1");
-            json.WriteString("userAgent", request.Headers.UserAgent.ToString());
-            json.WriteEndObject();
-            json.WriteString("requestId", requestId);
-            json.WriteString("routeKey", "$default");
-            json.WriteString("stage", "$default");
-            json.WriteString("time", now.UtcDateTime.ToString("dd/MMM/yyyy:HH:mm:ss +0000", CultureInfo.InvariantCulture));
-            json.WriteNumber("timeEpoch", now.ToUnixTimeMilliseconds());
-            json.WriteEndObject();
-            if (!body.IsEmpty)
-            {
-                var text = IsText(request.ContentType) && IsUtf8(body.Span);
-                json.WriteString("body", text ? Encoding.UTF8.GetString(body.Span) : Convert.ToBase64String(body.Span));
-                json.WriteBoolean("isBase64Encoded", !text);
-            }
-            else
-            {
-                json.WriteBoolean("isBase64Encoded", false);
-            }
-            json.WriteEndObject();
-        }
-        return buffer.WrittenMemory;
+            },
+        });
     }
 
-    /// <summary>
-    /// Maps the function's result to the response: an object with <c>statusCode</c> is a structured response
-    /// (headers, cookies → Set-Cookie, body, isBase64Encoded); anything else is a 200 application/json whose body is
-    /// the result (a JSON string's value, else the JSON itself).
-    /// </summary>
-    private static async Task WriteResultAsync(HttpContext context, ReadOnlyMemory<byte> result)
-    {
-        var response = context.Response;
-        byte[] body;
-        JsonDocument? document = null;
-        try
-        {
-            document = JsonDocument.Parse(result);
-        }
-        catch (JsonException)
-        {
-        }
-        using (document)
-        {
-            var root = document?.RootElement;
-            if (root is { ValueKind: JsonValueKind.Object } structured && structured.TryGetProperty("statusCode", out var statusCode))
-            {
-                if (!statusCode.TryGetInt32(out var status) || status is < 100 or > 599)
-                {
-                    await MessageAsync(context, StatusCodes.Status502BadGateway, "Internal Server Error");
-                    return;
-                }
-                response.StatusCode = status;
-                if (structured.TryGetProperty("headers", out var headers) && headers.ValueKind == JsonValueKind.Object)
-                {
-                    foreach (var header in headers.EnumerateObject())
-                    {
-                        response.Headers[header.Name] = header.Value.ValueKind == JsonValueKind.String ? header.Value.GetString() : header.Value.GetRawText();
-                    }
-                }
-                if (structured.TryGetProperty("cookies", out var cookies) && cookies.ValueKind == JsonValueKind.Array)
-                {
-                    var values = cookies.EnumerateArray().Where(static c => c.ValueKind == JsonValueKind.String).Select(static c => c.GetString()).ToArray();
-                    response.Headers.Append("Set-Cookie", values);
-                }
-                if (!response.Headers.ContainsKey("Content-Type"))
-                {
-                    response.ContentType = "application/json";
-                }
-                body = [];
-                if (structured.TryGetProperty("body", out var bodyElement) && bodyElement.ValueKind == JsonValueKind.String)
-                {
-                    var text = bodyElement.GetString()!;
-                    var base64 = structured.TryGetProperty("isBase64Encoded", out var flag) && flag.ValueKind == JsonValueKind.True;
-                    try
-                    {
-                        body = base64 ? Convert.FromBase64String(text) : Encoding.UTF8.GetBytes(text);
-                    }
-                    catch (FormatException)
-                    {
-                        await MessageAsync(context, StatusCodes.Status502BadGateway, "Internal Server Error");
-                        return;
-                    }
-                }
-            }
-            else
-            {
-                response.StatusCode = StatusCodes.Status200OK;
-                response.ContentType = "application/json";
-                body = root is { ValueKind: JsonValueKind.String } text ? Encoding.UTF8.GetBytes(text.GetString()!) : result.ToArray();
-            }
-        }
-        response.ContentLength = body.Length;
-        await response.Body.WriteAsync(body, CancellationToken.None);
-    }
-
-    private static void Preflight(HttpContext context, CorsDto cors)
-    {
-        var response = context.Response;
-        response.StatusCode = StatusCodes.Status200OK;
-        if (AllowedOrigin(cors, context.Request.Headers.Origin.ToString()) is { } origin)
-        {
-            response.Headers.AccessControlAllowOrigin = origin;
-            if (cors.AllowMethods is { Count: > 0 } methods)
-            {
-                response.Headers.AccessControlAllowMethods = string.Join(',', methods);
-            }
-            if (cors.AllowHeaders is { Count: > 0 } headers)
-            {
-                response.Headers.AccessControlAllowHeaders = string.Join(',', headers);
-            }
-            if (cors.MaxAge is { } maxAge)
-            {
-                response.Headers.AccessControlMaxAge = maxAge.ToString(CultureInfo.InvariantCulture);
-            }
-            if (cors.AllowCredentials == true)
-            {
-                response.Headers.AccessControlAllowCredentials = "true";
-            }
-            response.Headers.Vary = "Origin";
-        }
-        response.ContentLength = 0;
-    }
-
-    /// <summary>The CORS headers of an actual (not preflight) response; they replace any the function set.</summary>
-    private static void AddCorsHeaders(HttpContext context, CorsDto cors)
-    {
-        var requestOrigin = context.Request.Headers.Origin.ToString();
-        if (requestOrigin.Length == 0 || AllowedOrigin(cors, requestOrigin) is not { } origin)
-        {
-            return;
-        }
-        var headers = context.Response.Headers;
-        headers.AccessControlAllowOrigin = origin;
-        if (cors.ExposeHeaders is { Count: > 0 } expose)
-        {
-            headers.AccessControlExposeHeaders = string.Join(',', expose);
-        }
-        if (cors.AllowCredentials == true)
-        {
-            headers.AccessControlAllowCredentials = "true";
-        }
-        headers.Vary = "Origin";
-    }
-
-    private static string? AllowedOrigin(CorsDto cors, string origin)
-    {
-        if (cors.AllowOrigins is not { Count: > 0 } origins)
-        {
-            return null;
-        }
-        if (origins.Contains("*"))
-        {
-            return cors.AllowCredentials == true ? origin : "*";
-        }
-        return origins.Contains(origin, StringComparer.OrdinalIgnoreCase) ? origin : null;
-    }
-
-    private static bool IsText(string? contentType)
-    {
-        if (string.IsNullOrEmpty(contentType))
-        {
-            return true;
-        }
-        var mediaType = contentType.Split(';', 2)[0].Trim();
-        return mediaType.StartsWith("text/", StringComparison.OrdinalIgnoreCase) || TextTypes.Contains(mediaType)
-            || mediaType.EndsWith("+json", StringComparison.OrdinalIgnoreCase) || mediaType.EndsWith("+xml", StringComparison.OrdinalIgnoreCase);
-    }
-
-    private static bool IsUtf8(ReadOnlySpan<byte> bytes) => System.Text.Unicode.Utf8.IsValid(bytes);
+    /// <summary>The URL's CORS settings in the shared form.</summary>
+    private static CorsRules Rules(CorsDto cors) =>
+        new(cors.AllowCredentials, cors.AllowHeaders, cors.AllowMethods, cors.AllowOrigins, cors.ExposeHeaders, cors.MaxAge);
 
     /// <summary>Lambda's own answers on a URL: <c>{"Message": …}</c>.</summary>
     private static async Task MessageAsync(HttpContext context, int status, string message)

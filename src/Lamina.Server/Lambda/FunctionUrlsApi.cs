@@ -271,7 +271,11 @@ internal static partial class FunctionUrlsApi
     /// The URL that reaches the function: a host name under <c>localhost</c> (which curl and browsers resolve to
     /// loopback) on the port the server listens on.
     /// </summary>
-    internal static string UrlOf(HttpContext context, LaminaOptions limits, string urlId)
+    internal static string UrlOf(HttpContext context, LaminaOptions limits, string urlId) =>
+        string.Create(CultureInfo.InvariantCulture, $"http://{urlId}.lambda-url.{limits.Region}.localhost:{ListeningPort(context, limits)}/");
+
+    /// <summary>The port the API listens on (the one picked when the server was started with port 0).</summary>
+    internal static int ListeningPort(HttpContext context, LaminaOptions limits)
     {
         var port = limits.Port;
         var addresses = context.RequestServices.GetService<IServer>()?.Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
@@ -284,7 +288,7 @@ internal static partial class FunctionUrlsApi
                 break;
             }
         }
-        return string.Create(CultureInfo.InvariantCulture, $"http://{urlId}.lambda-url.{limits.Region}.localhost:{port}/");
+        return port;
     }
 
     private static FunctionUrlConfigDto ToDto(HttpContext context, LaminaOptions limits, string function, FunctionUrlConfig url) => new()

@@ -59,6 +59,11 @@ internal static class JsonProtocolEndpoint
         CloudFormation.StackEngine stacks, IOptions<LaminaOptions> options, TimeProvider time)
     {
         var target = context.Request.Headers["X-Amz-Target"].ToString();
+        if (target.StartsWith("DynamoDB", StringComparison.Ordinal))
+        {
+            await DynamoDb.DynamoDbEndpoint.DispatchAsync(context, target);
+            return;
+        }
         // Every operation served here takes a small JSON document; the body is read (capped) before any parsing.
         var body = await RuntimeApi.RuntimeApiEndpoints.ReadBodyAsync(context, MaxRequestBytes);
         if (body is null)

@@ -66,7 +66,7 @@ internal static class SigV4Middleware
             if (failure is null && key!.AccountId != options.AccountId && !IsTenantApi(request))
             {
                 failure = new SigV4Failure("AccessDeniedException",
-                    $"User: arn:aws:iam::{key.AccountId}:root is not authorized to perform this operation: layers, event rules and Lamina's operator API belong to the server's account ({options.AccountId}).");
+                    $"User: arn:aws:iam::{key.AccountId}:root is not authorized to perform this operation: layers, event rules, API Gateway's APIs and Lamina's operator API belong to the server's account ({options.AccountId}).");
             }
             if (failure is null)
             {
@@ -106,7 +106,9 @@ internal static class SigV4Middleware
         var path = request.Path.Value ?? "";
         if (path == "/" && HttpMethods.IsPost(request.Method))
         {
-            return request.Headers["X-Amz-Target"].ToString().StartsWith(Logs.LogsApi.TargetPrefix, StringComparison.Ordinal);
+            var target = request.Headers["X-Amz-Target"].ToString();
+            // DynamoDB tables and streams are per account (issue #21).
+            return target.StartsWith(Logs.LogsApi.TargetPrefix, StringComparison.Ordinal) || target.StartsWith("DynamoDB", StringComparison.Ordinal);
         }
         return path.StartsWith("/2015-03-31/", StringComparison.Ordinal) || path.StartsWith("/2014-11-13/", StringComparison.Ordinal)
             || path.StartsWith("/2016-08-19/", StringComparison.Ordinal) || path.StartsWith("/2017-03-31/", StringComparison.Ordinal)

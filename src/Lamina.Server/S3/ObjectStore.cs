@@ -762,7 +762,9 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
             {
                 continue;
             }
-            var payload = S3Notifications.EventRecord(bucket, target.Id, eventName, o, origin, Now);
+            var payload = target.Kind == "EventBridge"
+                ? S3Notifications.EventBridgeEvent(bucket, eventName, o, origin, _time.GetUtcNow())
+                : S3Notifications.EventRecord(bucket, target.Id, eventName, o, origin, Now);
             Run(connection, "INSERT INTO outbox (destination, bucket, payload, created_ms) VALUES ($1, $2, $3, $4);", target.Arn, bucket.Name, payload, Now);
             wrote = true;
         }

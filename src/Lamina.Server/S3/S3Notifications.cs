@@ -52,6 +52,7 @@ internal sealed partial class S3Notifications : IHostedService, IDisposable
     private readonly AsyncDispatcher _async;
     private readonly QueueStore _queues;
     private readonly TopicStore _topics;
+    private readonly EventBridge.EventRules _rules;
     private readonly FunctionRegistry _functions;
     private readonly LaminaOptions _options;
     private readonly TimeProvider _time;
@@ -60,13 +61,14 @@ internal sealed partial class S3Notifications : IHostedService, IDisposable
     private readonly CancellationTokenSource _stopping = new();
     private Task? _loop;
 
-    public S3Notifications(ObjectStore store, AsyncDispatcher async, QueueStore queues, TopicStore topics, FunctionRegistry functions,
+    public S3Notifications(ObjectStore store, AsyncDispatcher async, QueueStore queues, TopicStore topics, EventBridge.EventRules rules, FunctionRegistry functions,
         IOptions<LaminaOptions> options, TimeProvider time, ILogger<S3Notifications> logger)
     {
         _store = store;
         _async = async;
         _queues = queues;
         _topics = topics;
+        _rules = rules;
         _functions = functions;
         _options = options.Value;
         _time = time;
@@ -142,6 +144,12 @@ internal sealed partial class S3Notifications : IHostedService, IDisposable
     private async Task DeliverAsync(ObjectStore.OutboxEntry entry)
     {
         var arn = entry.Destination;
+        if (arn == EventBridgeBus)
+        {
+            using var document = JsonDocument.Parse(entry.Payload);
+            await _rules.DispatchAsync(EventBridgeBus, document.RootElement, document.RootElement.GetProperty("id").GetString()!);
+            return;
+        }
         if (arn.StartsWith("arn:aws:sqs:", StringComparison.Ordinal))
         {
             if (_queues.TryGet(arn[(arn.LastIndexOf(':') + 1)..], out var queue))
@@ -214,6 +222,7 @@ internal sealed partial class S3Notifications : IHostedService, IDisposable
             {
                 "Queue" => _queues.TryGet(target.Arn[(target.Arn.LastIndexOf(':') + 1)..], out var queue) && !queue.Fifo,
                 "Topic" => _topics.TryGetByArn(target.Arn, out _),
+                "EventBridge" => true,
                 _ => ResolveFunction(target.Arn) is { Entry: { } entry } resolved
                     && PermissionsApi.Allows(entry, resolved.Qualifier, "lambda:InvokeFunction",
                         new PolicyCaller(null, Service: "s3.amazonaws.com", SourceArn: bucket.Arn, SourceAccount: bucket.Account)),
@@ -272,7 +281,11 @@ internal sealed partial class S3Notifications : IHostedService, IDisposable
                         }
                         break;
                     case "EventBridgeConfiguration":
-                        throw new S3Exception(501, "NotImplemented", "Lamina does not deliver S3 events to EventBridge yet; use LambdaFunctionConfigurations, QueueConfigurations or TopicConfigurations (see docs/COMPATIBILITY.md).");
+                        if (child.HasElements)
+                        {
+                            throw S3Exception.MalformedXml();
+                        }
+                        break;
                     default:
                         throw S3Exception.MalformedXml();
                 }
@@ -318,22 +331,30 @@ internal sealed partial class S3Notifications : IHostedService, IDisposable
                 targets.Add(new NotificationTarget(kind, id, arn!, events, prefix, suffix));
             }
         }
+        if (root.Children("EventBridgeConfiguration").Any())
+        {
+            // Every event of the bucket to the default bus of its account, filtered there by rules (no S3-side filters).
+            targets.Add(new NotificationTarget("EventBridge", "", EventBridgeBus, ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"], null, null));
+        }
         return targets;
     }
 
+    /// <summary>Where a bucket with EventBridge notifications sends its events: the default bus.</summary>
+    public const string EventBridgeBus = "default";
+
     /// <summary>The document GetBucketNotificationConfiguration answers with, and the form stored.</summary>
     public static XElement Render(IReadOnlyList<NotificationTarget> targets) => S3Xml.Element("NotificationConfiguration",
-        targets.Select(t => S3Xml.Element(t.Kind switch { "Queue" => "QueueConfiguration", "Topic" => "TopicConfiguration", _ => "CloudFunctionConfiguration" },
+        targets.Where(t => t.Kind != "EventBridge").Select(t => S3Xml.Element(t.Kind switch { "Queue" => "QueueConfiguration", "Topic" => "TopicConfiguration", _ => "CloudFunctionConfiguration" },
             S3Xml.Element("Id", t.Id),
             S3Xml.Element(t.Kind switch { "Queue" => "Queue", "Topic" => "Topic", _ => "CloudFunction" }, t.Arn),
             t.Events.Select(e => S3Xml.Element("Event", e)),
             t.Prefix is null && t.Suffix is null ? null : S3Xml.Element("Filter", S3Xml.Element("S3Key",
                 t.Prefix is null ? null : S3Xml.Element("FilterRule", S3Xml.Element("Name", "Prefix"), S3Xml.Element("Value", t.Prefix)),
-                t.Suffix is null ? null : S3Xml.Element("FilterRule", S3Xml.Element("Name", "Suffix"), S3Xml.Element("Value", t.Suffix)))))));
+                t.Suffix is null ? null : S3Xml.Element("FilterRule", S3Xml.Element("Name", "Suffix"), S3Xml.Element("Value", t.Suffix)))))),
+        targets.Any(t => t.Kind == "EventBridge") ? S3Xml.Element("EventBridgeConfiguration") : null);
 
     // ---- the event record ------------------------------------------------------------------------
 
-    /// <summary>S3's event message, one record (eventVersion 2.1), with the key URL-encoded as S3 sends it.</summary>
     /// <summary>
     /// The object key as S3's event records carry it: URL-encoded form-style (space as <c>+</c>), with <c>/</c> kept, so
     /// handlers decode it with <c>unquote_plus</c> / <c>decodeURIComponent(key.replace(/\+/g, ' '))</c>.
@@ -360,6 +381,67 @@ internal sealed partial class S3Notifications : IHostedService, IDisposable
         return text.ToString();
     }
 
+    /// <summary>
+    /// The event S3 sends EventBridge (source <c>aws.s3</c>, detail-type <c>Object Created</c> / <c>Object Deleted</c>), in
+    /// EventBridge's envelope; the key is not URL-encoded here, unlike in the notification record.
+    /// </summary>
+    public static string EventBridgeEvent(Bucket bucket, string eventName, S3Object o, EventOrigin origin, DateTimeOffset now)
+    {
+        var created = eventName.StartsWith("ObjectCreated", StringComparison.Ordinal);
+        var buffer = new ArrayBufferWriter<byte>(768);
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteString("version", "0");
+            json.WriteString("id", Guid.NewGuid().ToString());
+            json.WriteString("detail-type", created ? "Object Created" : "Object Deleted");
+            json.WriteString("source", "aws.s3");
+            json.WriteString("account", bucket.Account);
+            json.WriteString("time", now.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture));
+            json.WriteString("region", bucket.Region);
+            json.WriteStartArray("resources");
+            json.WriteStringValue(bucket.Arn);
+            json.WriteEndArray();
+            json.WriteStartObject("detail");
+            json.WriteString("version", "0");
+            json.WriteStartObject("bucket");
+            json.WriteString("name", bucket.Name);
+            json.WriteEndObject();
+            json.WriteStartObject("object");
+            json.WriteString("key", o.Key);
+            if (created)
+            {
+                json.WriteNumber("size", o.Size);
+                json.WriteString("etag", o.ETag.Trim('"'));
+            }
+            if (o.VersionId != "null")
+            {
+                json.WriteString("version-id", o.VersionId);
+            }
+            json.WriteString("sequencer", o.Sequence.ToString("X16", System.Globalization.CultureInfo.InvariantCulture));
+            json.WriteEndObject();
+            json.WriteString("request-id", origin.RequestId);
+            json.WriteString("requester", bucket.Account);
+            json.WriteString("source-ip-address", origin.SourceIp);
+            json.WriteString("reason", eventName switch
+            {
+                "ObjectCreated:Copy" => "CopyObject",
+                "ObjectCreated:CompleteMultipartUpload" => "CompleteMultipartUpload",
+                "ObjectCreated:Post" => "PostObject",
+                "ObjectCreated:Put" => "PutObject",
+                _ => "DeleteObject",
+            });
+            if (!created)
+            {
+                json.WriteString("deletion-type", eventName == "ObjectRemoved:DeleteMarkerCreated" ? "Delete Marker Created" : "Permanently Deleted");
+            }
+            json.WriteEndObject();
+            json.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(buffer.WrittenSpan);
+    }
+
+    /// <summary>S3's event message, one record (eventVersion 2.1), with the key URL-encoded as S3 sends it.</summary>
     public static string EventRecord(Bucket bucket, string configurationId, string eventName, S3Object o, EventOrigin origin, long nowMs)
     {
         var buffer = new ArrayBufferWriter<byte>(1024);

@@ -8,7 +8,7 @@ namespace Lamina.Server.Storage;
 /// <summary>
 /// The control-plane file (<c>&lt;DataDirectory&gt;/lamina.db</c>): its connections and its schema history. The
 /// statements on its tables live with the services that own them (Lambda/LambdaStore.cs, EventBridge/EventRules.cs,
-/// Sns/TopicStore.cs, Lambda/EventSourceMappings.cs); the schema stays one history here, because one
+/// Sns/TopicStore.cs, Lambda/EventSourceMappings.cs, ApiGateway/ApiRegistry.cs); the schema stays one history here, because one
 /// <c>user_version</c> orders every step of it. WAL journal, <c>synchronous=FULL</c>: a write that returned has
 /// reached the disk.
 /// </summary>
@@ -19,7 +19,7 @@ namespace Lamina.Server.Storage;
 internal sealed class Database
 {
     /// <summary>Version of the schema this server writes; stored in <c>PRAGMA user_version</c>.</summary>
-    public const int SchemaVersion = 10;
+    public const int SchemaVersion = 11;
 
     // Each step takes the schema from version i to i + 1. Append, never edit a shipped step.
     private static readonly string[] Migrations =
@@ -170,6 +170,28 @@ internal sealed class Database
             protocol    TEXT NOT NULL,   -- lambda or sqs
             endpoint    TEXT NOT NULL,   -- a function or queue ARN
             attributes  TEXT NOT NULL    -- JSON object: FilterPolicy, FilterPolicyScope, RawMessageDelivery, ...
+        );
+        """,
+        // 11: API Gateway (issue #22): HTTP and REST APIs, their deployments' snapshots, API keys and usage plans.
+        """
+        CREATE TABLE apigw_apis (
+            id        TEXT NOT NULL PRIMARY KEY,
+            kind      TEXT NOT NULL,   -- HTTP (apigatewayv2) or REST (apigateway)
+            document  TEXT NOT NULL    -- JSON (ApiGateway/StoredHttpApi or StoredRestApi): the API and all in it
+        );
+        CREATE TABLE apigw_deployments (
+            api_id    TEXT NOT NULL REFERENCES apigw_apis(id) ON DELETE CASCADE,
+            id        TEXT NOT NULL,
+            snapshot  TEXT NOT NULL,   -- JSON (HttpApiSnapshot or RestApiSnapshot): what the deployment serves
+            PRIMARY KEY (api_id, id)
+        );
+        CREATE TABLE apigw_api_keys (
+            id        TEXT NOT NULL PRIMARY KEY,
+            document  TEXT NOT NULL    -- JSON (ApiKey)
+        );
+        CREATE TABLE apigw_usage_plans (
+            id        TEXT NOT NULL PRIMARY KEY,
+            document  TEXT NOT NULL    -- JSON (UsagePlan, with its keys)
         );
         """,
     ];

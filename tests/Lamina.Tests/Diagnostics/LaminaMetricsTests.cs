@@ -48,6 +48,26 @@ public sealed class LaminaMetricsTests
     }
 
     [Fact]
+    public void RecordApiRequest_CountsByStatusClass_AndTimesPerRoute()
+    {
+        using var sut = new LaminaMetrics();
+
+        sut.RecordApiRequest("abc", "$default", "GET /items/{id}", 200, latencyMs: 3, integrationLatencyMs: 2);
+        sut.RecordApiRequest("abc", "$default", "GET /items/{id}", 201, latencyMs: 4, integrationLatencyMs: 3);
+        sut.RecordApiRequest("abc", "$default", "GET /items/{id}", 502, latencyMs: 5, integrationLatencyMs: 4);
+        sut.RecordApiRequest("abc", "$default", "-", 404, latencyMs: 0.2, integrationLatencyMs: null);
+
+        var lines = Lines(sut);
+        const string route = "api=\"abc\",stage=\"$default\",route=\"GET /items/{id}\"";
+        Assert.Contains("lamina_api_requests_total{" + route + ",status=\"2xx\"} 2", lines);
+        Assert.Contains("lamina_api_requests_total{" + route + ",status=\"5xx\"} 1", lines);
+        Assert.Contains("lamina_api_requests_total{api=\"abc\",stage=\"$default\",route=\"-\",status=\"4xx\"} 1", lines);
+        Assert.Contains("lamina_api_latency_seconds_count{" + route + "} 3", lines);
+        Assert.Contains("lamina_api_integration_latency_seconds_count{" + route + "} 3", lines);
+        Assert.DoesNotContain(lines, l => l.StartsWith("lamina_api_integration_latency_seconds_count{api=\"abc\",stage=\"$default\",route=\"-\"", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void RecordColdStart_CountsByReason_AndTimesInit()
     {
         using var sut = new LaminaMetrics();
@@ -114,6 +134,9 @@ public sealed class LaminaMetricsTests
             "# TYPE lamina_concurrent_executions gauge",
             "# TYPE lamina_s3_requests_total counter",
             "# TYPE lamina_s3_bytes_total counter",
+            "# TYPE lamina_api_requests_total counter",
+            "# TYPE lamina_api_latency_seconds histogram",
+            "# TYPE lamina_api_integration_latency_seconds histogram",
         ], types);
     }
 
