@@ -352,7 +352,7 @@ internal sealed class LambdaPermissionProvider : ResourceProvider
         var (function, qualifier) = LambdaPaths.Split(request.RequiredString("FunctionName"));
         var statementId = request.GeneratedName(100);
         var body = LambdaPaths.Copy(request.Properties, new JsonObject { ["StatementId"] = statementId }, "Action", "Principal", "SourceArn", "SourceAccount",
-            "EventSourceToken", "PrincipalOrgID", "FunctionUrlAuthType");
+            "EventSourceToken", "PrincipalOrgID", "FunctionUrlAuthType", "InvokedViaFunctionUrl");
         await request.Client.LambdaAsync(HttpMethod.Post, LambdaPaths.Function(function) + "/policy" + LambdaPaths.Qualifier(qualifier), body, cancellationToken);
         return new ProvisionResult(statementId, []);
     }

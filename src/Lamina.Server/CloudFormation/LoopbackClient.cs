@@ -90,15 +90,19 @@ internal sealed class LoopbackClient : IDisposable
     }
 
     /// <summary>A Lambda REST-JSON call (<c>/2015-03-31/…</c>); the answer's JSON, or null for an empty body.</summary>
-    public async Task<JsonNode?> LambdaAsync(HttpMethod method, string pathAndQuery, JsonNode? body, CancellationToken cancellationToken)
+    public Task<JsonNode?> LambdaAsync(HttpMethod method, string pathAndQuery, JsonNode? body, CancellationToken cancellationToken) =>
+        RestJsonAsync("lambda", method, pathAndQuery, body, cancellationToken);
+
+    /// <summary>A REST-JSON call (Lambda, API Gateway): errors by <c>x-amzn-ErrorType</c> and <c>message</c>.</summary>
+    public async Task<JsonNode?> RestJsonAsync(string service, HttpMethod method, string pathAndQuery, JsonNode? body, CancellationToken cancellationToken)
     {
         var bytes = body is null ? [] : Encoding.UTF8.GetBytes(body.ToJsonString());
-        var (status, headers, response) = await SendAsync("lambda", method, pathAndQuery, bytes, body is null ? null : "application/json", null, cancellationToken);
+        var (status, headers, response) = await SendAsync(service, method, pathAndQuery, bytes, body is null ? null : "application/json", null, cancellationToken);
         if (status >= 300)
         {
             var json = TryParse(response);
-            var code = headers.GetValueOrDefault("x-amzn-ErrorType")?.Split(':')[0] ?? json?["Type"]?.GetValue<string>() ?? "ServiceException";
-            throw new ServiceException("lambda", status, code, Message(json, response));
+            var code = headers.GetValueOrDefault("x-amzn-ErrorType")?.Split(':')[0] ?? (json as JsonObject)?["Type"]?.GetValue<string>() ?? "ServiceException";
+            throw new ServiceException(service, status, code, Message(json, response));
         }
         return response.Length == 0 ? null : TryParse(response);
     }

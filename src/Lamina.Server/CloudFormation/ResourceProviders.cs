@@ -11,7 +11,15 @@ internal static class ResourceProviders
         new LambdaFunctionProvider(), new LambdaVersionProvider(), new LambdaAliasProvider(), new LambdaLayerVersionProvider(),
         new LambdaPermissionProvider(), new LambdaEventSourceMappingProvider(), new LambdaUrlProvider(), new LambdaEventInvokeConfigProvider(),
         new SqsQueueProvider(), new SqsQueuePolicyProvider(), new SnsTopicProvider(), new SnsSubscriptionProvider(), new EventsRuleProvider(),
-        new S3BucketProvider(), new LogGroupProvider(),
+        new S3BucketProvider(), new LogGroupProvider(), new DynamoDbTableProvider(),
+        new RestApiProvider(), new RestDeploymentProvider(), new RestStageProvider(), new RestResourceProvider(), new RestMethodProvider(),
+        new HttpApiProvider(), new HttpStageProvider(),
+        new HttpApiPartProvider("AWS::ApiGatewayV2::Integration", "integrations", "integrationId", "IntegrationId",
+            ["IntegrationType", "IntegrationUri", "IntegrationMethod", "PayloadFormatVersion", "TimeoutInMillis", "CredentialsArn", "Description", "RequestParameters",
+             "ResponseParameters", "ConnectionType", "IntegrationSubtype"], ["ApiId"]),
+        new HttpApiPartProvider("AWS::ApiGatewayV2::Route", "routes", "routeId", "RouteId",
+            ["RouteKey", "Target", "AuthorizationType", "AuthorizerId", "AuthorizationScopes", "ApiKeyRequired", "OperationName", "RequestParameters"], ["ApiId"]),
+        new HttpApiPartProvider("AWS::ApiGatewayV2::Deployment", "deployments", "deploymentId", "DeploymentId", ["Description", "StageName"], ["ApiId"]),
         new RecordedProvider("AWS::IAM::Role", "RoleName", 64, ["Arn", "RoleId"],
             static (request, name) => new JsonObject
             {
