@@ -50,8 +50,10 @@ internal sealed partial class StackEngine
 
     /// <summary>Creates one resource; false (with its failure reported) when the service refused.</summary>
     private async Task<bool> CreateResourceAsync(StackRun run, ResourceDefinition definition, List<string> dependencies, Intrinsics intrinsics, string phase,
-        ResourceRecord? replacing = null)
+        ResourceRecord? replacing = null, bool duringUpdate = false)
     {
+        // How an update's rollback undoes this: a new resource is deleted, a replacement gives way to the old one.
+        var change = replacing is not null ? "replaced" : duringUpdate ? "created" : null;
         var provider = _providers[definition.Type];
         var inProgress = phase == "CREATE" ? "CREATE_IN_PROGRESS" : "UPDATE_IN_PROGRESS";
         JsonObject properties;
@@ -65,7 +67,7 @@ internal sealed partial class StackEngine
             Fail(run, new ResourceRecord
             {
                 LogicalId = definition.LogicalId, Type = definition.Type, Status = inProgress, UpdatedAt = Now, Dependencies = dependencies,
-                DeletionPolicy = definition.DeletionPolicy, Change = replacing is null ? (phase == "CREATE" ? null : "created") : "replaced", Previous = replacing?.Snapshot(),
+                DeletionPolicy = definition.DeletionPolicy, Change = change, Previous = replacing?.Snapshot(),
                 PhysicalId = null,
             }, phase == "CREATE" ? "CREATE_FAILED" : "UPDATE_FAILED", e.Message);
             return false;
@@ -85,7 +87,7 @@ internal sealed partial class StackEngine
             DeletionPolicy = definition.DeletionPolicy,
             UpdateReplacePolicy = definition.UpdateReplacePolicy,
             Dependencies = dependencies,
-            Change = replacing is null ? (phase == "CREATE" ? null : "created") : "replaced",
+            Change = change,
             Previous = replacing?.Snapshot(),
         };
         // Written before the call: an interrupted create is found, and undone, at the next start.
@@ -189,7 +191,7 @@ internal sealed partial class StackEngine
         var existing = run.Resource(definition.LogicalId);
         if (existing?.PhysicalId is null)
         {
-            return await CreateResourceAsync(run, definition, dependencies, intrinsics, "CREATE");
+            return await CreateResourceAsync(run, definition, dependencies, intrinsics, "CREATE", duringUpdate: true);
         }
         var provider = _providers[definition.Type];
         JsonObject properties;
