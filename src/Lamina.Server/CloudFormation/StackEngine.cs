@@ -213,6 +213,11 @@ internal sealed partial class StackEngine : IHostedService, IDisposable
         CheckCapabilities(active, capabilities);
         var imports = new List<string>();
         CollectImports(processed, intrinsics, imports);
+        var exports = _store.Exports().Select(static e => e.Name).ToHashSet(StringComparer.Ordinal);
+        if (imports.FirstOrDefault(i => !exports.Contains(i)) is { } missing)
+        {
+            throw CloudFormationException.Validation($"No export named {missing} found.");
+        }
         return new PreparedTemplate(body, processed, template, values, imports);
     }
 
