@@ -84,7 +84,7 @@ def sam_translate(template: dict) -> dict:
                 "AWSLambdaBasicExecutionRole", "AWSLambdaSQSQueueExecutionRole", "AWSLambdaDynamoDBExecutionRole",
                 "AWSLambdaKinesisExecutionRole", "AWSLambdaRole")}
 
-    return transform(json.loads(json.dumps(template)), {}, ManagedPolicies())
+    return transform(json.loads(json.dumps(template, default=str)), {}, ManagedPolicies())
 
 
 def strip_hash(logical_id: str) -> str:

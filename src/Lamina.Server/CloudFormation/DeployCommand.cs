@@ -47,7 +47,7 @@ internal static partial class DeployCommand
                 var eq = pair.IndexOf('=', StringComparison.Ordinal);
                 if (eq <= 0)
                 {
-                    Console.Error.WriteLine($"lamina deploy: --parameter-overrides takes Key=Value, not '{pair}'");
+                    System.Console.Error.WriteLine($"lamina deploy: --parameter-overrides takes Key=Value, not '{pair}'");
                     return 2;
                 }
                 parameters.Add((pair[..eq], pair[(eq + 1)..]));
@@ -68,19 +68,30 @@ internal static partial class DeployCommand
 
     // ---- deploy -------------------------------------------------------------------------------------------------------
 
+    /// <summary>Spectre's console; wide when the output is a file or a pipe, so lines (URLs, ARNs) are never wrapped.</summary>
+    private static IAnsiConsole Console()
+    {
+        var console = AnsiConsole.Console;
+        if (!console.Profile.Capabilities.Interactive)
+        {
+            console.Profile.Width = 400;
+        }
+        return console;
+    }
+
     private static async Task<int> DeployAsync(string endpoint, string? templatePath, string? stackName, List<(string Key, string Value)> parameters, string bucket,
         bool noExecute, CancellationToken cancellationToken)
     {
         templatePath ??= DefaultTemplates.FirstOrDefault(File.Exists);
         if (templatePath is null || !File.Exists(templatePath))
         {
-            Console.Error.WriteLine($"lamina deploy: no template: {(templatePath is null ? "no template.yaml here; name one" : templatePath + " does not exist")}");
+            System.Console.Error.WriteLine($"lamina deploy: no template: {(templatePath is null ? "no template.yaml here; name one" : templatePath + " does not exist")}");
             return 2;
         }
         templatePath = Path.GetFullPath(templatePath);
         var folder = Path.GetDirectoryName(templatePath)!;
         stackName ??= StackNameOf(folder);
-        var console = AnsiConsole.Console;
+        var console = Console();
         using var client = new DeployClient(endpoint);
         try
         {
@@ -91,7 +102,7 @@ internal static partial class DeployCommand
             }
             catch (CloudFormationException e)
             {
-                Console.Error.WriteLine($"lamina deploy: {templatePath}: {e.Message}");
+                System.Console.Error.WriteLine($"lamina deploy: {templatePath}: {e.Message}");
                 return 1;
             }
             var artifacts = await PackageAsync(client, template, folder, bucket, console, cancellationToken);
@@ -177,12 +188,12 @@ internal static partial class DeployCommand
         }
         catch (CloudFormationException e)
         {
-            Console.Error.WriteLine($"lamina deploy: {e.Code}: {e.Message}");
+            System.Console.Error.WriteLine($"lamina deploy: {e.Code}: {e.Message}");
             return 1;
         }
         catch (HttpRequestException e)
         {
-            Console.Error.WriteLine($"lamina deploy: cannot reach the server at {endpoint}: {e.Message}");
+            System.Console.Error.WriteLine($"lamina deploy: cannot reach the server at {endpoint}: {e.Message}");
             return 1;
         }
     }
@@ -402,7 +413,7 @@ internal static partial class DeployCommand
                 if (!console.Profile.Capabilities.Interactive)
                 {
                     // Plain lines (no wrapping, no colour) when the output is a file or a pipe.
-                    Console.WriteLine($"{DateTimeOffset.Parse(DeployClient.Child(e, "Timestamp")!, CultureInfo.InvariantCulture).ToLocalTime().ToString("HH:mm:ss", CultureInfo.InvariantCulture)}  "
+                    System.Console.WriteLine($"{DateTimeOffset.Parse(DeployClient.Child(e, "Timestamp")!, CultureInfo.InvariantCulture).ToLocalTime().ToString("HH:mm:ss", CultureInfo.InvariantCulture)}  "
                         + $"{eventStatus,-45} {logicalId} ({type}){(reason.Length > 0 ? " " + reason : "")}");
                 }
             }
@@ -480,13 +491,13 @@ internal static partial class DeployCommand
         }
         if (!console.Profile.Capabilities.Interactive)
         {
-            Console.WriteLine("Outputs:");
+            System.Console.WriteLine("Outputs:");
             foreach (var (key, value, _) in outputs)
             {
-                Console.WriteLine($"  {key} = {value}");
+                System.Console.WriteLine($"  {key} = {value}");
                 if (LocalUrl(value, endpoint) is { } local)
                 {
-                    Console.WriteLine($"  {new string(' ', key.Length)}   on this server: {local}");
+                    System.Console.WriteLine($"  {new string(' ', key.Length)}   on this server: {local}");
                 }
             }
             return;
@@ -519,12 +530,12 @@ internal static partial class DeployCommand
     private static async Task<int> DeleteAsync(string endpoint, string stackName, CancellationToken cancellationToken)
     {
         using var client = new DeployClient(endpoint);
-        var console = AnsiConsole.Console;
+        var console = Console();
         try
         {
             if (await FindStackAsync(client, stackName, cancellationToken) is null)
             {
-                Console.Error.WriteLine($"lamina delete-stack: Stack with id {stackName} does not exist");
+                System.Console.Error.WriteLine($"lamina delete-stack: Stack with id {stackName} does not exist");
                 return 1;
             }
             var final = await DeleteAndWaitAsync(client, stackName, console, cancellationToken);
@@ -533,12 +544,12 @@ internal static partial class DeployCommand
         }
         catch (CloudFormationException e)
         {
-            Console.Error.WriteLine($"lamina delete-stack: {e.Code}: {e.Message}");
+            System.Console.Error.WriteLine($"lamina delete-stack: {e.Code}: {e.Message}");
             return 1;
         }
         catch (HttpRequestException e)
         {
-            Console.Error.WriteLine($"lamina delete-stack: cannot reach the server at {endpoint}: {e.Message}");
+            System.Console.Error.WriteLine($"lamina delete-stack: cannot reach the server at {endpoint}: {e.Message}");
             return 1;
         }
     }

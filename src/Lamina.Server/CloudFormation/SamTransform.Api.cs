@@ -27,7 +27,9 @@ internal sealed partial class SamTransform
         var output = Resource("AWS::Lambda::LayerVersion", layer);
         PassThrough(resource, output);
         output["DeletionPolicy"] = retention;
-        Add(logicalId + Hash(hashed)[..10], output);
+        var renamed = logicalId + Hash(hashed)[..10];
+        _renamed[logicalId] = renamed;
+        Add(renamed, output);
     }
 
     private void SimpleTable(string logicalId, JsonObject resource, JsonObject p)

@@ -132,6 +132,8 @@ internal sealed partial class SamTransform
             var alias = Resource("AWS::Lambda::Alias", aliasProperties);
             PassCondition(resource, alias);
             Add(aliasId, alias);
+            _renamed[logicalId + ".Alias"] = aliasId;
+            _renamed[logicalId + ".Version"] = versionId;
             target = new Target(Ref(aliasId), Ref(aliasId), aliasId);
             if (p["DeploymentPreference"] is JsonObject preference)
             {

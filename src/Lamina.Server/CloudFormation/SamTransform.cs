@@ -157,6 +157,7 @@ internal sealed partial class SamTransform
         {
             _errors.Add(e.Message);
         }
+        RewriteReferences();
         if (_errors.Count > 0)
         {
             throw CloudFormationException.Validation(
@@ -166,6 +167,63 @@ internal sealed partial class SamTransform
     }
 
     private sealed class SamException(string message) : Exception(message);
+
+    /// <summary>Logical ids SAM renames (a layer version gets its hash) and the references SAM offers (Function.Alias, Function.Version).</summary>
+    private readonly Dictionary<string, string> _renamed = new(StringComparer.Ordinal);
+
+    /// <summary>Every Ref, Fn::GetAtt and Fn::Sub variable that names a renamed resource, pointed at its new logical id.</summary>
+    private void RewriteReferences()
+    {
+        if (_renamed.Count == 0)
+        {
+            return;
+        }
+        string Map(string name) => _renamed.TryGetValue(name, out var renamed) ? renamed : name;
+        void Walk(JsonNode? node)
+        {
+            switch (node)
+            {
+                case JsonObject o when o.Count == 1 && o["Ref"] is JsonValue r && r.TryGetValue<string>(out var target):
+                    o["Ref"] = Map(target);
+                    break;
+                case JsonObject o when o.Count == 1 && o["Fn::GetAtt"] is JsonArray { Count: 2 } a && a[0] is JsonValue id && id.TryGetValue<string>(out var logicalId):
+                    a[0] = Map(logicalId);
+                    break;
+                case JsonObject o when o.Count == 1 && o["Fn::Sub"] is { } argument:
+                    var template = argument is JsonArray { Count: 2 } pair ? pair[0] : argument;
+                    if (template is JsonValue t && t.TryGetValue<string>(out var text))
+                    {
+                        var rewritten = SubVariable().Replace(text, m => m.Groups[1].Value.StartsWith('!') ? m.Value
+                            : "${" + (m.Groups[1].Value.Split('.') is var parts && _renamed.ContainsKey(parts[0]) ? string.Join('.', [Map(parts[0]), .. parts[1..]])
+                                : Map(m.Groups[1].Value)) + "}");
+                        if (argument is JsonArray withVariables)
+                        {
+                            withVariables[0] = rewritten;
+                            Walk(withVariables[1]);
+                        }
+                        else
+                        {
+                            o["Fn::Sub"] = rewritten;
+                        }
+                    }
+                    break;
+                case JsonObject o:
+                    foreach (var (_, value) in o.ToList())
+                    {
+                        Walk(value);
+                    }
+                    break;
+                case JsonArray a:
+                    foreach (var value in a.ToList())
+                    {
+                        Walk(value);
+                    }
+                    break;
+            }
+        }
+        Walk(_output["Resources"]);
+        Walk(_output["Outputs"]);
+    }
 
     private static SamException Invalid(string logicalId, string message) => new($"Resource with id [{logicalId}] is invalid. {message}");
 
@@ -433,6 +491,9 @@ internal sealed partial class SamTransform
 
     [GeneratedRegex(@"\{[^}]+\}")]
     private static partial Regex PathParameter();
+
+    [GeneratedRegex(@"\$\{([^}]+)\}")]
+    private static partial Regex SubVariable();
 
     [GeneratedRegex("^(?!^[0-9]+$)[a-zA-Z0-9-_]+$")]
     private static partial Regex AliasName();
