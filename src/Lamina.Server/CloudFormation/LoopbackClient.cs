@@ -107,6 +107,19 @@ internal sealed class LoopbackClient : IDisposable
         return response.Length == 0 ? null : TryParse(response);
     }
 
+    /// <summary>A synchronous Invoke: the status and the function's error type (<c>X-Amz-Function-Error</c>), if any.</summary>
+    public async Task<(int Status, string? FunctionError)> InvokeAsync(string function, string? qualifier, JsonNode payload, CancellationToken cancellationToken)
+    {
+        var path = "/2015-03-31/functions/" + Uri.EscapeDataString(function) + "/invocations" + (qualifier is null ? "" : "?Qualifier=" + Uri.EscapeDataString(qualifier));
+        var (status, headers, response) = await SendAsync("lambda", HttpMethod.Post, path, Encoding.UTF8.GetBytes(payload.ToJsonString()), "application/json", null, cancellationToken);
+        if (status >= 300)
+        {
+            var json = TryParse(response);
+            throw new ServiceException("lambda", status, headers.GetValueOrDefault("x-amzn-ErrorType")?.Split(':')[0] ?? "ServiceException", Message(json, response));
+        }
+        return (status, headers.GetValueOrDefault("X-Amz-Function-Error"));
+    }
+
     /// <summary>An awsJson call (SQS, EventBridge, CloudWatch Logs, DynamoDB) by <c>X-Amz-Target</c>.</summary>
     public async Task<JsonObject> JsonAsync(string service, string target, string contentType, JsonObject body, CancellationToken cancellationToken)
     {

@@ -31,6 +31,7 @@ internal static class ResourceProviders
             static (request, name) => new JsonObject { ["PolicyArn"] = $"arn:aws:iam::{request.AccountId}:policy{Path(request)}{name}" },
             refIsAttribute: "PolicyArn", createOnly: ["ManagedPolicyName", "Path"]),
         new RecordedProvider("AWS::CodeDeploy::Application", "ApplicationName", 100, [], static (_, _) => [], createOnly: ["ApplicationName"]),
+        new RecordedProvider("AWS::CodeDeploy::DeploymentConfig", "DeploymentConfigName", 100, [], static (_, _) => [], createOnly: ["DeploymentConfigName", "TrafficRoutingConfig"]),
         new RecordedProvider("AWS::CodeDeploy::DeploymentGroup", "DeploymentGroupName", 100, [], static (_, _) => [], createOnly: ["DeploymentGroupName", "ApplicationName"]),
         new RecordedProvider("AWS::CloudFormation::WaitConditionHandle", null, 128, [], static (_, _) => []),
     ];

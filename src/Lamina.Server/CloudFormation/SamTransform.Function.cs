@@ -586,9 +586,7 @@ internal sealed partial class SamTransform
                 ["Enabled"] = true,
                 ["Events"] = new JsonArray("DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM", "DEPLOYMENT_STOP_ON_REQUEST"),
             },
-            ["DeploymentConfigName"] = typeText is not null && ShiftingTypes.Contains(typeText)
-                ? Sub("CodeDeployDefault.Lambda${ConfigName}", new JsonObject { ["ConfigName"] = typeText })
-                : type.DeepClone(),
+            ["DeploymentConfigName"] = DeploymentTypes(typeText is not null ? JsonValue.Create(typeText) : type.DeepClone(), null),
             ["DeploymentStyle"] = new JsonObject { ["DeploymentType"] = "BLUE_GREEN", ["DeploymentOption"] = "WITH_TRAFFIC_CONTROL" },
             ["ServiceRoleArn"] = preference["Role"]?.DeepClone() ?? GetAtt("CodeDeployServiceRole", "Arn"),
         };
@@ -617,6 +615,33 @@ internal sealed partial class SamTransform
         }
         alias["UpdatePolicy"] = new JsonObject { ["CodeDeployLambdaAliasUpdate"] = update };
         _ = aliasId;
+    }
+
+    /// <summary>
+    /// SAM's short deployment types (<c>Canary10Percent5Minutes</c>, <c>AllAtOnce</c>…) become CodeDeploy's names,
+    /// inside intrinsics too (<c>!If [c, Canary10Percent5Minutes, !Ref Custom]</c>), as the reference transform does.
+    /// </summary>
+    private static JsonNode? DeploymentTypes(JsonNode? value, string? key)
+    {
+        switch (value)
+        {
+            case JsonArray list:
+                for (var i = 0; i < list.Count; i++)
+                {
+                    list[i] = DeploymentTypes(list[i]?.DeepClone(), null);
+                }
+                return list;
+            case JsonObject { Count: 1 } intrinsic when intrinsic.First().Key is "Ref" or "Condition" || intrinsic.First().Key.StartsWith("Fn::", StringComparison.Ordinal):
+                var (name, inner) = intrinsic.First();
+                intrinsic[name] = DeploymentTypes(inner?.DeepClone(), name);
+                return intrinsic;
+            case JsonValue text when Text(text) is { } type && ShiftingTypes.Contains(type):
+                return key == "Fn::Sub"
+                    ? new JsonArray("CodeDeployDefault.Lambda${ConfigName}", new JsonObject { ["ConfigName"] = type })
+                    : Sub("CodeDeployDefault.Lambda${ConfigName}", new JsonObject { ["ConfigName"] = type });
+            default:
+                return value;
+        }
     }
 
     /// <summary>S3 events' notifications, added to their buckets once every function has been read.</summary>

@@ -242,8 +242,20 @@ internal sealed partial class StackEngine
         ProvisionResult result;
         try
         {
+            // An alias with a CodeDeploy UpdatePolicy (SAM's DeploymentPreference) moves to its new version gradually.
+            if (definition.Type == "AWS::Lambda::Alias" && definition.UpdatePolicy is not null
+                && await ShiftTrafficAsync(run, definition, existing, before, properties, intrinsics) is { } shiftFailure)
+            {
+                Fail(run, record, "UPDATE_FAILED", shiftFailure);
+                return false;
+            }
             result = await provider.UpdateAsync(run.Request(definition.LogicalId, properties, existing.PhysicalId, ProvisionRequest.NewSuffix(), before,
                 Object(existing.Attributes)), Stopping);
+            if (definition.Type == "AWS::Lambda::Alias" && definition.UpdatePolicy is not null && await AfterTrafficAsync(definition, intrinsics) is { } afterFailure)
+            {
+                Fail(run, record with { Properties = Json(properties) }, "UPDATE_FAILED", afterFailure);
+                return false;
+            }
         }
         catch (Exception e) when (e is ServiceException or CloudFormationException or HttpRequestException)
         {

@@ -102,6 +102,11 @@ internal static class JsonProtocolEndpoint
             await SqsApi.HandleAsync(context, target[SqsApi.TargetPrefix.Length..], queues, options.Value);
             return;
         }
+        if (target.StartsWith(CloudFormation.CodeDeployApi.TargetPrefix, StringComparison.Ordinal))
+        {
+            await CloudFormation.CodeDeployApi.HandleAsync(context, target[CloudFormation.CodeDeployApi.TargetPrefix.Length..], stacks);
+            return;
+        }
         if (target.StartsWith(EventsApi.TargetPrefix, StringComparison.Ordinal))
         {
             await EventsApi.HandleAsync(context, target[EventsApi.TargetPrefix.Length..], rules, time);

@@ -20,7 +20,7 @@ internal static class SigV4
     public static readonly TimeSpan MaxSkew = TimeSpan.FromMinutes(15);
 
     /// <summary>Services whose scope Lamina accepts: the APIs it serves (and its own operator API).</summary>
-    private static readonly HashSet<string> Services = new(StringComparer.Ordinal) { "lambda", "logs", "events", "sqs", "sns", "lamina", "apigateway", "execute-api", "dynamodb", "cloudformation" };
+    private static readonly HashSet<string> Services = new(StringComparer.Ordinal) { "lambda", "logs", "events", "sqs", "sns", "lamina", "apigateway", "execute-api", "dynamodb", "cloudformation", "codedeploy" };
 
     private const string EmptyPayloadHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
