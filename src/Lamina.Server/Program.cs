@@ -1,5 +1,6 @@
 using Lamina.Server.ApiGateway;
 using Lamina.Server.Async;
+using Lamina.Server.CloudFormation;
 using Lamina.Server.Diagnostics;
 using Lamina.Server.DynamoDb;
 using Lamina.Server.Hosting;
@@ -22,6 +23,7 @@ static async Task<int> ServeAsync(LaminaOptions options, CancellationToken cance
     builder.Services.AddS3();
     builder.Services.AddApiGateway();
     builder.Services.AddConsole();
+    builder.Services.AddCloudFormation();
 
     var app = builder.Build();
     // Without credentials anyone who can connect may do anything: then only loopback, and it says so.

@@ -90,6 +90,12 @@ internal static class EventIds
     public const int StreamBatchDiscarded = 9006;
     public const int StreamDestinationFailed = 9007;
 
+    // 11xxx CloudFormation-compatible stacks
+    public const int StackOperationFailed = 11000;
+    public const int StackRecovering = 11001;
+    public const int StackResourceFailed = 11002;
+    public const int StackCompleted = 11003;
+
     // 12xxx web console and its metrics history
     public const int MetricsHistoryFull = 12000;
 }

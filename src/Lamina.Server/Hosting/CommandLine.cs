@@ -7,7 +7,7 @@ namespace Lamina.Server.Hosting;
 
 /// <summary>
 /// The <c>lamina</c> command line (System.CommandLine): <c>serve</c> with its options, <c>--help</c> on every level,
-/// <c>--version</c>, and the operator commands <c>keys</c>, <c>events</c> and <c>logs</c>. Each option checks its own
+/// <c>--version</c>, the operator commands <c>keys</c>, <c>events</c> and <c>logs</c>, and <c>deploy</c> / <c>delete-stack</c>. Each option checks its own
 /// value and says what it must be; a bad command line exits with 2.
 /// </summary>
 internal static class CommandLine
@@ -75,7 +75,8 @@ internal static class CommandLine
         // Named as users type it (./lamina), not after the server's assembly as RootCommand would be.
         return new Command("lamina", Description)
         {
-            serveCommand, KeysCommand.Build(), EventsCommand.Build(), LogsCommand.Build(), new HelpOption(), new VersionOption(),
+            serveCommand, KeysCommand.Build(), EventsCommand.Build(), LogsCommand.Build(),
+            CloudFormation.DeployCommand.BuildDeploy(), CloudFormation.DeployCommand.BuildDeleteStack(), new HelpOption(), new VersionOption(),
         };
     }
 

@@ -9,7 +9,7 @@ namespace Lamina.Server.Protocols;
 
 /// <summary>
 /// <c>POST /</c>: the AWS JSON protocols (awsJson1_0 / 1_1), whose operation is named by <c>X-Amz-Target</c> —
-/// the CloudWatch Logs API, EventBridge and SQS; and the Query protocols of SQS and SNS (form-encoded, told apart by their Version).
+/// the CloudWatch Logs API, EventBridge and SQS; and the Query protocols of SQS, SNS and CloudFormation (form-encoded, told apart by their Version).
 /// </summary>
 internal static class JsonProtocolEndpoint
 {
@@ -56,7 +56,7 @@ internal static class JsonProtocolEndpoint
     }
 
     private static async Task DispatchAsync(HttpContext context, LogStore logs, EventBridge.EventRules rules, Sqs.QueueStore queues, Sns.TopicStore topics,
-        IOptions<LaminaOptions> options, TimeProvider time)
+        CloudFormation.StackEngine stacks, IOptions<LaminaOptions> options, TimeProvider time)
     {
         var target = context.Request.Headers["X-Amz-Target"].ToString();
         if (target.StartsWith("DynamoDB", StringComparison.Ordinal))
@@ -76,9 +76,15 @@ internal static class JsonProtocolEndpoint
             return;
         }
         context.Request.Body = new MemoryStream(body.Value.ToArray(), writable: false);
-        if (target.Length == 0 && SqsQueryProtocol.Matches(context.Request) && SnsApi.ParseForm(body.Value.Span) is var form && SnsApi.Matches(form))
+        var form = target.Length == 0 && SqsQueryProtocol.Matches(context.Request) ? SnsApi.ParseForm(body.Value.Span) : null;
+        if (form is not null && SnsApi.Matches(form))
         {
             await SnsApi.HandleAsync(context, form, topics);
+            return;
+        }
+        if (form is not null && CloudFormation.CloudFormationApi.Matches(form))
+        {
+            await CloudFormation.CloudFormationApi.HandleAsync(context, form, stacks);
             return;
         }
         if (target.Length == 0 && SqsQueryProtocol.Matches(context.Request))
@@ -94,6 +100,11 @@ internal static class JsonProtocolEndpoint
         if (target.StartsWith(SqsApi.TargetPrefix, StringComparison.Ordinal))
         {
             await SqsApi.HandleAsync(context, target[SqsApi.TargetPrefix.Length..], queues, options.Value);
+            return;
+        }
+        if (target.StartsWith(CloudFormation.CodeDeployApi.TargetPrefix, StringComparison.Ordinal))
+        {
+            await CloudFormation.CodeDeployApi.HandleAsync(context, target[CloudFormation.CodeDeployApi.TargetPrefix.Length..], stacks);
             return;
         }
         if (target.StartsWith(EventsApi.TargetPrefix, StringComparison.Ordinal))

@@ -20,7 +20,7 @@ internal static class SigV4
     public static readonly TimeSpan MaxSkew = TimeSpan.FromMinutes(15);
 
     /// <summary>Services whose scope Lamina accepts: the APIs it serves (and its own operator API).</summary>
-    private static readonly HashSet<string> Services = new(StringComparer.Ordinal) { "lambda", "logs", "events", "sqs", "sns", "lamina", "apigateway", "execute-api", "dynamodb" };
+    private static readonly HashSet<string> Services = new(StringComparer.Ordinal) { "lambda", "logs", "events", "sqs", "sns", "lamina", "apigateway", "execute-api", "dynamodb", "cloudformation", "codedeploy" };
 
     private const string EmptyPayloadHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
@@ -176,30 +176,56 @@ internal static class SigV4
     }
 
     /// <summary>
-    /// Signs an outgoing request (Lamina's own <c>events</c> and <c>logs</c> commands) with the header form, when the
+    /// Signs an outgoing request (Lamina's own <c>events</c>, <c>logs</c> and <c>deploy</c> commands) with the header form, when the
     /// environment has <c>AWS_ACCESS_KEY_ID</c> and <c>AWS_SECRET_ACCESS_KEY</c>; otherwise leaves it unsigned.
     /// </summary>
     public static void SignFromEnvironment(HttpRequestMessage request, byte[] body, string service, DateTimeOffset now)
     {
         var accessKey = Environment.GetEnvironmentVariable("AWS_ACCESS_KEY_ID");
         var secret = Environment.GetEnvironmentVariable("AWS_SECRET_ACCESS_KEY");
-        if (string.IsNullOrEmpty(accessKey) || string.IsNullOrEmpty(secret) || request.RequestUri is not { } uri)
+        if (string.IsNullOrEmpty(accessKey) || string.IsNullOrEmpty(secret))
         {
             return;
         }
         var region = Environment.GetEnvironmentVariable("AWS_REGION") is { Length: > 0 } r ? r
             : Environment.GetEnvironmentVariable("AWS_DEFAULT_REGION") is { Length: > 0 } d ? d : "us-east-1";
+        Sign(request, body, service, region, new AccessKey(accessKey, secret, "")
+        {
+            SessionToken = Environment.GetEnvironmentVariable("AWS_SESSION_TOKEN") is { Length: > 0 } token ? token : null,
+        }, now);
+    }
+
+    /// <summary>
+    /// Signs an outgoing request with <paramref name="key"/> (header form, the payload's SHA-256 declared in
+    /// <c>x-amz-content-sha256</c>). For <c>s3</c> the canonical path is the path as sent; other services encode it once more.
+    /// </summary>
+    public static void Sign(HttpRequestMessage request, ReadOnlySpan<byte> body, string service, string region, AccessKey key, DateTimeOffset now)
+    {
+        if (request.RequestUri is not { } uri)
+        {
+            return;
+        }
         var date = now.UtcDateTime.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture);
         var host = uri.IsDefaultPort ? uri.Host : $"{uri.Host}:{uri.Port}";
-        request.Headers.TryAddWithoutValidation("X-Amz-Date", date);
         var payloadHash = Convert.ToHexStringLower(SHA256.HashData(body));
-        var canonicalRequest = $"{request.Method.Method}\n{CanonicalUri(uri.AbsolutePath)}\n{CanonicalQuery(uri.Query.TrimStart('?'), presigned: false)}\n"
-            + $"host:{host}\nx-amz-date:{date}\n\nhost;x-amz-date\n{payloadHash}";
+        request.Headers.TryAddWithoutValidation("X-Amz-Date", date);
+        request.Headers.TryAddWithoutValidation("x-amz-content-sha256", payloadHash);
+        var signedHeaders = "host;x-amz-content-sha256;x-amz-date";
+        var headers = $"host:{host}\nx-amz-content-sha256:{payloadHash}\nx-amz-date:{date}\n";
+        if (key.SessionToken is { } token)
+        {
+            request.Headers.TryAddWithoutValidation("X-Amz-Security-Token", token);
+            signedHeaders += ";x-amz-security-token";
+            headers += $"x-amz-security-token:{token}\n";
+        }
+        var path = uri.AbsolutePath;
+        var canonicalRequest = $"{request.Method.Method}\n{(service == "s3" ? (path.Length == 0 ? "/" : path) : CanonicalUri(path))}\n{CanonicalQuery(uri.Query.TrimStart('?'), presigned: false)}\n"
+            + $"{headers}\n{signedHeaders}\n{payloadHash}";
         var scope = $"{date[..8]}/{region}/{service}/aws4_request";
         var stringToSign = $"{Algorithm}\n{date}\n{scope}\n{Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(canonicalRequest)))}";
-        var signingKey = Hmac(Hmac(Hmac(Hmac(Encoding.UTF8.GetBytes("AWS4" + secret), date[..8]), region), service), "aws4_request");
+        var signingKey = Hmac(Hmac(Hmac(Hmac(Encoding.UTF8.GetBytes("AWS4" + key.SecretAccessKey), date[..8]), region), service), "aws4_request");
         request.Headers.TryAddWithoutValidation("Authorization",
-            $"{Algorithm} Credential={accessKey}/{scope}, SignedHeaders=host;x-amz-date, Signature={Convert.ToHexStringLower(Hmac(signingKey, stringToSign))}");
+            $"{Algorithm} Credential={key.AccessKeyId}/{scope}, SignedHeaders={signedHeaders}, Signature={Convert.ToHexStringLower(Hmac(signingKey, stringToSign))}");
     }
 
     private static byte[] Hmac(byte[] key, string data) => HMACSHA256.HashData(key, Encoding.UTF8.GetBytes(data));

@@ -27,6 +27,7 @@ internal sealed partial class AccessKeys : IHostedService, IDisposable
     public AccessKeys(IOptions<LaminaOptions> options, TimeProvider time, ILogger<AccessKeys> logger)
     {
         _path = PathIn(options.Value.DataDirectory);
+        Internal = Generate(options.Value.AccountId);
         _time = time;
         _logger = logger;
         Reload(); // before the server listens: whether credentials exist decides what it may bind to
@@ -38,7 +39,15 @@ internal sealed partial class AccessKeys : IHostedService, IDisposable
     public bool Required => _active.Count > 0;
 
     /// <summary>The active key with this id, or null.</summary>
-    public AccessKey? Find(string accessKeyId) => _active.GetValueOrDefault(accessKeyId);
+    public AccessKey? Find(string accessKeyId) =>
+        _active.GetValueOrDefault(accessKeyId) ?? (accessKeyId == Internal.AccessKeyId ? Internal : null);
+
+    /// <summary>
+    /// The server's own key for its account, made at start and never written anywhere: what the server signs its calls
+    /// to its own APIs with (CloudFormation's resource providers), so they pass the same checks as any client's. It does
+    /// not count towards <see cref="Required"/>.
+    /// </summary>
+    public AccessKey Internal { get; }
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
@@ -142,9 +151,7 @@ internal sealed partial class AccessKeys : IHostedService, IDisposable
     /// <summary>A new key for <paramref name="accountId"/>: an id like AWS's (LKIA + 16) and a 40-character secret.</summary>
     public static AccessKey Create(SqliteConnection connection, string accountId, DateTimeOffset now)
     {
-        const string Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-        const string SecretAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        var key = new AccessKey("LKIA" + RandomNumberGenerator.GetString(Alphabet, 16), RandomNumberGenerator.GetString(SecretAlphabet, 40), accountId);
+        var key = Generate(accountId);
         using var insert = connection.CreateCommand();
         insert.CommandText = "INSERT INTO access_keys (access_key_id, secret_access_key, account_id, created_at) VALUES ($id, $secret, $account, $now);";
         insert.Parameters.AddWithValue("$id", key.AccessKeyId);
@@ -153,6 +160,13 @@ internal sealed partial class AccessKeys : IHostedService, IDisposable
         insert.Parameters.AddWithValue("$now", now.ToString("O", CultureInfo.InvariantCulture));
         insert.ExecuteNonQuery();
         return key;
+    }
+
+    private static AccessKey Generate(string accountId)
+    {
+        const string Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        const string SecretAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        return new AccessKey("LKIA" + RandomNumberGenerator.GetString(Alphabet, 16), RandomNumberGenerator.GetString(SecretAlphabet, 40), accountId);
     }
 
     /// <summary>Every key, without its secret: id, account, created, revoked.</summary>
