@@ -390,6 +390,15 @@ class ConsolePagesTests(ConsoleTestCase):
         for i in range(6):
             ddb.put_item(TableName=f"tasks-{s}", Item={"id": {"S": f"t{i}"}, "status": {"S": "open" if i % 2 else "done"}, "n": {"N": str(i)}})
         api = self.aws("apigatewayv2").create_api(Name=f"shop-{s}", ProtocolType="HTTP", Target=arn)
+        cfn = self.aws("cloudformation")
+        cfn.create_stack(StackName=f"shop-stack-{s}", Parameters=[{"ParameterKey": "Stage", "ParameterValue": "beta"}], TemplateBody=json.dumps({
+            "Parameters": {"Stage": {"Type": "String"}},
+            "Resources": {"Jobs": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": {"Fn::Sub": "jobs-${Stage}-" + s}}}},
+            "Outputs": {"JobsUrl": {"Value": {"Ref": "Jobs"}}}}))
+        deadline = time.monotonic() + 60
+        while cfn.describe_stacks(StackName=f"shop-stack-{s}")["Stacks"][0]["StackStatus"] != "CREATE_COMPLETE":
+            self.assertLess(time.monotonic(), deadline, "the stack was not created within 60 s")
+            time.sleep(0.2)
 
         self.open("/functions")
         self.console_errors()
@@ -415,7 +424,10 @@ class ConsolePagesTests(ConsoleTestCase):
             ("/tables", "tables", lambda: f"tasks-{s}" in self.text("#tables")),
             (f"/tables/tasks-{s}", None, lambda: "6 items matched" in self.text()),
             ("/apis", "apis", lambda: api["ApiId"] in self.text("#http-apis")),
-            ("/stacks", None, lambda: self.find("#stacks-not-yet")),
+            ("/stacks", "stacks", lambda: f"shop-stack-{s}" in self.text("#stacks") and "CREATE_COMPLETE" in self.text("#stacks")),
+            (f"/stacks/shop-stack-{s}", "stack",
+             lambda: f"jobs-beta-{s}" in self.text("#stack-resources") and f"/jobs-beta-{s}" in self.text("#stack-outputs")
+             and "beta" in self.text("#stack-parameters") and "CREATE_COMPLETE" in self.text("#stack-events")),
         ]
         for route, shot, ready in pages:
             with self.subTest(page=route):

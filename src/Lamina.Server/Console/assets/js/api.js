@@ -64,12 +64,14 @@ export async function target(service, operation, payload = {}) {
   return json(await send(service, 'POST', '/', { headers, body: JSON.stringify(payload) }));
 }
 
-/** SNS's Query protocol: form in, XML out (a Document). */
-export async function sns(action, params = {}) {
-  const form = new URLSearchParams({ Action: action, Version: '2010-03-31', ...params }).toString();
-  const response = await send('sns', 'POST', '/', { headers: { 'Content-Type': 'application/x-www-form-urlencoded; charset=utf-8' }, body: form });
+/** The Query protocol (SNS, CloudFormation): form in, XML out (a Document). */
+async function query(service, version, action, params) {
+  const form = new URLSearchParams({ Action: action, Version: version, ...params }).toString();
+  const response = await send(service, 'POST', '/', { headers: { 'Content-Type': 'application/x-www-form-urlencoded; charset=utf-8' }, body: form });
   return new DOMParser().parseFromString(await response.text(), 'application/xml');
 }
+export const sns = (action, params = {}) => query('sns', '2010-03-31', action, params);
+export const cloudformation = (action, params = {}) => query('cloudformation', '2010-05-15', action, params);
 
 /** S3's REST-XML API; `path` from pathOf(bucket, ...key). */
 export async function s3(method, path, { query = [], headers = {}, body } = {}) {
@@ -92,3 +94,12 @@ export { pathOf, uriEncode };
 
 /** The children named `name` of an XML element, as text. */
 export function xmlText(node, name) { return node.getElementsByTagName(name)[0]?.textContent ?? ''; }
+
+/** The `member` elements of the list `name` directly under `node` (not those of lists nested in its members). */
+export function xmlMembers(node, name) {
+  const list = [...node.children].find(c => c.localName === name);
+  return list ? [...list.children].filter(c => c.localName === 'member') : [];
+}
+
+/** The text of the element `name` directly under `node`. */
+export function xmlChild(node, name) { return [...node.children].find(c => c.localName === name)?.textContent ?? ''; }

@@ -1,6 +1,6 @@
 // The other services' pages: queues (SQS), topics (SNS), rules (EventBridge), buckets (S3), tables (DynamoDB),
-// APIs (API Gateway) and stacks (CloudFormation, once the server has it).
-import { target, sns, s3, s3Xml, s3Presigned, rest, pathOf, xmlText } from './api.js';
+// APIs (API Gateway) and stacks (CloudFormation).
+import { target, sns, cloudformation, s3, s3Xml, s3Presigned, rest, pathOf, xmlText, xmlMembers, xmlChild } from './api.js';
 import { h, mount, table, props, act, errorBox, fmt, toast } from './ui.js';
 import { current } from './app.js';
 
@@ -228,10 +228,83 @@ export async function apis(parts, params, token) {
     restRows, h('span', {}, 'No REST APIs. Import one with ', h('code', {}, 'aws apigateway import-rest-api'), '.'), { id: 'rest-apis' }));
 }
 
-export async function stacks() {
+export async function stacks(parts, params, token) {
+  if (parts[0]) return stack(parts[0], token);
+  const summaries = [];
+  let next = '';
+  do {
+    const doc = await cloudformation('ListStacks', next ? { NextToken: next } : {});
+    const result = doc.documentElement.getElementsByTagName('ListStacksResult')[0];
+    summaries.push(...xmlMembers(result, 'StackSummaries').map(m => ({
+      name: xmlChild(m, 'StackName'), status: xmlChild(m, 'StackStatus'), reason: xmlChild(m, 'StackStatusReason'),
+      created: xmlChild(m, 'CreationTime'), updated: xmlChild(m, 'LastUpdatedTime'), deleted: xmlChild(m, 'DeletionTime'),
+    })));
+    next = xmlChild(result, 'NextToken');
+  } while (next);
+  if (!current(token)) return;
+  const live = summaries.filter(s => s.status !== 'DELETE_COMPLETE');
   mount(h('h1', {}, 'Stacks'),
-    h('div', { class: 'empty', id: 'stacks-not-yet' }, 'Not yet: this server has no CloudFormation API (issue #23). ',
-      'Stacks, their resources and events will show here once it does.'));
+    table([
+      { title: 'Stack', cell: s => h('a', { href: `#/stacks/${enc(s.name)}` }, s.name) },
+      { title: 'Status', cell: s => h('span', { class: statusClass(s.status) }, s.status) },
+      { title: 'Created', cell: s => fmt.time(s.created) },
+      { title: 'Updated', cell: s => fmt.time(s.updated) },
+      { title: 'Reason', cell: s => s.reason },
+    ], live, h('span', {}, 'No stacks. Deploy a SAM template with ', h('code', {}, './lamina deploy'), ' or ',
+      h('code', {}, 'aws cloudformation deploy'), '.'), { id: 'stacks' }));
+}
+
+function statusClass(status) {
+  return /FAILED|ROLLBACK/.test(status) ? 'badge failed' : /IN_PROGRESS/.test(status) ? 'badge running' : 'badge';
+}
+
+async function stack(name, token) {
+  const described = await cloudformation('DescribeStacks', { StackName: name });
+  const s = described.documentElement.getElementsByTagName('Stacks')[0]?.getElementsByTagName('member')[0];
+  const resources = [];
+  let next = '';
+  do {
+    const doc = await cloudformation('ListStackResources', next ? { StackName: name, NextToken: next } : { StackName: name });
+    const result = doc.documentElement.getElementsByTagName('ListStackResourcesResult')[0];
+    resources.push(...xmlMembers(result, 'StackResourceSummaries'));
+    next = xmlChild(result, 'NextToken');
+  } while (next);
+  const eventsDoc = await cloudformation('DescribeStackEvents', { StackName: name });
+  const events = xmlMembers(eventsDoc.documentElement.getElementsByTagName('DescribeStackEventsResult')[0], 'StackEvents');
+  if (!current(token)) return;
+  const status = xmlChild(s, 'StackStatus');
+  mount(h('p', { class: 'crumbs' }, h('a', { href: '#/stacks' }, 'Stacks'), ' / ', name), h('h1', {}, name),
+    props([['Status', h('span', { class: statusClass(status) }, status)], ['Reason', xmlChild(s, 'StackStatusReason') || null],
+      ['Stack id', xmlChild(s, 'StackId')], ['Description', xmlChild(s, 'Description') || null],
+      ['Created', fmt.time(xmlChild(s, 'CreationTime'))], ['Updated', fmt.time(xmlChild(s, 'LastUpdatedTime') || null)]]),
+    h('h2', {}, 'Outputs'),
+    table([{ title: 'Key', cell: o => xmlChild(o, 'OutputKey') }, { title: 'Value', cell: o => xmlChild(o, 'OutputValue') },
+      { title: 'Export', cell: o => xmlChild(o, 'ExportName') }, { title: 'Description', cell: o => xmlChild(o, 'Description') }],
+    xmlMembers(s, 'Outputs'), 'This stack has no outputs.', { id: 'stack-outputs' }),
+    h('h2', {}, 'Parameters'),
+    table([{ title: 'Key', cell: p => xmlChild(p, 'ParameterKey') }, { title: 'Value', cell: p => xmlChild(p, 'ParameterValue') }],
+      xmlMembers(s, 'Parameters'), 'This stack has no parameters.', { id: 'stack-parameters' }),
+    h('h2', {}, 'Resources'),
+    table([{ title: 'Logical id', cell: r => xmlChild(r, 'LogicalResourceId') },
+      { title: 'Type', cell: r => xmlChild(r, 'ResourceType') },
+      { title: 'Physical id', cell: r => resourceLink(xmlChild(r, 'ResourceType'), xmlChild(r, 'PhysicalResourceId')) },
+      { title: 'Status', cell: r => h('span', { class: statusClass(xmlChild(r, 'ResourceStatus')) }, xmlChild(r, 'ResourceStatus')) },
+      { title: 'Reason', cell: r => xmlChild(r, 'ResourceStatusReason') }],
+    resources, 'This stack has no resources.', { id: 'stack-resources' }),
+    h('h2', {}, 'Events'),
+    table([{ title: 'Time', cell: e => fmt.time(xmlChild(e, 'Timestamp')) }, { title: 'Logical id', cell: e => xmlChild(e, 'LogicalResourceId') },
+      { title: 'Type', cell: e => xmlChild(e, 'ResourceType') },
+      { title: 'Status', cell: e => h('span', { class: statusClass(xmlChild(e, 'ResourceStatus')) }, xmlChild(e, 'ResourceStatus')) },
+      { title: 'Reason', cell: e => xmlChild(e, 'ResourceStatusReason') }],
+    events, 'No events.', { id: 'stack-events' }));
+}
+
+/** A stack resource's physical id, linked to its page in the console where it has one. */
+function resourceLink(type, id) {
+  const pages = { 'AWS::Lambda::Function': 'functions', 'AWS::SQS::Queue': 'queues', 'AWS::S3::Bucket': 'buckets', 'AWS::DynamoDB::Table': 'tables' };
+  if (!pages[type] || !id) return id;
+  const name = type === 'AWS::SQS::Queue' ? id.split('/').pop() : id;
+  return h('a', { href: `#/${pages[type]}/${enc(name)}` }, id);
 }
 
 export { toast };
