@@ -30,6 +30,7 @@ from pathlib import Path
 import botocore.exceptions
 import botocore.loaders
 import requests
+import yaml
 
 import lamina_harness as h
 
@@ -423,6 +424,11 @@ class HttpApiTests(ApiGatewayTestCase):
         self.assertEqual(requests.get(self.url(api_id, "/pets/3"), timeout=30).status_code, 404)
         self.assertAwsError(lambda: self.v2.import_api(Body='{"swagger": "2.0"}'), 400, "BadRequestException")
         self.assertAwsError(lambda: self.v2.reimport_api(ApiId="nosuchapi0", Body=json.dumps(definition)), 404, "NotFoundException")
+        # YAML, as most OpenAPI tools write it, is read the same way; neither JSON nor YAML is refused.
+        in_yaml = self.v2.import_api(Body=yaml.safe_dump(definition))
+        self.addCleanup(self._quietly, lambda: self.v2.delete_api(ApiId=in_yaml["ApiId"]))
+        self.assertEqual([r["RouteKey"] for r in self.v2.get_routes(ApiId=in_yaml["ApiId"])["Items"]], ["POST /cats"])
+        self.assertAwsError(lambda: self.v2.import_api(Body="paths: [unclosed"), 400, "BadRequestException")
 
     def test_control_plane_errors(self):
         v2 = self.v2
@@ -508,6 +514,28 @@ class RestApiTests(ApiGatewayTestCase):
         # The MOCK integration of the OPTIONS method (as SAM writes for CORS) answers without a function.
         options = requests.options(self.url(api_id, "/Prod/whatever"), timeout=30)
         self.assertEqual((options.status_code, options.headers["access-control-allow-origin"]), (200, "https://example.com"))
+
+    def test_import_yaml_with_cli_v1_and_serve(self):
+        with tempfile.NamedTemporaryFile(suffix=".yaml") as body:
+            body.write(yaml.safe_dump(json.loads(self.definition()), sort_keys=False).encode())
+            body.flush()
+            imported = self.server.aws_cli("apigateway", "import-rest-api", "--body", f"fileb://{body.name}")
+        self.assertEqual(imported.rc, 0, imported)
+        api_id = imported.json["id"]
+        self.addCleanup(self._quietly, lambda: self.v1.delete_rest_api(restApiId=api_id))
+        self.assertEqual(imported.json["name"], "pets")
+        self.assertEqual(sorted(r["path"] for r in self.v1.get_resources(restApiId=api_id)["items"]),
+                         ["/", "/hello", "/items", "/items/{id}", "/{proxy+}"])
+        self.v1.create_deployment(restApiId=api_id, stageName="Prod")
+        self.allow(api_id, "*/GET/items/{id}")
+        event = requests.get(self.url(api_id, "/Prod/items/7"), timeout=60).json()["event"]
+        self.assertEqual((event["resource"], event["pathParameters"]), ("/items/{id}", {"id": "7"}))
+        with tempfile.NamedTemporaryFile(suffix=".yaml") as body:
+            body.write(b"swagger: '2.0'\npaths: {/x: [unclosed\n")
+            body.flush()
+            refused = self.server.aws_cli("apigateway", "import-rest-api", "--body", f"fileb://{body.name}")
+        self.assertNotEqual(refused.rc, 0)
+        self.assertIn("BadRequestException", refused.stderr)
 
     def test_build_with_boto3(self):
         v1 = self.v1

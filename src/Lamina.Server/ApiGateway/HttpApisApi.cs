@@ -174,16 +174,11 @@ internal static partial class HttpApisApi
         }
         if (request!.Body is not { Length: > 0 } definition)
         {
-            return ApiErrors.BadRequest("body is required: the OpenAPI 3 definition, as a string.");
+            return ApiErrors.BadRequest("body is required: the OpenAPI 3 definition (JSON or YAML), as a string.");
         }
-        System.Text.Json.JsonDocument document;
-        try
+        if (OpenApiImport.ParseDefinition(System.Text.Encoding.UTF8.GetBytes(definition), out var parseError) is not { } document)
         {
-            document = System.Text.Json.JsonDocument.Parse(definition);
-        }
-        catch (System.Text.Json.JsonException e)
-        {
-            return ApiErrors.BadRequest($"Invalid OpenAPI input: the definition is not JSON ({e.Message}). Lamina imports OpenAPI 3 definitions in JSON.");
+            return ApiErrors.BadRequest(parseError!);
         }
         using (document)
         {

@@ -16,6 +16,36 @@ namespace Lamina.Server.ApiGateway;
 /// back as warnings; with <c>failonwarnings</c> they fail the import.</remarks>
 internal static class OpenApiImport
 {
+    /// <summary>
+    /// The definition an import sends, as JSON: JSON as it is, or YAML (what SAM users and most OpenAPI tools write),
+    /// read into the same tree. Null with the client's error when it is neither.
+    /// </summary>
+    public static JsonDocument? ParseDefinition(ReadOnlySpan<byte> definition, out string? error)
+    {
+        error = null;
+        var text = definition.TrimStart(" \t\r\n"u8);
+        if (text.StartsWith("\uFEFF"u8))
+        {
+            text = text[3..].TrimStart(" \t\r\n"u8);
+        }
+        try
+        {
+            if (text.IsEmpty || text[0] is (byte)'{' or (byte)'[')
+            {
+                return JsonDocument.Parse(text.ToArray());
+            }
+            var node = Protocols.YamlJson.ReadObject(StrictUtf8.GetString(text), cloudFormationTags: false);
+            return JsonDocument.Parse(node.ToJsonString());
+        }
+        catch (Exception e) when (e is JsonException or FormatException or System.Text.DecoderFallbackException)
+        {
+            error = $"Invalid OpenAPI input: the definition is neither JSON nor YAML ({e.Message}).";
+            return null;
+        }
+    }
+
+    private static readonly System.Text.UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
     private static readonly Dictionary<string, string> OperationMethods = new(StringComparer.Ordinal)
     {
         ["get"] = "GET", ["put"] = "PUT", ["post"] = "POST", ["delete"] = "DELETE", ["options"] = "OPTIONS", ["head"] = "HEAD", ["patch"] = "PATCH",

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text.Json;
 using System.Text.RegularExpressions;
 using Lamina.Server.Hosting;
 using Lamina.Server.Protocols;
@@ -144,7 +143,7 @@ internal static partial class RestApisApi
             : ApiErrors.BadRequest("Invalid mode specified: use merge or overwrite.");
     }
 
-    /// <summary>ImportRestApi and PutRestApi: the body is the definition (JSON); <c>failonwarnings</c> and <c>basepath</c> come in the query.</summary>
+    /// <summary>ImportRestApi and PutRestApi: the body is the definition (JSON or YAML); <c>failonwarnings</c> and <c>basepath</c> come in the query.</summary>
     private static async Task<IResult> ImportAsync(HttpContext context, ApiRegistry registry, LaminaOptions options, string? apiId, OpenApiImport.Mode mode)
     {
         var (body, error) = await ApiJson.ReadBodyAsync(context);
@@ -152,14 +151,9 @@ internal static partial class RestApisApi
         {
             return error;
         }
-        JsonDocument document;
-        try
+        if (OpenApiImport.ParseDefinition(body, out var parseError) is not { } document)
         {
-            document = JsonDocument.Parse(body!);
-        }
-        catch (JsonException e)
-        {
-            return ApiErrors.BadRequest($"Invalid OpenAPI input: the body is not JSON ({e.Message}). Lamina imports OpenAPI 3 and Swagger 2 definitions in JSON.");
+            return ApiErrors.BadRequest(parseError!);
         }
         using (document)
         {
