@@ -11,7 +11,7 @@ using Microsoft.Extensions.Options;
 namespace Lamina.Server.Lambda;
 
 /// <summary>Invoke (LAMBDA.md §3): RequestResponse, Event and DryRun, and the legacy InvokeAsync.</summary>
-internal static class InvokeApi
+internal static partial class InvokeApi
 {
     /// <summary>Synchronous request limit (6 MB).</summary>
     public const int MaxSyncPayloadBytes = 6 * 1024 * 1024;
@@ -38,6 +38,8 @@ internal static class InvokeApi
         endpoints.MapPost("/2015-03-31/functions/{functionName}/invocations", (HttpContext context, string functionName) =>
             InvokeAsync(context, functionName, registry, invoker, limiter, queue, options, time, metrics));
         endpoints.MapPost("/2014-11-13/functions/{functionName}/invoke-async", InvokeAsyncLegacyAsync);
+        endpoints.MapPost("/2021-11-15/functions/{functionName}/response-streaming-invocations", (HttpContext context, string functionName) =>
+            InvokeWithResponseStreamAsync(context, functionName, registry, invoker, limiter, options, time, metrics));
         return endpoints;
     }
 
@@ -235,7 +237,7 @@ internal static class InvokeApi
         return (config, invokedArn, entry.ReservedConcurrency, reference.Qualifier);
     }
 
-    private static bool IsJson(ReadOnlySpan<byte> payload, out string error)
+    internal static bool IsJson(ReadOnlySpan<byte> payload, out string error)
     {
         var reader = new Utf8JsonReader(payload, new JsonReaderOptions { MaxDepth = 1000, CommentHandling = JsonCommentHandling.Disallow });
         try
@@ -253,7 +255,7 @@ internal static class InvokeApi
         }
     }
 
-    private static string? DecodeClientContext(string raw)
+    internal static string? DecodeClientContext(string raw)
     {
         if (raw.Length > MaxClientContextBytes)
         {
