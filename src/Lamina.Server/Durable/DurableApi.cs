@@ -353,7 +353,7 @@ internal static partial class DurableApi
         {
             answer["Version"] = execution.Version;
         }
-        return answer;
+        return DurableEngine.StripNulls(answer);
     }
 
     /// <summary>A history event without its payloads (IncludeExecutionData false: Lambda's default).</summary>

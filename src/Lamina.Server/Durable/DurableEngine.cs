@@ -197,6 +197,7 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
                 operation["Status"] = "TIMED_OUT";
                 operation["EndTimestamp"] = Timestamp(now);
                 operation["CallbackDetails"]!["Error"] = error.DeepClone();
+                StripNulls(operation);
                 AddEvent(execution, operation, "CallbackTimedOut", now, new JsonObject { ["CallbackTimedOutDetails"] = new JsonObject { ["Error"] = new JsonObject { ["Payload"] = error } } });
                 changed.Add(operation);
             }
@@ -729,10 +730,45 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
                 });
                 break;
         }
+        StripNulls(operation);
         if (!changed.Contains(operation))
         {
             changed.Add(operation);
         }
+    }
+
+    /// <summary>
+    /// Drops members whose value is null, at every depth: AWS leaves absent members out, and the SDK compares what it
+    /// replays with <c>===</c> (a stored <c>"Name": null</c> is not the <c>undefined</c> of an unnamed step).
+    /// </summary>
+    internal static T StripNulls<T>(T node)
+        where T : JsonNode
+    {
+        if (node is JsonObject o)
+        {
+            foreach (var (key, value) in o.ToList())
+            {
+                if (value is null)
+                {
+                    o.Remove(key);
+                }
+                else
+                {
+                    StripNulls(value);
+                }
+            }
+        }
+        else if (node is JsonArray a)
+        {
+            foreach (var item in a)
+            {
+                if (item is not null)
+                {
+                    StripNulls(item);
+                }
+            }
+        }
+        return node;
     }
 
     private static JsonObject Details(JsonObject operation, string name)
@@ -871,7 +907,7 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
             details.Remove(key);
             e[key] = value;
         }
-        return e;
+        return StripNulls(e);
     }
 
     private static partial class Log
