@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 import uuid
@@ -166,18 +167,62 @@ class DurableWorkflowTests(DurableMixin, h.LaminaTestCase):
         self.assertEqual(final[-1]["EventType"], "ExecutionSucceeded")
         self.assertNotIn("Payload", self.lam.get_durable_execution_history(DurableExecutionArn=arn)["Events"][-1]["ExecutionSucceededDetails"]["Result"])
 
-    def test_synchronous_invoke_waits_for_the_result_and_failed_callbacks_fail_it(self):
+    def test_synchronous_invoke_waits_for_the_result(self):
         name = self.fn_name()
         self.create_workflow(self.lam, name)
         self.addCleanup(self._delete_quietly, name)
         tag = uuid.uuid4().hex[:8]
-        arn = self.start(self.lam, name, f"fail-{tag}", {"tag": tag, "n": 1, "waitSeconds": 1})
+        answer: dict = {}
+
+        def invoke():
+            answer["response"] = self.lam.invoke(FunctionName=name, DurableExecutionName=f"sync-{tag}",
+                                                 Payload=json.dumps({"tag": tag, "n": 7, "waitSeconds": 1}).encode())
+            answer["payload"] = answer["response"]["Payload"].read()
+
+        caller = threading.Thread(target=invoke, daemon=True)
+        caller.start()
+        listed = poll(lambda: self.lam.list_durable_executions_by_function(FunctionName=name, DurableExecutionName=f"sync-{tag}")["DurableExecutions"],
+                      lambda found: len(found) == 1)
+        arn = listed[0]["DurableExecutionArn"]
         callback_id = self.callback_id(self.lam, arn)
+        self.assertTrue(caller.is_alive())  # still waiting for the execution's end
         self.lam.send_durable_execution_callback_heartbeat(CallbackId=callback_id)
+        self.lam.send_durable_execution_callback_success(CallbackId=callback_id, Result=b'"yes"')
+        caller.join(60)
+        self.assertFalse(caller.is_alive())
+        response = answer["response"]
+        self.assertEqual((response["StatusCode"], response["DurableExecutionArn"], response["ExecutedVersion"]), (200, arn, "$LATEST"))
+        self.assertNotIn("FunctionError", response)
+        self.assertEqual(json.loads(answer["payload"]), {"first": {"n": 8}, "second": 80, "approval": "yes"})
+
+    def test_failed_and_timed_out_callbacks_and_the_execution_timeout(self):
+        name = self.fn_name()
+        self.create_workflow(self.lam, name)
+        self.addCleanup(self._delete_quietly, name)
+        tag = uuid.uuid4().hex[:8]
+        failed = self.start(self.lam, name, f"fail-{tag}", {"tag": tag, "n": 1, "waitSeconds": 1})
+        timed_out = self.start(self.lam, name, f"late-{tag}", {"tag": tag, "n": 1, "waitSeconds": 1, "callbackTimeout": 1})
+        callback_id = self.callback_id(self.lam, failed)
         self.lam.send_durable_execution_callback_failure(CallbackId=callback_id, Error={"ErrorType": "Rejected", "ErrorMessage": "no thanks"})
-        done = poll(lambda: self.lam.get_durable_execution(DurableExecutionArn=arn), lambda e: e["Status"] != "RUNNING", 60)
+        done = poll(lambda: self.lam.get_durable_execution(DurableExecutionArn=failed), lambda e: e["Status"] != "RUNNING", 60)
         self.assertEqual(done["Status"], "FAILED", done)
         self.assertIn("no thanks", json.dumps(done["Error"]))
+        self.assertIn("CallbackFailed", [e["EventType"] for e in self.history(self.lam, failed)])
+
+        done = poll(lambda: self.lam.get_durable_execution(DurableExecutionArn=timed_out), lambda e: e["Status"] != "RUNNING", 60)
+        self.assertEqual(done["Status"], "FAILED", done)
+        self.assertIn("CallbackTimedOut", [e["EventType"] for e in self.history(self.lam, timed_out)])
+        late = self.callback_id(self.lam, timed_out)
+        self.assertAwsError(lambda: self.lam.send_durable_execution_callback_success(CallbackId=late, Result=b"1"), 400, "CallbackTimeoutException")
+
+        short = self.fn_name("short")
+        self.create_workflow(self.lam, short, ExecutionTimeout=2)
+        self.addCleanup(self._delete_quietly, short)
+        arn = self.start(self.lam, short, f"short-{tag}", {"tag": tag, "n": 1, "waitSeconds": 30})
+        done = poll(lambda: self.lam.get_durable_execution(DurableExecutionArn=arn), lambda e: e["Status"] != "RUNNING", 60)
+        self.assertEqual(done["Status"], "TIMED_OUT", done)
+        self.assertEqual(self.history(self.lam, arn)[-1]["EventType"], "ExecutionTimedOut")
+        self.assertGreaterEqual((done["EndTimestamp"] - done["StartTimestamp"]).total_seconds(), 1.9)
 
     def test_stop_and_errors(self):
         name = self.fn_name()

@@ -226,7 +226,7 @@ internal static partial class DurableApi
             await WriteAsync(context, response!);
             return;
         }
-        if (engine.Stop(arn, request, out var stoppedMs) is { } stopError)
+        if (engine.Stop(arn, request is { Count: > 0 } ? request : null, out var stoppedMs) is { } stopError)
         {
             await stopError.ExecuteAsync(context);
             return;
