@@ -238,6 +238,7 @@ class DurableWorkflowTests(DurableMixin, h.LaminaTestCase):
         self.assertEqual(execution["Error"], {"ErrorType": "Operator", "ErrorMessage": "enough"})
         self.assertEqual(self.history(self.lam, arn)[-1]["EventType"], "ExecutionStopped")
         self.assertAwsError(lambda: self.lam.stop_durable_execution(DurableExecutionArn=arn), 400, "InvalidParameterValueException")
+        self.assertAwsError(lambda: self.lam.invoke_with_response_stream(FunctionName=name, Payload=b"{}"), 400, "InvalidParameterValueException")
 
         missing = arn.rsplit("/", 1)[0] + "/" + uuid.uuid4().hex
         self.assertAwsError(lambda: self.lam.get_durable_execution(DurableExecutionArn=missing), 404, "ResourceNotFoundException")

@@ -43,6 +43,11 @@ internal static partial class InvokeApi
             return;
         }
         var (config, invokedArn, reserved, _) = resolved.Value;
+        if (config.Durable is not null)
+        {
+            await AwsError.InvalidParameter("A durable function (one with a DurableConfig) is invoked with Invoke, not InvokeWithResponseStream.").ExecuteAsync(context);
+            return;
+        }
         var body = await RuntimeApiEndpoints.ReadBodyAsync(context, MaxSyncPayloadBytes);
         if (body is null)
         {
