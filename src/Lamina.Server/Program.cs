@@ -2,6 +2,7 @@ using Lamina.Server.ApiGateway;
 using Lamina.Server.Async;
 using Lamina.Server.CloudFormation;
 using Lamina.Server.Diagnostics;
+using Lamina.Server.Durable;
 using Lamina.Server.DynamoDb;
 using Lamina.Server.Hosting;
 using Lamina.Server.Invoke;
@@ -20,6 +21,7 @@ static async Task<int> ServeAsync(LaminaOptions options, CancellationToken cance
     // Before AddInvoke: the stream mappings' checkpoints need the DynamoDB store running until they have stopped.
     builder.Services.AddDynamoDb();
     builder.Services.AddInvoke();
+    builder.Services.AddDurable();
     builder.Services.AddS3();
     builder.Services.AddApiGateway();
     builder.Services.AddConsole();
@@ -53,6 +55,7 @@ static async Task<int> ServeAsync(LaminaOptions options, CancellationToken cance
     app.MapMetricsApi();
     app.MapMetricsHistoryApi();
     app.MapInvokeApi();
+    app.MapDurableApi();
     app.MapApiGatewayApis();
     app.MapJsonProtocols();
     await app.RunLaminaAsync();

@@ -125,14 +125,20 @@ def make_zip_raw_entries(entries: Iterable[tuple[str, bytes, int]]) -> bytes:
 _JS_SDK_FILES: dict[str, bytes] = {}
 
 
+def js_sdk_modules() -> Path:
+    """The node_modules directory holding @aws-sdk/client-lambda (``prepare_js_sdk.sh``, npm, once per machine), for
+    clients that run on the host. A failed install fails the test, never skips it."""
+    done = subprocess.run([str(REPO_ROOT / "tests/integration/prepare_js_sdk.sh")], capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise AssertionError(f"prepare_js_sdk.sh failed ({done.returncode}): {done.stderr[-3000:]}")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
 def js_sdk_zip(index_mjs: str) -> bytes:
     """A Node.js package (handler ``index.handler``) holding ``index.mjs`` and the AWS SDK for JavaScript v3's Lambda
     client, installed once per machine by ``prepare_js_sdk.sh`` (npm). A failed install fails the test, never skips it."""
     if not _JS_SDK_FILES:
-        done = subprocess.run([str(REPO_ROOT / "tests/integration/prepare_js_sdk.sh")], capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
-            raise AssertionError(f"prepare_js_sdk.sh failed ({done.returncode}): {done.stderr[-3000:]}")
-        modules = Path(done.stdout.strip().splitlines()[-1])
+        modules = js_sdk_modules()
         for path in sorted(modules.rglob("*")):
             if path.is_file():
                 _JS_SDK_FILES["node_modules/" + path.relative_to(modules).as_posix()] = path.read_bytes()

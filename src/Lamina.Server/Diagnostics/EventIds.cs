@@ -98,4 +98,10 @@ internal static class EventIds
 
     // 12xxx web console and its metrics history
     public const int MetricsHistoryFull = 12000;
+
+    // 13xxx durable functions
+    public const int DurableExecutionsLoaded = 13000;
+    public const int DurableExecutionStarted = 13001;
+    public const int DurableExecutionFinished = 13002;
+    public const int DurableSweepFailed = 13003;
 }

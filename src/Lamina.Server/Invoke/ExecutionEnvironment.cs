@@ -482,6 +482,34 @@ internal sealed class ExecutionEnvironment
     public RuntimeApiStatus PostError(string requestId, ReadOnlyMemory<byte> body, string? errorType) =>
         Complete(requestId, InvocationResult.FunctionError(body, errorType));
 
+    /// <summary>
+    /// A streamed <c>POST /runtime/invocation/{id}/response</c> begins: checks, as <see cref="Claim"/> does, that it
+    /// answers the current invocation, without claiming it yet (the outcome is known when the stream ends, see
+    /// <see cref="PostStreamed"/>). One streamed response per invocation.
+    /// </summary>
+    internal RuntimeApiStatus BeginStream(string requestId, out Invocation? invocation)
+    {
+        lock (_lock)
+        {
+            invocation = null;
+            var current = _current;
+            if (current is null || !current.Delivered)
+            {
+                return requestId == _lastRequestId ? RuntimeApiStatus.InvalidRequestId : RuntimeApiStatus.InvalidState;
+            }
+            if (requestId != current.RequestId || current.IsCompleted || current.StreamBegun)
+            {
+                return RuntimeApiStatus.InvalidRequestId;
+            }
+            current.StreamBegun = true;
+            invocation = current;
+            return RuntimeApiStatus.Accepted;
+        }
+    }
+
+    /// <summary>The end of a streamed response: the invocation's outcome (unless a timeout or crash ended it first).</summary>
+    public RuntimeApiStatus PostStreamed(string requestId, InvocationResult result) => Complete(requestId, result);
+
     /// <summary>The runtime tried to post a response over the limit: the caller gets Function.ResponseSizeTooLarge.</summary>
     public RuntimeApiStatus PostResponseTooLarge(string requestId, long size) =>
         Complete(requestId, InvocationResult.PlatformError("Function.ResponseSizeTooLarge",

@@ -40,6 +40,15 @@ internal sealed class Invocation
     /// </summary>
     public bool CallerRunsInline { get; init; }
 
+    /// <summary>
+    /// Set when the caller streams the response (InvokeWithResponseStream, a <c>RESPONSE_STREAM</c> function URL): a
+    /// runtime's streamed POST goes there piece by piece; otherwise a streamed POST is buffered like any response.
+    /// </summary>
+    public ResponseStream? Stream { get; init; }
+
+    /// <summary>True once the runtime began a streamed response (a second one is refused).</summary>
+    public bool StreamBegun { get; set; }
+
     /// <summary>True when the invocation ended because it ran out of time.</summary>
     public bool TimedOut { get; set; }
 
@@ -126,6 +135,9 @@ internal enum InvocationOutcome
 
 internal sealed record InvocationResult(InvocationOutcome Outcome, ReadOnlyMemory<byte> Body, string ContentType, string? ErrorType = null)
 {
+    /// <summary>True when the body went to the caller through the invocation's <see cref="Invocation.Stream"/> (this one's is empty).</summary>
+    public bool Streamed { get; init; }
+
     public const string JsonContentType = "application/json";
 
     public static InvocationResult Success(ReadOnlyMemory<byte> body, string? contentType) =>

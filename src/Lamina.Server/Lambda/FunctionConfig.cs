@@ -71,6 +71,9 @@ internal sealed record FunctionConfig
     /// <summary>Layer versions merged into <c>/opt</c> in this order (later wins); empty when none. At most 5.</summary>
     public IReadOnlyList<FunctionLayer> Layers { get; init; } = [];
 
+    /// <summary>Set for a durable function (its invocations start durable executions); null for every other one.</summary>
+    public DurableSettings? Durable { get; init; }
+
     public string LogGroupName => LogGroup ?? $"/aws/lambda/{FunctionName}";
 
     /// <summary>Where the log store keeps the group: its name, prefixed with the account for another account's function.</summary>
@@ -89,4 +92,12 @@ internal sealed record FunctionLayer(string Arn, long CodeSize, string CodeSha25
 {
     /// <summary>Hex SHA-256 of the layer's zip: the key of its extracted tree in the code store.</summary>
     public string CodeHashHex => Convert.ToHexStringLower(Convert.FromBase64String(CodeSha256));
+}
+
+/// <summary>A durable function's settings: an execution's limit in seconds (1–31,622,400) and its retention in days (1–90).</summary>
+internal sealed record DurableSettings(int ExecutionTimeout, int RetentionPeriodInDays)
+{
+    /// <summary>Lambda's defaults when DurableConfig leaves a member out (<c>unconfirmed</c>: one day, 14 days).</summary>
+    public const int DefaultExecutionTimeout = 86_400;
+    public const int DefaultRetentionPeriodInDays = 14;
 }

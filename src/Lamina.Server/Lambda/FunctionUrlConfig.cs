@@ -9,7 +9,7 @@ namespace Lamina.Server.Lambda;
 /// <param name="UrlId">32 lower-case letters and digits, unique on the server, kept for the URL's whole life.</param>
 /// <param name="AuthType"><c>NONE</c> (a resource policy must allow anyone) or <c>AWS_IAM</c> (SigV4-signed requests).</param>
 /// <param name="Cors">Cross-origin settings; null when the function answers preflight requests itself.</param>
-/// <param name="InvokeMode"><c>BUFFERED</c>, or <c>RESPONSE_STREAM</c> (accepted; answered buffered).</param>
+/// <param name="InvokeMode"><c>BUFFERED</c>, or <c>RESPONSE_STREAM</c> (streamed to the client as the runtime writes).</param>
 /// <param name="CreationTime">When CreateFunctionUrlConfig made it.</param>
 /// <param name="LastModifiedTime">When it last changed.</param>
 internal sealed record FunctionUrlConfig(string Qualifier, string UrlId, string AuthType, CorsDto? Cors, string InvokeMode,

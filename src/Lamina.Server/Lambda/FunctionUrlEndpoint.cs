@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Lamina.Server.Diagnostics;
@@ -105,8 +106,20 @@ internal static partial class FunctionUrlEndpoint
             Payload = BuildEvent(context, prefixLength, urlId, body.Value, caller, requestId, time.GetUtcNow()),
             InvokedFunctionArn = qualifier is null ? options.FunctionArn(entry.Name) : $"{options.FunctionArn(entry.Name)}:{qualifier}",
             TraceId = Tracing.TraceHeader(request.Headers["X-Amzn-Trace-Id"], request.Headers["traceparent"], time),
+            Stream = url.InvokeMode == "RESPONSE_STREAM" ? new ResponseStream() : null,
         };
-        var outcome = await services.GetRequiredService<Invoker>().InvokeAsync(config, invocation, wantTail: false, lease!);
+        var invoker = services.GetRequiredService<Invoker>();
+        if (url.InvokeMode == "RESPONSE_STREAM")
+        {
+            await StreamAsync(context, invoker, config, invocation, lease!, url);
+            return;
+        }
+        var outcome = await invoker.InvokeAsync(config, invocation, wantTail: false, lease!);
+        await WriteBufferedAsync(context, outcome, url);
+    }
+
+    private static async Task WriteBufferedAsync(HttpContext context, InvokeOutcome outcome, FunctionUrlConfig url)
+    {
         if (outcome.ThrottleReason is not null)
         {
             await MessageAsync(context, StatusCodes.Status429TooManyRequests, "Rate Exceeded.");
@@ -128,6 +141,144 @@ internal static partial class FunctionUrlEndpoint
             HttpProxyPayload.AddCorsHeaders(context, Rules(responseCors));
         }
         await HttpProxyPayload.WriteAsync(context, response, decodeBase64: true);
+    }
+
+    /// <summary>
+    /// <c>InvokeMode: RESPONSE_STREAM</c>: the runtime's streamed response goes to the client as it arrives (chunked).
+    /// With the content type <c>application/vnd.awslambda.http-integration-response</c> (Node's
+    /// <c>awslambda.HttpResponseStream.from</c>) the stream opens with a JSON prelude, <c>{statusCode, headers,
+    /// cookies}</c>, ended by 8 NUL bytes; otherwise it is a 200 of the runtime's content type. A function that answers
+    /// buffered is mapped as in <c>BUFFERED</c> mode. A failure before the first byte is a 502; after it, the
+    /// connection is cut, so the client sees an incomplete response rather than a complete-looking one.
+    /// </summary>
+    private static async Task StreamAsync(HttpContext context, Invoker invoker, FunctionConfig config, Invocation invocation, ConcurrencyLease lease, FunctionUrlConfig url)
+    {
+        await IoThreads.LeaveIoThreadAsync();
+        var stream = invocation.Stream!;
+        stream.Watch(invocation);
+        var running = invoker.InvokeAsync(config, invocation, wantTail: false, lease);
+        await Task.WhenAny(running, stream.Started);
+        if (!stream.Started.IsCompleted)
+        {
+            await WriteBufferedAsync(context, await running, url);
+            return;
+        }
+        var state = new StreamedUrlResponse(context, await stream.Started, url.Cors is { } cors ? Rules(cors) : null);
+        await stream.ForwardAsync(invocation, state, static (state, chunk) => state.WriteAsync(chunk), context.RequestAborted);
+        var outcome = await running;
+        if (context.RequestAborted.IsCancellationRequested)
+        {
+            return;
+        }
+        if (outcome.Result is not { Outcome: InvocationOutcome.Success } || !state.Complete)
+        {
+            if (!context.Response.HasStarted)
+            {
+                context.Response.Headers.Clear();
+                await MessageAsync(context, StatusCodes.Status502BadGateway, "Internal Server Error");
+                return;
+            }
+            context.Abort();
+            return;
+        }
+        await state.FinishAsync();
+    }
+
+    /// <summary>The HTTP side of a streamed URL response: the prelude (if any) first, then the body as it comes.</summary>
+    private sealed class StreamedUrlResponse(HttpContext context, string contentType, CorsRules? cors)
+    {
+        private const int MaxPreludeBytes = 64 * 1024;
+        private readonly bool _hasPrelude = contentType.Equals("application/vnd.awslambda.http-integration-response", StringComparison.OrdinalIgnoreCase);
+        private ArrayBufferWriter<byte>? _prelude;
+        private bool _started;
+        private bool _malformed;
+
+        /// <summary>False when the prelude never ended or was malformed (the client gets a 502, or a cut connection).</summary>
+        public bool Complete => !_malformed && (_started || !_hasPrelude);
+
+        public async ValueTask WriteAsync(ReadOnlySequence<byte> chunk)
+        {
+            if (_malformed)
+            {
+                return;
+            }
+            if (!_started)
+            {
+                if (!_hasPrelude)
+                {
+                    Start(null);
+                }
+                else
+                {
+                    // The prelude may arrive split over chunks: collect until the 8 NUL bytes.
+                    _prelude ??= new ArrayBufferWriter<byte>(512);
+                    foreach (var segment in chunk)
+                    {
+                        _prelude.Write(segment.Span);
+                    }
+                    var end = _prelude.WrittenSpan.IndexOf("\0\0\0\0\0\0\0\0"u8);
+                    if (end < 0)
+                    {
+                        _malformed = _prelude.WrittenCount > MaxPreludeBytes;
+                        return;
+                    }
+                    if (HttpProxyPayload.ParseStreamingPrelude(_prelude.WrittenSpan[..end]) is not { } prelude)
+                    {
+                        _malformed = true;
+                        return;
+                    }
+                    Start(prelude);
+                    var rest = _prelude.WrittenMemory[(end + 8)..];
+                    if (!rest.IsEmpty)
+                    {
+                        await context.Response.Body.WriteAsync(rest, CancellationToken.None);
+                    }
+                    await context.Response.Body.FlushAsync(CancellationToken.None);
+                    return;
+                }
+            }
+            foreach (var segment in chunk)
+            {
+                await context.Response.Body.WriteAsync(segment, CancellationToken.None);
+            }
+            await context.Response.Body.FlushAsync(CancellationToken.None);
+        }
+
+        /// <summary>The stream ended well: a response with no bytes at all still gets its status and headers.</summary>
+        public async Task FinishAsync()
+        {
+            if (!_started)
+            {
+                Start(null);
+            }
+            await context.Response.CompleteAsync();
+        }
+
+        private void Start(ProxyResponse? prelude)
+        {
+            _started = true;
+            var response = context.Response;
+            response.StatusCode = prelude?.StatusCode ?? StatusCodes.Status200OK;
+            if (prelude is not null)
+            {
+                foreach (var group in prelude.Headers.GroupBy(static h => h.Key, StringComparer.OrdinalIgnoreCase))
+                {
+                    response.Headers[group.Key] = group.Select(static h => h.Value).ToArray();
+                }
+                if (prelude.Cookies.Count > 0)
+                {
+                    response.Headers.Append("Set-Cookie", prelude.Cookies.ToArray());
+                }
+            }
+            else
+            {
+                response.ContentType = contentType;
+            }
+            if (cors is not null)
+            {
+                HttpProxyPayload.AddCorsHeaders(context, cors);
+            }
+        }
     }
 
     /// <summary>Whether the caller may invoke this URL, and the IAM caller (AWS_IAM only) for the event's authorizer.</summary>

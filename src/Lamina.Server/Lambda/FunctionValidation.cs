@@ -402,6 +402,22 @@ internal static partial class FunctionValidation
             }
             config = config with { TracingMode = mode };
         }
+        if (s.DurableConfig is { } durable)
+        {
+            if (durable.ExecutionTimeout is < 1 or > 31_622_400)
+            {
+                return AwsError.InvalidParameter($"1 validation error detected: Value '{durable.ExecutionTimeout}' at 'durableConfig.executionTimeout' failed to satisfy constraint: Member must have value less than or equal to 31622400 and greater than or equal to 1");
+            }
+            if (durable.RetentionPeriodInDays is < 1 or > 90)
+            {
+                return AwsError.InvalidParameter($"1 validation error detected: Value '{durable.RetentionPeriodInDays}' at 'durableConfig.retentionPeriodInDays' failed to satisfy constraint: Member must have value less than or equal to 90 and greater than or equal to 1");
+            }
+            config = config with
+            {
+                Durable = new DurableSettings(durable.ExecutionTimeout ?? config.Durable?.ExecutionTimeout ?? DurableSettings.DefaultExecutionTimeout,
+                    durable.RetentionPeriodInDays ?? config.Durable?.RetentionPeriodInDays ?? DurableSettings.DefaultRetentionPeriodInDays),
+            };
+        }
         if (s.LoggingConfig is not null)
         {
             if (ApplyLogging(ref config, s.LoggingConfig) is { } error)

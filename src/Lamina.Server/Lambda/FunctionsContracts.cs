@@ -27,6 +27,7 @@ internal class FunctionSettingsRequest
     public EphemeralStorageDto? EphemeralStorage { get; set; }
     public SnapStartDto? SnapStart { get; set; }
     public LoggingConfigDto? LoggingConfig { get; set; }
+    public DurableConfigDto? DurableConfig { get; set; }
 }
 
 internal sealed class CreateFunctionRequest : FunctionSettingsRequest
@@ -126,6 +127,13 @@ internal sealed class LoggingConfigDto
     public string? LogGroup { get; set; }
 }
 
+/// <summary>Durable functions (Lambda API 2025-12-01): how long an execution may run and how long it is kept after.</summary>
+internal sealed class DurableConfigDto
+{
+    public int? RetentionPeriodInDays { get; set; }
+    public int? ExecutionTimeout { get; set; }
+}
+
 internal sealed class EnvironmentResponseDto
 {
     public Dictionary<string, string>? Variables { get; set; }
@@ -158,6 +166,7 @@ internal sealed class FunctionConfigurationDto
     public EphemeralStorageDto? EphemeralStorage { get; set; }
     public SnapStartResponseDto? SnapStart { get; set; }
     public LoggingConfigDto? LoggingConfig { get; set; }
+    public DurableConfigDto? DurableConfig { get; set; }
 }
 
 /// <summary>A layer in a function's configuration: <c>{Arn, CodeSize}</c>.</summary>
@@ -228,6 +237,9 @@ internal static class FunctionConfigurationMapping
             SystemLogLevel = config.SystemLogLevel,
             LogGroup = config.LogGroupName,
         },
+        DurableConfig = config.Durable is { } durable
+            ? new DurableConfigDto { RetentionPeriodInDays = durable.RetentionPeriodInDays, ExecutionTimeout = durable.ExecutionTimeout }
+            : null,
     };
 
     /// <summary>Lambda's <c>Timestamp</c> strings: <c>2019-09-24T18:20:35.054+0000</c> (UTC, milliseconds, no colon).</summary>

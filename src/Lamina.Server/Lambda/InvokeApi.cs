@@ -11,7 +11,7 @@ using Microsoft.Extensions.Options;
 namespace Lamina.Server.Lambda;
 
 /// <summary>Invoke (LAMBDA.md §3): RequestResponse, Event and DryRun, and the legacy InvokeAsync.</summary>
-internal static class InvokeApi
+internal static partial class InvokeApi
 {
     /// <summary>Synchronous request limit (6 MB).</summary>
     public const int MaxSyncPayloadBytes = 6 * 1024 * 1024;
@@ -35,14 +35,18 @@ internal static class InvokeApi
         var options = services.GetRequiredService<IOptions<LaminaOptions>>();
         var time = services.GetRequiredService<TimeProvider>();
         var metrics = services.GetRequiredService<Diagnostics.LaminaMetrics>();
+        var durable = services.GetRequiredService<Durable.DurableEngine>();
         endpoints.MapPost("/2015-03-31/functions/{functionName}/invocations", (HttpContext context, string functionName) =>
-            InvokeAsync(context, functionName, registry, invoker, limiter, queue, options, time, metrics));
+            InvokeAsync(context, functionName, registry, invoker, limiter, queue, options, time, metrics, durable));
         endpoints.MapPost("/2014-11-13/functions/{functionName}/invoke-async", InvokeAsyncLegacyAsync);
+        endpoints.MapPost("/2021-11-15/functions/{functionName}/response-streaming-invocations", (HttpContext context, string functionName) =>
+            InvokeWithResponseStreamAsync(context, functionName, registry, invoker, limiter, options, time, metrics));
         return endpoints;
     }
 
     private static async Task InvokeAsync(HttpContext context, string functionName, FunctionRegistry registry, Invoker invoker,
-        ConcurrencyLimiter limiter, AsyncDispatcher queue, IOptions<LaminaOptions> options, TimeProvider time, Diagnostics.LaminaMetrics metrics)
+        ConcurrencyLimiter limiter, AsyncDispatcher queue, IOptions<LaminaOptions> options, TimeProvider time, Diagnostics.LaminaMetrics metrics,
+        Durable.DurableEngine durable)
     {
         var request = context.Request;
         var invocationType = request.Headers["X-Amz-Invocation-Type"].ToString();
@@ -109,6 +113,19 @@ internal static class InvokeApi
         if (invocationType == "DryRun")
         {
             context.Response.StatusCode = StatusCodes.Status204NoContent;
+            return;
+        }
+
+        if (config.Durable is not null)
+        {
+            await Hosting.IoThreads.LeaveIoThreadAsync(); // a durable start writes its log to disk
+            await Durable.DurableApi.InvokeAsync(context, durable, config, payload, invocationType);
+            return;
+        }
+        if (request.Headers.ContainsKey("X-Amz-Durable-Execution-Name"))
+        {
+            context.Response.Headers.Remove("X-Amz-Executed-Version");
+            await AwsError.InvalidParameter("X-Amz-Durable-Execution-Name applies only to durable functions (functions with a DurableConfig).").ExecuteAsync(context);
             return;
         }
 
@@ -235,7 +252,7 @@ internal static class InvokeApi
         return (config, invokedArn, entry.ReservedConcurrency, reference.Qualifier);
     }
 
-    private static bool IsJson(ReadOnlySpan<byte> payload, out string error)
+    internal static bool IsJson(ReadOnlySpan<byte> payload, out string error)
     {
         var reader = new Utf8JsonReader(payload, new JsonReaderOptions { MaxDepth = 1000, CommentHandling = JsonCommentHandling.Disallow });
         try
@@ -253,7 +270,7 @@ internal static class InvokeApi
         }
     }
 
-    private static string? DecodeClientContext(string raw)
+    internal static string? DecodeClientContext(string raw)
     {
         if (raw.Length > MaxClientContextBytes)
         {

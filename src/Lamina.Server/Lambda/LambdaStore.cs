@@ -656,6 +656,8 @@ internal sealed class StoredFunctionConfig
     public string? SystemLogLevel { get; set; }
     public string? DeadLetterTargetArn { get; set; }
     public List<StoredFunctionLayer>? Layers { get; set; }
+    public int? DurableExecutionTimeout { get; set; }
+    public int? DurableRetentionPeriodInDays { get; set; }
 
     public static StoredFunctionConfig From(FunctionConfig c) => new()
     {
@@ -681,6 +683,8 @@ internal sealed class StoredFunctionConfig
         SystemLogLevel = c.SystemLogLevel,
         DeadLetterTargetArn = c.DeadLetterTargetArn,
         Layers = c.Layers.Count == 0 ? null : c.Layers.Select(static l => new StoredFunctionLayer { Arn = l.Arn, CodeSize = l.CodeSize, CodeSha256 = l.CodeSha256 }).ToList(),
+        DurableExecutionTimeout = c.Durable?.ExecutionTimeout,
+        DurableRetentionPeriodInDays = c.Durable?.RetentionPeriodInDays,
     };
 
     public FunctionConfig ToConfig() => new()
@@ -707,6 +711,7 @@ internal sealed class StoredFunctionConfig
         SystemLogLevel = SystemLogLevel,
         DeadLetterTargetArn = DeadLetterTargetArn,
         Layers = Layers is null ? [] : Layers.Select(static l => new FunctionLayer(l.Arn, l.CodeSize, l.CodeSha256)).ToList(),
+        Durable = DurableExecutionTimeout is { } timeout ? new DurableSettings(timeout, DurableRetentionPeriodInDays ?? DurableSettings.DefaultRetentionPeriodInDays) : null,
     };
 }
 

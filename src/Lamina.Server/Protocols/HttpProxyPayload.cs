@@ -230,11 +230,33 @@ internal static class HttpProxyPayload
         }
     }
 
-    private static ProxyResponse? ParseStructured(JsonElement structured, bool multiValueHeaders)
+    /// <summary>
+    /// The prelude of a streamed function URL response (<c>application/vnd.awslambda.http-integration-response</c>):
+    /// the JSON before the 8 NUL bytes, <c>{statusCode, headers, cookies}</c>, each optional (200 by default). Null
+    /// when malformed.
+    /// </summary>
+    public static ProxyResponse? ParseStreamingPrelude(ReadOnlySpan<byte> prelude)
     {
-        var statusCode = structured.GetProperty("statusCode");
+        try
+        {
+            var reader = new Utf8JsonReader(prelude);
+            using var document = JsonDocument.ParseValue(ref reader);
+            return document.RootElement.ValueKind == JsonValueKind.Object ? ParseStructured(document.RootElement, multiValueHeaders: false, defaultStatus: true) : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    private static ProxyResponse? ParseStructured(JsonElement structured, bool multiValueHeaders, bool defaultStatus = false)
+    {
         int status;
-        if (statusCode.ValueKind == JsonValueKind.Number ? !statusCode.TryGetInt32(out status)
+        if (!structured.TryGetProperty("statusCode", out var statusCode) && defaultStatus)
+        {
+            status = StatusCodes.Status200OK;
+        }
+        else if (statusCode.ValueKind == JsonValueKind.Number ? !statusCode.TryGetInt32(out status)
             : statusCode.ValueKind != JsonValueKind.String || !int.TryParse(statusCode.GetString(), NumberStyles.None, CultureInfo.InvariantCulture, out status))
         {
             return null;

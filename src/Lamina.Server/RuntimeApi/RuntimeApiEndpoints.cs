@@ -14,6 +14,8 @@ internal static class RuntimeApiEndpoints
     private const string Prefix = "/2018-06-01/runtime/";
     private const string InvocationPrefix = Prefix + "invocation/";
 
+    private const string ResponseModeHeader = "Lambda-Runtime-Function-Response-Mode";
+
     private static readonly byte[] Accepted = """{"status":"OK"}"""u8.ToArray();
 
     /// <summary>
@@ -48,6 +50,11 @@ internal static class RuntimeApiEndpoints
             {
                 var requestId = rest[..slash].ToString();
                 var action = rest[(slash + 1)..];
+                if (action.SequenceEqual("response") && context.Request.Headers.TryGetValue(ResponseModeHeader, out var mode))
+                {
+                    await PostStreamedAsync(context, environment, requestId, mode.ToString());
+                    return;
+                }
                 if (action.SequenceEqual("response"))
                 {
                     await PostResultAsync(context, environment, requestId, isError: false);
@@ -158,6 +165,111 @@ internal static class RuntimeApiEndpoints
             status = environment.PostResponse(requestId, body.Value, request.ContentType);
         }
         await WriteStatusAsync(context, status);
+    }
+
+    /// <summary>
+    /// A streamed response (LAMBDA.md §5.3): <c>Lambda-Runtime-Function-Response-Mode: streaming</c>, a chunked body, and
+    /// a failure after the first bytes reported in the trailers <c>Lambda-Runtime-Function-Error-Type</c> and
+    /// <c>-Body</c> (base64 of the error JSON). A caller that streams gets each piece as it is read, up to 20 MiB;
+    /// any other caller gets the whole body once it ends, within the 6 MB of a buffered response.
+    /// </summary>
+    private static async Task PostStreamedAsync(HttpContext context, ExecutionEnvironment environment, string requestId, string mode)
+    {
+        if (!mode.Equals("streaming", StringComparison.OrdinalIgnoreCase))
+        {
+            await WriteErrorAsync(context, StatusCodes.Status400BadRequest, "Runtime.InvalidResponseModeHeader",
+                $"Invalid value for the {ResponseModeHeader} header: {mode}");
+            return;
+        }
+        var status = environment.BeginStream(requestId, out var invocation);
+        if (status != RuntimeApiStatus.Accepted)
+        {
+            await WriteStatusAsync(context, status);
+            return;
+        }
+        var request = context.Request;
+        var contentType = request.ContentType is { Length: > 0 } declared ? declared : "application/octet-stream";
+        if (invocation!.Stream is not { } stream)
+        {
+            var body = await ReadBodyAsync(context, ExecutionEnvironment.MaxResponseBytes);
+            if (body is null)
+            {
+                await TooLargeAsync(context, environment, requestId, ExecutionEnvironment.MaxResponseBytes + 1L);
+                return;
+            }
+            await WriteStatusAsync(context, environment.PostStreamed(requestId, TrailerError(context) ?? InvocationResult.Success(body.Value, contentType)));
+            return;
+        }
+
+        stream.Start(contentType);
+        var writer = stream.Body.Writer;
+        var readerGone = false;
+        var tooLarge = false;
+        long total = 0;
+        try
+        {
+            var scratch = Array.Empty<byte>();
+            while (true)
+            {
+                // Once the caller went away the rest is read and dropped, so that the runtime can finish its invocation.
+                var memory = readerGone ? (scratch = scratch.Length > 0 ? scratch : new byte[16 * 1024]) : writer.GetMemory(16 * 1024);
+                var n = await request.Body.ReadAsync(memory, context.RequestAborted);
+                if (n == 0)
+                {
+                    break;
+                }
+                total += n;
+                if (total > ResponseStream.MaxBytes)
+                {
+                    tooLarge = true;
+                    break;
+                }
+                if (!readerGone)
+                {
+                    writer.Advance(n);
+                    readerGone = (await writer.FlushAsync(CancellationToken.None)).IsCompleted;
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or Microsoft.AspNetCore.Connections.ConnectionResetException)
+        {
+            // The runtime's connection went away mid-stream (killed after a timeout, crashed): that outcome is the environment's to report.
+            await writer.CompleteAsync();
+            return;
+        }
+        await writer.CompleteAsync();
+        if (tooLarge)
+        {
+            environment.PostStreamed(requestId, InvocationResult.PlatformError("Function.ResponseSizeTooLarge",
+                string.Create(CultureInfo.InvariantCulture, $"Response payload size exceeded maximum allowed payload size ({ResponseStream.MaxBytes} bytes).")) with { Streamed = true });
+            await WriteErrorAsync(context, StatusCodes.Status413PayloadTooLarge, "RequestEntityTooLarge",
+                string.Create(CultureInfo.InvariantCulture, $"Exceeded maximum allowed payload size ({ResponseStream.MaxBytes} bytes)."));
+            return;
+        }
+        var result = TrailerError(context) is { } failed ? failed with { Streamed = true }
+            : new InvocationResult(InvocationOutcome.Success, ReadOnlyMemory<byte>.Empty, contentType) { Streamed = true };
+        await WriteStatusAsync(context, environment.PostStreamed(requestId, result));
+    }
+
+    /// <summary>The failure a streamed response reported in its trailers, or null (read once the body has ended).</summary>
+    private static InvocationResult? TrailerError(HttpContext context)
+    {
+        var request = context.Request;
+        if (!request.SupportsTrailers() || !request.CheckTrailersAvailable())
+        {
+            return null;
+        }
+        var errorType = request.GetTrailer("Lambda-Runtime-Function-Error-Type").ToString();
+        if (errorType.Length == 0)
+        {
+            return null;
+        }
+        var encoded = request.GetTrailer("Lambda-Runtime-Function-Error-Body").ToString();
+        var body = new byte[encoded.Length];
+        var errorBody = Convert.TryFromBase64String(encoded, body, out var written) && written > 0
+            ? body.AsMemory(0, written)
+            : ErrorBody(errorType, "");
+        return InvocationResult.FunctionError(errorBody, errorType);
     }
 
     private static async Task TooLargeAsync(HttpContext context, ExecutionEnvironment environment, string requestId, long size)

@@ -1,0 +1,302 @@
+"""Durable functions (issue #24, Lambda API 2025-12-01) with AWS's own durable execution SDK for JavaScript
+(npm @aws/durable-execution-sdk-js, unchanged) in a nodejs22.x function: two steps, a 5-second wait and a callback
+completed by the AWS CLI; then the same with a kill -9 of the server during the wait, completed through the AWS SDK
+for JavaScript v3 after the restart. Each step's side effect (a log line) happens once. Plus the APIs' shapes and
+errors with boto3: DurableConfig, GetDurableExecution, ListDurableExecutionsByFunction, GetDurableExecutionHistory,
+StopDurableExecution, callbacks."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+import uuid
+from pathlib import Path
+
+import lamina_harness as h
+
+MODULE = __name__
+
+WORKFLOW = r"""
+import { withDurableExecution } from '@aws/durable-execution-sdk-js';
+
+export const handler = withDurableExecution(async (event, context) => {
+  const first = await context.step('first', async () => {
+    console.log(`SIDE-EFFECT first ${event.tag}`);
+    return { n: event.n + 1 };
+  });
+  const second = await context.step('second', async () => {
+    console.log(`SIDE-EFFECT second ${event.tag}`);
+    return first.n * 10;
+  });
+  await context.wait('pause', { seconds: event.waitSeconds ?? 5 });
+  const approval = await context.waitForCallback('approval', async (callbackId) => {
+    console.log(`CALLBACK ${event.tag} ${callbackId}`);
+  }, { timeout: { seconds: event.callbackTimeout ?? 300 } });
+  return { first, second, approval: JSON.parse(approval) };
+});
+"""
+
+# Runs on the host: completes a callback with the AWS SDK for JavaScript v3.
+JS_CALLBACK = r"""
+const { LambdaClient, SendDurableExecutionCallbackSuccessCommand } = require('@aws-sdk/client-lambda');
+(async () => {
+  const [endpoint, callbackId, result] = process.argv.slice(2);
+  const client = new LambdaClient({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' } });
+  await client.send(new SendDurableExecutionCallbackSuccessCommand({ CallbackId: callbackId, Result: Buffer.from(result) }));
+  console.log('sent');
+})().catch((e) => { console.error(e.name, e.message); process.exit(1); });
+"""
+
+_ZIP: list[bytes] = []
+
+
+def workflow_zip() -> bytes:
+    if not _ZIP:
+        done = subprocess.run([str(h.REPO_ROOT / "tests/integration/prepare_js_durable.sh")], capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise AssertionError(f"prepare_js_durable.sh failed ({done.returncode}): {done.stderr[-3000:]}")
+        modules = Path(done.stdout.strip().splitlines()[-1])
+        files = {"node_modules/" + p.relative_to(modules).as_posix(): p.read_bytes() for p in sorted(modules.rglob("*")) if p.is_file()}
+        _ZIP.append(h.make_zip({**files, "index.mjs": WORKFLOW}))
+    return _ZIP[0]
+
+
+def setUpModule():
+    h.start_module_server(MODULE)
+
+
+def tearDownModule():
+    h.stop_module_server(MODULE)
+
+
+def poll(what, check, timeout: float = 60, interval: float = 0.2):
+    """Calls `what` until `check(value)` holds (returns the value) or the deadline passes (AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = what()
+        if check(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s; last value: {str(value)[:3000]}")
+        time.sleep(interval)
+
+
+class DurableMixin:
+    """Helpers shared by the module's server and the kill -9 test's own servers; `lam` is a boto3 Lambda client."""
+
+    def create_workflow(self, lam, name: str, **durable) -> None:
+        lam.create_function(FunctionName=name, Runtime="nodejs22.x", Role=h.ROLE, Handler="index.handler", Timeout=30, MemorySize=256,
+                            Code={"ZipFile": workflow_zip()}, DurableConfig={"ExecutionTimeout": 300, "RetentionPeriodInDays": 1, **durable})
+
+    def start(self, lam, name: str, execution: str, event: dict) -> str:
+        resp = lam.invoke(FunctionName=name, InvocationType="Event", DurableExecutionName=execution, Payload=json.dumps(event).encode())
+        self.assertEqual(resp["StatusCode"], 202)
+        arn = resp["DurableExecutionArn"]
+        self.assertRegex(arn, rf":function:{name}:\$LATEST/durable-execution/{execution}/[A-Za-z0-9_-]+$")
+        return arn
+
+    def history(self, lam, arn: str) -> list[dict]:
+        return lam.get_durable_execution_history(DurableExecutionArn=arn, IncludeExecutionData=True)["Events"]
+
+    def callback_id(self, lam, arn: str, timeout: float = 60) -> str:
+        events = poll(lambda: self.history(lam, arn), lambda ev: any(e["EventType"] == "CallbackStarted" for e in ev), timeout)
+        return next(e for e in events if e["EventType"] == "CallbackStarted")["CallbackStartedDetails"]["CallbackId"]
+
+    def side_effects(self, logs, name: str, tag: str) -> dict[str, int]:
+        messages = []
+        for page in logs.get_paginator("filter_log_events").paginate(logGroupName=f"/aws/lambda/{name}", filterPattern=f'"SIDE-EFFECT"'):
+            messages += [e["message"] for e in page["events"] if tag in e["message"]]
+        return {step: sum(f"SIDE-EFFECT {step} {tag}" in m for m in messages) for step in ("first", "second")}
+
+
+class DurableWorkflowTests(DurableMixin, h.LaminaTestCase):
+
+    def test_two_steps_a_wait_and_a_callback_from_the_aws_cli(self):
+        name = self.fn_name()
+        self.create_workflow(self.lam, name)
+        self.addCleanup(self._delete_quietly, name)
+        config = self.lam.get_function_configuration(FunctionName=name)
+        self.assertEqual(config["DurableConfig"], {"ExecutionTimeout": 300, "RetentionPeriodInDays": 1})
+        tag = uuid.uuid4().hex[:8]
+        arn = self.start(self.lam, name, f"order-{tag}", {"tag": tag, "n": 4})
+
+        # Suspended in the wait: RUNNING, no environment busy, and the wait lasts its 5 seconds.
+        callback_id = self.callback_id(self.lam, arn)
+        execution = self.lam.get_durable_execution(DurableExecutionArn=arn)
+        self.assertEqual((execution["Status"], execution["DurableExecutionName"], execution["Version"]), ("RUNNING", f"order-{tag}", "$LATEST"))
+        self.assertEqual(json.loads(execution["InputPayload"]), {"tag": tag, "n": 4})
+        events = self.history(self.lam, arn)
+        kinds = [e["EventType"] for e in events]
+        for expected in ("ExecutionStarted", "StepSucceeded", "WaitStarted", "WaitSucceeded", "CallbackStarted", "InvocationCompleted"):
+            self.assertIn(expected, kinds)
+        # The two steps, then waitForCallback's own child context and submitter step.
+        self.assertEqual([e.get("Name") for e in events if e["EventType"] == "StepSucceeded"][:2], ["first", "second"], events)
+        self.assertIn("ContextStarted", kinds)
+        waited = [e for e in events if e["EventType"] in ("WaitStarted", "WaitSucceeded")]
+        self.assertGreaterEqual((waited[1]["EventTimestamp"] - waited[0]["EventTimestamp"]).total_seconds(), 4.9)
+        self.assertEqual([e["EventId"] for e in events], list(range(1, len(events) + 1)))
+
+        sent = self.server.aws_cli("lambda", "send-durable-execution-callback-success", "--callback-id", callback_id, "--result", '{"approved": true}')
+        self.assertEqual(sent.rc, 0, sent)
+        done = poll(lambda: self.lam.get_durable_execution(DurableExecutionArn=arn), lambda e: e["Status"] != "RUNNING", 60)
+        self.assertEqual(done["Status"], "SUCCEEDED", done)
+        self.assertEqual(json.loads(done["Result"]), {"first": {"n": 5}, "second": 50, "approval": {"approved": True}})
+        self.assertIn("EndTimestamp", done)
+
+        # Replays did not run the steps again.
+        logs = h.boto3_client(self.server.url, "logs")
+        self.assertEqual(poll(lambda: self.side_effects(logs, name, tag), lambda c: c["second"] >= 1), {"first": 1, "second": 1})
+
+        # Completed callbacks are refused; the same name is the same execution.
+        self.assertAwsError(lambda: self.lam.send_durable_execution_callback_success(CallbackId=callback_id, Result=b"1"), 400,
+                            "InvalidParameterValueException")
+        again = self.lam.invoke(FunctionName=name, InvocationType="Event", DurableExecutionName=f"order-{tag}",
+                                Payload=json.dumps({"tag": tag, "n": 4}).encode())
+        self.assertEqual(again["DurableExecutionArn"], arn)
+        self.assertAwsError(lambda: self.lam.invoke(FunctionName=name, InvocationType="Event", DurableExecutionName=f"order-{tag}",
+                                                    Payload=b'{"other": 1}'), 409, "DurableExecutionAlreadyStartedException")
+        listed = self.lam.list_durable_executions_by_function(FunctionName=name)["DurableExecutions"]
+        self.assertEqual([(e["DurableExecutionArn"], e["Status"]) for e in listed], [(arn, "SUCCEEDED")])
+        self.assertEqual(self.lam.list_durable_executions_by_function(FunctionName=name, Statuses=["RUNNING"])["DurableExecutions"], [])
+        final = self.history(self.lam, arn)
+        self.assertEqual(final[-1]["EventType"], "ExecutionSucceeded")
+        self.assertNotIn("Payload", self.lam.get_durable_execution_history(DurableExecutionArn=arn)["Events"][-1]["ExecutionSucceededDetails"]["Result"])
+
+    def test_synchronous_invoke_waits_for_the_result(self):
+        name = self.fn_name()
+        self.create_workflow(self.lam, name)
+        self.addCleanup(self._delete_quietly, name)
+        tag = uuid.uuid4().hex[:8]
+        answer: dict = {}
+
+        def invoke():
+            answer["response"] = self.lam.invoke(FunctionName=name, DurableExecutionName=f"sync-{tag}",
+                                                 Payload=json.dumps({"tag": tag, "n": 7, "waitSeconds": 1}).encode())
+            answer["payload"] = answer["response"]["Payload"].read()
+
+        caller = threading.Thread(target=invoke, daemon=True)
+        caller.start()
+        listed = poll(lambda: self.lam.list_durable_executions_by_function(FunctionName=name, DurableExecutionName=f"sync-{tag}")["DurableExecutions"],
+                      lambda found: len(found) == 1)
+        arn = listed[0]["DurableExecutionArn"]
+        callback_id = self.callback_id(self.lam, arn)
+        self.assertTrue(caller.is_alive())  # still waiting for the execution's end
+        self.lam.send_durable_execution_callback_heartbeat(CallbackId=callback_id)
+        self.lam.send_durable_execution_callback_success(CallbackId=callback_id, Result=b'"yes"')
+        caller.join(60)
+        self.assertFalse(caller.is_alive())
+        response = answer["response"]
+        self.assertEqual((response["StatusCode"], response["DurableExecutionArn"], response["ExecutedVersion"]), (200, arn, "$LATEST"))
+        self.assertNotIn("FunctionError", response)
+        self.assertEqual(json.loads(answer["payload"]), {"first": {"n": 8}, "second": 80, "approval": "yes"})
+
+    def test_failed_and_timed_out_callbacks_and_the_execution_timeout(self):
+        name = self.fn_name()
+        self.create_workflow(self.lam, name)
+        self.addCleanup(self._delete_quietly, name)
+        tag = uuid.uuid4().hex[:8]
+        failed = self.start(self.lam, name, f"fail-{tag}", {"tag": tag, "n": 1, "waitSeconds": 1})
+        timed_out = self.start(self.lam, name, f"late-{tag}", {"tag": tag, "n": 1, "waitSeconds": 1, "callbackTimeout": 1})
+        callback_id = self.callback_id(self.lam, failed)
+        self.lam.send_durable_execution_callback_failure(CallbackId=callback_id, Error={"ErrorType": "Rejected", "ErrorMessage": "no thanks"})
+        done = poll(lambda: self.lam.get_durable_execution(DurableExecutionArn=failed), lambda e: e["Status"] != "RUNNING", 60)
+        self.assertEqual(done["Status"], "FAILED", done)
+        self.assertIn("no thanks", json.dumps(done["Error"]))
+        self.assertIn("CallbackFailed", [e["EventType"] for e in self.history(self.lam, failed)])
+
+        done = poll(lambda: self.lam.get_durable_execution(DurableExecutionArn=timed_out), lambda e: e["Status"] != "RUNNING", 60)
+        self.assertEqual(done["Status"], "FAILED", done)
+        self.assertIn("CallbackTimedOut", [e["EventType"] for e in self.history(self.lam, timed_out)])
+        late = self.callback_id(self.lam, timed_out)
+        self.assertAwsError(lambda: self.lam.send_durable_execution_callback_success(CallbackId=late, Result=b"1"), 400, "CallbackTimeoutException")
+
+        short = self.fn_name("short")
+        self.create_workflow(self.lam, short, ExecutionTimeout=2)
+        self.addCleanup(self._delete_quietly, short)
+        arn = self.start(self.lam, short, f"short-{tag}", {"tag": tag, "n": 1, "waitSeconds": 30})
+        done = poll(lambda: self.lam.get_durable_execution(DurableExecutionArn=arn), lambda e: e["Status"] != "RUNNING", 60)
+        self.assertEqual(done["Status"], "TIMED_OUT", done)
+        self.assertEqual(self.history(self.lam, arn)[-1]["EventType"], "ExecutionTimedOut")
+        self.assertGreaterEqual((done["EndTimestamp"] - done["StartTimestamp"]).total_seconds(), 1.9)
+
+    def test_stop_and_errors(self):
+        name = self.fn_name()
+        self.create_workflow(self.lam, name)
+        self.addCleanup(self._delete_quietly, name)
+        tag = uuid.uuid4().hex[:8]
+        arn = self.start(self.lam, name, f"stop-{tag}", {"tag": tag, "n": 1, "waitSeconds": 60})
+        poll(lambda: self.history(self.lam, arn), lambda ev: any(e["EventType"] == "WaitStarted" for e in ev))
+        stopped = self.lam.stop_durable_execution(DurableExecutionArn=arn, Error={"ErrorType": "Operator", "ErrorMessage": "enough"})
+        self.assertIn("StopTimestamp", stopped)
+        execution = self.lam.get_durable_execution(DurableExecutionArn=arn)
+        self.assertEqual(execution["Status"], "STOPPED")
+        self.assertEqual(execution["Error"], {"ErrorType": "Operator", "ErrorMessage": "enough"})
+        self.assertEqual(self.history(self.lam, arn)[-1]["EventType"], "ExecutionStopped")
+        self.assertAwsError(lambda: self.lam.stop_durable_execution(DurableExecutionArn=arn), 400, "InvalidParameterValueException")
+        self.assertAwsError(lambda: self.lam.invoke_with_response_stream(FunctionName=name, Payload=b"{}"), 400, "InvalidParameterValueException")
+
+        missing = arn.rsplit("/", 1)[0] + "/" + uuid.uuid4().hex
+        self.assertAwsError(lambda: self.lam.get_durable_execution(DurableExecutionArn=missing), 404, "ResourceNotFoundException")
+        self.assertAwsError(lambda: self.lam.get_durable_execution_history(DurableExecutionArn=missing), 404, "ResourceNotFoundException")
+        self.assertAwsError(lambda: self.lam.checkpoint_durable_execution(DurableExecutionArn=arn, CheckpointToken="AAAA"), 400,
+                            "InvalidParameterValueException", message_contains="Invalid Checkpoint Token")
+        self.assertAwsError(lambda: self.lam.get_durable_execution_state(DurableExecutionArn=arn, CheckpointToken="AAAA"), 400,
+                            "InvalidParameterValueException")
+        self.assertAwsError(lambda: self.lam.send_durable_execution_callback_success(CallbackId="Tm9TdWNoQ2FsbGJhY2s=", Result=b"1"), 400,
+                            "InvalidParameterValueException")
+        self.assertAwsError(lambda: self.lam.list_durable_executions_by_function(FunctionName=self.fn_name("missing")), 404,
+                            "ResourceNotFoundException")
+        raw = self.server.raw("GET", "/2025-12-01/durable-executions/not-an-arn")
+        self.assertRawError(raw, 400, "InvalidParameterValueException")
+        self.assertAwsError(lambda: self.lam.create_function(FunctionName=self.fn_name("bad"), Runtime="nodejs22.x", Role=h.ROLE,
+                                                             Handler="index.handler", Code={"ZipFile": h.make_zip({"index.mjs": ""})},
+                                                             DurableConfig={"RetentionPeriodInDays": 91}), 400, "InvalidParameterValueException")
+
+    def test_a_plain_function_refuses_an_execution_name(self):
+        name = self.fn_name()
+        self.create_function(h.make_zip({"app.py": "def handler(event, context):\n    return 1\n"}), name=name)
+        self.assertNotIn("DurableConfig", self.lam.get_function_configuration(FunctionName=name))
+        self.assertAwsError(lambda: self.lam.invoke(FunctionName=name, DurableExecutionName="x", Payload=b"{}"), 400,
+                            "InvalidParameterValueException")
+
+
+class DurableCrashTests(DurableMixin, unittest.TestCase):
+
+    @h.slow
+    def test_kill_9_during_the_wait_then_the_js_sdk_completes_the_callback(self):
+        if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
+            self.skipTest("needs a server of its own")
+        data_dir = Path(tempfile.mkdtemp(prefix="lamina-it-durable-"))
+        self.addCleanup(shutil.rmtree, data_dir, True)
+        name = "durable-crash-" + uuid.uuid4().hex[:6]
+        tag = uuid.uuid4().hex[:8]
+        first = h.LaminaServer("durable-1", data_dir=data_dir).start()
+        try:
+            lam = h.boto3_client(first.url, "lambda")
+            self.create_workflow(lam, name)
+            arn = self.start(lam, name, f"crash-{tag}", {"tag": tag, "n": 2})
+            poll(lambda: self.history(lam, arn), lambda ev: any(e["EventType"] == "WaitStarted" for e in ev))
+        finally:
+            first.kill()
+        second = h.LaminaServer("durable-2", data_dir=data_dir).start()
+        try:
+            lam = h.boto3_client(second.url, "lambda")
+            self.assertEqual(lam.get_durable_execution(DurableExecutionArn=arn)["Status"], "RUNNING")
+            callback_id = self.callback_id(lam, arn)
+            script = data_dir / "callback.cjs"
+            script.write_text(JS_CALLBACK)
+            done = subprocess.run(["node", str(script), second.url, callback_id, '{"approved": "after a crash"}'], capture_output=True, text=True,
+                                  timeout=60, env={**os.environ, "NODE_PATH": str(h.js_sdk_modules())})
+            self.assertEqual(done.returncode, 0, done.stderr)
+            execution = poll(lambda: lam.get_durable_execution(DurableExecutionArn=arn), lambda e: e["Status"] != "RUNNING", 60)
+            self.assertEqual(execution["Status"], "SUCCEEDED", execution)
+            self.assertEqual(json.loads(execution["Result"]), {"first": {"n": 3}, "second": 30, "approval": {"approved": "after a crash"}})
+            logs = h.boto3_client(second.url, "logs")
+            self.assertEqual(poll(lambda: self.side_effects(logs, name, tag), lambda c: c["second"] >= 1), {"first": 1, "second": 1})
+        finally:
+            second.stop()
