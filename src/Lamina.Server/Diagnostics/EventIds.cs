@@ -92,4 +92,13 @@ internal static class EventIds
 
     // 12xxx web console and its metrics history
     public const int MetricsHistoryFull = 12000;
+
+    // 14xxx cluster: PostgreSQL store, notifications, node heartbeats, leases (issue #25)
+    public const int ClusterConnected = 14000;
+    public const int ClusterListenFailed = 14001;
+    public const int ClusterHeartbeatFailed = 14002;
+    public const int ClusterFunctionReloadFailed = 14003;
+    public const int ClusterEventsReclaimed = 14004;
+    public const int ClusterLeaseAcquired = 14005;
+    public const int ClusterLeaseLost = 14006;
 }
