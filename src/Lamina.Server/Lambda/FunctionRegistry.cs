@@ -720,14 +720,15 @@ internal sealed class FunctionRegistry : IDisposable
             return;
         }
         _cluster = cluster;
+        // Raised on a socket's I/O thread: the reload (blocking statements) runs on the thread pool.
         cluster.Notified += (channel, subject) =>
         {
             if (channel == ClusterNode.FunctionsChannel)
             {
-                _ = ReloadAsync(subject);
+                _ = Task.Run(() => ReloadAsync(subject));
             }
         };
-        cluster.Reconnected += () => _ = ReloadAsync(null);
+        cluster.Reconnected += () => _ = Task.Run(() => ReloadAsync(null));
     }
 
     /// <summary>Rereads one function (or, with null, all) from the store and makes it current, as another node left it.</summary>
@@ -759,7 +760,9 @@ internal sealed class FunctionRegistry : IDisposable
         try
         {
             _clusterLock = await ClusterLock.AcquireAsync(RequireStore().Database, ClusterLock.Functions);
-            ApplyStored(name);
+            // Npgsql's awaits may resume on a socket's I/O thread (inline completions, Hosting/IoThreads.cs), where a
+            // blocking statement would wait for the very thread it blocks: the reread runs on the thread pool.
+            await Task.Run(() => ApplyStored(name), CancellationToken.None);
         }
         catch
         {
@@ -785,6 +788,7 @@ internal sealed class FunctionRegistry : IDisposable
         }
         finally
         {
+            await ClusterLock.LeaveIoThread(); // the events and what follows the write run on the pool
             await ExitLocalAsync();
         }
     }

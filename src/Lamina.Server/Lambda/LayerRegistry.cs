@@ -120,10 +120,10 @@ internal sealed class LayerRegistry : IDisposable
         {
             if (channel == ClusterNode.LayersChannel)
             {
-                _ = ReloadAsync();
+                _ = Task.Run(ReloadAsync); // off the socket's I/O thread: Load blocks
             }
         };
-        cluster.Reconnected += () => _ = ReloadAsync();
+        cluster.Reconnected += () => _ = Task.Run(ReloadAsync);
     }
 
     private async Task ReloadAsync()
@@ -153,7 +153,7 @@ internal sealed class LayerRegistry : IDisposable
         try
         {
             _clusterLock = await ClusterLock.AcquireAsync(_store.Database, ClusterLock.Layers);
-            Load();
+            await Task.Run(Load, CancellationToken.None); // see FunctionRegistry.EnterWriteAsync
         }
         catch
         {
@@ -181,5 +181,6 @@ internal sealed class LayerRegistry : IDisposable
         {
             _writeLock.Release();
         }
+        await ClusterLock.LeaveIoThread();
     }
 }

@@ -14,6 +14,19 @@ internal static class ClusterLock
     public const long Functions = 0x6c616d696e6166;
     public const long Layers = 0x6c616d696e616c;
 
+    /// <summary>
+    /// Continues on the thread pool when on a socket's I/O thread. Npgsql's awaits resume where the socket completed
+    /// (inline completions, Hosting/IoThreads.cs); what follows a write (the response, more statements) belongs on
+    /// the pool, never on the thread every socket's completions wait for.
+    /// </summary>
+    public static async ValueTask LeaveIoThread()
+    {
+        if (!Thread.CurrentThread.IsThreadPoolThread)
+        {
+            await Task.Yield();
+        }
+    }
+
     /// <summary>Takes the lock (waiting for another node's write to end); null on a single machine.</summary>
     public static async Task<NpgsqlTransaction?> AcquireAsync(Database database, long key)
     {
