@@ -6,9 +6,11 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
 . "$root/eng/prereqs.sh"
 # The tests also drive Debian's AWS CLI v2 (/usr/bin/aws), besides the pip-installed CLI v1 and boto3, and the web
-# console in Debian's headless Chromium through chromium-driver and python3-selenium (test_console).
+# console in Debian's headless Chromium through chromium-driver and python3-selenium (test_console), and test_cluster
+# starts Debian's PostgreSQL 15 and nginx (issue #25).
 lamina_require_packages /usr/bin/aws:awscli /usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-driver \
-  /usr/lib/python3/dist-packages/selenium/__init__.py:python3-selenium
+  /usr/lib/python3/dist-packages/selenium/__init__.py:python3-selenium \
+  /usr/lib/postgresql/15/bin/initdb:postgresql-15 /usr/sbin/nginx:nginx-light
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT

@@ -49,8 +49,29 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
 
     public AsyncDispatcher(AsyncEventStore store, FunctionRegistry registry, Invoker invoker, ConcurrencyLimiter limiter,
         IOptions<LaminaOptions> options, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<AsyncDispatcher> logger, Diagnostics.LaminaMetrics metrics,
-        Sqs.QueueStore queues, IServiceProvider services)
+        Sqs.QueueStore queues, IServiceProvider services, Storage.ClusterNode cluster)
     {
+        if (cluster.Enabled)
+        {
+            // Another node queued events: look now rather than at the next poll. And events a dead node had claimed
+            // go back to the queue once its heartbeat lapsed (issue #25).
+            cluster.Notified += (channel, _) =>
+            {
+                if (channel == Storage.ClusterNode.AsyncChannel)
+                {
+                    Wake();
+                }
+            };
+            cluster.Heartbeat += async () =>
+            {
+                var reclaimed = await store.ReclaimAsync();
+                if (reclaimed > 0)
+                {
+                    Log.Reclaimed(logger, reclaimed);
+                    Wake();
+                }
+            };
+        }
         _metrics = metrics;
         _queues = queues;
         _services = services;
@@ -504,6 +525,9 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
 
     private static partial class Log
     {
+        [LoggerMessage(EventId = Diagnostics.EventIds.ClusterEventsReclaimed, Level = LogLevel.Warning, Message = "{Count} asynchronous events claimed by a node that stopped beating are queued again")]
+        public static partial void Reclaimed(ILogger logger, int count);
+
         [LoggerMessage(EventId = Diagnostics.EventIds.AsyncRedelivering, Level = LogLevel.Information, Message = "Redelivering {Count} async events that were running when the server stopped")]
         public static partial void Redelivering(ILogger logger, int count);
 

@@ -1,3 +1,4 @@
+using System.Data.Common;
 using System.Globalization;
 using Lamina.Server.Hosting;
 using Lamina.Server.Storage;
@@ -25,38 +26,96 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
     private SqliteConnection? _connection;
     private GroupCommitWriter? _writer;
 
-    public AsyncEventStore(IOptions<LaminaOptions> options, ILogger<AsyncEventStore> logger)
+    // A cluster node (issue #25): the queue is the cluster's PostgreSQL table, claimed with FOR UPDATE SKIP LOCKED.
+    private readonly Database? _database;
+    private readonly string _nodeId;
+    private PostgresWriter? _postgres;
+
+    public AsyncEventStore(IOptions<LaminaOptions> options, ILogger<AsyncEventStore> logger, Database? database = null)
     {
         _path = Path.Combine(options.Value.DataDirectory, "async.db");
         _logger = logger;
+        _database = database is { IsPostgres: true } ? database : null;
+        _nodeId = options.Value.EffectiveNodeId;
     }
+
+    /// <summary>Whether the queue is the cluster's (PostgreSQL) rather than this node's file.</summary>
+    public bool IsShared => _database is not null;
+
+    // The table, in SQLite's words (Sql.ForPostgres maps them for a cluster).
+    private const string Schema = """
+        CREATE TABLE IF NOT EXISTS events (
+            id               TEXT    NOT NULL PRIMARY KEY,  -- the request id the caller got
+            function_name    TEXT    NOT NULL,
+            qualifier        TEXT,                          -- as invoked; resolved again on every attempt
+            invoked_arn      TEXT    NOT NULL,
+            payload          BLOB    NOT NULL,
+            trace_id         TEXT    NOT NULL,
+            created_ms       INTEGER NOT NULL,              -- when it was accepted (its age counts from here)
+            state            INTEGER NOT NULL,              -- 0 queued, 1 leased (running), 2 failed (kept for operators)
+            attempts         INTEGER NOT NULL DEFAULT 0,    -- invocations that ended in a function error
+            due_ms           INTEGER NOT NULL,              -- not before (retry delays, throttle backoff)
+            condition        TEXT,                          -- failed: RetriesExhausted or EventAgeExceeded
+            last_error       TEXT,                          -- the last function error's body, or why it failed
+            failed_ms        INTEGER
+        );
+        CREATE INDEX IF NOT EXISTS events_due ON events (state, due_ms);
+        """;
+
+    private int OpenShared(Database database)
+    {
+        using var connection = database.Postgres!.OpenConnection();
+        using (var transaction = connection.BeginTransaction())
+        {
+            // Nodes starting together create the table once.
+            Execute(connection, "SELECT pg_advisory_xact_lock(30506420032921969);"); // "laminaq" in ASCII
+            Execute(connection, Sql.ForPostgres(Schema));
+            // Which node claimed a running event: when that node stops beating, the others put it back.
+            Execute(connection, "ALTER TABLE events ADD COLUMN IF NOT EXISTS leased_by TEXT;");
+            transaction.Commit();
+        }
+        // What this node claimed before it restarted was interrupted: back to the queue, no attempt spent.
+        using var reset = connection.CreateCommand();
+        reset.CommandText = "UPDATE events SET state = 0, leased_by = NULL WHERE state = 1 AND leased_by = @node;";
+        reset.Add("@node", _nodeId);
+        var returned = reset.ExecuteNonQuery();
+        _postgres = new PostgresWriter(database.Postgres, MaxBatch, failure =>
+        {
+            if (failure is not null)
+            {
+                Log.WriteFailed(_logger, failure.Message);
+            }
+        });
+        return returned;
+    }
+
+    /// <summary>
+    /// A cluster node: puts back the events claimed by nodes whose heartbeat lapsed (they died while running them;
+    /// at-least-once, so they run again elsewhere, no attempt spent). Returns how many.
+    /// </summary>
+    public Task<int> ReclaimAsync() => Run(connection =>
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = """
+            UPDATE events SET state = 0, leased_by = NULL
+             WHERE state = 1 AND leased_by IS NOT NULL
+               AND leased_by NOT IN (SELECT node_id FROM cluster_nodes WHERE expires_at > now());
+            """;
+        return command.ExecuteNonQuery();
+    });
 
     /// <summary>Opens (creating) the file, returns every leased event to the queue (a crash left them), starts the writer.</summary>
     public int Open()
     {
+        if (_database is { } shared)
+        {
+            return OpenShared(shared);
+        }
         Directory.CreateDirectory(Path.GetDirectoryName(_path)!);
         var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = _path, Pooling = false, DefaultTimeout = 30 }.ToString());
         connection.Open();
-        Execute(connection, """
-            PRAGMA journal_mode=WAL;
-            PRAGMA synchronous=FULL;
-            CREATE TABLE IF NOT EXISTS events (
-                id               TEXT    NOT NULL PRIMARY KEY,  -- the request id the caller got
-                function_name    TEXT    NOT NULL,
-                qualifier        TEXT,                          -- as invoked; resolved again on every attempt
-                invoked_arn      TEXT    NOT NULL,
-                payload          BLOB    NOT NULL,
-                trace_id         TEXT    NOT NULL,
-                created_ms       INTEGER NOT NULL,              -- when it was accepted (its age counts from here)
-                state            INTEGER NOT NULL,              -- 0 queued, 1 leased (running), 2 failed (kept for operators)
-                attempts         INTEGER NOT NULL DEFAULT 0,    -- invocations that ended in a function error
-                due_ms           INTEGER NOT NULL,              -- not before (retry delays, throttle backoff)
-                condition        TEXT,                          -- failed: RetriesExhausted or EventAgeExceeded
-                last_error       TEXT,                          -- the last function error's body, or why it failed
-                failed_ms        INTEGER
-            );
-            CREATE INDEX IF NOT EXISTS events_due ON events (state, due_ms);
-            """);
+        Execute(connection, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
+        Execute(connection, Schema);
         // Nothing runs before the dispatcher starts: a leased event is one a crash interrupted. Redelivered; the crash
         // was a system error, so no attempt is spent.
         using var reset = connection.CreateCommand();
@@ -77,6 +136,14 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
     public Task EnqueueAsync(AsyncEvent e) => Run(connection =>
     {
         Insert(connection, e);
+        if (IsShared)
+        {
+            // Wakes the other nodes' dispatchers (sent at commit, once per batch: PostgreSQL folds equal notifications).
+            using var notify = connection.CreateCommand();
+            notify.CommandText = "SELECT pg_notify('" + ClusterNode.AsyncChannel + "', @payload);";
+            notify.Add("@payload", _nodeId + "|");
+            notify.ExecuteNonQuery();
+        }
         return true;
     });
 
@@ -84,11 +151,33 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
     public Task<List<AsyncEvent>> LeaseDueAsync(long nowMs, int limit) => Run(connection =>
     {
         var events = new List<AsyncEvent>();
+        if (IsShared)
+        {
+            // Several nodes claim at once: each skips the rows another is claiming, and marks its own as its.
+            using var claim = connection.CreateCommand();
+            claim.CommandText = $"""
+                UPDATE events SET state = 1, leased_by = @node
+                 WHERE id IN (SELECT id FROM events WHERE state = 0 AND due_ms <= @now ORDER BY due_ms LIMIT @limit FOR UPDATE SKIP LOCKED)
+                RETURNING {Columns};
+                """;
+            claim.Add("@node", _nodeId);
+            claim.Add("@now", nowMs);
+            claim.Add("@limit", limit);
+            using (var reader = claim.ExecuteReader())
+            {
+                while (reader.Read())
+                {
+                    events.Add(Read(reader));
+                }
+            }
+            events.Sort(static (a, b) => a.DueMs.CompareTo(b.DueMs));
+            return events;
+        }
         using (var select = connection.CreateCommand())
         {
-            select.CommandText = $"SELECT {Columns} FROM events WHERE state = 0 AND due_ms <= $now ORDER BY due_ms LIMIT $limit;";
-            select.Parameters.AddWithValue("$now", nowMs);
-            select.Parameters.AddWithValue("$limit", limit);
+            select.CommandText = $"SELECT {Columns} FROM events WHERE state = 0 AND due_ms <= @now ORDER BY due_ms LIMIT @limit;";
+            select.Add("@now", nowMs);
+            select.Add("@limit", limit);
             using var reader = select.ExecuteReader();
             while (reader.Read())
             {
@@ -96,8 +185,8 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
             }
         }
         using var lease = connection.CreateCommand();
-        lease.CommandText = "UPDATE events SET state = 1 WHERE id = $id;";
-        var id = lease.Parameters.Add("$id", SqliteType.Text);
+        lease.CommandText = "UPDATE events SET state = 1 WHERE id = @id;";
+        var id = lease.Add("@id", "");
         foreach (var e in events)
         {
             id.Value = e.Id;
@@ -118,11 +207,11 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
     public Task RequeueAsync(string id, long dueMs, int attempts, string? lastError) => Run(connection =>
     {
         using var command = connection.CreateCommand();
-        command.CommandText = "UPDATE events SET state = 0, due_ms = $due, attempts = $attempts, last_error = $error WHERE id = $id;";
-        command.Parameters.AddWithValue("$id", id);
-        command.Parameters.AddWithValue("$due", dueMs);
-        command.Parameters.AddWithValue("$attempts", attempts);
-        command.Parameters.AddWithValue("$error", (object?)lastError ?? DBNull.Value);
+        command.CommandText = "UPDATE events SET state = 0, due_ms = @due, attempts = @attempts, last_error = @error" + (IsShared ? ", leased_by = NULL" : "") + " WHERE id = @id;";
+        command.Add("@id", id);
+        command.Add("@due", dueMs);
+        command.Add("@attempts", attempts);
+        command.Add("@error", (object?)lastError ?? DBNull.Value);
         command.ExecuteNonQuery();
         return true;
     });
@@ -138,19 +227,19 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
             if (failure is { } f)
             {
                 command.CommandText = """
-                    UPDATE events SET state = 2, attempts = $attempts, condition = $condition, last_error = $error, failed_ms = $failed
-                    WHERE id = $id;
+                    UPDATE events SET state = 2, attempts = @attempts, condition = @condition, last_error = @error, failed_ms = @failed
+                    WHERE id = @id;
                     """;
-                command.Parameters.AddWithValue("$attempts", f.Attempts);
-                command.Parameters.AddWithValue("$condition", f.Condition);
-                command.Parameters.AddWithValue("$error", (object?)f.LastError ?? DBNull.Value);
-                command.Parameters.AddWithValue("$failed", f.FailedMs);
+                command.Add("@attempts", f.Attempts);
+                command.Add("@condition", f.Condition);
+                command.Add("@error", (object?)f.LastError ?? DBNull.Value);
+                command.Add("@failed", f.FailedMs);
             }
             else
             {
-                command.CommandText = "DELETE FROM events WHERE id = $id;";
+                command.CommandText = "DELETE FROM events WHERE id = @id;";
             }
-            command.Parameters.AddWithValue("$id", id);
+            command.Add("@id", id);
             command.ExecuteNonQuery();
         }
         foreach (var delivery in deliveries)
@@ -164,8 +253,8 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
     public Task<int> DeleteFunctionAsync(string function) => Run(connection =>
     {
         using var command = connection.CreateCommand();
-        command.CommandText = "DELETE FROM events WHERE function_name = $function AND state <> 1;";
-        command.Parameters.AddWithValue("$function", function);
+        command.CommandText = "DELETE FROM events WHERE function_name = @function AND state <> 1;";
+        command.Add("@function", function);
         return command.ExecuteNonQuery();
     });
 
@@ -178,12 +267,12 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
         using var command = connection.CreateCommand();
         command.CommandText = $"""
             SELECT {Columns} FROM events
-            WHERE ($function IS NULL OR function_name = $function) AND ($state IS NULL OR state = $state)
-            ORDER BY created_ms, id LIMIT $limit;
+            WHERE (CAST(@function AS TEXT) IS NULL OR function_name = @function) AND (CAST(@state AS INTEGER) IS NULL OR state = @state)
+            ORDER BY created_ms, id LIMIT @limit;
             """;
-        command.Parameters.AddWithValue("$function", (object?)function ?? DBNull.Value);
-        command.Parameters.AddWithValue("$state", state is { } s ? (int)s : DBNull.Value);
-        command.Parameters.AddWithValue("$limit", limit);
+        command.Add("@function", (object?)function ?? DBNull.Value);
+        command.Add("@state", state is { } s ? (int)s : DBNull.Value);
+        command.Add("@limit", limit);
         using var reader = command.ExecuteReader();
         var events = new List<AsyncEvent>();
         while (reader.Read())
@@ -196,8 +285,8 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
     public Task<AsyncEvent?> GetAsync(string id) => Run(connection =>
     {
         using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {Columns} FROM events WHERE id = $id;";
-        command.Parameters.AddWithValue("$id", id);
+        command.CommandText = $"SELECT {Columns} FROM events WHERE id = @id;";
+        command.Add("@id", id);
         using var reader = command.ExecuteReader();
         return reader.Read() ? Read(reader) : null;
     });
@@ -207,12 +296,12 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
     {
         using var command = connection.CreateCommand();
         command.CommandText = """
-            UPDATE events SET state = 0, attempts = 0, due_ms = $now, created_ms = $now, condition = NULL, failed_ms = NULL
-            WHERE state = 2 AND ($id IS NULL OR id = $id) AND ($function IS NULL OR function_name = $function);
+            UPDATE events SET state = 0, attempts = 0, due_ms = @now, created_ms = @now, condition = NULL, failed_ms = NULL
+            WHERE state = 2 AND (CAST(@id AS TEXT) IS NULL OR id = @id) AND (CAST(@function AS TEXT) IS NULL OR function_name = @function);
             """;
-        command.Parameters.AddWithValue("$id", (object?)id ?? DBNull.Value);
-        command.Parameters.AddWithValue("$function", (object?)function ?? DBNull.Value);
-        command.Parameters.AddWithValue("$now", nowMs);
+        command.Add("@id", (object?)id ?? DBNull.Value);
+        command.Add("@function", (object?)function ?? DBNull.Value);
+        command.Add("@now", nowMs);
         return command.ExecuteNonQuery();
     });
 
@@ -220,9 +309,9 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
     public Task<int> PurgeAsync(string? id, string? function) => Run(connection =>
     {
         using var command = connection.CreateCommand();
-        command.CommandText = "DELETE FROM events WHERE state = 2 AND ($id IS NULL OR id = $id) AND ($function IS NULL OR function_name = $function);";
-        command.Parameters.AddWithValue("$id", (object?)id ?? DBNull.Value);
-        command.Parameters.AddWithValue("$function", (object?)function ?? DBNull.Value);
+        command.CommandText = "DELETE FROM events WHERE state = 2 AND (CAST(@id AS TEXT) IS NULL OR id = @id) AND (CAST(@function AS TEXT) IS NULL OR function_name = @function);";
+        command.Add("@id", (object?)id ?? DBNull.Value);
+        command.Add("@function", (object?)function ?? DBNull.Value);
         return command.ExecuteNonQuery();
     });
 
@@ -230,8 +319,11 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
     public Task<(long Queued, long Failed)> CountAsync(string? function = null) => Run(connection =>
     {
         using var command = connection.CreateCommand();
-        command.CommandText = "SELECT COALESCE(SUM(state <> 2), 0), COALESCE(SUM(state = 2), 0) FROM events WHERE $function IS NULL OR function_name = $function;";
-        command.Parameters.AddWithValue("$function", (object?)function ?? DBNull.Value);
+        command.CommandText = """
+            SELECT CAST(COALESCE(SUM(CASE WHEN state <> 2 THEN 1 ELSE 0 END), 0) AS BIGINT), CAST(COALESCE(SUM(CASE WHEN state = 2 THEN 1 ELSE 0 END), 0) AS BIGINT)
+              FROM events WHERE CAST(@function AS TEXT) IS NULL OR function_name = @function;
+            """;
+        command.Add("@function", (object?)function ?? DBNull.Value);
         using var reader = command.ExecuteReader();
         reader.Read();
         return (reader.GetInt64(0), reader.GetInt64(1));
@@ -253,12 +345,16 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
         {
             await _writer.CompleteAsync();
         }
+        if (_postgres is not null)
+        {
+            await _postgres.CompleteAsync();
+        }
         _connection?.Dispose();
     }
 
     private const string Columns = "id, function_name, qualifier, invoked_arn, payload, trace_id, created_ms, state, attempts, due_ms, condition, last_error, failed_ms";
 
-    private static AsyncEvent Read(SqliteDataReader reader) => new()
+    private static AsyncEvent Read(DbDataReader reader) => new()
     {
         Id = reader.GetString(0),
         FunctionName = reader.GetString(1),
@@ -275,26 +371,26 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
         FailedMs = reader.IsDBNull(12) ? null : reader.GetInt64(12),
     };
 
-    private static void Insert(SqliteConnection connection, AsyncEvent e)
+    private static void Insert(DbConnection connection, AsyncEvent e)
     {
         using var command = connection.CreateCommand();
         command.CommandText = """
             INSERT INTO events (id, function_name, qualifier, invoked_arn, payload, trace_id, created_ms, state, attempts, due_ms)
-            VALUES ($id, $function, $qualifier, $arn, $payload, $trace, $created, 0, 0, $due)
+            VALUES (@id, @function, @qualifier, @arn, @payload, @trace, @created, 0, 0, @due)
             ON CONFLICT (id) DO NOTHING;
             """;
-        command.Parameters.AddWithValue("$id", e.Id);
-        command.Parameters.AddWithValue("$function", e.FunctionName);
-        command.Parameters.AddWithValue("$qualifier", (object?)e.Qualifier ?? DBNull.Value);
-        command.Parameters.AddWithValue("$arn", e.InvokedArn);
-        command.Parameters.AddWithValue("$payload", e.Payload);
-        command.Parameters.AddWithValue("$trace", e.TraceId);
-        command.Parameters.AddWithValue("$created", e.CreatedMs);
-        command.Parameters.AddWithValue("$due", e.DueMs);
+        command.Add("@id", e.Id);
+        command.Add("@function", e.FunctionName);
+        command.Add("@qualifier", (object?)e.Qualifier ?? DBNull.Value);
+        command.Add("@arn", e.InvokedArn);
+        command.Add("@payload", e.Payload);
+        command.Add("@trace", e.TraceId);
+        command.Add("@created", e.CreatedMs);
+        command.Add("@due", e.DueMs);
         command.ExecuteNonQuery();
     }
 
-    private static void Execute(SqliteConnection connection, string sql)
+    private static void Execute(DbConnection connection, string sql)
     {
         using var command = connection.CreateCommand();
         command.CommandText = sql;
@@ -302,8 +398,10 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
     }
 
     /// <summary>An operation, committed with whatever else waits (group commit); it completes once it is on disk.</summary>
-    private Task<T> Run<T>(Func<SqliteConnection, T> work) =>
-        _writer?.WriteAsync(scope => work(scope.Connection)) ?? Task.FromException<T>(new ObjectDisposedException(nameof(AsyncEventStore), "the async event store is closed"));
+    private Task<T> Run<T>(Func<DbConnection, T> work) =>
+        _postgres?.WriteAsync(work)
+        ?? _writer?.WriteAsync(scope => work(scope.Connection))
+        ?? Task.FromException<T>(new ObjectDisposedException(nameof(AsyncEventStore), "the async event store is closed"));
 
     private static partial class Log
     {

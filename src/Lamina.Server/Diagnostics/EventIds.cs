@@ -104,4 +104,13 @@ internal static class EventIds
     public const int DurableExecutionStarted = 13001;
     public const int DurableExecutionFinished = 13002;
     public const int DurableSweepFailed = 13003;
+
+    // 14xxx cluster: PostgreSQL store, notifications, node heartbeats, leases (issue #25)
+    public const int ClusterConnected = 14000;
+    public const int ClusterListenFailed = 14001;
+    public const int ClusterHeartbeatFailed = 14002;
+    public const int ClusterFunctionReloadFailed = 14003;
+    public const int ClusterEventsReclaimed = 14004;
+    public const int ClusterLeaseAcquired = 14005;
+    public const int ClusterLeaseLost = 14006;
 }

@@ -52,11 +52,26 @@ internal static class CommandLine
                 ? Single(r)
                 : Fail<string?>(r, $"--otlp-endpoint must be an http(s) URL, not '{Single(r)}'"),
         };
+        var database = new Option<string?>("--database")
+        {
+            Description = "Run as a cluster node on this PostgreSQL database (also $LAMINA_DATABASE); default: SQLite under --data",
+            HelpName = "postgresql://user:pass@host:port/db",
+            DefaultValueFactory = _ => Environment.GetEnvironmentVariable("LAMINA_DATABASE") is { Length: > 0 } fromEnvironment ? fromEnvironment : null,
+            CustomParser = r => Storage.PostgresUrl.TryParse(Single(r), out _, out var why) ? Single(r) : Fail<string?>(r, $"--database: {why}"),
+        };
+        var sharedDir = new Option<string?>("--shared-dir")
+        {
+            Description = "Directory every node mounts at the same path, for code and layers (default: --data)",
+            HelpName = "dir",
+            CustomParser = r => Path.GetFullPath(Single(r)),
+        };
+        var nodeId = new Option<string?>("--node-id") { Description = "This node's name in the cluster (default: host name and data directory)", HelpName = "name" };
         var publicMetrics = new Option<bool>("--public-metrics") { Description = "Serve /metrics without a signature even once access keys exist (for Prometheus scrapers)" };
 
         var serveCommand = new Command("serve", "Start the Lamina server (Lambda API, invoke, Runtime API, SQS, SNS, Logs, EventBridge)")
         {
             port, host, data, functionNetwork, accountConcurrency, memoryBudget, idleTimeout, asyncRetryDelay, logMaxMb, otlpEndpoint, publicMetrics,
+            database, sharedDir, nodeId,
         };
         serveCommand.SetAction((result, cancellationToken) => serve(new LaminaOptions
         {
@@ -71,6 +86,9 @@ internal static class CommandLine
             LogMaxMb = result.GetValue(logMaxMb),
             OtlpEndpoint = result.GetValue(otlpEndpoint),
             PublicMetrics = result.GetValue(publicMetrics),
+            Database = result.GetValue(database),
+            SharedDirectory = result.GetValue(sharedDir),
+            NodeId = result.GetValue(nodeId),
         }, cancellationToken));
         // Named as users type it (./lamina), not after the server's assembly as RootCommand would be.
         return new Command("lamina", Description)

@@ -96,6 +96,28 @@ public sealed class LaminaOptions
     /// </summary>
     public bool PublicMetrics { get; set; }
 
+    /// <summary>
+    /// The cluster's shared store (<c>--database postgresql://user:pass@host:port/db</c> or <c>LAMINA_DATABASE</c>,
+    /// issue #25): Lambda's control plane and the asynchronous queue live there, shared by every node. Null: the
+    /// single-machine default, SQLite files under <see cref="DataDirectory"/>.
+    /// </summary>
+    public string? Database { get; set; }
+
+    /// <summary>
+    /// Where code and layer zips and their extracted trees live (<c>--shared-dir</c>): a directory every node of a
+    /// cluster mounts at the same path. Null: <see cref="DataDirectory"/>.
+    /// </summary>
+    public string? SharedDirectory { get; set; }
+
+    /// <summary>
+    /// This node's name in the cluster (<c>--node-id</c>): the holder of its leases and claimed events. Stable across
+    /// restarts so that a node coming back releases what it held before. Default: host name and data directory.
+    /// </summary>
+    public string? NodeId { get; set; }
+
+    /// <summary>The node id in use: <see cref="NodeId"/>, else the host name and data directory.</summary>
+    public string EffectiveNodeId => NodeId ?? $"{Environment.MachineName}:{DataDirectory}";
+
     /// <summary>Bound on the Init phase (extensions, runtime, handler). Lambda's value is 10 s.</summary>
     public TimeSpan InitTimeout { get; set; } = TimeSpan.FromSeconds(10);
 

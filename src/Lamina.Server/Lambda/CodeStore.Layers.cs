@@ -32,7 +32,7 @@ internal sealed partial class CodeStore
     {
         Directory.CreateDirectory(OptRoot);
         var removed = 0;
-        foreach (var directory in new DirectoryInfo(OptRoot).EnumerateDirectories("tmp-*"))
+        foreach (var directory in new DirectoryInfo(OptRoot).EnumerateDirectories("tmp-*").Where(IsLeftover))
         {
             directory.Delete(recursive: true);
             removed++;

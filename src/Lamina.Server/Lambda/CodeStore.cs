@@ -65,9 +65,20 @@ internal sealed partial class CodeStore
 
     public CodeStore(IOptions<LaminaOptions> options, TimeProvider timeProvider)
     {
-        Root = Path.GetFullPath(Path.Combine(options.Value.DataDirectory, "code"));
+        // A cluster's nodes share the code (issue #25): one directory they all mount at the same path.
+        _shared = options.Value.SharedDirectory is not null;
+        Root = Path.GetFullPath(Path.Combine(options.Value.SharedDirectory ?? options.Value.DataDirectory, "code"));
         _timeProvider = timeProvider;
     }
+
+    private readonly bool _shared;
+
+    /// <summary>
+    /// Whether a <c>tmp-*</c> entry is what an interrupted upload or merge left. In a shared directory another node
+    /// may be writing it right now: only those untouched for an hour are.
+    /// </summary>
+    private bool IsLeftover(FileSystemInfo entry) =>
+        !_shared || _timeProvider.GetUtcNow().UtcDateTime - entry.LastWriteTimeUtc > TimeSpan.FromHours(1);
 
     public string Root { get; }
 
@@ -83,6 +94,10 @@ internal sealed partial class CodeStore
         var removed = 0;
         foreach (var entry in new DirectoryInfo(Root).EnumerateFileSystemInfos("tmp-*"))
         {
+            if (!IsLeftover(entry))
+            {
+                continue;
+            }
             if (entry is DirectoryInfo directory)
             {
                 directory.Delete(recursive: true);

@@ -3,6 +3,9 @@ using System.Collections.Immutable;
 using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 
+using Lamina.Server.Storage;
+using Npgsql;
+
 namespace Lamina.Server.Lambda;
 
 /// <summary>How a registry write ended.</summary>
@@ -128,7 +131,7 @@ internal sealed class FunctionRegistry : IDisposable
     public async Task<FunctionWrite> CreateAsync(FunctionConfig draft, IReadOnlyDictionary<string, string> tags, CancellationToken cancellationToken)
     {
         var store = RequireStore();
-        await _writeLock.WaitAsync(cancellationToken);
+        await EnterWriteAsync(draft.Name, cancellationToken);
         try
         {
             if (_functions.ContainsKey(draft.Name))
@@ -145,7 +148,7 @@ internal sealed class FunctionRegistry : IDisposable
         }
         finally
         {
-            _writeLock.Release();
+            await ExitWriteAsync(draft.Name);
         }
     }
 
@@ -160,7 +163,7 @@ internal sealed class FunctionRegistry : IDisposable
         var store = RequireStore();
         FunctionConfig previous;
         FunctionConfig current;
-        await _writeLock.WaitAsync(cancellationToken);
+        await EnterWriteAsync(name, cancellationToken);
         try
         {
             if (!_functions.TryGetValue(name, out var entry))
@@ -188,7 +191,7 @@ internal sealed class FunctionRegistry : IDisposable
         }
         finally
         {
-            _writeLock.Release();
+            await ExitWriteAsync(name);
         }
         Retired?.Invoke(previous);
         return new FunctionWrite(FunctionWriteStatus.Succeeded, current);
@@ -204,7 +207,7 @@ internal sealed class FunctionRegistry : IDisposable
     public async Task<FunctionWrite> PublishAsync(string name, string? expectedRevisionId, string? expectedCodeSha256, string? description, CancellationToken cancellationToken)
     {
         var store = RequireStore();
-        await _writeLock.WaitAsync(cancellationToken);
+        await EnterWriteAsync(name, cancellationToken);
         try
         {
             if (!_functions.TryGetValue(name, out var entry))
@@ -238,7 +241,7 @@ internal sealed class FunctionRegistry : IDisposable
         }
         finally
         {
-            _writeLock.Release();
+            await ExitWriteAsync(name);
         }
     }
 
@@ -250,7 +253,7 @@ internal sealed class FunctionRegistry : IDisposable
     {
         var store = RequireStore();
         FunctionConfig deleted;
-        await _writeLock.WaitAsync(cancellationToken);
+        await EnterWriteAsync(name, cancellationToken);
         try
         {
             if (!_functions.TryGetValue(name, out var entry))
@@ -278,7 +281,7 @@ internal sealed class FunctionRegistry : IDisposable
         }
         finally
         {
-            _writeLock.Release();
+            await ExitWriteAsync(name);
         }
         Retired?.Invoke(deleted);
         return (FunctionWriteStatus.Succeeded, []);
@@ -289,7 +292,7 @@ internal sealed class FunctionRegistry : IDisposable
     {
         var store = RequireStore();
         FunctionEntry? previous;
-        await _writeLock.WaitAsync(cancellationToken);
+        await EnterWriteAsync(name, cancellationToken);
         try
         {
             if (!_functions.TryGetValue(name, out previous))
@@ -306,7 +309,7 @@ internal sealed class FunctionRegistry : IDisposable
         }
         finally
         {
-            _writeLock.Release();
+            await ExitWriteAsync(name);
         }
         Deleted?.Invoke(name);
         foreach (var config in previous.AllConfigs)
@@ -323,7 +326,7 @@ internal sealed class FunctionRegistry : IDisposable
     public async Task<AliasWrite> CreateAliasAsync(string name, string aliasName, Func<FunctionEntry, AliasConfig?> build, CancellationToken cancellationToken)
     {
         var store = RequireStore();
-        await _writeLock.WaitAsync(cancellationToken);
+        await EnterWriteAsync(name, cancellationToken);
         try
         {
             if (!_functions.TryGetValue(name, out var entry))
@@ -345,7 +348,7 @@ internal sealed class FunctionRegistry : IDisposable
         }
         finally
         {
-            _writeLock.Release();
+            await ExitWriteAsync(name);
         }
     }
 
@@ -358,7 +361,7 @@ internal sealed class FunctionRegistry : IDisposable
         Func<FunctionEntry, AliasConfig, AliasConfig?> change, CancellationToken cancellationToken)
     {
         var store = RequireStore();
-        await _writeLock.WaitAsync(cancellationToken);
+        await EnterWriteAsync(name, cancellationToken);
         try
         {
             if (!_functions.TryGetValue(name, out var entry))
@@ -384,7 +387,7 @@ internal sealed class FunctionRegistry : IDisposable
         }
         finally
         {
-            _writeLock.Release();
+            await ExitWriteAsync(name);
         }
     }
 
@@ -392,7 +395,7 @@ internal sealed class FunctionRegistry : IDisposable
     public async Task<FunctionWriteStatus> DeleteAliasAsync(string name, string aliasName, CancellationToken cancellationToken)
     {
         var store = RequireStore();
-        await _writeLock.WaitAsync(cancellationToken);
+        await EnterWriteAsync(name, cancellationToken);
         try
         {
             if (!_functions.TryGetValue(name, out var entry))
@@ -420,7 +423,7 @@ internal sealed class FunctionRegistry : IDisposable
         }
         finally
         {
-            _writeLock.Release();
+            await ExitWriteAsync(name);
         }
     }
 
@@ -431,7 +434,7 @@ internal sealed class FunctionRegistry : IDisposable
     public async Task<FunctionWriteStatus> SetReservedConcurrencyAsync(string name, int? reserved, Func<int, bool> allow, CancellationToken cancellationToken)
     {
         var store = RequireStore();
-        await _writeLock.WaitAsync(cancellationToken);
+        await EnterWriteAsync(name, cancellationToken);
         try
         {
             if (!_functions.TryGetValue(name, out var entry))
@@ -451,7 +454,7 @@ internal sealed class FunctionRegistry : IDisposable
         }
         finally
         {
-            _writeLock.Release();
+            await ExitWriteAsync(name);
         }
         return FunctionWriteStatus.Succeeded;
     }
@@ -465,7 +468,7 @@ internal sealed class FunctionRegistry : IDisposable
         Func<FunctionEntry, TError?> check, CancellationToken cancellationToken) where TError : class
     {
         var store = RequireStore();
-        await _writeLock.WaitAsync(cancellationToken);
+        await EnterWriteAsync(name, cancellationToken);
         try
         {
             if (!_functions.TryGetValue(name, out var entry))
@@ -485,7 +488,7 @@ internal sealed class FunctionRegistry : IDisposable
         }
         finally
         {
-            _writeLock.Release();
+            await ExitWriteAsync(name);
         }
         ProvisionedConcurrencyChanged?.Invoke();
         return (FunctionWriteStatus.Succeeded, null);
@@ -504,7 +507,7 @@ internal sealed class FunctionRegistry : IDisposable
         Func<FunctionEntry, (EventInvokeConfig? Config, TError? Error)> build, CancellationToken cancellationToken) where TError : class
     {
         var store = RequireStore();
-        await _writeLock.WaitAsync(cancellationToken);
+        await EnterWriteAsync(name, cancellationToken);
         try
         {
             if (!_functions.TryGetValue(name, out var entry))
@@ -526,7 +529,7 @@ internal sealed class FunctionRegistry : IDisposable
         }
         finally
         {
-            _writeLock.Release();
+            await ExitWriteAsync(name);
         }
     }
 
@@ -539,7 +542,7 @@ internal sealed class FunctionRegistry : IDisposable
         Func<FunctionEntry, (ImmutableArray<PolicyStatement> Statements, TError? Error)> change, CancellationToken cancellationToken) where TError : class
     {
         var store = RequireStore();
-        await _writeLock.WaitAsync(cancellationToken);
+        await EnterWriteAsync(name, cancellationToken);
         try
         {
             if (!_functions.TryGetValue(name, out var entry))
@@ -561,7 +564,7 @@ internal sealed class FunctionRegistry : IDisposable
         }
         finally
         {
-            _writeLock.Release();
+            await ExitWriteAsync(name);
         }
     }
 
@@ -574,7 +577,7 @@ internal sealed class FunctionRegistry : IDisposable
         Func<FunctionEntry, (FunctionUrlConfig? Url, TError? Error)> build, CancellationToken cancellationToken) where TError : class
     {
         var store = RequireStore();
-        await _writeLock.WaitAsync(cancellationToken);
+        await EnterWriteAsync(name, cancellationToken);
         try
         {
             if (!_functions.TryGetValue(name, out var entry))
@@ -600,7 +603,7 @@ internal sealed class FunctionRegistry : IDisposable
         }
         finally
         {
-            _writeLock.Release();
+            await ExitWriteAsync(name);
         }
     }
 
@@ -639,7 +642,7 @@ internal sealed class FunctionRegistry : IDisposable
     public async Task<FunctionWriteStatus> TagAsync(string name, IReadOnlyDictionary<string, string> tags, int maxTags, CancellationToken cancellationToken)
     {
         var store = RequireStore();
-        await _writeLock.WaitAsync(cancellationToken);
+        await EnterWriteAsync(name, cancellationToken);
         try
         {
             if (!_functions.ContainsKey(name))
@@ -656,7 +659,7 @@ internal sealed class FunctionRegistry : IDisposable
         }
         finally
         {
-            _writeLock.Release();
+            await ExitWriteAsync(name);
         }
     }
 
@@ -664,7 +667,7 @@ internal sealed class FunctionRegistry : IDisposable
     public async Task<FunctionWriteStatus> UntagAsync(string name, IReadOnlyCollection<string> keys, CancellationToken cancellationToken)
     {
         var store = RequireStore();
-        await _writeLock.WaitAsync(cancellationToken);
+        await EnterWriteAsync(name, cancellationToken);
         try
         {
             if (!_functions.ContainsKey(name))
@@ -676,7 +679,7 @@ internal sealed class FunctionRegistry : IDisposable
         }
         finally
         {
-            _writeLock.Release();
+            await ExitWriteAsync(name);
         }
     }
 
@@ -700,6 +703,175 @@ internal sealed class FunctionRegistry : IDisposable
     }
 
     public void Dispose() => _writeLock.Dispose();
+
+    // ---- Several nodes (issue #25). The registry is each node's cache of the shared store: a write takes the
+    // cluster's lock besides the local one and first rereads the function (so its preconditions see the other nodes'
+    // writes), and announces the change when it ends; the other nodes reread the function when they hear of it.
+
+    private NpgsqlTransaction? _clusterLock;
+    private List<Action>? _pendingEvents;
+    private ClusterNode? _cluster;
+
+    /// <summary>Follows the other nodes' changes (a cluster node only; a no-op on a single machine).</summary>
+    internal void AttachCluster(ClusterNode cluster)
+    {
+        if (!cluster.Enabled)
+        {
+            return;
+        }
+        _cluster = cluster;
+        // Raised on a socket's I/O thread: the reload (blocking statements) runs on the thread pool.
+        cluster.Notified += (channel, subject) =>
+        {
+            if (channel == ClusterNode.FunctionsChannel)
+            {
+                _ = Task.Run(() => ReloadAsync(subject));
+            }
+        };
+        cluster.Reconnected += () => _ = Task.Run(() => ReloadAsync(null));
+    }
+
+    /// <summary>Rereads one function (or, with null, all) from the store and makes it current, as another node left it.</summary>
+    internal async Task ReloadAsync(string? name)
+    {
+        await _writeLock.WaitAsync(CancellationToken.None);
+        try
+        {
+            ApplyStored(name);
+        }
+        catch (Exception e) when (e is Npgsql.NpgsqlException or InvalidOperationException)
+        {
+            // The listener reconnects and reloads everything; until then this node serves what it had.
+            _ = e;
+        }
+        finally
+        {
+            await ExitLocalAsync();
+        }
+    }
+
+    private async Task EnterWriteAsync(string name, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken);
+        if (_cluster is null)
+        {
+            return;
+        }
+        try
+        {
+            _clusterLock = await ClusterLock.AcquireAsync(RequireStore().Database, ClusterLock.Functions);
+            // Npgsql's awaits may resume on a socket's I/O thread (inline completions, Hosting/IoThreads.cs), where a
+            // blocking statement would wait for the very thread it blocks: the reread runs on the thread pool.
+            await Task.Run(() => ApplyStored(name), CancellationToken.None);
+        }
+        catch
+        {
+            if (_clusterLock is { } held)
+            {
+                _clusterLock = null;
+                await held.Connection!.DisposeAsync();
+            }
+            await ExitLocalAsync();
+            throw;
+        }
+    }
+
+    private async Task ExitWriteAsync(string name)
+    {
+        try
+        {
+            if (_clusterLock is { } held)
+            {
+                _clusterLock = null;
+                await ClusterLock.ReleaseAsync(held, ClusterNode.FunctionsChannel, _cluster!.Payload(name));
+            }
+        }
+        finally
+        {
+            await ClusterLock.LeaveIoThread(); // the events and what follows the write run on the pool
+            await ExitLocalAsync();
+        }
+    }
+
+    private Task ExitLocalAsync()
+    {
+        var pending = _pendingEvents;
+        _pendingEvents = null;
+        _writeLock.Release();
+        pending?.ForEach(static raise => raise());
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Under the write lock: makes the stored state of <paramref name="only"/> (or of every function) current.</summary>
+    private void ApplyStored(string? only)
+    {
+        var stored = RequireStore().LoadFunctionEntries(only);
+        if (only is not null)
+        {
+            Apply(only, stored.Count == 1 ? stored[0] : null);
+            return;
+        }
+        var names = new HashSet<string>(_functions.Keys, StringComparer.Ordinal);
+        foreach (var entry in stored)
+        {
+            names.Remove(entry.Name);
+            Apply(entry.Name, entry);
+        }
+        foreach (var gone in names)
+        {
+            Apply(gone, null);
+        }
+    }
+
+    private void Apply(string name, FunctionEntry? fresh)
+    {
+        _functions.TryGetValue(name, out var old);
+        if (old is not null)
+        {
+            foreach (var url in old.Urls.Values)
+            {
+                _urlIds.TryRemove(url.UrlId, out _);
+            }
+        }
+        var pending = _pendingEvents ??= [];
+        if (fresh is null)
+        {
+            if (old is null)
+            {
+                return;
+            }
+            _functions.TryRemove(name, out _);
+            RecomputeReservedTotal();
+            pending.Add(() => Deleted?.Invoke(name));
+            foreach (var config in old.AllConfigs)
+            {
+                pending.Add(() => Retired?.Invoke(config));
+            }
+            return;
+        }
+        _functions[name] = fresh;
+        foreach (var url in fresh.Urls.Values)
+        {
+            _urlIds[url.UrlId] = name;
+        }
+        RecomputeReservedTotal();
+        if (old is null)
+        {
+            return;
+        }
+        var current = fresh.AllConfigs.Select(static c => (c.Version, c.RevisionId)).ToHashSet();
+        foreach (var config in old.AllConfigs)
+        {
+            if (!current.Contains((config.Version, config.RevisionId)))
+            {
+                pending.Add(() => Retired?.Invoke(config));
+            }
+        }
+        if (!old.ProvisionedConcurrency.SequenceEqual(fresh.ProvisionedConcurrency))
+        {
+            pending.Add(() => ProvisionedConcurrencyChanged?.Invoke());
+        }
+    }
 
     private LambdaStore RequireStore() => _store ?? throw new InvalidOperationException("This registry has no store.");
 

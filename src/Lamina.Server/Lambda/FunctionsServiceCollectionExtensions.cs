@@ -19,6 +19,9 @@ internal static class FunctionsServiceCollectionExtensions
         services.AddSingleton<FunctionRegistry>();
         services.AddSingleton<LayerRegistry>();
         services.AddHostedService<FunctionsStartup>();
+        // A cluster node's heartbeat and its ear for the other nodes' changes (issue #25); idle on a single machine.
+        services.AddSingleton<ClusterNode>();
+        services.AddHostedService(static sp => sp.GetRequiredService<ClusterNode>());
         return services;
     }
 }
@@ -29,7 +32,7 @@ internal static class FunctionsServiceCollectionExtensions
 /// StartAsync, and so before Kestrel listens: no request ever sees an empty registry.
 /// </summary>
 internal sealed partial class FunctionsStartup(
-    Database database, CodeStore codeStore, FunctionRegistry registry, LayerRegistry layers, ILogger<FunctionsStartup> logger) : IHostedLifecycleService
+    Database database, CodeStore codeStore, FunctionRegistry registry, LayerRegistry layers, ClusterNode cluster, ILogger<FunctionsStartup> logger) : IHostedLifecycleService
 {
     public async Task StartingAsync(CancellationToken cancellationToken)
     {
@@ -41,6 +44,8 @@ internal sealed partial class FunctionsStartup(
         }
         var count = registry.Load();
         layers.Load();
+        registry.AttachCluster(cluster);
+        layers.AttachCluster(cluster);
 
         // A tree can be missing if someone cleaned the directory by hand; the zip is the source of truth. Merged
         // layer trees are (re)built here too, so that cold starts only look them up.
@@ -55,7 +60,7 @@ internal sealed partial class FunctionsStartup(
                 Log.LayersMissing(logger, config.Name, config.Version, layerError);
             }
         }
-        Log.Loaded(logger, count, database.FilePath);
+        Log.Loaded(logger, count, database.SharedDescription);
     }
 
     public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;

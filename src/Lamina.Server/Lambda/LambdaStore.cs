@@ -1,9 +1,9 @@
 using System.Collections.Immutable;
+using System.Data.Common;
 using System.Globalization;
 using System.Text.Json;
 using Lamina.Server.Protocols;
 using Lamina.Server.Storage;
-using Microsoft.Data.Sqlite;
 
 namespace Lamina.Server.Lambda;
 
@@ -15,16 +15,24 @@ namespace Lamina.Server.Lambda;
 /// </summary>
 internal sealed class LambdaStore(Database database)
 {
-    private SqliteConnection Open() => database.Open();
+    // The node's file, or on a cluster node the cluster's PostgreSQL: the same statements on both.
+    private DbConnection Open() => database.OpenShared();
 
-    /// <summary>Every function with its published versions and aliases, for the registry at startup.</summary>
-    public List<FunctionEntry> LoadFunctionEntries()
+    /// <summary>The database the statements run on (a cluster's registries lock and announce through it).</summary>
+    public Database Database => database;
+
+    /// <summary>
+    /// Every function with its published versions and aliases, for the registry at startup; or, with
+    /// <paramref name="only"/>, that one function (an empty list when it does not exist), when another node changed it.
+    /// </summary>
+    public List<FunctionEntry> LoadFunctionEntries(string? only = null)
     {
         using var connection = Open();
         var entries = new Dictionary<string, FunctionEntry>(StringComparer.Ordinal);
         using (var command = connection.CreateCommand())
         {
-            command.CommandText = "SELECT config_json, last_version, reserved_concurrency FROM functions ORDER BY name;";
+            command.CommandText = "SELECT config_json, last_version, reserved_concurrency FROM functions WHERE CAST(@only AS TEXT) IS NULL OR name = @only ORDER BY name;";
+            command.Add("@only", only);
             using var reader = command.ExecuteReader();
             while (reader.Read())
             {
@@ -41,7 +49,8 @@ internal sealed class LambdaStore(Database database)
         var versions = new Dictionary<string, ImmutableSortedDictionary<int, PublishedVersion>.Builder>(StringComparer.Ordinal);
         using (var command = connection.CreateCommand())
         {
-            command.CommandText = "SELECT function_name, version, source_revision_id, config_json FROM function_versions;";
+            command.CommandText = "SELECT function_name, version, source_revision_id, config_json FROM function_versions WHERE CAST(@only AS TEXT) IS NULL OR function_name = @only;";
+            command.Add("@only", only);
             using var reader = command.ExecuteReader();
             while (reader.Read())
             {
@@ -63,8 +72,9 @@ internal sealed class LambdaStore(Database database)
         {
             command.CommandText = """
                 SELECT function_name, name, function_version, description, additional_version, additional_weight, revision_id
-                  FROM function_aliases;
+                  FROM function_aliases WHERE CAST(@only AS TEXT) IS NULL OR function_name = @only;
                 """;
+            command.Add("@only", only);
             using var reader = command.ExecuteReader();
             while (reader.Read())
             {
@@ -93,7 +103,8 @@ internal sealed class LambdaStore(Database database)
         var provisioned = new Dictionary<string, ImmutableSortedDictionary<string, ProvisionedConcurrencyConfig>.Builder>(StringComparer.Ordinal);
         using (var command = connection.CreateCommand())
         {
-            command.CommandText = "SELECT function_name, qualifier, requested, modified_at FROM provisioned_concurrency;";
+            command.CommandText = "SELECT function_name, qualifier, requested, modified_at FROM provisioned_concurrency WHERE CAST(@only AS TEXT) IS NULL OR function_name = @only;";
+            command.Add("@only", only);
             using var reader = command.ExecuteReader();
             while (reader.Read())
             {
@@ -117,8 +128,9 @@ internal sealed class LambdaStore(Database database)
         {
             command.CommandText = """
                 SELECT function_name, qualifier, maximum_retry_attempts, maximum_event_age, on_success, on_failure, modified_at
-                  FROM event_invoke_configs;
+                  FROM event_invoke_configs WHERE CAST(@only AS TEXT) IS NULL OR function_name = @only;
                 """;
+            command.Add("@only", only);
             using var reader = command.ExecuteReader();
             while (reader.Read())
             {
@@ -144,7 +156,8 @@ internal sealed class LambdaStore(Database database)
         var policies = new Dictionary<string, ImmutableSortedDictionary<string, ResourcePolicy>.Builder>(StringComparer.Ordinal);
         using (var command = connection.CreateCommand())
         {
-            command.CommandText = "SELECT function_name, qualifier, revision_id, statements FROM function_policies;";
+            command.CommandText = "SELECT function_name, qualifier, revision_id, statements FROM function_policies WHERE CAST(@only AS TEXT) IS NULL OR function_name = @only;";
+            command.Add("@only", only);
             using var reader = command.ExecuteReader();
             while (reader.Read())
             {
@@ -166,7 +179,8 @@ internal sealed class LambdaStore(Database database)
         var urls = new Dictionary<string, ImmutableSortedDictionary<string, FunctionUrlConfig>.Builder>(StringComparer.Ordinal);
         using (var command = connection.CreateCommand())
         {
-            command.CommandText = "SELECT function_name, qualifier, url_id, auth_type, cors, invoke_mode, created_at, modified_at FROM function_urls;";
+            command.CommandText = "SELECT function_name, qualifier, url_id, auth_type, cors, invoke_mode, created_at, modified_at FROM function_urls WHERE CAST(@only AS TEXT) IS NULL OR function_name = @only;";
+            command.Add("@only", only);
             using var reader = command.ExecuteReader();
             while (reader.Read())
             {
@@ -215,14 +229,14 @@ internal sealed class LambdaStore(Database database)
             insert.Transaction = transaction;
             insert.CommandText = """
                 INSERT INTO functions (name, revision_id, code_sha256, config_json, created_at, modified_at)
-                VALUES ($name, $revision, $sha, $json, $at, $at)
+                VALUES (@name, @revision, @sha, @json, @at, @at)
                 ON CONFLICT (name) DO NOTHING;
                 """;
-            insert.Parameters.AddWithValue("$name", config.Name);
-            insert.Parameters.AddWithValue("$revision", config.RevisionId);
-            insert.Parameters.AddWithValue("$sha", config.CodeSha256);
-            insert.Parameters.AddWithValue("$json", Serialize(config));
-            insert.Parameters.AddWithValue("$at", config.LastModified.ToString("O", CultureInfo.InvariantCulture));
+            insert.Add("@name", config.Name);
+            insert.Add("@revision", config.RevisionId);
+            insert.Add("@sha", config.CodeSha256);
+            insert.Add("@json", Serialize(config));
+            insert.Add("@at", config.LastModified.ToString("O", CultureInfo.InvariantCulture));
             if (await insert.ExecuteNonQueryAsync(cancellationToken) == 0)
             {
                 return false;
@@ -233,10 +247,10 @@ internal sealed class LambdaStore(Database database)
         {
             await using var tag = connection.CreateCommand();
             tag.Transaction = transaction;
-            tag.CommandText = "INSERT INTO function_tags (function_name, key, value) VALUES ($name, $key, $value);";
-            tag.Parameters.AddWithValue("$name", config.Name);
-            tag.Parameters.AddWithValue("$key", key);
-            tag.Parameters.AddWithValue("$value", value);
+            tag.CommandText = "INSERT INTO function_tags (function_name, key, value) VALUES (@name, @key, @value);";
+            tag.Add("@name", config.Name);
+            tag.Add("@key", key);
+            tag.Add("@value", value);
             await tag.ExecuteNonQueryAsync(cancellationToken);
         }
 
@@ -255,15 +269,15 @@ internal sealed class LambdaStore(Database database)
         await using var command = connection.CreateCommand();
         command.CommandText = """
             UPDATE functions
-               SET revision_id = $revision, code_sha256 = $sha, config_json = $json, modified_at = $at
-             WHERE name = $name AND revision_id = $expected;
+               SET revision_id = @revision, code_sha256 = @sha, config_json = @json, modified_at = @at
+             WHERE name = @name AND revision_id = @expected;
             """;
-        command.Parameters.AddWithValue("$name", config.Name);
-        command.Parameters.AddWithValue("$revision", config.RevisionId);
-        command.Parameters.AddWithValue("$sha", config.CodeSha256);
-        command.Parameters.AddWithValue("$json", Serialize(config));
-        command.Parameters.AddWithValue("$at", config.LastModified.ToString("O", CultureInfo.InvariantCulture));
-        command.Parameters.AddWithValue("$expected", expectedRevisionId);
+        command.Add("@name", config.Name);
+        command.Add("@revision", config.RevisionId);
+        command.Add("@sha", config.CodeSha256);
+        command.Add("@json", Serialize(config));
+        command.Add("@at", config.LastModified.ToString("O", CultureInfo.InvariantCulture));
+        command.Add("@expected", expectedRevisionId);
         // One statement is its own transaction; durable when it returns.
         return await command.ExecuteNonQueryAsync(cancellationToken) == 1;
     }
@@ -273,9 +287,9 @@ internal sealed class LambdaStore(Database database)
     {
         await using var connection = Open();
         await using var command = connection.CreateCommand();
-        command.CommandText = "UPDATE functions SET reserved_concurrency = $reserved WHERE name = $name;";
-        command.Parameters.AddWithValue("$name", name);
-        command.Parameters.AddWithValue("$reserved", reserved is { } value ? value : DBNull.Value);
+        command.CommandText = "UPDATE functions SET reserved_concurrency = @reserved WHERE name = @name;";
+        command.Add("@name", name);
+        command.Add("@reserved", reserved is { } value ? value : DBNull.Value);
         return await command.ExecuteNonQueryAsync(cancellationToken) == 1;
     }
 
@@ -285,18 +299,18 @@ internal sealed class LambdaStore(Database database)
         await using var connection = Open();
         await using var command = connection.CreateCommand();
         command.CommandText = config is null
-            ? "DELETE FROM provisioned_concurrency WHERE function_name = $name AND qualifier = $qualifier;"
+            ? "DELETE FROM provisioned_concurrency WHERE function_name = @name AND qualifier = @qualifier;"
             : """
               INSERT INTO provisioned_concurrency (function_name, qualifier, requested, modified_at)
-              VALUES ($name, $qualifier, $requested, $modified)
+              VALUES (@name, @qualifier, @requested, @modified)
               ON CONFLICT (function_name, qualifier) DO UPDATE SET requested = excluded.requested, modified_at = excluded.modified_at;
               """;
-        command.Parameters.AddWithValue("$name", name);
-        command.Parameters.AddWithValue("$qualifier", qualifier);
+        command.Add("@name", name);
+        command.Add("@qualifier", qualifier);
         if (config is not null)
         {
-            command.Parameters.AddWithValue("$requested", config.Requested);
-            command.Parameters.AddWithValue("$modified", config.LastModified.ToString("O", CultureInfo.InvariantCulture));
+            command.Add("@requested", config.Requested);
+            command.Add("@modified", config.LastModified.ToString("O", CultureInfo.InvariantCulture));
         }
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
@@ -307,23 +321,23 @@ internal sealed class LambdaStore(Database database)
         await using var connection = Open();
         await using var command = connection.CreateCommand();
         command.CommandText = config is null
-            ? "DELETE FROM event_invoke_configs WHERE function_name = $name AND qualifier = $qualifier;"
+            ? "DELETE FROM event_invoke_configs WHERE function_name = @name AND qualifier = @qualifier;"
             : """
               INSERT INTO event_invoke_configs (function_name, qualifier, maximum_retry_attempts, maximum_event_age, on_success, on_failure, modified_at)
-              VALUES ($name, $qualifier, $retries, $age, $success, $failure, $modified)
+              VALUES (@name, @qualifier, @retries, @age, @success, @failure, @modified)
               ON CONFLICT (function_name, qualifier) DO UPDATE SET
                   maximum_retry_attempts = excluded.maximum_retry_attempts, maximum_event_age = excluded.maximum_event_age,
                   on_success = excluded.on_success, on_failure = excluded.on_failure, modified_at = excluded.modified_at;
               """;
-        command.Parameters.AddWithValue("$name", name);
-        command.Parameters.AddWithValue("$qualifier", qualifier);
+        command.Add("@name", name);
+        command.Add("@qualifier", qualifier);
         if (config is not null)
         {
-            command.Parameters.AddWithValue("$retries", config.MaximumRetryAttempts is { } retries ? retries : DBNull.Value);
-            command.Parameters.AddWithValue("$age", config.MaximumEventAgeInSeconds is { } age ? age : DBNull.Value);
-            command.Parameters.AddWithValue("$success", (object?)config.OnSuccessDestination ?? DBNull.Value);
-            command.Parameters.AddWithValue("$failure", (object?)config.OnFailureDestination ?? DBNull.Value);
-            command.Parameters.AddWithValue("$modified", config.LastModified.ToString("O", CultureInfo.InvariantCulture));
+            command.Add("@retries", config.MaximumRetryAttempts is { } retries ? retries : DBNull.Value);
+            command.Add("@age", config.MaximumEventAgeInSeconds is { } age ? age : DBNull.Value);
+            command.Add("@success", (object?)config.OnSuccessDestination ?? DBNull.Value);
+            command.Add("@failure", (object?)config.OnFailureDestination ?? DBNull.Value);
+            command.Add("@modified", config.LastModified.ToString("O", CultureInfo.InvariantCulture));
         }
         // One statement is its own transaction; durable when it returns.
         await command.ExecuteNonQueryAsync(cancellationToken);
@@ -335,17 +349,17 @@ internal sealed class LambdaStore(Database database)
         await using var connection = Open();
         await using var command = connection.CreateCommand();
         command.CommandText = policy is null
-            ? "DELETE FROM function_policies WHERE function_name = $name AND qualifier = $qualifier;"
+            ? "DELETE FROM function_policies WHERE function_name = @name AND qualifier = @qualifier;"
             : """
-              INSERT INTO function_policies (function_name, qualifier, revision_id, statements) VALUES ($name, $qualifier, $revision, $statements)
+              INSERT INTO function_policies (function_name, qualifier, revision_id, statements) VALUES (@name, @qualifier, @revision, @statements)
               ON CONFLICT (function_name, qualifier) DO UPDATE SET revision_id = excluded.revision_id, statements = excluded.statements;
               """;
-        command.Parameters.AddWithValue("$name", name);
-        command.Parameters.AddWithValue("$qualifier", qualifier);
+        command.Add("@name", name);
+        command.Add("@qualifier", qualifier);
         if (policy is not null)
         {
-            command.Parameters.AddWithValue("$revision", policy.RevisionId);
-            command.Parameters.AddWithValue("$statements", JsonSerializer.Serialize([.. policy.Statements], LaminaJsonContext.Default.ListPolicyStatement));
+            command.Add("@revision", policy.RevisionId);
+            command.Add("@statements", JsonSerializer.Serialize([.. policy.Statements], LaminaJsonContext.Default.ListPolicyStatement));
         }
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
@@ -356,23 +370,23 @@ internal sealed class LambdaStore(Database database)
         await using var connection = Open();
         await using var command = connection.CreateCommand();
         command.CommandText = url is null
-            ? "DELETE FROM function_urls WHERE function_name = $name AND qualifier = $qualifier;"
+            ? "DELETE FROM function_urls WHERE function_name = @name AND qualifier = @qualifier;"
             : """
               INSERT INTO function_urls (function_name, qualifier, url_id, auth_type, cors, invoke_mode, created_at, modified_at)
-              VALUES ($name, $qualifier, $id, $auth, $cors, $mode, $created, $modified)
+              VALUES (@name, @qualifier, @id, @auth, @cors, @mode, @created, @modified)
               ON CONFLICT (function_name, qualifier) DO UPDATE SET
                   auth_type = excluded.auth_type, cors = excluded.cors, invoke_mode = excluded.invoke_mode, modified_at = excluded.modified_at;
               """;
-        command.Parameters.AddWithValue("$name", name);
-        command.Parameters.AddWithValue("$qualifier", qualifier);
+        command.Add("@name", name);
+        command.Add("@qualifier", qualifier);
         if (url is not null)
         {
-            command.Parameters.AddWithValue("$id", url.UrlId);
-            command.Parameters.AddWithValue("$auth", url.AuthType);
-            command.Parameters.AddWithValue("$cors", url.Cors is null ? DBNull.Value : JsonSerializer.Serialize(url.Cors, LaminaJsonContext.Default.CorsDto));
-            command.Parameters.AddWithValue("$mode", url.InvokeMode);
-            command.Parameters.AddWithValue("$created", url.CreationTime.ToString("O", CultureInfo.InvariantCulture));
-            command.Parameters.AddWithValue("$modified", url.LastModifiedTime.ToString("O", CultureInfo.InvariantCulture));
+            command.Add("@id", url.UrlId);
+            command.Add("@auth", url.AuthType);
+            command.Add("@cors", url.Cors is null ? DBNull.Value : JsonSerializer.Serialize(url.Cors, LaminaJsonContext.Default.CorsDto));
+            command.Add("@mode", url.InvokeMode);
+            command.Add("@created", url.CreationTime.ToString("O", CultureInfo.InvariantCulture));
+            command.Add("@modified", url.LastModifiedTime.ToString("O", CultureInfo.InvariantCulture));
         }
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
@@ -387,23 +401,23 @@ internal sealed class LambdaStore(Database database)
             // Explicit rather than relying on ON DELETE CASCADE alone, so an old file without the pragma stays clean.
             dependents.Transaction = transaction;
             dependents.CommandText = """
-                DELETE FROM function_tags WHERE function_name = $name;
-                DELETE FROM provisioned_concurrency WHERE function_name = $name;
-                DELETE FROM event_invoke_configs WHERE function_name = $name;
-                DELETE FROM function_policies WHERE function_name = $name;
-                DELETE FROM function_urls WHERE function_name = $name;
-                DELETE FROM function_aliases WHERE function_name = $name;
-                DELETE FROM function_versions WHERE function_name = $name;
+                DELETE FROM function_tags WHERE function_name = @name;
+                DELETE FROM provisioned_concurrency WHERE function_name = @name;
+                DELETE FROM event_invoke_configs WHERE function_name = @name;
+                DELETE FROM function_policies WHERE function_name = @name;
+                DELETE FROM function_urls WHERE function_name = @name;
+                DELETE FROM function_aliases WHERE function_name = @name;
+                DELETE FROM function_versions WHERE function_name = @name;
                 """;
-            dependents.Parameters.AddWithValue("$name", name);
+            dependents.Add("@name", name);
             await dependents.ExecuteNonQueryAsync(cancellationToken);
         }
         int deleted;
         await using (var function = connection.CreateCommand())
         {
             function.Transaction = transaction;
-            function.CommandText = "DELETE FROM functions WHERE name = $name;";
-            function.Parameters.AddWithValue("$name", name);
+            function.CommandText = "DELETE FROM functions WHERE name = @name;";
+            function.Add("@name", name);
             deleted = await function.ExecuteNonQueryAsync(cancellationToken);
         }
         await transaction.CommitAsync(cancellationToken);
@@ -415,8 +429,8 @@ internal sealed class LambdaStore(Database database)
     {
         await using var connection = Open();
         await using var command = connection.CreateCommand();
-        command.CommandText = "SELECT key, value FROM function_tags WHERE function_name = $name ORDER BY key;";
-        command.Parameters.AddWithValue("$name", name);
+        command.CommandText = "SELECT key, value FROM function_tags WHERE function_name = @name ORDER BY key;";
+        command.Add("@name", name);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         var tags = new Dictionary<string, string>(StringComparer.Ordinal);
         while (await reader.ReadAsync(cancellationToken))
@@ -439,12 +453,12 @@ internal sealed class LambdaStore(Database database)
             await using var tag = connection.CreateCommand();
             tag.Transaction = transaction;
             tag.CommandText = """
-                INSERT INTO function_tags (function_name, key, value) VALUES ($name, $key, $value)
+                INSERT INTO function_tags (function_name, key, value) VALUES (@name, @key, @value)
                 ON CONFLICT (function_name, key) DO UPDATE SET value = excluded.value;
                 """;
-            tag.Parameters.AddWithValue("$name", name);
-            tag.Parameters.AddWithValue("$key", key);
-            tag.Parameters.AddWithValue("$value", value);
+            tag.Add("@name", name);
+            tag.Add("@key", key);
+            tag.Add("@value", value);
             await tag.ExecuteNonQueryAsync(cancellationToken);
         }
         await transaction.CommitAsync(cancellationToken);
@@ -459,9 +473,9 @@ internal sealed class LambdaStore(Database database)
         {
             await using var tag = connection.CreateCommand();
             tag.Transaction = transaction;
-            tag.CommandText = "DELETE FROM function_tags WHERE function_name = $name AND key = $key;";
-            tag.Parameters.AddWithValue("$name", name);
-            tag.Parameters.AddWithValue("$key", key);
+            tag.CommandText = "DELETE FROM function_tags WHERE function_name = @name AND key = @key;";
+            tag.Add("@name", name);
+            tag.Add("@key", key);
             await tag.ExecuteNonQueryAsync(cancellationToken);
         }
         await transaction.CommitAsync(cancellationToken);
@@ -478,14 +492,14 @@ internal sealed class LambdaStore(Database database)
             insert.Transaction = transaction;
             insert.CommandText = """
                 INSERT INTO function_versions (function_name, version, source_revision_id, config_json, created_at)
-                VALUES ($name, $version, $source, $json, $at);
-                UPDATE functions SET last_version = $version WHERE name = $name AND last_version < $version;
+                VALUES (@name, @version, @source, @json, @at);
+                UPDATE functions SET last_version = @version WHERE name = @name AND last_version < @version;
                 """;
-            insert.Parameters.AddWithValue("$name", config.Name);
-            insert.Parameters.AddWithValue("$version", int.Parse(config.Version, CultureInfo.InvariantCulture));
-            insert.Parameters.AddWithValue("$source", version.SourceRevisionId);
-            insert.Parameters.AddWithValue("$json", Serialize(config));
-            insert.Parameters.AddWithValue("$at", config.LastModified.ToString("O", CultureInfo.InvariantCulture));
+            insert.Add("@name", config.Name);
+            insert.Add("@version", int.Parse(config.Version, CultureInfo.InvariantCulture));
+            insert.Add("@source", version.SourceRevisionId);
+            insert.Add("@json", Serialize(config));
+            insert.Add("@at", config.LastModified.ToString("O", CultureInfo.InvariantCulture));
             await insert.ExecuteNonQueryAsync(cancellationToken);
         }
         // Durability checkpoint: the version exists, and its number is taken for good.
@@ -501,14 +515,14 @@ internal sealed class LambdaStore(Database database)
         command.Transaction = transaction;
         // Its provisioned concurrency and asynchronous invocation settings go with it, in the same transaction.
         command.CommandText = """
-            DELETE FROM provisioned_concurrency WHERE function_name = $name AND qualifier = $qualifier;
-            DELETE FROM event_invoke_configs WHERE function_name = $name AND qualifier = $qualifier;
-            DELETE FROM function_policies WHERE function_name = $name AND qualifier = $qualifier;
-            DELETE FROM function_versions WHERE function_name = $name AND version = $version;
+            DELETE FROM provisioned_concurrency WHERE function_name = @name AND qualifier = @qualifier;
+            DELETE FROM event_invoke_configs WHERE function_name = @name AND qualifier = @qualifier;
+            DELETE FROM function_policies WHERE function_name = @name AND qualifier = @qualifier;
+            DELETE FROM function_versions WHERE function_name = @name AND version = @version;
             """;
-        command.Parameters.AddWithValue("$name", name);
-        command.Parameters.AddWithValue("$version", version);
-        command.Parameters.AddWithValue("$qualifier", version.ToString(CultureInfo.InvariantCulture));
+        command.Add("@name", name);
+        command.Add("@version", version);
+        command.Add("@qualifier", version.ToString(CultureInfo.InvariantCulture));
         await command.ExecuteNonQueryAsync(cancellationToken);
         await transaction.CommitAsync(cancellationToken);
     }
@@ -520,19 +534,19 @@ internal sealed class LambdaStore(Database database)
         await using var command = connection.CreateCommand();
         command.CommandText = """
             INSERT INTO function_aliases (function_name, name, function_version, description, additional_version, additional_weight, revision_id)
-            VALUES ($function, $name, $version, $description, $additional, $weight, $revision)
+            VALUES (@function, @name, @version, @description, @additional, @weight, @revision)
             ON CONFLICT (function_name, name) DO UPDATE SET
                 function_version = excluded.function_version, description = excluded.description,
                 additional_version = excluded.additional_version, additional_weight = excluded.additional_weight,
                 revision_id = excluded.revision_id;
             """;
-        command.Parameters.AddWithValue("$function", functionName);
-        command.Parameters.AddWithValue("$name", alias.Name);
-        command.Parameters.AddWithValue("$version", alias.FunctionVersion);
-        command.Parameters.AddWithValue("$description", alias.Description);
-        command.Parameters.AddWithValue("$additional", (object?)alias.AdditionalVersion ?? DBNull.Value);
-        command.Parameters.AddWithValue("$weight", alias.AdditionalVersion is null ? DBNull.Value : alias.AdditionalWeight);
-        command.Parameters.AddWithValue("$revision", alias.RevisionId);
+        command.Add("@function", functionName);
+        command.Add("@name", alias.Name);
+        command.Add("@version", alias.FunctionVersion);
+        command.Add("@description", alias.Description);
+        command.Add("@additional", (object?)alias.AdditionalVersion ?? DBNull.Value);
+        command.Add("@weight", alias.AdditionalVersion is null ? DBNull.Value : alias.AdditionalWeight);
+        command.Add("@revision", alias.RevisionId);
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
@@ -543,14 +557,14 @@ internal sealed class LambdaStore(Database database)
         await using var command = connection.CreateCommand();
         command.Transaction = transaction;
         command.CommandText = """
-            DELETE FROM provisioned_concurrency WHERE function_name = $function AND qualifier = $name;
-            DELETE FROM event_invoke_configs WHERE function_name = $function AND qualifier = $name;
-            DELETE FROM function_policies WHERE function_name = $function AND qualifier = $name;
-            DELETE FROM function_urls WHERE function_name = $function AND qualifier = $name;
-            DELETE FROM function_aliases WHERE function_name = $function AND name = $name;
+            DELETE FROM provisioned_concurrency WHERE function_name = @function AND qualifier = @name;
+            DELETE FROM event_invoke_configs WHERE function_name = @function AND qualifier = @name;
+            DELETE FROM function_policies WHERE function_name = @function AND qualifier = @name;
+            DELETE FROM function_urls WHERE function_name = @function AND qualifier = @name;
+            DELETE FROM function_aliases WHERE function_name = @function AND name = @name;
             """;
-        command.Parameters.AddWithValue("$function", functionName);
-        command.Parameters.AddWithValue("$name", alias);
+        command.Add("@function", functionName);
+        command.Add("@name", alias);
         await command.ExecuteNonQueryAsync(cancellationToken);
         await transaction.CommitAsync(cancellationToken);
     }
@@ -595,14 +609,14 @@ internal sealed class LambdaStore(Database database)
         {
             insert.Transaction = transaction;
             insert.CommandText = """
-                INSERT INTO layers (name, last_version) VALUES ($name, $version)
-                ON CONFLICT (name) DO UPDATE SET last_version = max(last_version, excluded.last_version);
-                INSERT INTO layer_versions (layer_name, version, code_sha256, layer_json) VALUES ($name, $version, $sha, $json);
+                INSERT INTO layers (name, last_version) VALUES (@name, @version)
+                ON CONFLICT (name) DO UPDATE SET last_version = CASE WHEN excluded.last_version > layers.last_version THEN excluded.last_version ELSE layers.last_version END;
+                INSERT INTO layer_versions (layer_name, version, code_sha256, layer_json) VALUES (@name, @version, @sha, @json);
                 """;
-            insert.Parameters.AddWithValue("$name", version.LayerName);
-            insert.Parameters.AddWithValue("$version", version.Version);
-            insert.Parameters.AddWithValue("$sha", version.CodeSha256);
-            insert.Parameters.AddWithValue("$json", JsonSerializer.Serialize(StoredLayerVersion.From(version), LaminaJsonContext.Default.StoredLayerVersion));
+            insert.Add("@name", version.LayerName);
+            insert.Add("@version", version.Version);
+            insert.Add("@sha", version.CodeSha256);
+            insert.Add("@json", JsonSerializer.Serialize(StoredLayerVersion.From(version), LaminaJsonContext.Default.StoredLayerVersion));
             await insert.ExecuteNonQueryAsync(cancellationToken);
         }
         // Durability checkpoint: the layer version exists, and its number is taken for good.
@@ -614,9 +628,9 @@ internal sealed class LambdaStore(Database database)
     {
         await using var connection = Open();
         await using var command = connection.CreateCommand();
-        command.CommandText = "DELETE FROM layer_versions WHERE layer_name = $name AND version = $version;";
-        command.Parameters.AddWithValue("$name", name);
-        command.Parameters.AddWithValue("$version", version);
+        command.CommandText = "DELETE FROM layer_versions WHERE layer_name = @name AND version = @version;";
+        command.Add("@name", name);
+        command.Add("@version", version);
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 

@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Diagnostics.CodeAnalysis;
+using Lamina.Server.Storage;
+using Npgsql;
 
 namespace Lamina.Server.Lambda;
 
@@ -57,7 +59,7 @@ internal sealed class LayerRegistry : IDisposable
     /// </summary>
     public async Task<LayerVersion> PublishAsync(LayerVersion draft, CancellationToken cancellationToken)
     {
-        await _writeLock.WaitAsync(cancellationToken);
+        await EnterWriteAsync(cancellationToken);
         try
         {
             _layers.TryGetValue(draft.LayerName, out var layer);
@@ -76,14 +78,14 @@ internal sealed class LayerRegistry : IDisposable
         }
         finally
         {
-            _writeLock.Release();
+            await ExitWriteAsync(draft.LayerName);
         }
     }
 
     /// <summary>Deletes a layer version; true if it existed. Its zip stays in the code store (functions may use it).</summary>
     public async Task<bool> DeleteAsync(string name, long version, CancellationToken cancellationToken)
     {
-        await _writeLock.WaitAsync(cancellationToken);
+        await EnterWriteAsync(cancellationToken);
         try
         {
             if (!_layers.TryGetValue(name, out var layer) || !layer.Versions.ContainsKey(version))
@@ -96,9 +98,89 @@ internal sealed class LayerRegistry : IDisposable
         }
         finally
         {
-            _writeLock.Release();
+            await ExitWriteAsync(name);
         }
     }
 
     public void Dispose() => _writeLock.Dispose();
+
+    // Several nodes (issue #25): as FunctionRegistry, a write takes the cluster's lock, rereads the layers first and
+    // announces itself; the other nodes reread the layers when they hear of it.
+    private ClusterNode? _cluster;
+    private NpgsqlTransaction? _clusterLock;
+
+    internal void AttachCluster(ClusterNode cluster)
+    {
+        if (!cluster.Enabled)
+        {
+            return;
+        }
+        _cluster = cluster;
+        cluster.Notified += (channel, layer) =>
+        {
+            if (channel == ClusterNode.LayersChannel)
+            {
+                _ = Task.Run(ReloadAsync); // off the socket's I/O thread: Load blocks
+            }
+        };
+        cluster.Reconnected += () => _ = Task.Run(ReloadAsync);
+    }
+
+    private async Task ReloadAsync()
+    {
+        await _writeLock.WaitAsync(CancellationToken.None);
+        try
+        {
+            Load();
+        }
+        catch (NpgsqlException)
+        {
+            // Reloaded again when the listener reconnects.
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private async Task EnterWriteAsync(CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken);
+        if (_cluster is null)
+        {
+            return;
+        }
+        try
+        {
+            _clusterLock = await ClusterLock.AcquireAsync(_store.Database, ClusterLock.Layers);
+            await Task.Run(Load, CancellationToken.None); // see FunctionRegistry.EnterWriteAsync
+        }
+        catch
+        {
+            if (_clusterLock is { } held)
+            {
+                _clusterLock = null;
+                await held.Connection!.DisposeAsync();
+            }
+            _writeLock.Release();
+            throw;
+        }
+    }
+
+    private async Task ExitWriteAsync(string name)
+    {
+        try
+        {
+            if (_clusterLock is { } held)
+            {
+                _clusterLock = null;
+                await ClusterLock.ReleaseAsync(held, ClusterNode.LayersChannel, _cluster!.Payload(name));
+            }
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+        await ClusterLock.LeaveIoThread();
+    }
 }

@@ -1,7 +1,9 @@
+using System.Data.Common;
 using System.Globalization;
 using Lamina.Server.Hosting;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
+using Npgsql;
 
 namespace Lamina.Server.Storage;
 
@@ -16,7 +18,13 @@ namespace Lamina.Server.Storage;
 /// A connection is opened per operation; Microsoft.Data.Sqlite pools them, and the per-connection pragmas are
 /// re-applied on every open (cheap). Writers wait on SQLite's busy handler up to the command timeout.
 /// </remarks>
-internal sealed class Database
+/// <remarks>
+/// A cluster node (<c>--database postgresql://…</c>, issue #25) runs the same ordered steps on PostgreSQL (through
+/// <see cref="Sql.ForPostgres"/>; the version is kept in <c>lamina_schema</c>), and the stores that are shared across
+/// the cluster (Lambda's control plane, the asynchronous queue) open their connections with <see cref="OpenShared"/>.
+/// The stores not yet shared keep using the node's own file (<see cref="Open"/>), as docs/ARCHITECTURE.md lists.
+/// </remarks>
+internal sealed class Database : IAsyncDisposable
 {
     /// <summary>Version of the schema this server writes; stored in <c>PRAGMA user_version</c>.</summary>
     public const int SchemaVersion = 11;
@@ -196,7 +204,26 @@ internal sealed class Database
         """,
     ];
 
+    // Steps after the shared history that only a cluster's database has (its own tables, never in a node's file).
+    private static readonly string[] PostgresOnly =
+    [
+        // 1: nodes' heartbeats (a node is alive while its row's expiry is ahead), leases of singletons.
+        """
+        CREATE TABLE cluster_nodes (
+            node_id     TEXT   NOT NULL PRIMARY KEY,
+            started_at  TIMESTAMPTZ NOT NULL,
+            expires_at  TIMESTAMPTZ NOT NULL  -- renewed every second; past it the node's claims go to the others
+        );
+        CREATE TABLE cluster_leases (
+            name        TEXT   NOT NULL PRIMARY KEY,  -- the singleton: 'schedules', 'retention', ...
+            holder      TEXT   NOT NULL,
+            expires_at  TIMESTAMPTZ NOT NULL
+        );
+        """,
+    ];
+
     private readonly string _connectionString;
+    private readonly NpgsqlDataSource? _postgres;
 
     public Database(IOptions<LaminaOptions> options)
     {
@@ -209,9 +236,82 @@ internal sealed class Database
             Pooling = true,
             DefaultTimeout = 30,
         }.ToString();
+        if (options.Value.Database is { } url)
+        {
+            if (!PostgresUrl.TryParse(url, out var connectionString, out var error))
+            {
+                throw new InvalidOperationException($"--database {error}");
+            }
+            _postgres = NpgsqlDataSource.Create(connectionString);
+            var parts = new NpgsqlConnectionStringBuilder(connectionString);
+            SharedDescription = $"PostgreSQL {parts.Host}:{parts.Port}/{parts.Database}"; // never the password
+        }
+        else
+        {
+            SharedDescription = FilePath;
+        }
     }
 
     public string FilePath { get; }
+
+    /// <summary>Where the shared stores live, for messages: the file, or PostgreSQL's host, port and database.</summary>
+    public string SharedDescription { get; }
+
+    /// <summary>Whether the shared stores are on PostgreSQL (a cluster node).</summary>
+    public bool IsPostgres => _postgres is not null;
+
+    /// <summary>The cluster's PostgreSQL (null on a single machine).</summary>
+    public NpgsqlDataSource? Postgres => _postgres;
+
+    /// <summary>
+    /// A connection for the stores a cluster shares: PostgreSQL on a cluster node, else the node's own file (with its
+    /// pragmas, as <see cref="Open"/>). Statements use <c>@name</c> parameters (<see cref="Sql.Add"/>).
+    /// </summary>
+    internal DbConnection OpenShared() => _postgres is { } postgres ? postgres.OpenConnection() : Open();
+
+    /// <summary>Runs the schema history on PostgreSQL: the same steps, under a lock so that nodes starting together take turns.</summary>
+    private void InitializePostgres(NpgsqlDataSource postgres)
+    {
+        using var connection = postgres.OpenConnection();
+        using var transaction = connection.BeginTransaction();
+        // Transaction-scoped: released by the commit. Any constant works.
+        Execute(connection, "SELECT pg_advisory_xact_lock(119165703253601);"); // "lamina" in ASCII
+        Execute(connection, "CREATE TABLE IF NOT EXISTS lamina_schema (version INTEGER NOT NULL, cluster_version INTEGER NOT NULL);");
+        using (var read = new NpgsqlCommand("SELECT version, cluster_version FROM lamina_schema;", connection))
+        using (var reader = read.ExecuteReader())
+        {
+            var (version, clusterVersion) = reader.Read() ? (reader.GetInt32(0), reader.GetInt32(1)) : (-1, 0);
+            reader.Close();
+            if (version > SchemaVersion || clusterVersion > PostgresOnly.Length)
+            {
+                throw new InvalidOperationException(
+                    $"The database {SharedDescription} has schema version {version}.{clusterVersion}, newer than this server's {SchemaVersion}.{PostgresOnly.Length}; upgrade this node's Lamina.");
+            }
+            if (version < 0)
+            {
+                Execute(connection, "INSERT INTO lamina_schema VALUES (0, 0);");
+                version = 0;
+            }
+            for (var step = version; step < SchemaVersion; step++)
+            {
+                Execute(connection, Sql.ForPostgres(Migrations[step]));
+            }
+            for (var step = clusterVersion; step < PostgresOnly.Length; step++)
+            {
+                Execute(connection, PostgresOnly[step]);
+            }
+            Execute(connection, string.Create(CultureInfo.InvariantCulture, $"UPDATE lamina_schema SET version = {SchemaVersion}, cluster_version = {PostgresOnly.Length};"));
+        }
+        transaction.Commit();
+    }
+
+    private static void Execute(NpgsqlConnection connection, string sql)
+    {
+        using var command = new NpgsqlCommand(sql, connection);
+        command.ExecuteNonQuery();
+    }
+
+    public ValueTask DisposeAsync() => _postgres?.DisposeAsync() ?? ValueTask.CompletedTask;
 
     /// <summary>Creates the file and the schema if missing, migrates an older schema, refuses a newer one.</summary>
     public void Initialize()
@@ -240,6 +340,10 @@ internal sealed class Database
             command.CommandText = Migrations[step] + $"\nPRAGMA user_version = {step + 1};";
             command.ExecuteNonQuery();
             transaction.Commit();
+        }
+        if (_postgres is { } postgres)
+        {
+            InitializePostgres(postgres);
         }
     }
 

@@ -1,0 +1,73 @@
+using Npgsql;
+
+namespace Lamina.Server.Storage;
+
+/// <summary>
+/// A cluster-wide write lock for a registry (functions, layers): a transaction holding a PostgreSQL advisory lock, so
+/// that the writes of all nodes take turns as one node's writes take turns on its local lock. Released by committing,
+/// which also delivers the change's notification (NOTIFY is sent on commit); a node that dies mid-write loses its
+/// connection and with it the lock, and nothing of the write's announcement.
+/// </summary>
+internal static class ClusterLock
+{
+    /// <summary>Lock keys ("lamina" + a letter), one per registry.</summary>
+    public const long Functions = 0x6c616d696e6166;
+    public const long Layers = 0x6c616d696e616c;
+
+    /// <summary>
+    /// Continues on the thread pool when on a socket's I/O thread. Npgsql's awaits resume where the socket completed
+    /// (inline completions, Hosting/IoThreads.cs); what follows a write (the response, more statements) belongs on
+    /// the pool, never on the thread every socket's completions wait for.
+    /// </summary>
+    public static async ValueTask LeaveIoThread()
+    {
+        if (!Thread.CurrentThread.IsThreadPoolThread)
+        {
+            await Task.Yield();
+        }
+    }
+
+    /// <summary>Takes the lock (waiting for another node's write to end); null on a single machine.</summary>
+    public static async Task<NpgsqlTransaction?> AcquireAsync(Database database, long key)
+    {
+        if (database.Postgres is not { } postgres)
+        {
+            return null;
+        }
+        var connection = await postgres.OpenConnectionAsync(CancellationToken.None);
+        try
+        {
+            var transaction = await connection.BeginTransactionAsync(CancellationToken.None);
+            await using var command = new NpgsqlCommand("SELECT pg_advisory_xact_lock(@key);", connection, transaction);
+            command.Parameters.AddWithValue("key", key);
+            await command.ExecuteNonQueryAsync(CancellationToken.None);
+            return transaction;
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Announces <paramref name="payload"/> on <paramref name="channel"/> and releases the lock.</summary>
+    public static async Task ReleaseAsync(NpgsqlTransaction transaction, string channel, string payload)
+    {
+        var connection = transaction.Connection!;
+        try
+        {
+            await using (var command = new NpgsqlCommand("SELECT pg_notify(@channel, @payload);", connection, transaction))
+            {
+                command.Parameters.AddWithValue("channel", channel);
+                command.Parameters.AddWithValue("payload", payload);
+                await command.ExecuteNonQueryAsync(CancellationToken.None);
+            }
+            await transaction.CommitAsync(CancellationToken.None);
+        }
+        finally
+        {
+            await transaction.DisposeAsync();
+            await connection.DisposeAsync();
+        }
+    }
+}
