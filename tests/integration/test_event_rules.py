@@ -153,7 +153,11 @@ class EventRulesTests(h.LaminaTestCase):
         self.events.put_targets(Rule=rule, Targets=[{"Id": "sink", "Arn": sink_arn}])
         mark = self.server.mark()
         self.events.put_events(Entries=[{"Source": "perm.test", "DetailType": "t", "Detail": '{"n": 1}'}])
-        self.assertIn("may not invoke", self.server.output_since(mark))
+        # The server's log reaches the harness through a pipe a thread reads: poll for the line, bounded by a deadline.
+        deadline = time.monotonic() + 15
+        while "may not invoke" not in self.server.output_since(mark, limit=100000):
+            self.assertLess(time.monotonic(), deadline, f"no 'may not invoke' in the server log:\n{self.server.output_since(mark)}")
+            time.sleep(0.05)
         self._wait_queue_empty()
         self.assertEqual(self._received(mark, sink), [])
         self.lam.add_permission(FunctionName=sink, StatementId="events", Action="lambda:InvokeFunction",
