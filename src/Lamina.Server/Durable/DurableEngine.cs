@@ -152,6 +152,13 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
                     store.Delete(execution.Arn);
                     _executions.TryRemove(execution.Arn, out _);
                     _byName.TryRemove(NameKey(execution.FunctionKey, execution.Name), out _);
+                    foreach (var operation in execution.Operations)
+                    {
+                        if ((string?)operation["CallbackDetails"]?["CallbackId"] is { } callbackId)
+                        {
+                            _callbacks.TryRemove(callbackId, out _);
+                        }
+                    }
                 }
             }
         }
