@@ -66,17 +66,7 @@ internal static class ProxyEvents
         }
         else if (exchange.IamCaller is { } caller)
         {
-            json.WriteStartObject("authorizer");
-            json.WriteStartObject("iam");
-            json.WriteString("accessKey", caller.AccessKeyId);
-            json.WriteString("accountId", caller.AccountId);
-            json.WriteString("callerId", caller.AccessKeyId);
-            json.WriteNull("cognitoIdentity");
-            json.WriteNull("principalOrgId");
-            json.WriteString("userArn", caller.PrincipalArn);
-            json.WriteString("userId", caller.AccountId);
-            json.WriteEndObject();
-            json.WriteEndObject();
+            HttpProxyPayload.WriteIamAuthorizer(json, caller);
         }
     }
 

@@ -543,16 +543,7 @@ internal sealed partial class EventRules : IHostedService, IDisposable
         }
     }
 
-    private static void Execute(SqliteConnection connection, string sql, params object?[] values)
-    {
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        for (var i = 0; i < values.Length; i++)
-        {
-            command.Parameters.AddWithValue($"${i + 1}", values[i] ?? DBNull.Value);
-        }
-        command.ExecuteNonQuery();
-    }
+    private static void Execute(SqliteConnection connection, string sql, params object?[] values) => Storage.SqliteStatements.Run(connection, sql, values);
 
     internal static bool IsJson(string text)
     {

@@ -427,16 +427,5 @@ internal static partial class EventsApi
         await context.Response.Body.WriteAsync(buffer.WrittenMemory);
     }
 
-    private static async Task ErrorAsync(HttpContext context, string code, string message)
-    {
-        var response = context.Response;
-        response.StatusCode = StatusCodes.Status400BadRequest;
-        response.ContentType = "application/x-amz-json-1.1";
-        response.Headers["x-amzn-ErrorType"] = code;
-        await using var writer = new Utf8JsonWriter(response.Body);
-        writer.WriteStartObject();
-        writer.WriteString("__type", code);
-        writer.WriteString("message", message);
-        writer.WriteEndObject();
-    }
+    private static Task ErrorAsync(HttpContext context, string code, string message) => Protocols.JsonProtocolEndpoint.WriteErrorAsync(context, code, message);
 }

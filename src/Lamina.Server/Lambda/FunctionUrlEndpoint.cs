@@ -328,20 +328,7 @@ internal static partial class FunctionUrlEndpoint
         return HttpProxyPayload.BuildV2Event(context, body, new V2EventParts("$default", rawPath, rawQuery, "$default", urlId, urlId,
             caller?.AccountId ?? "anonymous", requestId, now)
         {
-            WriteAuthorizer = caller is null ? null : json =>
-            {
-                json.WriteStartObject("authorizer");
-                json.WriteStartObject("iam");
-                json.WriteString("accessKey", caller.AccessKeyId);
-                json.WriteString("accountId", caller.AccountId);
-                json.WriteString("callerId", caller.AccessKeyId);
-                json.WriteNull("cognitoIdentity");
-                json.WriteNull("principalOrgId");
-                json.WriteString("userArn", caller.PrincipalArn);
-                json.WriteString("userId", caller.AccountId);
-                json.WriteEndObject();
-                json.WriteEndObject();
-            },
+            WriteAuthorizer = caller is null ? null : json => HttpProxyPayload.WriteIamAuthorizer(json, caller),
         });
     }
 

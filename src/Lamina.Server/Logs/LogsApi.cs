@@ -495,18 +495,7 @@ internal static partial class LogsApi
 
     private static LogsException Invalid(string message) => new("InvalidParameterException", message);
 
-    private static async Task ErrorAsync(HttpContext context, string code, string message)
-    {
-        var response = context.Response;
-        response.StatusCode = StatusCodes.Status400BadRequest;
-        response.ContentType = "application/x-amz-json-1.1";
-        response.Headers["x-amzn-ErrorType"] = code;
-        await using var w = new Utf8JsonWriter(response.Body);
-        w.WriteStartObject();
-        w.WriteString("__type", code);
-        w.WriteString("message", message);
-        w.WriteEndObject();
-    }
+    private static Task ErrorAsync(HttpContext context, string code, string message) => Protocols.JsonProtocolEndpoint.WriteErrorAsync(context, code, message);
 
     private readonly record struct StoredEvent(long Id, string Stream, long TimestampMs, long IngestMs, string Message);
 

@@ -40,6 +40,22 @@ internal static class HttpProxyPayload
     /// <summary>The request time as API Gateway writes it (<c>12/Mar/2020:19:03:58 +0000</c>).</summary>
     public static string ClfTime(DateTimeOffset time) => time.UtcDateTime.ToString("dd/MMM/yyyy:HH:mm:ss +0000", CultureInfo.InvariantCulture);
 
+    /// <summary>A payload 2.0 event's <c>requestContext.authorizer</c> for a SigV4-signed (AWS_IAM) caller.</summary>
+    public static void WriteIamAuthorizer(Utf8JsonWriter json, CallerIdentity caller)
+    {
+        json.WriteStartObject("authorizer");
+        json.WriteStartObject("iam");
+        json.WriteString("accessKey", caller.AccessKeyId);
+        json.WriteString("accountId", caller.AccountId);
+        json.WriteString("callerId", caller.AccessKeyId);
+        json.WriteNull("cognitoIdentity");
+        json.WriteNull("principalOrgId");
+        json.WriteString("userArn", caller.PrincipalArn);
+        json.WriteString("userId", caller.AccountId);
+        json.WriteEndObject();
+        json.WriteEndObject();
+    }
+
     /// <summary>
     /// Writes the payload 2.0 event of this request. <paramref name="request"/> carries what depends on where it came in
     /// (route, stage, API id, account, authorizer).

@@ -7,6 +7,7 @@ using Lamina.Server.Protocols;
 using Lamina.Server.Storage;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
+using static Lamina.Server.Storage.SqliteStatements;
 
 namespace Lamina.Server.S3;
 
@@ -850,22 +851,6 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
         command.ExecuteNonQuery();
     }
 
-    private static SqliteCommand Command(SqliteConnection connection, string sql, params object?[] values)
-    {
-        var command = connection.CreateCommand();
-        command.CommandText = sql;
-        for (var i = 0; i < values.Length; i++)
-        {
-            command.Parameters.AddWithValue($"${i + 1}", values[i] ?? DBNull.Value);
-        }
-        return command;
-    }
-
-    private static int Run(SqliteConnection connection, string sql, params object?[] values)
-    {
-        using var command = Command(connection, sql, values);
-        return command.ExecuteNonQuery();
-    }
 
     private static partial class Log
     {

@@ -338,13 +338,7 @@ internal sealed partial class TopicStore : IHostedService
     private void Execute(string sql, params object?[] values)
     {
         using var connection = _database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        for (var i = 0; i < values.Length; i++)
-        {
-            command.Parameters.AddWithValue($"${i + 1}", values[i] ?? DBNull.Value);
-        }
-        command.ExecuteNonQuery();
+        Storage.SqliteStatements.Run(connection, sql, values);
     }
 
     private static partial class Log

@@ -5,6 +5,7 @@ using System.Text.Json;
 using Lamina.Server.Hosting;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
+using static Lamina.Server.Storage.SqliteStatements;
 
 namespace Lamina.Server.Sqs;
 
@@ -406,20 +407,4 @@ internal sealed class QueueStore : IHostedService, IDisposable
         command.ExecuteNonQuery();
     }
 
-    private static SqliteCommand Command(SqliteConnection connection, string sql, params object?[] values)
-    {
-        var command = connection.CreateCommand();
-        command.CommandText = sql;
-        for (var i = 0; i < values.Length; i++)
-        {
-            command.Parameters.AddWithValue($"${i + 1}", values[i] ?? DBNull.Value);
-        }
-        return command;
-    }
-
-    private static int Run(SqliteConnection connection, string sql, params object?[] values)
-    {
-        using var command = Command(connection, sql, values);
-        return command.ExecuteNonQuery();
-    }
 }
