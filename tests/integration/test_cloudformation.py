@@ -354,6 +354,32 @@ Resources:
         e = cs.client_error(lambda: self.cf.update_stack(StackName=name, TemplateBody=v2, Capabilities=["CAPABILITY_IAM"]))
         self.assertEqual((e.response["Error"]["Code"], e.response["Error"]["Message"]), ("ValidationError", "No updates are to be performed."))
 
+    def test_durable_config_is_set_and_updated_in_place(self):
+        # Found deploying the sam init quick start "hello-durable-ts": SAM passes DurableConfig through, and CloudFormation
+        # updates it without interruption.
+        template = """
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Flow:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: !Sub "${AWS::StackName}-flow"
+      Runtime: python3.12
+      Handler: index.handler
+      InlineCode: "def handler(e, c): return 1"
+      DurableConfig: {ExecutionTimeout: 900, RetentionPeriodInDays: 7}
+"""
+        name = self.stack_name()
+        capabilities = ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"]
+        self.create(name, template, capabilities=capabilities)
+        self.assertEqual(self.lam.get_function_configuration(FunctionName=f"{name}-flow")["DurableConfig"],
+                         {"ExecutionTimeout": 900, "RetentionPeriodInDays": 7})
+        self.cf.update_stack(StackName=name, TemplateBody=template.replace("ExecutionTimeout: 900", "ExecutionTimeout: 1800"), Capabilities=capabilities)
+        self.assertEqual(cs.wait_stack(self.cf, name)["StackStatus"], "UPDATE_COMPLETE")
+        self.assertEqual(self.lam.get_function_configuration(FunctionName=f"{name}-flow")["DurableConfig"]["ExecutionTimeout"], 1800)
+        self.assertNotIn("Requested update requires the creation of a new physical resource; hence creating one.",
+                         [l[2] for l in cs.event_lines(self.cf, name) if l[0] == "Flow"])
+
     def test_failed_update_rolls_everything_back(self):
         v1 = """
 Resources:

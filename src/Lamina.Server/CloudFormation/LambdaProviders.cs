@@ -57,7 +57,7 @@ internal sealed class LambdaFunctionProvider : ResourceProvider
 {
     private static readonly string[] ConfigurationProperties =
         ["Role", "Handler", "Description", "Timeout", "MemorySize", "Environment", "Runtime", "Layers", "TracingConfig", "DeadLetterConfig", "EphemeralStorage",
-         "LoggingConfig", "KmsKeyArn", "ImageConfig", "VpcConfig", "FileSystemConfigs", "SnapStart", "RuntimeManagementConfig"];
+         "LoggingConfig", "KmsKeyArn", "ImageConfig", "VpcConfig", "FileSystemConfigs", "SnapStart", "RuntimeManagementConfig", "DurableConfig"];
 
     public override string Type => "AWS::Lambda::Function";
 
@@ -145,7 +145,8 @@ internal sealed class LambdaFunctionProvider : ResourceProvider
     private static JsonObject Configuration(JsonObject p, JsonObject? previous)
     {
         var body = LambdaPaths.Copy(p, [], "Role", "Handler", "Description", "Timeout", "MemorySize", "Environment", "Runtime", "Layers", "TracingConfig",
-            "DeadLetterConfig", "EphemeralStorage", "LoggingConfig", "ImageConfig", "VpcConfig", "FileSystemConfigs", "SnapStart", "RuntimeManagementConfig");
+            "DeadLetterConfig", "EphemeralStorage", "LoggingConfig", "ImageConfig", "VpcConfig", "FileSystemConfigs", "SnapStart", "RuntimeManagementConfig",
+            "DurableConfig");
         if (p["KmsKeyArn"] is { } kms)
         {
             body["KMSKeyArn"] = kms.DeepClone();
@@ -155,6 +156,16 @@ internal sealed class LambdaFunctionProvider : ResourceProvider
             if (body[number] is JsonValue v && v.TryGetValue<string>(out var text) && int.TryParse(text, System.Globalization.CultureInfo.InvariantCulture, out var n))
             {
                 body[number] = n;
+            }
+        }
+        if (body["DurableConfig"] is JsonObject durable)
+        {
+            foreach (var number in new[] { "ExecutionTimeout", "RetentionPeriodInDays" })
+            {
+                if (durable[number] is JsonValue v && v.TryGetValue<string>(out var text) && int.TryParse(text, System.Globalization.CultureInfo.InvariantCulture, out var n))
+                {
+                    durable[number] = n;
+                }
             }
         }
         if (body["EphemeralStorage"] is JsonObject { } storage && storage["Size"] is JsonValue s && s.TryGetValue<string>(out var size)

@@ -8,7 +8,7 @@ internal sealed partial class SamTransform
     private static readonly string[] PassedProperties =
         ["FunctionName", "Description", "MemorySize", "Timeout", "Handler", "Runtime", "Environment", "VpcConfig", "Layers", "Architectures", "EphemeralStorage",
          "KmsKeyArn", "FileSystemConfigs", "ImageConfig", "PackageType", "CodeSigningConfigArn", "SnapStart", "RuntimeManagementConfig", "LoggingConfig",
-         "RecursiveLoop", "ReservedConcurrentExecutions"];
+         "RecursiveLoop", "ReservedConcurrentExecutions", "DurableConfig"];
 
     private static readonly Dictionary<string, string> ManagedPolicies = new(StringComparer.Ordinal)
     {
