@@ -107,7 +107,9 @@ class S3AuthTests(unittest.TestCase):
                 self.assertEqual(requests.get(url).content, b"presigned")
                 field = "Signature=" if version == "v2" else "X-Amz-Signature="
                 start = url.index(field) + len(field)
-                tampered = url[:start] + ("A" if url[start] != "A" else "B") + url[start + 1:]
+                # Another digit, not another case: a V4 signature is hex, and its case carries no meaning.
+                other_digit = ("A" if url[start] != "A" else "B") if version == "v2" else ("0" if url[start] != "0" else "1")
+                tampered = url[:start] + other_digit + url[start + 1:]
                 resp = requests.get(tampered)
                 self.assertEqual(resp.status_code, 403, resp.text)
                 self.assertIn("<Code>SignatureDoesNotMatch</Code>", resp.text)
