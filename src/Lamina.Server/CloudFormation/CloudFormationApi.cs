@@ -268,14 +268,8 @@ internal static partial class CloudFormationApi
             result.Append("<member>");
             Element(result, "StackId", stack.StackId);
             Element(result, "StackName", stack.StackName);
-            if (stack.ChangeSetId is not null)
-            {
-                Element(result, "ChangeSetId", stack.ChangeSetId);
-            }
-            if (stack.Description is not null)
-            {
-                Element(result, "Description", stack.Description);
-            }
+            OptionalElement(result, "ChangeSetId", stack.ChangeSetId);
+            OptionalElement(result, "Description", stack.Description);
             WriteParameters(result, stack.Parameters);
             Element(result, "CreationTime", Time(stack.CreatedAt));
             if (stack.DeletedAt is { } deleted)
@@ -288,10 +282,7 @@ internal static partial class CloudFormationApi
             }
             result.Append("<RollbackConfiguration><RollbackTriggers/></RollbackConfiguration>");
             Element(result, "StackStatus", stack.Status);
-            if (stack.StatusReason is not null)
-            {
-                Element(result, "StackStatusReason", stack.StatusReason);
-            }
+            OptionalElement(result, "StackStatusReason", stack.StatusReason);
             Element(result, "DisableRollback", stack.DisableRollback ? "true" : "false");
             Members(result, "NotificationARNs", stack.NotificationArns);
             Members(result, "Capabilities", stack.Capabilities);
@@ -303,32 +294,20 @@ internal static partial class CloudFormationApi
                     result.Append("<member>");
                     Element(result, "OutputKey", output.Key);
                     Element(result, "OutputValue", output.Value);
-                    if (output.Description is not null)
-                    {
-                        Element(result, "Description", output.Description);
-                    }
-                    if (output.ExportName is not null)
-                    {
-                        Element(result, "ExportName", output.ExportName);
-                    }
+                    OptionalElement(result, "Description", output.Description);
+                    OptionalElement(result, "ExportName", output.ExportName);
                     result.Append("</member>");
                 }
                 result.Append("</Outputs>");
             }
-            if (stack.RoleArn is not null)
-            {
-                Element(result, "RoleARN", stack.RoleArn);
-            }
+            OptionalElement(result, "RoleARN", stack.RoleArn);
             WriteTags(result, stack.Tags);
             Element(result, "EnableTerminationProtection", stack.TerminationProtection ? "true" : "false");
             result.Append("<DriftInformation><StackDriftStatus>NOT_CHECKED</StackDriftStatus></DriftInformation>");
             result.Append("</member>");
         }
         result.Append("</Stacks>");
-        if (next is not null)
-        {
-            Element(result, "NextToken", next);
-        }
+        OptionalElement(result, "NextToken", next);
     }
 
     private static void ListStacks(Dictionary<string, string> form, StackEngine engine, StringBuilder result)
@@ -342,10 +321,7 @@ internal static partial class CloudFormationApi
             result.Append("<member>");
             Element(result, "StackId", stack.StackId);
             Element(result, "StackName", stack.StackName);
-            if (stack.Description is not null)
-            {
-                Element(result, "TemplateDescription", stack.Description);
-            }
+            OptionalElement(result, "TemplateDescription", stack.Description);
             Element(result, "CreationTime", Time(stack.CreatedAt));
             if (stack.UpdatedAt is { } updated)
             {
@@ -356,18 +332,12 @@ internal static partial class CloudFormationApi
                 Element(result, "DeletionTime", Time(deleted));
             }
             Element(result, "StackStatus", stack.Status);
-            if (stack.StatusReason is not null)
-            {
-                Element(result, "StackStatusReason", stack.StatusReason);
-            }
+            OptionalElement(result, "StackStatusReason", stack.StatusReason);
             result.Append("<DriftInformation><StackDriftStatus>NOT_CHECKED</StackDriftStatus></DriftInformation>");
             result.Append("</member>");
         }
         result.Append("</StackSummaries>");
-        if (next is not null)
-        {
-            Element(result, "NextToken", next);
-        }
+        OptionalElement(result, "NextToken", next);
     }
 
     private static void DescribeStackEvents(Dictionary<string, string> form, StackEngine engine, StringBuilder result)
@@ -384,25 +354,13 @@ internal static partial class CloudFormationApi
             Element(result, "EventId", e.EventId);
             Element(result, "StackName", e.StackName);
             Element(result, "LogicalResourceId", e.LogicalResourceId);
-            if (e.PhysicalResourceId is not null)
-            {
-                Element(result, "PhysicalResourceId", e.PhysicalResourceId);
-            }
+            OptionalElement(result, "PhysicalResourceId", e.PhysicalResourceId);
             Element(result, "ResourceType", e.ResourceType);
             Element(result, "Timestamp", Time(e.Timestamp));
             Element(result, "ResourceStatus", e.ResourceStatus);
-            if (e.ResourceStatusReason is not null)
-            {
-                Element(result, "ResourceStatusReason", e.ResourceStatusReason);
-            }
-            if (e.ResourceProperties is not null)
-            {
-                Element(result, "ResourceProperties", e.ResourceProperties);
-            }
-            if (e.ClientRequestToken is not null)
-            {
-                Element(result, "ClientRequestToken", e.ClientRequestToken);
-            }
+            OptionalElement(result, "ResourceStatusReason", e.ResourceStatusReason);
+            OptionalElement(result, "ResourceProperties", e.ResourceProperties);
+            OptionalElement(result, "ClientRequestToken", e.ClientRequestToken);
             result.Append("</member>");
         }
         result.Append("</StackEvents>");
@@ -422,21 +380,12 @@ internal static partial class CloudFormationApi
         Element(result, "StackName", stack.StackName);
         Element(result, "StackId", stack.StackId);
         Element(result, "LogicalResourceId", resource.LogicalId);
-        if (resource.PhysicalId is not null)
-        {
-            Element(result, "PhysicalResourceId", resource.PhysicalId);
-        }
+        OptionalElement(result, "PhysicalResourceId", resource.PhysicalId);
         Element(result, "ResourceType", resource.Type);
         Element(result, "LastUpdatedTimestamp", Time(resource.UpdatedAt));
         Element(result, "ResourceStatus", resource.Status);
-        if (resource.StatusReason is not null)
-        {
-            Element(result, "ResourceStatusReason", resource.StatusReason);
-        }
-        if (resource.Metadata is not null)
-        {
-            Element(result, "Metadata", resource.Metadata);
-        }
+        OptionalElement(result, "ResourceStatusReason", resource.StatusReason);
+        OptionalElement(result, "Metadata", resource.Metadata);
         result.Append("<DriftInformation><StackResourceDriftStatus>NOT_CHECKED</StackResourceDriftStatus></DriftInformation>");
         result.Append("</StackResourceDetail>");
     }
@@ -475,17 +424,11 @@ internal static partial class CloudFormationApi
             Element(result, "StackName", stack.StackName);
             Element(result, "StackId", stack.StackId);
             Element(result, "LogicalResourceId", resource.LogicalId);
-            if (resource.PhysicalId is not null)
-            {
-                Element(result, "PhysicalResourceId", resource.PhysicalId);
-            }
+            OptionalElement(result, "PhysicalResourceId", resource.PhysicalId);
             Element(result, "ResourceType", resource.Type);
             Element(result, "Timestamp", Time(resource.UpdatedAt));
             Element(result, "ResourceStatus", resource.Status);
-            if (resource.StatusReason is not null)
-            {
-                Element(result, "ResourceStatusReason", resource.StatusReason);
-            }
+            OptionalElement(result, "ResourceStatusReason", resource.StatusReason);
             result.Append("<DriftInformation><StackResourceDriftStatus>NOT_CHECKED</StackResourceDriftStatus></DriftInformation>");
             result.Append("</member>");
         }
@@ -501,25 +444,16 @@ internal static partial class CloudFormationApi
         {
             result.Append("<member>");
             Element(result, "LogicalResourceId", resource.LogicalId);
-            if (resource.PhysicalId is not null)
-            {
-                Element(result, "PhysicalResourceId", resource.PhysicalId);
-            }
+            OptionalElement(result, "PhysicalResourceId", resource.PhysicalId);
             Element(result, "ResourceType", resource.Type);
             Element(result, "LastUpdatedTimestamp", Time(resource.UpdatedAt));
             Element(result, "ResourceStatus", resource.Status);
-            if (resource.StatusReason is not null)
-            {
-                Element(result, "ResourceStatusReason", resource.StatusReason);
-            }
+            OptionalElement(result, "ResourceStatusReason", resource.StatusReason);
             result.Append("<DriftInformation><StackResourceDriftStatus>NOT_CHECKED</StackResourceDriftStatus></DriftInformation>");
             result.Append("</member>");
         }
         result.Append("</StackResourceSummaries>");
-        if (next is not null)
-        {
-            Element(result, "NextToken", next);
-        }
+        OptionalElement(result, "NextToken", next);
     }
 
     // ---- templates ------------------------------------------------------------------------------------------------------
@@ -628,10 +562,7 @@ internal static partial class CloudFormationApi
         }
         var (capabilities, reason, transforms) = Requirements(root);
         Members(result, "Capabilities", capabilities);
-        if (reason is not null)
-        {
-            Element(result, "CapabilitiesReason", reason);
-        }
+        OptionalElement(result, "CapabilitiesReason", reason);
         Members(result, "DeclaredTransforms", transforms);
     }
 
@@ -669,10 +600,7 @@ internal static partial class CloudFormationApi
         }
         var (capabilities, reason, transforms) = Requirements(root);
         Members(result, "Capabilities", capabilities);
-        if (reason is not null)
-        {
-            Element(result, "CapabilitiesReason", reason);
-        }
+        OptionalElement(result, "CapabilitiesReason", reason);
         Members(result, "ResourceTypes", (root["Resources"] as JsonObject ?? []).Select(static r => Intrinsics.Stringify((r.Value as JsonObject)?["Type"])).Distinct().ToList());
         if (root["AWSTemplateFormatVersion"] is { } version)
         {
@@ -815,18 +743,12 @@ internal static partial class CloudFormationApi
         Element(result, "ChangeSetId", changeSet.ChangeSetId);
         Element(result, "StackId", changeSet.StackId);
         Element(result, "StackName", changeSet.StackName);
-        if (changeSet.Description is not null)
-        {
-            Element(result, "Description", changeSet.Description);
-        }
+        OptionalElement(result, "Description", changeSet.Description);
         WriteParameters(result, changeSet.Parameters);
         Element(result, "CreationTime", Time(changeSet.CreatedAt));
         Element(result, "ExecutionStatus", changeSet.ExecutionStatus);
         Element(result, "Status", changeSet.Status);
-        if (changeSet.StatusReason is not null)
-        {
-            Element(result, "StatusReason", changeSet.StatusReason);
-        }
+        OptionalElement(result, "StatusReason", changeSet.StatusReason);
         Members(result, "NotificationARNs", changeSet.NotificationArns);
         result.Append("<RollbackConfiguration><RollbackTriggers/></RollbackConfiguration>");
         Members(result, "Capabilities", changeSet.Capabilities);
@@ -978,15 +900,9 @@ internal static partial class CloudFormationApi
             Element(result, "ChangeSetName", changeSet.ChangeSetName);
             Element(result, "ExecutionStatus", changeSet.ExecutionStatus);
             Element(result, "Status", changeSet.Status);
-            if (changeSet.StatusReason is not null)
-            {
-                Element(result, "StatusReason", changeSet.StatusReason);
-            }
+            OptionalElement(result, "StatusReason", changeSet.StatusReason);
             Element(result, "CreationTime", Time(changeSet.CreatedAt));
-            if (changeSet.Description is not null)
-            {
-                Element(result, "Description", changeSet.Description);
-            }
+            OptionalElement(result, "Description", changeSet.Description);
             Element(result, "IncludeNestedStacks", "false");
             result.Append("</member>");
         }
@@ -1008,10 +924,7 @@ internal static partial class CloudFormationApi
             result.Append("</member>");
         }
         result.Append("</Exports>");
-        if (next is not null)
-        {
-            Element(result, "NextToken", next);
-        }
+        OptionalElement(result, "NextToken", next);
     }
 
     private static void ListImports(Dictionary<string, string> form, StackEngine engine, StringBuilder result)
@@ -1035,6 +948,15 @@ internal static partial class CloudFormationApi
     // ---- XML ------------------------------------------------------------------------------------------------------------
 
     private static void Element(StringBuilder xml, string name, string? value) => QueryProtocol.Element(xml, name, value);
+
+    /// <summary>The element, or nothing when there is no value (CloudFormation leaves absent fields out).</summary>
+    private static void OptionalElement(StringBuilder xml, string name, string? value)
+    {
+        if (value is not null)
+        {
+            Element(xml, name, value);
+        }
+    }
 
     private static void Members(StringBuilder xml, string name, IReadOnlyList<string> values)
     {

@@ -31,9 +31,9 @@ internal static partial class InvokeApi
             return;
         }
         var logType = request.Headers["X-Amz-Log-Type"].ToString();
-        if (logType.Length > 0 && logType is not ("None" or "Tail"))
+        if (LogTypeError(logType) is { } logTypeError)
         {
-            await AwsError.InvalidParameter($"1 validation error detected: Value '{logType}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]").ExecuteAsync(context);
+            await logTypeError.ExecuteAsync(context);
             return;
         }
         var resolved = Resolve(context, functionName, request.QueryString.HasValue ? request.Query["Qualifier"] : default(string), registry, options.Value, out var error);

@@ -44,6 +44,11 @@ internal static partial class InvokeApi
         return endpoints;
     }
 
+    /// <summary>The model's check of <c>X-Amz-Log-Type</c> (Invoke and InvokeWithResponseStream): null when absent or valid.</summary>
+    private static AwsError? LogTypeError(string logType) => logType.Length == 0 || logType is "None" or "Tail"
+        ? null
+        : AwsError.InvalidParameter($"1 validation error detected: Value '{logType}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]");
+
     private static async Task InvokeAsync(HttpContext context, string functionName, FunctionRegistry registry, Invoker invoker,
         ConcurrencyLimiter limiter, AsyncDispatcher queue, IOptions<LaminaOptions> options, TimeProvider time, Diagnostics.LaminaMetrics metrics,
         Durable.DurableEngine durable)
@@ -60,9 +65,9 @@ internal static partial class InvokeApi
             return;
         }
         var logType = request.Headers["X-Amz-Log-Type"].ToString();
-        if (logType.Length > 0 && logType is not ("None" or "Tail"))
+        if (LogTypeError(logType) is { } logTypeError)
         {
-            await AwsError.InvalidParameter($"1 validation error detected: Value '{logType}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]").ExecuteAsync(context);
+            await logTypeError.ExecuteAsync(context);
             return;
         }
 
