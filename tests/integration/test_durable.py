@@ -389,6 +389,17 @@ class DurableWorkflowTests(DurableMixin, h.LaminaTestCase):
         self.assertEqual(self.lam.list_durable_executions_by_function(FunctionName=child)["DurableExecutions"], [])
 
 
+    def test_an_event_from_the_async_queue_starts_an_execution(self):
+        # InvokeAsync (and every trigger that goes through the async queue: S3, SNS, EventBridge) starts an execution.
+        name = self.fn_name()
+        self.create_workflow(self.lam, name, handler="child.handler")
+        self.addCleanup(self._delete_quietly, name)
+        self.assertEqual(self.lam.invoke_async(FunctionName=name, InvokeArgs=json.dumps({"n": 4}).encode())["Status"], 202)
+        listed = poll(lambda: self.lam.list_durable_executions_by_function(FunctionName=name)["DurableExecutions"], lambda found: len(found) == 1)
+        done = poll(lambda: self.lam.get_durable_execution(DurableExecutionArn=listed[0]["DurableExecutionArn"]), lambda e: e["Status"] != "RUNNING", 60)
+        self.assertEqual((done["Status"], json.loads(done["Result"])), ("SUCCEEDED", {"tripled": 12}), done)
+        self.assertEqual(json.loads(done["InputPayload"]), {"n": 4})
+
     def test_a_plain_function_refuses_an_execution_name(self):
         name = self.fn_name()
         self.create_function(h.make_zip({"app.py": "def handler(event, context):\n    return 1\n"}), name=name)
