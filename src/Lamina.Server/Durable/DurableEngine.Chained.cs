@@ -173,6 +173,11 @@ internal sealed partial class DurableEngine
         var stopping = _stopping.Token;
         while (!stopping.IsCancellationRequested && IsWaiting(execution, operationId))
         {
+            if (!registry.TryGetEntry(config.Name, out _))
+            {
+                FinishChained(execution, operationId, "FAILED", null, Error("ResourceNotFoundException", $"Function not found: {invokedArn}"));
+                return; // deleted while the invoke waited for room
+            }
             try
             {
                 if (limiter.TryAcquire(config.Name, reserved, out var lease, out _))
