@@ -60,7 +60,9 @@ export const handler = withDurableExecution(async (event, context) => {
       failure = { name: e.name, message: e.message };
     }
   }
-  const child = event.child ? await context.invoke('child', event.child, { n: plain.n }) : null;
+  const child = event.child
+    ? await context.invoke('child', event.child, { n: plain.n, ...(event.childWait ? { waitSeconds: event.childWait } : {}) })
+    : null;
   return { base, plain, failure, child };
 });
 """
@@ -70,6 +72,9 @@ import { withDurableExecution } from '@aws/durable-execution-sdk-js';
 
 export const handler = withDurableExecution(async (event, context) => {
   const tripled = await context.step('triple', async () => event.n * 3);
+  if (event.waitSeconds) {
+    await context.wait('pause', { seconds: event.waitSeconds });
+  }
   return { tripled };
 });
 """
@@ -411,21 +416,22 @@ class DurableWorkflowTests(DurableMixin, h.LaminaTestCase):
 class DurableCrashTests(DurableMixin, unittest.TestCase):
 
     @h.slow
-    def test_kill_9_during_a_chained_invoke_then_the_caller_resumes(self):
+    def test_kill_9_during_chained_invokes_then_the_caller_resumes(self):
         if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
             self.skipTest("needs a server of its own")
         data_dir = Path(tempfile.mkdtemp(prefix="lamina-it-durable-"))
         self.addCleanup(shutil.rmtree, data_dir, True)
         suffix = uuid.uuid4().hex[:6]
-        caller, plain = f"chain-crash-{suffix}", f"chain-target-{suffix}"
+        caller, plain, child = f"chain-crash-{suffix}", f"chain-target-{suffix}", f"chain-child-{suffix}"
         tag = uuid.uuid4().hex[:8]
         first = h.LaminaServer("durable-chain-1", data_dir=data_dir).start()
         try:
             lam = h.boto3_client(first.url, "lambda")
             self.create_workflow(lam, caller, handler="chain.handler")
+            self.create_workflow(lam, child, handler="child.handler")
             self.create_plain(lam, plain, PLAIN_TARGET)
-            # The target takes 3 s: the server is killed while it runs (the caller suspended, the invoke pending).
-            arn = self.start(lam, caller, f"crash-{tag}", {"tag": tag, "n": 3, "plain": plain, "sleep": 3})
+            # The plain target takes 3 s: the server is killed while it runs (the caller suspended, the invoke pending).
+            arn = self.start(lam, caller, f"crash-{tag}", {"tag": tag, "n": 3, "plain": plain, "sleep": 3, "child": f"{child}:$LATEST", "childWait": 3})
             events = poll(lambda: self.history(lam, arn), lambda ev: any(e["EventType"] == "ChainedInvokeStarted" for e in ev))
             self.assertNotIn("ChainedInvokeSucceeded", [e["EventType"] for e in events])
         finally:
@@ -433,17 +439,29 @@ class DurableCrashTests(DurableMixin, unittest.TestCase):
         second = h.LaminaServer("durable-chain-2", data_dir=data_dir).start()
         try:
             lam = h.boto3_client(second.url, "lambda")
-            # The pending invoke is taken up again: the target runs (at least once) and the caller resumes with its result.
+            # The pending plain invoke is taken up again (at least once); the caller resumes and starts the durable
+            # child, which waits 3 s: the server is killed again during that wait.
+            events = poll(lambda: self.history(lam, arn), lambda ev: any(e["EventType"] == "ChainedInvokeStarted" and e["Name"] == "child" for e in ev), 90)
+            child_arn = next(e for e in events if e.get("Name") == "child" and e["EventType"] == "ChainedInvokeStarted")["ChainedInvokeStartedDetails"]["DurableExecutionArn"]
+            poll(lambda: self.history(lam, child_arn), lambda ev: any(e["EventType"] == "WaitStarted" for e in ev))
+            self.assertEqual(lam.get_durable_execution(DurableExecutionArn=arn)["Status"], "RUNNING")
+        finally:
+            second.kill()
+        third = h.LaminaServer("durable-chain-3", data_dir=data_dir).start()
+        try:
+            lam = h.boto3_client(third.url, "lambda")
+            # The child resumes by itself; its end completes the caller's operation, and the caller finishes.
             execution = poll(lambda: lam.get_durable_execution(DurableExecutionArn=arn), lambda e: e["Status"] != "RUNNING", 90)
             self.assertEqual(execution["Status"], "SUCCEEDED", execution)
-            self.assertEqual(json.loads(execution["Result"]), {"base": 6, "plain": {"n": 7}, "failure": "no error", "child": None})
+            self.assertEqual(json.loads(execution["Result"]), {"base": 6, "plain": {"n": 7}, "failure": "no error", "child": {"tripled": 21}})
             kinds = [e["EventType"] for e in self.history(lam, arn)]
-            self.assertEqual((kinds.count("ChainedInvokeStarted"), kinds.count("ChainedInvokeSucceeded")), (1, 1))
-            logs = h.boto3_client(second.url, "logs")
+            self.assertEqual((kinds.count("ChainedInvokeStarted"), kinds.count("ChainedInvokeSucceeded")), (2, 2))
+            self.assertEqual([e["DurableExecutionArn"] for e in lam.list_durable_executions_by_function(FunctionName=child)["DurableExecutions"]], [child_arn])
+            logs = h.boto3_client(third.url, "logs")
             self.assertGreaterEqual(poll(lambda: self.log_count(logs, plain, "TARGET-RAN", tag), lambda c: c >= 1), 1)
             self.assertEqual(poll(lambda: self.log_count(logs, caller, "BASE-RAN", tag), lambda c: c >= 1), 1)
         finally:
-            second.stop()
+            third.stop()
 
     @h.slow
     def test_kill_9_during_the_wait_then_the_js_sdk_completes_the_callback(self):
