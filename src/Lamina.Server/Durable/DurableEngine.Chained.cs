@@ -21,6 +21,7 @@ namespace Lamina.Server.Durable;
 internal sealed partial class DurableEngine
 {
     private readonly CancellationTokenSource _stopping = new();
+    private readonly List<(DurableExecution Execution, string OperationId)> _waitingAtStart = [];
 
     /// <summary>The model's checks of a new CHAINED_INVOKE START (a bad one refuses the whole batch).</summary>
     private AwsError? ValidateChainedStart(DurableExecution execution, JsonObject update)
@@ -312,57 +313,53 @@ internal sealed partial class DurableEngine
     }
 
     /// <summary>
+    /// At load, before anything runs: the chained invokes a restart must take up (not those a new invocation may
+    /// start before <see cref="ResumeChainedInvokes"/> runs, which start themselves).
+    /// </summary>
+    private void NoteWaitingChainedInvokes(DurableExecution execution)
+    {
+        foreach (var operation in execution.Operations)
+        {
+            if ((string?)operation["Type"] == "CHAINED_INVOKE" && (string?)operation["Status"] == "STARTED")
+            {
+                _waitingAtStart.Add((execution, (string)operation["Id"]!));
+            }
+        }
+    }
+
+    /// <summary>
     /// After a restart: every chained invoke still waiting is taken up again from its ChainedInvokeStarted event, a
     /// durable target followed (it resumes by itself), a plain one invoked again: at least once, as Lambda promises.
     /// </summary>
     private void ResumeChainedInvokes()
     {
-        foreach (var execution in _executions.Values)
+        foreach (var (execution, id) in _waitingAtStart)
         {
-            var resumed = new List<Action>();
+            Action resume;
             lock (execution.Lock)
             {
-                if (!execution.IsRunning)
+                if (!execution.IsRunning || (string?)execution.OperationsById[id]["Status"] != "STARTED")
                 {
-                    continue;
+                    continue; // ended meanwhile (the execution timed out or was stopped)
                 }
-                foreach (var operation in execution.Operations)
+                var started = StartedDetails(execution, id);
+                if ((string?)started?["DurableExecutionArn"] is { } targetArn)
                 {
-                    if ((string?)operation["Type"] != "CHAINED_INVOKE" || (string?)operation["Status"] != "STARTED")
-                    {
-                        continue;
-                    }
-                    var id = (string)operation["Id"]!;
-                    var started = StartedDetails(execution, id);
-                    if ((string?)started?["DurableExecutionArn"] is { } targetArn)
-                    {
-                        if (_executions.TryGetValue(targetArn, out var target))
-                        {
-                            resumed.Add(() => FollowTarget(execution, id, target));
-                        }
-                        else
-                        {
-                            resumed.Add(() => FinishChained(execution, id, "FAILED", null, Error("ResourceNotFoundException", $"Durable execution not found: {targetArn}")));
-                        }
-                        continue;
-                    }
-                    var functionName = (string?)started?["FunctionName"] ?? "";
+                    resume = _executions.TryGetValue(targetArn, out var target)
+                        ? () => FollowTarget(execution, id, target)
+                        : () => FinishChained(execution, id, "FAILED", null, Error("ResourceNotFoundException", $"Durable execution not found: {targetArn}"));
+                }
+                else
+                {
                     var input = (string?)started?["Input"]?["Payload"];
                     var payload = Encoding.UTF8.GetBytes(string.IsNullOrEmpty(input) ? "{}" : input);
-                    if (ResolveChained(execution, functionName, out var plain) is { } error)
-                    {
-                        resumed.Add(() => FinishChained(execution, id, "FAILED", null, error));
-                    }
-                    else
-                    {
-                        resumed.Add(() => _ = RunChainedAsync(execution, id, plain.Config, plain.Reserved, plain.InvokedArn, payload));
-                    }
+                    resume = ResolveChained(execution, (string?)started?["FunctionName"] ?? "", out var plain) is { } error
+                        ? () => FinishChained(execution, id, "FAILED", null, error)
+                        : () => _ = RunChainedAsync(execution, id, plain.Config, plain.Reserved, plain.InvokedArn, payload);
                 }
             }
-            foreach (var action in resumed)
-            {
-                action();
-            }
+            resume(); // outside the lock: FinishChained takes it
         }
+        _waitingAtStart.Clear();
     }
 }

@@ -13,11 +13,12 @@ namespace Lamina.Server.Durable;
 
 /// <summary>
 /// Runs durable executions (Lambda API 2025-12-01). An execution is a log of operations (steps, waits, callbacks,
-/// child contexts) that the function checkpoints through <c>CheckpointDurableExecution</c>; each invocation gets the
-/// whole log (<c>InitialExecutionState</c>) and replays it, so completed steps are not run again. When the function
-/// answers <c>PENDING</c> (it waits for time or a callback) no environment is held: one loop, woken by changes and
-/// every 250 ms, completes elapsed waits, due retries and expired callbacks and invokes the function again. The log
-/// is in <c>durable.db</c>; after a restart every running execution is simply invoked again and replays.
+/// child contexts, chained invokes) that the function checkpoints through <c>CheckpointDurableExecution</c>; each
+/// invocation gets the whole log (<c>InitialExecutionState</c>) and replays it, so completed steps are not run again.
+/// When the function answers <c>PENDING</c> (it waits for time, a callback or another function) no environment is
+/// held: one loop, woken by changes and every 250 ms, completes elapsed waits, due retries and expired callbacks and
+/// invokes the function again (chained invokes: <c>DurableEngine.Chained.cs</c>). The log is in <c>durable.db</c>;
+/// after a restart every running execution is simply invoked again and replays.
 /// </summary>
 internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry registry, Invoker invoker, ConcurrencyLimiter limiter,
     IOptions<LaminaOptions> options, TimeProvider time, ILogger<DurableEngine> logger) : BackgroundService, IHostedLifecycleService
@@ -47,6 +48,7 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
                 // Whatever ran when the server stopped is gone: the execution is invoked again and replays its log.
                 execution.NeedsRun = true;
                 execution.DueMs = now;
+                NoteWaitingChainedInvokes(execution);
             }
         }
         Log.Loaded(logger, _executions.Count);
