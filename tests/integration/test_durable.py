@@ -41,6 +41,60 @@ export const handler = withDurableExecution(async (event, context) => {
 });
 """
 
+# context.invoke (chained invokes): a plain function's result, a throwing function's error caught, and optionally a
+# durable function (child.mjs) started as an execution of its own.
+CHAIN_WORKFLOW = r"""
+import { withDurableExecution } from '@aws/durable-execution-sdk-js';
+
+export const handler = withDurableExecution(async (event, context) => {
+  const base = await context.step('base', async () => {
+    console.log(`BASE-RAN ${event.tag}`);
+    return event.n * 2;
+  });
+  const plain = await context.invoke('plain', event.plain, { tag: event.tag, n: base, sleep: event.sleep ?? 0 });
+  let failure = 'no error';
+  if (event.thrower) {
+    try {
+      await context.invoke('thrower', event.thrower, { tag: event.tag });
+    } catch (e) {
+      failure = { name: e.name, message: e.message };
+    }
+  }
+  const child = event.child
+    ? await context.invoke('child', event.child, { n: plain.n, ...(event.childWait ? { waitSeconds: event.childWait } : {}) })
+    : null;
+  return { base, plain, failure, child };
+});
+"""
+
+CHILD_WORKFLOW = r"""
+import { withDurableExecution } from '@aws/durable-execution-sdk-js';
+
+export const handler = withDurableExecution(async (event, context) => {
+  const tripled = await context.step('triple', async () => event.n * 3);
+  if (event.waitSeconds) {
+    await context.wait('pause', { seconds: event.waitSeconds });
+  }
+  return { tripled };
+});
+"""
+
+# The plain targets (python3.12): each prints a line per run, so the test can count the runs.
+PLAIN_TARGET = """
+import time
+
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    print(f"TARGET-RAN {event['tag']}")
+    return {"n": event["n"] + 1}
+"""
+
+THROWING_TARGET = """
+def handler(event, context):
+    print(f"THROWER-RAN {event['tag']}")
+    raise ValueError(f"boom {event['tag']}")
+"""
+
 # Runs on the host: completes a callback with the AWS SDK for JavaScript v3.
 JS_CALLBACK = r"""
 const { LambdaClient, SendDurableExecutionCallbackSuccessCommand } = require('@aws-sdk/client-lambda');
@@ -62,7 +116,7 @@ def workflow_zip() -> bytes:
             raise AssertionError(f"prepare_js_durable.sh failed ({done.returncode}): {done.stderr[-3000:]}")
         modules = Path(done.stdout.strip().splitlines()[-1])
         files = {"node_modules/" + p.relative_to(modules).as_posix(): p.read_bytes() for p in sorted(modules.rglob("*")) if p.is_file()}
-        _ZIP.append(h.make_zip({**files, "index.mjs": WORKFLOW}))
+        _ZIP.append(h.make_zip({**files, "index.mjs": WORKFLOW, "chain.mjs": CHAIN_WORKFLOW, "child.mjs": CHILD_WORKFLOW}))
     return _ZIP[0]
 
 
@@ -89,9 +143,20 @@ def poll(what, check, timeout: float = 60, interval: float = 0.2):
 class DurableMixin:
     """Helpers shared by the module's server and the kill -9 test's own servers; `lam` is a boto3 Lambda client."""
 
-    def create_workflow(self, lam, name: str, **durable) -> None:
-        lam.create_function(FunctionName=name, Runtime="nodejs22.x", Role=h.ROLE, Handler="index.handler", Timeout=30, MemorySize=256,
+    def create_workflow(self, lam, name: str, handler: str = "index.handler", **durable) -> None:
+        lam.create_function(FunctionName=name, Runtime="nodejs22.x", Role=h.ROLE, Handler=handler, Timeout=30, MemorySize=256,
                             Code={"ZipFile": workflow_zip()}, DurableConfig={"ExecutionTimeout": 300, "RetentionPeriodInDays": 1, **durable})
+
+    def create_plain(self, lam, name: str, source: str) -> None:
+        lam.create_function(FunctionName=name, Runtime="python3.12", Role=h.ROLE, Handler="app.handler", Timeout=30,
+                            Code={"ZipFile": h.make_zip({"app.py": source})})
+
+    def log_count(self, logs, name: str, marker: str, tag: str) -> int:
+        """How many log events of function `name` contain `marker tag` (how many times it ran for this test)."""
+        count = 0
+        for page in logs.get_paginator("filter_log_events").paginate(logGroupName=f"/aws/lambda/{name}", filterPattern=f'"{marker}"'):
+            count += sum(f"{marker} {tag}" in e["message"] for e in page["events"])
+        return count
 
     def start(self, lam, name: str, execution: str, event: dict) -> str:
         resp = lam.invoke(FunctionName=name, InvocationType="Event", DurableExecutionName=execution, Payload=json.dumps(event).encode())
@@ -257,6 +322,89 @@ class DurableWorkflowTests(DurableMixin, h.LaminaTestCase):
                                                              Handler="index.handler", Code={"ZipFile": h.make_zip({"index.mjs": ""})},
                                                              DurableConfig={"RetentionPeriodInDays": 91}), 400, "InvalidParameterValueException")
 
+    def test_chained_invokes_of_a_plain_a_throwing_and_a_durable_function(self):
+        caller, plain, thrower, child = (self.fn_name(s) for s in ("caller", "plain", "thrower", "child"))
+        self.create_workflow(self.lam, caller, handler="chain.handler")
+        self.create_workflow(self.lam, child, handler="child.handler")
+        self.create_plain(self.lam, plain, PLAIN_TARGET)
+        self.create_plain(self.lam, thrower, THROWING_TARGET)
+        for name in (caller, child, plain, thrower):
+            self.addCleanup(self._delete_quietly, name)
+        tag = uuid.uuid4().hex[:8]
+        arn = self.start(self.lam, caller, f"chain-{tag}", {"tag": tag, "n": 5, "plain": plain, "thrower": thrower, "child": f"{child}:$LATEST"})
+
+        done = poll(lambda: self.lam.get_durable_execution(DurableExecutionArn=arn), lambda e: e["Status"] != "RUNNING", 90)
+        self.assertEqual(done["Status"], "SUCCEEDED", done)
+        self.assertEqual(json.loads(done["Result"]), {"base": 10, "plain": {"n": 11}, "failure": {"name": "InvokeError", "message": f"boom {tag}"},
+                                                      "child": {"tripled": 33}})
+
+        events = self.history(self.lam, arn)
+        started = [e for e in events if e["EventType"] == "ChainedInvokeStarted"]
+        self.assertEqual([(e["Name"], e["SubType"]) for e in started], [("plain", "ChainedInvoke"), ("thrower", "ChainedInvoke"), ("child", "ChainedInvoke")])
+        details = started[0]["ChainedInvokeStartedDetails"]
+        self.assertEqual((details["FunctionName"], details["ExecutedVersion"]), (plain, "$LATEST"))
+        self.assertEqual(json.loads(details["Input"]["Payload"]), {"tag": tag, "n": 10, "sleep": 0})
+        self.assertNotIn("DurableExecutionArn", details)
+        succeeded = {e["Name"]: e["ChainedInvokeSucceededDetails"]["Result"]["Payload"] for e in events if e["EventType"] == "ChainedInvokeSucceeded"}
+        self.assertEqual({k: json.loads(v) for k, v in succeeded.items()}, {"plain": {"n": 11}, "child": {"tripled": 33}})
+        failed = [e for e in events if e["EventType"] == "ChainedInvokeFailed"]
+        self.assertEqual([e["Name"] for e in failed], ["thrower"])
+        error = failed[0]["ChainedInvokeFailedDetails"]["Error"]["Payload"]
+        self.assertEqual((error["ErrorType"], error["ErrorMessage"]), ("ValueError", f"boom {tag}"))
+        self.assertTrue(any("boom" in line for line in error["StackTrace"]), error)
+        # Each chained invoke's events carry its operation id, and the history stays numbered from 1.
+        self.assertEqual({e["Id"] for e in started} & {e["Id"] for e in failed}, {failed[0]["Id"]})
+        self.assertEqual([e["EventId"] for e in events], list(range(1, len(events) + 1)))
+        without_data = self.lam.get_durable_execution_history(DurableExecutionArn=arn)["Events"]
+        self.assertNotIn("Payload", next(e for e in without_data if e["EventType"] == "ChainedInvokeStarted")["ChainedInvokeStartedDetails"]["Input"])
+
+        # The durable target ran as an execution of its own, named after the caller's operation.
+        child_arn = started[2]["ChainedInvokeStartedDetails"]["DurableExecutionArn"]
+        self.assertRegex(child_arn, rf":function:{child}:\$LATEST/durable-execution/[A-Za-z0-9_-]+/[A-Za-z0-9_-]+$")
+        child_execution = self.lam.get_durable_execution(DurableExecutionArn=child_arn)
+        self.assertEqual((child_execution["Status"], json.loads(child_execution["Result"])), ("SUCCEEDED", {"tripled": 33}))
+        self.assertEqual(json.loads(child_execution["InputPayload"]), {"n": 11})
+
+        # Each target ran exactly once, and the caller's step was not repeated by its replays.
+        logs = h.boto3_client(self.server.url, "logs")
+        self.assertEqual(poll(lambda: (self.log_count(logs, plain, "TARGET-RAN", tag), self.log_count(logs, thrower, "THROWER-RAN", tag),
+                                       self.log_count(logs, caller, "BASE-RAN", tag)), lambda c: min(c) >= 1), (1, 1, 1))
+
+    def test_chained_invoke_errors_reach_the_caller(self):
+        caller, plain, child = (self.fn_name(s) for s in ("caller", "plain", "child"))
+        self.create_workflow(self.lam, caller, handler="chain.handler")
+        self.create_workflow(self.lam, child, handler="child.handler")
+        self.create_plain(self.lam, plain, PLAIN_TARGET)
+        for name in (caller, child, plain):
+            self.addCleanup(self._delete_quietly, name)
+        tag = uuid.uuid4().hex[:8]
+        missing = self.fn_name("missing")
+        # A missing function: context.invoke throws and, uncaught, fails the execution.
+        lost = self.start(self.lam, caller, f"missing-{tag}", {"tag": tag, "n": 1, "plain": missing})
+        # A durable function needs a qualifier (Lambda's rule for durable targets).
+        unqualified = self.start(self.lam, caller, f"unqualified-{tag}", {"tag": tag, "n": 1, "plain": plain, "child": child})
+        for arn, error_type, message in ((lost, "ResourceNotFoundException", f"Function not found: arn:aws:lambda:us-east-1:000000000000:function:{missing}"),
+                                         (unqualified, "InvalidParameterValueException", "qualifier")):
+            done = poll(lambda: self.lam.get_durable_execution(DurableExecutionArn=arn), lambda e: e["Status"] != "RUNNING", 90)
+            self.assertEqual(done["Status"], "FAILED", done)
+            self.assertIn(message, done["Error"]["ErrorMessage"])
+            failed = [e for e in self.history(self.lam, arn) if e["EventType"] == "ChainedInvokeFailed"]
+            self.assertEqual(len(failed), 1)
+            self.assertEqual(failed[0]["ChainedInvokeFailedDetails"]["Error"]["Payload"]["ErrorType"], error_type)
+        self.assertEqual(self.lam.list_durable_executions_by_function(FunctionName=child)["DurableExecutions"], [])
+
+
+    def test_an_event_from_the_async_queue_starts_an_execution(self):
+        # InvokeAsync (and every trigger that goes through the async queue: S3, SNS, EventBridge) starts an execution.
+        name = self.fn_name()
+        self.create_workflow(self.lam, name, handler="child.handler")
+        self.addCleanup(self._delete_quietly, name)
+        self.assertEqual(self.lam.invoke_async(FunctionName=name, InvokeArgs=json.dumps({"n": 4}).encode())["Status"], 202)
+        listed = poll(lambda: self.lam.list_durable_executions_by_function(FunctionName=name)["DurableExecutions"], lambda found: len(found) == 1)
+        done = poll(lambda: self.lam.get_durable_execution(DurableExecutionArn=listed[0]["DurableExecutionArn"]), lambda e: e["Status"] != "RUNNING", 60)
+        self.assertEqual((done["Status"], json.loads(done["Result"])), ("SUCCEEDED", {"tripled": 12}), done)
+        self.assertEqual(json.loads(done["InputPayload"]), {"n": 4})
+
     def test_a_plain_function_refuses_an_execution_name(self):
         name = self.fn_name()
         self.create_function(h.make_zip({"app.py": "def handler(event, context):\n    return 1\n"}), name=name)
@@ -266,6 +414,54 @@ class DurableWorkflowTests(DurableMixin, h.LaminaTestCase):
 
 
 class DurableCrashTests(DurableMixin, unittest.TestCase):
+
+    @h.slow
+    def test_kill_9_during_chained_invokes_then_the_caller_resumes(self):
+        if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
+            self.skipTest("needs a server of its own")
+        data_dir = Path(tempfile.mkdtemp(prefix="lamina-it-durable-"))
+        self.addCleanup(shutil.rmtree, data_dir, True)
+        suffix = uuid.uuid4().hex[:6]
+        caller, plain, child = f"chain-crash-{suffix}", f"chain-target-{suffix}", f"chain-child-{suffix}"
+        tag = uuid.uuid4().hex[:8]
+        first = h.LaminaServer("durable-chain-1", data_dir=data_dir).start()
+        try:
+            lam = h.boto3_client(first.url, "lambda")
+            self.create_workflow(lam, caller, handler="chain.handler")
+            self.create_workflow(lam, child, handler="child.handler")
+            self.create_plain(lam, plain, PLAIN_TARGET)
+            # The plain target takes 3 s: the server is killed while it runs (the caller suspended, the invoke pending).
+            arn = self.start(lam, caller, f"crash-{tag}", {"tag": tag, "n": 3, "plain": plain, "sleep": 3, "child": f"{child}:$LATEST", "childWait": 3})
+            events = poll(lambda: self.history(lam, arn), lambda ev: any(e["EventType"] == "ChainedInvokeStarted" for e in ev))
+            self.assertNotIn("ChainedInvokeSucceeded", [e["EventType"] for e in events])
+        finally:
+            first.kill()
+        second = h.LaminaServer("durable-chain-2", data_dir=data_dir).start()
+        try:
+            lam = h.boto3_client(second.url, "lambda")
+            # The pending plain invoke is taken up again (at least once); the caller resumes and starts the durable
+            # child, which waits 3 s: the server is killed again during that wait.
+            events = poll(lambda: self.history(lam, arn), lambda ev: any(e["EventType"] == "ChainedInvokeStarted" and e["Name"] == "child" for e in ev), 90)
+            child_arn = next(e for e in events if e.get("Name") == "child" and e["EventType"] == "ChainedInvokeStarted")["ChainedInvokeStartedDetails"]["DurableExecutionArn"]
+            poll(lambda: self.history(lam, child_arn), lambda ev: any(e["EventType"] == "WaitStarted" for e in ev))
+            self.assertEqual(lam.get_durable_execution(DurableExecutionArn=arn)["Status"], "RUNNING")
+        finally:
+            second.kill()
+        third = h.LaminaServer("durable-chain-3", data_dir=data_dir).start()
+        try:
+            lam = h.boto3_client(third.url, "lambda")
+            # The child resumes by itself; its end completes the caller's operation, and the caller finishes.
+            execution = poll(lambda: lam.get_durable_execution(DurableExecutionArn=arn), lambda e: e["Status"] != "RUNNING", 90)
+            self.assertEqual(execution["Status"], "SUCCEEDED", execution)
+            self.assertEqual(json.loads(execution["Result"]), {"base": 6, "plain": {"n": 7}, "failure": "no error", "child": {"tripled": 21}})
+            kinds = [e["EventType"] for e in self.history(lam, arn)]
+            self.assertEqual((kinds.count("ChainedInvokeStarted"), kinds.count("ChainedInvokeSucceeded")), (2, 2))
+            self.assertEqual([e["DurableExecutionArn"] for e in lam.list_durable_executions_by_function(FunctionName=child)["DurableExecutions"]], [child_arn])
+            logs = h.boto3_client(third.url, "logs")
+            self.assertGreaterEqual(poll(lambda: self.log_count(logs, plain, "TARGET-RAN", tag), lambda c: c >= 1), 1)
+            self.assertEqual(poll(lambda: self.log_count(logs, caller, "BASE-RAN", tag), lambda c: c >= 1), 1)
+        finally:
+            third.stop()
 
     @h.slow
     def test_kill_9_during_the_wait_then_the_js_sdk_completes_the_callback(self):

@@ -271,6 +271,19 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
             await _store.RequeueAsync(e.Id, now, e.Attempts, e.LastError);
             return;
         }
+        if (config.Durable is not null)
+        {
+            // A durable function's event (a trigger, InvokeAsync) starts a durable execution, as Lambda's does; the
+            // event's id names it, so a redelivery after a crash finds the same execution.
+            var durable = _services.GetRequiredService<Durable.DurableEngine>();
+            if (durable.Start(config, e.Payload, e.Id, out _) is { } refused)
+            {
+                Log.SystemError(_logger, e.Describe(), refused.Message);
+            }
+            _throttles.TryRemove(e.Id, out _);
+            await _store.SettleAsync(e.Id, null, []);
+            return;
+        }
         if (!_limiter.TryAcquire(config.Name, entry.ReservedConcurrency, out var lease, out var throttleReason))
         {
             _metrics.RecordThrottle(config, throttleReason!);

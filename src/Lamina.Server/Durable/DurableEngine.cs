@@ -13,11 +13,12 @@ namespace Lamina.Server.Durable;
 
 /// <summary>
 /// Runs durable executions (Lambda API 2025-12-01). An execution is a log of operations (steps, waits, callbacks,
-/// child contexts) that the function checkpoints through <c>CheckpointDurableExecution</c>; each invocation gets the
-/// whole log (<c>InitialExecutionState</c>) and replays it, so completed steps are not run again. When the function
-/// answers <c>PENDING</c> (it waits for time or a callback) no environment is held: one loop, woken by changes and
-/// every 250 ms, completes elapsed waits, due retries and expired callbacks and invokes the function again. The log
-/// is in <c>durable.db</c>; after a restart every running execution is simply invoked again and replays.
+/// child contexts, chained invokes) that the function checkpoints through <c>CheckpointDurableExecution</c>; each
+/// invocation gets the whole log (<c>InitialExecutionState</c>) and replays it, so completed steps are not run again.
+/// When the function answers <c>PENDING</c> (it waits for time, a callback or another function) no environment is
+/// held: one loop, woken by changes and every 250 ms, completes elapsed waits, due retries and expired callbacks and
+/// invokes the function again (chained invokes: <c>DurableEngine.Chained.cs</c>). The log is in <c>durable.db</c>;
+/// after a restart every running execution is simply invoked again and replays.
 /// </summary>
 internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry registry, Invoker invoker, ConcurrencyLimiter limiter,
     IOptions<LaminaOptions> options, TimeProvider time, ILogger<DurableEngine> logger) : BackgroundService, IHostedLifecycleService
@@ -47,14 +48,24 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
                 // Whatever ran when the server stopped is gone: the execution is invoked again and replays its log.
                 execution.NeedsRun = true;
                 execution.DueMs = now;
+                NoteWaitingChainedInvokes(execution);
             }
         }
         Log.Loaded(logger, _executions.Count);
         return Task.CompletedTask;
     }
 
-    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StartedAsync(CancellationToken cancellationToken)
+    {
+        ResumeChainedInvokes(); // once the functions are loaded
+        return Task.CompletedTask;
+    }
+
+    public Task StoppingAsync(CancellationToken cancellationToken)
+    {
+        _stopping.Cancel();
+        return Task.CompletedTask;
+    }
     public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     private void Index(DurableExecution execution)
@@ -351,11 +362,17 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
         }
     }
 
-    private static JsonObject FunctionError(InvocationResult result)
+    /// <summary>The runtime's error body (<c>errorType</c>, <c>errorMessage</c>, Node's <c>trace</c> or Python's <c>stackTrace</c>) as an ErrorObject.</summary>
+    private static JsonObject FunctionError(InvocationResult result, bool withTrace = false)
     {
         var parsed = ParseAnswer(result.Body);
-        return Error((string?)parsed?["errorType"] ?? result.ErrorType ?? "Unhandled",
+        var error = Error((string?)parsed?["errorType"] ?? result.ErrorType ?? "Unhandled",
             (string?)parsed?["errorMessage"] ?? System.Text.Encoding.UTF8.GetString(result.Body.Span));
+        if (withTrace && (parsed?["trace"] ?? parsed?["stackTrace"]) is JsonArray trace && trace.All(static line => line is JsonValue value && value.TryGetValue<string>(out _)))
+        {
+            error["StackTrace"] = trace.DeepClone();
+        }
+        return error;
     }
 
     /// <summary>Ends the execution (under its lock) and writes it down; synchronous invokers waiting on it get their answer.</summary>
@@ -488,9 +505,10 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
                 return invalid; // a refused batch changes nothing
             }
             var changed = new List<JsonObject>();
+            var afterSave = new List<Action>();
             foreach (var update in list)
             {
-                Apply(execution, (JsonObject)update!, now, changed);
+                Apply(execution, (JsonObject)update!, now, changed, afterSave);
             }
             foreach (var operation in Materialize(execution, now))
             {
@@ -500,6 +518,10 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
                 }
             }
             store.Save(execution, changed, eventsFrom);
+            foreach (var action in afterSave)
+            {
+                action(); // chained invokes start only once their START is on disk
+            }
             if (changed.Count > 0)
             {
                 Wake();
@@ -519,7 +541,7 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
     }
 
     /// <summary>Checks a whole batch of updates before any is applied.</summary>
-    private static AwsError? Validate(DurableExecution execution, JsonArray updates)
+    private AwsError? Validate(DurableExecution execution, JsonArray updates)
     {
         var startedHere = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var node in updates)
@@ -543,16 +565,12 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
             {
                 return AwsError.InvalidParameter($"1 validation error detected: Value '{action}' at 'updates.member.action' failed to satisfy constraint: Member must satisfy enum value set: [START, SUCCEED, FAIL, RETRY, CANCEL]");
             }
-            if (type == "CHAINED_INVOKE")
-            {
-                return AwsError.InvalidParameter("Chained invokes (CHAINED_INVOKE) are not supported by Lamina yet.");
-            }
             var allowed = type switch
             {
                 "EXECUTION" => action is "SUCCEED" or "FAIL",
                 "STEP" => action is "START" or "SUCCEED" or "FAIL" or "RETRY",
                 "CONTEXT" => action is "START" or "SUCCEED" or "FAIL",
-                _ => action is "START" or "CANCEL", // WAIT, CALLBACK
+                _ => action is "START" or "CANCEL", // WAIT, CALLBACK, CHAINED_INVOKE
             };
             if (!allowed)
             {
@@ -576,18 +594,22 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
             {
                 return AwsError.InvalidParameter("1 validation error detected: Value at 'updates.member.waitOptions.waitSeconds' failed to satisfy constraint: Member must have value less than or equal to 31622400 and greater than or equal to 1");
             }
+            if (type == "CHAINED_INVOKE" && action == "START" && existing is null && ValidateChainedStart(execution, update) is { } chainedInvalid)
+            {
+                return chainedInvalid;
+            }
             startedHere[id] = type;
         }
         return null;
     }
 
     /// <summary>One OperationUpdate, validated already (<see cref="Validate"/>).</summary>
-    private void Apply(DurableExecution execution, JsonObject update, long now, List<JsonObject> changed)
+    private void Apply(DurableExecution execution, JsonObject update, long now, List<JsonObject> changed, List<Action> afterSave)
     {
         var id = (string)update["Id"]!;
         var type = (string)update["Type"]!;
         var action = (string)update["Action"]!;
-        execution.OperationsById.TryGetValue(id, out var operation);
+        var existed = execution.OperationsById.TryGetValue(id, out var operation);
         if (type == "EXECUTION")
         {
             if (action == "SUCCEED")
@@ -709,6 +731,15 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
             case ("CALLBACK", "CANCEL"):
                 operation["Status"] = "CANCELLED";
                 operation["EndTimestamp"] = Timestamp(now);
+                break;
+            case ("CHAINED_INVOKE", "START"):
+                if (!existed)
+                {
+                    StartChained(execution, operation, update, now, afterSave);
+                }
+                break; // else a replay: the invoke started already
+            case ("CHAINED_INVOKE", "CANCEL"):
+                CancelChained(execution, operation, now);
                 break;
             case ("CONTEXT", "START"):
                 operation["Status"] = "STARTED";
@@ -930,5 +961,8 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
 
         [LoggerMessage(EventId = Diagnostics.EventIds.DurableSweepFailed, Level = LogLevel.Error, Message = "The durable executions' sweep failed")]
         public static partial void SweepFailed(ILogger logger, Exception exception);
+
+        [LoggerMessage(EventId = Diagnostics.EventIds.DurableChainedInvokeFailed, Level = LogLevel.Warning, Message = "Chained invoke {OperationId} of {Arn} could not run; trying again")]
+        public static partial void ChainedInvokeFailed(ILogger logger, string arn, string operationId, Exception exception);
     }
 }
