@@ -3,7 +3,8 @@ them — a Lambda TOKEN authorizer as the REST API's default, a method that opts
 needs an API key, CORS preflight answers; an HTTP API with a Lambda REQUEST authorizer (simple responses), a route
 without authorization and one behind IAM. Deployed with `./lamina deploy` and used over HTTP with `requests` and
 SigV4-signed calls; the template passes cfn-lint, and Lamina's transform writes the same definitions and permissions
-as AWS's own (aws-sam-translator), Swagger bodies compared whole."""
+as AWS's own (aws-sam-translator), Swagger bodies compared whole. The same gates in plain CloudFormation:
+AWS::ApiGateway::Authorizer, ApiKey, UsagePlan and UsagePlanKey created, updated in place and deleted with their stack."""
 from __future__ import annotations
 
 import json
@@ -327,3 +328,175 @@ class SamApiAuthTests(h.LaminaTestCase):
                 described = self.cf.describe_change_set(ChangeSetName="bad", StackName=stack)
                 self.assertEqual(described["Status"], "FAILED")
                 self.assertIn(message, described["StatusReason"])
+
+
+ACCESS_TEMPLATE = """AWSTemplateFormatVersion: '2010-09-09'
+Description: A REST API whose method needs a token (a Lambda TOKEN authorizer) and an API key in a usage plan
+Parameters:
+  KeyEnabled:
+    Type: String
+    Default: 'true'
+  DailyQuota:
+    Type: Number
+    Default: 100
+Resources:
+  Backend:
+    Type: AWS::Lambda::Function
+    Properties:
+      Runtime: python3.12
+      Handler: index.handler
+      Role: !Sub arn:aws:iam::${AWS::AccountId}:role/backend
+      Code:
+        ZipFile: |
+          import json
+          def handler(event, context):
+              return {"statusCode": 200, "body": json.dumps(event["requestContext"].get("authorizer"))}
+  Gate:
+    Type: AWS::Lambda::Function
+    Properties:
+      Runtime: python3.12
+      Handler: index.handler
+      Role: !Sub arn:aws:iam::${AWS::AccountId}:role/gate
+      Code:
+        ZipFile: |
+          def handler(event, context):
+              if event.get("authorizationToken") != "let-me-in":
+                  raise Exception("Unauthorized")
+              return {"principalId": "partner", "policyDocument": {"Version": "2012-10-17", "Statement": [
+                  {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": event["methodArn"]}]}}
+  Api:
+    Type: AWS::ApiGateway::RestApi
+    Properties:
+      Name: partner-api
+  Things:
+    Type: AWS::ApiGateway::Resource
+    Properties:
+      RestApiId: !Ref Api
+      ParentId: !GetAtt Api.RootResourceId
+      PathPart: things
+  TokenAuthorizer:
+    Type: AWS::ApiGateway::Authorizer
+    Properties:
+      RestApiId: !Ref Api
+      Name: token
+      Type: TOKEN
+      IdentitySource: method.request.header.Authorization
+      AuthorizerResultTtlInSeconds: 0
+      AuthorizerUri: !Sub arn:aws:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${Gate.Arn}/invocations
+  GetThings:
+    Type: AWS::ApiGateway::Method
+    Properties:
+      RestApiId: !Ref Api
+      ResourceId: !Ref Things
+      HttpMethod: GET
+      AuthorizationType: CUSTOM
+      AuthorizerId: !Ref TokenAuthorizer
+      ApiKeyRequired: true
+      Integration:
+        Type: AWS_PROXY
+        IntegrationHttpMethod: POST
+        Uri: !Sub arn:aws:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${Backend.Arn}/invocations
+  Deployment:
+    Type: AWS::ApiGateway::Deployment
+    DependsOn: GetThings
+    Properties:
+      RestApiId: !Ref Api
+      StageName: live
+  BackendPermission:
+    Type: AWS::Lambda::Permission
+    Properties:
+      Action: lambda:InvokeFunction
+      FunctionName: !Ref Backend
+      Principal: apigateway.amazonaws.com
+      SourceArn: !Sub arn:aws:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/*
+  GatePermission:
+    Type: AWS::Lambda::Permission
+    Properties:
+      Action: lambda:InvokeFunction
+      FunctionName: !Ref Gate
+      Principal: apigateway.amazonaws.com
+      SourceArn: !Sub arn:aws:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/authorizers/*
+  PartnerKey:
+    Type: AWS::ApiGateway::ApiKey
+    Properties:
+      Enabled: !Ref KeyEnabled
+      Description: the partner's key
+  PartnerPlan:
+    Type: AWS::ApiGateway::UsagePlan
+    DependsOn: Deployment
+    Properties:
+      UsagePlanName: partners
+      ApiStages:
+        - ApiId: !Ref Api
+          Stage: live
+      Quota:
+        Limit: !Ref DailyQuota
+        Period: DAY
+      Throttle:
+        RateLimit: 50
+        BurstLimit: 100
+  PartnerPlanKey:
+    Type: AWS::ApiGateway::UsagePlanKey
+    Properties:
+      KeyId: !Ref PartnerKey
+      KeyType: API_KEY
+      UsagePlanId: !Ref PartnerPlan
+Outputs:
+  KeyId:
+    Value: !GetAtt PartnerKey.APIKeyId
+  PlanId:
+    Value: !Ref PartnerPlan
+  AuthorizerId:
+    Value: !GetAtt TokenAuthorizer.AuthorizerId
+"""
+
+
+class ApiAccessResourceTests(h.LaminaTestCase):
+
+    def setUp(self):
+        self.cf = cs.cfn(self.server)
+        self.apigw = h.boto3_client(self.server.url, "apigateway")
+
+    def test_template_passes_cfn_lint(self):
+        path = Path(tempfile.mkdtemp(prefix="lamina-it-access-")) / "template.yaml"
+        self.addCleanup(shutil.rmtree, path.parent, True)
+        path.write_text(ACCESS_TEMPLATE)
+        cs.cfn_lint(self, path)
+
+    def test_authorizer_key_and_plan_gate_the_method_then_update_and_delete(self):
+        stack = f"access-{uuid.uuid4().hex[:6]}"
+        self.addCleanup(lambda: self.cf.delete_stack(StackName=stack))
+        stack_id = self.cf.create_stack(StackName=stack, TemplateBody=ACCESS_TEMPLATE)["StackId"]
+        created = cs.wait_stack(self.cf, stack)
+        self.assertEqual(created["StackStatus"], "CREATE_COMPLETE", cs.event_lines(self.cf, stack))
+        out = cs.outputs(created)
+        api = cs.physical(self.cf, stack, "Api")
+        url = f"{self.server.url}/_aws/execute-api/{api}/live/things"
+        key = self.apigw.get_api_key(apiKey=out["KeyId"], includeValue=True)
+        self.assertEqual((key["enabled"], key["description"]), (True, "the partner's key"))
+        plan = self.apigw.get_usage_plan(usagePlanId=out["PlanId"])
+        self.assertEqual((plan["name"], plan["apiStages"], plan["quota"]["limit"], plan["quota"]["period"]),
+                         ("partners", [{"apiId": api, "stage": "live"}], 100, "DAY"))
+        self.assertEqual([k["id"] for k in self.apigw.get_usage_plan_keys(usagePlanId=out["PlanId"])["items"]], [out["KeyId"]])
+        self.assertEqual(self.apigw.get_authorizer(restApiId=api, authorizerId=out["AuthorizerId"])["type"], "TOKEN")
+
+        self.assertEqual(requests.get(url, headers={"Authorization": "let-me-in"}, timeout=60).json(), {"message": "Forbidden"})  # no key
+        self.assertEqual(requests.get(url, headers={"x-api-key": key["value"]}, timeout=60).status_code, 401)  # no token
+        ok = requests.get(url, headers={"x-api-key": key["value"], "Authorization": "let-me-in"}, timeout=60)
+        self.assertEqual(ok.status_code, 200, ok.text)
+        self.assertEqual(ok.json()["principalId"], "partner")
+
+        # In place: the quota and the key's state change; the key, plan and authorizer keep their ids.
+        self.cf.update_stack(StackName=stack, UsePreviousTemplate=True,
+                             Parameters=[{"ParameterKey": "KeyEnabled", "ParameterValue": "false"}, {"ParameterKey": "DailyQuota", "ParameterValue": "5"}])
+        updated = cs.wait_stack(self.cf, stack)
+        self.assertEqual(updated["StackStatus"], "UPDATE_COMPLETE", cs.event_lines(self.cf, stack))
+        self.assertEqual(cs.outputs(updated), out)
+        self.assertEqual(self.apigw.get_usage_plan(usagePlanId=out["PlanId"])["quota"]["limit"], 5)
+        self.assertFalse(self.apigw.get_api_key(apiKey=out["KeyId"])["enabled"])
+        self.assertEqual(requests.get(url, headers={"x-api-key": key["value"], "Authorization": "let-me-in"}, timeout=60).status_code, 403)
+
+        self.cf.delete_stack(StackName=stack)
+        self.assertEqual(cs.wait_stack(self.cf, stack_id)["StackStatus"], "DELETE_COMPLETE")
+        for call in (lambda: self.apigw.get_api_key(apiKey=out["KeyId"]), lambda: self.apigw.get_usage_plan(usagePlanId=out["PlanId"])):
+            self.assertEqual(cs.client_error(call).response["Error"]["Code"], "NotFoundException")
