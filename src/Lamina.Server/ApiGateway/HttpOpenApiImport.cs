@@ -82,11 +82,19 @@ internal static class HttpOpenApiImport
         // Authorizers from the security schemes.
         var authorizers = new List<HttpAuthorizer>();
         var schemes = new Dictionary<string, HttpAuthorizer>(StringComparer.Ordinal);
+        var iamSchemes = new HashSet<string>(StringComparer.Ordinal);
         if (definition.TryGetProperty("components", out var components) && components.ValueKind == JsonValueKind.Object
             && components.TryGetProperty("securitySchemes", out var securitySchemes) && securitySchemes.ValueKind == JsonValueKind.Object)
         {
             foreach (var scheme in securitySchemes.EnumerateObject())
             {
+                // An awsSigv4 scheme is IAM authorization (the built-in AWS_IAM), not an authorizer.
+                if (scheme.Value.ValueKind == JsonValueKind.Object && scheme.Value.TryGetProperty("x-amazon-apigateway-authtype", out var authType)
+                    && authType.ValueKind == JsonValueKind.String && string.Equals(authType.GetString(), "awsSigv4", StringComparison.OrdinalIgnoreCase))
+                {
+                    iamSchemes.Add(scheme.Name);
+                    continue;
+                }
                 if (scheme.Value.ValueKind != JsonValueKind.Object || !scheme.Value.TryGetProperty("x-amazon-apigateway-authorizer", out var spec)
                     || spec.ValueKind != JsonValueKind.Object)
                 {
@@ -164,6 +172,11 @@ internal static class HttpOpenApiImport
                         {
                             foreach (var entry in requirement.EnumerateObject())
                             {
+                                if (iamSchemes.Contains(entry.Name))
+                                {
+                                    route = route with { AuthorizationType = "AWS_IAM", AuthorizerId = null, AuthorizationScopes = null };
+                                    continue;
+                                }
                                 if (!schemes.TryGetValue(entry.Name, out var authorizer))
                                 {
                                     warnings.Add($"{routeKey}: the security scheme {entry.Name} is not an authorizer; it is ignored.");

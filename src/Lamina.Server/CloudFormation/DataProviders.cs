@@ -454,6 +454,12 @@ internal sealed class RestMethodProvider : ResourceProvider
             {
                 var body = (JsonObject)CamelCase.Of(integration, "RequestParameters", "RequestTemplates", "ResponseParameters", "ResponseTemplates")!;
                 body.Remove("integrationResponses");
+                // CloudFormation names the integration's method IntegrationHttpMethod; PutIntegration takes httpMethod.
+                if (body["integrationHttpMethod"] is { } integrationMethod)
+                {
+                    body.Remove("integrationHttpMethod");
+                    body["httpMethod"] = integrationMethod;
+                }
                 await request.Client.RestJsonAsync("apigateway", HttpMethod.Put, path + "/integration", body, cancellationToken);
             }
         }
@@ -609,7 +615,7 @@ internal sealed class HttpApiPartProvider(string type, string collection, string
     private JsonObject Body(ProvisionRequest request)
     {
         var body = (JsonObject)CamelCase.Of(LambdaPaths.Copy(request.Properties, [], settable), "RequestParameters", "ResponseParameters")!;
-        foreach (var number in new[] { "timeoutInMillis" })
+        foreach (var number in new[] { "timeoutInMillis", "authorizerResultTtlInSeconds" })
         {
             if (body[number] is JsonValue v && v.TryGetValue<string>(out var text) && int.TryParse(text, System.Globalization.CultureInfo.InvariantCulture, out var n))
             {

@@ -67,10 +67,10 @@ internal sealed partial class SamTransform
     }
 
     /// <summary>A REST API (AWS::Serverless::Api, or the implicit ServerlessRestApi): its Swagger body, a deployment and the stage.</summary>
-    private void RestApi(string logicalId, JsonObject resource, JsonObject p, List<(string Path, string Method, JsonNode Uri, string? Function)> routes)
+    private void RestApi(string logicalId, JsonObject resource, JsonObject p, List<ApiRoute> routes)
     {
         var stageName = Text(ResolveParameter(p["StageName"])) ?? throw Invalid(logicalId, "Missing required property 'StageName'.");
-        foreach (var unsupported in new[] { "Auth", "Cors", "Domain", "Models", "GatewayResponses" })
+        foreach (var unsupported in new[] { "Domain", "Models", "GatewayResponses" })
         {
             if (p[unsupported] is not null)
             {
@@ -95,10 +95,31 @@ internal sealed partial class SamTransform
             body["info"] = new JsonObject { ["version"] = "1.0", ["title"] = p["Name"]?.DeepClone() ?? Ref("AWS::StackName") };
             body["paths"] = new JsonObject();
         }
+        var auth = ApiAuth(logicalId, p, RestAuthKeys);
+        var definitions = body["securityDefinitions"] as JsonObject ?? [];
         var paths = body["paths"] as JsonObject ?? [];
         body["paths"] = paths;
-        foreach (var (path, method, uri, _) in routes)
+        // SAM adds the events' methods to a definition it generated (or merges them, with MergeDefinitions); a definition
+        // the template gives is the API as written: events only get their permissions (and, with OverrideApiAuth, their Auth).
+        var managed = p["DefinitionBody"] is null || Truthy(p["MergeDefinitions"]);
+        foreach (var route in routes)
         {
+            var (path, method, uri) = (route.Path, route.Method, route.Uri);
+            if (!managed)
+            {
+                if (route.Event["Auth"] is JsonObject eventAuth && Truthy(eventAuth["OverrideApiAuth"]))
+                {
+                    if (eventAuth["Authorizer"] is null && eventAuth["ApiKeyRequired"] is null && eventAuth["ResourcePolicy"] is null)
+                    {
+                        throw InvalidEvent(route.EventId, "Must define one of: Authorizer, ApiKeyRequired or ResourcePolicy when using the OverrideApiAuth property.");
+                    }
+                    if ((paths[path] as JsonObject)?[method == "any" ? "x-amazon-apigateway-any-method" : method] is JsonObject existing && existing["x-amazon-apigateway-integration"] is not null)
+                    {
+                        AddRestMethodAuth(route, existing, auth, definitions, integrationAdded: false);
+                    }
+                }
+                continue;
+            }
             var item = paths[path] as JsonObject ?? [];
             paths[path] = item;
             var key = method == "any" ? "x-amazon-apigateway-any-method" : method;
@@ -106,12 +127,34 @@ internal sealed partial class SamTransform
             {
                 continue;
             }
-            item[key] = new JsonObject
+            var operation = new JsonObject
             {
                 ["x-amazon-apigateway-integration"] = new JsonObject { ["httpMethod"] = "POST", ["type"] = "aws_proxy", ["uri"] = uri.DeepClone() },
                 ["responses"] = new JsonObject(),
             };
+            item[key] = operation;
+            AddRestMethodAuth(route, operation, auth, definitions, integrationAdded: true);
         }
+        if (p["Cors"] is { } cors)
+        {
+            AddCors(logicalId, paths, ResolveParameterRefs(cors)!);
+        }
+        if (definitions.Count > 0 && definitions.Parent is null)
+        {
+            body["securityDefinitions"] = definitions;
+        }
+        if (auth is not null)
+        {
+            AddRestAuth(logicalId, resource, paths, definitions, auth);
+            if (definitions.Count > 0 && definitions.Parent is null)
+            {
+                body["securityDefinitions"] = definitions;
+            }
+            // SAM converts to OpenAPI 3 after the Auth and once more when it writes the API: the preflight headers'
+            // schemas come out wrapped twice, and the definition (so the deployment's hash) is kept as SAM writes it.
+            ToOpenApi3(body, openApi);
+        }
+        ToOpenApi3(body, openApi);
         var api = new JsonObject { ["Body"] = body };
         Copy(p, api, "Name", "Description", "BinaryMediaTypes", "MinimumCompressionSize", "EndpointConfiguration", "Mode", "ApiKeySourceType", "DisableExecuteApiEndpoint");
         if (api["EndpointConfiguration"] is JsonValue endpointType)
@@ -149,15 +192,13 @@ internal sealed partial class SamTransform
     }
 
     /// <summary>An HTTP API (AWS::Serverless::HttpApi, or the implicit ServerlessHttpApi): its OpenAPI body and stage.</summary>
-    private void HttpApi(string logicalId, JsonObject resource, JsonObject p, List<(string Path, string Method, JsonNode Uri, JsonObject Event)> routes)
+    private void HttpApi(string logicalId, JsonObject resource, JsonObject p, List<ApiRoute> routes)
     {
-        foreach (var unsupported in new[] { "Auth", "Domain" })
+        if (p["Domain"] is not null)
         {
-            if (p[unsupported] is not null)
-            {
-                throw Invalid(logicalId, $"Lamina's transform does not support '{unsupported}' on AWS::Serverless::HttpApi yet; describe it in DefinitionBody instead.");
-            }
+            throw Invalid(logicalId, "Lamina's transform does not support 'Domain' on AWS::Serverless::HttpApi yet: Lamina serves APIs on its own host names.");
         }
+        var auth = ApiAuth(logicalId, p, HttpAuthKeys);
         JsonObject body;
         if (p["DefinitionBody"] is JsonObject definition)
         {
@@ -178,8 +219,9 @@ internal sealed partial class SamTransform
         }
         var paths = body["paths"] as JsonObject ?? [];
         body["paths"] = paths;
-        foreach (var (path, method, uri, e) in routes)
+        foreach (var route in routes)
         {
+            var (path, method, uri, e) = (route.Path, route.Method, route.Uri, route.Event);
             var item = paths[path] as JsonObject ?? [];
             paths[path] = item;
             var key = method == "any" ? "x-amazon-apigateway-any-method" : method;
@@ -209,6 +251,11 @@ internal sealed partial class SamTransform
                     (JsonNode?)new JsonObject { ["required"] = true, ["name"] = name, ["in"] = "path" }).ToArray());
             }
             item[key] = operation;
+            AddHttpMethodAuth(route, operation, auth);
+        }
+        if (auth is not null)
+        {
+            AddHttpAuth(logicalId, resource, body, auth);
         }
         if (p["CorsConfiguration"] is JsonObject cors)
         {

@@ -493,14 +493,14 @@ internal sealed partial class SamTransform
                         {
                             throw InvalidEvent(id, "RestApiId must be a valid reference to an 'AWS::Serverless::Api' resource in same template.");
                         }
-                        routes.Add((path, method, FunctionUri(target), e));
+                        routes.Add(new ApiRoute(id, path, method, FunctionUri(target), e));
                         var apiProperties = ((_input["Resources"] as JsonObject)?[api] as JsonObject)?["Properties"] as JsonObject;
                         stage = Text(apiProperties?["StageName"]) ?? Text((_input["Globals"] as JsonObject)?["Api"]?["StageName"]) ?? "Prod";
                     }
                     else
                     {
                         api = "ServerlessRestApi";
-                        _implicitRest.Add((path, method, FunctionUri(target), function));
+                        _implicitRest.Add(new ApiRoute(id, path, method, FunctionUri(target), e));
                         stage = Text((_input["Globals"] as JsonObject)?["Api"]?["StageName"]) ?? "Prod";
                     }
                     var permission = InvokePermission(target, "apigateway.amazonaws.com");
@@ -523,12 +523,12 @@ internal sealed partial class SamTransform
                         {
                             throw InvalidEvent(id, "ApiId must be a valid reference to an 'AWS::Serverless::HttpApi' resource in same template.");
                         }
-                        routes.Add((path, method, FunctionUri(target, http: true), e));
+                        routes.Add(new ApiRoute(id, path, method, FunctionUri(target, http: true), e));
                     }
                     else
                     {
                         api = "ServerlessHttpApi";
-                        _implicitHttp.Add((path, method, FunctionUri(target, http: true), e));
+                        _implicitHttp.Add(new ApiRoute(id, path, method, FunctionUri(target, http: true), e));
                     }
                     var permission = InvokePermission(target, "apigateway.amazonaws.com");
                     var resourcePath = path == "$default" ? "*" : (method == "any" ? "*" : method.ToUpperInvariant()) + PathParameter().Replace(path.Length > 1 ? path.TrimEnd('/') : path, "*");

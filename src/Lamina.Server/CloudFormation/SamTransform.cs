@@ -28,9 +28,9 @@ internal sealed partial class SamTransform
     private JsonObject _output = [];
 
     // Implicit APIs collect the Api / HttpApi events of every function without an explicit API.
-    private readonly List<(string Path, string Method, JsonNode FunctionArn, string? Function)> _implicitRest = [];
-    private readonly List<(string Path, string Method, JsonNode FunctionArn, JsonObject Properties)> _implicitHttp = [];
-    private readonly Dictionary<string, List<(string Path, string Method, JsonNode FunctionArn, JsonObject Properties)>> _explicitRoutes = new(StringComparer.Ordinal);
+    private readonly List<ApiRoute> _implicitRest = [];
+    private readonly List<ApiRoute> _implicitHttp = [];
+    private readonly Dictionary<string, List<ApiRoute>> _explicitRoutes = new(StringComparer.Ordinal);
 
     public SamTransform(string stackName, string region, string accountId, Dictionary<string, string> parameters)
     {
@@ -127,7 +127,7 @@ internal sealed partial class SamTransform
                     var properties = WithGlobals(type, globals, resource["Properties"] as JsonObject ?? []);
                     if (type == "AWS::Serverless::Api")
                     {
-                        RestApi(logicalId, resource, properties, _explicitRoutes[logicalId].Select(static r => (r.Path, r.Method, r.FunctionArn, (string?)null)).ToList());
+                        RestApi(logicalId, resource, properties, _explicitRoutes[logicalId]);
                     }
                     else
                     {
