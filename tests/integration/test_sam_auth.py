@@ -4,7 +4,8 @@ needs an API key, CORS preflight answers; an HTTP API with a Lambda REQUEST auth
 without authorization and one behind IAM. Deployed with `./lamina deploy` and used over HTTP with `requests` and
 SigV4-signed calls; the template passes cfn-lint, and Lamina's transform writes the same definitions and permissions
 as AWS's own (aws-sam-translator), Swagger bodies compared whole. The same gates in plain CloudFormation:
-AWS::ApiGateway::Authorizer, ApiKey, UsagePlan and UsagePlanKey created, updated in place and deleted with their stack."""
+AWS::ApiGateway::Authorizer, ApiKey, UsagePlan and UsagePlanKey created, updated in place and deleted with their stack,
+and an AWS::ApiGatewayV2::Authorizer on an HTTP API's route."""
 from __future__ import annotations
 
 import json
@@ -500,3 +501,124 @@ class ApiAccessResourceTests(h.LaminaTestCase):
         self.assertEqual(cs.wait_stack(self.cf, stack_id)["StackStatus"], "DELETE_COMPLETE")
         for call in (lambda: self.apigw.get_api_key(apiKey=out["KeyId"]), lambda: self.apigw.get_usage_plan(usagePlanId=out["PlanId"])):
             self.assertEqual(cs.client_error(call).response["Error"]["Code"], "NotFoundException")
+
+
+HTTP_ACCESS_TEMPLATE = """AWSTemplateFormatVersion: '2010-09-09'
+Description: An HTTP API route behind a Lambda REQUEST authorizer, in plain CloudFormation
+Parameters:
+  Ttl:
+    Type: Number
+    Default: 0
+Resources:
+  Backend:
+    Type: AWS::Lambda::Function
+    Properties:
+      Runtime: python3.12
+      Handler: index.handler
+      Role: !Sub arn:aws:iam::${AWS::AccountId}:role/backend
+      Code:
+        ZipFile: |
+          import json
+          def handler(event, context):
+              return {"statusCode": 200, "body": json.dumps(event["requestContext"].get("authorizer"))}
+  Gate:
+    Type: AWS::Lambda::Function
+    Properties:
+      Runtime: python3.12
+      Handler: index.handler
+      Role: !Sub arn:aws:iam::${AWS::AccountId}:role/gate
+      Code:
+        ZipFile: |
+          def handler(event, context):
+              return {"isAuthorized": event["headers"].get("x-key") == "k-9", "context": {"who": "partner"}}
+  Api:
+    Type: AWS::ApiGatewayV2::Api
+    Properties:
+      Name: partner-http
+      ProtocolType: HTTP
+  Integration:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref Api
+      IntegrationType: AWS_PROXY
+      IntegrationUri: !GetAtt Backend.Arn
+      PayloadFormatVersion: '2.0'
+  KeyAuthorizer:
+    Type: AWS::ApiGatewayV2::Authorizer
+    Properties:
+      ApiId: !Ref Api
+      Name: key
+      AuthorizerType: REQUEST
+      AuthorizerUri: !Sub arn:aws:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${Gate.Arn}/invocations
+      AuthorizerPayloadFormatVersion: '2.0'
+      EnableSimpleResponses: true
+      AuthorizerResultTtlInSeconds: !Ref Ttl
+      IdentitySource:
+        - $request.header.X-Key
+  Route:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref Api
+      RouteKey: GET /things
+      Target: !Sub integrations/${Integration}
+      AuthorizationType: CUSTOM
+      AuthorizerId: !Ref KeyAuthorizer
+  Stage:
+    Type: AWS::ApiGatewayV2::Stage
+    Properties:
+      ApiId: !Ref Api
+      StageName: $default
+      AutoDeploy: true
+  BackendPermission:
+    Type: AWS::Lambda::Permission
+    Properties:
+      Action: lambda:InvokeFunction
+      FunctionName: !Ref Backend
+      Principal: apigateway.amazonaws.com
+      SourceArn: !Sub arn:aws:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/*
+  GatePermission:
+    Type: AWS::Lambda::Permission
+    Properties:
+      Action: lambda:InvokeFunction
+      FunctionName: !Ref Gate
+      Principal: apigateway.amazonaws.com
+      SourceArn: !Sub arn:aws:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/authorizers/*
+Outputs:
+  AuthorizerId:
+    Value: !Ref KeyAuthorizer
+"""
+
+
+class HttpApiAuthorizerResourceTests(h.LaminaTestCase):
+
+    def test_template_passes_cfn_lint(self):
+        path = Path(tempfile.mkdtemp(prefix="lamina-it-access-")) / "template.yaml"
+        self.addCleanup(shutil.rmtree, path.parent, True)
+        path.write_text(HTTP_ACCESS_TEMPLATE)
+        cs.cfn_lint(self, path)
+
+    def test_request_authorizer_gates_the_route_and_updates_in_place(self):
+        cf = cs.cfn(self.server)
+        v2 = h.boto3_client(self.server.url, "apigatewayv2")
+        stack = f"http-access-{uuid.uuid4().hex[:6]}"
+        self.addCleanup(lambda: cf.delete_stack(StackName=stack))
+        cf.create_stack(StackName=stack, TemplateBody=HTTP_ACCESS_TEMPLATE)
+        created = cs.wait_stack(cf, stack)
+        self.assertEqual(created["StackStatus"], "CREATE_COMPLETE", cs.event_lines(cf, stack))
+        api = cs.physical(cf, stack, "Api")
+        authorizer_id = cs.outputs(created)["AuthorizerId"]
+        authorizer = v2.get_authorizer(ApiId=api, AuthorizerId=authorizer_id)
+        self.assertEqual((authorizer["AuthorizerType"], authorizer["IdentitySource"], authorizer["EnableSimpleResponses"]),
+                         ("REQUEST", ["$request.header.X-Key"], True))
+        url = f"{self.server.url}/_aws/execute-api/{api}/things"
+        self.assertEqual(requests.get(url, timeout=60).status_code, 401)
+        self.assertEqual(requests.get(url, headers={"X-Key": "wrong"}, timeout=60).status_code, 403)
+        ok = requests.get(url, headers={"X-Key": "k-9"}, timeout=60)
+        self.assertEqual(ok.status_code, 200, ok.text)
+        self.assertEqual(ok.json()["lambda"], {"who": "partner"})
+
+        cf.update_stack(StackName=stack, UsePreviousTemplate=True, Parameters=[{"ParameterKey": "Ttl", "ParameterValue": "60"}])
+        updated = cs.wait_stack(cf, stack)
+        self.assertEqual(updated["StackStatus"], "UPDATE_COMPLETE", cs.event_lines(cf, stack))
+        self.assertEqual(cs.outputs(updated)["AuthorizerId"], authorizer_id)
+        self.assertEqual(v2.get_authorizer(ApiId=api, AuthorizerId=authorizer_id)["AuthorizerResultTtlInSeconds"], 60)
