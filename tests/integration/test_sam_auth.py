@@ -27,6 +27,11 @@ MODULE = __name__
 SHOP_TEMPLATE = """AWSTemplateFormatVersion: '2010-09-09'
 Transform: AWS::Serverless-2016-10-31
 Description: A shop's REST and HTTP APIs behind authorizers, with CORS for its web front end
+Metadata:
+  cfn-lint:
+    config:
+      # SAM's own output for Auth.UsagePlan has a DependsOn next to a Ref (W3005), which cfn-lint sees after transforming.
+      ignore_checks: [W3005]
 
 Globals:
   Function:
@@ -45,6 +50,12 @@ Resources:
       Auth:
         DefaultAuthorizer: TokenGate
         AddDefaultAuthorizerToCorsPreflight: false
+        UsagePlan:
+          CreateUsagePlan: PER_API
+          UsagePlanName: shop-partners
+          Quota:
+            Limit: 1000
+            Period: DAY
         Authorizers:
           TokenGate:
             FunctionArn: !GetAtt Gatekeeper.Arn
@@ -240,10 +251,14 @@ class SamApiAuthTests(h.LaminaTestCase):
         # The authorizers' permissions: the REST API's always, the HTTP API's because EnableFunctionDefaultPermissions.
         self.assertIn("ShopApiTokenGateAuthorizerPermission", ours)
         self.assertIn("ShopHttpApiKeyGateAuthorizerPermission", ours)
+        self.assertEqual({ours[k]["Type"] for k in ("ShopApiUsagePlan", "ShopApiApiKey", "ShopApiUsagePlanKey")},
+                         {"AWS::ApiGateway::UsagePlan", "AWS::ApiGateway::ApiKey", "AWS::ApiGateway::UsagePlanKey"})
         for logical_id, resource in ours.items():
-            if resource["Type"] in ("AWS::ApiGateway::RestApi", "AWS::ApiGatewayV2::Api", "AWS::Lambda::Permission"):
+            if resource["Type"] in ("AWS::ApiGateway::RestApi", "AWS::ApiGatewayV2::Api", "AWS::Lambda::Permission",
+                                    "AWS::ApiGateway::UsagePlan", "AWS::ApiGateway::ApiKey", "AWS::ApiGateway::UsagePlanKey"):
                 with self.subTest(resource=logical_id):
                     self.assertEqual(resource["Properties"], theirs[logical_id]["Properties"])
+                    self.assertEqual(resource.get("DependsOn"), theirs[logical_id].get("DependsOn"))
 
     def test_rest_api_default_authorizer_opt_out_api_key_and_cors(self):
         stack = self.deploy()
@@ -263,15 +278,16 @@ class SamApiAuthTests(h.LaminaTestCase):
         self.assertEqual(catalog.status_code, 200, catalog.text)
         self.assertEqual(catalog.json()["path"], "/catalog")
 
-        # ApiKeyRequired: Forbidden without a key; with a key in a usage plan of the stage, through.
+        # ApiKeyRequired: Forbidden without a key; through with the key of the plan Auth.UsagePlan made for the stage.
         self.assertEqual(requests.get(base + "/partners", timeout=60).json(), {"message": "Forbidden"})
         apigw = h.boto3_client(self.server.url, "apigateway")
-        key = apigw.create_api_key(name=f"partner-{uuid.uuid4().hex[:6]}", enabled=True)
-        self.addCleanup(lambda: apigw.delete_api_key(apiKey=key["id"]))
-        plan = apigw.create_usage_plan(name=f"partners-{uuid.uuid4().hex[:6]}",
-                                       apiStages=[{"apiId": cs.physical(self.cf, stack, "ShopApi"), "stage": "Prod"}])
-        self.addCleanup(lambda: apigw.delete_usage_plan(usagePlanId=plan["id"]))
-        apigw.create_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"], keyType="API_KEY")
+        plan = apigw.get_usage_plan(usagePlanId=cs.physical(self.cf, stack, "ShopApiUsagePlan"))
+        self.assertEqual((plan["name"], plan["apiStages"], plan["quota"]["limit"]),
+                         ("shop-partners", [{"apiId": cs.physical(self.cf, stack, "ShopApi"), "stage": "Prod"}], 1000))
+        key = apigw.get_api_key(apiKey=cs.physical(self.cf, stack, "ShopApiApiKey"), includeValue=True)
+        self.assertTrue(key["enabled"])
+        self.assertEqual([k["id"] for k in apigw.get_usage_plan_keys(usagePlanId=plan["id"])["items"]], [key["id"]])
+        self.assertEqual(requests.get(base + "/partners", headers={"x-api-key": "not-a-key-of-this-plan"}, timeout=60).status_code, 403)
         partners = requests.get(base + "/partners", headers={"x-api-key": key["value"]}, timeout=60)
         self.assertEqual(partners.status_code, 200, partners.text)
 

@@ -79,10 +79,8 @@ internal sealed class ApiKeyProvider : ResourceProvider
 
     public override async Task<ProvisionResult> CreateAsync(ProvisionRequest request, CancellationToken cancellationToken)
     {
-        if (request.Properties["StageKeys"] is JsonArray { Count: > 0 })
-        {
-            throw new ServiceException("apigateway", 400, "InvalidRequest", "ApiKey StageKeys are not supported by Lamina: associate the key with a stage through an AWS::ApiGateway::UsagePlan and UsagePlanKey.");
-        }
+        // StageKeys (the stages a key was for before usage plans; SAM's Auth.UsagePlan still writes them) are kept in
+        // the template only: a key opens a stage through a usage plan, as SAM's UsagePlanKey puts it in one.
         var body = new JsonObject
         {
             ["name"] = request.String("Name") ?? request.GeneratedName(128),

@@ -188,7 +188,9 @@ internal sealed partial class SamTransform
         }
         var stageResource = Resource("AWS::ApiGateway::Stage", stage);
         PassCondition(resource, stageResource);
-        Add(logicalId + stageName.Replace("-", "", StringComparison.Ordinal).Replace("_", "", StringComparison.Ordinal) + "Stage", stageResource);
+        var stageLogicalId = logicalId + stageName.Replace("-", "", StringComparison.Ordinal).Replace("_", "", StringComparison.Ordinal) + "Stage";
+        Add(stageLogicalId, stageResource);
+        AddUsagePlan(logicalId, resource, auth, stageLogicalId);
     }
 
     /// <summary>An HTTP API (AWS::Serverless::HttpApi, or the implicit ServerlessHttpApi): its OpenAPI body and stage.</summary>

@@ -46,7 +46,6 @@ internal sealed partial class SamTransform
         foreach (var (unsupported, why) in new[]
         {
             ("ResourcePolicy", "Lamina's REST APIs have no resource policies yet"),
-            ("UsagePlan", "create the usage plan with the API Gateway API (CreateUsagePlan) instead"),
         })
         {
             if (auth[unsupported] is not null)
@@ -542,6 +541,83 @@ internal sealed partial class SamTransform
 
     private static bool IsIntrinsic(JsonNode? node) =>
         node is JsonObject { Count: 1 } o && o.First().Key is var key && (key == "Ref" || key == "Condition" || key.StartsWith("Fn::", StringComparison.Ordinal));
+
+    // The SHARED usage plan of every API that asks for one: its stages, the key's stages and the APIs it waits for.
+    private readonly JsonArray _sharedPlanStages = [];
+    private readonly JsonArray _sharedKeyStages = [];
+    private readonly JsonArray _sharedPlanDependsOn = [];
+
+    private static readonly string[] UsagePlanKeys = ["CreateUsagePlan", "Description", "Quota", "Tags", "Throttle", "UsagePlanName"];
+
+    /// <summary>
+    /// Auth.UsagePlan: a usage plan for this API's stage (PER_API) or one for every such API (SHARED), with an API key
+    /// and the key in the plan, named as SAM names them.
+    /// </summary>
+    private void AddUsagePlan(string logicalId, JsonObject resource, JsonObject? auth, string stageLogicalId)
+    {
+        if (auth?["UsagePlan"] is not { } node)
+        {
+            return;
+        }
+        if (node is not JsonObject settings)
+        {
+            throw Invalid(logicalId, "'UsagePlan' must be a dictionary");
+        }
+        if (settings.Any(static s => !UsagePlanKeys.Contains(s.Key)))
+        {
+            throw Invalid(logicalId, "Invalid property for 'UsagePlan'");
+        }
+        var create = Text(settings["CreateUsagePlan"]) ?? throw Invalid(logicalId, "'CreateUsagePlan' is a required field for UsagePlan.");
+        if (create is not ("SHARED" or "PER_API" or "NONE"))
+        {
+            throw Invalid(logicalId, "'CreateUsagePlan' accepts one of ['SHARED', 'PER_API', 'NONE'].");
+        }
+        if (create == "NONE")
+        {
+            return;
+        }
+        var stage = new JsonObject { ["ApiId"] = Ref(logicalId), ["Stage"] = Ref(stageLogicalId) };
+        var keyStage = new JsonObject { ["RestApiId"] = Ref(logicalId), ["StageName"] = Ref(stageLogicalId) };
+        var shared = create == "SHARED";
+        var planId = shared ? "ServerlessUsagePlan" : logicalId + "UsagePlan";
+        var keyId = shared ? "ServerlessApiKey" : logicalId + "ApiKey";
+        JsonArray stages, keyStages, dependsOn;
+        if (shared)
+        {
+            _sharedPlanStages.Add(stage);
+            _sharedKeyStages.Add(keyStage);
+            _sharedPlanDependsOn.Add(logicalId);
+            (stages, keyStages, dependsOn) = (_sharedPlanStages, _sharedKeyStages, _sharedPlanDependsOn);
+        }
+        else
+        {
+            (stages, keyStages, dependsOn) = (new JsonArray(stage), new JsonArray(keyStage), new JsonArray(logicalId));
+        }
+        var planProperties = new JsonObject { ["ApiStages"] = stages.DeepClone() };
+        foreach (var name in new[] { "UsagePlanName", "Description", "Quota", "Tags", "Throttle" })
+        {
+            if (settings[name] is { } value)
+            {
+                planProperties[name] = value.DeepClone();
+            }
+        }
+        var plan = Resource("AWS::ApiGateway::UsagePlan", planProperties);
+        plan["DependsOn"] = dependsOn.DeepClone();
+        var key = Resource("AWS::ApiGateway::ApiKey", new JsonObject { ["Enabled"] = true, ["StageKeys"] = keyStages.DeepClone() });
+        key["DependsOn"] = new JsonArray(planId);
+        var planKey = Resource("AWS::ApiGateway::UsagePlanKey", new JsonObject { ["KeyId"] = Ref(keyId), ["KeyType"] = "API_KEY", ["UsagePlanId"] = Ref(planId) });
+        planKey["DependsOn"] = new JsonArray(keyId);
+        if (!shared)
+        {
+            foreach (var output in new[] { plan, key, planKey })
+            {
+                PassCondition(resource, output);
+            }
+        }
+        Add(planId, plan);
+        Add(keyId, key);
+        Add(shared ? "ServerlessUsagePlanKey" : logicalId + "UsagePlanKey", planKey);
+    }
 
     // ---- HTTP APIs (OpenAPI 3) ---------------------------------------------------------------------------------------------
 
