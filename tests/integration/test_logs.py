@@ -9,9 +9,13 @@ import json
 import os
 import queue
 import re
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
+import unittest
+from pathlib import Path
 
 import botocore.exceptions
 
@@ -511,6 +515,45 @@ class LogsTests(h.LaminaTestCase):
         self.fail("expected an error")
 
 
+class SubscriptionDurabilityTests(unittest.TestCase):
+
+    def test_filters_survive_a_restart_and_deliver_after_it(self):
+        if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
+            self.skipTest("needs a server of its own")
+        data_dir = Path(tempfile.mkdtemp(prefix="lamina-it-subscriptions-"))
+        self.addCleanup(shutil.rmtree, data_dir, True)
+        group = "/lamina/kept"
+        first = h.LaminaServer("subscriptions-1", data_dir=data_dir).start()
+        try:
+            lam, logs = h.boto3_client(first.url, "lambda"), h.boto3_client(first.url, "logs")
+            arn = lam.create_function(FunctionName="sink", Runtime="python3.12", Role=h.ROLE, Handler="app.handler",
+                                      Code={"ZipFile": h.make_zip({"app.py": SINK_PY})})["FunctionArn"]
+            lam.add_permission(FunctionName="sink", StatementId="logs", Action="lambda:InvokeFunction", Principal="logs.amazonaws.com",
+                               SourceArn=f"arn:aws:logs:us-east-1:000000000000:log-group:{group}:*")
+            logs.create_log_group(logGroupName=group)
+            logs.create_log_stream(logGroupName=group, logStreamName="s")
+            logs.put_subscription_filter(logGroupName=group, filterName="kept", filterPattern="kept", destinationArn=arn)
+            before = logs.describe_subscription_filters(logGroupName=group)["subscriptionFilters"]
+        finally:
+            first.stop()
+        second = h.LaminaServer("subscriptions-2", data_dir=data_dir).start()
+        try:
+            logs = h.boto3_client(second.url, "logs")
+            self.assertEqual(logs.describe_subscription_filters(logGroupName=group)["subscriptionFilters"], before)
+            logs.put_log_events(logGroupName=group, logStreamName="s", logEvents=[{"timestamp": int(time.time() * 1000), "message": "kept after restart"}])
+
+            def delivered() -> bool:
+                try:
+                    return bool(logs.filter_log_events(logGroupName="/aws/lambda/sink", filterPattern='"kept after restart"')["events"])
+                except logs.exceptions.ResourceNotFoundException:
+                    return False  # the sink has not run yet
+            deadline = time.monotonic() + 60
+            while not delivered():
+                self.assertLess(time.monotonic(), deadline, "the event did not reach the subscribed function after the restart")
+                time.sleep(0.1)
+        finally:
+            second.stop()
+
+
 if __name__ == "__main__":
-    import unittest
     unittest.main()
