@@ -36,7 +36,7 @@ internal static partial class LogsApi
         {
             throw Invalid("Lamina has no log transformers: applyOnTransformedLogs must be false.");
         }
-        if (call.StringList("fieldSelectionCriteria") is { Count: > 0 } || call.StringList("emitSystemFields") is { Count: > 0 })
+        if (call.String("fieldSelectionCriteria") is { Length: > 0 } || call.StringList("emitSystemFields") is { Count: > 0 })
         {
             throw Invalid("Lamina does not support fieldSelectionCriteria or emitSystemFields on subscription filters.");
         }
