@@ -255,10 +255,10 @@ internal sealed partial class LogSubscriptions : IHostedService, IDisposable
         }
     }
 
-    private async Task DeliverAsync(SubscriptionFilter filter, string stream, List<MatchedEvent> events)
+    private async Task DeliverAsync(SubscriptionFilter matchedBy, string stream, List<MatchedEvent> events)
     {
-        // The filter may have been deleted or replaced since its events were matched: only the current one delivers.
-        if (!_store.Filters.TryGetValue(filter.Group, out var current) || !current.Contains(filter))
+        // Events matched before the filter was deleted are not sent; before it was put again, they go where it points now.
+        if (!_store.Filters.TryGetValue(matchedBy.Group, out var filters) || Array.Find(filters, f => f.Name == matchedBy.Name) is not { } filter)
         {
             return;
         }
@@ -287,7 +287,7 @@ internal sealed partial class LogSubscriptions : IHostedService, IDisposable
     {
         using var compressed = new MemoryStream();
         using (var gzip = new GZipStream(compressed, CompressionLevel.Fastest, leaveOpen: true))
-        using (var json = new Utf8JsonWriter(gzip))
+        using (var json = new Utf8JsonWriter(gzip, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {
             json.WriteStartObject();
             json.WriteString("messageType", "DATA_MESSAGE");
