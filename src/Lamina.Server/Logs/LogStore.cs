@@ -530,11 +530,13 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
         }
         using (var streams = connection.CreateCommand())
         {
-            // Streams whose events are all gone go too (as with CloudWatch retention).
+            // Streams whose events are all gone go too (as with CloudWatch retention) — once a day has passed since they
+            // were last written or created: a stream made by CreateLogStream waits for its first PutLogEvents.
             streams.CommandText = """
-                DELETE FROM log_streams WHERE NOT EXISTS (
+                DELETE FROM log_streams WHERE COALESCE(last_ingest_ms, created_ms) < $idle AND NOT EXISTS (
                     SELECT 1 FROM log_events e WHERE e.group_name = log_streams.group_name AND e.stream_name = log_streams.name);
                 """;
+            streams.Parameters.AddWithValue("$idle", nowMs - 86_400_000L);
             streams.ExecuteNonQuery();
         }
         transaction.Commit();
