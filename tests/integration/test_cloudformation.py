@@ -307,6 +307,59 @@ Resources:
         self.cf.delete_stack(StackName=name)
         self.assertEqual(cs.wait_stack(self.cf, stack["StackId"])["StackStatus"], "DELETE_COMPLETE")
 
+    def test_log_subscription_filter_needs_the_functions_permission(self):
+        template = """
+Resources:
+  Watched:
+    Type: AWS::Logs::LogGroup
+  Watcher:
+    Type: AWS::Lambda::Function
+    Properties:
+      Runtime: python3.12
+      Handler: index.handler
+      Role: arn:aws:iam::000000000000:role/lambda-role
+      Code:
+        ZipFile: "def handler(e, c): print(e)"
+  WatcherPermission:
+    Type: AWS::Lambda::Permission
+    Properties:
+      Action: lambda:InvokeFunction
+      FunctionName: !Ref Watcher
+      Principal: logs.amazonaws.com
+      SourceArn: !GetAtt Watched.Arn
+  Errors:
+    Type: AWS::Logs::SubscriptionFilter
+    DependsOn: WatcherPermission
+    Properties:
+      FilterName: !Sub "${AWS::StackName}-errors"
+      LogGroupName: !Ref Watched
+      FilterPattern: "{ $.level = ERROR }"
+      DestinationArn: !GetAtt Watcher.Arn
+Outputs:
+  Filter:
+    Value: !Ref Errors
+"""
+        self.lint(template)
+        # Without the permission, CloudWatch Logs' refusal fails the create, which rolls back.
+        unpermitted = template.split("  WatcherPermission:")[0] + "  Errors:" + template.split("  Errors:")[1].replace("    DependsOn: WatcherPermission\n", "")
+        refused = self.stack_name("-no")
+        stack = self.create(refused, unpermitted, expect="ROLLBACK_COMPLETE")
+        failed = [reason for logical, status, reason in cs.event_lines(self.cf, stack["StackId"]) if (logical, status) == ("Errors", "CREATE_FAILED")]
+        self.assertEqual(len(failed), 1)
+        self.assertIn("Could not execute the lambda function. Make sure you have given CloudWatch Logs permission to execute your function.", failed[0])
+        self.cf.delete_stack(StackName=refused)
+        # With it: Ref is the filter's name; deleting the stack removes the filter and the group.
+        name = self.stack_name("-yes")
+        stack = self.create(name, template)
+        self.assertEqual(cs.outputs(stack)["Filter"], f"{name}-errors")
+        logs = h.boto3_client(self.server.url, "logs")
+        group = cs.physical(self.cf, name, "Watched")
+        [described] = logs.describe_subscription_filters(logGroupName=group)["subscriptionFilters"]
+        self.assertEqual((described["filterName"], described["filterPattern"]), (f"{name}-errors", "{ $.level = ERROR }"))
+        self.cf.delete_stack(StackName=name)
+        self.assertEqual(cs.wait_stack(self.cf, stack["StackId"])["StackStatus"], "DELETE_COMPLETE")
+        self.assertEqual(logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"], [])
+
     def test_update_changes_only_what_changed_replaces_renamed_and_removes_dropped(self):
         v1 = """
 Parameters:

@@ -1,15 +1,21 @@
 """Log streams and the CloudWatch Logs API (issue #7), read back with boto3, AWS CLI v1 and AWS CLI v2 (`aws logs
 tail`, which only v2 has): one stream per environment, Lambda's START / END / REPORT lines, the function's output,
-retention, filter patterns, and a flood that leaves the server healthy."""
+retention, filter patterns, and a flood that leaves the server healthy. Subscription filters (issue #23): the API and
+its errors, and the matching events of a function's invocations and of PutLogEvents delivered to a subscribed
+function as CloudWatch Logs sends them (gzip'd, base64 `awslogs.data`), set up with boto3 and AWS CLI v1."""
 from __future__ import annotations
 
 import json
 import os
 import queue
 import re
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
+import unittest
+from pathlib import Path
 
 import botocore.exceptions
 
@@ -38,6 +44,15 @@ def handler(event, context):
         sys.stdout.write(line)
     sys.stdout.flush()
     return "flooded"
+'''
+
+# Receives CloudWatch Logs deliveries and logs each, decoded, on one line.
+SINK_PY = '''
+import base64, gzip, json
+
+def handler(event, context):
+    data = json.loads(gzip.decompress(base64.b64decode(event["awslogs"]["data"])))
+    print("DELIVERY " + json.dumps(data))
 '''
 
 
@@ -316,6 +331,181 @@ class LogsTests(h.LaminaTestCase):
         self.invoke_ok(name, {})
         self.assertEqual(self.server.raw("GET", "/health").status, 200)
 
+    # ---- subscription filters (issue #23) -------------------------------------------------------------------------
+
+    def _sink(self, group: str | None = None, principal: str = "logs.amazonaws.com") -> tuple[str, str]:
+        """A function that logs what CloudWatch Logs delivers, allowed to be invoked by it for `group` (if given)."""
+        name = self._fn(SINK_PY)
+        arn = self.lam.get_function_configuration(FunctionName=name)["FunctionArn"]
+        if group is not None:
+            self._allow(name, group, principal)
+        return name, arn
+
+    def _allow(self, function: str, group: str, principal: str = "logs.amazonaws.com") -> None:
+        self.lam.add_permission(FunctionName=function, StatementId=f"logs-{abs(hash(group)) % 10**8}", Action="lambda:InvokeFunction",
+                                Principal=principal, SourceArn=f"arn:aws:logs:us-east-1:000000000000:log-group:{group}:*")
+
+    def _deliveries(self, sink: str, until, timeout: float = 60) -> list[dict]:
+        """The decoded DATA_MESSAGEs the sink has logged, polled until `until(deliveries)` holds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                events = self.logs.filter_log_events(logGroupName=f"/aws/lambda/{sink}", filterPattern='"DELIVERY"')["events"]
+            except self.logs.exceptions.ResourceNotFoundException:
+                events = []
+            deliveries = [json.loads(e["message"].split("DELIVERY ", 1)[1]) for e in events]
+            if until(deliveries):
+                return deliveries
+            self.assertLess(time.monotonic(), deadline, f"deliveries to {sink} so far: {deliveries}")
+            time.sleep(0.1)
+
+    def test_subscription_filters_api_and_errors(self):
+        group = "/lamina/subscribed/" + self.fn_name()
+        self.logs.create_log_group(logGroupName=group)
+        sink, sink_arn = self._sink()
+
+        # Without a permission for CloudWatch Logs, as AWS answers.
+        err = self._logs_error(lambda: self.logs.put_subscription_filter(logGroupName=group, filterName="a", filterPattern="", destinationArn=sink_arn))
+        self.assertEqual(err.response["Error"]["Code"], "InvalidParameterException")
+        self.assertEqual(err.response["Error"]["Message"],
+                         "Could not execute the lambda function. Make sure you have given CloudWatch Logs permission to execute your function.")
+        # A permission for another group is not one for this group.
+        self._allow(sink, group + "-other")
+        err = self._logs_error(lambda: self.logs.put_subscription_filter(logGroupName=group, filterName="a", filterPattern="", destinationArn=sink_arn))
+        self.assertIn("permission", err.response["Error"]["Message"])
+        # The regional principal form (logs.<region>.amazonaws.com) is accepted as on AWS.
+        self._allow(sink, group, principal="logs.us-east-1.amazonaws.com")
+        self.logs.put_subscription_filter(logGroupName=group, filterName="a", filterPattern="ERROR", destinationArn=sink_arn)
+        [described] = self.logs.describe_subscription_filters(logGroupName=group)["subscriptionFilters"]
+        self.assertEqual({k: described[k] for k in ("filterName", "logGroupName", "filterPattern", "destinationArn", "distribution")},
+                         {"filterName": "a", "logGroupName": group, "filterPattern": "ERROR", "destinationArn": sink_arn, "distribution": "ByLogStream"})
+        self.assertIsInstance(described["creationTime"], int)
+        # The same name updates the filter; a second name is a second filter; a third is past the limit of two.
+        self.logs.put_subscription_filter(logGroupName=group, filterName="a", filterPattern="WARN", destinationArn=sink_arn, distribution="Random")
+        self.logs.put_subscription_filter(logGroupName=group, filterName="b", filterPattern="", destinationArn=sink_arn)
+        filters = self.logs.describe_subscription_filters(logGroupName=group)["subscriptionFilters"]
+        self.assertEqual([(f["filterName"], f["filterPattern"], f["distribution"]) for f in filters], [("a", "WARN", "Random"), ("b", "", "ByLogStream")])
+        err = self._logs_error(lambda: self.logs.put_subscription_filter(logGroupName=group, filterName="c", filterPattern="", destinationArn=sink_arn))
+        self.assertEqual(err.response["Error"]["Code"], "LimitExceededException")
+        page = self.logs.describe_subscription_filters(logGroupName=group, limit=1)
+        self.assertEqual([f["filterName"] for f in page["subscriptionFilters"]], ["a"])
+        self.assertEqual([f["filterName"] for f in self.logs.describe_subscription_filters(logGroupName=group, limit=1, nextToken=page["nextToken"])["subscriptionFilters"]], ["b"])
+        self.assertEqual([f["filterName"] for f in self.logs.describe_subscription_filters(logGroupName=group, filterNamePrefix="b")["subscriptionFilters"]], ["b"])
+
+        # Bad input.
+        for kwargs, code, text in [
+            ({"filterPattern": '{ $.level = '}, "InvalidParameterException", "Invalid subscription filter pattern"),
+            ({"destinationArn": "arn:aws:kinesis:us-east-1:000000000000:stream/logs"}, "InvalidParameterException", "Lambda functions only"),
+            ({"destinationArn": "arn:aws:firehose:us-east-1:000000000000:deliverystream/logs"}, "InvalidParameterException", "Lambda functions only"),
+            ({"destinationArn": sink_arn.replace(sink, sink + "-missing")}, "InvalidParameterException", "Could not execute the lambda function"),
+            ({"destinationArn": "not-an-arn"}, "InvalidParameterException", "not an ARN"),
+            ({"logGroupName": group + "-missing"}, "ResourceNotFoundException", "log group does not exist"),
+            ({"distribution": "Sideways"}, "InvalidParameterException", "distribution"),
+            ({"filterName": "a:b"}, "InvalidParameterException", "filterName"),
+        ]:
+            with self.subTest(kwargs=kwargs):
+                call = {"logGroupName": group, "filterName": "a", "filterPattern": "", "destinationArn": sink_arn, **kwargs}
+                err = self._logs_error(lambda: self.logs.put_subscription_filter(**call))
+                self.assertEqual(err.response["Error"]["Code"], code)
+                self.assertIn(text, err.response["Error"]["Message"])
+        self.assertEqual(self._logs_error(lambda: self.logs.describe_subscription_filters(logGroupName=group + "-missing")).response["Error"]["Code"],
+                         "ResourceNotFoundException")
+
+        # A function never receives its own log lines: subscribing it to its own group is refused, and so is a loop
+        # through another function (A receives B's lines, so B may not receive A's).
+        own = f"/aws/lambda/{sink}"
+        self.logs.create_log_group(logGroupName=own)
+        self._allow(sink, own)
+        err = self._logs_error(lambda: self.logs.put_subscription_filter(logGroupName=own, filterName="self", filterPattern="", destinationArn=sink_arn))
+        self.assertIn("its own log events", err.response["Error"]["Message"])
+        other, other_arn = self._sink(own)
+        self.logs.put_subscription_filter(logGroupName=own, filterName="to-other", filterPattern="DELIVERY", destinationArn=other_arn)
+        other_group = f"/aws/lambda/{other}"
+        self.logs.create_log_group(logGroupName=other_group)
+        self._allow(sink, other_group)
+        err = self._logs_error(lambda: self.logs.put_subscription_filter(logGroupName=other_group, filterName="back", filterPattern="", destinationArn=sink_arn))
+        self.assertIn("its own log events", err.response["Error"]["Message"])
+
+        # Delete: the filter, then a missing one; a deleted group takes its filters with it.
+        self.logs.delete_subscription_filter(logGroupName=group, filterName="b")
+        self.assertEqual([f["filterName"] for f in self.logs.describe_subscription_filters(logGroupName=group)["subscriptionFilters"]], ["a"])
+        err = self._logs_error(lambda: self.logs.delete_subscription_filter(logGroupName=group, filterName="b"))
+        self.assertEqual((err.response["Error"]["Code"], err.response["Error"]["Message"]),
+                         ("ResourceNotFoundException", "The specified subscription filter does not exist."))
+        self.logs.delete_log_group(logGroupName=group)
+        self.logs.create_log_group(logGroupName=group)
+        self.assertEqual(self.logs.describe_subscription_filters(logGroupName=group)["subscriptionFilters"], [])
+
+    def test_function_logs_reach_a_subscribed_function(self):
+        source = self._fn()
+        group = f"/aws/lambda/{source}"
+        # As on AWS, the group must exist before a filter is put on it (here: created ahead of the first invocation).
+        self.logs.create_log_group(logGroupName=group)
+        sink, sink_arn = self._sink(group)
+        self.logs.put_subscription_filter(logGroupName=group, filterName="greetings", filterPattern='"hello from"', destinationArn=sink_arn)
+        for n in (1, 2, 3):
+            self.invoke_ok(source, {"n": n})
+
+        deliveries = self._deliveries(sink, lambda d: sum(len(m["logEvents"]) for m in d) >= 3)
+        stream = self._stream(group)
+        for message in deliveries:
+            self.assertEqual({k: message[k] for k in ("messageType", "owner", "logGroup", "logStream", "subscriptionFilters")},
+                             {"messageType": "DATA_MESSAGE", "owner": "000000000000", "logGroup": group, "logStream": stream, "subscriptionFilters": ["greetings"]})
+        received = sorted((e for m in deliveries for e in m["logEvents"]), key=lambda e: e["id"])
+        # Only the matching lines (not the JSON lines, START, END or REPORT), each once, with the ids and timestamps
+        # FilterLogEvents gives the same events.
+        self.assertEqual([e["message"] for e in received], ["hello from 1", "hello from 2", "hello from 3"])
+        stored = self.logs.filter_log_events(logGroupName=group, filterPattern='"hello from"')["events"]
+        self.assertEqual([(e["id"], e["timestamp"]) for e in received], [(e["eventId"], e["timestamp"]) for e in stored])
+
+    def test_put_log_events_reach_a_subscribed_function_set_up_with_cli_v1(self):
+        group = "/lamina/app/" + self.fn_name()
+        self.logs.create_log_group(logGroupName=group)
+        self.logs.create_log_stream(logGroupName=group, logStreamName="worker-1")
+        err = self._logs_error(lambda: self.logs.create_log_stream(logGroupName=group, logStreamName="worker-1"))
+        self.assertEqual(err.response["Error"]["Code"], "ResourceAlreadyExistsException")
+        sink, sink_arn = self._sink(group)
+        r = self.server.aws_cli("logs", "put-subscription-filter", "--log-group-name", group, "--filter-name", "errors",
+                                "--filter-pattern", '{ $.level = "ERROR" }', "--destination-arn", sink_arn)
+        self.assertEqual(r.rc, 0, r)
+        r = self.server.aws_cli("logs", "describe-subscription-filters", "--log-group-name", group)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual([(f["filterName"], f["destinationArn"]) for f in r.json["subscriptionFilters"]], [("errors", sink_arn)])
+
+        now = int(time.time() * 1000)
+        lines = [{"level": "INFO", "n": 1}, {"level": "ERROR", "n": 2}, {"level": "INFO", "n": 3}, {"level": "ERROR", "n": 4}]
+        answer = self.logs.put_log_events(logGroupName=group, logStreamName="worker-1",
+                                          logEvents=[{"timestamp": now + i, "message": json.dumps(line)} for i, line in enumerate(lines)])
+        self.assertNotIn("rejectedLogEventsInfo", answer)
+        [delivery] = self._deliveries(sink, lambda d: len(d) >= 1)
+        self.assertEqual((delivery["logGroup"], delivery["logStream"], delivery["subscriptionFilters"]), (group, "worker-1", ["errors"]))
+        self.assertEqual([(e["timestamp"], json.loads(e["message"])["n"]) for e in delivery["logEvents"]], [(now + 1, 2), (now + 3, 4)])
+        # The events are stored too, with their own timestamps.
+        stored = self.logs.get_log_events(logGroupName=group, logStreamName="worker-1", startFromHead=True)["events"]
+        self.assertEqual([e["timestamp"] for e in stored], [now, now + 1, now + 2, now + 3])
+
+        # PutLogEvents' own rules: chronological order, an existing stream, events too old or too new reported and skipped.
+        err = self._logs_error(lambda: self.logs.put_log_events(logGroupName=group, logStreamName="worker-1",
+                                                               logEvents=[{"timestamp": now, "message": "b"}, {"timestamp": now - 1, "message": "a"}]))
+        self.assertIn("chronological order", err.response["Error"]["Message"])
+        err = self._logs_error(lambda: self.logs.put_log_events(logGroupName=group, logStreamName="nope", logEvents=[{"timestamp": now, "message": "a"}]))
+        self.assertEqual((err.response["Error"]["Code"], err.response["Error"]["Message"]), ("ResourceNotFoundException", "The specified log stream does not exist."))
+        answer = self.logs.put_log_events(logGroupName=group, logStreamName="worker-1", logEvents=[
+            {"timestamp": now - 15 * 86_400_000, "message": "ancient"}, {"timestamp": now + 10, "message": "fresh"},
+            {"timestamp": now + 3 * 3_600_000, "message": "future"}])
+        self.assertEqual(answer["rejectedLogEventsInfo"], {"tooOldLogEventEndIndex": 1, "tooNewLogEventStartIndex": 2})
+        stored = self.logs.get_log_events(logGroupName=group, logStreamName="worker-1", startFromHead=True)["events"]
+        self.assertEqual(stored[-1]["message"], "fresh")
+        self.assertNotIn("ancient", [e["message"] for e in stored])
+
+        r = self.server.aws_cli("logs", "delete-subscription-filter", "--log-group-name", group, "--filter-name", "errors")
+        self.assertEqual(r.rc, 0, r)
+        r = self.server.aws_cli("logs", "describe-subscription-filters", "--log-group-name", group)
+        self.assertEqual(r.json["subscriptionFilters"], [])
+        r = self.server.aws_cli("logs", "delete-subscription-filter", "--log-group-name", group, "--filter-name", "errors")
+        self.assertNotEqual(r.rc, 0)
+        self.assertIn("ResourceNotFoundException", r.stderr)
+
     def _logs_error(self, call) -> botocore.exceptions.ClientError:
         try:
             call()
@@ -325,6 +515,45 @@ class LogsTests(h.LaminaTestCase):
         self.fail("expected an error")
 
 
+class SubscriptionDurabilityTests(unittest.TestCase):
+
+    def test_filters_survive_a_restart_and_deliver_after_it(self):
+        if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
+            self.skipTest("needs a server of its own")
+        data_dir = Path(tempfile.mkdtemp(prefix="lamina-it-subscriptions-"))
+        self.addCleanup(shutil.rmtree, data_dir, True)
+        group = "/lamina/kept"
+        first = h.LaminaServer("subscriptions-1", data_dir=data_dir).start()
+        try:
+            lam, logs = h.boto3_client(first.url, "lambda"), h.boto3_client(first.url, "logs")
+            arn = lam.create_function(FunctionName="sink", Runtime="python3.12", Role=h.ROLE, Handler="app.handler",
+                                      Code={"ZipFile": h.make_zip({"app.py": SINK_PY})})["FunctionArn"]
+            lam.add_permission(FunctionName="sink", StatementId="logs", Action="lambda:InvokeFunction", Principal="logs.amazonaws.com",
+                               SourceArn=f"arn:aws:logs:us-east-1:000000000000:log-group:{group}:*")
+            logs.create_log_group(logGroupName=group)
+            logs.create_log_stream(logGroupName=group, logStreamName="s")
+            logs.put_subscription_filter(logGroupName=group, filterName="kept", filterPattern="kept", destinationArn=arn)
+            before = logs.describe_subscription_filters(logGroupName=group)["subscriptionFilters"]
+        finally:
+            first.stop()
+        second = h.LaminaServer("subscriptions-2", data_dir=data_dir).start()
+        try:
+            logs = h.boto3_client(second.url, "logs")
+            self.assertEqual(logs.describe_subscription_filters(logGroupName=group)["subscriptionFilters"], before)
+            logs.put_log_events(logGroupName=group, logStreamName="s", logEvents=[{"timestamp": int(time.time() * 1000), "message": "kept after restart"}])
+
+            def delivered() -> bool:
+                try:
+                    return bool(logs.filter_log_events(logGroupName="/aws/lambda/sink", filterPattern='"kept after restart"')["events"])
+                except logs.exceptions.ResourceNotFoundException:
+                    return False  # the sink has not run yet
+            deadline = time.monotonic() + 60
+            while not delivered():
+                self.assertLess(time.monotonic(), deadline, "the event did not reach the subscribed function after the restart")
+                time.sleep(0.1)
+        finally:
+            second.stop()
+
+
 if __name__ == "__main__":
-    import unittest
     unittest.main()

@@ -367,6 +367,48 @@ def handler(event, context):
             "version": context.function_version})}
 """
 
+LOGWATCH_TEMPLATE = """AWSTemplateFormatVersion: '2010-09-09'
+Transform: AWS::Serverless-2016-10-31
+Description: Watches another function's log lines for alerts
+
+Resources:
+  Source:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: source/
+      Handler: app.handler
+      Runtime: python3.12
+  SourceLogs:
+    Type: AWS::Logs::LogGroup
+    Properties:
+      LogGroupName: !Sub /aws/lambda/${Source}
+      RetentionInDays: 7
+  Watcher:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: watcher/
+      Handler: app.handler
+      Runtime: python3.12
+      Events:
+        Alerts:
+          Type: CloudWatchLogs
+          Properties:
+            LogGroupName: !Ref SourceLogs
+            FilterPattern: ALERT
+"""
+
+SOURCE_PY = """def handler(event, context):
+    print(event["text"])
+"""
+
+WATCHER_PY = """import base64, gzip, json
+
+def handler(event, context):
+    data = json.loads(gzip.decompress(base64.b64decode(event["awslogs"]["data"])))
+    for e in data["logEvents"]:
+        print("WATCHED", data["logGroup"], data["subscriptionFilters"][0], e["message"])
+"""
+
 APPS = {
     "greeting": (HELLO_TEMPLATE, {"greeting/app.py": HELLO_PY, "greeting/requirements.txt": ""}),
     "uploads": (UPLOADS_TEMPLATE, {"src/logger.mjs": UPLOADS_JS, "package.json": '{"name": "uploads", "type": "module"}'}),
@@ -375,6 +417,7 @@ APPS = {
     "schedule": (SCHEDULE_TEMPLATE, {"src/logger.mjs": LOGGER_JS}),
     "items": (ITEMS_TEMPLATE, {"src/items.mjs": ITEMS_JS}),
     "broad": (BROAD_TEMPLATE, {"worker/app.py": WORKER_PY, "library/python/library.py": "NAME = 'the library'\n"}),
+    "logwatch": (LOGWATCH_TEMPLATE, {"source/app.py": SOURCE_PY, "watcher/app.py": WATCHER_PY}),
 }
 
 
@@ -492,6 +535,7 @@ class SamTests(h.LaminaTestCase):
             "AWS::ApiGatewayV2::Api": ["Body"],
             "AWS::ApiGateway::RestApi": ["Body"],
             "AWS::CodeDeploy::DeploymentGroup": ["DeploymentConfigName"],
+            "AWS::Logs::SubscriptionFilter": ["LogGroupName", "FilterPattern", "DestinationArn"],
         }
         by_stripped = {cs.strip_hash(k): v for k, v in reference["Resources"].items()}
         for logical_id, resource in ours["Resources"].items():
@@ -621,6 +665,53 @@ class SamTests(h.LaminaTestCase):
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             self.assertIn(f"Stack {name}: DELETE_COMPLETE", r.stdout)
         self.assertFunctionAbsent(function)
+
+    def test_cloudwatch_logs_event_delivers_matching_lines_then_update_and_delete(self):
+        folder = self.app("logwatch")
+        stack = self.stack_name("logwatch")
+        self.delete_later(stack)
+        self.lamina_deploy(folder, stack)
+        source = cs.physical(self.cf, stack, "Source")
+        group = cs.physical(self.cf, stack, "SourceLogs")
+        self.assertEqual(group, f"/aws/lambda/{source}")
+        logs = h.boto3_client(self.server.url, "logs")
+        watcher_arn = self.lam.get_function_configuration(FunctionName=cs.physical(self.cf, stack, "Watcher"))["FunctionArn"]
+        [described] = logs.describe_subscription_filters(logGroupName=group)["subscriptionFilters"]
+        self.assertEqual((described["filterName"], described["filterPattern"], described["destinationArn"]),
+                         (cs.physical(self.cf, stack, "WatcherAlerts"), "ALERT", watcher_arn))
+        policy = json.loads(self.lam.get_policy(FunctionName=watcher_arn)["Policy"])
+        self.assertEqual([st["Principal"] for st in policy["Statement"]], [{"Service": "logs.amazonaws.com"}])
+
+        # The source's matching lines reach the watcher (asynchronously); the others do not.
+        self.invoke_ok(source, {"text": "all fine"})
+        self.invoke_ok(source, {"text": "ALERT disk full"})
+        log = self.logged(stack, "Watcher", "ALERT disk full")
+        self.assertIn(f"WATCHED {group} {described['filterName']} ALERT disk full", log)
+        self.assertNotIn("all fine", log)
+
+        # An update changes the pattern of the same filter.
+        (folder / "template.yaml").write_text(LOGWATCH_TEMPLATE.replace("FilterPattern: ALERT", "FilterPattern: CRITICAL"))
+        r = self.lamina_deploy(folder, stack)
+        self.assertIn(f"Stack {stack}: UPDATE_COMPLETE", r.stdout)
+        [updated] = logs.describe_subscription_filters(logGroupName=group)["subscriptionFilters"]
+        self.assertEqual((updated["filterName"], updated["filterPattern"]), (described["filterName"], "CRITICAL"))
+        self.invoke_ok(source, {"text": "CRITICAL queue stuck"})
+        self.logged(stack, "Watcher", "CRITICAL queue stuck")
+
+        # Without the event the filter goes (the group stays); then the whole stack.
+        (folder / "template.yaml").write_text(LOGWATCH_TEMPLATE.split("      Events:")[0])
+        self.lamina_deploy(folder, stack)
+        self.assertEqual(logs.describe_subscription_filters(logGroupName=group)["subscriptionFilters"], [])
+        r = cs.lamina_cli("delete-stack", stack, cwd=folder, server=self.server)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(f"Stack {stack}: DELETE_COMPLETE", r.stdout)
+        self.assertFunctionAbsent(source)
+        # The group goes before the function (it names it): lines the function's environment writes as it stops may make
+        # it again, as Lambda does on AWS — without any filter.
+        try:
+            self.assertEqual(logs.describe_subscription_filters(logGroupName=group)["subscriptionFilters"], [])
+        except logs.exceptions.ResourceNotFoundException:
+            pass
 
     def test_items_backend_with_lamina_deploy_then_update_and_delete(self):
         folder = self.app("items")

@@ -11,7 +11,7 @@ internal static class ResourceProviders
         new LambdaFunctionProvider(), new LambdaVersionProvider(), new LambdaAliasProvider(), new LambdaLayerVersionProvider(),
         new LambdaPermissionProvider(), new LambdaEventSourceMappingProvider(), new LambdaUrlProvider(), new LambdaEventInvokeConfigProvider(),
         new SqsQueueProvider(), new SqsQueuePolicyProvider(), new SnsTopicProvider(), new SnsSubscriptionProvider(), new EventsRuleProvider(),
-        new S3BucketProvider(), new LogGroupProvider(), new DynamoDbTableProvider(), new SchedulerScheduleProvider(),
+        new S3BucketProvider(), new LogGroupProvider(), new LogSubscriptionFilterProvider(), new DynamoDbTableProvider(), new SchedulerScheduleProvider(),
         new RestApiProvider(), new RestDeploymentProvider(), new RestStageProvider(), new RestResourceProvider(), new RestMethodProvider(),
         new HttpApiProvider(), new HttpStageProvider(),
         new RestAuthorizerProvider(), new ApiKeyProvider(), new UsagePlanProvider(), new UsagePlanKeyProvider(),

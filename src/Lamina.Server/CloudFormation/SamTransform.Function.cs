@@ -446,6 +446,25 @@ internal sealed partial class SamTransform
                     AddPermission(id + "Permission", owner, permission);
                     break;
                 }
+            case "CloudWatchLogs":
+                {
+                    // As AWS's transform: the permission for logs.amazonaws.com on the group, and the filter after it
+                    // (CloudWatch Logs checks the permission when the filter is put).
+                    var group = e["LogGroupName"]?.DeepClone() ?? throw InvalidEvent(id, "Missing required property 'LogGroupName'.");
+                    var pattern = e["FilterPattern"]?.DeepClone() ?? throw InvalidEvent(id, "Missing required property 'FilterPattern'.");
+                    var permission = InvokePermission(target, "logs.amazonaws.com");
+                    permission["SourceArn"] = Sub("arn:aws:logs:${AWS::Region}:${AWS::AccountId}:log-group:${__LogGroupName__}:*",
+                        new JsonObject { ["__LogGroupName__"] = group.DeepClone() });
+                    AddPermission(id + "Permission", owner, permission);
+                    var filter = Resource("AWS::Logs::SubscriptionFilter", new JsonObject
+                    {
+                        ["LogGroupName"] = group, ["FilterPattern"] = pattern, ["DestinationArn"] = target.Arn.DeepClone(),
+                    });
+                    filter["DependsOn"] = new JsonArray(id + "Permission");
+                    PassCondition(owner, filter);
+                    Add(id, filter);
+                    break;
+                }
             case "ScheduleV2":
                 {
                     var schedule = new JsonObject
@@ -538,7 +557,7 @@ internal sealed partial class SamTransform
                     break;
                 }
             default:
-                throw InvalidEvent(id, $"Lamina does not connect events of type {type}; it supports S3, SQS, SNS, DynamoDB, Kinesis, Schedule, ScheduleV2, EventBridgeRule, CloudWatchEvent, Api and HttpApi.");
+                throw InvalidEvent(id, $"Lamina does not connect events of type {type}; it supports S3, SQS, SNS, DynamoDB, Kinesis, Schedule, ScheduleV2, EventBridgeRule, CloudWatchEvent, CloudWatchLogs, Api and HttpApi.");
         }
     }
 

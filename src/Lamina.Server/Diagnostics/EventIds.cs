@@ -51,6 +51,11 @@ internal static class EventIds
 
     // 5xxx logs and metrics
     public const int LogStoreWriteFailed = 5000;
+    public const int LogSubscriptionFailed = 5001;
+    public const int LogSubscriptionTargetMissing = 5002;
+    public const int LogSubscriptionNotPermitted = 5003;
+    public const int LogSubscriptionLoop = 5004;
+    public const int LogSubscriptionDropped = 5005;
 
     // 6xxx security
     public const int AccessKeysReloadFailed = 6000;

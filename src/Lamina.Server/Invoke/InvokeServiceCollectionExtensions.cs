@@ -36,6 +36,9 @@ internal static class InvokeServiceCollectionExtensions
         services.AddHostedService(static sp => sp.GetRequiredService<Sns.TopicStore>());
         services.AddSingleton<EventBridge.EventRules>();
         services.AddHostedService(static sp => sp.GetRequiredService<EventBridge.EventRules>());
+        // Log subscription filters: matches from the log store's writer to functions through the async queue.
+        services.AddSingleton<Logs.LogSubscriptions>();
+        services.AddHostedService(static sp => sp.GetRequiredService<Logs.LogSubscriptions>());
         return services;
     }
 }

@@ -8,10 +8,11 @@ namespace Lamina.Server.Logs;
 
 /// <summary>
 /// Log groups, streams and events (what the CloudWatch Logs API reads): <c>&lt;data&gt;/logs.db</c>, a SQLite file of
-/// its own. Environments write through <see cref="Write"/>, which never blocks: a bounded buffer that one loop drains
+/// its own. Environments write through <see cref="Write(string, string, string)"/>, which never blocks: a bounded buffer that one loop drains
 /// in batches, off the invoke path. When the buffer is full, lines are dropped and counted, and a marker says so in
 /// each stream that lost some. Disk use is bounded by each group's retention and by <c>--log-max-mb</c> overall (the
-/// oldest events go first).
+/// oldest events go first). The writer also matches what it stores against the groups' subscription filters and hands
+/// the matches to <see cref="LogSubscriptions"/>.
 /// </summary>
 internal sealed partial class LogStore : IHostedService, IAsyncDisposable
 {
@@ -56,6 +57,16 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
     // Completed by a waiter that wants the buffered lines now; replaced before each batch is taken.
     private TaskCompletionSource _flushNow = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stopping = new();
+    // Subscription filters by group key, replaced whole on each change: the writer reads them without a lock.
+    private volatile Dictionary<string, SubscriptionFilter[]> _filters = new(StringComparer.Ordinal);
+    // Matches of the batch being written, handed to LogSubscriptions once the batch is committed.
+    private readonly List<MatchedEvent> _matchedBatch = [];
+    private readonly Channel<MatchedEvent> _matched = Channel.CreateBounded<MatchedEvent>(new BoundedChannelOptions(BufferCapacity)
+    {
+        SingleReader = true,
+        SingleWriter = true,
+        FullMode = BoundedChannelFullMode.DropWrite,
+    });
 
     public LogStore(IOptions<LaminaOptions> options, TimeProvider time, ILogger<LogStore> logger)
     {
@@ -66,10 +77,13 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
     }
 
     /// <summary>Queues one log event, stamped now; never blocks. False when the buffer was full and the line was dropped.</summary>
-    public bool Write(string group, string stream, string message)
+    public bool Write(string group, string stream, string message) => Write(group, stream, _time.GetUtcNow().ToUnixTimeMilliseconds(), message);
+
+    /// <summary>Queues one log event with its own timestamp (PutLogEvents); never blocks. False when it was dropped.</summary>
+    public bool Write(string group, string stream, long timestampMs, string message)
     {
         if (Interlocked.Add(ref _bufferedChars, message.Length) <= BufferMaxChars
-            && _buffer.Writer.TryWrite(new LogLine(group, stream, _time.GetUtcNow().ToUnixTimeMilliseconds(), message)))
+            && _buffer.Writer.TryWrite(new LogLine(group, stream, timestampMs, message)))
         {
             Interlocked.Increment(ref _accepted);
             return true;
@@ -118,9 +132,20 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
                 );
                 CREATE INDEX IF NOT EXISTS log_events_group_time ON log_events (group_name, timestamp_ms, id);
                 CREATE INDEX IF NOT EXISTS log_events_stream ON log_events (group_name, stream_name, id);
+                CREATE TABLE IF NOT EXISTS subscription_filters (
+                    group_name      TEXT    NOT NULL,
+                    name            TEXT    NOT NULL,
+                    pattern         TEXT    NOT NULL,
+                    destination_arn TEXT    NOT NULL,
+                    role_arn        TEXT,
+                    distribution    TEXT    NOT NULL,
+                    created_ms      INTEGER NOT NULL,
+                    PRIMARY KEY (group_name, name)
+                );
                 """;
             schema.ExecuteNonQuery();
         }
+        LoadFilters(connection);
         _connection = connection;
         _writer = Task.Factory.StartNew(WriterLoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
         _housekeeping = HousekeepingAsync();
@@ -156,6 +181,38 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
         _connection?.Dispose();
         _connectionLock.Dispose();
         _stopping.Dispose();
+    }
+
+    /// <summary>The subscription filters of every group, by group key (read-only: replaced whole by <see cref="LoadFilters"/>).</summary>
+    public IReadOnlyDictionary<string, SubscriptionFilter[]> Filters => _filters;
+
+    /// <summary>The events the writer matched to subscription filters, after each batch that held them was stored.</summary>
+    public ChannelReader<MatchedEvent> Matched => _matched.Reader;
+
+    /// <summary>Reads the subscription filters again, on the store's connection, after a change to them.</summary>
+    public void LoadFilters(SqliteConnection connection)
+    {
+        var filters = new Dictionary<string, List<SubscriptionFilter>>(StringComparer.Ordinal);
+        using var select = connection.CreateCommand();
+        select.CommandText = "SELECT group_name, name, pattern, destination_arn, role_arn, distribution, created_ms FROM subscription_filters ORDER BY group_name, name;";
+        using var reader = select.ExecuteReader();
+        while (reader.Read())
+        {
+            var text = reader.GetString(2);
+            // Validated when it was put; one the parser no longer takes (a newer server's form) matches nothing rather than everything.
+            if (!FilterPattern.TryParse(text, out var pattern, out _))
+            {
+                continue;
+            }
+            var group = reader.GetString(0);
+            if (!filters.TryGetValue(group, out var list))
+            {
+                filters[group] = list = [];
+            }
+            list.Add(new SubscriptionFilter(group, reader.GetString(1), text, pattern, reader.GetString(3), reader.IsDBNull(4) ? null : reader.GetString(4),
+                reader.GetString(5), reader.GetInt64(6)));
+        }
+        _filters = filters.ToDictionary(static p => p.Key, static p => p.Value.ToArray(), StringComparer.Ordinal);
     }
 
     /// <summary>Runs <paramref name="read"/> on the store's connection (reads and the writer take turns).</summary>
@@ -243,17 +300,40 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
                     InsertBatch(connection, batch, _time.GetUtcNow().ToUnixTimeMilliseconds());
                     return true;
                 }, CancellationToken.None);
+                PublishMatches();
             }
             catch (SqliteException e)
             {
                 Log.WriteFailed(_logger, batch.Count, e.Message);
             }
+            _matchedBatch.Clear();
             lastCommit = _time.GetTimestamp();
             Interlocked.Add(ref _written, taken);
             Interlocked.Exchange(ref _batchStored, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
             batch.Clear();
         }
+        _matched.Writer.TryComplete();
         _batchStored.TrySetResult();
+    }
+
+    /// <summary>
+    /// Hands the stored batch's matches to the subscriptions. Never waits: when deliveries fall this far behind, the
+    /// matches are dropped and counted (as the buffer drops lines) rather than slowing the writer.
+    /// </summary>
+    private void PublishMatches()
+    {
+        var dropped = 0;
+        foreach (var matched in _matchedBatch)
+        {
+            if (!_matched.Writer.TryWrite(matched))
+            {
+                dropped++;
+            }
+        }
+        if (dropped > 0)
+        {
+            Log.MatchesDropped(_logger, dropped);
+        }
     }
 
     private void AddDropMarkers(List<LogLine> batch)
@@ -328,6 +408,7 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
             _insert = prepared;
         }
         var insert = _insert;
+        var filters = _filters;
         try
         {
             foreach (var line in batch)
@@ -345,6 +426,18 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
                 if (rc != SQLitePCL.raw.SQLITE_DONE)
                 {
                     Check(rc, db);
+                }
+                // Subscription filters match here, on the writer, where the lines are already batched: never on the invoke path.
+                if (filters.Count > 0 && filters.TryGetValue(line.Group, out var subscribed))
+                {
+                    var id = SQLitePCL.raw.sqlite3_last_insert_rowid(db);
+                    foreach (var filter in subscribed)
+                    {
+                        if (filter.Pattern.Matches(message))
+                        {
+                            _matchedBatch.Add(new MatchedEvent(filter, line.Stream, id, line.TimestampMs, message));
+                        }
+                    }
                 }
                 var key = (line.Group, line.Stream);
                 streams[key] = streams.TryGetValue(key, out var seen)
@@ -437,11 +530,13 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
         }
         using (var streams = connection.CreateCommand())
         {
-            // Streams whose events are all gone go too (as with CloudWatch retention).
+            // Streams whose events are all gone go too (as with CloudWatch retention) — once a day has passed since they
+            // were last written or created: a stream made by CreateLogStream waits for its first PutLogEvents.
             streams.CommandText = """
-                DELETE FROM log_streams WHERE NOT EXISTS (
+                DELETE FROM log_streams WHERE COALESCE(last_ingest_ms, created_ms) < $idle AND NOT EXISTS (
                     SELECT 1 FROM log_events e WHERE e.group_name = log_streams.group_name AND e.stream_name = log_streams.name);
                 """;
+            streams.Parameters.AddWithValue("$idle", nowMs - 86_400_000L);
             streams.ExecuteNonQuery();
         }
         transaction.Commit();
@@ -453,5 +548,9 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
     {
         [LoggerMessage(EventId = Diagnostics.EventIds.LogStoreWriteFailed, Level = LogLevel.Error, Message = "The log store could not write {Count} log events: {Reason}")]
         public static partial void WriteFailed(ILogger logger, int count, string reason);
+
+        [LoggerMessage(EventId = Diagnostics.EventIds.LogSubscriptionDropped, Level = LogLevel.Warning,
+            Message = "{Count} log events matched by subscription filters were dropped: deliveries to the subscribed functions are this far behind")]
+        public static partial void MatchesDropped(ILogger logger, int count);
     }
 }

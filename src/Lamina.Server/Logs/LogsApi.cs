@@ -11,7 +11,9 @@ namespace Lamina.Server.Logs;
 /// <summary>
 /// The CloudWatch Logs API subset that reads function logs (LAMBDA.md §8.3): awsJson1_1, every call a <c>POST /</c>
 /// with <c>X-Amz-Target: Logs_20140328.&lt;Operation&gt;</c>. <c>aws logs get-log-events</c>, <c>filter-log-events</c>,
-/// <c>describe-log-groups / -streams</c> and CLI v2's <c>aws logs tail [--follow]</c> work against it.
+/// <c>describe-log-groups / -streams</c> and CLI v2's <c>aws logs tail [--follow]</c> work against it; so do
+/// CreateLogStream and PutLogEvents for an application's own groups, and subscription filters to Lambda functions
+/// (<see cref="LogSubscriptions"/>, issue #23).
 /// </summary>
 internal static partial class LogsApi
 {
@@ -33,7 +35,8 @@ internal static partial class LogsApi
     private static partial Regex GroupNamePattern();
 
     /// <summary>Answers one call; <paramref name="operation"/> is the target after the prefix.</summary>
-    public static async Task HandleAsync(HttpContext context, string operation, LogStore store, IOptions<LaminaOptions> options, TimeProvider time)
+    public static async Task HandleAsync(HttpContext context, string operation, LogStore store, LogSubscriptions subscriptions, IOptions<LaminaOptions> options,
+        TimeProvider time)
     {
         if (await JsonProtocolEndpoint.ReadObjectAsync(context) is not { } request)
         {
@@ -41,7 +44,7 @@ internal static partial class LogsApi
             return;
         }
 
-        var call = new Call(context, request, store, options.Value, time);
+        var call = new Call(context, request, store, subscriptions, options.Value, time);
         try
         {
             switch (operation)
@@ -54,6 +57,11 @@ internal static partial class LogsApi
                 case "FilterLogEvents": await FilterLogEventsAsync(call); break;
                 case "PutRetentionPolicy": await PutRetentionPolicyAsync(call); break;
                 case "DeleteRetentionPolicy": await DeleteRetentionPolicyAsync(call); break;
+                case "CreateLogStream": await CreateLogStreamAsync(call); break;
+                case "PutLogEvents": await PutLogEventsAsync(call); break;
+                case "PutSubscriptionFilter": await PutSubscriptionFilterAsync(call); break;
+                case "DescribeSubscriptionFilters": await DescribeSubscriptionFiltersAsync(call); break;
+                case "DeleteSubscriptionFilter": await DeleteSubscriptionFilterAsync(call); break;
                 default:
                     await ErrorAsync(context, "UnknownOperationException", $"Lamina does not implement the CloudWatch Logs operation {operation}.");
                     break;
@@ -92,10 +100,13 @@ internal static partial class LogsApi
             delete.CommandText = """
                 DELETE FROM log_events WHERE group_name = $name;
                 DELETE FROM log_streams WHERE group_name = $name;
+                DELETE FROM subscription_filters WHERE group_name = $name;
                 DELETE FROM log_groups WHERE name = $name;
                 """;
             delete.Parameters.AddWithValue("$name", name);
-            return delete.ExecuteNonQuery() > 0;
+            var found = delete.ExecuteNonQuery() > 0;
+            call.Store.LoadFilters(connection);
+            return found;
         }, call.Aborted);
         if (!deleted)
         {
@@ -133,6 +144,137 @@ internal static partial class LogsApi
             throw GroupNotFound();
         }
         await call.EmptyAsync();
+    }
+
+    private static async Task CreateLogStreamAsync(Call call)
+    {
+        var group = call.GroupName(required: true)!;
+        var stream = call.StreamName();
+        var created = await call.Store.ChangeAsync(connection =>
+        {
+            if (!GroupExists(connection, group))
+            {
+                throw GroupNotFound();
+            }
+            using var insert = connection.CreateCommand();
+            insert.CommandText = "INSERT INTO log_streams (group_name, name, created_ms) VALUES ($group, $name, $now) ON CONFLICT (group_name, name) DO NOTHING;";
+            insert.Parameters.AddWithValue("$group", group);
+            insert.Parameters.AddWithValue("$name", stream);
+            insert.Parameters.AddWithValue("$now", call.NowMs);
+            return insert.ExecuteNonQuery() == 1;
+        }, call.Aborted);
+        if (!created)
+        {
+            throw new LogsException("ResourceAlreadyExistsException", "The specified log stream already exists");
+        }
+        await call.EmptyAsync();
+    }
+
+    /// <summary>
+    /// PutLogEvents into an existing stream, with CloudWatch's limits: 10,000 events and 1 MB (messages in UTF-8 plus 26
+    /// bytes each), in chronological order, spanning at most 24 hours; events more than 14 days old (or past the group's
+    /// retention) or 2 hours ahead are rejected and reported, the rest stored. Written through the store's buffer like
+    /// function logs, so subscription filters see them too.
+    /// </summary>
+    private static async Task PutLogEventsAsync(Call call)
+    {
+        var group = call.GroupName(required: true)!;
+        var stream = call.StreamName();
+        if (!call.Request.TryGetProperty("logEvents", out var list) || list.ValueKind != JsonValueKind.Array)
+        {
+            throw Invalid("1 validation error detected: Value null at 'logEvents' failed to satisfy constraint: Member must not be null");
+        }
+        var count = list.GetArrayLength();
+        if (count is < 1 or > MaxEventsLimit)
+        {
+            throw Invalid(string.Create(CultureInfo.InvariantCulture,
+                $"1 validation error detected: Value at 'logEvents' failed to satisfy constraint: Member must have length between 1 and {MaxEventsLimit}"));
+        }
+        var events = new List<(long Timestamp, string Message)>(count);
+        long bytes = 0;
+        foreach (var item in list.EnumerateArray())
+        {
+            var at = events.Count + 1;
+            if (item.ValueKind != JsonValueKind.Object
+                || !item.TryGetProperty("timestamp", out var ts) || ts.ValueKind != JsonValueKind.Number || !ts.TryGetInt64(out var timestamp)
+                || !item.TryGetProperty("message", out var m) || m.ValueKind != JsonValueKind.String)
+            {
+                throw Invalid(string.Create(CultureInfo.InvariantCulture,
+                    $"1 validation error detected: Value at 'logEvents.{at}' failed to satisfy constraint: Member must have a numeric timestamp and a string message"));
+            }
+            var message = Call.Text(m, "message");
+            if (message.Length == 0)
+            {
+                throw Invalid(string.Create(CultureInfo.InvariantCulture,
+                    $"1 validation error detected: Value '' at 'logEvents.{at}.member.message' failed to satisfy constraint: Member must have length greater than or equal to 1"));
+            }
+            if (events.Count > 0 && timestamp < events[^1].Timestamp)
+            {
+                throw Invalid("Log events in a single PutLogEvents request must be in chronological order.");
+            }
+            bytes += System.Text.Encoding.UTF8.GetByteCount(message) + 26;
+            events.Add((timestamp, message));
+        }
+        if (bytes > 1_048_576)
+        {
+            throw Invalid(string.Create(CultureInfo.InvariantCulture, $"Upload too large: {bytes} bytes exceeds limit of 1048576"));
+        }
+
+        var retention = await call.Store.ReadAsync(connection =>
+        {
+            using var select = connection.CreateCommand();
+            select.CommandText = "SELECT retention_days FROM log_groups WHERE name = $name;";
+            select.Parameters.AddWithValue("$name", group);
+            var value = select.ExecuteScalar() ?? throw GroupNotFound();
+            if (!StreamExists(connection, group, stream))
+            {
+                throw new LogsException("ResourceNotFoundException", "The specified log stream does not exist.");
+            }
+            return value is DBNull ? (int?)null : Convert.ToInt32(value, CultureInfo.InvariantCulture);
+        }, call.Aborted);
+
+        // Sorted by time, so the rejected ones are a prefix (too old, expired) and a suffix (too new).
+        var tooOld = events.FindIndex(e => e.Timestamp >= call.NowMs - 14 * 86_400_000L) is var o and >= 0 ? o : events.Count;
+        var expired = retention is { } days ? events.FindIndex(e => e.Timestamp >= call.NowMs - days * 86_400_000L) is var x and >= 0 ? x : events.Count : 0;
+        var tooNew = events.FindIndex(e => e.Timestamp > call.NowMs + 2 * 3_600_000L) is var n and >= 0 ? n : events.Count;
+        var first = Math.Max(tooOld, expired);
+        if (first < tooNew && events[tooNew - 1].Timestamp - events[first].Timestamp > 86_400_000L)
+        {
+            throw Invalid("The batch of log events in a single PutLogEvents request cannot span more than 24 hours.");
+        }
+        var dropped = 0;
+        for (var i = first; i < tooNew; i++)
+        {
+            if (!call.Store.Write(group, stream, events[i].Timestamp, events[i].Message))
+            {
+                dropped++;
+            }
+        }
+        if (dropped > 0)
+        {
+            throw new LogsException("ServiceUnavailableException", string.Create(CultureInfo.InvariantCulture,
+                $"The log store's buffer is full: {dropped} of {tooNew - first} events were dropped (the store marks the loss in the stream). Retry later."));
+        }
+        await call.RespondAsync(w =>
+        {
+            if (tooOld > 0 || expired > 0 || tooNew < events.Count)
+            {
+                w.WriteStartObject("rejectedLogEventsInfo");
+                if (tooNew < events.Count)
+                {
+                    w.WriteNumber("tooNewLogEventStartIndex", tooNew);
+                }
+                if (tooOld > 0)
+                {
+                    w.WriteNumber("tooOldLogEventEndIndex", tooOld);
+                }
+                if (expired > 0)
+                {
+                    w.WriteNumber("expiredLogEventEndIndex", expired);
+                }
+                w.WriteEndObject();
+            }
+        });
     }
 
     private static async Task DescribeLogGroupsAsync(Call call)
@@ -506,9 +648,13 @@ internal static partial class LogsApi
     }
 
     /// <summary>One call's request and what every operation needs to read it and answer.</summary>
-    private sealed class Call(HttpContext context, JsonElement request, LogStore store, LaminaOptions options, TimeProvider time)
+    private sealed class Call(HttpContext context, JsonElement request, LogStore store, LogSubscriptions subscriptions, LaminaOptions options, TimeProvider time)
     {
         public LogStore Store { get; } = store;
+
+        public LogSubscriptions Subscriptions { get; } = subscriptions;
+
+        public JsonElement Request => request;
 
         public CancellationToken Aborted => context.RequestAborted;
 
@@ -552,6 +698,17 @@ internal static partial class LogsApi
                 throw Invalid($"1 validation error detected: Value '{name}' at 'logGroupName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\.\\-_/#A-Za-z0-9]+");
             }
             return Internal(name);
+        }
+
+        /// <summary><c>logStreamName</c>: 1 to 512 characters, no <c>:</c> or <c>*</c>.</summary>
+        public string StreamName()
+        {
+            var name = String("logStreamName") ?? throw Invalid("1 validation error detected: Value null at 'logStreamName' failed to satisfy constraint: Member must not be null");
+            if (name.Length is 0 or > 512 || name.AsSpan().IndexOfAny(':', '*') >= 0)
+            {
+                throw Invalid($"1 validation error detected: Value '{name}' at 'logStreamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [^:*]*");
+            }
+            return name;
         }
 
         public string? String(string name) => request.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? Text(value, name) : null;

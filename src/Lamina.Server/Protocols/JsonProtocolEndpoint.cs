@@ -69,7 +69,7 @@ internal static class JsonProtocolEndpoint
         await SqsApi.HandleAsync(context, request.Action, queues, options);
     }
 
-    private static async Task DispatchAsync(HttpContext context, LogStore logs, EventBridge.EventRules rules, Sqs.QueueStore queues, Sns.TopicStore topics,
+    private static async Task DispatchAsync(HttpContext context, LogStore logs, LogSubscriptions subscriptions, EventBridge.EventRules rules, Sqs.QueueStore queues, Sns.TopicStore topics,
         CloudFormation.StackEngine stacks, IOptions<LaminaOptions> options, TimeProvider time)
     {
         var target = context.Request.Headers["X-Amz-Target"].ToString();
@@ -108,7 +108,7 @@ internal static class JsonProtocolEndpoint
         }
         if (target.StartsWith(LogsApi.TargetPrefix, StringComparison.Ordinal))
         {
-            await LogsApi.HandleAsync(context, target[LogsApi.TargetPrefix.Length..], logs, options, time);
+            await LogsApi.HandleAsync(context, target[LogsApi.TargetPrefix.Length..], logs, subscriptions, options, time);
             return;
         }
         if (target.StartsWith(SqsApi.TargetPrefix, StringComparison.Ordinal))

@@ -1,0 +1,101 @@
+using Lamina.Server.Hosting;
+using Lamina.Server.Logs;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Lamina.Tests.Logs;
+
+/// <summary>The log store on a real SQLite file with fake time: subscription matches from its writer, and housekeeping.</summary>
+public sealed class LogStoreTests : IAsyncDisposable
+{
+    private readonly string _dataDirectory = Path.Combine(Path.GetTempPath(), "lamina-logs-" + Guid.NewGuid().ToString("N"));
+    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 12, 5, 12, 0, 0, TimeSpan.Zero));
+    private LogStore? _store;
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_store is not null)
+        {
+            await _store.StopAsync(CancellationToken.None);
+            await _store.DisposeAsync();
+        }
+        SqliteConnection.ClearAllPools();
+        if (Directory.Exists(_dataDirectory))
+        {
+            Directory.Delete(_dataDirectory, recursive: true);
+        }
+    }
+
+    private async Task<LogStore> CreateSutAsync()
+    {
+        _store = new LogStore(Options.Create(new LaminaOptions { DataDirectory = _dataDirectory }), _time, NullLogger<LogStore>.Instance);
+        await _store.StartAsync(CancellationToken.None);
+        return _store;
+    }
+
+    private static Task<bool> Execute(LogStore store, string sql) => store.ChangeAsync(connection =>
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+        store.LoadFilters(connection);
+        return true;
+    }, CancellationToken.None);
+
+    [Fact]
+    public async Task Write_SubscribedGroup_HandsOnlyMatchingEventsOverAfterTheyAreStored()
+    {
+        var store = await CreateSutAsync();
+        await Execute(store, """
+            INSERT INTO log_groups (name, created_ms) VALUES ('/app', 0);
+            INSERT INTO subscription_filters (group_name, name, pattern, destination_arn, distribution, created_ms)
+            VALUES ('/app', 'errors', 'ERROR', 'arn:aws:lambda:us-east-1:000000000000:function:sink', 'ByLogStream', 0);
+            """);
+
+        store.Write("/app", "s", "ERROR one");
+        store.Write("/app", "s", "all fine");
+        store.Write("/other", "s", "ERROR elsewhere");
+        await store.WaitForBufferedAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
+
+        Assert.True(store.Matched.TryRead(out var matched));
+        Assert.Equal(("errors", "s", "ERROR one", _time.GetUtcNow().ToUnixTimeMilliseconds()), (matched.Filter.Name, matched.Stream, matched.Message, matched.TimestampMs));
+        var storedId = await store.ReadAsync(connection =>
+        {
+            using var select = connection.CreateCommand();
+            select.CommandText = "SELECT id FROM log_events WHERE message = 'ERROR one';";
+            return (long)select.ExecuteScalar()!;
+        }, CancellationToken.None);
+        Assert.Equal(storedId, matched.Id);
+        Assert.False(store.Matched.TryRead(out _));
+    }
+
+    [Fact]
+    public async Task Trim_EmptyStreams_GoOnlyAfterADayWithoutWrites()
+    {
+        var store = await CreateSutAsync();
+        var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        await Execute(store, $"""
+            INSERT INTO log_groups (name, created_ms) VALUES ('/app', 0);
+            INSERT INTO log_streams (group_name, name, created_ms) VALUES ('/app', 'just-created', {now - 60_000});
+            INSERT INTO log_streams (group_name, name, created_ms, last_ingest_ms) VALUES ('/app', 'emptied-long-ago', 0, {now - 2 * 86_400_000L});
+            """);
+
+        var left = await store.ReadAsync(connection =>
+        {
+            LogStore.Trim(connection, now, long.MaxValue);
+            using var select = connection.CreateCommand();
+            select.CommandText = "SELECT name FROM log_streams ORDER BY name;";
+            using var reader = select.ExecuteReader();
+            var names = new List<string>();
+            while (reader.Read())
+            {
+                names.Add(reader.GetString(0));
+            }
+            return names;
+        }, CancellationToken.None);
+
+        Assert.Equal(["just-created"], left);
+    }
+}
