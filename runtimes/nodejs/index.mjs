@@ -168,6 +168,11 @@ function onNextError(err) {
 
 function onInvocation(res) {
   nextFailures = 0;
+  if (res.status === 500 && res.body.includes('is shutting down')) {
+    // Lamina ends the environment (function deleted or updated, idle, server stopping): nothing to report in the
+    // function's log, where Lambda's frozen environments write nothing either.
+    process.exit(0);
+  }
   if (res.status !== 200) {
     diag(`GET /runtime/invocation/next returned ${res.status}: ${res.body.toString('utf8')}; exiting`);
     process.exit(1);

@@ -791,6 +791,10 @@ def main():
         except Exception as e:
             _diag("GET /runtime/invocation/next failed: %s; exiting" % (e,))
             sys.exit(1)
+        if status == 500 and b"is shutting down" in body:
+            # Lamina ends the environment (function deleted or updated, idle, server stopping): nothing to report in
+            # the function's log, where Lambda's frozen environments write nothing either.
+            sys.exit(0)
         if status != 200:
             _diag(
                 "GET /runtime/invocation/next returned %d: %s; exiting"

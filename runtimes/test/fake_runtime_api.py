@@ -33,6 +33,7 @@ class Event:
         cognito_identity=None,
         extra_headers=None,
         close_after=False,
+        shutting_down=False,
     ):
         self.body = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.request_id = request_id or str(uuid.uuid4())
@@ -46,6 +47,8 @@ class Event:
         # "Connection: close" header), like a server dropping an idle
         # keep-alive connection: the runtime must reconnect to post the result.
         self.close_after = close_after
+        # Answer this /next as Lamina does when it ends the environment: 500, "The execution environment is shutting down".
+        self.shutting_down = shutting_down
         self.deadline = None  # absolute epoch ms, set when served
 
 
@@ -127,6 +130,9 @@ class _Handler(BaseHTTPRequestHandler):
         ev = api._take_event()
         if ev is None:  # server stopping
             self.close_connection = True
+            return
+        if ev.shutting_down:
+            self._send(500, b'{"errorType":"InternalServerError","errorMessage":"The execution environment is shutting down"}')
             return
         ev.deadline = int(time.time() * 1000) + ev.deadline_ms
         headers = {

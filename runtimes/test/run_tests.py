@@ -542,6 +542,15 @@ def node_reconnects_when_connection_dropped():
 
 
 @test
+def node_exits_quietly_when_the_environment_shuts_down():
+    run = run_bootstrap("node", {"index.js": "exports.handler = async (e) => e.i;"}, "index.handler",
+                        [Event({"i": 1}), Event(shutting_down=True)], n_posts=1, wait_exit=True)
+    eq([r.json() for r in run.posts], [1], "results", run)
+    eq(run.proc.returncode, 0, "exit status", run)
+    eq(run.stderr, "", "nothing written to the function's log", run)
+
+
+@test
 def node_streaming_response():
     run = run_bootstrap("node", {
         "index.mjs": """
@@ -687,6 +696,15 @@ def python_reconnects_when_connection_dropped():
     eq([r.json() for r in run.posts], [0, 1, 2, 3], "results", run)
     eq(len({r.conn for r in run.posts}), 2, "a new connection after each drop", run)
     eq(run.stderr, "", "no diagnostics (transparent reconnect)", run)
+
+
+@test
+def python_exits_quietly_when_the_environment_shuts_down():
+    run = run_bootstrap("python", {"app.py": "def handler(e, c):\n    return e['i']\n"}, "app.handler",
+                        [Event({"i": 1}), Event(shutting_down=True)], n_posts=1, wait_exit=True)
+    eq([r.json() for r in run.posts], [1], "results", run)
+    eq(run.proc.returncode, 0, "exit status", run)
+    eq(run.stderr, "", "nothing written to the function's log", run)
 
 
 @test
