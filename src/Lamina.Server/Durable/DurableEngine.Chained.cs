@@ -241,15 +241,7 @@ internal sealed partial class DurableEngine
             var eventsFrom = execution.Events.Count;
             CompleteChained(execution, operation, status, result, error, now);
             store.Save(execution, [operation], eventsFrom);
-            if (execution.Token is null)
-            {
-                execution.NeedsRun = true;
-                execution.DueMs = now;
-            }
-            else
-            {
-                execution.Dirty = true;
-            }
+            ResumeAfterChange(execution, now);
         }
         Wake();
     }

@@ -132,15 +132,7 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
                 if (changed.Count > 0)
                 {
                     store.Save(execution, changed, eventsFrom);
-                    if (execution.Token is null)
-                    {
-                        execution.NeedsRun = true;
-                        execution.DueMs = Math.Min(execution.DueMs == 0 ? now : execution.DueMs, now);
-                    }
-                    else
-                    {
-                        execution.Dirty = true;
-                    }
+                    ResumeAfterChange(execution, now);
                 }
                 if (execution.Token is null && execution.NeedsRun && execution.DueMs <= now)
                 {
@@ -882,18 +874,27 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
                 });
             }
             store.Save(execution, [operation], eventsFrom);
-            if (execution.Token is null)
-            {
-                execution.NeedsRun = true;
-                execution.DueMs = now;
-            }
-            else
-            {
-                execution.Dirty = true;
-            }
+            ResumeAfterChange(execution, now);
         }
         Wake();
         return null;
+    }
+
+    /// <summary>
+    /// An operation of the execution changed outside an invocation (a wait elapsed, a callback or chained invoke
+    /// completed): a suspended execution is due to be invoked now; a running one is invoked again when its invocation ends.
+    /// </summary>
+    private static void ResumeAfterChange(DurableExecution execution, long now)
+    {
+        if (execution.Token is null)
+        {
+            execution.NeedsRun = true;
+            execution.DueMs = Math.Min(execution.DueMs == 0 ? now : execution.DueMs, now);
+        }
+        else
+        {
+            execution.Dirty = true;
+        }
     }
 
     /// <summary>StopDurableExecution: the execution ends STOPPED; a running invocation's later answer is ignored.</summary>
