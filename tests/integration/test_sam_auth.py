@@ -188,6 +188,16 @@ def packaged(template: str) -> dict:
     return parsed
 
 
+def sam_errors(template: dict) -> list[str]:
+    """The messages aws-sam-translator refuses the template with (none when it takes it)."""
+    from samtranslator.model.exceptions import InvalidDocumentException  # type: ignore
+    try:
+        cs.sam_translate(template)
+    except InvalidDocumentException as e:
+        return [cause.message for cause in e.causes]
+    return []
+
+
 def setUpModule():
     h.start_module_server(MODULE)
 
@@ -345,6 +355,9 @@ class SamApiAuthTests(h.LaminaTestCase):
                 described = self.cf.describe_change_set(ChangeSetName="bad", StackName=stack)
                 self.assertEqual(described["Status"], "FAILED")
                 self.assertIn(message, described["StatusReason"])
+                # Where AWS's transform refuses the template too, its whole message is Lamina's.
+                for reference in sam_errors(packaged(template)):
+                    self.assertIn(reference, described["StatusReason"])
 
 
 ACCESS_TEMPLATE = """AWSTemplateFormatVersion: '2010-09-09'

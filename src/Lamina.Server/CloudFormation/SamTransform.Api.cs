@@ -111,7 +111,7 @@ internal sealed partial class SamTransform
                 {
                     if (eventAuth["Authorizer"] is null && eventAuth["ApiKeyRequired"] is null && eventAuth["ResourcePolicy"] is null)
                     {
-                        throw InvalidEvent(route.EventId, "Must define one of: Authorizer, ApiKeyRequired or ResourcePolicy when using the OverrideApiAuth property.");
+                        throw InvalidEvent(route.Source, "Must define one of: Authorizer, ApiKeyRequired or ResourcePolicy when using the OverrideApiAuth property.");
                     }
                     if ((paths[path] as JsonObject)?[method == "any" ? "x-amazon-apigateway-any-method" : method] is JsonObject existing && existing["x-amazon-apigateway-integration"] is not null)
                     {

@@ -4,7 +4,7 @@ using System.Text.RegularExpressions;
 namespace Lamina.Server.CloudFormation;
 
 /// <summary>An Api or HttpApi event of a function: the route it adds to its API's definition.</summary>
-internal sealed record ApiRoute(string EventId, string Path, string Method, JsonNode Uri, JsonObject Event);
+internal sealed record ApiRoute((string Function, string Event) Source, string Path, string Method, JsonNode Uri, JsonObject Event);
 
 /// <summary>
 /// SAM's <c>Cors</c> and <c>Auth</c> on AWS::Serverless::Api and HttpApi, and the events' own <c>Auth</c>, written into
@@ -75,7 +75,7 @@ internal sealed partial class SamTransform
     {
         if (route.Event["Auth"] is { } node && node is not JsonObject)
         {
-            throw InvalidEvent(route.EventId, "Property 'Auth' should be a map.");
+            throw InvalidEvent(route.Source, "Property 'Auth' should be a map.");
         }
         var auth = ResolveParameterRefs(route.Event["Auth"]) as JsonObject;
         var authorizer = auth?["Authorizer"];
@@ -106,45 +106,45 @@ internal sealed partial class SamTransform
         {
             if (authorizerName is null)
             {
-                throw InvalidEvent(route.EventId, $"Unable to set Authorizer {where} because it is not a string.");
+                throw InvalidEvent(route.Source, $"Unable to set Authorizer {where} because it is not a string.");
             }
             if (authorizerName == "NONE")
             {
                 if (defaultAuthorizer is null)
                 {
-                    throw InvalidEvent(route.EventId, $"Unable to set Authorizer {where} because 'NONE' is only a valid value when a DefaultAuthorizer on the API is specified.");
+                    throw InvalidEvent(route.Source, $"Unable to set Authorizer {where} because 'NONE' is only a valid value when a DefaultAuthorizer on the API is specified.");
                 }
             }
             else if (authorizerName != "AWS_IAM")
             {
                 if (authorizers is not { Count: > 0 })
                 {
-                    throw InvalidEvent(route.EventId, $"Unable to set Authorizer [{authorizerName}] {where} because the related API does not define any Authorizers.");
+                    throw InvalidEvent(route.Source, $"Unable to set Authorizer [{authorizerName}] {where} because the related API does not define any Authorizers.");
                 }
                 if (authorizers[authorizerName] is null)
                 {
-                    throw InvalidEvent(route.EventId, $"Unable to set Authorizer [{authorizerName}] {where} because it wasn't defined in the API's Authorizers.");
+                    throw InvalidEvent(route.Source, $"Unable to set Authorizer [{authorizerName}] {where} because it wasn't defined in the API's Authorizers.");
                 }
             }
         }
         var scopes = auth["AuthorizationScopes"];
         if (scopes is not null and not JsonArray)
         {
-            throw InvalidEvent(route.EventId, "Property 'Auth.AuthorizationScopes' should be a list.");
+            throw InvalidEvent(route.Source, "Property 'Auth.AuthorizationScopes' should be a list.");
         }
         if (scopes is JsonArray { Count: > 0 } && authorizer is null)
         {
-            throw InvalidEvent(route.EventId, "AuthorizationScopes works only when Authorizer is set");
+            throw InvalidEvent(route.Source, "AuthorizationScopes works only when Authorizer is set");
         }
         var apiKeyRequired = auth["ApiKeyRequired"];
         if (apiKeyRequired is not null && !Truthy(apiKeyRequired) && !Truthy(apiAuth?["ApiKeyRequired"]))
         {
-            throw InvalidEvent(route.EventId, $"Unable to set ApiKeyRequired [False] {where} because the related API does not specify any ApiKeyRequired.");
+            throw InvalidEvent(route.Source, $"Unable to set ApiKeyRequired [False] {where} because the related API does not specify any ApiKeyRequired.");
         }
         if (auth["ResourcePolicy"] is not null)
         {
             // Lamina's REST APIs have no resource policies to write it into.
-            throw InvalidEvent(route.EventId, "Lamina's transform does not support Auth.ResourcePolicy yet: Lamina's REST APIs have no resource policies.");
+            throw InvalidEvent(route.Source, "Lamina's transform does not support Auth.ResourcePolicy yet: Lamina's REST APIs have no resource policies.");
         }
 
         var security = operation["security"] as JsonArray ?? [];
@@ -630,36 +630,36 @@ internal sealed partial class SamTransform
         }
         if (ResolveParameterRefs(route.Event["Auth"]) is not JsonObject auth)
         {
-            throw InvalidEvent(route.EventId, "Property 'Auth' should be a map.");
+            throw InvalidEvent(route.Source, "Property 'Auth' should be a map.");
         }
         var where = $"on API method [{route.Method}] for path [{route.Path}]";
         var defaultAuthorizer = Text(apiAuth?["DefaultAuthorizer"]);
         var authorizer = Text(auth["Authorizer"]) ?? defaultAuthorizer
-            ?? throw InvalidEvent(route.EventId, "'Auth' section requires either an explicit 'Authorizer' set or a 'DefaultAuthorizer' configured on the HttpApi.");
+            ?? throw InvalidEvent(route.Source, "'Auth' section requires either an explicit 'Authorizer' set or a 'DefaultAuthorizer' configured on the HttpApi.");
         var authorizers = apiAuth?["Authorizers"] as JsonObject;
         var iamEnabled = Truthy(apiAuth?["EnableIamAuthorizer"]);
         if (authorizer == "NONE")
         {
             if (defaultAuthorizer is null)
             {
-                throw InvalidEvent(route.EventId, $"Unable to set Authorizer on API method [{route.Method}] for path [{route.Path}] because 'NONE' is only a valid value when a DefaultAuthorizer on the API is specified.");
+                throw InvalidEvent(route.Source, $"Unable to set Authorizer on API method [{route.Method}] for path [{route.Path}] because 'NONE' is only a valid value when a DefaultAuthorizer on the API is specified.");
             }
         }
         else if (authorizer != "AWS_IAM" || !iamEnabled)
         {
             if (authorizers is not { Count: > 0 })
             {
-                throw InvalidEvent(route.EventId, $"Unable to set Authorizer [{authorizer}] {where} because the related API does not define any Authorizers.");
+                throw InvalidEvent(route.Source, $"Unable to set Authorizer [{authorizer}] {where} because the related API does not define any Authorizers.");
             }
             if (authorizers[authorizer] is null)
             {
-                throw InvalidEvent(route.EventId, $"Unable to set Authorizer [{authorizer}] {where} because it wasn't defined in the API's Authorizers.");
+                throw InvalidEvent(route.Source, $"Unable to set Authorizer [{authorizer}] {where} because it wasn't defined in the API's Authorizers.");
             }
         }
         var scopes = auth["AuthorizationScopes"];
         if (scopes is not null and not JsonArray)
         {
-            throw InvalidEvent(route.EventId, "Property 'Auth.AuthorizationScopes' should be a list.");
+            throw InvalidEvent(route.Source, "Property 'Auth.AuthorizationScopes' should be a list.");
         }
         JsonNode requirement = new JsonArray();
         // Neither NONE nor the built-in IAM authorizer take scopes.

@@ -149,7 +149,7 @@ internal sealed partial class SamTransform
         {
             if (node is not JsonObject definition || definition["Type"] is not JsonValue typeNode)
             {
-                throw InvalidEvent(eventId, "Event must have a Type.");
+                throw InvalidEvent((logicalId, eventId), "Event must have a Type.");
             }
             Event(logicalId, resource, eventId, Intrinsics.Stringify(typeNode), definition["Properties"] as JsonObject ?? [], target, managed);
         }
@@ -340,6 +340,7 @@ internal sealed partial class SamTransform
     private void Event(string function, JsonObject owner, string eventId, string type, JsonObject e, Target target, List<JsonNode> managed)
     {
         var id = function + eventId;
+        var source = (function, eventId);
         switch (type)
         {
             case "S3":
@@ -347,7 +348,7 @@ internal sealed partial class SamTransform
                     if (e["Bucket"] is not JsonObject { Count: 1 } bucketRef || Text(bucketRef["Ref"]) is not { } bucket
                         || (_input["Resources"] as JsonObject)?[bucket] is not JsonObject bucketResource || Text(bucketResource["Type"]) != "AWS::S3::Bucket")
                     {
-                        throw InvalidEvent(id, "S3 events must reference an S3 bucket in the same template.");
+                        throw InvalidEvent(source, "S3 events must reference an S3 bucket in the same template.");
                     }
                     var permission = InvokePermission(target, "s3.amazonaws.com");
                     permission["SourceAccount"] = Ref("AWS::AccountId");
@@ -356,7 +357,7 @@ internal sealed partial class SamTransform
                     var kinds = e["Events"] switch
                     {
                         JsonArray list => list.Select(Text).OfType<string>().ToList(),
-                        var single => [Text(single) ?? throw InvalidEvent(id, "Property 'Events' is required.")],
+                        var single => [Text(single) ?? throw InvalidEvent(source, "Property 'Events' is required.")],
                     };
                     foreach (var kind in kinds)
                     {
@@ -373,7 +374,7 @@ internal sealed partial class SamTransform
                 }
             case "SQS":
                 {
-                    var mapping = new JsonObject { ["EventSourceArn"] = e["Queue"]?.DeepClone() ?? throw InvalidEvent(id, "Missing required property 'Queue'."), ["FunctionName"] = target.Ref.DeepClone() };
+                    var mapping = new JsonObject { ["EventSourceArn"] = e["Queue"]?.DeepClone() ?? throw InvalidEvent(source, "Missing required property 'Queue'."), ["FunctionName"] = target.Ref.DeepClone() };
                     Copy(e, mapping, "BatchSize", "Enabled", "MaximumBatchingWindowInSeconds", "FilterCriteria", "FunctionResponseTypes", "ScalingConfig");
                     AddMapping(id, owner, mapping);
                     managed.Add(JsonValue.Create(ManagedPolicies["AWSLambdaSQSQueueExecutionRole"]));
@@ -383,7 +384,7 @@ internal sealed partial class SamTransform
                 {
                     var mapping = new JsonObject
                     {
-                        ["EventSourceArn"] = e["Stream"]?.DeepClone() ?? throw InvalidEvent(id, "Missing required property 'Stream'."),
+                        ["EventSourceArn"] = e["Stream"]?.DeepClone() ?? throw InvalidEvent(source, "Missing required property 'Stream'."),
                         ["FunctionName"] = target.Ref.DeepClone(),
                     };
                     Copy(e, mapping, "StartingPosition", "StartingPositionTimestamp", "BatchSize", "Enabled", "MaximumBatchingWindowInSeconds", "FilterCriteria",
@@ -401,9 +402,9 @@ internal sealed partial class SamTransform
                 {
                     if (e["SqsSubscription"] is JsonValue sqs && sqs.TryGetValue<bool>(out var viaQueue) && viaQueue || e["SqsSubscription"] is JsonObject)
                     {
-                        throw InvalidEvent(id, "SqsSubscription is not supported by Lamina's transform: subscribe a queue of the template and give it an SQS event.");
+                        throw InvalidEvent(source, "SqsSubscription is not supported by Lamina's transform: subscribe a queue of the template and give it an SQS event.");
                     }
-                    var topic = e["Topic"]?.DeepClone() ?? throw InvalidEvent(id, "Missing required property 'Topic'.");
+                    var topic = e["Topic"]?.DeepClone() ?? throw InvalidEvent(source, "Missing required property 'Topic'.");
                     var subscription = new JsonObject { ["Endpoint"] = target.Arn.DeepClone(), ["Protocol"] = "lambda", ["TopicArn"] = topic };
                     Copy(e, subscription, "FilterPolicy", "FilterPolicyScope", "Region", "RedrivePolicy");
                     var resource = Resource("AWS::SNS::Subscription", subscription);
@@ -419,7 +420,7 @@ internal sealed partial class SamTransform
                     var rule = new JsonObject();
                     if (type == "Schedule")
                     {
-                        rule["ScheduleExpression"] = e["Schedule"]?.DeepClone() ?? throw InvalidEvent(id, "Missing required property 'Schedule'.");
+                        rule["ScheduleExpression"] = e["Schedule"]?.DeepClone() ?? throw InvalidEvent(source, "Missing required property 'Schedule'.");
                         if (e["Enabled"] is JsonValue enabled && enabled.TryGetValue<bool>(out var on))
                         {
                             rule["State"] = on ? "ENABLED" : "DISABLED";
@@ -427,7 +428,7 @@ internal sealed partial class SamTransform
                     }
                     else
                     {
-                        rule["EventPattern"] = e["Pattern"]?.DeepClone() ?? throw InvalidEvent(id, "Missing required property 'Pattern'.");
+                        rule["EventPattern"] = e["Pattern"]?.DeepClone() ?? throw InvalidEvent(source, "Missing required property 'Pattern'.");
                         Copy(e, rule, "EventBusName");
                     }
                     Copy(e, rule, "Name", "Description", "State", "RoleArn");
@@ -450,8 +451,8 @@ internal sealed partial class SamTransform
                 {
                     // As AWS's transform: the permission for logs.amazonaws.com on the group, and the filter after it
                     // (CloudWatch Logs checks the permission when the filter is put).
-                    var group = e["LogGroupName"]?.DeepClone() ?? throw InvalidEvent(id, "Missing required property 'LogGroupName'.");
-                    var pattern = e["FilterPattern"]?.DeepClone() ?? throw InvalidEvent(id, "Missing required property 'FilterPattern'.");
+                    var group = e["LogGroupName"]?.DeepClone() ?? throw InvalidEvent(source, "Missing required property 'LogGroupName'.");
+                    var pattern = e["FilterPattern"]?.DeepClone() ?? throw InvalidEvent(source, "Missing required property 'FilterPattern'.");
                     var permission = InvokePermission(target, "logs.amazonaws.com");
                     permission["SourceArn"] = Sub("arn:aws:logs:${AWS::Region}:${AWS::AccountId}:log-group:${__LogGroupName__}:*",
                         new JsonObject { ["__LogGroupName__"] = group.DeepClone() });
@@ -469,7 +470,7 @@ internal sealed partial class SamTransform
                 {
                     var schedule = new JsonObject
                     {
-                        ["ScheduleExpression"] = e["ScheduleExpression"]?.DeepClone() ?? throw InvalidEvent(id, "Missing required property 'ScheduleExpression'."),
+                        ["ScheduleExpression"] = e["ScheduleExpression"]?.DeepClone() ?? throw InvalidEvent(source, "Missing required property 'ScheduleExpression'."),
                         ["FlexibleTimeWindow"] = e["FlexibleTimeWindow"]?.DeepClone() ?? new JsonObject { ["Mode"] = "OFF" },
                         ["Name"] = e["Name"]?.DeepClone() ?? id,
                     };
@@ -501,25 +502,25 @@ internal sealed partial class SamTransform
                 }
             case "Api":
                 {
-                    var path = Text(e["Path"]) ?? throw InvalidEvent(id, "Missing required property 'Path'.");
-                    var method = (Text(e["Method"]) ?? throw InvalidEvent(id, "Missing required property 'Method'.")).ToLowerInvariant();
+                    var path = Text(e["Path"]) ?? throw InvalidEvent(source, "Missing required property 'Path'.");
+                    var method = (Text(e["Method"]) ?? throw InvalidEvent(source, "Missing required property 'Method'.")).ToLowerInvariant();
                     string api;
                     string stage;
                     if (e["RestApiId"] is { } restApi)
                     {
-                        api = Text((restApi as JsonObject)?["Ref"]) ?? throw InvalidEvent(id, "RestApiId must be a Ref to an AWS::Serverless::Api of this template.");
+                        api = Text((restApi as JsonObject)?["Ref"]) ?? throw InvalidEvent(source, "RestApiId must be a Ref to an AWS::Serverless::Api of this template.");
                         if (!_explicitRoutes.TryGetValue(api, out var routes))
                         {
-                            throw InvalidEvent(id, "RestApiId must be a valid reference to an 'AWS::Serverless::Api' resource in same template.");
+                            throw InvalidEvent(source, "RestApiId must be a valid reference to an 'AWS::Serverless::Api' resource in same template.");
                         }
-                        routes.Add(new ApiRoute(id, path, method, FunctionUri(target), e));
+                        routes.Add(new ApiRoute(source, path, method, FunctionUri(target), e));
                         var apiProperties = ((_input["Resources"] as JsonObject)?[api] as JsonObject)?["Properties"] as JsonObject;
                         stage = Text(apiProperties?["StageName"]) ?? Text((_input["Globals"] as JsonObject)?["Api"]?["StageName"]) ?? "Prod";
                     }
                     else
                     {
                         api = "ServerlessRestApi";
-                        _implicitRest.Add(new ApiRoute(id, path, method, FunctionUri(target), e));
+                        _implicitRest.Add(new ApiRoute(source, path, method, FunctionUri(target), e));
                         stage = Text((_input["Globals"] as JsonObject)?["Api"]?["StageName"]) ?? "Prod";
                     }
                     var permission = InvokePermission(target, "apigateway.amazonaws.com");
@@ -537,17 +538,17 @@ internal sealed partial class SamTransform
                     string api;
                     if (e["ApiId"] is { } httpApi)
                     {
-                        api = Text((httpApi as JsonObject)?["Ref"]) ?? throw InvalidEvent(id, "ApiId must be a Ref to an AWS::Serverless::HttpApi of this template.");
+                        api = Text((httpApi as JsonObject)?["Ref"]) ?? throw InvalidEvent(source, "ApiId must be a Ref to an AWS::Serverless::HttpApi of this template.");
                         if (!_explicitRoutes.TryGetValue(api, out var routes))
                         {
-                            throw InvalidEvent(id, "ApiId must be a valid reference to an 'AWS::Serverless::HttpApi' resource in same template.");
+                            throw InvalidEvent(source, "ApiId must be a valid reference to an 'AWS::Serverless::HttpApi' resource in same template.");
                         }
-                        routes.Add(new ApiRoute(id, path, method, FunctionUri(target, http: true), e));
+                        routes.Add(new ApiRoute(source, path, method, FunctionUri(target, http: true), e));
                     }
                     else
                     {
                         api = "ServerlessHttpApi";
-                        _implicitHttp.Add(new ApiRoute(id, path, method, FunctionUri(target, http: true), e));
+                        _implicitHttp.Add(new ApiRoute(source, path, method, FunctionUri(target, http: true), e));
                     }
                     var permission = InvokePermission(target, "apigateway.amazonaws.com");
                     var resourcePath = path == "$default" ? "*" : (method == "any" ? "*" : method.ToUpperInvariant()) + PathParameter().Replace(path.Length > 1 ? path.TrimEnd('/') : path, "*");
@@ -557,7 +558,7 @@ internal sealed partial class SamTransform
                     break;
                 }
             default:
-                throw InvalidEvent(id, $"Lamina does not connect events of type {type}; it supports S3, SQS, SNS, DynamoDB, Kinesis, Schedule, ScheduleV2, EventBridgeRule, CloudWatchEvent, CloudWatchLogs, Api and HttpApi.");
+                throw InvalidEvent(source, $"Lamina does not connect events of type {type}; it supports S3, SQS, SNS, DynamoDB, Kinesis, Schedule, ScheduleV2, EventBridgeRule, CloudWatchEvent, CloudWatchLogs, Api and HttpApi.");
         }
     }
 

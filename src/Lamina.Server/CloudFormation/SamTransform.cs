@@ -227,7 +227,9 @@ internal sealed partial class SamTransform
 
     private static SamException Invalid(string logicalId, string message) => new($"Resource with id [{logicalId}] is invalid. {message}");
 
-    private static SamException InvalidEvent(string logicalId, string message) => new($"Event with id [{logicalId}] is invalid. {message}");
+    /// <summary>SAM's error for an event of a function: the function named, then the event.</summary>
+    private static SamException InvalidEvent((string Function, string Event) source, string message) =>
+        new($"Resource with id [{source.Function}] is invalid. Event with id [{source.Event}] is invalid. {message}");
 
     private JsonObject OutputResources => (JsonObject)_output["Resources"]!;
 
