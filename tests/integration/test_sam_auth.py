@@ -188,6 +188,14 @@ def packaged(template: str) -> dict:
     return parsed
 
 
+def lint_text(test: h.LaminaTestCase, template: str) -> None:
+    """cfn-lint accepts the template text."""
+    folder = Path(tempfile.mkdtemp(prefix="lamina-it-access-"))
+    test.addCleanup(shutil.rmtree, folder, True)
+    (folder / "template.yaml").write_text(template)
+    cs.cfn_lint(test, folder / "template.yaml")
+
+
 def sam_errors(template: dict) -> list[str]:
     """The messages aws-sam-translator refuses the template with (none when it takes it)."""
     from samtranslator.model.exceptions import InvalidDocumentException  # type: ignore
@@ -360,17 +368,9 @@ class SamApiAuthTests(h.LaminaTestCase):
                     self.assertIn(reference, described["StatusReason"])
 
 
-ACCESS_TEMPLATE = """AWSTemplateFormatVersion: '2010-09-09'
-Description: A REST API whose method needs a token (a Lambda TOKEN authorizer) and an API key in a usage plan
-Parameters:
-  KeyEnabled:
-    Type: String
-    Default: 'true'
-  DailyQuota:
-    Type: Number
-    Default: 100
-Resources:
-  Backend:
+# The plain-CloudFormation templates' backend (it answers with what the authorizer passed on) and the head of their
+# gate function (each template gives the gate's code).
+FUNCTIONS = """  Backend:
     Type: AWS::Lambda::Function
     Properties:
       Runtime: python3.12
@@ -389,7 +389,19 @@ Resources:
       Role: !Sub arn:aws:iam::${AWS::AccountId}:role/gate
       Code:
         ZipFile: |
-          def handler(event, context):
+"""
+
+ACCESS_TEMPLATE = """AWSTemplateFormatVersion: '2010-09-09'
+Description: A REST API whose method needs a token (a Lambda TOKEN authorizer) and an API key in a usage plan
+Parameters:
+  KeyEnabled:
+    Type: String
+    Default: 'true'
+  DailyQuota:
+    Type: Number
+    Default: 100
+Resources:
+""" + FUNCTIONS + """          def handler(event, context):
               if event.get("authorizationToken") != "let-me-in":
                   raise Exception("Unauthorized")
               return {"principalId": "partner", "policyDocument": {"Version": "2012-10-17", "Statement": [
@@ -488,10 +500,7 @@ class ApiAccessResourceTests(h.LaminaTestCase):
         self.apigw = h.boto3_client(self.server.url, "apigateway")
 
     def test_template_passes_cfn_lint(self):
-        path = Path(tempfile.mkdtemp(prefix="lamina-it-access-")) / "template.yaml"
-        self.addCleanup(shutil.rmtree, path.parent, True)
-        path.write_text(ACCESS_TEMPLATE)
-        cs.cfn_lint(self, path)
+        lint_text(self, ACCESS_TEMPLATE)
 
     def test_authorizer_key_and_plan_gate_the_method_then_update_and_delete(self):
         stack = f"access-{uuid.uuid4().hex[:6]}"
@@ -539,26 +548,7 @@ Parameters:
     Type: Number
     Default: 0
 Resources:
-  Backend:
-    Type: AWS::Lambda::Function
-    Properties:
-      Runtime: python3.12
-      Handler: index.handler
-      Role: !Sub arn:aws:iam::${AWS::AccountId}:role/backend
-      Code:
-        ZipFile: |
-          import json
-          def handler(event, context):
-              return {"statusCode": 200, "body": json.dumps(event["requestContext"].get("authorizer"))}
-  Gate:
-    Type: AWS::Lambda::Function
-    Properties:
-      Runtime: python3.12
-      Handler: index.handler
-      Role: !Sub arn:aws:iam::${AWS::AccountId}:role/gate
-      Code:
-        ZipFile: |
-          def handler(event, context):
+""" + FUNCTIONS + """          def handler(event, context):
               return {"isAuthorized": event["headers"].get("x-key") == "k-9", "context": {"who": "partner"}}
   Api:
     Type: AWS::ApiGatewayV2::Api
@@ -621,10 +611,7 @@ Outputs:
 class HttpApiAuthorizerResourceTests(h.LaminaTestCase):
 
     def test_template_passes_cfn_lint(self):
-        path = Path(tempfile.mkdtemp(prefix="lamina-it-access-")) / "template.yaml"
-        self.addCleanup(shutil.rmtree, path.parent, True)
-        path.write_text(HTTP_ACCESS_TEMPLATE)
-        cs.cfn_lint(self, path)
+        lint_text(self, HTTP_ACCESS_TEMPLATE)
 
     def test_request_authorizer_gates_the_route_and_updates_in_place(self):
         cf = cs.cfn(self.server)

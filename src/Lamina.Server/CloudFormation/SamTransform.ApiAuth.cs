@@ -734,16 +734,11 @@ internal sealed partial class SamTransform
         }
         if (authorizer["JwtConfiguration"] is { } jwt)
         {
-            foreach (var (property, display, kind) in new[]
-            {
-                ("FunctionArn", "FunctionArn", "Lambda Authorizer"), ("FunctionInvokeRole", "FunctionInvokeRole", "Lambda Authorizer"),
-                ("Identity", "Identity", "Lambda Authorizer"), ("AuthorizerPayloadFormatVersion", "AuthorizerPayloadFormatVersion", "Lambda Authorizer"),
-                ("EnableSimpleResponses", "EnableSimpleResponses", "Lambda Authorizer"), ("EnableFunctionDefaultPermissions", "EnableFunctionDefaultPermissions", "Lambda Authorizer"),
-            })
+            foreach (var property in new[] { "FunctionArn", "FunctionInvokeRole", "Identity", "AuthorizerPayloadFormatVersion", "EnableSimpleResponses", "EnableFunctionDefaultPermissions" })
             {
                 if (authorizer[property] is not null)
                 {
-                    throw Invalid(logicalId, $"{display} is only supported for {kind}.");
+                    throw Invalid(logicalId, $"{property} is only supported for Lambda Authorizer.");
                 }
             }
             if (jwt is not JsonObject configuration)
@@ -763,12 +758,12 @@ internal sealed partial class SamTransform
                 },
             };
         }
-        foreach (var (property, display) in new[] { ("AuthorizationScopes", "AuthorizationScopes"), ("IdentitySource", "IdentitySource") })
+        foreach (var property in new[] { "AuthorizationScopes", "IdentitySource" })
         {
             if (authorizer[property] is not null)
             {
                 var hint = property == "IdentitySource" ? "OAuth2 Authorizer. For Lambda Authorizer, use the 'Identity' property instead" : "OAuth2 Authorizer";
-                throw Invalid(logicalId, $"{display} is only supported for {hint}.");
+                throw Invalid(logicalId, $"{property} is only supported for {hint}.");
             }
         }
         var functionArn = authorizer["FunctionArn"] ?? throw Invalid(logicalId, $"{name} Lambda Authorizer must define 'FunctionArn'.");
