@@ -612,6 +612,16 @@ Resources:
         self.cf.get_waiter("stack_update_complete").wait(StackName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
         self.assertTrue(cs.physical(self.cf, name, "Topic").endswith(f":{name}-renamed"))
         self.assertEqual(self.cf.list_change_sets(StackName=name)["Summaries"][0]["ExecutionStatus"], "EXECUTE_COMPLETE")
+        # A pending change set's name is taken; an executed one's may be used again (the AWS CLI names its change sets
+        # after the second, and two `deploy`s can finish within one here).
+        self.cf.create_change_set(StackName=name, ChangeSetName="third", TemplateBody=v1)
+        e = cs.client_error(lambda: self.cf.create_change_set(StackName=name, ChangeSetName="third", TemplateBody=v2))
+        self.assertEqual(e.response["Error"]["Code"], "AlreadyExistsException")
+        self.cf.execute_change_set(ChangeSetName="third", StackName=name)
+        self.cf.get_waiter("stack_update_complete").wait(StackName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        again = self.cf.create_change_set(StackName=name, ChangeSetName="third", TemplateBody=v2)
+        self.assertEqual([(s["ChangeSetId"], s["ExecutionStatus"]) for s in self.cf.list_change_sets(StackName=name)["Summaries"]],
+                         [(again["Id"], "AVAILABLE")])
         e = cs.client_error(lambda: self.cf.describe_change_set(ChangeSetName="nope", StackName=name))
         self.assertEqual(e.response["Error"]["Code"], "ChangeSetNotFound")
 

@@ -660,7 +660,10 @@ internal static partial class CloudFormationApi
             }
         }
         var stackId = existing?.StackId ?? engine.NewStackId(request.StackName);
-        if (existing is not null && engine.Store.FindChangeSet(existing.StackId, name) is not null)
+        // An executed change set is history, and its name may be used again: the AWS CLI names its change sets after
+        // the second ("awscli-cloudformation-package-deploy-<epoch>"), and two deploys here can finish within one.
+        var executedSameName = existing is null ? null : engine.Store.FindChangeSet(existing.StackId, name);
+        if (executedSameName is not null && executedSameName.ExecutionStatus is not ("EXECUTE_COMPLETE" or "EXECUTE_FAILED"))
         {
             throw new CloudFormationException("AlreadyExistsException", $"ChangeSet {name} already exists");
         }
@@ -730,6 +733,10 @@ internal static partial class CloudFormationApi
             }
             engine.Store.AddEvent(new StackEventRecord(Guid.NewGuid().ToString(), stackId, request.StackName, request.StackName, stackId, "AWS::CloudFormation::Stack",
                 engine.Now, "REVIEW_IN_PROGRESS", "User Initiated", null, request.ClientRequestToken));
+        }
+        if (executedSameName is not null)
+        {
+            engine.Store.DeleteChangeSet(executedSameName.ChangeSetId);
         }
         engine.Store.SaveChangeSet(record);
         Element(result, "Id", changeSetId);
