@@ -15,17 +15,13 @@ internal static class ClusterLock
     public const long Layers = 0x6c616d696e616c;
 
     /// <summary>
-    /// Continues on the thread pool when on a socket's I/O thread. Npgsql's awaits resume where the socket completed
-    /// (inline completions, Hosting/IoThreads.cs); what follows a write (the response, more statements) belongs on
-    /// the pool, never on the thread every socket's completions wait for.
+    /// Continues on the thread pool. Npgsql's awaits resume where the socket completed (inline completions,
+    /// Hosting/IoThreads.cs); what follows a write (the response, more statements, blocking rereads) belongs on the
+    /// pool, never on the thread every socket's completions wait for. It always hops: a node was seen to hang on a
+    /// blocking reread that a check of the current thread had let through, and a hop after a database write costs
+    /// nothing that matters.
     /// </summary>
-    public static async ValueTask LeaveIoThread()
-    {
-        if (!Thread.CurrentThread.IsThreadPoolThread)
-        {
-            await Task.Yield();
-        }
-    }
+    public static async ValueTask LeaveIoThread() => await Task.Yield();
 
     /// <summary>Takes the lock (waiting for another node's write to end); null on a single machine.</summary>
     public static async Task<NpgsqlTransaction?> AcquireAsync(Database database, long key)

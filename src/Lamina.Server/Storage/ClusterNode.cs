@@ -11,6 +11,14 @@ namespace Lamina.Server.Storage;
 /// subscribed. On a single machine (SQLite) it does nothing.
 /// </summary>
 /// <remarks>
+/// <para>
+/// Singletons (schedules, pollers) run on the node that holds their lease in <c>cluster_leases</c>. The heartbeat's
+/// one statement renews the node, renews or takes the leases it asked for (<see cref="RequestLease"/>) and lists the
+/// live nodes: one round trip a second whatever the number of leases. A lease lasts <see cref="LeaseTtl"/> on
+/// PostgreSQL's clock; a node acts on it only while its last successful renewal was sent less than
+/// <see cref="LeaseTrust"/> ago (<see cref="Holds"/>), so a node stalled past its lease (a long GC pause, SIGSTOP, a
+/// partition) stops acting before another can have taken over. A clean stop frees its leases at once.
+/// </para>
 /// Notifications are hints, not a log: when the listening connection was lost, some may have been missed, so
 /// <see cref="Reconnected"/> tells subscribers to reload everything. A payload is <c>node-id|subject</c>, and a node
 /// ignores its own (it applied the change already).
@@ -24,6 +32,17 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
 
     /// <summary>How long a heartbeat keeps a node alive: long enough for a GC pause, short enough for a quick takeover.</summary>
     public static readonly TimeSpan NodeTtl = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long a lease outlives its holder's last renewal before another node may take it.</summary>
+    public static readonly TimeSpan LeaseTtl = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long after a renewal was sent its holder still acts on the lease: well inside <see cref="LeaseTtl"/>.</summary>
+    public static readonly TimeSpan LeaseTrust = TimeSpan.FromSeconds(7);
+
+    private readonly Lock _leasesLock = new();
+    private readonly HashSet<string> _wanted = new(StringComparer.Ordinal);
+    private Dictionary<string, long> _held = new(StringComparer.Ordinal); // lease → Stopwatch timestamp until which it is trusted
+    private string[] _liveNodes = [];
 
     private readonly CancellationTokenSource _stopping = new();
     private Task? _listen;
@@ -41,6 +60,35 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
 
     /// <summary>After each heartbeat (about once a second), for work that follows the membership (reclaiming a dead node's claims).</summary>
     public event Func<Task>? Heartbeat;
+
+    /// <summary>The live nodes' ids in order (this one included); on a single machine, just this node.</summary>
+    public IReadOnlyList<string> LiveNodes => Enabled ? Volatile.Read(ref _liveNodes) : [NodeId];
+
+    /// <summary>This node's place in <see cref="LiveNodes"/> (0 on a single machine).</summary>
+    public int Rank => Math.Max(0, Array.IndexOf(Volatile.Read(ref _liveNodes), NodeId));
+
+    /// <summary>Asks for <paramref name="lease"/> from the next heartbeat on; it is held once free (or lapsed).</summary>
+    public void RequestLease(string lease)
+    {
+        lock (_leasesLock)
+        {
+            _wanted.Add(lease);
+        }
+    }
+
+    /// <summary>
+    /// Whether this node may act as <paramref name="lease"/>'s singleton now: always on a single machine; in a cluster,
+    /// while it holds the lease and its last renewal is recent enough (<see cref="LeaseTrust"/>). Check right before acting.
+    /// </summary>
+    public bool Holds(string lease)
+    {
+        if (!Enabled)
+        {
+            return true;
+        }
+        var held = Volatile.Read(ref _held);
+        return held.TryGetValue(lease, out var until) && System.Diagnostics.Stopwatch.GetTimestamp() < until;
+    }
 
     /// <summary>The payload a change of <paramref name="subject"/> is announced with.</summary>
     public string Payload(string subject) => NodeId + "|" + subject;
@@ -70,8 +118,9 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
         {
             try
             {
-                // A clean stop hands over at once: the others need not wait for the heartbeat to lapse.
-                await using var command = postgres.CreateCommand("DELETE FROM cluster_nodes WHERE node_id = @node;");
+                // A clean stop hands over at once: the others need not wait for the heartbeat or the leases to lapse.
+                Volatile.Write(ref _held, new Dictionary<string, long>(StringComparer.Ordinal));
+                await using var command = postgres.CreateCommand("DELETE FROM cluster_leases WHERE holder = @node; DELETE FROM cluster_nodes WHERE node_id = @node;");
                 command.Parameters.AddWithValue("node", NodeId);
                 await command.ExecuteNonQueryAsync(cancellationToken);
             }
@@ -85,14 +134,54 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
 
     private async Task BeatAsync(NpgsqlDataSource postgres, CancellationToken token)
     {
-        // The database's clock, not the nodes': expiries compare on one clock whatever the nodes' skew.
+        string[] wanted;
+        lock (_leasesLock)
+        {
+            wanted = [.. _wanted];
+        }
+        // The database's clock, not the nodes': expiries compare on one clock whatever the nodes' skew. A lease is
+        // renewed by its holder or taken once lapsed; the statement's snapshot precedes its own insert, so this node
+        // is listed explicitly.
         await using var command = postgres.CreateCommand("""
-            INSERT INTO cluster_nodes (node_id, started_at, expires_at) VALUES (@node, now(), now() + @ttl)
-            ON CONFLICT (node_id) DO UPDATE SET expires_at = excluded.expires_at;
+            WITH beat AS (
+                INSERT INTO cluster_nodes (node_id, started_at, expires_at) VALUES (@node, now(), now() + @ttl)
+                ON CONFLICT (node_id) DO UPDATE SET expires_at = excluded.expires_at
+            ), leases AS (
+                INSERT INTO cluster_leases (name, holder, expires_at)
+                SELECT name, @node, now() + @lease FROM unnest(@wanted::text[]) AS name
+                ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+                    WHERE cluster_leases.holder = excluded.holder OR cluster_leases.expires_at < now()
+                RETURNING name
+            )
+            SELECT 'n', node_id FROM cluster_nodes WHERE expires_at > now() AND node_id <> @node
+            UNION ALL SELECT 'n', @node
+            UNION ALL SELECT 'l', name FROM leases;
             """);
         command.Parameters.AddWithValue("node", NodeId);
         command.Parameters.AddWithValue("ttl", NodeTtl);
-        await command.ExecuteNonQueryAsync(token);
+        command.Parameters.AddWithValue("lease", LeaseTtl);
+        command.Parameters.AddWithValue("wanted", wanted);
+        var sent = System.Diagnostics.Stopwatch.GetTimestamp();
+        var nodes = new List<string>();
+        var held = new Dictionary<string, long>(StringComparer.Ordinal);
+        var trustedUntil = sent + (long)(LeaseTrust.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
+        await using (var reader = await command.ExecuteReaderAsync(token))
+        {
+            while (await reader.ReadAsync(token))
+            {
+                if (reader.GetString(0) == "n")
+                {
+                    nodes.Add(reader.GetString(1));
+                }
+                else
+                {
+                    held[reader.GetString(1)] = trustedUntil;
+                }
+            }
+        }
+        nodes.Sort(StringComparer.Ordinal);
+        Volatile.Write(ref _liveNodes, nodes.ToArray());
+        Volatile.Write(ref _held, held);
     }
 
     private async Task HeartbeatAsync(NpgsqlDataSource postgres)
