@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Lamina's benchmarks, side by side in one run: ./bench/run.sh [warm|cold|burst|memory|async|all|s3|dynamodb]
+# Lamina's benchmarks, side by side in one run: ./bench/run.sh [warm|cold|burst|memory|async|all|s3|dynamodb|cluster]
 # Installs what it needs first (wrk from Debian, serverless@3 + serverless-offline@13 from npm, cached), builds
 # Lamina in Release (the launcher does; bench/KestrelFloor is built on first use), then prints one table per scenario.
 # Figures go to docs/BENCHMARKS.md by hand. Two builds side by side: bench/ab.py.
@@ -39,6 +39,13 @@ fi
 
 # The launcher builds Lamina (Release) if sources are newer than the binary; do it once here, not inside a timing.
 "$root/lamina" help >/dev/null
+
+# Several nodes on PostgreSQL behind nginx (issue #25), its own script.
+if [ "$scenario" = cluster ]; then
+  . "$root/eng/prereqs.sh"
+  lamina_require_packages /usr/lib/postgresql/15/bin/initdb:postgresql-15 /usr/sbin/nginx:nginx-light
+  exec python3 "$root/bench/cluster.py" "${@:2}"
+fi
 
 # DynamoDB (issue #21): Lamina beside dynalite (npm, LevelDB), its own script.
 if [ "$scenario" = dynamodb ]; then

@@ -43,6 +43,10 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
     private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<string, int> _throttles = new(StringComparer.Ordinal);
+    // Functions throttled a moment ago (name → Unix ms until which their events are left queued): a throttled
+    // function's backlog waits in the queue instead of being leased and put back, event by event, every round.
+    private readonly ConcurrentDictionary<string, long> _paused = new(StringComparer.Ordinal);
+    private static readonly TimeSpan PauseAfterThrottle = TimeSpan.FromSeconds(1);
     private readonly int _maxInFlight;
     private int _inFlight;
     private Task? _loop;
@@ -162,9 +166,10 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
             {
                 var free = _maxInFlight - Volatile.Read(ref _inFlight);
                 var leased = 0;
+                var paused = Paused(_time.GetUtcNow().ToUnixTimeMilliseconds(), out var resumeMs);
                 if (free > 0)
                 {
-                    var events = await _store.LeaseDueAsync(_time.GetUtcNow().ToUnixTimeMilliseconds(), free);
+                    var events = await _store.LeaseDueAsync(_time.GetUtcNow().ToUnixTimeMilliseconds(), free, paused);
                     leased = events.Count;
                     foreach (var e in events)
                     {
@@ -177,9 +182,9 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
                     continue; // more may be due; look again once some finish (they wake the loop)
                 }
                 var delay = TimeSpan.FromSeconds(1);
-                if (free > 0 && await _store.NextDueAsync() is { } due)
+                if (free > 0 && await _store.NextDueAsync(paused) is { } due)
                 {
-                    var untilDue = TimeSpan.FromMilliseconds(Math.Max(0, due - _time.GetUtcNow().ToUnixTimeMilliseconds()));
+                    var untilDue = TimeSpan.FromMilliseconds(Math.Max(0, Math.Min(due, resumeMs) - _time.GetUtcNow().ToUnixTimeMilliseconds()));
                     delay = untilDue < delay ? untilDue : delay;
                 }
                 if (delay > TimeSpan.Zero)
@@ -198,6 +203,28 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
                 await WaitAsync(TimeSpan.FromSeconds(1), token);
             }
         }
+    }
+
+    /// <summary>The functions whose events stay queued for now, and when the first of them resumes (Unix ms).</summary>
+    private List<string>? Paused(long nowMs, out long resumeMs)
+    {
+        resumeMs = long.MaxValue;
+        if (_paused.IsEmpty)
+        {
+            return null;
+        }
+        List<string>? paused = null;
+        foreach (var (function, until) in _paused)
+        {
+            if (until <= nowMs)
+            {
+                _paused.TryRemove(new KeyValuePair<string, long>(function, until));
+                continue;
+            }
+            (paused ??= []).Add(function);
+            resumeMs = Math.Min(resumeMs, until);
+        }
+        return paused;
     }
 
     private async Task WaitAsync(TimeSpan delay, CancellationToken token)
@@ -287,6 +314,13 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
         if (!_limiter.TryAcquire(config.Name, entry.ReservedConcurrency, out var lease, out var throttleReason))
         {
             _metrics.RecordThrottle(config, throttleReason!);
+            if (throttleReason == ConcurrencyLimiter.ReservedLimitReason)
+            {
+                // Only the function's own limit pauses its queue; the account's limit is every function's, and
+                // another function's invocations ending frees it.
+                // Until one of its invocations here ends, or a second at most (synchronous invokes hold slots too).
+                _paused[e.FunctionName] = _time.GetUtcNow().Add(PauseAfterThrottle).ToUnixTimeMilliseconds();
+            }
             await BackOffAsync(e);
             return;
         }
@@ -299,6 +333,7 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
             TraceId = e.TraceId,
         };
         var outcome = await _invoker.InvokeAsync(config, invocation, wantTail: false, lease!, untilLogged: true);
+        _paused.TryRemove(e.FunctionName, out _); // a slot of its own is free again
         if (outcome.Result is not { } result || outcome.ThrottleReason is not null)
         {
             // No room to start an environment, or the platform failed: a system error, retried without spending an attempt.

@@ -135,31 +135,31 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
     /// <summary>Stores a new event; completes once it is on disk.</summary>
     public Task EnqueueAsync(AsyncEvent e) => Run(connection =>
     {
-        Insert(connection, e);
-        if (IsShared)
-        {
-            // Wakes the other nodes' dispatchers (sent at commit, once per batch: PostgreSQL folds equal notifications).
-            using var notify = connection.CreateCommand();
-            notify.CommandText = "SELECT pg_notify('" + ClusterNode.AsyncChannel + "', @payload);";
-            notify.Add("@payload", _nodeId + "|");
-            notify.ExecuteNonQuery();
-        }
+        // A cluster node wakes the other nodes' dispatchers with the same statement's round trip (the notification is
+        // sent at commit, once per batch: PostgreSQL folds equal notifications).
+        Insert(connection, e, IsShared ? _nodeId + "|" : null);
         return true;
     });
 
     /// <summary>Leases up to <paramref name="limit"/> queued events due by <paramref name="nowMs"/>, oldest due first.</summary>
-    public Task<List<AsyncEvent>> LeaseDueAsync(long nowMs, int limit) => Run(connection =>
+    /// <remarks>
+    /// Events of the functions in <paramref name="paused"/> (throttled a moment ago) stay queued: leasing them would
+    /// only put them back, two writes each, while a throttled function's backlog waits.
+    /// </remarks>
+    public Task<List<AsyncEvent>> LeaseDueAsync(long nowMs, int limit, IReadOnlyCollection<string>? paused = null) => Run(connection =>
     {
         var events = new List<AsyncEvent>();
+        var skip = Paused(connection, paused);
         if (IsShared)
         {
             // Several nodes claim at once: each skips the rows another is claiming, and marks its own as its.
             using var claim = connection.CreateCommand();
             claim.CommandText = $"""
                 UPDATE events SET state = 1, leased_by = @node
-                 WHERE id IN (SELECT id FROM events WHERE state = 0 AND due_ms <= @now ORDER BY due_ms LIMIT @limit FOR UPDATE SKIP LOCKED)
+                 WHERE id IN (SELECT id FROM events WHERE state = 0 AND due_ms <= @now{skip} ORDER BY due_ms LIMIT @limit FOR UPDATE SKIP LOCKED)
                 RETURNING {Columns};
                 """;
+            AddPaused(claim, paused);
             claim.Add("@node", _nodeId);
             claim.Add("@now", nowMs);
             claim.Add("@limit", limit);
@@ -175,7 +175,8 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
         }
         using (var select = connection.CreateCommand())
         {
-            select.CommandText = $"SELECT {Columns} FROM events WHERE state = 0 AND due_ms <= @now ORDER BY due_ms LIMIT @limit;";
+            select.CommandText = $"SELECT {Columns} FROM events WHERE state = 0 AND due_ms <= @now{skip} ORDER BY due_ms LIMIT @limit;";
+            AddPaused(select, paused);
             select.Add("@now", nowMs);
             select.Add("@limit", limit);
             using var reader = select.ExecuteReader();
@@ -195,13 +196,38 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
         return events;
     });
 
-    /// <summary>When the next queued event is due (Unix ms), or null when none is queued.</summary>
-    public Task<long?> NextDueAsync() => Run(connection =>
+    /// <summary>When the next queued event is due (Unix ms), or null when none is queued; <paramref name="paused"/> as <see cref="LeaseDueAsync"/>.</summary>
+    public Task<long?> NextDueAsync(IReadOnlyCollection<string>? paused = null) => Run(connection =>
     {
         using var command = connection.CreateCommand();
-        command.CommandText = "SELECT MIN(due_ms) FROM events WHERE state = 0;";
+        command.CommandText = $"SELECT MIN(due_ms) FROM events WHERE state = 0{Paused(connection, paused)};";
+        AddPaused(command, paused);
         return command.ExecuteScalar() is long due ? (long?)due : null;
     });
+
+    /// <summary>The condition leaving out <paramref name="paused"/> functions' events (a JSON array parameter), or nothing.</summary>
+    private static string Paused(DbConnection connection, IReadOnlyCollection<string>? paused) =>
+        paused is not { Count: > 0 } ? ""
+        : connection is SqliteConnection ? " AND function_name NOT IN (SELECT value FROM json_each(@paused))"
+        : " AND function_name NOT IN (SELECT json_array_elements_text(CAST(@paused AS json)))";
+
+    private static void AddPaused(DbCommand command, IReadOnlyCollection<string>? paused)
+    {
+        if (paused is { Count: > 0 })
+        {
+            var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+            using (var json = new System.Text.Json.Utf8JsonWriter(buffer))
+            {
+                json.WriteStartArray();
+                foreach (var name in paused)
+                {
+                    json.WriteStringValue(name);
+                }
+                json.WriteEndArray();
+            }
+            command.Add("@paused", System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan));
+        }
+    }
 
     /// <summary>Puts a leased event back, due at <paramref name="dueMs"/>, with its attempt count and last error.</summary>
     public Task RequeueAsync(string id, long dueMs, int attempts, string? lastError) => Run(connection =>
@@ -371,14 +397,19 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
         FailedMs = reader.IsDBNull(12) ? null : reader.GetInt64(12),
     };
 
-    private static void Insert(DbConnection connection, AsyncEvent e)
+    /// <summary>Inserts <paramref name="e"/>; with a <paramref name="notice"/>, announces it on the async channel in the same round trip.</summary>
+    private static void Insert(DbConnection connection, AsyncEvent e, string? notice = null)
     {
         using var command = connection.CreateCommand();
         command.CommandText = """
             INSERT INTO events (id, function_name, qualifier, invoked_arn, payload, trace_id, created_ms, state, attempts, due_ms)
             VALUES (@id, @function, @qualifier, @arn, @payload, @trace, @created, 0, 0, @due)
             ON CONFLICT (id) DO NOTHING;
-            """;
+            """ + (notice is null ? "" : "SELECT pg_notify('" + ClusterNode.AsyncChannel + "', @notice);");
+        if (notice is not null)
+        {
+            command.Add("@notice", notice);
+        }
         command.Add("@id", e.Id);
         command.Add("@function", e.FunctionName);
         command.Add("@qualifier", (object?)e.Qualifier ?? DBNull.Value);

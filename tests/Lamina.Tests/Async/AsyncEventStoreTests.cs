@@ -60,6 +60,21 @@ public sealed class AsyncEventStoreTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task PausedFunctions_EventsStayQueued_AndDoNotCountAsDue()
+    {
+        var store = Open(out _);
+        await store.EnqueueAsync(Event("throttled-1", dueMs: 10, function: "busy"));
+        await store.EnqueueAsync(Event("throttled-2", dueMs: 20, function: "busy"));
+        await store.EnqueueAsync(Event("other", dueMs: 500, function: "idle \"quoted\""));
+
+        Assert.Equal(500, await store.NextDueAsync(["busy"]));
+        Assert.Equal(["other"], (await store.LeaseDueAsync(nowMs: 2000, limit: 10, paused: ["busy"])).Select(e => e.Id));
+        Assert.Null(await store.NextDueAsync(["busy"]));
+        Assert.Equal(10, await store.NextDueAsync());
+        Assert.Equal(["throttled-1", "throttled-2"], (await store.LeaseDueAsync(nowMs: 2000, limit: 10)).Select(e => e.Id));
+    }
+
+    [Fact]
     public async Task Reopen_ReturnsLeasedEventsToTheQueue_WithoutSpendingAnAttempt()
     {
         var store = Open(out _);
