@@ -1,7 +1,8 @@
 """Several nodes on one PostgreSQL behind nginx (issue #25): PostgreSQL 15 (Debian's, started in a temp dir), three
 `lamina serve --database postgresql://… --shared-dir …` nodes on loopback ports, nginx in front. Checks that a
 control-plane write on one node is seen by every node within 1 s, and that kill -9 of a node while asynchronous events
-drain loses none of them (each runs at least once; duplicates are counted and printed).
+drain loses none of them (each runs at least once; duplicates are counted and printed), and that the account and
+reserved concurrency limits hold across the nodes (each admits its slice).
 
 This slice runs Lambda's control plane and the async queue on PostgreSQL; schedules, SQS and SNS are still per node,
 so the issue's 10,000 SQS messages and the schedule across failover are not checked here (docs/ARCHITECTURE.md).
@@ -85,9 +86,10 @@ class Postgres:
 class Nginx:
     """nginx in the foreground, proxying to the nodes (the configuration docs/OPERATING.md shows)."""
 
-    def __init__(self, root: Path, upstreams: list[str]):
-        self.dir = root / "nginx"
+    def __init__(self, root: Path, upstreams: list[str], name: str = "nginx"):
+        self.dir = root / name
         self.dir.mkdir()
+        self.upstreams = upstreams
         self.port = _free_port()
         servers = "\n".join(f"        server {u} max_fails=1 fail_timeout=2s;" for u in upstreams)
         temp = " ".join(f"{k}_temp_path {self.dir}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
@@ -143,11 +145,39 @@ http {{
             self.proc.wait(timeout=10)
 
 
-def _node(index: int) -> h.LaminaServer:
+def _node(index: int, *extra: str) -> h.LaminaServer:
     assert _root is not None and _pg is not None
     return h.LaminaServer(f"cluster-node-{index}", data_dir=_root / f"node{index}", extra_args=[
         "--database", _pg.url(), "--shared-dir", str(_root / "shared"), "--node-id", f"node{index}",
-        "--async-retry-delay", "1"])
+        "--async-retry-delay", "1", *extra])
+
+
+def _restart_nodes(*extra: str) -> None:
+    """Restarts every node (a clean stop, then the same identity) with `extra` server options."""
+    for i, node in enumerate(_nodes):
+        if node.proc is not None and node.proc.poll() is None:
+            node.stop()
+        _nodes[i] = _node(i + 1, *extra).start()
+
+
+def _nginx_to_the_nodes() -> None:
+    """A restarted node listens on a new port: points a new nginx at the nodes' current addresses when they moved."""
+    global _nginx
+    assert _root is not None and _nginx is not None
+    upstreams = [urllib.parse.urlsplit(n.url).netloc for n in _nodes]
+    if upstreams != _nginx.upstreams:
+        _nginx.stop()
+        _nginx = Nginx(_root, upstreams, name=f"nginx-{time.monotonic_ns()}")
+        _nginx.start()
+
+
+def _every_node_counts_every_node(test: unittest.TestCase) -> None:
+    """Waits until each node's heartbeat lists all the nodes (a restarted one is seen within a second or so)."""
+    deadline = time.monotonic() + 10
+    for node in _nodes:
+        while len(nodes := node.raw("GET", "/lamina/v1/cluster").json["Nodes"]) != NODES:
+            test.assertLess(time.monotonic(), deadline, f"{node.label} counts {nodes}")
+            time.sleep(0.05)
 
 
 def setUpModule() -> None:
@@ -309,6 +339,70 @@ class ClusterTests(unittest.TestCase):
         # The node comes back under the same identity and rejoins.
         _nodes[1] = _node(2).start()
         self.assertEqual(_nodes[1].client().get_function(FunctionName="drain")["Configuration"]["FunctionName"], "drain")
+
+    def test_f_account_concurrency_holds_across_the_cluster(self):
+        # --account-concurrency 3 on each node is the cluster's limit: each of the three admits 1 (its slice).
+        try:
+            _restart_nodes("--account-concurrency", "3")
+            _nginx_to_the_nodes()
+            _every_node_counts_every_node(self)
+            self.assertEqual(sorted(n.raw("GET", "/lamina/v1/cluster").json["UnreservedConcurrency"] for n in _nodes),
+                             [1, 1, 1])
+            self._create_sleeper("sleepy-account")
+            outcomes = self._concurrent_invokes("sleepy-account", 6)
+            self.assertEqual(outcomes.count("ok"), 3, outcomes)
+            self.assertEqual(outcomes.count("ConcurrentInvocationLimitExceeded"), 3, outcomes)
+        finally:
+            _restart_nodes()  # back to Lambda's 1000 for the tests after this one
+            _nginx_to_the_nodes()
+
+    def test_f_reserved_concurrency_holds_across_the_cluster(self):
+        _nginx_to_the_nodes()  # in case an earlier test restarted a node
+        _every_node_counts_every_node(self)
+        lam = h.boto3_client(_nginx.url, "lambda")
+        self._create_sleeper("sleepy-reserved")
+        lam.put_function_concurrency(FunctionName="sleepy-reserved", ReservedConcurrentExecutions=2)
+        deadline = time.monotonic() + 5
+        for node in _nodes:  # every node has the reservation before the invokes (within a second, as in test a)
+            while node.client().get_function_concurrency(FunctionName="sleepy-reserved").get("ReservedConcurrentExecutions") != 2:
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.02)
+        # Six at once through nginx, two to each node: the slices of 2 over three nodes are 1, 1 and 0.
+        outcomes = self._concurrent_invokes("sleepy-reserved", 6)
+        self.assertEqual(outcomes.count("ok"), 2, outcomes)
+        self.assertEqual(outcomes.count("ReservedFunctionConcurrentInvocationLimitExceeded"), 4, outcomes)
+        lam.delete_function(FunctionName="sleepy-reserved")
+
+    @staticmethod
+    def _create_sleeper(name: str) -> None:
+        code = "import time\ndef handler(event, context):\n    time.sleep(event['sleep'])\n    return {'ok': True}\n"
+        h.boto3_client(_nginx.url, "lambda").create_function(
+            FunctionName=name, Runtime="python3.12", Role=h.ROLE, Handler="app.handler", Timeout=30,
+            Code={"ZipFile": h.make_zip({"app.py": code})}, Environment={"Variables": {"LAMINA_NETWORK": "none"}})
+
+    @staticmethod
+    def _concurrent_invokes(name: str, count: int) -> list[str]:
+        """`count` synchronous invokes through nginx, released together by a barrier: "ok" or the throttle's reason.
+        Each admitted call sleeps 3 s (after its cold start), so every throttled one arrives while they run."""
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        import botocore.exceptions
+        barrier = threading.Barrier(count)
+
+        def one(_: int) -> str:
+            client = h.boto3_client(_nginx.url, "lambda")  # one per thread; no retries
+            barrier.wait(30)
+            try:
+                out = client.invoke(FunctionName=name, Payload=json.dumps({"sleep": 3}).encode())
+                return "ok" if json.loads(out["Payload"].read()) == {"ok": True} else repr(out)
+            except botocore.exceptions.ClientError as e:
+                if e.response["Error"]["Code"] != "TooManyRequestsException":
+                    return repr(e.response)
+                return e.response.get("Reason", "no reason")
+
+        with ThreadPoolExecutor(count) as pool:
+            return list(pool.map(one, range(count)))
 
     @staticmethod
     def _queued(server: h.LaminaServer, function: str) -> int:

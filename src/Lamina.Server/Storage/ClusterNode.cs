@@ -43,6 +43,7 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
     private readonly HashSet<string> _wanted = new(StringComparer.Ordinal);
     private Dictionary<string, long> _held = new(StringComparer.Ordinal); // lease → Stopwatch timestamp until which it is trusted
     private string[] _liveNodes = [];
+    private ClusterMembership _membership = ClusterMembership.Single;
 
     private readonly CancellationTokenSource _stopping = new();
     private Task? _listen;
@@ -65,7 +66,13 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
     public IReadOnlyList<string> LiveNodes => Enabled ? Volatile.Read(ref _liveNodes) : [NodeId];
 
     /// <summary>This node's place in <see cref="LiveNodes"/> (0 on a single machine).</summary>
-    public int Rank => Math.Max(0, Array.IndexOf(Volatile.Read(ref _liveNodes), NodeId));
+    public int Rank => Volatile.Read(ref _membership).Rank;
+
+    /// <summary>
+    /// How many nodes are live and this node's rank among them, as one object replaced by the heartbeat: the invoke
+    /// path reads it with one field read (<see cref="Invoke.ConcurrencyLimiter"/> admits this node's slice).
+    /// </summary>
+    public ClusterMembership Membership => Volatile.Read(ref _membership);
 
     /// <summary>Asks for <paramref name="lease"/> from the next heartbeat on; it is held once free (or lapsed).</summary>
     public void RequestLease(string lease)
@@ -180,7 +187,14 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
             }
         }
         nodes.Sort(StringComparer.Ordinal);
-        Volatile.Write(ref _liveNodes, nodes.ToArray());
+        var live = nodes.ToArray();
+        Volatile.Write(ref _liveNodes, live);
+        var current = Volatile.Read(ref _membership);
+        var rank = Array.IndexOf(live, NodeId);
+        if (current.Count != live.Length || current.Rank != rank)
+        {
+            Volatile.Write(ref _membership, new ClusterMembership(live.Length, rank));
+        }
         Volatile.Write(ref _held, held);
     }
 
@@ -270,4 +284,10 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
         [LoggerMessage(EventIds.ClusterHeartbeatFailed, LogLevel.Warning, "The node's heartbeat failed ({Reason}); past 5 s without one, the other nodes take over its claims")]
         public static partial void HeartbeatFailed(ILogger logger, string reason);
     }
+}
+
+/// <summary>The number of live nodes (at least 1) and this node's 0-based rank among them in node-id order.</summary>
+internal sealed record ClusterMembership(int Count, int Rank)
+{
+    public static readonly ClusterMembership Single = new(1, 0);
 }
