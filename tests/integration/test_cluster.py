@@ -4,9 +4,10 @@ control-plane write on one node is seen by every node within 1 s, and that kill 
 drain loses none of them (each runs at least once; duplicates are counted and printed), and that the account and
 reserved concurrency limits hold across the nodes (each admits its slice).
 
-This slice runs Lambda's control plane and the async queue on PostgreSQL; schedules, SQS and SNS are still per node,
-so the issue's 10,000 SQS messages and the schedule across failover are not checked here (docs/ARCHITECTURE.md).
-The drain uses 1,000 events rather than 10,000 so that the module stays within a few minutes on a 2-core machine."""
+Lambda's control plane, the async queue, SQS queues and their event source mappings are on PostgreSQL: a queue drained
+through a mapping by every node loses no message to kill -9 of a node either (test_h; LAMINA_CLUSTER_MESSAGES, default
+1,000, the issue's 10,000 on request). The drains use 1,000 events rather than 10,000 so that the module stays within
+a few minutes on a 2-core machine."""
 from __future__ import annotations
 
 import http.client
@@ -24,6 +25,8 @@ from pathlib import Path
 import lamina_harness as h
 
 EVENTS = int(os.environ.get("LAMINA_CLUSTER_EVENTS", "1000"))
+# The issue asks 10,000 SQS messages; 1,000 keeps the module within minutes (LAMINA_CLUSTER_MESSAGES=10000 for the full run).
+MESSAGES = int(os.environ.get("LAMINA_CLUSTER_MESSAGES", "1000"))
 NODES = 3
 
 _pg: "Postgres | None" = None
@@ -219,6 +222,7 @@ class ClusterTests(unittest.TestCase):
     def setUp(self) -> None:
         if _skip_reason:
             self.skipTest(_skip_reason)
+        _nginx_to_the_nodes()  # an earlier test may have restarted a node, which listens on a new port
 
     def test_a_control_plane_write_on_one_node_is_seen_by_every_node_within_a_second(self):
         lam = h.boto3_client(_nginx.url, "lambda")  # through nginx: whichever node takes it
@@ -357,7 +361,6 @@ class ClusterTests(unittest.TestCase):
             _nginx_to_the_nodes()
 
     def test_f_reserved_concurrency_holds_across_the_cluster(self):
-        _nginx_to_the_nodes()  # in case an earlier test restarted a node
         _every_node_counts_every_node(self)
         lam = h.boto3_client(_nginx.url, "lambda")
         self._create_sleeper("sleepy-reserved")
@@ -403,6 +406,127 @@ class ClusterTests(unittest.TestCase):
 
         with ThreadPoolExecutor(count) as pool:
             return list(pool.map(one, range(count)))
+
+    def test_g_queues_and_mappings_are_the_clusters(self):
+        """A queue created on one node is every node's at once; a change is seen within a second; a long poll on one
+        node is woken by a send on another (NOTIFY, well before the 1 s fallback); FIFO order holds across nodes."""
+        clients = [h.boto3_client(n.url, "sqs") for n in _nodes]
+        url = clients[0].create_queue(QueueName="shared-q", Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+        for c in clients[1:]:  # no wait: a node that does not know a queue asks the database
+            self.assertEqual(c.get_queue_url(QueueName="shared-q")["QueueUrl"].rsplit("/", 1)[1], "shared-q")
+        clients[1].set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "7"})
+        t0 = time.monotonic()
+        for c in (clients[0], clients[2]):
+            while c.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])["Attributes"]["VisibilityTimeout"] != "7":
+                self.assertLess(time.monotonic() - t0, 1.0, "a node did not see the queue's change within 1 s")
+                time.sleep(0.02)
+
+        from concurrent.futures import ThreadPoolExecutor
+        waits = []
+        with ThreadPoolExecutor(1) as pool:
+            for round_ in range(5):
+                poll = pool.submit(lambda: (time.monotonic(), clients[2].receive_message(QueueUrl=url, WaitTimeSeconds=10), time.monotonic()))
+                time.sleep(0.3)  # let the poll find the queue empty and wait (the assertion below does not depend on it)
+                sent_at = time.monotonic()
+                clients[0].send_message(QueueUrl=url, MessageBody=f"wake {round_}")
+                _, got, done = poll.result(timeout=15)
+                self.assertEqual([m["Body"] for m in got.get("Messages", [])], [f"wake {round_}"])
+                clients[2].delete_message(QueueUrl=url, ReceiptHandle=got["Messages"][0]["ReceiptHandle"])
+                waits.append(done - sent_at)
+        # Four of five within 0.3 s: the 1 s fallback alone would manage that about once in thirty runs.
+        self.assertLess(sorted(waits)[3], 0.3, f"the long polls were not woken by the other node's send: {waits}")
+
+        fifo = clients[0].create_queue(QueueName="shared.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+        for i in range(6):
+            clients[i % NODES].send_message(QueueUrl=fifo, MessageBody=f"m{i}", MessageGroupId="g")
+        clients[1].send_message(QueueUrl=fifo, MessageBody="m0", MessageGroupId="g")  # a duplicate, sent to another node
+        order = []
+        deadline = time.monotonic() + 20
+        while len(order) < 6:
+            self.assertLess(time.monotonic(), deadline, order)
+            c = clients[len(order) % NODES]
+            for m in c.receive_message(QueueUrl=fifo, MaxNumberOfMessages=1, WaitTimeSeconds=1).get("Messages", []):
+                order.append(m["Body"])
+                c.delete_message(QueueUrl=fifo, ReceiptHandle=m["ReceiptHandle"])
+        self.assertEqual(order, [f"m{i}" for i in range(6)])
+        self.assertNotIn("Messages", clients[2].receive_message(QueueUrl=fifo, WaitTimeSeconds=0))
+
+    @h.slow
+    def test_h_kill_9_of_a_node_while_sqs_messages_drain_through_a_mapping_loses_none(self):
+        lam = h.boto3_client(_nginx.url, "lambda")
+        sqs = h.boto3_client(_nginx.url, "sqs")
+        # Each record's id goes to the function's log: each node's logs.db, stored before the batch is deleted
+        # (the pollers wait for the logs), so even the killed node's share is read back after it restarts.
+        code = ("def handler(event, context):\n"
+                "    for r in event['Records']:\n"
+                "        print('seen ' + r['messageId'])\n"
+                "    return {}\n")
+        lam.create_function(FunctionName="sqs-drain", Runtime="python3.12", Role=h.ROLE, Handler="app.handler",
+                            Code={"ZipFile": h.make_zip({"app.py": code})}, Timeout=30,
+                            Environment={"Variables": {"LAMINA_NETWORK": "none"}})
+        # A short visibility timeout: what the killed node had received comes back within seconds.
+        url = sqs.create_queue(QueueName="cluster-drain", Attributes={"VisibilityTimeout": "5"})["QueueUrl"]
+        t0 = time.monotonic()
+        sent: set[str] = set()
+        for first in range(0, MESSAGES, 10):
+            entries = [{"Id": str(n), "MessageBody": json.dumps({"n": n})} for n in range(first, min(first + 10, MESSAGES))]
+            out = sqs.send_message_batch(QueueUrl=url, Entries=entries)
+            self.assertEqual(out.get("Failed", []), [])
+            sent.update(m["MessageId"] for m in out["Successful"])
+        accepted = time.monotonic() - t0
+        self.assertEqual(len(sent), MESSAGES)
+
+        uuid = lam.create_event_source_mapping(EventSourceArn=f"arn:aws:sqs:{h.REGION}:{h.ACCOUNT}:cluster-drain",
+                                               FunctionName="sqs-drain", BatchSize=10)["UUID"]
+        # Every node knows the mapping (and so polls the queue) within a second.
+        t1 = time.monotonic()
+        for node in _nodes:
+            self.assertEqual(node.client().get_event_source_mapping(UUID=uuid)["FunctionArn"], h.function_arn("sqs-drain"))
+        survivor, victim_index = _nodes[0], 2
+
+        def left() -> int:
+            a = h.boto3_client(survivor.url, "sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+            return sum(int(a[k]) for k in ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                                            "ApproximateNumberOfMessagesDelayed"))
+
+        deadline = time.monotonic() + 300
+        while (remaining := left()) > MESSAGES - MESSAGES // 10:
+            self.assertLess(time.monotonic(), deadline, f"only {MESSAGES - remaining} messages were processed")
+            time.sleep(0.05)
+        _nodes[victim_index].kill()  # kill -9: its messages in flight reappear after the visibility timeout
+        killed_at = time.monotonic()
+        self.assertGreater(remaining, 0, "the drain was over before the kill")
+
+        deadline = time.monotonic() + 900
+        while left() > 0:
+            self.assertLess(time.monotonic(), deadline, "the drain did not finish on the surviving nodes")
+            time.sleep(0.2)
+        drained = time.monotonic() - killed_at
+        total = time.monotonic() - t1
+        # The node comes back under the same identity; its logs hold what it processed before the kill.
+        _nodes[victim_index] = _node(victim_index + 1).start()
+        seen: dict[str, int] = {}
+        per_node = []
+        for node in _nodes:
+            logs = h.boto3_client(node.url, "logs")
+            count = 0
+            for page in logs.get_paginator("filter_log_events").paginate(logGroupName="/aws/lambda/sqs-drain",
+                                                                           filterPattern='"seen"'):
+                for event in page["events"]:
+                    for line in event["message"].splitlines():
+                        if line.startswith("seen "):
+                            seen[line[5:].strip()] = seen.get(line[5:].strip(), 0) + 1
+                            count += 1
+            per_node.append(count)
+        lost = sorted(sent - seen.keys())
+        self.assertEqual(lost[:20], [], f"{len(lost)} messages never processed")
+        self.assertEqual(seen.keys() - sent, set())
+        duplicates = sum(c - 1 for c in seen.values())
+        print(f"\n  cluster SQS kill -9 test: {MESSAGES} messages sent through nginx in {accepted:.1f} s; {remaining} "
+              f"left at the kill -9 of one of {NODES} nodes; the other two finished {drained:.1f} s later "
+              f"({total:.1f} s from the mapping's creation); processed per node {per_node}; all processed, "
+              f"{duplicates} twice or more", flush=True)
+        lam.delete_event_source_mapping(UUID=uuid)
 
     @staticmethod
     def _queued(server: h.LaminaServer, function: str) -> int:

@@ -68,6 +68,7 @@ internal static class EventIds
     public const int EventSourcePollerFailed = 7004;
     public const int TopicEndpointMissing = 7005;
     public const int TopicNotPermitted = 7006;
+    public const int EventSourceReceiveFailed = 7007;
 
     // 8xxx S3-compatible object storage
     public const int S3NotificationFailed = 8000;

@@ -8,6 +8,7 @@ using Lamina.Server.Invoke;
 using Lamina.Server.Sqs;
 using Lamina.Server.Storage;
 using Microsoft.Extensions.Options;
+using Npgsql;
 
 namespace Lamina.Server.Lambda;
 
@@ -79,14 +80,17 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
     private readonly LaminaOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger<EventSourceMappings> _logger;
+    private readonly ClusterNode? _cluster;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<string, EventSourceMapping> _mappings = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Pollers> _pollers = new(StringComparer.Ordinal);
 
     public EventSourceMappings(Database database, QueueStore queues, DynamoDb.DynamoStore dynamo, Sns.TopicStore topics, FunctionRegistry functions,
-        ConcurrencyLimiter limiter, Invoker invoker, IOptions<LaminaOptions> options, TimeProvider time, ILogger<EventSourceMappings> logger)
+        ConcurrencyLimiter limiter, Invoker invoker, IOptions<LaminaOptions> options, TimeProvider time, ILogger<EventSourceMappings> logger,
+        ClusterNode? cluster = null)
     {
+        _cluster = cluster is { Enabled: true } ? cluster : null;
         _database = database;
         _queues = queues;
         _dynamo = dynamo;
@@ -101,23 +105,110 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
 
     public IEnumerable<EventSourceMapping> All => _mappings.Values;
 
-    public bool TryGet(string uuid, out EventSourceMapping mapping) => _mappings.TryGetValue(uuid, out mapping!);
+    /// <summary>
+    /// The mapping <paramref name="uuid"/> names. A cluster node that does not know it asks the database (it may have
+    /// been created on another node a moment ago, and the notification not have arrived yet).
+    /// </summary>
+    public bool TryGet(string uuid, out EventSourceMapping mapping)
+    {
+        if (_mappings.TryGetValue(uuid, out mapping!) || _cluster is null)
+        {
+            return mapping is not null;
+        }
+        mapping = ReadShared(uuid)!;
+        return mapping is not null;
+    }
 
     public string Arn(string uuid) => $"arn:aws:lambda:{_options.Region}:{_options.AccountId}:event-source-mapping:{uuid}";
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        using var connection = _database.Open();
+        // On a single machine the node's file holds them all; a cluster node's file holds only its stream mappings.
+        using (var connection = _database.Open())
+        {
+            foreach (var mapping in ReadAll(connection).Where(m => _cluster is null || m.IsStream))
+            {
+                _mappings[mapping.Uuid] = mapping;
+                Reconcile(mapping);
+            }
+        }
+        if (_cluster is { } cluster)
+        {
+            ReloadShared();
+            cluster.Notified += (channel, uuid) =>
+            {
+                if (channel == ClusterNode.MappingsChannel)
+                {
+                    _ = Task.Run(() => ReloadShared(uuid)); // off the listening loop: this blocks
+                }
+            };
+            cluster.Reconnected += () => _ = Task.Run(() => ReloadShared());
+        }
+        return Task.CompletedTask;
+    }
+
+    private static List<EventSourceMapping> ReadAll(System.Data.Common.DbConnection connection)
+    {
         using var select = connection.CreateCommand();
         select.CommandText = "SELECT mapping FROM event_source_mappings;";
         using var reader = select.ExecuteReader();
+        var mappings = new List<EventSourceMapping>();
         while (reader.Read())
         {
-            var mapping = Deserialize(reader.GetString(0));
-            _mappings[mapping.Uuid] = mapping;
-            Reconcile(mapping);
+            mappings.Add(Deserialize(reader.GetString(0)));
         }
-        return Task.CompletedTask;
+        return mappings;
+    }
+
+    /// <summary>A cluster node: the shared mapping <paramref name="uuid"/> as stored now (null when there is none), cached.</summary>
+    private EventSourceMapping? ReadShared(string uuid)
+    {
+        using var connection = _database.OpenShared();
+        using var select = connection.CreateCommand();
+        select.CommandText = "SELECT mapping FROM event_source_mappings WHERE uuid = @uuid;";
+        select.Add("@uuid", uuid);
+        if (select.ExecuteScalar() is string json)
+        {
+            return _mappings[uuid] = Deserialize(json);
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// A cluster node: rereads one shared mapping (another node changed it), or all of them, and starts or stops
+    /// pollers to match.
+    /// </summary>
+    private void ReloadShared(string? uuid = null)
+    {
+        try
+        {
+            List<EventSourceMapping> stored;
+            using (var connection = _database.OpenShared())
+            {
+                stored = ReadAll(connection);
+            }
+            var storedIds = stored.Select(static m => m.Uuid).ToHashSet(StringComparer.Ordinal);
+            foreach (var mapping in stored.Where(m => uuid is null || m.Uuid == uuid))
+            {
+                if (!_mappings.TryGetValue(mapping.Uuid, out var known) || Serialize(known) != Serialize(mapping) || _pollers.ContainsKey(mapping.Uuid) != mapping.Enabled)
+                {
+                    _mappings[mapping.Uuid] = mapping;
+                    Reconcile(mapping);
+                }
+            }
+            foreach (var gone in _mappings.Values.Where(m => !m.IsStream && !storedIds.Contains(m.Uuid) && (uuid is null || m.Uuid == uuid)).ToList())
+            {
+                _mappings.TryRemove(gone.Uuid, out _);
+                if (_pollers.TryRemove(gone.Uuid, out var pollers))
+                {
+                    _ = pollers.StopAsync();
+                }
+            }
+        }
+        catch (NpgsqlException)
+        {
+            // Reloaded again when the listener reconnects.
+        }
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
@@ -135,6 +226,14 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
     /// <summary>Stores a new or changed mapping and starts or stops its pollers to match.</summary>
     public async Task SaveAsync(EventSourceMapping mapping)
     {
+        if (_cluster is { } cluster && !mapping.IsStream)
+        {
+            await WriteSharedAsync(mapping.Uuid, cluster, "INSERT INTO event_source_mappings (uuid, mapping) VALUES (@uuid, @mapping) ON CONFLICT (uuid) DO UPDATE SET mapping = excluded.mapping;",
+                Serialize(mapping));
+            _mappings[mapping.Uuid] = mapping;
+            Reconcile(mapping);
+            return;
+        }
         await _writeLock.WaitAsync();
         try
         {
@@ -153,21 +252,52 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
         Reconcile(mapping);
     }
 
-    public async Task DeleteAsync(string uuid)
+    /// <summary>A cluster node: one statement on the shared table under the cluster's lock for mappings, announced at its commit.</summary>
+    private async Task WriteSharedAsync(string uuid, ClusterNode cluster, string sql, string? mapping)
     {
-        await _writeLock.WaitAsync();
+        var transaction = await ClusterLock.AcquireAsync(_database, ClusterLock.EventSourceMappings);
         try
         {
-            using var connection = _database.Open();
-            using var delete = connection.CreateCommand();
-            delete.CommandText = "DELETE FROM event_source_mappings WHERE uuid = $uuid;";
-            delete.Parameters.AddWithValue("$uuid", uuid);
-            delete.ExecuteNonQuery();
+            await using var command = new NpgsqlCommand(sql, transaction!.Connection, transaction);
+            command.Parameters.AddWithValue("uuid", uuid);
+            if (mapping is not null)
+            {
+                command.Parameters.AddWithValue("mapping", mapping);
+            }
+            await command.ExecuteNonQueryAsync(CancellationToken.None);
+        }
+        catch
+        {
+            await transaction!.Connection!.DisposeAsync();
+            throw;
+        }
+        await ClusterLock.ReleaseAsync(transaction, ClusterNode.MappingsChannel, cluster.Payload(uuid));
+        await ClusterLock.LeaveIoThread();
+    }
+
+    public async Task DeleteAsync(string uuid)
+    {
+        if (_cluster is { } cluster && !(_mappings.TryGetValue(uuid, out var known) && known.IsStream))
+        {
+            await WriteSharedAsync(uuid, cluster, "DELETE FROM event_source_mappings WHERE uuid = @uuid;", null);
             _mappings.TryRemove(uuid, out _);
         }
-        finally
+        else
         {
-            _writeLock.Release();
+            await _writeLock.WaitAsync();
+            try
+            {
+                using var connection = _database.Open();
+                using var delete = connection.CreateCommand();
+                delete.CommandText = "DELETE FROM event_source_mappings WHERE uuid = $uuid;";
+                delete.Parameters.AddWithValue("$uuid", uuid);
+                delete.ExecuteNonQuery();
+                _mappings.TryRemove(uuid, out _);
+            }
+            finally
+            {
+                _writeLock.Release();
+            }
         }
         if (_pollers.TryRemove(uuid, out var pollers))
         {
@@ -187,15 +317,20 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
             ReconcileStream(mapping);
             return;
         }
-        if (_pollers.TryRemove(mapping.Uuid, out var previous))
+        // A cluster node may reconcile one mapping from a request and from a notification at once: one at a time,
+        // so that no set of pollers is left running unlisted.
+        lock (_pollers)
         {
-            _ = previous.StopAsync();
-        }
-        if (mapping.Enabled && !_stopping.IsCancellationRequested)
-        {
-            var pollers = new Pollers(this, mapping.Uuid, _stopping.Token);
-            _pollers[mapping.Uuid] = pollers;
-            pollers.Start();
+            if (_pollers.TryRemove(mapping.Uuid, out var previous))
+            {
+                _ = previous.StopAsync();
+            }
+            if (mapping.Enabled && !_stopping.IsCancellationRequested)
+            {
+                var pollers = new Pollers(this, mapping.Uuid, _stopping.Token);
+                _pollers[mapping.Uuid] = pollers;
+                pollers.Start();
+            }
         }
     }
 
@@ -256,27 +391,37 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
                 {
                     await Task.Delay(backoff, _time, cancellation);
                 }
-                if (!_queues.TryGet(mapping.QueueName, out var queue))
+                try
                 {
-                    backoff = TimeSpan.FromSeconds(5); // the queue is gone; the mapping waits (AWS disables it)
-                    continue;
-                }
-                var batch = await ReceiveBatchAsync(mapping, queue, cancellation);
-                if (batch.Count == 0)
-                {
-                    if (!first)
+                    if (!_queues.TryGet(mapping.QueueName, out var queue))
                     {
-                        return;
+                        backoff = TimeSpan.FromSeconds(5); // the queue is gone; the mapping waits (AWS disables it)
+                        continue;
                     }
-                    backoff = TimeSpan.Zero;
-                    continue;
+                    var batch = await ReceiveBatchAsync(mapping, queue, cancellation);
+                    if (batch.Count == 0)
+                    {
+                        if (!first)
+                        {
+                            return;
+                        }
+                        backoff = TimeSpan.Zero;
+                        continue;
+                    }
+                    if (batch.Count >= Math.Min(mapping.BatchSize, 10))
+                    {
+                        pollers.Add(); // a full batch: there is a backlog
+                    }
+                    var throttled = await ProcessAsync(mapping, queue, batch);
+                    backoff = throttled ? TimeSpan.FromMilliseconds(Math.Clamp(backoff.TotalMilliseconds * 2, 100, 5000)) : TimeSpan.Zero;
                 }
-                if (batch.Count >= Math.Min(mapping.BatchSize, 10))
+                catch (System.Data.Common.DbException e)
                 {
-                    pollers.Add(); // a full batch: there is a backlog
+                    // A cluster's database away for a moment (a failover, a dropped connection): try again shortly.
+                    // What was received and not deleted reappears after the visibility timeout.
+                    Log.ReceiveFailed(_logger, uuid, e.Message);
+                    backoff = TimeSpan.FromSeconds(1);
                 }
-                var throttled = await ProcessAsync(mapping, queue, batch);
-                backoff = throttled ? TimeSpan.FromMilliseconds(Math.Clamp(backoff.TotalMilliseconds * 2, 100, 5000)) : TimeSpan.Zero;
             }
         }
         catch (OperationCanceledException)
@@ -611,5 +756,8 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
     {
         [LoggerMessage(EventId = Diagnostics.EventIds.EventSourcePollerFailed, Level = LogLevel.Error, Message = "A poller of event source mapping {Uuid} stopped")]
         public static partial void PollerFailed(ILogger logger, string uuid, Exception error);
+
+        [LoggerMessage(EventId = Diagnostics.EventIds.EventSourceReceiveFailed, Level = LogLevel.Warning, Message = "A poller of event source mapping {Uuid} lost the queue's database ({Reason}); retrying in a second")]
+        public static partial void ReceiveFailed(ILogger logger, string uuid, string reason);
     }
 }

@@ -1,11 +1,13 @@
 using System.Collections.Concurrent;
+using System.Data.Common;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Lamina.Server.Hosting;
 using Microsoft.Data.Sqlite;
+using Lamina.Server.Storage;
 using Microsoft.Extensions.Options;
-using static Lamina.Server.Storage.SqliteStatements;
+using Npgsql;
 
 namespace Lamina.Server.Sqs;
 
@@ -60,10 +62,54 @@ internal sealed record SentMessage(string MessageId, string Sequence);
 /// and drop duplicates within five minutes. Long polls wait for a send to the queue (or up to a second, for delayed
 /// and reappearing messages) rather than spinning.
 /// </summary>
+/// <remarks>
+/// A cluster node (<c>--database postgresql://…</c>, issue #25) keeps the same tables on the cluster's PostgreSQL and
+/// runs the same statements there: every node serves every queue. A standard queue's receive claims its messages
+/// with <c>FOR UPDATE SKIP LOCKED</c>, so receivers on several nodes never hand out one message twice within its
+/// visibility timeout; a FIFO queue's sends and receives take turns on a per-queue advisory lock (group order and
+/// deduplication hold across nodes). A send, a message made visible and a queue's change are announced on
+/// <see cref="ClusterNode.SqsChannel"/>: the other nodes wake their long polls and reread the queue's settings.
+/// </remarks>
 internal sealed class QueueStore : IHostedService, IDisposable
 {
     public const int MaxWaitSeconds = 20;
     private static readonly TimeSpan DeduplicationWindow = TimeSpan.FromMinutes(5);
+
+    // The tables, in SQLite's words (Sql.ForPostgres maps them for a cluster).
+    private const string Schema = """
+        CREATE TABLE IF NOT EXISTS queues (
+            name         TEXT    NOT NULL PRIMARY KEY,
+            attributes   TEXT    NOT NULL,   -- JSON object of the settable attributes
+            created_ms   INTEGER NOT NULL,
+            modified_ms  INTEGER NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS messages (
+            seq              INTEGER PRIMARY KEY AUTOINCREMENT,  -- send order (FIFO order, sequence numbers)
+            id               TEXT    NOT NULL,
+            queue            TEXT    NOT NULL,
+            body             TEXT    NOT NULL,
+            md5_body         TEXT    NOT NULL,
+            attributes       TEXT,                               -- MessageAttributes as sent (JSON)
+            md5_attributes   TEXT,
+            sent_ms          INTEGER NOT NULL,
+            visible_ms       INTEGER NOT NULL,                   -- hidden until (delay, visibility timeout)
+            receive_count    INTEGER NOT NULL DEFAULT 0,
+            first_receive_ms INTEGER,
+            receipt          TEXT,                               -- the latest receive's handle
+            group_id         TEXT,
+            dedup_id         TEXT
+        );
+        CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_ms, seq);
+        CREATE INDEX IF NOT EXISTS messages_receipt ON messages (receipt);
+        CREATE TABLE IF NOT EXISTS deduplication (
+            queue       TEXT    NOT NULL,
+            dedup_id    TEXT    NOT NULL,
+            message_id  TEXT    NOT NULL,
+            sequence    INTEGER NOT NULL,
+            expires_ms  INTEGER NOT NULL,
+            PRIMARY KEY (queue, dedup_id)
+        );
+        """;
 
     private readonly string _path;
     private readonly TimeProvider _time;
@@ -72,61 +118,130 @@ internal sealed class QueueStore : IHostedService, IDisposable
     private readonly ConcurrentDictionary<string, TaskCompletionSource> _sent = new(StringComparer.Ordinal);
     private SqliteConnection? _connection;
 
-    public QueueStore(IOptions<LaminaOptions> options, TimeProvider time)
+    // A cluster node: the cluster's PostgreSQL, a pooled connection per operation; null on a single machine.
+    private readonly NpgsqlDataSource? _postgres;
+    private readonly ClusterNode? _cluster;
+
+    public QueueStore(IOptions<LaminaOptions> options, TimeProvider time, Database? database = null, ClusterNode? cluster = null)
     {
         _path = Path.Combine(options.Value.DataDirectory, "queues.db");
         _time = time;
+        if (database?.Postgres is { } postgres)
+        {
+            _postgres = postgres;
+            _cluster = cluster;
+        }
     }
 
     public void Open()
     {
+        if (_postgres is { } postgres)
+        {
+            using var connection = postgres.OpenConnection();
+            using (var transaction = connection.BeginTransaction())
+            {
+                // Nodes starting together create the tables once.
+                Sql.RunPositional(connection, "SELECT pg_advisory_xact_lock(30506420032922483);"); // "laminas" in ASCII
+                using var create = connection.CreateCommand();
+                create.CommandText = Sql.ForPostgres(Schema);
+                create.ExecuteNonQuery();
+                transaction.Commit();
+            }
+            LoadAll(connection);
+            if (_cluster is { } cluster)
+            {
+                cluster.Notified += OnNotified;
+                cluster.Reconnected += () => _ = Task.Run(() =>
+                {
+                    // Notifications may have been missed: every queue's settings again, and every long poll looks.
+                    try
+                    {
+                        using var again = postgres.OpenConnection();
+                        LoadAll(again);
+                    }
+                    catch (NpgsqlException)
+                    {
+                    }
+                    foreach (var name in _sent.Keys)
+                    {
+                        Signal(name);
+                    }
+                });
+            }
+            return;
+        }
         Directory.CreateDirectory(Path.GetDirectoryName(_path)!);
         _connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = _path, Pooling = false, DefaultTimeout = 30 }.ToString());
         _connection.Open();
-        Execute("""
-            PRAGMA journal_mode=WAL;
-            PRAGMA synchronous=FULL;
-            CREATE TABLE IF NOT EXISTS queues (
-                name         TEXT    NOT NULL PRIMARY KEY,
-                attributes   TEXT    NOT NULL,   -- JSON object of the settable attributes
-                created_ms   INTEGER NOT NULL,
-                modified_ms  INTEGER NOT NULL
-            );
-            CREATE TABLE IF NOT EXISTS messages (
-                seq              INTEGER PRIMARY KEY AUTOINCREMENT,  -- send order (FIFO order, sequence numbers)
-                id               TEXT    NOT NULL,
-                queue            TEXT    NOT NULL,
-                body             TEXT    NOT NULL,
-                md5_body         TEXT    NOT NULL,
-                attributes       TEXT,                               -- MessageAttributes as sent (JSON)
-                md5_attributes   TEXT,
-                sent_ms          INTEGER NOT NULL,
-                visible_ms       INTEGER NOT NULL,                   -- hidden until (delay, visibility timeout)
-                receive_count    INTEGER NOT NULL DEFAULT 0,
-                first_receive_ms INTEGER,
-                receipt          TEXT,                               -- the latest receive's handle
-                group_id         TEXT,
-                dedup_id         TEXT
-            );
-            CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_ms, seq);
-            CREATE INDEX IF NOT EXISTS messages_receipt ON messages (receipt);
-            CREATE TABLE IF NOT EXISTS deduplication (
-                queue       TEXT    NOT NULL,
-                dedup_id    TEXT    NOT NULL,
-                message_id  TEXT    NOT NULL,
-                sequence    INTEGER NOT NULL,
-                expires_ms  INTEGER NOT NULL,
-                PRIMARY KEY (queue, dedup_id)
-            );
-            """);
-        using var select = _connection.CreateCommand();
+        using (var pragmas = _connection.CreateCommand())
+        {
+            pragmas.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;" + Schema;
+            pragmas.ExecuteNonQuery();
+        }
+        LoadAll(_connection);
+    }
+
+    private void LoadAll(DbConnection connection)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        using var select = connection.CreateCommand();
         select.CommandText = "SELECT name, attributes, created_ms, modified_ms FROM queues;";
         using var reader = select.ExecuteReader();
         while (reader.Read())
         {
-            var attributes = JsonSerializer.Deserialize(reader.GetString(1), Protocols.LaminaJsonContext.Default.DictionaryStringString)!;
-            _queues[reader.GetString(0)] = new QueueInfo(reader.GetString(0), attributes, reader.GetInt64(2), reader.GetInt64(3));
+            var queue = ReadQueue(reader);
+            _queues[queue.Name] = queue;
+            seen.Add(queue.Name);
         }
+        foreach (var name in _queues.Keys.Where(n => !seen.Contains(n)))
+        {
+            _queues.TryRemove(name, out _);
+        }
+    }
+
+    private static QueueInfo ReadQueue(DbDataReader reader) => new(reader.GetString(0),
+        JsonSerializer.Deserialize(reader.GetString(1), Protocols.LaminaJsonContext.Default.DictionaryStringString)!, reader.GetInt64(2), reader.GetInt64(3));
+
+    /// <summary>Rereads one queue's row (another node created, changed or deleted it); the queue, or null when it is gone.</summary>
+    private QueueInfo? Reload(string name)
+    {
+        using var connection = _postgres!.OpenConnection();
+        using var select = Sql.Positional(connection, "SELECT name, attributes, created_ms, modified_ms FROM queues WHERE name = $1;", name);
+        using var reader = select.ExecuteReader();
+        if (reader.Read())
+        {
+            var queue = ReadQueue(reader);
+            _queues[name] = queue;
+            return queue;
+        }
+        _queues.TryRemove(name, out _);
+        return null;
+    }
+
+    private void OnNotified(string channel, string subject)
+    {
+        if (channel != ClusterNode.SqsChannel || subject.Length < 2)
+        {
+            return;
+        }
+        var name = subject[2..];
+        if (subject[0] == 'q')
+        {
+            _ = Task.Run(() =>
+            {
+                try
+                {
+                    Reload(name); // off the listening loop: this blocks
+                }
+                catch (NpgsqlException)
+                {
+                    // Reloaded again when the listener reconnects.
+                }
+                Signal(name);
+            });
+            return;
+        }
+        Signal(name);
     }
 
     public Task StartAsync(CancellationToken cancellationToken)
@@ -143,7 +258,23 @@ internal sealed class QueueStore : IHostedService, IDisposable
         _lock.Dispose();
     }
 
-    public bool TryGet(string name, out QueueInfo queue) => _queues.TryGetValue(name, out queue!);
+    /// <summary>
+    /// The queue named <paramref name="name"/>. A cluster node that does not know it asks the database (it may have
+    /// been created on another node a moment ago, and the notification not have arrived yet).
+    /// </summary>
+    public bool TryGet(string name, out QueueInfo queue)
+    {
+        if (_queues.TryGetValue(name, out queue!))
+        {
+            return true;
+        }
+        if (_postgres is null)
+        {
+            return false;
+        }
+        queue = Reload(name)!;
+        return queue is not null;
+    }
 
     public IEnumerable<QueueInfo> Queues => _queues.Values;
 
@@ -154,16 +285,19 @@ internal sealed class QueueStore : IHostedService, IDisposable
     {
         return await WriteAsync(connection =>
         {
-            if (_queues.TryGetValue(name, out var existing))
-            {
-                return attributes.All(a => existing.Attributes.TryGetValue(a.Key, out var v) && v == a.Value) ? existing : null;
-            }
             var now = Now;
-            var queue = new QueueInfo(name, attributes, now, now);
-            Run(connection, "INSERT INTO queues (name, attributes, created_ms, modified_ms) VALUES ($1, $2, $3, $3);",
-                name, JsonSerializer.Serialize(attributes, Protocols.LaminaJsonContext.Default.DictionaryStringString), now);
-            _queues[name] = queue;
-            return queue;
+            // The table decides, not this node's memory: another node may have created (or deleted) it meanwhile.
+            if (Sql.RunPositional(connection, "INSERT INTO queues (name, attributes, created_ms, modified_ms) VALUES ($1, $2, $3, $3) ON CONFLICT (name) DO NOTHING;",
+                    name, JsonSerializer.Serialize(attributes, Protocols.LaminaJsonContext.Default.DictionaryStringString), now) > 0)
+            {
+                Announce(connection, 'q', name);
+                return _queues[name] = new QueueInfo(name, attributes, now, now);
+            }
+            using var select = Sql.Positional(connection, "SELECT name, attributes, created_ms, modified_ms FROM queues WHERE name = $1;", name);
+            using var reader = select.ExecuteReader();
+            reader.Read();
+            var existing = _queues[name] = ReadQueue(reader);
+            return attributes.All(a => existing.Attributes.TryGetValue(a.Key, out var v) && v == a.Value) ? existing : null;
         });
     }
 
@@ -171,6 +305,16 @@ internal sealed class QueueStore : IHostedService, IDisposable
     {
         await WriteAsync(connection =>
         {
+            // Read and written in one transaction (the row locked on PostgreSQL): two nodes' changes both land.
+            using (var select = Sql.Positional(connection, "SELECT name, attributes, created_ms, modified_ms FROM queues WHERE name = $1" + (_postgres is null ? ";" : " FOR UPDATE;"), name))
+            using (var reader = select.ExecuteReader())
+            {
+                if (!reader.Read())
+                {
+                    return 0; // deleted meanwhile
+                }
+                _queues[name] = ReadQueue(reader);
+            }
             var queue = _queues[name];
             var attributes = new Dictionary<string, string>(queue.Attributes, StringComparer.Ordinal);
             foreach (var (key, value) in changes)
@@ -178,9 +322,10 @@ internal sealed class QueueStore : IHostedService, IDisposable
                 attributes[key] = value;
             }
             var now = Now;
-            Run(connection, "UPDATE queues SET attributes = $2, modified_ms = $3 WHERE name = $1;",
+            Sql.RunPositional(connection, "UPDATE queues SET attributes = $2, modified_ms = $3 WHERE name = $1;",
                 name, JsonSerializer.Serialize(attributes, Protocols.LaminaJsonContext.Default.DictionaryStringString), now);
             _queues[name] = queue with { Attributes = attributes, ModifiedMs = now };
+            Announce(connection, 'q', name);
             return 0;
         });
         Signal(name);
@@ -190,8 +335,11 @@ internal sealed class QueueStore : IHostedService, IDisposable
     {
         await WriteAsync(connection =>
         {
-            Run(connection, "DELETE FROM messages WHERE queue = $1; DELETE FROM deduplication WHERE queue = $1; DELETE FROM queues WHERE name = $1;", name);
+            Sql.RunPositional(connection, "DELETE FROM messages WHERE queue = $1;", name);
+            Sql.RunPositional(connection, "DELETE FROM deduplication WHERE queue = $1;", name);
+            Sql.RunPositional(connection, "DELETE FROM queues WHERE name = $1;", name);
             _queues.TryRemove(name, out _);
+            Announce(connection, 'q', name);
             return 0;
         });
         Signal(name);
@@ -199,7 +347,7 @@ internal sealed class QueueStore : IHostedService, IDisposable
 
     public Task PurgeAsync(string name) => WriteAsync(connection =>
     {
-        Run(connection, "DELETE FROM messages WHERE queue = $1;", name);
+        Sql.RunPositional(connection, "DELETE FROM messages WHERE queue = $1;", name);
         return 0;
     });
 
@@ -208,13 +356,17 @@ internal sealed class QueueStore : IHostedService, IDisposable
     {
         var sent = await WriteAsync(connection =>
         {
+            if (queue.Fifo)
+            {
+                TakeTurn(connection, queue.Name);
+            }
             var now = Now;
             var results = new List<SentMessage>(messages.Count);
             foreach (var message in messages)
             {
                 if (queue.Fifo && message.DeduplicationId is { } dedup)
                 {
-                    using var find = Command(connection, "SELECT message_id, sequence FROM deduplication WHERE queue = $1 AND dedup_id = $2 AND expires_ms > $3;",
+                    using var find = Sql.Positional(connection, "SELECT message_id, sequence FROM deduplication WHERE queue = $1 AND dedup_id = $2 AND expires_ms > $3;",
                         queue.Name, dedup, now);
                     using var reader = find.ExecuteReader();
                     if (reader.Read())
@@ -225,19 +377,22 @@ internal sealed class QueueStore : IHostedService, IDisposable
                 }
                 var id = Guid.NewGuid().ToString();
                 var delay = queue.Fifo ? queue.DelaySeconds : message.DelaySeconds ?? queue.DelaySeconds;
-                using var insert = Command(connection, """
+                using var insert = Sql.Positional(connection, """
                     INSERT INTO messages (id, queue, body, md5_body, attributes, md5_attributes, sent_ms, visible_ms, group_id, dedup_id)
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING seq;
                     """, id, queue.Name, message.Body, SqsMd5.OfBody(message.Body), message.MessageAttributesJson, message.Md5OfMessageAttributes,
                     now, now + delay * 1000L, message.GroupId, message.DeduplicationId);
-                var seq = (long)insert.ExecuteScalar()!;
+                var seq = Convert.ToInt64(insert.ExecuteScalar()!, CultureInfo.InvariantCulture);
                 if (queue.Fifo && message.DeduplicationId is { } newDedup)
                 {
-                    Run(connection, "INSERT OR REPLACE INTO deduplication (queue, dedup_id, message_id, sequence, expires_ms) VALUES ($1, $2, $3, $4, $5);",
-                        queue.Name, newDedup, id, seq, now + (long)DeduplicationWindow.TotalMilliseconds);
+                    Sql.RunPositional(connection, """
+                        INSERT INTO deduplication (queue, dedup_id, message_id, sequence, expires_ms) VALUES ($1, $2, $3, $4, $5)
+                        ON CONFLICT (queue, dedup_id) DO UPDATE SET message_id = excluded.message_id, sequence = excluded.sequence, expires_ms = excluded.expires_ms;
+                        """, queue.Name, newDedup, id, seq, now + (long)DeduplicationWindow.TotalMilliseconds);
                 }
                 results.Add(new SentMessage(id, Sequence(seq)));
             }
+            Announce(connection, 'm', queue.Name);
             return results;
         });
         Signal(queue.Name);
@@ -258,7 +413,12 @@ internal sealed class QueueStore : IHostedService, IDisposable
             {
                 return [];
             }
-            var received = await WriteAsync(connection => ReceiveNow(connection, queue, max, visibility));
+            var woken = new List<string>();
+            var received = await WriteAsync(connection => ReceiveNow(connection, queue, max, visibility, woken));
+            foreach (var other in woken)
+            {
+                Signal(other);
+            }
             var remaining = deadline - _time.GetUtcNow();
             if (received.Count > 0 || remaining <= TimeSpan.Zero || cancellationToken.IsCancellationRequested)
             {
@@ -280,22 +440,31 @@ internal sealed class QueueStore : IHostedService, IDisposable
         }
     }
 
-    private List<QueueMessage> ReceiveNow(SqliteConnection connection, QueueInfo queue, int max, int visibility)
+    private List<QueueMessage> ReceiveNow(DbConnection connection, QueueInfo queue, int max, int visibility, List<string> woken)
     {
         var now = Now;
-        // Messages past the retention period are gone, as on SQS.
-        Run(connection, "DELETE FROM messages WHERE queue = $1 AND sent_ms < $2;", queue.Name, now - queue.RetentionSeconds * 1000L);
+        if (queue.Fifo)
+        {
+            TakeTurn(connection, queue.Name);
+        }
+        // Receivers on other nodes skip the rows this one is claiming (a FIFO queue's receivers take turns instead).
+        var skip = _postgres is not null ? " FOR UPDATE SKIP LOCKED" : "";
+        var claim = queue.Fifo ? "" : skip;
+        // Messages past the retention period are gone, as on SQS (rows another receiver holds are its to settle:
+        // skipped, so that two receivers never wait on each other).
+        Sql.RunPositional(connection, $"DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE queue = $1 AND sent_ms < $2{skip});",
+            queue.Name, now - queue.RetentionSeconds * 1000L);
         var candidates = new List<(long Seq, string Id, string Body, string Md5, string? Attributes, string? Md5Attributes, long Sent, int Count, long? First, string? Group, string? Dedup)>();
-        using (var select = Command(connection, """
+        using (var select = Sql.Positional(connection, $"""
             SELECT seq, id, body, md5_body, attributes, md5_attributes, sent_ms, receive_count, first_receive_ms, group_id, dedup_id
-              FROM messages WHERE queue = $1 AND visible_ms <= $2 ORDER BY seq LIMIT $3;
+              FROM messages WHERE queue = $1 AND visible_ms <= $2 ORDER BY seq LIMIT $3{claim};
             """, queue.Name, now, queue.Fifo ? 1000 : max * 4))
         using (var reader = select.ExecuteReader())
         {
             while (reader.Read())
             {
                 candidates.Add((reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.IsDBNull(4) ? null : reader.GetString(4),
-                    reader.IsDBNull(5) ? null : reader.GetString(5), reader.GetInt64(6), reader.GetInt32(7), reader.IsDBNull(8) ? null : reader.GetInt64(8),
+                    reader.IsDBNull(5) ? null : reader.GetString(5), reader.GetInt64(6), (int)reader.GetInt64(7), reader.IsDBNull(8) ? null : reader.GetInt64(8),
                     reader.IsDBNull(9) ? null : reader.GetString(9), reader.IsDBNull(10) ? null : reader.GetString(10)));
             }
         }
@@ -304,7 +473,7 @@ internal sealed class QueueStore : IHostedService, IDisposable
         {
             // A group with a message in flight (received, still hidden) delivers nothing more until it is settled.
             blockedGroups = [];
-            using var inflight = Command(connection, "SELECT DISTINCT group_id FROM messages WHERE queue = $1 AND visible_ms > $2 AND receive_count > 0;", queue.Name, now);
+            using var inflight = Sql.Positional(connection, "SELECT DISTINCT group_id FROM messages WHERE queue = $1 AND visible_ms > $2 AND receive_count > 0;", queue.Name, now);
             using var reader = inflight.ExecuteReader();
             while (reader.Read())
             {
@@ -330,14 +499,15 @@ internal sealed class QueueStore : IHostedService, IDisposable
             if (redrive is { } policy && c.Count >= policy.MaxReceiveCount && _queues.ContainsKey(policy.Queue))
             {
                 // Received maxReceiveCount times and back again: off to the dead-letter queue, same id and body.
-                Run(connection, "UPDATE messages SET queue = $2, visible_ms = $3, receipt = NULL WHERE seq = $1;", c.Seq, policy.Queue, now);
+                Sql.RunPositional(connection, "UPDATE messages SET queue = $2, visible_ms = $3, receipt = NULL WHERE seq = $1;", c.Seq, policy.Queue, now);
                 blockedGroups?.Add(c.Group ?? "");
-                Signal(policy.Queue);
+                Announce(connection, 'm', policy.Queue);
+                woken.Add(policy.Queue);
                 continue;
             }
             var receipt = Convert.ToBase64String(RandomNumberGenerator.GetBytes(48));
             var first = c.First ?? now;
-            Run(connection, "UPDATE messages SET visible_ms = $2, receive_count = receive_count + 1, first_receive_ms = $3, receipt = $4 WHERE seq = $1;",
+            Sql.RunPositional(connection, "UPDATE messages SET visible_ms = $2, receive_count = receive_count + 1, first_receive_ms = $3, receipt = $4 WHERE seq = $1;",
                 c.Seq, now + visibility * 1000L, first, receipt);
             result.Add(new QueueMessage(c.Id, receipt, c.Body, c.Md5, c.Attributes, c.Md5Attributes, c.Sent, c.Count + 1, first, c.Group, c.Dedup, c.Seq));
             fifoGroup ??= queue.Fifo ? c.Group : null;
@@ -347,13 +517,20 @@ internal sealed class QueueStore : IHostedService, IDisposable
 
     /// <summary>Deletes the message a receipt handle names; false if none has it (an unknown or stale handle).</summary>
     public Task<bool> DeleteMessageAsync(string queue, string receipt) => WriteAsync(connection =>
-        Run(connection, "DELETE FROM messages WHERE queue = $1 AND receipt = $2;", queue, receipt) > 0);
+        Sql.RunPositional(connection, "DELETE FROM messages WHERE queue = $1 AND receipt = $2;", queue, receipt) > 0);
 
     /// <summary>Sets how long a received message stays hidden from now; false if the handle names no message in flight.</summary>
     public async Task<bool> ChangeVisibilityAsync(string queue, string receipt, int seconds)
     {
         var changed = await WriteAsync(connection =>
-            Run(connection, "UPDATE messages SET visible_ms = $3 WHERE queue = $1 AND receipt = $2;", queue, receipt, Now + seconds * 1000L) > 0);
+        {
+            var changed = Sql.RunPositional(connection, "UPDATE messages SET visible_ms = $3 WHERE queue = $1 AND receipt = $2;", queue, receipt, Now + seconds * 1000L) > 0;
+            if (changed && seconds == 0)
+            {
+                Announce(connection, 'm', queue);
+            }
+            return changed;
+        });
         if (seconds == 0)
         {
             Signal(queue);
@@ -364,8 +541,8 @@ internal sealed class QueueStore : IHostedService, IDisposable
     /// <summary>ApproximateNumberOfMessages (visible), …NotVisible (in flight) and …Delayed (not yet sent-visible).</summary>
     public Task<(long Visible, long InFlight, long Delayed)> CountsAsync(string queue) => WriteAsync(connection =>
     {
-        using var select = Command(connection, """
-            SELECT COALESCE(SUM(visible_ms <= $2), 0), COALESCE(SUM(visible_ms > $2 AND receive_count > 0), 0), COALESCE(SUM(visible_ms > $2 AND receive_count = 0), 0)
+        using var select = Sql.Positional(connection, """
+            SELECT COUNT(*) FILTER (WHERE visible_ms <= $2), COUNT(*) FILTER (WHERE visible_ms > $2 AND receive_count > 0), COUNT(*) FILTER (WHERE visible_ms > $2 AND receive_count = 0)
               FROM messages WHERE queue = $1;
             """, queue, Now);
         using var reader = select.ExecuteReader();
@@ -381,10 +558,39 @@ internal sealed class QueueStore : IHostedService, IDisposable
         }
     }
 
+    /// <summary>A cluster node: tells the others, when the transaction commits, that a queue changed ('q') or has messages to receive ('m').</summary>
+    private void Announce(DbConnection connection, char what, string queue)
+    {
+        if (_cluster is { } cluster)
+        {
+            // PostgreSQL folds equal notifications of one transaction into one.
+            Sql.RunPositional(connection, "SELECT pg_notify('" + ClusterNode.SqsChannel + "', $1);", cluster.Payload(what + ":" + queue));
+        }
+    }
+
+    /// <summary>A cluster node: a FIFO queue's sends and receives take turns across the nodes (held until the transaction ends).</summary>
+    private void TakeTurn(DbConnection connection, string queue)
+    {
+        if (_postgres is not null)
+        {
+            Sql.RunPositional(connection, "SELECT pg_advisory_xact_lock(hashtext($1));", "lamina-sqs:" + queue);
+        }
+    }
+
     private static string Sequence(long seq) => seq.ToString("D20", CultureInfo.InvariantCulture);
 
-    private async Task<T> WriteAsync<T>(Func<SqliteConnection, T> work)
+    private async Task<T> WriteAsync<T>(Func<DbConnection, T> work)
     {
+        if (_postgres is { } postgres)
+        {
+            // A pooled connection per operation: the node's receivers and senders run side by side, as other nodes' do.
+            await ClusterLock.LeaveIoThread();
+            using var shared = postgres.OpenConnection();
+            using var sharedTransaction = shared.BeginTransaction();
+            var sharedResult = work(shared);
+            sharedTransaction.Commit();
+            return sharedResult;
+        }
         await _lock.WaitAsync();
         try
         {
@@ -399,12 +605,4 @@ internal sealed class QueueStore : IHostedService, IDisposable
             _lock.Release();
         }
     }
-
-    private void Execute(string sql)
-    {
-        using var command = _connection!.CreateCommand();
-        command.CommandText = sql;
-        command.ExecuteNonQuery();
-    }
-
 }

@@ -13,6 +13,7 @@ internal static class ClusterLock
     /// <summary>Lock keys ("lamina" + a letter), one per registry.</summary>
     public const long Functions = 0x6c616d696e6166;
     public const long Layers = 0x6c616d696e616c;
+    public const long EventSourceMappings = 0x6c616d696e6165;
 
     /// <summary>
     /// Continues on the thread pool. Npgsql's awaits resume where the socket completed (inline completions,

@@ -25,10 +25,15 @@ namespace Lamina.Server.Storage;
 /// </remarks>
 internal sealed partial class ClusterNode(Database database, IOptions<Hosting.LaminaOptions> options, ILogger<ClusterNode> logger) : IHostedService, IDisposable
 {
-    /// <summary>Channels: a function changed (subject: its registry key), a layer changed, async events were queued.</summary>
+    /// <summary>
+    /// Channels: a function changed (subject: its registry key), a layer changed, async events were queued, an SQS
+    /// queue changed or got messages (subject <c>q:</c> or <c>m:</c> and its name), an event source mapping changed (its UUID).
+    /// </summary>
     public const string FunctionsChannel = "lamina_functions";
     public const string LayersChannel = "lamina_layers";
     public const string AsyncChannel = "lamina_async";
+    public const string SqsChannel = "lamina_sqs";
+    public const string MappingsChannel = "lamina_mappings";
 
     /// <summary>How long a heartbeat keeps a node alive: long enough for a GC pause, short enough for a quick takeover.</summary>
     public static readonly TimeSpan NodeTtl = TimeSpan.FromSeconds(5);
@@ -245,7 +250,7 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
                     }
                     Notified?.Invoke(e.Channel, e.Payload[(bar + 1)..]);
                 };
-                await using (var listen = new NpgsqlCommand($"LISTEN {FunctionsChannel}; LISTEN {LayersChannel}; LISTEN {AsyncChannel};", connection))
+                await using (var listen = new NpgsqlCommand($"LISTEN {FunctionsChannel}; LISTEN {LayersChannel}; LISTEN {AsyncChannel}; LISTEN {SqsChannel}; LISTEN {MappingsChannel};", connection))
                 {
                     await listen.ExecuteNonQueryAsync(token);
                 }
