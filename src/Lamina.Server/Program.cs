@@ -51,6 +51,7 @@ static async Task<int> ServeAsync(LaminaOptions options, CancellationToken cance
     app.MapFunctionUrlsApi();
     app.MapEventSourceMappingsApi();
     app.MapEnvironmentsApi();
+    app.MapClusterApi();
     app.MapAsyncEventsApi();
     app.MapMetricsApi();
     app.MapMetricsHistoryApi();

@@ -53,8 +53,9 @@ namespace Lamina.Server.Protocols;
 [JsonSerializable(typeof(EventInvokeConfigRequest))]
 [JsonSerializable(typeof(FunctionEventInvokeConfigDto))]
 [JsonSerializable(typeof(ListFunctionEventInvokeConfigsResponse))]
-// Operators (Diagnostics/EnvironmentsApi.cs, Async/AsyncEventsApi.cs).
+// Operators (Diagnostics/EnvironmentsApi.cs, Diagnostics/ClusterApi.cs, Async/AsyncEventsApi.cs).
 [JsonSerializable(typeof(EnvironmentsResponse))]
+[JsonSerializable(typeof(ClusterResponse))]
 [JsonSerializable(typeof(AsyncEventsResponse))]
 [JsonSerializable(typeof(AsyncEventDto))]
 [JsonSerializable(typeof(AsyncEventsChanged))]

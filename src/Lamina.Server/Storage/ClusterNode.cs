@@ -25,10 +25,11 @@ namespace Lamina.Server.Storage;
 /// </remarks>
 internal sealed partial class ClusterNode(Database database, IOptions<Hosting.LaminaOptions> options, ILogger<ClusterNode> logger) : IHostedService, IDisposable
 {
-    /// <summary>Channels: a function changed (subject: its registry key), a layer changed, async events were queued.</summary>
+    /// <summary>Channels: a function changed (subject: its registry key), a layer changed, async events were queued, an EventBridge bus, rule or target changed.</summary>
     public const string FunctionsChannel = "lamina_functions";
     public const string LayersChannel = "lamina_layers";
     public const string AsyncChannel = "lamina_async";
+    public const string EventsChannel = "lamina_events";
 
     /// <summary>How long a heartbeat keeps a node alive: long enough for a GC pause, short enough for a quick takeover.</summary>
     public static readonly TimeSpan NodeTtl = TimeSpan.FromSeconds(5);
@@ -88,6 +89,30 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
         }
         var held = Volatile.Read(ref _held);
         return held.TryGetValue(lease, out var until) && System.Diagnostics.Stopwatch.GetTimestamp() < until;
+    }
+
+    /// <summary>
+    /// The leases as the database has them (name, holder, expiry on PostgreSQL's clock); on a single machine, the
+    /// leases asked for, each held by this node without expiry.
+    /// </summary>
+    public async Task<List<(string Name, string Holder, DateTimeOffset? ExpiresAt)>> LeasesAsync(CancellationToken cancellationToken)
+    {
+        var leases = new List<(string, string, DateTimeOffset?)>();
+        if (database.Postgres is not { } postgres)
+        {
+            lock (_leasesLock)
+            {
+                leases.AddRange(_wanted.Order(StringComparer.Ordinal).Select(name => (name, NodeId, (DateTimeOffset?)null)));
+            }
+            return leases;
+        }
+        await using var command = postgres.CreateCommand("SELECT name, holder, expires_at FROM cluster_leases ORDER BY name;");
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            leases.Add((reader.GetString(0), reader.GetString(1), reader.GetFieldValue<DateTimeOffset>(2)));
+        }
+        return leases;
     }
 
     /// <summary>The payload a change of <paramref name="subject"/> is announced with.</summary>
@@ -231,7 +256,7 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
                     }
                     Notified?.Invoke(e.Channel, e.Payload[(bar + 1)..]);
                 };
-                await using (var listen = new NpgsqlCommand($"LISTEN {FunctionsChannel}; LISTEN {LayersChannel}; LISTEN {AsyncChannel};", connection))
+                await using (var listen = new NpgsqlCommand($"LISTEN {FunctionsChannel}; LISTEN {LayersChannel}; LISTEN {AsyncChannel}; LISTEN {EventsChannel};", connection))
                 {
                     await listen.ExecuteNonQueryAsync(token);
                 }
