@@ -8,7 +8,8 @@ using Lamina.Server.Hosting;
 using Lamina.Server.Lambda;
 using Lamina.Server.Protocols;
 using Lamina.Server.Storage;
-using Microsoft.Data.Sqlite;
+using System.Data.Common;
+using Npgsql;
 using Microsoft.Extensions.Options;
 
 namespace Lamina.Server.EventBridge;
@@ -37,11 +38,24 @@ internal sealed class EventsException(string code, string message) : Exception(m
 /// invoke it for that rule (AddPermission, as on AWS). Firings missed while the server was down are not replayed,
 /// and one server never delivers a firing twice.
 /// </summary>
+/// <remarks>
+/// Several nodes (issue #25): buses, rules and targets live on the cluster's PostgreSQL; a write takes the cluster's
+/// lock, rereads them first and announces itself on <see cref="ClusterNode.EventsChannel"/>, and the other nodes
+/// reread them when they hear of it (or reconnect). Schedules fire on the holder of the <c>schedules</c> lease only,
+/// from a plan kept in <c>schedule_firings</c>: a node that takes the lease over takes up the last holder's plan, so
+/// a failover neither skips a period (a firing that fell due meanwhile fires late, once) nor repeats one. A firing is
+/// queued first and the plan moved on after: a holder killed between the two means that firing is queued again by
+/// the next holder (at least once, as the async queue).
+/// </remarks>
 internal sealed partial class EventRules : IHostedService, IDisposable
 {
     public const string DefaultBus = "default";
 
+    /// <summary>The lease whose holder fires the schedules (every node, on a single machine).</summary>
+    public const string ScheduleLease = "schedules";
+
     private readonly Database _database;
+    private readonly ClusterNode _cluster;
     private readonly AsyncDispatcher _queue;
     private readonly FunctionRegistry _functions;
     private readonly LaminaOptions _options;
@@ -49,14 +63,17 @@ internal sealed partial class EventRules : IHostedService, IDisposable
     private readonly ILogger<EventRules> _logger;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly CancellationTokenSource _stopping = new();
-    private readonly Dictionary<(string Bus, string Rule), DateTimeOffset> _nextFiring = [];
+    private readonly Dictionary<(string Bus, string Rule), DateTimeOffset> _nextFiring = []; // in a cluster, a cache of schedule_firings
+    private bool _planLoaded; // in a cluster: _nextFiring holds schedule_firings as this holder read it
+    private bool _firing; // whether this node fired the schedules at the last tick (for the log)
     private ImmutableSortedDictionary<string, EventBus> _buses = ImmutableSortedDictionary<string, EventBus>.Empty.WithComparers(StringComparer.Ordinal);
     private ImmutableSortedDictionary<(string Bus, string Name), EventRule> _rules = ImmutableSortedDictionary<(string, string), EventRule>.Empty;
     private Task? _scheduler;
 
-    public EventRules(Database database, AsyncDispatcher queue, FunctionRegistry functions, IOptions<LaminaOptions> options, TimeProvider time, ILogger<EventRules> logger)
+    public EventRules(Database database, ClusterNode cluster, AsyncDispatcher queue, FunctionRegistry functions, IOptions<LaminaOptions> options, TimeProvider time, ILogger<EventRules> logger)
     {
         _database = database;
+        _cluster = cluster;
         _queue = queue;
         _functions = functions;
         _options = options.Value;
@@ -74,6 +91,19 @@ internal sealed partial class EventRules : IHostedService, IDisposable
     public Task StartAsync(CancellationToken cancellationToken)
     {
         Load();
+        if (_cluster.Enabled)
+        {
+            // Raised on a socket's I/O thread: the reload (blocking statements) runs on the thread pool.
+            _cluster.Notified += (channel, subject) =>
+            {
+                if (channel == ClusterNode.EventsChannel)
+                {
+                    _ = Task.Run(ReloadAsync);
+                }
+            };
+            _cluster.Reconnected += () => _ = Task.Run(ReloadAsync);
+        }
+        _cluster.RequestLease(ScheduleLease);
         _scheduler = RunSchedulesAsync();
         return Task.CompletedTask;
     }
@@ -106,14 +136,14 @@ internal sealed partial class EventRules : IHostedService, IDisposable
 
     public async Task<EventBus> CreateBusAsync(string name, string? description)
     {
-        return await WriteAsync(connection =>
+        return await WriteAsync((connection, transaction) =>
         {
             if (_buses.ContainsKey(name))
             {
                 throw new EventsException("ResourceAlreadyExistsException", $"Event bus {name} already exists.");
             }
             var bus = new EventBus(name, description, _time.GetUtcNow());
-            Execute(connection, "INSERT INTO event_buses (name, description, created_at) VALUES ($1, $2, $3);",
+            Execute(connection, transaction, "INSERT INTO event_buses (name, description, created_at) VALUES ($1, $2, $3);",
                 name, description, bus.Created.ToString("O", CultureInfo.InvariantCulture));
             _buses = _buses.Add(name, bus);
             return bus;
@@ -126,7 +156,7 @@ internal sealed partial class EventRules : IHostedService, IDisposable
         {
             throw new EventsException("ValidationException", "Cannot delete event bus default.");
         }
-        await WriteAsync(connection =>
+        await WriteAsync((connection, transaction) =>
         {
             if (!_buses.ContainsKey(name))
             {
@@ -136,7 +166,7 @@ internal sealed partial class EventRules : IHostedService, IDisposable
             {
                 throw new EventsException("ValidationException", $"Cannot delete event bus {name} because it has rules.");
             }
-            Execute(connection, "DELETE FROM event_buses WHERE name = $1;", name);
+            Execute(connection, transaction, "DELETE FROM event_buses WHERE name = $1;", name);
             _buses = _buses.Remove(name);
             return 0;
         });
@@ -170,42 +200,36 @@ internal sealed partial class EventRules : IHostedService, IDisposable
         {
             throw new EventsException("ValidationException", "Parameter(s) EventPattern or ScheduleExpression must be specified.");
         }
-        return await WriteAsync(connection =>
+        return await WriteAsync((connection, transaction) =>
         {
             var targets = _rules.TryGetValue((bus, name), out var existing) ? existing.Targets : [];
             var rule = new EventRule(bus, name, patternText, pattern, scheduleText, schedule, state ?? "ENABLED", description, roleArn, targets);
-            Execute(connection, """
+            Execute(connection, transaction, """
                 INSERT INTO event_rules (bus, name, event_pattern, schedule, state, description, role_arn) VALUES ($1, $2, $3, $4, $5, $6, $7)
                 ON CONFLICT (bus, name) DO UPDATE SET event_pattern = excluded.event_pattern, schedule = excluded.schedule, state = excluded.state,
                     description = excluded.description, role_arn = excluded.role_arn;
                 """, bus, name, patternText, scheduleText, rule.State, description, roleArn);
             _rules = _rules.SetItem((bus, name), rule);
-            lock (_nextFiring)
-            {
-                _nextFiring.Remove((bus, name)); // a changed schedule starts again from now
-            }
+            ForgetPlan(connection, transaction, bus, name); // a changed schedule starts again from now
             return rule;
         });
     }
 
     public async Task SetStateAsync(string bus, string name, bool enabled)
     {
-        await WriteAsync(connection =>
+        await WriteAsync((connection, transaction) =>
         {
             var rule = GetRule(bus, name);
-            Execute(connection, "UPDATE event_rules SET state = $3 WHERE bus = $1 AND name = $2;", bus, name, enabled ? "ENABLED" : "DISABLED");
+            Execute(connection, transaction, "UPDATE event_rules SET state = $3 WHERE bus = $1 AND name = $2;", bus, name, enabled ? "ENABLED" : "DISABLED");
             _rules = _rules.SetItem((bus, name), rule with { State = enabled ? "ENABLED" : "DISABLED" });
-            lock (_nextFiring)
-            {
-                _nextFiring.Remove((bus, name));
-            }
+            ForgetPlan(connection, transaction, bus, name);
             return 0;
         });
     }
 
     public async Task DeleteRuleAsync(string bus, string name, bool force)
     {
-        await WriteAsync(connection =>
+        await WriteAsync((connection, transaction) =>
         {
             if (!_rules.TryGetValue((bus, name), out var rule))
             {
@@ -215,8 +239,10 @@ internal sealed partial class EventRules : IHostedService, IDisposable
             {
                 throw new EventsException("ValidationException", "Rule can't be deleted since it has targets.");
             }
-            Execute(connection, "DELETE FROM event_targets WHERE bus = $1 AND rule = $2; DELETE FROM event_rules WHERE bus = $1 AND name = $2;", bus, name);
+            Execute(connection, transaction, "DELETE FROM event_targets WHERE bus = $1 AND rule = $2;", bus, name);
+            Execute(connection, transaction, "DELETE FROM event_rules WHERE bus = $1 AND name = $2;", bus, name);
             _rules = _rules.Remove((bus, name));
+            ForgetPlan(connection, transaction, bus, name);
             return 0;
         });
     }
@@ -224,7 +250,7 @@ internal sealed partial class EventRules : IHostedService, IDisposable
     /// <summary>PutTargets: adds or replaces targets by Id; returns the entries refused, each with its reason.</summary>
     public async Task<List<(string Id, string Code, string Message)>> PutTargetsAsync(string bus, string name, List<TargetDto> targets)
     {
-        return await WriteAsync(connection =>
+        return await WriteAsync((connection, transaction) =>
         {
             var rule = GetRule(bus, name);
             var failed = new List<(string, string, string)>();
@@ -238,7 +264,7 @@ internal sealed partial class EventRules : IHostedService, IDisposable
                 }
                 next.RemoveAll(t => t.Id == target.Id);
                 next.Add(target);
-                Execute(connection, """
+                Execute(connection, transaction, """
                     INSERT INTO event_targets (bus, rule, id, target) VALUES ($1, $2, $3, $4)
                     ON CONFLICT (bus, rule, id) DO UPDATE SET target = excluded.target;
                     """, bus, name, target.Id, JsonSerializer.Serialize(target, LaminaJsonContext.Default.TargetDto));
@@ -254,7 +280,7 @@ internal sealed partial class EventRules : IHostedService, IDisposable
 
     public async Task<List<(string Id, string Code, string Message)>> RemoveTargetsAsync(string bus, string name, List<string> ids)
     {
-        return await WriteAsync(connection =>
+        return await WriteAsync((connection, transaction) =>
         {
             var rule = GetRule(bus, name);
             var failed = new List<(string, string, string)>();
@@ -266,7 +292,7 @@ internal sealed partial class EventRules : IHostedService, IDisposable
                     failed.Add((id, "ResourceNotFoundException", $"Target {id} does not exist on rule {name}."));
                     continue;
                 }
-                Execute(connection, "DELETE FROM event_targets WHERE bus = $1 AND rule = $2 AND id = $3;", bus, name, id);
+                Execute(connection, transaction, "DELETE FROM event_targets WHERE bus = $1 AND rule = $2 AND id = $3;", bus, name, id);
             }
             _rules = _rules.SetItem((bus, name), rule with { Targets = [.. next] });
             return failed;
@@ -408,6 +434,10 @@ internal sealed partial class EventRules : IHostedService, IDisposable
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
                     Log.ScheduleFailed(_logger, e);
+                    lock (_nextFiring)
+                    {
+                        _planLoaded = false; // reread the plan: a statement may have failed after the firing
+                    }
                 }
             }
         }
@@ -419,56 +449,236 @@ internal sealed partial class EventRules : IHostedService, IDisposable
     /// <summary>Fires every enabled schedule due at <paramref name="now"/>, once, and plans its next firing after now.</summary>
     private async Task FireDueAsync(DateTimeOffset now)
     {
+        if (!_cluster.Holds(ScheduleLease))
+        {
+            // Another node fires them. Once this one holds the lease again, it takes up the plan that node left.
+            lock (_nextFiring)
+            {
+                _nextFiring.Clear();
+                _planLoaded = false;
+            }
+            if (_firing)
+            {
+                _firing = false;
+                Log.ScheduleLeaseLost(_logger, _cluster.NodeId);
+            }
+            return;
+        }
+        if (!_firing)
+        {
+            _firing = true;
+            if (_cluster.Enabled)
+            {
+                Log.ScheduleLeaseAcquired(_logger, _cluster.NodeId);
+            }
+        }
+        if (_cluster.Enabled && !_planLoaded)
+        {
+            await Task.Run(LoadPlan);
+        }
         foreach (var rule in _rules.Values)
         {
             if (rule.Schedule is not { } schedule || !rule.Enabled)
             {
                 continue;
             }
-            DateTimeOffset? due;
+            var key = (rule.Bus, rule.Name);
+            DateTimeOffset due;
+            bool known;
             lock (_nextFiring)
             {
-                if (!_nextFiring.TryGetValue((rule.Bus, rule.Name), out var planned))
+                known = _nextFiring.TryGetValue(key, out due);
+            }
+            if (!known)
+            {
+                // First sight (a new rule, a restart): the next firing after now; none missed is replayed. In a
+                // cluster the first holder to plan it decides, and a failover keeps that plan.
+                if (schedule.NextAfter(now) is { } first)
                 {
-                    // First sight (a new rule, a restart): the next firing after now; none missed is replayed.
-                    if (schedule.NextAfter(now) is { } first)
+                    var planned = Planned(first);
+                    if (_cluster.Enabled)
                     {
-                        _nextFiring[(rule.Bus, rule.Name)] = first;
+                        planned = await Task.Run(() => KeepPlan(rule.Bus, rule.Name, planned));
+                    }
+                    lock (_nextFiring)
+                    {
+                        _nextFiring[key] = planned;
+                    }
+                }
+                continue;
+            }
+            if (due > now)
+            {
+                continue;
+            }
+            // The next firing after this one and after now: a late tick never fires the same minute twice.
+            var next = schedule.NextAfter(due);
+            while (next is { } n && n <= now)
+            {
+                next = schedule.NextAfter(n);
+            }
+            next = next is { } after ? Planned(after) : null;
+            if (_cluster.Enabled)
+            {
+                // Fired by another holder meanwhile, replanned by a change of the rule, or the lease lost on the
+                // database's clock: follow the table instead.
+                if (await Task.Run(() => CurrentPlan(rule.Bus, rule.Name)) is not { } current || current != due)
+                {
+                    lock (_nextFiring)
+                    {
+                        _planLoaded = false;
                     }
                     continue;
                 }
-                if (planned > now)
+                if (!_cluster.Holds(ScheduleLease))
                 {
-                    continue;
+                    return;
                 }
-                due = planned;
-                // The next firing after this one and after now: a late tick never fires the same minute twice.
-                var next = schedule.NextAfter(planned);
-                while (next is { } n && n <= now)
-                {
-                    next = schedule.NextAfter(n);
-                }
+            }
+            lock (_nextFiring)
+            {
                 if (next is { } upcoming)
                 {
-                    _nextFiring[(rule.Bus, rule.Name)] = upcoming;
+                    _nextFiring[key] = upcoming;
                 }
                 else
                 {
-                    _nextFiring.Remove((rule.Bus, rule.Name));
+                    _nextFiring.Remove(key);
                 }
             }
             var id = Guid.NewGuid().ToString();
-            var envelope = Envelope(id, "aws.events", "Scheduled Event", due.Value, [RuleArn(rule.Bus, rule.Name)], "{}");
-            using var document = JsonDocument.Parse(envelope);
-            await DeliverAsync(rule, document.RootElement, id);
+            var envelope = Envelope(id, "aws.events", "Scheduled Event", due, [RuleArn(rule.Bus, rule.Name)], "{}");
+            using (var document = JsonDocument.Parse(envelope))
+            {
+                await DeliverAsync(rule, document.RootElement, id);
+            }
+            if (_cluster.Enabled)
+            {
+                // After the firing is queued: a holder lost between the two leaves the plan on this firing, and the
+                // next holder queues it again (at least once) rather than skip it.
+                await Task.Run(() => MovePlan(rule.Bus, rule.Name, due, next));
+            }
         }
+    }
+
+    /// <summary>A planned time as PostgreSQL keeps it (microseconds); milliseconds are enough for a schedule.</summary>
+    private static DateTimeOffset Planned(DateTimeOffset time) =>
+        new(time.UtcTicks - time.UtcTicks % TimeSpan.TicksPerMillisecond, TimeSpan.Zero);
+
+    /// <summary>A rule changed: its plan starts again from now (in a cluster, for whichever node holds the lease).</summary>
+    private void ForgetPlan(DbConnection connection, DbTransaction transaction, string bus, string name)
+    {
+        if (_cluster.Enabled)
+        {
+            Execute(connection, transaction, "DELETE FROM schedule_firings WHERE bus = $1 AND rule = $2;", bus, name);
+        }
+        lock (_nextFiring)
+        {
+            _nextFiring.Remove((bus, name));
+        }
+    }
+
+    private void LoadPlan()
+    {
+        var plan = new Dictionary<(string, string), DateTimeOffset>();
+        using (var connection = _database.OpenShared())
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "SELECT bus, rule, next_at FROM schedule_firings;";
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
+            {
+                plan[(reader.GetString(0), reader.GetString(1))] = Planned(reader.GetFieldValue<DateTimeOffset>(2));
+            }
+        }
+        lock (_nextFiring)
+        {
+            _nextFiring.Clear();
+            foreach (var (key, at) in plan)
+            {
+                _nextFiring[key] = at;
+            }
+            _planLoaded = true;
+        }
+    }
+
+    /// <summary>Records a first plan unless one is there already; the plan the table keeps.</summary>
+    private DateTimeOffset KeepPlan(string bus, string name, DateTimeOffset planned)
+    {
+        using var connection = _database.OpenShared();
+        using var command = connection.CreateCommand();
+        command.CommandText = """
+            INSERT INTO schedule_firings (bus, rule, next_at) VALUES (@bus, @rule, @at)
+            ON CONFLICT (bus, rule) DO UPDATE SET next_at = schedule_firings.next_at
+            RETURNING next_at;
+            """;
+        command.Add("bus", bus);
+        command.Add("rule", name);
+        command.Add("at", planned);
+        using var reader = command.ExecuteReader();
+        return reader.Read() ? Planned(reader.GetFieldValue<DateTimeOffset>(0)) : planned;
+    }
+
+    /// <summary>The rule's planned firing as the table has it, if this node still holds the lease there (PostgreSQL's clock).</summary>
+    private DateTimeOffset? CurrentPlan(string bus, string name)
+    {
+        using var connection = _database.OpenShared();
+        using var command = connection.CreateCommand();
+        command.CommandText = """
+            SELECT next_at FROM schedule_firings WHERE bus = @bus AND rule = @rule
+                AND EXISTS (SELECT 1 FROM cluster_leases WHERE name = @lease AND holder = @node AND expires_at > now());
+            """;
+        command.Add("bus", bus);
+        command.Add("rule", name);
+        command.Add("lease", ScheduleLease);
+        command.Add("node", _cluster.NodeId);
+        return command.ExecuteScalar() is DateTime at ? Planned(new DateTimeOffset(DateTime.SpecifyKind(at, DateTimeKind.Utc))) : null;
+    }
+
+    /// <summary>Moves the plan from the firing just queued to the next one (or drops it), unless it changed meanwhile.</summary>
+    private void MovePlan(string bus, string name, DateTimeOffset fired, DateTimeOffset? next)
+    {
+        using var connection = _database.OpenShared();
+        using var command = connection.CreateCommand();
+        command.CommandText = next is null
+            ? "DELETE FROM schedule_firings WHERE bus = @bus AND rule = @rule AND next_at = @fired;"
+            : "UPDATE schedule_firings SET next_at = @next WHERE bus = @bus AND rule = @rule AND next_at = @fired;";
+        command.Add("bus", bus);
+        command.Add("rule", name);
+        command.Add("fired", fired);
+        if (next is { } upcoming)
+        {
+            command.Add("next", upcoming);
+        }
+        command.ExecuteNonQuery();
     }
 
     // ---- storage --------------------------------------------------------------------------------
 
+    private async Task ReloadAsync()
+    {
+        await _writeLock.WaitAsync(CancellationToken.None);
+        try
+        {
+            Load();
+            lock (_nextFiring)
+            {
+                _planLoaded = false; // a rule may have been replanned: the holder rereads the plan
+            }
+        }
+        catch (NpgsqlException)
+        {
+            // Reloaded again when the listener reconnects.
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
     private void Load()
     {
-        using var connection = _database.Open();
+        using var connection = _database.OpenShared();
         var buses = ImmutableSortedDictionary.CreateBuilder<string, EventBus>(StringComparer.Ordinal);
         buses[DefaultBus] = new EventBus(DefaultBus, null, DateTimeOffset.UnixEpoch);
         using (var command = connection.CreateCommand())
@@ -484,7 +694,8 @@ internal sealed partial class EventRules : IHostedService, IDisposable
         var targets = new Dictionary<(string, string), List<TargetDto>>();
         using (var command = connection.CreateCommand())
         {
-            command.CommandText = "SELECT bus, rule, target FROM event_targets ORDER BY rowid;";
+            // In the order they were first put: SQLite's rowid, PostgreSQL's seq (an upsert keeps both).
+            command.CommandText = _database.IsPostgres ? "SELECT bus, rule, target FROM event_targets ORDER BY seq;" : "SELECT bus, rule, target FROM event_targets ORDER BY rowid;";
             using var reader = command.ExecuteReader();
             while (reader.Read())
             {
@@ -516,34 +727,69 @@ internal sealed partial class EventRules : IHostedService, IDisposable
         _rules = rules.ToImmutable();
     }
 
-    /// <summary>Runs one change under the write lock, in one transaction; the in-memory snapshot changes inside it.</summary>
-    private async Task<T> WriteAsync<T>(Func<SqliteConnection, T> change)
+    /// <summary>
+    /// Runs one change under the write lock, in one transaction; the in-memory snapshot changes inside it. In a
+    /// cluster the transaction is the cluster lock's: the change is made after rereading what the other nodes wrote,
+    /// and committed with its announcement.
+    /// </summary>
+    private async Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction, T> change)
     {
         await _writeLock.WaitAsync();
+        var (buses, rules) = (_buses, _rules);
         try
         {
-            using var connection = _database.Open();
-            using var transaction = connection.BeginTransaction();
-            var (buses, rules) = (_buses, _rules);
-            try
+            if (!_cluster.Enabled)
             {
-                var result = change(connection);
+                using var connection = _database.Open();
+                using var transaction = connection.BeginTransaction();
+                var result = change(connection, transaction);
                 transaction.Commit();
                 return result;
             }
-            catch
+            var held = (await ClusterLock.AcquireAsync(_database, ClusterLock.Events))!;
+            var heldConnection = held.Connection!; // the transaction forgets it once committed
+            try
             {
-                (_buses, _rules) = (buses, rules); // nothing half-applied in memory either
-                throw;
+                // Off the socket's I/O thread (Hosting/IoThreads.cs): the reread and the change block.
+                var changed = await Task.Run(() =>
+                {
+                    Load();
+                    (buses, rules) = (_buses, _rules);
+                    return change(held.Connection!, held);
+                }, CancellationToken.None);
+                await ClusterLock.ReleaseAsync(held, ClusterNode.EventsChannel, _cluster.Payload("events"));
+                return changed;
             }
+            finally
+            {
+                await heldConnection.DisposeAsync(); // done already, unless the change failed (then rolled back)
+            }
+        }
+        catch
+        {
+            (_buses, _rules) = (buses, rules); // nothing half-applied in memory either
+            throw;
         }
         finally
         {
             _writeLock.Release();
+            await ClusterLock.LeaveIoThread();
         }
     }
 
-    private static void Execute(SqliteConnection connection, string sql, params object?[] values) => Storage.SqliteStatements.Run(connection, sql, values);
+    /// <summary>Runs a statement with positional parameters (<c>$1</c>…, both engines' own form) in the write's transaction.</summary>
+    private static void Execute(DbConnection connection, DbTransaction transaction, string sql, params object?[] values)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        for (var i = 0; i < values.Length; i++)
+        {
+            // Npgsql binds unnamed parameters to $1, $2, … in order; SQLite names them.
+            command.Add(connection is NpgsqlConnection ? "" : $"${i + 1}", values[i]);
+        }
+        command.ExecuteNonQuery();
+    }
 
     internal static bool IsJson(string text)
     {
@@ -572,5 +818,11 @@ internal sealed partial class EventRules : IHostedService, IDisposable
 
         [LoggerMessage(EventIds.ScheduleFailed, LogLevel.Error, "Firing the schedules failed; they are tried again in a second")]
         public static partial void ScheduleFailed(ILogger logger, Exception error);
+
+        [LoggerMessage(EventIds.ClusterLeaseAcquired, LogLevel.Information, "Node {NodeId} holds the schedules lease: it fires the cluster's schedules")]
+        public static partial void ScheduleLeaseAcquired(ILogger logger, string nodeId);
+
+        [LoggerMessage(EventIds.ClusterLeaseLost, LogLevel.Warning, "Node {NodeId} no longer holds the schedules lease: another node fires the schedules")]
+        public static partial void ScheduleLeaseLost(ILogger logger, string nodeId);
     }
 }

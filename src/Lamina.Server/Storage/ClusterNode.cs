@@ -27,13 +27,15 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
 {
     /// <summary>
     /// Channels: a function changed (subject: its registry key), a layer changed, async events were queued, an SQS
-    /// queue changed or got messages (subject <c>q:</c> or <c>m:</c> and its name), an event source mapping changed (its UUID).
+    /// queue changed or got messages (subject <c>q:</c> or <c>m:</c> and its name), an event source mapping changed (its
+    /// UUID), an EventBridge bus, rule or target changed.
     /// </summary>
     public const string FunctionsChannel = "lamina_functions";
     public const string LayersChannel = "lamina_layers";
     public const string AsyncChannel = "lamina_async";
     public const string SqsChannel = "lamina_sqs";
     public const string MappingsChannel = "lamina_mappings";
+    public const string EventsChannel = "lamina_events";
 
     /// <summary>How long a heartbeat keeps a node alive: long enough for a GC pause, short enough for a quick takeover.</summary>
     public static readonly TimeSpan NodeTtl = TimeSpan.FromSeconds(5);
@@ -100,6 +102,30 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
         }
         var held = Volatile.Read(ref _held);
         return held.TryGetValue(lease, out var until) && System.Diagnostics.Stopwatch.GetTimestamp() < until;
+    }
+
+    /// <summary>
+    /// The leases as the database has them (name, holder, expiry on PostgreSQL's clock); on a single machine, the
+    /// leases asked for, each held by this node without expiry.
+    /// </summary>
+    public async Task<List<(string Name, string Holder, DateTimeOffset? ExpiresAt)>> LeasesAsync(CancellationToken cancellationToken)
+    {
+        var leases = new List<(string, string, DateTimeOffset?)>();
+        if (database.Postgres is not { } postgres)
+        {
+            lock (_leasesLock)
+            {
+                leases.AddRange(_wanted.Order(StringComparer.Ordinal).Select(name => (name, NodeId, (DateTimeOffset?)null)));
+            }
+            return leases;
+        }
+        await using var command = postgres.CreateCommand("SELECT name, holder, expires_at FROM cluster_leases ORDER BY name;");
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            leases.Add((reader.GetString(0), reader.GetString(1), reader.GetFieldValue<DateTimeOffset>(2)));
+        }
+        return leases;
     }
 
     /// <summary>The payload a change of <paramref name="subject"/> is announced with.</summary>
@@ -250,7 +276,7 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
                     }
                     Notified?.Invoke(e.Channel, e.Payload[(bar + 1)..]);
                 };
-                await using (var listen = new NpgsqlCommand($"LISTEN {FunctionsChannel}; LISTEN {LayersChannel}; LISTEN {AsyncChannel}; LISTEN {SqsChannel}; LISTEN {MappingsChannel};", connection))
+                await using (var listen = new NpgsqlCommand($"LISTEN {FunctionsChannel}; LISTEN {LayersChannel}; LISTEN {AsyncChannel}; LISTEN {SqsChannel}; LISTEN {MappingsChannel}; LISTEN {EventsChannel};", connection))
                 {
                     await listen.ExecuteNonQueryAsync(token);
                 }

@@ -21,7 +21,7 @@ namespace Lamina.Server.Storage;
 /// <remarks>
 /// A cluster node (<c>--database postgresql://…</c>, issue #25) runs the same ordered steps on PostgreSQL (through
 /// <see cref="Sql.ForPostgres"/>; the version is kept in <c>lamina_schema</c>), and the stores that are shared across
-/// the cluster (Lambda's control plane, the asynchronous queue) open their connections with <see cref="OpenShared"/>.
+/// the cluster (Lambda's control plane, the asynchronous queue, EventBridge's buses, rules and schedules) open their connections with <see cref="OpenShared"/>.
 /// The stores not yet shared keep using the node's own file (<see cref="Open"/>), as docs/ARCHITECTURE.md lists.
 /// </remarks>
 internal sealed class Database : IAsyncDisposable
@@ -219,6 +219,17 @@ internal sealed class Database : IAsyncDisposable
             holder      TEXT   NOT NULL,
             expires_at  TIMESTAMPTZ NOT NULL
         );
+        """,
+        // 2: EventBridge on the cluster's database (issue #25): the schedules' plan, kept so that a new holder of the
+        // 'schedules' lease takes up where the last one was; and the order targets were put in (SQLite's rowid).
+        """
+        CREATE TABLE schedule_firings (
+            bus      TEXT NOT NULL,
+            rule     TEXT NOT NULL,
+            next_at  TIMESTAMPTZ NOT NULL,  -- the rule's next planned firing; its holder fires it, then moves it on
+            PRIMARY KEY (bus, rule)
+        );
+        ALTER TABLE event_targets ADD COLUMN seq BIGSERIAL;
         """,
     ];
 
