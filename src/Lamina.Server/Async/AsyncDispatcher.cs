@@ -47,6 +47,7 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
     // function's backlog waits in the queue instead of being leased and put back, event by event, every round.
     private readonly ConcurrentDictionary<string, long> _paused = new(StringComparer.Ordinal);
     private static readonly TimeSpan PauseAfterThrottle = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan PauseWithoutSlice = TimeSpan.FromSeconds(5);
     private readonly int _maxInFlight;
     private int _inFlight;
     private Task? _loop;
@@ -314,6 +315,16 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
         if (!_limiter.TryAcquire(config.Name, entry.ReservedConcurrency, out var lease, out var throttleReason))
         {
             _metrics.RecordThrottle(config, throttleReason!);
+            if (throttleReason == ConcurrencyLimiter.ReservedLimitReason && entry.ReservedConcurrency > 0
+                && _limiter.ReservedSlice(config.Name, entry.ReservedConcurrency.Value) == 0)
+            {
+                // A cluster node whose slice of the reservation is 0 never runs this function: the event goes
+                // straight back, due now and no back-off spent, for a node with a slice; this one leaves the
+                // function's events alone for a while.
+                _paused[e.FunctionName] = _time.GetUtcNow().Add(PauseWithoutSlice).ToUnixTimeMilliseconds();
+                await _store.RequeueAsync(e.Id, _time.GetUtcNow().ToUnixTimeMilliseconds(), e.Attempts, e.LastError);
+                return;
+            }
             if (throttleReason == ConcurrencyLimiter.ReservedLimitReason)
             {
                 // Only the function's own limit pauses its queue; the account's limit is every function's, and
@@ -406,16 +417,15 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
     }
 
     /// <summary>
-    /// The event a destination gets. Only Lambda functions are destinations so far (the event invoke config refuses
-    /// the other kinds); a queue or topic would be one more case here.
-    /// </summary>
-    /// <summary>
     /// Delivers a record to a destination: a function's is returned, to be queued in the transaction that settles
-    /// the event; a queue's is sent now (durable before the event settles: a crash in between may deliver it twice,
-    /// never lose it).
+    /// the event; a queue's or topic's is sent now (durable before the event settles: a crash in between may deliver
+    /// it twice, never lose it).
     /// </summary>
     private async Task<AsyncEvent?> DestinationAsync(AsyncEvent source, string arn, byte[] record)
     {
+        // This may follow an invocation's end on a socket's I/O thread, and a queue unknown to this node is read from
+        // the cluster's database, blocking.
+        await Hosting.IoThreads.LeaveIoThreadAsync();
         if (QueueOf(arn) is { } queue)
         {
             await _queues.SendAsync(queue, [new Sqs.OutgoingMessage(Encoding.UTF8.GetString(record), null, null, null, null, null)]);
@@ -436,6 +446,7 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
     /// </summary>
     private async Task<bool> DeadLetterAsync(AsyncEvent e, string arn, string? lastError)
     {
+        await Hosting.IoThreads.LeaveIoThreadAsync(); // as DestinationAsync
         var message = lastError is { Length: > 0 } ? lastError : "The function failed";
         var topics = _services.GetRequiredService<Sns.TopicStore>();
         if (topics.TryGetByArn(arn, out var topic))

@@ -115,6 +115,13 @@ internal sealed class ConcurrencyLimiter
         }
     }
 
+    /// <summary>This node's slice of <paramref name="function"/>'s reservation <paramref name="reserved"/>.</summary>
+    public int ReservedSlice(string function, int reserved)
+    {
+        var membership = _membership();
+        return Slice(reserved, membership.Count, membership.Rank, StableHash(function));
+    }
+
     /// <summary>
     /// Forgets a deleted function's pool (its running invocations still release into it). A reservation that only
     /// changes keeps its pool, so invocations already running keep counting against the new value.

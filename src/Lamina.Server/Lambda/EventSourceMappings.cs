@@ -275,6 +275,57 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
         await ClusterLock.LeaveIoThread();
     }
 
+    /// <summary>
+    /// Changes a mapping from its latest stored state and stores the result: in a cluster, read and written under the
+    /// cluster's lock for mappings, so that an update on one node never undoes one another node just made, nor brings
+    /// back a mapping another node deleted. Null when the mapping is gone or <paramref name="change"/> refused (null).
+    /// </summary>
+    public async Task<EventSourceMapping?> UpdateAsync(string uuid, Func<EventSourceMapping, EventSourceMapping?> change)
+    {
+        if (_cluster is not { } cluster || (_mappings.TryGetValue(uuid, out var known) && known.IsStream))
+        {
+            if (!TryGet(uuid, out var current) || change(current) is not { } changed)
+            {
+                return null;
+            }
+            await SaveAsync(changed);
+            return changed;
+        }
+        var transaction = await ClusterLock.AcquireAsync(_database, ClusterLock.EventSourceMappings);
+        EventSourceMapping? updated = null;
+        try
+        {
+            await using (var read = new NpgsqlCommand("SELECT mapping FROM event_source_mappings WHERE uuid = @uuid;", transaction!.Connection, transaction))
+            {
+                read.Parameters.AddWithValue("uuid", uuid);
+                if (await read.ExecuteScalarAsync(CancellationToken.None) is string json)
+                {
+                    updated = change(Deserialize(json));
+                }
+            }
+            if (updated is not null)
+            {
+                await using var write = new NpgsqlCommand("UPDATE event_source_mappings SET mapping = @mapping WHERE uuid = @uuid;", transaction.Connection, transaction);
+                write.Parameters.AddWithValue("uuid", uuid);
+                write.Parameters.AddWithValue("mapping", Serialize(updated));
+                await write.ExecuteNonQueryAsync(CancellationToken.None);
+            }
+        }
+        catch
+        {
+            await transaction!.Connection!.DisposeAsync();
+            throw;
+        }
+        await ClusterLock.ReleaseAsync(transaction, ClusterNode.MappingsChannel, cluster.Payload(uuid));
+        await ClusterLock.LeaveIoThread();
+        if (updated is not null)
+        {
+            _mappings[uuid] = updated;
+            Reconcile(updated);
+        }
+        return updated;
+    }
+
     public async Task DeleteAsync(string uuid)
     {
         if (_cluster is { } cluster && !(_mappings.TryGetValue(uuid, out var known) && known.IsStream))

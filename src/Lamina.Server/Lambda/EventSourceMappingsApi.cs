@@ -124,13 +124,24 @@ internal static class EventSourceMappingsApi
         {
             return error;
         }
-        var (mapping, invalid) = Apply(current with { LastModified = time.GetUtcNow() }, request);
+        AwsError? invalid = null;
+        var wasEnabled = current.Enabled;
+        // Applied to the mapping as stored (another node may have changed it since this node's copy).
+        var mapping = await mappings.UpdateAsync(uuid, latest =>
+        {
+            wasEnabled = latest.Enabled;
+            (var changed, invalid) = Apply(latest with { LastModified = time.GetUtcNow() }, request);
+            return changed;
+        });
         if (invalid is not null)
         {
             return invalid;
         }
-        await mappings.SaveAsync(mapping!);
-        var state = mapping!.Enabled == current.Enabled ? "Updating" : mapping.Enabled ? "Enabling" : "Disabling";
+        if (mapping is null)
+        {
+            return NotFound(uuid);
+        }
+        var state = mapping.Enabled == wasEnabled ? "Updating" : mapping.Enabled ? "Enabling" : "Disabling";
         return Respond(mapping, mappings, options.Value, state, StatusCodes.Status202Accepted);
     }
 

@@ -103,6 +103,10 @@ internal sealed class PostgresWriter
             }
         }
         transaction.Commit();
+        foreach (var write in writes)
+        {
+            write.Committed = true; // whatever fails after this, this one's outcome stands
+        }
         return true;
     }
 
@@ -112,6 +116,8 @@ internal sealed class PostgresWriter
 
     private abstract class Write
     {
+        public bool Committed { get; set; }
+
         public abstract bool Execute(DbConnection connection);
 
         public abstract void Fail(Exception e);
@@ -144,7 +150,13 @@ internal sealed class PostgresWriter
             }
         }
 
-        public override void Fail(Exception e) => _error ??= e;
+        public override void Fail(Exception e)
+        {
+            if (!Committed)
+            {
+                _error ??= e;
+            }
+        }
 
         public override void Reset() => (_result, _error) = (default, null);
 
