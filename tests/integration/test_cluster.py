@@ -570,8 +570,8 @@ class ClusterTests(unittest.TestCase):
             cluster = node.raw("GET", "/lamina/v1/cluster").json
             self.assertTrue(cluster["Clustered"])
             self.assertEqual(cluster["NodeId"], node.label.replace("cluster-node-", "node"))
-            self.assertEqual(cluster["LiveNodes"], [f"node{i + 1}" for i in range(NODES)])
-            self.assertEqual(cluster["LiveNodes"][cluster["Rank"]], cluster["NodeId"])
+            self.assertEqual(cluster["Nodes"], [f"node{i + 1}" for i in range(NODES)])
+            self.assertEqual(cluster["Nodes"][cluster["Rank"]], cluster["NodeId"])
 
     @h.slow
     def test_d_a_schedule_fires_once_per_period_on_the_one_lease_holder(self):
