@@ -55,6 +55,7 @@ LAMINA_ROUTES = [
     ("GET", "/lamina/code/{file}", True),
     ("GET", "/lamina/v1/metrics/functions", True),
     ("GET", "/lamina/v1/metrics/functions/{name}", True),
+    ("GET", "/lamina/v1/cluster", True),
     ("GET", "/console/{file}", False),  # the web console's static files (Console/ConsoleAssets.cs, a middleware)
 ]
 
