@@ -780,6 +780,11 @@ class KnownFindingsTests(h.LaminaTestCase):
         r = self._logs(b'{"logGroupName": "\\ud800"}')
         self.assertRawError(r, 400)
 
+    def test_event_source_mapping_lone_surrogate_is_400(self):
+        r = self.server.raw("POST", "/2015-03-31/event-source-mappings", headers={"Content-Type": "application/json"},
+                            body=b'{"EventSourceArn": "\\ud800", "FunctionName": "f", "Tags": {"\\udc00": "v"}}')
+        self.assertRawError(r, 400)
+
     def test_logs_invalid_utf8_in_a_string_is_400(self):
         r = self._logs(b'{"logGroupName": "\xed\xa0\x80"}')
         self.assertRawError(r, 400)

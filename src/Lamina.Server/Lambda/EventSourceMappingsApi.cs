@@ -396,13 +396,56 @@ internal static class EventSourceMappingsApi
         try
         {
             using var document = JsonDocument.Parse(body.Count == 0 ? "{}"u8.ToArray() : body.AsMemory());
-            return document.RootElement.ValueKind == JsonValueKind.Object
+            if (document.RootElement.ValueKind != JsonValueKind.Object)
+            {
+                return (default, AwsError.InvalidRequestContent("Could not parse request body into json: the body must be a JSON object."));
+            }
+            // Valid JSON may still escape text that is not Unicode (a lone surrogate); reading such a member later throws.
+            return IsUnicode(document.RootElement)
                 ? (document.RootElement.Clone(), null)
-                : (default, AwsError.InvalidRequestContent("Could not parse request body into json: the body must be a JSON object."));
+                : (default, AwsError.InvalidRequestContent("Could not parse request body into json: a string is not valid Unicode text (a lone surrogate escape)."));
         }
         catch (JsonException e)
         {
             return (default, AwsError.InvalidRequestContent($"Could not parse request body into json: {e.Message}"));
+        }
+    }
+
+    private static bool IsUnicode(JsonElement element)
+    {
+        try
+        {
+            switch (element.ValueKind)
+            {
+                case JsonValueKind.String:
+                    _ = element.GetString();
+                    return true;
+                case JsonValueKind.Object:
+                    foreach (var property in element.EnumerateObject())
+                    {
+                        if (!IsUnicode(property.Value))
+                        {
+                            return false;
+                        }
+                        _ = property.Name;
+                    }
+                    return true;
+                case JsonValueKind.Array:
+                    foreach (var item in element.EnumerateArray())
+                    {
+                        if (!IsUnicode(item))
+                        {
+                            return false;
+                        }
+                    }
+                    return true;
+                default:
+                    return true;
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
         }
     }
 
