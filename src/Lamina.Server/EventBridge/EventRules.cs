@@ -777,17 +777,11 @@ internal sealed partial class EventRules : IHostedService, IDisposable
         }
     }
 
-    /// <summary>Runs a statement with positional parameters (<c>$1</c>…, both engines' own form) in the write's transaction.</summary>
+    /// <summary>Runs a statement with positional parameters (<see cref="Sql.Positional"/>) in the write's transaction.</summary>
     private static void Execute(DbConnection connection, DbTransaction transaction, string sql, params object?[] values)
     {
-        using var command = connection.CreateCommand();
+        using var command = Sql.Positional(connection, sql, values);
         command.Transaction = transaction;
-        command.CommandText = sql;
-        for (var i = 0; i < values.Length; i++)
-        {
-            // Npgsql binds unnamed parameters to $1, $2, … in order; SQLite names them.
-            command.Add(connection is NpgsqlConnection ? "" : $"${i + 1}", values[i]);
-        }
         command.ExecuteNonQuery();
     }
 

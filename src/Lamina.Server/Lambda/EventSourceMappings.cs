@@ -85,6 +85,7 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<string, EventSourceMapping> _mappings = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Pollers> _pollers = new(StringComparer.Ordinal);
+    private readonly Lock _reloadLock = new();
 
     public EventSourceMappings(Database database, QueueStore queues, DynamoDb.DynamoStore dynamo, Sns.TopicStore topics, FunctionRegistry functions,
         ConcurrencyLimiter limiter, Invoker invoker, IOptions<LaminaOptions> options, TimeProvider time, ILogger<EventSourceMappings> logger,
@@ -161,17 +162,15 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
     }
 
     /// <summary>A cluster node: the shared mapping <paramref name="uuid"/> as stored now (null when there is none), cached.</summary>
-    private EventSourceMapping? ReadShared(string uuid)
+    private EventSourceMapping? ReadShared(string uuid) => StoredShared(uuid) is { } mapping ? _mappings[uuid] = mapping : null;
+
+    private EventSourceMapping? StoredShared(string uuid)
     {
         using var connection = _database.OpenShared();
         using var select = connection.CreateCommand();
         select.CommandText = "SELECT mapping FROM event_source_mappings WHERE uuid = @uuid;";
         select.Add("@uuid", uuid);
-        if (select.ExecuteScalar() is string json)
-        {
-            return _mappings[uuid] = Deserialize(json);
-        }
-        return null;
+        return select.ExecuteScalar() is string json ? Deserialize(json) : null;
     }
 
     /// <summary>
@@ -180,15 +179,30 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
     /// </summary>
     private void ReloadShared(string? uuid = null)
     {
+        // One reload at a time: each reads the table inside the lock, so the last to run applies the latest state
+        // (notifications start them on the pool in no particular order).
+        lock (_reloadLock)
+        {
+            Reload(uuid);
+        }
+    }
+
+    private void Reload(string? uuid)
+    {
         try
         {
             List<EventSourceMapping> stored;
-            using (var connection = _database.OpenShared())
+            if (uuid is not null)
             {
+                stored = StoredShared(uuid) is { } one ? [one] : [];
+            }
+            else
+            {
+                using var connection = _database.OpenShared();
                 stored = ReadAll(connection);
             }
             var storedIds = stored.Select(static m => m.Uuid).ToHashSet(StringComparer.Ordinal);
-            foreach (var mapping in stored.Where(m => uuid is null || m.Uuid == uuid))
+            foreach (var mapping in stored)
             {
                 if (!_mappings.TryGetValue(mapping.Uuid, out var known) || Serialize(known) != Serialize(mapping) || _pollers.ContainsKey(mapping.Uuid) != mapping.Enabled)
                 {
@@ -252,19 +266,16 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
         Reconcile(mapping);
     }
 
-    /// <summary>A cluster node: one statement on the shared table under the cluster's lock for mappings, announced at its commit.</summary>
-    private async Task WriteSharedAsync(string uuid, ClusterNode cluster, string sql, string? mapping)
+    /// <summary>
+    /// A cluster node: <paramref name="work"/> on the shared table in a transaction holding the cluster's lock for
+    /// mappings, announced (mapping <paramref name="uuid"/> changed) at its commit.
+    /// </summary>
+    private async Task InSharedLockAsync(string uuid, ClusterNode cluster, Func<NpgsqlConnection, NpgsqlTransaction, Task> work)
     {
         var transaction = await ClusterLock.AcquireAsync(_database, ClusterLock.EventSourceMappings);
         try
         {
-            await using var command = new NpgsqlCommand(sql, transaction!.Connection, transaction);
-            command.Parameters.AddWithValue("uuid", uuid);
-            if (mapping is not null)
-            {
-                command.Parameters.AddWithValue("mapping", mapping);
-            }
-            await command.ExecuteNonQueryAsync(CancellationToken.None);
+            await work(transaction!.Connection!, transaction);
         }
         catch
         {
@@ -274,6 +285,19 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
         await ClusterLock.ReleaseAsync(transaction, ClusterNode.MappingsChannel, cluster.Payload(uuid));
         await ClusterLock.LeaveIoThread();
     }
+
+    /// <summary>A cluster node: one statement on the shared table under the cluster's lock for mappings.</summary>
+    private Task WriteSharedAsync(string uuid, ClusterNode cluster, string sql, string? mapping) =>
+        InSharedLockAsync(uuid, cluster, async (connection, transaction) =>
+        {
+            await using var command = new NpgsqlCommand(sql, connection, transaction);
+            command.Parameters.AddWithValue("uuid", uuid);
+            if (mapping is not null)
+            {
+                command.Parameters.AddWithValue("mapping", mapping);
+            }
+            await command.ExecuteNonQueryAsync(CancellationToken.None);
+        });
 
     /// <summary>
     /// Changes a mapping from its latest stored state and stores the result: in a cluster, read and written under the
@@ -291,11 +315,10 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
             await SaveAsync(changed);
             return changed;
         }
-        var transaction = await ClusterLock.AcquireAsync(_database, ClusterLock.EventSourceMappings);
         EventSourceMapping? updated = null;
-        try
+        await InSharedLockAsync(uuid, cluster, async (connection, transaction) =>
         {
-            await using (var read = new NpgsqlCommand("SELECT mapping FROM event_source_mappings WHERE uuid = @uuid;", transaction!.Connection, transaction))
+            await using (var read = new NpgsqlCommand("SELECT mapping FROM event_source_mappings WHERE uuid = @uuid;", connection, transaction))
             {
                 read.Parameters.AddWithValue("uuid", uuid);
                 if (await read.ExecuteScalarAsync(CancellationToken.None) is string json)
@@ -305,19 +328,12 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
             }
             if (updated is not null)
             {
-                await using var write = new NpgsqlCommand("UPDATE event_source_mappings SET mapping = @mapping WHERE uuid = @uuid;", transaction.Connection, transaction);
+                await using var write = new NpgsqlCommand("UPDATE event_source_mappings SET mapping = @mapping WHERE uuid = @uuid;", connection, transaction);
                 write.Parameters.AddWithValue("uuid", uuid);
                 write.Parameters.AddWithValue("mapping", Serialize(updated));
                 await write.ExecuteNonQueryAsync(CancellationToken.None);
             }
-        }
-        catch
-        {
-            await transaction!.Connection!.DisposeAsync();
-            throw;
-        }
-        await ClusterLock.ReleaseAsync(transaction, ClusterNode.MappingsChannel, cluster.Payload(uuid));
-        await ClusterLock.LeaveIoThread();
+        });
         if (updated is not null)
         {
             _mappings[uuid] = updated;

@@ -115,6 +115,7 @@ internal sealed class QueueStore : IHostedService, IDisposable
     private readonly TimeProvider _time;
     private readonly SemaphoreSlim _lock = new(1, 1);
     private readonly ConcurrentDictionary<string, QueueInfo> _queues = new(StringComparer.Ordinal);
+    private readonly Lock _reloadLock = new();
     private readonly ConcurrentDictionary<string, TaskCompletionSource> _sent = new(StringComparer.Ordinal);
     private SqliteConnection? _connection;
 
@@ -204,6 +205,16 @@ internal sealed class QueueStore : IHostedService, IDisposable
 
     /// <summary>Rereads one queue's row (another node created, changed or deleted it); the queue, or null when it is gone.</summary>
     private QueueInfo? Reload(string name)
+    {
+        // One reread at a time, reading inside the lock: the last to run caches the latest row, whatever order the
+        // notifications started them in.
+        lock (_reloadLock)
+        {
+            return ReloadOne(name);
+        }
+    }
+
+    private QueueInfo? ReloadOne(string name)
     {
         using var connection = _postgres!.OpenConnection();
         using var select = Sql.Positional(connection, "SELECT name, attributes, created_ms, modified_ms FROM queues WHERE name = $1;", name);
