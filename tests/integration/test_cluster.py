@@ -380,6 +380,53 @@ class ClusterTests(unittest.TestCase):
             _restart_nodes()  # back to Lambda's 1000 for the tests after this one
             _nginx_to_the_nodes()
 
+    @h.slow
+    def test_f_provisioned_concurrency_is_shared_among_the_nodes_and_follows_them(self):
+        _every_node_counts_every_node(self)
+        lam = h.boto3_client(_nginx.url, "lambda")
+        self._create_sleeper("warm-shared")
+        version = lam.publish_version(FunctionName="warm-shared")["Version"]
+        lam.put_provisioned_concurrency_config(FunctionName="warm-shared", Qualifier=version, ProvisionedConcurrentExecutions=4)
+        # 4 over three nodes: 2, 1 and 1 environments, each node its share; every node reports the cluster's sum.
+        held = self._provisioned_ready(_nodes, "warm-shared", version, [1, 1, 2], timeout=90)
+        # kill -9 of a node: the survivors take its share over (2 and 2), and say READY again with all 4.
+        victim = max(range(NODES), key=lambda i: held[i])
+        _nodes[victim].kill()
+        survivors = [n for i, n in enumerate(_nodes) if i != victim]
+        self._provisioned_ready(survivors, "warm-shared", version, [2, 2], timeout=60)
+        # Back to three: the shares shrink again (surplus environments stop), still 4 in all.
+        _nodes[victim] = _node(victim + 1).start()
+        _nginx_to_the_nodes()
+        _every_node_counts_every_node(self)
+        self._provisioned_ready(_nodes, "warm-shared", version, [1, 1, 2], timeout=90)
+        lam = h.boto3_client(_nginx.url, "lambda")  # nginx moved with the restarted node
+        lam.delete_provisioned_concurrency_config(FunctionName="warm-shared", Qualifier=version)
+        deadline = time.monotonic() + 30
+        while any(self._provisioned_here(n, "warm-shared") for n in _nodes):
+            self.assertLess(time.monotonic(), deadline, "provisioned environments left after the delete")
+            time.sleep(0.2)
+        lam.delete_function(FunctionName="warm-shared")
+
+    @staticmethod
+    def _provisioned_here(node: h.LaminaServer, function: str) -> int:
+        """Provisioned environments of `function` that this node holds (Lamina's own view: /lamina/v1/environments)."""
+        environments = node.raw("GET", "/lamina/v1/environments").json["Environments"]
+        return sum(1 for e in environments if e["FunctionName"] == function and e["Provisioned"] and e["State"] != "stopping")
+
+    def _provisioned_ready(self, nodes: list[h.LaminaServer], function: str, version: str, shares: list[int], timeout: float) -> list[int]:
+        """Waits until the nodes hold `shares` environments (in some order) and every one of them reports READY with
+        the sum allocated; returns how many each holds."""
+        count = sum(shares)
+        deadline = time.monotonic() + timeout
+        while True:
+            configs = [n.client().get_provisioned_concurrency_config(FunctionName=function, Qualifier=version) for n in nodes]
+            held = [self._provisioned_here(n, function) for n in nodes]
+            if all(c["Status"] == "READY" and c["AllocatedProvisionedConcurrentExecutions"] == count for c in configs) and sorted(held) == shares:
+                return held
+            self.assertLess(time.monotonic(), deadline, f"not READY with {shares}: {[(c['Status'], c['AllocatedProvisionedConcurrentExecutions']) for c in configs]}, held {held}")
+            self.assertNotIn("FAILED", [c["Status"] for c in configs])
+            time.sleep(0.2)
+
     def test_f_reserved_concurrency_holds_across_the_cluster(self):
         _every_node_counts_every_node(self)
         lam = h.boto3_client(_nginx.url, "lambda")
