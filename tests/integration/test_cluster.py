@@ -518,6 +518,54 @@ class ClusterTests(unittest.TestCase):
         self.assertEqual(order, [f"m{i}" for i in range(6)])
         self.assertNotIn("Messages", clients[2].receive_message(QueueUrl=fifo, WaitTimeSeconds=0))
 
+    def test_g_maximum_concurrency_of_a_mapping_holds_across_the_cluster(self):
+        """Every node polls every mapping, each within its slice of MaximumConcurrency: at most that many batches run
+        at once over the whole cluster (counted from the function's own start and end times, on one machine's clock)."""
+        _every_node_counts_every_node(self)
+        lam = h.boto3_client(_nginx.url, "lambda")
+        sqs = h.boto3_client(_nginx.url, "sqs")
+        code = ("import json, time\n"
+                "def handler(event, context):\n"
+                "    start = time.time()\n"
+                "    time.sleep(1.5)\n"
+                "    print('span ' + json.dumps([start, time.time()]))\n"
+                "    return {}\n")
+        lam.create_function(FunctionName="capped", Runtime="python3.12", Role=h.ROLE, Handler="app.handler",
+                            Code={"ZipFile": h.make_zip({"app.py": code})}, Timeout=30,
+                            Environment={"Variables": {"LAMINA_NETWORK": "none"}})
+        url = sqs.create_queue(QueueName="capped-q", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+        for first in range(0, 12, 6):
+            sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(n), "MessageBody": str(n)} for n in range(first, first + 6)])
+        uuid = lam.create_event_source_mapping(EventSourceArn=f"arn:aws:sqs:{h.REGION}:{h.ACCOUNT}:capped-q", FunctionName="capped",
+                                               BatchSize=1, ScalingConfig={"MaximumConcurrency": 2})["UUID"]
+        spans: list[tuple[float, float]] = []
+        deadline = time.monotonic() + 120
+        while len(spans) < 12:
+            self.assertLess(time.monotonic(), deadline, f"{len(spans)} of 12 messages processed")
+            time.sleep(0.5)
+            spans = []
+            for node in _nodes:
+                events = h.boto3_client(node.url, "logs").filter_log_events(logGroupName="/aws/lambda/capped", filterPattern='"span"').get("events", []) \
+                    if self._has_log_group(node, "/aws/lambda/capped") else []
+                for event in events:
+                    for line in event["message"].splitlines():
+                        if line.startswith("span "):
+                            spans.append(tuple(json.loads(line[5:])))
+        # The most that ran at once: sweep the starts and ends in time order.
+        edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+        running = peak = 0
+        for _, step in edges:
+            running += step
+            peak = max(peak, running)
+        self.assertLessEqual(peak, 2, f"{peak} batches ran at once with MaximumConcurrency 2 on {NODES} nodes")
+        lam.delete_event_source_mapping(UUID=uuid)
+        lam.delete_function(FunctionName="capped")
+
+    @staticmethod
+    def _has_log_group(node: h.LaminaServer, name: str) -> bool:
+        groups = h.boto3_client(node.url, "logs").describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+        return any(g["logGroupName"] == name for g in groups)
+
     @h.slow
     def test_h_kill_9_of_a_node_while_sqs_messages_drain_through_a_mapping_loses_none(self):
         lam = h.boto3_client(_nginx.url, "lambda")
