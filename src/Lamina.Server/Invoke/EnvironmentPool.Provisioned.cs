@@ -1,5 +1,7 @@
+using System.Globalization;
 using Lamina.Server.Lambda;
 using Lamina.Server.Sandbox;
+using Npgsql;
 
 namespace Lamina.Server.Invoke;
 
@@ -9,10 +11,18 @@ namespace Lamina.Server.Invoke;
 /// the desired state; <see cref="ReconcileProvisioned"/> moves the environments towards it, at once when a
 /// configuration changes and on every heartbeat (which is what replaces the dead and follows an alias that moved).
 /// </summary>
+/// <remarks>
+/// In a cluster (issue #25) each node keeps its share of the count warm (<see cref="ConcurrencyLimiter.Slice"/>, the
+/// remainder rotated by the function's name as its reservation's is, so a node whose slice of a reservation is 0 holds
+/// no provisioned environment it could not use), and follows the membership on every heartbeat: when a node dies the
+/// others start its share. Each node publishes what it holds in <c>provisioned_allocations</c> on its cluster
+/// heartbeat; the API reports the sum over live nodes (<see cref="ClusterProvisionedAsync"/>).
+/// </remarks>
 internal sealed partial class EnvironmentPool
 {
     private readonly Lock _provisionedLock = new();
     private readonly Dictionary<(string Function, string Qualifier), ProvisionedTarget> _provisioned = [];
+    private string? _publishedProvisioned; // what this node last wrote to provisioned_allocations (cluster only)
 
     /// <summary>
     /// The state of <paramref name="qualifier"/>'s provisioned concurrency as Lambda reports it, or null if the pool does
@@ -24,6 +34,84 @@ internal sealed partial class EnvironmentPool
         {
             return _provisioned.TryGetValue((function, qualifier), out var target) ? target.Status() : null;
         }
+    }
+
+    /// <summary>
+    /// In a cluster: what the live nodes hold for <paramref name="function"/>'s provisioned concurrency, by qualifier
+    /// and request (its LastModified, in ms): the environments ready, summed, and the first failure reported. Null on a
+    /// single machine, where <see cref="GetProvisionedStatus"/> is the whole answer.
+    /// </summary>
+    public async Task<Dictionary<(string Qualifier, long ModifiedMs), (int Allocated, string? Failure)>?> ClusterProvisionedAsync(string function,
+        CancellationToken cancellationToken)
+    {
+        if (_database.Postgres is not { } postgres)
+        {
+            return null;
+        }
+        await using var command = postgres.CreateCommand("""
+            SELECT a.qualifier, a.modified_ms, sum(a.allocated)::int, min(a.failure)
+            FROM provisioned_allocations a JOIN cluster_nodes n ON n.node_id = a.node_id AND n.expires_at > now()
+            WHERE a.function_name = @function
+            GROUP BY a.qualifier, a.modified_ms;
+            """);
+        command.Parameters.AddWithValue("function", function);
+        var held = new Dictionary<(string, long), (int, string?)>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            held[(reader.GetString(0), reader.GetInt64(1))] = (reader.GetInt32(2), reader.IsDBNull(3) ? null : reader.GetString(3));
+        }
+        return held;
+    }
+
+    /// <summary>
+    /// On the cluster's heartbeat: writes what this node holds (one row per version or alias it provisions, its share
+    /// included when that is 0) when it changed since the last write, and clears the rows of nodes no longer alive.
+    /// </summary>
+    private async Task PublishProvisionedAsync()
+    {
+        var functions = new List<string>();
+        var qualifiers = new List<string>();
+        var modified = new List<long>();
+        var allocated = new List<int>();
+        var failures = new List<string?>();
+        lock (_provisionedLock)
+        {
+            foreach (var target in _provisioned.Values)
+            {
+                var status = target.Status();
+                functions.Add(target.Function);
+                qualifiers.Add(target.Qualifier);
+                modified.Add(target.LastModified.ToUnixTimeMilliseconds());
+                allocated.Add(status.Allocated);
+                failures.Add(target.Failure);
+            }
+        }
+        var snapshot = string.Join('\n', functions.Select((f, i) => string.Create(CultureInfo.InvariantCulture, $"{f}|{qualifiers[i]}|{modified[i]}|{allocated[i]}|{failures[i]}")));
+        if (snapshot == _publishedProvisioned)
+        {
+            return;
+        }
+        await using var batch = _database.Postgres!.CreateBatch();
+        var delete = new NpgsqlBatchCommand("""
+            DELETE FROM provisioned_allocations
+            WHERE node_id = @node OR node_id NOT IN (SELECT node_id FROM cluster_nodes WHERE expires_at > now());
+            """);
+        delete.Parameters.AddWithValue("node", _cluster.NodeId);
+        var insert = new NpgsqlBatchCommand("""
+            INSERT INTO provisioned_allocations (node_id, function_name, qualifier, modified_ms, allocated, failure)
+            SELECT @node, f, q, m, a, x FROM unnest(@functions::text[], @qualifiers::text[], @modified::bigint[], @allocated::int[], @failures::text[]) AS t(f, q, m, a, x);
+            """);
+        insert.Parameters.AddWithValue("node", _cluster.NodeId);
+        insert.Parameters.AddWithValue("functions", functions.ToArray());
+        insert.Parameters.AddWithValue("qualifiers", qualifiers.ToArray());
+        insert.Parameters.AddWithValue("modified", modified.ToArray());
+        insert.Parameters.AddWithValue("allocated", allocated.ToArray());
+        insert.Parameters.AddWithValue("failures", failures.ToArray());
+        batch.BatchCommands.Add(delete);
+        batch.BatchCommands.Add(insert);
+        await batch.ExecuteNonQueryAsync(_stopping.Token); // a batch is one implicit transaction
+        _publishedProvisioned = snapshot;
     }
 
     /// <summary>Brings the provisioned environments in line with the registry. Cheap when nothing changed; never blocks on a start.</summary>
@@ -51,7 +139,7 @@ internal sealed partial class EnvironmentPool
                     {
                         _provisioned[key] = target = new ProvisionedTarget(entry.Name, qualifier);
                     }
-                    Reconcile(target, provisioned, config, toStop);
+                    Reconcile(target, provisioned, ShareOf(entry.Name, provisioned.Requested), config, toStop);
                 }
             }
             foreach (var key in _provisioned.Keys.Where(k => !wanted.Contains(k)).ToList())
@@ -67,8 +155,15 @@ internal sealed partial class EnvironmentPool
         }
     }
 
+    /// <summary>This node's share of a function's provisioned <paramref name="requested"/> (all of it on a single machine).</summary>
+    private int ShareOf(string function, int requested)
+    {
+        var membership = _cluster.Membership;
+        return ConcurrencyLimiter.Slice(requested, membership.Count, membership.Rank, ConcurrencyLimiter.StableHash(function));
+    }
+
     // Under _provisionedLock.
-    private void Reconcile(ProvisionedTarget target, ProvisionedConcurrencyConfig provisioned, FunctionConfig config, List<ExecutionEnvironment> toStop)
+    private void Reconcile(ProvisionedTarget target, ProvisionedConcurrencyConfig provisioned, int share, FunctionConfig config, List<ExecutionEnvironment> toStop)
     {
         if (target.LastModified != provisioned.LastModified || !ReferenceEquals(target.Config, config))
         {
@@ -82,12 +177,13 @@ internal sealed partial class EnvironmentPool
             target.LastModified = provisioned.LastModified;
             target.Failure = null;
         }
+        target.Share = share; // follows the cluster's membership
         target.Environments.RemoveAll(e => !e.IsUsable); // dead ones are replaced below
         if (target.Failure is not null)
         {
             return;
         }
-        var surplus = target.Environments.Count + target.Starting - target.Requested;
+        var surplus = target.Environments.Count + target.Starting - target.Share;
         if (surplus > 0)
         {
             Release(target, surplus, toStop);
@@ -171,7 +267,7 @@ internal sealed partial class EnvironmentPool
                     Log.ProvisionedInitFailed(_logger, target.Function, target.Qualifier, failure);
                 }
             }
-            else if (current && environment!.IsUsable && target.Environments.Count < target.Requested)
+            else if (current && environment!.IsUsable && target.Environments.Count < target.Share)
             {
                 environment.Provisioned = target;
                 target.Environments.Add(environment);
@@ -207,7 +303,11 @@ internal sealed class ProvisionedTarget(string function, string qualifier)
     /// <summary>The version the environments run (an alias's primary version).</summary>
     public FunctionConfig? Config { get; set; }
 
+    /// <summary>The count asked for (over the whole cluster).</summary>
     public int Requested { get; set; }
+
+    /// <summary>How many of them this node keeps (<see cref="Requested"/> on a single machine).</summary>
+    public int Share { get; set; }
 
     public DateTimeOffset LastModified { get; set; }
 
@@ -226,7 +326,7 @@ internal sealed class ProvisionedTarget(string function, string qualifier)
     public ProvisionedStatus Status()
     {
         var allocated = Environments.Count(static e => e.IsUsable && e.Initialized);
-        var status = Failure is not null ? "FAILED" : allocated >= Requested ? "READY" : "IN_PROGRESS";
+        var status = Failure is not null ? "FAILED" : allocated >= Share ? "READY" : "IN_PROGRESS";
         return new ProvisionedStatus(Requested, allocated, status, Failure ?? (status == "IN_PROGRESS" ? Waiting : null));
     }
 }

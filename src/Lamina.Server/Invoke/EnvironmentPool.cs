@@ -44,10 +44,15 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
 
     private readonly LogStore _logStore;
     private readonly Diagnostics.LaminaMetrics _metrics;
+    private readonly Storage.ClusterNode _cluster;
+    private readonly Storage.Database _database;
 
     public EnvironmentPool(IOptions<LaminaOptions> options, RuntimeApiTransport transport, FunctionRegistry registry, Lambda.CodeStore codeStore,
-        LogStore logStore, TimeProvider time, IHostApplicationLifetime lifetime, ILoggerFactory loggers, Diagnostics.LaminaMetrics metrics)
+        LogStore logStore, TimeProvider time, IHostApplicationLifetime lifetime, ILoggerFactory loggers, Diagnostics.LaminaMetrics metrics,
+        Storage.ClusterNode cluster, Storage.Database database)
     {
+        _cluster = cluster;
+        _database = database;
         _metrics = metrics;
         _logStore = logStore;
         _lifetime = lifetime;
@@ -76,6 +81,10 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         }
         registry.Retired += OnRetired;
         registry.ProvisionedConcurrencyChanged += ReconcileProvisioned;
+        if (cluster.Enabled)
+        {
+            cluster.Heartbeat += PublishProvisionedAsync;
+        }
     }
 
     /// <summary>The node's memory budget (MB): the most that the live environments' MemorySize may add up to.</summary>

@@ -64,7 +64,8 @@ internal sealed record EventSourceMapping
 /// ReportBatchItemFailures, all but the <c>batchItemFailures</c>; a failure leaves the messages to reappear after the
 /// queue's visibility timeout, so a poison message reaches the dead-letter queue through the queue's redrive policy.
 /// Pollers scale with the backlog: one while the queue is empty, up to MaximumConcurrency (default 5) while each
-/// receive comes back full. A throttle puts the batch back at once and backs off; nothing is lost.
+/// receive comes back full. A throttle puts the batch back at once and backs off; nothing is lost. In a cluster every
+/// node polls every mapping, each within its slice of MaximumConcurrency (<see cref="PollerLimit"/>).
 /// </summary>
 internal sealed partial class EventSourceMappings : IHostedService, IDisposable
 {
@@ -412,7 +413,7 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
 
         public void Add()
         {
-            var limit = owner._mappings.TryGetValue(uuid, out var mapping) ? mapping.MaximumConcurrency ?? DefaultMaximumConcurrency : 1;
+            var limit = owner._mappings.TryGetValue(uuid, out var mapping) ? owner.PollerLimit(mapping) : 1;
             lock (_running)
             {
                 if (_count >= limit || _cancel.IsCancellationRequested)
@@ -433,6 +434,23 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
             }
         }
 
+        /// <summary>
+        /// Uncounts a poller beyond <paramref name="limit"/> (the slice shrank: a node joined); true if it should stop.
+        /// The first poller stays, idle while the slice is 0.
+        /// </summary>
+        public bool TryRetire(int limit)
+        {
+            lock (_running)
+            {
+                if (_count <= Math.Max(limit, 1))
+                {
+                    return false;
+                }
+                _count--;
+                return true;
+            }
+        }
+
         public async Task StopAsync()
         {
             await _cancel.CancelAsync();
@@ -446,10 +464,31 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
         }
     }
 
+    /// <summary>
+    /// How many pollers (each one batch in flight) this node runs for <paramref name="mapping"/>: its
+    /// <c>MaximumConcurrency</c>, or in a cluster this node's slice of it (<see cref="Invoke.ConcurrencyLimiter.Slice"/>,
+    /// rotated by the mapping's id), so that the nodes together invoke at most that many at once. Without one, Lamina's
+    /// default per node.
+    /// </summary>
+    private int PollerLimit(EventSourceMapping mapping)
+    {
+        if (mapping.MaximumConcurrency is not { } max)
+        {
+            return DefaultMaximumConcurrency;
+        }
+        if (_cluster is null)
+        {
+            return max;
+        }
+        var membership = _cluster.Membership;
+        return Invoke.ConcurrencyLimiter.Slice(max, membership.Count, membership.Rank, Invoke.ConcurrencyLimiter.StableHash(mapping.Uuid));
+    }
+
     /// <summary>One poller: receive a batch, invoke, settle; scale out on a full batch, retire (if not the first) on an empty one.</summary>
     private async Task PollAsync(string uuid, Pollers pollers, bool first, CancellationToken cancellation)
     {
         var backoff = TimeSpan.Zero;
+        var retired = false;
         try
         {
             while (!cancellation.IsCancellationRequested && _mappings.TryGetValue(uuid, out var mapping))
@@ -460,6 +499,17 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
                 }
                 try
                 {
+                    var limit = PollerLimit(mapping);
+                    if (!first && pollers.TryRetire(limit))
+                    {
+                        retired = true; // this node's slice of MaximumConcurrency shrank
+                        return;
+                    }
+                    if (limit == 0)
+                    {
+                        backoff = TimeSpan.FromSeconds(1); // the other nodes poll this mapping; look again when they change
+                        continue;
+                    }
                     if (!_queues.TryGet(mapping.QueueName, out var queue))
                     {
                         backoff = TimeSpan.FromSeconds(5); // the queue is gone; the mapping waits (AWS disables it)
@@ -500,7 +550,10 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
         }
         finally
         {
-            pollers.Remove();
+            if (!retired)
+            {
+                pollers.Remove();
+            }
         }
     }
 

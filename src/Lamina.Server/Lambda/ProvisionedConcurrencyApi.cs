@@ -18,7 +18,7 @@ internal static partial class ProvisionedConcurrencyApi
     {
         // One route for Get and List: the model tells List apart by ?List=ALL.
         endpoints.MapPut("/2019-09-30/functions/{name}/provisioned-concurrency", PutAsync);
-        endpoints.MapGet("/2019-09-30/functions/{name}/provisioned-concurrency", GetOrList);
+        endpoints.MapGet("/2019-09-30/functions/{name}/provisioned-concurrency", GetOrListAsync);
         endpoints.MapDelete("/2019-09-30/functions/{name}/provisioned-concurrency", DeleteAsync);
         return endpoints;
     }
@@ -60,7 +60,8 @@ internal static partial class ProvisionedConcurrencyApi
         }
         Log.Changed(loggers.CreateLogger(typeof(ProvisionedConcurrencyApi).FullName!), functionName, qualifier, requested.ToString(CultureInfo.InvariantCulture));
         registry.TryGetEntry(functionName, out var updated);
-        return FunctionsApi.Json(ToDto(updated!.ProvisionedConcurrency[qualifier], functionName, pool, functionArn: null),
+        var held = await pool.ClusterProvisionedAsync(functionName, context.RequestAborted);
+        return FunctionsApi.Json(ToDto(updated!.ProvisionedConcurrency[qualifier], functionName, pool, held, functionArn: null),
             LaminaJsonContext.Default.ProvisionedConcurrencyConfigDto, StatusCodes.Status202Accepted);
     }
 
@@ -118,12 +119,12 @@ internal static partial class ProvisionedConcurrencyApi
         return entry.ResolvePrimary(qualifier) is null ? AwsError.FunctionNotFound($"{limits.FunctionArn(entry.Name)}:{qualifier}") : null;
     }
 
-    private static IResult GetOrList(HttpContext context, string name, FunctionRegistry registry, EnvironmentPool pool, IOptions<LaminaOptions> options)
+    private static async Task<IResult> GetOrListAsync(HttpContext context, string name, FunctionRegistry registry, EnvironmentPool pool, IOptions<LaminaOptions> options)
     {
         var limits = options.Value;
         if (FunctionsApi.QueryValue(context, "List") is "ALL")
         {
-            return List(context, name, registry, pool, limits);
+            return await ListAsync(context, name, registry, pool, limits);
         }
         var (functionName, qualifier, invalid) = Parse(context, name, limits);
         if (invalid is not null)
@@ -142,10 +143,11 @@ internal static partial class ProvisionedConcurrencyApi
         {
             return new AwsError(404, "ProvisionedConcurrencyConfigNotFoundException", "No Provisioned Concurrency Config found for this function");
         }
-        return FunctionsApi.Json(ToDto(provisioned, functionName, pool, functionArn: null), LaminaJsonContext.Default.ProvisionedConcurrencyConfigDto);
+        var held = await pool.ClusterProvisionedAsync(functionName, context.RequestAborted);
+        return FunctionsApi.Json(ToDto(provisioned, functionName, pool, held, functionArn: null), LaminaJsonContext.Default.ProvisionedConcurrencyConfigDto);
     }
 
-    private static IResult List(HttpContext context, string name, FunctionRegistry registry, EnvironmentPool pool, LaminaOptions limits)
+    private static async Task<IResult> ListAsync(HttpContext context, string name, FunctionRegistry registry, EnvironmentPool pool, LaminaOptions limits)
     {
         if (FunctionReference.ParseFunctionName(name, limits, Protocols.CallerIdentity.AccountOf(context, limits), out var functionName) is { } invalid)
         {
@@ -171,9 +173,10 @@ internal static partial class ProvisionedConcurrencyApi
         }
         var end = Math.Min(all.Count, start + pageSize);
         var response = new ListProvisionedConcurrencyConfigsResponse { NextMarker = end < all.Count ? all[end].Qualifier : null };
+        var held = await pool.ClusterProvisionedAsync(entry.Name, context.RequestAborted);
         for (var i = start; i < end; i++)
         {
-            response.ProvisionedConcurrencyConfigs.Add(ToDto(all[i], entry.Name, pool, $"{limits.FunctionArn(entry.Name)}:{all[i].Qualifier}"));
+            response.ProvisionedConcurrencyConfigs.Add(ToDto(all[i], entry.Name, pool, held, $"{limits.FunctionArn(entry.Name)}:{all[i].Qualifier}"));
         }
         return FunctionsApi.Json(response, LaminaJsonContext.Default.ListProvisionedConcurrencyConfigsResponse);
     }
@@ -214,9 +217,16 @@ internal static partial class ProvisionedConcurrencyApi
         return (reference.Name, reference.Qualifier, null);
     }
 
-    private static ProvisionedConcurrencyConfigDto ToDto(ProvisionedConcurrencyConfig provisioned, string function, EnvironmentPool pool, string? functionArn)
+    // held: in a cluster, what the live nodes hold (EnvironmentPool.ClusterProvisionedAsync); null on a single machine.
+    private static ProvisionedConcurrencyConfigDto ToDto(ProvisionedConcurrencyConfig provisioned, string function, EnvironmentPool pool,
+        Dictionary<(string Qualifier, long ModifiedMs), (int Allocated, string? Failure)>? held, string? functionArn)
     {
-        var status = pool.GetProvisionedStatus(function, provisioned.Qualifier) ?? new ProvisionedStatus(provisioned.Requested, 0, "IN_PROGRESS", null);
+        var status = held is null
+            ? pool.GetProvisionedStatus(function, provisioned.Qualifier) ?? new ProvisionedStatus(provisioned.Requested, 0, "IN_PROGRESS", null)
+            : held.TryGetValue((provisioned.Qualifier, provisioned.LastModified.ToUnixTimeMilliseconds()), out var sum)
+                ? new ProvisionedStatus(provisioned.Requested, Math.Min(sum.Allocated, provisioned.Requested),
+                    sum.Failure is not null ? "FAILED" : sum.Allocated >= provisioned.Requested ? "READY" : "IN_PROGRESS", sum.Failure)
+                : new ProvisionedStatus(provisioned.Requested, 0, "IN_PROGRESS", null); // no node has published this request yet
         return new ProvisionedConcurrencyConfigDto
         {
             FunctionArn = functionArn,

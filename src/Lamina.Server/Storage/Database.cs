@@ -231,6 +231,19 @@ internal sealed class Database : IAsyncDisposable
         );
         ALTER TABLE event_targets ADD COLUMN seq BIGSERIAL;
         """,
+        // 3: provisioned concurrency across nodes (issue #25): what each node holds of each request, for the API's
+        // status and counts (summed over the live nodes).
+        """
+        CREATE TABLE provisioned_allocations (
+            node_id        TEXT    NOT NULL,
+            function_name  TEXT    NOT NULL,
+            qualifier      TEXT    NOT NULL,
+            modified_ms    BIGINT  NOT NULL,  -- the request's LastModified: rows of an older request do not count
+            allocated      INTEGER NOT NULL,  -- environments initialised and usable on that node
+            failure        TEXT,              -- why Init failed there (FAILED)
+            PRIMARY KEY (node_id, function_name, qualifier)
+        );
+        """,
     ];
 
     private readonly string _connectionString;
