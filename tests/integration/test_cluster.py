@@ -743,6 +743,79 @@ class ClusterTests(unittest.TestCase):
     def _queued(server: h.LaminaServer, function: str) -> int:
         return server.raw("GET", f"/lamina/v1/async-events?function={function}&limit=1").json["Queued"]
 
+    def test_i_topics_and_subscriptions_are_the_clusters(self):
+        """SNS on the cluster: a topic created on one node is listed and usable on the others within 1 s; a queue and
+        a function subscribed on two other nodes get what a third publishes (at once: Publish reads the subscriptions
+        from the database); the same CreateTopic on every node at once makes one topic; a deletion is seen within 1 s."""
+        from concurrent.futures import ThreadPoolExecutor
+        sns = [h.boto3_client(n.url, "sns") for n in _nodes]
+        sqs = [h.boto3_client(n.url, "sqs") for n in _nodes]
+
+        def queue_arn(url: str) -> str:
+            return sqs[0].get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+        arn = sns[0].create_topic(Name="shared-topic")["TopicArn"]
+        t0 = time.monotonic()
+        for c in sns[1:]:
+            while arn not in [t["TopicArn"] for t in c.list_topics()["Topics"]]:
+                self.assertLess(time.monotonic() - t0, 1.0, "a node did not list the topic within 1 s")
+                time.sleep(0.02)
+            self.assertEqual(c.get_topic_attributes(TopicArn=arn)["Attributes"]["TopicArn"], arn)
+
+        # A queue made on node 1, subscribed on node 0; a function made and subscribed on node 2, its run told by its
+        # OnSuccess record in another queue (whichever node runs it).
+        url = sqs[1].create_queue(QueueName="sns-shared-q")["QueueUrl"]
+        done = sqs[1].create_queue(QueueName="sns-shared-done")["QueueUrl"]
+        lam = _nodes[2].client()
+        lam.create_function(FunctionName="sns-shared", Runtime="python3.12", Role=h.ROLE, Handler="app.handler", Code={"ZipFile": h.make_zip(
+            {"app.py": "def handler(event, context):\n    return event['Records'][0]['Sns']['Message']\n"})})
+        lam.put_function_event_invoke_config(FunctionName="sns-shared", DestinationConfig={"OnSuccess": {"Destination": queue_arn(done)}})
+        lam.add_permission(FunctionName="sns-shared", StatementId="sns", Action="lambda:InvokeFunction",
+                           Principal="sns.amazonaws.com", SourceArn=arn)
+        sns[0].subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn(url), Attributes={"RawMessageDelivery": "true"})
+        sns[2].subscribe(TopicArn=arn, Protocol="lambda", Endpoint=h.function_arn("sns-shared"))
+        message_id = sns[1].publish(TopicArn=arn, Message="to every node")["MessageId"]
+
+        def first(client, queue: str) -> dict:
+            deadline = time.monotonic() + 30
+            while True:
+                self.assertLess(time.monotonic(), deadline, f"nothing reached {queue}")
+                for m in client.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", []):
+                    client.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+                    return m
+
+        self.assertEqual(first(sqs[2], url)["Body"], "to every node")
+        record = json.loads(first(sqs[0], done)["Body"])
+        self.assertEqual(record["requestContext"]["condition"], "Success")
+        self.assertEqual(record["requestPayload"]["Records"][0]["Sns"]["MessageId"], message_id)
+        self.assertEqual(record["responsePayload"], "to every node")
+        t0 = time.monotonic()
+        for c in sns:  # every node lists both subscriptions (a node's copy follows the announcements)
+            while len(c.list_subscriptions_by_topic(TopicArn=arn)["Subscriptions"]) != 2:
+                self.assertLess(time.monotonic() - t0, 1.0, "a node did not list both subscriptions within 1 s")
+                time.sleep(0.02)
+
+        # The same CreateTopic on every node at once: no error, one topic.
+        with ThreadPoolExecutor(NODES) as pool:
+            arns = list(pool.map(lambda c: c.create_topic(Name="raced-topic")["TopicArn"], sns))
+        self.assertEqual(len(set(arns)), 1)
+        t0 = time.monotonic()
+        for c in sns:
+            while [t["TopicArn"] for t in c.list_topics()["Topics"]].count(arns[0]) != 1:
+                self.assertLess(time.monotonic() - t0, 1.0, "a node did not list the raced topic once within 1 s")
+                time.sleep(0.02)
+
+        # A deletion on node 2 is seen on node 0 within 1 s, its subscriptions with it.
+        sns[2].delete_topic(TopicArn=arn)
+        t0 = time.monotonic()
+        while arn in [t["TopicArn"] for t in sns[0].list_topics()["Topics"]]:
+            self.assertLess(time.monotonic() - t0, 1.0, "node 0 still lists the deleted topic after 1 s")
+            time.sleep(0.02)
+        with self.assertRaises(sns[0].exceptions.NotFoundException):
+            sns[0].get_topic_attributes(TopicArn=arn)
+        self.assertEqual([s for s in sns[0].list_subscriptions()["Subscriptions"] if s["TopicArn"] == arn], [])
+        sns[1].delete_topic(TopicArn=arns[0])
+
 
 # ---- schedules (tests d, e, f): one rate(1 minute) rule whose target's runs are counted from their destination
 # records, which stay queued for a function that never runs (as in test b). A firing is its envelope's id and time:

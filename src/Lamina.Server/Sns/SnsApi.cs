@@ -36,12 +36,12 @@ internal static class SnsApi
                         {
                             throw new SnsException("InvalidParameter", "Invalid parameter: Topic Name");
                         }
-                        var topic = topics.Create(name, Map(form, "Attributes"));
+                        var topic = await topics.CreateAsync(name, Map(form, "Attributes"));
                         Element(result, "TopicArn", topics.TopicArn(topic.Name));
                         break;
                     }
                 case "DeleteTopic":
-                    topics.Delete(Topic(form, topics).Name);
+                    await topics.DeleteAsync(Topic(form, topics).Name);
                     break;
                 case "ListTopics":
                     result.Append("<Topics>");
@@ -85,11 +85,13 @@ internal static class SnsApi
                         }
                         var attributes = Map(form, "Attributes");
                         CheckSubscriptionAttributes(attributes);
-                        Element(result, "SubscriptionArn", topics.Subscribe(topic, protocol, endpoint, attributes).Arn);
+                        var subscription = await topics.SubscribeAsync(topic, protocol, endpoint, attributes)
+                            ?? throw new SnsException("NotFound", "Topic does not exist");
+                        Element(result, "SubscriptionArn", subscription.Arn);
                         break;
                     }
                 case "Unsubscribe":
-                    topics.Unsubscribe(Required(form, "SubscriptionArn"));
+                    await topics.UnsubscribeAsync(Required(form, "SubscriptionArn"));
                     break;
                 case "ListSubscriptions":
                 case "ListSubscriptionsByTopic":
@@ -131,7 +133,10 @@ internal static class SnsApi
                         var name = Required(form, "AttributeName");
                         var value = form.GetValueOrDefault("AttributeValue") ?? "";
                         CheckSubscriptionAttributes(new Dictionary<string, string> { [name] = value });
-                        topics.SetSubscriptionAttribute(subscription, name, value);
+                        if (!await topics.SetSubscriptionAttributeAsync(subscription.Arn, name, value))
+                        {
+                            throw new SnsException("NotFound", "Subscription does not exist");
+                        }
                         break;
                     }
                 case "Publish":

@@ -1,5 +1,6 @@
 using System.Buffers;
-using System.Collections.Concurrent;
+using System.Collections.Immutable;
+using System.Data.Common;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -11,6 +12,7 @@ using Lamina.Server.Protocols;
 using Lamina.Server.Sqs;
 using Lamina.Server.Storage;
 using Microsoft.Extensions.Options;
+using Npgsql;
 
 namespace Lamina.Server.Sns;
 
@@ -30,22 +32,32 @@ internal sealed record TopicMessageAttribute(string Name, string DataType, strin
 /// <c>sns.amazonaws.com</c> invoke it for the topic (as on AWS); a queue subscription gets SNS's JSON envelope, or the
 /// bare message with <c>RawMessageDelivery</c>. Deliveries are durable before Publish answers.
 /// </summary>
-internal sealed partial class TopicStore : IHostedService
+/// <remarks>
+/// Several nodes (issue #25): topics and subscriptions live on the cluster's PostgreSQL. A write takes the cluster's
+/// lock, rereads them first (so that the same CreateTopic or Subscribe on two nodes makes one) and announces itself on
+/// <see cref="ClusterNode.SnsChannel"/>; the other nodes reread them when they hear of it (or reconnect). Publish reads
+/// the topic's subscriptions from the database rather than from this node's copy: a subscription made on another node
+/// a moment ago gets the message even if its announcement is still on the way.
+/// </remarks>
+internal sealed partial class TopicStore : IHostedService, IDisposable
 {
     private readonly Database _database;
+    private readonly ClusterNode _cluster;
     private readonly AsyncDispatcher _async;
     private readonly QueueStore _queues;
     private readonly FunctionRegistry _functions;
     private readonly LaminaOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger<TopicStore> _logger;
-    private readonly ConcurrentDictionary<string, Topic> _topics = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private ImmutableDictionary<string, Topic> _topics = ImmutableDictionary<string, Topic>.Empty.WithComparers(StringComparer.Ordinal);
+    private ImmutableDictionary<string, Subscription> _subscriptions = ImmutableDictionary<string, Subscription>.Empty.WithComparers(StringComparer.Ordinal);
 
-    public TopicStore(Database database, AsyncDispatcher async, QueueStore queues, FunctionRegistry functions, IOptions<LaminaOptions> options,
+    public TopicStore(Database database, ClusterNode cluster, AsyncDispatcher async, QueueStore queues, FunctionRegistry functions, IOptions<LaminaOptions> options,
         TimeProvider time, ILogger<TopicStore> logger)
     {
         _database = database;
+        _cluster = cluster;
         _async = async;
         _queues = queues;
         _functions = functions;
@@ -72,98 +84,104 @@ internal sealed partial class TopicStore : IHostedService
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        using var connection = _database.Open();
-        using (var select = connection.CreateCommand())
+        Load();
+        if (_cluster.Enabled)
         {
-            select.CommandText = "SELECT name, attributes FROM topics;";
-            using var reader = select.ExecuteReader();
-            while (reader.Read())
+            // Raised on a socket's I/O thread: the reload (blocking statements) runs on the thread pool.
+            _cluster.Notified += (channel, subject) =>
             {
-                _topics[reader.GetString(0)] = new Topic(reader.GetString(0), Map(reader.GetString(1)));
-            }
-        }
-        using (var select = connection.CreateCommand())
-        {
-            select.CommandText = "SELECT arn, topic, protocol, endpoint, attributes FROM subscriptions;";
-            using var reader = select.ExecuteReader();
-            while (reader.Read())
-            {
-                _subscriptions[reader.GetString(0)] = new Subscription(reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), Map(reader.GetString(4)));
-            }
+                if (channel == ClusterNode.SnsChannel)
+                {
+                    _ = Task.Run(ReloadAsync);
+                }
+            };
+            _cluster.Reconnected += () => _ = Task.Run(ReloadAsync);
         }
         return Task.CompletedTask;
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
+    public void Dispose() => _writeLock.Dispose();
+
     /// <summary>Creates a topic, or returns the existing one of that name (CreateTopic is idempotent).</summary>
-    public Topic Create(string name, Dictionary<string, string> attributes)
-    {
-        lock (_topics)
+    public Task<Topic> CreateAsync(string name, Dictionary<string, string> attributes) =>
+        WriteAsync((connection, transaction) =>
         {
             if (_topics.TryGetValue(name, out var existing))
             {
                 return existing;
             }
-            Execute("INSERT INTO topics (name, attributes) VALUES ($1, $2);", name, Json(attributes));
-            return _topics[name] = new Topic(name, attributes);
-        }
-    }
+            Execute(connection, transaction, "INSERT INTO topics (name, attributes) VALUES ($1, $2);", name, Json(attributes));
+            var topic = new Topic(name, attributes);
+            _topics = _topics.SetItem(name, topic);
+            return topic;
+        });
 
-    public void Delete(string name)
-    {
-        lock (_topics)
+    public Task DeleteAsync(string name) =>
+        WriteAsync((connection, transaction) =>
         {
-            Execute("DELETE FROM subscriptions WHERE topic = $1; DELETE FROM topics WHERE name = $1;", name);
-            _topics.TryRemove(name, out _);
-            foreach (var subscription in _subscriptions.Values.Where(s => s.Topic == name).ToList())
+            Execute(connection, transaction, "DELETE FROM subscriptions WHERE topic = $1;", name);
+            Execute(connection, transaction, "DELETE FROM topics WHERE name = $1;", name);
+            _topics = _topics.Remove(name);
+            _subscriptions = _subscriptions.RemoveRange(_subscriptions.Values.Where(s => s.Topic == name).Select(static s => s.Arn));
+            return 0;
+        });
+
+    /// <summary>
+    /// Subscribes an endpoint; the same protocol and endpoint on a topic is the same subscription. Null when the topic
+    /// is gone (deleted on another node since the request looked it up).
+    /// </summary>
+    public Task<Subscription?> SubscribeAsync(Topic topic, string protocol, string endpoint, Dictionary<string, string> attributes) =>
+        WriteAsync((connection, transaction) =>
+        {
+            if (!_topics.ContainsKey(topic.Name))
             {
-                _subscriptions.TryRemove(subscription.Arn, out _);
+                return null;
             }
-        }
-    }
-
-    /// <summary>Subscribes an endpoint; the same protocol and endpoint on a topic is the same subscription.</summary>
-    public Subscription Subscribe(Topic topic, string protocol, string endpoint, Dictionary<string, string> attributes)
-    {
-        lock (_topics)
-        {
             if (_subscriptions.Values.FirstOrDefault(s => s.Topic == topic.Name && s.Protocol == protocol && s.Endpoint == endpoint) is { } existing)
             {
                 return existing;
             }
             var subscription = new Subscription($"{TopicArn(topic.Name)}:{Guid.NewGuid()}", topic.Name, protocol, endpoint, attributes);
-            Execute("INSERT INTO subscriptions (arn, topic, protocol, endpoint, attributes) VALUES ($1, $2, $3, $4, $5);",
+            Execute(connection, transaction, "INSERT INTO subscriptions (arn, topic, protocol, endpoint, attributes) VALUES ($1, $2, $3, $4, $5);",
                 subscription.Arn, topic.Name, protocol, endpoint, Json(attributes));
-            return _subscriptions[subscription.Arn] = subscription;
-        }
-    }
+            _subscriptions = _subscriptions.SetItem(subscription.Arn, subscription);
+            return (Subscription?)subscription;
+        });
 
-    public void Unsubscribe(string arn)
-    {
-        lock (_topics)
+    public Task UnsubscribeAsync(string arn) =>
+        WriteAsync((connection, transaction) =>
         {
-            Execute("DELETE FROM subscriptions WHERE arn = $1;", arn);
-            _subscriptions.TryRemove(arn, out _);
-        }
-    }
+            Execute(connection, transaction, "DELETE FROM subscriptions WHERE arn = $1;", arn);
+            _subscriptions = _subscriptions.Remove(arn);
+            return 0;
+        });
 
-    public void SetSubscriptionAttribute(Subscription subscription, string name, string value)
-    {
-        lock (_topics)
+    /// <summary>Sets one attribute of a subscription as it is now (another node may have set others); false when it is gone.</summary>
+    public Task<bool> SetSubscriptionAttributeAsync(string arn, string name, string value) =>
+        WriteAsync((connection, transaction) =>
         {
+            if (!_subscriptions.TryGetValue(arn, out var subscription))
+            {
+                return false;
+            }
             var attributes = new Dictionary<string, string>(subscription.Attributes, StringComparer.Ordinal) { [name] = value };
-            Execute("UPDATE subscriptions SET attributes = $2 WHERE arn = $1;", subscription.Arn, Json(attributes));
-            _subscriptions[subscription.Arn] = subscription with { Attributes = attributes };
-        }
-    }
+            Execute(connection, transaction, "UPDATE subscriptions SET attributes = $2 WHERE arn = $1;", subscription.Arn, Json(attributes));
+            _subscriptions = _subscriptions.SetItem(subscription.Arn, subscription with { Attributes = attributes });
+            return true;
+        });
 
     /// <summary>Fans one message out to the matching subscriptions; returns its id.</summary>
     public async Task<string> PublishAsync(Topic topic, string message, string? subject, IReadOnlyList<TopicMessageAttribute> attributes)
     {
         var id = Guid.NewGuid().ToString();
         var timestamp = _time.GetUtcNow().UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
-        foreach (var subscription in _subscriptions.Values.Where(s => s.Topic == topic.Name).ToList())
+        // In a cluster, the database's list: this node's copy may not have heard of a subscription made elsewhere yet.
+        var subscriptions = _cluster.Enabled
+            ? await Task.Run(() => ReadSubscriptions(topic.Name))
+            : _subscriptions.Values.Where(s => s.Topic == topic.Name).ToList();
+        foreach (var subscription in subscriptions)
         {
             if (!FilterMatches(subscription, message, attributes))
             {
@@ -335,10 +353,124 @@ internal sealed partial class TopicStore : IHostedService
 
     private static string Json(Dictionary<string, string> map) => JsonSerializer.Serialize(map, LaminaJsonContext.Default.DictionaryStringString);
 
-    private void Execute(string sql, params object?[] values)
+    // ---- storage --------------------------------------------------------------------------------
+
+    private List<Subscription> ReadSubscriptions(string topic)
     {
-        using var connection = _database.Open();
-        Storage.SqliteStatements.Run(connection, sql, values);
+        using var connection = _database.OpenShared();
+        using var command = Sql.Positional(connection, "SELECT arn, topic, protocol, endpoint, attributes FROM subscriptions WHERE topic = $1;", topic);
+        using var reader = command.ExecuteReader();
+        var subscriptions = new List<Subscription>();
+        while (reader.Read())
+        {
+            subscriptions.Add(ReadSubscription(reader));
+        }
+        return subscriptions;
+    }
+
+    private static Subscription ReadSubscription(DbDataReader reader) =>
+        new(reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), Map(reader.GetString(4)));
+
+    private async Task ReloadAsync()
+    {
+        await _writeLock.WaitAsync(CancellationToken.None);
+        try
+        {
+            Load();
+        }
+        catch (NpgsqlException)
+        {
+            // Reloaded again when the listener reconnects.
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private void Load()
+    {
+        using var connection = _database.OpenShared();
+        var topics = ImmutableDictionary.CreateBuilder<string, Topic>(StringComparer.Ordinal);
+        using (var select = connection.CreateCommand())
+        {
+            select.CommandText = "SELECT name, attributes FROM topics;";
+            using var reader = select.ExecuteReader();
+            while (reader.Read())
+            {
+                topics[reader.GetString(0)] = new Topic(reader.GetString(0), Map(reader.GetString(1)));
+            }
+        }
+        var subscriptions = ImmutableDictionary.CreateBuilder<string, Subscription>(StringComparer.Ordinal);
+        using (var select = connection.CreateCommand())
+        {
+            select.CommandText = "SELECT arn, topic, protocol, endpoint, attributes FROM subscriptions;";
+            using var reader = select.ExecuteReader();
+            while (reader.Read())
+            {
+                var subscription = ReadSubscription(reader);
+                subscriptions[subscription.Arn] = subscription;
+            }
+        }
+        (_topics, _subscriptions) = (topics.ToImmutable(), subscriptions.ToImmutable());
+    }
+
+    /// <summary>
+    /// Runs one change under the write lock, in one transaction; the in-memory copy changes inside it. In a cluster the
+    /// transaction is the cluster lock's: the change is made after rereading what the other nodes wrote, and committed
+    /// with its announcement.
+    /// </summary>
+    private async Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction, T> change)
+    {
+        await _writeLock.WaitAsync();
+        var (topics, subscriptions) = (_topics, _subscriptions);
+        try
+        {
+            if (!_cluster.Enabled)
+            {
+                using var connection = _database.Open();
+                using var transaction = connection.BeginTransaction();
+                var result = change(connection, transaction);
+                transaction.Commit();
+                return result;
+            }
+            var held = (await ClusterLock.AcquireAsync(_database, ClusterLock.Topics))!;
+            var heldConnection = held.Connection!; // the transaction forgets it once committed
+            try
+            {
+                // Off the socket's I/O thread (Hosting/IoThreads.cs): the reread and the change block.
+                var changed = await Task.Run(() =>
+                {
+                    Load();
+                    (topics, subscriptions) = (_topics, _subscriptions);
+                    return change(held.Connection!, held);
+                }, CancellationToken.None);
+                await ClusterLock.ReleaseAsync(held, ClusterNode.SnsChannel, _cluster.Payload("sns"));
+                return changed;
+            }
+            finally
+            {
+                await heldConnection.DisposeAsync(); // done already, unless the change failed (then rolled back)
+            }
+        }
+        catch
+        {
+            (_topics, _subscriptions) = (topics, subscriptions); // nothing half-applied in memory either
+            throw;
+        }
+        finally
+        {
+            _writeLock.Release();
+            await ClusterLock.LeaveIoThread();
+        }
+    }
+
+    /// <summary>Runs a statement with positional parameters (<see cref="Sql.Positional"/>) in the write's transaction.</summary>
+    private static void Execute(DbConnection connection, DbTransaction transaction, string sql, params object?[] values)
+    {
+        using var command = Sql.Positional(connection, sql, values);
+        command.Transaction = transaction;
+        command.ExecuteNonQuery();
     }
 
     private static partial class Log

@@ -28,7 +28,7 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
     /// <summary>
     /// Channels: a function changed (subject: its registry key), a layer changed, async events were queued, an SQS
     /// queue changed or got messages (subject <c>q:</c> or <c>m:</c> and its name), an event source mapping changed (its
-    /// UUID), an EventBridge bus, rule or target changed.
+    /// UUID), an EventBridge bus, rule or target changed, an SNS topic or subscription changed.
     /// </summary>
     public const string FunctionsChannel = "lamina_functions";
     public const string LayersChannel = "lamina_layers";
@@ -36,6 +36,7 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
     public const string SqsChannel = "lamina_sqs";
     public const string MappingsChannel = "lamina_mappings";
     public const string EventsChannel = "lamina_events";
+    public const string SnsChannel = "lamina_sns";
 
     /// <summary>How long a heartbeat keeps a node alive: long enough for a GC pause, short enough for a quick takeover.</summary>
     public static readonly TimeSpan NodeTtl = TimeSpan.FromSeconds(5);
@@ -276,7 +277,7 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
                     }
                     Notified?.Invoke(e.Channel, e.Payload[(bar + 1)..]);
                 };
-                await using (var listen = new NpgsqlCommand($"LISTEN {FunctionsChannel}; LISTEN {LayersChannel}; LISTEN {AsyncChannel}; LISTEN {SqsChannel}; LISTEN {MappingsChannel}; LISTEN {EventsChannel};", connection))
+                await using (var listen = new NpgsqlCommand($"LISTEN {FunctionsChannel}; LISTEN {LayersChannel}; LISTEN {AsyncChannel}; LISTEN {SqsChannel}; LISTEN {MappingsChannel}; LISTEN {EventsChannel}; LISTEN {SnsChannel};", connection))
                 {
                     await listen.ExecuteNonQueryAsync(token);
                 }
