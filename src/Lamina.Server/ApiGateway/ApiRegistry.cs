@@ -89,10 +89,9 @@ internal sealed partial class ApiRegistry : IHostedService, IDisposable
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        LoadAll();
-        Log.Loaded(_logger, _http.Count, _rest.Count);
         if (_cluster.Enabled)
         {
+            // Listening before the first read: a change made meanwhile is reread after it (rereads wait for the lock).
             // Raised on a socket's I/O thread: the reread (blocking statements) runs on the thread pool.
             _cluster.Notified += (channel, subject) =>
             {
@@ -103,6 +102,16 @@ internal sealed partial class ApiRegistry : IHostedService, IDisposable
             };
             _cluster.Reconnected += () => _ = Task.Run(() => RereadAsync(null));
         }
+        _writeLock.Wait(cancellationToken);
+        try
+        {
+            LoadAll();
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+        Log.Loaded(_logger, _http.Count, _rest.Count);
         return Task.CompletedTask;
     }
 
