@@ -815,6 +815,98 @@ class ClusterTests(unittest.TestCase):
             sns[0].get_topic_attributes(TopicArn=arn)
         self.assertEqual([s for s in sns[0].list_subscriptions()["Subscriptions"] if s["TopicArn"] == arn], [])
         sns[1].delete_topic(TopicArn=arns[0])
+    def test_j_apis_are_the_clusters(self):
+        """API Gateway's control plane is the cluster's: an API made on one node serves on every node within 1 s,
+        changes and deletes made anywhere reach every node, and two nodes writing the same API at once lose nothing."""
+        code = ("import json\n"
+                "def handler(event, context):\n"
+                "    return {'statusCode': 200, 'body': json.dumps({'path': event.get('rawPath') or event.get('path'),\n"
+                "                                                 'vars': event.get('stageVariables')})}\n")
+        lam = _nodes[0].client()
+        lam.create_function(FunctionName="apigw", Runtime="python3.12", Role=h.ROLE, Handler="app.handler",
+                            Code={"ZipFile": h.make_zip({"app.py": code})})
+        lam.add_permission(FunctionName="apigw", StatementId="apigw", Action="lambda:InvokeFunction",
+                           Principal="apigateway.amazonaws.com")
+
+        def v2(node: h.LaminaServer):
+            return h.boto3_client(node.url, "apigatewayv2")
+
+        def call(node: h.LaminaServer, api_id: str, path: str) -> tuple[int, dict | None]:
+            response = node.raw("GET", f"/_aws/execute-api/{api_id}{path}", sign=False)
+            return response.status, (response.json if response.status == 200 else None)
+
+        def served_within_a_second(nodes: list[h.LaminaServer], api_id: str, path: str, status: int, since: float,
+                                   vars_: dict | None = None) -> None:
+            for node in nodes:
+                while True:
+                    got, body = call(node, api_id, path)
+                    if got == status and (vars_ is None or (body or {}).get("vars") == vars_):
+                        break
+                    self.assertLess(time.monotonic() - since, 1.0,
+                                    f"{node.label}: {path} answered {got} {body}, not {status} {vars_ or ''}, within 1 s")
+                    time.sleep(0.02)
+
+        # Made and deployed on node 0 (a named stage that deploys each change), served through nodes 1 and 2.
+        api_id = v2(_nodes[0]).create_api(Name="shared", ProtocolType="HTTP")["ApiId"]
+        integration = v2(_nodes[0]).create_integration(ApiId=api_id, IntegrationType="AWS_PROXY", PayloadFormatVersion="2.0",
+                                                       IntegrationUri=h.function_arn("apigw"))["IntegrationId"]
+        v2(_nodes[0]).create_route(ApiId=api_id, RouteKey="GET /one", Target=f"integrations/{integration}")
+        v2(_nodes[0]).create_stage(ApiId=api_id, StageName="live", AutoDeploy=True, StageVariables={"color": "red"})
+        t0 = time.monotonic()
+        served_within_a_second(_nodes[1:], api_id, "/live/one", 200, t0, {"color": "red"})
+        self.assertEqual(call(_nodes[1], api_id, "/live/one")[1]["path"], "/live/one")
+
+        # Changed on node 1 (a new route, a stage variable), seen on node 0.
+        v2(_nodes[1]).create_route(ApiId=api_id, RouteKey="GET /two", Target=f"integrations/{integration}")
+        v2(_nodes[1]).update_stage(ApiId=api_id, StageName="live", StageVariables={"color": "blue"})
+        t0 = time.monotonic()
+        served_within_a_second([_nodes[0]], api_id, "/live/two", 200, t0, {"color": "blue"})
+        self.assertEqual(v2(_nodes[0]).get_stage(ApiId=api_id, StageName="live")["StageVariables"], {"color": "blue"})
+
+        # Every node adds a route to the same API at once: the cluster's write lock and the reread before each write
+        # keep all of them, and every node serves all of them.
+        from concurrent.futures import ThreadPoolExecutor
+
+        def add_route(i: int) -> None:
+            v2(_nodes[i]).create_route(ApiId=api_id, RouteKey=f"GET /n{i}", Target=f"integrations/{integration}")
+
+        with ThreadPoolExecutor(NODES) as pool:
+            list(pool.map(add_route, range(NODES)))
+        t0 = time.monotonic()
+        for i in range(NODES):
+            served_within_a_second(_nodes, api_id, f"/live/n{i}", 200, t0)
+        routes = {r["RouteKey"] for r in v2(_nodes[1]).get_routes(ApiId=api_id)["Items"]}
+        self.assertEqual(routes, {"GET /one", "GET /two"} | {f"GET /n{i}" for i in range(NODES)})
+
+        # A REST API and an API key made on one node are the others' too.
+        v1 = h.boto3_client(_nodes[2].url, "apigateway")
+        rest_id = v1.create_rest_api(name="shared-rest")["id"]
+        root = next(r["id"] for r in v1.get_resources(restApiId=rest_id)["items"] if r["path"] == "/")
+        resource = v1.create_resource(restApiId=rest_id, parentId=root, pathPart="hello")["id"]
+        v1.put_method(restApiId=rest_id, resourceId=resource, httpMethod="GET", authorizationType="NONE")
+        v1.put_integration(restApiId=rest_id, resourceId=resource, httpMethod="GET", type="AWS_PROXY", integrationHttpMethod="POST",
+                           uri=f"arn:aws:apigateway:{h.REGION}:lambda:path/2015-03-31/functions/{h.function_arn('apigw')}/invocations")
+        v1.create_deployment(restApiId=rest_id, stageName="Prod")
+        key_id = v1.create_api_key(name="shared-key", enabled=True)["id"]
+        t0 = time.monotonic()
+        served_within_a_second(_nodes[:2], rest_id, "/Prod/hello", 200, t0)
+        apikeys = h.boto3_client(_nodes[0].url, "apigateway")
+        while not any(k["id"] == key_id for k in apikeys.get_api_keys()["items"]):
+            self.assertLess(time.monotonic() - t0, 1.0, "node 0 did not list the key within 1 s")
+            time.sleep(0.02)
+
+        # Deleted on node 2: gone everywhere.
+        v2(_nodes[2]).delete_api(ApiId=api_id)
+        v1.delete_rest_api(restApiId=rest_id)
+        v1.delete_api_key(apiKey=key_id)
+        t0 = time.monotonic()
+        served_within_a_second(_nodes[:2], api_id, "/live/one", 404, t0)
+        served_within_a_second(_nodes[:2], rest_id, "/Prod/hello", 404, t0)
+        with self.assertRaises(v2(_nodes[0]).exceptions.NotFoundException):
+            v2(_nodes[0]).get_api(ApiId=api_id)
+        while any(k["id"] == key_id for k in apikeys.get_api_keys()["items"]):
+            self.assertLess(time.monotonic() - t0, 1.0, "node 0 still listed the deleted key after 1 s")
+            time.sleep(0.02)
 
 
 # ---- schedules (tests d, e, f): one rate(1 minute) rule whose target's runs are counted from their destination

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Data.Common;
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
@@ -6,7 +7,6 @@ using Lamina.Server.Diagnostics;
 using Lamina.Server.Hosting;
 using Lamina.Server.Protocols;
 using Lamina.Server.Storage;
-using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
 
 namespace Lamina.Server.ApiGateway;
@@ -20,14 +20,22 @@ namespace Lamina.Server.ApiGateway;
 /// plane serves compiled tables (<see cref="LiveApi"/>) rebuilt after each change.
 /// </summary>
 /// <remarks>
+/// <para>
 /// Writes are serialised by one lock; each is one transaction, committed before memory changes, so a change that was
 /// answered survives kill -9 and a failed one leaves nothing.
+/// </para>
+/// Several nodes (issue #25): the tables live on the cluster's PostgreSQL; a write takes the cluster's lock, rereads
+/// what it changes first and announces itself on <see cref="ClusterNode.ApisChannel"/>, and the other nodes reread
+/// that API (or the keys and plans) when they hear of it, or everything when they reconnect. The data plane keeps
+/// reading memory only. Per node: authorizers' cached results, usage plans' throttles and quota counts
+/// (<see cref="UsagePlans"/>), access logs.
 /// </remarks>
 internal sealed partial class ApiRegistry : IHostedService, IDisposable
 {
     private const string IdAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
 
     private readonly Database _database;
+    private readonly ClusterNode _cluster;
     private readonly TimeProvider _time;
     private readonly LaminaOptions _options;
     private readonly ILogger<ApiRegistry> _logger;
@@ -39,9 +47,10 @@ internal sealed partial class ApiRegistry : IHostedService, IDisposable
     private readonly ConcurrentDictionary<(string Api, string Deployment), string> _snapshots = new();
     private readonly ConcurrentDictionary<string, LiveApi> _live = new(StringComparer.Ordinal);
 
-    public ApiRegistry(Database database, TimeProvider time, IOptions<LaminaOptions> options, ILogger<ApiRegistry> logger)
+    public ApiRegistry(Database database, ClusterNode cluster, TimeProvider time, IOptions<LaminaOptions> options, ILogger<ApiRegistry> logger)
     {
         _database = database;
+        _cluster = cluster;
         _time = time;
         _options = options.Value;
         _logger = logger;
@@ -80,36 +89,28 @@ internal sealed partial class ApiRegistry : IHostedService, IDisposable
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        using var connection = _database.Open();
-        using (var select = connection.CreateCommand())
+        if (_cluster.Enabled)
         {
-            select.CommandText = "SELECT api_id, id, snapshot FROM apigw_deployments;";
-            using var reader = select.ExecuteReader();
-            while (reader.Read())
+            // Listening before the first read: a change made meanwhile is reread after it (rereads wait for the lock).
+            // Raised on a socket's I/O thread: the reread (blocking statements) runs on the thread pool.
+            _cluster.Notified += (channel, subject) =>
             {
-                _snapshots[(reader.GetString(0), reader.GetString(1))] = reader.GetString(2);
-            }
+                if (channel == ClusterNode.ApisChannel)
+                {
+                    _ = Task.Run(() => RereadAsync(subject));
+                }
+            };
+            _cluster.Reconnected += () => _ = Task.Run(() => RereadAsync(null));
         }
-        using (var select = connection.CreateCommand())
+        _writeLock.Wait(cancellationToken);
+        try
         {
-            select.CommandText = "SELECT id, kind, document FROM apigw_apis;";
-            using var reader = select.ExecuteReader();
-            while (reader.Read())
-            {
-                var id = reader.GetString(0);
-                if (reader.GetString(1) == Http)
-                {
-                    _http[id] = Deserialize(reader.GetString(2), ApiGatewayJsonContext.Default.StoredHttpApi);
-                }
-                else
-                {
-                    _rest[id] = Deserialize(reader.GetString(2), ApiGatewayJsonContext.Default.StoredRestApi);
-                }
-                Rebuild(id);
-            }
+            LoadAll();
         }
-        Load(connection, "SELECT id, document FROM apigw_api_keys;", _keys, ApiGatewayJsonContext.Default.ApiKey);
-        Load(connection, "SELECT id, document FROM apigw_usage_plans;", _plans, ApiGatewayJsonContext.Default.UsagePlan);
+        finally
+        {
+            _writeLock.Release();
+        }
         Log.Loaded(_logger, _http.Count, _rest.Count);
         return Task.CompletedTask;
     }
@@ -121,16 +122,19 @@ internal sealed partial class ApiRegistry : IHostedService, IDisposable
     private const string Http = "HTTP";
     private const string Rest = "REST";
 
+    // What a change announces (ClusterNode.ApisChannel): one API by id (with its deployments), or the keys and plans
+    // (few and small, and a key's deletion changes plans too: they are reread together).
+    private const string ApiSubject = "a:";
+    private const string KeysSubject = "k";
+
     /// <summary>
     /// Creates (with <paramref name="create"/>) or changes the HTTP API <paramref name="apiId"/>: <paramref name="edit"/>
     /// changes <see cref="HttpApiEdit.Api"/> or returns an error (then nothing is written). After it, every stage with
     /// AutoDeploy whose deployment no longer serves what the API holds gets a new deployment, as API Gateway does.
     /// </summary>
-    public async Task<(T? Result, AwsError? Error)> EditHttpAsync<T>(string apiId, Func<HttpApiEdit, (T? Result, AwsError? Error)> edit,
-        StoredHttpApi? create = null)
-    {
-        await _writeLock.WaitAsync();
-        try
+    public Task<(T? Result, AwsError? Error)> EditHttpAsync<T>(string apiId, Func<HttpApiEdit, (T? Result, AwsError? Error)> edit,
+        StoredHttpApi? create = null) =>
+        WriteAsync<(T?, AwsError?)>(ApiSubject + apiId, () => ReadApi(apiId), () =>
         {
             StoredHttpApi? current;
             if (create is not null)
@@ -139,32 +143,30 @@ internal sealed partial class ApiRegistry : IHostedService, IDisposable
             }
             else if (!_http.TryGetValue(apiId, out current))
             {
-                return (default, ApiErrors.ApiNotFound(_options.AccountId, apiId));
+                return ((default, ApiErrors.ApiNotFound(_options.AccountId, apiId)), null);
             }
             var change = new HttpApiEdit(this, current);
             var (result, error) = edit(change);
             if (error is not null)
             {
-                return (default, error);
+                return ((default, error), null);
             }
             AutoDeploy(change);
-            Commit(apiId, Http, Serialize(change.Api, ApiGatewayJsonContext.Default.StoredHttpApi), change.Added, change.Removed);
-            _http[apiId] = change.Api;
-            Rebuild(apiId);
-            return (result, null);
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
-    }
+            var document = Serialize(change.Api, ApiGatewayJsonContext.Default.StoredHttpApi);
+            return ((result, null), new Write(
+                (connection, transaction) => Commit(connection, transaction, apiId, Http, document, change.Added, change.Removed),
+                () =>
+                {
+                    Remember(apiId, change.Added, change.Removed);
+                    _http[apiId] = change.Api;
+                    Rebuild(apiId);
+                }));
+        });
 
     /// <summary>Creates (with <paramref name="create"/>) or changes the REST API <paramref name="apiId"/>, as <see cref="EditHttpAsync"/>.</summary>
-    public async Task<(T? Result, AwsError? Error)> EditRestAsync<T>(string apiId, Func<RestApiEdit, (T? Result, AwsError? Error)> edit,
-        StoredRestApi? create = null)
-    {
-        await _writeLock.WaitAsync();
-        try
+    public Task<(T? Result, AwsError? Error)> EditRestAsync<T>(string apiId, Func<RestApiEdit, (T? Result, AwsError? Error)> edit,
+        StoredRestApi? create = null) =>
+        WriteAsync<(T?, AwsError?)>(ApiSubject + apiId, () => ReadApi(apiId), () =>
         {
             StoredRestApi? current;
             if (create is not null)
@@ -173,63 +175,42 @@ internal sealed partial class ApiRegistry : IHostedService, IDisposable
             }
             else if (!_rest.TryGetValue(apiId, out current))
             {
-                return (default, ApiErrors.ApiNotFound(_options.AccountId, apiId));
+                return ((default, ApiErrors.ApiNotFound(_options.AccountId, apiId)), null);
             }
             var change = new RestApiEdit(this, current);
             var (result, error) = edit(change);
             if (error is not null)
             {
-                return (default, error);
+                return ((default, error), null);
             }
-            Commit(apiId, Rest, Serialize(change.Api, ApiGatewayJsonContext.Default.StoredRestApi), change.Added, change.Removed);
-            _rest[apiId] = change.Api;
-            Rebuild(apiId);
-            return (result, null);
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
-    }
+            var document = Serialize(change.Api, ApiGatewayJsonContext.Default.StoredRestApi);
+            return ((result, null), new Write(
+                (connection, transaction) => Commit(connection, transaction, apiId, Rest, document, change.Added, change.Removed),
+                () =>
+                {
+                    Remember(apiId, change.Added, change.Removed);
+                    _rest[apiId] = change.Api;
+                    Rebuild(apiId);
+                }));
+        });
 
     /// <summary>Deletes an API of either kind with its deployments; false when there is none.</summary>
-    public async Task<bool> DeleteApiAsync(string apiId, bool http)
-    {
-        await _writeLock.WaitAsync();
-        try
+    public Task<bool> DeleteApiAsync(string apiId, bool http) =>
+        WriteAsync(ApiSubject + apiId, () => ReadApi(apiId), () =>
         {
             if (http ? !_http.ContainsKey(apiId) : !_rest.ContainsKey(apiId))
             {
-                return false;
+                return (false, null);
             }
-            using (var connection = _database.Open())
-            using (var delete = connection.CreateCommand())
-            {
-                delete.CommandText = "DELETE FROM apigw_apis WHERE id = $id;"; // deployments go with it (ON DELETE CASCADE)
-                delete.Parameters.AddWithValue("$id", apiId);
-                delete.ExecuteNonQuery();
-            }
-            if (http)
-            {
-                _http.TryRemove(apiId, out _);
-            }
-            else
-            {
-                _rest.TryRemove(apiId, out _);
-            }
-            foreach (var key in _snapshots.Keys.Where(k => k.Api == apiId).ToList())
-            {
-                _snapshots.TryRemove(key, out _);
-            }
-            _live.TryRemove(apiId, out _);
-            Log.Deleted(_logger, apiId);
-            return true;
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
-    }
+            return (true, new Write(
+                // Deployments go with it (ON DELETE CASCADE).
+                (connection, transaction) => Execute(connection, transaction, "DELETE FROM apigw_apis WHERE id = $1;", apiId),
+                () =>
+                {
+                    Forget(apiId);
+                    Log.Deleted(_logger, apiId);
+                }));
+        });
 
     /// <summary>
     /// Creates or changes the API key <paramref name="id"/>: <paramref name="change"/> gets the stored key (null when
@@ -243,83 +224,273 @@ internal sealed partial class ApiRegistry : IHostedService, IDisposable
         ChangeAsync("apigw_usage_plans", id, _plans, ApiGatewayJsonContext.Default.UsagePlan, change);
 
     /// <summary>Deletes an API key and takes it out of every usage plan, in one transaction.</summary>
-    public async Task<bool> DeleteKeyAsync(string id)
-    {
-        await _writeLock.WaitAsync();
-        try
+    public Task<bool> DeleteKeyAsync(string id) =>
+        WriteAsync(KeysSubject, ReadKeysAndPlans, () =>
         {
             if (!_keys.ContainsKey(id))
             {
-                return false;
+                return (false, null);
             }
             var plans = _plans.Values.Where(p => p.KeyIds?.Contains(id) == true).Select(p => p with { KeyIds = [.. p.KeyIds!.Where(k => k != id)] }).ToList();
-            using var connection = _database.Open();
-            using var transaction = connection.BeginTransaction();
-            Execute(connection, transaction, "DELETE FROM apigw_api_keys WHERE id = $id;", ("$id", id));
-            foreach (var plan in plans)
-            {
-                Execute(connection, transaction, "UPDATE apigw_usage_plans SET document = $document WHERE id = $id;",
-                    ("$id", plan.Id!), ("$document", Serialize(plan, ApiGatewayJsonContext.Default.UsagePlan)));
-            }
-            transaction.Commit();
-            _keys.TryRemove(id, out _);
-            foreach (var plan in plans)
-            {
-                _plans[plan.Id!] = plan;
-            }
-            return true;
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
-    }
+            return (true, new Write(
+                (connection, transaction) =>
+                {
+                    Execute(connection, transaction, "DELETE FROM apigw_api_keys WHERE id = $1;", id);
+                    foreach (var plan in plans)
+                    {
+                        Execute(connection, transaction, "UPDATE apigw_usage_plans SET document = $2 WHERE id = $1;",
+                            plan.Id!, Serialize(plan, ApiGatewayJsonContext.Default.UsagePlan));
+                    }
+                },
+                () =>
+                {
+                    _keys.TryRemove(id, out _);
+                    foreach (var plan in plans)
+                    {
+                        _plans[plan.Id!] = plan;
+                    }
+                }));
+        });
 
-    public async Task<bool> DeletePlanAsync(string id)
-    {
-        await _writeLock.WaitAsync();
-        try
+    public Task<bool> DeletePlanAsync(string id) =>
+        WriteAsync(KeysSubject, ReadKeysAndPlans, () =>
         {
             if (!_plans.ContainsKey(id))
             {
-                return false;
+                return (false, null);
             }
-            using (var connection = _database.Open())
-            {
-                Execute(connection, null, "DELETE FROM apigw_usage_plans WHERE id = $id;", ("$id", id));
-            }
-            _plans.TryRemove(id, out _);
-            return true;
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
-    }
+            return (true, new Write(
+                (connection, transaction) => Execute(connection, transaction, "DELETE FROM apigw_usage_plans WHERE id = $1;", id),
+                () => _plans.TryRemove(id, out _)));
+        });
 
-    private async Task<(T? Value, AwsError? Error)> ChangeAsync<T>(string table, string id, ConcurrentDictionary<string, T> memory, JsonTypeInfo<T> typeInfo,
-        Func<T?, (T? Next, AwsError? Error)> change) where T : class
-    {
-        await _writeLock.WaitAsync();
-        try
+    private Task<(T? Value, AwsError? Error)> ChangeAsync<T>(string table, string id, ConcurrentDictionary<string, T> memory, JsonTypeInfo<T> typeInfo,
+        Func<T?, (T? Next, AwsError? Error)> change) where T : class =>
+        WriteAsync<(T?, AwsError?)>(KeysSubject, ReadKeysAndPlans, () =>
         {
             var (next, error) = change(memory.GetValueOrDefault(id));
             if (error is not null || next is null)
             {
-                return (null, error);
+                return ((null, error), null);
             }
-            using (var connection = _database.Open())
+            var document = Serialize(next, typeInfo);
+            return ((next, null), new Write(
+                (connection, transaction) => Execute(connection, transaction,
+                    $"INSERT INTO {table} (id, document) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET document = excluded.document;", id, document),
+                () => memory[id] = next));
+        });
+
+    /// <summary>What a change writes (in one transaction) and then does to memory (once committed).</summary>
+    private sealed record Write(Action<DbConnection, DbTransaction> Statements, Action Apply);
+
+    /// <summary>
+    /// Runs one change under the write lock: <paramref name="decide"/> looks at memory and returns the answer and what
+    /// to write (null: nothing, as for an error); the write is one transaction, committed before memory changes, so a
+    /// change that was answered survives kill -9 and a failed one leaves nothing. In a cluster the transaction is the
+    /// cluster lock's: <paramref name="reread"/> first brings memory up to what the other nodes wrote, so that neither
+    /// of two nodes writing at once loses the other's change, and the commit announces <paramref name="subject"/>.
+    /// </summary>
+    private async Task<T> WriteAsync<T>(string subject, Action reread, Func<(T Result, Write? Write)> decide)
+    {
+        await _writeLock.WaitAsync();
+        try
+        {
+            if (!_cluster.Enabled)
             {
-                Execute(connection, null, $"INSERT INTO {table} (id, document) VALUES ($id, $document) ON CONFLICT (id) DO UPDATE SET document = excluded.document;",
-                    ("$id", id), ("$document", Serialize(next, typeInfo)));
+                var (result, write) = decide();
+                if (write is not null)
+                {
+                    using (var connection = _database.Open())
+                    using (var transaction = connection.BeginTransaction())
+                    {
+                        write.Statements(connection, transaction);
+                        transaction.Commit(); // durable here (synchronous=FULL); memory follows
+                    }
+                    write.Apply();
+                }
+                return result;
             }
-            memory[id] = next;
-            return (next, null);
+            var held = (await ClusterLock.AcquireAsync(_database, ClusterLock.Apis))!;
+            var heldConnection = held.Connection!; // the transaction forgets it once committed
+            try
+            {
+                // Off the socket's I/O thread (Hosting/IoThreads.cs): the reread and the statements block.
+                var (result, write) = await Task.Run(() =>
+                {
+                    reread();
+                    var decided = decide();
+                    decided.Write?.Statements(held.Connection!, held);
+                    return decided;
+                }, CancellationToken.None);
+                if (write is not null)
+                {
+                    await ClusterLock.ReleaseAsync(held, ClusterNode.ApisChannel, _cluster.Payload(subject));
+                    write.Apply();
+                }
+                return result;
+            }
+            finally
+            {
+                await heldConnection.DisposeAsync(); // done already, unless nothing was written or the write failed (then rolled back)
+            }
+        }
+        finally
+        {
+            _writeLock.Release();
+            if (_cluster.Enabled)
+            {
+                await ClusterLock.LeaveIoThread();
+            }
+        }
+    }
+
+    /// <summary>Another node changed <paramref name="subject"/> (null: anything, after a lost connection): reread it.</summary>
+    private async Task RereadAsync(string? subject)
+    {
+        // One at a time, and never during this node's own write: the last reread applies the latest state.
+        await _writeLock.WaitAsync(CancellationToken.None);
+        try
+        {
+            if (subject is not null && subject.StartsWith(ApiSubject, StringComparison.Ordinal))
+            {
+                ReadApi(subject[ApiSubject.Length..]);
+            }
+            else if (subject == KeysSubject)
+            {
+                ReadKeysAndPlans();
+            }
+            else
+            {
+                LoadAll();
+            }
+        }
+        catch (Exception e) when (e is DbException or JsonException)
+        {
+            Log.RereadFailed(_logger, subject ?? "everything", e.Message); // reread again when the next change or reconnection is heard
         }
         finally
         {
             _writeLock.Release();
         }
+    }
+
+    /// <summary>Reads everything (at start, or after the cluster's notifications may have been missed); what is gone is forgotten.</summary>
+    private void LoadAll()
+    {
+        using var connection = _database.OpenShared();
+        var snapshots = new Dictionary<(string, string), string>();
+        using (var select = Sql.Positional(connection, "SELECT api_id, id, snapshot FROM apigw_deployments;"))
+        using (var reader = select.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                snapshots[(reader.GetString(0), reader.GetString(1))] = reader.GetString(2);
+            }
+        }
+        var apis = new Dictionary<string, (string Kind, string Document)>(StringComparer.Ordinal);
+        using (var select = Sql.Positional(connection, "SELECT id, kind, document FROM apigw_apis;"))
+        using (var reader = select.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                apis[reader.GetString(0)] = (reader.GetString(1), reader.GetString(2));
+            }
+        }
+        foreach (var (key, json) in snapshots)
+        {
+            _snapshots[key] = json;
+        }
+        foreach (var key in _snapshots.Keys.Where(k => !snapshots.ContainsKey(k)).ToList())
+        {
+            _snapshots.TryRemove(key, out _);
+        }
+        foreach (var id in _http.Keys.Concat(_rest.Keys).Where(id => !apis.ContainsKey(id)).ToList())
+        {
+            Forget(id);
+        }
+        foreach (var (id, (kind, document)) in apis)
+        {
+            Apply(id, kind, document);
+        }
+        ReadKeysAndPlans(connection);
+    }
+
+    /// <summary>Rereads one API and its deployments' snapshots (a cluster node, after another node changed it).</summary>
+    private void ReadApi(string apiId)
+    {
+        using var connection = _database.OpenShared();
+        (string Kind, string Document)? api = null;
+        using (var select = Sql.Positional(connection, "SELECT kind, document FROM apigw_apis WHERE id = $1;", apiId))
+        using (var reader = select.ExecuteReader())
+        {
+            if (reader.Read())
+            {
+                api = (reader.GetString(0), reader.GetString(1));
+            }
+        }
+        var snapshots = new Dictionary<string, string>(StringComparer.Ordinal);
+        using (var select = Sql.Positional(connection, "SELECT id, snapshot FROM apigw_deployments WHERE api_id = $1;", apiId))
+        using (var reader = select.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                snapshots[reader.GetString(0)] = reader.GetString(1);
+            }
+        }
+        if (api is not { } found)
+        {
+            Forget(apiId);
+            return;
+        }
+        foreach (var (id, json) in snapshots)
+        {
+            _snapshots[(apiId, id)] = json;
+        }
+        foreach (var key in _snapshots.Keys.Where(k => k.Api == apiId && !snapshots.ContainsKey(k.Deployment)).ToList())
+        {
+            _snapshots.TryRemove(key, out _);
+        }
+        Apply(apiId, found.Kind, found.Document);
+    }
+
+    /// <summary>Holds a stored API (its snapshots already in memory) and compiles what its stages serve.</summary>
+    private void Apply(string apiId, string kind, string document)
+    {
+        if (kind == Http)
+        {
+            _http[apiId] = Deserialize(document, ApiGatewayJsonContext.Default.StoredHttpApi);
+            _rest.TryRemove(apiId, out _);
+        }
+        else
+        {
+            _rest[apiId] = Deserialize(document, ApiGatewayJsonContext.Default.StoredRestApi);
+            _http.TryRemove(apiId, out _);
+        }
+        Rebuild(apiId);
+    }
+
+    /// <summary>Forgets a deleted API: its definition, its snapshots and what it served.</summary>
+    private void Forget(string apiId)
+    {
+        _http.TryRemove(apiId, out _);
+        _rest.TryRemove(apiId, out _);
+        foreach (var key in _snapshots.Keys.Where(k => k.Api == apiId).ToList())
+        {
+            _snapshots.TryRemove(key, out _);
+        }
+        _live.TryRemove(apiId, out _);
+    }
+
+    private void ReadKeysAndPlans()
+    {
+        using var connection = _database.OpenShared();
+        ReadKeysAndPlans(connection);
+    }
+
+    private void ReadKeysAndPlans(DbConnection connection)
+    {
+        Load(connection, "SELECT id, document FROM apigw_api_keys;", _keys, ApiGatewayJsonContext.Default.ApiKey);
+        Load(connection, "SELECT id, document FROM apigw_usage_plans;", _plans, ApiGatewayJsonContext.Default.UsagePlan);
     }
 
     /// <summary>
@@ -352,23 +523,25 @@ internal sealed partial class ApiRegistry : IHostedService, IDisposable
         }
     }
 
-    private void Commit(string apiId, string kind, string document, List<(string Id, string Snapshot)> added, List<string> removed)
+    private static void Commit(DbConnection connection, DbTransaction transaction, string apiId, string kind, string document,
+        List<(string Id, string Snapshot)> added, List<string> removed)
     {
-        using var connection = _database.Open();
-        using var transaction = connection.BeginTransaction();
         Execute(connection, transaction,
-            "INSERT INTO apigw_apis (id, kind, document) VALUES ($id, $kind, $document) ON CONFLICT (id) DO UPDATE SET document = excluded.document;",
-            ("$id", apiId), ("$kind", kind), ("$document", document));
+            "INSERT INTO apigw_apis (id, kind, document) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET document = excluded.document;",
+            apiId, kind, document);
         foreach (var (id, snapshot) in added)
         {
-            Execute(connection, transaction, "INSERT INTO apigw_deployments (api_id, id, snapshot) VALUES ($api, $id, $snapshot);",
-                ("$api", apiId), ("$id", id), ("$snapshot", snapshot));
+            Execute(connection, transaction, "INSERT INTO apigw_deployments (api_id, id, snapshot) VALUES ($1, $2, $3);", apiId, id, snapshot);
         }
         foreach (var id in removed)
         {
-            Execute(connection, transaction, "DELETE FROM apigw_deployments WHERE api_id = $api AND id = $id;", ("$api", apiId), ("$id", id));
+            Execute(connection, transaction, "DELETE FROM apigw_deployments WHERE api_id = $1 AND id = $2;", apiId, id);
         }
-        transaction.Commit(); // durable here (synchronous=FULL); memory follows
+    }
+
+    /// <summary>Memory follows a committed change's deployments.</summary>
+    private void Remember(string apiId, List<(string Id, string Snapshot)> added, List<string> removed)
+    {
         foreach (var (id, snapshot) in added)
         {
             _snapshots[(apiId, id)] = snapshot;
@@ -415,26 +588,33 @@ internal sealed partial class ApiRegistry : IHostedService, IDisposable
     internal static T Deserialize<T>(string json, JsonTypeInfo<T> typeInfo) =>
         JsonSerializer.Deserialize(json, typeInfo) ?? throw new JsonException("A stored API Gateway document is null.");
 
-    private static void Load<T>(SqliteConnection connection, string sql, ConcurrentDictionary<string, T> into, JsonTypeInfo<T> typeInfo)
+    /// <summary>Replaces <paramref name="into"/>'s contents with the table's rows (what is gone is forgotten).</summary>
+    private static void Load<T>(DbConnection connection, string sql, ConcurrentDictionary<string, T> into, JsonTypeInfo<T> typeInfo)
     {
-        using var select = connection.CreateCommand();
-        select.CommandText = sql;
-        using var reader = select.ExecuteReader();
-        while (reader.Read())
+        var rows = new Dictionary<string, T>(StringComparer.Ordinal);
+        using (var select = Sql.Positional(connection, sql))
+        using (var reader = select.ExecuteReader())
         {
-            into[reader.GetString(0)] = Deserialize(reader.GetString(1), typeInfo);
+            while (reader.Read())
+            {
+                rows[reader.GetString(0)] = Deserialize(reader.GetString(1), typeInfo);
+            }
+        }
+        foreach (var (id, value) in rows)
+        {
+            into[id] = value;
+        }
+        foreach (var id in into.Keys.Where(id => !rows.ContainsKey(id)).ToList())
+        {
+            into.TryRemove(id, out _);
         }
     }
 
-    private static void Execute(SqliteConnection connection, SqliteTransaction? transaction, string sql, params (string Name, string Value)[] parameters)
+    /// <summary>Runs a statement with positional parameters (<see cref="Sql.Positional"/>) in the write's transaction.</summary>
+    private static void Execute(DbConnection connection, DbTransaction transaction, string sql, params object?[] values)
     {
-        using var command = connection.CreateCommand();
+        using var command = Sql.Positional(connection, sql, values);
         command.Transaction = transaction;
-        command.CommandText = sql;
-        foreach (var (name, value) in parameters)
-        {
-            command.Parameters.AddWithValue(name, value);
-        }
         command.ExecuteNonQuery();
     }
 
@@ -448,6 +628,9 @@ internal sealed partial class ApiRegistry : IHostedService, IDisposable
 
         [LoggerMessage(EventIds.ApiGatewaySnapshotUnreadable, LogLevel.Error, "A deployment of API {ApiId} cannot be read ({Reason}); its stages serve nothing until it is deployed again")]
         public static partial void SnapshotUnreadable(ILogger logger, string apiId, string reason);
+
+        [LoggerMessage(EventIds.ApiGatewayRereadFailed, LogLevel.Warning, "Rereading {Subject} of API Gateway after another node's change failed ({Reason}); it is reread at the next change or reconnection")]
+        public static partial void RereadFailed(ILogger logger, string subject, string reason);
     }
 }
 

@@ -86,6 +86,7 @@ internal static class EventIds
     public const int ApiGatewayIntegrationFailed = 10004;
     public const int ApiGatewayAuthorizerFailed = 10005;
     public const int ApiGatewayJwksFailed = 10006;
+    public const int ApiGatewayRereadFailed = 10007;
     // 9xxx DynamoDB-compatible tables and streams
     public const int DynamoCommitFailed = 9000;
     public const int DynamoWriteFailed = 9001;

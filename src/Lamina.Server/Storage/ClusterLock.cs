@@ -3,7 +3,7 @@ using Npgsql;
 namespace Lamina.Server.Storage;
 
 /// <summary>
-/// A cluster-wide write lock for a registry (functions, layers, EventBridge's buses and rules, SNS's topics): a transaction holding a PostgreSQL advisory lock, so
+/// A cluster-wide write lock for a registry (functions, layers, EventBridge's buses and rules, SNS's topics, API Gateway's APIs): a transaction holding a PostgreSQL advisory lock, so
 /// that the writes of all nodes take turns as one node's writes take turns on its local lock. Released by committing,
 /// which also delivers the change's notification (NOTIFY is sent on commit); a node that dies mid-write loses its
 /// connection and with it the lock, and nothing of the write's announcement.
@@ -16,6 +16,7 @@ internal static class ClusterLock
     public const long EventSourceMappings = 0x6c616d696e6165;
     public const long Events = 0x6c616d696e6176; // "lamina" + "v" (e is the mappings')
     public const long Topics = 0x6c616d696e6174; // "lamina" + "t": SNS's topics and subscriptions
+    public const long Apis = 0x6c616d696e6161; // "lamina" + "a": API Gateway's APIs, keys and usage plans
 
     /// <summary>
     /// Continues on the thread pool. Npgsql's awaits resume where the socket completed (inline completions,

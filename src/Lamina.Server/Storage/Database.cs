@@ -21,7 +21,8 @@ namespace Lamina.Server.Storage;
 /// <remarks>
 /// A cluster node (<c>--database postgresql://…</c>, issue #25) runs the same ordered steps on PostgreSQL (through
 /// <see cref="Sql.ForPostgres"/>; the version is kept in <c>lamina_schema</c>), and the stores that are shared across
-/// the cluster (Lambda's control plane, the asynchronous queue, EventBridge's buses, rules and schedules, SNS's topics and subscriptions) open their connections with <see cref="OpenShared"/>.
+/// the cluster (Lambda's control plane, the asynchronous queue, EventBridge's buses, rules and schedules, SNS's topics and
+/// subscriptions, API Gateway's APIs, keys and usage plans) open their connections with <see cref="OpenShared"/>.
 /// The stores not yet shared keep using the node's own file (<see cref="Open"/>), as docs/ARCHITECTURE.md lists.
 /// </remarks>
 internal sealed class Database : IAsyncDisposable
