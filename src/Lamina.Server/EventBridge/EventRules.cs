@@ -9,7 +9,6 @@ using Lamina.Server.Lambda;
 using Lamina.Server.Protocols;
 using Lamina.Server.Storage;
 using System.Data.Common;
-using Npgsql;
 using Microsoft.Extensions.Options;
 
 namespace Lamina.Server.EventBridge;
@@ -655,26 +654,14 @@ internal sealed partial class EventRules : IHostedService, IDisposable
 
     // ---- storage --------------------------------------------------------------------------------
 
-    private async Task ReloadAsync()
+    private Task ReloadAsync() => ClusterLock.RereadAsync(_writeLock, () =>
     {
-        await _writeLock.WaitAsync(CancellationToken.None);
-        try
+        Load();
+        lock (_nextFiring)
         {
-            Load();
-            lock (_nextFiring)
-            {
-                _planLoaded = false; // a rule may have been replanned: the holder rereads the plan
-            }
+            _planLoaded = false; // a rule may have been replanned: the holder rereads the plan
         }
-        catch (NpgsqlException)
-        {
-            // Reloaded again when the listener reconnects.
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
-    }
+    });
 
     private void Load()
     {
@@ -728,9 +715,8 @@ internal sealed partial class EventRules : IHostedService, IDisposable
     }
 
     /// <summary>
-    /// Runs one change under the write lock, in one transaction; the in-memory snapshot changes inside it. In a
-    /// cluster the transaction is the cluster lock's: the change is made after rereading what the other nodes wrote,
-    /// and committed with its announcement.
+    /// Runs one change under the write lock, in one transaction (<see cref="ClusterLock.ChangeAsync"/>); the in-memory
+    /// snapshot changes inside it and is put back if the change fails.
     /// </summary>
     private async Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction, T> change)
     {
@@ -738,32 +724,11 @@ internal sealed partial class EventRules : IHostedService, IDisposable
         var (buses, rules) = (_buses, _rules);
         try
         {
-            if (!_cluster.Enabled)
+            return await ClusterLock.ChangeAsync(_database, _cluster, ClusterLock.Events, ClusterNode.EventsChannel, "events", () =>
             {
-                using var connection = _database.Open();
-                using var transaction = connection.BeginTransaction();
-                var result = change(connection, transaction);
-                transaction.Commit();
-                return result;
-            }
-            var held = (await ClusterLock.AcquireAsync(_database, ClusterLock.Events))!;
-            var heldConnection = held.Connection!; // the transaction forgets it once committed
-            try
-            {
-                // Off the socket's I/O thread (Hosting/IoThreads.cs): the reread and the change block.
-                var changed = await Task.Run(() =>
-                {
-                    Load();
-                    (buses, rules) = (_buses, _rules);
-                    return change(held.Connection!, held);
-                }, CancellationToken.None);
-                await ClusterLock.ReleaseAsync(held, ClusterNode.EventsChannel, _cluster.Payload("events"));
-                return changed;
-            }
-            finally
-            {
-                await heldConnection.DisposeAsync(); // done already, unless the change failed (then rolled back)
-            }
+                Load();
+                (buses, rules) = (_buses, _rules);
+            }, change);
         }
         catch
         {

@@ -126,22 +126,7 @@ internal sealed class LayerRegistry : IDisposable
         cluster.Reconnected += () => _ = Task.Run(ReloadAsync);
     }
 
-    private async Task ReloadAsync()
-    {
-        await _writeLock.WaitAsync(CancellationToken.None);
-        try
-        {
-            Load();
-        }
-        catch (NpgsqlException)
-        {
-            // Reloaded again when the listener reconnects.
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
-    }
+    private Task ReloadAsync() => ClusterLock.RereadAsync(_writeLock, () => Load());
 
     private async Task EnterWriteAsync(CancellationToken cancellationToken)
     {

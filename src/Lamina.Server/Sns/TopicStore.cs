@@ -12,7 +12,6 @@ using Lamina.Server.Protocols;
 using Lamina.Server.Sqs;
 using Lamina.Server.Storage;
 using Microsoft.Extensions.Options;
-using Npgsql;
 
 namespace Lamina.Server.Sns;
 
@@ -371,22 +370,7 @@ internal sealed partial class TopicStore : IHostedService, IDisposable
     private static Subscription ReadSubscription(DbDataReader reader) =>
         new(reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), Map(reader.GetString(4)));
 
-    private async Task ReloadAsync()
-    {
-        await _writeLock.WaitAsync(CancellationToken.None);
-        try
-        {
-            Load();
-        }
-        catch (NpgsqlException)
-        {
-            // Reloaded again when the listener reconnects.
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
-    }
+    private Task ReloadAsync() => ClusterLock.RereadAsync(_writeLock, Load);
 
     private void Load()
     {
@@ -416,9 +400,8 @@ internal sealed partial class TopicStore : IHostedService, IDisposable
     }
 
     /// <summary>
-    /// Runs one change under the write lock, in one transaction; the in-memory copy changes inside it. In a cluster the
-    /// transaction is the cluster lock's: the change is made after rereading what the other nodes wrote, and committed
-    /// with its announcement.
+    /// Runs one change under the write lock, in one transaction (<see cref="ClusterLock.ChangeAsync"/>); the in-memory
+    /// copy changes inside it and is put back if the change fails.
     /// </summary>
     private async Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction, T> change)
     {
@@ -426,32 +409,11 @@ internal sealed partial class TopicStore : IHostedService, IDisposable
         var (topics, subscriptions) = (_topics, _subscriptions);
         try
         {
-            if (!_cluster.Enabled)
+            return await ClusterLock.ChangeAsync(_database, _cluster, ClusterLock.Topics, ClusterNode.SnsChannel, "sns", () =>
             {
-                using var connection = _database.Open();
-                using var transaction = connection.BeginTransaction();
-                var result = change(connection, transaction);
-                transaction.Commit();
-                return result;
-            }
-            var held = (await ClusterLock.AcquireAsync(_database, ClusterLock.Topics))!;
-            var heldConnection = held.Connection!; // the transaction forgets it once committed
-            try
-            {
-                // Off the socket's I/O thread (Hosting/IoThreads.cs): the reread and the change block.
-                var changed = await Task.Run(() =>
-                {
-                    Load();
-                    (topics, subscriptions) = (_topics, _subscriptions);
-                    return change(held.Connection!, held);
-                }, CancellationToken.None);
-                await ClusterLock.ReleaseAsync(held, ClusterNode.SnsChannel, _cluster.Payload("sns"));
-                return changed;
-            }
-            finally
-            {
-                await heldConnection.DisposeAsync(); // done already, unless the change failed (then rolled back)
-            }
+                Load();
+                (topics, subscriptions) = (_topics, _subscriptions);
+            }, change);
         }
         catch
         {

@@ -1,3 +1,4 @@
+using System.Data.Common;
 using Npgsql;
 
 namespace Lamina.Server.Storage;
@@ -47,6 +48,65 @@ internal static class ClusterLock
         {
             await connection.DisposeAsync();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Runs one change of a store that every node caches in memory, in one transaction. On a single machine that is a
+    /// transaction on the node's file. In a cluster it is the transaction holding lock <paramref name="key"/>:
+    /// <paramref name="reread"/> first brings memory up to what the other nodes wrote (so that neither of two nodes
+    /// writing at once loses the other's change), then <paramref name="change"/> runs, and the commit announces
+    /// <paramref name="subject"/> on <paramref name="channel"/>. Both run off the socket's I/O thread
+    /// (Hosting/IoThreads.cs): they block. The caller holds its own write lock around this.
+    /// </summary>
+    public static async Task<T> ChangeAsync<T>(Database database, ClusterNode cluster, long key, string channel, string subject,
+        Action reread, Func<DbConnection, DbTransaction, T> change)
+    {
+        if (!cluster.Enabled)
+        {
+            using var connection = database.Open();
+            using var transaction = connection.BeginTransaction();
+            var result = change(connection, transaction);
+            transaction.Commit(); // durable here (synchronous=FULL)
+            return result;
+        }
+        var held = (await AcquireAsync(database, key))!;
+        var heldConnection = held.Connection!; // the transaction forgets it once committed
+        try
+        {
+            var changed = await Task.Run(() =>
+            {
+                reread();
+                return change(held.Connection!, held);
+            }, CancellationToken.None);
+            await ReleaseAsync(held, channel, cluster.Payload(subject));
+            return changed;
+        }
+        finally
+        {
+            await heldConnection.DisposeAsync(); // done already, unless the change failed (then rolled back)
+        }
+    }
+
+    /// <summary>
+    /// Another node changed a store: rereads it with <paramref name="reread"/> under the store's
+    /// <paramref name="writeLock"/> (one at a time, never during this node's own write, so the last reread applies the
+    /// latest state). A database away for the moment is retried when the listener reconnects.
+    /// </summary>
+    public static async Task RereadAsync(SemaphoreSlim writeLock, Action reread)
+    {
+        await writeLock.WaitAsync(CancellationToken.None);
+        try
+        {
+            reread();
+        }
+        catch (NpgsqlException)
+        {
+            // Reread again when the listener reconnects.
+        }
+        finally
+        {
+            writeLock.Release();
         }
     }
 
