@@ -110,7 +110,7 @@ internal sealed partial class EnvironmentPool
         insert.Parameters.AddWithValue("failures", failures.ToArray());
         batch.BatchCommands.Add(delete);
         batch.BatchCommands.Add(insert);
-        await batch.ExecuteNonQueryAsync(_stopping.Token); // a batch is one implicit transaction
+        await batch.ExecuteNonQueryAsync(CancellationToken.None); // one implicit transaction; short, so not cut off at shutdown
         _publishedProvisioned = snapshot;
     }
 
