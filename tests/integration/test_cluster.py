@@ -908,6 +908,101 @@ class ClusterTests(unittest.TestCase):
             self.assertLess(time.monotonic() - t0, 1.0, "node 0 still listed the deleted key after 1 s")
             time.sleep(0.02)
 
+    def test_l_durable_executions_run_on_one_node_and_survive_its_kill(self):
+        """Durable executions on the cluster: they run on the holder of the durable lease and the other nodes forward
+        to it. With AWS's durable SDK for JavaScript (as test_durable): an execution started on a node that does not
+        hold the lease, its callback completed through another with the AWS CLI, is SUCCEEDED as every node sees it;
+        one whose holder is killed (kill -9) during its wait completes on a survivor, each step's side effect once."""
+        import uuid
+
+        import botocore.exceptions
+        import test_durable as td  # the module, not its classes: its tests stay out of this run
+
+        def durable_holder(nodes: list[h.LaminaServer]) -> int:
+            """The index in `nodes` of the node acting on the durable lease (waits for one, as after a failover)."""
+            deadline = time.monotonic() + 20
+            while True:
+                views = [n.raw("GET", "/lamina/v1/cluster").json for n in nodes]
+                acting = [i for i, v in enumerate(views) if any(l["Name"] == "durable" and l["HeldHere"] for l in v["Leases"])]
+                if len(acting) == 1:
+                    return acting[0]
+                self.assertLess(time.monotonic(), deadline, f"no one node holds the durable lease: {views}")
+                time.sleep(0.2)
+
+        def retrying(call):
+            """`call` until it does not answer 503 (the cluster failing over: the SDKs retry it; these clients do not)."""
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    return call()
+                except botocore.exceptions.ClientError as e:
+                    if e.response["ResponseMetadata"]["HTTPStatusCode"] != 503 or time.monotonic() > deadline:
+                        raise
+                time.sleep(0.2)
+
+        def side_effects(name: str, tag: str) -> dict[str, int]:
+            """Each step's runs, summed over the nodes' logs (logs are per node; a step runs where its holder was)."""
+            counts = {"first": 0, "second": 0}
+            for node in _nodes:
+                logs = h.boto3_client(node.url, "logs")
+                try:
+                    ran = mixin.side_effects(logs, name, tag)
+                except logs.exceptions.ResourceNotFoundException:
+                    continue  # the function never ran on that node: no log group there
+                for step, n in ran.items():
+                    counts[step] += n
+            return counts
+
+        mixin = type("Durable", (td.DurableMixin,), {"assertEqual": self.assertEqual, "assertRegex": self.assertRegex})()
+        holder = durable_holder(_nodes)
+        others = [i for i in range(NODES) if i != holder]
+        lams = [h.boto3_client(n.url, "lambda") for n in _nodes]
+        name = "durable-cluster"
+        mixin.create_workflow(h.boto3_client(_nginx.url, "lambda"), name)
+        for lam in lams:  # every node knows the function within a second (test_a)
+            td.poll(lambda: lam.list_functions()["Functions"], lambda fs: name in [f["FunctionName"] for f in fs], 5, 0.05)
+
+        # Started on a node that does not run executions, seen from another, its callback sent through a third (the CLI).
+        tag = uuid.uuid4().hex[:8]
+        arn = mixin.start(lams[others[0]], name, f"cluster-{tag}", {"tag": tag, "n": 4, "waitSeconds": 1})
+        callback_id = mixin.callback_id(lams[others[1]], arn)
+        sent = _nodes[others[1]].aws_cli("lambda", "send-durable-execution-callback-success", "--callback-id", callback_id,
+                                         "--result", '{"approved": true}')
+        self.assertEqual(sent.rc, 0, sent)
+        for lam in lams:
+            done = td.poll(lambda: lam.get_durable_execution(DurableExecutionArn=arn), lambda e: e["Status"] != "RUNNING", 60)
+            self.assertEqual(done["Status"], "SUCCEEDED", done)
+            self.assertEqual(json.loads(done["Result"]), {"first": {"n": 5}, "second": 50, "approval": {"approved": True}})
+            listed = lam.list_durable_executions_by_function(FunctionName=name)["DurableExecutions"]
+            self.assertEqual([(e["DurableExecutionArn"], e["Status"]) for e in listed], [(arn, "SUCCEEDED")])
+        self.assertEqual(td.poll(lambda: side_effects(name, tag), lambda c: c["second"] >= 1), {"first": 1, "second": 1})
+
+        # A longer wait; the holder is killed during it. A survivor takes the lease over, replays the execution and
+        # ends it once its callback comes (sent through nginx, to whichever node).
+        tag = uuid.uuid4().hex[:8]
+        arn = mixin.start(lams[others[0]], name, f"failover-{tag}", {"tag": tag, "n": 2, "waitSeconds": 8})
+        td.poll(lambda: mixin.history(lams[others[1]], arn), lambda ev: any(e["EventType"] == "WaitStarted" for e in ev))
+        self.assertEqual(td.poll(lambda: side_effects(name, tag), lambda c: c["second"] >= 1), {"first": 1, "second": 1})  # ran on the holder
+        _nodes[holder].kill()
+        killed = time.monotonic()
+        survivors = [_nodes[i] for i in others]
+        new_holder = survivors[durable_holder(survivors)]
+        print(f"\n  durable lease: node{holder + 1} killed, {new_holder.label} holds it {time.monotonic() - killed:.1f} s later", flush=True)
+        survivor = h.boto3_client(survivors[0].url, "lambda")
+        self.assertEqual(retrying(lambda: survivor.get_durable_execution(DurableExecutionArn=arn))["Status"], "RUNNING")
+        callback_id = retrying(lambda: mixin.callback_id(survivor, arn))
+        retrying(lambda: h.boto3_client(_nginx.url, "lambda").send_durable_execution_callback_success(
+            CallbackId=callback_id, Result=b'{"approved": "after a failover"}'))
+        for node in survivors:
+            lam = h.boto3_client(node.url, "lambda")
+            done = td.poll(lambda: lam.get_durable_execution(DurableExecutionArn=arn), lambda e: e["Status"] != "RUNNING", 60)
+            self.assertEqual(done["Status"], "SUCCEEDED", done)
+            self.assertEqual(json.loads(done["Result"]), {"first": {"n": 3}, "second": 30, "approval": {"approved": "after a failover"}})
+        # The killed node comes back (its logs hold the steps' first runs): each step ran once across the cluster.
+        _nodes[holder] = _node(holder + 1).start()
+        _nginx_to_the_nodes()
+        self.assertEqual(td.poll(lambda: side_effects(name, tag), lambda c: c["second"] >= 1), {"first": 1, "second": 1})
+
 
 # ---- schedules (tests d, e, f): one rate(1 minute) rule whose target's runs are counted from their destination
 # records, which stay queued for a function that never runs (as in test b). A firing is its envelope's id and time:

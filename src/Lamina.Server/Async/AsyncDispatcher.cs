@@ -304,6 +304,13 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
             // A durable function's event (a trigger, InvokeAsync) starts a durable execution, as Lambda's does; the
             // event's id names it, so a redelivery after a crash finds the same execution.
             var durable = _services.GetRequiredService<Durable.DurableEngine>();
+            if (!durable.Serving)
+            {
+                // On a cluster another node runs the durable executions: the event goes back, due shortly and no
+                // attempt spent, for the holder of the durable lease to claim.
+                await _store.RequeueAsync(e.Id, now + 1000, e.Attempts, e.LastError);
+                return;
+            }
             if (durable.Start(config, e.Payload, e.Id, out _) is { } refused)
             {
                 Log.SystemError(_logger, e.Describe(), refused.Message);

@@ -112,6 +112,7 @@ internal static class EventIds
     public const int DurableExecutionFinished = 13002;
     public const int DurableSweepFailed = 13003;
     public const int DurableChainedInvokeFailed = 13004;
+    public const int DurableLeaseLost = 13005;
 
     // 14xxx cluster: PostgreSQL store, notifications, node heartbeats, leases (issue #25)
     public const int ClusterConnected = 14000;

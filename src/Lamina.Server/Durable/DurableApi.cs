@@ -29,6 +29,7 @@ internal static partial class DurableApi
     {
         services.AddSingleton<DurableStore>();
         services.AddSingleton<DurableEngine>();
+        services.AddSingleton<DurableForwarder>();
         services.AddHostedService(static s => s.GetRequiredService<DurableEngine>());
         return services;
     }
@@ -70,9 +71,18 @@ internal static partial class DurableApi
         {
             await execution.Done.Task.WaitAsync(context.RequestAborted);
         }
-        catch (OperationCanceledException)
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
             return; // the caller left; the execution goes on
+        }
+        catch (OperationCanceledException)
+        {
+            // On a cluster, this node lost the durable lease: the execution goes on on its new holder, where the
+            // caller's retry (the same X-Amz-Durable-Execution-Name) finds it.
+            response.Headers.Remove("X-Amz-Durable-Execution-Arn");
+            response.Headers.Remove("X-Amz-Executed-Version");
+            await new AwsError(503, "ServiceException", "The durable execution moved to another node; retry the request.").ExecuteAsync(context);
+            return;
         }
         response.StatusCode = StatusCodes.Status200OK;
         response.ContentType = "application/json";
@@ -126,8 +136,12 @@ internal static partial class DurableApi
         return options.SplitFunctionKey(execution.FunctionKey).Account == account ? execution : null;
     }
 
-    private static async Task ExecutionGetAsync(HttpContext context, DurableEngine engine, IOptions<LaminaOptions> options)
+    private static async Task ExecutionGetAsync(HttpContext context, DurableEngine engine, DurableForwarder forwarder, IOptions<LaminaOptions> options)
     {
+        if (await forwarder.ForwardedAsync(context))
+        {
+            return;
+        }
         var (arn, action) = ParseTarget(context);
         if (arn is null || action is not ("" or "state" or "history"))
         {
@@ -181,9 +195,13 @@ internal static partial class DurableApi
         await WriteAsync(context, answer);
     }
 
-    private static async Task ExecutionPostAsync(HttpContext context, DurableEngine engine, IOptions<LaminaOptions> options)
+    private static async Task ExecutionPostAsync(HttpContext context, DurableEngine engine, DurableForwarder forwarder, IOptions<LaminaOptions> options)
     {
         await IoThreads.LeaveIoThreadAsync();
+        if (await forwarder.ForwardedAsync(context))
+        {
+            return;
+        }
         var (arn, action) = ParseTarget(context);
         if (arn is null || action is not ("checkpoint" or "stop"))
         {
@@ -236,9 +254,13 @@ internal static partial class DurableApi
 
     // ---- callbacks ----------------------------------------------------------------------------------------------
 
-    private static async Task CallbackAsync(HttpContext context, string callbackId, string action, DurableEngine engine)
+    private static async Task CallbackAsync(HttpContext context, string callbackId, string action, DurableEngine engine, DurableForwarder forwarder)
     {
         await IoThreads.LeaveIoThreadAsync();
+        if (await forwarder.ForwardedAsync(context))
+        {
+            return;
+        }
         if (action is not ("succeed" or "fail" or "heartbeat"))
         {
             await AwsError.NotFound($"No route for POST {context.Request.Path}").ExecuteAsync(context);
@@ -278,8 +300,14 @@ internal static partial class DurableApi
 
     // ---- ListDurableExecutionsByFunction --------------------------------------------------------------------------
 
-    private static async Task ListAsync(HttpContext context, string functionName, DurableEngine engine, FunctionRegistry registry, IOptions<LaminaOptions> options)
+    private static async Task ListAsync(HttpContext context, string functionName, DurableEngine engine, DurableForwarder forwarder, FunctionRegistry registry,
+        IOptions<LaminaOptions> options)
     {
+        await IoThreads.LeaveIoThreadAsync();
+        if (await forwarder.ForwardedAsync(context))
+        {
+            return;
+        }
         var query = context.Request.Query;
         var qualifier = query["Qualifier"].ToString();
         var account = CallerIdentity.AccountOf(context, options.Value);

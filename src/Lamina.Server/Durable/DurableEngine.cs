@@ -20,9 +20,19 @@ namespace Lamina.Server.Durable;
 /// invokes the function again (chained invokes: <c>DurableEngine.Chained.cs</c>). The log is in <c>durable.db</c>;
 /// after a restart every running execution is simply invoked again and replays.
 /// </summary>
+/// <remarks>
+/// On a cluster (issue #25) the log is on PostgreSQL and the engine runs on one node, the holder of the
+/// <see cref="Lease"/> lease: when a node gains it, it loads the executions as a restart does (running ones are
+/// invoked again and replay); when it loses it, it forgets them and stops sweeping. The other nodes forward durable
+/// requests to the holder (<see cref="DurableForwarder"/>). A dead holder's lease lapses and another node takes over:
+/// the restart recovery, on another node.
+/// </remarks>
 internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry registry, Invoker invoker, ConcurrencyLimiter limiter,
-    IOptions<LaminaOptions> options, TimeProvider time, ILogger<DurableEngine> logger) : BackgroundService, IHostedLifecycleService
+    IOptions<LaminaOptions> options, TimeProvider time, Storage.ClusterNode cluster, ILogger<DurableEngine> logger) : BackgroundService, IHostedLifecycleService
 {
+    /// <summary>The cluster lease whose holder runs the durable executions.</summary>
+    public const string Lease = "durable";
+
     private const int MaxFailedInvocations = 3;
     private static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(250);
 
@@ -32,12 +42,28 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
     private readonly SemaphoreSlim _signal = new(0);
     private readonly Lock _startLock = new();
     private long _lastRetentionSweepMs;
+    private volatile bool _loaded; // the executions are in memory (on a cluster: this node gained the lease and loaded them)
+
+    /// <summary>Whether this node runs the durable executions now: always on a single machine; on a cluster, while it holds the lease and has loaded them.</summary>
+    public bool Serving => _loaded && cluster.Holds(Lease);
 
     private long NowMs => time.GetUtcNow().ToUnixTimeMilliseconds();
 
     // ---- lifecycle ------------------------------------------------------------------------------------------------
 
     public Task StartingAsync(CancellationToken cancellationToken)
+    {
+        if (cluster.Enabled)
+        {
+            cluster.RequestLease(Lease); // loaded once held (ExecuteAsync)
+            return Task.CompletedTask;
+        }
+        Load();
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Loads every execution from the log; running ones are due to be invoked again (they replay).</summary>
+    private void Load()
     {
         var now = NowMs;
         foreach (var execution in store.Open())
@@ -52,12 +78,38 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
             }
         }
         Log.Loaded(logger, _executions.Count);
-        return Task.CompletedTask;
+        _loaded = true;
+    }
+
+    /// <summary>
+    /// The lease moved away: forgets every execution (the new holder loads them from the log). Synchronous invokers
+    /// waiting here are told to retry; an invocation still running here can no longer write (<see cref="DurableStore"/>'s fence).
+    /// </summary>
+    private void Drop()
+    {
+        _loaded = false;
+        foreach (var execution in _executions.Values)
+        {
+            lock (execution.Lock)
+            {
+                execution.Token = null;
+                execution.NeedsRun = false;
+            }
+            execution.Done.TrySetCanceled();
+        }
+        _executions.Clear();
+        _byName.Clear();
+        _callbacks.Clear();
+        _waitingAtStart.Clear();
+        Log.LeaseLost(logger);
     }
 
     public Task StartedAsync(CancellationToken cancellationToken)
     {
-        ResumeChainedInvokes(); // once the functions are loaded
+        if (_loaded)
+        {
+            ResumeChainedInvokes(); // once the functions are loaded
+        }
         return Task.CompletedTask;
     }
 
@@ -97,6 +149,23 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
             }
             try
             {
+                if (cluster.Enabled)
+                {
+                    var holds = cluster.Holds(Lease);
+                    if (holds && !_loaded)
+                    {
+                        Load(); // as after a restart: running executions are invoked again and replay
+                        ResumeChainedInvokes();
+                    }
+                    else if (!holds && _loaded)
+                    {
+                        Drop();
+                    }
+                    if (!_loaded)
+                    {
+                        continue;
+                    }
+                }
                 Sweep();
             }
             catch (Exception e) when (e is not OperationCanceledException)
@@ -962,6 +1031,9 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
 
         [LoggerMessage(EventId = Diagnostics.EventIds.DurableSweepFailed, Level = LogLevel.Error, Message = "The durable executions' sweep failed")]
         public static partial void SweepFailed(ILogger logger, Exception exception);
+
+        [LoggerMessage(EventId = Diagnostics.EventIds.DurableLeaseLost, Level = LogLevel.Warning, Message = "This node no longer holds the durable lease: its executions are left to the new holder")]
+        public static partial void LeaseLost(ILogger logger);
 
         [LoggerMessage(EventId = Diagnostics.EventIds.DurableChainedInvokeFailed, Level = LogLevel.Warning, Message = "Chained invoke {OperationId} of {Arn} could not run; trying again")]
         public static partial void ChainedInvokeFailed(ILogger logger, string arn, string operationId, Exception exception);

@@ -1,5 +1,7 @@
+using System.Data.Common;
 using System.Text.Json.Nodes;
 using Lamina.Server.Hosting;
+using Lamina.Server.Storage;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
 
@@ -11,64 +13,112 @@ namespace Lamina.Server.Durable;
 /// replayed to it. Checkpoints come at the pace of a function's steps, not of invocations: one connection under a
 /// lock is enough (no group commit).
 /// </summary>
+/// <remarks>
+/// A cluster node (issue #25) keeps the same tables on the cluster's PostgreSQL (<see cref="Database"/>'s cluster step
+/// 4) and runs the same statements there. Only the holder of the <see cref="DurableEngine.Lease"/> lease writes: each
+/// write first locks the lease's row (<c>FOR SHARE</c>) and finds it held by this node, so a holder that stalled past
+/// its lease (and was replaced) cannot write over its successor's log.
+/// </remarks>
 internal sealed class DurableStore : IDisposable
 {
+    /// <summary>
+    /// The tables, in SQLite's words (Sql.ForPostgres maps them for a cluster), their names after <c>{p}</c>: nothing in
+    /// durable.db, <see cref="PostgresPrefix"/> on the cluster's database, which has other <c>events</c>.
+    /// </summary>
+    public const string Schema = """
+        CREATE TABLE IF NOT EXISTS {p}executions (
+            arn            TEXT    NOT NULL PRIMARY KEY,
+            function_key   TEXT    NOT NULL,  -- the registry key (account:name for another account's function)
+            function_arn   TEXT    NOT NULL,  -- qualified: the version it runs
+            version        TEXT    NOT NULL,
+            name           TEXT    NOT NULL,
+            input          TEXT    NOT NULL,
+            start_ms       INTEGER NOT NULL,
+            timeout_s      INTEGER NOT NULL,
+            retention_days INTEGER NOT NULL,
+            status         TEXT    NOT NULL,  -- RUNNING, SUCCEEDED, FAILED, TIMED_OUT, STOPPED
+            result         TEXT,
+            error          TEXT,              -- ErrorObject JSON
+            end_ms         INTEGER
+        );
+        CREATE UNIQUE INDEX IF NOT EXISTS {p}executions_by_name ON {p}executions (function_key, name);
+        CREATE TABLE IF NOT EXISTS {p}operations (
+            arn                   TEXT    NOT NULL,
+            seq                   INTEGER NOT NULL,  -- order of first checkpoint
+            id                    TEXT    NOT NULL,
+            callback_id           TEXT,
+            json                  TEXT    NOT NULL,  -- the Operation as the APIs answer it
+            deadline_ms           INTEGER,           -- callback timeout
+            heartbeat_s           INTEGER,
+            heartbeat_deadline_ms INTEGER,
+            PRIMARY KEY (arn, id)
+        );
+        CREATE UNIQUE INDEX IF NOT EXISTS {p}operations_by_callback ON {p}operations (callback_id) WHERE callback_id IS NOT NULL;
+        CREATE TABLE IF NOT EXISTS {p}events (
+            arn      TEXT    NOT NULL,
+            event_id INTEGER NOT NULL,
+            json     TEXT    NOT NULL,
+            PRIMARY KEY (arn, event_id)
+        );
+        """;
+
+    /// <summary>What the tables' names start with on a cluster's PostgreSQL.</summary>
+    public const string PostgresPrefix = "durable_";
+
+    /// <summary>The schema with its tables named for one engine.</summary>
+    public static string SchemaNamed(string prefix) => Schema.Replace("{p}", prefix, StringComparison.Ordinal);
+
     private readonly string _path;
+    private readonly string _executions, _operations, _events; // the tables' names on this node's engine
+    private readonly Database _database;
+    private readonly string _nodeId;
     private readonly Lock _lock = new();
     private SqliteConnection? _connection;
 
-    public DurableStore(IOptions<LaminaOptions> options) => _path = Path.Combine(options.Value.DataDirectory, "durable.db");
+    public DurableStore(IOptions<LaminaOptions> options, Database database)
+    {
+        _path = Path.Combine(options.Value.DataDirectory, "durable.db");
+        _database = database;
+        _nodeId = options.Value.EffectiveNodeId;
+        var prefix = database.IsPostgres ? PostgresPrefix : "";
+        (_executions, _operations, _events) = (prefix + "executions", prefix + "operations", prefix + "events");
+    }
 
-    /// <summary>Opens (creating) the file and loads every execution with its operations and events.</summary>
+    /// <summary>
+    /// Opens (creating) the file, or on a cluster reads the cluster's tables, and loads every execution with its
+    /// operations and events.
+    /// </summary>
     public List<DurableExecution> Open()
     {
-        Directory.CreateDirectory(Path.GetDirectoryName(_path)!);
-        var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = _path, Pooling = false, DefaultTimeout = 30 }.ToString());
-        connection.Open();
-        Execute(connection, """
-            PRAGMA journal_mode=WAL;
-            PRAGMA synchronous=FULL;
-            CREATE TABLE IF NOT EXISTS executions (
-                arn            TEXT    NOT NULL PRIMARY KEY,
-                function_key   TEXT    NOT NULL,  -- the registry key (account:name for another account's function)
-                function_arn   TEXT    NOT NULL,  -- qualified: the version it runs
-                version        TEXT    NOT NULL,
-                name           TEXT    NOT NULL,
-                input          TEXT    NOT NULL,
-                start_ms       INTEGER NOT NULL,
-                timeout_s      INTEGER NOT NULL,
-                retention_days INTEGER NOT NULL,
-                status         TEXT    NOT NULL,  -- RUNNING, SUCCEEDED, FAILED, TIMED_OUT, STOPPED
-                result         TEXT,
-                error          TEXT,              -- ErrorObject JSON
-                end_ms         INTEGER
-            );
-            CREATE UNIQUE INDEX IF NOT EXISTS executions_by_name ON executions (function_key, name);
-            CREATE TABLE IF NOT EXISTS operations (
-                arn                   TEXT    NOT NULL,
-                seq                   INTEGER NOT NULL,  -- order of first checkpoint
-                id                    TEXT    NOT NULL,
-                callback_id           TEXT,
-                json                  TEXT    NOT NULL,  -- the Operation as the APIs answer it
-                deadline_ms           INTEGER,           -- callback timeout
-                heartbeat_s           INTEGER,
-                heartbeat_deadline_ms INTEGER,
-                PRIMARY KEY (arn, id)
-            );
-            CREATE UNIQUE INDEX IF NOT EXISTS operations_by_callback ON operations (callback_id) WHERE callback_id IS NOT NULL;
-            CREATE TABLE IF NOT EXISTS events (
-                arn      TEXT    NOT NULL,
-                event_id INTEGER NOT NULL,
-                json     TEXT    NOT NULL,
-                PRIMARY KEY (arn, event_id)
-            );
-            """);
-        _connection = connection;
+        lock (_lock)
+        {
+            if (_database.IsPostgres)
+            {
+                using var shared = _database.OpenShared();
+                return Load(shared, _executions, _operations, _events);
+            }
+            if (_connection is null)
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(_path)!);
+                var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = _path, Pooling = false, DefaultTimeout = 30 }.ToString());
+                connection.Open();
+                using (var command = connection.CreateCommand())
+                {
+                    command.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;" + SchemaNamed("");
+                    command.ExecuteNonQuery();
+                }
+                _connection = connection;
+            }
+            return Load(_connection, _executions, _operations, _events);
+        }
+    }
 
+    private static List<DurableExecution> Load(DbConnection connection, string executionsTable, string operationsTable, string eventsTable)
+    {
         var executions = new Dictionary<string, DurableExecution>(StringComparer.Ordinal);
         using (var command = connection.CreateCommand())
         {
-            command.CommandText = "SELECT arn, function_key, function_arn, version, name, input, start_ms, timeout_s, retention_days, status, result, error, end_ms FROM executions ORDER BY start_ms;";
+            command.CommandText = $"SELECT arn, function_key, function_arn, version, name, input, start_ms, timeout_s, retention_days, status, result, error, end_ms FROM {executionsTable} ORDER BY start_ms;";
             using var reader = command.ExecuteReader();
             while (reader.Read())
             {
@@ -81,8 +131,8 @@ internal sealed class DurableStore : IDisposable
                     Name = reader.GetString(4),
                     Input = reader.GetString(5),
                     StartMs = reader.GetInt64(6),
-                    TimeoutSeconds = reader.GetInt32(7),
-                    RetentionDays = reader.GetInt32(8),
+                    TimeoutSeconds = (int)reader.GetInt64(7),
+                    RetentionDays = (int)reader.GetInt64(8),
                     Status = reader.GetString(9),
                     Result = reader.IsDBNull(10) ? null : reader.GetString(10),
                     Error = reader.IsDBNull(11) ? null : JsonNode.Parse(reader.GetString(11))?.AsObject(),
@@ -93,7 +143,7 @@ internal sealed class DurableStore : IDisposable
         }
         using (var command = connection.CreateCommand())
         {
-            command.CommandText = "SELECT arn, id, json, deadline_ms, heartbeat_s, heartbeat_deadline_ms FROM operations ORDER BY arn, seq;";
+            command.CommandText = $"SELECT arn, id, json, deadline_ms, heartbeat_s, heartbeat_deadline_ms FROM {operationsTable} ORDER BY arn, seq;";
             using var reader = command.ExecuteReader();
             while (reader.Read())
             {
@@ -110,7 +160,7 @@ internal sealed class DurableStore : IDisposable
                     execution.Callbacks[id] = new CallbackTimers
                     {
                         DeadlineMs = reader.IsDBNull(3) ? null : reader.GetInt64(3),
-                        HeartbeatSeconds = reader.IsDBNull(4) ? null : reader.GetInt32(4),
+                        HeartbeatSeconds = reader.IsDBNull(4) ? null : (int)reader.GetInt64(4),
                         HeartbeatDeadlineMs = reader.IsDBNull(5) ? null : reader.GetInt64(5),
                     };
                 }
@@ -118,7 +168,7 @@ internal sealed class DurableStore : IDisposable
         }
         using (var command = connection.CreateCommand())
         {
-            command.CommandText = "SELECT arn, json FROM events ORDER BY arn, event_id;";
+            command.CommandText = $"SELECT arn, json FROM {eventsTable} ORDER BY arn, event_id;";
             using var reader = command.ExecuteReader();
             while (reader.Read())
             {
@@ -133,70 +183,75 @@ internal sealed class DurableStore : IDisposable
 
     /// <summary>
     /// Writes the execution's record, the operations that changed and the events added, in one transaction, and
-    /// returns once it is on disk. Called under the execution's lock.
+    /// returns once it is on disk. Called under the execution's lock. On a cluster, throws
+    /// <see cref="DurableLeaseLostException"/> (writing nothing) when this node no longer holds the lease.
     /// </summary>
     public void Save(DurableExecution execution, IReadOnlyCollection<JsonObject> operations, int eventsFrom)
     {
         lock (_lock)
         {
-            var connection = _connection ?? throw new InvalidOperationException("durable.db is not open");
-            using var transaction = connection.BeginTransaction();
-            using (var command = connection.CreateCommand())
+            var postgres = _database.IsPostgres ? _database.OpenShared() : null;
+            try
             {
-                command.Transaction = transaction;
-                command.CommandText = """
-                    INSERT INTO executions (arn, function_key, function_arn, version, name, input, start_ms, timeout_s, retention_days, status, result, error, end_ms)
-                    VALUES ($arn, $key, $functionArn, $version, $name, $input, $start, $timeout, $retention, $status, $result, $error, $end)
+                var connection = postgres ?? _connection ?? throw new InvalidOperationException("durable.db is not open");
+                using var transaction = connection.BeginTransaction();
+                if (postgres is not null)
+                {
+                    Fence(postgres, transaction);
+                }
+                using (var command = Sql.Positional(connection, $"""
+                    INSERT INTO {_executions} (arn, function_key, function_arn, version, name, input, start_ms, timeout_s, retention_days, status, result, error, end_ms)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                     ON CONFLICT (arn) DO UPDATE SET status = excluded.status, result = excluded.result, error = excluded.error, end_ms = excluded.end_ms;
-                    """;
-                command.Parameters.AddWithValue("$arn", execution.Arn);
-                command.Parameters.AddWithValue("$key", execution.FunctionKey);
-                command.Parameters.AddWithValue("$functionArn", execution.FunctionArn);
-                command.Parameters.AddWithValue("$version", execution.Version);
-                command.Parameters.AddWithValue("$name", execution.Name);
-                command.Parameters.AddWithValue("$input", execution.Input);
-                command.Parameters.AddWithValue("$start", execution.StartMs);
-                command.Parameters.AddWithValue("$timeout", execution.TimeoutSeconds);
-                command.Parameters.AddWithValue("$retention", execution.RetentionDays);
-                command.Parameters.AddWithValue("$status", execution.Status);
-                command.Parameters.AddWithValue("$result", (object?)execution.Result ?? DBNull.Value);
-                command.Parameters.AddWithValue("$error", (object?)execution.Error?.ToJsonString() ?? DBNull.Value);
-                command.Parameters.AddWithValue("$end", (object?)execution.EndMs ?? DBNull.Value);
-                command.ExecuteNonQuery();
+                    """, execution.Arn, execution.FunctionKey, execution.FunctionArn, execution.Version, execution.Name, execution.Input,
+                    execution.StartMs, (long)execution.TimeoutSeconds, (long)execution.RetentionDays, execution.Status, execution.Result,
+                    execution.Error?.ToJsonString(), execution.EndMs))
+                {
+                    command.Transaction = transaction;
+                    command.ExecuteNonQuery();
+                }
+                foreach (var operation in operations)
+                {
+                    var id = (string)operation["Id"]!;
+                    execution.Callbacks.TryGetValue(id, out var timers);
+                    using var command = Sql.Positional(connection, $"""
+                        INSERT INTO {_operations} (arn, seq, id, callback_id, json, deadline_ms, heartbeat_s, heartbeat_deadline_ms)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                        ON CONFLICT (arn, id) DO UPDATE SET json = excluded.json, callback_id = excluded.callback_id, deadline_ms = excluded.deadline_ms,
+                            heartbeat_s = excluded.heartbeat_s, heartbeat_deadline_ms = excluded.heartbeat_deadline_ms;
+                        """, execution.Arn, (long)execution.Operations.IndexOf(operation), id, (string?)operation["CallbackDetails"]?["CallbackId"],
+                        operation.ToJsonString(), timers?.DeadlineMs, (long?)timers?.HeartbeatSeconds, timers?.HeartbeatDeadlineMs);
+                    command.Transaction = transaction;
+                    command.ExecuteNonQuery();
+                }
+                for (var i = eventsFrom; i < execution.Events.Count; i++)
+                {
+                    using var command = Sql.Positional(connection, $"INSERT INTO {_events} (arn, event_id, json) VALUES ($1, $2, $3);",
+                        execution.Arn, (long)(i + 1), execution.Events[i].ToJsonString());
+                    command.Transaction = transaction;
+                    command.ExecuteNonQuery();
+                }
+                transaction.Commit();
             }
-            foreach (var operation in operations)
+            finally
             {
-                var id = (string)operation["Id"]!;
-                execution.Callbacks.TryGetValue(id, out var timers);
-                using var command = connection.CreateCommand();
-                command.Transaction = transaction;
-                command.CommandText = """
-                    INSERT INTO operations (arn, seq, id, callback_id, json, deadline_ms, heartbeat_s, heartbeat_deadline_ms)
-                    VALUES ($arn, $seq, $id, $callback, $json, $deadline, $heartbeat, $heartbeatDeadline)
-                    ON CONFLICT (arn, id) DO UPDATE SET json = excluded.json, callback_id = excluded.callback_id, deadline_ms = excluded.deadline_ms,
-                        heartbeat_s = excluded.heartbeat_s, heartbeat_deadline_ms = excluded.heartbeat_deadline_ms;
-                    """;
-                command.Parameters.AddWithValue("$arn", execution.Arn);
-                command.Parameters.AddWithValue("$seq", execution.Operations.IndexOf(operation));
-                command.Parameters.AddWithValue("$id", id);
-                command.Parameters.AddWithValue("$callback", (object?)(string?)operation["CallbackDetails"]?["CallbackId"] ?? DBNull.Value);
-                command.Parameters.AddWithValue("$json", operation.ToJsonString());
-                command.Parameters.AddWithValue("$deadline", (object?)timers?.DeadlineMs ?? DBNull.Value);
-                command.Parameters.AddWithValue("$heartbeat", (object?)timers?.HeartbeatSeconds ?? DBNull.Value);
-                command.Parameters.AddWithValue("$heartbeatDeadline", (object?)timers?.HeartbeatDeadlineMs ?? DBNull.Value);
-                command.ExecuteNonQuery();
+                postgres?.Dispose();
             }
-            for (var i = eventsFrom; i < execution.Events.Count; i++)
-            {
-                using var command = connection.CreateCommand();
-                command.Transaction = transaction;
-                command.CommandText = "INSERT INTO events (arn, event_id, json) VALUES ($arn, $id, $json);";
-                command.Parameters.AddWithValue("$arn", execution.Arn);
-                command.Parameters.AddWithValue("$id", i + 1);
-                command.Parameters.AddWithValue("$json", execution.Events[i].ToJsonString());
-                command.ExecuteNonQuery();
-            }
-            transaction.Commit();
+        }
+    }
+
+    /// <summary>
+    /// Locks the lease's row until the transaction ends and checks that this node holds it: the lease cannot pass to
+    /// another node meanwhile, and a node that lost it writes nothing.
+    /// </summary>
+    private void Fence(DbConnection connection, DbTransaction transaction)
+    {
+        using var command = Sql.Positional(connection, "SELECT 1 FROM cluster_leases WHERE name = $1 AND holder = $2 AND expires_at > now() FOR SHARE;",
+            DurableEngine.Lease, _nodeId);
+        command.Transaction = transaction;
+        if (command.ExecuteScalar() is null)
+        {
+            throw new DurableLeaseLostException();
         }
     }
 
@@ -205,11 +260,19 @@ internal sealed class DurableStore : IDisposable
     {
         lock (_lock)
         {
-            var connection = _connection ?? throw new InvalidOperationException("durable.db is not open");
-            using var command = connection.CreateCommand();
-            command.CommandText = "DELETE FROM executions WHERE arn = $arn; DELETE FROM operations WHERE arn = $arn; DELETE FROM events WHERE arn = $arn;";
-            command.Parameters.AddWithValue("$arn", arn);
-            command.ExecuteNonQuery();
+            var postgres = _database.IsPostgres ? _database.OpenShared() : null;
+            try
+            {
+                var connection = postgres ?? _connection ?? throw new InvalidOperationException("durable.db is not open");
+                foreach (var table in (string[])[_executions, _operations, _events])
+                {
+                    Sql.RunPositional(connection, $"DELETE FROM {table} WHERE arn = $1;", arn);
+                }
+            }
+            finally
+            {
+                postgres?.Dispose();
+            }
         }
     }
 
@@ -221,11 +284,7 @@ internal sealed class DurableStore : IDisposable
             _connection = null;
         }
     }
-
-    private static void Execute(SqliteConnection connection, string sql)
-    {
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        command.ExecuteNonQuery();
-    }
 }
+
+/// <summary>This node no longer holds the durable lease: another node runs the executions now.</summary>
+internal sealed class DurableLeaseLostException() : InvalidOperationException("This node no longer runs durable executions (the cluster's 'durable' lease moved).");

@@ -66,12 +66,20 @@ internal static class CommandLine
             CustomParser = r => Path.GetFullPath(Single(r)),
         };
         var nodeId = new Option<string?>("--node-id") { Description = "This node's name in the cluster (default: host name and data directory)", HelpName = "name" };
+        var advertiseUrl = new Option<string?>("--advertise-url")
+        {
+            Description = "Where the other cluster nodes reach this one (default: http://<host>:<port> as it listens; set it when --host is 0.0.0.0)",
+            HelpName = "url",
+            CustomParser = r => Uri.TryCreate(Single(r), UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https" && uri.AbsolutePath == "/"
+                ? Single(r)
+                : Fail<string?>(r, $"--advertise-url must be an http(s) URL without a path, not '{Single(r)}'"),
+        };
         var publicMetrics = new Option<bool>("--public-metrics") { Description = "Serve /metrics without a signature even once access keys exist (for Prometheus scrapers)" };
 
         var serveCommand = new Command("serve", "Start the Lamina server (Lambda API, invoke, Runtime API, SQS, SNS, Logs, EventBridge)")
         {
             port, host, data, functionNetwork, accountConcurrency, memoryBudget, idleTimeout, asyncRetryDelay, logMaxMb, otlpEndpoint, publicMetrics,
-            database, sharedDir, nodeId,
+            database, sharedDir, nodeId, advertiseUrl,
         };
         serveCommand.SetAction((result, cancellationToken) => serve(new LaminaOptions
         {
@@ -89,6 +97,7 @@ internal static class CommandLine
             Database = result.GetValue(database),
             SharedDirectory = result.GetValue(sharedDir),
             NodeId = result.GetValue(nodeId),
+            AdvertiseUrl = result.GetValue(advertiseUrl),
         }, cancellationToken));
         // Named as users type it (./lamina), not after the server's assembly as RootCommand would be.
         return new Command("lamina", Description)

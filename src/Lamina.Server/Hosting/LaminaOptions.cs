@@ -115,6 +115,13 @@ public sealed class LaminaOptions
     /// </summary>
     public string? NodeId { get; set; }
 
+    /// <summary>
+    /// Where the other cluster nodes reach this one (<c>--advertise-url</c>), for the requests they forward to it
+    /// (durable executions run on one node). Default: <c>http://&lt;host&gt;:&lt;port&gt;</c> as <c>serve</c> listens,
+    /// the host's name when it listens on a wildcard address.
+    /// </summary>
+    public string? AdvertiseUrl { get; set; }
+
     /// <summary>The node id in use: <see cref="NodeId"/>, else the host name and data directory.</summary>
     public string EffectiveNodeId => NodeId ?? $"{Environment.MachineName}:{DataDirectory}";
 

@@ -36,8 +36,9 @@ internal static partial class InvokeApi
         var time = services.GetRequiredService<TimeProvider>();
         var metrics = services.GetRequiredService<Diagnostics.LaminaMetrics>();
         var durable = services.GetRequiredService<Durable.DurableEngine>();
+        var forwarder = services.GetRequiredService<Durable.DurableForwarder>();
         endpoints.MapPost("/2015-03-31/functions/{functionName}/invocations", (HttpContext context, string functionName) =>
-            InvokeAsync(context, functionName, registry, invoker, limiter, queue, options, time, metrics, durable));
+            InvokeAsync(context, functionName, registry, invoker, limiter, queue, options, time, metrics, durable, forwarder));
         endpoints.MapPost("/2014-11-13/functions/{functionName}/invoke-async", InvokeAsyncLegacyAsync);
         endpoints.MapPost("/2021-11-15/functions/{functionName}/response-streaming-invocations", (HttpContext context, string functionName) =>
             InvokeWithResponseStreamAsync(context, functionName, registry, invoker, limiter, options, time, metrics));
@@ -51,7 +52,7 @@ internal static partial class InvokeApi
 
     private static async Task InvokeAsync(HttpContext context, string functionName, FunctionRegistry registry, Invoker invoker,
         ConcurrencyLimiter limiter, AsyncDispatcher queue, IOptions<LaminaOptions> options, TimeProvider time, Diagnostics.LaminaMetrics metrics,
-        Durable.DurableEngine durable)
+        Durable.DurableEngine durable, Durable.DurableForwarder forwarder)
     {
         var request = context.Request;
         var invocationType = request.Headers["X-Amz-Invocation-Type"].ToString();
@@ -88,6 +89,7 @@ internal static partial class InvokeApi
             return;
         }
         var payload = body.Value;
+        var received = payload; // as sent: what a durable invoke forwards to the node that runs the executions
         if (payload.IsEmpty)
         {
             payload = "{}"u8.ToArray(); // AWS hands an invocation without a payload to the function as {}.
@@ -124,6 +126,10 @@ internal static partial class InvokeApi
         if (config.Durable is not null)
         {
             await Hosting.IoThreads.LeaveIoThreadAsync(); // a durable start writes its log to disk
+            if (await forwarder.ForwardedAsync(context, received))
+            {
+                return; // on a cluster, another node runs the durable executions
+            }
             await Durable.DurableApi.InvokeAsync(context, durable, config, payload, invocationType);
             return;
         }

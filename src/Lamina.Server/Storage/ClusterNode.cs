@@ -23,7 +23,8 @@ namespace Lamina.Server.Storage;
 /// <see cref="Reconnected"/> tells subscribers to reload everything. A payload is <c>node-id|subject</c>, and a node
 /// ignores its own (it applied the change already).
 /// </remarks>
-internal sealed partial class ClusterNode(Database database, IOptions<Hosting.LaminaOptions> options, ILogger<ClusterNode> logger) : IHostedService, IDisposable
+internal sealed partial class ClusterNode(Database database, IOptions<Hosting.LaminaOptions> options, Microsoft.AspNetCore.Hosting.Server.IServer server,
+    ILogger<ClusterNode> logger) : IHostedService, IDisposable
 {
     /// <summary>
     /// Channels: a function changed (subject: its registry key), a layer changed, async events were queued, an SQS
@@ -53,6 +54,8 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
     private readonly HashSet<string> _wanted = new(StringComparer.Ordinal);
     private Dictionary<string, long> _held = new(StringComparer.Ordinal); // lease → Stopwatch timestamp until which it is trusted
     private string[] _liveNodes = [];
+    private Dictionary<string, string> _holderUrls = new(StringComparer.Ordinal); // lease → its (other) holder's URL
+    private string? _url;
     private ClusterMembership _membership = ClusterMembership.Single;
 
     private readonly CancellationTokenSource _stopping = new();
@@ -105,6 +108,40 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
         }
         var held = Volatile.Read(ref _held);
         return held.TryGetValue(lease, out var until) && System.Diagnostics.Stopwatch.GetTimestamp() < until;
+    }
+
+    /// <summary>
+    /// The address another node holding <paramref name="lease"/> advertises (its <c>--advertise-url</c>), as of the
+    /// last heartbeat; null when no live node holds it or this node does.
+    /// </summary>
+    public string? HolderUrl(string lease) => Volatile.Read(ref _holderUrls).GetValueOrDefault(lease);
+
+    /// <summary>
+    /// Where the other nodes reach this one: <c>--advertise-url</c>, else the address <c>serve</c> listens on (a
+    /// wildcard address stands for the host's name). Null until the server listens.
+    /// </summary>
+    private string? AdvertisedUrl()
+    {
+        if (_url is not null)
+        {
+            return _url;
+        }
+        if (options.Value.AdvertiseUrl is { } configured)
+        {
+            return _url = configured.TrimEnd('/');
+        }
+        var addresses = server.Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()?.Addresses ?? [];
+        foreach (var address in addresses)
+        {
+            if (!address.StartsWith("http://", StringComparison.Ordinal) || address.Contains("lamina-runtime-api", StringComparison.Ordinal)
+                || !Uri.TryCreate(address.Replace("[::]", "0.0.0.0", StringComparison.Ordinal), UriKind.Absolute, out var uri) || uri.Port == 0)
+            {
+                continue;
+            }
+            var host = uri.Host is "0.0.0.0" or "*" or "+" ? System.Net.Dns.GetHostName() : uri.Host;
+            return _url = $"http://{host}:{uri.Port}";
+        }
+        return null;
     }
 
     /// <summary>
@@ -185,8 +222,8 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
         // is listed explicitly.
         await using var command = postgres.CreateCommand("""
             WITH beat AS (
-                INSERT INTO cluster_nodes (node_id, started_at, expires_at) VALUES (@node, now(), now() + @ttl)
-                ON CONFLICT (node_id) DO UPDATE SET expires_at = excluded.expires_at
+                INSERT INTO cluster_nodes (node_id, started_at, expires_at, url) VALUES (@node, now(), now() + @ttl, @url)
+                ON CONFLICT (node_id) DO UPDATE SET expires_at = excluded.expires_at, url = coalesce(excluded.url, cluster_nodes.url)
             ), leases AS (
                 INSERT INTO cluster_leases (name, holder, expires_at)
                 SELECT name, @node, now() + @lease FROM unnest(@wanted::text[]) AS name
@@ -196,8 +233,11 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
             )
             SELECT 'n', node_id FROM cluster_nodes WHERE expires_at > now() AND node_id <> @node
             UNION ALL SELECT 'n', @node
-            UNION ALL SELECT 'l', name FROM leases;
+            UNION ALL SELECT 'l', name FROM leases
+            UNION ALL SELECT 'h', l.name || ' ' || n.url FROM cluster_leases l JOIN cluster_nodes n ON n.node_id = l.holder
+                WHERE l.holder <> @node AND l.expires_at > now() AND n.expires_at > now() AND n.url IS NOT NULL;
             """);
+        command.Parameters.Add(new NpgsqlParameter("url", NpgsqlTypes.NpgsqlDbType.Text) { Value = (object?)AdvertisedUrl() ?? DBNull.Value });
         command.Parameters.AddWithValue("node", NodeId);
         command.Parameters.AddWithValue("ttl", NodeTtl);
         command.Parameters.AddWithValue("lease", LeaseTtl);
@@ -205,6 +245,7 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
         var sent = System.Diagnostics.Stopwatch.GetTimestamp();
         var nodes = new List<string>();
         var held = new Dictionary<string, long>(StringComparer.Ordinal);
+        var holderUrls = new Dictionary<string, string>(StringComparer.Ordinal);
         var trustedUntil = sent + (long)(LeaseTrust.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
         await using (var reader = await command.ExecuteReaderAsync(token))
         {
@@ -213,6 +254,12 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
                 if (reader.GetString(0) == "n")
                 {
                     nodes.Add(reader.GetString(1));
+                }
+                else if (reader.GetString(0) == "h")
+                {
+                    var row = reader.GetString(1);
+                    var space = row.IndexOf(' ', StringComparison.Ordinal);
+                    holderUrls[row[..space]] = row[(space + 1)..];
                 }
                 else
                 {
@@ -230,6 +277,7 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
             Volatile.Write(ref _membership, new ClusterMembership(live.Length, rank));
         }
         Volatile.Write(ref _held, held);
+        Volatile.Write(ref _holderUrls, holderUrls);
     }
 
     private async Task HeartbeatAsync(NpgsqlDataSource postgres)

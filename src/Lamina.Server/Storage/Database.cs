@@ -245,6 +245,10 @@ internal sealed class Database : IAsyncDisposable
             PRIMARY KEY (node_id, function_name, qualifier)
         );
         """,
+        // 4: durable executions on the cluster's database (issue #25): the log a single machine keeps in durable.db
+        // (its tables named durable_executions, durable_operations, durable_events here), run by the holder of the
+        // 'durable' lease; and each node's address, to which the others forward durable requests.
+        "ALTER TABLE cluster_nodes ADD COLUMN url TEXT;\n" + Sql.ForPostgres(Durable.DurableStore.SchemaNamed(Durable.DurableStore.PostgresPrefix)),
     ];
 
     private readonly string _connectionString;
