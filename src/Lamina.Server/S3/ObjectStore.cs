@@ -928,7 +928,9 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
         List<string?> garbage = [];
         var stored = await WriteAsync(connection =>
         {
-            using (var exists = Command(connection, "SELECT 1 FROM uploads WHERE upload_id = $1;", uploadId))
+            // A cluster node locks the upload for share: an abort or completion on another node waits for this part,
+            // and then removes it with the others.
+            using (var exists = Command(connection, "SELECT 1 FROM uploads WHERE upload_id = $1" + (_postgres is null ? ";" : " FOR SHARE;"), uploadId))
             {
                 if (exists.ExecuteScalar() is null)
                 {
@@ -979,8 +981,13 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
         return found;
     }
 
-    private static List<string?> DeleteUpload(DbConnection connection, string uploadId)
+    private List<string?> DeleteUpload(DbConnection connection, string uploadId)
     {
+        if (_postgres is not null)
+        {
+            // Parts being stored on other nodes (they lock the upload for share) are committed first, and deleted here.
+            Run(connection, "SELECT 1 FROM uploads WHERE upload_id = $1 FOR UPDATE;", uploadId);
+        }
         var blobs = new List<string?>();
         using (var delete = Command(connection, "DELETE FROM parts WHERE upload_id = $1 RETURNING blob;", uploadId))
         using (var reader = delete.ExecuteReader())
