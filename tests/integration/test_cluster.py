@@ -908,6 +908,132 @@ class ClusterTests(unittest.TestCase):
             self.assertLess(time.monotonic() - t0, 1.0, "node 0 still listed the deleted key after 1 s")
             time.sleep(0.02)
 
+    def test_k_buckets_and_objects_are_the_clusters(self):
+        """S3 on a cluster: a bucket, its objects (bodies in the shared directory), multipart uploads, versioning and
+        notifications are every node's; a put on one node notifies the bucket's function once, whichever node delivers."""
+        import hashlib
+
+        import boto3
+        from botocore.config import Config
+        import botocore.exceptions
+
+        def s3(node: h.LaminaServer):
+            return boto3.client("s3", endpoint_url=node.url, region_name=h.REGION, aws_access_key_id=h.ACCESS_KEY,
+                                aws_secret_access_key=h.SECRET_KEY,
+                                config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 0}, read_timeout=60))
+
+        c = [s3(n) for n in _nodes]
+        bucket = "cluster-bucket"
+        c[0].create_bucket(Bucket=bucket)
+        body = os.urandom(100_000)
+        put = c[1].put_object(Bucket=bucket, Key="a/one", Body=body, ContentType="application/x-test")
+        got = c[2].get_object(Bucket=bucket, Key="a/one")
+        self.assertEqual((got["Body"].read(), got["ETag"], got["ContentType"]), (body, put["ETag"], "application/x-test"))
+        self.assertEqual(put["ETag"], '"' + hashlib.md5(body).hexdigest() + '"')
+        self.assertEqual([o["Key"] for o in c[0].list_objects_v2(Bucket=bucket)["Contents"]], ["a/one"])
+        self.assertIn(bucket, [b["Name"] for b in c[2].list_buckets()["Buckets"]])
+
+        # A multipart upload whose parts go to different nodes.
+        upload = c[0].create_multipart_upload(Bucket=bucket, Key="big")["UploadId"]
+        parts = [os.urandom(5 * 1024 * 1024), os.urandom(1000)]
+        etags = [c[1 + i].upload_part(Bucket=bucket, Key="big", UploadId=upload, PartNumber=i + 1, Body=part)["ETag"]
+                 for i, part in enumerate(parts)]
+        self.assertEqual([p["PartNumber"] for p in c[2].list_parts(Bucket=bucket, Key="big", UploadId=upload)["Parts"]], [1, 2])
+        done = c[0].complete_multipart_upload(Bucket=bucket, Key="big", UploadId=upload, MultipartUpload={
+            "Parts": [{"PartNumber": i + 1, "ETag": etag} for i, etag in enumerate(etags)]})
+        big = c[1].get_object(Bucket=bucket, Key="big")
+        self.assertEqual((big["Body"].read(), big["ETag"]), (b"".join(parts), done["ETag"]))
+        self.assertEqual(c[2].list_multipart_uploads(Bucket=bucket).get("Uploads", []), [])
+
+        # Versioning enabled on one node is seen by the others within a second (a NOTIFY), and puts of one key from
+        # two nodes keep both versions, the later one latest.
+        c[2].put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        t0 = time.monotonic()
+        for other in (c[0], c[1]):
+            while other.get_bucket_versioning(Bucket=bucket).get("Status") != "Enabled":
+                self.assertLess(time.monotonic() - t0, 1.0, "a node did not see versioning enabled within 1 s")
+                time.sleep(0.02)
+        first = c[0].put_object(Bucket=bucket, Key="v", Body=b"first")["VersionId"]
+        second = c[1].put_object(Bucket=bucket, Key="v", Body=b"second")["VersionId"]
+        self.assertNotEqual(first, second)
+        versions = c[2].list_object_versions(Bucket=bucket, Prefix="v")["Versions"]
+        self.assertEqual([(v["VersionId"], v["IsLatest"]) for v in versions], [(second, True), (first, False)])
+        self.assertEqual(c[2].get_object(Bucket=bucket, Key="v")["Body"].read(), b"second")
+        self.assertEqual(c[0].get_object(Bucket=bucket, Key="v", VersionId=first)["Body"].read(), b"first")
+
+        # Concurrent puts of one key from every node: each a version of its own, exactly one latest.
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(6) as pool:
+            ids = list(pool.map(lambda i: s3(_nodes[i % NODES]).put_object(Bucket=bucket, Key="race", Body=f"{i}".encode())["VersionId"], range(12)))
+        versions = c[0].list_object_versions(Bucket=bucket, Prefix="race")["Versions"]
+        self.assertEqual(sorted(v["VersionId"] for v in versions), sorted(ids))
+        self.assertEqual([v["VersionId"] for v in versions if v["IsLatest"]], [versions[0]["VersionId"]])
+        latest = versions[0]
+        self.assertEqual(c[1].get_object(Bucket=bucket, Key="race")["VersionId"], latest["VersionId"])
+
+        # A notification configured on one node; an object put on another runs the function once.
+        lam = h.boto3_client(_nginx.url, "lambda")
+        code = "def handler(event, context):\n    for r in event['Records']:\n        print('s3seen ' + r['s3']['object']['key'])\n    return {}\n"
+        arn = lam.create_function(FunctionName="s3-sink", Runtime="python3.12", Role=h.ROLE, Handler="app.handler",
+                                  Code={"ZipFile": h.make_zip({"app.py": code})}, Timeout=30,
+                                  Environment={"Variables": {"LAMINA_NETWORK": "none"}})["FunctionArn"]
+        lam.add_permission(FunctionName="s3-sink", StatementId="s3", Action="lambda:InvokeFunction", Principal="s3.amazonaws.com",
+                           SourceArn=f"arn:aws:s3:::{bucket}", SourceAccount=h.ACCOUNT)
+        c[0].put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"LambdaFunctionConfigurations": [
+            {"Id": "created", "LambdaFunctionArn": arn, "Events": ["s3:ObjectCreated:*"], "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "notify/"}]}}}]})
+        t0 = time.monotonic()
+        while "LambdaFunctionConfigurations" not in c[2].get_bucket_notification_configuration(Bucket=bucket):
+            self.assertLess(time.monotonic() - t0, 1.0, "a node did not see the notification configuration within 1 s")
+            time.sleep(0.02)
+        c[2].put_object(Bucket=bucket, Key="notify/x", Body=b"x")
+
+        def runs() -> int:
+            # The function's log lines, in the logs of whichever node ran it.
+            count = 0
+            for node in _nodes:
+                try:
+                    pages = h.boto3_client(node.url, "logs").get_paginator("filter_log_events").paginate(
+                        logGroupName="/aws/lambda/s3-sink", filterPattern='"s3seen"')
+                    count += sum(e["message"].count("s3seen notify/x") for page in pages for e in page["events"])
+                except botocore.exceptions.ClientError as e:
+                    if e.response["Error"]["Code"] != "ResourceNotFoundException":  # a node that never ran it
+                        raise
+            return count
+
+        deadline = time.monotonic() + 60
+        while runs() == 0:
+            self.assertLess(time.monotonic(), deadline, "the notification's function did not run")
+            time.sleep(0.2)
+        # Past the notifiers' 5 s rescan of the outbox on every node: still once.
+        until = time.monotonic() + 6
+        while time.monotonic() < until:
+            self.assertEqual(runs(), 1, "the function ran more than once for one put")
+            time.sleep(0.2)
+
+        # Deletes on one node are seen on the others.
+        c[0].put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={})
+        for page in c[1].get_paginator("list_object_versions").paginate(Bucket=bucket):
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                c[1].delete_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])
+        with self.assertRaises(botocore.exceptions.ClientError) as caught:
+            c[2].get_object(Bucket=bucket, Key="a/one")
+        self.assertEqual(caught.exception.response["Error"]["Code"], "NoSuchKey")
+        self.assertNotIn("Versions", c[0].list_object_versions(Bucket=bucket))
+        c[2].delete_bucket(Bucket=bucket)
+        # Object writes read the bucket's row: refused at once. The nodes' copies follow the NOTIFY within a second.
+        with self.assertRaises(botocore.exceptions.ClientError) as caught:
+            c[0].put_object(Bucket=bucket, Key="late", Body=b"late")
+        self.assertEqual(caught.exception.response["Error"]["Code"], "NoSuchBucket")
+        t0 = time.monotonic()
+        for client in (c[0], c[1]):
+            while bucket in [b["Name"] for b in client.list_buckets()["Buckets"]]:
+                self.assertLess(time.monotonic() - t0, 1.0, "a node still listed the deleted bucket after 1 s")
+                time.sleep(0.02)
+            with self.assertRaises(botocore.exceptions.ClientError) as caught:
+                client.head_bucket(Bucket=bucket)
+            self.assertEqual(caught.exception.response["ResponseMetadata"]["HTTPStatusCode"], 404)
+        lam.delete_function(FunctionName="s3-sink")
+
     def test_l_durable_executions_run_on_one_node_and_survive_its_kill(self):
         """Durable executions on the cluster: they run on the holder of the durable lease and the other nodes forward
         to it. With AWS's durable SDK for JavaScript (as test_durable): an execution started on a node that does not

@@ -13,6 +13,7 @@ internal static class CodeFromS3
     public static async Task<(byte[]? Zip, AwsError? Error)> ReadAsync(HttpContext context, string account, string bucketName, string key, string? version, CancellationToken cancellationToken)
     {
         var store = context.RequestServices.GetRequiredService<ObjectStore>();
+        await store.RefreshIfUnknownAsync(bucketName);
         if (!store.TryGetBucket(bucketName, out var bucket))
         {
             return (null, GetObjectFailed("NoSuchBucket", "The specified bucket does not exist"));

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Data.Common;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json;
@@ -7,7 +8,7 @@ using Lamina.Server.Protocols;
 using Lamina.Server.Storage;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
-using static Lamina.Server.Storage.SqliteStatements;
+using Npgsql;
 
 namespace Lamina.Server.S3;
 
@@ -62,9 +63,21 @@ internal sealed record ListPage(List<S3Object> Objects, List<string> CommonPrefi
 /// written to an outbox table in the same transaction as the change they describe, so a crash cannot lose one
 /// (<see cref="S3Notifications"/> delivers them).
 /// </summary>
+/// <remarks>
+/// A cluster node (<c>--database postgresql://…</c>, issue #25) keeps the same tables on the cluster's PostgreSQL and
+/// runs the same statements there, and the bodies (and the uploads' temporary files, so that the rename stays in one
+/// file system) under <c>&lt;--shared-dir&gt;/s3/</c>: every node serves every bucket. Writes of one key take turns on
+/// an advisory lock per (bucket, key), so the last to commit is the latest version and a versioned bucket keeps each
+/// with its own id; a write reads its bucket's row (locked for share, so a concurrent DeleteBucket waits) rather than
+/// this node's cache. A bucket's change is announced on <see cref="ClusterNode.S3Channel"/> and the other nodes reread
+/// its row. The outbox is claimed one entry at a time with <c>FOR UPDATE SKIP LOCKED</c>: each event goes to one node,
+/// and one that dies mid-delivery leaves it to the others.
+/// </remarks>
 internal sealed partial class ObjectStore : IHostedService, IDisposable
 {
     private readonly string _root;
+    // Where objects/ and tmp/ are: _root on a single machine, the shared directory's s3/ on a cluster node.
+    private readonly string _bodies;
     private readonly TimeProvider _time;
     private readonly ILogger<ObjectStore> _logger;
     /// <summary>Most writes committed together.</summary>
@@ -76,9 +89,26 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
     private GroupCommitWriter? _writer;
     private long _lastVersionMs;
 
-    public ObjectStore(IOptions<LaminaOptions> options, TimeProvider time, ILogger<ObjectStore> logger)
+    // A cluster node: the cluster's PostgreSQL, a pooled connection per operation; null on a single machine.
+    private readonly NpgsqlDataSource? _postgres;
+    private readonly ClusterNode? _cluster;
+    private readonly Lock _reloadLock = new();
+
+    // Whether the write running on this thread put an event in the outbox (each write runs on one thread, start to end).
+    [ThreadStatic]
+    private static bool t_outboxPending;
+
+    public ObjectStore(IOptions<LaminaOptions> options, TimeProvider time, ILogger<ObjectStore> logger, Database? database = null, ClusterNode? cluster = null)
     {
         _root = Path.Combine(options.Value.DataDirectory, "s3");
+        _bodies = _root;
+        if (database?.Postgres is { } postgres)
+        {
+            _postgres = postgres;
+            _cluster = cluster;
+            // Every node reads every body: they live where all nodes mount the same directory (as the code store's).
+            _bodies = Path.Combine(options.Value.SharedDirectory ?? options.Value.DataDirectory, "s3");
+        }
         _time = time;
         _logger = logger;
     }
@@ -86,7 +116,7 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
     /// <summary>Set by <see cref="S3Notifications"/>: called after a commit that wrote to the outbox.</summary>
     public Action? OutboxWritten { get; set; }
 
-    public string TempDirectory => Path.Combine(_root, "tmp");
+    public string TempDirectory => Path.Combine(_bodies, "tmp");
 
     public IEnumerable<Bucket> Buckets => _buckets.Values;
 
@@ -111,100 +141,119 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
     // StopAsync has let the writer finish; a store that never started has none.
     public void Dispose() => _connection?.Dispose();
 
+    // The tables, in SQLite's words (Sql.ForPostgres maps them for a cluster).
+    private const string Schema = """
+        CREATE TABLE IF NOT EXISTS buckets (
+            name          TEXT    NOT NULL PRIMARY KEY,
+            account       TEXT    NOT NULL,
+            region        TEXT    NOT NULL,
+            created_ms    INTEGER NOT NULL,
+            versioning    TEXT,             -- NULL (never enabled), Enabled, Suspended
+            tags          TEXT    NOT NULL, -- JSON object
+            cors          TEXT,             -- CORSConfiguration XML
+            notification  TEXT              -- NotificationConfiguration XML
+        );
+        CREATE TABLE IF NOT EXISTS objects (
+            seq            INTEGER PRIMARY KEY AUTOINCREMENT,  -- write order: newest version last, S3's sequencer
+            bucket         TEXT    NOT NULL,
+            key            TEXT    NOT NULL,
+            version_id     TEXT    NOT NULL,                   -- 'null' outside versioning
+            is_latest      INTEGER NOT NULL,
+            delete_marker  INTEGER NOT NULL,
+            size           INTEGER NOT NULL,
+            etag           TEXT    NOT NULL,                   -- quoted, as S3 sends it
+            modified_ms    INTEGER NOT NULL,
+            blob           TEXT,                               -- file under objects/, NULL for a delete marker
+            headers        TEXT    NOT NULL,                   -- JSON: Content-Type, …, x-amz-meta-*
+            tags           TEXT    NOT NULL,                   -- JSON object
+            checksum_algorithm TEXT,
+            checksum       TEXT,
+            checksum_type  TEXT,                               -- FULL_OBJECT or COMPOSITE
+            part_sizes     TEXT                                -- a multipart object's part sizes, comma-separated; NULL if written whole
+        );
+        CREATE UNIQUE INDEX IF NOT EXISTS objects_version ON objects (bucket, key, version_id);
+        CREATE INDEX IF NOT EXISTS objects_latest ON objects (bucket, is_latest, key);
+        CREATE TABLE IF NOT EXISTS uploads (
+            upload_id      TEXT    NOT NULL PRIMARY KEY,
+            bucket         TEXT    NOT NULL,
+            key            TEXT    NOT NULL,
+            initiated_ms   INTEGER NOT NULL,
+            headers        TEXT    NOT NULL,
+            tags           TEXT    NOT NULL,
+            checksum_algorithm TEXT,
+            checksum_type  TEXT
+        );
+        CREATE INDEX IF NOT EXISTS uploads_key ON uploads (bucket, key, initiated_ms);
+        CREATE TABLE IF NOT EXISTS parts (
+            upload_id    TEXT    NOT NULL,
+            part_number  INTEGER NOT NULL,
+            size         INTEGER NOT NULL,
+            etag         TEXT    NOT NULL,
+            modified_ms  INTEGER NOT NULL,
+            blob         TEXT    NOT NULL,
+            checksum     TEXT,
+            PRIMARY KEY (upload_id, part_number)
+        );
+        CREATE TABLE IF NOT EXISTS outbox (
+            seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+            destination  TEXT    NOT NULL,  -- a function, queue or topic ARN
+            bucket       TEXT    NOT NULL,
+            payload      TEXT    NOT NULL,  -- the event JSON
+            created_ms   INTEGER NOT NULL
+        );
+        """;
+
     public void Open()
     {
-        Directory.CreateDirectory(Path.Combine(_root, "objects"));
-        // Uploads that were in flight when the server stopped: nothing refers to them.
-        if (Directory.Exists(TempDirectory))
+        Directory.CreateDirectory(Path.Combine(_bodies, "objects"));
+        RemoveTempFiles();
+        if (_postgres is { } postgres)
         {
-            Directory.Delete(TempDirectory, recursive: true);
+            using var shared = postgres.OpenConnection();
+            using (var transaction = shared.BeginTransaction())
+            {
+                // Nodes starting together create the tables once. Keys compare as bytes, as in SQLite (listings
+                // page by key, and prefixes roll up in that order), not in the database's locale.
+                Sql.RunPositional(shared, "SELECT pg_advisory_xact_lock(30506420032922419);"); // "lamina3" in ASCII
+                using var create = shared.CreateCommand();
+                create.CommandText = Sql.ForPostgres(Schema).Replace(KeyColumn, KeyColumn + " COLLATE \"C\"", StringComparison.Ordinal);
+                create.ExecuteNonQuery();
+                transaction.Commit();
+            }
+            LoadBuckets(shared);
+            RemoveOrphans(shared);
+            if (_cluster is { } cluster)
+            {
+                cluster.Notified += OnNotified;
+                cluster.Reconnected += () => _ = Task.Run(() =>
+                {
+                    // Notifications may have been missed: every bucket again.
+                    try
+                    {
+                        using var again = postgres.OpenConnection();
+                        LoadBuckets(again);
+                    }
+                    catch (NpgsqlException)
+                    {
+                    }
+                });
+            }
+            return;
         }
-        Directory.CreateDirectory(TempDirectory);
         var database = Path.Combine(_root, "s3.db");
         _connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = database, Pooling = false, DefaultTimeout = 30 }.ToString());
         _connection.Open();
         // Reads (GETs, listings) use pooled connections of their own: under WAL they never wait for the writer.
         _readConnectionString = new SqliteConnectionStringBuilder { DataSource = database, Mode = SqliteOpenMode.ReadOnly, Pooling = true, DefaultTimeout = 30 }.ToString();
-        Execute("""
-            PRAGMA journal_mode=WAL;
-            PRAGMA synchronous=FULL;
-            CREATE TABLE IF NOT EXISTS buckets (
-                name          TEXT    NOT NULL PRIMARY KEY,
-                account       TEXT    NOT NULL,
-                region        TEXT    NOT NULL,
-                created_ms    INTEGER NOT NULL,
-                versioning    TEXT,             -- NULL (never enabled), Enabled, Suspended
-                tags          TEXT    NOT NULL, -- JSON object
-                cors          TEXT,             -- CORSConfiguration XML
-                notification  TEXT              -- NotificationConfiguration XML
-            );
-            CREATE TABLE IF NOT EXISTS objects (
-                seq            INTEGER PRIMARY KEY AUTOINCREMENT,  -- write order: newest version last, S3's sequencer
-                bucket         TEXT    NOT NULL,
-                key            TEXT    NOT NULL,
-                version_id     TEXT    NOT NULL,                   -- 'null' outside versioning
-                is_latest      INTEGER NOT NULL,
-                delete_marker  INTEGER NOT NULL,
-                size           INTEGER NOT NULL,
-                etag           TEXT    NOT NULL,                   -- quoted, as S3 sends it
-                modified_ms    INTEGER NOT NULL,
-                blob           TEXT,                               -- file under objects/, NULL for a delete marker
-                headers        TEXT    NOT NULL,                   -- JSON: Content-Type, …, x-amz-meta-*
-                tags           TEXT    NOT NULL,                   -- JSON object
-                checksum_algorithm TEXT,
-                checksum       TEXT,
-                checksum_type  TEXT,                               -- FULL_OBJECT or COMPOSITE
-                part_sizes     TEXT                                -- a multipart object's part sizes, comma-separated; NULL if written whole
-            );
-            CREATE UNIQUE INDEX IF NOT EXISTS objects_version ON objects (bucket, key, version_id);
-            CREATE INDEX IF NOT EXISTS objects_latest ON objects (bucket, is_latest, key);
-            CREATE TABLE IF NOT EXISTS uploads (
-                upload_id      TEXT    NOT NULL PRIMARY KEY,
-                bucket         TEXT    NOT NULL,
-                key            TEXT    NOT NULL,
-                initiated_ms   INTEGER NOT NULL,
-                headers        TEXT    NOT NULL,
-                tags           TEXT    NOT NULL,
-                checksum_algorithm TEXT,
-                checksum_type  TEXT
-            );
-            CREATE INDEX IF NOT EXISTS uploads_key ON uploads (bucket, key, initiated_ms);
-            CREATE TABLE IF NOT EXISTS parts (
-                upload_id    TEXT    NOT NULL,
-                part_number  INTEGER NOT NULL,
-                size         INTEGER NOT NULL,
-                etag         TEXT    NOT NULL,
-                modified_ms  INTEGER NOT NULL,
-                blob         TEXT    NOT NULL,
-                checksum     TEXT,
-                PRIMARY KEY (upload_id, part_number)
-            );
-            CREATE TABLE IF NOT EXISTS outbox (
-                seq          INTEGER PRIMARY KEY AUTOINCREMENT,
-                destination  TEXT    NOT NULL,  -- a function, queue or topic ARN
-                bucket       TEXT    NOT NULL,
-                payload      TEXT    NOT NULL,  -- the event JSON
-                created_ms   INTEGER NOT NULL
-            );
-            """);
-        using (var select = Command(_connection, "SELECT name, account, region, created_ms, versioning, tags, cors, notification FROM buckets;"))
-        using (var reader = select.ExecuteReader())
-        {
-            while (reader.Read())
-            {
-                var bucket = new Bucket(reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetInt64(3),
-                    reader.IsDBNull(4) ? null : reader.GetString(4), Json(reader.GetString(5)),
-                    reader.IsDBNull(6) ? null : reader.GetString(6), reader.IsDBNull(7) ? null : reader.GetString(7));
-                _buckets[bucket.Name] = WithParsed(bucket);
-            }
-        }
-        RemoveOrphans();
+        Execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;" + Schema);
+        LoadBuckets(_connection);
+        RemoveOrphans(_connection);
         _writer = new GroupCommitWriter(_connection, MaxBatch, failure =>
         {
             // A batch that wrote to the outbox wakes the notifier once it is on disk.
-            if (_outboxPending)
+            if (t_outboxPending)
             {
-                _outboxPending = false;
+                t_outboxPending = false;
                 if (failure is null)
                 {
                     OutboxWritten?.Invoke();
@@ -213,11 +262,64 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
         });
     }
 
-    /// <summary>Deletes blob files that no object version or part names (left by a crash between rename and commit).</summary>
-    private void RemoveOrphans()
+    private const string KeyColumn = "key            TEXT";
+
+    /// <summary>
+    /// Removes the temporary files of uploads that were in flight when the server stopped: nothing refers to them. In a
+    /// shared directory another node may be writing one right now: only those untouched for an hour are left over.
+    /// </summary>
+    private void RemoveTempFiles()
+    {
+        if (_postgres is null)
+        {
+            if (Directory.Exists(TempDirectory))
+            {
+                Directory.Delete(TempDirectory, recursive: true);
+            }
+            Directory.CreateDirectory(TempDirectory);
+            return;
+        }
+        Directory.CreateDirectory(TempDirectory);
+        foreach (var file in new DirectoryInfo(TempDirectory).EnumerateFiles())
+        {
+            if (IsLeftover(file))
+            {
+                file.Delete();
+            }
+        }
+    }
+
+    private bool IsLeftover(FileInfo file) => _postgres is null || _time.GetUtcNow().UtcDateTime - file.LastWriteTimeUtc > TimeSpan.FromHours(1);
+
+    private void LoadBuckets(DbConnection connection)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        using var select = Command(connection, "SELECT name, account, region, created_ms, versioning, tags, cors, notification FROM buckets;");
+        using var reader = select.ExecuteReader();
+        while (reader.Read())
+        {
+            var bucket = ReadBucket(reader);
+            _buckets[bucket.Name] = WithParsed(bucket);
+            seen.Add(bucket.Name);
+        }
+        foreach (var name in _buckets.Keys.Where(n => !seen.Contains(n)))
+        {
+            _buckets.TryRemove(name, out _);
+        }
+    }
+
+    private static Bucket ReadBucket(DbDataReader reader) => new(reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetInt64(3),
+        reader.IsDBNull(4) ? null : reader.GetString(4), Json(reader.GetString(5)),
+        reader.IsDBNull(6) ? null : reader.GetString(6), reader.IsDBNull(7) ? null : reader.GetString(7));
+
+    /// <summary>
+    /// Deletes blob files that no object version or part names (left by a crash between rename and commit). In a shared
+    /// directory another node may have just renamed one and not yet committed its row: only those an hour old go.
+    /// </summary>
+    private void RemoveOrphans(DbConnection connection)
     {
         var named = new HashSet<string>(StringComparer.Ordinal);
-        using (var select = Command(_connection!, "SELECT blob FROM objects WHERE blob IS NOT NULL UNION ALL SELECT blob FROM parts;"))
+        using (var select = Command(connection, "SELECT blob FROM objects WHERE blob IS NOT NULL UNION ALL SELECT blob FROM parts;"))
         using (var reader = select.ExecuteReader())
         {
             while (reader.Read())
@@ -226,11 +328,11 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
             }
         }
         var removed = 0;
-        foreach (var file in Directory.EnumerateFiles(Path.Combine(_root, "objects"), "*", SearchOption.AllDirectories))
+        foreach (var file in new DirectoryInfo(Path.Combine(_bodies, "objects")).EnumerateFiles("*", SearchOption.AllDirectories))
         {
-            if (!named.Contains(Path.GetFileName(file)))
+            if (!named.Contains(file.Name) && IsLeftover(file))
             {
-                File.Delete(file);
+                file.Delete();
                 removed++;
             }
         }
@@ -249,7 +351,7 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
     // ---- blobs -----------------------------------------------------------------------------------
 
     /// <summary>Where a blob's bytes are.</summary>
-    public string BlobPath(string blob) => Path.Combine(_root, "objects", blob[..2], blob);
+    public string BlobPath(string blob) => Path.Combine(_bodies, "objects", blob[..2], blob);
 
     /// <summary>A new temporary file for an upload, in the same file system as the blobs (so the rename is atomic).</summary>
     public string NewTempFile() => Path.Combine(TempDirectory, Guid.NewGuid().ToString("N"));
@@ -290,11 +392,23 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
     /// <summary>Creates a bucket; the existing one when the name is taken (the caller tells owner from stranger).</summary>
     public Task<(Bucket Bucket, bool Created)> CreateBucketAsync(string name, string account, string region) => WriteAsync(connection =>
     {
+        var bucket = new Bucket(name, account, region, Now, null, new Dictionary<string, string>(), null, null);
+        if (_postgres is not null)
+        {
+            // The table decides, not this node's memory: another node may have created (or deleted) it meanwhile.
+            if (Run(connection, "INSERT INTO buckets (name, account, region, created_ms, tags) VALUES ($1, $2, $3, $4, '{}') ON CONFLICT (name) DO NOTHING;",
+                    name, account, region, bucket.CreatedMs) == 0)
+            {
+                return (ReadBucketRow(connection, name, lockRow: false) ?? bucket, false);
+            }
+            _buckets[name] = bucket;
+            Announce(connection, name);
+            return (bucket, true);
+        }
         if (_buckets.TryGetValue(name, out var existing))
         {
             return (existing, false);
         }
-        var bucket = new Bucket(name, account, region, Now, null, new Dictionary<string, string>(), null, null);
         Run(connection, "INSERT INTO buckets (name, account, region, created_ms, tags) VALUES ($1, $2, $3, $4, '{}');", name, account, region, bucket.CreatedMs);
         _buckets[name] = bucket;
         return (bucket, true);
@@ -303,6 +417,12 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
     /// <summary>Deletes an empty bucket: false when it still holds an object version or an upload.</summary>
     public Task<bool> DeleteBucketAsync(string name) => WriteAsync(connection =>
     {
+        if (_postgres is not null && ReadBucketRow(connection, name, lockRow: true) is null)
+        {
+            // Gone already (another node deleted it). Locked otherwise: writes into it that began before wait, the
+            // check below sees what they committed, and those that begin after find no bucket.
+            return true;
+        }
         using (var any = Command(connection, "SELECT EXISTS (SELECT 1 FROM objects WHERE bucket = $1) OR EXISTS (SELECT 1 FROM uploads WHERE bucket = $1);", name))
         {
             if (Convert.ToInt64(any.ExecuteScalar(), CultureInfo.InvariantCulture) != 0)
@@ -312,6 +432,7 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
         }
         Run(connection, "DELETE FROM buckets WHERE name = $1;", name);
         _buckets.TryRemove(name, out _);
+        Announce(connection, name);
         return true;
     });
 
@@ -326,6 +447,17 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
 
     private Task<int> UpdateBucketAsync(string name, string column, string? value, Func<Bucket, Bucket> change) => WriteAsync(connection =>
     {
+        if (_postgres is not null)
+        {
+            // The row, not this node's copy: another node may have changed another of its settings meanwhile.
+            if (Run(connection, $"UPDATE buckets SET {column} = $2 WHERE name = $1;", name, value) == 0)
+            {
+                throw S3Exception.NoSuchBucket(name);
+            }
+            ReadBucketRow(connection, name, lockRow: false);
+            Announce(connection, name);
+            return 0;
+        }
         if (!_buckets.TryGetValue(name, out var bucket))
         {
             throw S3Exception.NoSuchBucket(name);
@@ -334,6 +466,114 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
         _buckets[name] = change(bucket);
         return 0;
     });
+
+    /// <summary>
+    /// A cluster node: the bucket's row as committed (<paramref name="lockRow"/>: locked until the transaction ends,
+    /// for update), and this node's copy brought up to date with it; null (and no copy) when there is none.
+    /// </summary>
+    private Bucket? ReadBucketRow(DbConnection connection, string name, bool lockRow)
+    {
+        using var select = Command(connection, "SELECT name, account, region, created_ms, versioning, tags, cors, notification FROM buckets WHERE name = $1"
+            + (lockRow ? " FOR UPDATE;" : ";"), name);
+        using var reader = select.ExecuteReader();
+        if (!reader.Read())
+        {
+            _buckets.TryRemove(name, out _);
+            return null;
+        }
+        var row = ReadBucket(reader);
+        return _buckets[name] = WithParsed(row);
+    }
+
+    /// <summary>
+    /// The bucket an object write goes to. A cluster node reads its row, locked for share (a concurrent DeleteBucket
+    /// waits for the write): its versioning and notifications as committed, whether or not this node has heard of a
+    /// change yet. Reparsed only when they changed.
+    /// </summary>
+    private Bucket CurrentBucket(DbConnection connection, string name)
+    {
+        if (_postgres is null)
+        {
+            return _buckets.TryGetValue(name, out var cached) ? cached : throw S3Exception.NoSuchBucket(name);
+        }
+        using var select = Command(connection, "SELECT name, account, region, created_ms, versioning, tags, cors, notification FROM buckets WHERE name = $1 FOR SHARE;", name);
+        using var reader = select.ExecuteReader();
+        if (!reader.Read())
+        {
+            _buckets.TryRemove(name, out _);
+            throw S3Exception.NoSuchBucket(name);
+        }
+        var row = ReadBucket(reader);
+        if (_buckets.TryGetValue(name, out var known) && known.Versioning == row.Versioning && known.NotificationXml == row.NotificationXml && known.CorsXml == row.CorsXml)
+        {
+            return known;
+        }
+        return _buckets[name] = WithParsed(row);
+    }
+
+    /// <summary>A cluster node: rereads one bucket's row (another node created, changed or deleted it).</summary>
+    private void Reload(string name)
+    {
+        // One reread at a time, reading inside the lock: the last to run caches the latest row, whatever order the
+        // notifications started them in.
+        lock (_reloadLock)
+        {
+            using var connection = _postgres!.OpenConnection();
+            ReadBucketRow(connection, name, lockRow: false);
+        }
+    }
+
+    /// <summary>
+    /// A cluster node asked for a bucket it does not know: it may have been created on another node a moment ago, and
+    /// the notification not have arrived yet, so the database is asked (off the I/O thread). Nothing on a single machine.
+    /// </summary>
+    public async ValueTask RefreshIfUnknownAsync(string? name)
+    {
+        if (_postgres is null || name is null || _buckets.ContainsKey(name))
+        {
+            return;
+        }
+        await ClusterLock.LeaveIoThread();
+        Reload(name);
+    }
+
+    private void OnNotified(string channel, string subject)
+    {
+        if (channel != ClusterNode.S3Channel || !subject.StartsWith("b:", StringComparison.Ordinal))
+        {
+            return;
+        }
+        var name = subject[2..];
+        _ = Task.Run(() =>
+        {
+            try
+            {
+                Reload(name); // off the listening loop: this blocks
+            }
+            catch (NpgsqlException)
+            {
+                // Reloaded again when the listener reconnects.
+            }
+        });
+    }
+
+    /// <summary>A cluster node: tells the others, when the transaction commits, that a bucket was created, changed or deleted.</summary>
+    private void Announce(DbConnection connection, string bucket)
+    {
+        if (_cluster is { } cluster)
+        {
+            Run(connection, "SELECT pg_notify('" + ClusterNode.S3Channel + "', $1);", cluster.Payload("b:" + bucket));
+        }
+    }
+
+    /// <summary>A cluster node: writes of one key take turns across the nodes (held until the transaction ends).</summary>
+    private void TakeTurn(DbConnection connection, string bucket, string key)
+    {
+        if (_postgres is not null)
+        {
+            Run(connection, "SELECT pg_advisory_xact_lock(hashtext($1));", "lamina-s3:" + bucket + "/" + key);
+        }
+    }
 
     // ---- objects ---------------------------------------------------------------------------------
 
@@ -371,13 +611,11 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
         return stored;
     }
 
-    private S3Object Put(SqliteConnection connection, Bucket bucket, NewObject o, string eventName, EventOrigin origin, string? completedUpload,
+    private S3Object Put(DbConnection connection, Bucket bucket, NewObject o, string eventName, EventOrigin origin, string? completedUpload,
         Func<S3Object?, S3Exception?>? condition, List<string?> garbage)
     {
-        if (!_buckets.TryGetValue(bucket.Name, out var current))
-        {
-            throw S3Exception.NoSuchBucket(bucket.Name);
-        }
+        TakeTurn(connection, bucket.Name, o.Key);
+        var current = CurrentBucket(connection, bucket.Name);
         if (condition is not null)
         {
             using var latest = Command(connection, $"SELECT {Columns} FROM objects WHERE bucket = $1 AND key = $2 AND is_latest = 1;", bucket.Name, o.Key);
@@ -421,7 +659,8 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
         List<string?> garbage = [];
         var outcome = await WriteAsync(connection =>
         {
-            var current = _buckets.TryGetValue(bucket.Name, out var b) ? b : throw S3Exception.NoSuchBucket(bucket.Name);
+            TakeTurn(connection, bucket.Name, key);
+            var current = CurrentBucket(connection, bucket.Name);
             if (versionId is not null)
             {
                 S3Object? version;
@@ -479,13 +718,15 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
     /// Takes a number of the objects' write order for an event that adds no row (a delete without versioning), so its
     /// sequencer sorts after every earlier write of the key and before every later one, as S3's do.
     /// </summary>
-    private static long NextSeq(SqliteConnection connection)
+    private long NextSeq(DbConnection connection)
     {
-        using var update = Command(connection, "UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'objects' RETURNING seq;");
+        using var update = _postgres is not null
+            ? Command(connection, "SELECT nextval(pg_get_serial_sequence('objects', 'seq'));")
+            : Command(connection, "UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'objects' RETURNING seq;");
         return Convert.ToInt64(update.ExecuteScalar(), CultureInfo.InvariantCulture);
     }
 
-    private static List<string?> RemoveNullVersion(SqliteConnection connection, string bucket, string key)
+    private static List<string?> RemoveNullVersion(DbConnection connection, string bucket, string key)
     {
         using var delete = Command(connection, "DELETE FROM objects WHERE bucket = $1 AND key = $2 AND version_id = 'null' RETURNING blob;", bucket, key);
         using var reader = delete.ExecuteReader();
@@ -687,7 +928,9 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
         List<string?> garbage = [];
         var stored = await WriteAsync(connection =>
         {
-            using (var exists = Command(connection, "SELECT 1 FROM uploads WHERE upload_id = $1;", uploadId))
+            // A cluster node locks the upload for share: an abort or completion on another node waits for this part,
+            // and then removes it with the others.
+            using (var exists = Command(connection, "SELECT 1 FROM uploads WHERE upload_id = $1" + (_postgres is null ? ";" : " FOR SHARE;"), uploadId))
             {
                 if (exists.ExecuteScalar() is null)
                 {
@@ -714,7 +957,7 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
         var parts = new List<UploadPart>();
         while (reader.Read())
         {
-            parts.Add(new UploadPart(reader.GetInt32(0), reader.GetInt64(1), reader.GetString(2), reader.GetInt64(3), reader.GetString(4), reader.IsDBNull(5) ? null : reader.GetString(5)));
+            parts.Add(new UploadPart((int)reader.GetInt64(0), reader.GetInt64(1), reader.GetString(2), reader.GetInt64(3), reader.GetString(4), reader.IsDBNull(5) ? null : reader.GetString(5)));
         }
         return parts;
     });
@@ -738,8 +981,13 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
         return found;
     }
 
-    private static List<string?> DeleteUpload(SqliteConnection connection, string uploadId)
+    private List<string?> DeleteUpload(DbConnection connection, string uploadId)
     {
+        if (_postgres is not null)
+        {
+            // Parts being stored on other nodes (they lock the upload for share) are committed first, and deleted here.
+            Run(connection, "SELECT 1 FROM uploads WHERE upload_id = $1 FOR UPDATE;", uploadId);
+        }
         var blobs = new List<string?>();
         using (var delete = Command(connection, "DELETE FROM parts WHERE upload_id = $1 RETURNING blob;", uploadId))
         using (var reader = delete.ExecuteReader())
@@ -758,7 +1006,7 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
     /// <summary>An event waiting to be delivered to its destination.</summary>
     public sealed record OutboxEntry(long Seq, string Destination, string Bucket, string Payload);
 
-    private void WriteNotifications(SqliteConnection connection, Bucket bucket, string eventName, S3Object o, EventOrigin origin)
+    private void WriteNotifications(DbConnection connection, Bucket bucket, string eventName, S3Object o, EventOrigin origin)
     {
         var wrote = false;
         foreach (var target in bucket.Notifications)
@@ -775,17 +1023,15 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
         }
         if (wrote)
         {
-            _outboxPending = true;
+            t_outboxPending = true;
         }
     }
-
-    private bool _outboxPending;
 
     /// <summary>Queues an event that belongs to no object change (s3:TestEvent) for delivery.</summary>
     public Task EnqueueAsync(string destination, string bucket, string payload) => WriteAsync(connection =>
     {
         Run(connection, "INSERT INTO outbox (destination, bucket, payload, created_ms) VALUES ($1, $2, $3, $4);", destination, bucket, payload, Now);
-        _outboxPending = true;
+        t_outboxPending = true;
         return 0;
     });
 
@@ -803,16 +1049,59 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
 
     public Task DeliveredAsync(long seq) => WriteAsync(connection => Run(connection, "DELETE FROM outbox WHERE seq = $1;", seq));
 
+    /// <summary>
+    /// Delivers up to <paramref name="limit"/> outbox entries, oldest first, deleting each once delivered; how many
+    /// there were. A cluster node claims each in a transaction of its own (<c>FOR UPDATE SKIP LOCKED</c>) held across
+    /// its delivery: the other nodes' notifiers pass it by, and if this node dies before the delete commits, the entry
+    /// is theirs again (at least once, never lost).
+    /// </summary>
+    public async Task<int> DeliverPendingAsync(int limit, Func<OutboxEntry, Task> deliver)
+    {
+        if (_postgres is not { } postgres)
+        {
+            var pending = await PendingAsync(limit);
+            foreach (var entry in pending)
+            {
+                await deliver(entry);
+                await DeliveredAsync(entry.Seq);
+            }
+            return pending.Count;
+        }
+        var delivered = 0;
+        while (delivered < limit)
+        {
+            await ClusterLock.LeaveIoThread();
+            await using var connection = postgres.OpenConnection();
+            await using var transaction = connection.BeginTransaction();
+            OutboxEntry entry;
+            using (var select = Command(connection, "SELECT seq, destination, bucket, payload FROM outbox ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED;"))
+            using (var reader = select.ExecuteReader())
+            {
+                if (!reader.Read())
+                {
+                    break;
+                }
+                entry = new OutboxEntry(reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3));
+            }
+            await deliver(entry);
+            await ClusterLock.LeaveIoThread();
+            Run(connection, "DELETE FROM outbox WHERE seq = $1;", entry.Seq);
+            transaction.Commit();
+            delivered++;
+        }
+        return delivered;
+    }
+
     // ---- plumbing --------------------------------------------------------------------------------
 
     private const string Columns = "bucket, key, version_id, seq, is_latest, delete_marker, size, etag, modified_ms, blob, headers, tags, checksum_algorithm, checksum, checksum_type, part_sizes";
 
-    private static S3Object ReadObject(SqliteDataReader r) => new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetInt64(4) != 0,
+    private static S3Object ReadObject(DbDataReader r) => new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetInt64(4) != 0,
         r.GetInt64(5) != 0, r.GetInt64(6), r.GetString(7), r.GetInt64(8), r.IsDBNull(9) ? null : r.GetString(9), Json(r.GetString(10)), Json(r.GetString(11)),
         r.IsDBNull(12) ? null : r.GetString(12), r.IsDBNull(13) ? null : r.GetString(13), r.IsDBNull(14) ? null : r.GetString(14),
         r.IsDBNull(15) ? null : r.GetString(15).Split(',').Select(size => long.Parse(size, CultureInfo.InvariantCulture)).ToArray());
 
-    private static MultipartUpload ReadUpload(SqliteDataReader r) => new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3),
+    private static MultipartUpload ReadUpload(DbDataReader r) => new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3),
         Json(r.GetString(4)), Json(r.GetString(5)), r.IsDBNull(6) ? null : r.GetString(6), r.IsDBNull(7) ? null : r.GetString(7));
 
     private static Dictionary<string, string> Json(string text) =>
@@ -833,16 +1122,63 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
     }
 
     /// <summary>A read on a pooled read-only connection (WAL: it sees the last commit and never waits for the writer).</summary>
-    private Task<T> ReadAsync<T>(Func<SqliteConnection, T> work)
+    private Task<T> ReadAsync<T>(Func<DbConnection, T> work)
     {
+        if (_postgres is { } postgres)
+        {
+            return ReadSharedAsync(postgres, work);
+        }
         using var connection = new SqliteConnection(_readConnectionString ?? throw new InvalidOperationException("The object store is not open."));
         connection.Open();
         return Task.FromResult(work(connection));
     }
 
-    /// <summary>A write, committed with whatever else waits (group commit); it completes once it is on disk.</summary>
-    private Task<T> WriteAsync<T>(Func<SqliteConnection, T> work) =>
-        (_writer ?? throw new InvalidOperationException("The object store is not open.")).WriteAsync(scope => work(scope.Connection));
+    /// <summary>A cluster node's read: a pooled connection, off the I/O thread (the statements block).</summary>
+    private static async Task<T> ReadSharedAsync<T>(NpgsqlDataSource postgres, Func<DbConnection, T> work)
+    {
+        await ClusterLock.LeaveIoThread();
+        using var connection = postgres.OpenConnection();
+        return work(connection);
+    }
+
+    /// <summary>
+    /// A write, committed with whatever else waits (group commit); it completes once it is on disk. A cluster node's
+    /// runs in a transaction of its own on a pooled connection, off the I/O thread, side by side with its other writes
+    /// (those of one key take turns, see <see cref="TakeTurn"/>).
+    /// </summary>
+    private Task<T> WriteAsync<T>(Func<DbConnection, T> work) => _postgres is { } postgres
+        ? WriteSharedAsync(postgres, work)
+        : (_writer ?? throw new InvalidOperationException("The object store is not open.")).WriteAsync(scope => work(scope.Connection));
+
+    private async Task<T> WriteSharedAsync<T>(NpgsqlDataSource postgres, Func<DbConnection, T> work)
+    {
+        await ClusterLock.LeaveIoThread();
+        T result;
+        t_outboxPending = false;
+        try
+        {
+            using var connection = postgres.OpenConnection();
+            using var transaction = connection.BeginTransaction();
+            result = work(connection);
+            transaction.Commit();
+        }
+        catch
+        {
+            t_outboxPending = false;
+            throw;
+        }
+        if (t_outboxPending)
+        {
+            // This node's notifier claims the new entries at once (the others' look every few seconds).
+            t_outboxPending = false;
+            OutboxWritten?.Invoke();
+        }
+        return result;
+    }
+
+    private static DbCommand Command(DbConnection connection, string sql, params object?[] values) => Sql.Positional(connection, sql, values);
+
+    private static int Run(DbConnection connection, string sql, params object?[] values) => Sql.RunPositional(connection, sql, values);
 
     private void Execute(string sql)
     {

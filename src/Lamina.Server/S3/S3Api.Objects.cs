@@ -639,6 +639,7 @@ internal static partial class S3Api
         }
         var sourceBucket = path[..slash];
         var sourceKey = path[(slash + 1)..];
+        await call.Store.RefreshIfUnknownAsync(sourceBucket);
         if (!call.Store.TryGetBucket(sourceBucket, out var bucket))
         {
             throw S3Exception.NoSuchBucket(sourceBucket);

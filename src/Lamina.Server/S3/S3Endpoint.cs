@@ -171,6 +171,7 @@ internal static partial class S3Api
                 Key = key,
                 Signing = signing,
             };
+            await store.RefreshIfUnknownAsync(bucketName);
             if (bucketName is not null && context.Request.Headers.Origin.Count > 0 && store.TryGetBucket(bucketName, out var corsBucket) && corsBucket.Cors.Count > 0
                 && !HttpMethods.IsOptions(context.Request.Method))
             {

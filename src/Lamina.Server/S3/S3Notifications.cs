@@ -109,17 +109,12 @@ internal sealed partial class S3Notifications : IHostedService, IDisposable
         {
             try
             {
-                var pending = await _store.PendingAsync(100);
-                foreach (var entry in pending)
-                {
-                    await DeliverAsync(entry);
-                    await _store.DeliveredAsync(entry.Seq);
-                }
-                if (pending.Count == 100)
+                if (await _store.DeliverPendingAsync(100, DeliverAsync) == 100)
                 {
                     continue;
                 }
-                // Woken by the next commit that writes to the outbox; the timeout retries what failed to deliver.
+                // Woken by the next commit (of this node) that writes to the outbox; the timeout retries what failed to
+                // deliver and, on a cluster, takes up what a node that died left.
                 await _wake.WaitAsync(TimeSpan.FromSeconds(5), _stopping.Token);
             }
             catch (OperationCanceledException) when (_stopping.IsCancellationRequested)

@@ -30,7 +30,8 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
     /// Channels: a function changed (subject: its registry key), a layer changed, async events were queued, an SQS
     /// queue changed or got messages (subject <c>q:</c> or <c>m:</c> and its name), an event source mapping changed (its
     /// UUID), an EventBridge bus, rule or target changed, an SNS topic or subscription changed, an API Gateway API
-    /// (<c>a:</c> and its id) or the API keys and usage plans (<c>k</c>) changed.
+    /// (<c>a:</c> and its id) or the API keys and usage plans (<c>k</c>) changed, an S3 bucket was created, changed or
+    /// deleted (<c>b:</c> and its name).
     /// </summary>
     public const string FunctionsChannel = "lamina_functions";
     public const string LayersChannel = "lamina_layers";
@@ -40,6 +41,7 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
     public const string EventsChannel = "lamina_events";
     public const string SnsChannel = "lamina_sns";
     public const string ApisChannel = "lamina_apis";
+    public const string S3Channel = "lamina_s3";
 
     /// <summary>How long a heartbeat keeps a node alive: long enough for a GC pause, short enough for a quick takeover.</summary>
     public static readonly TimeSpan NodeTtl = TimeSpan.FromSeconds(5);
@@ -327,7 +329,7 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
                     }
                     Notified?.Invoke(e.Channel, e.Payload[(bar + 1)..]);
                 };
-                await using (var listen = new NpgsqlCommand($"LISTEN {FunctionsChannel}; LISTEN {LayersChannel}; LISTEN {AsyncChannel}; LISTEN {SqsChannel}; LISTEN {MappingsChannel}; LISTEN {EventsChannel}; LISTEN {SnsChannel}; LISTEN {ApisChannel};", connection))
+                await using (var listen = new NpgsqlCommand($"LISTEN {FunctionsChannel}; LISTEN {LayersChannel}; LISTEN {AsyncChannel}; LISTEN {SqsChannel}; LISTEN {MappingsChannel}; LISTEN {EventsChannel}; LISTEN {SnsChannel}; LISTEN {ApisChannel}; LISTEN {S3Channel};", connection))
                 {
                     await listen.ExecuteNonQueryAsync(token);
                 }
