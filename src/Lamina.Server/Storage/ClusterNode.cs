@@ -29,7 +29,8 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
     /// Channels: a function changed (subject: its registry key), a layer changed, async events were queued, an SQS
     /// queue changed or got messages (subject <c>q:</c> or <c>m:</c> and its name), an event source mapping changed (its
     /// UUID), an EventBridge bus, rule or target changed, an SNS topic or subscription changed, an API Gateway API
-    /// (<c>a:</c> and its id) or the API keys and usage plans (<c>k</c>) changed.
+    /// (<c>a:</c> and its id) or the API keys and usage plans (<c>k</c>) changed, a DynamoDB table's definition or its
+    /// streams changed (<c>t</c>: every node rereads them).
     /// </summary>
     public const string FunctionsChannel = "lamina_functions";
     public const string LayersChannel = "lamina_layers";
@@ -39,6 +40,7 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
     public const string EventsChannel = "lamina_events";
     public const string SnsChannel = "lamina_sns";
     public const string ApisChannel = "lamina_apis";
+    public const string DynamoDbChannel = "lamina_dynamodb";
 
     /// <summary>How long a heartbeat keeps a node alive: long enough for a GC pause, short enough for a quick takeover.</summary>
     public static readonly TimeSpan NodeTtl = TimeSpan.FromSeconds(5);
@@ -279,7 +281,7 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
                     }
                     Notified?.Invoke(e.Channel, e.Payload[(bar + 1)..]);
                 };
-                await using (var listen = new NpgsqlCommand($"LISTEN {FunctionsChannel}; LISTEN {LayersChannel}; LISTEN {AsyncChannel}; LISTEN {SqsChannel}; LISTEN {MappingsChannel}; LISTEN {EventsChannel}; LISTEN {SnsChannel}; LISTEN {ApisChannel};", connection))
+                await using (var listen = new NpgsqlCommand($"LISTEN {FunctionsChannel}; LISTEN {LayersChannel}; LISTEN {AsyncChannel}; LISTEN {SqsChannel}; LISTEN {MappingsChannel}; LISTEN {EventsChannel}; LISTEN {SnsChannel}; LISTEN {ApisChannel}; LISTEN {DynamoDbChannel};", connection))
                 {
                     await listen.ExecuteNonQueryAsync(token);
                 }
