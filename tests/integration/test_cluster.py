@@ -1129,6 +1129,100 @@ class ClusterTests(unittest.TestCase):
         _nginx_to_the_nodes()
         self.assertEqual(td.poll(lambda: side_effects(name, tag), lambda c: c["second"] >= 1), {"first": 1, "second": 1})
 
+    def test_m_dynamodb_tables_are_the_clusters(self):
+        """DynamoDB's tables, items, conditions, transactions and streams are one set across the nodes (issue #25)."""
+        from concurrent.futures import ThreadPoolExecutor
+        ddb = [h.boto3_client(n.url, "dynamodb") for n in _nodes]
+        ddb[0].create_table(
+            TableName="shared", BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"},
+                                  {"AttributeName": "g", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            GlobalSecondaryIndexes=[{"IndexName": "by-g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                                     "Projection": {"ProjectionType": "ALL"}}],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+        t0 = time.monotonic()
+        for client in ddb[1:]:
+            while True:
+                try:
+                    if client.describe_table(TableName="shared")["Table"]["TableStatus"] == "ACTIVE":
+                        break
+                except client.exceptions.ResourceNotFoundException:
+                    pass
+                self.assertLess(time.monotonic() - t0, 1.0, "the table was not ACTIVE on every node within 1 s")
+                time.sleep(0.02)
+
+        # A put on node 1 is read on node 2, by key and through the GSI.
+        ddb[1].put_item(TableName="shared", Item={"pk": {"S": "a"}, "sk": {"S": "1"}, "g": {"S": "green"}, "v": {"N": "1"}})
+        got = ddb[2].get_item(TableName="shared", Key={"pk": {"S": "a"}, "sk": {"S": "1"}}, ConsistentRead=True)
+        self.assertEqual(got["Item"]["v"], {"N": "1"})
+        queried = ddb[2].query(TableName="shared", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "a"}})
+        self.assertEqual([i["sk"]["S"] for i in queried["Items"]], ["1"])
+        by_g = ddb[2].query(TableName="shared", IndexName="by-g", KeyConditionExpression="g = :g", ExpressionAttributeValues={":g": {"S": "green"}})
+        self.assertEqual([(i["pk"]["S"], i["sk"]["S"]) for i in by_g["Items"]], [("a", "1")])
+
+        # A conditional put racing from every node: exactly one wins.
+        def claim(i: int) -> str:
+            try:
+                ddb[i].put_item(TableName="shared", Item={"pk": {"S": "race"}, "sk": {"S": "0"}, "by": {"N": str(i)}},
+                                ConditionExpression="attribute_not_exists(pk)")
+                return "won"
+            except ddb[i].exceptions.ConditionalCheckFailedException:
+                return "lost"
+        with ThreadPoolExecutor(3) as pool:
+            outcomes = list(pool.map(claim, range(3)))
+        self.assertEqual(sorted(outcomes), ["lost", "lost", "won"])
+
+        # An atomic counter incremented 30 times, spread over the nodes at once.
+        def increment(i: int) -> None:
+            ddb[i % 3].update_item(TableName="shared", Key={"pk": {"S": "counter"}, "sk": {"S": "0"}},
+                                   UpdateExpression="ADD n :one", ExpressionAttributeValues={":one": {"N": "1"}})
+        with ThreadPoolExecutor(12) as pool:
+            list(pool.map(increment, range(30)))
+        counter = ddb[0].get_item(TableName="shared", Key={"pk": {"S": "counter"}, "sk": {"S": "0"}}, ConsistentRead=True)
+        self.assertEqual(counter["Item"]["n"], {"N": "30"})
+
+        # A transaction on node 2, seen on node 0.
+        ddb[2].transact_write_items(TransactItems=[
+            {"Put": {"TableName": "shared", "Item": {"pk": {"S": "tx"}, "sk": {"S": "1"}, "g": {"S": "blue"}}}},
+            {"Update": {"TableName": "shared", "Key": {"pk": {"S": "a"}, "sk": {"S": "1"}}, "UpdateExpression": "SET v = :two",
+                        "ConditionExpression": "v = :one", "ExpressionAttributeValues": {":one": {"N": "1"}, ":two": {"N": "2"}}}},
+        ])
+        self.assertEqual(ddb[0].get_item(TableName="shared", Key={"pk": {"S": "tx"}, "sk": {"S": "1"}})["Item"]["g"], {"S": "blue"})
+        self.assertEqual(ddb[0].get_item(TableName="shared", Key={"pk": {"S": "a"}, "sk": {"S": "1"}})["Item"]["v"], {"N": "2"})
+
+        # The stream, read on one node, has every node's writes in the order they were made.
+        streams = h.boto3_client(_nodes[1].url, "dynamodbstreams")
+        arn = ddb[1].describe_table(TableName="shared")["Table"]["LatestStreamArn"]
+        shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        records = []
+        while iterator and len(records) < 34:
+            page = streams.get_records(ShardIterator=iterator)
+            if not page["Records"]:
+                break
+            records += page["Records"]
+            iterator = page.get("NextShardIterator")
+        keys = [(r["eventName"], r["dynamodb"]["Keys"]["pk"]["S"]) for r in records]
+        self.assertEqual(len(records), 34, keys)  # a/1, the race's winner, 30 counts, the transaction's two
+        self.assertEqual(keys[0], ("INSERT", "a"))
+        self.assertEqual(keys[1], ("INSERT", "race"))
+        counts = [r for r in records if r["dynamodb"]["Keys"]["pk"]["S"] == "counter"]
+        self.assertEqual([r["dynamodb"]["NewImage"]["n"]["N"] for r in counts], [str(n) for n in range(1, 31)])
+        self.assertEqual(sorted(keys[32:]), [("INSERT", "tx"), ("MODIFY", "a")])
+        sequences = [int(r["dynamodb"]["SequenceNumber"]) for r in records]
+        self.assertEqual(sequences, sorted(sequences))
+
+        # Deleted on node 1: gone on node 0 within a second.
+        ddb[1].delete_table(TableName="shared")
+        t0 = time.monotonic()
+        while True:
+            try:
+                ddb[0].describe_table(TableName="shared")
+            except ddb[0].exceptions.ResourceNotFoundException:
+                break
+            self.assertLess(time.monotonic() - t0, 1.0, "node 0 still had the table 1 s after its deletion")
+            time.sleep(0.02)
 
 # ---- schedules (tests d, e, f): one rate(1 minute) rule whose target's runs are counted from their destination
 # records, which stay queued for a function that never runs (as in test b). A firing is its envelope's id and time:

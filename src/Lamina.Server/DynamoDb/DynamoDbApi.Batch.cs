@@ -45,7 +45,7 @@ internal static partial class DynamoDbApi
         }
         var responses = new List<(string Table, List<Item> Items, double Units)>();
         using (var connection = call.Store.OpenRead())
-        using (var snapshot = connection.BeginTransaction(deferred: true))
+        using (var snapshot = DynamoStore.Snapshot(connection))
         {
             foreach (var (table, keys, projection, request) in work)
             {
@@ -127,7 +127,7 @@ internal static partial class DynamoDbApi
             var consumed = new Dictionary<string, double>(StringComparer.Ordinal);
             foreach (var (table, key, put) in writes)
             {
-                var current = context.Store.Current(table);
+                var current = context.Current(table);
                 var old = DynamoStore.Get(context, current, key);
                 if (put is not null)
                 {
@@ -141,7 +141,7 @@ internal static partial class DynamoDbApi
                 consumed[table.Name] = consumed.GetValueOrDefault(table.Name) + WriteUnits(Math.Max(put is null ? 0 : AttributeValue.ItemSize(put), old is null ? 0 : AttributeValue.ItemSize(old)));
             }
             return consumed;
-        });
+        }, writes.Select(static w => w.Table));
         await call.RespondAsync(w =>
         {
             w.WriteStartObject("UnprocessedItems");
@@ -261,7 +261,7 @@ internal static partial class DynamoDbApi
                     "The request uses the same client token as a previous, but non-identical request.");
             }
             // 1. Every condition against the state before the transaction; any failure cancels all of it.
-            var tables = actions.Select(a => context.Store.Current(a.Table)).ToList();
+            var tables = actions.Select(a => context.Current(a.Table)).ToList();
             var olds = actions.Select((a, i) => DynamoStore.Get(context, tables[i], a.Key)).ToList();
             var reasons = new List<(string Code, string? Message, Item? Item)>();
             var results = new Item?[actions.Count];
@@ -336,7 +336,7 @@ internal static partial class DynamoDbApi
                 context.AfterCommit(() => context.Store.RememberTransaction(call.Account, token, fingerprint!, context.NowMs));
             }
             return 0;
-        });
+        }, actions.Select(static a => a.Table));
 
     private static async Task TransactGetItemsAsync(DynamoCall call)
     {
@@ -358,7 +358,7 @@ internal static partial class DynamoDbApi
         }
         var results = new List<Item?>();
         using (var connection = call.Store.OpenRead())
-        using (var snapshot = connection.BeginTransaction(deferred: true))
+        using (var snapshot = DynamoStore.Snapshot(connection))
         {
             foreach (var (table, key, projection) in gets)
             {

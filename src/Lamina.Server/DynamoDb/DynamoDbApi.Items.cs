@@ -22,7 +22,7 @@ internal static partial class DynamoDbApi
         var key = ItemKey.Of(table, item);
         var old = await call.Store.WriteAsync(context =>
         {
-            var current = context.Store.Current(table);
+            var current = context.Current(table);
             ValidateItem(current, item);
             var old = DynamoStore.Get(context, current, key);
             if (condition is not null && !ExpressionEvaluator.Matches(condition, old ?? EmptyItem))
@@ -31,7 +31,7 @@ internal static partial class DynamoDbApi
             }
             DynamoStore.Put(context, current, key, item, old);
             return old;
-        });
+        }, table);
         await call.RespondAsync(w =>
         {
             if (returnValues == "ALL_OLD" && old is not null)
@@ -89,7 +89,7 @@ internal static partial class DynamoDbApi
         var itemKey = ItemKey.Of(table, key);
         var (old, updated) = await call.Store.WriteAsync(context =>
         {
-            var current = context.Store.Current(table);
+            var current = context.Current(table);
             CheckUpdatePaths(current, actions);
             var old = DynamoStore.Get(context, current, itemKey);
             if (condition is not null && !ExpressionEvaluator.Matches(condition, old ?? EmptyItem))
@@ -100,7 +100,7 @@ internal static partial class DynamoDbApi
             ValidateItem(current, updated);
             DynamoStore.Put(context, current, itemKey, updated, old);
             return (old, updated);
-        });
+        }, table);
         await call.RespondAsync(w =>
         {
             switch (returnValues)
@@ -143,7 +143,7 @@ internal static partial class DynamoDbApi
         var itemKey = ItemKey.Of(table, key);
         var old = await call.Store.WriteAsync(context =>
         {
-            var current = context.Store.Current(table);
+            var current = context.Current(table);
             var old = DynamoStore.Get(context, current, itemKey);
             if (condition is not null && !ExpressionEvaluator.Matches(condition, old ?? EmptyItem))
             {
@@ -154,7 +154,7 @@ internal static partial class DynamoDbApi
                 DynamoStore.Delete(context, current, itemKey, old);
             }
             return old;
-        });
+        }, table);
         await call.RespondAsync(w =>
         {
             if (returnValues == "ALL_OLD" && old is not null)

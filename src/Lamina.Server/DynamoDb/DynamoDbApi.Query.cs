@@ -42,7 +42,7 @@ internal static partial class DynamoDbApi
             throw DynamoException.Validation("The provided starting key is invalid: The provided key element does not match the schema");
         }
         using var connection = call.Store.OpenRead();
-        using var snapshot = connection.BeginTransaction(deferred: true);
+        using var snapshot = DynamoStore.Snapshot(connection);
         IEnumerable<ItemRow> rows;
         if (index is null)
         {
@@ -104,7 +104,7 @@ internal static partial class DynamoDbApi
         var to = segment is { } seg2 ? (int)((seg2 + 1) * ItemKey.Segments / total!.Value) - 1 : ItemKey.Segments - 1;
         Item? start = call.Element("ExclusiveStartKey") is { } startElement ? ParseStartKey(table, index, startElement) : null;
         using var connection = call.Store.OpenRead();
-        using var snapshot = connection.BeginTransaction(deferred: true);
+        using var snapshot = DynamoStore.Snapshot(connection);
         IEnumerable<ItemRow> rows;
         if (index is null)
         {

@@ -1,5 +1,6 @@
+using System.Data.Common;
 using System.Text.Json;
-using Microsoft.Data.Sqlite;
+using Lamina.Server.Storage;
 using Item = System.Collections.Generic.Dictionary<string, Lamina.Server.DynamoDb.AttributeValue>;
 
 namespace Lamina.Server.DynamoDb;
@@ -20,9 +21,8 @@ internal sealed partial class DynamoStore
     /// <summary>The current item at <paramref name="key"/>, as this transaction sees it.</summary>
     public static Item? Get(WriteContext context, TableInfo table, ItemKey key)
     {
-        var select = context.Command("SELECT item FROM items WHERE table_id = $1 AND seg = $2 AND pk = $3 AND sk = $4;");
-        Bind(select, table.Id, key.Segment, key.Pk, key.Sk);
-        using var reader = select.ExecuteReader();
+        context.Lock(table.Id);
+        using var reader = context.Read("SELECT item FROM items WHERE table_id = $1 AND seg = $2 AND pk = $3 AND sk = $4;", table.Id, key.Segment, key.Pk, key.Sk);
         return reader.Read() ? AttributeValue.Deserialize((byte[])reader[0]) : null;
     }
 
@@ -31,12 +31,10 @@ internal sealed partial class DynamoStore
     {
         CheckCurrent(context, table);
         var json = AttributeValue.Serialize(item);
-        var upsert = context.Command("""
+        context.Run("""
             INSERT INTO items (table_id, seg, pk, sk, item, size, expires) VALUES ($1, $2, $3, $4, $5, $6, $7)
             ON CONFLICT (table_id, seg, pk, sk) DO UPDATE SET item = excluded.item, size = excluded.size, expires = excluded.expires;
-            """);
-        Bind(upsert, table.Id, key.Segment, key.Pk, key.Sk, json, AttributeValue.ItemSize(item), ExpiryOf(table, item));
-        upsert.ExecuteNonQuery();
+            """, table.Id, key.Segment, key.Pk, key.Sk, json, AttributeValue.ItemSize(item), ExpiryOf(table, item));
         foreach (var index in table.Indexes)
         {
             var before = old is null ? null : IndexKeyOf(index, old);
@@ -75,8 +73,19 @@ internal sealed partial class DynamoStore
         AppendStreamRecord(context, table, "REMOVE", old, old, null, service);
     }
 
-    /// <summary>A write racing a DeleteTable (or a re-creation of the name) must not land in a table that is gone.</summary>
-    private static void CheckCurrent(WriteContext context, TableInfo table) => context.Store.Current(table);
+    /// <summary>
+    /// A write racing a DeleteTable (or a re-creation of the name) must not land in a table that is gone. On a cluster
+    /// the write holds the table's lock, under which it read the definition (<see cref="WriteContext.Current"/>).
+    /// </summary>
+    private static void CheckCurrent(WriteContext context, TableInfo table)
+    {
+        if (context.Store.IsPostgres)
+        {
+            context.Lock(table.Id);
+            return;
+        }
+        context.Store.Current(table);
+    }
 
     private static (byte[] Pk, byte[] Sk)? IndexKeyOf(IndexInfo index, IReadOnlyDictionary<string, AttributeValue> item)
     {
@@ -102,7 +111,8 @@ internal sealed partial class DynamoStore
         {
             return;
         }
-        Run(context, "INSERT OR REPLACE INTO index_entries (table_id, idx, ipk, isk, seg, pk, sk) VALUES ($1, $2, $3, $4, $5, $6, $7);",
+        // Every column is the key: an entry already there is this one.
+        Run(context, "INSERT INTO index_entries (table_id, idx, ipk, isk, seg, pk, sk) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING;",
             table.Id, index.Name, entry.Pk, entry.Sk, key.Segment, key.Pk, key.Sk);
     }
 
@@ -116,143 +126,122 @@ internal sealed partial class DynamoStore
 
     // ---- reads ----
 
-    public static ItemRow? ReadItem(SqliteConnection connection, TableInfo table, ItemKey key)
+    public static ItemRow? ReadItem(DbConnection connection, TableInfo table, ItemKey key)
     {
-        using var select = connection.CreateCommand();
-        select.CommandText = "SELECT item, size FROM items WHERE table_id = $1 AND seg = $2 AND pk = $3 AND sk = $4;";
-        select.Parameters.AddWithValue("$1", table.Id);
-        select.Parameters.AddWithValue("$2", key.Segment);
-        select.Parameters.AddWithValue("$3", key.Pk);
-        select.Parameters.AddWithValue("$4", key.Sk);
+        using var select = Sql.Positional(connection, "SELECT item, size FROM items WHERE table_id = $1 AND seg = $2 AND pk = $3 AND sk = $4;",
+            table.Id, key.Segment, key.Pk, key.Sk);
         using var reader = select.ExecuteReader();
-        return reader.Read() ? new ItemRow(key, (byte[])reader[0], reader.GetInt32(1)) : null;
+        return reader.Read() ? new ItemRow(key, (byte[])reader[0], (int)reader.GetInt64(1)) : null;
     }
 
     /// <summary>
     /// The items of one partition in sort-key order (<paramref name="forward"/>) within <paramref name="range"/>,
     /// after <paramref name="startSk"/> when paging. Rows are read lazily: the caller stops at its limits.
     /// </summary>
-    public static IEnumerable<ItemRow> QueryTable(SqliteConnection connection, TableInfo table, byte[] pk, SortRange range, bool forward, byte[]? startSk)
+    public static IEnumerable<ItemRow> QueryTable(DbConnection connection, TableInfo table, byte[] pk, SortRange range, bool forward, byte[]? startSk)
     {
-        using var select = connection.CreateCommand();
-        var sql = new System.Text.StringBuilder("SELECT sk, item, size FROM items WHERE table_id = $t AND seg = $seg AND pk = $pk");
-        AddRange(select, sql, "sk", range);
+        var segment = ItemKey.SegmentOf(pk);
+        List<object?> values = [table.Id, segment, pk];
+        var sql = new System.Text.StringBuilder("SELECT sk, item, size FROM items WHERE table_id = $1 AND seg = $2 AND pk = $3");
+        AddRange(values, sql, "sk", range);
         if (startSk is not null)
         {
-            sql.Append(forward ? " AND sk > $start" : " AND sk < $start");
-            select.Parameters.AddWithValue("$start", startSk);
+            sql.Append(forward ? " AND sk > " : " AND sk < ").Append(Next(values, startSk));
         }
         sql.Append(forward ? " ORDER BY sk ASC;" : " ORDER BY sk DESC;");
-        select.CommandText = sql.ToString();
-        var segment = ItemKey.SegmentOf(pk);
-        select.Parameters.AddWithValue("$t", table.Id);
-        select.Parameters.AddWithValue("$seg", segment);
-        select.Parameters.AddWithValue("$pk", pk);
+        using var select = Sql.Positional(connection, sql.ToString(), [.. values]);
         using var reader = select.ExecuteReader();
         while (reader.Read())
         {
-            yield return new ItemRow(new ItemKey(segment, pk, (byte[])reader[0]), (byte[])reader[1], reader.GetInt32(2));
+            yield return new ItemRow(new ItemKey(segment, pk, (byte[])reader[0]), (byte[])reader[1], (int)reader.GetInt64(2));
         }
     }
 
     /// <summary>An index's entries for one index partition, in index sort-key order, joined to their items.</summary>
-    public static IEnumerable<ItemRow> QueryIndex(SqliteConnection connection, TableInfo table, IndexInfo index, byte[] ipk, SortRange range, bool forward,
+    public static IEnumerable<ItemRow> QueryIndex(DbConnection connection, TableInfo table, IndexInfo index, byte[] ipk, SortRange range, bool forward,
         (byte[] Isk, ItemKey Key)? start)
     {
-        using var select = connection.CreateCommand();
+        List<object?> values = [table.Id, index.Name, ipk];
         var sql = new System.Text.StringBuilder("""
             SELECT e.isk, e.seg, e.pk, e.sk, i.item, i.size FROM index_entries e
             JOIN items i ON i.table_id = e.table_id AND i.seg = e.seg AND i.pk = e.pk AND i.sk = e.sk
-            WHERE e.table_id = $t AND e.idx = $idx AND e.ipk = $ipk
+            WHERE e.table_id = $1 AND e.idx = $2 AND e.ipk = $3
             """);
-        AddRange(select, sql, "e.isk", range);
+        AddRange(values, sql, "e.isk", range);
         if (start is { } s)
         {
-            sql.Append(forward ? " AND (e.isk, e.seg, e.pk, e.sk) > ($a, $b, $c, $d)" : " AND (e.isk, e.seg, e.pk, e.sk) < ($a, $b, $c, $d)");
-            select.Parameters.AddWithValue("$a", s.Isk);
-            select.Parameters.AddWithValue("$b", s.Key.Segment);
-            select.Parameters.AddWithValue("$c", s.Key.Pk);
-            select.Parameters.AddWithValue("$d", s.Key.Sk);
+            sql.Append(forward ? " AND (e.isk, e.seg, e.pk, e.sk) > (" : " AND (e.isk, e.seg, e.pk, e.sk) < (")
+                .Append(Next(values, s.Isk)).Append(", ").Append(Next(values, s.Key.Segment)).Append(", ")
+                .Append(Next(values, s.Key.Pk)).Append(", ").Append(Next(values, s.Key.Sk)).Append(')');
         }
         sql.Append(forward ? " ORDER BY e.isk, e.seg, e.pk, e.sk;" : " ORDER BY e.isk DESC, e.seg DESC, e.pk DESC, e.sk DESC;");
-        select.CommandText = sql.ToString();
-        select.Parameters.AddWithValue("$t", table.Id);
-        select.Parameters.AddWithValue("$idx", index.Name);
-        select.Parameters.AddWithValue("$ipk", ipk);
+        using var select = Sql.Positional(connection, sql.ToString(), [.. values]);
         using var reader = select.ExecuteReader();
         while (reader.Read())
         {
-            yield return new ItemRow(new ItemKey(reader.GetInt32(1), (byte[])reader[2], (byte[])reader[3]), (byte[])reader[4], reader.GetInt32(5), ipk, (byte[])reader[0]);
+            yield return new ItemRow(new ItemKey((int)reader.GetInt64(1), (byte[])reader[2], (byte[])reader[3]), (byte[])reader[4], (int)reader.GetInt64(5), ipk, (byte[])reader[0]);
         }
     }
 
     /// <summary>A table's items in Scan order (by segment hash, then key), segments <paramref name="fromSegment"/> to <paramref name="toSegment"/>.</summary>
-    public static IEnumerable<ItemRow> ScanTable(SqliteConnection connection, TableInfo table, int fromSegment, int toSegment, ItemKey? start)
+    public static IEnumerable<ItemRow> ScanTable(DbConnection connection, TableInfo table, int fromSegment, int toSegment, ItemKey? start)
     {
-        using var select = connection.CreateCommand();
-        var sql = "SELECT seg, pk, sk, item, size FROM items WHERE table_id = $t AND seg BETWEEN $from AND $to";
-        if (start is { } s)
+        var sql = "SELECT seg, pk, sk, item, size FROM items WHERE table_id = $1 AND seg BETWEEN $2 AND $3";
+        object?[] values = start is { } s ? [table.Id, fromSegment, toSegment, s.Segment, s.Pk, s.Sk] : [table.Id, fromSegment, toSegment];
+        if (start is not null)
         {
-            sql += " AND (seg, pk, sk) > ($a, $b, $c)";
-            select.Parameters.AddWithValue("$a", s.Segment);
-            select.Parameters.AddWithValue("$b", s.Pk);
-            select.Parameters.AddWithValue("$c", s.Sk);
+            sql += " AND (seg, pk, sk) > ($4, $5, $6)";
         }
-        select.CommandText = sql + " ORDER BY seg, pk, sk;";
-        select.Parameters.AddWithValue("$t", table.Id);
-        select.Parameters.AddWithValue("$from", fromSegment);
-        select.Parameters.AddWithValue("$to", toSegment);
+        using var select = Sql.Positional(connection, sql + " ORDER BY seg, pk, sk;", values);
         using var reader = select.ExecuteReader();
         while (reader.Read())
         {
-            yield return new ItemRow(new ItemKey(reader.GetInt32(0), (byte[])reader[1], (byte[])reader[2]), (byte[])reader[3], reader.GetInt32(4));
+            yield return new ItemRow(new ItemKey((int)reader.GetInt64(0), (byte[])reader[1], (byte[])reader[2]), (byte[])reader[3], (int)reader.GetInt64(4));
         }
     }
 
     /// <summary>An index's items in index order; Scan segments over an index split by the item's segment.</summary>
-    public static IEnumerable<ItemRow> ScanIndex(SqliteConnection connection, TableInfo table, IndexInfo index, int fromSegment, int toSegment,
+    public static IEnumerable<ItemRow> ScanIndex(DbConnection connection, TableInfo table, IndexInfo index, int fromSegment, int toSegment,
         (byte[] Ipk, byte[] Isk, ItemKey Key)? start)
     {
-        using var select = connection.CreateCommand();
         var sql = """
             SELECT e.ipk, e.isk, e.seg, e.pk, e.sk, i.item, i.size FROM index_entries e
             JOIN items i ON i.table_id = e.table_id AND i.seg = e.seg AND i.pk = e.pk AND i.sk = e.sk
-            WHERE e.table_id = $t AND e.idx = $idx AND e.seg BETWEEN $from AND $to
+            WHERE e.table_id = $1 AND e.idx = $2 AND e.seg BETWEEN $3 AND $4
             """;
-        if (start is { } s)
+        object?[] values = start is { } s
+            ? [table.Id, index.Name, fromSegment, toSegment, s.Ipk, s.Isk, s.Key.Segment, s.Key.Pk, s.Key.Sk]
+            : [table.Id, index.Name, fromSegment, toSegment];
+        if (start is not null)
         {
-            sql += " AND (e.ipk, e.isk, e.seg, e.pk, e.sk) > ($a, $b, $c, $d, $e)";
-            select.Parameters.AddWithValue("$a", s.Ipk);
-            select.Parameters.AddWithValue("$b", s.Isk);
-            select.Parameters.AddWithValue("$c", s.Key.Segment);
-            select.Parameters.AddWithValue("$d", s.Key.Pk);
-            select.Parameters.AddWithValue("$e", s.Key.Sk);
+            sql += " AND (e.ipk, e.isk, e.seg, e.pk, e.sk) > ($5, $6, $7, $8, $9)";
         }
-        select.CommandText = sql + " ORDER BY e.ipk, e.isk, e.seg, e.pk, e.sk;";
-        select.Parameters.AddWithValue("$t", table.Id);
-        select.Parameters.AddWithValue("$idx", index.Name);
-        select.Parameters.AddWithValue("$from", fromSegment);
-        select.Parameters.AddWithValue("$to", toSegment);
+        using var select = Sql.Positional(connection, sql + " ORDER BY e.ipk, e.isk, e.seg, e.pk, e.sk;", values);
         using var reader = select.ExecuteReader();
         while (reader.Read())
         {
-            yield return new ItemRow(new ItemKey(reader.GetInt32(2), (byte[])reader[3], (byte[])reader[4]), (byte[])reader[5], reader.GetInt32(6),
+            yield return new ItemRow(new ItemKey((int)reader.GetInt64(2), (byte[])reader[3], (byte[])reader[4]), (byte[])reader[5], (int)reader.GetInt64(6),
                 (byte[])reader[0], (byte[])reader[1]);
         }
     }
 
-    private static void AddRange(SqliteCommand select, System.Text.StringBuilder sql, string column, SortRange range)
+    private static void AddRange(List<object?> values, System.Text.StringBuilder sql, string column, SortRange range)
     {
         if (range.Low is { } low)
         {
-            sql.Append(range.LowInclusive ? $" AND {column} >= $low" : $" AND {column} > $low");
-            select.Parameters.AddWithValue("$low", low);
+            sql.Append(range.LowInclusive ? $" AND {column} >= " : $" AND {column} > ").Append(Next(values, low));
         }
         if (range.High is { } high)
         {
-            sql.Append(range.HighInclusive ? $" AND {column} <= $high" : $" AND {column} < $high");
-            select.Parameters.AddWithValue("$high", high);
+            sql.Append(range.HighInclusive ? $" AND {column} <= " : $" AND {column} < ").Append(Next(values, high));
         }
+    }
+
+    /// <summary>Adds a value to a statement's positional values; its placeholder (<c>$n</c>).</summary>
+    private static string Next(List<object?> values, object? value)
+    {
+        values.Add(value);
+        return "$" + values.Count.ToString(System.Globalization.CultureInfo.InvariantCulture);
     }
 
     // ---- stream records ----

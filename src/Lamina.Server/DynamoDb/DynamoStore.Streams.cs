@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using Lamina.Server.Storage;
 
 namespace Lamina.Server.DynamoDb;
 
@@ -100,12 +101,10 @@ internal sealed partial class DynamoStore
             TableInfo.WriteKeySchema(w, table.Hash, table.Range);
             w.WriteEndObject();
         }
-        var insert = context.Command("""
-            INSERT INTO streams (account, table_name, table_id, label, view_type, key_schema, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id;
-            """);
         var schemaJson = System.Text.Encoding.UTF8.GetString(keySchema.WrittenSpan);
-        Bind(insert, table.Account, table.Name, table.Id, label, viewType, schemaJson, created);
-        var id = (long)insert.ExecuteScalar()!;
+        var id = (long)context.Scalar("""
+            INSERT INTO streams (account, table_name, table_id, label, view_type, key_schema, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id;
+            """, table.Account, table.Name, table.Id, label, viewType, schemaJson, created)!;
         var row = new StreamRow(id, table.Account, table.Name, table.Id, label, viewType, schemaJson, created, null);
         context.AfterCommit(() => _streams[id] = row);
         return new StreamInfo(id, label, viewType, created);
@@ -128,11 +127,8 @@ internal sealed partial class DynamoStore
     public List<StreamRecord> ReadStream(long streamId, long afterSequence, int limit)
     {
         using var connection = OpenRead();
-        using var select = connection.CreateCommand();
-        select.CommandText = "SELECT seq, created_ms, event_name, service, body FROM stream_records WHERE stream_id = $1 AND seq > $2 ORDER BY seq LIMIT $3;";
-        select.Parameters.AddWithValue("$1", streamId);
-        select.Parameters.AddWithValue("$2", afterSequence);
-        select.Parameters.AddWithValue("$3", limit);
+        using var select = Sql.Positional(connection, "SELECT seq, created_ms, event_name, service, body FROM stream_records WHERE stream_id = $1 AND seq > $2 ORDER BY seq LIMIT $3;",
+            streamId, afterSequence, limit);
         using var reader = select.ExecuteReader();
         var records = new List<StreamRecord>();
         while (reader.Read())
@@ -146,9 +142,7 @@ internal sealed partial class DynamoStore
     public (long First, long Last) StreamBounds(long streamId)
     {
         using var connection = OpenRead();
-        using var select = connection.CreateCommand();
-        select.CommandText = "SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM stream_records WHERE stream_id = $1;";
-        select.Parameters.AddWithValue("$1", streamId);
+        using var select = Sql.Positional(connection, "SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM stream_records WHERE stream_id = $1;", streamId);
         using var reader = select.ExecuteReader();
         reader.Read();
         return (reader.GetInt64(0), reader.GetInt64(1));
@@ -158,8 +152,10 @@ internal sealed partial class DynamoStore
     public long LastSequence()
     {
         using var connection = OpenRead();
-        using var select = connection.CreateCommand();
-        select.CommandText = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'stream_records'), 0);";
+        // PostgreSQL: the highest kept (its identity's last value may belong to a write not yet committed).
+        using var select = Sql.Positional(connection, IsPostgres
+            ? "SELECT coalesce(max(seq), 0) FROM stream_records;"
+            : "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'stream_records'), 0);");
         return (long)select.ExecuteScalar()!;
     }
 
@@ -171,14 +167,12 @@ internal sealed partial class DynamoStore
     public Dictionary<int, long> LoadCheckpoints(string mapping)
     {
         using var connection = OpenRead();
-        using var select = connection.CreateCommand();
-        select.CommandText = "SELECT lane, seq FROM stream_checkpoints WHERE mapping = $1;";
-        select.Parameters.AddWithValue("$1", mapping);
+        using var select = Sql.Positional(connection, "SELECT lane, seq FROM stream_checkpoints WHERE mapping = $1;", mapping);
         using var reader = select.ExecuteReader();
         var lanes = new Dictionary<int, long>();
         while (reader.Read())
         {
-            lanes[reader.GetInt32(0)] = reader.GetInt64(1);
+            lanes[(int)reader.GetInt64(0)] = reader.GetInt64(1);
         }
         return lanes;
     }
@@ -199,7 +193,14 @@ internal sealed partial class DynamoStore
             try
             {
                 await Task.Delay(SweepInterval, _time, _stopping.Token);
-                Checkpoint();
+                if (!IsPostgres)
+                {
+                    Checkpoint();
+                }
+                else if (!_cluster!.Holds(SweepLease))
+                {
+                    continue; // another node sweeps the cluster's tables
+                }
                 await ExpireItemsAsync();
                 if (NowMs - lastRetention > 60_000)
                 {
@@ -239,27 +240,37 @@ internal sealed partial class DynamoStore
         var now = NowMs / 1000;
         var expired = new List<(long TableId, ItemKey Key)>();
         using (var connection = OpenRead())
-        using (var select = connection.CreateCommand())
+        using (var select = Sql.Positional(connection, "SELECT table_id, seg, pk, sk FROM items WHERE expires IS NOT NULL AND expires <= $1 AND expires >= $2 LIMIT 100;",
+            now, now - (5L * 365 * 24 * 3600)))
         {
-            select.CommandText = "SELECT table_id, seg, pk, sk FROM items WHERE expires IS NOT NULL AND expires <= $1 AND expires >= $2 LIMIT 100;";
-            select.Parameters.AddWithValue("$1", now);
-            select.Parameters.AddWithValue("$2", now - (5L * 365 * 24 * 3600));
             using var reader = select.ExecuteReader();
             while (reader.Read())
             {
-                expired.Add((reader.GetInt64(0), new ItemKey(reader.GetInt32(1), (byte[])reader[2], (byte[])reader[3])));
+                expired.Add((reader.GetInt64(0), new ItemKey((int)reader.GetInt64(1), (byte[])reader[2], (byte[])reader[3])));
             }
         }
         if (expired.Count == 0)
         {
             return;
         }
+        var tables = expired.Select(e => _tables.Values.FirstOrDefault(t => t.Id == e.TableId)).OfType<TableInfo>().DistinctBy(static t => t.Id).ToList();
         var deleted = await WriteAsync(context =>
         {
             var count = 0;
             foreach (var (tableId, key) in expired)
             {
                 var table = _tables.Values.FirstOrDefault(t => t.Id == tableId);
+                if (table is not null && context.Store.IsPostgres)
+                {
+                    try
+                    {
+                        table = context.Current(table); // the definition under the table's lock: its indexes and TTL now
+                    }
+                    catch (DynamoException)
+                    {
+                        continue; // deleted meanwhile
+                    }
+                }
                 if (table is null || Get(context, table, key) is not { } item || ExpiryOf(table, item) is not { } expires || expires > now)
                 {
                     continue; // changed or gone since it was found
@@ -268,7 +279,7 @@ internal sealed partial class DynamoStore
                 count++;
             }
             return count;
-        });
+        }, tables);
         Log.TtlDeleted(_logger, deleted);
     }
 
@@ -278,6 +289,7 @@ internal sealed partial class DynamoStore
         Run(context, "DELETE FROM stream_records WHERE created_ms < $1;", cutoff);
         foreach (var gone in _streams.Values.Where(s => s.DisabledMs is { } disabled && disabled < cutoff).ToList())
         {
+            context.Announce = true; // the other nodes forget it too
             Run(context, "DELETE FROM streams WHERE id = $1;", gone.Id);
             context.AfterCommit(() => _streams.TryRemove(gone.Id, out _));
         }

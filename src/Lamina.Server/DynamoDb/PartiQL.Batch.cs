@@ -29,7 +29,7 @@ internal static partial class DynamoDbApi
             var gets = prepared.Select(p => (p.Table, Key: SelectKey(p.Statement, p.Table), p.Statement)).ToList();
             var items = new List<Item?>();
             using (var connection = call.Store.OpenRead())
-            using (var snapshot = connection.BeginTransaction(deferred: true))
+            using (var snapshot = DynamoStore.Snapshot(connection))
             {
                 foreach (var (table, key, statement) in gets)
                 {
@@ -146,7 +146,7 @@ internal static partial class DynamoDbApi
             ?? throw DynamoException.Validation("Select statements within BatchExecuteStatement and ExecuteTransaction must specify the full primary key");
     }
 
-    private static Item? ReadSelected(Microsoft.Data.Sqlite.SqliteConnection connection, TableInfo table, Item key, PartiQLStatement statement)
+    private static Item? ReadSelected(System.Data.Common.DbConnection connection, TableInfo table, Item key, PartiQLStatement statement)
     {
         if (DynamoStore.ReadItem(connection, table, ItemKey.Of(table, key)) is not { } row)
         {

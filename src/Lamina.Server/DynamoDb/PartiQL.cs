@@ -33,14 +33,14 @@ internal static partial class DynamoDbApi
                 var key = ItemKey.Of(table, item);
                 await call.Store.WriteAsync(context =>
                 {
-                    var current = context.Store.Current(table);
+                    var current = context.Current(table);
                     if (DynamoStore.Get(context, current, key) is not null)
                     {
                         throw new DynamoException("DuplicateItemException", "Duplicate primary key exists in table");
                     }
                     DynamoStore.Put(context, current, key, item, null);
                     return 0;
-                });
+                }, table);
                 await call.RespondAsync(static _ => { });
                 break;
             }
@@ -55,7 +55,7 @@ internal static partial class DynamoDbApi
                 var itemKey = ItemKey.Of(table, key);
                 await call.Store.WriteAsync(context =>
                 {
-                    var current = context.Store.Current(table);
+                    var current = context.Current(table);
                     var old = DynamoStore.Get(context, current, itemKey);
                     // Like DynamoDB: an UPDATE needs the item, and both need every other condition of the WHERE clause to
                     // hold; a DELETE by key alone of an item that is not there does nothing.
@@ -76,7 +76,7 @@ internal static partial class DynamoDbApi
                     ValidateItem(current, updated);
                     DynamoStore.Put(context, current, itemKey, updated, old);
                     return 0;
-                });
+                }, table);
                 await call.RespondAsync(static _ => { });
                 break;
             }
@@ -106,7 +106,7 @@ internal static partial class DynamoDbApi
         var hash = index?.Hash ?? table.Hash;
         var hashValue = filter is null ? null : EqualityOn(filter, hash.Name);
         using var connection = call.Store.OpenRead();
-        using var snapshot = connection.BeginTransaction(deferred: true);
+        using var snapshot = DynamoStore.Snapshot(connection);
         IEnumerable<ItemRow> rows;
         var all = new SortRange(null, false, null, false);
         if (hashValue is not null && hashValue.Kind == hash.Type)

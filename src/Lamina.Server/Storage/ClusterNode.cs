@@ -31,7 +31,8 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
     /// queue changed or got messages (subject <c>q:</c> or <c>m:</c> and its name), an event source mapping changed (its
     /// UUID), an EventBridge bus, rule or target changed, an SNS topic or subscription changed, an API Gateway API
     /// (<c>a:</c> and its id) or the API keys and usage plans (<c>k</c>) changed, an S3 bucket was created, changed or
-    /// deleted (<c>b:</c> and its name).
+    /// deleted (<c>b:</c> and its name), a DynamoDB table's definition or its streams changed (<c>t</c>: every node rereads
+    /// them).
     /// </summary>
     public const string FunctionsChannel = "lamina_functions";
     public const string LayersChannel = "lamina_layers";
@@ -42,6 +43,7 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
     public const string SnsChannel = "lamina_sns";
     public const string ApisChannel = "lamina_apis";
     public const string S3Channel = "lamina_s3";
+    public const string DynamoDbChannel = "lamina_dynamodb";
 
     /// <summary>How long a heartbeat keeps a node alive: long enough for a GC pause, short enough for a quick takeover.</summary>
     public static readonly TimeSpan NodeTtl = TimeSpan.FromSeconds(5);
@@ -329,7 +331,7 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
                     }
                     Notified?.Invoke(e.Channel, e.Payload[(bar + 1)..]);
                 };
-                await using (var listen = new NpgsqlCommand($"LISTEN {FunctionsChannel}; LISTEN {LayersChannel}; LISTEN {AsyncChannel}; LISTEN {SqsChannel}; LISTEN {MappingsChannel}; LISTEN {EventsChannel}; LISTEN {SnsChannel}; LISTEN {ApisChannel}; LISTEN {S3Channel};", connection))
+                await using (var listen = new NpgsqlCommand($"LISTEN {FunctionsChannel}; LISTEN {LayersChannel}; LISTEN {AsyncChannel}; LISTEN {SqsChannel}; LISTEN {MappingsChannel}; LISTEN {EventsChannel}; LISTEN {SnsChannel}; LISTEN {ApisChannel}; LISTEN {S3Channel}; LISTEN {DynamoDbChannel};", connection))
                 {
                     await listen.ExecuteNonQueryAsync(token);
                 }
