@@ -1224,6 +1224,92 @@ class ClusterTests(unittest.TestCase):
             self.assertLess(time.monotonic() - t0, 1.0, "node 0 still had the table 1 s after its deletion")
             time.sleep(0.02)
 
+    @h.slow
+    def test_n_stream_mappings_run_on_the_lease_holder_and_move_when_it_dies(self):
+        """A DynamoDB stream mapping is the cluster's: created on one node, its lanes run on the holder of the
+        dynamodb-streams lease, fed by writes on every node; kill -9 of the holder moves them to a survivor, which
+        goes on from the shared checkpoints: every record processed at least once (duplicates printed)."""
+        _every_node_counts_every_node(self)
+        ddb = [h.boto3_client(n.url, "dynamodb") for n in _nodes]
+        stream_arn = ddb[0].create_table(
+            TableName="streamed", BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"})["TableDescription"]["LatestStreamArn"]
+        code = ("def handler(event, context):\n"
+                "    for r in event['Records']:\n"
+                "        print('rec ' + r['dynamodb']['Keys']['pk']['S'])\n"
+                "    return {}\n")
+        lam = h.boto3_client(_nginx.url, "lambda")
+        lam.create_function(FunctionName="stream-sink", Runtime="python3.12", Role=h.ROLE, Handler="app.handler", Timeout=30,
+                            Code={"ZipFile": h.make_zip({"app.py": code})}, Environment={"Variables": {"LAMINA_NETWORK": "none"}})
+        uuid = _nodes[1].client().create_event_source_mapping(EventSourceArn=stream_arn, FunctionName="stream-sink",
+                                                              StartingPosition="TRIM_HORIZON", BatchSize=10)["UUID"]
+        deadline = time.monotonic() + 5
+        for node in _nodes:  # every node knows the mapping (within a second, as every shared write)
+            while True:
+                try:
+                    node.client().get_event_source_mapping(UUID=uuid)
+                    break
+                except node.client().exceptions.ResourceNotFoundException:
+                    self.assertLess(time.monotonic(), deadline)
+                    time.sleep(0.05)
+
+        def holder(nodes: list[h.LaminaServer]) -> int:
+            deadline = time.monotonic() + 30
+            while True:
+                acting = [i for i, n in enumerate(nodes)
+                          if any(l["Name"] == "dynamodb-streams" and l["HeldHere"] for l in n.raw("GET", "/lamina/v1/cluster").json["Leases"])]
+                if len(acting) == 1:
+                    return acting[0]
+                self.assertLess(time.monotonic(), deadline, f"{len(acting)} nodes hold the streams lease")
+                time.sleep(0.2)
+
+        def seen(nodes: list[h.LaminaServer]) -> dict[str, int]:
+            counts: dict[str, int] = {}
+            for node in nodes:
+                logs = h.boto3_client(node.url, "logs")
+                if not any(g["logGroupName"] == "/aws/lambda/stream-sink"
+                           for g in logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/stream-sink")["logGroups"]):
+                    continue
+                for page in logs.get_paginator("filter_log_events").paginate(logGroupName="/aws/lambda/stream-sink", filterPattern='"rec"'):
+                    for event in page["events"]:
+                        for line in event["message"].splitlines():
+                            if line.startswith("rec "):
+                                counts[line[4:].strip()] = counts.get(line[4:].strip(), 0) + 1
+            return counts
+
+        def wait_seen(nodes: list[h.LaminaServer], keys: set[str], timeout: float) -> dict[str, int]:
+            deadline = time.monotonic() + timeout
+            while not keys <= (counts := seen(nodes)).keys():
+                self.assertLess(time.monotonic(), deadline, f"never processed: {sorted(keys - counts.keys())[:10]}")
+                time.sleep(0.5)
+            return counts
+
+        first = {f"k{i:02}" for i in range(30)}
+        for i, key in enumerate(sorted(first)):  # written through every node
+            ddb[i % NODES].put_item(TableName="streamed", Item={"pk": {"S": key}})
+        wait_seen(_nodes, first, 60)
+        victim = holder(_nodes)
+        self.assertEqual(len(seen([n for i, n in enumerate(_nodes) if i != victim])), 0, "lanes ran on a node without the lease")
+        _nodes[victim].kill()
+        killed = time.monotonic()
+        survivors = [n for i, n in enumerate(_nodes) if i != victim]
+        second = {f"k{i:02}" for i in range(30, 60)}
+        for i, key in enumerate(sorted(second)):
+            h.boto3_client(survivors[i % 2].url, "dynamodb").put_item(TableName="streamed", Item={"pk": {"S": key}})
+        new_holder = holder(survivors)
+        wait_seen(survivors, second, 60)
+        moved = time.monotonic() - killed
+        _nodes[victim] = _node(victim + 1).start()
+        _nginx_to_the_nodes()
+        counts = seen(_nodes)
+        self.assertEqual(sorted((first | second) - counts.keys()), [])
+        print(f"\n  stream mapping: node{victim + 1} (the lease holder) killed, {survivors[new_holder].label} took the lanes "
+              f"over; the 30 records written after the kill were processed {moved:.1f} s after it; "
+              f"{sum(c - 1 for c in counts.values())} records twice", flush=True)
+        _nodes[0].client().delete_event_source_mapping(UUID=uuid)
+
 # ---- schedules (tests d, e, f): one rate(1 minute) rule whose target's runs are counted from their destination
 # records, which stay queued for a function that never runs (as in test b). A firing is its envelope's id and time:
 # a node that fired a period twice would leave two ids for one time; the async queue running one firing twice (a

@@ -18,12 +18,35 @@ namespace Lamina.Server.Lambda;
 /// destination and the lane moves on. After a restart each lane resumes after its checkpoint: nothing is skipped,
 /// and after a clean stop (which lets in-flight batches finish) nothing is processed twice.
 /// </summary>
+/// <remarks>
+/// On a cluster (issue #25) the mappings and their checkpoints are the cluster's, and the lanes of every stream mapping
+/// run on one node, the holder of <see cref="StreamsLease"/>: a lane stops before its next batch once this node no
+/// longer holds it, and the heartbeat starts the lanes where the lease has moved to, from the shared checkpoints (a
+/// batch that was running on a node that died runs again: at least once, in order per key).
+/// </remarks>
 internal sealed partial class EventSourceMappings
 {
     /// <summary>Lambda caps a synchronous invocation's payload at 6 MB; batches stop short of it.</summary>
     private const int MaxPayloadBytes = 6 * 1024 * 1024 - 64 * 1024;
 
+    /// <summary>The lease whose holder runs the cluster's stream mappings.</summary>
+    public const string StreamsLease = "dynamodb-streams";
+
     private readonly ConcurrentDictionary<string, StreamPoller> _streamPollers = new(StringComparer.Ordinal);
+
+    /// <summary>On each cluster heartbeat: starts the stream mappings' lanes here when this node holds the lease, stops them when not.</summary>
+    private void FollowStreamsLease()
+    {
+        var holds = _cluster!.Holds(StreamsLease);
+        foreach (var mapping in _mappings.Values.Where(static m => m.IsStream && m.Enabled))
+        {
+            var running = _streamPollers.TryGetValue(mapping.Uuid, out var poller) && poller.Running;
+            if (holds != running)
+            {
+                ReconcileStream(mapping);
+            }
+        }
+    }
 
     /// <summary>Sets the first checkpoints of a new stream mapping: TRIM_HORIZON from the oldest record, LATEST after the newest.</summary>
     public async Task InitializeStreamAsync(EventSourceMapping mapping)
@@ -41,7 +64,7 @@ internal sealed partial class EventSourceMappings
         {
             _ = previous.StopAsync();
         }
-        if (mapping.Enabled && !_stopping.IsCancellationRequested)
+        if (mapping.Enabled && !_stopping.IsCancellationRequested && (_cluster is null || _cluster.Holds(StreamsLease)))
         {
             var poller = new StreamPoller(this, mapping.Uuid, _stopping.Token);
             _streamPollers[mapping.Uuid] = poller;
@@ -63,6 +86,9 @@ internal sealed partial class EventSourceMappings
             }
             await owner.RunLanesAsync(uuid, _cancel.Token);
         });
+
+        /// <summary>Whether its lanes still run (they end when this node loses the streams lease).</summary>
+        public bool Running => !_running.IsCompleted;
 
         public async Task StopAsync()
         {
@@ -93,6 +119,10 @@ internal sealed partial class EventSourceMappings
         {
             while (!cancellation.IsCancellationRequested && _mappings.TryGetValue(uuid, out var mapping))
             {
+                if (_cluster is { } cluster && !cluster.Holds(StreamsLease))
+                {
+                    return; // another node runs the lanes now, from the checkpoints this one saved
+                }
                 if (_dynamo.FindStream(mapping.StreamId!.Value) is not { } stream)
                 {
                     mapping.LastProcessingResult = "PROBLEM: Stream not found";

@@ -125,10 +125,11 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        // On a single machine the node's file holds them all; a cluster node's file holds only its stream mappings.
-        using (var connection = _database.Open())
+        // On a single machine the node's file holds them all; on a cluster node the cluster's database does.
+        if (_cluster is null)
         {
-            foreach (var mapping in ReadAll(connection).Where(m => _cluster is null || m.IsStream))
+            using var connection = _database.Open();
+            foreach (var mapping in ReadAll(connection))
             {
                 _mappings[mapping.Uuid] = mapping;
                 Reconcile(mapping);
@@ -136,6 +137,13 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
         }
         if (_cluster is { } cluster)
         {
+            // Stream mappings run on the holder of one lease (ReconcileStream); the heartbeat follows its moves.
+            cluster.RequestLease(StreamsLease);
+            cluster.Heartbeat += () =>
+            {
+                FollowStreamsLease();
+                return Task.CompletedTask;
+            };
             ReloadShared();
             cluster.Notified += (channel, uuid) =>
             {
@@ -211,12 +219,16 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
                     Reconcile(mapping);
                 }
             }
-            foreach (var gone in _mappings.Values.Where(m => !m.IsStream && !storedIds.Contains(m.Uuid) && (uuid is null || m.Uuid == uuid)).ToList())
+            foreach (var gone in _mappings.Values.Where(m => !storedIds.Contains(m.Uuid) && (uuid is null || m.Uuid == uuid)).ToList())
             {
                 _mappings.TryRemove(gone.Uuid, out _);
                 if (_pollers.TryRemove(gone.Uuid, out var pollers))
                 {
                     _ = pollers.StopAsync();
+                }
+                if (_streamPollers.TryRemove(gone.Uuid, out var streamPoller))
+                {
+                    _ = streamPoller.StopAsync();
                 }
             }
         }
@@ -241,7 +253,7 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
     /// <summary>Stores a new or changed mapping and starts or stops its pollers to match.</summary>
     public async Task SaveAsync(EventSourceMapping mapping)
     {
-        if (_cluster is { } cluster && !mapping.IsStream)
+        if (_cluster is { } cluster)
         {
             await WriteSharedAsync(mapping.Uuid, cluster, "INSERT INTO event_source_mappings (uuid, mapping) VALUES (@uuid, @mapping) ON CONFLICT (uuid) DO UPDATE SET mapping = excluded.mapping;",
                 Serialize(mapping));
@@ -307,7 +319,7 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
     /// </summary>
     public async Task<EventSourceMapping?> UpdateAsync(string uuid, Func<EventSourceMapping, EventSourceMapping?> change)
     {
-        if (_cluster is not { } cluster || (_mappings.TryGetValue(uuid, out var known) && known.IsStream))
+        if (_cluster is not { } cluster)
         {
             if (!TryGet(uuid, out var current) || change(current) is not { } changed)
             {
@@ -345,7 +357,7 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
 
     public async Task DeleteAsync(string uuid)
     {
-        if (_cluster is { } cluster && !(_mappings.TryGetValue(uuid, out var known) && known.IsStream))
+        if (_cluster is { } cluster)
         {
             await WriteSharedAsync(uuid, cluster, "DELETE FROM event_source_mappings WHERE uuid = @uuid;", null);
             _mappings.TryRemove(uuid, out _);
