@@ -149,13 +149,26 @@ internal sealed partial class DynamoStore
     }
 
     /// <summary>The highest sequence number ever given out (LATEST starts after it).</summary>
-    public long LastSequence()
+    /// <param name="tableId">
+    /// On PostgreSQL, the table whose stream is about to be read from "now": its write lock is taken for the read, so
+    /// that no write of it is still in flight with a lower sequence number (it would commit after the read and be
+    /// skipped); every later write of it gets a higher one.
+    /// </param>
+    public long LastSequence(long? tableId = null)
     {
         using var connection = OpenRead();
+        using var locked = IsPostgres && tableId is { } id ? connection.BeginTransaction() : null;
+        if (locked is not null)
+        {
+            using var take = Sql.Positional(connection, "SELECT pg_advisory_xact_lock($1, $2);", TableLockClass, checked((int)tableId!.Value));
+            take.Transaction = locked;
+            take.ExecuteNonQuery();
+        }
         // PostgreSQL: the highest kept (its identity's last value may belong to a write not yet committed).
         using var select = Sql.Positional(connection, IsPostgres
             ? "SELECT coalesce(max(seq), 0) FROM stream_records;"
             : "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'stream_records'), 0);");
+        select.Transaction = locked;
         return (long)select.ExecuteScalar()!;
     }
 

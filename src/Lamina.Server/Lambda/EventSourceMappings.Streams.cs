@@ -51,7 +51,7 @@ internal sealed partial class EventSourceMappings
     /// <summary>Sets the first checkpoints of a new stream mapping: TRIM_HORIZON from the oldest record, LATEST after the newest.</summary>
     public async Task InitializeStreamAsync(EventSourceMapping mapping)
     {
-        var start = mapping.StartingPosition == "LATEST" ? _dynamo.LastSequence() : 0;
+        var start = mapping.StartingPosition == "LATEST" ? _dynamo.LastSequence(_dynamo.FindStream(mapping.StreamId!.Value)?.TableId) : 0;
         for (var lane = 0; lane < mapping.ParallelizationFactor; lane++)
         {
             await _dynamo.SaveCheckpointAsync(mapping.Uuid, lane, start);
