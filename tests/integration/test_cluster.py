@@ -181,6 +181,19 @@ def _nginx_to_the_nodes() -> None:
         _nginx.start()
 
 
+def _printed(node: h.LaminaServer, function: str, prefix: str) -> list[str]:
+    """The lines `function` printed that start with `prefix` (the rest of each), from `node`'s logs: logs are per node,
+    so a function's output is in the logs of whichever nodes ran it ([] where it never ran: no log group there)."""
+    logs = h.boto3_client(node.url, "logs")
+    try:
+        pages = list(logs.get_paginator("filter_log_events").paginate(logGroupName=f"/aws/lambda/{function}",
+                                                                      filterPattern=f'"{prefix.strip()}"'))
+    except logs.exceptions.ResourceNotFoundException:
+        return []
+    return [line[len(prefix):].strip() for page in pages for event in page["events"]
+            for line in event["message"].splitlines() if line.startswith(prefix)]
+
+
 def _every_node_counts_every_node(test: unittest.TestCase) -> None:
     """Waits until each node's heartbeat lists all the nodes (a restarted one is seen within a second or so)."""
     deadline = time.monotonic() + 10
@@ -415,16 +428,10 @@ class ClusterTests(unittest.TestCase):
         seen: dict[str, int] = {}
         per_node = []
         for node in _nodes:
-            logs = h.boto3_client(node.url, "logs")
-            count = 0
-            for page in logs.get_paginator("filter_log_events").paginate(logGroupName="/aws/lambda/sqs-drain",
-                                                                           filterPattern='"seen"'):
-                for event in page["events"]:
-                    for line in event["message"].splitlines():
-                        if line.startswith("seen "):
-                            seen[line[5:].strip()] = seen.get(line[5:].strip(), 0) + 1
-                            count += 1
-            per_node.append(count)
+            ids = _printed(node, "sqs-drain", "seen ")
+            for message_id in ids:
+                seen[message_id] = seen.get(message_id, 0) + 1
+            per_node.append(len(ids))
         lost = sorted(sent - seen.keys())
         self.assertEqual(lost[:20], [], f"{len(lost)} messages never processed")
         self.assertEqual(seen.keys() - sent, set())
@@ -616,14 +623,7 @@ class ClusterTests(unittest.TestCase):
         while len(spans) < 12:
             self.assertLess(time.monotonic(), deadline, f"{len(spans)} of 12 messages processed")
             time.sleep(0.5)
-            spans = []
-            for node in _nodes:
-                events = h.boto3_client(node.url, "logs").filter_log_events(logGroupName="/aws/lambda/capped", filterPattern='"span"').get("events", []) \
-                    if self._has_log_group(node, "/aws/lambda/capped") else []
-                for event in events:
-                    for line in event["message"].splitlines():
-                        if line.startswith("span "):
-                            spans.append(tuple(json.loads(line[5:])))
+            spans = [tuple(json.loads(span)) for node in _nodes for span in _printed(node, "capped", "span ")]
         # The most that ran at once: sweep the starts and ends in time order.
         edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
         running = peak = 0
@@ -633,11 +633,6 @@ class ClusterTests(unittest.TestCase):
         self.assertLessEqual(peak, 2, f"{peak} batches ran at once with MaximumConcurrency 2 on {NODES} nodes")
         lam.delete_event_source_mapping(UUID=uuid)
         lam.delete_function(FunctionName="capped")
-
-    @staticmethod
-    def _has_log_group(node: h.LaminaServer, name: str) -> bool:
-        groups = h.boto3_client(node.url, "logs").describe_log_groups(logGroupNamePrefix=name)["logGroups"]
-        return any(g["logGroupName"] == name for g in groups)
 
     def test_c_rules_written_on_one_node_are_seen_by_every_node_within_a_second(self):
         bus = "shared-bus"
@@ -988,17 +983,7 @@ class ClusterTests(unittest.TestCase):
         c[2].put_object(Bucket=bucket, Key="notify/x", Body=b"x")
 
         def runs() -> int:
-            # The function's log lines, in the logs of whichever node ran it.
-            count = 0
-            for node in _nodes:
-                try:
-                    pages = h.boto3_client(node.url, "logs").get_paginator("filter_log_events").paginate(
-                        logGroupName="/aws/lambda/s3-sink", filterPattern='"s3seen"')
-                    count += sum(e["message"].count("s3seen notify/x") for page in pages for e in page["events"])
-                except botocore.exceptions.ClientError as e:
-                    if e.response["Error"]["Code"] != "ResourceNotFoundException":  # a node that never ran it
-                        raise
-            return count
+            return sum(_printed(node, "s3-sink", "s3seen ").count("notify/x") for node in _nodes)
 
         deadline = time.monotonic() + 60
         while runs() == 0:
@@ -1267,16 +1252,8 @@ class ClusterTests(unittest.TestCase):
 
         def seen(nodes: list[h.LaminaServer]) -> dict[str, int]:
             counts: dict[str, int] = {}
-            for node in nodes:
-                logs = h.boto3_client(node.url, "logs")
-                if not any(g["logGroupName"] == "/aws/lambda/stream-sink"
-                           for g in logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/stream-sink")["logGroups"]):
-                    continue
-                for page in logs.get_paginator("filter_log_events").paginate(logGroupName="/aws/lambda/stream-sink", filterPattern='"rec"'):
-                    for event in page["events"]:
-                        for line in event["message"].splitlines():
-                            if line.startswith("rec "):
-                                counts[line[4:].strip()] = counts.get(line[4:].strip(), 0) + 1
+            for key in (key for node in nodes for key in _printed(node, "stream-sink", "rec ")):
+                counts[key] = counts.get(key, 0) + 1
             return counts
 
         def wait_seen(nodes: list[h.LaminaServer], keys: set[str], timeout: float) -> dict[str, int]:

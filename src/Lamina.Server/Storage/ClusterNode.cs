@@ -45,6 +45,10 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
     public const string S3Channel = "lamina_s3";
     public const string DynamoDbChannel = "lamina_dynamodb";
 
+    // Every channel above: the listening connection subscribes to them all.
+    private static readonly string[] Channels =
+        [FunctionsChannel, LayersChannel, AsyncChannel, SqsChannel, MappingsChannel, EventsChannel, SnsChannel, ApisChannel, S3Channel, DynamoDbChannel];
+
     /// <summary>How long a heartbeat keeps a node alive: long enough for a GC pause, short enough for a quick takeover.</summary>
     public static readonly TimeSpan NodeTtl = TimeSpan.FromSeconds(5);
 
@@ -331,7 +335,7 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
                     }
                     Notified?.Invoke(e.Channel, e.Payload[(bar + 1)..]);
                 };
-                await using (var listen = new NpgsqlCommand($"LISTEN {FunctionsChannel}; LISTEN {LayersChannel}; LISTEN {AsyncChannel}; LISTEN {SqsChannel}; LISTEN {MappingsChannel}; LISTEN {EventsChannel}; LISTEN {SnsChannel}; LISTEN {ApisChannel}; LISTEN {S3Channel}; LISTEN {DynamoDbChannel};", connection))
+                await using (var listen = new NpgsqlCommand(string.Concat(Channels.Select(static channel => $"LISTEN {channel};")), connection))
                 {
                     await listen.ExecuteNonQueryAsync(token);
                 }
