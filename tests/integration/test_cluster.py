@@ -83,8 +83,17 @@ class Postgres:
                   f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=300", "start")
         self._run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "lamina", "lamina")
 
-    def url(self) -> str:
-        return f"postgresql://lamina@127.0.0.1:{self.port}/lamina"
+    def url(self, database: str = "lamina") -> str:
+        return f"postgresql://lamina@127.0.0.1:{self.port}/{database}"
+
+    def createdb(self, database: str) -> None:
+        self._run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "lamina", database)
+
+    def sql(self, database: str, statement: str) -> str:
+        """Runs `statement` with psql; its rows, unaligned, one per line, columns separated by |."""
+        return subprocess.run([str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "lamina", "-d", database,
+                               "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", statement],
+                              check=True, capture_output=True, text=True, timeout=60).stdout.strip()
 
     def stop(self) -> None:
         try:
@@ -737,6 +746,53 @@ class ClusterTests(unittest.TestCase):
     @staticmethod
     def _queued(server: h.LaminaServer, function: str) -> int:
         return server.raw("GET", f"/lamina/v1/async-events?function={function}&limit=1").json["Queued"]
+
+    def test_h_one_schema_history_makes_every_stores_tables_and_upgrades_a_database_an_earlier_node_left(self):
+        # A database of its own, so that the rewinds below touch nothing the other tests use.
+        assert _pg is not None and _root is not None
+        _pg.createdb("lamina_history")
+        shared = _root / "shared-history"
+        shared.mkdir()
+
+        def node() -> h.LaminaServer:
+            return h.LaminaServer("cluster-history", data_dir=_root / "history", extra_args=[
+                "--database", _pg.url("lamina_history"), "--shared-dir", str(shared), "--node-id", "history"])
+
+        server = node().start()
+        try:
+            version = _pg.sql("lamina_history", "SELECT version, cluster_version FROM lamina_schema;")
+            tables = set(_pg.sql("lamina_history", "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public';").split())
+            # The asynchronous queue's, SQS's, S3's, DynamoDB's and durable executions' tables come from the history,
+            # beside the control plane's, before any store opened.
+            self.assertLessEqual({"functions", "events", "queues", "messages", "buckets", "objects", "outbox", "tables",
+                                  "items", "stream_records", "durable_executions", "cluster_leases"}, tables)
+            sqs = h.boto3_client(server.url, "sqs")
+            queue = sqs.create_queue(QueueName="kept-across-upgrade")["QueueUrl"]
+            sqs.send_message(QueueUrl=queue, MessageBody="sent before the upgrade")
+        finally:
+            server.stop()
+
+        # A database the nodes before step 5 used: they made the stores' tables themselves at start, and the history
+        # stopped at 4. Step 5 runs over tables that exist and keeps what is in them.
+        _pg.sql("lamina_history", "UPDATE lamina_schema SET cluster_version = 4;")
+        server = node().start()
+        try:
+            self.assertEqual(version, _pg.sql("lamina_history", "SELECT version, cluster_version FROM lamina_schema;"))
+            sqs = h.boto3_client(server.url, "sqs")
+            queue = sqs.get_queue_url(QueueName="kept-across-upgrade")["QueueUrl"]
+            received = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=5)["Messages"]
+            self.assertEqual(["sent before the upgrade"], [m["Body"] for m in received])
+        finally:
+            server.stop()
+
+        # A database a newer node has migrated: an older node refuses it and says what to do.
+        schema, cluster = version.split("|")
+        _pg.sql("lamina_history", f"UPDATE lamina_schema SET cluster_version = {int(cluster) + 1};")
+        refused = node()
+        with self.assertRaises(h.ServerStartError) as failed:
+            refused.start()
+        self.assertIn(f"schema version {schema}.{int(cluster) + 1}, newer than this server's {schema}.{cluster}", str(failed.exception))
+        self.assertIn("upgrade this node's Lamina", str(failed.exception))
 
     def test_i_topics_and_subscriptions_are_the_clusters(self):
         """SNS on the cluster: a topic created on one node is listed and usable on the others within 1 s; a queue and

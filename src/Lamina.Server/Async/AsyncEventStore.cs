@@ -42,7 +42,8 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
     /// <summary>Whether the queue is the cluster's (PostgreSQL) rather than this node's file.</summary>
     public bool IsShared => _database is not null;
 
-    // The table, in SQLite's words (Sql.ForPostgres maps them for a cluster).
+    // The table, in SQLite's words. On a cluster, step 5 of Database's PostgreSQL history creates it from this text
+    // (PostgresSchema): a change here is a new step there.
     private const string Schema = """
         CREATE TABLE IF NOT EXISTS events (
             id               TEXT    NOT NULL PRIMARY KEY,  -- the request id the caller got
@@ -62,18 +63,12 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
         CREATE INDEX IF NOT EXISTS events_due ON events (state, due_ms);
         """;
 
+    /// <summary>The table on a cluster's PostgreSQL, with the node that claimed a running event (when that node stops beating, the others put it back).</summary>
+    internal static string PostgresSchema => Sql.ForPostgres(Schema) + "\nALTER TABLE events ADD COLUMN IF NOT EXISTS leased_by TEXT;\n";
+
     private int OpenShared(Database database)
     {
         using var connection = database.Postgres!.OpenConnection();
-        using (var transaction = connection.BeginTransaction())
-        {
-            // Nodes starting together create the table once.
-            Execute(connection, "SELECT pg_advisory_xact_lock(30506420032921969);"); // "laminaq" in ASCII
-            Execute(connection, Sql.ForPostgres(Schema));
-            // Which node claimed a running event: when that node stops beating, the others put it back.
-            Execute(connection, "ALTER TABLE events ADD COLUMN IF NOT EXISTS leased_by TEXT;");
-            transaction.Commit();
-        }
         // What this node claimed before it restarted was interrupted: back to the queue, no attempt spent.
         using var reset = connection.CreateCommand();
         reset.CommandText = "UPDATE events SET state = 0, leased_by = NULL WHERE state = 1 AND leased_by = @node;";

@@ -39,7 +39,10 @@ internal sealed partial class DynamoStore : IHostedService, IDisposable
 
     private const string SweepLease = "dynamodb-sweep";
 
-    /// <summary>The tables, in SQLite's words (<see cref="PostgresSchema"/> maps them for a cluster).</summary>
+    /// <summary>
+    /// The tables, in SQLite's words. On a cluster, step 5 of Database's PostgreSQL history creates them from this
+    /// text (<see cref="PostgresSchema"/>): a change here is a new step there.
+    /// </summary>
     private const string Schema = """
         CREATE TABLE IF NOT EXISTS tables (
             id       INTEGER PRIMARY KEY,
@@ -102,7 +105,7 @@ internal sealed partial class DynamoStore : IHostedService, IDisposable
     /// identity columns, and <c>WITHOUT ROWID</c> goes (every PostgreSQL table is one). Keys stay byte strings: bytea
     /// compares bytewise, like SQLite's BLOB, so ItemKey's order holds.
     /// </summary>
-    private static string PostgresSchema => Sql.ForPostgres(Schema
+    internal static string PostgresSchema => Sql.ForPostgres(Schema
         .Replace("INTEGER PRIMARY KEY,", "INTEGER PRIMARY KEY AUTOINCREMENT,", StringComparison.Ordinal)
         .Replace(" WITHOUT ROWID", "", StringComparison.Ordinal));
 
@@ -151,14 +154,6 @@ internal sealed partial class DynamoStore : IHostedService, IDisposable
     {
         if (_postgres is { } postgres)
         {
-            using (var connection = postgres.OpenConnection())
-            using (var transaction = connection.BeginTransaction())
-            {
-                // Nodes starting together create the tables once.
-                Sql.RunPositional(connection, "SELECT pg_advisory_xact_lock(30506420032922468);"); // "laminad" in ASCII
-                Sql.RunPositional(connection, PostgresSchema);
-                transaction.Commit();
-            }
             Reload();
             if (_cluster is { } cluster)
             {

@@ -141,7 +141,14 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
     // StopAsync has let the writer finish; a store that never started has none.
     public void Dispose() => _connection?.Dispose();
 
-    // The tables, in SQLite's words (Sql.ForPostgres maps them for a cluster).
+    /// <summary>
+    /// The tables on a cluster's PostgreSQL (step 5 of Database's history). Keys compare as bytes, as in SQLite
+    /// (listings page by key, and prefixes roll up in that order), not in the database's locale.
+    /// </summary>
+    internal static string PostgresSchema => Sql.ForPostgres(Schema).Replace(KeyColumn, KeyColumn + " COLLATE \"C\"", StringComparison.Ordinal);
+
+    // The tables, in SQLite's words. On a cluster, step 5 of Database's PostgreSQL history creates them from this text
+    // (PostgresSchema): a change here is a new step there.
     private const string Schema = """
         CREATE TABLE IF NOT EXISTS buckets (
             name          TEXT    NOT NULL PRIMARY KEY,
@@ -210,16 +217,6 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
         if (_postgres is { } postgres)
         {
             using var shared = postgres.OpenConnection();
-            using (var transaction = shared.BeginTransaction())
-            {
-                // Nodes starting together create the tables once. Keys compare as bytes, as in SQLite (listings
-                // page by key, and prefixes roll up in that order), not in the database's locale.
-                Sql.RunPositional(shared, "SELECT pg_advisory_xact_lock(30506420032922419);"); // "lamina3" in ASCII
-                using var create = shared.CreateCommand();
-                create.CommandText = Sql.ForPostgres(Schema).Replace(KeyColumn, KeyColumn + " COLLATE \"C\"", StringComparison.Ordinal);
-                create.ExecuteNonQuery();
-                transaction.Commit();
-            }
             LoadBuckets(shared);
             RemoveOrphans(shared);
             if (_cluster is { } cluster)

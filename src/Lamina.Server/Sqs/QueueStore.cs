@@ -75,7 +75,8 @@ internal sealed class QueueStore : IHostedService, IDisposable
     public const int MaxWaitSeconds = 20;
     private static readonly TimeSpan DeduplicationWindow = TimeSpan.FromMinutes(5);
 
-    // The tables, in SQLite's words (Sql.ForPostgres maps them for a cluster).
+    // The tables, in SQLite's words. On a cluster, step 5 of Database's PostgreSQL history creates them from this text
+    // (PostgresSchema): a change here is a new step there.
     private const string Schema = """
         CREATE TABLE IF NOT EXISTS queues (
             name         TEXT    NOT NULL PRIMARY KEY,
@@ -111,6 +112,9 @@ internal sealed class QueueStore : IHostedService, IDisposable
         );
         """;
 
+    /// <summary>The tables on a cluster's PostgreSQL.</summary>
+    internal static string PostgresSchema => Sql.ForPostgres(Schema);
+
     private readonly string _path;
     private readonly TimeProvider _time;
     private readonly SemaphoreSlim _lock = new(1, 1);
@@ -139,15 +143,6 @@ internal sealed class QueueStore : IHostedService, IDisposable
         if (_postgres is { } postgres)
         {
             using var connection = postgres.OpenConnection();
-            using (var transaction = connection.BeginTransaction())
-            {
-                // Nodes starting together create the tables once.
-                Sql.RunPositional(connection, "SELECT pg_advisory_xact_lock(30506420032922483);"); // "laminas" in ASCII
-                using var create = connection.CreateCommand();
-                create.CommandText = Sql.ForPostgres(Schema);
-                create.ExecuteNonQuery();
-                transaction.Commit();
-            }
             LoadAll(connection);
             if (_cluster is { } cluster)
             {

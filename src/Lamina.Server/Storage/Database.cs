@@ -23,7 +23,9 @@ namespace Lamina.Server.Storage;
 /// <see cref="Sql.ForPostgres"/>; the version is kept in <c>lamina_schema</c>), and the stores that are shared across
 /// the cluster (Lambda's control plane, the asynchronous queue, EventBridge's buses, rules and schedules, SNS's topics and
 /// subscriptions, API Gateway's APIs, keys and usage plans) open their connections with <see cref="OpenShared"/>.
-/// The stores not yet shared keep using the node's own file (<see cref="Open"/>), as docs/ARCHITECTURE.md lists.
+/// The stores that keep a file of their own on a single machine (the asynchronous queue, SQS, S3, DynamoDB, durable
+/// executions) have their tables on the cluster's database too, created by <see cref="PostgresOnly"/>'s steps: one
+/// history for the whole database, run before any store opens.
 /// </remarks>
 internal sealed class Database : IAsyncDisposable
 {
@@ -249,6 +251,10 @@ internal sealed class Database : IAsyncDisposable
         // (its tables named durable_executions, durable_operations, durable_events here), run by the holder of the
         // 'durable' lease; and each node's address, to which the others forward durable requests.
         "ALTER TABLE cluster_nodes ADD COLUMN url TEXT;\n" + Sql.ForPostgres(Durable.DurableStore.SchemaNamed(Durable.DurableStore.PostgresPrefix)),
+        // 5: the asynchronous queue, SQS, S3 and DynamoDB on the cluster's database (issue #25), each store's tables as
+        // it keeps them in its own file on a single machine. Until this step the stores created them at start, so a
+        // database an earlier node used has them already (hence IF NOT EXISTS throughout).
+        Async.AsyncEventStore.PostgresSchema + Sqs.QueueStore.PostgresSchema + S3.ObjectStore.PostgresSchema + DynamoDb.DynamoStore.PostgresSchema,
     ];
 
     private readonly string _connectionString;
