@@ -30,9 +30,10 @@ static async Task<int> ServeAsync(LaminaOptions options, CancellationToken cance
     var app = builder.Build();
     // Without credentials anyone who can connect may do anything: then only loopback, and it says so.
     var keys = app.Services.GetRequiredService<Lamina.Server.Security.AccessKeys>();
-    if (!keys.Required && !LaminaHost.IsLoopback(options.Host))
+    if (!keys.AnyActive && !LaminaHost.IsLoopback(options.Host))
     {
-        Console.Error.WriteLine($"lamina: refusing to listen on {options.Host} without credentials; create one first (./lamina keys create --data {options.DataDirectory}) or use --host 127.0.0.1");
+        var create = options.Database is null ? $"./lamina keys create --data {options.DataDirectory}" : "./lamina keys create --database <this cluster's database URL>";
+        Console.Error.WriteLine($"lamina: refusing to listen on {options.Host} without credentials; create one first ({create}) or use --host 127.0.0.1");
         return 2;
     }
     Console.WriteLine(keys.Required

@@ -291,6 +291,10 @@ class LaminaServer:
 
         base = os.environ.get("LAMINA_SERVER_CMD", "").strip() or DEFAULT_SERVER_CMD
         argv = shlex.split(base)
+        if "--host" in self.extra_args and "--host" in argv:
+            # A server of the caller's on another address (one option of that name is allowed).
+            at = argv.index("--host")
+            del argv[at:at + 2]
         if not os.environ.get("LAMINA_SERVER_CMD", "").strip():
             exe = REPO_ROOT / "lamina"
             if not exe.exists():

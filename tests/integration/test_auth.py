@@ -398,6 +398,40 @@ class LoopbackDefaultTests(unittest.TestCase):
         finally:
             shutil.rmtree(data, ignore_errors=True)
 
+    def test_revoking_the_last_key_of_a_server_beyond_loopback_locks_it(self):
+        # Without any key a server listens on loopback only; one that listens beyond it with a key must not fall back to
+        # accepting anything when that key is revoked.
+        if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
+            self.skipTest("needs a server of its own")
+        root = Path(tempfile.mkdtemp(prefix="lamina-it-lastkey-"))
+        server = None
+        try:
+            created = keys("create", "--data", str(root / "data"))
+            self.assertEqual(created.returncode, 0, created.stderr)
+            key = json.loads(created.stdout)
+            server = h.LaminaServer("auth-last-key", data_dir=root / "data", extra_args=["--host", "0.0.0.0"]).start()
+            signed = boto3.client("lambda", endpoint_url=server.url, region_name=h.REGION, aws_access_key_id=key["AccessKeyId"],
+                                  aws_secret_access_key=key["SecretAccessKey"], config=Config(retries={"max_attempts": 0}))
+            signed.list_functions()
+            self.assertEqual(keys("revoke", key["AccessKeyId"], "--data", str(root / "data")).returncode, 0)
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    signed.list_functions()
+                except botocore.exceptions.ClientError as e:
+                    self.assertEqual(e.response["Error"]["Code"], "UnrecognizedClientException")
+                    break
+                self.assertLess(time.monotonic(), deadline, "the revoked key is still accepted")
+                time.sleep(0.1)
+            self.assertEqual(requests.get(f"{server.url}/2015-03-31/functions/", timeout=30).status_code, 403)
+            with self.assertRaises(botocore.exceptions.ClientError) as refused:
+                h.boto3_client(server.url, "lambda").list_functions()  # any signature, as loopback without keys takes
+            self.assertEqual(refused.exception.response["Error"]["Code"], "UnrecognizedClientException")
+        finally:
+            if server is not None:
+                server.stop()
+            shutil.rmtree(root, ignore_errors=True)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -27,7 +27,13 @@ import tempfile
 import time
 import unittest
 import urllib.parse
+import uuid
 from pathlib import Path
+
+import boto3
+import botocore.exceptions
+import requests
+from botocore.config import Config
 
 import lamina_harness as h
 
@@ -746,6 +752,72 @@ class ClusterTests(unittest.TestCase):
     @staticmethod
     def _queued(server: h.LaminaServer, function: str) -> int:
         return server.raw("GET", f"/lamina/v1/async-events?function={function}&limit=1").json["Queued"]
+
+    def test_h_access_keys_are_the_clusters_and_a_node_on_every_address_advertises_its_host_name(self):
+        # A cluster of two of its own (a database of its own), listening on every address: allowed only with keys.
+        assert _pg is not None and _root is not None
+        _pg.createdb("lamina_keys")
+        url = _pg.url("lamina_keys")
+
+        def keys(*args: str) -> dict:
+            done = subprocess.run([str(h.REPO_ROOT / "lamina"), "keys", *args, "--database", url, "--data", str(_root / "keys-cli")],
+                                  capture_output=True, text=True, timeout=300)
+            self.assertEqual(0, done.returncode, done.stderr)
+            return json.loads(done.stdout)
+
+        # Made before any node ran: the command prepares the cluster's schema itself.
+        key = keys("create")
+        shared = _root / "shared-keys"
+        shared.mkdir()
+        nodes = [h.LaminaServer(f"cluster-keys-{i}", data_dir=_root / f"keys{i}", extra_args=[
+            "--database", url, "--shared-dir", str(shared), "--node-id", f"keys{i}", "--host", "0.0.0.0"]).start() for i in (1, 2)]
+        try:
+            def client(node: h.LaminaServer, access_key: str = key["AccessKeyId"], secret: str = key["SecretAccessKey"]):
+                return boto3.client("lambda", endpoint_url=node.url, region_name=h.REGION, aws_access_key_id=access_key,
+                                    aws_secret_access_key=secret, config=Config(retries={"max_attempts": 0}))
+
+            # One key signs for both nodes; an unknown one is refused by both.
+            name = f"keys-{uuid.uuid4().hex[:8]}"
+            client(nodes[0]).create_function(FunctionName=name, Runtime="python3.12", Role=h.ROLE, Handler="app.handler",
+                                             Code={"ZipFile": h.make_zip({"app.py": "def handler(e, c):\n    return e\n"})})
+            deadline = time.monotonic() + 1  # the other node hears of the write within a second (test_a)
+            while True:
+                try:
+                    self.assertEqual(name, client(nodes[1]).get_function(FunctionName=name)["Configuration"]["FunctionName"])
+                    break
+                except botocore.exceptions.ClientError as e:
+                    self.assertEqual("ResourceNotFoundException", e.response["Error"]["Code"])
+                    self.assertLess(time.monotonic(), deadline, "the other node never saw the function")
+                    time.sleep(0.02)
+            for node in nodes:
+                with self.assertRaises(botocore.exceptions.ClientError) as refused:
+                    client(node, "LKIAUNKNOWNUNKNOWN22", "x" * 40).list_functions()
+                self.assertEqual("UnrecognizedClientException", refused.exception.response["Error"]["Code"])
+                self.assertEqual(403, requests.get(f"{node.url}/2015-03-31/functions/", timeout=30).status_code)
+
+            # Each node advertises http://<host name>:<port> to the others (it listens on every address), and that
+            # address reaches it.
+            for i, node in enumerate(nodes, start=1):
+                advertised = _pg.sql("lamina_keys", f"SELECT url FROM cluster_nodes WHERE node_id = 'keys{i}';")
+                self.assertEqual(f"http://{socket.gethostname()}:{urllib.parse.urlsplit(node.url).port}", advertised)
+                self.assertEqual(200, requests.get(f"{advertised}/health", timeout=30).status_code)
+
+            # Revoked once, refused by every node within a second or so.
+            self.assertEqual("Revoked", keys("revoke", key["AccessKeyId"])["Status"])
+            deadline = time.monotonic() + 5
+            for node in nodes:
+                while True:
+                    try:
+                        client(node).list_functions()
+                    except botocore.exceptions.ClientError as e:
+                        self.assertEqual("UnrecognizedClientException", e.response["Error"]["Code"])
+                        break
+                    self.assertLess(time.monotonic(), deadline, f"{node.label} still takes the revoked key")
+                    time.sleep(0.1)
+            self.assertEqual(["Revoked"], [k["Status"] for k in keys("list")["AccessKeys"]])
+        finally:
+            for node in nodes:
+                node.stop()
 
     def test_h_one_schema_history_makes_every_stores_tables_and_upgrades_a_database_an_earlier_node_left(self):
         # A database of its own, so that the rewinds below touch nothing the other tests use.

@@ -52,13 +52,7 @@ internal static class CommandLine
                 ? Single(r)
                 : Fail<string?>(r, $"--otlp-endpoint must be an http(s) URL, not '{Single(r)}'"),
         };
-        var database = new Option<string?>("--database")
-        {
-            Description = "Run as a cluster node on this PostgreSQL database (also $LAMINA_DATABASE); default: SQLite under --data",
-            HelpName = "postgresql://user:pass@host:port/db",
-            DefaultValueFactory = _ => Environment.GetEnvironmentVariable("LAMINA_DATABASE") is { Length: > 0 } fromEnvironment ? fromEnvironment : null,
-            CustomParser = r => Storage.PostgresUrl.TryParse(Single(r), out _, out var why) ? Single(r) : Fail<string?>(r, $"--database: {why}"),
-        };
+        var database = DatabaseOption("Run as a cluster node on this PostgreSQL database (also $LAMINA_DATABASE); default: SQLite under --data");
         var sharedDir = new Option<string?>("--shared-dir")
         {
             Description = "Directory every node mounts at the same path, for code and layers (default: --data)",
@@ -159,6 +153,15 @@ internal static class CommandLine
         HelpName = "dir",
         DefaultValueFactory = _ => new LaminaOptions().DataDirectory,
         CustomParser = r => Path.GetFullPath(Single(r)),
+    };
+
+    /// <summary><c>--database</c>: a cluster's PostgreSQL URL, else <c>$LAMINA_DATABASE</c>; null on a single machine.</summary>
+    internal static Option<string?> DatabaseOption(string description) => new("--database")
+    {
+        Description = description,
+        HelpName = "postgresql://user:pass@host:port/db",
+        DefaultValueFactory = _ => Environment.GetEnvironmentVariable("LAMINA_DATABASE") is { Length: > 0 } fromEnvironment ? fromEnvironment : null,
+        CustomParser = r => Storage.PostgresUrl.TryParse(Single(r), out _, out var why) ? Single(r) : Fail<string?>(r, $"--database: {why}"),
     };
 
     /// <summary>The server to talk to: <c>--endpoint</c>, else <c>$LAMINA_ENDPOINT</c>, else the default local one.</summary>

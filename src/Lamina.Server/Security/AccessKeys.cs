@@ -1,7 +1,9 @@
 using System.Collections.Frozen;
+using System.Data.Common;
 using System.Globalization;
 using System.Security.Cryptography;
 using Lamina.Server.Hosting;
+using Lamina.Server.Storage;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
 
@@ -13,9 +15,27 @@ namespace Lamina.Server.Security;
 /// <c>keys</c> command) changed the file (<c>PRAGMA data_version</c>), so a revocation takes effect within a second and
 /// without a restart, and verifying a request never touches the disk.
 /// </summary>
+/// <remarks>
+/// On a cluster (<c>--database postgresql://…</c>) the keys are the cluster's: table <c>access_keys</c> on PostgreSQL
+/// (<c>./lamina keys … --database</c> writes it), read by every node once a second, so a key made once signs requests
+/// to every node and a revocation reaches them all within a second. A node's own <c>keys.db</c> is not read then.
+/// </remarks>
 internal sealed partial class AccessKeys : IHostedService, IDisposable
 {
+    // The table, in SQLite's words (Sql.ForPostgres maps them for a cluster: step 5 of Database's history).
+    internal const string Schema = """
+        CREATE TABLE IF NOT EXISTS access_keys (
+            access_key_id      TEXT NOT NULL PRIMARY KEY,
+            secret_access_key  TEXT NOT NULL,   -- SigV4 needs the secret itself to recompute signatures
+            account_id         TEXT NOT NULL,
+            created_at         TEXT NOT NULL,
+            revoked_at         TEXT
+        );
+        """;
+
     private readonly string _path;
+    private readonly Npgsql.NpgsqlDataSource? _postgres;
+    private readonly bool _exposed;
     private readonly TimeProvider _time;
     private readonly ILogger<AccessKeys> _logger;
     private readonly CancellationTokenSource _stopping = new();
@@ -24,9 +44,11 @@ internal sealed partial class AccessKeys : IHostedService, IDisposable
     private long _dataVersion = -1;
     private Task? _loop;
 
-    public AccessKeys(IOptions<LaminaOptions> options, TimeProvider time, ILogger<AccessKeys> logger)
+    public AccessKeys(IOptions<LaminaOptions> options, TimeProvider time, ILogger<AccessKeys> logger, Database? database = null)
     {
         _path = PathIn(options.Value.DataDirectory);
+        _postgres = database?.Postgres;
+        _exposed = !LaminaHost.IsLoopback(options.Value.Host);
         Internal = Generate(options.Value.AccountId);
         _time = time;
         _logger = logger;
@@ -35,8 +57,14 @@ internal sealed partial class AccessKeys : IHostedService, IDisposable
 
     public static string PathIn(string dataDirectory) => Path.Combine(dataDirectory, "keys.db");
 
-    /// <summary>True once any active key exists: then every request must be signed by one.</summary>
-    public bool Required => _active.Count > 0;
+    /// <summary>Whether any active key exists.</summary>
+    public bool AnyActive => _active.Count > 0;
+
+    /// <summary>
+    /// Whether every request must be signed by an active key: once any exists, and always on a server listening beyond
+    /// loopback (it may start there only with keys; revoking the last one must lock it, not open it to the network).
+    /// </summary>
+    public bool Required => _exposed || _active.Count > 0;
 
     /// <summary>The active key with this id, or null.</summary>
     public AccessKey? Find(string accessKeyId) =>
@@ -45,7 +73,7 @@ internal sealed partial class AccessKeys : IHostedService, IDisposable
     /// <summary>
     /// The server's own key for its account, made at start and never written anywhere: what the server signs its calls
     /// to its own APIs with (CloudFormation's resource providers), so they pass the same checks as any client's. It does
-    /// not count towards <see cref="Required"/>.
+    /// not count towards <see cref="AnyActive"/>.
     /// </summary>
     public AccessKey Internal { get; }
 
@@ -87,6 +115,11 @@ internal sealed partial class AccessKeys : IHostedService, IDisposable
 
     private void Reload()
     {
+        if (_postgres is not null)
+        {
+            ReloadShared(_postgres);
+            return;
+        }
         try
         {
             if (_watch is null)
@@ -107,15 +140,7 @@ internal sealed partial class AccessKeys : IHostedService, IDisposable
                 }
                 _dataVersion = current;
             }
-            var keys = new Dictionary<string, AccessKey>(StringComparer.Ordinal);
-            using var select = _watch.CreateCommand();
-            select.CommandText = "SELECT access_key_id, secret_access_key, account_id FROM access_keys WHERE revoked_at IS NULL;";
-            using var reader = select.ExecuteReader();
-            while (reader.Read())
-            {
-                keys[reader.GetString(0)] = new AccessKey(reader.GetString(0), reader.GetString(1), reader.GetString(2));
-            }
-            _active = keys.ToFrozenDictionary(StringComparer.Ordinal);
+            _active = ReadActive(_watch);
         }
         catch (SqliteException e)
         {
@@ -123,7 +148,44 @@ internal sealed partial class AccessKeys : IHostedService, IDisposable
         }
     }
 
-    // ---- the `keys` command's side: it works on the file directly, with or without a running server ----------------------
+    // PostgreSQL has no data_version to watch: the active keys are read whole every second (a handful of rows), and
+    // replace the set only when it changed.
+    private void ReloadShared(Npgsql.NpgsqlDataSource postgres)
+    {
+        try
+        {
+            using var connection = postgres.OpenConnection();
+            var keys = ReadActive(connection);
+            var active = _active;
+            if (keys.Count != active.Count || keys.Any(key => !active.TryGetValue(key.Key, out var known) || known != key.Value))
+            {
+                _active = keys;
+            }
+        }
+        catch (Npgsql.PostgresException e) when (e.SqlState == Npgsql.PostgresErrorCodes.UndefinedTable)
+        {
+            // A database no node or keys command has prepared yet: no key exists.
+        }
+        catch (Exception e) when (e is Npgsql.NpgsqlException or TimeoutException)
+        {
+            Log.ReloadFailed(_logger, "the cluster's database", e.Message);
+        }
+    }
+
+    private static FrozenDictionary<string, AccessKey> ReadActive(DbConnection connection)
+    {
+        var keys = new Dictionary<string, AccessKey>(StringComparer.Ordinal);
+        using var select = connection.CreateCommand();
+        select.CommandText = "SELECT access_key_id, secret_access_key, account_id FROM access_keys WHERE revoked_at IS NULL;";
+        using var reader = select.ExecuteReader();
+        while (reader.Read())
+        {
+            keys[reader.GetString(0)] = new AccessKey(reader.GetString(0), reader.GetString(1), reader.GetString(2));
+        }
+        return keys.ToFrozenDictionary(StringComparer.Ordinal);
+    }
+
+    // ---- the `keys` command's side: it works on the file (or the cluster's database) directly, with or without a running server
 
     /// <summary>Opens (creating) the key file, readable by its owner only.</summary>
     public static SqliteConnection Open(string path)
@@ -133,32 +195,17 @@ internal sealed partial class AccessKeys : IHostedService, IDisposable
         connection.Open();
         File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         using var schema = connection.CreateCommand();
-        schema.CommandText = """
-            PRAGMA journal_mode=WAL;
-            PRAGMA synchronous=FULL;
-            CREATE TABLE IF NOT EXISTS access_keys (
-                access_key_id      TEXT NOT NULL PRIMARY KEY,
-                secret_access_key  TEXT NOT NULL,   -- SigV4 needs the secret itself to recompute signatures
-                account_id         TEXT NOT NULL,
-                created_at         TEXT NOT NULL,
-                revoked_at         TEXT
-            );
-            """;
+        schema.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;" + Schema;
         schema.ExecuteNonQuery();
         return connection;
     }
 
     /// <summary>A new key for <paramref name="accountId"/>: an id like AWS's (LKIA + 16) and a 40-character secret.</summary>
-    public static AccessKey Create(SqliteConnection connection, string accountId, DateTimeOffset now)
+    public static AccessKey Create(DbConnection connection, string accountId, DateTimeOffset now)
     {
         var key = Generate(accountId);
-        using var insert = connection.CreateCommand();
-        insert.CommandText = "INSERT INTO access_keys (access_key_id, secret_access_key, account_id, created_at) VALUES ($id, $secret, $account, $now);";
-        insert.Parameters.AddWithValue("$id", key.AccessKeyId);
-        insert.Parameters.AddWithValue("$secret", key.SecretAccessKey);
-        insert.Parameters.AddWithValue("$account", accountId);
-        insert.Parameters.AddWithValue("$now", now.ToString("O", CultureInfo.InvariantCulture));
-        insert.ExecuteNonQuery();
+        Sql.RunPositional(connection, "INSERT INTO access_keys (access_key_id, secret_access_key, account_id, created_at) VALUES ($1, $2, $3, $4);",
+            key.AccessKeyId, key.SecretAccessKey, accountId, now.ToString("O", CultureInfo.InvariantCulture));
         return key;
     }
 
@@ -170,7 +217,7 @@ internal sealed partial class AccessKeys : IHostedService, IDisposable
     }
 
     /// <summary>Every key, without its secret: id, account, created, revoked.</summary>
-    public static List<(string Id, string Account, string Created, string? Revoked)> List(SqliteConnection connection)
+    public static List<(string Id, string Account, string Created, string? Revoked)> List(DbConnection connection)
     {
         using var select = connection.CreateCommand();
         select.CommandText = "SELECT access_key_id, account_id, created_at, revoked_at FROM access_keys ORDER BY created_at;";
@@ -184,14 +231,9 @@ internal sealed partial class AccessKeys : IHostedService, IDisposable
     }
 
     /// <summary>Revokes a key; false if there is no such active key.</summary>
-    public static bool Revoke(SqliteConnection connection, string accessKeyId, DateTimeOffset now)
-    {
-        using var update = connection.CreateCommand();
-        update.CommandText = "UPDATE access_keys SET revoked_at = $now WHERE access_key_id = $id AND revoked_at IS NULL;";
-        update.Parameters.AddWithValue("$id", accessKeyId);
-        update.Parameters.AddWithValue("$now", now.ToString("O", CultureInfo.InvariantCulture));
-        return update.ExecuteNonQuery() == 1;
-    }
+    public static bool Revoke(DbConnection connection, string accessKeyId, DateTimeOffset now) =>
+        Sql.RunPositional(connection, "UPDATE access_keys SET revoked_at = $2 WHERE access_key_id = $1 AND revoked_at IS NULL;",
+            accessKeyId, now.ToString("O", CultureInfo.InvariantCulture)) == 1;
 
     private static partial class Log
     {

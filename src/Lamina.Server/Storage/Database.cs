@@ -253,8 +253,10 @@ internal sealed class Database : IAsyncDisposable
         "ALTER TABLE cluster_nodes ADD COLUMN url TEXT;\n" + Sql.ForPostgres(Durable.DurableStore.SchemaNamed(Durable.DurableStore.PostgresPrefix)),
         // 5: the asynchronous queue, SQS, S3 and DynamoDB on the cluster's database (issue #25), each store's tables as
         // it keeps them in its own file on a single machine. Until this step the stores created them at start, so a
-        // database an earlier node used has them already (hence IF NOT EXISTS throughout).
-        Async.AsyncEventStore.PostgresSchema + Sqs.QueueStore.PostgresSchema + S3.ObjectStore.PostgresSchema + DynamoDb.DynamoStore.PostgresSchema,
+        // database an earlier node used has them already (hence IF NOT EXISTS throughout). And the cluster's access
+        // keys (a single machine's keys.db), which no earlier node had.
+        Async.AsyncEventStore.PostgresSchema + Sqs.QueueStore.PostgresSchema + S3.ObjectStore.PostgresSchema + DynamoDb.DynamoStore.PostgresSchema
+            + Sql.ForPostgres(Security.AccessKeys.Schema),
     ];
 
     private readonly string _connectionString;
@@ -303,6 +305,12 @@ internal sealed class Database : IAsyncDisposable
     /// pragmas, as <see cref="Open"/>). Statements use <c>@name</c> parameters (<see cref="Sql.Add"/>).
     /// </summary>
     internal DbConnection OpenShared() => _postgres is { } postgres ? postgres.OpenConnection() : Open();
+
+    /// <summary>
+    /// The cluster's schema alone (what <c>./lamina keys --database</c> needs before any node has started): creates or
+    /// migrates it, refuses a newer one.
+    /// </summary>
+    public void InitializeCluster() => InitializePostgres(_postgres ?? throw new InvalidOperationException("not a cluster's database"));
 
     /// <summary>Runs the schema history on PostgreSQL: the same steps, under a lock so that nodes starting together take turns.</summary>
     private void InitializePostgres(NpgsqlDataSource postgres)
