@@ -306,9 +306,11 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
             var durable = _services.GetRequiredService<Durable.DurableEngine>();
             if (!durable.Serving)
             {
-                // On a cluster another node runs the durable executions: the event goes back, due shortly and no
-                // attempt spent, for the holder of the durable lease to claim.
-                await _store.RequeueAsync(e.Id, now + 1000, e.Attempts, e.LastError);
+                // On a cluster another node runs the durable executions: the event goes back, due now and no attempt
+                // spent, for the holder of the durable lease to claim, and this node leaves the function's events
+                // alone for a while (as a node without a slice of a reservation does, below).
+                _paused[e.FunctionName] = _time.GetUtcNow().Add(PauseWithoutSlice).ToUnixTimeMilliseconds();
+                await _store.RequeueAsync(e.Id, now, e.Attempts, e.LastError);
                 return;
             }
             if (durable.Start(config, e.Payload, e.Id, out _) is { } refused)
