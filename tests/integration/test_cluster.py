@@ -1338,6 +1338,38 @@ class ClusterTests(unittest.TestCase):
             time.sleep(0.02)
 
     @h.slow
+    def test_m_transaction_tokens_hold_across_the_nodes(self):
+        """A TransactWriteItems retried with its ClientRequestToken through another node is answered, not run again; the
+        same token with other items is refused wherever it arrives."""
+        ddb = [h.boto3_client(n.url, "dynamodb") for n in _nodes]
+        ddb[0].create_table(TableName="tokens", BillingMode="PAY_PER_REQUEST",
+                            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+        deadline = time.monotonic() + 1
+        for client in ddb[1:]:
+            while True:
+                try:
+                    if client.describe_table(TableName="tokens")["Table"]["TableStatus"] == "ACTIVE":
+                        break
+                except client.exceptions.ResourceNotFoundException:
+                    pass
+                self.assertLess(time.monotonic(), deadline, "the table was not ACTIVE on every node within 1 s")
+                time.sleep(0.02)
+        add = [{"Update": {"TableName": "tokens", "Key": {"pk": {"S": "counter"}}, "UpdateExpression": "ADD n :one",
+                           "ExpressionAttributeValues": {":one": {"N": "1"}}}}]
+        token = uuid.uuid4().hex
+        for client in ddb:  # the first commits; its retries through the other two are answered without running
+            client.transact_write_items(TransactItems=add, ClientRequestToken=token)
+        counter = ddb[2].get_item(TableName="tokens", Key={"pk": {"S": "counter"}}, ConsistentRead=True)["Item"]["n"]
+        self.assertEqual({"N": "1"}, counter)
+        other = [{"Put": {"TableName": "tokens", "Item": {"pk": {"S": "other"}}}}]
+        for client in ddb:
+            with self.assertRaises(botocore.exceptions.ClientError) as refused:
+                client.transact_write_items(TransactItems=other, ClientRequestToken=token)
+            self.assertEqual("IdempotentParameterMismatchException", refused.exception.response["Error"]["Code"])
+        self.assertNotIn("Item", ddb[0].get_item(TableName="tokens", Key={"pk": {"S": "other"}}, ConsistentRead=True))
+        ddb[0].delete_table(TableName="tokens")
+
     def test_n_stream_mappings_run_on_the_lease_holder_and_move_when_it_dies(self):
         """A DynamoDB stream mapping is the cluster's: created on one node, its lanes run on the holder of the
         dynamodb-streams lease, fed by writes on every node; kill -9 of the holder moves them to a survivor, which

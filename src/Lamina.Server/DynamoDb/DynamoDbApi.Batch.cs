@@ -255,7 +255,7 @@ internal static partial class DynamoDbApi
         call.Store.WriteAsync(context =>
         {
             // 0. A retry of a transaction that committed (same token, same items, within 10 minutes) is answered, not re-run.
-            if (token is not null && context.Store.CompletedTransaction(call.Account, token, context.NowMs) is { } done)
+            if (token is not null && DynamoStore.CompletedTransaction(context, call.Account, token, context.NowMs) is { } done)
             {
                 return done == fingerprint ? 0 : throw new DynamoException("IdempotentParameterMismatchException",
                     "The request uses the same client token as a previous, but non-identical request.");
@@ -333,7 +333,7 @@ internal static partial class DynamoDbApi
             }
             if (token is not null)
             {
-                context.AfterCommit(() => context.Store.RememberTransaction(call.Account, token, fingerprint!, context.NowMs));
+                DynamoStore.RememberTransaction(context, call.Account, token, fingerprint!, context.NowMs);
             }
             return 0;
         }, actions.Select(static a => a.Table));

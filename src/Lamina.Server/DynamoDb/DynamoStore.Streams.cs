@@ -300,6 +300,7 @@ internal sealed partial class DynamoStore
     {
         var cutoff = context.NowMs - (long)StreamRetention.TotalMilliseconds;
         Run(context, "DELETE FROM stream_records WHERE created_ms < $1;", cutoff);
+        Run(context, "DELETE FROM transaction_tokens WHERE at_ms < $1;", context.NowMs - (long)TokenLifetime.TotalMilliseconds);
         foreach (var gone in _streams.Values.Where(s => s.DisabledMs is { } disabled && disabled < cutoff).ToList())
         {
             context.Announce = true; // the other nodes forget it too

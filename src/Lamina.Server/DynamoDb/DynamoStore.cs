@@ -92,6 +92,13 @@ internal sealed partial class DynamoStore : IHostedService, IDisposable
             body        BLOB    NOT NULL                    -- the record's "dynamodb" member, without SequenceNumber
         );
         CREATE INDEX IF NOT EXISTS stream_records_by_stream ON stream_records (stream_id, seq);
+        CREATE TABLE IF NOT EXISTS transaction_tokens (
+            account      TEXT    NOT NULL,
+            token        TEXT    NOT NULL,   -- TransactWriteItems' / ExecuteTransaction's ClientRequestToken
+            fingerprint  TEXT    NOT NULL,   -- SHA-256 of the request's items: a retry must repeat them exactly
+            at_ms        INTEGER NOT NULL,   -- when the transaction committed; kept 10 minutes
+            PRIMARY KEY (account, token)
+        ) WITHOUT ROWID;
         CREATE TABLE IF NOT EXISTS stream_checkpoints (
             mapping  TEXT    NOT NULL,   -- event source mapping UUID
             lane     INTEGER NOT NULL,   -- ParallelizationFactor lane
@@ -415,26 +422,22 @@ internal sealed partial class DynamoStore : IHostedService, IDisposable
         return (reader.GetInt64(0), reader.GetInt64(1));
     }
 
-    // ---- TransactWriteItems' ClientRequestToken (kept 10 minutes, in memory: a restart forgets them) ----
+    // ---- TransactWriteItems' ClientRequestToken: in the transaction it answers for, so a retry through any node (or
+    // after a restart) within 10 minutes finds it; the tables' locks the transaction holds order two retries at once.
 
-    private static readonly TimeSpan TokenLifetime = TimeSpan.FromMinutes(10);
-    private readonly ConcurrentDictionary<(string Account, string Token), (string Fingerprint, long AtMs)> _transactionTokens = new();
+    public static readonly TimeSpan TokenLifetime = TimeSpan.FromMinutes(10);
 
     /// <summary>The fingerprint of the transaction committed with this token in the last 10 minutes, if any.</summary>
-    public string? CompletedTransaction(string account, string token, long nowMs) =>
-        _transactionTokens.TryGetValue((account, token), out var done) && nowMs - done.AtMs < TokenLifetime.TotalMilliseconds ? done.Fingerprint : null;
+    public static string? CompletedTransaction(WriteContext context, string account, string token, long nowMs) =>
+        context.Scalar("SELECT fingerprint FROM transaction_tokens WHERE account = $1 AND token = $2 AND at_ms > $3;",
+            account, token, nowMs - (long)TokenLifetime.TotalMilliseconds) as string;
 
-    public void RememberTransaction(string account, string token, string fingerprint, long nowMs)
-    {
-        _transactionTokens[(account, token)] = (fingerprint, nowMs);
-        if (_transactionTokens.Count > 10_000)
-        {
-            foreach (var old in _transactionTokens.Where(t => nowMs - t.Value.AtMs >= TokenLifetime.TotalMilliseconds).Select(static t => t.Key).ToList())
-            {
-                _transactionTokens.TryRemove(old, out _);
-            }
-        }
-    }
+    /// <summary>Records the token with the transaction's writes (same transaction: both commit, or neither).</summary>
+    public static void RememberTransaction(WriteContext context, string account, string token, string fingerprint, long nowMs) =>
+        context.Run("""
+            INSERT INTO transaction_tokens (account, token, fingerprint, at_ms) VALUES ($1, $2, $3, $4)
+            ON CONFLICT (account, token) DO UPDATE SET fingerprint = excluded.fingerprint, at_ms = excluded.at_ms;
+            """, account, token, fingerprint, nowMs);
 
     // ---- the writer ----
 
