@@ -318,6 +318,41 @@ class ClusterTests(unittest.TestCase):
         self.assertEqual(len(listed), len(set(listed)), listed)
         self.assertLessEqual(set(versions), set(listed))
 
+    def test_a_a_write_is_read_through_another_node_at_once_and_rereads_keep_warm_environments(self):
+        # Written through one node, read and invoked through the next at once, with no wait: the reading node rereads
+        # the function it is asked about (a GET), or one it does not know (an Invoke), instead of answering from what
+        # it has heard so far. Ten rounds: the notification alone would lose some of these races.
+        code = "import os, uuid\nINSTANCE = uuid.uuid4().hex\ndef handler(event, context):\n    return {'instance': INSTANCE}\n"
+        zipped = h.make_zip({"app.py": code})
+        clients = [node.client() for node in _nodes]
+        for round_ in range(10):
+            name = f"fresh-{round_}"
+            clients[round_ % NODES].create_function(FunctionName=name, Runtime="python3.12", Role=h.ROLE, Handler="app.handler",
+                                                    Code={"ZipFile": zipped})
+            self.assertEqual(name, clients[(round_ + 1) % NODES].get_function(FunctionName=name)["Configuration"]["FunctionName"])
+            clients[round_ % NODES].update_function_configuration(FunctionName=name, Description=f"round {round_}")
+            self.assertEqual(f"round {round_}", clients[(round_ + 2) % NODES].get_function_configuration(FunctionName=name)["Description"])
+            version = clients[round_ % NODES].publish_version(FunctionName=name)["Version"]
+            invoked = clients[(round_ + 1) % NODES].invoke(FunctionName=name, Qualifier=version, Payload=b"{}")
+            self.assertNotIn("FunctionError", invoked)
+
+        # Writes that leave a configuration as it was (a tag through another node, a permission through this one) make
+        # every node reread the function; its warm environment on node 1 keeps serving (the same process answers).
+        def instance() -> str:
+            return json.loads(clients[0].invoke(FunctionName="fresh-0", Payload=b"{}")["Payload"].read())["instance"]
+
+        warm = instance()
+        self.assertEqual(warm, instance())
+        arn = clients[0].get_function(FunctionName="fresh-0")["Configuration"]["FunctionArn"]
+        clients[1].tag_resource(Resource=arn, Tags={"team": "fresh"})
+        deadline = time.monotonic() + 1
+        while clients[0].list_tags(Resource=arn)["Tags"].get("team") != "fresh":  # node 1 has reread the function
+            self.assertLess(time.monotonic(), deadline, "node 1 did not hear of the tag within 1 s")
+            time.sleep(0.02)
+        clients[0].add_permission(FunctionName="fresh-0", StatementId="s3", Action="lambda:InvokeFunction", Principal="s3.amazonaws.com")
+        clients[0].get_function(FunctionName="fresh-0")
+        self.assertEqual(warm, instance(), "the warm environment was stranded by a reread")
+
     @h.slow
     def test_b_kill_9_of_a_node_while_async_events_and_sqs_messages_drain_loses_none(self):
         """The issue's check: EVENTS asynchronous events and MESSAGES SQS messages (through a mapping) drain at once over

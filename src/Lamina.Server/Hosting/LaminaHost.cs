@@ -90,6 +90,7 @@ internal static partial class LaminaHost
         });
         // Routing after the error handler, so a routing failure is answered in AWS's shape too.
         app.UseRouting();
+        Lambda.FreshReads.UseFreshFunctionReads(app); // needs the route's {name}
         app.MapGet("/health", static () => Results.Text("ok"));
         return app;
     }

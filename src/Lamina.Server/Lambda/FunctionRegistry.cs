@@ -712,6 +712,9 @@ internal sealed class FunctionRegistry : IDisposable
     private List<Action>? _pendingEvents;
     private ClusterNode? _cluster;
 
+    /// <summary>Whether this registry is a cluster node's cache of the shared store (other nodes write it too).</summary>
+    public bool Clustered => _cluster is not null;
+
     /// <summary>Follows the other nodes' changes (a cluster node only; a no-op on a single machine).</summary>
     internal void AttachCluster(ClusterNode cluster)
     {
@@ -849,6 +852,10 @@ internal sealed class FunctionRegistry : IDisposable
             }
             return;
         }
+        if (old is not null)
+        {
+            fresh = KeepInstances(old, fresh);
+        }
         _functions[name] = fresh;
         foreach (var url in fresh.Urls.Values)
         {
@@ -871,6 +878,30 @@ internal sealed class FunctionRegistry : IDisposable
         {
             pending.Add(() => ProvisionedConcurrencyChanged?.Invoke());
         }
+    }
+
+    /// <summary>
+    /// <paramref name="fresh"/> (as read from the store) with <paramref name="old"/>'s instance of every configuration
+    /// that did not change (same version, same RevisionId: every change of a configuration stamps a new one).
+    /// Environments are keyed by the instance, so a reread that swapped in equal copies (a tag or a permission added
+    /// on another node, the reread before a write) would strand the warm and provisioned environments of every one.
+    /// </summary>
+    private static FunctionEntry KeepInstances(FunctionEntry old, FunctionEntry fresh)
+    {
+        static bool Same(FunctionConfig a, FunctionConfig b) => a.Version == b.Version && a.RevisionId == b.RevisionId;
+        var versions = fresh.Versions;
+        foreach (var (number, version) in fresh.Versions)
+        {
+            if (old.Versions.TryGetValue(number, out var was) && Same(was.Config, version.Config))
+            {
+                versions = versions.SetItem(number, was);
+            }
+        }
+        return fresh with
+        {
+            LatestConfig = Same(old.LatestConfig, fresh.LatestConfig) ? old.LatestConfig : fresh.LatestConfig,
+            Versions = versions,
+        };
     }
 
     private LambdaStore RequireStore() => _store ?? throw new InvalidOperationException("This registry has no store.");

@@ -74,6 +74,14 @@ internal static partial class InvokeApi
 
         // The query collection is parsed (and allocated) only when there is a query string.
         var resolved = Resolve(context, functionName, request.QueryString.HasValue ? request.Query["Qualifier"] : default(string), registry, options.Value, out var error);
+        if (resolved is null && error!.StatusCode == StatusCodes.Status404NotFound && registry.Clustered
+            && FunctionReference.ParseFunctionName(functionName, options.Value, Protocols.CallerIdentity.AccountOf(context, options.Value), out var key) is null)
+        {
+            // A function, version or alias another node made a moment ago may not have reached this node yet (FreshReads).
+            await Hosting.IoThreads.LeaveIoThreadAsync();
+            await registry.ReloadAsync(key!);
+            resolved = Resolve(context, functionName, request.QueryString.HasValue ? request.Query["Qualifier"] : default(string), registry, options.Value, out error);
+        }
         if (resolved is null)
         {
             await error!.ExecuteAsync(context);

@@ -1,0 +1,34 @@
+using Lamina.Server.Hosting;
+using Microsoft.Extensions.Options;
+
+namespace Lamina.Server.Lambda;
+
+/// <summary>
+/// On a cluster node, a Lambda API read that names a function (a GET of <c>…/functions/{name}…</c>) first rereads that
+/// function from PostgreSQL. A node hears of another node's write within milliseconds; a client that writes through
+/// one node and reads through another at once (CreateFunction then GetFunction behind a round-robin balancer, as
+/// deployment tools do) would otherwise read what this node had heard so far. One query per such read; Invoke rereads
+/// only when it does not find the function (InvokeApi), so its warm path still touches no database.
+/// </summary>
+internal static class FreshReads
+{
+    public static IApplicationBuilder UseFreshFunctionReads(this IApplicationBuilder app)
+    {
+        var options = app.ApplicationServices.GetRequiredService<IOptions<LaminaOptions>>().Value;
+        if (options.Database is null)
+        {
+            return app; // a single machine: the registry is the store's only writer
+        }
+        var registry = app.ApplicationServices.GetRequiredService<FunctionRegistry>();
+        return app.Use(async (context, next) =>
+        {
+            if (HttpMethods.IsGet(context.Request.Method) && context.GetRouteValue("name") is string raw
+                && context.Request.Path.Value is { } path && path.Contains("/functions/", StringComparison.Ordinal)
+                && FunctionReference.ParseFunctionName(raw, options, Protocols.CallerIdentity.AccountOf(context, options), out var name) is null)
+            {
+                await registry.ReloadAsync(name!);
+            }
+            await next(context);
+        });
+    }
+}
