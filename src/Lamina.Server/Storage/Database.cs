@@ -22,7 +22,7 @@ namespace Lamina.Server.Storage;
 /// A cluster node (<c>--database postgresql://…</c>, issue #25) runs the same ordered steps on PostgreSQL (through
 /// <see cref="Sql.ForPostgres"/>; the version is kept in <c>lamina_schema</c>), and the stores that are shared across
 /// the cluster (Lambda's control plane, the asynchronous queue, EventBridge's buses, rules and schedules, SNS's topics and
-/// subscriptions, API Gateway's APIs, keys and usage plans) open their connections with <see cref="OpenShared"/>.
+/// subscriptions, API Gateway's APIs, keys and usage plans, CloudFormation's stacks) open their connections with <see cref="OpenShared"/>.
 /// The stores not yet shared keep using the node's own file (<see cref="Open"/>), as docs/ARCHITECTURE.md lists.
 /// </remarks>
 internal sealed class Database : IAsyncDisposable
@@ -249,6 +249,10 @@ internal sealed class Database : IAsyncDisposable
         // (its tables named durable_executions, durable_operations, durable_events here), run by the holder of the
         // 'durable' lease; and each node's address, to which the others forward durable requests.
         "ALTER TABLE cluster_nodes ADD COLUMN url TEXT;\n" + Sql.ForPostgres(Durable.DurableStore.SchemaNamed(Durable.DurableStore.PostgresPrefix)),
+        // 5: CloudFormation on the cluster's database (issue #25): the stacks, resources, events, change sets and exports
+        // a single machine keeps in cloudformation.db (named cfn_* here), operated on by the holder of the
+        // 'cloudformation' lease.
+        CloudFormation.StackStore.PostgresSchema,
     ];
 
     private readonly string _connectionString;
