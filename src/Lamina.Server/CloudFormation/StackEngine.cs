@@ -120,8 +120,9 @@ internal sealed partial class StackEngine : IHostedService, IDisposable
     /// After each heartbeat: a node that gained the lease recovers the unfinished operations (once those it ran under an
     /// earlier lease have stopped); one that lost it stops its operations where they are.
     /// </summary>
-    private Task FollowLeaseAsync()
+    private async Task FollowLeaseAsync()
     {
+        await Hosting.IoThreads.LeaveIoThreadAsync(); // the heartbeat may go on on a socket's I/O thread; recovery reads the store, which blocks
         var holds = _cluster.Holds(Lease);
         if (holds && !_recovered && _operations.IsEmpty && !_stopping.IsCancellationRequested)
         {
@@ -136,7 +137,6 @@ internal sealed partial class StackEngine : IHostedService, IDisposable
             _tenure.Cancel();
             Log.LeaseLost(_logger);
         }
-        return Task.CompletedTask;
     }
 
     public void Dispose()
