@@ -1482,6 +1482,111 @@ class ClusterTests(unittest.TestCase):
               f"{sum(c - 1 for c in counts.values())} records twice", flush=True)
         _nodes[0].client().delete_event_source_mapping(UUID=uuid)
 
+    def test_p_cloudformation_deploys_through_the_load_balancer_and_survive_the_holders_kill(self):
+        """CloudFormation is the cluster's: its stacks on PostgreSQL, its operations on the holder of the cloudformation
+        lease, every request to another node forwarded there. `aws cloudformation deploy` through nginx (round robin:
+        create-change-set, describe-change-set, execute-change-set... each to whichever node) creates a SAM stack that
+        every node describes; its function answers through another node; after kill -9 of the holder, delete-stack and
+        its waiter through nginx complete on a survivor and the function is gone on every node."""
+        import uuid
+
+        stack = f"cluster-{uuid.uuid4().hex[:8]}"
+        template = _root / f"{stack}.yaml"
+        template.write_text("""AWSTemplateFormatVersion: '2010-09-09'
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Orders:
+    Type: AWS::SQS::Queue
+  Handler:
+    Type: AWS::Serverless::Function
+    Properties:
+      Runtime: python3.12
+      Handler: index.handler
+      InlineCode: |
+        def handler(event, context):
+            return {"handled": len(event.get("Records", [])), "echo": event.get("echo")}
+      Environment:
+        Variables:
+          LAMINA_NETWORK: none
+      Events:
+        Queued:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt Orders.Arn
+Outputs:
+  FunctionName:
+    Value: !Ref Handler
+  QueueUrl:
+    Value: !Ref Orders
+""")
+
+        def cli(*args: str, attempts: int = 1) -> h.CliResult:
+            """The AWS CLI (v1, as test_sam runs it) through nginx; `attempts` > 1 lets it retry a 503 as it does by default."""
+            env = _nodes[0].aws_cli_env()
+            env["AWS_MAX_ATTEMPTS"] = str(attempts)
+            cmd = ["aws", "--endpoint-url", _nginx.url, "--region", h.REGION, "--output", "json", *args]
+            t0 = time.monotonic()
+            p = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=180)
+            return h.CliResult(cmd, p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace"), time.monotonic() - t0)
+
+        def holder(nodes: list[h.LaminaServer]) -> int:
+            """The index in `nodes` of the one node acting on the cloudformation lease (waits for one, as after a failover)."""
+            deadline = time.monotonic() + 30
+            while True:
+                acting = [i for i, n in enumerate(nodes)
+                          if any(l["Name"] == "cloudformation" and l["HeldHere"] for l in n.raw("GET", "/lamina/v1/cluster").json["Leases"])]
+                if len(acting) == 1:
+                    return acting[0]
+                self.assertLess(time.monotonic(), deadline, f"{len(acting)} nodes hold the cloudformation lease")
+                time.sleep(0.2)
+
+        def gone(node: h.LaminaServer, function: str) -> bool:
+            lam = h.boto3_client(node.url, "lambda")
+            try:
+                lam.get_function(FunctionName=function)
+                return False
+            except lam.exceptions.ResourceNotFoundException:
+                return True
+
+        r = cli("cloudformation", "deploy", "--template-file", str(template), "--stack-name", stack, "--capabilities", "CAPABILITY_IAM")
+        self.assertEqual(r.rc, 0, repr(r))
+        outputs = None
+        for node in _nodes:  # read from each node directly: the same stack, complete, with its outputs
+            described = h.boto3_client(node.url, "cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
+            self.assertEqual(described["StackStatus"], "CREATE_COMPLETE", node.label)
+            got = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+            self.assertEqual(got, outputs or got, node.label)
+            outputs = got
+        function = outputs["FunctionName"]
+        self.assertTrue(function.startswith(f"{stack}-Handler"), outputs)
+        self.assertIn(f"/{stack}-Orders-", outputs["QueueUrl"])
+
+        victim = holder(_nodes)
+        other = _nodes[(victim + 1) % NODES]
+        answer = h.boto3_client(other.url, "lambda").invoke(FunctionName=function, Payload=b'{"echo": "through another node"}')
+        self.assertEqual(json.loads(answer["Payload"].read()), {"handled": 0, "echo": "through another node"})
+
+        # The holder dies; the stack's deletion, sent through nginx right away, waits for (or is retried until) a
+        # survivor holds the lease, and runs there.
+        _nodes[victim].kill()
+        killed = time.monotonic()
+        r = cli("cloudformation", "delete-stack", "--stack-name", stack, attempts=3)
+        self.assertEqual(r.rc, 0, repr(r))
+        r = cli("cloudformation", "wait", "stack-delete-complete", "--stack-name", stack, attempts=3)
+        self.assertEqual(r.rc, 0, repr(r))
+        deleted = time.monotonic() - killed
+        survivors = [n for i, n in enumerate(_nodes) if i != victim]
+        new_holder = survivors[holder(survivors)]
+        for node in survivors:
+            self.assertTrue(gone(node, function), node.label)
+            stacks = h.boto3_client(node.url, "cloudformation").list_stacks()["StackSummaries"]
+            self.assertEqual([s["StackStatus"] for s in stacks if s["StackName"] == stack], ["DELETE_COMPLETE"], node.label)
+        print(f"\n  cloudformation lease: node{victim + 1} killed, {new_holder.label} deleted the stack {deleted:.1f} s later", flush=True)
+
+        _nodes[victim] = _node(victim + 1).start()
+        _nginx_to_the_nodes()
+        self.assertTrue(gone(_nodes[victim], function))
+
 # ---- schedules (tests d, e, f): one rate(1 minute) rule whose target's runs are counted from their destination
 # records, which stay queued for a function that never runs (as in test b). A firing is its envelope's id and time:
 # a node that fired a period twice would leave two ids for one time; the async queue running one firing twice (a

@@ -64,16 +64,22 @@ internal static partial class CloudFormationApi
         }
         catch (CloudFormationException e)
         {
-            var xml = new StringBuilder();
-            xml.Append("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
-            xml.Append("<ErrorResponse xmlns=\"").Append(Namespace).Append("\"><Error><Type>Sender</Type>");
-            Element(xml, "Code", e.Code);
-            Element(xml, "Message", e.Message);
-            xml.Append("</Error>");
-            Element(xml, "RequestId", requestId);
-            xml.Append("</ErrorResponse>");
-            await QueryProtocol.WriteXmlAsync(context, e.Status, xml);
+            await WriteErrorAsync(context, e);
         }
+    }
+
+    /// <summary>An <c>ErrorResponse</c>: Type Sender for a client's mistake (4xx), Receiver for the service's (5xx).</summary>
+    public static Task WriteErrorAsync(HttpContext context, CloudFormationException e)
+    {
+        var xml = new StringBuilder();
+        xml.Append("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+        xml.Append("<ErrorResponse xmlns=\"").Append(Namespace).Append("\"><Error><Type>").Append(e.Status >= 500 ? "Receiver" : "Sender").Append("</Type>");
+        Element(xml, "Code", e.Code);
+        Element(xml, "Message", e.Message);
+        xml.Append("</Error>");
+        Element(xml, "RequestId", Hosting.RequestIds.Of(context));
+        xml.Append("</ErrorResponse>");
+        return QueryProtocol.WriteXmlAsync(context, e.Status, xml);
     }
 
     // ---- requests -------------------------------------------------------------------------------------------------------

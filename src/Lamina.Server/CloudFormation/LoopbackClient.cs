@@ -196,6 +196,9 @@ internal sealed class LoopbackClient : IDisposable
         SigV4.Sign(request, body, service, _options.Region, _keys.Internal, _time.GetUtcNow());
         using var response = await _http.SendAsync(request, cancellationToken);
         var bytes = await response.Content.ReadAsByteArrayAsync(cancellationToken);
+        // The answer completed on a socket's I/O thread, and the stack operation goes on to write its store, which blocks
+        // (on a cluster, on PostgreSQL's socket: whose completion that very I/O thread would have to run).
+        await Hosting.IoThreads.LeaveIoThreadAsync();
         var responseHeaders = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         foreach (var (name, values) in response.Headers)
         {

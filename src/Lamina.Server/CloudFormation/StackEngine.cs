@@ -32,8 +32,18 @@ internal sealed record PreparedTemplate(string Body, JsonObject Processed, Stack
 /// and DependsOn give. Every step is stored before the next; at start, an operation a crash interrupted is rolled back
 /// (or, for deletes and cleanups, finished), so no stack stays half made.
 /// </summary>
+/// <remarks>
+/// On a cluster (issue #25) the stacks are on PostgreSQL and their operations run on one node, the holder of the
+/// <see cref="Lease"/> lease; the other nodes forward every CloudFormation request to it
+/// (<see cref="Storage.LeaseForwarder"/>). When a node gains the lease it recovers the unfinished operations as a
+/// restart does; when it loses it, its operations stop where they are (and <see cref="StackStore"/>'s fence keeps them
+/// from writing), for the new holder to finish.
+/// </remarks>
 internal sealed partial class StackEngine : IHostedService, IDisposable
 {
+    /// <summary>The cluster lease whose holder runs the stack operations and answers the CloudFormation API.</summary>
+    public const string Lease = "cloudformation";
+
     /// <summary>How long CreateStack, UpdateStack, ExecuteChangeSet and DeleteStack wait for the operation to end before answering.</summary>
     /// <remarks>
     /// CloudFormation answers at once and clients poll, but the AWS CLI's waiters poll every 30 s (5 s for change sets):
@@ -52,11 +62,16 @@ internal sealed partial class StackEngine : IHostedService, IDisposable
     private readonly ConcurrentDictionary<string, Task> _operations = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stopping = new();
     private readonly Lock _gate = new();
+    private readonly Storage.ClusterNode _cluster;
+    private CancellationTokenSource _tenure; // cancelled when the server stops or (on a cluster) this node loses the lease
+    private volatile bool _recovered;        // on a cluster: this node holds the lease and has recovered the operations
 
     public StackEngine(StackStore store, LoopbackClient client, IOptions<LaminaOptions> options, TimeProvider time, ILogger<StackEngine> logger,
-        IHostApplicationLifetime lifetime)
+        IHostApplicationLifetime lifetime, Storage.ClusterNode cluster)
     {
         _store = store;
+        _cluster = cluster;
+        _tenure = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
         _client = client;
         _options = options.Value;
         _time = time;
@@ -73,14 +88,62 @@ internal sealed partial class StackEngine : IHostedService, IDisposable
 
     public IReadOnlyDictionary<string, ResourceProvider> Providers => _providers;
 
+    /// <summary>Whether this node answers CloudFormation requests: always on a single machine; on a cluster, while it holds the lease and has recovered.</summary>
+    public bool Serving => !_cluster.Enabled || (_recovered && _cluster.Holds(Lease));
+
+    /// <summary>Whether <paramref name="forwarder"/> handed the request to the node that runs the stack operations (false: this node answers it).</summary>
+    public Task<bool> ForwardedAsync(Storage.LeaseForwarder forwarder, HttpContext context, ReadOnlyMemory<byte> body) =>
+        forwarder.ForwardedAsync(context, Lease, () => Serving, static context =>
+        {
+            const string Message = "No node of the cluster runs CloudFormation at the moment (it is failing over); retry the request.";
+            return context.Request.Headers.ContainsKey("X-Amz-Target") // CodeDeploy's hook verdicts: awsJson
+                ? new Protocols.AwsError(503, "ServiceUnavailableException", Message).ExecuteAsync(context)
+                : CloudFormationApi.WriteErrorAsync(context, new CloudFormationException("ServiceUnavailable", Message, 503));
+        }, body);
+
     public Task StartAsync(CancellationToken cancellationToken)
     {
         // Recovery calls the server's own APIs: only once it listens.
-        _lifetime.ApplicationStarted.Register(() => _ = Task.Run(RecoverAsync));
+        if (_cluster.Enabled)
+        {
+            _cluster.RequestLease(Lease);
+            _lifetime.ApplicationStarted.Register(() => _cluster.Heartbeat += FollowLeaseAsync);
+        }
+        else
+        {
+            _lifetime.ApplicationStarted.Register(() => _ = Task.Run(() => Recover("Lamina restarted while the operation was in progress")));
+        }
         return Task.CompletedTask;
     }
 
-    public void Dispose() => _stopping.Dispose();
+    /// <summary>
+    /// After each heartbeat: a node that gained the lease recovers the unfinished operations (once those it ran under an
+    /// earlier lease have stopped); one that lost it stops its operations where they are.
+    /// </summary>
+    private async Task FollowLeaseAsync()
+    {
+        await Hosting.IoThreads.LeaveIoThreadAsync(); // the heartbeat may go on on a socket's I/O thread; recovery reads the store, which blocks
+        var holds = _cluster.Holds(Lease);
+        if (holds && !_recovered && _operations.IsEmpty && !_stopping.IsCancellationRequested)
+        {
+            _tenure.Dispose();
+            _tenure = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+            Recover("The node running the operation stopped while it was in progress");
+            _recovered = true;
+        }
+        else if (!holds && _recovered)
+        {
+            _recovered = false;
+            _tenure.Cancel();
+            Log.LeaseLost(_logger);
+        }
+    }
+
+    public void Dispose()
+    {
+        _tenure.Dispose();
+        _stopping.Dispose();
+    }
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
@@ -89,23 +152,22 @@ internal sealed partial class StackEngine : IHostedService, IDisposable
         await Task.WhenAll(_operations.Values).WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ContinueWith(static _ => { }, TaskScheduler.Default);
     }
 
-    private async Task RecoverAsync()
+    /// <summary>Finishes the operations that were in progress when their node stopped: creates and updates roll back, the rest completes.</summary>
+    private void Recover(string reason)
     {
         foreach (var stack in _store.AllStacks().Where(static s => s.DeletedAt is null && s.Status.EndsWith("_IN_PROGRESS", StringComparison.Ordinal) && s.Status != "REVIEW_IN_PROGRESS"))
         {
             Log.Recovering(_logger, stack.StackName, stack.Status);
-            const string Reason = "Lamina restarted while the operation was in progress";
             Start(stack.StackId, stack.Status switch
             {
-                "CREATE_IN_PROGRESS" => run => CreateFailedAsync(run, Reason),
-                "ROLLBACK_IN_PROGRESS" => run => CreateFailedAsync(run, stack.StatusReason ?? Reason),
-                "UPDATE_IN_PROGRESS" or "UPDATE_ROLLBACK_IN_PROGRESS" => run => UpdateRollbackAsync(run, stack.Status == "UPDATE_IN_PROGRESS" ? Reason : stack.StatusReason ?? Reason),
+                "CREATE_IN_PROGRESS" => run => CreateFailedAsync(run, reason),
+                "ROLLBACK_IN_PROGRESS" => run => CreateFailedAsync(run, stack.StatusReason ?? reason),
+                "UPDATE_IN_PROGRESS" or "UPDATE_ROLLBACK_IN_PROGRESS" => run => UpdateRollbackAsync(run, stack.Status == "UPDATE_IN_PROGRESS" ? reason : stack.StatusReason ?? reason),
                 "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS" => UpdateCleanupAsync,
                 "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS" => UpdateRollbackCleanupAsync,
                 _ => DeleteRunAsync,
             });
         }
-        await Task.CompletedTask;
     }
 
     /// <summary>Waits (at most <see cref="AnswerWait"/>) for the stack's operation to end.</summary>
@@ -530,15 +592,16 @@ internal sealed partial class StackEngine : IHostedService, IDisposable
             }
             var stack = _store.FindStack(stackId)!;
             var run = new StackRun(this, stack);
+            var tenure = Stopping;
             var task = Task.Run(async () =>
             {
                 try
                 {
                     await operation(run);
                 }
-                catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+                catch (Exception e) when (e is StackLeaseLostException || (e is OperationCanceledException && tenure.IsCancellationRequested))
                 {
-                    // Shutting down: the stored state says where to resume.
+                    // Shutting down, or another node took the lease: the stored state says where to resume.
                 }
                 catch (Exception e)
                 {
@@ -549,7 +612,7 @@ internal sealed partial class StackEngine : IHostedService, IDisposable
                             : run.Stack.Status.StartsWith("UPDATE", StringComparison.Ordinal) ? "UPDATE_ROLLBACK_FAILED" : "ROLLBACK_FAILED",
                             "Internal failure: " + e.Message);
                     }
-                    catch (Exception again) when (again is Microsoft.Data.Sqlite.SqliteException or InvalidOperationException)
+                    catch (Exception again) when (again is System.Data.Common.DbException or InvalidOperationException)
                     {
                         Log.OperationFailed(_logger, stack.StackName, again);
                     }
@@ -567,7 +630,8 @@ internal sealed partial class StackEngine : IHostedService, IDisposable
         }
     }
 
-    internal CancellationToken Stopping => _stopping.Token;
+    /// <summary>Cancelled when the server stops or this node loses the cluster's lease: operations stop where they are.</summary>
+    internal CancellationToken Stopping => _tenure.Token;
 
     internal DateTimeOffset Now => _time.GetUtcNow();
 
@@ -578,8 +642,11 @@ internal sealed partial class StackEngine : IHostedService, IDisposable
         [LoggerMessage(EventId = Diagnostics.EventIds.StackOperationFailed, Level = LogLevel.Error, Message = "Stack {Stack}: the operation failed unexpectedly")]
         public static partial void OperationFailed(ILogger logger, string stack, Exception error);
 
-        [LoggerMessage(EventId = Diagnostics.EventIds.StackRecovering, Level = LogLevel.Warning, Message = "Stack {Stack} was {Status} when the server stopped; finishing it (a create or update rolls back)")]
+        [LoggerMessage(EventId = Diagnostics.EventIds.StackRecovering, Level = LogLevel.Warning, Message = "Stack {Stack} was {Status} when the server (or the cluster's node running it) stopped; finishing it (a create or update rolls back)")]
         public static partial void Recovering(ILogger logger, string stack, string status);
+
+        [LoggerMessage(EventId = Diagnostics.EventIds.StackLeaseLost, Level = LogLevel.Warning, Message = "This node no longer holds the cloudformation lease: its stack operations are left to the new holder")]
+        public static partial void LeaseLost(ILogger logger);
 
         [LoggerMessage(EventId = Diagnostics.EventIds.StackResourceFailed, Level = LogLevel.Debug, Message = "Stack {Stack}: {LogicalId} ({Type}) {Status}: {Reason}")]
         public static partial void ResourceFailed(ILogger logger, string stack, string logicalId, string type, string status, string reason);

@@ -102,6 +102,7 @@ internal static class EventIds
     public const int StackRecovering = 11001;
     public const int StackResourceFailed = 11002;
     public const int StackCompleted = 11003;
+    public const int StackLeaseLost = 11004;
 
     // 12xxx web console and its metrics history
     public const int MetricsHistoryFull = 12000;

@@ -7,6 +7,7 @@ using Lamina.Server.Hosting;
 using Lamina.Server.Lambda;
 using Lamina.Server.Protocols;
 using Lamina.Server.RuntimeApi;
+using Lamina.Server.Storage;
 using Microsoft.Extensions.Options;
 
 namespace Lamina.Server.Durable;
@@ -29,7 +30,6 @@ internal static partial class DurableApi
     {
         services.AddSingleton<DurableStore>();
         services.AddSingleton<DurableEngine>();
-        services.AddSingleton<DurableForwarder>();
         services.AddHostedService(static s => s.GetRequiredService<DurableEngine>());
         return services;
     }
@@ -136,9 +136,9 @@ internal static partial class DurableApi
         return options.SplitFunctionKey(execution.FunctionKey).Account == account ? execution : null;
     }
 
-    private static async Task ExecutionGetAsync(HttpContext context, DurableEngine engine, DurableForwarder forwarder, IOptions<LaminaOptions> options)
+    private static async Task ExecutionGetAsync(HttpContext context, DurableEngine engine, LeaseForwarder forwarder, IOptions<LaminaOptions> options)
     {
-        if (await forwarder.ForwardedAsync(context))
+        if (await engine.ForwardedAsync(forwarder, context))
         {
             return;
         }
@@ -195,10 +195,10 @@ internal static partial class DurableApi
         await WriteAsync(context, answer);
     }
 
-    private static async Task ExecutionPostAsync(HttpContext context, DurableEngine engine, DurableForwarder forwarder, IOptions<LaminaOptions> options)
+    private static async Task ExecutionPostAsync(HttpContext context, DurableEngine engine, LeaseForwarder forwarder, IOptions<LaminaOptions> options)
     {
         await IoThreads.LeaveIoThreadAsync();
-        if (await forwarder.ForwardedAsync(context))
+        if (await engine.ForwardedAsync(forwarder, context))
         {
             return;
         }
@@ -254,10 +254,10 @@ internal static partial class DurableApi
 
     // ---- callbacks ----------------------------------------------------------------------------------------------
 
-    private static async Task CallbackAsync(HttpContext context, string callbackId, string action, DurableEngine engine, DurableForwarder forwarder)
+    private static async Task CallbackAsync(HttpContext context, string callbackId, string action, DurableEngine engine, LeaseForwarder forwarder)
     {
         await IoThreads.LeaveIoThreadAsync();
-        if (await forwarder.ForwardedAsync(context))
+        if (await engine.ForwardedAsync(forwarder, context))
         {
             return;
         }
@@ -300,11 +300,11 @@ internal static partial class DurableApi
 
     // ---- ListDurableExecutionsByFunction --------------------------------------------------------------------------
 
-    private static async Task ListAsync(HttpContext context, string functionName, DurableEngine engine, DurableForwarder forwarder, FunctionRegistry registry,
+    private static async Task ListAsync(HttpContext context, string functionName, DurableEngine engine, LeaseForwarder forwarder, FunctionRegistry registry,
         IOptions<LaminaOptions> options)
     {
         await IoThreads.LeaveIoThreadAsync();
-        if (await forwarder.ForwardedAsync(context))
+        if (await engine.ForwardedAsync(forwarder, context))
         {
             return;
         }

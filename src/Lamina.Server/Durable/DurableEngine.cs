@@ -24,7 +24,7 @@ namespace Lamina.Server.Durable;
 /// On a cluster (issue #25) the log is on PostgreSQL and the engine runs on one node, the holder of the
 /// <see cref="Lease"/> lease: when a node gains it, it loads the executions as a restart does (running ones are
 /// invoked again and replay); when it loses it, it forgets them and stops sweeping. The other nodes forward durable
-/// requests to the holder (<see cref="DurableForwarder"/>). A dead holder's lease lapses and another node takes over:
+/// requests to the holder (<see cref="Storage.LeaseForwarder"/>). A dead holder's lease lapses and another node takes over:
 /// the restart recovery, on another node.
 /// </remarks>
 internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry registry, Invoker invoker, ConcurrencyLimiter limiter,
@@ -46,6 +46,12 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
 
     /// <summary>Whether this node runs the durable executions now: always on a single machine; on a cluster, while it holds the lease and has loaded them.</summary>
     public bool Serving => _loaded && cluster.Holds(Lease);
+
+    /// <summary>Whether <paramref name="forwarder"/> handed the request to the node that runs the executions (false: this node answers it).</summary>
+    public Task<bool> ForwardedAsync(Storage.LeaseForwarder forwarder, HttpContext context, ReadOnlyMemory<byte>? body = null) =>
+        forwarder.ForwardedAsync(context, Lease, () => Serving, static context =>
+            new AwsError(503, "ServiceException", "No node of the cluster runs durable executions at the moment (it is failing over); retry the request.")
+                .ExecuteAsync(context), body);
 
     private long NowMs => time.GetUtcNow().ToUnixTimeMilliseconds();
 

@@ -22,6 +22,7 @@ internal static class FunctionsServiceCollectionExtensions
         // A cluster node's heartbeat and its ear for the other nodes' changes (issue #25); idle on a single machine.
         services.AddSingleton<ClusterNode>();
         services.AddHostedService(static sp => sp.GetRequiredService<ClusterNode>());
+        services.AddSingleton<LeaseForwarder>();
         return services;
     }
 }

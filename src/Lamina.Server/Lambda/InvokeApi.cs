@@ -36,7 +36,7 @@ internal static partial class InvokeApi
         var time = services.GetRequiredService<TimeProvider>();
         var metrics = services.GetRequiredService<Diagnostics.LaminaMetrics>();
         var durable = services.GetRequiredService<Durable.DurableEngine>();
-        var forwarder = services.GetRequiredService<Durable.DurableForwarder>();
+        var forwarder = services.GetRequiredService<Storage.LeaseForwarder>();
         endpoints.MapPost("/2015-03-31/functions/{functionName}/invocations", (HttpContext context, string functionName) =>
             InvokeAsync(context, functionName, registry, invoker, limiter, queue, options, time, metrics, durable, forwarder));
         endpoints.MapPost("/2014-11-13/functions/{functionName}/invoke-async", InvokeAsyncLegacyAsync);
@@ -52,7 +52,7 @@ internal static partial class InvokeApi
 
     private static async Task InvokeAsync(HttpContext context, string functionName, FunctionRegistry registry, Invoker invoker,
         ConcurrencyLimiter limiter, AsyncDispatcher queue, IOptions<LaminaOptions> options, TimeProvider time, Diagnostics.LaminaMetrics metrics,
-        Durable.DurableEngine durable, Durable.DurableForwarder forwarder)
+        Durable.DurableEngine durable, Storage.LeaseForwarder forwarder)
     {
         var request = context.Request;
         var invocationType = request.Headers["X-Amz-Invocation-Type"].ToString();
@@ -134,7 +134,7 @@ internal static partial class InvokeApi
         if (config.Durable is not null)
         {
             await Hosting.IoThreads.LeaveIoThreadAsync(); // a durable start writes its log to disk
-            if (await forwarder.ForwardedAsync(context, received))
+            if (await durable.ForwardedAsync(forwarder, context, received))
             {
                 return; // on a cluster, another node runs the durable executions
             }

@@ -70,7 +70,7 @@ internal static class JsonProtocolEndpoint
     }
 
     private static async Task DispatchAsync(HttpContext context, LogStore logs, LogSubscriptions subscriptions, EventBridge.EventRules rules, Sqs.QueueStore queues, Sns.TopicStore topics,
-        CloudFormation.StackEngine stacks, IOptions<LaminaOptions> options, TimeProvider time)
+        CloudFormation.StackEngine stacks, Storage.LeaseForwarder forwarder, IOptions<LaminaOptions> options, TimeProvider time)
     {
         var target = context.Request.Headers["X-Amz-Target"].ToString();
         if (target.StartsWith("DynamoDB", StringComparison.Ordinal))
@@ -98,6 +98,12 @@ internal static class JsonProtocolEndpoint
         }
         if (form is not null && CloudFormation.CloudFormationApi.Matches(form))
         {
+            // On a cluster every CloudFormation request, reads too, is answered by the node that runs the operations.
+            await Hosting.IoThreads.LeaveIoThreadAsync();
+            if (await stacks.ForwardedAsync(forwarder, context, body.Value))
+            {
+                return;
+            }
             await CloudFormation.CloudFormationApi.HandleAsync(context, form, stacks);
             return;
         }
@@ -118,6 +124,11 @@ internal static class JsonProtocolEndpoint
         }
         if (target.StartsWith(CloudFormation.CodeDeployApi.TargetPrefix, StringComparison.Ordinal))
         {
+            await Hosting.IoThreads.LeaveIoThreadAsync();
+            if (await stacks.ForwardedAsync(forwarder, context, body.Value)) // the traffic shift waiting for the verdict runs there
+            {
+                return;
+            }
             await CloudFormation.CodeDeployApi.HandleAsync(context, target[CloudFormation.CodeDeployApi.TargetPrefix.Length..], stacks);
             return;
         }

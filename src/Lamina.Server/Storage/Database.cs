@@ -22,7 +22,7 @@ namespace Lamina.Server.Storage;
 /// A cluster node (<c>--database postgresql://…</c>, issue #25) runs the same ordered steps on PostgreSQL (through
 /// <see cref="Sql.ForPostgres"/>; the version is kept in <c>lamina_schema</c>), and the stores that are shared across
 /// the cluster (Lambda's control plane, the asynchronous queue, EventBridge's buses, rules and schedules, SNS's topics and
-/// subscriptions, API Gateway's APIs, keys and usage plans) open their connections with <see cref="OpenShared"/>.
+/// subscriptions, API Gateway's APIs, keys and usage plans, CloudFormation's stacks) open their connections with <see cref="OpenShared"/>.
 /// The stores that keep a file of their own on a single machine (the asynchronous queue, SQS, S3, DynamoDB, durable
 /// executions) have their tables on the cluster's database too, created by <see cref="PostgresOnly"/>'s steps: one
 /// history for the whole database, run before any store opens.
@@ -257,6 +257,10 @@ internal sealed class Database : IAsyncDisposable
         // keys (a single machine's keys.db), which no earlier node had.
         Async.AsyncEventStore.PostgresSchema + Sqs.QueueStore.PostgresSchema + S3.ObjectStore.PostgresSchema + DynamoDb.DynamoStore.PostgresSchema
             + Sql.ForPostgres(Security.AccessKeys.Schema),
+        // 6: CloudFormation on the cluster's database (issue #25): the stacks, resources, events, change sets and exports
+        // a single machine keeps in cloudformation.db (named cfn_* here), operated on by the holder of the
+        // 'cloudformation' lease.
+        CloudFormation.StackStore.PostgresSchema,
     ];
 
     private readonly string _connectionString;

@@ -1,24 +1,23 @@
 using System.Net;
-using Lamina.Server.Protocols;
-using Lamina.Server.Storage;
 using Microsoft.AspNetCore.Http.Features;
 
-namespace Lamina.Server.Durable;
+namespace Lamina.Server.Storage;
 
 /// <summary>
-/// On a cluster (issue #25), hands durable requests (the durable APIs, Invoke of a durable function) to the node that
-/// runs the executions, the holder of <see cref="DurableEngine.Lease"/>, at the address it advertises in
-/// <c>cluster_nodes</c>. The request goes as it came (method, path and query as sent, every header, Host included so
-/// that a SigV4 signature still verifies there, the body) and the holder's answer comes back as it answered.
+/// On a cluster (issue #25), hands a request for a singleton's work to the node that holds its lease, at the address
+/// it advertises in <c>cluster_nodes</c>: durable executions (<see cref="Durable.DurableEngine.Lease"/>) and stack
+/// operations (<see cref="CloudFormation.StackEngine.Lease"/>). The request goes as it came (method, path and query as
+/// sent, every header, Host included so that a SigV4 signature still verifies there, the body) and the holder's answer
+/// comes back as it answered.
 /// </summary>
 /// <remarks>
 /// While no node holds the lease (a dead holder's lease lapses within about 10 s) the request waits for one, up to
-/// <see cref="FailoverWait"/>, then is answered 503 ServiceException, which the SDKs retry. A holder that refuses the
-/// connection is treated the same way (nothing of the request reached it); any other failure after sending is
-/// answered 503 too, since the holder may have acted on the request. A forwarded request is never forwarded again:
-/// the node it reached has lost the lease meanwhile, and the caller's retry finds the new holder.
+/// <see cref="FailoverWait"/>, then is answered 503 by the caller's <c>unavailable</c>, which the SDKs retry. A holder
+/// that refuses the connection is treated the same way (nothing of the request reached it); any other failure after
+/// sending is answered 503 too, since the holder may have acted on the request. A forwarded request is never
+/// forwarded again: the node it reached has lost the lease meanwhile, and the caller's retry finds the new holder.
 /// </remarks>
-internal sealed class DurableForwarder(ClusterNode cluster, DurableEngine engine) : IDisposable
+internal sealed class LeaseForwarder(ClusterNode cluster) : IDisposable
 {
     private const string ForwardedHeader = "X-Lamina-Forwarded-By";
     private static readonly TimeSpan FailoverWait = TimeSpan.FromSeconds(15);
@@ -44,20 +43,22 @@ internal sealed class DurableForwarder(ClusterNode cluster, DurableEngine engine
     public void Dispose() => _http.Dispose();
 
     /// <summary>
-    /// Whether the request was answered by another node: false on a single machine or when this node runs the
-    /// executions (the caller handles it). <paramref name="body"/> is the body when the caller has read it already.
-    /// Call off Kestrel's I/O threads.
+    /// Whether the request was answered by another node: false on a single machine or when this node does the work
+    /// (<paramref name="serving"/>: it holds <paramref name="lease"/> and is ready; the caller handles the request).
+    /// <paramref name="unavailable"/> answers 503 in the service's shape. <paramref name="body"/> is the body when the
+    /// caller has read it already. Call off Kestrel's I/O threads.
     /// </summary>
-    public async Task<bool> ForwardedAsync(HttpContext context, ReadOnlyMemory<byte>? body = null)
+    public async Task<bool> ForwardedAsync(HttpContext context, string lease, Func<bool> serving, Func<HttpContext, Task> unavailable,
+        ReadOnlyMemory<byte>? body = null)
     {
-        if (!cluster.Enabled || engine.Serving)
+        if (!cluster.Enabled || serving())
         {
             return false;
         }
         var aborted = context.RequestAborted;
         if (context.Request.Headers.ContainsKey(ForwardedHeader))
         {
-            await Unavailable(context);
+            await Unavailable(context, unavailable);
             return true;
         }
         if (body is null)
@@ -69,13 +70,13 @@ internal sealed class DurableForwarder(ClusterNode cluster, DurableEngine engine
         var waiting = System.Diagnostics.Stopwatch.StartNew();
         while (true)
         {
-            if (engine.Serving)
+            if (serving())
             {
                 // This node took the lease over meanwhile: it answers, from the body already read.
                 context.Request.Body = new MemoryStream(body.Value.ToArray(), writable: false);
                 return false;
             }
-            if (cluster.HolderUrl(DurableEngine.Lease) is { } holder)
+            if (cluster.HolderUrl(lease) is { } holder)
             {
                 try
                 {
@@ -88,30 +89,29 @@ internal sealed class DurableForwarder(ClusterNode cluster, DurableEngine engine
                 }
                 catch (HttpRequestException) when (!context.Response.HasStarted)
                 {
-                    await Unavailable(context);
+                    await Unavailable(context, unavailable);
                     return true;
                 }
             }
             if (waiting.Elapsed >= FailoverWait)
             {
-                await Unavailable(context);
+                await Unavailable(context, unavailable);
                 return true;
             }
             await Task.Delay(Poll, aborted);
         }
     }
 
-    private static Task Unavailable(HttpContext context)
+    private static Task Unavailable(HttpContext context, Func<HttpContext, Task> unavailable)
     {
         context.Response.Headers.Clear();
-        return new AwsError(503, "ServiceException", "No node of the cluster runs durable executions at the moment (it is failing over); retry the request.")
-            .ExecuteAsync(context);
+        return unavailable(context);
     }
 
     private async Task ForwardAsync(HttpContext context, string holder, ReadOnlyMemory<byte> body, CancellationToken aborted)
     {
         var request = context.Request;
-        // The target as the client sent it: the durable ARN's escaped slashes (%2F) stay escaped, as the signature has them.
+        // The target as the client sent it: escaped slashes (%2F, in a durable ARN) stay escaped, as the signature has them.
         var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget is { Length: > 0 } raw ? raw : request.Path.Value + request.QueryString.Value;
         using var message = new HttpRequestMessage(new HttpMethod(request.Method), holder + target)
         {
@@ -147,7 +147,7 @@ internal sealed class DurableForwarder(ClusterNode cluster, DurableEngine engine
 
         using var answer = await _http.SendAsync(message, HttpCompletionOption.ResponseHeadersRead, aborted);
         var response = context.Response;
-        response.Headers.Clear(); // what this node set already (X-Amz-Executed-Version): the holder's answer says it
+        response.Headers.Clear(); // what this node set already (Invoke's X-Amz-Executed-Version): the holder's answer says it
         response.StatusCode = (int)answer.StatusCode;
         foreach (var (name, values) in answer.Headers.Concat(answer.Content.Headers))
         {
