@@ -196,9 +196,10 @@ def _nginx_to_the_nodes() -> None:
         _nginx.start()
 
 
-def _printed(node: h.LaminaServer, function: str, prefix: str) -> list[str]:
-    """The lines `function` printed that start with `prefix` (the rest of each), from `node`'s logs: logs are per node,
-    so a function's output is in the logs of whichever nodes ran it ([] where it never ran: no log group there)."""
+def _printed(function: str, prefix: str) -> list[str]:
+    """The lines `function` printed that start with `prefix` (the rest of each), on whichever nodes it ran: the logs
+    are the cluster's, read through any live node ([] before its first run: no log group yet)."""
+    node = next(n for n in _nodes if n.proc is not None and n.proc.poll() is None)
     logs = h.boto3_client(node.url, "logs")
     try:
         pages = list(logs.get_paginator("filter_log_events").paginate(logGroupName=f"/aws/lambda/{function}",
@@ -207,6 +208,11 @@ def _printed(node: h.LaminaServer, function: str, prefix: str) -> list[str]:
         return []
     return [line[len(prefix):].strip() for page in pages for event in page["events"]
             for line in event["message"].splitlines() if line.startswith(prefix)]
+
+
+def _environments(node: h.LaminaServer, function: str) -> list[dict]:
+    """The execution environments of `function` that `node` runs (Lamina's own view: /lamina/v1/environments)."""
+    return [e for e in node.raw("GET", "/lamina/v1/environments").json["Environments"] if e["FunctionName"] == function]
 
 
 def _every_node_counts_every_node(test: unittest.TestCase) -> None:
@@ -472,16 +478,12 @@ class ClusterTests(unittest.TestCase):
         self.assertEqual([n for n in range(EVENTS) if n not in ran][:20], [], "events that never ran")
         event_duplicates = sum(c - 1 for c in ran.values())
 
-        # The node comes back under the same identity and rejoins; its logs hold what it processed before the kill.
+        # The node comes back under the same identity and rejoins; the logs (the cluster's) hold what it processed before the kill.
         _nodes[victim_index] = _node(victim_index + 1).start()
         self.assertEqual(_nodes[victim_index].client().get_function(FunctionName="drain")["Configuration"]["FunctionName"], "drain")
         seen: dict[str, int] = {}
-        per_node = []
-        for node in _nodes:
-            ids = _printed(node, "sqs-drain", "seen ")
-            for message_id in ids:
-                seen[message_id] = seen.get(message_id, 0) + 1
-            per_node.append(len(ids))
+        for message_id in _printed("sqs-drain", "seen "):
+            seen[message_id] = seen.get(message_id, 0) + 1
         lost = sorted(sent - seen.keys())
         self.assertEqual(lost[:20], [], f"{len(lost)} messages never processed")
         self.assertEqual(seen.keys() - sent, set())
@@ -489,7 +491,7 @@ class ClusterTests(unittest.TestCase):
         print(f"\n  cluster kill -9 test: {EVENTS} async events and {MESSAGES} SQS messages sent through nginx in "
               f"{accepted:.1f} s; {events_left} events and {left} messages left at the kill -9 of one of {NODES} nodes; "
               f"the survivors finished the events {events_done:.1f} s and the messages {messages_done:.1f} s later; "
-              f"messages processed per node {per_node}; all processed: {event_duplicates} events and "
+              f"all processed: {event_duplicates} events and "
               f"{message_duplicates} messages twice or more", flush=True)
         lam.delete_event_source_mapping(UUID=uuid)
 
@@ -673,7 +675,7 @@ class ClusterTests(unittest.TestCase):
         while len(spans) < 12:
             self.assertLess(time.monotonic(), deadline, f"{len(spans)} of 12 messages processed")
             time.sleep(0.5)
-            spans = [tuple(json.loads(span)) for node in _nodes for span in _printed(node, "capped", "span ")]
+            spans = [tuple(json.loads(span)) for span in _printed("capped", "span ")]
         # The most that ran at once: sweep the starts and ends in time order.
         edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
         running = peak = 0
@@ -1146,7 +1148,7 @@ class ClusterTests(unittest.TestCase):
         c[2].put_object(Bucket=bucket, Key="notify/x", Body=b"x")
 
         def runs() -> int:
-            return sum(_printed(node, "s3-sink", "s3seen ").count("notify/x") for node in _nodes)
+            return _printed("s3-sink", "s3seen ").count("notify/x")
 
         deadline = time.monotonic() + 60
         while runs() == 0:
@@ -1445,15 +1447,15 @@ class ClusterTests(unittest.TestCase):
                 self.assertLess(time.monotonic(), deadline, f"{len(acting)} nodes hold the streams lease")
                 time.sleep(0.2)
 
-        def seen(nodes: list[h.LaminaServer]) -> dict[str, int]:
+        def seen() -> dict[str, int]:
             counts: dict[str, int] = {}
-            for key in (key for node in nodes for key in _printed(node, "stream-sink", "rec ")):
+            for key in _printed("stream-sink", "rec "):
                 counts[key] = counts.get(key, 0) + 1
             return counts
 
-        def wait_seen(nodes: list[h.LaminaServer], keys: set[str], timeout: float) -> dict[str, int]:
+        def wait_seen(keys: set[str], timeout: float) -> dict[str, int]:
             deadline = time.monotonic() + timeout
-            while not keys <= (counts := seen(nodes)).keys():
+            while not keys <= (counts := seen()).keys():
                 self.assertLess(time.monotonic(), deadline, f"never processed: {sorted(keys - counts.keys())[:10]}")
                 time.sleep(0.5)
             return counts
@@ -1461,9 +1463,10 @@ class ClusterTests(unittest.TestCase):
         first = {f"k{i:02}" for i in range(30)}
         for i, key in enumerate(sorted(first)):  # written through every node
             ddb[i % NODES].put_item(TableName="streamed", Item={"pk": {"S": key}})
-        wait_seen(_nodes, first, 60)
+        wait_seen(first, 60)
         victim = holder(_nodes)
-        self.assertEqual(len(seen([n for i, n in enumerate(_nodes) if i != victim])), 0, "lanes ran on a node without the lease")
+        self.assertEqual([n.label for i, n in enumerate(_nodes) if i != victim and _environments(n, "stream-sink")], [],
+                         "lanes ran on a node without the lease")
         _nodes[victim].kill()
         killed = time.monotonic()
         survivors = [n for i, n in enumerate(_nodes) if i != victim]
@@ -1471,16 +1474,83 @@ class ClusterTests(unittest.TestCase):
         for i, key in enumerate(sorted(second)):
             h.boto3_client(survivors[i % 2].url, "dynamodb").put_item(TableName="streamed", Item={"pk": {"S": key}})
         new_holder = holder(survivors)
-        wait_seen(survivors, second, 60)
+        wait_seen(second, 60)
         moved = time.monotonic() - killed
         _nodes[victim] = _node(victim + 1).start()
         _nginx_to_the_nodes()
-        counts = seen(_nodes)
+        counts = seen()
         self.assertEqual(sorted((first | second) - counts.keys()), [])
         print(f"\n  stream mapping: node{victim + 1} (the lease holder) killed, {survivors[new_holder].label} took the lanes "
               f"over; the 30 records written after the kill were processed {moved:.1f} s after it; "
               f"{sum(c - 1 for c in counts.values())} records twice", flush=True)
         _nodes[0].client().delete_event_source_mapping(UUID=uuid)
+
+    def test_o_logs_are_the_clusters(self):
+        """CloudWatch Logs are the cluster's: what a function printed on node 1 is read through nodes 2 and 3, a
+        retention put through one node is seen through another, a subscription filter put through node 3 delivers a
+        line node 1 wrote, and node 1's logs are still read after its kill -9."""
+        _every_node_counts_every_node(self)
+        group = "/aws/lambda/talker"
+        logs = [h.boto3_client(n.url, "logs") for n in _nodes]
+        lam = _nodes[0].client()
+        for name, code in (("talker", "def handler(event, context):\n    print('said ' + event['say'])\n    return {}\n"),
+                           ("log-sink", "import base64, gzip, json\n"
+                                        "def handler(event, context):\n"
+                                        "    print('DELIVERY ' + json.dumps(json.loads(gzip.decompress(base64.b64decode(event['awslogs']['data'])))))\n")):
+            lam.create_function(FunctionName=name, Runtime="python3.12", Role=h.ROLE, Handler="app.handler", Timeout=30,
+                                Code={"ZipFile": h.make_zip({"app.py": code})}, Environment={"Variables": {"LAMINA_NETWORK": "none"}})
+        lam.add_permission(FunctionName="log-sink", StatementId="logs", Action="lambda:InvokeFunction", Principal="logs.amazonaws.com",
+                           SourceArn=f"arn:aws:logs:{h.REGION}:{h.ACCOUNT}:log-group:{group}:*")
+        sink_arn = lam.get_function_configuration(FunctionName="log-sink")["FunctionArn"]
+
+        def until(read, ok, what: str, timeout: float = 10):
+            deadline = time.monotonic() + timeout
+            while not ok(value := read()):
+                self.assertLess(time.monotonic(), deadline, f"{what}; last read: {value}")
+                time.sleep(0.05)
+            return value
+
+        def messages(client) -> list[str]:
+            try:
+                return [e["message"] for e in client.filter_log_events(logGroupName=group)["events"]]
+            except client.exceptions.ResourceNotFoundException:
+                return []
+
+        self.assertNotIn("FunctionError", lam.invoke(FunctionName="talker", Payload=json.dumps({"say": "first"})))
+        for i, client in enumerate(logs[1:], start=2):
+            # Node 1 writes its batch within milliseconds of the invoke; the other nodes read it once committed.
+            seen = until(lambda: messages(client), lambda read: sum(m.startswith(("START ", "END ", "REPORT ")) for m in read) == 3,
+                         f"node{i} did not read node1's START, END and REPORT lines")
+            self.assertIn("said first", [m.strip() for m in seen])
+            streams = client.describe_log_streams(logGroupName=group)["logStreams"]
+            self.assertEqual(len(streams), 1, streams)
+            self.assertIn("lastEventTimestamp", streams[0])
+            events = client.get_log_events(logGroupName=group, logStreamName=streams[0]["logStreamName"], startFromHead=True)["events"]
+            self.assertEqual([e["message"].strip() for e in events], [m.strip() for m in seen])
+            self.assertEqual([g["logGroupName"] for g in client.describe_log_groups(logGroupNamePrefix=group)["logGroups"]], [group])
+
+        logs[1].put_retention_policy(logGroupName=group, retentionInDays=7)
+        self.assertEqual(logs[2].describe_log_groups(logGroupNamePrefix=group)["logGroups"][0].get("retentionInDays"), 7)
+
+        # A filter put through node 3; node 1 (which runs the function) matches the lines it writes once it reloaded the filters.
+        logs[2].put_subscription_filter(logGroupName=group, filterName="said", filterPattern='"said"', destinationArn=sink_arn)
+        until(lambda: [f["filterName"] for f in logs[0].describe_subscription_filters(logGroupName=group)["subscriptionFilters"]],
+              lambda names: names == ["said"], "node1 did not load the filter put through node3", timeout=5)
+        self.assertNotIn("FunctionError", lam.invoke(FunctionName="talker", Payload=json.dumps({"say": "subscribed"})))
+        deliveries = until(lambda: [json.loads(d) for d in _printed("log-sink", "DELIVERY ")],
+                           lambda d: any(e["message"].strip() == "said subscribed" for m in d for e in m["logEvents"]),
+                           "the subscription did not deliver node1's line", timeout=30)
+        delivered = [(m["logGroup"], m["subscriptionFilters"], e["id"], e["message"].strip()) for m in deliveries for e in m["logEvents"]]
+        stored = logs[1].filter_log_events(logGroupName=group, filterPattern='"said subscribed"')["events"]
+        self.assertEqual(delivered, [(group, ["said"], e["eventId"], "said subscribed") for e in stored])
+
+        _nodes[0].kill()
+        self.assertEqual([m.strip() for m in messages(logs[1]) if m.startswith("said")], ["said first", "said subscribed"])
+        _nodes[0] = _node(1).start()
+        _nginx_to_the_nodes()
+        logs[1].delete_log_group(logGroupName=group)
+        for name in ("talker", "log-sink"):
+            _nodes[1].client().delete_function(FunctionName=name)
 
     def test_p_cloudformation_deploys_through_the_load_balancer_and_survive_the_holders_kill(self):
         """CloudFormation is the cluster's: its stacks on PostgreSQL, its operations on the holder of the cloudformation

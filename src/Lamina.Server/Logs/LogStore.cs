@@ -1,8 +1,11 @@
+using System.Data.Common;
 using System.Globalization;
 using System.Threading.Channels;
 using Lamina.Server.Hosting;
+using Lamina.Server.Storage;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
+using Npgsql;
 
 namespace Lamina.Server.Logs;
 
@@ -14,6 +17,13 @@ namespace Lamina.Server.Logs;
 /// oldest events go first). The writer also matches what it stores against the groups' subscription filters and hands
 /// the matches to <see cref="LogSubscriptions"/>.
 /// </summary>
+/// <remarks>
+/// On a cluster node (<c>--database postgresql://…</c>, issue #25) the same tables are the cluster's, on PostgreSQL:
+/// each node's writer stores the lines of what ran on it (on a connection of its own, one transaction per batch) and
+/// matches them against the filters, which every node keeps in memory and reloads when any node changes them
+/// (<see cref="ClusterNode.LogsChannel"/>); reads go through any node; housekeeping runs on the holder of the
+/// <c>logs-retention</c> lease.
+/// </remarks>
 internal sealed partial class LogStore : IHostedService, IAsyncDisposable
 {
     /// <summary>Lines buffered for the writer; beyond this they are dropped (and counted).</summary>
@@ -31,6 +41,48 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
     // commits to 100/s and delays only lines nobody is waiting for.
     private static readonly TimeSpan CommitInterval = TimeSpan.FromMilliseconds(10);
 
+    /// <summary>The lease under which one node of a cluster trims the shared logs (retention, size cap, empty streams).</summary>
+    private const string HousekeepingLease = "logs-retention";
+
+    /// <summary>The tables, in SQLite's words; a cluster's database has them too (Database's PostgreSQL-only steps, through <see cref="Sql.ForPostgres"/>).</summary>
+    internal const string Schema = """
+        CREATE TABLE IF NOT EXISTS log_groups (
+            name            TEXT    NOT NULL PRIMARY KEY,
+            created_ms      INTEGER NOT NULL,
+            retention_days  INTEGER
+        );
+        CREATE TABLE IF NOT EXISTS log_streams (
+            group_name      TEXT    NOT NULL,
+            name            TEXT    NOT NULL,
+            created_ms      INTEGER NOT NULL,
+            first_event_ms  INTEGER,
+            last_event_ms   INTEGER,
+            last_ingest_ms  INTEGER,
+            stored_bytes    INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (group_name, name)
+        );
+        CREATE TABLE IF NOT EXISTS log_events (
+            id              INTEGER PRIMARY KEY AUTOINCREMENT,
+            group_name      TEXT    NOT NULL,
+            stream_name     TEXT    NOT NULL,
+            timestamp_ms    INTEGER NOT NULL,
+            ingest_ms       INTEGER NOT NULL,
+            message         TEXT    NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS log_events_group_time ON log_events (group_name, timestamp_ms, id);
+        CREATE INDEX IF NOT EXISTS log_events_stream ON log_events (group_name, stream_name, id);
+        CREATE TABLE IF NOT EXISTS subscription_filters (
+            group_name      TEXT    NOT NULL,
+            name            TEXT    NOT NULL,
+            pattern         TEXT    NOT NULL,
+            destination_arn TEXT    NOT NULL,
+            role_arn        TEXT,
+            distribution    TEXT    NOT NULL,
+            created_ms      INTEGER NOT NULL,
+            PRIMARY KEY (group_name, name)
+        );
+        """;
+
     private readonly Channel<LogLine> _buffer = Channel.CreateBounded<LogLine>(new BoundedChannelOptions(BufferCapacity)
     {
         SingleReader = true,
@@ -44,6 +96,12 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
     private readonly Lock _droppedLock = new();
     private readonly SemaphoreSlim _connectionLock = new(1, 1);
     private SqliteConnection? _connection;
+    // On a cluster: the cluster's database, and the writer's own connection to it (opened again after a failure).
+    private readonly NpgsqlDataSource? _postgres;
+    private readonly ClusterNode? _cluster;
+    private NpgsqlConnection? _postgresWriter;
+    // On a cluster: this node's filter changes and its reloads after the others' take turns, so the last applied is the latest.
+    private readonly SemaphoreSlim _filtersLock = new(1, 1);
     // The writer's INSERT, prepared once and reused (see InsertBatch); finalized before the connection closes.
     private SQLitePCL.sqlite3_stmt? _insert;
     private byte[] _utf8 = new byte[4096];
@@ -68,13 +126,21 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
         FullMode = BoundedChannelFullMode.DropWrite,
     });
 
-    public LogStore(IOptions<LaminaOptions> options, TimeProvider time, ILogger<LogStore> logger)
+    public LogStore(IOptions<LaminaOptions> options, TimeProvider time, ILogger<LogStore> logger, Database? database = null, ClusterNode? cluster = null)
     {
         _path = Path.Combine(options.Value.DataDirectory, "logs.db");
         _maxBytes = options.Value.LogMaxMb * 1024L * 1024L;
         _time = time;
         _logger = logger;
+        if (database?.Postgres is { } postgres)
+        {
+            _postgres = postgres;
+            _cluster = cluster;
+        }
     }
+
+    /// <summary>Whether the logs are the cluster's (PostgreSQL) rather than this node's <c>logs.db</c>.</summary>
+    public bool IsPostgres => _postgres is not null;
 
     /// <summary>Queues one log event, stamped now; never blocks. False when the buffer was full and the line was dropped.</summary>
     public bool Write(string group, string stream, string message) => Write(group, stream, _time.GetUtcNow().ToUnixTimeMilliseconds(), message);
@@ -98,55 +164,40 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        Directory.CreateDirectory(Path.GetDirectoryName(_path)!);
-        var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = _path, Pooling = false, DefaultTimeout = 30 }.ToString());
-        connection.Open();
-        using (var schema = connection.CreateCommand())
+        if (_postgres is { } postgres)
         {
-            // Logs are not the system of record: NORMAL (fsync at checkpoints) keeps the writer cheap.
-            schema.CommandText = """
-                PRAGMA journal_mode=WAL;
-                PRAGMA synchronous=NORMAL;
-                CREATE TABLE IF NOT EXISTS log_groups (
-                    name            TEXT    NOT NULL PRIMARY KEY,
-                    created_ms      INTEGER NOT NULL,
-                    retention_days  INTEGER
-                );
-                CREATE TABLE IF NOT EXISTS log_streams (
-                    group_name      TEXT    NOT NULL,
-                    name            TEXT    NOT NULL,
-                    created_ms      INTEGER NOT NULL,
-                    first_event_ms  INTEGER,
-                    last_event_ms   INTEGER,
-                    last_ingest_ms  INTEGER,
-                    stored_bytes    INTEGER NOT NULL DEFAULT 0,
-                    PRIMARY KEY (group_name, name)
-                );
-                CREATE TABLE IF NOT EXISTS log_events (
-                    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-                    group_name      TEXT    NOT NULL,
-                    stream_name     TEXT    NOT NULL,
-                    timestamp_ms    INTEGER NOT NULL,
-                    ingest_ms       INTEGER NOT NULL,
-                    message         TEXT    NOT NULL
-                );
-                CREATE INDEX IF NOT EXISTS log_events_group_time ON log_events (group_name, timestamp_ms, id);
-                CREATE INDEX IF NOT EXISTS log_events_stream ON log_events (group_name, stream_name, id);
-                CREATE TABLE IF NOT EXISTS subscription_filters (
-                    group_name      TEXT    NOT NULL,
-                    name            TEXT    NOT NULL,
-                    pattern         TEXT    NOT NULL,
-                    destination_arn TEXT    NOT NULL,
-                    role_arn        TEXT,
-                    distribution    TEXT    NOT NULL,
-                    created_ms      INTEGER NOT NULL,
-                    PRIMARY KEY (group_name, name)
-                );
-                """;
-            schema.ExecuteNonQuery();
+            // The tables are made by the cluster's schema history (Database.Initialize, already run).
+            using (var connection = postgres.OpenConnection())
+            {
+                LoadFilters(connection);
+            }
+            if (_cluster is { } cluster)
+            {
+                cluster.Notified += (channel, subject) =>
+                {
+                    if (channel == ClusterNode.LogsChannel && subject == "f")
+                    {
+                        _ = Task.Run(ReloadFiltersAsync); // off the listening loop: this blocks
+                    }
+                };
+                cluster.Reconnected += () => _ = Task.Run(ReloadFiltersAsync); // notifications may have been missed
+                cluster.RequestLease(HousekeepingLease);
+            }
         }
-        LoadFilters(connection);
-        _connection = connection;
+        else
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(_path)!);
+            var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = _path, Pooling = false, DefaultTimeout = 30 }.ToString());
+            connection.Open();
+            using (var schema = connection.CreateCommand())
+            {
+                // Logs are not the system of record: NORMAL (fsync at checkpoints) keeps the writer cheap.
+                schema.CommandText = "PRAGMA journal_mode=WAL;\nPRAGMA synchronous=NORMAL;\n" + Schema;
+                schema.ExecuteNonQuery();
+            }
+            LoadFilters(connection);
+            _connection = connection;
+        }
         _writer = Task.Factory.StartNew(WriterLoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
         _housekeeping = HousekeepingAsync();
         return Task.CompletedTask;
@@ -179,7 +230,9 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
             _insert = null;
         }
         _connection?.Dispose();
+        _postgresWriter?.Dispose();
         _connectionLock.Dispose();
+        _filtersLock.Dispose();
         _stopping.Dispose();
     }
 
@@ -189,8 +242,8 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
     /// <summary>The events the writer matched to subscription filters, after each batch that held them was stored.</summary>
     public ChannelReader<MatchedEvent> Matched => _matched.Reader;
 
-    /// <summary>Reads the subscription filters again, on the store's connection, after a change to them.</summary>
-    public void LoadFilters(SqliteConnection connection)
+    /// <summary>Reads the subscription filters again, on <paramref name="connection"/> (the store's, or in a change's transaction).</summary>
+    public void LoadFilters(DbConnection connection)
     {
         var filters = new Dictionary<string, List<SubscriptionFilter>>(StringComparer.Ordinal);
         using var select = connection.CreateCommand();
@@ -215,9 +268,40 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
         _filters = filters.ToDictionary(static p => p.Key, static p => p.Value.ToArray(), StringComparer.Ordinal);
     }
 
-    /// <summary>Runs <paramref name="read"/> on the store's connection (reads and the writer take turns).</summary>
-    public async Task<T> ReadAsync<T>(Func<SqliteConnection, T> read, CancellationToken cancellationToken)
+    /// <summary>
+    /// After this node changed the filters, in the change's transaction: reads them again and, on a cluster, announces
+    /// the change (delivered with the commit) so that every node reads them again.
+    /// </summary>
+    public void FiltersChanged(DbConnection connection)
     {
+        if (_postgres is not null)
+        {
+            Sql.RunPositional(connection, "SELECT pg_notify($1, $2);", ClusterNode.LogsChannel, _cluster?.Payload("f") ?? "|f");
+        }
+        LoadFilters(connection);
+    }
+
+    /// <summary>Another node changed the filters (or notifications may have been missed): reads them again.</summary>
+    private Task ReloadFiltersAsync() => ClusterLock.RereadAsync(_filtersLock, () =>
+    {
+        using var connection = _postgres!.OpenConnection();
+        LoadFilters(connection);
+    });
+
+    /// <summary>
+    /// Runs <paramref name="read"/> on a connection: on a cluster a pooled one of its database (off the caller's thread:
+    /// the statements block), else the store's own (reads and the writer take turns).
+    /// </summary>
+    public async Task<T> ReadAsync<T>(Func<DbConnection, T> read, CancellationToken cancellationToken)
+    {
+        if (_postgres is { } postgres)
+        {
+            return await Task.Run(() =>
+            {
+                using var connection = postgres.OpenConnection();
+                return read(connection);
+            }, cancellationToken);
+        }
         await _connectionLock.WaitAsync(cancellationToken);
         try
         {
@@ -229,14 +313,25 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
         }
     }
 
-    /// <summary>Runs a control-plane change (create or delete a group, retention) in a transaction of its own.</summary>
-    public Task<T> ChangeAsync<T>(Func<SqliteConnection, T> change, CancellationToken cancellationToken) => ReadAsync(connection =>
+    /// <summary>Runs a control-plane change (create or delete a group, retention, subscription filters) in a transaction of its own.</summary>
+    public async Task<T> ChangeAsync<T>(Func<DbConnection, T> change, CancellationToken cancellationToken)
     {
-        using var transaction = connection.BeginTransaction();
-        var result = change(connection);
-        transaction.Commit();
-        return result;
-    }, cancellationToken);
+        await _filtersLock.WaitAsync(cancellationToken);
+        try
+        {
+            return await ReadAsync(connection =>
+            {
+                using var transaction = connection.BeginTransaction();
+                var result = change(connection);
+                transaction.Commit();
+                return result;
+            }, cancellationToken);
+        }
+        finally
+        {
+            _filtersLock.Release();
+        }
+    }
 
     /// <summary>
     /// Waits (at most <paramref name="limit"/>) until the lines accepted before this call are stored: a read right
@@ -295,16 +390,29 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
             AddDropMarkers(batch);
             try
             {
-                await ReadAsync(connection =>
+                if (_postgres is { } postgres)
                 {
-                    InsertBatch(connection, batch, _time.GetUtcNow().ToUnixTimeMilliseconds());
-                    return true;
-                }, CancellationToken.None);
+                    InsertBatch(_postgresWriter ??= OpenWriter(postgres), batch, _time.GetUtcNow().ToUnixTimeMilliseconds());
+                }
+                else
+                {
+                    await ReadAsync(connection =>
+                    {
+                        InsertBatch((SqliteConnection)connection, batch, _time.GetUtcNow().ToUnixTimeMilliseconds());
+                        return true;
+                    }, CancellationToken.None);
+                }
                 PublishMatches();
             }
-            catch (SqliteException e)
+            catch (DbException e)
             {
                 Log.WriteFailed(_logger, batch.Count, e.Message);
+                if (_postgresWriter is not null)
+                {
+                    // The connection may be broken (the database restarted, the network): the next batch opens another.
+                    await _postgresWriter.DisposeAsync();
+                    _postgresWriter = null;
+                }
             }
             _matchedBatch.Clear();
             lastCommit = _time.GetTimestamp();
@@ -352,6 +460,115 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
             }
             _dropped.Clear();
         }
+    }
+
+    /// <summary>The writer's connection to the cluster's database: its commits do not wait for PostgreSQL's WAL flush.</summary>
+    private static NpgsqlConnection OpenWriter(NpgsqlDataSource postgres)
+    {
+        var connection = postgres.OpenConnection();
+        // Logs are not the system of record (as SQLite's synchronous=NORMAL here): a database crash may lose the last
+        // instant's lines, never corrupt them.
+        Sql.RunPositional(connection, "SET synchronous_commit = off;");
+        return connection;
+    }
+
+    /// <summary>
+    /// A batch on the cluster's database, in one transaction: the events in one statement (their ids, drawn from the
+    /// identity in the order the rows go in, for the subscription matches), then the groups and streams they touched,
+    /// in key order so that writers of several nodes lock shared rows in the same order.
+    /// </summary>
+    private void InsertBatch(NpgsqlConnection connection, List<LogLine> batch, long nowMs)
+    {
+        var groups = new string[batch.Count];
+        var streamNames = new string[batch.Count];
+        var timestamps = new long[batch.Count];
+        var messages = new string[batch.Count];
+        for (var i = 0; i < batch.Count; i++)
+        {
+            (groups[i], streamNames[i], timestamps[i], messages[i]) = (batch[i].Group, batch[i].Stream, batch[i].TimestampMs, Truncated(batch[i].Message));
+        }
+        using var transaction = connection.BeginTransaction();
+        var ids = new List<long>(batch.Count);
+        using (var insert = new NpgsqlCommand("""
+            INSERT INTO log_events (group_name, stream_name, timestamp_ms, ingest_ms, message)
+            SELECT g, s, t, @now, m FROM unnest(@g, @s, @t, @m) WITH ORDINALITY AS e (g, s, t, m, n) ORDER BY n
+            RETURNING id;
+            """, connection, transaction))
+        {
+            insert.Parameters.AddWithValue("now", nowMs);
+            insert.Parameters.AddWithValue("g", groups);
+            insert.Parameters.AddWithValue("s", streamNames);
+            insert.Parameters.AddWithValue("t", timestamps);
+            insert.Parameters.AddWithValue("m", messages);
+            using var reader = insert.ExecuteReader();
+            while (reader.Read())
+            {
+                ids.Add(reader.GetInt64(0));
+            }
+        }
+        // RETURNING's order is not promised; the ids' is (drawn row by row, in insertion order).
+        ids.Sort();
+        var filters = _filters;
+        var streams = new Dictionary<(string, string), (long First, long Last, long Bytes)>();
+        for (var i = 0; i < batch.Count; i++)
+        {
+            Match(filters, batch[i], messages[i], ids[i]);
+            Tally(streams, batch[i], messages[i]);
+        }
+        var keys = streams.Keys.ToArray();
+        using (var upsert = new NpgsqlCommand("""
+            INSERT INTO log_groups (name, created_ms) SELECT DISTINCT g, @now FROM unnest(@g) AS g ORDER BY g ON CONFLICT (name) DO NOTHING;
+            INSERT INTO log_streams (group_name, name, created_ms, first_event_ms, last_event_ms, last_ingest_ms, stored_bytes)
+            SELECT g, s, @now, f, l, @now, b FROM unnest(@g, @s, @f, @l, @b) AS e (g, s, f, l, b) ORDER BY g, s
+            ON CONFLICT (group_name, name) DO UPDATE SET
+                first_event_ms = LEAST(log_streams.first_event_ms, excluded.first_event_ms),
+                last_event_ms = GREATEST(log_streams.last_event_ms, excluded.last_event_ms),
+                last_ingest_ms = excluded.last_ingest_ms,
+                stored_bytes = log_streams.stored_bytes + excluded.stored_bytes;
+            """, connection, transaction))
+        {
+            upsert.Parameters.AddWithValue("now", nowMs);
+            upsert.Parameters.AddWithValue("g", keys.Select(static k => k.Item1).ToArray());
+            upsert.Parameters.AddWithValue("s", keys.Select(static k => k.Item2).ToArray());
+            upsert.Parameters.AddWithValue("f", keys.Select(k => streams[k].First).ToArray());
+            upsert.Parameters.AddWithValue("l", keys.Select(k => streams[k].Last).ToArray());
+            upsert.Parameters.AddWithValue("b", keys.Select(k => streams[k].Bytes).ToArray());
+            upsert.ExecuteNonQuery();
+        }
+        transaction.Commit();
+    }
+
+    /// <summary>An event's message as stored: at most CloudWatch's 256 KB.</summary>
+    private static string Truncated(string message) =>
+        message.Length > MaxMessageBytes / 4 && System.Text.Encoding.UTF8.GetByteCount(message) > MaxMessageBytes
+            ? message[..(MaxMessageBytes / 4)] + " [lamina] truncated"
+            : message;
+
+    /// <summary>
+    /// Matches a stored event against its group's subscription filters: here, on the writer, where the lines are
+    /// already batched, never on the invoke path.
+    /// </summary>
+    private void Match(Dictionary<string, SubscriptionFilter[]> filters, LogLine line, string message, long id)
+    {
+        if (filters.Count > 0 && filters.TryGetValue(line.Group, out var subscribed))
+        {
+            foreach (var filter in subscribed)
+            {
+                if (filter.Pattern.Matches(message))
+                {
+                    _matchedBatch.Add(new MatchedEvent(filter, line.Stream, id, line.TimestampMs, message));
+                }
+            }
+        }
+    }
+
+    /// <summary>Adds a stored event to its stream's first and last time and stored size.</summary>
+    private static void Tally(Dictionary<(string, string), (long First, long Last, long Bytes)> streams, LogLine line, string message)
+    {
+        var key = (line.Group, line.Stream);
+        streams[key] = streams.TryGetValue(key, out var seen)
+            ? (Math.Min(seen.First, line.TimestampMs), Math.Max(seen.Last, line.TimestampMs), seen.Bytes + message.Length)
+            : (line.TimestampMs, line.TimestampMs, message.Length);
     }
 
     private void InsertBatch(SqliteConnection connection, List<LogLine> batch, long nowMs)
@@ -413,9 +630,7 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
         {
             foreach (var line in batch)
             {
-                var message = line.Message.Length > MaxMessageBytes / 4 && System.Text.Encoding.UTF8.GetByteCount(line.Message) > MaxMessageBytes
-                    ? line.Message[..(MaxMessageBytes / 4)] + " [lamina] truncated"
-                    : line.Message;
+                var message = Truncated(line.Message);
                 BindText(insert, 1, line.Group, db);
                 BindText(insert, 2, line.Stream, db);
                 Check(SQLitePCL.raw.sqlite3_bind_int64(insert, 3, line.TimestampMs), db);
@@ -427,22 +642,11 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
                 {
                     Check(rc, db);
                 }
-                // Subscription filters match here, on the writer, where the lines are already batched: never on the invoke path.
-                if (filters.Count > 0 && filters.TryGetValue(line.Group, out var subscribed))
+                if (filters.Count > 0)
                 {
-                    var id = SQLitePCL.raw.sqlite3_last_insert_rowid(db);
-                    foreach (var filter in subscribed)
-                    {
-                        if (filter.Pattern.Matches(message))
-                        {
-                            _matchedBatch.Add(new MatchedEvent(filter, line.Stream, id, line.TimestampMs, message));
-                        }
-                    }
+                    Match(filters, line, message, SQLitePCL.raw.sqlite3_last_insert_rowid(db));
                 }
-                var key = (line.Group, line.Stream);
-                streams[key] = streams.TryGetValue(key, out var seen)
-                    ? (Math.Min(seen.First, line.TimestampMs), Math.Max(seen.Last, line.TimestampMs), seen.Bytes + message.Length)
-                    : (line.TimestampMs, line.TimestampMs, message.Length);
+                Tally(streams, line, message);
             }
         }
         finally
@@ -479,6 +683,10 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
         {
             while (await timer.WaitForNextTickAsync(_stopping.Token))
             {
+                if (_cluster is { } cluster && !cluster.Holds(HousekeepingLease))
+                {
+                    continue; // another node trims the cluster's logs
+                }
                 try
                 {
                     await ReadAsync(connection =>
@@ -487,7 +695,7 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
                         return true;
                     }, _stopping.Token);
                 }
-                catch (SqliteException e)
+                catch (DbException e)
                 {
                     Log.WriteFailed(_logger, 0, e.Message);
                 }
@@ -498,7 +706,11 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
         }
     }
 
-    internal static void Trim(SqliteConnection connection, long nowMs, long maxBytes)
+    /// <summary>
+    /// Each group's retention, then the overall size cap (on a cluster, the whole cluster's logs, by the lease holder's
+    /// <c>--log-max-mb</c>), then streams left empty: statements both engines read alike.
+    /// </summary>
+    internal static void Trim(DbConnection connection, long nowMs, long maxBytes)
     {
         using var transaction = connection.BeginTransaction();
         using (var retention = connection.CreateCommand())
@@ -506,25 +718,25 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
             retention.CommandText = """
                 DELETE FROM log_events WHERE id IN (
                     SELECT e.id FROM log_events e JOIN log_groups g ON g.name = e.group_name
-                    WHERE g.retention_days IS NOT NULL AND e.timestamp_ms < $now - g.retention_days * 86400000);
+                    WHERE g.retention_days IS NOT NULL AND e.timestamp_ms < @now - g.retention_days * 86400000);
                 """;
-            retention.Parameters.AddWithValue("$now", nowMs);
+            retention.Add("@now", nowMs);
             retention.ExecuteNonQuery();
         }
         using (var size = connection.CreateCommand())
         {
-            size.CommandText = "SELECT COALESCE(SUM(LENGTH(message)), 0) FROM log_events;";
-            var total = (long)size.ExecuteScalar()!;
+            size.CommandText = "SELECT CAST(COALESCE(SUM(LENGTH(message)), 0) AS BIGINT) FROM log_events;";
+            var total = Convert.ToInt64(size.ExecuteScalar(), CultureInfo.InvariantCulture);
             if (total > maxBytes)
             {
                 // Oldest first, about a tenth more than the excess so this does not run on every tick.
                 using var oldest = connection.CreateCommand();
                 oldest.CommandText = """
                     DELETE FROM log_events WHERE id <= (
-                        SELECT id FROM (SELECT id, SUM(LENGTH(message)) OVER (ORDER BY id) AS running FROM log_events)
-                        WHERE running >= $excess ORDER BY id LIMIT 1);
+                        SELECT id FROM (SELECT id, SUM(LENGTH(message)) OVER (ORDER BY id) AS running FROM log_events) AS r
+                        WHERE running >= @excess ORDER BY id LIMIT 1);
                     """;
-                oldest.Parameters.AddWithValue("$excess", total - maxBytes + maxBytes / 10);
+                oldest.Add("@excess", total - maxBytes + maxBytes / 10);
                 oldest.ExecuteNonQuery();
             }
         }
@@ -533,10 +745,10 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
             // Streams whose events are all gone go too (as with CloudWatch retention) — once a day has passed since they
             // were last written or created: a stream made by CreateLogStream waits for its first PutLogEvents.
             streams.CommandText = """
-                DELETE FROM log_streams WHERE COALESCE(last_ingest_ms, created_ms) < $idle AND NOT EXISTS (
+                DELETE FROM log_streams WHERE COALESCE(last_ingest_ms, created_ms) < @idle AND NOT EXISTS (
                     SELECT 1 FROM log_events e WHERE e.group_name = log_streams.group_name AND e.stream_name = log_streams.name);
                 """;
-            streams.Parameters.AddWithValue("$idle", nowMs - 86_400_000L);
+            streams.Add("@idle", nowMs - 86_400_000L);
             streams.ExecuteNonQuery();
         }
         transaction.Commit();

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Lamina.Server.Storage;
 
 namespace Lamina.Server.Logs;
 
@@ -48,6 +49,7 @@ internal static partial class LogsApi
             {
                 throw GroupNotFound();
             }
+            call.Store.LoadFilters(connection); // on a cluster, another node may have changed them a moment ago
             var others = call.Store.Filters.TryGetValue(group, out var existing) ? existing.Where(f => f.Name != name).ToArray() : [];
             // The loop check sees the groups' filters as they will be, this one replaced by its new destination.
             var planned = call.Store.Filters.ToDictionary(static p => p.Key, static p => p.Value, StringComparer.Ordinal);
@@ -63,19 +65,19 @@ internal static partial class LogsApi
             using var upsert = connection.CreateCommand();
             upsert.CommandText = """
                 INSERT INTO subscription_filters (group_name, name, pattern, destination_arn, role_arn, distribution, created_ms)
-                VALUES ($group, $name, $pattern, $destination, $role, $distribution, $now)
+                VALUES (@group, @name, @pattern, @destination, @role, @distribution, @now)
                 ON CONFLICT (group_name, name) DO UPDATE SET pattern = excluded.pattern, destination_arn = excluded.destination_arn,
                     role_arn = excluded.role_arn, distribution = excluded.distribution;
                 """;
-            upsert.Parameters.AddWithValue("$group", group);
-            upsert.Parameters.AddWithValue("$name", name);
-            upsert.Parameters.AddWithValue("$pattern", patternText);
-            upsert.Parameters.AddWithValue("$destination", destination);
-            upsert.Parameters.AddWithValue("$role", (object?)role ?? DBNull.Value);
-            upsert.Parameters.AddWithValue("$distribution", distribution);
-            upsert.Parameters.AddWithValue("$now", call.NowMs);
+            upsert.Add("@group", group);
+            upsert.Add("@name", name);
+            upsert.Add("@pattern", patternText);
+            upsert.Add("@destination", destination);
+            upsert.Add("@role", role);
+            upsert.Add("@distribution", distribution);
+            upsert.Add("@now", call.NowMs);
             upsert.ExecuteNonQuery();
-            call.Store.LoadFilters(connection);
+            call.Store.FiltersChanged(connection);
             return true;
         }, call.Aborted);
         await call.EmptyAsync();
@@ -134,14 +136,14 @@ internal static partial class LogsApi
                 throw GroupNotFound();
             }
             using var delete = connection.CreateCommand();
-            delete.CommandText = "DELETE FROM subscription_filters WHERE group_name = $group AND name = $name;";
-            delete.Parameters.AddWithValue("$group", group);
-            delete.Parameters.AddWithValue("$name", name);
+            delete.CommandText = "DELETE FROM subscription_filters WHERE group_name = @group AND name = @name;";
+            delete.Add("@group", group);
+            delete.Add("@name", name);
             if (delete.ExecuteNonQuery() == 0)
             {
                 throw new LogsException("ResourceNotFoundException", "The specified subscription filter does not exist.");
             }
-            call.Store.LoadFilters(connection);
+            call.Store.FiltersChanged(connection);
             return true;
         }, call.Aborted);
         await call.EmptyAsync();

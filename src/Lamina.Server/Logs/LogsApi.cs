@@ -1,9 +1,11 @@
+using System.Data;
+using System.Data.Common;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Lamina.Server.Hosting;
 using Lamina.Server.Protocols;
-using Microsoft.Data.Sqlite;
+using Lamina.Server.Storage;
 using Microsoft.Extensions.Options;
 
 namespace Lamina.Server.Logs;
@@ -79,9 +81,9 @@ internal static partial class LogsApi
         var created = await call.Store.ChangeAsync(connection =>
         {
             using var insert = connection.CreateCommand();
-            insert.CommandText = "INSERT INTO log_groups (name, created_ms) VALUES ($name, $now) ON CONFLICT (name) DO NOTHING;";
-            insert.Parameters.AddWithValue("$name", name);
-            insert.Parameters.AddWithValue("$now", call.NowMs);
+            insert.CommandText = "INSERT INTO log_groups (name, created_ms) VALUES (@name, @now) ON CONFLICT (name) DO NOTHING;";
+            insert.Add("@name", name);
+            insert.Add("@now", call.NowMs);
             return insert.ExecuteNonQuery() == 1;
         }, call.Aborted);
         if (!created)
@@ -98,14 +100,14 @@ internal static partial class LogsApi
         {
             using var delete = connection.CreateCommand();
             delete.CommandText = """
-                DELETE FROM log_events WHERE group_name = $name;
-                DELETE FROM log_streams WHERE group_name = $name;
-                DELETE FROM subscription_filters WHERE group_name = $name;
-                DELETE FROM log_groups WHERE name = $name;
+                DELETE FROM log_events WHERE group_name = @name;
+                DELETE FROM log_streams WHERE group_name = @name;
+                DELETE FROM subscription_filters WHERE group_name = @name;
+                DELETE FROM log_groups WHERE name = @name;
                 """;
-            delete.Parameters.AddWithValue("$name", name);
+            delete.Add("@name", name);
             var found = delete.ExecuteNonQuery() > 0;
-            call.Store.LoadFilters(connection);
+            call.Store.FiltersChanged(connection);
             return found;
         }, call.Aborted);
         if (!deleted)
@@ -134,9 +136,9 @@ internal static partial class LogsApi
         var found = await call.Store.ChangeAsync(connection =>
         {
             using var update = connection.CreateCommand();
-            update.CommandText = "UPDATE log_groups SET retention_days = $days WHERE name = $name;";
-            update.Parameters.AddWithValue("$name", name);
-            update.Parameters.AddWithValue("$days", days is { } d ? d : DBNull.Value);
+            update.CommandText = "UPDATE log_groups SET retention_days = @days WHERE name = @name;";
+            update.Add("@name", name);
+            update.Add("@days", days);
             return update.ExecuteNonQuery() == 1;
         }, call.Aborted);
         if (!found)
@@ -157,10 +159,10 @@ internal static partial class LogsApi
                 throw GroupNotFound();
             }
             using var insert = connection.CreateCommand();
-            insert.CommandText = "INSERT INTO log_streams (group_name, name, created_ms) VALUES ($group, $name, $now) ON CONFLICT (group_name, name) DO NOTHING;";
-            insert.Parameters.AddWithValue("$group", group);
-            insert.Parameters.AddWithValue("$name", stream);
-            insert.Parameters.AddWithValue("$now", call.NowMs);
+            insert.CommandText = "INSERT INTO log_streams (group_name, name, created_ms) VALUES (@group, @name, @now) ON CONFLICT (group_name, name) DO NOTHING;";
+            insert.Add("@group", group);
+            insert.Add("@name", stream);
+            insert.Add("@now", call.NowMs);
             return insert.ExecuteNonQuery() == 1;
         }, call.Aborted);
         if (!created)
@@ -223,8 +225,8 @@ internal static partial class LogsApi
         var retention = await call.Store.ReadAsync(connection =>
         {
             using var select = connection.CreateCommand();
-            select.CommandText = "SELECT retention_days FROM log_groups WHERE name = $name;";
-            select.Parameters.AddWithValue("$name", group);
+            select.CommandText = "SELECT retention_days FROM log_groups WHERE name = @name;";
+            select.Add("@name", group);
             var value = select.ExecuteScalar() ?? throw GroupNotFound();
             if (!StreamExists(connection, group, stream))
             {
@@ -285,23 +287,24 @@ internal static partial class LogsApi
         var groups = await call.Store.ReadAsync(connection =>
         {
             using var select = connection.CreateCommand();
+            // CAST: PostgreSQL's SUM of BIGINT is NUMERIC.
             select.CommandText = """
                 SELECT g.name, g.created_ms, g.retention_days,
-                       (SELECT COALESCE(SUM(stored_bytes), 0) FROM log_streams s WHERE s.group_name = g.name)
+                       (SELECT CAST(COALESCE(SUM(stored_bytes), 0) AS BIGINT) FROM log_streams s WHERE s.group_name = g.name)
                 FROM log_groups g
-                WHERE substr(g.name, 1, length($prefix)) = $prefix AND ($after IS NULL OR g.name > $after)
-                  AND ($home = 0 OR instr(g.name, ':') = 0)
-                ORDER BY g.name LIMIT $limit;
+                WHERE substr(g.name, 1, length(@prefix)) = @prefix AND (@after IS NULL OR g.name > @after)
+                  AND (@home = 0 OR g.name NOT LIKE '%:%')
+                ORDER BY g.name LIMIT @limit;
                 """;
-            select.Parameters.AddWithValue("$prefix", call.Internal(prefix));
-            select.Parameters.AddWithValue("$home", call.IsHomeAccount ? 1 : 0);
-            select.Parameters.AddWithValue("$after", (object?)after ?? DBNull.Value);
-            select.Parameters.AddWithValue("$limit", limit + 1);
+            select.Add("@prefix", call.Internal(prefix));
+            select.Add("@home", call.IsHomeAccount ? 1 : 0);
+            select.Add("@after", after, DbType.String);
+            select.Add("@limit", limit + 1);
             using var reader = select.ExecuteReader();
             var rows = new List<(string Name, long Created, int? Retention, long Bytes)>();
             while (reader.Read())
             {
-                rows.Add((reader.GetString(0), reader.GetInt64(1), reader.IsDBNull(2) ? null : reader.GetInt32(2), reader.GetInt64(3)));
+                rows.Add((reader.GetString(0), reader.GetInt64(1), reader.IsDBNull(2) ? null : (int)reader.GetInt64(2), reader.GetInt64(3)));
             }
             return rows;
         }, call.Aborted);
@@ -360,13 +363,13 @@ internal static partial class LogsApi
             var order = byTime ? "COALESCE(last_event_ms, created_ms)" : "name";
             select.CommandText = $"""
                 SELECT name, created_ms, first_event_ms, last_event_ms, last_ingest_ms, stored_bytes FROM log_streams
-                WHERE group_name = $group AND substr(name, 1, length($prefix)) = $prefix
-                ORDER BY {order} {(descending ? "DESC" : "ASC")}, name LIMIT $limit OFFSET $offset;
+                WHERE group_name = @group AND substr(name, 1, length(@prefix)) = @prefix
+                ORDER BY {order} {(descending ? "DESC" : "ASC")}, name LIMIT @limit OFFSET @offset;
                 """;
-            select.Parameters.AddWithValue("$group", group);
-            select.Parameters.AddWithValue("$prefix", prefix);
-            select.Parameters.AddWithValue("$limit", limit + 1);
-            select.Parameters.AddWithValue("$offset", offset);
+            select.Add("@group", group);
+            select.Add("@prefix", prefix);
+            select.Add("@limit", limit + 1);
+            select.Add("@offset", offset);
             using var reader = select.ExecuteReader();
             var rows = new List<(string Name, long Created, long? First, long? Last, long? Ingest, long Bytes)>();
             while (reader.Read())
@@ -441,17 +444,17 @@ internal static partial class LogsApi
             var ascending = forward;
             select.CommandText = $"""
                 SELECT id, timestamp_ms, ingest_ms, message FROM log_events
-                WHERE group_name = $group AND stream_name = $stream
-                  AND ($from IS NULL OR id {(forward ? ">" : "<")} $from)
-                  AND ($start IS NULL OR timestamp_ms >= $start) AND ($end IS NULL OR timestamp_ms < $end)
-                ORDER BY id {(ascending ? "ASC" : "DESC")} LIMIT $limit;
+                WHERE group_name = @group AND stream_name = @stream
+                  AND (@from IS NULL OR id {(forward ? ">" : "<")} @from)
+                  AND (@start IS NULL OR timestamp_ms >= @start) AND (@end IS NULL OR timestamp_ms < @end)
+                ORDER BY id {(ascending ? "ASC" : "DESC")} LIMIT @limit;
                 """;
-            select.Parameters.AddWithValue("$group", group);
-            select.Parameters.AddWithValue("$stream", stream);
-            select.Parameters.AddWithValue("$from", from is { } f ? f : DBNull.Value);
-            select.Parameters.AddWithValue("$start", start is { } s ? s : DBNull.Value);
-            select.Parameters.AddWithValue("$end", end is { } e ? e : DBNull.Value);
-            select.Parameters.AddWithValue("$limit", limit);
+            select.Add("@group", group);
+            select.Add("@stream", stream);
+            select.Add("@from", from, DbType.Int64);
+            select.Add("@start", start, DbType.Int64);
+            select.Add("@end", end, DbType.Int64);
+            select.Add("@limit", limit);
             using var reader = select.ExecuteReader();
             var rows = new List<StoredEvent>();
             while (reader.Read())
@@ -537,18 +540,18 @@ internal static partial class LogsApi
             using var select = connection.CreateCommand();
             select.CommandText = """
                 SELECT id, stream_name, timestamp_ms, ingest_ms, message FROM log_events
-                WHERE group_name = $group
-                  AND ($start IS NULL OR timestamp_ms >= $start) AND ($end IS NULL OR timestamp_ms <= $end)
-                  AND ($afterTs IS NULL OR timestamp_ms > $afterTs OR (timestamp_ms = $afterTs AND id > $afterId))
-                  AND ($prefix IS NULL OR substr(stream_name, 1, length($prefix)) = $prefix)
+                WHERE group_name = @group
+                  AND (@start IS NULL OR timestamp_ms >= @start) AND (@end IS NULL OR timestamp_ms <= @end)
+                  AND (@afterTs IS NULL OR timestamp_ms > @afterTs OR (timestamp_ms = @afterTs AND id > @afterId))
+                  AND (@prefix IS NULL OR substr(stream_name, 1, length(@prefix)) = @prefix)
                 ORDER BY timestamp_ms, id;
                 """;
-            select.Parameters.AddWithValue("$group", group);
-            select.Parameters.AddWithValue("$start", start is { } s ? s : DBNull.Value);
-            select.Parameters.AddWithValue("$end", end is { } e ? e : DBNull.Value);
-            select.Parameters.AddWithValue("$afterTs", afterTs is { } a ? a : DBNull.Value);
-            select.Parameters.AddWithValue("$afterId", afterId is { } b ? b : DBNull.Value);
-            select.Parameters.AddWithValue("$prefix", (object?)prefix ?? DBNull.Value);
+            select.Add("@group", group);
+            select.Add("@start", start, DbType.Int64);
+            select.Add("@end", end, DbType.Int64);
+            select.Add("@afterTs", afterTs, DbType.Int64);
+            select.Add("@afterId", afterId, DbType.Int64);
+            select.Add("@prefix", prefix, DbType.String);
             using var reader = select.ExecuteReader();
             var matched = new List<StoredEvent>();
             var scanned = 0;
@@ -606,24 +609,24 @@ internal static partial class LogsApi
         });
     }
 
-    private static bool GroupExists(SqliteConnection connection, string group)
+    private static bool GroupExists(DbConnection connection, string group)
     {
         using var command = connection.CreateCommand();
-        command.CommandText = "SELECT 1 FROM log_groups WHERE name = $name;";
-        command.Parameters.AddWithValue("$name", group);
+        command.CommandText = "SELECT 1 FROM log_groups WHERE name = @name;";
+        command.Add("@name", group);
         return command.ExecuteScalar() is not null;
     }
 
-    private static bool StreamExists(SqliteConnection connection, string group, string stream)
+    private static bool StreamExists(DbConnection connection, string group, string stream)
     {
         using var command = connection.CreateCommand();
-        command.CommandText = "SELECT 1 FROM log_streams WHERE group_name = $group AND name = $name;";
-        command.Parameters.AddWithValue("$group", group);
-        command.Parameters.AddWithValue("$name", stream);
+        command.CommandText = "SELECT 1 FROM log_streams WHERE group_name = @group AND name = @name;";
+        command.Add("@group", group);
+        command.Add("@name", stream);
         return command.ExecuteScalar() is not null;
     }
 
-    private static long? NullableLong(SqliteDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetInt64(ordinal);
+    private static long? NullableLong(DbDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetInt64(ordinal);
 
     private static void WriteOptional(Utf8JsonWriter w, string name, long? value)
     {

@@ -32,7 +32,7 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
     /// UUID), an EventBridge bus, rule or target changed, an SNS topic or subscription changed, an API Gateway API
     /// (<c>a:</c> and its id) or the API keys and usage plans (<c>k</c>) changed, an S3 bucket was created, changed or
     /// deleted (<c>b:</c> and its name), a DynamoDB table's definition or its streams changed (<c>t</c>: every node rereads
-    /// them).
+    /// them), a log group's subscription filters changed (<c>f</c>: every node rereads them).
     /// </summary>
     public const string FunctionsChannel = "lamina_functions";
     public const string LayersChannel = "lamina_layers";
@@ -44,10 +44,11 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
     public const string ApisChannel = "lamina_apis";
     public const string S3Channel = "lamina_s3";
     public const string DynamoDbChannel = "lamina_dynamodb";
+    public const string LogsChannel = "lamina_logs";
 
     // Every channel above: the listening connection subscribes to them all.
     private static readonly string[] Channels =
-        [FunctionsChannel, LayersChannel, AsyncChannel, SqsChannel, MappingsChannel, EventsChannel, SnsChannel, ApisChannel, S3Channel, DynamoDbChannel];
+        [FunctionsChannel, LayersChannel, AsyncChannel, SqsChannel, MappingsChannel, EventsChannel, SnsChannel, ApisChannel, S3Channel, DynamoDbChannel, LogsChannel];
 
     /// <summary>How long a heartbeat keeps a node alive: long enough for a GC pause, short enough for a quick takeover.</summary>
     public static readonly TimeSpan NodeTtl = TimeSpan.FromSeconds(5);

@@ -24,7 +24,7 @@ namespace Lamina.Server.Storage;
 /// the cluster (Lambda's control plane, the asynchronous queue, EventBridge's buses, rules and schedules, SNS's topics and
 /// subscriptions, API Gateway's APIs, keys and usage plans, CloudFormation's stacks) open their connections with <see cref="OpenShared"/>.
 /// The stores that keep a file of their own on a single machine (the asynchronous queue, SQS, S3, DynamoDB, durable
-/// executions) have their tables on the cluster's database too, created by <see cref="PostgresOnly"/>'s steps: one
+/// executions, CloudWatch Logs) have their tables on the cluster's database too, created by <see cref="PostgresOnly"/>'s steps: one
 /// history for the whole database, run before any store opens.
 /// </remarks>
 internal sealed class Database : IAsyncDisposable
@@ -261,6 +261,9 @@ internal sealed class Database : IAsyncDisposable
         // a single machine keeps in cloudformation.db (named cfn_* here), operated on by the holder of the
         // 'cloudformation' lease.
         CloudFormation.StackStore.PostgresSchema,
+        // 7: CloudWatch Logs on the cluster's database (issue #25): the groups, streams, events and subscription filters a
+        // single machine keeps in logs.db, written by every node's log writer and read through any node.
+        Sql.ForPostgres(Logs.LogStore.Schema),
     ];
 
     private readonly string _connectionString;
@@ -306,7 +309,7 @@ internal sealed class Database : IAsyncDisposable
 
     /// <summary>
     /// A connection for the stores a cluster shares: PostgreSQL on a cluster node, else the node's own file (with its
-    /// pragmas, as <see cref="Open"/>). Statements use <c>@name</c> parameters (<see cref="Sql.Add"/>).
+    /// pragmas, as <see cref="Open"/>). Statements use <c>@name</c> parameters (<see cref="Sql.Add(DbCommand, string, object?)"/>).
     /// </summary>
     internal DbConnection OpenShared() => _postgres is { } postgres ? postgres.OpenConnection() : Open();
 

@@ -48,6 +48,20 @@ internal static partial class Sql
     }
 
     /// <summary>
+    /// Adds a parameter of a given type: for one that may be null where nothing in the statement tells PostgreSQL its
+    /// type (<c>@start IS NULL OR timestamp_ms &gt;= @start</c> fails there with "could not determine data type").
+    /// </summary>
+    public static DbParameter Add(this DbCommand command, string name, object? value, System.Data.DbType type)
+    {
+        var parameter = command.CreateParameter();
+        parameter.ParameterName = name;
+        parameter.DbType = type;
+        parameter.Value = value ?? DBNull.Value;
+        command.Parameters.Add(parameter);
+        return parameter;
+    }
+
+    /// <summary>
     /// A command with <paramref name="values"/> bound to <c>$1</c>…<c>$n</c> on either engine (SQLite takes them by
     /// name, PostgreSQL by position; one statement per command there); null becomes SQL NULL. The caller disposes it.
     /// </summary>
