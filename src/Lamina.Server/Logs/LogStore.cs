@@ -100,7 +100,8 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
     private readonly NpgsqlDataSource? _postgres;
     private readonly ClusterNode? _cluster;
     private NpgsqlConnection? _postgresWriter;
-    // On a cluster: this node's filter changes and its reloads after the others' take turns, so the last applied is the latest.
+    // Control-plane changes (which reload the filters) and, on a cluster, the reloads after the other nodes' changes take
+    // turns: the filters applied last are the latest.
     private readonly SemaphoreSlim _filtersLock = new(1, 1);
     // The writer's INSERT, prepared once and reused (see InsertBatch); finalized before the connection closes.
     private SQLitePCL.sqlite3_stmt? _insert;
@@ -139,8 +140,6 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
         }
     }
 
-    /// <summary>Whether the logs are the cluster's (PostgreSQL) rather than this node's <c>logs.db</c>.</summary>
-    public bool IsPostgres => _postgres is not null;
 
     /// <summary>Queues one log event, stamped now; never blocks. False when the buffer was full and the line was dropped.</summary>
     public bool Write(string group, string stream, string message) => Write(group, stream, _time.GetUtcNow().ToUnixTimeMilliseconds(), message);
