@@ -12,7 +12,8 @@ SQS queues and their event source mappings are on PostgreSQL as well: test_b dra
 and LAMINA_CLUSTER_MESSAGES SQS messages (through a mapping) at once and kills a node while both are under way (default
 1,000 each, the issue's 10,000 on request, which keeps the module within minutes on a 2-core machine); the schedule
 tests take about five minutes (whole periods of a minute). Provisioned concurrency and a mapping's MaximumConcurrency
-are divided among the nodes too (test_f_provisioned, test_g_maximum)."""
+are divided among the nodes too (test_f_provisioned, test_g_maximum). Logs are the cluster's (test_o): a function's
+output is read once, through any live node (_printed)."""
 from __future__ import annotations
 
 import calendar
