@@ -321,6 +321,11 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
             return await ReadAsync(connection =>
             {
                 using var transaction = connection.BeginTransaction();
+                if (_postgres is not null)
+                {
+                    // The nodes' changes take turns, as one node's do: a filter's limit and loop check see the others' filters.
+                    Sql.RunPositional(connection, "SELECT pg_advisory_xact_lock($1);", ClusterLock.Logs);
+                }
                 var result = change(connection);
                 transaction.Commit();
                 return result;

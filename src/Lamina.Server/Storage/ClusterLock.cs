@@ -18,6 +18,7 @@ internal static class ClusterLock
     public const long Events = 0x6c616d696e6176; // "lamina" + "v" (e is the mappings')
     public const long Topics = 0x6c616d696e6174; // "lamina" + "t": SNS's topics and subscriptions
     public const long Apis = 0x6c616d696e6161; // "lamina" + "a": API Gateway's APIs, keys and usage plans
+    public const long Logs = 0x6c616d696e6167; // "lamina" + "g": CloudWatch Logs' groups, retention and subscription filters
 
     /// <summary>
     /// Continues on the thread pool. Npgsql's awaits resume where the socket completed (inline completions,
