@@ -836,7 +836,11 @@ class ClusterTests(unittest.TestCase):
             # Each node advertises http://<host name>:<port> to the others (it listens on every address), and that
             # address reaches it.
             for i, node in enumerate(nodes, start=1):
-                advertised = _pg.sql("lamina_keys", f"SELECT url FROM cluster_nodes WHERE node_id = 'keys{i}';")
+                # Written by the first heartbeat after the node listens (within a second of its start).
+                deadline = time.monotonic() + 5
+                while not (advertised := _pg.sql("lamina_keys", f"SELECT url FROM cluster_nodes WHERE node_id = 'keys{i}';")):
+                    self.assertLess(time.monotonic(), deadline, f"keys{i} never advertised its address")
+                    time.sleep(0.05)
                 self.assertEqual(f"http://{socket.gethostname()}:{urllib.parse.urlsplit(node.url).port}", advertised)
                 self.assertEqual(200, requests.get(f"{advertised}/health", timeout=30).status_code)
 
