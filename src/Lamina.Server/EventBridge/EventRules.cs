@@ -372,12 +372,14 @@ internal sealed partial class EventRules : IHostedService, IDisposable
             var colon = rest.IndexOf(':', StringComparison.Ordinal);
             var (name, qualifier) = colon < 0 ? (_options.FunctionKey(account, rest), (string?)null)
                 : (_options.FunctionKey(account, rest[..colon]), rest[(colon + 1)..]);
+            var caller = new PolicyCaller(null, Service: "events.amazonaws.com", SourceArn: ruleArn, SourceAccount: _options.AccountId);
+            await _functions.EnsureCurrentAsync(name, entry => entry.ResolvePrimary(qualifier) is not null
+                && PermissionsApi.Allows(entry, qualifier, "lambda:InvokeFunction", caller));
             if (!_functions.TryGetEntry(name, out var entry) || entry.ResolvePrimary(qualifier) is null)
             {
                 Log.TargetMissing(_logger, ruleArn, arn);
                 continue;
             }
-            var caller = new PolicyCaller(null, Service: "events.amazonaws.com", SourceArn: ruleArn, SourceAccount: _options.AccountId);
             if (!PermissionsApi.Allows(entry, qualifier, "lambda:InvokeFunction", caller))
             {
                 Log.NotPermitted(_logger, ruleArn, arn);

@@ -65,6 +65,7 @@ internal static class EventSourceMappingsApi
         {
             return nameError!;
         }
+        await registry.EnsureCurrentAsync(reference.Name, entry => entry.ResolvePrimary(reference.Qualifier) is not null); // made on another node a moment ago
         if (!registry.TryGetEntry(reference.Name, out var entry) || entry.ResolvePrimary(reference.Qualifier) is null)
         {
             return AwsError.FunctionNotFound(limits.FunctionArn(reference.Name));

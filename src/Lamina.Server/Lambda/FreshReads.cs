@@ -4,10 +4,11 @@ using Microsoft.Extensions.Options;
 namespace Lamina.Server.Lambda;
 
 /// <summary>
-/// On a cluster node, a Lambda API read that names a function (a GET of <c>…/functions/{name}…</c>) first rereads that
-/// function from PostgreSQL. A node hears of another node's write within milliseconds; a client that writes through
+/// On a cluster node, a Lambda API request that names a function in its path (<c>…/functions/{name}…</c>, Invoke
+/// aside) first rereads that function from PostgreSQL. A node hears of another node's write within milliseconds; a client that writes through
 /// one node and reads through another at once (CreateFunction then GetFunction behind a round-robin balancer, as
-/// deployment tools do) would otherwise read what this node had heard so far. One query per such read; Invoke rereads
+/// deployment tools do; AddPermission or PutFunctionConcurrency right after CreateFunction) would otherwise be
+/// answered from what this node had heard so far. One query per such request; Invoke rereads
 /// only when it does not find the function (InvokeApi), so its warm path still touches no database.
 /// </summary>
 internal static class FreshReads
@@ -22,8 +23,8 @@ internal static class FreshReads
         var registry = app.ApplicationServices.GetRequiredService<FunctionRegistry>();
         return app.Use(async (context, next) =>
         {
-            if (HttpMethods.IsGet(context.Request.Method) && context.GetRouteValue("name") is string raw
-                && context.Request.Path.Value is { } path && path.Contains("/functions/", StringComparison.Ordinal)
+            if (context.GetRouteValue("name") is string raw && context.Request.Path.Value is { } path
+                && path.Contains("/functions/", StringComparison.Ordinal) && !path.Contains("/invocations", StringComparison.Ordinal)
                 && FunctionReference.ParseFunctionName(raw, options, Protocols.CallerIdentity.AccountOf(context, options), out var name) is null)
             {
                 await registry.ReloadAsync(name!);

@@ -712,6 +712,15 @@ internal sealed class FunctionRegistry : IDisposable
     private List<Action>? _pendingEvents;
     private ClusterNode? _cluster;
 
+    /// <summary>
+    /// On a cluster node, rereads the function from the store unless what this node has of it passes
+    /// <paramref name="current"/> (it exists, with the version or alias asked for, and the permission needed): another node
+    /// may have written it a moment ago, before this one heard. Call before acting on a refusal that would drop an event
+    /// or refuse a request; a single machine (or an entry that passes) costs nothing.
+    /// </summary>
+    public Task EnsureCurrentAsync(string name, Func<FunctionEntry, bool> current) =>
+        _cluster is null || (_functions.TryGetValue(name, out var entry) && current(entry)) ? Task.CompletedTask : ReloadAsync(name);
+
     /// <summary>Whether this registry is a cluster node's cache of the shared store (other nodes write it too).</summary>
     public bool Clustered => _cluster is not null;
 
@@ -737,6 +746,7 @@ internal sealed class FunctionRegistry : IDisposable
     /// <summary>Rereads one function (or, with null, all) from the store and makes it current, as another node left it.</summary>
     internal async Task ReloadAsync(string? name)
     {
+        await Hosting.IoThreads.LeaveIoThreadAsync(); // the reread blocks: never on a socket's I/O thread
         await _writeLock.WaitAsync(CancellationToken.None);
         try
         {

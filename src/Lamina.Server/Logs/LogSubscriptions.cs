@@ -262,6 +262,15 @@ internal sealed partial class LogSubscriptions : IHostedService, IDisposable
         {
             return;
         }
+        if (Resolve(filter.DestinationArn) is not { } known || !Permitted(known.Entry, known.Qualifier, filter.Group))
+        {
+            // Made, or allowed, on another node a moment ago: not dropped for not being known here yet.
+            var parts = filter.DestinationArn.Split(':');
+            if (parts.Length is 7 or 8)
+            {
+                await _functions.EnsureCurrentAsync(_options.FunctionKey(parts[4], parts[6]), _ => false);
+            }
+        }
         if (Resolve(filter.DestinationArn) is not { } function)
         {
             Log.DestinationMissing(_logger, External(filter.Group), filter.Name, filter.DestinationArn);

@@ -169,13 +169,18 @@ internal sealed partial class S3Notifications : IHostedService, IDisposable
             }
             return;
         }
+        var owner = _store.TryGetBucket(entry.Bucket, out var bucket) ? bucket.Account : _options.AccountId;
+        var caller = new PolicyCaller(null, Service: "s3.amazonaws.com", SourceArn: $"arn:aws:s3:::{entry.Bucket}", SourceAccount: owner);
+        if (ResolveFunction(arn) is var (key, wanted, _))
+        {
+            // Made, or allowed, on another node a moment ago: not dropped for not being known here yet.
+            await _functions.EnsureCurrentAsync(key, e => e.ResolvePrimary(wanted) is not null && PermissionsApi.Allows(e, wanted, "lambda:InvokeFunction", caller));
+        }
         if (ResolveFunction(arn) is not var (name, qualifier, entryFound) || entryFound is null)
         {
             Log.TargetMissing(_logger, entry.Bucket, arn);
             return;
         }
-        var owner = _store.TryGetBucket(entry.Bucket, out var bucket) ? bucket.Account : _options.AccountId;
-        var caller = new PolicyCaller(null, Service: "s3.amazonaws.com", SourceArn: $"arn:aws:s3:::{entry.Bucket}", SourceAccount: owner);
         if (!PermissionsApi.Allows(entryFound, qualifier, "lambda:InvokeFunction", caller))
         {
             Log.NotPermitted(_logger, entry.Bucket, arn);

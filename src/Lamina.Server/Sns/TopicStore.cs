@@ -202,13 +202,18 @@ internal sealed partial class TopicStore : IHostedService, IDisposable
     private async Task DeliverToFunctionAsync(Topic topic, Subscription subscription, string id, string message, string? subject,
         IReadOnlyList<TopicMessageAttribute> attributes, string timestamp)
     {
+        var caller = new PolicyCaller(null, Service: "sns.amazonaws.com", SourceArn: TopicArn(topic.Name), SourceAccount: _options.AccountId);
+        if (FunctionReference.TryParse(subscription.Endpoint, null, _options, out var named, out _))
+        {
+            await _functions.EnsureCurrentAsync(named.Name, entry => entry.ResolvePrimary(named.Qualifier) is not null
+                && PermissionsApi.Allows(entry, named.Qualifier, "lambda:InvokeFunction", caller));
+        }
         if (!FunctionReference.TryParse(subscription.Endpoint, null, _options, out var target, out _)
             || !_functions.TryGetEntry(target.Name, out var entry) || entry.ResolvePrimary(target.Qualifier) is null)
         {
             Log.EndpointMissing(_logger, subscription.Arn, subscription.Endpoint);
             return;
         }
-        var caller = new PolicyCaller(null, Service: "sns.amazonaws.com", SourceArn: TopicArn(topic.Name), SourceAccount: _options.AccountId);
         if (!PermissionsApi.Allows(entry, target.Qualifier, "lambda:InvokeFunction", caller))
         {
             Log.NotPermitted(_logger, TopicArn(topic.Name), subscription.Endpoint);
