@@ -269,6 +269,22 @@ class ClusterTests(unittest.TestCase):
                 _nodes[i] = _node(i + 1).start()  # an earlier test failed between a kill and its restart
         _nginx_to_the_nodes()  # an earlier test may have restarted a node, which listens on a new port
 
+    def test_a_b_an_event_for_a_function_made_a_moment_ago_runs_whichever_node_claims_it(self):
+        # Created and invoked asynchronously through one node at once: another node may claim the event before it has
+        # heard of the function, and must read the function rather than drop the event as one whose function is gone.
+        code = "def handler(event, context):\n    print('ran', event['round'])\n"
+        zipped = h.make_zip({"app.py": code})
+        names = [f"fresh-async-{round_}" for round_ in range(10)]
+        for round_, name in enumerate(names):
+            client = _nodes[round_ % NODES].client()
+            client.create_function(FunctionName=name, Runtime="python3.12", Role=h.ROLE, Handler="app.handler", Code={"ZipFile": zipped})
+            self.assertEqual(202, client.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"round": round_}).encode())["StatusCode"])
+        deadline = time.monotonic() + 60
+        for round_, name in enumerate(names):
+            while _printed(name, "ran") != [str(round_)]:
+                self.assertLess(time.monotonic(), deadline, f"{name}'s event never ran (dropped?)")
+                time.sleep(0.2)
+
     def test_a_control_plane_write_on_one_node_is_seen_by_every_node_within_a_second(self):
         lam = h.boto3_client(_nginx.url, "lambda")  # through nginx: whichever node takes it
         code = "def handler(event, context):\n    return {'seen': True}\n"
@@ -1199,17 +1215,6 @@ class ClusterTests(unittest.TestCase):
         import botocore.exceptions
         import test_durable as td  # the module, not its classes: its tests stay out of this run
 
-        def durable_holder(nodes: list[h.LaminaServer]) -> int:
-            """The index in `nodes` of the node acting on the durable lease (waits for one, as after a failover)."""
-            deadline = time.monotonic() + 20
-            while True:
-                views = [n.raw("GET", "/lamina/v1/cluster").json for n in nodes]
-                acting = [i for i, v in enumerate(views) if any(l["Name"] == "durable" and l["HeldHere"] for l in v["Leases"])]
-                if len(acting) == 1:
-                    return acting[0]
-                self.assertLess(time.monotonic(), deadline, f"no one node holds the durable lease: {views}")
-                time.sleep(0.2)
-
         def retrying(call):
             """`call` until it does not answer 503 (the cluster failing over: the SDKs retry it; these clients do not)."""
             deadline = time.monotonic() + 30
@@ -1231,7 +1236,7 @@ class ClusterTests(unittest.TestCase):
                 return {"first": 0, "second": 0}  # the function has not run yet: no log group
 
         mixin = type("Durable", (td.DurableMixin,), {"assertEqual": self.assertEqual, "assertRegex": self.assertRegex})()
-        holder = durable_holder(_nodes)
+        holder = _lease_holder(self, _nodes, "durable")
         others = [i for i in range(NODES) if i != holder]
         lams = [h.boto3_client(n.url, "lambda") for n in _nodes]
         name = "durable-cluster"
@@ -1263,7 +1268,7 @@ class ClusterTests(unittest.TestCase):
         _nodes[holder].kill()
         killed = time.monotonic()
         survivors = [_nodes[i] for i in others]
-        new_holder = survivors[durable_holder(survivors)]
+        new_holder = survivors[_lease_holder(self, survivors, "durable")]
         print(f"\n  durable lease: node{holder + 1} killed, {new_holder.label} holds it {time.monotonic() - killed:.1f} s later", flush=True)
         survivor = h.boto3_client(survivors[0].url, "lambda")
         self.assertEqual(retrying(lambda: survivor.get_durable_execution(DurableExecutionArn=arn))["Status"], "RUNNING")
@@ -1438,16 +1443,6 @@ class ClusterTests(unittest.TestCase):
                     self.assertLess(time.monotonic(), deadline)
                     time.sleep(0.05)
 
-        def holder(nodes: list[h.LaminaServer]) -> int:
-            deadline = time.monotonic() + 30
-            while True:
-                acting = [i for i, n in enumerate(nodes)
-                          if any(l["Name"] == "dynamodb-streams" and l["HeldHere"] for l in n.raw("GET", "/lamina/v1/cluster").json["Leases"])]
-                if len(acting) == 1:
-                    return acting[0]
-                self.assertLess(time.monotonic(), deadline, f"{len(acting)} nodes hold the streams lease")
-                time.sleep(0.2)
-
         def seen() -> dict[str, int]:
             counts: dict[str, int] = {}
             for key in _printed("stream-sink", "rec "):
@@ -1465,7 +1460,7 @@ class ClusterTests(unittest.TestCase):
         for i, key in enumerate(sorted(first)):  # written through every node
             ddb[i % NODES].put_item(TableName="streamed", Item={"pk": {"S": key}})
         wait_seen(first, 60)
-        victim = holder(_nodes)
+        victim = _lease_holder(self, _nodes, "dynamodb-streams")
         self.assertEqual([n.label for i, n in enumerate(_nodes) if i != victim and _environments(n, "stream-sink")], [],
                          "lanes ran on a node without the lease")
         _nodes[victim].kill()
@@ -1474,7 +1469,7 @@ class ClusterTests(unittest.TestCase):
         second = {f"k{i:02}" for i in range(30, 60)}
         for i, key in enumerate(sorted(second)):
             h.boto3_client(survivors[i % 2].url, "dynamodb").put_item(TableName="streamed", Item={"pk": {"S": key}})
-        new_holder = holder(survivors)
+        new_holder = _lease_holder(self, survivors, "dynamodb-streams")
         wait_seen(second, 60)
         moved = time.monotonic() - killed
         _nodes[victim] = _node(victim + 1).start()
@@ -1600,17 +1595,6 @@ Outputs:
             p = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=180)
             return h.CliResult(cmd, p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace"), time.monotonic() - t0)
 
-        def holder(nodes: list[h.LaminaServer]) -> int:
-            """The index in `nodes` of the one node acting on the cloudformation lease (waits for one, as after a failover)."""
-            deadline = time.monotonic() + 30
-            while True:
-                acting = [i for i, n in enumerate(nodes)
-                          if any(l["Name"] == "cloudformation" and l["HeldHere"] for l in n.raw("GET", "/lamina/v1/cluster").json["Leases"])]
-                if len(acting) == 1:
-                    return acting[0]
-                self.assertLess(time.monotonic(), deadline, f"{len(acting)} nodes hold the cloudformation lease")
-                time.sleep(0.2)
-
         def gone(node: h.LaminaServer, function: str) -> bool:
             lam = h.boto3_client(node.url, "lambda")
             try:
@@ -1632,7 +1616,7 @@ Outputs:
         self.assertTrue(function.startswith(f"{stack}-Handler"), outputs)
         self.assertIn(f"/{stack}-Orders-", outputs["QueueUrl"])
 
-        victim = holder(_nodes)
+        victim = _lease_holder(self, _nodes, "cloudformation")
         other = _nodes[(victim + 1) % NODES]
         answer = h.boto3_client(other.url, "lambda").invoke(FunctionName=function, Payload=b'{"echo": "through another node"}')
         self.assertEqual(json.loads(answer["Payload"].read()), {"handled": 0, "echo": "through another node"})
@@ -1647,7 +1631,7 @@ Outputs:
         self.assertEqual(r.rc, 0, repr(r))
         deleted = time.monotonic() - killed
         survivors = [n for i, n in enumerate(_nodes) if i != victim]
-        new_holder = survivors[holder(survivors)]
+        new_holder = survivors[_lease_holder(self, survivors, "cloudformation")]
         for node in survivors:
             self.assertTrue(gone(node, function), node.label)
             stacks = h.boto3_client(node.url, "cloudformation").list_stacks()["StackSummaries"]
@@ -1695,6 +1679,18 @@ def _quiet_schedules() -> None:
     """Disables the schedule tests' rule, for the tests after them that count concurrency slots."""
     if _ticking:
         h.boto3_client(_nginx.url, "events").disable_rule(Name="every-minute")
+
+
+def _lease_holder(test: unittest.TestCase, nodes: list[h.LaminaServer], lease: str, wait: float = 30) -> int:
+    """The index in `nodes` of the one node acting on `lease`; waits for there to be one (as after a failover)."""
+    deadline = time.monotonic() + wait
+    while True:
+        views = [n.raw("GET", "/lamina/v1/cluster").json for n in nodes]
+        acting = [i for i, v in enumerate(views) if any(l["Name"] == lease and l["HeldHere"] for l in v["Leases"])]
+        if len(acting) == 1:
+            return acting[0]
+        test.assertLess(time.monotonic(), deadline, f"{len(acting)} nodes act on the {lease} lease: {views}")
+        time.sleep(0.2)
 
 
 def _schedule_holder(nodes: list[h.LaminaServer]) -> int:
