@@ -92,15 +92,7 @@ internal sealed partial class ApiRegistry : IHostedService, IDisposable
         if (_cluster.Enabled)
         {
             // Listening before the first read: a change made meanwhile is reread after it (rereads wait for the lock).
-            // Raised on a socket's I/O thread: the reread (blocking statements) runs on the thread pool.
-            _cluster.Notified += (channel, subject) =>
-            {
-                if (channel == ClusterNode.ApisChannel)
-                {
-                    _ = Task.Run(() => RereadAsync(subject));
-                }
-            };
-            _cluster.Reconnected += () => _ = Task.Run(() => RereadAsync(null));
+            _cluster.Follow(ClusterNode.ApisChannel, RereadAsync);
         }
         _writeLock.Wait(cancellationToken);
         try

@@ -164,14 +164,7 @@ internal sealed partial class DynamoStore : IHostedService, IDisposable
             Reload();
             if (_cluster is { } cluster)
             {
-                cluster.Notified += (channel, subject) =>
-                {
-                    if (channel == ClusterNode.DynamoDbChannel && subject == "t")
-                    {
-                        _ = Task.Run(ReloadQuietly); // off the listening loop: this blocks
-                    }
-                };
-                cluster.Reconnected += () => _ = Task.Run(ReloadQuietly); // notifications may have been missed
+                cluster.Follow(ClusterNode.DynamoDbChannel, _ => ReloadQuietly(), only: "t");
                 cluster.RequestLease(SweepLease);
             }
             return;

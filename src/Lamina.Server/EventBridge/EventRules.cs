@@ -92,15 +92,7 @@ internal sealed partial class EventRules : IHostedService, IDisposable
         Load();
         if (_cluster.Enabled)
         {
-            // Raised on a socket's I/O thread: the reload (blocking statements) runs on the thread pool.
-            _cluster.Notified += (channel, subject) =>
-            {
-                if (channel == ClusterNode.EventsChannel)
-                {
-                    _ = Task.Run(ReloadAsync);
-                }
-            };
-            _cluster.Reconnected += () => _ = Task.Run(ReloadAsync);
+            _cluster.Follow(ClusterNode.EventsChannel, _ => ReloadAsync());
         }
         _cluster.RequestLease(ScheduleLease);
         _scheduler = RunSchedulesAsync();

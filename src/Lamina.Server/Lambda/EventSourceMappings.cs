@@ -145,14 +145,7 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
                 return Task.CompletedTask;
             };
             ReloadShared();
-            cluster.Notified += (channel, uuid) =>
-            {
-                if (channel == ClusterNode.MappingsChannel)
-                {
-                    _ = Task.Run(() => ReloadShared(uuid)); // off the listening loop: this blocks
-                }
-            };
-            cluster.Reconnected += () => _ = Task.Run(() => ReloadShared());
+            cluster.Follow(ClusterNode.MappingsChannel, ReloadShared);
         }
         return Task.CompletedTask;
     }

@@ -732,15 +732,7 @@ internal sealed class FunctionRegistry : IDisposable
             return;
         }
         _cluster = cluster;
-        // Raised on a socket's I/O thread: the reload (blocking statements) runs on the thread pool.
-        cluster.Notified += (channel, subject) =>
-        {
-            if (channel == ClusterNode.FunctionsChannel)
-            {
-                _ = Task.Run(() => ReloadAsync(subject));
-            }
-        };
-        cluster.Reconnected += () => _ = Task.Run(() => ReloadAsync(null));
+        cluster.Follow(ClusterNode.FunctionsChannel, ReloadAsync);
     }
 
     /// <summary>Rereads one function (or, with null, all) from the store and makes it current, as another node left it.</summary>

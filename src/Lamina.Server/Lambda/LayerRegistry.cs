@@ -116,14 +116,7 @@ internal sealed class LayerRegistry : IDisposable
             return;
         }
         _cluster = cluster;
-        cluster.Notified += (channel, layer) =>
-        {
-            if (channel == ClusterNode.LayersChannel)
-            {
-                _ = Task.Run(ReloadAsync); // off the socket's I/O thread: Load blocks
-            }
-        };
-        cluster.Reconnected += () => _ = Task.Run(ReloadAsync);
+        cluster.Follow(ClusterNode.LayersChannel, _ => ReloadAsync());
     }
 
     private Task ReloadAsync() => ClusterLock.RereadAsync(_writeLock, () => Load());

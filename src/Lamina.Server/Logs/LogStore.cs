@@ -172,14 +172,7 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
             }
             if (_cluster is { } cluster)
             {
-                cluster.Notified += (channel, subject) =>
-                {
-                    if (channel == ClusterNode.LogsChannel && subject == "f")
-                    {
-                        _ = Task.Run(ReloadFiltersAsync); // off the listening loop: this blocks
-                    }
-                };
-                cluster.Reconnected += () => _ = Task.Run(ReloadFiltersAsync); // notifications may have been missed
+                cluster.Follow(ClusterNode.LogsChannel, _ => ReloadFiltersAsync(), only: "f");
                 cluster.RequestLease(HousekeepingLease);
             }
         }

@@ -86,15 +86,7 @@ internal sealed partial class TopicStore : IHostedService, IDisposable
         Load();
         if (_cluster.Enabled)
         {
-            // Raised on a socket's I/O thread: the reload (blocking statements) runs on the thread pool.
-            _cluster.Notified += (channel, subject) =>
-            {
-                if (channel == ClusterNode.SnsChannel)
-                {
-                    _ = Task.Run(ReloadAsync);
-                }
-            };
-            _cluster.Reconnected += () => _ = Task.Run(ReloadAsync);
+            _cluster.Follow(ClusterNode.SnsChannel, _ => ReloadAsync());
         }
         return Task.CompletedTask;
     }

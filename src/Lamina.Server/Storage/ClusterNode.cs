@@ -180,6 +180,31 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
     /// <summary>The payload a change of <paramref name="subject"/> is announced with.</summary>
     public string Payload(string subject) => NodeId + "|" + subject;
 
+    /// <summary>
+    /// Rereads what the other nodes change, on the thread pool: <paramref name="reread"/> with the subject of each
+    /// announcement on <paramref name="channel"/> (only those equal to <paramref name="only"/>, when given), and with
+    /// null once the listening connection is back after a loss (announcements may have been missed meanwhile).
+    /// Announcements are raised on a socket's I/O thread, where a reread's blocking statements must never run.
+    /// </summary>
+    public void Follow(string channel, Func<string?, Task> reread, string? only = null)
+    {
+        Notified += (announced, subject) =>
+        {
+            if (announced == channel && (only is null || subject == only))
+            {
+                _ = Task.Run(() => reread(subject));
+            }
+        };
+        Reconnected += () => _ = Task.Run(() => reread(null));
+    }
+
+    /// <summary><see cref="Follow(string, Func{string?, Task}, string?)"/> for a reread that completes when it returns.</summary>
+    public void Follow(string channel, Action<string?> reread, string? only = null) => Follow(channel, subject =>
+    {
+        reread(subject);
+        return Task.CompletedTask;
+    }, only);
+
     public Task StartAsync(CancellationToken cancellationToken)
     {
         if (database.Postgres is { } postgres)
