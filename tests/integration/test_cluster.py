@@ -1297,16 +1297,7 @@ class ClusterTests(unittest.TestCase):
             GlobalSecondaryIndexes=[{"IndexName": "by-g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
                                      "Projection": {"ProjectionType": "ALL"}}],
             StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
-        t0 = time.monotonic()
-        for client in ddb[1:]:
-            while True:
-                try:
-                    if client.describe_table(TableName="shared")["Table"]["TableStatus"] == "ACTIVE":
-                        break
-                except client.exceptions.ResourceNotFoundException:
-                    pass
-                self.assertLess(time.monotonic() - t0, 1.0, "the table was not ACTIVE on every node within 1 s")
-                time.sleep(0.02)
+        _active_on_every_node(self, ddb[1:], "shared")
 
         # A put on node 1 is read on node 2, by key and through the GSI.
         ddb[1].put_item(TableName="shared", Item={"pk": {"S": "a"}, "sk": {"S": "1"}, "g": {"S": "green"}, "v": {"N": "1"}})
@@ -1388,16 +1379,7 @@ class ClusterTests(unittest.TestCase):
         ddb[0].create_table(TableName="tokens", BillingMode="PAY_PER_REQUEST",
                             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
                             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
-        deadline = time.monotonic() + 1
-        for client in ddb[1:]:
-            while True:
-                try:
-                    if client.describe_table(TableName="tokens")["Table"]["TableStatus"] == "ACTIVE":
-                        break
-                except client.exceptions.ResourceNotFoundException:
-                    pass
-                self.assertLess(time.monotonic(), deadline, "the table was not ACTIVE on every node within 1 s")
-                time.sleep(0.02)
+        _active_on_every_node(self, ddb[1:], "tokens")
         add = [{"Update": {"TableName": "tokens", "Key": {"pk": {"S": "counter"}}, "UpdateExpression": "ADD n :one",
                            "ExpressionAttributeValues": {":one": {"N": "1"}}}}]
         token = uuid.uuid4().hex
@@ -1679,6 +1661,20 @@ def _quiet_schedules() -> None:
     """Disables the schedule tests' rule, for the tests after them that count concurrency slots."""
     if _ticking:
         h.boto3_client(_nginx.url, "events").disable_rule(Name="every-minute")
+
+
+def _active_on_every_node(test: unittest.TestCase, clients: list, table: str) -> None:
+    """Waits until `table`, created through another node, is ACTIVE through each of `clients` (within 1 s)."""
+    deadline = time.monotonic() + 1
+    for client in clients:
+        while True:
+            try:
+                if client.describe_table(TableName=table)["Table"]["TableStatus"] == "ACTIVE":
+                    break
+            except client.exceptions.ResourceNotFoundException:
+                pass
+            test.assertLess(time.monotonic(), deadline, f"{table} was not ACTIVE on every node within 1 s")
+            time.sleep(0.02)
 
 
 def _lease_holder(test: unittest.TestCase, nodes: list[h.LaminaServer], lease: str, wait: float = 30) -> int:
