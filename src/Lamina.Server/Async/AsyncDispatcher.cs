@@ -277,7 +277,10 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
     {
         var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
         // An event for a function (or version, alias) another node made a moment ago must not be dropped for not being known here yet.
-        await _registry.EnsureCurrentAsync(e.FunctionName, entry => entry.ResolvePrimary(e.Qualifier) is not null);
+        if (_registry.Clustered) // the check's closure is not allocated per event on a single machine
+        {
+            await _registry.EnsureCurrentAsync(e.FunctionName, entry => entry.ResolvePrimary(e.Qualifier) is not null);
+        }
         if (!_registry.TryGetEntry(e.FunctionName, out var entry) || entry.Resolve(e.Qualifier, Random.Shared) is not { } config)
         {
             Log.FunctionGone(_logger, e.Describe());
