@@ -208,6 +208,49 @@ class LogsTests(h.LaminaTestCase):
         self.assertEqual(raw.status, 400)
         self.assertEqual(raw.json["__type"], "UnknownOperationException")
 
+    def test_get_log_events_pages_a_stream_stored_in_many_batches_between_another_streams(self):
+        # Each round is stored in a batch of its own (a read waits for what was put before it): 70 rounds leave each
+        # stream in 70 chunks, interleaved, more than one read of chunks takes. Paged both ways, a stream reads whole,
+        # in order, nothing twice, nothing of the other stream.
+        group = "/lamina/test/" + self.fn_name()
+        self.logs.create_log_group(logGroupName=group)
+        for stream in ("a", "b"):
+            self.logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        base = int(time.time() * 1000) - 600_000
+        expected = []
+        for i in range(70):
+            events = [{"timestamp": base + i * 1000 + k, "message": f"a {i} {k}"} for k in range(2)]
+            self.logs.put_log_events(logGroupName=group, logStreamName="a", logEvents=events)
+            expected += events
+            self.logs.put_log_events(logGroupName=group, logStreamName="b",
+                                     logEvents=[{"timestamp": base + i * 1000 + k, "message": f"b {i} {k}"} for k in range(3)])
+            self.logs.get_log_events(logGroupName=group, logStreamName="b", limit=1)
+
+        def pages(**kwargs):
+            token, seen = None, []
+            while True:
+                page = self.logs.get_log_events(logGroupName=group, logStreamName="a", limit=9, **kwargs,
+                                                **({"nextToken": token} if token else {}))
+                key = "nextForwardToken" if kwargs.get("startFromHead") else "nextBackwardToken"
+                seen.append([e["message"] for e in page["events"]])
+                if page[key] == token or not page["events"]:
+                    return seen
+                token = page[key]
+
+        messages = [e["message"] for e in expected]
+        forward = pages(startFromHead=True)
+        self.assertEqual([m for page in forward for m in page], messages)
+        self.assertEqual(len(forward[0]), 9)
+        backward = pages()
+        self.assertEqual([m for page in reversed(backward) for m in page], messages)
+        self.assertEqual(backward[0], messages[-9:])
+        whole = self.logs.get_log_events(logGroupName=group, logStreamName="a", startFromHead=True)["events"]
+        self.assertEqual([e["message"] for e in whole], messages)
+        window = self.logs.get_log_events(logGroupName=group, logStreamName="a", startFromHead=True,
+                                          startTime=base + 30_000, endTime=base + 40_000)["events"]
+        self.assertEqual([e["message"] for e in window], [f"a {i} {k}" for i in range(30, 40) for k in range(2)])
+        self.assertEqual(len(self.logs.get_log_events(logGroupName=group, logStreamName="b", startFromHead=True)["events"]), 210)
+
     def test_cli_v1_get_and_filter(self):
         name = self._fn()
         self.invoke_ok(name, {"n": 42})

@@ -101,6 +101,7 @@ internal static partial class LogsApi
             using var delete = connection.CreateCommand();
             delete.CommandText = """
                 DELETE FROM log_events WHERE group_name = @name;
+                DELETE FROM log_chunks WHERE group_name = @name;
                 DELETE FROM log_streams WHERE group_name = @name;
                 DELETE FROM subscription_filters WHERE group_name = @name;
                 DELETE FROM log_groups WHERE name = @name;
@@ -439,28 +440,9 @@ internal static partial class LogsApi
             {
                 throw new LogsException("ResourceNotFoundException", "The specified log stream does not exist.");
             }
-            using var select = connection.CreateCommand();
             // Head-first or after a forward token: ascending. Otherwise the newest `limit`, read backwards, then reversed.
             var ascending = forward;
-            select.CommandText = $"""
-                SELECT id, timestamp_ms, ingest_ms, message FROM log_events
-                WHERE group_name = @group AND stream_name = @stream
-                  AND (@from IS NULL OR id {(forward ? ">" : "<")} @from)
-                  AND (@start IS NULL OR timestamp_ms >= @start) AND (@end IS NULL OR timestamp_ms < @end)
-                ORDER BY id {(ascending ? "ASC" : "DESC")} LIMIT @limit;
-                """;
-            select.Add("@group", group);
-            select.Add("@stream", stream);
-            select.Add("@from", from, DbType.Int64);
-            select.Add("@start", start, DbType.Int64);
-            select.Add("@end", end, DbType.Int64);
-            select.Add("@limit", limit);
-            using var reader = select.ExecuteReader();
-            var rows = new List<StoredEvent>();
-            while (reader.Read())
-            {
-                rows.Add(new StoredEvent(reader.GetInt64(0), "", reader.GetInt64(1), reader.GetInt64(2), reader.GetString(3)));
-            }
+            var rows = ReadStream(connection, group, stream, forward, from, start, end, limit);
             // At most about 1 MB: the events nearest the reading position (the oldest forward, the newest backward).
             var size = 0;
             var keep = 0;
@@ -495,6 +477,66 @@ internal static partial class LogsApi
             w.WriteString("nextForwardToken", nextForward);
             w.WriteString("nextBackwardToken", nextBackward);
         });
+    }
+
+    /// <summary>
+    /// Up to <paramref name="limit"/> events of one stream past <paramref name="from"/> (exclusive), in id order (forward)
+    /// or its reverse, through the stream's chunks (LogStore.ChunksSchema): a few dozen chunks at a time, each a range of
+    /// the events' key. Chunks of one stream written by two nodes at once may overlap; an event read twice is skipped.
+    /// </summary>
+    private static List<StoredEvent> ReadStream(DbConnection connection, string group, string stream, bool forward, long? from, long? start, long? end, int limit)
+    {
+        const int ChunksPerRead = 64;
+        var chunks = $"""
+            SELECT first_id, last_id FROM log_chunks
+            WHERE group_name = @group AND stream_name = @stream AND (@from IS NULL OR {(forward ? "last_id > @from" : "first_id < @from")})
+            ORDER BY {(forward ? "first_id" : "last_id DESC")} LIMIT {ChunksPerRead}
+            """;
+        using var select = connection.CreateCommand();
+        select.Add("@group", group);
+        select.Add("@stream", stream);
+        var position = select.Add("@from", from, DbType.Int64);
+        select.Add("@start", start, DbType.Int64);
+        select.Add("@end", end, DbType.Int64);
+        var left = select.Add("@limit", limit);
+        var rows = new List<StoredEvent>();
+        while (rows.Count < limit)
+        {
+            // Where these chunks end: reading goes on from there when they hold fewer events than asked for.
+            select.CommandText = $"SELECT {(forward ? "MAX(last_id)" : "MIN(first_id)")} FROM ({chunks}) AS c;";
+            if (select.ExecuteScalar() is not { } bound || bound is DBNull)
+            {
+                break;
+            }
+            var windowEnd = Convert.ToInt64(bound, CultureInfo.InvariantCulture);
+            select.CommandText = $"""
+                SELECT e.id, e.timestamp_ms, e.ingest_ms, e.message
+                FROM ({chunks}) AS c JOIN log_events e ON e.id BETWEEN c.first_id AND c.last_id
+                WHERE e.group_name = @group AND e.stream_name = @stream AND (@from IS NULL OR e.id {(forward ? ">" : "<")} @from)
+                  AND (@start IS NULL OR e.timestamp_ms >= @start) AND (@end IS NULL OR e.timestamp_ms < @end)
+                ORDER BY e.id {(forward ? "ASC" : "DESC")} LIMIT @limit;
+                """;
+            var asked = limit - rows.Count;
+            left.Value = asked;
+            var read = 0;
+            var lastRead = windowEnd;
+            using (var reader = select.ExecuteReader())
+            {
+                while (reader.Read())
+                {
+                    read++;
+                    lastRead = reader.GetInt64(0);
+                    if (rows.Count > 0 && (forward ? lastRead <= rows[^1].Id : lastRead >= rows[^1].Id))
+                    {
+                        continue; // in two overlapping chunks
+                    }
+                    rows.Add(new StoredEvent(lastRead, "", reader.GetInt64(1), reader.GetInt64(2), reader.GetString(3)));
+                }
+            }
+            // A full read may have stopped inside these chunks: on after its last event; otherwise after the chunks.
+            position.Value = read == asked ? lastRead : windowEnd;
+        }
+        return rows;
     }
 
     private static async Task FilterLogEventsAsync(Call call)

@@ -175,7 +175,7 @@ internal sealed class Cgroup
             _peak ??= File.OpenHandle(Path.Combine(MemoryDir, _owner.IsV2 ? "memory.peak" : "memory.max_usage_in_bytes"), FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
             Span<byte> buffer = stackalloc byte[32];
             var read = RandomAccess.Read(_peak, buffer, 0);
-            return long.TryParse(System.Text.Encoding.ASCII.GetString(buffer[..read]).AsSpan().Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var bytes) ? bytes : 0;
+            return System.Buffers.Text.Utf8Parser.TryParse(buffer[..read], out long bytes, out _) ? bytes : 0;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ObjectDisposedException)
         {

@@ -264,6 +264,9 @@ internal sealed class Database : IAsyncDisposable
         // 7: CloudWatch Logs on the cluster's database (issue #25): the groups, streams, events and subscription filters a
         // single machine keeps in logs.db, written by every node's log writer and read through any node.
         Sql.ForPostgres(Logs.LogStore.Schema),
+        // 8: a log stream's events found through its chunks, not an index on (group, stream, id) (issue #19: that index
+        // was half the log writer's CPU); a database from step 7 gets one chunk per stream over its events.
+        Sql.ForPostgres(Logs.LogStore.ChunksMigration),
     ];
 
     private readonly string _connectionString;

@@ -98,4 +98,78 @@ public sealed class LogStoreTests : IAsyncDisposable
 
         Assert.Equal(["just-created"], left);
     }
+
+    [Fact]
+    public async Task Start_StoreThatIndexedEachStream_GetsOneChunkPerStreamAndLosesTheIndex()
+    {
+        Directory.CreateDirectory(_dataDirectory);
+        using (var old = new SqliteConnection($"Data Source={Path.Combine(_dataDirectory, "logs.db")};Pooling=False"))
+        {
+            old.Open();
+            using var command = old.CreateCommand();
+            command.CommandText = """
+                CREATE TABLE log_events (id INTEGER PRIMARY KEY AUTOINCREMENT, group_name TEXT NOT NULL, stream_name TEXT NOT NULL,
+                    timestamp_ms INTEGER NOT NULL, ingest_ms INTEGER NOT NULL, message TEXT NOT NULL);
+                CREATE INDEX log_events_stream ON log_events (group_name, stream_name, id);
+                INSERT INTO log_events (group_name, stream_name, timestamp_ms, ingest_ms, message) VALUES
+                    ('/app', 'a', 10, 10, 'one'), ('/app', 'b', 11, 11, 'two'), ('/app', 'a', 12, 12, 'three');
+                """;
+            command.ExecuteNonQuery();
+        }
+
+        var store = await CreateSutAsync();
+        store.Write("/app", "b", 20, "four");
+        await store.WaitForBufferedAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
+
+        var (chunks, indexes) = await store.ReadAsync(connection =>
+        {
+            using var select = connection.CreateCommand();
+            select.CommandText = "SELECT stream_name, first_id, last_id, last_event_ms FROM log_chunks ORDER BY stream_name, first_id;";
+            var rows = new List<(string, long, long, long)>();
+            using (var reader = select.ExecuteReader())
+            {
+                while (reader.Read())
+                {
+                    rows.Add((reader.GetString(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetInt64(3)));
+                }
+            }
+            select.CommandText = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'log_events_stream';";
+            return (rows, (long)select.ExecuteScalar()!);
+        }, CancellationToken.None);
+
+        Assert.Equal([("a", 1, 3, 12), ("b", 2, 2, 11), ("b", 4, 4, 20)], chunks);
+        Assert.Equal(0, indexes);
+    }
+
+    [Fact]
+    public async Task Trim_RetentionAndSizeCap_TakeTheChunksOfTheEventsTheyDelete()
+    {
+        var store = await CreateSutAsync();
+        var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        await Execute(store, "INSERT INTO log_groups (name, created_ms, retention_days) VALUES ('/kept-a-day', 0, 1);");
+        store.Write("/kept-a-day", "old", now - 2 * 86_400_000L, "expired");
+        store.Write("/kept-a-day", "new", now, "fresh");
+        await store.WaitForBufferedAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
+        store.Write("/big", "s", now, new string('x', 1000));
+        await store.WaitForBufferedAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
+        store.Write("/big", "s", now, new string('y', 1000));
+        await store.WaitForBufferedAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
+
+        var chunks = await store.ReadAsync(connection =>
+        {
+            // Retention takes "expired"; the cap (oldest first, a tenth below it) leaves only the last event of /big.
+            LogStore.Trim(connection, now, 1500);
+            using var select = connection.CreateCommand();
+            select.CommandText = "SELECT group_name || ':' || stream_name FROM log_chunks ORDER BY first_id;";
+            using var reader = select.ExecuteReader();
+            var names = new List<string>();
+            while (reader.Read())
+            {
+                names.Add(reader.GetString(0));
+            }
+            return names;
+        }, CancellationToken.None);
+
+        Assert.Equal(["/big:s"], chunks);
+    }
 }
