@@ -136,8 +136,11 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
     // Control-plane changes (which reload the filters) and, on a cluster, the reloads after the other nodes' changes take
     // turns: the filters applied last are the latest.
     private readonly SemaphoreSlim _filtersLock = new(1, 1);
-    // The writer's INSERT, prepared once and reused (see InsertBatch); finalized before the connection closes.
+    // The writer's INSERTs (of one row, and of RowsPerInsert), prepared once and reused (see InsertEvents); finalized
+    // before the connection closes.
+    private const int RowsPerInsert = 16;
     private SQLitePCL.sqlite3_stmt? _insert;
+    private SQLitePCL.sqlite3_stmt? _insertMany;
     private byte[] _utf8 = new byte[4096];
     private Task? _writer;
     private Task? _housekeeping;
@@ -265,6 +268,11 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
         {
             SQLitePCL.raw.sqlite3_finalize(_insert);
             _insert = null;
+        }
+        if (_insertMany is not null)
+        {
+            SQLitePCL.raw.sqlite3_finalize(_insertMany);
+            _insertMany = null;
         }
         _connection?.Dispose();
         _postgresWriter?.Dispose();
@@ -670,49 +678,70 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
     }
 
     /// <summary>
-    /// The batch's events through one prepared statement on the connection's own handle: Microsoft.Data.Sqlite's
+    /// The batch's events through prepared statements on the connection's own handle: Microsoft.Data.Sqlite's
     /// ExecuteNonQuery builds a reader, a statement enumerator and a binder per parameter for every row, and three rows
-    /// per warm invoke made that a fifth of the server's allocation (issue #19). Same statement, same transaction.
+    /// per warm invoke made that a fifth of the server's allocation (issue #19). Rows go 16 to a statement: SQLite
+    /// advances the table's AUTOINCREMENT counter (a row of its own) once per statement, not per row.
     /// </summary>
     private void InsertEvents(SqliteConnection connection, List<LogLine> batch, long nowMs, Dictionary<(string, string), StreamTally> streams)
     {
         var db = connection.Handle!;
-        if (_insert is null)
-        {
-            Check(SQLitePCL.raw.sqlite3_prepare_v2(db,
-                "INSERT INTO log_events (group_name, stream_name, timestamp_ms, ingest_ms, message) VALUES (?1, ?2, ?3, ?4, ?5);", out var prepared), db);
-            _insert = prepared;
-        }
-        var insert = _insert;
+        _insert ??= Prepare(db, 1);
+        _insertMany ??= Prepare(db, RowsPerInsert);
         var filters = _filters;
-        try
+        Span<long> ids = stackalloc long[RowsPerInsert];
+        var messages = new string[RowsPerInsert];
+        var done = 0;
+        while (done < batch.Count)
         {
-            foreach (var line in batch)
+            var rows = batch.Count - done >= RowsPerInsert ? RowsPerInsert : 1;
+            var insert = rows == 1 ? _insert : _insertMany;
+            try
             {
-                var message = Truncated(line.Message);
-                BindText(insert, 1, line.Group, db);
-                BindText(insert, 2, line.Stream, db);
-                Check(SQLitePCL.raw.sqlite3_bind_int64(insert, 3, line.TimestampMs), db);
-                Check(SQLitePCL.raw.sqlite3_bind_int64(insert, 4, nowMs), db);
-                BindText(insert, 5, message, db);
-                var rc = SQLitePCL.raw.sqlite3_step(insert);
-                SQLitePCL.raw.sqlite3_reset(insert);
-                if (rc != SQLitePCL.raw.SQLITE_DONE)
+                for (var k = 0; k < rows; k++)
                 {
-                    Check(rc, db);
+                    var line = batch[done + k];
+                    messages[k] = Truncated(line.Message);
+                    BindText(insert, k * 5 + 1, line.Group, db);
+                    BindText(insert, k * 5 + 2, line.Stream, db);
+                    Check(SQLitePCL.raw.sqlite3_bind_int64(insert, k * 5 + 3, line.TimestampMs), db);
+                    Check(SQLitePCL.raw.sqlite3_bind_int64(insert, k * 5 + 4, nowMs), db);
+                    BindText(insert, k * 5 + 5, messages[k], db);
                 }
-                var id = SQLitePCL.raw.sqlite3_last_insert_rowid(db);
+                var returned = 0;
+                int rc;
+                while ((rc = SQLitePCL.raw.sqlite3_step(insert)) == SQLitePCL.raw.SQLITE_ROW)
+                {
+                    ids[returned++] = SQLitePCL.raw.sqlite3_column_int64(insert, 0);
+                }
+                SQLitePCL.raw.sqlite3_reset(insert);
+                Check(rc, db);
+                // RETURNING's order is not promised; the ids' is (drawn row by row, in the order of VALUES).
+                ids[..rows].Sort();
+            }
+            finally
+            {
+                SQLitePCL.raw.sqlite3_clear_bindings(insert);
+            }
+            for (var k = 0; k < rows; k++)
+            {
+                var line = batch[done + k];
                 if (filters.Count > 0)
                 {
-                    Match(filters, line, message, id);
+                    Match(filters, line, messages[k], ids[k]);
                 }
-                Tally(streams, line, message, id);
+                Tally(streams, line, messages[k], ids[k]);
             }
+            done += rows;
         }
-        finally
-        {
-            SQLitePCL.raw.sqlite3_clear_bindings(insert);
-        }
+    }
+
+    private static SQLitePCL.sqlite3_stmt Prepare(SQLitePCL.sqlite3 db, int rows)
+    {
+        var values = string.Join(", ", Enumerable.Range(0, rows).Select(static k => $"(?{k * 5 + 1}, ?{k * 5 + 2}, ?{k * 5 + 3}, ?{k * 5 + 4}, ?{k * 5 + 5})"));
+        Check(SQLitePCL.raw.sqlite3_prepare_v2(db,
+            $"INSERT INTO log_events (group_name, stream_name, timestamp_ms, ingest_ms, message) VALUES {values} RETURNING id;", out var prepared), db);
+        return prepared;
     }
 
     // SQLite copies the text (SQLITE_TRANSIENT), so one buffer serves every value.

@@ -172,4 +172,44 @@ public sealed class LogStoreTests : IAsyncDisposable
 
         Assert.Equal(["/big:s"], chunks);
     }
+
+    [Fact]
+    public async Task Write_ManyLinesInOneBatch_EachMatchCarriesTheIdItWasStoredUnder()
+    {
+        var store = await CreateSutAsync();
+        await Execute(store, """
+            INSERT INTO log_groups (name, created_ms) VALUES ('/app', 0);
+            INSERT INTO subscription_filters (group_name, name, pattern, destination_arn, distribution, created_ms)
+            VALUES ('/app', 'errors', 'ERROR', 'arn:aws:lambda:us-east-1:000000000000:function:sink', 'ByLogStream', 0);
+            """);
+
+        // 37 lines: two statements of 16 rows and five of one, two streams interleaved.
+        for (var i = 0; i < 37; i++)
+        {
+            store.Write("/app", i % 2 == 0 ? "a" : "b", i % 3 == 0 ? $"ERROR {i}" : $"fine {i}");
+        }
+        await store.WaitForBufferedAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
+
+        var matched = new List<(long, string, string)>();
+        while (store.Matched.TryRead(out var m))
+        {
+            matched.Add((m.Id, m.Stream, m.Message));
+        }
+        var stored = await store.ReadAsync(connection =>
+        {
+            using var select = connection.CreateCommand();
+            select.CommandText = "SELECT id, stream_name, message FROM log_events WHERE message LIKE 'ERROR%' ORDER BY id;";
+            using var reader = select.ExecuteReader();
+            var rows = new List<(long, string, string)>();
+            while (reader.Read())
+            {
+                rows.Add((reader.GetInt64(0), reader.GetString(1), reader.GetString(2)));
+            }
+            return rows;
+        }, CancellationToken.None);
+
+        Assert.Equal(13, stored.Count);
+        Assert.Equal(stored, matched);
+        Assert.Equal(Enumerable.Range(0, 13).Select(static k => $"ERROR {k * 3}"), stored.Select(static row => row.Item3));
+    }
 }
