@@ -2,7 +2,8 @@
 # Lamina's benchmarks, side by side in one run: ./bench/run.sh [warm|cold|burst|memory|async|all|s3|dynamodb|cluster]
 # Installs what it needs first (wrk from Debian, serverless@3 + serverless-offline@13 from npm, cached), builds
 # Lamina in Release (the launcher does; bench/KestrelFloor is built on first use), then prints one table per scenario.
-# Figures go to docs/BENCHMARKS.md by hand. Two builds side by side: bench/ab.py.
+# Figures go to docs/BENCHMARKS.md by hand. Two builds side by side: bench/ab.py; the server's CPU per invoke by thread:
+# bench/threads.py.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 scenario="${1:-all}"
