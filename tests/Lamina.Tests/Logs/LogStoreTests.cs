@@ -44,6 +44,19 @@ public sealed class LogStoreTests : IAsyncDisposable
         return true;
     }, CancellationToken.None);
 
+    private static List<string> Strings(System.Data.Common.DbConnection connection, string sql)
+    {
+        using var select = connection.CreateCommand();
+        select.CommandText = sql;
+        using var reader = select.ExecuteReader();
+        var values = new List<string>();
+        while (reader.Read())
+        {
+            values.Add(reader.GetString(0));
+        }
+        return values;
+    }
+
     [Fact]
     public async Task Write_SubscribedGroup_HandsOnlyMatchingEventsOverAfterTheyAreStored()
     {
@@ -85,15 +98,7 @@ public sealed class LogStoreTests : IAsyncDisposable
         var left = await store.ReadAsync(connection =>
         {
             LogStore.Trim(connection, now, long.MaxValue);
-            using var select = connection.CreateCommand();
-            select.CommandText = "SELECT name FROM log_streams ORDER BY name;";
-            using var reader = select.ExecuteReader();
-            var names = new List<string>();
-            while (reader.Read())
-            {
-                names.Add(reader.GetString(0));
-            }
-            return names;
+            return Strings(connection, "SELECT name FROM log_streams ORDER BY name;");
         }, CancellationToken.None);
 
         Assert.Equal(["just-created"], left);
@@ -159,15 +164,7 @@ public sealed class LogStoreTests : IAsyncDisposable
         {
             // Retention takes "expired"; the cap (oldest first, a tenth below it) leaves only the last event of /big.
             LogStore.Trim(connection, now, 1500);
-            using var select = connection.CreateCommand();
-            select.CommandText = "SELECT group_name || ':' || stream_name FROM log_chunks ORDER BY first_id;";
-            using var reader = select.ExecuteReader();
-            var names = new List<string>();
-            while (reader.Read())
-            {
-                names.Add(reader.GetString(0));
-            }
-            return names;
+            return Strings(connection, "SELECT group_name || ':' || stream_name FROM log_chunks ORDER BY first_id;");
         }, CancellationToken.None);
 
         Assert.Equal(["/big:s"], chunks);
