@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 import urllib.parse
@@ -603,7 +604,6 @@ class ClusterTests(unittest.TestCase):
     def _concurrent_invokes(name: str, count: int) -> list[str]:
         """`count` synchronous invokes through nginx, released together by a barrier: "ok" or the throttle's reason.
         Each admitted call sleeps 3 s (after its cold start), so every throttled one arrives while they run."""
-        import threading
         from concurrent.futures import ThreadPoolExecutor
 
         import botocore.exceptions
@@ -1521,6 +1521,41 @@ class ClusterTests(unittest.TestCase):
         delivered = [(m["logGroup"], m["subscriptionFilters"], e["id"], e["message"].strip()) for m in deliveries for e in m["logEvents"]]
         stored = logs[1].filter_log_events(logGroupName=group, filterPattern='"said subscribed"')["events"]
         self.assertEqual(delivered, [(group, ["said"], e["eventId"], "said subscribed") for e in stored])
+
+        # One stream written through two nodes at once, each put followed by a read (so each is a batch of its own):
+        # their batches take turns on the stream's row before they draw ids, so its chunks do not overlap and a read
+        # through a third node returns every event once, in order, whole and paged both ways.
+        shared = "/lamina/two-writers"
+        logs[0].create_log_group(logGroupName=shared)
+        logs[0].create_log_stream(logGroupName=shared, logStreamName="s")
+        now_ms = int(time.time() * 1000)
+
+        def write(node: int) -> None:
+            for r in range(25):
+                logs[node].put_log_events(logGroupName=shared, logStreamName="s",
+                                          logEvents=[{"timestamp": now_ms + r, "message": f"node{node} {r:02} {k}"} for k in range(4)])
+                logs[node].get_log_events(logGroupName=shared, logStreamName="s", limit=1)
+        writers = [threading.Thread(target=write, args=(node,)) for node in (0, 1)]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join()
+        whole = [e["message"] for e in logs[2].get_log_events(logGroupName=shared, logStreamName="s", startFromHead=True)["events"]]
+        self.assertEqual(len(whole), 200)
+        self.assertEqual(len(set(whole)), 200)
+        for node in (0, 1):
+            self.assertEqual([m for m in whole if m.startswith(f"node{node} ")], [f"node{node} {r:02} {k}" for r in range(25) for k in range(4)])
+        for head in (True, False):
+            pages, token = [], None
+            while True:
+                page = logs[2].get_log_events(logGroupName=shared, logStreamName="s", limit=7, startFromHead=head, **({"nextToken": token} if token else {}))
+                pages.append([e["message"] for e in page["events"]])
+                next_token = page["nextForwardToken" if head else "nextBackwardToken"]
+                if next_token == token or not page["events"]:
+                    break
+                token = next_token
+            self.assertEqual([m for page in (pages if head else reversed(pages)) for m in page], whole, f"paged, startFromHead={head}")
+        logs[2].delete_log_group(logGroupName=shared)
 
         _nodes[0].kill()
         self.assertEqual([m.strip() for m in messages(logs[1]) if m.startswith("said")], ["said first", "said subscribed"])

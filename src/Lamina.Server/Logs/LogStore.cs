@@ -45,7 +45,8 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
     /// <summary>
     /// Where each stream's events are: one row per stream per batch the writer stored, the first and last id of the
     /// stream's events in that batch (and its latest timestamp, for retention). Every event of a stream lies within one of
-    /// its chunks, and a chunk's two ends are events of its stream. An index on (group, stream, id) did the same job,
+    /// its chunks, a chunk's two ends are events of its stream, and a stream's chunks never overlap (one writer per
+    /// database on a single machine; on a cluster the writers lock a stream's row before they draw ids for its events). An index on (group, stream, id) did the same job,
     /// but its 16 or more insertion points (one per live stream, keys of ~80 bytes) made it half of the writer's CPU:
     /// 5 of ~6.5 µs per event, with three events per warm invoke (issue #19). A chunk is one row for a batch's share of
     /// a stream (dozens of events at load), found by its stream; its events by a range of the table's own key.
@@ -533,11 +534,35 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
         var streamNames = new string[batch.Count];
         var timestamps = new long[batch.Count];
         var messages = new string[batch.Count];
+        var streams = new Dictionary<(string, string), StreamTally>();
         for (var i = 0; i < batch.Count; i++)
         {
             (groups[i], streamNames[i], timestamps[i], messages[i]) = (batch[i].Group, batch[i].Stream, batch[i].TimestampMs, Truncated(batch[i].Message));
+            Tally(streams, batch[i], messages[i]);
         }
+        var keys = streams.Keys.ToArray();
         using var transaction = connection.BeginTransaction();
+        // The streams first, in key order: their rows stay locked to the commit, so two nodes' batches for one stream
+        // take turns and draw their ids one after the other (a stream's chunks never overlap).
+        using (var upsert = new NpgsqlCommand("""
+            INSERT INTO log_groups (name, created_ms) SELECT DISTINCT g, @now FROM unnest(@g) AS g ORDER BY g ON CONFLICT (name) DO NOTHING;
+            INSERT INTO log_streams (group_name, name, created_ms, first_event_ms, last_event_ms, last_ingest_ms, stored_bytes)
+            SELECT g, s, @now, f, l, @now, b FROM unnest(@g, @s, @f, @l, @b) AS e (g, s, f, l, b) ORDER BY g, s
+            ON CONFLICT (group_name, name) DO UPDATE SET
+                first_event_ms = LEAST(log_streams.first_event_ms, excluded.first_event_ms),
+                last_event_ms = GREATEST(log_streams.last_event_ms, excluded.last_event_ms),
+                last_ingest_ms = excluded.last_ingest_ms,
+                stored_bytes = log_streams.stored_bytes + excluded.stored_bytes;
+            """, connection, transaction))
+        {
+            upsert.Parameters.AddWithValue("now", nowMs);
+            upsert.Parameters.AddWithValue("g", keys.Select(static k => k.Item1).ToArray());
+            upsert.Parameters.AddWithValue("s", keys.Select(static k => k.Item2).ToArray());
+            upsert.Parameters.AddWithValue("f", keys.Select(k => streams[k].FirstMs).ToArray());
+            upsert.Parameters.AddWithValue("l", keys.Select(k => streams[k].LastMs).ToArray());
+            upsert.Parameters.AddWithValue("b", keys.Select(k => streams[k].Bytes).ToArray());
+            upsert.ExecuteNonQuery();
+        }
         var ids = new List<long>(batch.Count);
         using (var insert = new NpgsqlCommand("""
             INSERT INTO log_events (group_name, stream_name, timestamp_ms, ingest_ms, message)
@@ -559,35 +584,22 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
         // RETURNING's order is not promised; the ids' is (drawn row by row, in insertion order).
         ids.Sort();
         var filters = _filters;
-        var streams = new Dictionary<(string, string), StreamTally>();
         for (var i = 0; i < batch.Count; i++)
         {
             Match(filters, batch[i], messages[i], ids[i]);
-            Tally(streams, batch[i], messages[i], ids[i]);
+            AddToChunk(streams, batch[i], ids[i]);
         }
-        var keys = streams.Keys.ToArray();
-        using (var upsert = new NpgsqlCommand("""
-            INSERT INTO log_groups (name, created_ms) SELECT DISTINCT g, @now FROM unnest(@g) AS g ORDER BY g ON CONFLICT (name) DO NOTHING;
-            INSERT INTO log_streams (group_name, name, created_ms, first_event_ms, last_event_ms, last_ingest_ms, stored_bytes)
-            SELECT g, s, @now, f, l, @now, b FROM unnest(@g, @s, @f, @l, @b) AS e (g, s, f, l, b) ORDER BY g, s
-            ON CONFLICT (group_name, name) DO UPDATE SET
-                first_event_ms = LEAST(log_streams.first_event_ms, excluded.first_event_ms),
-                last_event_ms = GREATEST(log_streams.last_event_ms, excluded.last_event_ms),
-                last_ingest_ms = excluded.last_ingest_ms,
-                stored_bytes = log_streams.stored_bytes + excluded.stored_bytes;
+        using (var chunks = new NpgsqlCommand("""
             INSERT INTO log_chunks (group_name, stream_name, first_id, last_id, last_event_ms)
             SELECT g, s, fi, li, l FROM unnest(@g, @s, @fi, @li, @l) AS c (g, s, fi, li, l);
             """, connection, transaction))
         {
-            upsert.Parameters.AddWithValue("now", nowMs);
-            upsert.Parameters.AddWithValue("g", keys.Select(static k => k.Item1).ToArray());
-            upsert.Parameters.AddWithValue("s", keys.Select(static k => k.Item2).ToArray());
-            upsert.Parameters.AddWithValue("f", keys.Select(k => streams[k].FirstMs).ToArray());
-            upsert.Parameters.AddWithValue("l", keys.Select(k => streams[k].LastMs).ToArray());
-            upsert.Parameters.AddWithValue("b", keys.Select(k => streams[k].Bytes).ToArray());
-            upsert.Parameters.AddWithValue("fi", keys.Select(k => streams[k].FirstId).ToArray());
-            upsert.Parameters.AddWithValue("li", keys.Select(k => streams[k].LastId).ToArray());
-            upsert.ExecuteNonQuery();
+            chunks.Parameters.AddWithValue("g", keys.Select(static k => k.Item1).ToArray());
+            chunks.Parameters.AddWithValue("s", keys.Select(static k => k.Item2).ToArray());
+            chunks.Parameters.AddWithValue("fi", keys.Select(k => streams[k].FirstId).ToArray());
+            chunks.Parameters.AddWithValue("li", keys.Select(k => streams[k].LastId).ToArray());
+            chunks.Parameters.AddWithValue("l", keys.Select(k => streams[k].LastMs).ToArray());
+            chunks.ExecuteNonQuery();
         }
         transaction.Commit();
     }
@@ -616,16 +628,24 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
         }
     }
 
-    /// <summary>Adds a stored event (its id <paramref name="id"/>) to its stream's times, stored size and chunk.</summary>
-    private static void Tally(Dictionary<(string, string), StreamTally> streams, LogLine line, string message, long id)
+    /// <summary>Adds an event to its stream's earliest and latest time and stored size.</summary>
+    private static void Tally(Dictionary<(string, string), StreamTally> streams, LogLine line, string message)
     {
         var key = (line.Group, line.Stream);
         streams[key] = streams.TryGetValue(key, out var seen)
-            ? new StreamTally(Math.Min(seen.FirstMs, line.TimestampMs), Math.Max(seen.LastMs, line.TimestampMs), seen.Bytes + message.Length, seen.FirstId, id)
-            : new StreamTally(line.TimestampMs, line.TimestampMs, message.Length, id, id);
+            ? seen with { FirstMs = Math.Min(seen.FirstMs, line.TimestampMs), LastMs = Math.Max(seen.LastMs, line.TimestampMs), Bytes = seen.Bytes + message.Length }
+            : new StreamTally(line.TimestampMs, line.TimestampMs, message.Length, 0, 0);
     }
 
-    /// <summary>One stream's share of a batch: its events' earliest and latest time, their size, and its chunk (first and last id; ids only grow).</summary>
+    /// <summary>Adds a stored event's id to its stream's chunk (ids only grow within a batch).</summary>
+    private static void AddToChunk(Dictionary<(string, string), StreamTally> streams, LogLine line, long id)
+    {
+        var key = (line.Group, line.Stream);
+        var tally = streams[key];
+        streams[key] = tally with { FirstId = tally.FirstId == 0 ? id : tally.FirstId, LastId = id };
+    }
+
+    /// <summary>One stream's share of a batch: its events' earliest and latest time, their size, and its chunk (first and last id).</summary>
     private readonly record struct StreamTally(long FirstMs, long LastMs, long Bytes, long FirstId, long LastId);
 
     private void InsertBatch(SqliteConnection connection, List<LogLine> batch, long nowMs)
@@ -730,7 +750,8 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
                 {
                     Match(filters, line, messages[k], ids[k]);
                 }
-                Tally(streams, line, messages[k], ids[k]);
+                Tally(streams, line, messages[k]);
+                AddToChunk(streams, line, ids[k]);
             }
             done += rows;
         }

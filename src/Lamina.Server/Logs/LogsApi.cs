@@ -481,17 +481,14 @@ internal static partial class LogsApi
 
     /// <summary>
     /// Up to <paramref name="limit"/> events of one stream past <paramref name="from"/> (exclusive), in id order (forward)
-    /// or its reverse, through the stream's chunks (LogStore.ChunksSchema): a few dozen chunks at a time, each a range of
-    /// the events' key. Chunks of one stream written by two nodes at once may overlap; an event read twice is skipped.
+    /// or its reverse, through the stream's chunks (LogStore.ChunksSchema): 64 chunks at a time, found in the chunks'
+    /// key from the reading position, their events by ranges of the events' key. A stream's chunks do not overlap, so
+    /// the events of the chunks read so far are all the stream's events up to the last of them. (<c>group_name || ''</c>
+    /// keeps SQLite, which has no statistics here, from reading the events through the group's index instead: the
+    /// whole group for each chunk.)
     /// </summary>
     private static List<StoredEvent> ReadStream(DbConnection connection, string group, string stream, bool forward, long? from, long? start, long? end, int limit)
     {
-        const int ChunksPerRead = 64;
-        var chunks = $"""
-            SELECT first_id, last_id FROM log_chunks
-            WHERE group_name = @group AND stream_name = @stream AND (@from IS NULL OR {(forward ? "last_id > @from" : "first_id < @from")})
-            ORDER BY {(forward ? "first_id" : "last_id DESC")} LIMIT {ChunksPerRead}
-            """;
         using var select = connection.CreateCommand();
         select.Add("@group", group);
         select.Add("@stream", stream);
@@ -502,6 +499,18 @@ internal static partial class LogsApi
         var rows = new List<StoredEvent>();
         while (rows.Count < limit)
         {
+            // The next 64 chunks, each end of the range a seek in the chunks' key. Forward: the chunk that holds the
+            // position (the last to start at or before it) and those after it.
+            var after = position.Value is DBNull ? "" : forward
+                ? """
+                  AND last_id > @from AND first_id >= (SELECT COALESCE(MAX(first_id), 0) FROM log_chunks
+                      WHERE group_name = @group AND stream_name = @stream AND first_id <= @from)
+                  """
+                : "AND first_id < @from";
+            var chunks = $"""
+                SELECT first_id, last_id FROM log_chunks WHERE group_name = @group AND stream_name = @stream {after}
+                ORDER BY first_id {(forward ? "ASC" : "DESC")} LIMIT 64
+                """;
             // Where these chunks end: reading goes on from there when they hold fewer events than asked for.
             select.CommandText = $"SELECT {(forward ? "MAX(last_id)" : "MIN(first_id)")} FROM ({chunks}) AS c;";
             if (select.ExecuteScalar() is not { } bound || bound is DBNull)
@@ -512,29 +521,23 @@ internal static partial class LogsApi
             select.CommandText = $"""
                 SELECT e.id, e.timestamp_ms, e.ingest_ms, e.message
                 FROM ({chunks}) AS c JOIN log_events e ON e.id BETWEEN c.first_id AND c.last_id
-                WHERE e.group_name = @group AND e.stream_name = @stream AND (@from IS NULL OR e.id {(forward ? ">" : "<")} @from)
+                WHERE e.group_name || '' = @group AND e.stream_name = @stream AND (@from IS NULL OR e.id {(forward ? ">" : "<")} @from)
                   AND (@start IS NULL OR e.timestamp_ms >= @start) AND (@end IS NULL OR e.timestamp_ms < @end)
                 ORDER BY e.id {(forward ? "ASC" : "DESC")} LIMIT @limit;
                 """;
             var asked = limit - rows.Count;
             left.Value = asked;
             var read = 0;
-            var lastRead = windowEnd;
             using (var reader = select.ExecuteReader())
             {
                 while (reader.Read())
                 {
                     read++;
-                    lastRead = reader.GetInt64(0);
-                    if (rows.Count > 0 && (forward ? lastRead <= rows[^1].Id : lastRead >= rows[^1].Id))
-                    {
-                        continue; // in two overlapping chunks
-                    }
-                    rows.Add(new StoredEvent(lastRead, "", reader.GetInt64(1), reader.GetInt64(2), reader.GetString(3)));
+                    rows.Add(new StoredEvent(reader.GetInt64(0), "", reader.GetInt64(1), reader.GetInt64(2), reader.GetString(3)));
                 }
             }
             // A full read may have stopped inside these chunks: on after its last event; otherwise after the chunks.
-            position.Value = read == asked ? lastRead : windowEnd;
+            position.Value = read == asked ? rows[^1].Id : windowEnd;
         }
         return rows;
     }
