@@ -46,10 +46,11 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
     /// Where each stream's events are: one row per stream per batch the writer stored, the first and last id of the
     /// stream's events in that batch (and its latest timestamp, for retention). Every event of a stream lies within one of
     /// its chunks, a chunk's two ends are events of its stream, and a stream's chunks never overlap (one writer per
-    /// database on a single machine; on a cluster the writers lock a stream's row before they draw ids for its events). An index on (group, stream, id) did the same job,
-    /// but its 16 or more insertion points (one per live stream, keys of ~80 bytes) made it half of the writer's CPU:
-    /// 5 of ~6.5 µs per event, with three events per warm invoke (issue #19). A chunk is one row for a batch's share of
-    /// a stream (dozens of events at load), found by its stream; its events by a range of the table's own key.
+    /// database on a single machine; on a cluster the writers lock a stream's row before they draw ids for its events).
+    /// An index on (group, stream, id) did the same job, but its 16 or more insertion points (one per live stream, keys
+    /// of ~80 bytes) made it half of the writer's CPU: 5 of ~6.5 µs per event, with three events per warm invoke
+    /// (issue #19). A chunk is one row for a batch's share of a stream (dozens of events at load), found by its stream;
+    /// its events by a range of the table's own key.
     /// </summary>
     internal const string ChunksSchema = """
         CREATE TABLE IF NOT EXISTS log_chunks (
@@ -524,9 +525,9 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
     }
 
     /// <summary>
-    /// A batch on the cluster's database, in one transaction: the events in one statement (their ids, drawn from the
-    /// identity in the order the rows go in, for the subscription matches), then the groups and streams they touched,
-    /// in key order so that writers of several nodes lock shared rows in the same order.
+    /// A batch on the cluster's database, in one transaction: the groups and streams it touches, in key order so that
+    /// writers of several nodes lock shared rows in the same order; then the events in one statement (their ids, drawn
+    /// from the identity in the order the rows go in, for the subscription matches and the chunks); then the chunks.
     /// </summary>
     private void InsertBatch(NpgsqlConnection connection, List<LogLine> batch, long nowMs)
     {
@@ -541,6 +542,8 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
             Tally(streams, batch[i], messages[i]);
         }
         var keys = streams.Keys.ToArray();
+        var keyGroups = keys.Select(static k => k.Item1).ToArray();
+        var keyStreams = keys.Select(static k => k.Item2).ToArray();
         using var transaction = connection.BeginTransaction();
         // The streams first, in key order: their rows stay locked to the commit, so two nodes' batches for one stream
         // take turns and draw their ids one after the other (a stream's chunks never overlap).
@@ -556,8 +559,8 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
             """, connection, transaction))
         {
             upsert.Parameters.AddWithValue("now", nowMs);
-            upsert.Parameters.AddWithValue("g", keys.Select(static k => k.Item1).ToArray());
-            upsert.Parameters.AddWithValue("s", keys.Select(static k => k.Item2).ToArray());
+            upsert.Parameters.AddWithValue("g", keyGroups);
+            upsert.Parameters.AddWithValue("s", keyStreams);
             upsert.Parameters.AddWithValue("f", keys.Select(k => streams[k].FirstMs).ToArray());
             upsert.Parameters.AddWithValue("l", keys.Select(k => streams[k].LastMs).ToArray());
             upsert.Parameters.AddWithValue("b", keys.Select(k => streams[k].Bytes).ToArray());
@@ -594,8 +597,8 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
             SELECT g, s, fi, li, l FROM unnest(@g, @s, @fi, @li, @l) AS c (g, s, fi, li, l);
             """, connection, transaction))
         {
-            chunks.Parameters.AddWithValue("g", keys.Select(static k => k.Item1).ToArray());
-            chunks.Parameters.AddWithValue("s", keys.Select(static k => k.Item2).ToArray());
+            chunks.Parameters.AddWithValue("g", keyGroups);
+            chunks.Parameters.AddWithValue("s", keyStreams);
             chunks.Parameters.AddWithValue("fi", keys.Select(k => streams[k].FirstId).ToArray());
             chunks.Parameters.AddWithValue("li", keys.Select(k => streams[k].LastId).ToArray());
             chunks.Parameters.AddWithValue("l", keys.Select(k => streams[k].LastMs).ToArray());

@@ -441,7 +441,6 @@ internal static partial class LogsApi
                 throw new LogsException("ResourceNotFoundException", "The specified log stream does not exist.");
             }
             // Head-first or after a forward token: ascending. Otherwise the newest `limit`, read backwards, then reversed.
-            var ascending = forward;
             var rows = ReadStream(connection, group, stream, forward, from, start, end, limit);
             // At most about 1 MB: the events nearest the reading position (the oldest forward, the newest backward).
             var size = 0;
@@ -452,7 +451,7 @@ internal static partial class LogsApi
                 keep++;
             }
             rows.RemoveRange(keep, rows.Count - keep);
-            if (!ascending)
+            if (!forward)
             {
                 rows.Reverse();
             }
