@@ -497,7 +497,9 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             {
                 if (slot.All.Remove(environment))
                 {
-                    slot.LastEnd = environment.End;
+                    // A sandbox that exited before anything ended it crashed, even when the invocation that saw the crash
+                    // has not marked it yet: the next cold start is after a failure.
+                    slot.LastEnd = environment.End is EnvironmentEnd.None ? EnvironmentEnd.Failed : environment.End;
                 }
                 slot.Idle.Remove(environment); // it may have died while idle
                 slot.ProvisionedIdle.Remove(environment);
