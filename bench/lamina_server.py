@@ -5,12 +5,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @contextlib.contextmanager
-def running_server(dll=None, env=None):
-    data = tempfile.mkdtemp(prefix="lamina-bench-")
+def running_server(dll=None, env=None, data=None, args=()):
+    # data: a data directory to serve (kept afterwards); by default a temp one, removed afterwards.
+    keep, data = data is not None, data or tempfile.mkdtemp(prefix="lamina-bench-")
     # LAMINA_BENCH_DLL (or dll): run that build of the server instead (A/B runs against a saved copy of artifacts/bin/...).
     dll = dll or os.environ.get("LAMINA_BENCH_DLL")
     command = ["dotnet", dll] if dll else [os.path.join(ROOT, "lamina")]
-    server = subprocess.Popen([*command, "serve", "--port", "0", "--data", data], env=dict(os.environ, **(env or {})),
+    server = subprocess.Popen([*command, "serve", "--port", "0", "--data", data, *args], env=dict(os.environ, **(env or {})),
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         port = None
@@ -25,7 +26,8 @@ def running_server(dll=None, env=None):
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
-        shutil.rmtree(data, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(data, ignore_errors=True)
 
 
 def zip_of(files, executables=("bootstrap",)):

@@ -1565,6 +1565,66 @@ class ClusterTests(unittest.TestCase):
         for name in ("talker", "log-sink"):
             _nodes[1].client().delete_function(FunctionName=name)
 
+    def test_o_housekeeping_trims_the_clusters_logs_at_start_in_steps_and_keeps_the_newest(self):
+        """Retention and --log-max-mb on PostgreSQL (the lease holder's round, which also runs when a node starts):
+        expired events and their chunks go, the cap keeps the newest events whose text fits a tenth below it, chunks
+        left without events and streams emptied a day ago go, and the rest stays."""
+        assert _pg is not None and _root is not None
+        _pg.createdb("lamina_trim")
+        shared = _root / "shared-trim"
+        shared.mkdir()
+
+        def node(*extra: str) -> h.LaminaServer:
+            return h.LaminaServer("cluster-trim", data_dir=_root / "trim", extra_args=[
+                "--database", _pg.url("lamina_trim"), "--shared-dir", str(shared), "--node-id", "trim", *extra])
+
+        node().start().stop()  # the schema
+        now = int(time.time() * 1000)
+        day = 86_400_000
+        # /big: 30 events of 100,000 characters in three chunks of 10 (3 MB of text); /kept-a-day: one expired event
+        # (its own chunk) and one fresh; and a stream whose events went two days ago (no chunk left).
+        _pg.sql("lamina_trim", f"""
+            INSERT INTO log_groups (name, created_ms, retention_days) VALUES ('/big', 0, NULL), ('/kept-a-day', 0, 1);
+            INSERT INTO log_streams (group_name, name, created_ms, last_ingest_ms) VALUES
+                ('/big', 's', 0, {now}), ('/kept-a-day', 'old', 0, {now}), ('/kept-a-day', 'new', 0, {now}),
+                ('/big', 'emptied', 0, {now - 2 * day});
+            INSERT INTO log_events (group_name, stream_name, timestamp_ms, ingest_ms, message)
+                VALUES ('/kept-a-day', 'old', {now - 2 * day}, {now}, 'expired');
+            INSERT INTO log_events (group_name, stream_name, timestamp_ms, ingest_ms, message)
+                SELECT '/big', 's', {now}, {now}, lpad(i::text, 4, '0') || repeat('x', 99996) FROM generate_series(0, 29) AS i ORDER BY i;
+            INSERT INTO log_events (group_name, stream_name, timestamp_ms, ingest_ms, message)
+                VALUES ('/kept-a-day', 'new', {now}, {now}, 'fresh');
+            INSERT INTO log_chunks (group_name, stream_name, first_id, last_id, last_event_ms)
+                SELECT '/kept-a-day', 'old', id, id, timestamp_ms FROM log_events WHERE message = 'expired';
+            INSERT INTO log_chunks (group_name, stream_name, first_id, last_id, last_event_ms)
+                SELECT '/big', 's', MIN(id), MAX(id), {now} FROM log_events WHERE group_name = '/big'
+                GROUP BY (id - (SELECT MIN(id) FROM log_events WHERE group_name = '/big')) / 10;
+            INSERT INTO log_chunks (group_name, stream_name, first_id, last_id, last_event_ms)
+                SELECT '/kept-a-day', 'new', id, id, timestamp_ms FROM log_events WHERE message = 'fresh';
+            """)
+        self.assertEqual("32", _pg.sql("lamina_trim", "SELECT COUNT(*) FROM log_events;"))
+        self.assertEqual("3", _pg.sql("lamina_trim", "SELECT COUNT(*) FROM log_chunks WHERE group_name = '/big';"))
+
+        server = node("--log-max-mb", "1").start()
+        try:
+            deadline = time.monotonic() + 60  # the lease within a heartbeat or two, then the round
+            while _pg.sql("lamina_trim", "SELECT COUNT(*) FROM log_streams WHERE name = 'emptied';") != "0":
+                self.assertLess(time.monotonic(), deadline, "the node never trimmed the logs")
+                time.sleep(0.1)
+            # 1 MB less a tenth is 943,718 characters: the newest 9 of /big (900,000) fit, 10 would not; "fresh", newer
+            # than all of them, stays too. The two oldest /big chunks lost all their events; the newest kept 9 of its 10.
+            self.assertEqual([f"{i:04d}" for i in range(21, 30)] + ["fresh"],
+                             _pg.sql("lamina_trim", "SELECT CASE WHEN group_name = '/big' THEN left(message, 4) ELSE message END FROM log_events ORDER BY id;").split())
+            self.assertEqual(["/big|s", "/kept-a-day|new"],
+                             _pg.sql("lamina_trim", "SELECT DISTINCT group_name || '|' || stream_name FROM log_chunks ORDER BY 1;").split())
+            self.assertEqual("1", _pg.sql("lamina_trim", "SELECT COUNT(*) FROM log_chunks WHERE group_name = '/big';"))
+            # Read through the API, as a user sees it: /big's stream from its start is the newest 9.
+            logs = h.boto3_client(server.url, "logs")
+            events = logs.get_log_events(logGroupName="/big", logStreamName="s", startFromHead=True)["events"]
+            self.assertEqual([f"{i:04d}" for i in range(21, 30)], [e["message"][:4] for e in events])
+        finally:
+            server.stop()
+
     def test_p_cloudformation_deploys_through_the_load_balancer_and_survive_the_holders_kill(self):
         """CloudFormation is the cluster's: its stacks on PostgreSQL, its operations on the holder of the cloudformation
         lease, every request to another node forwarded there. `aws cloudformation deploy` through nginx (round robin:

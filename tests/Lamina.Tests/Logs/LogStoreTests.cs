@@ -147,7 +147,7 @@ public sealed class LogStoreTests : IAsyncDisposable
     }
 
     [Fact]
-    public async Task Trim_RetentionAndSizeCap_TakeTheChunksOfTheEventsTheyDelete()
+    public async Task Trim_RetentionAndSizeCap_TakeTheOldestEventsAndTheChunksTheyEmptied()
     {
         var store = await CreateSutAsync();
         var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
@@ -155,19 +155,98 @@ public sealed class LogStoreTests : IAsyncDisposable
         store.Write("/kept-a-day", "old", now - 2 * 86_400_000L, "expired");
         store.Write("/kept-a-day", "new", now, "fresh");
         await store.WaitForBufferedAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
-        store.Write("/big", "s", now, new string('x', 1000));
-        await store.WaitForBufferedAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
-        store.Write("/big", "s", now, new string('y', 1000));
-        await store.WaitForBufferedAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
-
-        var chunks = await store.ReadAsync(connection =>
+        // Three batches (three chunks) of 100 events of 2,000 characters: about 600 KB of logs.db.
+        for (var batch = 0; batch < 3; batch++)
         {
-            // Retention takes "expired"; the cap (oldest first, a tenth below it) leaves only the last event of /big.
-            LogStore.Trim(connection, now, 1500);
-            return Strings(connection, "SELECT group_name || ':' || stream_name FROM log_chunks ORDER BY first_id;");
+            for (var i = 0; i < 100; i++)
+            {
+                store.Write("/big", "s", now, $"{batch * 100 + i:D4} " + new string('x', 2000));
+            }
+            await store.WaitForBufferedAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
+        }
+        var full = await store.ReadAsync(UsedBytes, CancellationToken.None);
+        var cap = full * 2 / 3;
+
+        var (chunks, kept, used) = await store.ReadAsync(connection =>
+        {
+            LogStore.Trim(connection, now, cap);
+            return (Strings(connection, "SELECT group_name || ':' || stream_name FROM log_chunks ORDER BY first_id;"),
+                Strings(connection, "SELECT substr(message, 1, 4) FROM log_events ORDER BY id;"),
+                UsedBytes(connection));
         }, CancellationToken.None);
 
-        Assert.Equal(["/big:s"], chunks);
+        // Retention took "expired"; the cap took the oldest events until the file's pages in use were a tenth below it:
+        // "fresh", the whole first batch (its chunk with it) and some of the second; the newest are all there.
+        Assert.Equal(["/big:s", "/big:s"], chunks);
+        Assert.InRange(used, 0, cap - cap / 10);
+        Assert.InRange(kept.Count, 100, 199);
+        Assert.Equal(Enumerable.Range(300 - kept.Count, kept.Count).Select(i => $"{i:D4}"), kept);
+    }
+
+    [Fact]
+    public async Task Trim_FarPastTheCap_DeletesInStepsOfBoundedSize()
+    {
+        var store = await CreateSutAsync();
+        var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        await Execute(store, """
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 60000)
+            INSERT INTO log_events (group_name, stream_name, timestamp_ms, ingest_ms, message)
+                SELECT '/app', 's', i, i, printf('%06d ', i) || hex(randomblob(40)) FROM n;
+            INSERT INTO log_chunks (group_name, stream_name, first_id, last_id, last_event_ms) VALUES ('/app', 's', 1, 60000, 60000);
+            """);
+        var cap = await store.ReadAsync(UsedBytes, CancellationToken.None) / 5;
+
+        var steps = new List<long>();
+        var (left, used) = await store.ReadAsync(connection =>
+        {
+            var trimming = new LogStore.Trimming(now, cap);
+            var more = true;
+            while (more)
+            {
+                var before = Count(connection);
+                more = trimming.Step(connection);
+                steps.Add(before - Count(connection));
+            }
+            return (Count(connection), UsedBytes(connection));
+        }, CancellationToken.None);
+
+        // Four fifths and a bit of the events go, none of them in a step of more than 20,000.
+        Assert.InRange(used, 0, cap - cap / 10);
+        Assert.InRange(left, 1, 12_000);
+        Assert.Equal(60_000 - left, steps.Sum());
+        Assert.All(steps, deleted => Assert.InRange(deleted, 0, LogStore.Trimming.MaxEventsPerStep));
+        Assert.True(steps.Count(deleted => deleted > 0) >= 3);
+    }
+
+    [Fact]
+    public async Task Trim_WithinTheCap_DeletesNothing()
+    {
+        var store = await CreateSutAsync();
+        var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        store.Write("/app", "s", now - 400L * 86_400_000L, "old but kept: no retention, and room to spare");
+        await store.WaitForBufferedAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
+
+        var left = await store.ReadAsync(connection =>
+        {
+            LogStore.Trim(connection, now, UsedBytes(connection) + 1);
+            return Count(connection);
+        }, CancellationToken.None);
+
+        Assert.Equal(1, left);
+    }
+
+    private static long UsedBytes(System.Data.Common.DbConnection connection)
+    {
+        using var select = connection.CreateCommand();
+        select.CommandText = "SELECT (page_count - freelist_count) * page_size FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size();";
+        return (long)select.ExecuteScalar()!;
+    }
+
+    private static long Count(System.Data.Common.DbConnection connection)
+    {
+        using var select = connection.CreateCommand();
+        select.CommandText = "SELECT COUNT(*) FROM log_events;";
+        return (long)select.ExecuteScalar()!;
     }
 
     [Fact]
