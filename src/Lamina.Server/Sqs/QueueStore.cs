@@ -115,6 +115,13 @@ internal sealed class QueueStore : IHostedService, IDisposable
     /// <summary>The tables on a cluster's PostgreSQL.</summary>
     internal static string PostgresSchema => Sql.ForPostgres(Schema);
 
+    /// <summary>
+    /// Each queue's messages by age, for retention: a receive finds the expired ones (usually none) without reading the
+    /// queue's other messages, as it did through <c>messages_ready</c> (0.5 s a receive with a million messages queued).
+    /// A step of its own in the cluster's history (9).
+    /// </summary>
+    internal const string RetentionIndex = "CREATE INDEX IF NOT EXISTS messages_sent ON messages (queue, sent_ms);";
+
     private readonly string _path;
     private readonly TimeProvider _time;
     private readonly SemaphoreSlim _lock = new(1, 1);
@@ -171,7 +178,7 @@ internal sealed class QueueStore : IHostedService, IDisposable
         _connection.Open();
         using (var pragmas = _connection.CreateCommand())
         {
-            pragmas.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;" + Schema;
+            pragmas.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;" + Schema + RetentionIndex;
             pragmas.ExecuteNonQuery();
         }
         LoadAll(_connection);
@@ -456,15 +463,17 @@ internal sealed class QueueStore : IHostedService, IDisposable
         // Receivers on other nodes skip the rows this one is claiming (a FIFO queue's receivers take turns instead).
         var skip = _postgres is not null ? " FOR UPDATE SKIP LOCKED" : "";
         var claim = queue.Fifo ? "" : skip;
-        // Messages past the retention period are gone, as on SQS (rows another receiver holds are its to settle:
-        // skipped, so that two receivers never wait on each other).
-        Sql.RunPositional(connection, $"DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE queue = $1 AND sent_ms < $2{skip});",
-            queue.Name, now - queue.RetentionSeconds * 1000L);
+        // Messages past the retention period are gone, as on SQS: up to 1,000 a receive, and the candidates below skip any
+        // left (rows another receiver holds are its to settle: skipped, so that two receivers never wait on each other).
+        // The candidates' "sent_ms + 0" keeps SQLite on messages_ready (the visible ones), not messages_sent (all of them).
+        var retained = now - queue.RetentionSeconds * 1000L;
+        Sql.RunPositional(connection, $"DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE queue = $1 AND sent_ms < $2 LIMIT 1000{skip});",
+            queue.Name, retained);
         var candidates = new List<(long Seq, string Id, string Body, string Md5, string? Attributes, string? Md5Attributes, long Sent, int Count, long? First, string? Group, string? Dedup)>();
         using (var select = Sql.Positional(connection, $"""
             SELECT seq, id, body, md5_body, attributes, md5_attributes, sent_ms, receive_count, first_receive_ms, group_id, dedup_id
-              FROM messages WHERE queue = $1 AND visible_ms <= $2 ORDER BY seq LIMIT $3{claim};
-            """, queue.Name, now, queue.Fifo ? 1000 : max * 4))
+              FROM messages WHERE queue = $1 AND visible_ms <= $2 AND sent_ms + 0 >= $4 ORDER BY seq LIMIT $3{claim};
+            """, queue.Name, now, queue.Fifo ? 1000 : max * 4, retained))
         using (var reader = select.ExecuteReader())
         {
             while (reader.Read())

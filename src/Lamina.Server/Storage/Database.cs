@@ -267,6 +267,8 @@ internal sealed class Database : IAsyncDisposable
         // 8: a log stream's events found through its chunks, not an index on (group, stream, id) (issue #19: that index
         // was half the log writer's CPU); a database from step 7 gets one chunk per stream over its events.
         Sql.ForPostgres(Logs.LogStore.ChunksMigration),
+        // 9: SQS messages by queue and age, so that retention reads only the expired ones (issue #19's housekeeping audit).
+        Sqs.QueueStore.RetentionIndex,
     ];
 
     private readonly string _connectionString;

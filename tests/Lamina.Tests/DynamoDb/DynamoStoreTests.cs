@@ -116,4 +116,25 @@ public sealed class DynamoStoreTests : IAsyncDisposable
         var again = reopened.Require("000000000000", "things");
         Assert.Equal("""{"id":{"S":"a"},"n":{"N":"2"}}""", System.Text.Encoding.UTF8.GetString(AttributeValue.Serialize(Read(reopened, again, "a")!)));
     }
+
+    [Fact]
+    public async Task StreamRetention_ABacklogPastADay_GoesInBatchesAndTheNewerRecordsStay()
+    {
+        var store = await StartAsync();
+        var table = await CreateAsync(store);
+        var stream = table.Stream!.Id;
+        var old = _time.GetUtcNow().ToUnixTimeMilliseconds() - (long)TimeSpan.FromHours(25).TotalMilliseconds;
+        // 12,000 records from yesterday (more than two writes' worth of the sweep), then two of now.
+        await store.WriteAsync(context => context.Run("""
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12000)
+            INSERT INTO stream_records (stream_id, created_ms, event_name, service, body) SELECT $1, $2, 'INSERT', 0, x'7b7d' FROM n;
+            """, stream, old));
+        await PutAsync(store, table, ItemOf("""{"id":{"S":"a"},"n":{"N":"1"}}"""));
+        await PutAsync(store, table, ItemOf("""{"id":{"S":"a"},"n":{"N":"2"}}"""));
+        Assert.Equal(12_002, store.ReadStream(stream, 0, 20_000).Count);
+
+        await store.TrimStreamsAsync();
+
+        Assert.Equal(["INSERT", "MODIFY"], store.ReadStream(stream, 0, 20_000).Select(static r => r.EventName));
+    }
 }
