@@ -117,7 +117,7 @@ internal sealed class QueueStore : IHostedService, IDisposable
 
     /// <summary>
     /// Each queue's messages by age, for retention: a receive finds the expired ones (usually none) without reading the
-    /// queue's other messages, as it did through <c>messages_ready</c> (0.5 s a receive with a million messages queued).
+    /// queue's other messages, as it did through <c>messages_ready</c> (0.2 s a receive with a million messages queued).
     /// A step of its own in the cluster's history (9).
     /// </summary>
     internal const string RetentionIndex = "CREATE INDEX IF NOT EXISTS messages_sent ON messages (queue, sent_ms);";
