@@ -828,20 +828,12 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
         }
     }
 
-    /// <summary>All of one round of housekeeping on <paramref name="connection"/> at once (see <see cref="Trimming"/>).</summary>
-    internal static void Trim(DbConnection connection, long nowMs, long maxBytes)
-    {
-        var trimming = new Trimming(nowMs, maxBytes);
-        while (trimming.Step(connection))
-        {
-        }
-    }
-
     /// <summary>
     /// One round of housekeeping: each group's retention, then the size cap (on a cluster, the whole cluster's logs, by
-    /// the lease holder's <c>--log-max-mb</c>), then streams left empty; in statements both engines read alike. Each
-    /// <see cref="Step"/> is a transaction of its own that deletes at most <see cref="MaxEventsPerStep"/> events, and
-    /// what a round reads is in proportion to what it deletes, not to what the store holds: the round that read every
+    /// the lease holder's <c>--log-max-mb</c>), then streams left empty; in statements both engines read alike, but for
+    /// what the cap counts (<see cref="Used"/>). Each <see cref="Step"/> is a transaction of its own that deletes at
+    /// most <see cref="MaxEventsPerStep"/> events, and what a round reads is in proportion to what it deletes, not to
+    /// what the store holds: the round that read every
     /// event to sum the store's size (and, past the cap, again to find where to cut, then deleted in one transaction)
     /// held the writer and the readers for 0.85 s a minute with 4 million events stored, and for 6.3 s when the cap cut
     /// them (docs/BENCHMARKS.md, issue #19).

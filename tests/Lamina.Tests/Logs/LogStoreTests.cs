@@ -97,7 +97,7 @@ public sealed class LogStoreTests : IAsyncDisposable
 
         var left = await store.ReadAsync(connection =>
         {
-            LogStore.Trim(connection, now, long.MaxValue);
+            Trim(connection, now, long.MaxValue);
             return Strings(connection, "SELECT name FROM log_streams ORDER BY name;");
         }, CancellationToken.None);
 
@@ -169,7 +169,7 @@ public sealed class LogStoreTests : IAsyncDisposable
 
         var (chunks, kept, used) = await store.ReadAsync(connection =>
         {
-            LogStore.Trim(connection, now, cap);
+            Trim(connection, now, cap);
             return (Strings(connection, "SELECT group_name || ':' || stream_name FROM log_chunks ORDER BY first_id;"),
                 Strings(connection, "SELECT substr(message, 1, 4) FROM log_events ORDER BY id;"),
                 UsedBytes(connection));
@@ -228,11 +228,20 @@ public sealed class LogStoreTests : IAsyncDisposable
 
         var left = await store.ReadAsync(connection =>
         {
-            LogStore.Trim(connection, now, UsedBytes(connection) + 1);
+            Trim(connection, now, UsedBytes(connection) + 1);
             return Count(connection);
         }, CancellationToken.None);
 
         Assert.Equal(1, left);
+    }
+
+    /// <summary>One whole round of housekeeping, its steps one after the other (as the store's loop takes them).</summary>
+    private static void Trim(System.Data.Common.DbConnection connection, long nowMs, long maxBytes)
+    {
+        var trimming = new LogStore.Trimming(nowMs, maxBytes);
+        while (trimming.Step(connection))
+        {
+        }
     }
 
     private static long UsedBytes(System.Data.Common.DbConnection connection)
