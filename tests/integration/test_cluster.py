@@ -593,6 +593,46 @@ class ClusterTests(unittest.TestCase):
         self.assertEqual(outcomes.count("ReservedFunctionConcurrentInvocationLimitExceeded"), 4, outcomes)
         lam.delete_function(FunctionName="sleepy-reserved")
 
+    def test_f_async_events_over_a_reservation_wait_while_other_functions_events_run(self):
+        # Reserved concurrency 1 over three nodes: two nodes' slice is 0, and the third runs one at a time, so each node
+        # leaves the function's events queued for a while (paused). The other function's events are leased around
+        # them (through each function's oldest, on PostgreSQL), and every event of both runs once.
+        _every_node_counts_every_node(self)
+        lam = h.boto3_client(_nginx.url, "lambda")
+        code = "import time\ndef handler(event, context):\n    time.sleep(event['sleep'])\n    print('ran', event['id'])\n"
+        for name in ("paused-slow", "paused-other"):
+            lam.create_function(FunctionName=name, Runtime="python3.12", Role=h.ROLE, Handler="app.handler", Timeout=30,
+                                Code={"ZipFile": h.make_zip({"app.py": code})}, Environment={"Variables": {"LAMINA_NETWORK": "none"}})
+        lam.put_function_concurrency(FunctionName="paused-slow", ReservedConcurrentExecutions=1)
+        deadline = time.monotonic() + 5
+        for node in _nodes:
+            while node.client().get_function_concurrency(FunctionName="paused-slow").get("ReservedConcurrentExecutions") != 1:
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.02)
+        marks = [node.mark() for node in _nodes]
+        for i in range(6):
+            lam.invoke(FunctionName="paused-slow", InvocationType="Event", Payload=json.dumps({"id": f"slow-{i}", "sleep": 2}).encode())
+        for i in range(6):
+            lam.invoke(FunctionName="paused-other", InvocationType="Event", Payload=json.dumps({"id": f"other-{i}", "sleep": 0}).encode())
+        # The cluster's queue depth, read by any node on a connection of its own: the slow ones (2 s each, one at a
+        # time) are mostly still there.
+        scraped = _nodes[1].raw("GET", "/metrics", sign=False).text
+        depth = next((int(float(line.rsplit(" ", 1)[1])) for line in scraped.splitlines()
+                      if line.startswith(("lamina_async_queue_depth ", "lamina_async_queue_depth{"))), None)
+        self.assertIsNotNone(depth, scraped[:2000])
+        self.assertGreaterEqual(depth, 4)
+
+        deadline = time.monotonic() + 90
+        while sorted(_printed("paused-slow", "ran")) != [f"slow-{i}" for i in range(6)]:
+            self.assertLess(time.monotonic(), deadline, _printed("paused-slow", "ran"))
+            time.sleep(0.5)
+        # One at a time, 2 s each: the other function's events ran meanwhile, each once.
+        self.assertEqual(sorted(_printed("paused-other", "ran")), [f"other-{i}" for i in range(6)])
+        for node, mark in zip(_nodes, marks):
+            self.assertNotIn("could not read the queue", node.output_since(mark))
+        for name in ("paused-slow", "paused-other"):
+            lam.delete_function(FunctionName=name)
+
     @staticmethod
     def _create_sleeper(name: str) -> None:
         code = "import time\ndef handler(event, context):\n    time.sleep(event['sleep'])\n    return {'ok': True}\n"

@@ -6,7 +6,7 @@ namespace Lamina.Server.Diagnostics;
 
 /// <summary>
 /// Gauges of the node that are read when scraped, never kept up to date on the invoke path: environments by state
-/// (a snapshot of the pool), and the async queue (one query on the store's writer loop, made by
+/// (a snapshot of the pool), and the async queue (one query on a connection of its own, made by
 /// <see cref="RefreshAsync"/> before each scrape; other listeners see the value of the last scrape).
 /// </summary>
 internal sealed class NodeMetrics
@@ -43,7 +43,7 @@ internal sealed class NodeMetrics
             var ageMs = oldestCreatedMs is { } created ? Math.Max(0, _time.GetUtcNow().ToUnixTimeMilliseconds() - created) : 0;
             Volatile.Write(ref _queue, new AsyncQueueReading(depth, ageMs / 1000.0));
         }
-        catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or ObjectDisposedException)
+        catch (Exception e) when (e is System.Data.Common.DbException or ObjectDisposedException)
         {
             Volatile.Write(ref _queue, null); // closed (stopping) or failing: no reading rather than a stale one
         }

@@ -222,21 +222,50 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
         }
         if (now - _lastRetentionSweepMs > 3_600_000)
         {
-            _lastRetentionSweepMs = now;
-            foreach (var execution in _executions.Values)
+            DeleteExpired(now);
+        }
+    }
+
+    /// <summary>Most executions past their retention deleted in one sweep (one transaction); the next sweep takes the rest.</summary>
+    internal const int RetentionBatch = 500;
+
+    /// <summary>
+    /// Deletes executions past their retention, up to <see cref="RetentionBatch"/> in one transaction: the sweep runs
+    /// every 250 ms and Save waits on the store meanwhile, so a backlog (a store stopped for days) goes a batch a
+    /// sweep rather than an fsync per execution in one long pass. The hour until the next look starts once none is left.
+    /// </summary>
+    private void DeleteExpired(long now)
+    {
+        var expired = new List<DurableExecution>();
+        foreach (var execution in _executions.Values)
+        {
+            if (execution.EndMs is { } end && now > end + execution.RetentionDays * 86_400_000L)
             {
-                if (execution.EndMs is { } end && now > end + execution.RetentionDays * 86_400_000L)
+                expired.Add(execution);
+                if (expired.Count == RetentionBatch)
                 {
-                    store.Delete(execution.Arn);
-                    _executions.TryRemove(execution.Arn, out _);
-                    _byName.TryRemove(NameKey(execution.FunctionKey, execution.Name), out _);
-                    foreach (var operation in execution.Operations)
-                    {
-                        if ((string?)operation["CallbackDetails"]?["CallbackId"] is { } callbackId)
-                        {
-                            _callbacks.TryRemove(callbackId, out _);
-                        }
-                    }
+                    break;
+                }
+            }
+        }
+        if (expired.Count < RetentionBatch)
+        {
+            _lastRetentionSweepMs = now;
+        }
+        if (expired.Count == 0)
+        {
+            return;
+        }
+        store.Delete(expired.ConvertAll(static e => e.Arn));
+        foreach (var execution in expired)
+        {
+            _executions.TryRemove(execution.Arn, out _);
+            _byName.TryRemove(NameKey(execution.FunctionKey, execution.Name), out _);
+            foreach (var operation in execution.Operations)
+            {
+                if ((string?)operation["CallbackDetails"]?["CallbackId"] is { } callbackId)
+                {
+                    _callbacks.TryRemove(callbackId, out _);
                 }
             }
         }

@@ -255,8 +255,8 @@ internal sealed class DurableStore : IDisposable
         }
     }
 
-    /// <summary>Deletes an execution past its retention.</summary>
-    public void Delete(string arn)
+    /// <summary>Deletes executions past their retention, in one transaction (one fsync for the lot).</summary>
+    public void Delete(IReadOnlyList<string> arns)
     {
         lock (_lock)
         {
@@ -264,10 +264,18 @@ internal sealed class DurableStore : IDisposable
             try
             {
                 var connection = postgres ?? _connection ?? throw new InvalidOperationException("durable.db is not open");
+                using var transaction = connection.BeginTransaction();
                 foreach (var table in (string[])[_executions, _operations, _events])
                 {
-                    Sql.RunPositional(connection, $"DELETE FROM {table} WHERE arn = $1;", arn);
+                    using var command = Sql.Positional(connection, $"DELETE FROM {table} WHERE arn = $1;", "");
+                    command.Transaction = transaction;
+                    foreach (var arn in arns)
+                    {
+                        command.Parameters[0].Value = arn;
+                        command.ExecuteNonQuery();
+                    }
                 }
+                transaction.Commit();
             }
             finally
             {

@@ -122,6 +122,18 @@ internal sealed class QueueStore : IHostedService, IDisposable
     /// </summary>
     internal const string RetentionIndex = "CREATE INDEX IF NOT EXISTS messages_sent ON messages (queue, sent_ms);";
 
+    /// <summary>
+    /// A FIFO queue's messages in send order, so that a receive reads its first candidates rather than sorting every
+    /// visible message (0.2 s a receive with half a million queued; a standard queue's receive takes them in the order
+    /// they became visible, <c>messages_ready</c>'s own); and deduplication entries by expiry, so that a send removes the
+    /// expired ones without reading the live ones. Partial: standard queues' sends do not write it. A step of its own in
+    /// the cluster's history (10).
+    /// </summary>
+    internal const string OrderIndexes = """
+        CREATE INDEX IF NOT EXISTS messages_fifo ON messages (queue, seq) WHERE group_id IS NOT NULL;
+        CREATE INDEX IF NOT EXISTS deduplication_expiry ON deduplication (queue, expires_ms);
+        """;
+
     private readonly string _path;
     private readonly TimeProvider _time;
     private readonly SemaphoreSlim _lock = new(1, 1);
@@ -178,7 +190,7 @@ internal sealed class QueueStore : IHostedService, IDisposable
         _connection.Open();
         using (var pragmas = _connection.CreateCommand())
         {
-            pragmas.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;" + Schema + RetentionIndex;
+            pragmas.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;" + Schema + RetentionIndex + OrderIndexes;
             pragmas.ExecuteNonQuery();
         }
         LoadAll(_connection);
@@ -374,6 +386,14 @@ internal sealed class QueueStore : IHostedService, IDisposable
                 TakeTurn(connection, queue.Name);
             }
             var now = Now;
+            if (queue.Fifo)
+            {
+                // Deduplication entries past their five minutes go a few at a time with each send (more than a send adds).
+                Sql.RunPositional(connection, """
+                    DELETE FROM deduplication WHERE queue = $1
+                       AND dedup_id IN (SELECT dedup_id FROM deduplication WHERE queue = $1 AND expires_ms <= $2 LIMIT 100);
+                    """, queue.Name, now);
+            }
             var results = new List<SentMessage>(messages.Count);
             foreach (var message in messages)
             {
@@ -470,9 +490,15 @@ internal sealed class QueueStore : IHostedService, IDisposable
         Sql.RunPositional(connection, $"DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE queue = $1 AND sent_ms < $2 LIMIT 1000{skip});",
             queue.Name, retained);
         var candidates = new List<(long Seq, string Id, string Body, string Md5, string? Attributes, string? Md5Attributes, long Sent, int Count, long? First, string? Group, string? Dedup)>();
+        // A standard queue's in the order they became visible (best-effort order, as SQS's): messages_ready's order, so
+        // the first `max * 4` are read and no more. A FIFO queue's in send order, through messages_fifo ("visible_ms + 0"
+        // keeps SQLite on it): the first 1,000 visible.
+        var candidatesWhere = queue.Fifo
+            ? "queue = $1 AND group_id IS NOT NULL AND visible_ms + 0 <= $2 AND sent_ms + 0 >= $4 ORDER BY seq"
+            : "queue = $1 AND visible_ms <= $2 AND sent_ms + 0 >= $4 ORDER BY visible_ms, seq";
         using (var select = Sql.Positional(connection, $"""
             SELECT seq, id, body, md5_body, attributes, md5_attributes, sent_ms, receive_count, first_receive_ms, group_id, dedup_id
-              FROM messages WHERE queue = $1 AND visible_ms <= $2 AND sent_ms + 0 >= $4 ORDER BY seq LIMIT $3{claim};
+              FROM messages WHERE {candidatesWhere} LIMIT $3{claim};
             """, queue.Name, now, queue.Fifo ? 1000 : max * 4, retained))
         using (var reader = select.ExecuteReader())
         {

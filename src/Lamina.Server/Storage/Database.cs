@@ -269,6 +269,10 @@ internal sealed class Database : IAsyncDisposable
         Sql.ForPostgres(Logs.LogStore.ChunksMigration),
         // 9: SQS messages by queue and age, so that retention reads only the expired ones (issue #19's housekeeping audit).
         Sqs.QueueStore.RetentionIndex,
+        // 10: the asynchronous queue's events by function and by age (leasing around a paused function and the metrics'
+        // oldest event read no backlog), a FIFO queue's messages in send order and deduplication entries by expiry
+        // (issue #19's housekeeping audit).
+        Async.AsyncEventStore.Indexes + Sqs.QueueStore.OrderIndexes,
     ];
 
     private readonly string _connectionString;

@@ -33,14 +33,14 @@ public sealed class AsyncEventStoreTests : IAsyncDisposable
         return store;
     }
 
-    private static AsyncEvent Event(string id, long dueMs = 0, string function = "f") => new()
+    private static AsyncEvent Event(string id, long dueMs = 0, string function = "f", long createdMs = 1000) => new()
     {
         Id = id,
         FunctionName = function,
         InvokedArn = "arn:aws:lambda:us-east-1:000000000000:function:" + function,
         Payload = """{"n":1}"""u8.ToArray(),
         TraceId = "Root=1-0-0",
-        CreatedMs = 1000,
+        CreatedMs = createdMs,
         DueMs = dueMs,
     };
 
@@ -72,6 +72,63 @@ public sealed class AsyncEventStoreTests : IAsyncDisposable
         Assert.Null(await store.NextDueAsync(["busy"]));
         Assert.Equal(10, await store.NextDueAsync());
         Assert.Equal(["throttled-1", "throttled-2"], (await store.LeaseDueAsync(nowMs: 2000, limit: 10)).Select(e => e.Id));
+    }
+
+    [Fact]
+    public async Task PausedFunctions_TheOthersAreLeasedInDueOrderAcrossFunctions_UpToTheLimit()
+    {
+        // Leasing around paused functions merges each function's oldest due (its own index), so it must give what one
+        // ordered pass over the other functions' events would: the earliest due first, across functions, up to the limit.
+        var store = Open(out _);
+        var random = new Random(19);
+        var dues = Enumerable.Range(0, 600).Select(i => i * 10L).OrderBy(_ => random.Next()).ToArray(); // distinct, shuffled
+        var events = dues.Select((due, i) => Event($"e{i:D3}", dueMs: due, function: "fn" + random.Next(6))).ToList();
+        await Task.WhenAll(events.Select(store.EnqueueAsync));
+        string[] paused = ["fn1", "fn4"];
+        var expected = events.Where(e => !paused.Contains(e.FunctionName) && e.DueMs <= 4000).OrderBy(e => e.DueMs).Select(e => e.Id).ToList();
+
+        var first = await store.LeaseDueAsync(nowMs: 4000, limit: 25, paused);
+        var rest = await store.LeaseDueAsync(nowMs: 4000, limit: 1000, paused);
+
+        Assert.Equal(expected.Take(25), first.Select(e => e.Id));
+        Assert.Equal(expected.Skip(25), rest.Select(e => e.Id));
+        Assert.All(first.Concat(rest), e => Assert.Equal(AsyncEventState.Queued, e.State)); // as read, before the lease
+        Assert.Equal(AsyncEventState.Leased, (await store.GetAsync(first[0].Id))!.State);
+        Assert.Equal(events.Where(e => !paused.Contains(e.FunctionName) && e.DueMs > 4000).Min(e => e.DueMs), await store.NextDueAsync(paused));
+        Assert.Equal(events.Where(e => paused.Contains(e.FunctionName)).Min(e => e.DueMs), await store.NextDueAsync());
+        Assert.Empty(await store.LeaseDueAsync(nowMs: 4000, limit: 10, paused)); // the paused ones' due events stay queued
+    }
+
+    [Fact]
+    public async Task QueueStats_CountQueuedAndRunning_NotFailed_WithTheOldestAcceptedTime()
+    {
+        var store = Open(out _);
+        Assert.Equal((0L, (long?)null), await store.QueueStatsAsync());
+        foreach (var (id, created) in new[] { ("queued", 300L), ("running", 200L), ("failed", 100L) })
+        {
+            await store.EnqueueAsync(Event(id, dueMs: created, createdMs: created));
+        }
+        await store.LeaseDueAsync(nowMs: 150, limit: 1);
+        await store.SettleAsync("failed", new AsyncFailure("RetriesExhausted", 3, null, 400), []);
+        Assert.Equal(["running"], (await store.LeaseDueAsync(nowMs: 250, limit: 1, paused: ["other"])).Select(e => e.Id));
+
+        Assert.Equal((2L, (long?)200), await store.QueueStatsAsync());
+    }
+
+    [Fact]
+    public async Task DeleteFunction_RemovesItsQueuedAndFailedEvents_NotRunningOnes_NorOtherFunctions()
+    {
+        var store = Open(out _);
+        foreach (var (id, function) in new[] { ("running", "f"), ("failed", "f"), ("queued", "f"), ("other", "g") })
+        {
+            await store.EnqueueAsync(Event(id, dueMs: id is "running" or "failed" ? 0 : 10, function: function));
+        }
+        await store.LeaseDueAsync(nowMs: 5, limit: 10);
+        await store.SettleAsync("failed", new AsyncFailure("RetriesExhausted", 3, null, 400), []);
+
+        Assert.Equal(2, await store.DeleteFunctionAsync("f"));
+
+        Assert.Equal(["other", "running"], (await store.ListAsync(null, null, 10)).Select(e => e.Id).Order());
     }
 
     [Fact]

@@ -6,7 +6,7 @@ using Microsoft.Extensions.Time.Testing;
 
 namespace Lamina.Tests.Sqs;
 
-/// <summary>The queue store on a real SQLite file with fake time: message retention.</summary>
+/// <summary>The queue store on a real SQLite file with fake time: retention, the order receives take, deduplication entries' expiry.</summary>
 public sealed class QueueStoreTests : IDisposable
 {
     private readonly string _dataDirectory = Path.Combine(Path.GetTempPath(), "lamina-queues-" + Guid.NewGuid().ToString("N"));
@@ -48,5 +48,56 @@ public sealed class QueueStoreTests : IDisposable
         var second = await _queues.ReceiveAsync("kept-a-minute", 10, 30, 0, CancellationToken.None);
         Assert.Empty(second);
         Assert.Equal((0L, 1L, 0L), await _queues.CountsAsync("kept-a-minute"));
+    }
+    [Fact]
+    public async Task Receive_StandardQueue_InTheOrderMessagesBecameVisible_FifoQueue_InSendOrderWithinAGroup()
+    {
+        foreach (var name in new[] { "standard", "ordered.fifo" })
+        {
+            var fifo = name.EndsWith(".fifo", StringComparison.Ordinal);
+            var attributes = fifo ? new Dictionary<string, string> { ["FifoQueue"] = "true" } : [];
+            var queue = (await _queues.CreateAsync(name, attributes))!;
+            OutgoingMessage Message(string body) => new(body, null, null, null, fifo ? "g" : null, fifo ? body : null);
+            await _queues.SendAsync(queue, [Message("first")]);
+            var first = Assert.Single(await _queues.ReceiveAsync(name, 10, 30, 0, CancellationToken.None));
+            _time.Advance(TimeSpan.FromSeconds(1));
+            await _queues.SendAsync(queue, [Message("second"), Message("third")]);
+            _time.Advance(TimeSpan.FromSeconds(1));
+            Assert.True(await _queues.ChangeVisibilityAsync(name, first.ReceiptHandle, 0)); // visible again, after the others
+
+            var received = await _queues.ReceiveAsync(name, 10, 30, 0, CancellationToken.None);
+
+            // SQS orders a standard queue's messages best-effort; a FIFO queue's group strictly, the returned one first.
+            Assert.Equal(fifo ? ["first", "second", "third"] : ["second", "third", "first"], received.Select(static m => m.Body));
+        }
+    }
+
+    [Fact]
+    public async Task Send_FifoQueue_RemovesDeduplicationEntriesPastTheirFiveMinutes_AHundredASend()
+    {
+        var queue = (await _queues.CreateAsync("dedup.fifo", new Dictionary<string, string> { ["FifoQueue"] = "true" }))!;
+        for (var batch = 0; batch < 15; batch++)
+        {
+            await _queues.SendAsync(queue, [.. Enumerable.Range(0, 10).Select(i => new OutgoingMessage("m", null, null, null, "g", $"d{batch * 10 + i}"))]);
+        }
+        Assert.Equal(150, DeduplicationEntries());
+        var again = await _queues.SendAsync(queue, [new OutgoingMessage("m", null, null, null, "g", "d0")]);
+        Assert.Equal(150, DeduplicationEntries()); // a duplicate within the five minutes: the entry stays, nothing is sent
+        _time.Advance(TimeSpan.FromMinutes(5));
+
+        await _queues.SendAsync(queue, [new OutgoingMessage("m", null, null, null, "g", "new")]);
+        Assert.Equal(51, DeduplicationEntries()); // 100 of the 150 expired went, one came
+        var after = await _queues.SendAsync(queue, [new OutgoingMessage("m", null, null, null, "g", "d0")]);
+        Assert.NotEqual(again[0].MessageId, after[0].MessageId); // d0's entry expired: a new message
+        Assert.Equal(2, DeduplicationEntries()); // "new" and d0's new entry
+    }
+
+    private long DeduplicationEntries()
+    {
+        using var connection = new SqliteConnection($"Data Source={Path.Combine(_dataDirectory, "queues.db")};Mode=ReadOnly;Pooling=False");
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT COUNT(*) FROM deduplication;";
+        return (long)command.ExecuteScalar()!;
     }
 }

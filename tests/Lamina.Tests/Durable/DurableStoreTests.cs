@@ -1,0 +1,83 @@
+using System.Text.Json.Nodes;
+using Lamina.Server.Durable;
+using Lamina.Server.Hosting;
+using Lamina.Server.Storage;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Options;
+
+namespace Lamina.Tests.Durable;
+
+/// <summary>The durable executions' log on a real SQLite file: what retention deletes, and what it keeps.</summary>
+public sealed class DurableStoreTests : IDisposable
+{
+    private readonly string _dataDirectory = Path.Combine(Path.GetTempPath(), "lamina-durable-" + Guid.NewGuid().ToString("N"));
+    private readonly List<DurableStore> _stores = [];
+
+    public void Dispose()
+    {
+        foreach (var store in _stores)
+        {
+            store.Dispose();
+        }
+        SqliteConnection.ClearAllPools();
+        if (Directory.Exists(_dataDirectory))
+        {
+            Directory.Delete(_dataDirectory, recursive: true);
+        }
+    }
+
+    private DurableStore Open(out List<DurableExecution> loaded)
+    {
+        var options = Options.Create(new LaminaOptions { DataDirectory = _dataDirectory });
+        var store = new DurableStore(options, new Database(options));
+        _stores.Add(store);
+        loaded = store.Open();
+        return store;
+    }
+
+    private static DurableExecution Ended(string id)
+    {
+        var execution = new DurableExecution
+        {
+            Arn = "arn:aws:lambda:us-east-1:000000000000:function:f:$LATEST/durable-execution/" + id,
+            FunctionKey = "f",
+            FunctionArn = "arn:aws:lambda:us-east-1:000000000000:function:f:$LATEST",
+            Version = "$LATEST",
+            Name = id,
+            Input = "{}",
+            StartMs = 1000,
+            TimeoutSeconds = 300,
+            RetentionDays = 1,
+            Status = "SUCCEEDED",
+            EndMs = 2000,
+        };
+        execution.Operations.Add(new JsonObject { ["Id"] = "op-" + id, ["Type"] = "EXECUTION" });
+        execution.Events.Add(new JsonObject { ["EventType"] = "ExecutionSucceeded" });
+        return execution;
+    }
+
+    [Fact]
+    public void Delete_RemovesTheExecutionsWithTheirOperationsAndEvents_InOneCall_AndKeepsTheOthers()
+    {
+        var store = Open(out _);
+        var executions = new[] { Ended("a"), Ended("b"), Ended("c") };
+        foreach (var execution in executions)
+        {
+            store.Save(execution, execution.Operations, eventsFrom: 0);
+        }
+
+        store.Delete([executions[0].Arn, executions[2].Arn]);
+        store.Dispose();
+
+        Open(out var loaded);
+        var kept = Assert.Single(loaded);
+        Assert.Equal(("b", "op-b", 1), (kept.Name, (string?)kept.Operations.Single()["Id"], kept.Events.Count));
+        using var connection = new SqliteConnection($"Data Source={Path.Combine(_dataDirectory, "durable.db")};Mode=ReadOnly;Pooling=False");
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT (SELECT COUNT(*) FROM operations), (SELECT COUNT(*) FROM events);";
+        using var reader = command.ExecuteReader();
+        reader.Read();
+        Assert.Equal((1L, 1L), (reader.GetInt64(0), reader.GetInt64(1)));
+    }
+}
