@@ -154,6 +154,9 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
     // Completed by a waiter that wants the buffered lines now; replaced before each batch is taken.
     private TaskCompletionSource _flushNow = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stopping = new();
+    // A round of housekeeping is due now (on a cluster: this node just gained the lease).
+    private readonly Channel<bool> _housekeepingDue = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private bool _holdsHousekeeping;
     // Subscription filters by group key, replaced whole on each change: the writer reads them without a lock.
     private volatile Dictionary<string, SubscriptionFilter[]> _filters = new(StringComparer.Ordinal);
     // Matches of the batch being written, handed to LogSubscriptions once the batch is committed.
@@ -212,6 +215,17 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
             {
                 cluster.Follow(ClusterNode.LogsChannel, _ => ReloadFiltersAsync(), only: "f");
                 cluster.RequestLease(HousekeepingLease);
+                cluster.Heartbeat += () =>
+                {
+                    // A node that gains the lease (at start, or when the holder died) trims at once, not at its next minute.
+                    var holds = cluster.Holds(HousekeepingLease);
+                    if (holds && !_holdsHousekeeping)
+                    {
+                        _housekeepingDue.Writer.TryWrite(true);
+                    }
+                    _holdsHousekeeping = holds;
+                    return Task.CompletedTask;
+                };
             }
         }
         else
@@ -794,21 +808,13 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
     /// </summary>
     private async Task HousekeepingAsync()
     {
-        using var timer = new PeriodicTimer(TimeSpan.FromMinutes(1), _time);
-        try
+        // A round at start: a store that was stopped for days, or given a lower --log-max-mb, is trimmed at once. On a
+        // cluster the lease's holder does it: the heartbeat that gives this node the lease wakes a round.
+        var round = _cluster is null || _cluster.Holds(HousekeepingLease);
+        while (!_stopping.IsCancellationRequested)
         {
-            // A round at start: a store that was stopped for days, or given a lower --log-max-mb, is trimmed at once. On a
-            // cluster the lease's holder does it, which holds it after a heartbeat or two (asked each second, a minute long).
-            for (var second = 0; second < 60 && _cluster is { } cluster && !cluster.Holds(HousekeepingLease); second++)
+            if (round && (_cluster is null || _cluster.Holds(HousekeepingLease)))
             {
-                await Task.Delay(TimeSpan.FromSeconds(1), _time, _stopping.Token);
-            }
-            do
-            {
-                if (_cluster is { } cluster && !cluster.Holds(HousekeepingLease))
-                {
-                    continue; // another node trims the cluster's logs
-                }
                 try
                 {
                     var trimming = new Trimming(_time.GetUtcNow().ToUnixTimeMilliseconds(), _maxBytes);
@@ -816,15 +822,26 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
                     {
                     }
                 }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
                 catch (DbException e)
                 {
                     Log.WriteFailed(_logger, 0, e.Message);
                 }
             }
-            while (await timer.WaitForNextTickAsync(_stopping.Token));
-        }
-        catch (OperationCanceledException)
-        {
+            // Then once a minute (another node's turn when it holds the lease).
+            using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1), _time);
+            using var minute = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, timeout.Token);
+            try
+            {
+                await _housekeepingDue.Reader.ReadAsync(minute.Token);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            round = true;
         }
     }
 
