@@ -390,14 +390,25 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
     /// <summary>Queued and failed events, for operators: optionally of one function and one state, oldest first.</summary>
     public Task<List<AsyncEvent>> ListAsync(string? function, AsyncEventState? state, int limit) => Run(connection =>
     {
+        // Each selection through its index: a function's through events_function ("+ 0": not events_created's order, which
+        // would walk every event in the state to find the function's), a state's through events_created, in its order.
         using var command = connection.CreateCommand();
-        command.CommandText = $"""
-            SELECT {Columns} FROM events
-            WHERE (CAST(@function AS TEXT) IS NULL OR function_name = @function) AND (CAST(@state AS INTEGER) IS NULL OR state = @state)
-            ORDER BY created_ms, id LIMIT @limit;
-            """;
-        command.Add("@function", (object?)function ?? DBNull.Value);
-        command.Add("@state", state is { } s ? (int)s : DBNull.Value);
+        var where = (function, state) switch
+        {
+            (not null, not null) => "state = @state AND function_name = @function ORDER BY created_ms + 0, id",
+            (not null, null) => "state IN (0, 1, 2) AND function_name = @function ORDER BY created_ms, id",
+            (null, not null) => "state = @state ORDER BY created_ms, id",
+            _ => "TRUE ORDER BY created_ms, id",
+        };
+        command.CommandText = $"SELECT {Columns} FROM events WHERE {where} LIMIT @limit;";
+        if (function is not null)
+        {
+            command.Add("@function", function);
+        }
+        if (state is { } s)
+        {
+            command.Add("@state", (int)s);
+        }
         command.Add("@limit", limit);
         using var reader = command.ExecuteReader();
         var events = new List<AsyncEvent>();
@@ -444,12 +455,14 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
     /// <summary>How many events (of <paramref name="function"/>, or all) are queued (waiting or leased) and failed.</summary>
     public Task<(long Queued, long Failed)> CountAsync(string? function = null) => Run(connection =>
     {
+        // Index-only counts: a function's range of events_function, or the states' of events_created.
         using var command = connection.CreateCommand();
-        command.CommandText = """
-            SELECT CAST(COALESCE(SUM(CASE WHEN state <> 2 THEN 1 ELSE 0 END), 0) AS BIGINT), CAST(COALESCE(SUM(CASE WHEN state = 2 THEN 1 ELSE 0 END), 0) AS BIGINT)
-              FROM events WHERE CAST(@function AS TEXT) IS NULL OR function_name = @function;
-            """;
-        command.Add("@function", (object?)function ?? DBNull.Value);
+        var ofFunction = function is null ? "" : " AND function_name = @function";
+        command.CommandText = $"SELECT (SELECT COUNT(*) FROM events WHERE state IN (0, 1){ofFunction}), (SELECT COUNT(*) FROM events WHERE state = 2{ofFunction});";
+        if (function is not null)
+        {
+            command.Add("@function", function);
+        }
         using var reader = command.ExecuteReader();
         reader.Read();
         return (reader.GetInt64(0), reader.GetInt64(1));

@@ -132,6 +132,27 @@ public sealed class AsyncEventStoreTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task ListAndCount_ByFunctionStateBothOrNeither_OldestAcceptedFirst()
+    {
+        var store = Open(out _);
+        foreach (var (id, function, created) in new[] { ("f-new", "f", 300L), ("g-old", "g", 100L), ("f-failed", "f", 50L), ("f-old", "f", 200L) })
+        {
+            await store.EnqueueAsync(Event(id, dueMs: id == "f-failed" ? 0 : 10, function: function, createdMs: created));
+        }
+        await store.LeaseDueAsync(nowMs: 5, limit: 10);
+        await store.SettleAsync("f-failed", new AsyncFailure("RetriesExhausted", 3, null, 400), []);
+
+        async Task<string[]> Ids(string? function, AsyncEventState? state) => [.. (await store.ListAsync(function, state, 10)).Select(e => e.Id)];
+        Assert.Equal(["f-failed", "f-old", "f-new"], await Ids("f", null));
+        Assert.Equal(["f-old", "f-new"], await Ids("f", AsyncEventState.Queued));
+        Assert.Equal(["g-old", "f-old", "f-new"], await Ids(null, AsyncEventState.Queued));
+        Assert.Equal(["f-failed", "g-old", "f-old", "f-new"], await Ids(null, null));
+        Assert.Equal(["f-old"], (await store.ListAsync("f", AsyncEventState.Queued, 1)).Select(e => e.Id));
+        Assert.Equal((2L, 1L), await store.CountAsync("f"));
+        Assert.Equal((3L, 1L), await store.CountAsync());
+    }
+
+    [Fact]
     public async Task Reopen_ReturnsLeasedEventsToTheQueue_WithoutSpendingAnAttempt()
     {
         var store = Open(out _);
