@@ -207,6 +207,14 @@ class TableTests(DynamoDbTestCase):
         rest = table.query(IndexName="byScore", KeyConditionExpression=Key("pk").eq("p0"), ScanIndexForward=False, ExclusiveStartKey=local["LastEvaluatedKey"])
         self.assertEqual([int(i["score"]) for i in rest["Items"]], [96, 94, 92])
         self.assertEqual(table.scan(IndexName="byG", Select="COUNT")["Count"], 10)
+        # DescribeTable's figures: the table's 11 items; each index's 10 (the one without g and score is in neither),
+        # their bytes the table's average item's times 10.
+        described = self.ddb.describe_table(TableName=name)["Table"]
+        self.assertEqual(described["ItemCount"], 11)
+        self.assertGreater(described["TableSizeBytes"], 0)
+        for index in described["GlobalSecondaryIndexes"] + described["LocalSecondaryIndexes"]:
+            self.assertEqual(index["ItemCount"], 10, index["IndexName"])
+            self.assertEqual(index["IndexSizeBytes"], described["TableSizeBytes"] * 10 // 11, index["IndexName"])
         # Moving an item between index partitions, and out of the index.
         table.update_item(Key={"pk": "p1", "sk": "s1"}, UpdateExpression="SET g = :e", ExpressionAttributeValues={":e": "even"})
         table.update_item(Key={"pk": "p1", "sk": "s3"}, UpdateExpression="REMOVE g")
@@ -377,6 +385,17 @@ class ItemTests(DynamoDbTestCase):
             page = table.scan(Segment=segment, TotalSegments=4)
             seen += [i["pk"] for i in page["Items"]]
         self.assertEqual(sorted(seen), sorted(f"k{i}" for i in range(200)))
+        # Paged, 7 items at a time, within each segment: every item once (a page goes on from the key it was given).
+        paged = []
+        for segment in range(4):
+            start = None
+            while True:
+                page = table.scan(Segment=segment, TotalSegments=4, Limit=7, **({"ExclusiveStartKey": start} if start else {}))
+                paged += [i["pk"] for i in page["Items"]]
+                start = page.get("LastEvaluatedKey")
+                if not start:
+                    break
+        self.assertEqual(sorted(paged), sorted(f"k{i}" for i in range(200)))
         self.assertDdbError(lambda: table.scan(Segment=4, TotalSegments=4), "ValidationException",
                             "The Segment parameter is zero-based and must be less than parameter TotalSegments: Segment: 4 is not less than TotalSegments: 4")
 

@@ -250,6 +250,20 @@ class LogsTests(h.LaminaTestCase):
                                           startTime=base + 30_000, endTime=base + 40_000)["events"]
         self.assertEqual([e["message"] for e in window], [f"a {i} {k}" for i in range(30, 40) for k in range(2)])
         self.assertEqual(len(self.logs.get_log_events(logGroupName=group, logStreamName="b", startFromHead=True)["events"]), 210)
+        # FilterLogEvents over both streams, a window paged 7 at a time: in time order (a before b at equal times: the
+        # order they were stored), each event once, none outside the window (the window and the token seek the index).
+        filtered, token = [], None
+        while True:
+            page = self.logs.filter_log_events(logGroupName=group, startTime=base + 30_001, endTime=base + 40_000, limit=7,
+                                               **({"nextToken": token} if token else {}))
+            filtered += [e["message"] for e in page["events"]]
+            self.assertLessEqual(len(page["events"]), 7)
+            if "nextToken" not in page:
+                break
+            token = page["nextToken"]
+        in_window = [(base + i * 1000 + k, f"{s} {i} {k}") for i in range(30, 41) for s, n in (("a", 2), ("b", 3)) for k in range(n)
+                     if base + 30_001 <= base + i * 1000 + k <= base + 40_000]
+        self.assertEqual(filtered, [m for _, m in sorted(in_window, key=lambda e: e[0])])
 
     def test_cli_v1_get_and_filter(self):
         name = self._fn()

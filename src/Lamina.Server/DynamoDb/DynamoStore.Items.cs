@@ -186,12 +186,13 @@ internal sealed partial class DynamoStore
     /// <summary>A table's items in Scan order (by segment hash, then key), segments <paramref name="fromSegment"/> to <paramref name="toSegment"/>.</summary>
     public static IEnumerable<ItemRow> ScanTable(DbConnection connection, TableInfo table, int fromSegment, int toSegment, ItemKey? start)
     {
-        var sql = "SELECT seg, pk, sk, item, size FROM items WHERE table_id = $1 AND seg BETWEEN $2 AND $3";
-        object?[] values = start is { } s ? [table.Id, fromSegment, toSegment, s.Segment, s.Pk, s.Sk] : [table.Id, fromSegment, toSegment];
-        if (start is not null)
-        {
-            sql += " AND (seg, pk, sk) > ($4, $5, $6)";
-        }
+        // After a start key the range begins at the key itself ("seg >= from" beside it would make the engines seek to the
+        // segment and read every item before the key: each page of a paginated Scan rereading all before it).
+        var after = start is { } s && s.Segment >= fromSegment;
+        var sql = after
+            ? "SELECT seg, pk, sk, item, size FROM items WHERE table_id = $1 AND (seg, pk, sk) > ($3, $4, $5) AND seg <= $2"
+            : "SELECT seg, pk, sk, item, size FROM items WHERE table_id = $1 AND seg BETWEEN $3 AND $2";
+        object?[] values = after ? [table.Id, toSegment, start!.Value.Segment, start.Value.Pk, start.Value.Sk] : [table.Id, toSegment, fromSegment];
         using var select = Sql.Positional(connection, sql + " ORDER BY seg, pk, sk;", values);
         using var reader = select.ExecuteReader();
         while (reader.Read())

@@ -142,7 +142,11 @@ internal sealed partial class DynamoStore
     public (long First, long Last) StreamBounds(long streamId)
     {
         using var connection = OpenRead();
-        using var select = Sql.Positional(connection, "SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM stream_records WHERE stream_id = $1;", streamId);
+        // Each bound alone in its subquery: SQLite reads it off one end of the index only then (min and max in one
+        // SELECT read all of the stream's records: 61 ms at half a million).
+        using var select = Sql.Positional(connection, """
+            SELECT coalesce((SELECT min(seq) FROM stream_records WHERE stream_id = $1), 0), coalesce((SELECT max(seq) FROM stream_records WHERE stream_id = $1), 0);
+            """, streamId);
         using var reader = select.ExecuteReader();
         reader.Read();
         return (reader.GetInt64(0), reader.GetInt64(1));

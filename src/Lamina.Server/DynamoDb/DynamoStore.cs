@@ -398,21 +398,23 @@ internal sealed partial class DynamoStore : IHostedService, IDisposable
         return all;
     }
 
-    /// <summary>Item count and bytes of a table or of one of its indexes (DescribeTable; not on any hot path).</summary>
-    public (long Count, long Bytes) Stats(TableInfo table, string? index = null)
+    /// <summary>Item count and bytes of a table (DescribeTable; not on any hot path).</summary>
+    public (long Count, long Bytes) Stats(TableInfo table)
     {
         using var connection = OpenRead();
-        // The sums cast: PostgreSQL's sum of bigints is a numeric.
-        using var command = index is null
-            ? Sql.Positional(connection, "SELECT count(*), CAST(coalesce(sum(size), 0) AS BIGINT) FROM items WHERE table_id = $1;", table.Id)
-            : Sql.Positional(connection, """
-                SELECT count(*), CAST(coalesce(sum(i.size), 0) AS BIGINT) FROM index_entries e
-                JOIN items i ON i.table_id = e.table_id AND i.seg = e.seg AND i.pk = e.pk AND i.sk = e.sk
-                WHERE e.table_id = $1 AND e.idx = $2;
-                """, table.Id, index);
+        // The sum casts: PostgreSQL's sum of bigints is a numeric.
+        using var command = Sql.Positional(connection, "SELECT count(*), CAST(coalesce(sum(size), 0) AS BIGINT) FROM items WHERE table_id = $1;", table.Id);
         using var reader = command.ExecuteReader();
         reader.Read();
         return (reader.GetInt64(0), reader.GetInt64(1));
+    }
+
+    /// <summary>How many items an index of the table holds (DescribeTable), from its keys alone.</summary>
+    public long IndexCount(TableInfo table, string index)
+    {
+        using var connection = OpenRead();
+        using var command = Sql.Positional(connection, "SELECT count(*) FROM index_entries WHERE table_id = $1 AND idx = $2;", table.Id, index);
+        return Convert.ToInt64(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
     // ---- TransactWriteItems' ClientRequestToken: in the transaction it answers for, so a retry through any node (or

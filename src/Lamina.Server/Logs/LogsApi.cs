@@ -581,21 +581,33 @@ internal static partial class LogsApi
             {
                 throw GroupNotFound();
             }
+            // Only the conditions given, so that the time window and the token's position are the group-and-time index's
+            // range ("@start IS NULL OR …" kept the engines from seeking: every page read the group from its first event).
             using var select = connection.CreateCommand();
-            select.CommandText = """
-                SELECT id, stream_name, timestamp_ms, ingest_ms, message FROM log_events
-                WHERE group_name = @group
-                  AND (@start IS NULL OR timestamp_ms >= @start) AND (@end IS NULL OR timestamp_ms <= @end)
-                  AND (@afterTs IS NULL OR timestamp_ms > @afterTs OR (timestamp_ms = @afterTs AND id > @afterId))
-                  AND (@prefix IS NULL OR substr(stream_name, 1, length(@prefix)) = @prefix)
-                ORDER BY timestamp_ms, id;
-                """;
+            var where = new System.Text.StringBuilder("group_name = @group");
             select.Add("@group", group);
-            select.Add("@start", start, DbType.Int64);
-            select.Add("@end", end, DbType.Int64);
-            select.Add("@afterTs", afterTs, DbType.Int64);
-            select.Add("@afterId", afterId, DbType.Int64);
-            select.Add("@prefix", prefix, DbType.String);
+            if (start is { } from)
+            {
+                where.Append(" AND timestamp_ms >= @start");
+                select.Add("@start", from);
+            }
+            if (end is { } to)
+            {
+                where.Append(" AND timestamp_ms <= @end");
+                select.Add("@end", to);
+            }
+            if (afterTs is { } ts)
+            {
+                where.Append(" AND (timestamp_ms, id) > (@afterTs, @afterId)");
+                select.Add("@afterTs", ts);
+                select.Add("@afterId", afterId);
+            }
+            if (prefix is not null)
+            {
+                where.Append(" AND substr(stream_name, 1, length(@prefix)) = @prefix");
+                select.Add("@prefix", prefix);
+            }
+            select.CommandText = $"SELECT id, stream_name, timestamp_ms, ingest_ms, message FROM log_events WHERE {where} ORDER BY timestamp_ms, id;";
             using var reader = select.ExecuteReader();
             var matched = new List<StoredEvent>();
             var scanned = 0;

@@ -270,9 +270,10 @@ internal sealed class Database : IAsyncDisposable
         // 9: SQS messages by queue and age, so that retention reads only the expired ones (issue #19's housekeeping audit).
         Sqs.QueueStore.RetentionIndex,
         // 10: the asynchronous queue's events by function and by age (leasing around a paused function and the metrics'
-        // oldest event read no backlog), a FIFO queue's messages in send order and deduplication entries by expiry
-        // (issue #19's housekeeping audit).
-        Async.AsyncEventStore.Indexes + Sqs.QueueStore.OrderIndexes,
+        // oldest event read no backlog), a FIFO queue's messages in send order, deduplication entries by expiry, a
+        // stack's change sets by name (issue #19's audits of what grows with the data stored).
+        Async.AsyncEventStore.Indexes + Sqs.QueueStore.OrderIndexes
+            + CloudFormation.StackStore.ChangeSetIndex.Replace("{p}", CloudFormation.StackStore.PostgresPrefix, StringComparison.Ordinal),
     ];
 
     private readonly string _connectionString;
