@@ -442,9 +442,19 @@ class VersioningTests(S3TestCase):
         self.assertEqual([(v["VersionId"], v["IsLatest"]) for v in listed["Versions"]], [(v2, False), (v1, False)])
         self.assertEqual(len(listed["DeleteMarkers"]), 1)
         self.assertTrue(listed["DeleteMarkers"][0]["IsLatest"])
-        # Deleting the marker brings the latest version back.
+        # A listing shows the live objects only, paged past the delete markers.
+        for key in ("a", "b", "c", "d", "e"):
+            self.s3.put_object(Bucket=name, Key=key, Body=key.encode())
+        for key in ("b", "d"):
+            self.s3.delete_object(Bucket=name, Key=key)
+        first = self.s3.list_objects_v2(Bucket=name, MaxKeys=2)
+        rest = self.s3.list_objects_v2(Bucket=name, MaxKeys=10, ContinuationToken=first["NextContinuationToken"])
+        self.assertEqual([o["Key"] for o in first["Contents"] + rest["Contents"]], ["a", "before", "c", "e"])
+        self.assertEqual(len(first["Contents"]), 2)
+        # Deleting the marker brings the latest version back, listed again.
         self.s3.delete_object(Bucket=name, Key="k", VersionId=listed["DeleteMarkers"][0]["VersionId"])
         self.assertEqual(self.s3.get_object(Bucket=name, Key="k")["Body"].read(), b"two")
+        self.assertEqual([o["Key"] for o in self.s3.list_objects_v2(Bucket=name)["Contents"]], ["a", "before", "c", "e", "k"])
         # The object written before versioning keeps the version id "null".
         before = self.s3.list_object_versions(Bucket=name, Prefix="before")["Versions"]
         self.assertEqual([v["VersionId"] for v in before], ["null"])

@@ -271,9 +271,11 @@ internal sealed class Database : IAsyncDisposable
         Sqs.QueueStore.RetentionIndex,
         // 10: the asynchronous queue's events by function and by age (leasing around a paused function and the metrics'
         // oldest event read no backlog), a FIFO queue's messages in send order, deduplication entries by expiry, a
-        // stack's change sets by name (issue #19's audits of what grows with the data stored).
+        // stack's change sets by name, the live objects a listing reads (issue #19's audits of what grows with the data
+        // stored).
         Async.AsyncEventStore.Indexes + Sqs.QueueStore.OrderIndexes
-            + CloudFormation.StackStore.ChangeSetIndex.Replace("{p}", CloudFormation.StackStore.PostgresPrefix, StringComparison.Ordinal),
+            + CloudFormation.StackStore.ChangeSetIndex.Replace("{p}", CloudFormation.StackStore.PostgresPrefix, StringComparison.Ordinal)
+            + S3.ObjectStore.ListingIndex,
     ];
 
     private readonly string _connectionString;
