@@ -506,8 +506,11 @@ internal static partial class LogsApi
                       WHERE group_name = @group AND stream_name = @stream AND first_id <= @from)
                   """
                 : "AND first_id < @from";
+            // A chunk whose newest event is older than startTime holds none of the window: passed over by its row alone
+            // (without this, a window late in a long stream read every event before it: 34 ms for 200,000).
+            var window = start is null ? "" : "AND last_event_ms >= @start";
             var chunks = $"""
-                SELECT first_id, last_id FROM log_chunks WHERE group_name = @group AND stream_name = @stream {after}
+                SELECT first_id, last_id FROM log_chunks WHERE group_name = @group AND stream_name = @stream {after} {window}
                 ORDER BY first_id {(forward ? "ASC" : "DESC")} LIMIT 64
                 """;
             // Where these chunks end: reading goes on from there when they hold fewer events than asked for.
