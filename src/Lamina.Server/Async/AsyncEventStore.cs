@@ -160,7 +160,7 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
         }
         if (IsShared)
         {
-            return Claim(connection, $"SELECT id FROM events WHERE state = 0 AND due_ms <= @now ORDER BY due_ms LIMIT @limit FOR UPDATE SKIP LOCKED", nowMs, limit, null);
+            return Claim(connection, "SELECT id FROM events WHERE state = 0 AND due_ms <= @now ORDER BY due_ms LIMIT @limit FOR UPDATE SKIP LOCKED", nowMs, limit, null);
         }
         var events = new List<AsyncEvent>();
         using (var select = connection.CreateCommand())
