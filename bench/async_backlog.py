@@ -13,7 +13,6 @@ the event is committed by the queue's one writer) and scrapes /metrics every 5 s
 import os
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,7 +24,7 @@ import boto3
 from botocore.config import Config
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lamina_server import percentile, running_server, zip_of  # noqa: E402
+from lamina_server import cpu_seconds, percentile, running_server, zip_of  # noqa: E402
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:hot"
 CODE = "def handler(event, context):\n    return event\n"
@@ -64,11 +63,10 @@ def main() -> None:
         print(f"async.db: {events:,} due events of `hot` (reserved concurrency 0), {os.path.getsize(os.path.join(data, 'async.db')) / 1e6:,.0f} MB")
         invokes, scrapes, stop = [], [], threading.Event()
         with running_server(data=data) as port:
-            pid = int(subprocess.check_output(["bash", "-c", f"ss -ltnp | grep ':{port} ' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2"]))
-            ticks = lambda: sum(int(x) for x in open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[11:13])  # noqa: E731
+            cpu_clock = cpu_seconds(port)
             lam = client(port, "lambda")
             lam.invoke(FunctionName="other", InvocationType="Event", Payload=b"{}")  # warm the client and the route
-            cpu_before, started = ticks(), time.monotonic()
+            cpu_before, started = cpu_clock(), time.monotonic()
 
             def scrape() -> None:
                 while not stop.wait(5):
@@ -84,7 +82,7 @@ def main() -> None:
                 invokes.append(time.monotonic() - t)
             stop.set()
             scraper.join()
-            cpu = (ticks() - cpu_before) / os.sysconf("SC_CLK_TCK")
+            cpu = cpu_clock() - cpu_before
         print(f"Event invokes of `other`: {len(invokes):,} in 60 s; p50 {percentile(invokes, 0.5) * 1000:.1f} ms, "
               f"p99 {percentile(invokes, 0.99) * 1000:.1f} ms, longest {max(invokes) * 1000:.0f} ms, "
               f"{sum(d > 0.1 for d in invokes)} over 100 ms")

@@ -30,6 +30,17 @@ def running_server(dll=None, env=None, data=None, args=()):
             shutil.rmtree(data, ignore_errors=True)
 
 
+def cpu_seconds(port):
+    """A clock of the CPU (user + system) the server listening on `port` has used: call it before and after."""
+    pid = int(subprocess.check_output(["bash", "-c", f"ss -ltnp | grep ':{port} ' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2"]))
+    ticks_per_second = os.sysconf("SC_CLK_TCK")
+
+    def clock():
+        with open(f"/proc/{pid}/stat") as f:
+            return sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:13]) / ticks_per_second
+    return clock
+
+
 def zip_of(files, executables=("bootstrap",)):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:

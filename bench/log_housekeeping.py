@@ -12,7 +12,6 @@ pages in use got to the target. A build whose first round comes a minute after s
 import os
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -22,7 +21,7 @@ import boto3
 from botocore.config import Config
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lamina_server import running_server  # noqa: E402
+from lamina_server import cpu_seconds, running_server  # noqa: E402
 
 GROUP = "/aws/lambda/bench"
 STREAM = "2026/12/06/[$LATEST]%032x"
@@ -72,9 +71,8 @@ def main() -> None:
         reads, stop, reached = [], threading.Event(), []
         with running_server(data=data, args=["--log-max-mb", str(cap_mb)]) as port:
             started = time.monotonic()
-            pid = int(subprocess.check_output(["bash", "-c", f"ss -ltnp | grep ':{port} ' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2"]))
-            ticks = lambda: sum(int(x) for x in open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[11:13])  # noqa: E731
-            cpu_before = ticks()
+            cpu_clock = cpu_seconds(port)
+            cpu_before = cpu_clock()
             logs = boto3.client("logs", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
                                 aws_access_key_id="x", aws_secret_access_key="x", config=Config(retries={"max_attempts": 0}))
 
@@ -92,7 +90,7 @@ def main() -> None:
                 time.sleep(0.5)
             stop.set()
             reader.join()
-            cpu = (ticks() - cpu_before) / os.sysconf("SC_CLK_TCK")
+            cpu = cpu_clock() - cpu_before
         latencies = sorted(d for _, d in reads)
         worst_at, worst = max((r for r in reads if r[0] >= 1), key=lambda r: r[1])  # past the first second (JIT)
         print(f"GetLogEvents: {len(reads):,} reads in 100 s; p50 {latencies[len(latencies) // 2] * 1000:.1f} ms, "
