@@ -76,16 +76,20 @@ def main() -> None:
 
             scraper = threading.Thread(target=scrape)
             scraper.start()
+            slow = []
             while time.monotonic() - started < 60:
                 t = time.monotonic()
                 lam.invoke(FunctionName="other", InvocationType="Event", Payload=b'{"x":1}')
                 invokes.append(time.monotonic() - t)
+                if invokes[-1] > 0.1:
+                    slow.append(f"{invokes[-1] * 1000:.0f} ms at {t - started:.1f} s")
             stop.set()
             scraper.join()
             cpu = cpu_clock() - cpu_before
         print(f"Event invokes of `other`: {len(invokes):,} in 60 s; p50 {percentile(invokes, 0.5) * 1000:.1f} ms, "
               f"p99 {percentile(invokes, 0.99) * 1000:.1f} ms, longest {max(invokes) * 1000:.0f} ms, "
               f"{sum(d > 0.1 for d in invokes)} over 100 ms")
+        print(f"over 100 ms: {', '.join(slow) or 'none'}")
         print(f"/metrics scrapes: {len(scrapes)}, longest {max(scrapes) * 1000:.0f} ms; server CPU in the 60 s: {cpu:.1f} s")
     finally:
         shutil.rmtree(data, ignore_errors=True)
