@@ -125,12 +125,13 @@ internal sealed class QueueStore : IHostedService, IDisposable
     /// <summary>
     /// A FIFO queue's messages in send order, so that a receive reads its first candidates rather than sorting every
     /// visible message (0.2 s a receive with half a million queued; a standard queue's receive takes them in the order
-    /// they became visible, <c>messages_ready</c>'s own); and deduplication entries by expiry, so that a send removes the
-    /// expired ones without reading the live ones. Partial: standard queues' sends do not write it. A step of its own in
-    /// the cluster's history (10).
+    /// they became visible, <c>messages_ready</c>'s own), with their group, so that the messages of groups in flight are
+    /// passed over in the index; and deduplication entries by expiry, so that a send removes the expired ones without
+    /// reading the live ones. Partial: standard queues' sends do not write it. A step of its own in the cluster's
+    /// history (10).
     /// </summary>
     internal const string OrderIndexes = """
-        CREATE INDEX IF NOT EXISTS messages_fifo ON messages (queue, seq) WHERE group_id IS NOT NULL;
+        CREATE INDEX IF NOT EXISTS messages_fifo ON messages (queue, seq, group_id) WHERE group_id IS NOT NULL;
         CREATE INDEX IF NOT EXISTS deduplication_expiry ON deduplication (queue, expires_ms);
         """;
 
@@ -492,9 +493,14 @@ internal sealed class QueueStore : IHostedService, IDisposable
         var candidates = new List<(long Seq, string Id, string Body, string Md5, string? Attributes, string? Md5Attributes, long Sent, int Count, long? First, string? Group, string? Dedup)>();
         // A standard queue's in the order they became visible (best-effort order, as SQS's): messages_ready's order, so
         // the first `max * 4` are read and no more. A FIFO queue's in send order, through messages_fifo ("visible_ms + 0"
-        // keeps SQLite on it): the first 1,000 visible.
+        // keeps SQLite on it): the first 1,000 visible of the groups not in flight (a group in flight holds back its own
+        // messages only: filtered after the read, 1,000 of a busy group's left the others' behind them undelivered).
         var candidatesWhere = queue.Fifo
-            ? "queue = $1 AND group_id IS NOT NULL AND visible_ms + 0 <= $2 AND sent_ms + 0 >= $4 ORDER BY seq"
+            ? """
+              queue = $1 AND group_id IS NOT NULL AND visible_ms + 0 <= $2 AND sent_ms + 0 >= $4
+                AND group_id NOT IN (SELECT group_id FROM messages WHERE queue = $1 AND visible_ms > $2 AND receive_count > 0 AND group_id IS NOT NULL)
+              ORDER BY seq
+              """
             : "queue = $1 AND visible_ms <= $2 AND sent_ms + 0 >= $4 ORDER BY visible_ms, seq";
         using (var select = Sql.Positional(connection, $"""
             SELECT seq, id, body, md5_body, attributes, md5_attributes, sent_ms, receive_count, first_receive_ms, group_id, dedup_id

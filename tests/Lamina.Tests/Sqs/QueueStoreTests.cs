@@ -73,6 +73,26 @@ public sealed class QueueStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task Receive_FifoQueue_AnotherGroupIsDelivered_WhileABusyGroupWithAThousandQueuedIsInFlight()
+    {
+        // Message groups are FIFO's unit of parallelism: a group in flight holds back its own messages, not the others',
+        // however many of its own wait ahead of them.
+        var queue = (await _queues.CreateAsync("groups.fifo", new Dictionary<string, string> { ["FifoQueue"] = "true" }))!;
+        for (var batch = 0; batch < 120; batch++)
+        {
+            await _queues.SendAsync(queue, [.. Enumerable.Range(0, 10).Select(i => new OutgoingMessage($"busy {batch * 10 + i}", null, null, null, "busy", $"b{batch * 10 + i}"))]);
+        }
+        await _queues.SendAsync(queue, [new OutgoingMessage("quiet 0", null, null, null, "quiet", "q0")]);
+
+        var first = await _queues.ReceiveAsync("groups.fifo", 10, 30, 0, CancellationToken.None);
+        var second = await _queues.ReceiveAsync("groups.fifo", 10, 30, 0, CancellationToken.None);
+
+        Assert.Equal([.. Enumerable.Range(0, 10).Select(i => $"busy {i}")], first.Select(static m => m.Body));
+        Assert.Equal(["quiet 0"], second.Select(static m => m.Body));
+        Assert.Empty(await _queues.ReceiveAsync("groups.fifo", 10, 30, 0, CancellationToken.None)); // both groups in flight
+    }
+
+    [Fact]
     public async Task Send_FifoQueue_RemovesDeduplicationEntriesPastTheirFiveMinutes_AHundredASend()
     {
         var queue = (await _queues.CreateAsync("dedup.fifo", new Dictionary<string, string> { ["FifoQueue"] = "true" }))!;
