@@ -436,7 +436,23 @@ internal sealed partial class ExecuteApi : IDisposable
             }
             if (cacheKey is not null)
             {
-                authorizer.Cache[cacheKey] = new CachedAuthorization(decision, now.AddSeconds(authorizer.TtlSeconds));
+                // Callers choose the identities (each token a key): expired decisions go once the cache is full, and a
+                // cache full of live ones takes no more until some expire, so it never outgrows its bound.
+                var cache = authorizer.Cache;
+                if (cache.Count >= LiveAuthorizer.MaxCachedDecisions)
+                {
+                    foreach (var (key, entry) in cache)
+                    {
+                        if (entry.Expires <= now)
+                        {
+                            cache.TryRemove(key, out _);
+                        }
+                    }
+                }
+                if (cache.Count < LiveAuthorizer.MaxCachedDecisions)
+                {
+                    cache[cacheKey] = new CachedAuthorization(decision, now.AddSeconds(authorizer.TtlSeconds));
+                }
             }
         }
         exchange.Authorization = decision;

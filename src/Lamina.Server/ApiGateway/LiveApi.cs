@@ -328,6 +328,9 @@ internal sealed class LiveAuthorizer
     /// <summary>The ARN API Gateway invokes the authorizer's function as: <c>…:apiId/authorizers/authorizerId</c>.</summary>
     public required string SourceArn { get; init; }
 
+    /// <summary>Most decisions one authorizer keeps cached (<see cref="Cache"/>).</summary>
+    public const int MaxCachedDecisions = 10_000;
+
     /// <summary>Cached decisions by identity (with the TTL); a new deployment builds a new authorizer, so a new cache.</summary>
     public ConcurrentDictionary<string, CachedAuthorization> Cache { get; } = new(StringComparer.Ordinal);
 

@@ -22,6 +22,10 @@ internal sealed class UsagePlans(ApiRegistry registry, TimeProvider time)
 {
     private readonly ConcurrentDictionary<(string Plan, string Key), TokenBucket> _buckets = new();
     private readonly ConcurrentDictionary<(string Plan, string Key, DateOnly Day), long> _daily = new();
+    // The day the counts were last pruned: once a day, counts older than GetUsage reads (90 days back) and any quota
+    // period (a month) go, or each key would keep a count per day for as long as the server runs.
+    private DateOnly _prunedOn;
+    private const int KeptDays = 92;
 
     public UsageCheck Check(string value, string apiId, string stage, out ApiKey? key)
     {
@@ -48,6 +52,18 @@ internal sealed class UsagePlans(ApiRegistry registry, TimeProvider time)
             return UsageCheck.QuotaExceeded;
         }
         _daily.AddOrUpdate((plan.Id!, keyId, today), 1, static (_, count) => count + 1);
+        if (_prunedOn != today)
+        {
+            _prunedOn = today;
+            var oldest = today.AddDays(-KeptDays);
+            foreach (var counted in _daily.Keys)
+            {
+                if (counted.Day < oldest)
+                {
+                    _daily.TryRemove(counted, out _);
+                }
+            }
+        }
         return UsageCheck.Allowed;
     }
 

@@ -43,6 +43,7 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
     private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<string, int> _throttles = new(StringComparer.Ordinal);
+    private const int MaxThrottledTracked = 100_000;
     // Functions throttled a moment ago (name → Unix ms until which their events are left queued): a throttled
     // function's backlog waits in the queue instead of being leased and put back, event by event, every round.
     private readonly ConcurrentDictionary<string, long> _paused = new(StringComparer.Ordinal);
@@ -404,6 +405,12 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
     /// <summary>Throttled or a system error: back to the queue, 1 s, doubling up to 5 minutes; no attempt spent.</summary>
     private Task BackOffAsync(AsyncEvent e)
     {
+        if (_throttles.Count >= MaxThrottledTracked)
+        {
+            // Counts of events that left without settling here (their function deleted, settled by another node) are
+            // never removed one by one; they only shape back-off, so all start again at 1 s rather than grow for good.
+            _throttles.Clear();
+        }
         var count = _throttles.AddOrUpdate(e.Id, 1, static (_, n) => n + 1);
         var delay = TimeSpan.FromSeconds(Math.Min(MaxBackoff.TotalSeconds, Math.Pow(2, Math.Min(count - 1, 20))));
         return _store.RequeueAsync(e.Id, _time.GetUtcNow().Add(delay).ToUnixTimeMilliseconds(), e.Attempts, e.LastError);

@@ -80,6 +80,18 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             }
         }
         registry.Retired += OnRetired;
+        // A function deleted is forgotten: a new one of the same name starts with a first invoke, and names made afresh
+        // (CloudFormation's) do not pile up here.
+        registry.Deleted += name =>
+        {
+            foreach (var key in _seen.Keys)
+            {
+                if (key.Length > name.Length && key[name.Length] == ':' && key.StartsWith(name, StringComparison.Ordinal))
+                {
+                    _seen.TryRemove(key, out _);
+                }
+            }
+        };
         registry.ProvisionedConcurrencyChanged += ReconcileProvisioned;
         if (cluster.Enabled)
         {
@@ -456,6 +468,14 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             foreach (var environment in slot.All)
             {
                 environment.MarkDead(EnvironmentEnd.Retired); // Busy ones finish their invocation, then stop on return.
+            }
+            if (slot.All.Count == 0)
+            {
+                // None left (reaped while idle): Forget, which removes a retired slot with its last environment, will
+                // not run for it, so the slot (and the configuration it holds) goes now; an update or a deletion of a
+                // function gone idle left one behind each time. (A cold start of this configuration racing its
+                // retirement makes a slot of its own; that one stays, as every retired idle slot did before.)
+                _slots.TryRemove(new KeyValuePair<FunctionConfig, Slot>(config, slot));
             }
         }
         foreach (var environment in idle)

@@ -427,6 +427,9 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
                 }
                 _count++;
                 var first = _count == 1;
+                // Pollers beyond the first end when receives come back empty: their tasks go, or a bursty mapping's list
+                // grows by one per scale-out for as long as it lives.
+                _running.RemoveAll(static task => task.IsCompleted);
                 _running.Add(Task.Run(() => owner.PollAsync(uuid, this, first, _cancel.Token)));
             }
         }
