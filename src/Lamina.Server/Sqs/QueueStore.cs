@@ -515,21 +515,9 @@ internal sealed class QueueStore : IHostedService, IDisposable
                     reader.IsDBNull(9) ? null : reader.GetString(9), reader.IsDBNull(10) ? null : reader.GetString(10)));
             }
         }
-        HashSet<string>? blockedGroups = null;
-        if (queue.Fifo)
-        {
-            // A group with a message in flight (received, still hidden) delivers nothing more until it is settled.
-            blockedGroups = [];
-            using var inflight = Sql.Positional(connection, "SELECT DISTINCT group_id FROM messages WHERE queue = $1 AND visible_ms > $2 AND receive_count > 0;", queue.Name, now);
-            using var reader = inflight.ExecuteReader();
-            while (reader.Read())
-            {
-                if (!reader.IsDBNull(0))
-                {
-                    blockedGroups.Add(reader.GetString(0));
-                }
-            }
-        }
+        // FIFO: the groups in flight are not among the candidates (above); a group whose message this receive sends to the
+        // dead-letter queue delivers nothing more in it.
+        HashSet<string>? blockedGroups = queue.Fifo ? [] : null;
         var redrive = queue.Redrive;
         var result = new List<QueueMessage>();
         string? fifoGroup = null;
