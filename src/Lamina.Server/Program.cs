@@ -15,7 +15,15 @@ return await CommandLine.InvokeAsync(args, ServeAsync);
 
 static async Task<int> ServeAsync(LaminaOptions options, CancellationToken cancellationToken)
 {
-    var builder = WebApplication.CreateBuilder(args: []);
+    var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+    {
+        // Not the caller's working directory: ASP.NET Core watches its content root recursively (inotify) to reload
+        // appsettings.json, so `lamina serve` started from / or a home directory put a watch on every directory below it
+        // (58,000 from /) and woke a thread for every file written there, the data directory's included. Lamina reads
+        // no settings file; its own directory holds nothing that changes, and nothing reloads.
+        ContentRootPath = AppContext.BaseDirectory,
+        Args = ["--hostBuilder:reloadConfigOnChange=false"],
+    });
     builder.AddLaminaHost(options);
     builder.Services.AddFunctions();
     // Before AddInvoke: the stream mappings' checkpoints need the DynamoDB store running until they have stopped.
@@ -60,6 +68,5 @@ static async Task<int> ServeAsync(LaminaOptions options, CancellationToken cance
     app.MapDurableApi();
     app.MapApiGatewayApis();
     app.MapJsonProtocols();
-    await app.RunLaminaAsync();
-    return 0;
+    return await app.RunLaminaAsync();
 }

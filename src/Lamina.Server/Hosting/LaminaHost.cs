@@ -99,10 +99,21 @@ internal static partial class LaminaHost
     public static bool IsLoopback(string host) =>
         host is "localhost" || (System.Net.IPAddress.TryParse(host.Trim('[', ']'), out var address) && System.Net.IPAddress.IsLoopback(address));
 
-    /// <summary>Starts the server, prints where it listens, and runs until SIGTERM / Ctrl-C.</summary>
-    public static async Task RunLaminaAsync(this WebApplication app)
+    /// <summary>Starts the server, prints where it listens, and runs until SIGTERM / Ctrl-C; 1 when it cannot listen.</summary>
+    public static async Task<int> RunLaminaAsync(this WebApplication app)
     {
-        await app.StartAsync();
+        try
+        {
+            await app.StartAsync();
+        }
+        catch (IOException e) when (e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException or System.Net.Sockets.SocketException)
+        {
+            // Another server on the port, or an address this machine does not have: say so, without a stack trace.
+            var options = app.Services.GetRequiredService<IOptions<LaminaOptions>>().Value;
+            var reason = e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException ? "the address is already in use" : e.InnerException.Message;
+            Console.Error.WriteLine($"lamina: cannot listen on {options.Host}:{options.Port}: {reason}");
+            return 1;
+        }
         var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
         foreach (var address in addresses.Where(a => a.StartsWith("http://", StringComparison.Ordinal) && !a.Contains("lamina-runtime-api", StringComparison.Ordinal)))
         {
@@ -112,6 +123,7 @@ internal static partial class LaminaHost
         }
         Console.Out.Flush();
         await app.WaitForShutdownAsync();
+        return 0;
     }
 
     private static partial class Log
