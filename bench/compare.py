@@ -5,8 +5,10 @@
 
 warm    Warm invoke latency and throughput with wrk at 1 and 16 connections (p50, p99, requests/s), for Lamina's
         Node.js, Python, provided and .NET echo functions, the same Node.js handler on serverless-offline
-        (serverless@3 + serverless-offline@13, its Invoke endpoint), and two floors: a bare Node.js HTTP echo server
-        and a bare Kestrel echo (bench/KestrelFloor, built on first use). Beside each cell, CPU per request (µs, from
+        (serverless@3 + serverless-offline@13, its Invoke endpoint), and three floors: a bare Node.js HTTP echo server,
+        a bare Kestrel echo (bench/KestrelFloor, built on first use, on Lamina's I/O settings), and the same Kestrel
+        relaying each body to one of 16 byte-echo processes and back (bench/relay_echo.py): a warm invoke's two
+        exchanges, caller ↔ server ↔ runtime, with nothing else. Beside each cell, CPU per request (µs, from
         /proc/PID/stat utime+stime over the wrk run divided by its requests): the server's own process ("srv"), and
         its descendants ("rt": the sandboxes' runtimes and bwrap); for serverless-offline and the floors the whole
         process tree counts as the server. "alloc B": bytes the server allocated per request (its
@@ -205,8 +207,10 @@ def floor_server() -> tuple[subprocess.Popen, int]:
     return process, port
 
 
-def kestrel_floor() -> tuple[subprocess.Popen, int] | None:
-    """bench/KestrelFloor (a bare Kestrel echo), built in Release on first use."""
+def kestrel_floor(relay_processes: int = 0) -> tuple[subprocess.Popen, int] | None:
+    """bench/KestrelFloor (a bare Kestrel echo), built in Release on first use; with relay_processes, each request's body
+    goes to one of that many byte-echo processes (bench/relay_echo.py, children of the floor's process: its tree's CPU)
+    and back — the two exchanges of a warm invoke and nothing else."""
     dll = os.path.join(ROOT, "artifacts", "bin", "KestrelFloor", "release", "KestrelFloor.dll")
     build = subprocess.run(["dotnet", "build", os.path.join(ROOT, "bench", "KestrelFloor"), "-c", "Release", "-nologo", "-v", "quiet",
                             "-clp:ErrorsOnly"], capture_output=True, text=True)
@@ -214,8 +218,19 @@ def kestrel_floor() -> tuple[subprocess.Popen, int] | None:
         print(f"  (bench/KestrelFloor did not build: {build.stdout[-500:]}{build.stderr[-500:]})")
         return None
     port = free_port()
-    process = subprocess.Popen(["dotnet", dll, "--urls", f"http://127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    relay = []
+    if relay_processes:
+        echo = free_port()  # the first of relay_processes consecutive ports; another process may hold one: checked below
+        relay = ["--relay", str(echo), "--processes", str(relay_processes)]
+        echoes = " ".join(f"{sys.executable} {os.path.join(ROOT, 'bench', 'relay_echo.py')} {echo + i} &" for i in range(relay_processes))
+        # The echo processes are the floor process's children (a shell's), so that its tree's CPU includes them.
+        command = ["bash", "-c", f"{echoes} exec dotnet {dll} --urls http://127.0.0.1:{port} {' '.join(relay)}"]
+    else:
+        command = ["dotnet", dll, "--urls", f"http://127.0.0.1:{port}"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     wait_port(port)
+    for i in range(relay_processes):
+        wait_port(echo + i)
     return process, port
 
 
@@ -276,14 +291,15 @@ def warm() -> None:
             measure("floor: bare node http echo", f"http://127.0.0.1:{floor_port}/", pid=floor.pid, tree=True)
         finally:
             floor.terminate()
-        kestrel = kestrel_floor()
-        if kestrel is not None:
-            process, port = kestrel
-            try:
-                measure("floor: bare Kestrel echo", f"http://127.0.0.1:{port}/", pid=process.pid, tree=True)
-            finally:
-                process.terminate()
-                process.wait(30)
+        for label, relay_processes in (("floor: bare Kestrel echo", 0), ("floor: Kestrel relay, 16 echo", 16)):
+            kestrel = kestrel_floor(relay_processes)
+            if kestrel is not None:
+                process, port = kestrel
+                try:
+                    measure(label, f"http://127.0.0.1:{port}/", pid=process.pid)
+                finally:
+                    os.killpg(process.pid, signal.SIGTERM)
+                    process.wait(30)
     offline = serverless_offline() if not only else None
     if offline is not None:
         process, port = offline
