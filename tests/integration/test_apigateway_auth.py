@@ -415,6 +415,11 @@ class AccessTests(AuthTestCase):
         self.assertRegex(metrics, rf'lamina_api_latency_seconds_count\{{api="{api_id}",stage="\$default",route="GET /logged/{{id}}"\}} 1')
         self.assertRegex(metrics, rf'lamina_api_integration_latency_seconds_count\{{api="{api_id}",stage="\$default",route="GET /logged/{{id}}"\}} 1')
 
+        # A deleted API's series leave /metrics (APIs made and deleted by the hundred kept every one).
+        self.v2.delete_api(ApiId=api_id)
+        metrics = requests.get(f"{self.server.url}/metrics", timeout=30).text
+        self.assertEqual(re.findall(rf'^.*api="{api_id}".*$', metrics, re.M), [])
+
     def test_rest_access_logs_with_cli_v2(self):
         if shutil.which(CLI_V2) is None:
             self.skipTest("AWS CLI v2 (/usr/bin/aws) is not installed")

@@ -149,6 +149,25 @@ class MetricsTests(h.LaminaTestCase):
         self.assertEqual(m.get("lamina_invocations_total", function=name, version=version), 1)
         self.assertEqual(m.get("lamina_invocations_total", function=name, version="$LATEST"), 1)
 
+    def test_deleted_versions_and_functions_leave_the_metrics(self):
+        # Functions made and deleted (CloudFormation's generated names, test suites) kept their series for the server's
+        # life, and past 2,000 function/version pairs every new function was counted as "_other".
+        name = self._fn()
+        version = self.lam.publish_version(FunctionName=name)["Version"]
+        self.invoke_ok(name, {}, Qualifier=version)
+        self.invoke_ok(name, {})
+        self.lam.delete_function(FunctionName=name, Qualifier=version)
+        m = self._scrape()
+        self.assertEqual(m.matching("lamina_invocations_total", function=name, version=version), {})
+        self.assertEqual(m.get("lamina_invocations_total", function=name, version="$LATEST"), 1)
+
+        self.lam.delete_function(FunctionName=name)
+        self.assertEqual([key for key in self._scrape().samples if ("function", name) in key[1]], [])
+        # The same name made again counts from zero.
+        self.create_function(h.make_zip({"app.py": APP_PY}), name=name, MemorySize=256, Timeout=10)
+        self.invoke_ok(name, {})
+        self.assertEqual(self._scrape().get("lamina_invocations_total", function=name, version="$LATEST"), 1)
+
     def test_provisioned_environment_is_a_cold_start_of_its_own(self):
         name = self._fn()
         self.lam.publish_version(FunctionName=name)

@@ -461,16 +461,21 @@ internal sealed partial class ApiRegistry : IHostedService, IDisposable
         Rebuild(apiId);
     }
 
+    /// <summary>Raised after an API was deleted (here or, on a cluster, on another node), with its id. Handlers must not throw.</summary>
+    public event Action<string>? Deleted;
+
     /// <summary>Forgets a deleted API: its definition, its snapshots and what it served.</summary>
     private void Forget(string apiId)
     {
-        _http.TryRemove(apiId, out _);
-        _rest.TryRemove(apiId, out _);
+        var removed = _http.TryRemove(apiId, out _) | _rest.TryRemove(apiId, out _);
         foreach (var key in _snapshots.Keys.Where(k => k.Api == apiId).ToList())
         {
             _snapshots.TryRemove(key, out _);
         }
-        _live.TryRemove(apiId, out _);
+        if (_live.TryRemove(apiId, out _) | removed)
+        {
+            Deleted?.Invoke(apiId);
+        }
     }
 
     private void ReadKeysAndPlans()

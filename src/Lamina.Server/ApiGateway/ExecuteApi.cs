@@ -70,6 +70,7 @@ internal sealed partial class ExecuteApi : IDisposable
         _limiter = limiter;
         _invoker = invoker;
         _metrics = metrics;
+        registry.Deleted += metrics.ForgetApi;
         _logs = logs;
         _jwt = jwt;
         _keys = keys;

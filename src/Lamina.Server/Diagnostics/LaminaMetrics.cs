@@ -24,6 +24,8 @@ internal sealed class LaminaMetrics : IDisposable
     /// <summary>The <c>reason</c> of a throttle because the node's memory budget had no room for a cold start.</summary>
     public const string MemoryBudgetThrottle = "memory_budget";
 
+    private const string ApiLabel = "api";
+
     // Invocations run from a millisecond to Lambda's 900 s limit.
     private static readonly double[] DurationBuckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900];
 
@@ -92,7 +94,7 @@ internal sealed class LaminaMetrics : IDisposable
     /// </summary>
     public void RecordApiRequest(string api, string stage, string route, int status, double latencyMs, double? integrationLatencyMs)
     {
-        var apiTag = new KeyValuePair<string, object?>("api", api);
+        var apiTag = new KeyValuePair<string, object?>(ApiLabel, api);
         var stageTag = new KeyValuePair<string, object?>("stage", stage);
         var routeTag = new KeyValuePair<string, object?>("route", route);
         var statusClass = status >= 500 ? "5xx" : status >= 400 ? "4xx" : status >= 300 ? "3xx" : "2xx";
@@ -183,6 +185,21 @@ internal sealed class LaminaMetrics : IDisposable
         Exporter.Dispose();
         Meter.Dispose();
     }
+
+    /// <summary>A function was deleted: its series go (and, past the cap, its place goes to another function).</summary>
+    public void ForgetFunction(string function) => Exporter.Forget((PrometheusExporter.FunctionLabel, function));
+
+    /// <summary>A configuration stopped being current: a published version's series go (<c>$LATEST</c>'s carry on).</summary>
+    public void ForgetRetired(FunctionConfig config)
+    {
+        if (config.Version != FunctionEntry.Latest)
+        {
+            Exporter.Forget((PrometheusExporter.FunctionLabel, config.Name), (PrometheusExporter.VersionLabel, config.Version));
+        }
+    }
+
+    /// <summary>An API Gateway API was deleted: its series go.</summary>
+    public void ForgetApi(string api) => Exporter.Forget((ApiLabel, api));
 
     private static KeyValuePair<string, object?> Function(FunctionConfig config) => new(PrometheusExporter.FunctionLabel, config.Name);
 

@@ -96,6 +96,37 @@ internal sealed class PrometheusExporter : IDisposable
 
     public void Dispose() => _listener.Dispose();
 
+    /// <summary>
+    /// Drops every series whose labels include all of <paramref name="labels"/> (a deleted function's, a deleted
+    /// version's, a deleted API's): what is gone leaves <c>/metrics</c> (Prometheus marks it stale), and a function
+    /// forgotten makes room under <see cref="MaxFunctionLabelSets"/> for functions made since. Without it a node whose
+    /// functions or APIs come and go (CloudFormation's generated names, test suites) kept every one of them for its
+    /// whole life. A measurement still in flight for what was deleted may make its series again.
+    /// </summary>
+    public void Forget(params ReadOnlySpan<(string Label, string Value)> labels)
+    {
+        lock (_lock)
+        {
+            foreach (var family in _families)
+            {
+                if (!family.Observable) // observed afresh at each scrape
+                {
+                    family.Forget(labels);
+                }
+            }
+            string? function = null, version = null;
+            foreach (var (label, value) in labels)
+            {
+                function = label == FunctionLabel ? value : function;
+                version = label == VersionLabel ? value : version;
+            }
+            if (function is not null)
+            {
+                _functionLabelSets.RemoveWhere(pair => pair.Function == function && (version is null || pair.Version == version));
+            }
+        }
+    }
+
     private void OnInstrumentPublished(Instrument instrument, MeterListener listener)
     {
         if (!ReferenceEquals(instrument.Meter, _meter))
@@ -401,7 +432,7 @@ internal sealed class PrometheusExporter : IDisposable
             {
                 return FindByValues(tags); // a value that is not a string: formatted each time, nothing to cache
             }
-            if (_byInstance.TryGetValue(instance, out var series))
+            if (_byInstance.TryGetValue(instance, out var series) && !series.Forgotten)
             {
                 return series;
             }
@@ -419,6 +450,23 @@ internal sealed class PrometheusExporter : IDisposable
         {
             var key = SeriesKey.Of(tags);
             return ByKey.TryGetValue(key, out var series) ? series : _owner.AddSeries(this, key, tags);
+        }
+
+        /// <summary>Removes the series carrying all of <paramref name="labels"/> (under the exporter's lock).</summary>
+        public void Forget(ReadOnlySpan<(string Label, string Value)> labels)
+        {
+            foreach (var (key, series) in ByKey)
+            {
+                // An up-down counter not at zero keeps its series: an invocation still running when its function was
+                // deleted takes itself off it when it ends (removed, that would leave a series at -1).
+                if (series.Carries(labels) && !(_aggregation == Aggregation.Sum && Type == "gauge" && Interlocked.Read(ref series.Long) != 0))
+                {
+                    series.Forgotten = true; // a cached instance key that still finds it looks again
+                    ByKey.TryRemove(key, out _);
+                }
+            }
+            // Label sets folded into _other find their own series again once there is room under the cap.
+            _byInstance.Clear();
         }
 
         public void ClearObservations()
@@ -484,6 +532,9 @@ internal sealed class PrometheusExporter : IDisposable
         public long Long;
         public double Double;
 
+        /// <summary>Set once the series was removed (<see cref="PrometheusExporter.Forget"/>): measurements go to a new one.</summary>
+        public volatile bool Forgotten;
+
         /// <summary>Counts per bucket (not cumulative), the last one past every bound.</summary>
         public readonly long[]? Buckets = bounds is null ? null : new long[bounds.Length + 1];
 
@@ -518,6 +569,20 @@ internal sealed class PrometheusExporter : IDisposable
                 text.Append('"');
             }
             text.Append('}');
+        }
+
+        /// <summary>Whether every one of <paramref name="labels"/> is among this series' labels with that value.</summary>
+        public bool Carries(ReadOnlySpan<(string Label, string Value)> labels)
+        {
+            foreach (var (label, value) in labels)
+            {
+                var index = Array.IndexOf(names, label);
+                if (index < 0 || values[index] != value)
+                {
+                    return false;
+                }
+            }
+            return true;
         }
 
         public int CompareTo(Series other)

@@ -22,7 +22,15 @@ internal static class InvokeServiceCollectionExtensions
         services.AddSingleton<ConcurrencyLimiter>();
         services.AddSingleton<Invoker>();
         // Metrics (GET /metrics): instruments fed by the invoke path, gauges read at scrape time.
-        services.AddSingleton<Diagnostics.LaminaMetrics>(static _ => new Diagnostics.LaminaMetrics());
+        services.AddSingleton<Diagnostics.LaminaMetrics>(static sp =>
+        {
+            var metrics = new Diagnostics.LaminaMetrics();
+            // What is deleted leaves /metrics (and the cap on functions' label sets).
+            var functions = sp.GetRequiredService<Lambda.FunctionRegistry>();
+            functions.Deleted += metrics.ForgetFunction;
+            functions.Retired += metrics.ForgetRetired;
+            return metrics;
+        });
         services.AddSingleton<Diagnostics.NodeMetrics>();
         // The durable queue of Event invocations and its dispatcher (stopped before the pool: registered after it).
         services.AddSingleton<Async.AsyncEventStore>();

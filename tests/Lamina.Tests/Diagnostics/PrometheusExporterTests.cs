@@ -195,6 +195,71 @@ public sealed class PrometheusExporterTests : IDisposable
     }
 
     [Fact]
+    public void Forget_RemovesTheSeriesOfWhatWasDeleted_AndMakesRoomUnderTheCap()
+    {
+        using var sut = CreateSut(maxFunctionLabelSets: 3);
+        var counter = _meter.CreateCounter<long>("calls");
+        var latency = _meter.CreateHistogram<double>("latency");
+        string a = "a", b = "b", c = "c", latest = "$LATEST", one = "1";
+
+        counter.Add(1, Tag("function", a), Tag("version", latest));
+        counter.Add(1, Tag("function", a), Tag("version", one));
+        latency.Record(0.5, Tag("function", a), Tag("version", one));
+        counter.Add(1, Tag("function", b), Tag("version", latest));
+        counter.Add(1, Tag("function", c), Tag("version", latest)); // past the cap (three pairs): _other
+
+        sut.Forget(("function", a), ("version", one)); // version 1 of a deleted
+        var lines = Lines(sut.Scrape());
+        Assert.Contains("calls_total{function=\"a\",version=\"$LATEST\"} 1", lines);
+        Assert.DoesNotContain(lines, line => line.Contains("version=\"1\"", StringComparison.Ordinal));
+
+        sut.Forget(("function", a)); // a deleted: room under the cap for c, measured since under its own name
+        counter.Add(1, Tag("function", c), Tag("version", latest));
+        lines = Lines(sut.Scrape());
+        Assert.DoesNotContain(lines, line => line.Contains("function=\"a\"", StringComparison.Ordinal));
+        Assert.Contains("calls_total{function=\"b\",version=\"$LATEST\"} 1", lines);
+        Assert.Contains("calls_total{function=\"c\",version=\"$LATEST\"} 1", lines);
+        Assert.Contains("calls_total{function=\"_other\",version=\"_other\"} 1", lines);
+
+        // The same string instances measured again (a function made anew with the name) do not revive the removed
+        // series through the instance cache: a new one starts from zero.
+        counter.Add(5, Tag("function", a), Tag("version", latest));
+        Assert.Contains("calls_total{function=\"a\",version=\"$LATEST\"} 5", Lines(sut.Scrape()));
+    }
+
+    [Fact]
+    public void Forget_KeepsAnUpDownCounterNotAtZero_UntilItIsBackAtZero()
+    {
+        using var sut = CreateSut();
+        var running = _meter.CreateUpDownCounter<long>("running");
+        string a = "a", b = "b", latest = "$LATEST";
+
+        running.Add(1, Tag("function", a), Tag("version", latest)); // still running when a is deleted
+        running.Add(1, Tag("function", b), Tag("version", latest));
+        running.Add(-1, Tag("function", b), Tag("version", latest));
+        sut.Forget(("function", a));
+        sut.Forget(("function", b));
+        running.Add(-1, Tag("function", a), Tag("version", latest));
+
+        Assert.Equal(["# TYPE running gauge", "running{function=\"a\",version=\"$LATEST\"} 0"], Lines(sut.Scrape()));
+    }
+
+    [Fact]
+    public void Forget_OtherLabels_LeavesTheRestAlone()
+    {
+        using var sut = CreateSut();
+        var requests = _meter.CreateCounter<long>("requests");
+        string api1 = "api1", api2 = "api2", stage = "$default", status = "2xx";
+
+        requests.Add(1, Tag("api", api1), Tag("stage", stage), Tag("status", status));
+        requests.Add(2, Tag("api", api2), Tag("stage", stage), Tag("status", status));
+        sut.Forget(("api", api1));
+        requests.Add(3, Tag("api", api2), Tag("stage", stage), Tag("status", status));
+
+        Assert.Equal(["# TYPE requests_total counter", "requests_total{api=\"api2\",stage=\"$default\",status=\"2xx\"} 5"], Lines(sut.Scrape()));
+    }
+
+    [Fact]
     public void SameValues_InOtherStringInstances_AreOneSeries()
     {
         using var sut = CreateSut();
