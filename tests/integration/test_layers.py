@@ -3,9 +3,12 @@ ListLayers, ListLayerVersions, DeleteLayerVersion; functions with layers merged 
 Node.js libraries from layers, a custom runtime's bootstrap from a layer, the 5-layer and 250 MB limits."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import shutil
 import tempfile
+import time
 import unittest
 from pathlib import Path
 
@@ -305,6 +308,73 @@ class FunctionLayerTests(_LayerBase):
         e = self.assertAwsError(lambda: self.lam.update_function_configuration(FunctionName=name, Layers=[layer["LayerVersionArn"]]),
                                 400, "InvalidParameterValueException")
         self.assertIn(f"Layer version {layer['LayerVersionArn']} does not exist.", e.response["Error"]["Message"])
+
+
+class UnusedCodeTests(h.OwnServerTestCase, _LayerBase):
+    """Code and layer packages nothing uses any more leave the disk (each deploy used to leave its zip and tree for
+    good); what a configuration still uses stays, whatever was deleted around it."""
+
+    SERVER_ARGS = ["--unused-code-retention", "2"]  # rounds every second
+
+    def stored(self, hash_hex: str) -> bool:
+        return (self.server.data_dir / "code" / f"{hash_hex}.zip").exists()
+
+    def wait_gone(self, what: str, path: Path) -> None:
+        deadline = time.monotonic() + 60
+        while path.exists():
+            self.assertLess(time.monotonic(), deadline, f"{what} ({path}) is still on disk")
+            time.sleep(0.2)
+
+    def test_unused_code_leaves_the_disk_and_used_code_stays(self):
+        code = self.server.data_dir / "code"
+        a_name = self.layer_name("a")
+        a = self.publish_layer(a_name, python_layer(mylib="VALUE = 'from a'\n"))
+        b = self.publish_layer(self.layer_name("b"), python_layer(shared="WHO = 'b'\n"))
+        a_hash, b_hash = (base64.b64decode(x["Content"]["CodeSha256"]).hex() for x in (a, b))
+        v1, v2, g1 = py_user_zip("v1"), py_user_zip("v2"), py_user_zip("g1")
+        v1_hash, v2_hash, g1_hash = (hashlib.sha256(z).hexdigest() for z in (v1, v2, g1))
+
+        name = self.fn_name()
+        self.create_function(v1, name=name, Layers=[a["LayerVersionArn"], b["LayerVersionArn"]])
+        self.assertEqual(self.lam.publish_version(FunctionName=name)["Version"], "1")
+        merged = [p for p in (self.server.data_dir / "opt").iterdir() if not p.name.startswith("tmp-")]
+        self.assertEqual(len(merged), 1, merged)
+        # $LATEST moves on; version 1 keeps v1 and both layers, one of them deleted.
+        self.lam.update_function_code(FunctionName=name, ZipFile=v2)
+        self.wait_updated(name)
+        self.lam.update_function_configuration(FunctionName=name, Layers=[])
+        self.wait_updated(name)
+        self.lam.delete_layer_version(LayerName=a_name, VersionNumber=1)
+
+        # Another function's replaced code goes, rounds later.
+        other = self.fn_name("other")
+        self.create_function(g1, name=other)
+        self.lam.update_function_code(FunctionName=other, ZipFile=py_user_zip("g2"))
+        self.wait_updated(other)
+        self.wait_gone("the replaced code", code / g1_hash)
+        self.assertFalse(self.stored(g1_hash))
+        for hash_hex in (v1_hash, v2_hash, a_hash, b_hash):
+            self.assertTrue(self.stored(hash_hex) and (code / hash_hex).is_dir(), hash_hex)
+        self.assertTrue(merged[0].is_dir())
+        out = self.invoke_ok(name, {}, Qualifier="1")[1]
+        self.assertEqual((out["code"], out["mylib"], out["shared"]), ("v1", "from a", "b"))
+        self.assertEqual(self.invoke_ok(name, {})[1]["code"], "v2")
+
+        # Version 1 deleted: its code, the deleted layer version's and the merged tree go; layer b (a live version) stays.
+        self.lam.delete_function(FunctionName=name, Qualifier="1")
+        self.wait_gone("version 1's code", code / v1_hash)
+        self.wait_gone("the deleted layer version's code", code / a_hash)
+        self.wait_gone("the merged layer tree", merged[0])
+        self.assertTrue(self.stored(b_hash))
+        self.assertTrue(self.stored(v2_hash))
+        self.assertEqual(self.invoke_ok(name, {})[1]["code"], "v2")
+
+        # The function deleted: its code goes; the same bytes uploaded again are stored whole again.
+        self.lam.delete_function(FunctionName=name)
+        self.wait_gone("a deleted function's code", code / v2_hash)
+        self.create_function(v2, name=name)
+        self.assertEqual(self.invoke_ok(name, {})[1]["code"], "v2")
+        self.assertIn("code packages and layer trees nothing uses any more", self.server.output_since(0, limit=100_000))
 
 
 class FunctionLayerValidationTests(_LayerBase):

@@ -26,6 +26,8 @@ internal static class EventIds
     public const int EventInvokeConfigChanged = 2015;
     public const int PolicyChanged = 2016;
     public const int FunctionUrlChanged = 2017;
+    public const int UnusedCodeDeleted = 2018;
+    public const int UnusedCodeCollectionFailed = 2019;
 
     // 3xxx invoke and environments
     public const int SandboxUnavailable = 3000;

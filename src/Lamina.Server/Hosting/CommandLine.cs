@@ -43,6 +43,8 @@ internal static class CommandLine
                 ? seconds
                 : Fail<double>(r, $"--async-retry-delay must be a number of seconds from 0 to 21600, not '{Single(r)}'"),
         };
+        var unusedCodeRetention = Number("--unused-code-retention", "Seconds that code and layer packages nothing uses any more stay on disk before they are deleted",
+            (int)defaults.UnusedCodeRetention.TotalSeconds, 1, int.MaxValue, "a number of seconds, at least 1");
         var logMaxMb = Number("--log-max-mb", "Most disk the function logs may use; the oldest events go first", defaults.LogMaxMb, 1, int.MaxValue, "a number of MB, at least 1");
         var otlpEndpoint = new Option<string?>("--otlp-endpoint")
         {
@@ -72,7 +74,7 @@ internal static class CommandLine
 
         var serveCommand = new Command("serve", "Start the Lamina server (Lambda API, invoke, Runtime API, SQS, SNS, Logs, EventBridge)")
         {
-            port, host, data, functionNetwork, accountConcurrency, memoryBudget, idleTimeout, asyncRetryDelay, logMaxMb, otlpEndpoint, publicMetrics,
+            port, host, data, functionNetwork, accountConcurrency, memoryBudget, idleTimeout, asyncRetryDelay, unusedCodeRetention, logMaxMb, otlpEndpoint, publicMetrics,
             database, sharedDir, nodeId, advertiseUrl,
         };
         serveCommand.SetAction((result, cancellationToken) => serve(new LaminaOptions
@@ -85,6 +87,7 @@ internal static class CommandLine
             MemoryBudgetMb = result.GetValue(memoryBudget),
             IdleEnvironmentLifetime = TimeSpan.FromSeconds(result.GetValue(idleTimeout)),
             AsyncRetryDelay = TimeSpan.FromSeconds(result.GetValue(asyncRetryDelay)),
+            UnusedCodeRetention = TimeSpan.FromSeconds(result.GetValue(unusedCodeRetention)),
             LogMaxMb = result.GetValue(logMaxMb),
             OtlpEndpoint = result.GetValue(otlpEndpoint),
             PublicMetrics = result.GetValue(publicMetrics),

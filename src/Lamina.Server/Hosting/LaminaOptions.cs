@@ -78,6 +78,13 @@ public sealed class LaminaOptions
     public TimeSpan AsyncRetryDelay { get; set; } = TimeSpan.FromSeconds(60);
 
     /// <summary>
+    /// How long code and layer packages nothing uses any more (replaced code, deleted functions and layer versions)
+    /// stay on disk before they are deleted (<c>--unused-code-retention</c>, seconds). Longer than a function's
+    /// timeout: an environment of a configuration just replaced may still be running from its files.
+    /// </summary>
+    public TimeSpan UnusedCodeRetention { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>
     /// Most disk the function logs may use, in MB (<c>--log-max-mb</c>); past it the oldest events are deleted.
     /// Default 1024. Each log group's retention (PutRetentionPolicy) applies as well.
     /// </summary>

@@ -16,8 +16,9 @@ namespace Lamina.Server.Lambda;
 /// </summary>
 /// <remarks>
 /// Trees are built when a configuration is created or updated (<see cref="EnsureLayersAsync"/>), off the invoke path;
-/// <see cref="GetOptDirectory"/> at a cold start only looks the path up. Like code blobs, merged trees are never
-/// deleted here (garbage collection is a later issue), so a deleted layer version keeps working for its users.
+/// <see cref="GetOptDirectory"/> at a cold start only looks the path up. A layer's code stays while a configuration
+/// uses it, so a deleted layer version keeps working for its users; merged trees no configuration uses any more go
+/// with unused code (<see cref="Collect"/>).
 /// </remarks>
 internal sealed partial class CodeStore
 {
@@ -209,4 +210,79 @@ internal sealed partial class CodeStore
 
     [LibraryImport("libc", EntryPoint = "link", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int Link(string existing, string created);
+
+    /// <summary>
+    /// Deletes the code (zip and tree) and merged layer trees not in <paramref name="referencedCode"/> and
+    /// <paramref name="referencedMerges"/> once they have been unreferenced for <paramref name="retention"/>: seen so
+    /// by this collector for that long (<paramref name="unreferencedSince"/>, kept between calls) and, for code, stored
+    /// or reused no more recently (the zip's mtime: a package is stored before the configuration that uses it is
+    /// written). Environments of a configuration just replaced may still run from its tree for up to a function's
+    /// timeout, so the retention is longer than that. Returns how many entries went.
+    /// </summary>
+    public int Collect(IReadOnlySet<string> referencedCode, IReadOnlySet<string> referencedMerges, Dictionary<string, DateTime> unreferencedSince,
+        TimeSpan retention)
+    {
+        var now = _timeProvider.GetUtcNow().UtcDateTime;
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var removed = 0;
+        foreach (var entry in new DirectoryInfo(Root).EnumerateFileSystemInfos())
+        {
+            var hash = entry is FileInfo && entry.Name.EndsWith(".zip", StringComparison.Ordinal) ? entry.Name[..^4] : entry.Name;
+            if (!IsHashHex(hash) || referencedCode.Contains(hash) || !seen.Add("code/" + hash) || !DueForCollection("code/" + hash))
+            {
+                continue;
+            }
+            var zip = Path.Combine(Root, hash + ".zip");
+            lock (_collectLock)
+            {
+                if (File.Exists(zip) && now - File.GetLastWriteTimeUtc(zip) < retention)
+                {
+                    continue; // stored or reused since: a configuration may be about to use it
+                }
+                DeleteTree(Path.Combine(Root, hash));
+                File.Delete(zip);
+                _unzippedSizes.TryRemove(hash, out _);
+            }
+            unreferencedSince.Remove("code/" + hash);
+            removed++;
+        }
+        if (Directory.Exists(OptRoot))
+        {
+            foreach (var directory in new DirectoryInfo(OptRoot).EnumerateDirectories())
+            {
+                var key = directory.Name;
+                if (!IsHashHex(key) || referencedMerges.Contains(key) || !seen.Add("opt/" + key) || !DueForCollection("opt/" + key))
+                {
+                    continue;
+                }
+                _mergedTrees.TryRemove(key, out _);
+                DeleteTree(directory.FullName);
+                unreferencedSince.Remove("opt/" + key);
+                removed++;
+            }
+        }
+        // What is referenced again, or gone otherwise, starts afresh if it is ever unreferenced.
+        foreach (var name in unreferencedSince.Keys.Where(name => !seen.Contains(name)).ToList())
+        {
+            unreferencedSince.Remove(name);
+        }
+        return removed;
+
+        bool DueForCollection(string name)
+        {
+            if (!unreferencedSince.TryGetValue(name, out var since))
+            {
+                unreferencedSince[name] = since = now;
+            }
+            return now - since >= retention;
+        }
+
+        static void DeleteTree(string path)
+        {
+            if (Directory.Exists(path))
+            {
+                Directory.Delete(path, recursive: true);
+            }
+        }
+    }
 }

@@ -32,8 +32,8 @@ internal readonly record struct CodeStoreResult(CodeInfo? Code, AwsError? Error)
 /// backslashes, drive letters, control characters), links and device entries refuse the whole package, the
 /// decompressed bytes are counted as they are written (declared sizes can lie), and the entry count is read from
 /// the central directory before .NET materialises it. Nothing is left behind when a package is refused.
-/// Blobs are never deleted here: published versions and warm environments may share them (garbage collection is a
-/// later issue).
+/// Blobs are shared by every configuration and layer version with the same bytes; <see cref="Collect"/> deletes those
+/// nothing has referenced for a while (<see cref="CodeCollector"/>).
 /// </remarks>
 internal sealed partial class CodeStore
 {
@@ -72,6 +72,10 @@ internal sealed partial class CodeStore
     }
 
     private readonly bool _shared;
+
+    // Taken to give a stored zip and tree their final names or to reuse them, and by the collector to delete them:
+    // a package being stored is either seen by the collector as fresh or stored again after its deletion.
+    private readonly Lock _collectLock = new();
 
     /// <summary>
     /// Whether a <c>tmp-*</c> entry is what an interrupted upload or merge left. In a shared directory another node
@@ -203,10 +207,18 @@ internal sealed partial class CodeStore
         var hash = SHA256.HashData(zip);
         var code = new CodeInfo(Convert.ToBase64String(hash), Convert.ToHexStringLower(hash), zip.Length);
         var finalDirectory = Path.Combine(Root, code.HashHex);
-        if (keep && Directory.Exists(finalDirectory) && File.Exists(finalDirectory + ".zip"))
+        if (keep)
         {
-            // Same bytes were accepted before: the same checks would pass again.
-            return new CodeStoreResult(code, null);
+            lock (_collectLock)
+            {
+                if (Directory.Exists(finalDirectory) && File.Exists(finalDirectory + ".zip"))
+                {
+                    // Same bytes were accepted before: the same checks would pass again. Touched, so that the collector
+                    // leaves them alone while the configuration that will use them is being written.
+                    File.SetLastWriteTimeUtc(finalDirectory + ".zip", _timeProvider.GetUtcNow().UtcDateTime);
+                    return new CodeStoreResult(code, null);
+                }
+            }
         }
 
         var entryCount = CountCentralDirectoryEntries(zip, EntryLimit + 1);
@@ -239,30 +251,29 @@ internal sealed partial class CodeStore
 
             // 3. Make the tree and the zip durable before they get their final names, so a name always means a
             //    complete tree; then rename (atomic) and flush the renames.
+            //    The zip is written afresh even when one is stored (only a missing tree comes here with one): its new
+            //    mtime keeps the collector away until the configuration using it is written.
             var finalZip = finalDirectory + ".zip";
-            if (!File.Exists(finalZip))
+            await using (var file = new FileStream(tempZip, FileMode.CreateNew, FileAccess.Write, FileShare.None, 81920, useAsync: true))
             {
-                await using (var file = new FileStream(tempZip, FileMode.CreateNew, FileAccess.Write, FileShare.None, 81920, useAsync: true))
-                {
-                    await file.WriteAsync(zip, cancellationToken);
-                }
-                File.SetUnixFileMode(tempZip, RegularFileMode);
+                await file.WriteAsync(zip, cancellationToken);
             }
+            File.SetUnixFileMode(tempZip, RegularFileMode);
             SyncFileSystem(Root);
 
-            if (File.Exists(tempZip))
+            lock (_collectLock) // the collector deletes a zip and its tree together, under this lock
             {
                 File.Move(tempZip, finalZip, overwrite: true);
-            }
-            if (!Directory.Exists(finalDirectory))
-            {
-                try
+                if (!Directory.Exists(finalDirectory))
                 {
-                    Directory.Move(temp, finalDirectory);
-                }
-                catch (IOException) when (Directory.Exists(finalDirectory))
-                {
-                    // A concurrent upload of the same bytes won the rename; its tree is identical.
+                    try
+                    {
+                        Directory.Move(temp, finalDirectory);
+                    }
+                    catch (IOException) when (Directory.Exists(finalDirectory))
+                    {
+                        // A concurrent upload of the same bytes won the rename; its tree is identical.
+                    }
                 }
             }
             SyncFileSystem(Root);

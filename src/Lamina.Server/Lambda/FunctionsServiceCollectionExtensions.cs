@@ -19,6 +19,7 @@ internal static class FunctionsServiceCollectionExtensions
         services.AddSingleton<FunctionRegistry>();
         services.AddSingleton<LayerRegistry>();
         services.AddHostedService<FunctionsStartup>();
+        services.AddHostedService<CodeCollector>();
         // A cluster node's heartbeat and its ear for the other nodes' changes (issue #25); idle on a single machine.
         services.AddSingleton<ClusterNode>();
         services.AddHostedService(static sp => sp.GetRequiredService<ClusterNode>());

@@ -351,4 +351,108 @@ public sealed class CodeStoreTests : IDisposable
         _time.Advance(TimeSpan.FromMinutes(10) + TimeSpan.FromSeconds(1));
         Assert.False(store.IsValidDownload(hash, query["expires"], query["signature"]));
     }
+
+    // ---- Collect: unused code leaves the disk ----------------------------------------------------------------------
+
+    // The zips' mtimes are the real clock's: the collector's clock starts there.
+    private (CodeStore Store, FakeTimeProvider Time) CreateCollectedSut()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var store = new CodeStore(Options.Create(new LaminaOptions { DataDirectory = _dataDirectory }), time);
+        store.Initialize();
+        store.InitializeOpt();
+        return (store, time);
+    }
+
+    private static readonly TimeSpan Retention = TimeSpan.FromHours(1);
+
+    [Fact]
+    public async Task Collect_DeletesCodeUnreferencedForTheRetention_AndKeepsReferencedCode()
+    {
+        var (store, time) = CreateCollectedSut();
+        var kept = (await store.StoreAsync(Build(new Entry("a.py", Bytes("a"))), CancellationToken.None)).Code!;
+        var replaced = (await store.StoreAsync(Build(new Entry("b.py", Bytes("b"))), CancellationToken.None)).Code!;
+        var referenced = new HashSet<string> { kept.HashHex };
+        var since = new Dictionary<string, DateTime>();
+
+        Assert.Equal(0, store.Collect(referenced, new HashSet<string>(), since, Retention)); // first seen unreferenced
+        time.Advance(TimeSpan.FromMinutes(59));
+        Assert.Equal(0, store.Collect(referenced, new HashSet<string>(), since, Retention));
+        time.Advance(TimeSpan.FromMinutes(2));
+        Assert.Equal(1, store.Collect(referenced, new HashSet<string>(), since, Retention));
+
+        Assert.False(Directory.Exists(Path.Combine(store.Root, replaced.HashHex)));
+        Assert.False(File.Exists(Path.Combine(store.Root, replaced.HashHex + ".zip")));
+        Assert.True(Directory.Exists(Path.Combine(store.Root, kept.HashHex)));
+        Assert.NotNull(store.TryGetZipPath(kept.HashHex));
+        Assert.Empty(since);
+    }
+
+    [Fact]
+    public async Task Collect_SparesCodeStoredAgain_UntilItIsUnusedForTheRetentionOnceMore()
+    {
+        var (store, time) = CreateCollectedSut();
+        var zip = Build(new Entry("b.py", Bytes("b")));
+        var code = (await store.StoreAsync(zip, CancellationToken.None)).Code!;
+        var none = new HashSet<string>();
+        var since = new Dictionary<string, DateTime>();
+        Assert.Equal(0, store.Collect(none, none, since, Retention));
+        time.Advance(TimeSpan.FromMinutes(61));
+
+        // Uploaded again (a configuration about to use it is being written): not deleted under it.
+        Assert.NotNull((await store.StoreAsync(zip, CancellationToken.None)).Code);
+        Assert.Equal(0, store.Collect(none, none, since, Retention));
+        time.Advance(TimeSpan.FromMinutes(61));
+        Assert.Equal(1, store.Collect(none, none, since, Retention));
+        Assert.Null(store.TryGetZipPath(code.HashHex));
+
+        // And the same bytes stored after their deletion are stored whole again.
+        Assert.NotNull((await store.StoreAsync(zip, CancellationToken.None)).Code);
+        Assert.Equal("b", File.ReadAllText(Path.Combine(store.Root, code.HashHex, "b.py")));
+        Assert.NotNull(store.TryGetZipPath(code.HashHex));
+    }
+
+    [Fact]
+    public async Task Collect_DeletesMergedLayerTreesNoConfigurationUses_AndKeepsTheLayers()
+    {
+        var (store, time) = CreateCollectedSut();
+        var first = (await store.StoreAsync(Build(new Entry("python/one.py", Bytes("1"))), CancellationToken.None)).Code!;
+        var second = (await store.StoreAsync(Build(new Entry("python/two.py", Bytes("2"))), CancellationToken.None)).Code!;
+        FunctionLayer[] layers = [new("arn:aws:lambda:us-east-1:000000000000:layer:one:1", first.Size, first.Sha256),
+            new("arn:aws:lambda:us-east-1:000000000000:layer:two:1", second.Size, second.Sha256)];
+        Assert.Null(await store.EnsureLayersAsync(layers, CancellationToken.None));
+        var merged = Path.Combine(store.OptRoot, CodeStore.MergeKey(layers));
+        Assert.True(File.Exists(Path.Combine(merged, "python", "two.py")));
+        var layerCode = new HashSet<string> { first.HashHex, second.HashHex };
+        var since = new Dictionary<string, DateTime>();
+
+        Assert.Equal(0, store.Collect(layerCode, new HashSet<string> { CodeStore.MergeKey(layers) }, since, Retention));
+        time.Advance(TimeSpan.FromMinutes(61));
+        Assert.Equal(0, store.Collect(layerCode, new HashSet<string> { CodeStore.MergeKey(layers) }, since, Retention));
+        Assert.Equal(0, store.Collect(layerCode, new HashSet<string>(), since, Retention)); // its last user changed its layers
+        time.Advance(TimeSpan.FromMinutes(61));
+        Assert.Equal(1, store.Collect(layerCode, new HashSet<string>(), since, Retention));
+
+        Assert.False(Directory.Exists(merged));
+        Assert.True(File.Exists(Path.Combine(store.Root, second.HashHex, "python", "two.py")));
+        // Asked for again (a configuration with the same list), it is merged again.
+        Assert.Null(await store.EnsureLayersAsync(layers, CancellationToken.None));
+        Assert.True(File.Exists(Path.Combine(merged, "python", "one.py")));
+    }
+
+    [Fact]
+    public void Collect_LeavesWhatIsNotAPackageAlone()
+    {
+        var (store, time) = CreateCollectedSut();
+        File.WriteAllText(Path.Combine(store.Root, "notes.txt"), "mine");
+        Directory.CreateDirectory(Path.Combine(store.Root, "tmp-" + Guid.NewGuid().ToString("N")));
+        var none = new HashSet<string>();
+        var since = new Dictionary<string, DateTime>();
+        store.Collect(none, none, since, Retention);
+        time.Advance(TimeSpan.FromHours(2));
+
+        Assert.Equal(0, store.Collect(none, none, since, Retention));
+        Assert.Equal(2, Directory.GetFileSystemEntries(store.Root).Length);
+    }
 }
+
