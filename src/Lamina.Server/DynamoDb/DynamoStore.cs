@@ -398,8 +398,48 @@ internal sealed partial class DynamoStore : IHostedService, IDisposable
         return all;
     }
 
-    /// <summary>Item count and bytes of a table (DescribeTable; not on any hot path).</summary>
+    // DescribeTable's figures. DynamoDB refreshes them about every six hours; here they are counted afresh for each call
+    // unless the table is large, where counting reads every item (141 ms at 600,000): then at most once a minute.
+    // Tools that poll DescribeTable (waiters, deploy tools, libraries that describe a table at each cold start) no
+    // longer read a large table each time.
+    internal const long LargeTableItems = 10_000;
+    private const long FiguresLifetimeMs = 60_000;
+    private const int MaxFigures = 10_000;
+    private readonly ConcurrentDictionary<(long Table, string? Index), (long Count, long Bytes, long AtMs)> _figures = new();
+
+    private bool TryRecentFigures(long table, string? index, out (long Count, long Bytes) figures)
+    {
+        if (_figures.TryGetValue((table, index), out var known) && known.Count >= LargeTableItems && NowMs - known.AtMs < FiguresLifetimeMs)
+        {
+            figures = (known.Count, known.Bytes);
+            return true;
+        }
+        figures = default;
+        return false;
+    }
+
+    private void RememberFigures(long table, string? index, long count, long bytes)
+    {
+        if (_figures.Count >= MaxFigures)
+        {
+            _figures.Clear(); // tables come and go; the ones in use are counted again once
+        }
+        _figures[(table, index)] = (count, bytes, NowMs);
+    }
+
+    /// <summary>Item count and bytes of a table (DescribeTable; not on any hot path): exact, or up to a minute old for a large table.</summary>
     public (long Count, long Bytes) Stats(TableInfo table)
+    {
+        if (TryRecentFigures(table.Id, null, out var recent))
+        {
+            return recent;
+        }
+        var figures = CountItems(table);
+        RememberFigures(table.Id, null, figures.Count, figures.Bytes);
+        return figures;
+    }
+
+    private (long Count, long Bytes) CountItems(TableInfo table)
     {
         using var connection = OpenRead();
         // The sum casts: PostgreSQL's sum of bigints is a numeric.
@@ -409,12 +449,18 @@ internal sealed partial class DynamoStore : IHostedService, IDisposable
         return (reader.GetInt64(0), reader.GetInt64(1));
     }
 
-    /// <summary>How many items an index of the table holds (DescribeTable), from its keys alone.</summary>
+    /// <summary>How many items an index of the table holds (DescribeTable), from its keys alone; for a large index up to a minute old.</summary>
     public long IndexCount(TableInfo table, string index)
     {
+        if (TryRecentFigures(table.Id, index, out var recent))
+        {
+            return recent.Count;
+        }
         using var connection = OpenRead();
         using var command = Sql.Positional(connection, "SELECT count(*) FROM index_entries WHERE table_id = $1 AND idx = $2;", table.Id, index);
-        return Convert.ToInt64(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+        var count = Convert.ToInt64(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+        RememberFigures(table.Id, index, count, 0);
+        return count;
     }
 
     // ---- TransactWriteItems' ClientRequestToken: in the transaction it answers for, so a retry through any node (or

@@ -81,6 +81,34 @@ public sealed class DynamoStoreTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Stats_AreExactForASmallTable_AndUpToAMinuteOldForALargeOne()
+    {
+        var store = await StartAsync();
+        var table = await CreateAsync(store);
+        await PutAsync(store, table, ItemOf("""{"id":{"S":"one"}}"""));
+        Assert.Equal(1, store.Stats(table).Count);
+        await PutAsync(store, table, ItemOf("""{"id":{"S":"two"}}"""));
+        Assert.Equal(2, store.Stats(table).Count); // small: counted for each call
+
+        await store.WriteAsync(context =>
+        {
+            var current = context.Store.Current(table);
+            for (var i = 0; i < DynamoStore.LargeTableItems; i++)
+            {
+                var item = ItemOf($$$"""{"id":{"S":"item-{{{i}}}"}}""");
+                DynamoStore.Put(context, current, ItemKey.Of(current, item), item, null);
+            }
+            return 0;
+        });
+        var large = store.Stats(table);
+        Assert.Equal(DynamoStore.LargeTableItems + 2, large.Count);
+        await PutAsync(store, table, ItemOf("""{"id":{"S":"three"}}"""));
+        Assert.Equal(large, store.Stats(table)); // large: as counted up to a minute ago
+        _time.Advance(TimeSpan.FromSeconds(61));
+        Assert.Equal(DynamoStore.LargeTableItems + 3, store.Stats(table).Count);
+    }
+
+    [Fact]
     public async Task Ttl_ExpiredItemsGo_AsServiceRemovalsInTheStream()
     {
         var store = await StartAsync();
