@@ -140,6 +140,9 @@ internal sealed class StackStore : IDisposable
     public List<StackRecord> AllStacks() =>
         Query($"SELECT stack_json FROM {_stacks} ORDER BY created_at DESC, {_order} DESC;", reader => Deserialize(reader.GetString(0), StackJsonContext.Default.StackRecord));
 
+    /// <summary>How long a deleted stack stays listed and readable by id: CloudFormation's 90 days.</summary>
+    public static readonly TimeSpan DeletedStackRetention = TimeSpan.FromDays(90);
+
     public void SaveStack(StackRecord stack)
     {
         NonQuery($"""
@@ -148,6 +151,16 @@ internal sealed class StackStore : IDisposable
             """,
             ("id", stack.StackId), ("name", stack.StackName), ("deleted", stack.DeletedAt is null ? 0L : 1L),
             ("created", stack.CreatedAt.ToString("O", CultureInfo.InvariantCulture)), ("json", JsonSerializer.Serialize(stack, StackJsonContext.Default.StackRecord)));
+        if (stack.DeletedAt is { } deletedAt)
+        {
+            // Each deletion takes the stacks deleted more than 90 days before it with their resources, events and change
+            // sets (ON DELETE CASCADE): kept for good, they slowed every ListStacks and DescribeStacks down.
+            foreach (var expired in Query($"SELECT stack_json FROM {_stacks} WHERE deleted = 1;", reader => Deserialize(reader.GetString(0), StackJsonContext.Default.StackRecord))
+                .Where(s => s.DeletedAt < deletedAt - DeletedStackRetention))
+            {
+                RemoveStack(expired.StackId);
+            }
+        }
     }
 
     /// <summary>Removes a stack and everything of it (a REVIEW_IN_PROGRESS stack whose last change set was deleted).</summary>
