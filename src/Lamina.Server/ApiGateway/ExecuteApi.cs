@@ -438,9 +438,10 @@ internal sealed partial class ExecuteApi : IDisposable
             if (cacheKey is not null)
             {
                 // Callers choose the identities (each token a key): expired decisions go once the cache is full, and a
-                // cache full of live ones takes no more until some expire, so it never outgrows its bound.
+                // cache full of live ones takes no more until some expire, so it never outgrows its bound. A full cache
+                // is walked at most once a second, not for each request it cannot take.
                 var cache = authorizer.Cache;
-                if (cache.Count >= LiveAuthorizer.MaxCachedDecisions)
+                if (cache.Count >= LiveAuthorizer.MaxCachedDecisions && authorizer.TakeSweep(now))
                 {
                     foreach (var (key, entry) in cache)
                     {

@@ -334,6 +334,15 @@ internal sealed class LiveAuthorizer
     /// <summary>Cached decisions by identity (with the TTL); a new deployment builds a new authorizer, so a new cache.</summary>
     public ConcurrentDictionary<string, CachedAuthorization> Cache { get; } = new(StringComparer.Ordinal);
 
+    private long _lastSweepTicks;
+
+    /// <summary>Whether this caller sweeps the full cache of its expired decisions now: once a second at most.</summary>
+    public bool TakeSweep(DateTimeOffset now)
+    {
+        var last = Interlocked.Read(ref _lastSweepTicks);
+        return now.UtcTicks - last >= TimeSpan.TicksPerSecond && Interlocked.CompareExchange(ref _lastSweepTicks, now.UtcTicks, last) == last;
+    }
+
     public static LiveAuthorizer Of(HttpAuthorizer authorizer, string apiId, LaminaOptions options) => new()
     {
         Id = authorizer.AuthorizerId!,
