@@ -73,19 +73,34 @@ internal sealed partial class EventSourceMappings
     }
 
     /// <summary>The lanes of one stream mapping.</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "A plain source (no timer, no wait handle) has nothing to release; what had to be undone, its link to the server's token, is undone when the lanes end.")]
     private sealed class StreamPoller(EventSourceMappings owner, string uuid, CancellationToken stopping)
     {
-        private readonly CancellationTokenSource _cancel = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        // Not a linked source: that one is undone only by disposing it, which StopAsync (called twice on a replaced
+        // poller) would race. The link to the server's token is undone when the lanes end, so the pollers a mapping's
+        // updates and the lease's moves replace leave nothing registered on it.
+        private readonly CancellationTokenSource _cancel = new();
         private Task _running = Task.CompletedTask;
 
-        public void Start(StreamPoller? previous) => _running = Task.Run(async () =>
+        public void Start(StreamPoller? previous)
         {
-            if (previous is not null)
+            var link = stopping.Register(static source => ((CancellationTokenSource)source!).Cancel(), _cancel);
+            _running = Task.Run(async () =>
             {
-                await previous.StopAsync(); // one set of lanes per mapping at a time: the checkpoints are theirs
-            }
-            await owner.RunLanesAsync(uuid, _cancel.Token);
-        });
+                try
+                {
+                    if (previous is not null)
+                    {
+                        await previous.StopAsync(); // one set of lanes per mapping at a time: the checkpoints are theirs
+                    }
+                    await owner.RunLanesAsync(uuid, _cancel.Token);
+                }
+                finally
+                {
+                    link.Dispose();
+                }
+            });
+        }
 
         /// <summary>Whether its lanes still run (they end when this node loses the streams lease).</summary>
         public bool Running => !_running.IsCompleted;
