@@ -160,6 +160,8 @@ internal static partial class DurableApi
             await pagingError!.ExecuteAsync(context);
             return;
         }
+        // An ended execution's history comes from the store (off the lock: it is not changing any more).
+        var history = action is "" or "state" ? null : engine.History(execution);
         JsonObject answer;
         lock (execution.Lock)
         {
@@ -178,7 +180,7 @@ internal static partial class DurableApi
                     break;
                 default:
                     var include = query["IncludeExecutionData"].ToString().Equals("true", StringComparison.OrdinalIgnoreCase);
-                    IEnumerable<JsonObject> events = execution.Events;
+                    IEnumerable<JsonObject> events = history!;
                     if (query["ReverseOrder"].ToString().Equals("true", StringComparison.OrdinalIgnoreCase))
                     {
                         events = events.Reverse();

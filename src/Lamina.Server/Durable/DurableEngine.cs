@@ -75,7 +75,11 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
         foreach (var execution in store.Open())
         {
             Index(execution);
-            if (execution.IsRunning)
+            if (!execution.IsRunning)
+            {
+                Trim(execution);
+            }
+            else
             {
                 // Whatever ran when the server stopped is gone: the execution is invoked again and replays its log.
                 execution.NeedsRun = true;
@@ -261,12 +265,9 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
         {
             _executions.TryRemove(execution.Arn, out _);
             _byName.TryRemove(NameKey(execution.FunctionKey, execution.Name), out _);
-            foreach (var operation in execution.Operations)
+            foreach (var callbackId in execution.EndedCallbacks?.Keys ?? Enumerable.Empty<string>())
             {
-                if ((string?)operation["CallbackDetails"]?["CallbackId"] is { } callbackId)
-                {
-                    _callbacks.TryRemove(callbackId, out _);
-                }
+                _callbacks.TryRemove(callbackId, out _);
             }
         }
     }
@@ -497,8 +498,48 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
         execOperation["EndTimestamp"] = Timestamp(now);
         execution.Events.Add(NewEvent(execution, eventType, now, new JsonObject { [detailsName] = details }, execOperation));
         store.Save(execution, [execOperation], from);
+        Trim(execution);
         execution.Done.TrySetResult();
         Log.Finished(logger, execution.Arn, status);
+    }
+
+    /// <summary>
+    /// An ended execution keeps its record in memory (listing, GetDurableExecution, a start by the same name, a
+    /// synchronous invoker's answer) and lets its operations and events go: its history is read from the store, and a
+    /// late callback is answered from <see cref="DurableExecution.EndedCallbacks"/>. Under the execution's lock.
+    /// </summary>
+    private static void Trim(DurableExecution execution)
+    {
+        var callbacks = new Dictionary<string, bool>(StringComparer.Ordinal);
+        foreach (var operation in execution.Operations)
+        {
+            if ((string?)operation["CallbackDetails"]?["CallbackId"] is { } callbackId)
+            {
+                callbacks[callbackId] = (string?)operation["Status"] == "TIMED_OUT";
+            }
+        }
+        execution.EndedCallbacks = callbacks;
+        execution.Operations.Clear();
+        execution.Operations.TrimExcess();
+        execution.OperationsById.Clear();
+        execution.OperationsById.TrimExcess();
+        execution.Callbacks.Clear();
+        execution.Events.Clear();
+        execution.Events.TrimExcess();
+        execution.Trimmed = true;
+    }
+
+    /// <summary>The history events of <paramref name="execution"/>: in memory while it runs, from the store once it ended.</summary>
+    public List<JsonObject> History(DurableExecution execution)
+    {
+        lock (execution.Lock)
+        {
+            if (!execution.Trimmed)
+            {
+                return [.. execution.Events];
+            }
+        }
+        return store.ReadEvents(execution.Arn);
     }
 
     // ---- the API's operations -----------------------------------------------------------------------------------
@@ -936,6 +977,12 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
         var (execution, operationId) = found;
         lock (execution.Lock)
         {
+            if (execution.Trimmed)
+            {
+                return execution.EndedCallbacks!.GetValueOrDefault(callbackId)
+                    ? new AwsError(400, "CallbackTimeoutException", $"Callback {callbackId} timed out.")
+                    : AwsError.InvalidParameter($"Callback {callbackId} is already completed.");
+            }
             var operation = execution.OperationsById[operationId];
             var status = (string?)operation["Status"];
             if (status == "TIMED_OUT")

@@ -113,6 +113,32 @@ internal sealed class DurableStore : IDisposable
         }
     }
 
+    /// <summary>The history events of one execution, in order (an ended one's: the engine no longer holds them).</summary>
+    public List<JsonObject> ReadEvents(string arn)
+    {
+        lock (_lock)
+        {
+            if (_database.IsPostgres)
+            {
+                using var shared = _database.OpenShared();
+                return ReadEvents(shared, _events, arn);
+            }
+            return _connection is null ? [] : ReadEvents(_connection, _events, arn);
+        }
+    }
+
+    private static List<JsonObject> ReadEvents(DbConnection connection, string eventsTable, string arn)
+    {
+        using var command = Sql.Positional(connection, $"SELECT json FROM {eventsTable} WHERE arn = $1 ORDER BY event_id;", arn);
+        using var reader = command.ExecuteReader();
+        var events = new List<JsonObject>();
+        while (reader.Read())
+        {
+            events.Add(JsonNode.Parse(reader.GetString(0))!.AsObject());
+        }
+        return events;
+    }
+
     private static List<DurableExecution> Load(DbConnection connection, string executionsTable, string operationsTable, string eventsTable)
     {
         var executions = new Dictionary<string, DurableExecution>(StringComparer.Ordinal);

@@ -80,4 +80,21 @@ public sealed class DurableStoreTests : IDisposable
         reader.Read();
         Assert.Equal((1L, 1L), (reader.GetInt64(0), reader.GetInt64(1)));
     }
+
+    [Fact]
+    public void ReadEvents_GivesOneExecutionsHistoryInOrder_AfterAReopen()
+    {
+        var store = Open(out _);
+        var a = Ended("a");
+        a.Events.Insert(0, new JsonObject { ["EventType"] = "ExecutionStarted" });
+        store.Save(a, a.Operations, eventsFrom: 0);
+        var b = Ended("b");
+        store.Save(b, b.Operations, eventsFrom: 0);
+        store.Dispose();
+
+        var reopened = Open(out _);
+        Assert.Equal(["ExecutionStarted", "ExecutionSucceeded"], reopened.ReadEvents(a.Arn).Select(static e => (string?)e["EventType"]));
+        Assert.Single(reopened.ReadEvents(b.Arn));
+        Assert.Empty(reopened.ReadEvents(a.Arn + "-none"));
+    }
 }
