@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import unittest
 from pathlib import Path
 
@@ -43,13 +45,22 @@ class ServeTests(unittest.TestCase):
             (work / f"d{i // 20}" / f"e{i}").mkdir(parents=True)
         proc = subprocess.Popen([LAMINA, "serve", "--port", "0", "--data", str(work / "data")], cwd=work,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        try:
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def pump() -> None:
             for line in proc.stdout:
+                lines.put(line)
+            lines.put(None)  # the server exited
+
+        threading.Thread(target=pump, daemon=True).start()
+        try:
+            url = None
+            while url is None:
+                line = lines.get(timeout=h.START_TIMEOUT)  # queue.Empty fails the test if the server says nothing
+                if line is None:
+                    self.fail(f"the server did not start (exit {proc.wait()})")
                 if "listening on http://" in line:
-                    break
-            else:
-                self.fail(f"the server did not start (exit {proc.wait()})")
-            url = line.split("listening on ", 1)[1].strip()
+                    url = line.split("listening on ", 1)[1].strip()
             # A function written into the data directory (files under the working directory) while the server runs.
             lam = h.boto3_client(url, "lambda")
             lam.create_function(FunctionName="watched", Runtime="python3.12", Role=h.ROLE, Handler="app.handler",
