@@ -75,7 +75,7 @@ internal sealed partial class CodeCollector(CodeStore code, FunctionRegistry fun
         }
         foreach (var version in layers.List().SelectMany(static l => l.Versions.Values))
         {
-            referenced.Add(Convert.ToHexStringLower(Convert.FromBase64String(version.CodeSha256)));
+            referenced.Add(version.CodeHashHex);
         }
         return referenced;
     }

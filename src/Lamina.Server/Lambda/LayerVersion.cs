@@ -25,6 +25,10 @@ internal sealed record LayerVersion
     /// <summary>Base64 SHA-256 of the zip.</summary>
     public required string CodeSha256 { get; init; }
 
+    /// <summary>Hex SHA-256 of the zip: the key of its zip and extracted tree in the code store (not stored).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string CodeHashHex => Convert.ToHexStringLower(Convert.FromBase64String(CodeSha256));
+
     /// <summary>Bytes of the zip.</summary>
     public required long CodeSize { get; init; }
 

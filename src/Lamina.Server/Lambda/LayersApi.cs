@@ -231,7 +231,7 @@ internal static partial class LayersApi
     {
         var request = context.Request;
         var baseUrl = $"{request.Scheme}://{(request.Host.HasValue ? request.Host.Value : "127.0.0.1")}{request.PathBase}";
-        var hashHex = Convert.ToHexStringLower(Convert.FromBase64String(version.CodeSha256));
+        var hashHex = version.CodeHashHex;
         return new LayerVersionResponse
         {
             Content = new LayerVersionContentOutputDto
