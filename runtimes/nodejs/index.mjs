@@ -49,6 +49,44 @@ import {
   JSONStringifyError,
 } from './errors.mjs';
 
+// _X_AMZN_TRACE_ID is each invocation's trace header, as AWS's runtime sets it (the X-Ray SDK reads it; a child process
+// started with the default environment inherits it). Setting it on process.env calls setenv, and glibc keeps every
+// value setenv was ever given for good (a caller of getenv may still hold the old one): a new trace header per
+// invocation grew a warm environment by ~150 bytes an invocation until its memory limit ended it. So process.env is a
+// Proxy of the real one that keeps this variable in JavaScript, and passes every other variable through (its setters
+// included: TZ still resets the time zone). Native code's getenv does not see it.
+const TRACE_KEY = '_X_AMZN_TRACE_ID';
+const realEnv = process.env;
+let traceVariable = realEnv[TRACE_KEY];
+if (traceVariable !== undefined) delete realEnv[TRACE_KEY];
+const traceDescriptor = () =>
+  traceVariable === undefined ? undefined : { value: traceVariable, writable: true, enumerable: true, configurable: true };
+process.env = new Proxy(realEnv, {
+  get: (target, key) => (key === TRACE_KEY ? traceVariable : Reflect.get(target, key)),
+  set(target, key, value) {
+    if (key !== TRACE_KEY) return Reflect.set(target, key, value);
+    traceVariable = String(value); // process.env's own coercion
+    return true;
+  },
+  has: (target, key) => (key === TRACE_KEY ? traceVariable !== undefined : Reflect.has(target, key)),
+  deleteProperty(target, key) {
+    if (key !== TRACE_KEY) return Reflect.deleteProperty(target, key);
+    traceVariable = undefined;
+    return true;
+  },
+  ownKeys(target) {
+    const keys = Reflect.ownKeys(target);
+    if (traceVariable !== undefined) keys.push(TRACE_KEY);
+    return keys;
+  },
+  getOwnPropertyDescriptor: (target, key) => (key === TRACE_KEY ? traceDescriptor() : Reflect.getOwnPropertyDescriptor(target, key)),
+  defineProperty(target, key, descriptor) {
+    if (key !== TRACE_KEY) return Reflect.defineProperty(target, key, descriptor);
+    if (!('value' in descriptor) || descriptor.configurable === false) return false; // as process.env refuses them
+    traceVariable = String(descriptor.value);
+    return true;
+  },
+});
 const env = process.env;
 
 function diag(msg) {
@@ -186,9 +224,7 @@ function onInvocation(res) {
   setCurrentRequestId(id);
   const tenantId = h['lambda-runtime-aws-tenant-id'];
   setCurrentTenantId(tenantId);
-  const trace = h['lambda-runtime-trace-id'];
-  if (trace) env._X_AMZN_TRACE_ID = trace;
-  else delete env._X_AMZN_TRACE_ID;
+  traceVariable = h['lambda-runtime-trace-id'] || undefined;
 
   if (streaming) streaming.invokeStreaming(runtimeApi, handler, id, h, res.body);
   else invoke(id, h, res.body);

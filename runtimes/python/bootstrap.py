@@ -757,6 +757,66 @@ def handle_event_request(client, request_handler, invoke_id, headers, body):
         _report(client, "POST response", client.post_response, invoke_id, result, content_type, True)
 
 
+class _TraceVariable:
+    """_X_AMZN_TRACE_ID, set to each invocation's trace header as AWS's runtime does (the X-Ray SDK and botocore read
+    it; a child process inherits it), without a setenv for each one. glibc's setenv keeps every value it was ever given
+    for good (a caller of getenv may still hold the old one): a new trace header per invocation grew a warm environment
+    by ~140 bytes an invocation, 6 MB per 44,000, until its memory limit ended it. Once own() has run, the C
+    environment's entry is a buffer of this class's, handed to putenv (which keeps the caller's string rather than a
+    copy) and rewritten in place, and os.environ's mapping is updated without setenv. Before that (the first
+    invocation, or where ctypes cannot load) os.environ is set as usual."""
+
+    _KEY = b"_X_AMZN_TRACE_ID"
+
+    def __init__(self):
+        self.owned = False
+        self._ctypes = None
+        self._putenv = None
+        self._buffer = None
+        self._buffers = []  # every buffer putenv was given (the environment may still point at one): a few at most
+
+    def own(self):
+        self.owned = True
+        try:
+            import ctypes
+
+            putenv = ctypes.CDLL(None).putenv
+            putenv.argtypes = (ctypes.c_char_p,)
+            putenv.restype = ctypes.c_int
+        except Exception:
+            return  # os.environ as before
+        self._ctypes = ctypes
+        self._putenv = putenv
+        value = _env._data.get(self._KEY)
+        if value is not None:
+            self.set(_env.decodevalue(value))
+
+    def set(self, value):
+        if self._putenv is None:
+            if value:
+                _env["_X_AMZN_TRACE_ID"] = value
+            elif "_X_AMZN_TRACE_ID" in _env:
+                del _env["_X_AMZN_TRACE_ID"]
+            return
+        if not value:
+            if self._KEY in _env._data:
+                del _env["_X_AMZN_TRACE_ID"]  # unsetenv: takes the entry out, keeps no copy
+            return
+        encoded = _env.encodevalue(value)
+        entry = self._KEY + b"=" + encoded
+        if self._buffer is None or len(entry) >= len(self._buffer):
+            size = max(len(entry) + 1, 2 * len(self._buffer) if self._buffer is not None else 256)
+            self._buffer = self._ctypes.create_string_buffer(size)
+            self._buffers.append(self._buffer)
+        self._ctypes.memmove(self._buffer, entry, len(entry) + 1)
+        # Each time (a scan of the environment and a pointer store): user code may have set the variable since.
+        self._putenv(self._buffer)
+        _env._data[self._KEY] = encoded
+
+
+_TRACE_VARIABLE = _TraceVariable()
+
+
 def main():
     global _GLOBAL_AWS_REQUEST_ID, _GLOBAL_TENANT_ID
 
@@ -808,13 +868,12 @@ def main():
 
         _GLOBAL_AWS_REQUEST_ID = invoke_id
         _GLOBAL_TENANT_ID = headers.get("lambda-runtime-aws-tenant-id")
-        trace_id = headers.get("lambda-runtime-trace-id")
-        if trace_id:
-            _env["_X_AMZN_TRACE_ID"] = trace_id
-        elif "_X_AMZN_TRACE_ID" in _env:
-            del _env["_X_AMZN_TRACE_ID"]
+        _TRACE_VARIABLE.set(headers.get("lambda-runtime-trace-id"))
 
         handle_event_request(client, request_handler, invoke_id, headers, body)
+        if not _TRACE_VARIABLE.owned:
+            # After the first invocation was reported (its GET /next already sent), not on the cold start's path.
+            _TRACE_VARIABLE.own()
 
 
 if __name__ == "__main__":

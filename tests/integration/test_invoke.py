@@ -355,6 +355,22 @@ class NodeInvokeTests(_InvokeBase):
         _, ok = self.invoke_ok(name, {})
         self.assertEqual(ok["count"], 1)
 
+    def test_node_heap_sized_to_the_memory_and_gc_exposed(self):
+        # As Lambda's Node.js bootstrap starts node: V8's heap fits the function's memory (V8's own limit, 2 GB and
+        # more, would let the heap grow past a small function's memory before collecting), and global.gc exists.
+        code = h.make_zip({"index.js": "const v8 = require('v8');\nexports.handler = async () => "
+                                       "({ gc: typeof global.gc, limit: v8.getHeapStatistics().heap_size_limit });\n"})
+        limits = {}
+        for memory in (128, 1024):
+            name = self.fn_name(f"heap{memory}")
+            self.create_function(code, name=name, runtime="nodejs20.x", handler="index.handler", MemorySize=memory)
+            _, out = self.invoke_ok(name, {})
+            self.assertEqual(out["gc"], "function", out)
+            limits[memory] = out["limit"] / (1 << 20)
+        # The old generation gets nine tenths of the memory, the young one a few times its semi-space (a twentieth).
+        self.assertTrue(110 <= limits[128] <= 160, limits)
+        self.assertTrue(900 <= limits[1024] <= 1250, limits)
+
     def test_node_log_tail(self):
         name = self.fn_name()
         self.create_function(node_cjs_zip(), name=name, runtime="nodejs20.x", handler="index.handler")

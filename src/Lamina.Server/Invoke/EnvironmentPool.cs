@@ -185,7 +185,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         Debug.Assert(_launcher is not null);
         var codeDirectory = _codeStore.GetCodeDirectory(config);
         var optDirectory = _codeStore.GetOptDirectory(config); // the configuration's layers, merged when it was written
-        if (!RuntimeCatalog.TryGetCommand(config.Runtime, codeDirectory, optDirectory, out var command, out var entrypointError))
+        if (!RuntimeCatalog.TryGetCommand(config.Runtime, config.MemorySize, codeDirectory, optDirectory, out var command, out var entrypointError))
         {
             throw new EntrypointException(entrypointError);
         }

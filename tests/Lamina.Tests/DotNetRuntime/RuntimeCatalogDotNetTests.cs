@@ -22,7 +22,7 @@ public sealed class RuntimeCatalogDotNetTests : IDisposable
     {
         File.WriteAllText(Path.Combine(_code, "HelloWorld.runtimeconfig.json"), "{}");
 
-        Assert.True(RuntimeCatalog.TryGetCommand("dotnet8", _code, null, out var command, out _));
+        Assert.True(RuntimeCatalog.TryGetCommand("dotnet8", 512, _code, null, out var command, out _));
 
         Assert.Equal(["/usr/bin/dotnet", "exec", "--runtimeconfig", "/var/task/HelloWorld.runtimeconfig.json", "--roll-forward", "LatestMajor", "/var/runtime/dotnet/Lamina.Runtime.Bootstrap.dll"], command);
     }
@@ -30,12 +30,12 @@ public sealed class RuntimeCatalogDotNetTests : IDisposable
     [Fact]
     public void TryGetCommand_WithoutOrWithSeveralRuntimeConfigs_RunsTheBootstrapWithItsOwn()
     {
-        Assert.True(RuntimeCatalog.TryGetCommand("dotnet10", _code, null, out var command, out _));
+        Assert.True(RuntimeCatalog.TryGetCommand("dotnet10", 512, _code, null, out var command, out _));
         Assert.Equal(["/usr/bin/dotnet", "/var/runtime/dotnet/Lamina.Runtime.Bootstrap.dll"], command);
 
         File.WriteAllText(Path.Combine(_code, "A.runtimeconfig.json"), "{}");
         File.WriteAllText(Path.Combine(_code, "B.runtimeconfig.json"), "{}");
-        Assert.True(RuntimeCatalog.TryGetCommand("dotnet10", _code, null, out command, out _));
+        Assert.True(RuntimeCatalog.TryGetCommand("dotnet10", 512, _code, null, out command, out _));
         Assert.Equal(["/usr/bin/dotnet", "/var/runtime/dotnet/Lamina.Runtime.Bootstrap.dll"], command);
     }
 
