@@ -54,7 +54,7 @@ import {
 // value setenv was ever given for good (a caller of getenv may still hold the old one): a new trace header per
 // invocation grew a warm environment by ~150 bytes an invocation until its memory limit ended it. So process.env is a
 // Proxy of the real one that keeps this variable in JavaScript, and passes every other variable through (its setters
-// included: TZ still resets the time zone). Native code's getenv does not see it.
+// included: TZ still resets the time zone). Native code's getenv and a worker thread's process.env do not see it.
 const TRACE_KEY = '_X_AMZN_TRACE_ID';
 const realEnv = process.env;
 let traceVariable = realEnv[TRACE_KEY];
