@@ -1,6 +1,7 @@
 """Sandbox smoke tests (isolation basics only; full hardening is covered later)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import unittest
 import urllib.parse
@@ -108,3 +109,36 @@ class SandboxTests(h.LaminaTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ServerGroupsTests(unittest.TestCase):
+    """The server's cgroups (lamina/<instance> under each controller) go with it when it stops."""
+
+    def test_a_stopped_server_leaves_no_cgroup(self):
+        if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
+            self.skipTest("needs a server of its own")
+        server = h.LaminaServer("sandbox-groups").start()
+        self.addCleanup(lambda: server.proc.poll() is None and server.stop())  # when the test ended before its stop
+        instance = hashlib.sha256(os.path.abspath(server.data_dir).encode()).hexdigest()[:16]
+        unified = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+        groups = [f"/sys/fs/cgroup/lamina/{instance}"] if unified else [
+            f"/sys/fs/cgroup/{controller}/lamina/{instance}" for controller in ("memory", "pids", "cpu")]
+        lam = server.client()
+        # Several environments: each stop raced its runtime's exit, and one lost race was enough (half the runs failed).
+        functions = {}
+        for i in range(3):
+            functions[f"py{i}"] = ("python3.12", "app.handler", {"app.py": "def handler(e, c):\n    return e\n"})
+            functions[f"node{i}"] = ("nodejs20.x", "index.handler", {"index.js": "exports.handler = async (e) => e;\n"})
+        for name, (runtime, handler, files) in functions.items():
+            lam.create_function(FunctionName=name, Runtime=runtime, Role=h.ROLE, Handler=handler,
+                                Code={"ZipFile": h.make_zip(files)})
+        for name in functions:
+            lam.get_waiter("function_active_v2").wait(FunctionName=name)
+            self.assertEqual(lam.invoke(FunctionName=name, Payload=b"{}")["StatusCode"], 200)
+        # Each environment has its group under the server's while it runs.
+        for group in groups:
+            self.assertEqual(len([d for d in os.listdir(group) if os.path.isdir(os.path.join(group, d))]), len(functions), group)
+        server.stop()
+        # Before, a stop could wait for an environment's group only while another caller was still removing it: the
+        # server's own group, removed next, was busy and stayed (one per data directory, for good).
+        self.assertEqual([g for g in groups if os.path.exists(g)], [])

@@ -9,9 +9,9 @@ internal sealed class Sandbox
     private readonly Process _process;
     private readonly OutputStream _stdout;
     private readonly OutputStream _stderr;
-    private int _destroyed;
-
     private readonly int _namespacePid;
+    private readonly Lock _destroyLock = new();
+    private Task? _destroy;
 
     internal Sandbox(string id, Process process, int namespacePid, Cgroup cgroup, Socket listener, OutputStream stdout, OutputStream stderr)
     {
@@ -176,13 +176,21 @@ internal sealed class Sandbox
         }
     }
 
-    /// <summary>Kills what is left and removes the cgroup and the socket. Idempotent.</summary>
+    /// <summary>
+    /// Kills what is left and removes the cgroup and the socket. Idempotent: every caller gets the one destruction's
+    /// task (the group goes only once the kernel has reaped its processes), so that a stop awaiting it after the
+    /// runtime's exit already started it still waits for the group to go (the server's own group is removed after).
+    /// </summary>
     public Task DestroyAsync()
     {
-        if (Interlocked.Exchange(ref _destroyed, 1) != 0)
+        lock (_destroyLock)
         {
-            return Task.CompletedTask;
+            return _destroy ??= DestroyOnceAsync();
         }
+    }
+
+    private Task DestroyOnceAsync()
+    {
         Kill();
         Listener.Dispose();
         return Cgroup.DestroyAsync();
