@@ -14,7 +14,7 @@ warm    Warm invoke latency and throughput with wrk at 1 and 16 connections (p50
         process tree counts as the server. "alloc B": bytes the server allocated per request (its
         dotnet_gc_heap_total_allocated counter on /metrics, read before and after the run).
         LAMINA_BENCH_TARGETS=python-echo,node-echo measures only those Lamina functions (quick A/B runs);
-        LAMINA_BENCH_WARMUP (seconds, default 10) is the warm-up at 16 connections before each Lamina function.
+        LAMINA_BENCH_WARMUP (seconds, default 20) is the warm-up at 16 connections before each Lamina function.
 cold    Cold start per runtime, by phase (bench/cold_start_phases.py), beside the runtimes' bare process start.
 burst   N parallel first invocations of one function (N = 10, 40, 100).
 memory  The platform's memory per idle environment: PSS of its bwrap and pasta processes (smaps_rollup), and the
@@ -44,7 +44,9 @@ from lamina_server import ROOT, percentile, running_server, zip_of  # noqa: E402
 SECONDS = int(os.environ.get("LAMINA_BENCH_SECONDS", "10"))
 # Warm-up before each Lamina function's cells, at 16 connections: the server's tiered JIT, and each of the 16 runtimes'
 # own JIT (V8 tiers up per process: with a 3 s warm-up Node's CPU per invoke at 16 connections was twice its steady state).
-WARMUP_SECONDS = int(os.environ.get("LAMINA_BENCH_WARMUP", "10"))
+# The server's JIT thread still spent 10 µs per invoke between 8 and 16 s of load, 1–3 µs after 16 s (bench/threads.py's
+# thread names, 8 s windows): 20 s, so that a cell measures the warm path rather than its compilation.
+WARMUP_SECONDS = int(os.environ.get("LAMINA_BENCH_WARMUP", "20"))
 NODE_ECHO = "exports.handler = async (event) => event;\n"
 FUNCTIONS = {
     "node-echo": ("nodejs20.x", "index.handler", {"index.js": NODE_ECHO}, b'{"x":1}'),

@@ -4,7 +4,7 @@
     python3 bench/threads.py [python-echo] [connections] [seconds]      (LAMINA_BENCH_DLL: another build)
 
 Starts the Release server (or LAMINA_BENCH_DLL), makes the function (bench/compare.py's FUNCTIONS), warms it with wrk at
-16 connections (LAMINA_BENCH_WARMUP seconds, default 10), then runs wrk at the given connections and prints, per
+16 connections (LAMINA_BENCH_WARMUP seconds, default 20), then runs wrk at the given connections and prints, per
 thread name (/proc/PID/task/*/comm), the CPU it used (utime + stime) divided by the requests served: ".NET Sockets"
 are the I/O threads (the warm path itself, issue #19), ".NET TP Worker" the thread pool (the log writer, at rest),
 ".NET Tiered Com" the JIT. Sums over threads of one name.
