@@ -526,7 +526,6 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
         execution.Callbacks.Clear();
         execution.Events.Clear();
         execution.Events.TrimExcess();
-        execution.Trimmed = true;
     }
 
     /// <summary>The history events of <paramref name="execution"/>: in memory while it runs, from the store once it ended.</summary>

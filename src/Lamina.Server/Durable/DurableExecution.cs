@@ -42,13 +42,16 @@ internal sealed class DurableExecution
     public List<JsonObject> Events { get; } = [];
 
     /// <summary>
-    /// Set once the execution ended and its operations and events left memory (<see cref="DurableEngine"/>): a history
-    /// read takes them from the store. They were kept for the execution's whole retention (14 days by default).
+    /// An ended execution's callbacks by callback id, and whether each had timed out: what a late callback is told. Set
+    /// when its operations and events leave memory (<see cref="DurableEngine"/>); null while it runs.
     /// </summary>
-    public bool Trimmed { get; set; }
-
-    /// <summary>An ended execution's callbacks by callback id, and whether each had timed out: what a late callback is told.</summary>
     public Dictionary<string, bool>? EndedCallbacks { get; set; }
+
+    /// <summary>
+    /// Whether the execution ended and its operations and events left memory: a history read takes them from the store.
+    /// They were kept for the execution's whole retention (14 days by default).
+    /// </summary>
+    public bool Trimmed => EndedCallbacks is not null;
 
     // ---- live state (never stored: after a restart every RUNNING execution is simply run again) ----
 
