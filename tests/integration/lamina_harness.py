@@ -217,9 +217,10 @@ class LaminaServer:
     """One ``lamina serve`` child process with its own temp data dir."""
 
     def __init__(self, label: str, extra_args: Iterable[str] = (), data_dir: Path | None = None,
-                 on_line: Callable[[str], None] | None = None):
+                 on_line: Callable[[str], None] | None = None, env: Mapping[str, str] | None = None):
         self.label = label
         self.extra_args = list(extra_args)  # server options after ``serve``, e.g. ["--account-concurrency", "2"]
+        self.env = dict(env or {})  # variables added to the server's environment (e.g. a .NET runtime setting)
         # A data dir of the caller's (a restart on the same state); it is left in place when the server stops.
         self._given_data_dir = data_dir
         # Sees every stdout line (beyond the bounded buffer), e.g. to count what a long test's functions printed.
@@ -314,7 +315,7 @@ class LaminaServer:
         try:
             self.proc = subprocess.Popen(
                 argv, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, start_new_session=True)
+                stderr=subprocess.PIPE, start_new_session=True, env={**os.environ, **self.env})
         except OSError as e:
             raise ServerStartError(f"server did not start: cannot execute {argv[0]!r}: {e}") from e
         _LIVE_SERVERS.add(self)

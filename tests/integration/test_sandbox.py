@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import time
 import unittest
 import urllib.parse
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import lamina_harness as h
 from lamina_functions import py_probe_zip
@@ -142,3 +145,64 @@ class ServerGroupsTests(unittest.TestCase):
         # Before, a stop could wait for an environment's group only while another caller was still removing it: the
         # server's own group, removed next, was busy and stayed (one per data directory, for good).
         self.assertEqual([g for g in groups if os.path.exists(g)], [])
+
+
+class SpawnThreadTests(unittest.TestCase):
+    """An environment lives until Lamina ends it, whichever of the server's threads started its processes."""
+
+    # One process per environment: a per-process id tells environments apart.
+    WHO_PY = "import time, uuid\nPROCESS = uuid.uuid4().hex\n\ndef handler(event, context):\n" \
+             "    time.sleep(event['sleep'])\n    return PROCESS\n"
+
+    def test_environments_outlive_the_threads_that_started_them(self):
+        if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
+            self.skipTest("needs a server of its own")
+        # bwrap's --die-with-parent fires when the *thread* that forked it ends. The thread pool retires a thread idle
+        # for ThreadTimeoutMs (20 s by default); at 50 ms the threads that ran the cold starts end within the test.
+        server = h.LaminaServer("spawn-thread", env={"DOTNET_ThreadPool_ThreadTimeoutMs": "50"}).start()
+        self.addCleanup(server.stop)
+        lam = server.client()
+        lam.create_function(FunctionName="who", Runtime="python3.12", Role=h.ROLE, Handler="app.handler",
+                            Code={"ZipFile": h.make_zip({"app.py": self.WHO_PY})})
+        lam.get_waiter("function_active_v2").wait(FunctionName="who")
+        pid = server.proc.pid
+
+        def pool_threads() -> set[str]:
+            found = set()
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                        if f.read().startswith(".NET TP Worker"):
+                            found.add(tid)
+                except OSError:
+                    pass  # the thread ended
+            return found
+
+        def invoke(seconds: float):
+            client = h.boto3_client(server.url, "lambda")  # one client per thread
+            resp = client.invoke(FunctionName="who", Payload=json.dumps({"sleep": seconds}).encode())
+            return resp.get("FunctionError"), json.loads(resp["Payload"].read())
+
+        # Sixteen cold starts at once, on whatever pool threads run them; every pool thread seen meanwhile is noted.
+        seen = pool_threads()
+        with ThreadPoolExecutor(16) as invokers:
+            first = [invokers.submit(invoke, 1.0) for _ in range(16)]
+            while not all(f.done() for f in first):
+                seen |= pool_threads()
+                time.sleep(0.01)
+        first = [f.result() for f in first]
+        self.assertEqual([error for error, _ in first], [None] * 16, first)
+        processes = {process for _, process in first}
+        self.assertEqual(len(processes), 16, first)
+
+        # Every one of those threads ends (the pool retires them once idle; bounded).
+        deadline = time.monotonic() + 60
+        while seen & pool_threads() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(seen & pool_threads(), set(), "the server's pool threads did not end within 60 s")
+
+        # The same sixteen environments, all alive: no Init, no failure (they were SIGKILLed with their starting thread).
+        with ThreadPoolExecutor(16) as invokers:
+            second = list(invokers.map(invoke, [0.5] * 16))
+        self.assertEqual([error for error, _ in second], [None] * 16, second)
+        self.assertEqual({process for _, process in second}, processes)

@@ -54,9 +54,6 @@ internal sealed class SandboxLauncher : IDisposable
 
     private static readonly byte[]? Seccomp = SeccompFilter.IsSupported ? SeccompFilter.Build() : null;
 
-    // Process.Start must not run while our inheritable pipe ends exist, or another child would inherit them.
-    private static readonly Lock SpawnLock = new();
-
     // The sandbox's own /etc files (no host secrets): its user, loopback names, the resolver pasta forwards.
     private static readonly byte[] Passwd = Encoding.ASCII.GetBytes("root:x:0:0:root:/root:/usr/sbin/nologin\nsbx_user1051:x:993:990::/tmp:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
     private static readonly byte[] Group = Encoding.ASCII.GetBytes("root:x:0:\nsbx_user1051:x:990:\nnogroup:x:65534:\n");
@@ -182,9 +179,9 @@ internal sealed class SandboxLauncher : IDisposable
             var arguments = BuildArguments(spec, environment, infoFd: info[1], blockFd: block[0], usernsBlockFd: block[0], seccompFd, etcFiles);
             var argumentsFd = DataPipe(Encoding.UTF8.GetBytes(string.Join('\0', arguments) + '\0'), "bwrap's arguments", data);
             var startInfo = BuildStartInfo(spec, argumentsFd, cgroup);
-            lock (SpawnLock)
+            process = await SpawnThread.RunAsync(() =>
             {
-                // Only bwrap inherits these ends: they lose close-on-exec just for this spawn.
+                // Only bwrap inherits these ends: they lose close-on-exec just for this spawn (one at a time there).
                 var inherited = data.Append(info[1]).Append(block[0]).Append(extensionOutput[1]).Where(fd => fd >= 0).ToArray();
                 foreach (var fd in inherited)
                 {
@@ -192,7 +189,7 @@ internal sealed class SandboxLauncher : IDisposable
                 }
                 try
                 {
-                    process = Process.Start(startInfo) ?? throw new SandboxException("bwrap did not start");
+                    return Process.Start(startInfo) ?? throw new SandboxException("bwrap did not start");
                 }
                 finally
                 {
@@ -203,7 +200,7 @@ internal sealed class SandboxLauncher : IDisposable
                     data.Clear();
                     info[1] = block[0] = extensionOutput[1] = -1;
                 }
-            }
+            });
 
             var stdout = _output.Add(HandleOf(process.StandardOutput.BaseStream), onOutputLine);
             var stderr = _output.Add(HandleOf(process.StandardError.BaseStream), onOutputLine);
@@ -343,12 +340,8 @@ internal sealed class SandboxLauncher : IDisposable
             startInfo.ArgumentList.Add(arg);
         }
         startInfo.Environment.Clear();
-        Process pasta;
-        lock (SpawnLock)
-        {
-            pasta = Process.Start(startInfo) ?? throw new SandboxException("pasta did not start");
-        }
-        using (pasta)
+        // On the spawn thread too: while bwrap is being started there, no other child may inherit its pipe ends.
+        using (var pasta = await SpawnThread.RunAsync(() => Process.Start(startInfo) ?? throw new SandboxException("pasta did not start")))
         {
             // pasta returns once the namespace's network is configured, leaving its daemon behind.
             var stderr = pasta.StandardError.ReadToEndAsync();
