@@ -208,6 +208,41 @@ class LogsTests(h.LaminaTestCase):
         self.assertEqual(raw.status, 400)
         self.assertEqual(raw.json["__type"], "UnknownOperationException")
 
+    def test_describe_log_streams_pages_by_name_and_by_last_event_time(self):
+        group = "/lamina/test/" + self.fn_name()
+        self.logs.create_log_group(logGroupName=group)
+        now = int(time.time() * 1000)
+        names = [f"s-{i:02d}" for i in range(7)]
+        for i, name in enumerate(names):
+            self.logs.create_log_stream(logGroupName=group, logStreamName=name)
+            # The newest events in the middle streams: by time the order is not the names' order.
+            self.logs.put_log_events(logGroupName=group, logStreamName=name,
+                                     logEvents=[{"timestamp": now - abs(3 - i) * 1000 - i, "message": name}])
+        self.logs.create_log_stream(logGroupName=group, logStreamName="t-quiet")  # no event: its creation time counts
+        paginator = self.logs.get_paginator("describe_log_streams")
+
+        def read(**kwargs) -> list[str]:
+            return [s["logStreamName"] for page in paginator.paginate(
+                logGroupName=group, PaginationConfig={"PageSize": 2}, **kwargs) for s in page["logStreams"]]
+
+        self.assertEqual(read(), names + ["t-quiet"])
+        self.assertEqual(read(descending=True), ["t-quiet"] + names[::-1])
+        self.assertEqual(read(logStreamNamePrefix="s-"), names)
+        by_time = sorted(names, key=lambda n: now - abs(3 - int(n[2:])) * 1000 - int(n[2:]))
+        self.assertEqual(read(orderBy="LastEventTime"), by_time + ["t-quiet"])
+        self.assertEqual(read(orderBy="LastEventTime", descending=True), ["t-quiet"] + by_time[::-1])
+
+        # A page goes on from where the last one ended: a stream made between two pages shifts nothing.
+        first = self.logs.describe_log_streams(logGroupName=group, limit=2)
+        self.assertEqual([s["logStreamName"] for s in first["logStreams"]], names[:2])
+        self.logs.create_log_stream(logGroupName=group, logStreamName="a-new")
+        second = self.logs.describe_log_streams(logGroupName=group, limit=2, nextToken=first["nextToken"])
+        self.assertEqual([s["logStreamName"] for s in second["logStreams"]], names[2:4])
+        # A token of another ordering is refused, as CloudWatch Logs does.
+        err = self._logs_error(lambda: self.logs.describe_log_streams(
+            logGroupName=group, orderBy="LastEventTime", nextToken=first["nextToken"]))
+        self.assertEqual(err.response["Error"]["Code"], "InvalidParameterException")
+
     def test_get_log_events_pages_a_stream_stored_in_many_batches_between_another_streams(self):
         # Each round is stored in a batch of its own (a read waits for what was put before it): 70 rounds leave each
         # stream in 70 chunks, interleaved, more than one read of chunks takes. Paged both ways, a stream reads whole,

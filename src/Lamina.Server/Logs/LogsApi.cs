@@ -353,7 +353,9 @@ internal static partial class LogsApi
         }
         var descending = call.Bool("descending") ?? false;
         var limit = call.Limit(MaxDescribeLimit, MaxDescribeLimit);
-        var offset = call.String("nextToken") is { } token && int.TryParse(token, NumberStyles.None, CultureInfo.InvariantCulture, out var o) ? o : 0;
+        // The token is where the last page ended (its sort key and name), so a page costs the same however deep it is
+        // and streams created meanwhile shift nothing: "n/<name>" by name, "t/<ms>/<name>" by last event time.
+        var (afterTime, afterName) = StreamsToken(call.String("nextToken"), byTime);
         var streams = await call.Store.ReadAsync(connection =>
         {
             if (!GroupExists(connection, group))
@@ -361,16 +363,22 @@ internal static partial class LogsApi
                 return null;
             }
             using var select = connection.CreateCommand();
-            var order = byTime ? "COALESCE(last_event_ms, created_ms)" : "name";
+            var direction = descending ? "DESC" : "ASC";
+            var beyond = descending ? "<" : ">";
+            var (order, after) = byTime
+                ? ($"COALESCE(last_event_ms, created_ms) {direction}, name {direction}",
+                    $"(COALESCE(last_event_ms, created_ms) {beyond} @afterTime OR (COALESCE(last_event_ms, created_ms) = @afterTime AND name {beyond} @afterName))")
+                : ($"name {direction}", $"name {beyond} @afterName");
             select.CommandText = $"""
                 SELECT name, created_ms, first_event_ms, last_event_ms, last_ingest_ms, stored_bytes FROM log_streams
-                WHERE group_name = @group AND substr(name, 1, length(@prefix)) = @prefix
-                ORDER BY {order} {(descending ? "DESC" : "ASC")}, name LIMIT @limit OFFSET @offset;
+                WHERE group_name = @group AND substr(name, 1, length(@prefix)) = @prefix AND (@afterName IS NULL OR {after})
+                ORDER BY {order} LIMIT @limit;
                 """;
             select.Add("@group", group);
             select.Add("@prefix", prefix);
             select.Add("@limit", limit + 1);
-            select.Add("@offset", offset);
+            select.Add("@afterName", afterName, DbType.String);
+            select.Add("@afterTime", afterTime, DbType.Int64);
             using var reader = select.ExecuteReader();
             var rows = new List<(string Name, long Created, long? First, long? Last, long? Ingest, long Bytes)>();
             while (reader.Read())
@@ -398,9 +406,32 @@ internal static partial class LogsApi
             w.WriteEndArray();
             if (streams.Count > limit)
             {
-                w.WriteString("nextToken", (offset + limit).ToString(CultureInfo.InvariantCulture));
+                var last = streams[limit - 1];
+                w.WriteString("nextToken", byTime
+                    ? string.Create(CultureInfo.InvariantCulture, $"t/{last.Last ?? last.Created}/{last.Name}")
+                    : $"n/{last.Name}");
             }
         });
+    }
+
+    /// <summary>Where DescribeLogStreams' <c>nextToken</c> says the last page ended; (null, null) for the first page.</summary>
+    private static (long? Time, string? Name) StreamsToken(string? token, bool byTime)
+    {
+        if (token is null)
+        {
+            return (null, null);
+        }
+        if (!byTime && token.StartsWith("n/", StringComparison.Ordinal))
+        {
+            return (null, token[2..]);
+        }
+        if (byTime && token.StartsWith("t/", StringComparison.Ordinal) && token.IndexOf('/', 2) is var slash and > 2
+            && long.TryParse(token.AsSpan(2, slash - 2), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var time))
+        {
+            return (time, token[(slash + 1)..]);
+        }
+        // Another query's token (or none of ours), as CloudWatch Logs answers it.
+        throw Invalid("The specified nextToken is invalid.");
     }
 
     private static async Task GetLogEventsAsync(Call call)
