@@ -502,6 +502,29 @@ Resources:
         self.assertRaises(botocore.exceptions.ClientError, lambda: sqs.get_queue_attributes(QueueUrl=gone))
         sqs.delete_queue(QueueUrl=kept)
 
+    def test_events_page_on_from_where_the_last_page_ended(self):
+        # 60 queues: 182 events, more than a page (100). An update between two pages adds events at the head (newest
+        # first); the next page still goes on with the older ones, none twice.
+        queues = "".join(f"  Queue{i}:\n    Type: AWS::SQS::Queue\n" for i in range(60))
+        template = "Resources:\n" + queues
+        self.lint(template)
+        name = self.stack_name()
+        self.create(name, template)
+        created = [e["EventId"] for e in reversed(cs.events(self.cf, name))]  # newest first, as listed
+        first = self.cf.describe_stack_events(StackName=name)
+        self.assertEqual(len(first["StackEvents"]), 100)
+        self.cf.update_stack(StackName=name, TemplateBody=template + "  Queue60:\n    Type: AWS::SQS::Queue\n")
+        self.assertEqual(cs.wait_stack(self.cf, name)["StackStatus"], "UPDATE_COMPLETE")
+        second = self.cf.describe_stack_events(StackName=name, NextToken=first["NextToken"])
+        self.assertNotIn("NextToken", second)
+        listed = [e["EventId"] for e in first["StackEvents"] + second["StackEvents"]]
+        self.assertEqual(len(listed), len(set(listed)), "an event listed twice")
+        self.assertEqual(listed, created)
+        self.assertEqual((second["StackEvents"][-1]["LogicalResourceId"], second["StackEvents"][-1]["ResourceStatus"]),
+                         (name, "CREATE_IN_PROGRESS"))  # the oldest event last
+        e = cs.client_error(lambda: self.cf.describe_stack_events(StackName=name, NextToken="100"))
+        self.assertEqual(e.response["Error"]["Code"], "ValidationError")
+
     # ---- exports and imports ------------------------------------------------------------------------------------------
 
     def test_exports_are_imported_and_protected(self):

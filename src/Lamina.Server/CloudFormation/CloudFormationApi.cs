@@ -350,10 +350,14 @@ internal static partial class CloudFormationApi
     {
         var name = Required(form, "StackName");
         var stack = engine.Store.FindStack(name) ?? throw CloudFormationException.Validation($"Stack [{name}] does not exist");
-        var skip = Token(form);
-        var events = engine.Store.Events(stack.StackId, skip, PageSize + 1);
+        // The token is the number of the last event listed (events come newest first, and new ones at the head).
+        long? before = form.GetValueOrDefault("NextToken") is { Length: > 0 } token
+            ? token.StartsWith("e/", StringComparison.Ordinal) && long.TryParse(token.AsSpan(2), NumberStyles.None, CultureInfo.InvariantCulture, out var seq)
+                ? seq : throw CloudFormationException.Validation("Invalid NextToken")
+            : null;
+        var events = engine.Store.Events(stack.StackId, before, PageSize + 1);
         result.Append("<StackEvents>");
-        foreach (var e in events.Take(PageSize))
+        foreach (var (_, e) in events.Take(PageSize))
         {
             result.Append("<member>");
             Element(result, "StackId", e.StackId);
@@ -372,7 +376,7 @@ internal static partial class CloudFormationApi
         result.Append("</StackEvents>");
         if (events.Count > PageSize)
         {
-            Element(result, "NextToken", (skip + PageSize).ToString(CultureInfo.InvariantCulture));
+            Element(result, "NextToken", string.Create(CultureInfo.InvariantCulture, $"e/{events[PageSize - 1].Seq}"));
         }
     }
 

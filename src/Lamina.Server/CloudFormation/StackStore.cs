@@ -184,10 +184,14 @@ internal sealed class StackStore : IDisposable
     public void AddEvent(StackEventRecord stackEvent) => NonQuery($"INSERT INTO {_events} (stack_id, event_json) VALUES (@stack, @json);",
         ("stack", stackEvent.StackId), ("json", JsonSerializer.Serialize(stackEvent, StackJsonContext.Default.StackEventRecord)));
 
-    /// <summary>A stack's events, newest first, from position <paramref name="skip"/>.</summary>
-    public List<StackEventRecord> Events(string stackId, int skip, int take) =>
-        Query($"SELECT event_json FROM {_events} WHERE stack_id = @stack ORDER BY seq DESC LIMIT @take OFFSET @skip;",
-            reader => Deserialize(reader.GetString(0), StackJsonContext.Default.StackEventRecord), ("stack", stackId), ("take", (long)take), ("skip", (long)skip));
+    /// <summary>
+    /// A stack's events, newest first, older than the one numbered <paramref name="before"/> (null: from the newest),
+    /// each with its number: a page goes on from where the last ended, however many events came meanwhile.
+    /// </summary>
+    public List<(long Seq, StackEventRecord Event)> Events(string stackId, long? before, int take) =>
+        Query($"SELECT seq, event_json FROM {_events} WHERE stack_id = @stack AND seq < @before ORDER BY seq DESC LIMIT @take;",
+            reader => (reader.GetInt64(0), Deserialize(reader.GetString(1), StackJsonContext.Default.StackEventRecord)),
+            ("stack", stackId), ("before", before ?? long.MaxValue), ("take", (long)take));
 
     // ---- change sets ----------------------------------------------------------------------------------------------------
 
