@@ -38,6 +38,9 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
 
     private readonly ConcurrentDictionary<string, DurableExecution> _executions = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, DurableExecution> _byName = new(StringComparer.Ordinal);
+    // The running ones, which the sweep looks at four times a second: ended executions stay in _executions for their
+    // retention (14 days by default), and a sweep over all of them grew with every execution that ever ended.
+    private readonly ConcurrentDictionary<string, DurableExecution> _running = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, (DurableExecution Execution, string OperationId)> _callbacks = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _signal = new(0);
     private readonly Lock _startLock = new();
@@ -108,6 +111,7 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
             execution.Done.TrySetCanceled();
         }
         _executions.Clear();
+        _running.Clear();
         _byName.Clear();
         _callbacks.Clear();
         _waitingAtStart.Clear();
@@ -133,6 +137,10 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
     private void Index(DurableExecution execution)
     {
         _executions[execution.Arn] = execution;
+        if (execution.IsRunning)
+        {
+            _running[execution.Arn] = execution;
+        }
         _byName[NameKey(execution.FunctionKey, execution.Name)] = execution;
         foreach (var operation in execution.Operations)
         {
@@ -191,7 +199,7 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
     private void Sweep()
     {
         var now = NowMs;
-        foreach (var execution in _executions.Values)
+        foreach (var execution in _running.Values)
         {
             string? token = null;
             lock (execution.Lock)
@@ -499,6 +507,7 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
         execution.Events.Add(NewEvent(execution, eventType, now, new JsonObject { [detailsName] = details }, execOperation));
         store.Save(execution, [execOperation], from);
         Trim(execution);
+        _running.TryRemove(execution.Arn, out _);
         execution.Done.TrySetResult();
         Log.Finished(logger, execution.Arn, status);
     }

@@ -1,0 +1,32 @@
+#!/usr/bin/env python3
+"""An idle server's CPU with many ended durable executions in its store (they stay for their retention, 14 days).
+
+    python3 bench/durable_idle.py BUILD_A/Lamina.Server.dll BUILD_B/Lamina.Server.dll [count]
+
+Makes a data directory with `count` (default 300,000) ended executions written straight into durable.db, then starts
+each build on a copy of it and prints the server's CPU over 20 s of doing nothing, and its resident memory.
+"""
+import os, re, shutil, sqlite3, subprocess, sys, tempfile, time, requests
+def start(dll, data):
+    p = subprocess.Popen(["dotnet", dll, "serve", "--port", "0", "--data", data], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in p.stdout:
+        m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+        if m: return p, int(m.group(1))
+def cpu(pid):
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+base = tempfile.mkdtemp()
+p, port = start(sys.argv[1], base); p.terminate(); p.wait()
+db = sqlite3.connect(os.path.join(base, "durable.db"))
+now = int(time.time() * 1000)
+N = int(sys.argv[3]) if len(sys.argv) > 3 else 300_000
+db.executemany("INSERT INTO executions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    ((f"arn:aws:lambda:us-east-1:000000000000:function:f:$LATEST/durable-execution/n{i}/{i:032x}", "f", "arn:aws:lambda:us-east-1:000000000000:function:f:$LATEST", "$LATEST", f"n{i}", '{"x":1}', now - 3600_000, 60, 14, "SUCCEEDED", '"ok"', None, now - 3500_000) for i in range(N)))
+db.commit(); db.close()
+for dll in sys.argv[1:3]:
+    data = tempfile.mkdtemp(); shutil.copytree(base, data, dirs_exist_ok=True)
+    p, port = start(dll, data)
+    time.sleep(5)  # let startup settle
+    c0 = cpu(p.pid); t0 = time.time(); time.sleep(20); c1 = cpu(p.pid)
+    print(dll.split("/")[2], f"{N} ended executions: idle server CPU {100*(c1-c0)/(time.time()-t0):.1f}% of a core", open(f"/proc/{p.pid}/status").read().split("VmRSS:")[1].split("\n")[0].strip())
+    p.terminate(); p.wait(); shutil.rmtree(data)
