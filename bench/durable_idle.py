@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """An idle server's CPU with many ended durable executions in its store (they stay for their retention, 14 days).
 
-    python3 bench/durable_idle.py BUILD_A/Lamina.Server.dll BUILD_B/Lamina.Server.dll [count]
+    python3 bench/durable_idle.py BUILD_A/Lamina.Server.dll BUILD_B/Lamina.Server.dll [count] [events]
 
-Makes a data directory with `count` (default 300,000) ended executions written straight into durable.db, then starts
-each build on a copy of it and prints the server's CPU over 20 s of doing nothing, and its resident memory.
+Makes a data directory with `count` (default 300,000) ended executions written straight into durable.db, each with
+`events` history events and as many operations (default 0), then starts each build on a copy of it and prints how long
+it took to listen, the server's CPU over 20 s of doing nothing, and its resident memory.
 """
 import os, re, shutil, sqlite3, subprocess, sys, tempfile, time, requests
 def start(dll, data):
@@ -22,11 +23,18 @@ now = int(time.time() * 1000)
 N = int(sys.argv[3]) if len(sys.argv) > 3 else 300_000
 db.executemany("INSERT INTO executions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
     ((f"arn:aws:lambda:us-east-1:000000000000:function:f:$LATEST/durable-execution/n{i}/{i:032x}", "f", "arn:aws:lambda:us-east-1:000000000000:function:f:$LATEST", "$LATEST", f"n{i}", '{"x":1}', now - 3600_000, 60, 14, "SUCCEEDED", '"ok"', None, now - 3500_000) for i in range(N)))
+EVENTS = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+arn = lambda i: f"arn:aws:lambda:us-east-1:000000000000:function:f:$LATEST/durable-execution/n{i}/{i:032x}"
+step = '{"Id":"%s","Type":"STEP","Status":"SUCCEEDED","StepDetails":{"Result":"{\\"n\\":3}","Attempt":1}}'
+db.executemany("INSERT INTO operations (arn, seq, id, json) VALUES (?,?,?,?)",
+    ((arn(i), k, f"op{k}", step % f"op{k}") for i in range(N) for k in range(EVENTS)))
+db.executemany("INSERT INTO events VALUES (?,?,?)",
+    ((arn(i), k + 1, '{"EventType":"StepSucceeded","EventId":%d,"Id":"op%d","StepSucceededDetails":{"Result":{"Payload":"{\\"n\\":3}"}}}' % (k + 1, k)) for i in range(N) for k in range(EVENTS)))
 db.commit(); db.close()
 for dll in sys.argv[1:3]:
     data = tempfile.mkdtemp(); shutil.copytree(base, data, dirs_exist_ok=True)
-    p, port = start(dll, data)
+    t = time.time(); p, port = start(dll, data); listening = time.time() - t
     time.sleep(5)  # let startup settle
     c0 = cpu(p.pid); t0 = time.time(); time.sleep(20); c1 = cpu(p.pid)
-    print(dll.split("/")[2], f"{N} ended executions: idle server CPU {100*(c1-c0)/(time.time()-t0):.1f}% of a core", open(f"/proc/{p.pid}/status").read().split("VmRSS:")[1].split("\n")[0].strip())
+    print(dll.split("/")[2], f"{N} ended executions, {EVENTS} events each: listening after {listening:.1f} s, idle server CPU {100*(c1-c0)/(time.time()-t0):.1f}% of a core", open(f"/proc/{p.pid}/status").read().split("VmRSS:")[1].split("\n")[0].strip())
     p.terminate(); p.wait(); shutil.rmtree(data)

@@ -17,6 +17,8 @@ import unittest
 import uuid
 from pathlib import Path
 
+import botocore.exceptions
+
 import lamina_harness as h
 
 MODULE = __name__
@@ -464,6 +466,50 @@ class DurableCrashTests(DurableMixin, unittest.TestCase):
             third.stop()
 
     @h.slow
+    def test_an_ended_execution_after_a_restart(self):
+        # Only an ended execution's callbacks are read back at a start (its other operations and its events stay in the
+        # store): what it answers is the same before and after.
+        if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
+            self.skipTest("needs a server of its own")
+        data_dir = Path(tempfile.mkdtemp(prefix="lamina-it-durable-"))
+        self.addCleanup(shutil.rmtree, data_dir, True)
+        name = "durable-ended-" + uuid.uuid4().hex[:6]
+        tag = uuid.uuid4().hex[:8]
+        event = {"tag": tag, "n": 1, "waitSeconds": 1}
+
+        def late_callback(lam, callback_id: str) -> str:
+            try:
+                lam.send_durable_execution_callback_success(CallbackId=callback_id, Result=b"1")
+            except botocore.exceptions.ClientError as e:
+                return e.response["Error"]["Code"]
+            return "accepted"
+
+        def described(lam, arn: str) -> dict:
+            return {k: v for k, v in lam.get_durable_execution(DurableExecutionArn=arn).items() if k != "ResponseMetadata"}
+
+        first = h.LaminaServer("durable-ended-1", data_dir=data_dir).start()
+        try:
+            lam = h.boto3_client(first.url, "lambda")
+            self.create_workflow(lam, name)
+            arn = self.start(lam, name, f"ended-{tag}", event)
+            callback_id = self.callback_id(lam, arn)
+            lam.send_durable_execution_callback_failure(CallbackId=callback_id, Error={"ErrorType": "Rejected", "ErrorMessage": "no thanks"})
+            poll(lambda: lam.get_durable_execution(DurableExecutionArn=arn), lambda e: e["Status"] != "RUNNING", 60)
+            before, history, late = described(lam, arn), self.history(lam, arn), late_callback(lam, callback_id)
+            self.assertEqual(before["Status"], "FAILED", before)
+            self.assertNotEqual(late, "accepted")
+        finally:
+            first.stop()
+        second = h.LaminaServer("durable-ended-2", data_dir=data_dir).start()
+        try:
+            lam = h.boto3_client(second.url, "lambda")
+            self.assertEqual(described(lam, arn), before)
+            self.assertEqual(self.history(lam, arn), history)
+            self.assertEqual(late_callback(lam, callback_id), late)
+            self.assertEqual(self.start(lam, name, f"ended-{tag}", event), arn)  # the same name and input: the same execution
+        finally:
+            second.stop()
+
     def test_kill_9_during_the_wait_then_the_js_sdk_completes_the_callback(self):
         if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
             self.skipTest("needs a server of its own")

@@ -169,7 +169,13 @@ internal sealed class DurableStore : IDisposable
         }
         using (var command = connection.CreateCommand())
         {
-            command.CommandText = $"SELECT arn, id, json, deadline_ms, heartbeat_s, heartbeat_deadline_ms FROM {operationsTable} ORDER BY arn, seq;";
+            // An ended execution keeps only its callbacks in memory (a late one is answered from them): its other
+            // operations and its events are not read, however many days of them the store keeps.
+            command.CommandText = $"""
+                SELECT o.arn, o.id, o.json, o.deadline_ms, o.heartbeat_s, o.heartbeat_deadline_ms
+                FROM {operationsTable} o JOIN {executionsTable} e ON e.arn = o.arn
+                WHERE e.status = 'RUNNING' OR o.callback_id IS NOT NULL ORDER BY o.arn, o.seq;
+                """;
             using var reader = command.ExecuteReader();
             while (reader.Read())
             {
@@ -194,7 +200,10 @@ internal sealed class DurableStore : IDisposable
         }
         using (var command = connection.CreateCommand())
         {
-            command.CommandText = $"SELECT arn, json FROM {eventsTable} ORDER BY arn, event_id;";
+            command.CommandText = $"""
+                SELECT v.arn, v.json FROM {eventsTable} v JOIN {executionsTable} e ON e.arn = v.arn
+                WHERE e.status = 'RUNNING' ORDER BY v.arn, v.event_id;
+                """;
             using var reader = command.ExecuteReader();
             while (reader.Read())
             {
