@@ -465,7 +465,6 @@ class DurableCrashTests(DurableMixin, unittest.TestCase):
         finally:
             third.stop()
 
-    @h.slow
     def test_an_ended_execution_after_a_restart(self):
         # Only an ended execution's callbacks are read back at a start (its other operations and its events stay in the
         # store): what it answers is the same before and after.
@@ -510,6 +509,7 @@ class DurableCrashTests(DurableMixin, unittest.TestCase):
         finally:
             second.stop()
 
+    @h.slow
     def test_kill_9_during_the_wait_then_the_js_sdk_completes_the_callback(self):
         if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
             self.skipTest("needs a server of its own")
