@@ -415,6 +415,22 @@ class AccessTests(AuthTestCase):
         self.assertRegex(metrics, rf'lamina_api_latency_seconds_count\{{api="{api_id}",stage="\$default",route="GET /logged/{{id}}"\}} 1')
         self.assertRegex(metrics, rf'lamina_api_integration_latency_seconds_count\{{api="{api_id}",stage="\$default",route="GET /logged/{{id}}"\}} 1')
 
+        # A route or a stage no longer served takes its series along; the rest stay.
+        route_id = next(r["RouteId"] for r in self.v2.get_routes(ApiId=api_id)["Items"] if r["RouteKey"] == "GET /logged/{id}")
+        self.v2.delete_route(ApiId=api_id, RouteId=route_id)  # the $default stage deploys itself
+        metrics = requests.get(f"{self.server.url}/metrics", timeout=30).text
+        self.assertEqual(re.findall(rf'^.*api="{api_id}".*route="GET /logged/{{id}}".*$', metrics, re.M), [])
+        self.assertRegex(metrics, rf'lamina_api_requests_total\{{api="{api_id}",stage="\$default",route="-",status="4xx"\}} 1')
+        self.v2.create_route(ApiId=api_id, RouteKey="GET /two", Target=f"integrations/{integration}")
+        self.v2.create_stage(ApiId=api_id, StageName="two", AutoDeploy=True)
+        self.assertEqual(requests.get(self.url(api_id, "/two/two"), timeout=60).status_code, 200)
+        metrics = requests.get(f"{self.server.url}/metrics", timeout=30).text
+        self.assertRegex(metrics, rf'lamina_api_requests_total\{{api="{api_id}",stage="two",route="GET /two",status="2xx"\}} 1')
+        self.v2.delete_stage(ApiId=api_id, StageName="two")
+        metrics = requests.get(f"{self.server.url}/metrics", timeout=30).text
+        self.assertEqual(re.findall(rf'^.*api="{api_id}",stage="two".*$', metrics, re.M), [])
+        self.assertRegex(metrics, rf'lamina_api_requests_total\{{api="{api_id}",stage="\$default",route="-",status="4xx"\}} 1')
+
         # A deleted API's series leave /metrics (APIs made and deleted by the hundred kept every one).
         self.v2.delete_api(ApiId=api_id)
         metrics = requests.get(f"{self.server.url}/metrics", timeout=30).text

@@ -570,6 +570,7 @@ internal sealed partial class ApiRegistry : IHostedService, IDisposable
         {
             Log.SnapshotUnreadable(_logger, apiId, e.Message);
         }
+        _live.TryGetValue(apiId, out var before);
         if (live is null)
         {
             _live.TryRemove(apiId, out _);
@@ -577,6 +578,40 @@ internal sealed partial class ApiRegistry : IHostedService, IDisposable
         else
         {
             _live[apiId] = live;
+            if (before is not null)
+            {
+                ReportNoLongerServed(before, live);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Raised when a stage, or a route of a stage, is no longer served (deleted, or deployed again without it), with the
+    /// API's id, the stage's name and the route key (null: the whole stage). Handlers must not throw.
+    /// </summary>
+    public event Action<string, string, string?>? NoLongerServed;
+
+    private void ReportNoLongerServed(LiveApi before, LiveApi after)
+    {
+        if (NoLongerServed is not { } handler)
+        {
+            return;
+        }
+        foreach (var (name, stage) in before.Stages)
+        {
+            if (!after.Stages.TryGetValue(name, out var now))
+            {
+                handler(before.ApiId, name, null);
+                continue;
+            }
+            var kept = now.Routes.Values.Select(static r => r.RouteKey).ToHashSet(StringComparer.Ordinal);
+            foreach (var route in stage.Routes.Values)
+            {
+                if (!kept.Contains(route.RouteKey))
+                {
+                    handler(before.ApiId, name, route.RouteKey);
+                }
+            }
         }
     }
 

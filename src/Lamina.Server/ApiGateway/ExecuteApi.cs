@@ -71,6 +71,7 @@ internal sealed partial class ExecuteApi : IDisposable
         _invoker = invoker;
         _metrics = metrics;
         registry.Deleted += metrics.ForgetApi;
+        registry.NoLongerServed += metrics.ForgetApiStageOrRoute;
         _logs = logs;
         _jwt = jwt;
         _keys = keys;

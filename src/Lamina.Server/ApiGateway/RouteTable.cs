@@ -29,6 +29,9 @@ internal sealed partial class RouteTable<T> where T : class
     /// <summary>The <c>$default</c> route, which takes what nothing else does.</summary>
     public void SetDefault(T value) => _default = value;
 
+    /// <summary>Every route of the table, <c>$default</c> last.</summary>
+    public IEnumerable<T> Values => _default is null ? _entries.Select(static e => e.Value) : _entries.Select(static e => e.Value).Append(_default);
+
     /// <summary>
     /// The route for <paramref name="method"/> <paramref name="path"/> (decoded, starting with <c>/</c>), and the values of
     /// its path variables (null when it has none).

@@ -25,6 +25,8 @@ internal sealed class LaminaMetrics : IDisposable
     public const string MemoryBudgetThrottle = "memory_budget";
 
     private const string ApiLabel = "api";
+    private const string StageLabel = "stage";
+    private const string RouteLabel = "route";
 
     // Invocations run from a millisecond to Lambda's 900 s limit.
     private static readonly double[] DurationBuckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900];
@@ -95,8 +97,8 @@ internal sealed class LaminaMetrics : IDisposable
     public void RecordApiRequest(string api, string stage, string route, int status, double latencyMs, double? integrationLatencyMs)
     {
         var apiTag = new KeyValuePair<string, object?>(ApiLabel, api);
-        var stageTag = new KeyValuePair<string, object?>("stage", stage);
-        var routeTag = new KeyValuePair<string, object?>("route", route);
+        var stageTag = new KeyValuePair<string, object?>(StageLabel, stage);
+        var routeTag = new KeyValuePair<string, object?>(RouteLabel, route);
         var statusClass = status >= 500 ? "5xx" : status >= 400 ? "4xx" : status >= 300 ? "3xx" : "2xx";
         // TagList: four tags without an array (the params overload would allocate one per request).
         _apiRequests.Add(1, new TagList { apiTag, stageTag, routeTag, new KeyValuePair<string, object?>("status", statusClass) });
@@ -200,6 +202,19 @@ internal sealed class LaminaMetrics : IDisposable
 
     /// <summary>An API Gateway API was deleted: its series go.</summary>
     public void ForgetApi(string api) => Exporter.Forget((ApiLabel, api));
+
+    /// <summary>A stage (<paramref name="route"/> null) or one of its routes is no longer served: its series go.</summary>
+    public void ForgetApiStageOrRoute(string api, string stage, string? route)
+    {
+        if (route is null)
+        {
+            Exporter.Forget((ApiLabel, api), (StageLabel, stage));
+        }
+        else
+        {
+            Exporter.Forget((ApiLabel, api), (StageLabel, stage), (RouteLabel, route));
+        }
+    }
 
     private static KeyValuePair<string, object?> Function(FunctionConfig config) => new(PrometheusExporter.FunctionLabel, config.Name);
 
