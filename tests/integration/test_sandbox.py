@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 import unittest
 import urllib.parse
@@ -178,19 +179,27 @@ class SpawnThreadTests(unittest.TestCase):
                     pass  # the thread ended
             return found
 
-        def invoke(seconds: float):
-            client = h.boto3_client(server.url, "lambda")  # one client per thread
-            resp = client.invoke(FunctionName="who", Payload=json.dumps({"sleep": seconds}).encode())
-            return resp.get("FunctionError"), json.loads(resp["Payload"].read())
+        # One client per thread, made up front (making boto3 clients is not thread-safe); the sixteen requests leave
+        # together, so each finds every environment busy (a cold start each, then each environment once).
+        clients = [h.boto3_client(server.url, "lambda") for _ in range(16)]
 
-        # Sixteen cold starts at once, on whatever pool threads run them; every pool thread seen meanwhile is noted.
+        def invoke_all(seconds: float) -> list:
+            together = threading.Barrier(16)
+
+            def invoke(client):
+                together.wait()
+                resp = client.invoke(FunctionName="who", Payload=json.dumps({"sleep": seconds}).encode())
+                return resp.get("FunctionError"), json.loads(resp["Payload"].read())
+            with ThreadPoolExecutor(16) as invokers:
+                calls = [invokers.submit(invoke, client) for client in clients]
+                while not all(f.done() for f in calls):
+                    seen.update(pool_threads())  # every pool thread seen while they run
+                    time.sleep(0.01)
+                return [f.result() for f in calls]
+
+        # Sixteen cold starts at once, on whatever pool threads run them.
         seen = pool_threads()
-        with ThreadPoolExecutor(16) as invokers:
-            first = [invokers.submit(invoke, 1.0) for _ in range(16)]
-            while not all(f.done() for f in first):
-                seen |= pool_threads()
-                time.sleep(0.01)
-        first = [f.result() for f in first]
+        first = invoke_all(1.0)
         self.assertEqual([error for error, _ in first], [None] * 16, first)
         processes = {process for _, process in first}
         self.assertEqual(len(processes), 16, first)
@@ -202,7 +211,6 @@ class SpawnThreadTests(unittest.TestCase):
         self.assertEqual(seen & pool_threads(), set(), "the server's pool threads did not end within 60 s")
 
         # The same sixteen environments, all alive: no Init, no failure (they were SIGKILLed with their starting thread).
-        with ThreadPoolExecutor(16) as invokers:
-            second = list(invokers.map(invoke, [0.5] * 16))
+        second = invoke_all(1.0)
         self.assertEqual([error for error, _ in second], [None] * 16, second)
         self.assertEqual({process for _, process in second}, processes)

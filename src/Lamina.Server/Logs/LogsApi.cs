@@ -371,7 +371,7 @@ internal static partial class LogsApi
                 : ($"name {direction}", $"name {beyond} @afterName");
             select.CommandText = $"""
                 SELECT name, created_ms, first_event_ms, last_event_ms, last_ingest_ms, stored_bytes FROM log_streams
-                WHERE group_name = @group AND substr(name, 1, length(@prefix)) = @prefix AND (@afterName IS NULL OR {after})
+                WHERE group_name = @group AND substr(name, 1, length(@prefix)) = @prefix {(afterName is null ? "" : "AND " + after)}
                 ORDER BY {order} LIMIT @limit;
                 """;
             select.Add("@group", group);
