@@ -69,9 +69,10 @@ public sealed class DurableStoreTests : IDisposable
         store.Delete([executions[0].Arn, executions[2].Arn]);
         store.Dispose();
 
-        Open(out var loaded);
+        var reopened = Open(out var loaded);
         var kept = Assert.Single(loaded);
-        Assert.Equal(("b", "op-b", 1), (kept.Name, (string?)kept.Operations.Single()["Id"], kept.Events.Count));
+        Assert.Equal("b", kept.Name);
+        Assert.Single(reopened.ReadEvents(kept.Arn));
         using var connection = new SqliteConnection($"Data Source={Path.Combine(_dataDirectory, "durable.db")};Mode=ReadOnly;Pooling=False");
         connection.Open();
         using var command = connection.CreateCommand();
@@ -79,6 +80,33 @@ public sealed class DurableStoreTests : IDisposable
         using var reader = command.ExecuteReader();
         reader.Read();
         Assert.Equal((1L, 1L), (reader.GetInt64(0), reader.GetInt64(1)));
+    }
+
+    [Fact]
+    public void Open_ReadsARunningExecutionWhole_AndOfAnEndedOneOnlyItsCallbacks()
+    {
+        var store = Open(out _);
+        var running = Ended("r");
+        running.Status = "RUNNING";
+        running.EndMs = null;
+        var ended = Ended("e");
+        ended.Operations.Add(new JsonObject
+        {
+            ["Id"] = "cb", ["Type"] = "CALLBACK", ["Status"] = "TIMED_OUT",
+            ["CallbackDetails"] = new JsonObject { ["CallbackId"] = "callback-e" },
+        });
+        store.Save(running, running.Operations, eventsFrom: 0);
+        store.Save(ended, ended.Operations, eventsFrom: 0);
+        store.Dispose();
+
+        // An ended execution's history stays in the store (read when asked); its callbacks answer late callers.
+        var reopened = Open(out var loaded);
+        var r = loaded.Single(static x => x.Name == "r");
+        var e = loaded.Single(static x => x.Name == "e");
+        Assert.Equal(("op-r", 1), ((string?)r.Operations.Single()["Id"], r.Events.Count));
+        Assert.Equal(["cb"], e.Operations.Select(static o => (string?)o["Id"]));
+        Assert.Empty(e.Events);
+        Assert.Single(reopened.ReadEvents(e.Arn));
     }
 
     [Fact]
