@@ -356,6 +356,8 @@ internal static partial class LogsApi
         // The token is where the last page ended (its sort key and name), so a page costs the same however deep it is
         // and streams created meanwhile shift nothing: "n/<name>" by name, "t/<ms>/<name>" by last event time.
         var (afterTime, afterName) = StreamsToken(call.String("nextToken"), byTime);
+        // As GetLogEvents and FilterLogEvents: the events put before this call count in each stream's times.
+        await call.Store.WaitForBufferedAsync(TimeSpan.FromSeconds(1), call.Aborted);
         var streams = await call.Store.ReadAsync(connection =>
         {
             if (!GroupExists(connection, group))
