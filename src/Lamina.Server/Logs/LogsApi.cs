@@ -353,8 +353,9 @@ internal static partial class LogsApi
         }
         var descending = call.Bool("descending") ?? false;
         var limit = call.Limit(MaxDescribeLimit, MaxDescribeLimit);
-        // The token is where the last page ended (its sort key and name), so a page costs the same however deep it is
-        // and streams created meanwhile shift nothing: "n/<name>" by name, "t/<ms>/<name>" by last event time.
+        // The token is where the last page ended (its sort key and name), so streams created meanwhile shift nothing and
+        // no page skips over the ones before it (by name, a seek in the key; by time, which no index orders, a scan of
+        // the group's streams, as every page was before): "n/<name>" by name, "t/<ms>/<name>" by last event time.
         var (afterTime, afterName) = StreamsToken(call.String("nextToken"), byTime);
         // As GetLogEvents and FilterLogEvents: the events put before this call count in each stream's times.
         await call.Store.WaitForBufferedAsync(TimeSpan.FromSeconds(1), call.Aborted);
