@@ -324,6 +324,38 @@ class DurableWorkflowTests(DurableMixin, h.LaminaTestCase):
                                                              Handler="index.handler", Code={"ZipFile": h.make_zip({"index.mjs": ""})},
                                                              DurableConfig={"RetentionPeriodInDays": 91}), 400, "InvalidParameterValueException")
 
+    def test_list_pages_on_from_where_the_last_page_ended(self):
+        name = self.fn_name()
+        self.create_workflow(self.lam, name)
+        self.addCleanup(self._delete_quietly, name)
+        tag = uuid.uuid4().hex[:8]
+        event = {"tag": tag, "n": 1, "waitSeconds": 60}
+        first = [self.start(self.lam, name, f"list-{tag}-{i}", event) for i in range(5)]
+
+        # Newest first, two a page, and two more started after the first page: each page goes on from the last
+        # execution listed (an offset into the list would repeat two), and the later ones come before it.
+        page = self.lam.list_durable_executions_by_function(FunctionName=name, ReverseOrder=True, MaxItems=2)
+        listed = [e["DurableExecutionArn"] for e in page["DurableExecutions"]]
+        later = [self.start(self.lam, name, f"list-{tag}-later-{i}", event) for i in range(2)]
+        while "NextMarker" in page:
+            page = self.lam.list_durable_executions_by_function(FunctionName=name, ReverseOrder=True, MaxItems=2, Marker=page["NextMarker"])
+            listed += [e["DurableExecutionArn"] for e in page["DurableExecutions"]]
+        self.assertEqual(sorted(listed), sorted(first))
+        self.assertEqual(len(listed), 5)
+
+        # Ended ones are listed, filtered and described as running ones are (an ended execution is read from the store).
+        for arn in first + later:
+            self.lam.stop_durable_execution(DurableExecutionArn=arn)
+        stopped = self.lam.list_durable_executions_by_function(FunctionName=name, Statuses=["STOPPED"], MaxItems=1000)["DurableExecutions"]
+        self.assertEqual(sorted(e["DurableExecutionArn"] for e in stopped), sorted(first + later))
+        self.assertEqual([e["DurableExecutionArn"] for e in stopped][-2:], later)  # oldest first: the later two last
+        self.assertEqual(self.lam.list_durable_executions_by_function(FunctionName=name, Statuses=["RUNNING"])["DurableExecutions"], [])
+        self.assertEqual([e["DurableExecutionArn"] for e in self.lam.list_durable_executions_by_function(
+            FunctionName=name, DurableExecutionName=f"list-{tag}-3")["DurableExecutions"]], [first[3]])
+        self.assertEqual(self.lam.get_durable_execution(DurableExecutionArn=later[0])["Status"], "STOPPED")
+        self.assertAwsError(lambda: self.lam.list_durable_executions_by_function(FunctionName=name, Marker="not-a-marker"), 400,
+                            "InvalidParameterValueException")
+
     def test_chained_invokes_of_a_plain_a_throwing_and_a_durable_function(self):
         caller, plain, thrower, child = (self.fn_name(s) for s in ("caller", "plain", "thrower", "child"))
         self.create_workflow(self.lam, caller, handler="chain.handler")

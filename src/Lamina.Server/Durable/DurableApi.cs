@@ -323,41 +323,62 @@ internal static partial class DurableApi
             await AwsError.FunctionNotFound(options.Value.FunctionArn(reference.Name)).ExecuteAsync(context);
             return;
         }
-        if (!TryPaging(query, out var marker, out var maxItems, out var pagingError))
+        if (!TryMaxItems(query, out var maxItems, out var pagingError) || !TryListMarker(query["Marker"].ToString(), out var after, out pagingError))
         {
             await pagingError!.ExecuteAsync(context);
             return;
         }
-        var statuses = query["Statuses"].Where(static s => !string.IsNullOrEmpty(s)).ToHashSet(StringComparer.Ordinal);
+        var statuses = query["Statuses"].OfType<string>().Where(static s => s.Length > 0).ToHashSet(StringComparer.Ordinal);
         if (statuses.FirstOrDefault(static s => s is not ("RUNNING" or "SUCCEEDED" or "FAILED" or "TIMED_OUT" or "STOPPED")) is { } badStatus)
         {
             await AwsError.InvalidParameter($"1 validation error detected: Value '{badStatus}' at 'statuses' failed to satisfy constraint: Member must satisfy enum value set: [RUNNING, SUCCEEDED, FAILED, TIMED_OUT, STOPPED]").ExecuteAsync(context);
             return;
         }
-        if (!TryTime(query["StartedAfter"], out var after) || !TryTime(query["StartedBefore"], out var before))
+        if (!TryTime(query["StartedAfter"], out var startedAfter) || !TryTime(query["StartedBefore"], out var startedBefore))
         {
             await AwsError.InvalidParameter("StartedAfter and StartedBefore must be timestamps.").ExecuteAsync(context);
             return;
         }
         var name = query["DurableExecutionName"].ToString();
-        var selected = engine.ListByFunction(reference.Name).Where(e =>
-            (reference.Qualifier is null || e.Version == reference.Qualifier)
-            && (name.Length == 0 || e.Name == name)
-            && (statuses.Count == 0 || statuses.Contains(e.Status))
-            && (after is null || e.StartMs >= after) && (before is null || e.StartMs <= before));
-        if (query["ReverseOrder"].ToString().Equals("true", StringComparison.OrdinalIgnoreCase))
+        var filter = new ExecutionFilter(reference.Qualifier, name.Length > 0 ? name : null, statuses, startedAfter, startedBefore);
+        var newestFirst = query["ReverseOrder"].ToString().Equals("true", StringComparison.OrdinalIgnoreCase);
+        // From the store, one more than the page: whether there is a next page. The marker is the last one listed
+        // (its start and ARN), so executions started between two pages do not shift the next.
+        var executions = engine.List(reference.Name, filter, newestFirst, after, maxItems + 1);
+        var page = new JsonArray();
+        foreach (var execution in executions.Take(maxItems))
         {
-            selected = selected.Reverse();
-        }
-        var list = selected.ToList();
-        var answer = Page(list, marker, maxItems, "DurableExecutions", static e =>
-        {
-            lock (e.Lock)
+            lock (execution.Lock)
             {
-                return Describe(e, full: false);
+                page.Add(Describe(execution, full: false));
             }
-        });
+        }
+        var answer = new JsonObject { ["DurableExecutions"] = page };
+        if (executions.Count > maxItems)
+        {
+            var last = executions[maxItems - 1];
+            answer["NextMarker"] = string.Create(CultureInfo.InvariantCulture, $"{last.StartMs}/{last.Arn}");
+        }
         await WriteAsync(context, answer);
+    }
+
+    /// <summary>ListDurableExecutionsByFunction's marker: <c>&lt;start ms&gt;/&lt;ARN&gt;</c> of the last execution listed.</summary>
+    private static bool TryListMarker(string marker, out (long StartMs, string Arn)? after, out AwsError? error)
+    {
+        after = null;
+        error = null;
+        if (marker.Length == 0)
+        {
+            return true;
+        }
+        var slash = marker.IndexOf('/');
+        if (slash > 0 && long.TryParse(marker.AsSpan(0, slash), NumberStyles.None, CultureInfo.InvariantCulture, out var startMs) && slash < marker.Length - 1)
+        {
+            after = (startMs, marker[(slash + 1)..]);
+            return true;
+        }
+        error = AwsError.InvalidParameter("Invalid Marker.");
+        return false;
     }
 
     // ---- shapes -------------------------------------------------------------------------------------------------
@@ -406,7 +427,7 @@ internal static partial class DurableApi
         return copy;
     }
 
-    private static JsonObject Page<T>(IReadOnlyList<T> items, int marker, int maxItems, string member, Func<T, JsonNode> map)
+    private static JsonObject Page(List<JsonObject> items, int marker, int maxItems, string member, Func<JsonObject, JsonNode> map)
     {
         var page = new JsonArray();
         for (var i = marker; i < items.Count && page.Count < maxItems; i++)
@@ -432,6 +453,13 @@ internal static partial class DurableApi
             error = AwsError.InvalidParameter("Invalid Marker.");
             return false;
         }
+        return TryMaxItems(query, out maxItems, out error);
+    }
+
+    private static bool TryMaxItems(IQueryCollection query, out int maxItems, out AwsError? error)
+    {
+        error = null;
+        maxItems = DefaultMaxItems;
         var maxText = query["MaxItems"].ToString();
         if (maxText.Length > 0)
         {

@@ -337,7 +337,7 @@ internal sealed partial class DurableEngine
                 var started = StartedDetails(execution, id);
                 if ((string?)started?["DurableExecutionArn"] is { } targetArn)
                 {
-                    resume = _executions.TryGetValue(targetArn, out var target)
+                    resume = TryGet(targetArn, out var target)
                         ? () => FollowTarget(execution, id, target)
                         : () => FinishChained(execution, id, "FAILED", null, Error("ResourceNotFoundException", $"Durable execution not found: {targetArn}"));
                 }

@@ -36,11 +36,11 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
     private const int MaxFailedInvocations = 3;
     private static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(250);
 
+    // The running executions, by ARN and by name, and their callbacks. An ended one leaves memory (it is kept in the
+    // store for its retention, 14 days by default, and read from there when asked for): memory, the sweep four times a
+    // second and a start's load grow with what runs, not with everything that ran.
     private readonly ConcurrentDictionary<string, DurableExecution> _executions = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, DurableExecution> _byName = new(StringComparer.Ordinal);
-    // The running ones, which the sweep looks at four times a second: ended executions stay in _executions for their
-    // retention (14 days by default), and a sweep over all of them grew with every execution that ever ended.
-    private readonly ConcurrentDictionary<string, DurableExecution> _running = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, (DurableExecution Execution, string OperationId)> _callbacks = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _signal = new(0);
     private readonly Lock _startLock = new();
@@ -77,18 +77,11 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
         var now = NowMs;
         foreach (var execution in store.Open())
         {
+            // Whatever ran when the server stopped is gone: the execution is invoked again and replays its log.
             Index(execution);
-            if (!execution.IsRunning)
-            {
-                Trim(execution);
-            }
-            else
-            {
-                // Whatever ran when the server stopped is gone: the execution is invoked again and replays its log.
-                execution.NeedsRun = true;
-                execution.DueMs = now;
-                NoteWaitingChainedInvokes(execution);
-            }
+            execution.NeedsRun = true;
+            execution.DueMs = now;
+            NoteWaitingChainedInvokes(execution);
         }
         Log.Loaded(logger, _executions.Count);
         _loaded = true;
@@ -111,7 +104,6 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
             execution.Done.TrySetCanceled();
         }
         _executions.Clear();
-        _running.Clear();
         _byName.Clear();
         _callbacks.Clear();
         _waitingAtStart.Clear();
@@ -137,10 +129,6 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
     private void Index(DurableExecution execution)
     {
         _executions[execution.Arn] = execution;
-        if (execution.IsRunning)
-        {
-            _running[execution.Arn] = execution;
-        }
         _byName[NameKey(execution.FunctionKey, execution.Name)] = execution;
         foreach (var operation in execution.Operations)
         {
@@ -199,7 +187,7 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
     private void Sweep()
     {
         var now = NowMs;
-        foreach (var execution in _running.Values)
+        foreach (var execution in _executions.Values)
         {
             string? token = null;
             lock (execution.Lock)
@@ -248,35 +236,14 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
     /// </summary>
     private void DeleteExpired(long now)
     {
-        var expired = new List<DurableExecution>();
-        foreach (var execution in _executions.Values)
-        {
-            if (execution.EndMs is { } end && now > end + execution.RetentionDays * 86_400_000L)
-            {
-                expired.Add(execution);
-                if (expired.Count == RetentionBatch)
-                {
-                    break;
-                }
-            }
-        }
+        var expired = store.ReadExpired(now, RetentionBatch);
         if (expired.Count < RetentionBatch)
         {
             _lastRetentionSweepMs = now;
         }
-        if (expired.Count == 0)
+        if (expired.Count > 0)
         {
-            return;
-        }
-        store.Delete(expired.ConvertAll(static e => e.Arn));
-        foreach (var execution in expired)
-        {
-            _executions.TryRemove(execution.Arn, out _);
-            _byName.TryRemove(NameKey(execution.FunctionKey, execution.Name), out _);
-            foreach (var callbackId in execution.EndedCallbacks?.Keys ?? Enumerable.Empty<string>())
-            {
-                _callbacks.TryRemove(callbackId, out _);
-            }
+            store.Delete(expired);
         }
     }
 
@@ -506,28 +473,28 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
         execOperation["EndTimestamp"] = Timestamp(now);
         execution.Events.Add(NewEvent(execution, eventType, now, new JsonObject { [detailsName] = details }, execOperation));
         store.Save(execution, [execOperation], from);
-        Trim(execution);
-        _running.TryRemove(execution.Arn, out _);
+        Forget(execution);
         execution.Done.TrySetResult();
         Log.Finished(logger, execution.Arn, status);
     }
 
     /// <summary>
-    /// An ended execution keeps its record in memory (listing, GetDurableExecution, a start by the same name, a
-    /// synchronous invoker's answer) and lets its operations and events go: its history is read from the store, and a
-    /// late callback is answered from <see cref="DurableExecution.EndedCallbacks"/>. Under the execution's lock.
+    /// An ended execution leaves memory once its end is in the store: what asks for it later (GetDurableExecution, the
+    /// list, a start by the same name, a late callback, its history) reads the store. A caller holding it (a
+    /// synchronous invoker) still reads its record; its operations and events go. Under the execution's lock.
     /// </summary>
-    private static void Trim(DurableExecution execution)
+    private void Forget(DurableExecution execution)
     {
-        var callbacks = new Dictionary<string, bool>(StringComparer.Ordinal);
         foreach (var operation in execution.Operations)
         {
             if ((string?)operation["CallbackDetails"]?["CallbackId"] is { } callbackId)
             {
-                callbacks[callbackId] = (string?)operation["Status"] == "TIMED_OUT";
+                _callbacks.TryRemove(callbackId, out _);
             }
         }
-        execution.EndedCallbacks = callbacks;
+        _byName.TryRemove(new KeyValuePair<string, DurableExecution>(NameKey(execution.FunctionKey, execution.Name), execution));
+        _executions.TryRemove(execution.Arn, out _);
+        execution.Trimmed = true;
         execution.Operations.Clear();
         execution.Operations.TrimExcess();
         execution.OperationsById.Clear();
@@ -565,7 +532,7 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
         var key = NameKey(config.Name, name);
         lock (_startLock)
         {
-            if (_byName.TryGetValue(key, out var existing))
+            if (_byName.TryGetValue(key, out var existing) || (existing = store.ReadExecutionByName(config.Name, name)) is not null)
             {
                 if (existing.Input != input || existing.Version != config.Version)
                 {
@@ -623,10 +590,23 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
         return null;
     }
 
-    public bool TryGet(string arn, out DurableExecution execution) => _executions.TryGetValue(arn, out execution!);
+    /// <summary>A running execution (in memory), or an ended one's record (read from the store).</summary>
+    public bool TryGet(string arn, out DurableExecution execution)
+    {
+        if (_executions.TryGetValue(arn, out execution!))
+        {
+            return true;
+        }
+        execution = store.ReadExecution(arn)!;
+        return execution is not null;
+    }
 
-    public IEnumerable<DurableExecution> ListByFunction(string functionKey) =>
-        _executions.Values.Where(e => e.FunctionKey == functionKey).OrderBy(static e => e.StartMs).ThenBy(static e => e.Arn, StringComparer.Ordinal);
+    /// <summary>
+    /// A page of a function's executions from the store, whose records are those in memory (each change is saved
+    /// before it is answered): a running one's as of its last checkpoint.
+    /// </summary>
+    public List<DurableExecution> List(string functionKey, ExecutionFilter filter, bool newestFirst, (long StartMs, string Arn)? after, int take) =>
+        store.ListExecutions(functionKey, filter, newestFirst, after, take);
 
     /// <summary>CheckpointDurableExecution: applies the updates in order, on disk before it answers.</summary>
     public AwsError? Checkpoint(string arn, string? token, JsonArray? updates, out JsonObject? response)
@@ -975,21 +955,30 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
         return new string(id);
     }
 
+    /// <summary>
+    /// What a caller of a callback the engine does not hold is told, from the store: an ended execution's callback
+    /// timed out or was completed; any other does not exist.
+    /// </summary>
+    private AwsError EndedCallback(string callbackId) => store.ReadCallback(callbackId) switch
+    {
+        { ExecutionStatus: not "RUNNING", TimedOut: true } => new AwsError(400, "CallbackTimeoutException", $"Callback {callbackId} timed out."),
+        { ExecutionStatus: not "RUNNING" } => AwsError.InvalidParameter($"Callback {callbackId} is already completed."),
+        _ => AwsError.InvalidParameter($"Callback {callbackId} does not exist."),
+    };
+
     /// <summary>SendDurableExecutionCallbackSuccess / Failure / Heartbeat.</summary>
     public AwsError? Callback(string callbackId, string kind, string? result, JsonObject? error)
     {
         if (!_callbacks.TryGetValue(callbackId, out var found))
         {
-            return AwsError.InvalidParameter($"Callback {callbackId} does not exist.");
+            return EndedCallback(callbackId);
         }
         var (execution, operationId) = found;
         lock (execution.Lock)
         {
             if (execution.Trimmed)
             {
-                return execution.EndedCallbacks!.GetValueOrDefault(callbackId)
-                    ? new AwsError(400, "CallbackTimeoutException", $"Callback {callbackId} timed out.")
-                    : AwsError.InvalidParameter($"Callback {callbackId} is already completed.");
+                return EndedCallback(callbackId); // it ended a moment ago
             }
             var operation = execution.OperationsById[operationId];
             var status = (string?)operation["Status"];
@@ -1060,7 +1049,7 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
     public AwsError? Stop(string arn, JsonObject? error, out long stoppedMs)
     {
         stoppedMs = 0;
-        if (!_executions.TryGetValue(arn, out var execution))
+        if (!TryGet(arn, out var execution))
         {
             return AwsError.NotFound($"Durable execution not found: {arn}");
         }

@@ -42,16 +42,10 @@ internal sealed class DurableExecution
     public List<JsonObject> Events { get; } = [];
 
     /// <summary>
-    /// An ended execution's callbacks by callback id, and whether each had timed out: what a late callback is told. Set
-    /// when its operations and events leave memory (<see cref="DurableEngine"/>); null while it runs.
+    /// Whether the execution ended and its operations and events left memory (the engine keeps only running
+    /// executions): a history read takes them from the store.
     /// </summary>
-    public Dictionary<string, bool>? EndedCallbacks { get; set; }
-
-    /// <summary>
-    /// Whether the execution ended and its operations and events left memory: a history read takes them from the store.
-    /// They were kept for the execution's whole retention (14 days by default).
-    /// </summary>
-    public bool Trimmed => EndedCallbacks is not null;
+    public bool Trimmed { get; set; }
 
     // ---- live state (never stored: after a restart every RUNNING execution is simply run again) ----
 

@@ -62,6 +62,16 @@ internal sealed class DurableStore : IDisposable
         );
         """;
 
+    /// <summary>
+    /// What reads ended executions from the store rather than memory (issue #19's audit of what grows with use): a
+    /// function's executions by start time (ListDurableExecutionsByFunction) and the ended ones by when their retention
+    /// runs out. A cluster's database gets them in step 11 (<see cref="Database"/>).
+    /// </summary>
+    public const string Indexes = """
+        CREATE INDEX IF NOT EXISTS {p}executions_by_function ON {p}executions (function_key, start_ms, arn);
+        CREATE INDEX IF NOT EXISTS {p}executions_by_expiry ON {p}executions ((end_ms + retention_days * 86400000)) WHERE end_ms IS NOT NULL;
+        """;
+
     /// <summary>What the tables' names start with on a cluster's PostgreSQL.</summary>
     public const string PostgresPrefix = "durable_";
 
@@ -85,8 +95,8 @@ internal sealed class DurableStore : IDisposable
     }
 
     /// <summary>
-    /// Opens (creating) the file, or on a cluster reads the cluster's tables, and loads every execution with its
-    /// operations and events.
+    /// Opens (creating) the file, or on a cluster reads the cluster's tables, and loads the running executions with
+    /// their operations and events (an ended one is read from the store when asked for: <see cref="ReadExecution"/>).
     /// </summary>
     public List<DurableExecution> Open()
     {
@@ -104,7 +114,7 @@ internal sealed class DurableStore : IDisposable
                 connection.Open();
                 using (var command = connection.CreateCommand())
                 {
-                    command.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;" + SchemaNamed("");
+                    command.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;" + SchemaNamed("") + Indexes.Replace("{p}", "", StringComparison.Ordinal);
                     command.ExecuteNonQuery();
                 }
                 _connection = connection;
@@ -114,22 +124,9 @@ internal sealed class DurableStore : IDisposable
     }
 
     /// <summary>The history events of one execution, in order (an ended one's: the engine no longer holds them).</summary>
-    public List<JsonObject> ReadEvents(string arn)
+    public List<JsonObject> ReadEvents(string arn) => Read([], connection =>
     {
-        lock (_lock)
-        {
-            if (_database.IsPostgres)
-            {
-                using var shared = _database.OpenShared();
-                return ReadEvents(shared, _events, arn);
-            }
-            return _connection is null ? [] : ReadEvents(_connection, _events, arn);
-        }
-    }
-
-    private static List<JsonObject> ReadEvents(DbConnection connection, string eventsTable, string arn)
-    {
-        using var command = Sql.Positional(connection, $"SELECT json FROM {eventsTable} WHERE arn = $1 ORDER BY event_id;", arn);
+        using var command = Sql.Positional(connection, $"SELECT json FROM {_events} WHERE arn = $1 ORDER BY event_id;", arn);
         using var reader = command.ExecuteReader();
         var events = new List<JsonObject>();
         while (reader.Read())
@@ -137,44 +134,153 @@ internal sealed class DurableStore : IDisposable
             events.Add(JsonNode.Parse(reader.GetString(0))!.AsObject());
         }
         return events;
+    });
+
+    /// <summary>
+    /// One execution's record as stored, without its operations and events (<see cref="DurableExecution.Trimmed"/>);
+    /// null if there is none. For an ended one, which the engine no longer holds.
+    /// </summary>
+    public DurableExecution? ReadExecution(string arn) => Read(null, connection =>
+        ReadRecords(connection, $"SELECT {RecordColumns} FROM {_executions} WHERE arn = $1;", arn).SingleOrDefault());
+
+    /// <summary>The record of a function's execution by its name (the idempotency key of a start); null if there is none.</summary>
+    public DurableExecution? ReadExecutionByName(string functionKey, string name) => Read(null, connection =>
+        ReadRecords(connection, $"SELECT {RecordColumns} FROM {_executions} WHERE function_key = $1 AND name = $2;", functionKey, name).SingleOrDefault());
+
+    /// <summary>
+    /// A page of a function's executions in start order (by ARN within a millisecond), after <paramref name="after"/>
+    /// in that order (before it, newest first, when <paramref name="newestFirst"/>): a seek in <c>executions_by_function</c>.
+    /// </summary>
+    public List<DurableExecution> ListExecutions(string functionKey, ExecutionFilter filter, bool newestFirst, (long StartMs, string Arn)? after, int take) =>
+        Read([], connection =>
+        {
+            var values = new List<object?> { functionKey };
+            var sql = new System.Text.StringBuilder($"SELECT {RecordColumns} FROM {_executions} WHERE function_key = $1");
+            string Next(object? value)
+            {
+                values.Add(value);
+                return "$" + values.Count.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            }
+            if (filter.Version is { } version)
+            {
+                sql.Append(" AND version = ").Append(Next(version));
+            }
+            if (filter.Name is { } name)
+            {
+                sql.Append(" AND name = ").Append(Next(name));
+            }
+            if (filter.Statuses is { Count: > 0 } statuses)
+            {
+                sql.Append(" AND status IN (").AppendJoin(", ", statuses.Select(Next)).Append(')');
+            }
+            if (filter.StartedAfterMs is { } startedAfter)
+            {
+                sql.Append(" AND start_ms >= ").Append(Next(startedAfter));
+            }
+            if (filter.StartedBeforeMs is { } startedBefore)
+            {
+                sql.Append(" AND start_ms <= ").Append(Next(startedBefore));
+            }
+            if (after is { } position)
+            {
+                sql.Append(newestFirst ? " AND (start_ms, arn) < (" : " AND (start_ms, arn) > (").Append(Next(position.StartMs)).Append(", ").Append(Next(position.Arn)).Append(')');
+            }
+            sql.Append(newestFirst ? " ORDER BY start_ms DESC, arn DESC LIMIT " : " ORDER BY start_ms, arn LIMIT ").Append(Next((long)take)).Append(';');
+            return ReadRecords(connection, sql.ToString(), [.. values]);
+        });
+
+    /// <summary>
+    /// A callback's execution and whether the callback timed out, for one the engine no longer holds (its execution
+    /// ended); null if no execution has it.
+    /// </summary>
+    public (string Arn, string ExecutionStatus, bool TimedOut)? ReadCallback(string callbackId) => Read<(string, string, bool)?>(null, connection =>
+    {
+        using var command = Sql.Positional(connection, $"""
+            SELECT o.arn, e.status, o.json FROM {_operations} o JOIN {_executions} e ON e.arn = o.arn WHERE o.callback_id = $1;
+            """, callbackId);
+        using var reader = command.ExecuteReader();
+        return reader.Read()
+            ? (reader.GetString(0), reader.GetString(1), (string?)JsonNode.Parse(reader.GetString(2))?["Status"] == "TIMED_OUT")
+            : null;
+    });
+
+    /// <summary>Up to <paramref name="take"/> ended executions whose retention ran out before <paramref name="nowMs"/>: a range of <c>executions_by_expiry</c>.</summary>
+    public List<string> ReadExpired(long nowMs, int take) => Read([], connection =>
+    {
+        using var command = Sql.Positional(connection, $"""
+            SELECT arn FROM {_executions} WHERE end_ms IS NOT NULL AND end_ms + retention_days * 86400000 < $1
+            ORDER BY end_ms + retention_days * 86400000 LIMIT $2;
+            """, nowMs, (long)take);
+        using var reader = command.ExecuteReader();
+        var arns = new List<string>();
+        while (reader.Read())
+        {
+            arns.Add(reader.GetString(0));
+        }
+        return arns;
+    });
+
+    /// <summary>Runs a read on the store's connection (the cluster's database on a cluster); <paramref name="closed"/> before it is open.</summary>
+    private T Read<T>(T closed, Func<DbConnection, T> read)
+    {
+        lock (_lock)
+        {
+            if (_database.IsPostgres)
+            {
+                using var shared = _database.OpenShared();
+                return read(shared);
+            }
+            return _connection is null ? closed : read(_connection);
+        }
+    }
+
+    private const string RecordColumns = "arn, function_key, function_arn, version, name, input, start_ms, timeout_s, retention_days, status, result, error, end_ms";
+
+    /// <summary>Records read by <paramref name="sql"/> (selecting <see cref="RecordColumns"/>), ended ones trimmed and done.</summary>
+    private static List<DurableExecution> ReadRecords(DbConnection connection, string sql, params object?[] values)
+    {
+        using var command = Sql.Positional(connection, sql, values);
+        using var reader = command.ExecuteReader();
+        var executions = new List<DurableExecution>();
+        while (reader.Read())
+        {
+            var execution = new DurableExecution
+            {
+                Arn = reader.GetString(0),
+                FunctionKey = reader.GetString(1),
+                FunctionArn = reader.GetString(2),
+                Version = reader.GetString(3),
+                Name = reader.GetString(4),
+                Input = reader.GetString(5),
+                StartMs = reader.GetInt64(6),
+                TimeoutSeconds = (int)reader.GetInt64(7),
+                RetentionDays = (int)reader.GetInt64(8),
+                Status = reader.GetString(9),
+                Result = reader.IsDBNull(10) ? null : reader.GetString(10),
+                Error = reader.IsDBNull(11) ? null : JsonNode.Parse(reader.GetString(11))?.AsObject(),
+                EndMs = reader.IsDBNull(12) ? null : reader.GetInt64(12),
+            };
+            if (!execution.IsRunning)
+            {
+                execution.Trimmed = true;
+                execution.Done.TrySetResult();
+            }
+            executions.Add(execution);
+        }
+        return executions;
     }
 
     private static List<DurableExecution> Load(DbConnection connection, string executionsTable, string operationsTable, string eventsTable)
     {
-        var executions = new Dictionary<string, DurableExecution>(StringComparer.Ordinal);
+        var executions = ReadRecords(connection, $"SELECT {RecordColumns} FROM {executionsTable} WHERE status = 'RUNNING' ORDER BY start_ms;")
+            .ToDictionary(static e => e.Arn, StringComparer.Ordinal);
         using (var command = connection.CreateCommand())
         {
-            command.CommandText = $"SELECT arn, function_key, function_arn, version, name, input, start_ms, timeout_s, retention_days, status, result, error, end_ms FROM {executionsTable} ORDER BY start_ms;";
-            using var reader = command.ExecuteReader();
-            while (reader.Read())
-            {
-                var execution = new DurableExecution
-                {
-                    Arn = reader.GetString(0),
-                    FunctionKey = reader.GetString(1),
-                    FunctionArn = reader.GetString(2),
-                    Version = reader.GetString(3),
-                    Name = reader.GetString(4),
-                    Input = reader.GetString(5),
-                    StartMs = reader.GetInt64(6),
-                    TimeoutSeconds = (int)reader.GetInt64(7),
-                    RetentionDays = (int)reader.GetInt64(8),
-                    Status = reader.GetString(9),
-                    Result = reader.IsDBNull(10) ? null : reader.GetString(10),
-                    Error = reader.IsDBNull(11) ? null : JsonNode.Parse(reader.GetString(11))?.AsObject(),
-                    EndMs = reader.IsDBNull(12) ? null : reader.GetInt64(12),
-                };
-                executions[execution.Arn] = execution;
-            }
-        }
-        using (var command = connection.CreateCommand())
-        {
-            // An ended execution keeps only its callbacks in memory (a late one is answered from them): its other
-            // operations and its events are not read, however many days of them the store keeps.
+            // Nothing of an ended execution is read, however many days of them the store keeps.
             command.CommandText = $"""
                 SELECT o.arn, o.id, o.json, o.deadline_ms, o.heartbeat_s, o.heartbeat_deadline_ms
                 FROM {operationsTable} o JOIN {executionsTable} e ON e.arn = o.arn
-                WHERE e.status = 'RUNNING' OR o.callback_id IS NOT NULL ORDER BY o.arn, o.seq;
+                WHERE e.status = 'RUNNING' ORDER BY o.arn, o.seq;
                 """;
             using var reader = command.ExecuteReader();
             while (reader.Read())
@@ -331,3 +437,6 @@ internal sealed class DurableStore : IDisposable
 
 /// <summary>This node no longer holds the durable lease: another node runs the executions now.</summary>
 internal sealed class DurableLeaseLostException() : InvalidOperationException("This node no longer runs durable executions (the cluster's 'durable' lease moved).");
+
+/// <summary>ListDurableExecutionsByFunction's filters (each null or empty: not filtered on).</summary>
+internal readonly record struct ExecutionFilter(string? Version, string? Name, IReadOnlyCollection<string>? Statuses, long? StartedAfterMs, long? StartedBeforeMs);

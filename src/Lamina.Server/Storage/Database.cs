@@ -276,6 +276,9 @@ internal sealed class Database : IAsyncDisposable
         Async.AsyncEventStore.Indexes + Sqs.QueueStore.OrderIndexes
             + CloudFormation.StackStore.ChangeSetIndex.Replace("{p}", CloudFormation.StackStore.PostgresPrefix, StringComparison.Ordinal)
             + S3.ObjectStore.ListingIndex,
+        // 11: durable executions by function and start, and the ended ones by when their retention runs out: an ended
+        // execution is read from the store, no longer kept in memory (issue #19's audit of what grows with use).
+        Durable.DurableStore.Indexes.Replace("{p}", Durable.DurableStore.PostgresPrefix, StringComparison.Ordinal),
     ];
 
     private readonly string _connectionString;
