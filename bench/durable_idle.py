@@ -5,9 +5,15 @@
 
 Makes a data directory with `count` (default 300,000) ended executions written straight into durable.db, each with
 `events` history events and as many operations (default 0), then starts each build on a copy of it and prints how long
-it took to listen, the server's CPU over 20 s of doing nothing, and its resident memory.
+it took to listen, the server's CPU over 20 s of doing nothing, its resident memory, and the median time of a
+ListDurableExecutionsByFunction page (50, newest first) and of a GetDurableExecution of an ended one.
 """
-import os, re, shutil, sqlite3, subprocess, sys, tempfile, time, requests
+import io, os, re, shutil, sqlite3, subprocess, sys, tempfile, time, zipfile
+import boto3
+buffer = io.BytesIO()
+with zipfile.ZipFile(buffer, "w") as z:
+    z.writestr("index.mjs", "export const handler = async () => 1;\n")
+zip_bytes = buffer.getvalue()
 def start(dll, data):
     p = subprocess.Popen(["dotnet", dll, "serve", "--port", "0", "--data", data], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     for line in p.stdout:
@@ -37,4 +43,15 @@ for dll in sys.argv[1:3]:
     time.sleep(5)  # let startup settle
     c0 = cpu(p.pid); t0 = time.time(); time.sleep(20); c1 = cpu(p.pid)
     print(dll.split("/")[2], f"{N} ended executions, {EVENTS} events each: listening after {listening:.1f} s, idle server CPU {100*(c1-c0)/(time.time()-t0):.1f}% of a core", open(f"/proc/{p.pid}/status").read().split("VmRSS:")[1].split("\n")[0].strip())
+    lam = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    lam.create_function(FunctionName="f", Runtime="nodejs22.x", Role="arn:aws:iam::000000000000:role/r", Handler="index.handler",
+                        Code={"ZipFile": zip_bytes}, DurableConfig={"ExecutionTimeout": 60, "RetentionPeriodInDays": 14})
+    def median_ms(call, n=21):
+        times = []
+        for _ in range(n):
+            t = time.perf_counter(); call(); times.append(1000 * (time.perf_counter() - t))
+        return sorted(times)[n // 2]
+    listed = median_ms(lambda: lam.list_durable_executions_by_function(FunctionName="f", ReverseOrder=True, MaxItems=50))
+    got = median_ms(lambda: lam.get_durable_execution(DurableExecutionArn=arn(N // 2)))
+    print(f"    ListDurableExecutionsByFunction (50, newest first) {listed:.1f} ms, GetDurableExecution {got:.1f} ms (medians of 21, boto3)")
     p.terminate(); p.wait(); shutil.rmtree(data)
