@@ -257,6 +257,32 @@ class ReservedConcurrencyTests(h.LaminaTestCase):
             time.sleep(0.2)
         self.assertIn(429, seen, "the waiting event never took the function's one unit")
 
+    def test_a_backlog_of_events_drains_at_its_reserved_concurrency(self):
+        # 40 events of a function reserved at 2, a quarter of a second each: 5 s at two at a time. Each event throttled
+        # at the reservation goes back to wait for the next free slot; backed off (1 s doubling up to 5 minutes, as a
+        # throttle over the account's limit is), the backlog took minutes.
+        code = ("import time\n"
+                "def handler(event, context):\n"
+                "    start = time.time()\n"
+                "    time.sleep(0.25)\n"
+                "    print('RAN', event['id'], start, time.time())\n")
+        name = self._fn(code, Timeout=30)
+        self.lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=2)
+        count = 40
+        for i in range(count):
+            self.assertEqual(self.lam.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"id": i}).encode())["StatusCode"], 202)
+        deadline = time.monotonic() + 60
+        while self.server.raw("GET", f"/lamina/v1/async-events?function={name}&limit=1").json["Queued"] > 0:
+            self.assertLess(time.monotonic(), deadline, "the backlog did not drain within 60 s")
+            time.sleep(0.2)
+        logs = h.boto3_client(self.server.url, "logs")
+        runs = [m.split() for page in logs.get_paginator("filter_log_events").paginate(logGroupName=f"/aws/lambda/{name}", filterPattern='"RAN"')
+                for m in (e["message"] for e in page["events"])]
+        self.assertEqual(sorted(int(r[1]) for r in runs), list(range(count)))
+        spans = [(float(r[2]), float(r[3])) for r in runs]
+        overlap = max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
+        self.assertLessEqual(overlap, 2, "more than the reservation ran at once")
+
     def test_cli_put_get_delete_and_account_settings(self):
         name = self._fn()
         r = self.server.aws_cli("lambda", "put-function-concurrency", "--function-name", name,

@@ -150,13 +150,15 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
     /// <summary>Leases up to <paramref name="limit"/> queued events due by <paramref name="nowMs"/>, oldest due first.</summary>
     /// <remarks>
     /// Events of the functions in <paramref name="paused"/> (throttled a moment ago) stay queued: leasing them would
-    /// only put them back, two writes each, while a throttled function's backlog waits.
+    /// only put them back, two writes each, while a throttled function's backlog waits. Of a function in
+    /// <paramref name="caps"/> (at its reserved concurrency a moment ago), at most its cap: the slots free for it.
     /// </remarks>
-    public Task<List<AsyncEvent>> LeaseDueAsync(long nowMs, int limit, IReadOnlyCollection<string>? paused = null) => Run(connection =>
+    public Task<List<AsyncEvent>> LeaseDueAsync(long nowMs, int limit, IReadOnlyCollection<string>? paused = null,
+        IReadOnlyDictionary<string, int>? caps = null) => Run(connection =>
     {
-        if (paused is { Count: > 0 })
+        if (paused is { Count: > 0 } || caps is { Count: > 0 })
         {
-            return LeaseAround(connection, nowMs, limit, paused);
+            return LeaseAround(connection, nowMs, limit, paused ?? [], caps);
         }
         if (IsShared)
         {
@@ -179,10 +181,11 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
     });
 
     /// <summary>
-    /// Leases the due events of the functions not <paramref name="paused"/>: the oldest due of each function (its head,
-    /// through <c>events_function</c>), merged, so that a paused function's backlog is never read.
+    /// Leases the due events of the functions not <paramref name="paused"/>, at most <paramref name="caps"/>' count of
+    /// a function there: the oldest due of each function (its head, through <c>events_function</c>), merged, so that a
+    /// paused function's backlog is never read and a capped one's only as far as its cap.
     /// </summary>
-    private List<AsyncEvent> LeaseAround(DbConnection connection, long nowMs, int limit, IReadOnlyCollection<string> paused)
+    private List<AsyncEvent> LeaseAround(DbConnection connection, long nowMs, int limit, IReadOnlyCollection<string> paused, IReadOnlyDictionary<string, int>? caps)
     {
         // Candidates: up to `limit` due of each function in the order of their heads; a function whose head is later
         // than the limit-th candidate so far has nothing among the first `limit`.
@@ -197,7 +200,7 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
             select.CommandText = "SELECT id, due_ms FROM events WHERE state = 0 AND function_name = @function AND due_ms <= @now ORDER BY due_ms LIMIT @limit;";
             select.Add("@function", function);
             select.Add("@now", nowMs);
-            select.Add("@limit", limit);
+            select.Add("@limit", caps is not null && caps.TryGetValue(function, out var cap) ? Math.Min(cap, limit) : limit);
             using var reader = select.ExecuteReader();
             while (reader.Read())
             {
