@@ -16,7 +16,8 @@ namespace Lamina.Server.Async;
 /// concurrency limit, and settles it. Function errors (timeouts and crashes included) are retried per the event invoke
 /// config (<c>MaximumRetryAttempts</c>, default 2), after <c>--async-retry-delay</c> (default 60 s) and then twice as
 /// long each time. Throttles and system errors never spend an attempt: the event waits 1 s, doubling up to 5 minutes,
-/// for as long as its maximum age allows. Settled events go to their OnSuccess / OnFailure destinations.
+/// for as long as its maximum age allows (at its function's reserved concurrency: for the function's next free slot,
+/// <see cref="_atReservation"/>). Settled events go to their OnSuccess / OnFailure destinations.
 /// </summary>
 internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDisposable
 {
