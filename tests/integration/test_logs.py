@@ -238,9 +238,11 @@ class LogsTests(h.LaminaTestCase):
         self.logs.create_log_stream(logGroupName=group, logStreamName="a-new")
         second = self.logs.describe_log_streams(logGroupName=group, limit=2, nextToken=first["nextToken"])
         self.assertEqual([s["logStreamName"] for s in second["logStreams"]], names[2:4])
-        # A token of another ordering is refused, as CloudWatch Logs does.
+        # A token of another ordering or direction is refused, as CloudWatch Logs does.
         err = self._logs_error(lambda: self.logs.describe_log_streams(
             logGroupName=group, orderBy="LastEventTime", nextToken=first["nextToken"]))
+        self.assertEqual(err.response["Error"]["Code"], "InvalidParameterException")
+        err = self._logs_error(lambda: self.logs.describe_log_streams(logGroupName=group, descending=True, nextToken=first["nextToken"]))
         self.assertEqual(err.response["Error"]["Code"], "InvalidParameterException")
 
     def test_get_log_events_pages_a_stream_stored_in_many_batches_between_another_streams(self):

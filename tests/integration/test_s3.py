@@ -526,6 +526,30 @@ class MultipartTests(S3TestCase):
         self.assertEqual(self.s3.list_multipart_uploads(Bucket=name).get("Uploads", []), [])
         self.assertS3Error(lambda: self.s3.list_parts(Bucket=name, Key="big", UploadId=upload_id), 404, "NoSuchUpload")
 
+    def test_list_uploads_pages_in_key_then_initiation_order_and_an_aborting_loop_gets_them_all(self):
+        # Several uploads of one key: a page may end inside a key, and the next goes on from that upload (the old build
+        # compared upload ids, random, so a page skipped or repeated uploads of the key); max-uploads=0 was a 500.
+        name = self.bucket()
+        started = [(key, self.s3.create_multipart_upload(Bucket=name, Key=key)["UploadId"]) for key in ["a", "a", "a", "b", "c", "c", "x/1"]]
+        listed = [(u["Key"], u["UploadId"]) for page in self.s3.get_paginator("list_multipart_uploads").paginate(
+            Bucket=name, PaginationConfig={"PageSize": 2}) for u in page.get("Uploads", [])]
+        self.assertEqual(listed, started)
+        self.assertEqual([u["Key"] for u in self.s3.list_multipart_uploads(Bucket=name, Prefix="x/")["Uploads"]], ["x/1"])
+        empty = self.s3.list_multipart_uploads(Bucket=name, MaxUploads=0)
+        self.assertEqual((empty.get("Uploads", []), empty["IsTruncated"]), ([], False))
+        # A cleanup that aborts each page before asking for the next (its marker upload is gone by then) gets every one.
+        aborted, markers = [], {}
+        while True:
+            page = self.s3.list_multipart_uploads(Bucket=name, MaxUploads=2, **markers)
+            for u in page.get("Uploads", []):
+                self.s3.abort_multipart_upload(Bucket=name, Key=u["Key"], UploadId=u["UploadId"])
+                aborted.append((u["Key"], u["UploadId"]))
+            if not page["IsTruncated"]:
+                break
+            markers = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+        self.assertEqual(aborted, started)
+        self.assertEqual(self.s3.list_multipart_uploads(Bucket=name).get("Uploads", []), [])
+
     def test_refusals_small_parts_wrong_etags_order(self):
         name = self.bucket()
         upload_id = self.s3.create_multipart_upload(Bucket=name, Key="k")["UploadId"]

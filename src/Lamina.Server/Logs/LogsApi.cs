@@ -355,8 +355,10 @@ internal static partial class LogsApi
         var limit = call.Limit(MaxDescribeLimit, MaxDescribeLimit);
         // The token is where the last page ended (its sort key and name), so streams created meanwhile shift nothing and
         // no page skips over the ones before it (by name, a seek in the key; by time, which no index orders, a scan of
-        // the group's streams, as every page was before): "n/<name>" by name, "t/<ms>/<name>" by last event time.
-        var (afterTime, afterName) = StreamsToken(call.String("nextToken"), byTime);
+        // the group's streams, as every page was before): "n+/<name>" by name, "t+/<ms>/<name>" by last event time, "-"
+        // for descending; a token of another ordering or direction is refused.
+        var tokenPrefix = (byTime ? "t" : "n") + (descending ? "-/" : "+/");
+        var (afterTime, afterName) = StreamsToken(call.String("nextToken"), byTime, tokenPrefix);
         // As GetLogEvents and FilterLogEvents: the events put before this call count in each stream's times.
         await call.Store.WaitForBufferedAsync(TimeSpan.FromSeconds(1), call.Aborted);
         var streams = await call.Store.ReadAsync(connection =>
@@ -411,25 +413,29 @@ internal static partial class LogsApi
             {
                 var last = streams[limit - 1];
                 w.WriteString("nextToken", byTime
-                    ? string.Create(CultureInfo.InvariantCulture, $"t/{last.Last ?? last.Created}/{last.Name}")
-                    : $"n/{last.Name}");
+                    ? string.Create(CultureInfo.InvariantCulture, $"{tokenPrefix}{last.Last ?? last.Created}/{last.Name}")
+                    : tokenPrefix + last.Name);
             }
         });
     }
 
     /// <summary>Where DescribeLogStreams' <c>nextToken</c> says the last page ended; (null, null) for the first page.</summary>
-    private static (long? Time, string? Name) StreamsToken(string? token, bool byTime)
+    private static (long? Time, string? Name) StreamsToken(string? token, bool byTime, string prefix)
     {
         if (token is null)
         {
             return (null, null);
         }
-        if (!byTime && token.StartsWith("n/", StringComparison.Ordinal))
+        if (!token.StartsWith(prefix, StringComparison.Ordinal))
         {
-            return (null, token[2..]);
+            throw Invalid("The specified nextToken is invalid.");
         }
-        if (byTime && token.StartsWith("t/", StringComparison.Ordinal) && token.IndexOf('/', 2) is var slash and > 2
-            && long.TryParse(token.AsSpan(2, slash - 2), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var time))
+        if (!byTime)
+        {
+            return (null, token[prefix.Length..]);
+        }
+        if (token.IndexOf('/', prefix.Length) is var slash and > 0
+            && long.TryParse(token.AsSpan(prefix.Length, slash - prefix.Length), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var time))
         {
             return (time, token[(slash + 1)..]);
         }

@@ -911,20 +911,45 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
         return reader.Read() ? ReadUpload(reader) : null;
     });
 
-    public Task<List<MultipartUpload>> ListUploadsAsync(string bucket, string prefix) => ReadAsync(connection =>
+    /// <summary>
+    /// Up to <paramref name="take"/> uploads under <paramref name="prefix"/> in S3's order (key, then initiation),
+    /// after the markers: those of <paramref name="keyMarker"/> initiated after <paramref name="uploadIdMarker"/> (all
+    /// of that key's when the marker upload is gone: the ones before it were completed or aborted too, as a paging
+    /// cleanup does), then the later keys. A range of <c>uploads_key</c>, however many uploads the bucket holds.
+    /// </summary>
+    public Task<List<MultipartUpload>> ListUploadsAsync(string bucket, string prefix, string keyMarker, string uploadIdMarker, int take) => ReadAsync(connection =>
     {
-        using var select = Command(connection, "SELECT upload_id, bucket, key, initiated_ms, headers, tags, checksum_algorithm, checksum_type FROM uploads WHERE bucket = $1 AND key >= $2 ORDER BY key, initiated_ms;",
-            bucket, prefix);
+        var after = "";
+        List<object?> values = [bucket, prefix, (long)take];
+        if (keyMarker.Length > 0)
+        {
+            values.Add(keyMarker);
+            after = "AND key > $4";
+            if (uploadIdMarker.Length > 0)
+            {
+                using var marker = Command(connection, "SELECT initiated_ms FROM uploads WHERE upload_id = $1 AND bucket = $2 AND key = $3;", uploadIdMarker, bucket, keyMarker);
+                if (marker.ExecuteScalar() is long initiated)
+                {
+                    values.Add(initiated);
+                    values.Add(uploadIdMarker);
+                    after = "AND (key > $4 OR (key = $4 AND (initiated_ms > $5 OR (initiated_ms = $5 AND upload_id > $6))))";
+                }
+                else
+                {
+                    after = "AND key >= $4";
+                }
+            }
+        }
+        using var select = Command(connection, $"""
+            SELECT upload_id, bucket, key, initiated_ms, headers, tags, checksum_algorithm, checksum_type FROM uploads
+            WHERE bucket = $1 AND key >= $2 AND substr(key, 1, length($2)) = $2 {after}
+            ORDER BY key, initiated_ms, upload_id LIMIT $3;
+            """, [.. values]);
         using var reader = select.ExecuteReader();
         var uploads = new List<MultipartUpload>();
         while (reader.Read())
         {
-            var upload = ReadUpload(reader);
-            if (!upload.Key.StartsWith(prefix, StringComparison.Ordinal))
-            {
-                break;
-            }
-            uploads.Add(upload);
+            uploads.Add(ReadUpload(reader));
         }
         return uploads;
     });

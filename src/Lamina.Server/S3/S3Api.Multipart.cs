@@ -285,10 +285,8 @@ internal static partial class S3Api
         var maxUploads = MaxKeys(call, "max-uploads");
         var keyMarker = call.QueryValue("key-marker") ?? "";
         var uploadMarker = call.QueryValue("upload-id-marker") ?? "";
-        var uploads = (await call.Store.ListUploadsAsync(bucket.Name, prefix))
-            .Where(u => keyMarker.Length == 0 || string.CompareOrdinal(u.Key, keyMarker) > 0 || (u.Key == keyMarker && uploadMarker.Length > 0 && string.CompareOrdinal(u.UploadId, uploadMarker) > 0))
-            .ToList();
-        var truncated = uploads.Count > maxUploads;
+        var uploads = await call.Store.ListUploadsAsync(bucket.Name, prefix, keyMarker, uploadMarker, maxUploads + 1);
+        var truncated = maxUploads > 0 && uploads.Count > maxUploads; // max-uploads=0: an empty page, with no marker to go on from
         var page = uploads.Take(maxUploads).ToList();
         await S3Xml.WriteAsync(call.Context, S3Xml.Element("ListMultipartUploadsResult",
             S3Xml.Element("Bucket", bucket.Name), S3Xml.Element("KeyMarker", keyMarker), S3Xml.Element("UploadIdMarker", uploadMarker),
