@@ -148,6 +148,43 @@ class ServerGroupsTests(unittest.TestCase):
         self.assertEqual([g for g in groups if os.path.exists(g)], [])
 
 
+    def test_a_server_starting_removes_the_groups_of_a_killed_one_and_not_of_a_running_one(self):
+        # A server killed with a data directory never used again left its groups (its environments' and its own) for
+        # good; the next server started on the machine, whatever its data directory, removes them. A running server's
+        # groups stay, and it goes on invoking.
+        if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
+            self.skipTest("needs a server of its own")
+
+        def groups_of(server: h.LaminaServer) -> list[str]:
+            instance = hashlib.sha256(os.path.abspath(server.data_dir).encode()).hexdigest()[:16]
+            if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+                return [f"/sys/fs/cgroup/lamina/{instance}"]
+            return [f"/sys/fs/cgroup/{controller}/lamina/{instance}" for controller in ("memory", "pids", "cpu")]
+
+        def with_warm_environment(server: h.LaminaServer) -> None:
+            lam = server.client()
+            lam.create_function(FunctionName="f", Runtime="python3.12", Role=h.ROLE, Handler="app.handler",
+                                Code={"ZipFile": h.make_zip({"app.py": "def handler(e, c):\n    return e\n"})})
+            lam.get_waiter("function_active_v2").wait(FunctionName="f")
+            self.assertEqual(lam.invoke(FunctionName="f", Payload=b"{}")["StatusCode"], 200)
+
+        running = h.LaminaServer("sandbox-groups-running").start()
+        self.addCleanup(lambda: running.proc.poll() is None and running.stop())
+        with_warm_environment(running)
+        killed = h.LaminaServer("sandbox-groups-killed").start()
+        self.addCleanup(lambda: killed.proc.poll() is None and killed.stop())
+        with_warm_environment(killed)
+        killed.kill()
+        self.assertEqual([g for g in groups_of(killed) if os.path.exists(g)], groups_of(killed), "a killed server leaves its groups")
+
+        third = h.LaminaServer("sandbox-groups-third").start()
+        self.addCleanup(lambda: third.proc.poll() is None and third.stop())
+        self.assertEqual([g for g in groups_of(killed) if os.path.exists(g)], [])
+        self.assertEqual([g for g in groups_of(running) if os.path.exists(g)], groups_of(running))
+        self.assertEqual(running.client().invoke(FunctionName="f", Payload=b"{}")["StatusCode"], 200)
+        with_warm_environment(third)
+
+
 class SpawnThreadTests(unittest.TestCase):
     """An environment lives until Lamina ends it, whichever of the server's threads started its processes."""
 

@@ -409,8 +409,10 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         }
         if (_cgroups is not null)
         {
-            // Groups of a previous run that was killed; their processes died with it (--die-with-parent).
+            // Groups of a previous run that was killed; their processes died with it (--die-with-parent). And those of
+            // other servers killed on this machine, whose data directories may never be used again.
             await _cgroups.RemoveLeftoversAsync();
+            await _cgroups.RemoveDeadInstancesAsync();
         }
         // Environments stop as soon as shutdown begins: their runtimes' pending /next requests end, so the web
         // server's own graceful stop does not wait for long polls that would never finish.

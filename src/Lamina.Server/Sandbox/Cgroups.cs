@@ -19,16 +19,33 @@ internal sealed class Cgroups
 
     private static readonly string[] V1Controllers = ["memory", "pids", "cpu"];
 
+    // Each server holds an exclusive lock here for its life, named as its parent group (/run is a tmpfs, emptied at boot
+    // as the cgroups are): a server starting removes the groups of any whose lock is free, a server killed with a data
+    // directory never used again. A server of an earlier build holds none and is left alone.
+    private const string AliveDirectory = "/run/lamina/cgroups";
+
+    private readonly string _instance;
     private readonly string _parent;
+    private FileStream? _alive;
 
     /// <param name="instance">
     /// Names this server's parent group (<c>lamina/&lt;instance&gt;</c>), derived from its data directory: several
-    /// servers on one machine never touch each other's groups, and a restarted server finds its own leftovers.
+    /// servers on one machine never touch each other's live groups, and a restarted server finds its own leftovers.
     /// </param>
-    public Cgroups(string instance)
+    public Cgroups(string instance) : this(instance, owner: true)
     {
+    }
+
+    private Cgroups(string instance, bool owner)
+    {
+        _instance = instance;
         _parent = Path.Combine("lamina", instance);
         IsV2 = File.Exists(Path.Combine(Root, "cgroup.controllers"));
+        if (!owner)
+        {
+            return; // another (killed) server's, to be removed
+        }
+        _alive = HoldAlive(instance); // before its groups exist: a server removing a killed one's waits for nothing of ours
         if (IsV2)
         {
             Directory.CreateDirectory(Path.Combine(Root, _parent));
@@ -103,20 +120,115 @@ internal sealed class Cgroups
         }
     }
 
-    /// <summary>Removes this instance's (empty) parent groups at shutdown.</summary>
+    /// <summary>Removes this instance's (empty) parent groups at shutdown, and its lock once they are gone.</summary>
     public void RemoveInstance()
     {
         var parents = IsV2 ? [Path.Combine(Root, _parent)] : V1Controllers.Select(c => Path.Combine(Root, c, _parent)).ToArray();
+        var removedAll = true;
         foreach (var parent in parents)
         {
             try
             {
-                Directory.Delete(parent);
+                if (Directory.Exists(parent))
+                {
+                    Directory.Delete(parent);
+                }
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                // Still in use (a group could not be removed): the next start cleans up.
+                removedAll = false; // still in use (a group could not be removed): the next start cleans up
             }
+        }
+        if (removedAll && _alive is not null)
+        {
+            TryDelete(_alive.Name);
+            _alive.Dispose();
+            _alive = null;
+        }
+    }
+
+    /// <summary>
+    /// Removes the groups of the servers that were killed (their processes died with them): every other instance
+    /// whose lock no server holds. Its lock is held meanwhile, so a server starting on that data directory waits.
+    /// </summary>
+    public async Task RemoveDeadInstancesAsync()
+    {
+        var lamina = IsV2 ? Path.Combine(Root, "lamina") : Path.Combine(Root, V1Controllers[0], "lamina");
+        string[] instances;
+        try
+        {
+            instances = Directory.GetDirectories(lamina);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return;
+        }
+        foreach (var dir in instances)
+        {
+            var instance = Path.GetFileName(dir);
+            var path = Path.Combine(AliveDirectory, instance + ".lock");
+            if (instance == _instance || !File.Exists(path))
+            {
+                continue;
+            }
+            FileStream held;
+            try
+            {
+                held = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                continue; // its server is running (or it is gone already)
+            }
+            using (held)
+            {
+                var dead = new Cgroups(instance, owner: false);
+                await dead.RemoveLeftoversAsync();
+                dead.RemoveInstance();
+                TryDelete(path); // before the lock is let go: a server starting on it then makes a lock of its own
+            }
+        }
+    }
+
+    private static FileStream? HoldAlive(string instance)
+    {
+        try
+        {
+            Directory.CreateDirectory(AliveDirectory);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+        var path = Path.Combine(AliveDirectory, instance + ".lock");
+        for (var attempt = 0; attempt < 500; attempt++)
+        {
+            try
+            {
+                // FileShare.None is an exclusive flock on Linux, let go by the kernel when the process dies.
+                return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (IOException)
+            {
+                // Held: another server is removing this data directory's groups of a killed run (milliseconds).
+                Thread.Sleep(10);
+            }
+            catch (UnauthorizedAccessException)
+            {
+                return null;
+            }
+        }
+        return null;
+    }
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
         }
     }
 
