@@ -181,8 +181,17 @@ internal sealed class StackStore : IDisposable
 
     // ---- events ---------------------------------------------------------------------------------------------------------
 
-    public void AddEvent(StackEventRecord stackEvent) => NonQuery($"INSERT INTO {_events} (stack_id, event_json) VALUES (@stack, @json);",
-        ("stack", stackEvent.StackId), ("json", JsonSerializer.Serialize(stackEvent, StackJsonContext.Default.StackEventRecord)));
+    public void AddEvent(StackEventRecord stackEvent)
+    {
+        // One event at a time, numbered and committed (on PostgreSQL each write is a transaction of its own, and an
+        // operation provisions resources concurrently): an event is visible only once every lower-numbered one is, so
+        // a DescribeStackEvents page, which goes on below the last number it listed, never passes one still committing.
+        lock (_eventsLock)
+        {
+            NonQuery($"INSERT INTO {_events} (stack_id, event_json) VALUES (@stack, @json);",
+                ("stack", stackEvent.StackId), ("json", JsonSerializer.Serialize(stackEvent, StackJsonContext.Default.StackEventRecord)));
+        }
+    }
 
     /// <summary>
     /// A stack's events, newest first, older than the one numbered <paramref name="before"/> (null: from the newest),
@@ -256,6 +265,8 @@ internal sealed class StackStore : IDisposable
             command.ExecuteNonQuery();
         }
     }
+
+    private readonly Lock _eventsLock = new();
 
     /// <summary>
     /// Runs <paramref name="write"/> in a transaction: on the file's connection (under the lock), or on a pooled
