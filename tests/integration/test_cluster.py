@@ -1322,6 +1322,18 @@ class ClusterTests(unittest.TestCase):
             done = td.poll(lambda: lam.get_durable_execution(DurableExecutionArn=arn), lambda e: e["Status"] != "RUNNING", 60)
             self.assertEqual(done["Status"], "SUCCEEDED", done)
             self.assertEqual(json.loads(done["Result"]), {"first": {"n": 3}, "second": 30, "approval": {"approved": "after a failover"}})
+        # Both ended executions, from the cluster's database: a page at a time either way, and filtered.
+        lam = h.boto3_client(survivors[0].url, "lambda")
+        for reverse in (False, True):
+            pages, marker = [], {}
+            while True:
+                page = retrying(lambda: lam.list_durable_executions_by_function(FunctionName=name, MaxItems=1, ReverseOrder=reverse, **marker))
+                pages.append([e["DurableExecutionName"] for e in page["DurableExecutions"]])
+                if "NextMarker" not in page:
+                    break
+                marker = {"Marker": page["NextMarker"]}
+            self.assertEqual([n.split("-")[0] for [n] in pages], ["failover", "cluster"] if reverse else ["cluster", "failover"])
+        self.assertEqual(retrying(lambda: lam.list_durable_executions_by_function(FunctionName=name, Statuses=["RUNNING", "FAILED"]))["DurableExecutions"], [])
         # Each step ran once across the cluster (the cluster's logs hold the killed node's runs too); the node comes back.
         _nodes[holder] = _node(holder + 1).start()
         _nginx_to_the_nodes()

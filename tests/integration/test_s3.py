@@ -530,11 +530,12 @@ class MultipartTests(S3TestCase):
         # Several uploads of one key: a page may end inside a key, and the next goes on from that upload (the old build
         # compared upload ids, random, so a page skipped or repeated uploads of the key); max-uploads=0 was a 500.
         name = self.bucket()
-        started = [(key, self.s3.create_multipart_upload(Bucket=name, Key=key)["UploadId"]) for key in ["a", "a", "a", "b", "c", "c", "x/1"]]
+        started = [(key, self.s3.create_multipart_upload(Bucket=name, Key=key)["UploadId"]) for key in ["a", "a", "a", "b", "c", "c", "x/1", "x/~", "x0"]]
         listed = [(u["Key"], u["UploadId"]) for page in self.s3.get_paginator("list_multipart_uploads").paginate(
             Bucket=name, PaginationConfig={"PageSize": 2}) for u in page.get("Uploads", [])]
         self.assertInKeyOrderOnceEach(listed, started)
-        self.assertEqual([u["Key"] for u in self.s3.list_multipart_uploads(Bucket=name, Prefix="x/")["Uploads"]], ["x/1"])
+        self.assertEqual([u["Key"] for u in self.s3.list_multipart_uploads(Bucket=name, Prefix="x/")["Uploads"]], ["x/1", "x/~"])
+        self.assertEqual([u["Key"] for u in self.s3.list_multipart_uploads(Bucket=name, Prefix="x/", MaxUploads=1, KeyMarker="x/1")["Uploads"]], ["x/~"])
         empty = self.s3.list_multipart_uploads(Bucket=name, MaxUploads=0)
         self.assertEqual((empty.get("Uploads", []), empty["IsTruncated"]), ([], False))
         # A cleanup that aborts each page before asking for the next (its marker upload is gone by then) gets every one.

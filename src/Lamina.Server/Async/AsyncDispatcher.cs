@@ -184,6 +184,10 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
                 {
                     var events = await _store.LeaseDueAsync(nowMs, free, paused, caps);
                     leased = events.Count;
+                    if (caps is not null)
+                    {
+                        KeepCapped(caps, events, nowMs);
+                    }
                     foreach (var e in events)
                     {
                         Interlocked.Increment(ref _inFlight);
@@ -275,6 +279,26 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
             }
         }
         return caps;
+    }
+
+    /// <summary>
+    /// A function whose cap was reached again this round still has a backlog at its reservation: it stays capped (were it
+    /// let go after its minute, up to 64 of its events would be leased, and most throttled, once a minute).
+    /// </summary>
+    private void KeepCapped(Dictionary<string, int> caps, List<AsyncEvent> leased, long nowMs)
+    {
+        foreach (var (function, cap) in caps)
+        {
+            var count = 0;
+            foreach (var e in leased)
+            {
+                count += e.FunctionName == function ? 1 : 0;
+            }
+            if (count >= cap)
+            {
+                _atReservation[function] = nowMs;
+            }
+        }
     }
 
     private async Task WaitAsync(TimeSpan delay, CancellationToken token)

@@ -71,7 +71,7 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
         return Task.CompletedTask;
     }
 
-    /// <summary>Loads every execution from the log; running ones are due to be invoked again (they replay).</summary>
+    /// <summary>Loads the running executions from the log, each due to be invoked again (it replays).</summary>
     private void Load()
     {
         var now = NowMs;
@@ -523,6 +523,7 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
     public AwsError? Start(FunctionConfig config, ReadOnlyMemory<byte> payload, string? name, out DurableExecution? execution)
     {
         execution = null;
+        var named = name is not null; // a name made here is new: no execution has it
         name ??= Guid.NewGuid().ToString();
         if (name.Length is < 1 or > 64 || !name.All(static c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'))
         {
@@ -532,8 +533,13 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
         var key = NameKey(config.Name, name);
         lock (_startLock)
         {
-            if (_byName.TryGetValue(key, out var existing) || (existing = store.ReadExecutionByName(config.Name, name)) is not null)
+            if (_byName.TryGetValue(key, out var existing) || (named && (existing = store.ReadExecutionByName(config.Name, name)) is not null))
             {
+                if (existing.IsRunning && !_executions.ContainsKey(existing.Arn))
+                {
+                    // Running, but not here: on a cluster, this node lost the durable lease a moment ago.
+                    return new AwsError(503, "ServiceException", "The durable execution moved to another node; retry the request.");
+                }
                 if (existing.Input != input || existing.Version != config.Version)
                 {
                     return new AwsError(409, "DurableExecutionAlreadyStartedException",
@@ -598,7 +604,9 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
             return true;
         }
         execution = store.ReadExecution(arn)!;
-        return execution is not null;
+        // A running one is only ever the engine's (a copy from the store has none of its operations): one that is
+        // not, or no longer, here is not found (on a cluster the lease moved a moment ago; or it is being started).
+        return execution is { IsRunning: false } || (execution is not null && _executions.TryGetValue(arn, out execution!));
     }
 
     /// <summary>

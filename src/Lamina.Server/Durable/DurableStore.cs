@@ -148,14 +148,14 @@ internal sealed class DurableStore : IDisposable
         ReadRecords(connection, $"SELECT {RecordColumns} FROM {_executions} WHERE function_key = $1 AND name = $2;", functionKey, name).SingleOrDefault());
 
     /// <summary>
-    /// A page of a function's executions in start order (by ARN within a millisecond), after <paramref name="after"/>
+    /// A page of a function's executions (their records without input, result and error) in start order (by ARN within a millisecond), after <paramref name="after"/>
     /// in that order (before it, newest first, when <paramref name="newestFirst"/>): a seek in <c>executions_by_function</c>.
     /// </summary>
     public List<DurableExecution> ListExecutions(string functionKey, ExecutionFilter filter, bool newestFirst, (long StartMs, string Arn)? after, int take) =>
         Read([], connection =>
         {
             var values = new List<object?> { functionKey };
-            var sql = new System.Text.StringBuilder($"SELECT {RecordColumns} FROM {_executions} WHERE function_key = $1");
+            var sql = new System.Text.StringBuilder($"SELECT {ListedColumns} FROM {_executions} WHERE function_key = $1");
             string Next(object? value)
             {
                 values.Add(value);
@@ -223,18 +223,21 @@ internal sealed class DurableStore : IDisposable
     /// <summary>Runs a read on the store's connection (the cluster's database on a cluster); <paramref name="closed"/> before it is open.</summary>
     private T Read<T>(T closed, Func<DbConnection, T> read)
     {
+        if (_database.IsPostgres)
+        {
+            using var shared = _database.OpenShared(); // a pooled connection of its own: no wait on a checkpoint's write
+            return read(shared);
+        }
         lock (_lock)
         {
-            if (_database.IsPostgres)
-            {
-                using var shared = _database.OpenShared();
-                return read(shared);
-            }
             return _connection is null ? closed : read(_connection);
         }
     }
 
     private const string RecordColumns = "arn, function_key, function_arn, version, name, input, start_ms, timeout_s, retention_days, status, result, error, end_ms";
+
+    // What a listing shows (no input, result or error, which can be large): the record's columns with those left empty.
+    private const string ListedColumns = "arn, function_key, function_arn, version, name, '' AS input, start_ms, timeout_s, retention_days, status, NULL AS result, NULL AS error, end_ms";
 
     /// <summary>Records read by <paramref name="sql"/> (selecting <see cref="RecordColumns"/>), ended ones trimmed and done.</summary>
     private static List<DurableExecution> ReadRecords(DbConnection connection, string sql, params object?[] values)

@@ -426,6 +426,12 @@ internal static partial class LogsApi
         {
             return (null, null);
         }
+        if (token.Length > 2 && token[1] == '/' && token[0] == prefix[0])
+        {
+            // "n/…", "t/…": a token of the build before tokens carried their direction, given back with the same
+            // request (a paginator's) after an upgrade: its direction is the request's.
+            token = prefix + token[2..];
+        }
         if (!token.StartsWith(prefix, StringComparison.Ordinal))
         {
             throw Invalid("The specified nextToken is invalid.");

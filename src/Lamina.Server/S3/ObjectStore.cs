@@ -915,35 +915,44 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
     /// Up to <paramref name="take"/> uploads under <paramref name="prefix"/> in S3's order (key, then initiation),
     /// after the markers: those of <paramref name="keyMarker"/> initiated after <paramref name="uploadIdMarker"/> (all
     /// of that key's when the marker upload is gone: the ones before it were completed or aborted too, as a paging
-    /// cleanup does), then the later keys. A range of <c>uploads_key</c>, however many uploads the bucket holds.
+    /// cleanup does), then the later keys. A range of <c>uploads_key</c> from the marker (or the prefix), to the end of
+    /// the prefix when its last character is ASCII (else the prefix test alone ends it), however many the bucket holds.
     /// </summary>
     public Task<List<MultipartUpload>> ListUploadsAsync(string bucket, string prefix, string keyMarker, string uploadIdMarker, int take) => ReadAsync(connection =>
     {
-        var after = "";
         List<object?> values = [bucket, prefix, (long)take];
+        string Parameter(object? value)
+        {
+            values.Add(value);
+            return "$" + values.Count.ToString(CultureInfo.InvariantCulture);
+        }
+        var where = new System.Text.StringBuilder("bucket = $1 AND key >= $2 AND substr(key, 1, length($2)) = $2");
+        if (prefix.Length > 0 && prefix[^1] < 0x7F)
+        {
+            // The first key past all that start with the prefix (keys compare bytewise on both engines).
+            where.Append(" AND key < ").Append(Parameter(string.Concat(prefix.AsSpan(0, prefix.Length - 1), ((char)(prefix[^1] + 1)).ToString())));
+        }
         if (keyMarker.Length > 0)
         {
-            values.Add(keyMarker);
-            after = "AND key > $4";
-            if (uploadIdMarker.Length > 0)
+            var key = Parameter(keyMarker);
+            where.Append(" AND key >= ").Append(key); // the range starts at the marker
+            if (uploadIdMarker.Length == 0)
+            {
+                where.Append(" AND key > ").Append(key);
+            }
+            else
             {
                 using var marker = Command(connection, "SELECT initiated_ms FROM uploads WHERE upload_id = $1 AND bucket = $2 AND key = $3;", uploadIdMarker, bucket, keyMarker);
                 if (marker.ExecuteScalar() is long initiated)
                 {
-                    values.Add(initiated);
-                    values.Add(uploadIdMarker);
-                    after = "AND (key > $4 OR (key = $4 AND (initiated_ms > $5 OR (initiated_ms = $5 AND upload_id > $6))))";
-                }
-                else
-                {
-                    after = "AND key >= $4";
+                    var (at, id) = (Parameter(initiated), Parameter(uploadIdMarker));
+                    where.Append(CultureInfo.InvariantCulture, $" AND (key > {key} OR initiated_ms > {at} OR (initiated_ms = {at} AND upload_id > {id}))");
                 }
             }
         }
         using var select = Command(connection, $"""
             SELECT upload_id, bucket, key, initiated_ms, headers, tags, checksum_algorithm, checksum_type FROM uploads
-            WHERE bucket = $1 AND key >= $2 AND substr(key, 1, length($2)) = $2 {after}
-            ORDER BY key, initiated_ms, upload_id LIMIT $3;
+            WHERE {where} ORDER BY key, initiated_ms, upload_id LIMIT $3;
             """, [.. values]);
         using var reader = select.ExecuteReader();
         var uploads = new List<MultipartUpload>();

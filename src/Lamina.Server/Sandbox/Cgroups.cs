@@ -182,10 +182,17 @@ internal sealed class Cgroups
             }
             using (held)
             {
-                var dead = new Cgroups(instance, owner: false);
-                await dead.RemoveLeftoversAsync();
-                dead.RemoveInstance();
-                TryDelete(path); // before the lock is let go: a server starting on it then makes a lock of its own
+                try
+                {
+                    var dead = new Cgroups(instance, owner: false);
+                    await dead.RemoveLeftoversAsync();
+                    dead.RemoveInstance();
+                    TryDelete(path); // before the lock is let go: a server starting on it then makes a lock of its own
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    // Gone meanwhile, or not removable now: this server starts all the same, and the next start tries again.
+                }
             }
         }
     }
