@@ -422,30 +422,39 @@ class ClusterTests(unittest.TestCase):
         victim_index = 1
         t0 = time.monotonic()
         netloc = urllib.parse.urlsplit(survivor.url).netloc
-        messages_sent = [0] * 4  # by sender
+        messages_sent = [0] * 8  # by sender
 
-        def send_events(first: int) -> list[int]:
+        def send(first: int) -> tuple[list[int], set[str]]:
+            # This sender's events one by one, and its batches of messages in step with them (a batch after every few
+            # events): the messages are sent over as long as the events, which take longer each, so that neither is all
+            # in and drained while the other is still far from a tenth.
             conn = http.client.HTTPConnection(netloc, timeout=60)
-            statuses = []
-            for n in range(first, EVENTS, 8):
+            client = h.boto3_client(survivor.url, "sqs")
+            events = list(range(first, EVENTS, 8))
+            batches = list(range(first * 10, MESSAGES, 80))
+            every = max(1, len(events) // max(1, len(batches)))
+            statuses: list[int] = []
+            ids: set[str] = set()
+
+            def send_batch(start: int) -> None:
+                entries = [{"Id": str(m), "MessageBody": json.dumps({"n": m})} for m in range(start, min(start + 10, MESSAGES))]
+                out = client.send_message_batch(QueueUrl=url, Entries=entries)
+                self.assertEqual(out.get("Failed", []), [])
+                ids.update(m["MessageId"] for m in out["Successful"])
+                messages_sent[first] += len(out["Successful"])
+
+            for i, n in enumerate(events):
                 conn.request("POST", "/2015-03-31/functions/drain/invocations", body=json.dumps({"n": n}),
                              headers={"X-Amz-Invocation-Type": "Event"})
                 r = conn.getresponse()
                 r.read()
                 statuses.append(r.status)
+                if batches and (i + 1) % every == 0:
+                    send_batch(batches.pop(0))
+            while batches:
+                send_batch(batches.pop(0))
             conn.close()
-            return statuses
-
-        def send_messages(first: int) -> set[str]:
-            client = h.boto3_client(survivor.url, "sqs")
-            ids: set[str] = set()
-            for start in range(first * 10, MESSAGES, 40):
-                entries = [{"Id": str(n), "MessageBody": json.dumps({"n": n})} for n in range(start, min(start + 10, MESSAGES))]
-                out = client.send_message_batch(QueueUrl=url, Entries=entries)
-                self.assertEqual(out.get("Failed", []), [])
-                ids.update(m["MessageId"] for m in out["Successful"])
-                messages_sent[first] += len(out["Successful"])
-            return ids
+            return statuses, ids
 
         def messages_left() -> int:
             a = h.boto3_client(survivor.url, "sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
@@ -453,16 +462,15 @@ class ClusterTests(unittest.TestCase):
                                             "ApproximateNumberOfMessagesDelayed"))
 
         from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(12) as pool:
-            event_parts = [pool.submit(send_events, i) for i in range(8)]
-            message_parts = [pool.submit(send_messages, i) for i in range(4)]
-            # Killed once a tenth of each has been processed (events: their destination records; messages: sent and
-            # no longer in the queue), with both still under way.
+        with ThreadPoolExecutor(8) as pool:
+            parts = [pool.submit(send, i) for i in range(8)]
+            # Killed once both drains are going (a fiftieth of each processed: events, their destination records;
+            # messages, sent and no longer in the queue), with most of both still to be sent.
             deadline = time.monotonic() + 300
             while True:
                 events_ran = self._queued(survivor, "sink")
                 left = messages_left()
-                if events_ran >= EVENTS // 10 and sum(messages_sent) - left >= MESSAGES // 10:
+                if events_ran >= EVENTS // 50 and sum(messages_sent) - left >= MESSAGES // 50:
                     break
                 self.assertLess(time.monotonic(), deadline, f"only {events_ran} events ran and {sum(messages_sent) - left} messages were processed")
                 time.sleep(0.05)
@@ -470,8 +478,8 @@ class ClusterTests(unittest.TestCase):
             left = MESSAGES - sum(messages_sent) + left
             _nodes[victim_index].kill()  # kill -9: its claims go back once its heartbeat lapses, its messages after the visibility timeout
             killed_at = time.monotonic()
-            statuses = [status for part in event_parts for status in part.result()]
-            sent: set[str] = set().union(*(part.result() for part in message_parts))
+            statuses = [status for part in parts for status in part.result()[0]]
+            sent: set[str] = set().union(*(part.result()[1] for part in parts))
         self.assertEqual(statuses, [202] * EVENTS)
         self.assertEqual(len(sent), MESSAGES)
         accepted = time.monotonic() - t0
