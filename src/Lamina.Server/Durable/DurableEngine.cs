@@ -494,7 +494,6 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
         }
         _byName.TryRemove(new KeyValuePair<string, DurableExecution>(NameKey(execution.FunctionKey, execution.Name), execution));
         _executions.TryRemove(execution.Arn, out _);
-        execution.Trimmed = true;
         execution.Operations.Clear();
         execution.Operations.TrimExcess();
         execution.OperationsById.Clear();
@@ -509,7 +508,7 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
     {
         lock (execution.Lock)
         {
-            if (!execution.Trimmed)
+            if (execution.IsRunning)
             {
                 return [.. execution.Events];
             }
@@ -984,9 +983,9 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
         var (execution, operationId) = found;
         lock (execution.Lock)
         {
-            if (execution.Trimmed)
+            if (!execution.IsRunning)
             {
-                return EndedCallback(callbackId); // it ended a moment ago
+                return EndedCallback(callbackId); // it ended a moment ago: its operations left with it
             }
             var operation = execution.OperationsById[operationId];
             var status = (string?)operation["Status"];
@@ -994,7 +993,7 @@ internal sealed partial class DurableEngine(DurableStore store, FunctionRegistry
             {
                 return new AwsError(400, "CallbackTimeoutException", $"Callback {callbackId} timed out.");
             }
-            if (status != "STARTED" || !execution.IsRunning)
+            if (status != "STARTED")
             {
                 return AwsError.InvalidParameter($"Callback {callbackId} is already completed.");
             }

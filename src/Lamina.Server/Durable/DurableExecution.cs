@@ -41,12 +41,6 @@ internal sealed class DurableExecution
 
     public List<JsonObject> Events { get; } = [];
 
-    /// <summary>
-    /// Whether the execution ended and its operations and events left memory (the engine keeps only running
-    /// executions): a history read takes them from the store.
-    /// </summary>
-    public bool Trimmed { get; set; }
-
     // ---- live state (never stored: after a restart every RUNNING execution is simply run again) ----
 
     /// <summary>The checkpoint token of the invocation running it now; null when none runs (suspended).</summary>

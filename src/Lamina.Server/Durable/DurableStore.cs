@@ -137,8 +137,7 @@ internal sealed class DurableStore : IDisposable
     });
 
     /// <summary>
-    /// One execution's record as stored, without its operations and events (<see cref="DurableExecution.Trimmed"/>);
-    /// null if there is none. For an ended one, which the engine no longer holds.
+    /// One execution's record as stored, without its operations and events; null if there is none. For an ended one, which the engine no longer holds.
     /// </summary>
     public DurableExecution? ReadExecution(string arn) => Read(null, connection =>
         ReadRecords(connection, $"SELECT {RecordColumns} FROM {_executions} WHERE arn = $1;", arn).SingleOrDefault());
@@ -190,18 +189,16 @@ internal sealed class DurableStore : IDisposable
         });
 
     /// <summary>
-    /// A callback's execution and whether the callback timed out, for one the engine no longer holds (its execution
-    /// ended); null if no execution has it.
+    /// A callback's execution's status and whether the callback timed out, for one the engine no longer holds (its
+    /// execution ended); null if no execution has it.
     /// </summary>
-    public (string Arn, string ExecutionStatus, bool TimedOut)? ReadCallback(string callbackId) => Read<(string, string, bool)?>(null, connection =>
+    public (string ExecutionStatus, bool TimedOut)? ReadCallback(string callbackId) => Read<(string, bool)?>(null, connection =>
     {
         using var command = Sql.Positional(connection, $"""
-            SELECT o.arn, e.status, o.json FROM {_operations} o JOIN {_executions} e ON e.arn = o.arn WHERE o.callback_id = $1;
+            SELECT e.status, o.json FROM {_operations} o JOIN {_executions} e ON e.arn = o.arn WHERE o.callback_id = $1;
             """, callbackId);
         using var reader = command.ExecuteReader();
-        return reader.Read()
-            ? (reader.GetString(0), reader.GetString(1), (string?)JsonNode.Parse(reader.GetString(2))?["Status"] == "TIMED_OUT")
-            : null;
+        return reader.Read() ? (reader.GetString(0), (string?)JsonNode.Parse(reader.GetString(1))?["Status"] == "TIMED_OUT") : null;
     });
 
     /// <summary>Up to <paramref name="take"/> ended executions whose retention ran out before <paramref name="nowMs"/>: a range of <c>executions_by_expiry</c>.</summary>
@@ -265,7 +262,6 @@ internal sealed class DurableStore : IDisposable
             };
             if (!execution.IsRunning)
             {
-                execution.Trimmed = true;
                 execution.Done.TrySetResult();
             }
             executions.Add(execution);

@@ -934,13 +934,10 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
         }
         if (keyMarker.Length > 0)
         {
+            // The range starts at the marker: after its key, or within it after the marker upload.
             var key = Parameter(keyMarker);
-            where.Append(" AND key >= ").Append(key); // the range starts at the marker
-            if (uploadIdMarker.Length == 0)
-            {
-                where.Append(" AND key > ").Append(key);
-            }
-            else
+            where.Append(uploadIdMarker.Length == 0 ? " AND key > " : " AND key >= ").Append(key);
+            if (uploadIdMarker.Length > 0)
             {
                 using var marker = Command(connection, "SELECT initiated_ms FROM uploads WHERE upload_id = $1 AND bucket = $2 AND key = $3;", uploadIdMarker, bucket, keyMarker);
                 if (marker.ExecuteScalar() is long initiated)

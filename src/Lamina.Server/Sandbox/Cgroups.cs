@@ -106,8 +106,7 @@ internal sealed class Cgroups
     /// <summary>Removes this instance's groups left behind by a previous run that was killed (their processes died with it).</summary>
     public async Task RemoveLeftoversAsync()
     {
-        var parents = IsV2 ? [Path.Combine(Root, _parent)] : V1Controllers.Select(c => Path.Combine(Root, c, _parent)).ToArray();
-        foreach (var parent in parents)
+        foreach (var parent in ParentDirectories())
         {
             if (!Directory.Exists(parent))
             {
@@ -120,12 +119,14 @@ internal sealed class Cgroups
         }
     }
 
+    /// <summary>This instance's parent group: one directory on v2, one per controller on v1.</summary>
+    private string[] ParentDirectories() => IsV2 ? [Path.Combine(Root, _parent)] : [.. V1Controllers.Select(c => Path.Combine(Root, c, _parent))];
+
     /// <summary>Removes this instance's (empty) parent groups at shutdown, and its lock once they are gone.</summary>
     public void RemoveInstance()
     {
-        var parents = IsV2 ? [Path.Combine(Root, _parent)] : V1Controllers.Select(c => Path.Combine(Root, c, _parent)).ToArray();
         var removedAll = true;
-        foreach (var parent in parents)
+        foreach (var parent in ParentDirectories())
         {
             try
             {
