@@ -250,15 +250,18 @@ def setUpModule() -> None:
 
 
 def tearDownModule() -> None:
-    for node in _nodes:
-        if node.proc is not None and node.proc.poll() is None:
-            node.stop()
-    if _nginx is not None:
-        _nginx.stop()
-    if _pg is not None:
-        _pg.stop()
+    # Everything is stopped even when one node's stop fails (an unclean shutdown is reported, after the rest).
+    failures: list[BaseException] = []
+    for stop in [n.stop for n in _nodes if n.proc is not None and n.proc.poll() is None] + \
+            [p.stop for p in (_nginx, _pg) if p is not None]:
+        try:
+            stop()
+        except Exception as e:
+            failures.append(e)
     if _root is not None and os.environ.get("LAMINA_KEEP_DATA") != "1":
         shutil.rmtree(_root, ignore_errors=True)
+    if failures:
+        raise failures[0]
 
 
 class ClusterTests(unittest.TestCase):
@@ -389,14 +392,18 @@ class ClusterTests(unittest.TestCase):
                             Code={"ZipFile": h.make_zip({"app.py": code})})
         # The sink never runs: its destination records stay queued, one per successful run of drain, to be counted.
         lam.put_function_concurrency(FunctionName="sink", ReservedConcurrentExecutions=0)
+        # Each event and each batch takes a moment, so that every node has some of both in hand when one is killed.
+        drain_code = "import time\ndef handler(event, context):\n    time.sleep(0.02)\n    return event['n']\n"
         lam.create_function(FunctionName="drain", Runtime="python3.12", Role=h.ROLE, Handler="app.handler",
-                            Code={"ZipFile": h.make_zip({"app.py": code})}, Timeout=30,
+                            Code={"ZipFile": h.make_zip({"app.py": drain_code})}, Timeout=30,
                             Environment={"Variables": {"LAMINA_NETWORK": "none"}})
         lam.put_function_event_invoke_config(
             FunctionName="drain", DestinationConfig={"OnSuccess": {"Destination": h.function_arn("sink")}})
         # Each SQS record's id goes to the function's log: each node's logs.db, stored before the batch is deleted
         # (the pollers wait for the logs), so even the killed node's share is read back after it restarts.
-        sqs_code = ("def handler(event, context):\n"
+        sqs_code = ("import time\n"
+                    "def handler(event, context):\n"
+                    "    time.sleep(0.05)\n"
                     "    for r in event['Records']:\n"
                     "        print('seen ' + r['messageId'])\n"
                     "    return {}\n")
@@ -405,10 +412,8 @@ class ClusterTests(unittest.TestCase):
                             Environment={"Variables": {"LAMINA_NETWORK": "none"}})
         # A short visibility timeout: what the killed node had received comes back within seconds.
         url = sqs.create_queue(QueueName="cluster-drain", Attributes={"VisibilityTimeout": "5"})["QueueUrl"]
-        # Disabled until the async drain is under way: messages drain faster than events, and both must be in flight
-        # when the node is killed.
         uuid = lam.create_event_source_mapping(EventSourceArn=f"arn:aws:sqs:{h.REGION}:{h.ACCOUNT}:cluster-drain",
-                                               FunctionName="sqs-drain", BatchSize=10, Enabled=False)["UUID"]
+                                               FunctionName="sqs-drain", BatchSize=10)["UUID"]
         # Every node has learned of drain's destination and of the mapping before anything flows (within a second).
         deadline = time.monotonic() + 5
         for node in _nodes:
@@ -417,64 +422,72 @@ class ClusterTests(unittest.TestCase):
                 time.sleep(0.02)
             self.assertEqual(node.client().get_event_source_mapping(UUID=uuid)["FunctionArn"], h.function_arn("sqs-drain"))
 
-        t0 = time.monotonic()
-        netloc = urllib.parse.urlsplit(_nginx.url).netloc
-
-        def send_events(first: int) -> list[int]:
-            # Several connections, so that the events are all in before the drain is far along, whatever their number.
-            conn = http.client.HTTPConnection(netloc, timeout=60)
-            statuses = []
-            for n in range(first, EVENTS, 8):
-                conn.request("POST", "/2015-03-31/functions/drain/invocations", body=json.dumps({"n": n}),
-                             headers={"X-Amz-Invocation-Type": "Event"})
-                r = conn.getresponse()
-                r.read()
-                statuses.append(r.status)
-            conn.close()
-            return statuses
-
-        def send_messages(first: int) -> set[str]:
-            client = h.boto3_client(_nginx.url, "sqs")
-            ids: set[str] = set()
-            for start in range(first * 10, MESSAGES, 40):
-                entries = [{"Id": str(n), "MessageBody": json.dumps({"n": n})} for n in range(start, min(start + 10, MESSAGES))]
-                out = client.send_message_batch(QueueUrl=url, Entries=entries)
-                self.assertEqual(out.get("Failed", []), [])
-                ids.update(m["MessageId"] for m in out["Successful"])
-            return ids
-
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(12) as pool:
-            event_parts = [pool.submit(send_events, i) for i in range(8)]
-            message_parts = [pool.submit(send_messages, i) for i in range(4)]
-            statuses = [status for part in event_parts for status in part.result()]
-            sent: set[str] = set().union(*(part.result() for part in message_parts))
-        self.assertEqual(statuses, [202] * EVENTS)
-        self.assertEqual(len(sent), MESSAGES)
-        accepted = time.monotonic() - t0
-
         survivor = _nodes[0]
         victim_index = 1
+
+        def send(base_url: str, events: list[int], messages: list[int]) -> tuple[list[int], set[str]]:
+            """Asynchronous invokes of drain for `events` and `messages` to the queue, in step (a batch of ten messages
+            per equal share of the events), so that neither kind's supply runs ahead of the other's."""
+            conn = http.client.HTTPConnection(urllib.parse.urlsplit(base_url).netloc, timeout=60)
+            client = h.boto3_client(base_url, "sqs")
+            batches = [messages[i:i + 10] for i in range(0, len(messages), 10)] or [[]]
+            per_step = -(-len(events) // len(batches))
+            statuses: list[int] = []
+            ids: set[str] = set()
+            for step, batch in enumerate(batches):
+                for n in events[step * per_step:(step + 1) * per_step]:
+                    conn.request("POST", "/2015-03-31/functions/drain/invocations", body=json.dumps({"n": n}),
+                                 headers={"X-Amz-Invocation-Type": "Event"})
+                    r = conn.getresponse()
+                    r.read()
+                    statuses.append(r.status)
+                if batch:
+                    out = client.send_message_batch(QueueUrl=url, Entries=[
+                        {"Id": str(n), "MessageBody": json.dumps({"n": n})} for n in batch])
+                    self.assertEqual(out.get("Failed", []), [])
+                    ids.update(m["MessageId"] for m in out["Successful"])
+            conn.close()
+            return statuses, ids
+
+        statuses: list[int] = []
+        sent: set[str] = set()
+
+        def send_part(base_url: str, part: int) -> None:
+            # A third of each per part, over 8 connections.
+            events = list(range(EVENTS * part // 3, EVENTS * (part + 1) // 3))
+            messages = list(range(MESSAGES * part // 3, MESSAGES * (part + 1) // 3))
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(8) as pool:
+                for part_statuses, ids in pool.map(lambda t: send(base_url, events[t::8], messages[t::8]), range(8)):
+                    statuses.extend(part_statuses)
+                    sent.update(ids)
 
         def messages_left() -> int:
             a = h.boto3_client(survivor.url, "sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
             return sum(int(a[k]) for k in ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
                                             "ApproximateNumberOfMessagesDelayed"))
 
-        # Killed once a tenth of each has been processed, with both still under way.
+        # The node is killed while both drains are under way, whatever their pace on this machine: a first third of
+        # each goes in through nginx; once both drains have started, a second third goes straight to the survivor and
+        # the node is killed as soon as it is in; the last third goes in after the kill, so neither drain can be over
+        # before it.
+        t0 = time.monotonic()
+        send_part(_nginx.url, 0)
         deadline = time.monotonic() + 300
-        while (done := self._queued(survivor, "sink")) < EVENTS // 10:
-            self.assertLess(time.monotonic(), deadline, f"only {done} events ran")
+        while True:
+            events_done, messages_done = self._queued(survivor, "sink"), len(sent) - messages_left()
+            if events_done >= EVENTS // 20 and messages_done >= MESSAGES // 20:
+                break
+            self.assertLess(time.monotonic(), deadline, f"only {events_done} events ran and {messages_done} messages were processed")
             time.sleep(0.05)
-        _nodes[2].client().update_event_source_mapping(UUID=uuid, Enabled=True)
-        while (left := messages_left()) > MESSAGES - MESSAGES // 10:
-            self.assertLess(time.monotonic(), deadline, f"only {MESSAGES - left} messages were processed")
-            time.sleep(0.05)
-        events_left = self._queued(survivor, "drain")
+        send_part(survivor.url, 1)
+        events_left, left = self._queued(survivor, "drain"), messages_left()
         _nodes[victim_index].kill()  # kill -9: its claims go back once its heartbeat lapses, its messages after the visibility timeout
         killed_at = time.monotonic()
-        self.assertGreater(events_left, 0, "the async drain was over before the kill")
-        self.assertGreater(left, 0, "the SQS drain was over before the kill")
+        send_part(survivor.url, 2)
+        self.assertEqual(statuses, [202] * EVENTS)
+        self.assertEqual(len(sent), MESSAGES)
+        accepted = time.monotonic() - t0
 
         deadline = time.monotonic() + 900
         events_done = messages_done = None
@@ -506,8 +519,9 @@ class ClusterTests(unittest.TestCase):
         self.assertEqual(lost[:20], [], f"{len(lost)} messages never processed")
         self.assertEqual(seen.keys() - sent, set())
         message_duplicates = sum(c - 1 for c in seen.values())
-        print(f"\n  cluster kill -9 test: {EVENTS} async events and {MESSAGES} SQS messages sent through nginx in "
-              f"{accepted:.1f} s; {events_left} events and {left} messages left at the kill -9 of one of {NODES} nodes; "
+        print(f"\n  cluster kill -9 test: {EVENTS} async events and {MESSAGES} SQS messages sent (a third through nginx) in "
+              f"{accepted:.1f} s; {events_left} events and {left} messages queued or in hand, and a third of each still "
+              f"to be sent, at the kill -9 of one of {NODES} nodes; "
               f"the survivors finished the events {events_done:.1f} s and the messages {messages_done:.1f} s later; "
               f"all processed: {event_duplicates} events and "
               f"{message_duplicates} messages twice or more", flush=True)

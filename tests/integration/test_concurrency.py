@@ -337,6 +337,65 @@ class ScaleOutTests(h.LaminaTestCase):
         self.assertLess(elapsed, 60, f"{count} concurrent cold invocations took {elapsed:.1f} s")
 
 
+# Init takes INIT_SLEEP seconds; each answer says which environment served it and when that environment's Init ran.
+TIMED_INIT_PY = '''
+import os, time, uuid
+PROCESS = uuid.uuid4().hex
+INIT_START = time.time()
+time.sleep(float(os.environ["INIT_SLEEP"]))
+INIT_END = time.time()
+
+def handler(event, context):
+    time.sleep(float(event.get("sleep", 0)))
+    return {"process": PROCESS, "init": [INIT_START, INIT_END]}
+'''
+
+
+class ColdStartRoomTests(h.OwnServerTestCase):
+    """A server of its own with --max-cold-starts 2: no more than two environments start at once on the node."""
+
+    SERVER_ARGS = ["--max-cold-starts", "2"]
+
+    def _invoke_at_once(self, name: str, count: int, sleep: float) -> list[dict]:
+        barrier = threading.Barrier(count)
+
+        def one(_):
+            client = _client(self.server.url)
+            barrier.wait(30)
+            resp = client.invoke(FunctionName=name, Payload=json.dumps({"sleep": sleep}).encode())
+            self.assertNotIn("FunctionError", resp)
+            return json.loads(resp["Payload"].read())
+
+        with ThreadPoolExecutor(count) as pool:
+            return list(pool.map(one, range(count)))
+
+    def test_no_more_environments_start_at_once_than_the_room_allows(self):
+        name = self.fn_name()
+        self.create_function(h.make_zip({"app.py": TIMED_INIT_PY}), name=name, Timeout=60,
+                             Environment={"Variables": {"INIT_SLEEP": "0.5", "LAMINA_NETWORK": "none"}})
+        # Six at once, each busy longer than the starts take: every one gets an environment, two starting at a time.
+        results = self._invoke_at_once(name, 6, sleep=2)
+        inits = {r["process"]: r["init"] for r in results}
+        edges = sorted([(start, 1) for start, _ in inits.values()] + [(end, -1) for _, end in inits.values()],
+                       key=lambda edge: (edge[0], edge[1]))
+        at_once = most = 0
+        for _, step in edges:
+            at_once += step
+            most = max(most, at_once)
+        self.assertEqual(len(results), 6)
+        self.assertLessEqual(most, 2, f"{most} environments were in Init at once: {sorted(inits.values())}")
+
+    def test_an_invocation_waiting_for_room_takes_an_environment_that_goes_idle(self):
+        name = self.fn_name()
+        self.create_function(h.make_zip({"app.py": TIMED_INIT_PY}), name=name, Timeout=60,
+                             Environment={"Variables": {"INIT_SLEEP": "1", "LAMINA_NETWORK": "none"}})
+        # Eight short calls at once: two start environments, two more start when those are ready, and the other four
+        # are served by the first two as they finish (a start takes a second, a call a twentieth of one).
+        results = self._invoke_at_once(name, 8, sleep=0.05)
+        processes = {r["process"] for r in results}
+        self.assertLessEqual(len(processes), 5, f"{len(processes)} environments served 8 short calls")
+
+
 class AccountLimitTests(h.OwnServerTestCase):
     """A server of its own with --account-concurrency 2 (the module server keeps Lambda's 1000)."""
 

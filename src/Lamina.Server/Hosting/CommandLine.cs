@@ -32,6 +32,8 @@ internal static class CommandLine
             defaults.AccountConcurrency, 1, 1_000_000, "a number from 1 to 1000000");
         var memoryBudget = Number("--memory-budget", "Most MB the live environments' MemorySize may add up to; idle ones are evicted least recently used first (default: the machine's memory)",
             defaults.MemoryBudgetMb, 128, int.MaxValue, "a number of MB, at least 128");
+        var maxColdStarts = Number("--max-cold-starts", "Most environments starting at once on this node; an invocation beyond it waits for room, or takes an environment of its function that goes idle meanwhile (default: 4 per CPU)",
+            defaults.MaxColdStarts, 1, 10_000, "a number from 1 to 10000");
         var idleTimeout = Number("--idle-timeout", "Seconds an idle environment stays warm before it is stopped",
             (int)defaults.IdleEnvironmentLifetime.TotalSeconds, 1, int.MaxValue, "a number of seconds, at least 1");
         var asyncRetryDelay = new Option<double>("--async-retry-delay")
@@ -74,7 +76,7 @@ internal static class CommandLine
 
         var serveCommand = new Command("serve", "Start the Lamina server (Lambda API, invoke, Runtime API, SQS, SNS, Logs, EventBridge)")
         {
-            port, host, data, functionNetwork, accountConcurrency, memoryBudget, idleTimeout, asyncRetryDelay, unusedCodeRetention, logMaxMb, otlpEndpoint, publicMetrics,
+            port, host, data, functionNetwork, accountConcurrency, memoryBudget, maxColdStarts, idleTimeout, asyncRetryDelay, unusedCodeRetention, logMaxMb, otlpEndpoint, publicMetrics,
             database, sharedDir, nodeId, advertiseUrl,
         };
         serveCommand.SetAction((result, cancellationToken) => serve(new LaminaOptions
@@ -85,6 +87,7 @@ internal static class CommandLine
             FunctionNetwork = result.GetValue(functionNetwork) == "on",
             AccountConcurrency = result.GetValue(accountConcurrency),
             MemoryBudgetMb = result.GetValue(memoryBudget),
+            MaxColdStarts = result.GetValue(maxColdStarts),
             IdleEnvironmentLifetime = TimeSpan.FromSeconds(result.GetValue(idleTimeout)),
             AsyncRetryDelay = TimeSpan.FromSeconds(result.GetValue(asyncRetryDelay)),
             UnusedCodeRetention = TimeSpan.FromSeconds(result.GetValue(unusedCodeRetention)),

@@ -146,6 +146,15 @@ public sealed class LaminaOptions
     public const int DefaultAccountConcurrency = 1000;
 
     /// <summary>
+    /// Most environments starting at once on this node, sandbox and Init (<c>--max-cold-starts</c>). Starting processes
+    /// is CPU work: a burst that started one environment per event at once (64 per async lease) left a 2-core node
+    /// answering nothing for seconds, its cluster heartbeat lapsing. An invocation beyond it waits for room, or takes an
+    /// environment of its function that goes idle meanwhile. Default: 4 per CPU.
+    /// </summary>
+    [Range(1, 10_000)]
+    public int MaxColdStarts { get; set; } = 4 * Environment.ProcessorCount;
+
+    /// <summary>
     /// What reservations must leave to the functions without one: Lambda's 100, or the whole account limit when it is
     /// below 100 (then no function can reserve any).
     /// </summary>

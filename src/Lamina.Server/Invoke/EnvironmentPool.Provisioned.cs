@@ -221,6 +221,7 @@ internal sealed partial class EnvironmentPool
         await Task.Yield(); // reconciling never waits for a sandbox
         ExecutionEnvironment? environment = null;
         string? failure = null;
+        await _startRoom.WaitAsync(); // provisioned environments start within --max-cold-starts too
         try
         {
             environment = await StartAsync(config, requestId: "", provisioned: true);
@@ -250,6 +251,10 @@ internal sealed partial class EnvironmentPool
         {
             // Never leave Starting counted for a start that is over: the target would stay IN_PROGRESS for good.
             failure = $"Lamina could not start the environment: {e.Message}";
+        }
+        finally
+        {
+            _startRoom.Release();
         }
 
         var keep = false;

@@ -39,6 +39,10 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
     private readonly int _memoryBudgetMb;
     private int _memoryInUseMb;
 
+    // Room for environments starting at once (--max-cold-starts): held from the sandbox's launch to the end of its Init.
+    // Not disposed: starts still ending at shutdown give their room back.
+    private readonly SemaphoreSlim _startRoom;
+
     // Configurations that have had environments, by "name:version": a new configuration of one of them is an update.
     private readonly ConcurrentDictionary<string, byte> _seen = new(StringComparer.Ordinal);
 
@@ -66,6 +70,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         _logger = loggers.CreateLogger<EnvironmentPool>();
         _functionLogger = loggers.CreateLogger("Lamina.Function");
         _memoryBudgetMb = _options.MemoryBudgetMb;
+        _startRoom = new SemaphoreSlim(_options.MaxColdStarts);
         _sandboxError = SandboxLauncher.CheckPrerequisites();
         if (_sandboxError is null)
         {
@@ -144,6 +149,70 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             return null;
         }
     }
+
+    /// <summary>
+    /// Room to start an environment of <paramref name="config"/>: null once the caller may start one (and must call
+    /// <see cref="EndStart"/> when its Init is over), or an environment of the function that went idle while the caller
+    /// waited for room (a warm one: no start). At once, with null, while fewer than --max-cold-starts are starting.
+    /// </summary>
+    public async ValueTask<ExecutionEnvironment?> WaitToStartAsync(FunctionConfig config)
+    {
+        if (_startRoom.Wait(0))
+        {
+            return null;
+        }
+        var slot = _slots.GetOrAdd(config, static _ => new Slot());
+        var handover = new TaskCompletionSource<ExecutionEnvironment>(TaskCreationOptions.RunContinuationsAsynchronously);
+        LinkedListNode<TaskCompletionSource<ExecutionEnvironment>> waiter;
+        lock (slot)
+        {
+            waiter = slot.Waiters.AddLast(handover);
+        }
+        // One may have gone idle between the caller's look and the waiter's being there.
+        if (TryTakeIdle(config) is { } idle)
+        {
+            lock (slot)
+            {
+                if (waiter.List is not null)
+                {
+                    slot.Waiters.Remove(waiter);
+                    return idle;
+                }
+            }
+            Return(idle); // one was handed over meanwhile: this one goes back (to the next waiter, or idle)
+            return await handover.Task;
+        }
+
+        using var giveUp = new CancellationTokenSource();
+        var room = _startRoom.WaitAsync(giveUp.Token);
+        if (await Task.WhenAny(room, handover.Task) == room)
+        {
+            lock (slot)
+            {
+                if (waiter.List is not null)
+                {
+                    slot.Waiters.Remove(waiter);
+                    return null;
+                }
+            }
+            // Handed an environment at the moment room came: the environment serves, the room goes back.
+            _startRoom.Release();
+            return await handover.Task;
+        }
+        giveUp.Cancel();
+        try
+        {
+            await room;
+            _startRoom.Release(); // came just before the cancellation
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        return await handover.Task;
+    }
+
+    /// <summary>Gives back the room <see cref="WaitToStartAsync"/> gave (the environment's Init is over, or it never started).</summary>
+    public void EndStart() => _startRoom.Release();
 
     /// <summary>
     /// Starts a new environment for <paramref name="config"/> (a cold start). The sandbox is running when this
@@ -385,6 +454,15 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             {
                 if (!slot.Retired && !_stopping.IsCancellationRequested)
                 {
+                    // An invocation waiting for room to start one takes it at once.
+                    while (slot.Waiters.First is { } waiter)
+                    {
+                        slot.Waiters.RemoveFirst();
+                        if (waiter.Value.TrySetResult(environment))
+                        {
+                            return;
+                        }
+                    }
                     environment.IdleSinceTimestamp = Stopwatch.GetTimestamp();
                     (environment.Provisioned is not null ? slot.ProvisionedIdle : slot.Idle).Add(environment);
                     return;
@@ -642,6 +720,9 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
 
         public readonly HashSet<ExecutionEnvironment> All = [];
         public bool Retired;
+
+        /// <summary>Invocations waiting for room to start an environment, first come first served: one returned goes to them.</summary>
+        public readonly LinkedList<TaskCompletionSource<ExecutionEnvironment>> Waiters = [];
 
         /// <summary>Why the last environment to go went (explains the next cold start).</summary>
         public EnvironmentEnd LastEnd;

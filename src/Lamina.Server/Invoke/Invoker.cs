@@ -49,28 +49,39 @@ internal sealed partial class Invoker(EnvironmentPool pool, LogStore logStore, L
     private async Task<(InvokeOutcome Outcome, bool LeaseHandedOver)> RunAsync(FunctionConfig config, Invocation invocation, bool wantTail, ConcurrencyLease lease, bool untilLogged)
     {
         var environment = pool.TryTakeIdle(config);
-        Activity.Current?.SetTag("faas.coldstart", environment is null);
         if (environment is null)
         {
             // A cold start creates cgroups and starts processes: never on an I/O thread (see Hosting.IoThreads).
             await IoThreads.LeaveIoThreadAsync();
+            // Within the node's room for starts; while there is none, one of the function's environments going idle serves.
+            environment = await pool.WaitToStartAsync(config);
+        }
+        Activity.Current?.SetTag("faas.coldstart", environment is null);
+        if (environment is null)
+        {
             var coldStartedAt = TimeProvider.System.GetUtcNow();
-            var cold = await StartAsync(config, invocation, _initTimeout);
+            StartResult cold;
+            try
+            {
+                cold = await StartAsync(config, invocation, _initTimeout);
+                if (cold.Environment is { InitTimedOut: true } timedOut)
+                {
+                    // Lambda retries an Init that ran out of time once, inside the invocation, bounded by the function's timeout.
+                    pool.Discard(timedOut);
+                    cold = await StartAsync(config, invocation, TimeSpan.FromSeconds(config.Timeout));
+                    if (cold.Environment is not null)
+                    {
+                        cold.Environment.ColdStart.Reason = timedOut.ColdStart.Reason;
+                    }
+                }
+            }
+            finally
+            {
+                pool.EndStart();
+            }
             if (cold.Environment is null)
             {
                 return (cold.Failure, false);
-            }
-            var reason = cold.Environment.ColdStart.Reason;
-            if (cold.Environment.InitTimedOut)
-            {
-                // Lambda retries an Init that ran out of time once, inside the invocation, bounded by the function's timeout.
-                pool.Discard(cold.Environment);
-                cold = await StartAsync(config, invocation, TimeSpan.FromSeconds(config.Timeout));
-                if (cold.Environment is null)
-                {
-                    return (cold.Failure, false);
-                }
-                cold.Environment.ColdStart.Reason = reason;
             }
             environment = cold.Environment;
             metrics.RecordColdStart(config, environment.ColdStart.Reason, environment.InitDurationMs);
