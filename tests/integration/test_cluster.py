@@ -468,9 +468,8 @@ class ClusterTests(unittest.TestCase):
                                             "ApproximateNumberOfMessagesDelayed"))
 
         # The node is killed while both drains are under way, whatever their pace on this machine: a first third of
-        # each goes in through nginx; once both drains have started, a second third goes straight to the survivor and
-        # the node is killed as soon as it is in; the last third goes in after the kill, so neither drain can be over
-        # before it.
+        # each goes in through nginx; once both drains have started, the rest goes straight to the survivor, and while
+        # it goes in the node is killed as soon as it is seen running an event and a batch of messages at once.
         t0 = time.monotonic()
         send_part(_nginx.url, 0)
         deadline = time.monotonic() + 300
@@ -480,11 +479,19 @@ class ClusterTests(unittest.TestCase):
                 break
             self.assertLess(time.monotonic(), deadline, f"only {events_done} events ran and {messages_done} messages were processed")
             time.sleep(0.05)
-        send_part(survivor.url, 1)
-        events_left, left = self._queued(survivor, "drain"), messages_left()
-        _nodes[victim_index].kill()  # kill -9: its claims go back once its heartbeat lapses, its messages after the visibility timeout
-        killed_at = time.monotonic()
-        send_part(survivor.url, 2)
+        victim = _nodes[victim_index]
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(1) as sender:
+            rest = sender.submit(lambda: [send_part(survivor.url, part) for part in (1, 2)])
+            deadline = time.monotonic() + 120
+            while not {"drain", "sqs-drain"} <= (in_hand := {e["FunctionName"] for e in victim.raw("GET", "/lamina/v1/environments").json["Environments"]
+                                                             if e["State"] == "busy"}):
+                self.assertLess(time.monotonic(), deadline, f"node {victim_index + 1} was never seen running both at once (last: {sorted(in_hand)})")
+                time.sleep(0.01)
+            events_left, left = self._queued(survivor, "drain"), messages_left()
+            victim.kill()  # kill -9: its claims go back once its heartbeat lapses, its messages after the visibility timeout
+            killed_at = time.monotonic()
+            rest.result()
         self.assertEqual(statuses, [202] * EVENTS)
         self.assertEqual(len(sent), MESSAGES)
         accepted = time.monotonic() - t0
@@ -520,8 +527,8 @@ class ClusterTests(unittest.TestCase):
         self.assertEqual(seen.keys() - sent, set())
         message_duplicates = sum(c - 1 for c in seen.values())
         print(f"\n  cluster kill -9 test: {EVENTS} async events and {MESSAGES} SQS messages sent (a third through nginx) in "
-              f"{accepted:.1f} s; {events_left} events and {left} messages queued or in hand, and a third of each still "
-              f"to be sent, at the kill -9 of one of {NODES} nodes; "
+              f"{accepted:.1f} s; {events_left} events and {left} messages queued or in hand (the killed node running both) "
+              f"at the kill -9 of one of {NODES} nodes; "
               f"the survivors finished the events {events_done:.1f} s and the messages {messages_done:.1f} s later; "
               f"all processed: {event_duplicates} events and "
               f"{message_duplicates} messages twice or more", flush=True)

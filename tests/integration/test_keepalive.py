@@ -94,6 +94,25 @@ class ColdStartReasonTests(_Base):
         self.assertEqual([e["ColdStartReason"] for e in self._wait_live(name, 1)], ["after_failure"])
 
 
+    def test_an_invocation_whose_init_is_under_way_when_its_function_changes_runs_then_its_environment_stops(self):
+        name = self.fn_name()
+        code = "import os, time\ntime.sleep(1)\ndef handler(event, context):\n    return {'tag': os.environ['CODE_TAG']}\n"
+        self.create_function(h.make_zip({"app.py": code}), name=name, Timeout=30, Environment={"Variables": {"CODE_TAG": "old"}})
+        with ThreadPoolExecutor(1) as pool:
+            call = _sent(pool, self.server.url, name, {})
+            deadline = time.monotonic() + 20
+            while not any(e["State"] == "initializing" for e in self._environments(name)):
+                self.assertLess(time.monotonic(), deadline, "no environment started")
+                time.sleep(0.02)
+            self.lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"CODE_TAG": "new"}})
+            result = call.result(60)
+        # It runs the configuration it was sent to (the old build failed it: Runtime.ExitError, exit status -1).
+        self.assertEqual((result["status"], result["function_error"], result["payload"]), (200, None, {"tag": "old"}))
+        self._wait_live(name, 0)  # its environment stops once it has answered
+        self.wait_updated(name)
+        self.assertEqual(self.invoke_ok(name, {})[1], {"tag": "new"})
+        self.assertEqual([e["ColdStartReason"] for e in self._wait_live(name, 1)], ["after_update"])
+
     def test_an_environment_that_dies_while_idle_is_stopped_and_its_memory_freed(self):
         # The handler, after answering, tells the Runtime API its runtime exited (what Lamina's Init script reports
         # for environments with extensions): the idle environment is dead and must not linger, running and counted.

@@ -221,7 +221,17 @@ internal sealed partial class EnvironmentPool
         await Task.Yield(); // reconciling never waits for a sandbox
         ExecutionEnvironment? environment = null;
         string? failure = null;
-        await _startRoom.WaitAsync(); // provisioned environments start within --max-cold-starts too
+        // Provisioned environments start within --max-cold-starts too, as room frees (nobody waits on them; an
+        // invocation waiting behind them starts without room after the Init timeout).
+        var holdsRoom = false;
+        try
+        {
+            await _startRoom.WaitAsync(_stopping.Token);
+            holdsRoom = true;
+        }
+        catch (OperationCanceledException)
+        {
+        }
         try
         {
             environment = await StartAsync(config, requestId: "", provisioned: true);
@@ -254,7 +264,10 @@ internal sealed partial class EnvironmentPool
         }
         finally
         {
-            _startRoom.Release();
+            if (holdsRoom)
+            {
+                _startRoom.Release();
+            }
         }
 
         var keep = false;

@@ -151,15 +151,17 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
     }
 
     /// <summary>
-    /// Room to start an environment of <paramref name="config"/>: null once the caller may start one (and must call
-    /// <see cref="EndStart"/> when its Init is over), or an environment of the function that went idle while the caller
-    /// waited for room (a warm one: no start). At once, with null, while fewer than --max-cold-starts are starting.
+    /// A turn to start an environment of <paramref name="config"/>, at once while fewer than --max-cold-starts are
+    /// starting. Without room the caller waits, and is handed an environment of the configuration that goes idle
+    /// meanwhile (<see cref="StartTurn.Idle"/>: warm, no start), or gets room (<see cref="StartTurn.HoldsRoom"/>: it
+    /// calls <see cref="EndStart"/> once the environment's Init is over, or it never started). The wait is bounded by
+    /// the Init timeout, and ends when the server stops: an invocation behind Inits that hang then starts without room.
     /// </summary>
-    public async ValueTask<ExecutionEnvironment?> WaitToStartAsync(FunctionConfig config)
+    public async ValueTask<StartTurn> WaitToStartAsync(FunctionConfig config)
     {
         if (_startRoom.Wait(0))
         {
-            return null;
+            return new StartTurn(null, HoldsRoom: true);
         }
         var slot = _slots.GetOrAdd(config, static _ => new Slot());
         var handover = new TaskCompletionSource<ExecutionEnvironment>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -171,47 +173,60 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         // One may have gone idle between the caller's look and the waiter's being there.
         if (TryTakeIdle(config) is { } idle)
         {
-            lock (slot)
+            if (Leave(slot, waiter))
             {
-                if (waiter.List is not null)
-                {
-                    slot.Waiters.Remove(waiter);
-                    return idle;
-                }
+                return new StartTurn(idle, HoldsRoom: false);
             }
             Return(idle); // one was handed over meanwhile: this one goes back (to the next waiter, or idle)
-            return await handover.Task;
+            return new StartTurn(await handover.Task, HoldsRoom: false);
         }
 
-        using var giveUp = new CancellationTokenSource();
-        var room = _startRoom.WaitAsync(giveUp.Token);
+        using var giveUp = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+        var room = _startRoom.WaitAsync(_options.InitTimeout, giveUp.Token);
         if (await Task.WhenAny(room, handover.Task) == room)
         {
-            lock (slot)
+            // False: waited out, or the server is stopping.
+            var holdsRoom = room.IsCompletedSuccessfully && await room;
+            if (Leave(slot, waiter))
             {
-                if (waiter.List is not null)
-                {
-                    slot.Waiters.Remove(waiter);
-                    return null;
-                }
+                return new StartTurn(null, holdsRoom);
             }
-            // Handed an environment at the moment room came: the environment serves, the room goes back.
-            _startRoom.Release();
-            return await handover.Task;
+            // Handed an environment as the wait ended: the environment serves, the room goes back.
+            if (holdsRoom)
+            {
+                _startRoom.Release();
+            }
+            return new StartTurn(await handover.Task, HoldsRoom: false);
         }
         giveUp.Cancel();
         try
         {
-            await room;
-            _startRoom.Release(); // came just before the cancellation
+            if (await room)
+            {
+                _startRoom.Release(); // came just before the cancellation
+            }
         }
         catch (OperationCanceledException)
         {
         }
-        return await handover.Task;
+        return new StartTurn(await handover.Task, HoldsRoom: false);
+
+        // False when the waiter was handed an environment already.
+        static bool Leave(Slot slot, LinkedListNode<TaskCompletionSource<ExecutionEnvironment>> waiter)
+        {
+            lock (slot)
+            {
+                if (waiter.List is null)
+                {
+                    return false;
+                }
+                slot.Waiters.Remove(waiter);
+                return true;
+            }
+        }
     }
 
-    /// <summary>Gives back the room <see cref="WaitToStartAsync"/> gave (the environment's Init is over, or it never started).</summary>
+    /// <summary>Gives back the room of a <see cref="StartTurn"/> (the environment's Init is over, or it never started).</summary>
     public void EndStart() => _startRoom.Release();
 
     /// <summary>
@@ -224,6 +239,10 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         if (_launcher is null)
         {
             throw new SandboxException(_sandboxError ?? "sandboxes are unavailable");
+        }
+        if (_stopping.IsCancellationRequested)
+        {
+            throw new SandboxException("the server is stopping");
         }
         var started = Stopwatch.GetTimestamp();
         if (!TryReserveMemory(config.MemorySize))
@@ -328,11 +347,10 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
                     EnvironmentEnd.Evicted => ColdStartReason.AfterEviction,
                     _ => _seen.ContainsKey(SeenKey(config)) ? ColdStartReason.AfterUpdate : ColdStartReason.FirstInvoke,
                 };
+            // In a slot retired meanwhile (the function updated or deleted during the start, or while the invocation
+            // waited for room) it still serves the invocation it was started for, which resolved this configuration;
+            // it stops when given back.
             slot.All.Add(environment);
-            if (slot.Retired)
-            {
-                environment.MarkDead(EnvironmentEnd.Retired);
-            }
         }
         _seen.TryAdd(SeenKey(config), 0);
         _ = sandbox.Exited.ContinueWith((_, state) => Forget((ExecutionEnvironment)state!), environment, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
@@ -448,11 +466,16 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
     /// <summary>Gives an environment back after an invocation: warm if it can serve again, stopped otherwise.</summary>
     public void Return(ExecutionEnvironment environment)
     {
+        var end = EnvironmentEnd.Stopped;
         if (_slots.TryGetValue(environment.Config, out var slot) && environment.IsUsable)
         {
             lock (slot)
             {
-                if (!slot.Retired && !_stopping.IsCancellationRequested)
+                if (slot.Retired && !_stopping.IsCancellationRequested)
+                {
+                    end = EnvironmentEnd.Retired;
+                }
+                else if (!slot.Retired && !_stopping.IsCancellationRequested)
                 {
                     // An invocation waiting for room to start one takes it at once.
                     while (slot.Waiters.First is { } waiter)
@@ -469,7 +492,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
                 }
             }
         }
-        _ = StopAsync(environment);
+        _ = StopAsync(environment, end);
     }
 
     /// <summary>Stops an environment that did not work out (init failed, timed out…).</summary>
@@ -545,22 +568,22 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             idle = [.. slot.Idle, .. slot.ProvisionedIdle];
             slot.Idle.Clear();
             slot.ProvisionedIdle.Clear();
-            foreach (var environment in slot.All)
-            {
-                environment.MarkDead(EnvironmentEnd.Retired); // Busy ones finish their invocation, then stop on return.
-            }
-            if (slot.All.Count == 0)
+            // The others, busy or still in Init for an invocation, serve it and stop when given back (Return stops the
+            // environments of a retired slot). Marking them dead here failed an invocation whose Init was under way
+            // during an update with Runtime.ExitError.
+            if (slot.All.Count == 0 && slot.Waiters.Count == 0)
             {
                 // None left (reaped while idle): Forget, which removes a retired slot with its last environment, will
                 // not run for it, so the slot (and the configuration it holds) goes now; an update or a deletion of a
-                // function gone idle left one behind each time. (A cold start of this configuration racing its
+                // function gone idle left one behind each time. Kept while invocations wait in it for room: the
+                // environments they start must find it retired. (A cold start of this configuration racing its
                 // retirement makes a slot of its own; that one stays, as every retired idle slot did before.)
                 _slots.TryRemove(new KeyValuePair<FunctionConfig, Slot>(config, slot));
             }
         }
         foreach (var environment in idle)
         {
-            _ = StopAsync(environment);
+            _ = StopAsync(environment, EnvironmentEnd.Retired);
         }
     }
 
@@ -757,6 +780,12 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         public static partial void ProvisionedInitFailed(ILogger logger, string function, string qualifier, string reason);
     }
 }
+
+/// <summary>
+/// What <see cref="EnvironmentPool.WaitToStartAsync"/> gave: an environment that went idle (no start needed), or none,
+/// and then whether the start holds a room of --max-cold-starts (to give back with <see cref="EnvironmentPool.EndStart"/>).
+/// </summary>
+internal readonly record struct StartTurn(ExecutionEnvironment? Idle, bool HoldsRoom);
 
 /// <summary>One environment and its state (<c>initializing</c>, <c>idle</c>, <c>busy</c>, <c>stopping</c>) at the time of a snapshot.</summary>
 internal readonly record struct EnvironmentInfo(ExecutionEnvironment Environment, string State);

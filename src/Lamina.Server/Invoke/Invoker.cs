@@ -49,12 +49,14 @@ internal sealed partial class Invoker(EnvironmentPool pool, LogStore logStore, L
     private async Task<(InvokeOutcome Outcome, bool LeaseHandedOver)> RunAsync(FunctionConfig config, Invocation invocation, bool wantTail, ConcurrencyLease lease, bool untilLogged)
     {
         var environment = pool.TryTakeIdle(config);
+        var turn = default(StartTurn);
         if (environment is null)
         {
             // A cold start creates cgroups and starts processes: never on an I/O thread (see Hosting.IoThreads).
             await IoThreads.LeaveIoThreadAsync();
             // Within the node's room for starts; while there is none, one of the function's environments going idle serves.
-            environment = await pool.WaitToStartAsync(config);
+            turn = await pool.WaitToStartAsync(config);
+            environment = turn.Idle;
         }
         Activity.Current?.SetTag("faas.coldstart", environment is null);
         if (environment is null)
@@ -64,20 +66,25 @@ internal sealed partial class Invoker(EnvironmentPool pool, LogStore logStore, L
             try
             {
                 cold = await StartAsync(config, invocation, _initTimeout);
-                if (cold.Environment is { InitTimedOut: true } timedOut)
-                {
-                    // Lambda retries an Init that ran out of time once, inside the invocation, bounded by the function's timeout.
-                    pool.Discard(timedOut);
-                    cold = await StartAsync(config, invocation, TimeSpan.FromSeconds(config.Timeout));
-                    if (cold.Environment is not null)
-                    {
-                        cold.Environment.ColdStart.Reason = timedOut.ColdStart.Reason;
-                    }
-                }
             }
             finally
             {
-                pool.EndStart();
+                // Given back once Init ended or ran out of time: a retry, which may take the function's whole timeout,
+                // does not keep other functions from starting.
+                if (turn.HoldsRoom)
+                {
+                    pool.EndStart();
+                }
+            }
+            if (cold.Environment is { InitTimedOut: true } timedOut)
+            {
+                // Lambda retries an Init that ran out of time once, inside the invocation, bounded by the function's timeout.
+                pool.Discard(timedOut);
+                cold = await StartAsync(config, invocation, TimeSpan.FromSeconds(config.Timeout));
+                if (cold.Environment is not null)
+                {
+                    cold.Environment.ColdStart.Reason = timedOut.ColdStart.Reason;
+                }
             }
             if (cold.Environment is null)
             {
