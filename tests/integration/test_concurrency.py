@@ -402,7 +402,7 @@ class ColdStartRoomTests(h.OwnServerTestCase):
         name = self.fn_name()
         code = TIMED_INIT_PY.replace('"init": [INIT_START, INIT_END]', '"version": os.environ["CODE_TAG"]')
         self.create_function(h.make_zip({"app.py": code}), name=name, Timeout=60,
-                             Environment={"Variables": {"INIT_SLEEP": "1", "CODE_TAG": "old", "LAMINA_NETWORK": "none"}})
+                             Environment={"Variables": {"INIT_SLEEP": "3", "CODE_TAG": "old", "LAMINA_NETWORK": "none"}})
         running = re.compile(r'^lamina_concurrent_executions\{[^}]*function="' + re.escape(name) + r'"[^}]*\} (\d+)', re.M)
         with ThreadPoolExecutor(4) as pool:
             calls = [_sent(pool, self.server.url, name, {"sleep": 2}) for _ in range(4)]
@@ -418,6 +418,12 @@ class ColdStartRoomTests(h.OwnServerTestCase):
             results = [c.result(60) for c in calls]
         self.assertEqual([(r["status"], r["function_error"], (r["payload"] or {}).get("version")) for r in results],
                          [(200, None, "old")] * 4, results)
+        # Every environment of the old configuration stops once it has answered (none stays idle, unusable, holding memory).
+        deadline = time.monotonic() + 20
+        while live := [e for e in self.server.raw("GET", "/lamina/v1/environments").json["Environments"]
+                       if e["FunctionName"] == name and e["State"] != "stopping"]:
+            self.assertLess(time.monotonic(), deadline, f"environments of the old configuration left: {live}")
+            time.sleep(0.05)
         self.assertEqual(json.loads(self.lam.invoke(FunctionName=name, Payload=b"{}")["Payload"].read())["version"], "new")
 
 

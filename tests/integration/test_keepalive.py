@@ -96,7 +96,7 @@ class ColdStartReasonTests(_Base):
 
     def test_an_invocation_whose_init_is_under_way_when_its_function_changes_runs_then_its_environment_stops(self):
         name = self.fn_name()
-        code = "import os, time\ntime.sleep(1)\ndef handler(event, context):\n    return {'tag': os.environ['CODE_TAG']}\n"
+        code = "import os, time\ntime.sleep(3)\ndef handler(event, context):\n    return {'tag': os.environ['CODE_TAG']}\n"
         self.create_function(h.make_zip({"app.py": code}), name=name, Timeout=30, Environment={"Variables": {"CODE_TAG": "old"}})
         with ThreadPoolExecutor(1) as pool:
             call = _sent(pool, self.server.url, name, {})

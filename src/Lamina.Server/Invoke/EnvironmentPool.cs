@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using Lamina.Server.Hosting;
 using Lamina.Server.Lambda;
 using Lamina.Server.Logs;
@@ -42,6 +43,11 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
     // Room for environments starting at once (--max-cold-starts): held from the sandbox's launch to the end of its Init.
     // Not disposed: starts still ending at shutdown give their room back.
     private readonly SemaphoreSlim _startRoom;
+
+    // Configurations replaced or deleted. A slot made for one after its retirement (by a start that waited for room or
+    // retried its Init) is retired from the start, so its environment serves that invocation and stops.
+    private readonly ConditionalWeakTable<FunctionConfig, object> _retired = new();
+    private static readonly object RetiredMark = new();
 
     // Configurations that have had environments, by "name:version": a new configuration of one of them is an update.
     private readonly ConcurrentDictionary<string, byte> _seen = new(StringComparer.Ordinal);
@@ -163,6 +169,11 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         {
             return new StartTurn(null, HoldsRoom: true);
         }
+        if (_retired.TryGetValue(config, out _))
+        {
+            // Replaced while the invocation was on its way: nothing of it will be given back to hand over.
+            return new StartTurn(null, await WaitForRoomAsync());
+        }
         var slot = _slots.GetOrAdd(config, static _ => new Slot());
         var handover = new TaskCompletionSource<ExecutionEnvironment>(TaskCreationOptions.RunContinuationsAsynchronously);
         LinkedListNode<TaskCompletionSource<ExecutionEnvironment>> waiter;
@@ -223,6 +234,18 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
                 slot.Waiters.Remove(waiter);
                 return true;
             }
+        }
+    }
+
+    private async Task<bool> WaitForRoomAsync()
+    {
+        try
+        {
+            return await _startRoom.WaitAsync(_options.InitTimeout, _stopping.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
         }
     }
 
@@ -337,8 +360,11 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         _ = _transport.ServeAsync(sandbox.Listener, environment);
 
         var slot = _slots.GetOrAdd(config, static _ => new Slot());
+        bool retired;
         lock (slot)
         {
+            // OnRetired records the configuration before it looks for the slot: one of the two sees the other.
+            retired = slot.Retired |= _retired.TryGetValue(config, out _);
             environment.ColdStart.Reason = provisioned ? ColdStartReason.Provisioned
                 : slot.All.Count > 0 ? ColdStartReason.ScaleOut
                 : slot.LastEnd switch
@@ -352,7 +378,10 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             // it stops when given back.
             slot.All.Add(environment);
         }
-        _seen.TryAdd(SeenKey(config), 0);
+        if (!retired)
+        {
+            _seen.TryAdd(SeenKey(config), 0); // (a deleted function's start must not make its name's next function an update)
+        }
         _ = sandbox.Exited.ContinueWith((_, state) => Forget((ExecutionEnvironment)state!), environment, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
         return environment;
     }
@@ -552,11 +581,12 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
     {
         _launcher?.Dispose();
         _deadlines.Dispose();
-        _stopping.Dispose();
+        // _stopping is not disposed: a request still on its way at shutdown may read its token.
     }
 
     private void OnRetired(FunctionConfig config)
     {
+        _retired.AddOrUpdate(config, RetiredMark);
         if (!_slots.TryGetValue(config, out var slot))
         {
             return;
@@ -571,13 +601,11 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             // The others, busy or still in Init for an invocation, serve it and stop when given back (Return stops the
             // environments of a retired slot). Marking them dead here failed an invocation whose Init was under way
             // during an update with Runtime.ExitError.
-            if (slot.All.Count == 0 && slot.Waiters.Count == 0)
+            if (slot.All.Count == 0)
             {
                 // None left (reaped while idle): Forget, which removes a retired slot with its last environment, will
                 // not run for it, so the slot (and the configuration it holds) goes now; an update or a deletion of a
-                // function gone idle left one behind each time. Kept while invocations wait in it for room: the
-                // environments they start must find it retired. (A cold start of this configuration racing its
-                // retirement makes a slot of its own; that one stays, as every retired idle slot did before.)
+                // function gone idle left one behind each time. A start still to come makes a retired slot of its own.
                 _slots.TryRemove(new KeyValuePair<FunctionConfig, Slot>(config, slot));
             }
         }
