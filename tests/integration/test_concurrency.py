@@ -4,7 +4,6 @@ limit (a second server started with --account-concurrency 2), and scale-out of o
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 import unittest
@@ -15,6 +14,7 @@ import botocore.exceptions
 from botocore.config import Config
 
 import lamina_harness as h
+from test_metrics import Exposition
 
 MODULE = __name__
 ACCOUNT_LIMIT = 1000  # the module server runs with the default
@@ -397,20 +397,18 @@ class ColdStartRoomTests(h.OwnServerTestCase):
         processes = {r["process"] for r in results}
         self.assertLessEqual(len(processes), 5, f"{len(processes)} environments served 8 short calls")
 
-
     def test_invocations_waiting_for_room_through_an_update_run_the_configuration_they_were_sent_to(self):
         name = self.fn_name()
         code = TIMED_INIT_PY.replace('"init": [INIT_START, INIT_END]', '"version": os.environ["CODE_TAG"]')
         self.create_function(h.make_zip({"app.py": code}), name=name, Timeout=60,
                              Environment={"Variables": {"INIT_SLEEP": "3", "CODE_TAG": "old", "LAMINA_NETWORK": "none"}})
-        running = re.compile(r'^lamina_concurrent_executions\{[^}]*function="' + re.escape(name) + r'"[^}]*\} (\d+)', re.M)
         with ThreadPoolExecutor(4) as pool:
             calls = [_sent(pool, self.server.url, name, {"sleep": 2}) for _ in range(4)]
             # All four admitted (the configuration resolved), two starting (the room) and two waiting for room, when
             # the function changes.
             deadline = time.monotonic() + 30
-            while not ((m := running.search(self.server.raw("GET", "/metrics").text)) and int(m.group(1)) == 4
-                       and _running(self.server.url, name) == 2):
+            while not (Exposition(self.server.raw("GET", "/metrics").text).get(
+                    "lamina_concurrent_executions", function=name, version="$LATEST") == 4 and _running(self.server.url, name) == 2):
                 self.assertLess(time.monotonic(), deadline, "the four calls were never all admitted")
                 time.sleep(0.02)
             self.lam.update_function_configuration(

@@ -223,15 +223,7 @@ internal sealed partial class EnvironmentPool
         string? failure = null;
         // Provisioned environments start within --max-cold-starts too, as room frees (nobody waits on them; an
         // invocation waiting behind them starts without room after the Init timeout).
-        var holdsRoom = false;
-        try
-        {
-            await _startRoom.WaitAsync(_stopping.Token);
-            holdsRoom = true;
-        }
-        catch (OperationCanceledException)
-        {
-        }
+        var holdsRoom = await TakeRoomAsync(Timeout.InfiniteTimeSpan, _stopping.Token);
         try
         {
             environment = await StartAsync(config, requestId: "", provisioned: true);

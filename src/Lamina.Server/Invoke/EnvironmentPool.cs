@@ -172,7 +172,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         if (_retired.TryGetValue(config, out _))
         {
             // Replaced while the invocation was on its way: nothing of it will be given back to hand over.
-            return new StartTurn(null, await WaitForRoomAsync());
+            return new StartTurn(null, await TakeRoomAsync(_options.InitTimeout, _stopping.Token));
         }
         var slot = _slots.GetOrAdd(config, static _ => new Slot());
         var handover = new TaskCompletionSource<ExecutionEnvironment>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -193,11 +193,10 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         }
 
         using var giveUp = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
-        var room = _startRoom.WaitAsync(_options.InitTimeout, giveUp.Token);
+        var room = TakeRoomAsync(_options.InitTimeout, giveUp.Token);
         if (await Task.WhenAny(room, handover.Task) == room)
         {
-            // False: waited out, or the server is stopping.
-            var holdsRoom = room.IsCompletedSuccessfully && await room;
+            var holdsRoom = await room; // false: waited out, or the server is stopping
             if (Leave(slot, waiter))
             {
                 return new StartTurn(null, holdsRoom);
@@ -210,15 +209,9 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
             return new StartTurn(await handover.Task, HoldsRoom: false);
         }
         giveUp.Cancel();
-        try
+        if (await room)
         {
-            if (await room)
-            {
-                _startRoom.Release(); // came just before the cancellation
-            }
-        }
-        catch (OperationCanceledException)
-        {
+            _startRoom.Release(); // came just before the cancellation
         }
         return new StartTurn(await handover.Task, HoldsRoom: false);
 
@@ -237,11 +230,12 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         }
     }
 
-    private async Task<bool> WaitForRoomAsync()
+    /// <summary>Takes a room of --max-cold-starts within <paramref name="timeout"/>; false when it ran out or <paramref name="cancel"/> came first.</summary>
+    private async Task<bool> TakeRoomAsync(TimeSpan timeout, CancellationToken cancel)
     {
         try
         {
-            return await _startRoom.WaitAsync(_options.InitTimeout, _stopping.Token);
+            return await _startRoom.WaitAsync(timeout, cancel);
         }
         catch (OperationCanceledException)
         {
@@ -500,11 +494,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         {
             lock (slot)
             {
-                if (slot.Retired && !_stopping.IsCancellationRequested)
-                {
-                    end = EnvironmentEnd.Retired;
-                }
-                else if (!slot.Retired && !_stopping.IsCancellationRequested)
+                if (!slot.Retired && !_stopping.IsCancellationRequested)
                 {
                     // An invocation waiting for room to start one takes it at once.
                     while (slot.Waiters.First is { } waiter)
@@ -519,6 +509,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
                     (environment.Provisioned is not null ? slot.ProvisionedIdle : slot.Idle).Add(environment);
                     return;
                 }
+                end = _stopping.IsCancellationRequested ? EnvironmentEnd.Stopped : EnvironmentEnd.Retired;
             }
         }
         _ = StopAsync(environment, end);

@@ -49,70 +49,17 @@ internal sealed partial class Invoker(EnvironmentPool pool, LogStore logStore, L
     private async Task<(InvokeOutcome Outcome, bool LeaseHandedOver)> RunAsync(FunctionConfig config, Invocation invocation, bool wantTail, ConcurrencyLease lease, bool untilLogged)
     {
         var environment = pool.TryTakeIdle(config);
-        var turn = default(StartTurn);
         if (environment is null)
         {
-            // A cold start creates cgroups and starts processes: never on an I/O thread (see Hosting.IoThreads).
-            await IoThreads.LeaveIoThreadAsync();
-            // Within the node's room for starts; while there is none, one of the function's environments going idle serves.
-            turn = await pool.WaitToStartAsync(config);
-            environment = turn.Idle;
+            (environment, var failure) = await ColdStartAsync(config, invocation, wantTail, untilLogged);
+            if (environment is null)
+            {
+                return (failure, false);
+            }
         }
-        Activity.Current?.SetTag("faas.coldstart", environment is null);
-        if (environment is null)
+        else
         {
-            var coldStartedAt = TimeProvider.System.GetUtcNow();
-            StartResult cold;
-            try
-            {
-                cold = await StartAsync(config, invocation, _initTimeout);
-            }
-            finally
-            {
-                // Given back once Init ended or ran out of time: a retry, which may take the function's whole timeout,
-                // does not keep other functions from starting.
-                if (turn.HoldsRoom)
-                {
-                    pool.EndStart();
-                }
-            }
-            if (cold.Environment is { InitTimedOut: true } timedOut)
-            {
-                // Lambda retries an Init that ran out of time once, inside the invocation, bounded by the function's timeout.
-                pool.Discard(timedOut);
-                cold = await StartAsync(config, invocation, TimeSpan.FromSeconds(config.Timeout));
-                if (cold.Environment is not null)
-                {
-                    cold.Environment.ColdStart.Reason = timedOut.ColdStart.Reason;
-                }
-            }
-            if (cold.Environment is null)
-            {
-                return (cold.Failure, false);
-            }
-            environment = cold.Environment;
-            metrics.RecordColdStart(config, environment.ColdStart.Reason, environment.InitDurationMs);
-            if (Activity.Current is not null)
-            {
-                RecordColdStartPhases(environment.ColdStart, coldStartedAt);
-            }
-            if (logger.IsEnabled(LogLevel.Information))
-            {
-                var coldStart = environment.ColdStart;
-                var label = ColdStart.Label(coldStart.Reason);
-                Log.ColdStart(logger, config.Name, config.Version, label, coldStart.SandboxMs, coldStart.InitMs ?? 0, coldStart.HandlerInitMs);
-            }
-            if (cold.InitError is not null)
-            {
-                environment.ReportFailedInit(invocation.RequestId);
-                metrics.RecordInvocation(config, environment.InitDurationMs ?? 0, isError: true);
-                pool.Discard(environment);
-                if (untilLogged)
-                {
-                    await logStore.WaitForBufferedAsync(LoggedWaitLimit, CancellationToken.None);
-                }
-                return (new InvokeOutcome(cold.InitError, wantTail ? environment.Log.Tail() : null), false);
-            }
+            Activity.Current?.SetTag("faas.coldstart", false);
         }
 
         InvocationResult result;
@@ -139,6 +86,76 @@ internal sealed partial class Invoker(EnvironmentPool pool, LogStore logStore, L
             await logStore.WaitForBufferedAsync(LoggedWaitLimit, CancellationToken.None);
         }
         return (new InvokeOutcome(result, tail), true);
+    }
+
+    /// <summary>
+    /// The environment for an invocation that found none idle: one of the function's handed over while it waited for
+    /// room to start one, or a new one past its Init. Environment is null when the invocation ends here (no sandbox,
+    /// or its Init failed): Failure is its outcome.
+    /// </summary>
+    private async Task<(ExecutionEnvironment? Environment, InvokeOutcome Failure)> ColdStartAsync(FunctionConfig config, Invocation invocation, bool wantTail, bool untilLogged)
+    {
+        // A cold start creates cgroups and starts processes: never on an I/O thread (see Hosting.IoThreads).
+        await IoThreads.LeaveIoThreadAsync();
+        // Within the node's room for starts; while there is none, one of the function's environments going idle serves.
+        var turn = await pool.WaitToStartAsync(config);
+        Activity.Current?.SetTag("faas.coldstart", turn.Idle is null);
+        if (turn.Idle is { } handedOver)
+        {
+            return (handedOver, default);
+        }
+        var coldStartedAt = TimeProvider.System.GetUtcNow();
+        StartResult cold;
+        try
+        {
+            cold = await StartAsync(config, invocation, _initTimeout);
+        }
+        finally
+        {
+            // Given back once Init ended or ran out of time: a retry, which may take the function's whole timeout,
+            // does not keep other functions from starting.
+            if (turn.HoldsRoom)
+            {
+                pool.EndStart();
+            }
+        }
+        if (cold.Environment is { InitTimedOut: true } timedOut)
+        {
+            // Lambda retries an Init that ran out of time once, inside the invocation, bounded by the function's timeout.
+            pool.Discard(timedOut);
+            cold = await StartAsync(config, invocation, TimeSpan.FromSeconds(config.Timeout));
+            if (cold.Environment is not null)
+            {
+                cold.Environment.ColdStart.Reason = timedOut.ColdStart.Reason;
+            }
+        }
+        if (cold.Environment is not { } environment)
+        {
+            return (null, cold.Failure);
+        }
+        metrics.RecordColdStart(config, environment.ColdStart.Reason, environment.InitDurationMs);
+        if (Activity.Current is not null)
+        {
+            RecordColdStartPhases(environment.ColdStart, coldStartedAt);
+        }
+        if (logger.IsEnabled(LogLevel.Information))
+        {
+            var coldStart = environment.ColdStart;
+            var label = ColdStart.Label(coldStart.Reason);
+            Log.ColdStart(logger, config.Name, config.Version, label, coldStart.SandboxMs, coldStart.InitMs ?? 0, coldStart.HandlerInitMs);
+        }
+        if (cold.InitError is not null)
+        {
+            environment.ReportFailedInit(invocation.RequestId);
+            metrics.RecordInvocation(config, environment.InitDurationMs ?? 0, isError: true);
+            pool.Discard(environment);
+            if (untilLogged)
+            {
+                await logStore.WaitForBufferedAsync(LoggedWaitLimit, CancellationToken.None);
+            }
+            return (null, new InvokeOutcome(cold.InitError, wantTail ? environment.Log.Tail() : null));
+        }
+        return (environment, default);
     }
 
     private async Task ReturnAfterPhaseAsync(ExecutionEnvironment environment, ConcurrencyLease lease, bool isError)
