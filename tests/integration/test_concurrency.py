@@ -397,6 +397,28 @@ class ColdStartRoomTests(h.OwnServerTestCase):
         processes = {r["process"] for r in results}
         self.assertLessEqual(len(processes), 5, f"{len(processes)} environments served 8 short calls")
 
+    def test_another_functions_first_invoke_waits_for_one_init_not_for_a_burst(self):
+        burst, other = self.fn_name(), self.fn_name()
+        for name, init_sleep in ((burst, "2"), (other, "0")):
+            self.create_function(h.make_zip({"app.py": TIMED_INIT_PY}), name=name, Timeout=60,
+                                 Environment={"Variables": {"INIT_SLEEP": init_sleep, "LAMINA_NETWORK": "none"}})
+        with ThreadPoolExecutor(7) as pool:
+            # Six long calls of one function: two start (the room), four wait for room (their Inits come two by two,
+            # and no environment of theirs goes idle before the last has started).
+            calls = [_sent(pool, self.server.url, burst, {"sleep": 4}) for _ in range(6)]
+            deadline = time.monotonic() + 30
+            while Exposition(self.server.raw("GET", "/metrics").text).get("lamina_cold_starts_waiting") != 4:
+                self.assertLess(time.monotonic(), deadline, "four of the burst never waited for room")
+                time.sleep(0.02)
+            # Another function's first invoke: its turn comes with the next room freed, before the burst's last Inits.
+            first = _sent(pool, self.server.url, other, {}).result(60)
+            results = [c.result(60) for c in calls]
+        self.assertEqual([(r["status"], r["function_error"]) for r in results + [first]], [(200, None)] * 7, results + [first])
+        burst_inits = sorted(r["payload"]["init"][0] for r in results)
+        self.assertLess(first["payload"]["init"][0], burst_inits[-1],
+                        f"the other function started at {first['payload']['init'][0]}, after the burst's Inits {burst_inits}")
+        self.assertEqual(Exposition(self.server.raw("GET", "/metrics").text).get("lamina_cold_starts_waiting"), 0)
+
     def test_invocations_waiting_for_room_through_an_update_run_the_configuration_they_were_sent_to(self):
         name = self.fn_name()
         code = TIMED_INIT_PY.replace('"init": [INIT_START, INIT_END]', '"version": os.environ["CODE_TAG"]')

@@ -6,7 +6,7 @@ namespace Lamina.Server.Diagnostics;
 
 /// <summary>
 /// Gauges of the node that are read when scraped, never kept up to date on the invoke path: environments by state
-/// (a snapshot of the pool), and the async queue (one query on a connection of its own, made by
+/// (a snapshot of the pool), cold starts waiting for room, and the async queue (one query on a connection of its own, made by
 /// <see cref="RefreshAsync"/> before each scrape; other listeners see the value of the last scrape).
 /// </summary>
 internal sealed class NodeMetrics
@@ -25,6 +25,8 @@ internal sealed class NodeMetrics
         _time = time;
         metrics.Meter.CreateObservableGauge("lamina.environments", ObserveEnvironments, "{environment}",
             "Live execution environments by state: initializing, idle, busy, stopping");
+        metrics.Meter.CreateObservableGauge("lamina.cold_starts.waiting", () => _pool.ColdStartsWaiting, "{start}",
+            "Cold starts (invocations and provisioned environments) waiting for room under --max-cold-starts");
         metrics.Meter.CreateObservableGauge("lamina.async.queue_depth", ObserveQueueDepth, "{event}",
             "Async events queued or running (failed ones excluded)");
         metrics.Meter.CreateObservableGauge("lamina.async.oldest_event_age", ObserveOldestEventAge, "s",

@@ -223,7 +223,7 @@ internal sealed partial class EnvironmentPool
         string? failure = null;
         // Provisioned environments start within --max-cold-starts too, as room frees (nobody waits on them; an
         // invocation waiting behind them starts without room after the Init timeout).
-        var holdsRoom = await TakeRoomAsync(Timeout.InfiniteTimeSpan, _stopping.Token);
+        var holdsRoom = await _startRoom.TakeAsync(config.Name, Timeout.InfiniteTimeSpan, _stopping.Token);
         try
         {
             environment = await StartAsync(config, requestId: "", provisioned: true);

@@ -41,8 +41,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
     private int _memoryInUseMb;
 
     // Room for environments starting at once (--max-cold-starts): held from the sandbox's launch to the end of its Init.
-    // Not disposed: starts still ending at shutdown give their room back.
-    private readonly SemaphoreSlim _startRoom;
+    private readonly StartRoom _startRoom;
 
     // Configurations replaced or deleted. A slot made for one after its retirement (by a start that waited for room or
     // retried its Init) is retired from the start, so its environment serves that invocation and stops.
@@ -76,7 +75,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         _logger = loggers.CreateLogger<EnvironmentPool>();
         _functionLogger = loggers.CreateLogger("Lamina.Function");
         _memoryBudgetMb = _options.MemoryBudgetMb;
-        _startRoom = new SemaphoreSlim(_options.MaxColdStarts);
+        _startRoom = new StartRoom(_options.MaxColdStarts);
         _sandboxError = SandboxLauncher.CheckPrerequisites();
         if (_sandboxError is null)
         {
@@ -165,14 +164,14 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
     /// </summary>
     public async ValueTask<StartTurn> WaitToStartAsync(FunctionConfig config)
     {
-        if (_startRoom.Wait(0))
+        if (_startRoom.TryTake())
         {
             return new StartTurn(null, HoldsRoom: true);
         }
         if (_retired.TryGetValue(config, out _))
         {
             // Replaced while the invocation was on its way: nothing of it will be given back to hand over.
-            return new StartTurn(null, await TakeRoomAsync(_options.InitTimeout, _stopping.Token));
+            return new StartTurn(null, await _startRoom.TakeAsync(config.Name, _options.InitTimeout, _stopping.Token));
         }
         var slot = _slots.GetOrAdd(config, static _ => new Slot());
         var handover = new TaskCompletionSource<ExecutionEnvironment>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -193,7 +192,7 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         }
 
         using var giveUp = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
-        var room = TakeRoomAsync(_options.InitTimeout, giveUp.Token);
+        var room = _startRoom.TakeAsync(config.Name, _options.InitTimeout, giveUp.Token);
         if (await Task.WhenAny(room, handover.Task) == room)
         {
             var holdsRoom = await room; // false: waited out, or the server is stopping
@@ -230,18 +229,8 @@ internal sealed partial class EnvironmentPool : IHostedService, IDisposable
         }
     }
 
-    /// <summary>Takes a room of --max-cold-starts within <paramref name="timeout"/>; false when it ran out or <paramref name="cancel"/> came first.</summary>
-    private async Task<bool> TakeRoomAsync(TimeSpan timeout, CancellationToken cancel)
-    {
-        try
-        {
-            return await _startRoom.WaitAsync(timeout, cancel);
-        }
-        catch (OperationCanceledException)
-        {
-            return false;
-        }
-    }
+    /// <summary>Cold starts waiting for room now (the <c>lamina_cold_starts_waiting</c> gauge).</summary>
+    public int ColdStartsWaiting => _startRoom.Waiting;
 
     /// <summary>Gives back the room of a <see cref="StartTurn"/> (the environment's Init is over, or it never started).</summary>
     public void EndStart() => _startRoom.Release();
