@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Lamina's benchmarks, side by side in one run: ./bench/run.sh [warm|cold|burst|memory|async|all|s3|dynamodb|cluster|soak]
+# Lamina's benchmarks, side by side in one run: ./bench/run.sh [warm|cold|burst|memory|async|all|s3|dynamodb|cluster|soak|runtimes]
 # Installs what it needs first (wrk from Debian, serverless@3 + serverless-offline@13 from npm, cached), builds
 # Lamina in Release (the launcher does; bench/KestrelFloor is built on first use), then prints one table per scenario.
 # Figures go to docs/BENCHMARKS.md by hand. Two builds side by side: bench/ab.py; the server's CPU per invoke by thread:
@@ -40,6 +40,11 @@ fi
 
 # The launcher builds Lamina (Release) if sources are newer than the binary; do it once here, not inside a timing.
 "$root/lamina" help >/dev/null
+
+# The bootstraps' own CPU per invoke outside any sandbox, beside each language's floor (no server involved).
+if [ "$scenario" = runtimes ]; then
+  exec python3 "$root/bench/runtime_floor.py" "${@:2}"
+fi
 
 # One warm environment kept busy for minutes, window by window (does anything grow with use?), its own script.
 if [ "$scenario" = soak ]; then

@@ -16,6 +16,7 @@ import http from 'node:http';
 import net from 'node:net';
 
 const ERROR_TYPE_HEADER = 'Lambda-Runtime-Function-Error-Type';
+const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
 
 function parseHostPort(value) {
   if (!value) throw new Error('AWS_LAMBDA_RUNTIME_API is not set');
@@ -51,12 +52,13 @@ export class RuntimeClient {
         if (name.toLowerCase() === 'content-length') hasLength = true;
       }
     }
-    const payload = body === undefined ? undefined : typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
-    if (!hasLength && (payload !== undefined || method !== 'GET')) head += `Content-Length: ${payload ? payload.length : 0}\r\n`;
+    if (!hasLength && (body !== undefined || method !== 'GET')) {
+      head += `Content-Length: ${body === undefined ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.length}\r\n`;
+    }
     if (fresh) head += 'Connection: close\r\n';
     head += '\r\n';
     this.pipelinedNext = null;
-    const sent = connection.request(head, payload, following);
+    const sent = connection.request(head, body, following);
     if (following) this.pipelinedNext = connection.takeFollowing();
     return sent.then(
       (res) => {
@@ -89,10 +91,9 @@ export class RuntimeClient {
   // since with maxSockets 1 the POST would otherwise queue behind it forever.
   // thenNext: the next GET /next goes out in the same write; next() then returns its answer.
   _postJson(path, bodyString, extraHeaders, fresh = false, thenNext = false) {
-    const buf = Buffer.from(bodyString, 'utf8');
-    const headers = { 'Content-Type': 'application/json', 'Content-Length': buf.length };
+    const headers = { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(bodyString) };
     if (extraHeaders) Object.assign(headers, extraHeaders);
-    return this._request('POST', path, buf, headers, true, fresh, thenNext);
+    return this._request('POST', path, bodyString, headers, true, fresh, thenNext);
   }
 
   postResponse(id, bodyString, thenNext = false) {
@@ -143,7 +144,9 @@ class RawConnection {
     this.used = false;
   }
 
-  // following: a second request head (no body) written with this one; its answer is takeFollowing()'s promise.
+  // payload: a string (UTF-8) or bytes. following: a second request head (no body) written with this one; its answer is
+  // takeFollowing()'s promise. Heads are ASCII (header values pass headerSafe), so a string payload goes out with them
+  // as one string: one encoding straight into the write, no buffers to join.
   request(head, payload, following) {
     if (this.socket === null) this._connect();
     const reused = this.used;
@@ -159,11 +162,14 @@ class RawConnection {
     }
     return new Promise((resolve, reject) => {
       this.pending = { resolve, reject, reused };
-      const headBytes = Buffer.from(head, 'latin1');
-      const parts = [headBytes];
-      if (payload && payload.length) parts.push(payload);
+      if (payload === undefined || typeof payload === 'string') {
+        this.socket.write(following ? head + (payload ?? '') + following : head + (payload ?? ''), 'utf8');
+        return;
+      }
+      const parts = [Buffer.from(head, 'latin1')];
+      if (payload.length) parts.push(payload);
       if (following) parts.push(Buffer.from(following, 'latin1'));
-      this.socket.write(parts.length === 1 ? headBytes : Buffer.concat(parts));
+      this.socket.write(parts.length === 1 ? parts[0] : Buffer.concat(parts));
     });
   }
 
@@ -217,17 +223,22 @@ class RawConnection {
   // Completes the pending request once its whole response is buffered.
   _parse() {
     if (this.pending === null) return;
-    const end = this.buffer.indexOf('\r\n\r\n');
+    const end = this.buffer.indexOf(HEAD_END);
     if (end < 0) return;
-    const lines = this.buffer.toString('latin1', 0, end).split('\r\n');
-    const status = parseInt(lines[0].split(' ')[1], 10);
-    const headers = {};
-    for (let i = 1; i < lines.length; i++) {
-      const colon = lines[i].indexOf(':');
-      if (colon <= 0) continue;
-      const name = lines[i].slice(0, colon).trim().toLowerCase();
-      const value = lines[i].slice(colon + 1).trim();
-      headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
+    const text = this.buffer.toString('latin1', 0, end);
+    const status = parseInt(text.slice(text.indexOf(' ') + 1), 10);
+    const headers = Object.create(null); // a header named like an Object.prototype member is a header
+    let at = text.indexOf('\r\n') + 2;
+    while (at > 1 && at < text.length) {
+      let lineEnd = text.indexOf('\r\n', at);
+      if (lineEnd < 0) lineEnd = text.length;
+      const colon = text.indexOf(':', at);
+      if (colon > at && colon < lineEnd) {
+        const name = text.slice(at, colon).trim().toLowerCase();
+        const value = text.slice(colon + 1, lineEnd).trim();
+        headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`;
+      }
+      at = lineEnd + 2;
     }
     let body;
     let rest;
