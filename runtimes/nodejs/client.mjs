@@ -52,8 +52,8 @@ export class RuntimeClient {
         if (name.toLowerCase() === 'content-length') hasLength = true;
       }
     }
-    if (!hasLength && (body !== undefined || method !== 'GET')) {
-      head += `Content-Length: ${body === undefined ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.length}\r\n`;
+    if (!hasLength && (body != null || method !== 'GET')) {
+      head += `Content-Length: ${body == null ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.length}\r\n`;
     }
     if (fresh) head += 'Connection: close\r\n';
     head += '\r\n';
@@ -144,8 +144,8 @@ class RawConnection {
     this.used = false;
   }
 
-  // payload: a string (UTF-8) or bytes. following: a second request head (no body) written with this one; its answer is
-  // takeFollowing()'s promise. Heads are ASCII (header values pass headerSafe), so a string payload goes out with them
+  // payload: a string (UTF-8), bytes, or none. following: a second request head (no body) written with this one; its
+  // answer is takeFollowing()'s promise. Heads are encoded as UTF-8 either way, so a string payload goes out with them
   // as one string: one encoding straight into the write, no buffers to join.
   request(head, payload, following) {
     if (this.socket === null) this._connect();
@@ -162,13 +162,13 @@ class RawConnection {
     }
     return new Promise((resolve, reject) => {
       this.pending = { resolve, reject, reused };
-      if (payload === undefined || typeof payload === 'string') {
+      if (payload == null || typeof payload === 'string') {
         this.socket.write(following ? head + (payload ?? '') + following : head + (payload ?? ''), 'utf8');
         return;
       }
-      const parts = [Buffer.from(head, 'latin1')];
+      const parts = [Buffer.from(head, 'utf8')];
       if (payload.length) parts.push(payload);
-      if (following) parts.push(Buffer.from(following, 'latin1'));
+      if (following) parts.push(Buffer.from(following, 'utf8'));
       this.socket.write(parts.length === 1 ? parts[0] : Buffer.concat(parts));
     });
   }

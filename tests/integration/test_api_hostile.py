@@ -1113,6 +1113,48 @@ class ShutdownTests(h.LaminaTestCase):
             srv._cleanup_after_exit()
 
 
+class DiskFullTests(h.LaminaTestCase):
+    """RELIABILITY.md's disk-full row for code: a package the data directory has no room for is the server's failure,
+    never the user's zip, leaves nothing behind, and goes in once there is room."""
+
+    def test_code_on_a_full_disk_is_refused_as_the_servers_error_and_goes_in_once_space_is_freed(self):
+        import shutil
+        import tempfile
+        from pathlib import Path
+        if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
+            raise unittest.SkipTest("runs its own server on a small file system")
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("mounting a small tmpfs needs root")
+        mount = Path(tempfile.mkdtemp(prefix="lamina-it-code-full-"))
+        self.addCleanup(shutil.rmtree, mount, True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", str(mount)])
+        srv = h.LaminaServer("hostile-code-full", data_dir=mount / "data").start()
+        try:
+            lam = h.boto3_client(srv.url, "lambda")
+            # 12 MB that do not compress: the zip and its tree need 24 MB, and 8 are left.
+            code = h.make_zip({"app.py": "def handler(event, context):\n    return {'ok': True}\n", "blob.bin": os.urandom(12 * 1024 * 1024)})
+            filler = mount / "filler"
+            with open(filler, "wb") as f:
+                f.write(b"\0" * max(0, shutil.disk_usage(mount).free - 8 * 1024 * 1024))
+            create = lambda: lam.create_function(FunctionName="full", Runtime="python3.12", Role=h.ROLE,  # noqa: E731
+                                                 Handler="app.handler", Code={"ZipFile": code})
+            err = self.assertAwsError(create, 500, "ServiceException")
+            self.assertIn("no space left", err.response["Error"]["Message"].lower())
+            self.assertNotIn("unzip", err.response["Error"]["Message"].lower())
+            # Nothing half-written: no function, nothing of the package in the code store.
+            self.assertAwsError(lambda: lam.get_function(FunctionName="full"), 404, "ResourceNotFoundException")
+            self.assertEqual([p.name for p in (mount / "data" / "code").iterdir() if p.name.startswith("tmp-")], [])
+            self.assertEqual(srv.raw("GET", "/health").status, 200)
+
+            filler.unlink()
+            create()
+            lam.get_waiter("function_active_v2").wait(FunctionName="full")
+            self.assertEqual(json.loads(lam.invoke(FunctionName="full", Payload=b"{}")["Payload"].read()), {"ok": True})
+        finally:
+            srv.stop()
+
+
 # ------------------------------------------------------------------------------------------------
 # Slow clients (started in setUpModule; this class sorts last so their timeouts have mostly run out)
 # ------------------------------------------------------------------------------------------------

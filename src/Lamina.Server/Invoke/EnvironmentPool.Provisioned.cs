@@ -221,9 +221,10 @@ internal sealed partial class EnvironmentPool
         await Task.Yield(); // reconciling never waits for a sandbox
         ExecutionEnvironment? environment = null;
         string? failure = null;
-        // Provisioned environments start within --max-cold-starts too, as room frees (nobody waits on them; an
-        // invocation waiting behind them starts without room after the Init timeout).
-        var holdsRoom = await _startRoom.TakeAsync(config.Name, Timeout.InfiniteTimeSpan, _stopping.Token);
+        // Provisioned environments start within --max-cold-starts too, as room frees (nobody waits on them). They take
+        // turns of their own, beside the function's invocations' (a name has no spaces), so that a scale-up does not
+        // queue ahead of every cold start of its function.
+        var holdsRoom = await _startRoom.TakeAsync(config.Name + " provisioned", Timeout.InfiniteTimeSpan, _stopping.Token);
         try
         {
             environment = await StartAsync(config, requestId: "", provisioned: true);

@@ -54,6 +54,13 @@ internal sealed partial class CodeStore
 
     public const string UnzipFailedMessage = "Could not unzip uploaded file. Please check your file, then try to upload again.";
 
+    // The server's failure, not the package's: a full disk must not read as "check your file" (RELIABILITY.md, disk full).
+    private static readonly AwsError OutOfSpace = AwsError.Service(
+        "Lamina could not store the deployment package: no space left on the file system of its data directory. Free space there, then upload again.");
+
+    // ENOSPC and EDQUOT, which .NET gives as the IOException's HResult on Linux.
+    private static bool IsOutOfSpace(IOException e) => e.HResult is 28 or 122;
+
     private const UnixFileMode DirectoryMode = (UnixFileMode)0b111_101_101; // 0755
     private const UnixFileMode RegularFileMode = (UnixFileMode)0b110_100_100; // 0644
     private const UnixFileMode ExecutableFileMode = DirectoryMode;            // 0755
@@ -279,6 +286,10 @@ internal sealed partial class CodeStore
             SyncFileSystem(Root);
             return new CodeStoreResult(code, null);
         }
+        catch (IOException e) when (IsOutOfSpace(e))
+        {
+            return new CodeStoreResult(null, OutOfSpace);
+        }
         finally
         {
             if (Directory.Exists(temp))
@@ -376,6 +387,10 @@ internal sealed partial class CodeStore
                         return AwsError.InvalidParameter(UnzipFailedMessage);
                     }
                     File.SetUnixFileMode(target, mode); // the umask may have narrowed UnixCreateMode
+                }
+                catch (IOException e) when (IsOutOfSpace(e))
+                {
+                    return OutOfSpace;
                 }
                 catch (IOException)
                 {

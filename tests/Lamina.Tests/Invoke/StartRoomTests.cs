@@ -78,6 +78,27 @@ public sealed class StartRoomTests
     }
 
     [Fact]
+    public async Task A_function_whose_waiter_gave_up_keeps_one_turn()
+    {
+        var room = new StartRoom(1);
+        Assert.True(room.TryTake());
+        Assert.False(await room.TakeAsync("a", TimeSpan.FromMilliseconds(1), CancellationToken.None));
+        Assert.Equal(0, room.Waiting); // it left its line at once
+        var a2 = room.TakeAsync("a", Long, CancellationToken.None);
+        var a3 = room.TakeAsync("a", Long, CancellationToken.None);
+        var b = room.TakeAsync("b", Long, CancellationToken.None);
+        Assert.Equal(3, room.Waiting);
+
+        room.Release();
+        Assert.True(await a2);
+        room.Release();
+        Assert.True(await b); // a's turn, queued when its first waiter came, was not doubled by the later ones
+        Assert.False(a3.IsCompleted);
+        room.Release();
+        Assert.True(await a3);
+    }
+
+    [Fact]
     public async Task A_wait_already_cancelled_ends_at_once_without_room()
     {
         var room = new StartRoom(1);
