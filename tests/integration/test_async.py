@@ -310,6 +310,52 @@ class AsyncTests(h.LaminaTestCase):
             time.sleep(0.05)
 
 
+class StoreFailureTests(h.OwnServerTestCase):
+    """RELIABILITY.md's SQLITE_BUSY row for the asynchronous queue: an event whose outcome cannot be stored (another
+    process holds the queue file's write lock past the store's 30 s wait) is not left running until a restart. It goes
+    back to the queue once the store takes writes again, and runs again (delivery is at least once)."""
+
+    def test_an_event_whose_outcome_could_not_be_stored_runs_again_once_the_store_takes_writes(self):
+        import sqlite3
+        from test_metrics import Exposition
+        name = self.fn_name()
+        self.create_function(h.make_zip({"app.py": "import time\ndef handler(event, context):\n    time.sleep(1)\n    return 1\n"}),
+                             name=name, Timeout=30)
+        mark = self.server.mark()
+        self.assertEqual(self.lam.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")["StatusCode"], 202)
+
+        def invocations() -> float:
+            return Exposition(self.server.raw("GET", "/metrics").text).get("lamina_invocations_total", function=name, version="$LATEST") or 0
+
+        def running() -> bool:
+            return any(e["FunctionName"] == name and e["State"] == "busy"
+                       for e in self.server.raw("GET", "/lamina/v1/environments").json["Environments"])
+
+        deadline = time.monotonic() + 30
+        while not running():
+            self.assertLess(time.monotonic(), deadline, "the event never ran")
+            time.sleep(0.02)
+        # While it runs, another process takes the queue's write lock: the event's outcome cannot be stored.
+        lock = sqlite3.connect(str(self.server.data_dir / "async.db"), timeout=60, isolation_level=None)
+        try:
+            lock.execute("BEGIN IMMEDIATE")
+            # Each batch of the store's writes waits 30 s for the lock before it fails; the dispatcher's next read of
+            # the queue may be one batch ahead of the event's outcome.
+            deadline = time.monotonic() + 150
+            while "its outcome could not be stored" not in self.server.output_since(mark):
+                self.assertLess(time.monotonic(), deadline, "the store never gave up waiting for the lock")
+                time.sleep(0.1)
+            self.assertEqual(invocations(), 1)
+        finally:
+            lock.close()  # the lock goes with the connection
+        deadline = time.monotonic() + 60
+        while not (invocations() == 2 and self.server.raw("GET", f"/lamina/v1/async-events?function={name}&limit=1").json["Queued"] == 0):
+            self.assertLess(time.monotonic(), deadline, f"the event was not run again once the store took writes: {invocations()} runs, "
+                                                        f"{self.server.raw('GET', f'/lamina/v1/async-events?function={name}').json}")
+            time.sleep(0.1)
+        self.assertEqual(self.server.raw("GET", "/health").status, 200)
+
+
 class AsyncDurabilityTests(unittest.TestCase):
     """Events, a kill -9 of the server while they drain, a restart on the same data dir: every event runs at least
     once, each run's START and REPORT lines are in the function's log group, and the test reports how many ran

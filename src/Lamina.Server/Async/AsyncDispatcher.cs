@@ -1,3 +1,4 @@
+using System.Data.Common;
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text;
@@ -320,10 +321,17 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
         {
             await RunOnceAsync(e);
         }
-        catch (Exception ex) when (ex is Microsoft.Data.Sqlite.SqliteException or ObjectDisposedException)
+        catch (ObjectDisposedException)
         {
-            // The store could not record the outcome; the event stays leased and is redelivered at the next start.
+            // The store closed under it: the server is stopping, and the event, still leased, runs again at the next start.
+        }
+        catch (DbException ex)
+        {
+            // The store could not record the outcome (locked past its timeout, the disk full, the database unreachable).
+            // The event goes back to the queue once the store takes a write again, no attempt spent; it may run again
+            // (at least once). Left leased, it waited for the next start.
             Log.SettleFailed(_logger, e.Describe(), ex.Message);
+            _ = RequeueOnceStoredAsync(e);
         }
         catch (Exception ex)
         {
@@ -334,9 +342,13 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
             {
                 await BackOffAsync(e);
             }
-            catch (Exception requeue) when (requeue is Microsoft.Data.Sqlite.SqliteException or ObjectDisposedException)
+            catch (DbException requeue)
             {
                 Log.SettleFailed(_logger, e.Describe(), requeue.Message);
+                _ = RequeueOnceStoredAsync(e);
+            }
+            catch (ObjectDisposedException)
+            {
             }
         }
         finally
@@ -482,6 +494,36 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
     }
 
     /// <summary>Throttled or a system error: back to the queue, 1 s, doubling up to 5 minutes; no attempt spent.</summary>
+    /// <summary>
+    /// Puts a leased event whose outcome could not be stored back in the queue, trying again (1 s, doubling up to 30 s)
+    /// until the store takes it or the server stops (then the next start does). Only a leased event is put back: if the
+    /// failed write had in fact been stored, the event is settled and stays so.
+    /// </summary>
+    private async Task RequeueOnceStoredAsync(AsyncEvent e)
+    {
+        var delay = TimeSpan.FromSeconds(1);
+        while (true)
+        {
+            try
+            {
+                await Task.Delay(delay, _time, _stopping.Token);
+                await _store.RequeueLeasedAsync(e.Id, _time.GetUtcNow().ToUnixTimeMilliseconds());
+                Log.Requeued(_logger, e.Describe());
+                Wake();
+                return;
+            }
+            catch (DbException ex)
+            {
+                Log.SettleFailed(_logger, e.Describe(), ex.Message);
+                delay = TimeSpan.FromSeconds(Math.Min(30, delay.TotalSeconds * 2));
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException)
+            {
+                return; // stopping: still leased, it runs again at the next start
+            }
+        }
+    }
+
     private Task BackOffAsync(AsyncEvent e)
     {
         if (_throttles.Count >= MaxThrottledTracked)
@@ -708,7 +750,10 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
         [LoggerMessage(EventId = Diagnostics.EventIds.AsyncLoopFailed, Level = LogLevel.Error, Message = "The async dispatcher could not read the queue: {Reason}")]
         public static partial void LoopFailed(ILogger logger, string reason);
 
-        [LoggerMessage(EventId = Diagnostics.EventIds.AsyncSettleFailed, Level = LogLevel.Error, Message = "Async event {Event}: its outcome could not be stored ({Reason}); it runs again after a restart")]
+        [LoggerMessage(EventId = Diagnostics.EventIds.AsyncSettleFailed, Level = LogLevel.Error, Message = "Async event {Event}: its outcome could not be stored ({Reason}); it goes back to the queue once the store takes writes again")]
         public static partial void SettleFailed(ILogger logger, string @event, string reason);
+
+        [LoggerMessage(EventId = Diagnostics.EventIds.AsyncRequeued, Level = LogLevel.Warning, Message = "Async event {Event} is back in the queue: the store takes writes again")]
+        public static partial void Requeued(ILogger logger, string @event);
     }
 }

@@ -346,6 +346,26 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
     });
 
     /// <summary>
+    /// Puts an event this node leased back, due at <paramref name="dueMs"/>, as it is; one settled meanwhile, or (on a
+    /// cluster) reclaimed by another node, is left alone.
+    /// </summary>
+    public Task RequeueLeasedAsync(string id, long dueMs) => Run(connection =>
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = IsShared
+            ? "UPDATE events SET state = 0, due_ms = @due, leased_by = NULL WHERE id = @id AND state = 1 AND leased_by = @node;"
+            : "UPDATE events SET state = 0, due_ms = @due WHERE id = @id AND state = 1;";
+        command.Add("@id", id);
+        command.Add("@due", dueMs);
+        if (IsShared)
+        {
+            command.Add("@node", _nodeId);
+        }
+        command.ExecuteNonQuery();
+        return true;
+    });
+
+    /// <summary>
     /// Finishes a leased event: removes it, or keeps it as failed (<paramref name="failure"/>), and in the same
     /// transaction enqueues what its destinations get (so a record is delivered exactly when the event is settled).
     /// </summary>

@@ -50,6 +50,7 @@ internal static class EventIds
     public const int AsyncDestinationUnsupported = 4006;
     public const int AsyncLoopFailed = 4007;
     public const int AsyncSettleFailed = 4008;
+    public const int AsyncRequeued = 4009;
 
     // 5xxx logs and metrics
     public const int LogStoreWriteFailed = 5000;
