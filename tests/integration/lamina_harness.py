@@ -730,6 +730,17 @@ class LaminaTestCase(unittest.TestCase):
             codes = {codes} if isinstance(codes, str) else set(codes)
             self.assertIn(resp.error_type, codes, repr(resp))
 
+    def small_file_system(self, label: str, size_mb: int = 64) -> Path:
+        """A tmpfs of `size_mb` MB for this test alone (a disk that fills), unmounted and removed after it; the test is
+        skipped where mounting is not possible (not root)."""
+        if os.geteuid() != 0:
+            self.skipTest("mounting a small tmpfs needs root")
+        mount = Path(tempfile.mkdtemp(prefix=f"lamina-it-{label}-"))
+        self.addCleanup(shutil.rmtree, mount, True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(mount)], check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", str(mount)])
+        return mount
+
     def assertFunctionAbsent(self, name: str) -> None:
         """Nothing was created: the name is not listed (works for names that can't be a path)."""
         self.assertNotIn(name, self.list_function_names())

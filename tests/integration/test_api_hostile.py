@@ -1119,16 +1119,9 @@ class DiskFullTests(h.LaminaTestCase):
 
     def test_code_on_a_full_disk_is_refused_as_the_servers_error_and_goes_in_once_space_is_freed(self):
         import shutil
-        import tempfile
-        from pathlib import Path
         if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
             raise unittest.SkipTest("runs its own server on a small file system")
-        if os.geteuid() != 0:
-            raise unittest.SkipTest("mounting a small tmpfs needs root")
-        mount = Path(tempfile.mkdtemp(prefix="lamina-it-code-full-"))
-        self.addCleanup(shutil.rmtree, mount, True)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], check=True)
-        self.addCleanup(subprocess.run, ["umount", "-l", str(mount)])
+        mount = self.small_file_system("code-full")
         srv = h.LaminaServer("hostile-code-full", data_dir=mount / "data").start()
         try:
             lam = h.boto3_client(srv.url, "lambda")

@@ -565,13 +565,7 @@ class TtlAndDurabilityTests(DynamoDbTestCase):
     def test_disk_full_refuses_writes_cleanly_and_recovers(self):
         """RELIABILITY.md's disk-full row: SQLITE_FULL rolls the batch back, the caller gets DynamoDB's 500, nothing is
         half-written, and once space is freed writes succeed again without repair."""
-        import os
-        if os.geteuid() != 0:
-            self.skipTest("mounting a small tmpfs needs root")
-        mount = Path(tempfile.mkdtemp(prefix="lamina-it-ddb-full-"))
-        self.addCleanup(shutil.rmtree, mount, True)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], check=True)
-        self.addCleanup(subprocess.run, ["umount", "-l", str(mount)])
+        mount = self.small_file_system("ddb-full")
         server = h.LaminaServer("ddb-full", data_dir=mount / "data").start()
         try:
             client = h.boto3_client(server.url, "dynamodb")

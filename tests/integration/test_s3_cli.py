@@ -235,13 +235,7 @@ class DiskFullTests(h.LaminaTestCase):
     def test_disk_full_refuses_uploads_cleanly_and_recovers(self):
         """RELIABILITY.md's disk-full row for S3: an upload the disk cannot hold is S3's 500 InternalError, leaves no
         file and no row, every acknowledged object stays whole, and uploads succeed again once space is freed."""
-        import subprocess
-        if os.geteuid() != 0:
-            self.skipTest("mounting a small tmpfs needs root")
-        mount = Path(tempfile.mkdtemp(prefix="lamina-it-s3-full-"))
-        self.addCleanup(shutil.rmtree, mount, True)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], check=True)
-        self.addCleanup(subprocess.run, ["umount", "-l", str(mount)])
+        mount = self.small_file_system("s3-full")
         server = h.LaminaServer("s3-full", data_dir=mount / "data").start()
         try:
             s3 = h.boto3_client(server.url, "s3")
