@@ -998,6 +998,30 @@ class StaleRevisionTests(_HostileBase):
         _, out = self.invoke_ok(name, {})
         self.assertEqual(out["version"], "v1")
 
+    def test_code_and_configuration_updated_at_once_without_revision_ids_both_land(self):
+        """RELIABILITY.md's concurrent-update row: an UpdateFunctionCode and an UpdateFunctionConfiguration sent together,
+        neither with a RevisionId, each apply to what the other left: the result has both, never one undone."""
+        from concurrent.futures import ThreadPoolExecutor
+        name = self.fn_name()
+        self.create_function(py_probe_zip("code-0"), name=name, Environment={"Variables": {"TAG": "env-0"}})
+        codes = {i: py_probe_zip(f"code-{i}") for i in range(1, 9)}
+        with ThreadPoolExecutor(2) as pool:
+            for i in range(1, 9):
+                with self.subTest(round=i):
+                    code = pool.submit(lambda: self.lam.update_function_code(FunctionName=name, ZipFile=codes[i]))
+                    config = pool.submit(lambda: self.lam.update_function_configuration(
+                        FunctionName=name, Environment={"Variables": {"TAG": f"env-{i}"}}))
+                    code.result(60)
+                    config.result(60)
+                    self.wait_updated(name)
+                    now = self.lam.get_function_configuration(FunctionName=name)
+                    self.assertEqual(now["CodeSha256"], h.b64_sha256(codes[i]))
+                    self.assertEqual(now["Environment"]["Variables"], {"TAG": f"env-{i}"})
+                    _, out = self.invoke_ok(name, {"op": "env"})
+                    self.assertEqual(out["env"]["TAG"], f"env-{i}")
+                    _, out = self.invoke_ok(name, {})
+                    self.assertEqual(out["version"], f"code-{i}")
+
     def test_malformed_revision_ids_are_refused_and_change_nothing(self):
         name = self.fn_name()
         self.create_function(py_probe_zip(), name=name)

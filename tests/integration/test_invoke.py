@@ -412,6 +412,8 @@ class ProvidedRuntimeTests(_InvokeBase):
         self.assertLess(time.monotonic() - t0, 20)
         self.assertEqual(resp["StatusCode"], 200)
         self.assertEqual(resp.get("FunctionError"), "Unhandled", out)
+        self.assertEqual(out.get("errorType"), "Runtime.InvalidEntrypoint", out)
+        self.assertIn("bootstrap", out.get("errorMessage", ""), out)
 
 
 class InvocationTypeTests(_InvokeBase):
