@@ -197,7 +197,9 @@ class SpawnThreadTests(unittest.TestCase):
             self.skipTest("needs a server of its own")
         # bwrap's --die-with-parent fires when the *thread* that forked it ends. The thread pool retires a thread idle
         # for ThreadTimeoutMs (20 s by default); at 50 ms the threads that ran the cold starts end within the test.
-        server = h.LaminaServer("spawn-thread", env={"DOTNET_ThreadPool_ThreadTimeoutMs": "50"}).start()
+        # --max-cold-starts 16: all sixteen start at once (with the default room, 8 here, a call waiting for room could be
+        # handed an environment whose first call had ended, and sixteen calls had fewer environments).
+        server = h.LaminaServer("spawn-thread", ["--max-cold-starts", "16"], env={"DOTNET_ThreadPool_ThreadTimeoutMs": "50"}).start()
         self.addCleanup(server.stop)
         lam = server.client()
         lam.create_function(FunctionName="who", Runtime="python3.12", Role=h.ROLE, Handler="app.handler",
