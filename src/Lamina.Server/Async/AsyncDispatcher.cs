@@ -1,5 +1,5 @@
-using System.Data.Common;
 using System.Collections.Concurrent;
+using System.Data.Common;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -493,7 +493,6 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
         await _store.RequeueAsync(e.Id, _time.GetUtcNow().Add(retryDelay).ToUnixTimeMilliseconds(), attempts, lastError);
     }
 
-    /// <summary>Throttled or a system error: back to the queue, 1 s, doubling up to 5 minutes; no attempt spent.</summary>
     /// <summary>
     /// Puts a leased event whose outcome could not be stored back in the queue, trying again (1 s, doubling up to 30 s)
     /// until the store takes it or the server stops (then the next start does). Only a leased event is put back: if the
@@ -524,6 +523,7 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
         }
     }
 
+    /// <summary>Throttled or a system error: back to the queue, 1 s, doubling up to 5 minutes; no attempt spent.</summary>
     private Task BackOffAsync(AsyncEvent e)
     {
         if (_throttles.Count >= MaxThrottledTracked)
