@@ -274,6 +274,24 @@ class CloudFormationTests(h.LaminaTestCase):
 
     # ---- failures and rollbacks ---------------------------------------------------------------------------------------
 
+    def test_a_control_character_in_a_stack_leaves_every_listing_readable(self):
+        # XML 1.0 cannot carry NUL or most control characters, even escaped: one in a stack's description or output
+        # made DescribeStacks and ListStacks (every stack's) unparseable to the SDKs. They come back as U+FFFD.
+        name = self.stack_name()
+        template = json.dumps({
+            "Description": "before\u0000between\u0001after",
+            "Parameters": {"Value": {"Type": "String"}},
+            "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+            "Outputs": {"Echo": {"Value": {"Ref": "Value"}}},
+        })
+        self.create(name, template, parameters={"Value": "a\u0000b"})
+        stack = self.cf.describe_stacks(StackName=name)["Stacks"][0]
+        self.assertEqual(stack["Description"], "before\ufffdbetween\ufffdafter")
+        self.assertEqual(stack["Outputs"][0]["OutputValue"], "a\ufffdb")
+        listed = [s for page in self.cf.get_paginator("list_stacks").paginate() for s in page["StackSummaries"]]
+        self.assertIn(name, [s["StackName"] for s in listed])
+        self.assertIn(name, [s["StackName"] for s in self.cf.describe_stacks()["Stacks"]])
+
     def test_failed_create_rolls_back_with_the_services_message(self):
         template = """
 Resources:

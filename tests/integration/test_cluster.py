@@ -38,6 +38,8 @@ import requests
 from botocore.config import Config
 
 import lamina_harness as h
+import postgres_support as ps
+from postgres_support import Postgres
 
 EVENTS = int(os.environ.get("LAMINA_CLUSTER_EVENTS", "1000"))
 # The issue asks 10,000 SQS messages; 1,000 keeps the module within minutes (LAMINA_CLUSTER_MESSAGES=10000 for the full run).
@@ -51,65 +53,6 @@ _root: Path | None = None
 _skip_reason: str | None = None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _postgres_bin() -> Path | None:
-    for version in ("17", "16", "15"):
-        path = Path(f"/usr/lib/postgresql/{version}/bin")
-        if (path / "initdb").exists():
-            return path
-    return None
-
-
-class Postgres:
-    """A throwaway PostgreSQL cluster in a temp dir, as the postgres user when run as root (initdb refuses root)."""
-
-    def __init__(self, root: Path, bin_dir: Path):
-        self.dir = root / "pg"
-        self.bin = bin_dir
-        self.port = _free_port()
-        self.as_postgres = os.geteuid() == 0
-        self.dir.mkdir(parents=True)
-        if self.as_postgres:
-            shutil.chown(self.dir, "postgres")
-            os.chmod(root, 0o755)
-
-    def _run(self, *args: str) -> None:
-        cmd = list(args)
-        if self.as_postgres:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-
-    def start(self) -> None:
-        self._run(str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-A", "trust", "-U", "lamina", "--no-sync")
-        # fsync stays on: the durability promise is the point. max_connections: three nodes' pools and their tests.
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-w", "-o",
-                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=300", "start")
-        self._run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "lamina", "lamina")
-
-    def url(self, database: str = "lamina") -> str:
-        return f"postgresql://lamina@127.0.0.1:{self.port}/{database}"
-
-    def createdb(self, database: str) -> None:
-        self._run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "lamina", database)
-
-    def sql(self, database: str, statement: str) -> str:
-        """Runs `statement` with psql; its rows, unaligned, one per line, columns separated by |."""
-        return subprocess.run([str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "lamina", "-d", database,
-                               "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", statement],
-                              check=True, capture_output=True, text=True, timeout=60).stdout.strip()
-
-    def stop(self) -> None:
-        try:
-            self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "stop")
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-            pass
-
-
 class Nginx:
     """nginx in the foreground, proxying to the nodes (the configuration docs/OPERATING.md shows)."""
 
@@ -117,7 +60,7 @@ class Nginx:
         self.dir = root / name
         self.dir.mkdir()
         self.upstreams = upstreams
-        self.port = _free_port()
+        self.port = ps.free_port()
         servers = "\n".join(f"        server {u} max_fails=1 fail_timeout=2s;" for u in upstreams)
         temp = " ".join(f"{k}_temp_path {self.dir}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
         (self.dir / "nginx.conf").write_text(f"""
@@ -231,7 +174,7 @@ def setUpModule() -> None:
     if os.environ.get("LAMINA_TEST_ENDPOINT", "").strip():
         _skip_reason = "starts servers of its own"
         return
-    bin_dir = _postgres_bin()
+    bin_dir = ps.postgres_bin()
     if bin_dir is None or shutil.which("nginx") is None:
         _skip_reason = "needs Debian's postgresql and nginx (test.sh installs them)"
         return

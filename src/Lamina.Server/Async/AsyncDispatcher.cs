@@ -7,6 +7,7 @@ using System.Threading.Channels;
 using Lamina.Server.Hosting;
 using Lamina.Server.Invoke;
 using Lamina.Server.Lambda;
+using Lamina.Server.Storage;
 using Microsoft.Extensions.Options;
 
 namespace Lamina.Server.Async;
@@ -325,11 +326,12 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
         {
             // The store closed under it: the server is stopping, and the event, still leased, runs again at the next start.
         }
-        catch (DbException ex)
+        catch (Exception ex) when (Sql.IsUnavailable(ex))
         {
             // The store could not record the outcome (locked past its timeout, the disk full, the database unreachable).
             // The event goes back to the queue once the store takes a write again, no attempt spent; it may run again
-            // (at least once). Left leased, it waited for the next start.
+            // (at least once). Left leased, it waited for the next start. A write the store refused for what it held
+            // is not retried so (it would be refused again, forever): it is a system error, below.
             Log.SettleFailed(_logger, e.Describe(), ex.Message);
             _ = RequeueOnceStoredAsync(e);
         }
@@ -342,7 +344,7 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
             {
                 await BackOffAsync(e);
             }
-            catch (DbException requeue)
+            catch (Exception requeue) when (Sql.IsUnavailable(requeue))
             {
                 Log.SettleFailed(_logger, e.Describe(), requeue.Message);
                 _ = RequeueOnceStoredAsync(e);
@@ -511,7 +513,7 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
                 Wake();
                 return;
             }
-            catch (DbException ex)
+            catch (Exception ex) when (ex is DbException || Sql.IsUnavailable(ex))
             {
                 Log.SettleFailed(_logger, e.Describe(), ex.Message);
                 delay = TimeSpan.FromSeconds(Math.Min(30, delay.TotalSeconds * 2));

@@ -6,6 +6,7 @@ internal static class EventIds
     // 1xxx hosting
     public const int Listening = 1000;
     public const int UnhandledRequestError = 1001;
+    public const int DatabaseUnavailable = 1002;
 
     // 2xxx control plane
     public const int FunctionCreated = 2000;
@@ -59,6 +60,8 @@ internal static class EventIds
     public const int LogSubscriptionNotPermitted = 5003;
     public const int LogSubscriptionLoop = 5004;
     public const int LogSubscriptionDropped = 5005;
+    public const int LogStoreWriteDeferred = 5006;
+    public const int LogStoreWriteResumed = 5007;
 
     // 6xxx security
     public const int AccessKeysReloadFailed = 6000;

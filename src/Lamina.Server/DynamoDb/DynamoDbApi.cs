@@ -84,6 +84,12 @@ internal static partial class DynamoDbApi
             // A member of the wrong JSON kind (a string where a map belongs, …): what DynamoDB's deserializer refuses.
             await WriteErrorAsync(context, new DynamoException("SerializationException", "Unexpected value type in payload"));
         }
+        catch (Exception e) when (Storage.Sql.IsUnavailable(e))
+        {
+            // A read that found the database down, unreachable or too slow (writes say so themselves, DynamoStore).
+            Log.RequestFailed(logger, operation, e);
+            await WriteErrorAsync(context, new DynamoException("ServiceUnavailable", $"The server's database is unavailable ({e.Message}); retry the request", 503));
+        }
         catch (Exception e) when (e is not OperationCanceledException)
         {
             Log.RequestFailed(logger, operation, e);

@@ -7,7 +7,7 @@ namespace Lamina.Server.DynamoDb;
 /// <c>{"__type":"com.amazonaws.dynamodb.v20120810#Code","message":…}</c>. Thrown inside a request and caught by the
 /// API's dispatcher, so the code that validates reads top to bottom; nothing is written before it is thrown.
 /// </summary>
-internal sealed class DynamoException(string code, string message, int status = 400) : Exception(message)
+internal sealed class DynamoException(string code, string message, int status = 400, Exception? inner = null) : Exception(message, inner)
 {
     public string Code { get; } = code;
     public int Status { get; } = status;

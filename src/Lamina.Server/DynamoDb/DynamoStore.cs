@@ -245,7 +245,7 @@ internal sealed partial class DynamoStore : IHostedService, IDisposable
         {
             Reload();
         }
-        catch (NpgsqlException)
+        catch (Exception e) when (e is NpgsqlException || Sql.IsUnavailable(e)) // Npgsql lets some socket failures out unwrapped
         {
             // Reloaded again when the listener reconnects.
         }
@@ -606,6 +606,12 @@ internal sealed partial class DynamoStore : IHostedService, IDisposable
             }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.DeadlockDetected && attempt < 3)
             {
+            }
+            catch (NpgsqlException e) when (Sql.IsUnavailable(e))
+            {
+                // Down, unreachable or too slow: AWS's common answer for a service that cannot take the request now (SDKs retry it).
+                Log.CommitFailed(_logger, e);
+                throw new DynamoException("ServiceUnavailable", $"The server's database is unavailable ({e.Message}); retry the request", 503, e);
             }
             catch (NpgsqlException e)
             {

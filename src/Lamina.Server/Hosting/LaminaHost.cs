@@ -23,11 +23,14 @@ internal static partial class LaminaHost
         // It logs at Information only, but while any of its levels is on, ASP.NET Core starts an Activity and a logging
         // scope for every request (~10% of a warm invoke's allocation, issue #19).
         builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
+        // It logs every exception it handles with its stack; Lamina's handler (UseLaminaHost) logs what is worth logging, once.
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Diagnostics.ExceptionHandlerMiddleware", LogLevel.None);
         builder.Logging.AddSimpleConsole(console =>
         {
             console.SingleLine = true;
             console.TimestampFormat = "HH:mm:ss.fff ";
         });
+        OutageLogging.Wrap(builder.Services);
         // Shut environments down within a bounded time on SIGTERM / Ctrl-C.
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(10));
 
@@ -64,9 +67,18 @@ internal static partial class LaminaHost
                 await new AwsError(bad.StatusCode, "InvalidRequestContentException", bad.Message).ExecuteAsync(context);
                 return;
             }
+            if (error is not null && Storage.Sql.IsUnavailable(error))
+            {
+                // Not a bug: the database is down, unreachable, restarting or too slow. Nothing was half-written (each
+                // write is one transaction); the caller is told so, and the SDKs retry such an answer on their own.
+                var database = context.RequestServices.GetRequiredService<Storage.Database>().SharedDescription;
+                Log.DatabaseUnavailable(logger, context.Request.Method, context.Request.Path, database, error.Message);
+                await ServerErrorAsync(context, unavailable: true, $"The server's database is unavailable ({error.Message}); retry the request");
+                return;
+            }
             Log.UnhandledRequestError(logger, context.Request.Method, context.Request.Path, error);
             // Never a stack trace on the wire.
-            await AwsError.Service("An internal error occurred; the server log has the details").ExecuteAsync(context);
+            await ServerErrorAsync(context, unavailable: false, "An internal error occurred; the server log has the details");
         }));
         // Inside the exception handler, so client mistakes in the HTTP framing never reach it (nor its error log).
         app.UseRequestGuard();
@@ -93,6 +105,36 @@ internal static partial class LaminaHost
         Lambda.FreshReads.UseFreshFunctionReads(app); // needs the route's {name}
         app.MapGet("/health", static () => Results.Text("ok"));
         return app;
+    }
+
+    /// <summary>
+    /// A server-side failure in the shape of the protocol the request spoke, so that the client's SDK reads its code (and
+    /// retries): the AWS JSON protocols (<c>X-Amz-Target</c>: SQS, CloudWatch Logs, EventBridge) take <c>__type</c>,
+    /// the Query protocols (a form posted: SNS, CloudFormation, SQS's older one) an XML <c>ErrorResponse</c>, Lambda
+    /// and the rest its REST JSON. Lambda answers 500 <c>ServiceException</c> for both; the others 503
+    /// <c>ServiceUnavailable</c> when the database is away and 500 <c>InternalFailure</c> otherwise (AWS's common errors).
+    /// </summary>
+    private static async Task ServerErrorAsync(HttpContext context, bool unavailable, string message)
+    {
+        var request = context.Request;
+        var (status, code) = unavailable ? (StatusCodes.Status503ServiceUnavailable, "ServiceUnavailable") : (StatusCodes.Status500InternalServerError, "InternalFailure");
+        if (request.Headers.ContainsKey("X-Amz-Target"))
+        {
+            await Protocols.JsonProtocolEndpoint.WriteErrorAsync(context, code, message, status);
+            return;
+        }
+        if (HttpMethods.IsPost(request.Method) && request.HasFormContentType)
+        {
+            var xml = new System.Text.StringBuilder("<ErrorResponse><Error><Type>Receiver</Type>");
+            Protocols.QueryProtocol.Element(xml, "Code", code);
+            Protocols.QueryProtocol.Element(xml, "Message", message);
+            xml.Append("</Error>");
+            Protocols.QueryProtocol.Element(xml, "RequestId", RequestIds.Of(context));
+            xml.Append("</ErrorResponse>");
+            await Protocols.QueryProtocol.WriteXmlAsync(context, status, xml);
+            return;
+        }
+        await AwsError.Service(message).ExecuteAsync(context);
     }
 
     /// <summary>Whether <paramref name="host"/> is a loopback address or name (what may be served without credentials).</summary>
@@ -130,5 +172,9 @@ internal static partial class LaminaHost
     {
         [LoggerMessage(EventId = Diagnostics.EventIds.UnhandledRequestError, Level = LogLevel.Error, Message = "Unhandled error in {Method} {Path}")]
         public static partial void UnhandledRequestError(ILogger logger, string method, string path, Exception? error);
+
+        [LoggerMessage(EventId = Diagnostics.EventIds.DatabaseUnavailable, Level = LogLevel.Warning,
+            Message = "{Method} {Path} failed: the database ({Database}) is unavailable: {Reason}")]
+        public static partial void DatabaseUnavailable(ILogger logger, string method, string path, string database, string reason);
     }
 }

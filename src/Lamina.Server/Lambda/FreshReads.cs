@@ -27,7 +27,7 @@ internal static class FreshReads
                 && path.Contains("/functions/", StringComparison.Ordinal) && !path.Contains("/invocations", StringComparison.Ordinal)
                 && FunctionReference.ParseFunctionName(raw, options, Protocols.CallerIdentity.AccountOf(context, options), out var name) is null)
             {
-                await registry.ReloadAsync(name!);
+                await registry.RereadAsync(name!);
             }
             await next(context);
         });

@@ -716,10 +716,12 @@ internal sealed class FunctionRegistry : IDisposable
     /// On a cluster node, rereads the function from the store unless what this node has of it passes
     /// <paramref name="current"/> (it exists, with the version or alias asked for, and the permission needed): another node
     /// may have written it a moment ago, before this one heard. Call before acting on a refusal that would drop an event
-    /// or refuse a request; a single machine (or an entry that passes) costs nothing.
+    /// or refuse a request; a single machine (or an entry that passes) costs nothing. A database that cannot answer
+    /// throws (<see cref="RereadAsync"/>): the event waits for it as it would for the queue's write, never dropped on
+    /// what this node had.
     /// </summary>
     public Task EnsureCurrentAsync(string name, Func<FunctionEntry, bool> current) =>
-        _cluster is null || (_functions.TryGetValue(name, out var entry) && current(entry)) ? Task.CompletedTask : ReloadAsync(name);
+        _cluster is null || (_functions.TryGetValue(name, out var entry) && current(entry)) ? Task.CompletedTask : RereadAsync(name);
 
     /// <summary>Whether this registry is a cluster node's cache of the shared store (other nodes write it too).</summary>
     public bool Clustered => _cluster is not null;
@@ -735,19 +737,35 @@ internal sealed class FunctionRegistry : IDisposable
         cluster.Follow(ClusterNode.FunctionsChannel, ReloadAsync);
     }
 
-    /// <summary>Rereads one function (or, with null, all) from the store and makes it current, as another node left it.</summary>
+    /// <summary>
+    /// Rereads one function (or, with null, all) from the store and makes it current, as another node left it: what
+    /// the cluster's notices do. A failure leaves this node serving what it had (the listener reconnects and reloads
+    /// everything).
+    /// </summary>
     internal async Task ReloadAsync(string? name)
+    {
+        try
+        {
+            await RereadAsync(name);
+        }
+        catch (Exception e) when (e is Npgsql.NpgsqlException or InvalidOperationException)
+        {
+            _ = e;
+        }
+    }
+
+    /// <summary>
+    /// Rereads one function (or, with null, all) for a request that must see what another node wrote a moment ago
+    /// (FreshReads, an Invoke that did not find its function): a database that cannot answer fails the request (a
+    /// retryable 500), never answers it from what may be stale, nor a 404 for a function that may exist.
+    /// </summary>
+    internal async Task RereadAsync(string? name)
     {
         await Hosting.IoThreads.LeaveIoThreadAsync(); // the reread blocks: never on a socket's I/O thread
         await _writeLock.WaitAsync(CancellationToken.None);
         try
         {
             ApplyStored(name);
-        }
-        catch (Exception e) when (e is Npgsql.NpgsqlException or InvalidOperationException)
-        {
-            // The listener reconnects and reloads everything; until then this node serves what it had.
-            _ = e;
         }
         finally
         {

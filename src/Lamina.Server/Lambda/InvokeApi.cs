@@ -79,7 +79,7 @@ internal static partial class InvokeApi
         {
             // A function, version or alias another node made a moment ago may not have reached this node yet (FreshReads).
             await Hosting.IoThreads.LeaveIoThreadAsync();
-            await registry.ReloadAsync(key!);
+            await registry.RereadAsync(key!);
             resolved = Resolve(context, functionName, request.QueryString.HasValue ? request.Query["Qualifier"] : default(string), registry, options.Value, out error);
         }
         if (resolved is null)

@@ -454,6 +454,28 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
             }
             var taken = batch.Count;
             AddDropMarkers(batch);
+            await StoreAsync(batch);
+            _matchedBatch.Clear();
+            lastCommit = _time.GetTimestamp();
+            Interlocked.Add(ref _written, taken);
+            Interlocked.Exchange(ref _batchStored, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+            batch.Clear();
+        }
+        _matched.Writer.TryComplete();
+        _batchStored.TrySetResult();
+    }
+
+    /// <summary>
+    /// Stores a batch. While the database cannot take it (PostgreSQL down or unreachable, SQLite's disk full or its file
+    /// locked) the batch is kept and tried again, a second after the failure and then less often (up to every 30 s);
+    /// lines that come meanwhile wait in the buffer, and past its bound are dropped and counted (the markers). A
+    /// batch the database refuses for what it holds is dropped at once, and so is a kept batch when the server stops.
+    /// </summary>
+    private async Task StoreAsync(List<LogLine> batch)
+    {
+        var delay = TimeSpan.FromSeconds(1);
+        for (var attempt = 1; ; attempt++)
+        {
             try
             {
                 if (_postgres is { } postgres)
@@ -469,25 +491,41 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
                     }, CancellationToken.None);
                 }
                 PublishMatches();
+                if (attempt > 1)
+                {
+                    Log.WriteResumed(_logger, batch.Count, attempt);
+                }
+                return;
             }
-            catch (DbException e)
+            catch (Exception e) when (e is DbException || Sql.IsUnavailable(e))
             {
-                Log.WriteFailed(_logger, batch.Count, e.Message);
+                _matchedBatch.Clear(); // the failed attempt's matches: the next attempt matches again
                 if (_postgresWriter is not null)
                 {
-                    // The connection may be broken (the database restarted, the network): the next batch opens another.
+                    // The connection may be broken (the database restarted, the network): the next attempt opens another.
                     await _postgresWriter.DisposeAsync();
                     _postgresWriter = null;
                 }
+                if (!Sql.IsUnavailable(e) || _stopping.IsCancellationRequested)
+                {
+                    Log.WriteFailed(_logger, batch.Count, e.Message);
+                    return;
+                }
+                if (attempt == 1)
+                {
+                    Log.WriteDeferred(_logger, batch.Count, e.Message);
+                }
             }
-            _matchedBatch.Clear();
-            lastCommit = _time.GetTimestamp();
-            Interlocked.Add(ref _written, taken);
-            Interlocked.Exchange(ref _batchStored, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
-            batch.Clear();
+            try
+            {
+                await Task.Delay(delay, _time, _stopping.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                // Stopping: one last attempt, then the batch is given up (above).
+            }
+            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
         }
-        _matched.Writer.TryComplete();
-        _batchStored.TrySetResult();
     }
 
     /// <summary>
@@ -552,8 +590,16 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
         var streams = new Dictionary<(string, string), StreamTally>();
         for (var i = 0; i < batch.Count; i++)
         {
-            (groups[i], streamNames[i], timestamps[i], messages[i]) = (batch[i].Group, batch[i].Stream, batch[i].TimestampMs, Truncated(batch[i].Message));
-            Tally(streams, batch[i], messages[i]);
+            var line = batch[i];
+            if (line.Group.Contains('\0', StringComparison.Ordinal) || line.Stream.Contains('\0', StringComparison.Ordinal) || line.Message.Contains('\0', StringComparison.Ordinal))
+            {
+                // PostgreSQL's text takes no NUL (one would make it refuse the whole batch, every function's lines in
+                // it): each becomes U+FFFD, as the names the API stored (Sql.PostgresValue) and as invalid UTF-8 does.
+                line = new LogLine((string)Sql.PostgresValue(line.Group)!, (string)Sql.PostgresValue(line.Stream)!, line.TimestampMs, (string)Sql.PostgresValue(line.Message)!);
+                batch[i] = line;
+            }
+            (groups[i], streamNames[i], timestamps[i], messages[i]) = (line.Group, line.Stream, line.TimestampMs, Truncated(line.Message));
+            Tally(streams, line, messages[i]);
         }
         var keys = streams.Keys.ToArray();
         var keyGroups = keys.Select(static k => k.Item1).ToArray();
@@ -826,7 +872,7 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
                 {
                     return;
                 }
-                catch (DbException e)
+                catch (Exception e) when (e is DbException || Sql.IsUnavailable(e))
                 {
                     Log.WriteFailed(_logger, 0, e.Message);
                 }
@@ -1034,6 +1080,14 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
     {
         [LoggerMessage(EventId = Diagnostics.EventIds.LogStoreWriteFailed, Level = LogLevel.Error, Message = "The log store could not write {Count} log events: {Reason}")]
         public static partial void WriteFailed(ILogger logger, int count, string reason);
+
+        [LoggerMessage(EventId = Diagnostics.EventIds.LogStoreWriteDeferred, Level = LogLevel.Warning,
+            Message = "The log store could not write {Count} log events now ({Reason}); it keeps them and tries again")]
+        public static partial void WriteDeferred(ILogger logger, int count, string reason);
+
+        [LoggerMessage(EventId = Diagnostics.EventIds.LogStoreWriteResumed, Level = LogLevel.Information,
+            Message = "The log store wrote the {Count} log events it had kept, at attempt {Attempt}")]
+        public static partial void WriteResumed(ILogger logger, int count, int attempt);
 
         [LoggerMessage(EventId = Diagnostics.EventIds.LogSubscriptionDropped, Level = LogLevel.Warning,
             Message = "{Count} log events matched by subscription filters were dropped: deliveries to the subscribed functions are this far behind")]

@@ -29,11 +29,11 @@ internal static class JsonProtocolEndpoint
     /// The request of a JSON-protocol call, when it is a JSON object; null otherwise (each service answers that in its
     /// own error shape).
     /// </summary>
-    /// <summary>An awsJson 1.1 client error (400): <c>x-amzn-ErrorType</c> and <c>{"__type", "message"}</c>, as the SDKs parse it.</summary>
-    internal static async Task WriteErrorAsync(HttpContext context, string code, string message)
+    /// <summary>An awsJson 1.1 error (a client's, 400, unless told): <c>x-amzn-ErrorType</c> and <c>{"__type", "message"}</c>, as the SDKs parse it.</summary>
+    internal static async Task WriteErrorAsync(HttpContext context, string code, string message, int status = StatusCodes.Status400BadRequest)
     {
         var response = context.Response;
-        response.StatusCode = StatusCodes.Status400BadRequest;
+        response.StatusCode = status;
         response.ContentType = "application/x-amz-json-1.1";
         response.Headers["x-amzn-ErrorType"] = code;
         await using var writer = new System.Text.Json.Utf8JsonWriter(response.Body);

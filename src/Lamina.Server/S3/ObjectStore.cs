@@ -240,7 +240,7 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
                         using var again = postgres.OpenConnection();
                         LoadBuckets(again);
                     }
-                    catch (NpgsqlException)
+                    catch (Exception e) when (e is NpgsqlException || Sql.IsUnavailable(e)) // Npgsql lets some socket failures out unwrapped
                     {
                     }
                 });
@@ -557,7 +557,7 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
             {
                 Reload(name); // off the listening loop: this blocks
             }
-            catch (NpgsqlException)
+            catch (Exception e) when (e is NpgsqlException || Sql.IsUnavailable(e)) // Npgsql lets some socket failures out unwrapped
             {
                 // Reloaded again when the listener reconnects.
             }

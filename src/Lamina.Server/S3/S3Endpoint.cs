@@ -190,6 +190,14 @@ internal static partial class S3Api
         {
             await WriteErrorAsync(context, new S3Exception(400, "IncompleteBody", bad.Message), requestId, bucketName, key);
         }
+        catch (Exception e) when (!response.HasStarted && Storage.Sql.IsUnavailable(e))
+        {
+            // The database is down, unreachable or too slow: S3's answer for a service that cannot take the request
+            // now, which SDKs retry.
+            var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Lamina.Server.S3");
+            Log.DatabaseUnavailable(logger, context.Request.Method, context.Request.Path, e.Message);
+            await WriteErrorAsync(context, new S3Exception(503, "ServiceUnavailable", "Service is unable to handle request."), requestId, bucketName, key);
+        }
         catch (Exception e) when (!response.HasStarted && e is not OperationCanceledException)
         {
             var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Lamina.Server.S3");
@@ -403,6 +411,9 @@ internal static partial class S3Api
 
     private static partial class Log
     {
+        [LoggerMessage(Diagnostics.EventIds.DatabaseUnavailable, LogLevel.Warning, "S3 {Method} {Path} failed: the database is unavailable: {Reason}")]
+        public static partial void DatabaseUnavailable(ILogger logger, string method, string path, string reason);
+
         [LoggerMessage(Diagnostics.EventIds.S3RequestFailed, LogLevel.Error, "Unhandled error in S3 {Method} {Path}")]
         public static partial void RequestFailed(ILogger logger, string method, string path, Exception error);
     }

@@ -57,8 +57,21 @@ internal static class S3Xml
         response.ContentType = "application/xml";
         var settings = new XmlWriterSettings { Encoding = new UTF8Encoding(false), Async = true, Indent = false };
         using var buffer = new MemoryStream();
-        await using (var writer = XmlWriter.Create(buffer, settings))
+        try
         {
+            await using var writer = XmlWriter.Create(buffer, settings);
+            await new XDocument(new XDeclaration("1.0", "UTF-8", null), root).SaveAsync(writer, context.RequestAborted);
+        }
+        catch (ArgumentException)
+        {
+            // A character XML 1.0 cannot carry (a NUL in a tag or a prefix the client sent): each becomes U+FFFD, as
+            // QueryProtocol.Escape does, rather than a 500 for the whole answer.
+            foreach (var text in root.DescendantNodes().OfType<XText>())
+            {
+                text.Value = Protocols.QueryProtocol.XmlCharacters(text.Value);
+            }
+            buffer.SetLength(0);
+            await using var writer = XmlWriter.Create(buffer, settings);
             await new XDocument(new XDeclaration("1.0", "UTF-8", null), root).SaveAsync(writer, context.RequestAborted);
         }
         response.ContentLength = buffer.Length;

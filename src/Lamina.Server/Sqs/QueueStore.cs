@@ -4,8 +4,8 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Lamina.Server.Hosting;
-using Microsoft.Data.Sqlite;
 using Lamina.Server.Storage;
+using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
 using Npgsql;
 
@@ -175,7 +175,7 @@ internal sealed class QueueStore : IHostedService, IDisposable
                         using var again = postgres.OpenConnection();
                         LoadAll(again);
                     }
-                    catch (NpgsqlException)
+                    catch (Exception e) when (e is NpgsqlException || Sql.IsUnavailable(e)) // Npgsql lets some socket failures out unwrapped
                     {
                     }
                     foreach (var name in _sent.Keys)
@@ -259,7 +259,7 @@ internal sealed class QueueStore : IHostedService, IDisposable
                 {
                     Reload(name); // off the listening loop: this blocks
                 }
-                catch (NpgsqlException)
+                catch (Exception e) when (e is NpgsqlException || Sql.IsUnavailable(e)) // Npgsql lets some socket failures out unwrapped
                 {
                     // Reloaded again when the listener reconnects.
                 }

@@ -101,7 +101,7 @@ internal static class ClusterLock
         {
             reread();
         }
-        catch (NpgsqlException)
+        catch (Exception e) when (e is NpgsqlException || Sql.IsUnavailable(e)) // Npgsql lets some socket failures out unwrapped
         {
             // Reread again when the listener reconnects.
         }

@@ -372,7 +372,8 @@ internal sealed class Database : IAsyncDisposable
 
     private static void Execute(NpgsqlConnection connection, string sql)
     {
-        using var command = new NpgsqlCommand(sql, connection);
+        // A schema step may build an index over a large table: it takes what it takes (the nodes wait on the lock).
+        using var command = new NpgsqlCommand(sql, connection) { CommandTimeout = 0 };
         command.ExecuteNonQuery();
     }
 

@@ -28,8 +28,11 @@ internal static class PostgresUrl
             Host = uri.Host,
             Port = uri.IsDefaultPort || uri.Port < 0 ? 5432 : uri.Port,
             Database = database,
-            // Control-plane and queue statements are short; a node waits at most this long for a pooled connection.
-            Timeout = 15,
+            // Control-plane and queue statements are short. A node waits at most this long to open a connection or for
+            // a pooled one, and at most CommandTimeout for a statement's answer: a database that stopped answering
+            // (a partition, a stalled disk) is answered as unavailable within seconds, not held for Npgsql's 15 + 30 s.
+            Timeout = 5,
+            CommandTimeout = 10,
             // Lamina's own: shows in pg_stat_activity, so operators see which connections are whose.
             ApplicationName = "lamina",
         };

@@ -111,8 +111,7 @@ internal sealed class PostgresWriter
     }
 
     // A broken connection fails the whole batch; anything else is the operation's own mistake.
-    private static bool IsConnectionFailure(Exception e) => e is NpgsqlException { IsTransient: true } or IOException or TimeoutException
-        || (e is NpgsqlException && e is not PostgresException);
+    private static bool IsConnectionFailure(Exception e) => e is NpgsqlException ? Sql.IsUnavailable(e) : e is IOException or TimeoutException;
 
     private abstract class Write
     {

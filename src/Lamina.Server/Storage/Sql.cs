@@ -32,12 +32,20 @@ internal static partial class Sql
     [GeneratedRegex(@"--[^\n]*|\bINTEGER PRIMARY KEY AUTOINCREMENT\b|\b(INTEGER|REAL|BLOB)\b", RegexOptions.CultureInvariant)]
     private static partial Regex TypeName();
 
+    /// <summary>
+    /// A value as PostgreSQL can take it: its <c>text</c> holds no NUL character, and a string with one would fail the
+    /// whole statement (a tag, a description, a FIFO group id, an error a function returned, the name looked up). Each
+    /// NUL becomes U+FFFD, as a function's invalid UTF-8 output does; SQLite's values keep theirs.
+    /// </summary>
+    public static object? PostgresValue(object? value) =>
+        value is string text && text.Contains('\0', StringComparison.Ordinal) ? text.Replace('\0', '\uFFFD') : value;
+
     /// <summary>Adds a parameter (<c>@name</c> in the statement); null becomes SQL NULL.</summary>
     public static DbParameter Add(this DbCommand command, string name, object? value)
     {
         var parameter = command.CreateParameter();
         parameter.ParameterName = name;
-        parameter.Value = value ?? DBNull.Value;
+        parameter.Value = (parameter is NpgsqlParameter ? PostgresValue(value) : value) ?? DBNull.Value;
         if (parameter.Value is DBNull && parameter is NpgsqlParameter postgres)
         {
             // Leave the type to the statement (PostgreSQL infers it from where the parameter is used).
@@ -56,7 +64,7 @@ internal static partial class Sql
         var parameter = command.CreateParameter();
         parameter.ParameterName = name;
         parameter.DbType = type;
-        parameter.Value = value ?? DBNull.Value;
+        parameter.Value = (parameter is NpgsqlParameter ? PostgresValue(value) : value) ?? DBNull.Value;
         command.Parameters.Add(parameter);
         return parameter;
     }
@@ -77,7 +85,7 @@ internal static partial class Sql
             {
                 parameter.ParameterName = "$" + (i + 1).ToString(System.Globalization.CultureInfo.InvariantCulture);
             }
-            parameter.Value = values[i] ?? DBNull.Value;
+            parameter.Value = (named ? values[i] : PostgresValue(values[i])) ?? DBNull.Value;
             if (parameter.Value is DBNull && parameter is NpgsqlParameter postgres)
             {
                 postgres.NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Unknown;
@@ -93,6 +101,25 @@ internal static partial class Sql
         using var command = Positional(connection, sql, values);
         return command.ExecuteNonQuery();
     }
+
+    /// <summary>
+    /// Whether <paramref name="e"/> says the database could not be reached or could not take the statement now
+    /// (PostgreSQL down, restarting, reset, timed out, out of connections; SQLite busy, locked, out of space, failing
+    /// I/O), as opposed to a mistake of the statement itself: the same statement may succeed when tried again. Only the
+    /// drivers' failures count: an <see cref="IOException"/> from elsewhere may as well be a caller's connection.
+    /// </summary>
+    public static bool IsUnavailable(Exception e) => e switch
+    {
+        PostgresException postgres => postgres.IsTransient,
+        NpgsqlException => true, // not a PostgreSQL error: the connection (refused, reset, closed, timed out)
+        SqliteException sqlite => sqlite.SqliteErrorCode is 5 or 6 or 10 or 13 or 14, // BUSY, LOCKED, IOERR, FULL, CANTOPEN
+        // Npgsql lets some socket failures out unwrapped while it opens a connection ("not allowed on non-connected sockets").
+        IOException or System.Net.Sockets.SocketException or TimeoutException => ThrownInNpgsql(e),
+        _ => false,
+    };
+
+    private static bool ThrownInNpgsql(Exception e) =>
+        Array.Exists(new System.Diagnostics.StackTrace(e, false).GetFrames(), static frame => frame.GetMethod()?.DeclaringType?.Assembly == typeof(NpgsqlConnection).Assembly);
 
     /// <summary>Whether <paramref name="e"/> is a unique or primary key violation, on either engine.</summary>
     public static bool IsUniqueViolation(Exception e) => e switch
