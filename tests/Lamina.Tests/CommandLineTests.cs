@@ -132,6 +132,8 @@ public sealed class CommandLineTests
     [InlineData("keys", "revoke")]
     [InlineData("logs")]
     [InlineData("logs", "fn", "--since", "-3")]
+    [InlineData("backup")]
+    [InlineData("backup", "/tmp/a", "/tmp/b")]
     public void Parse_OperatorCommandMisused_IsAnError(params string[] args)
     {
         Assert.NotEmpty(CommandLine.Build(static (_, _) => Task.FromResult(0)).Parse(args).Errors);
@@ -144,6 +146,7 @@ public sealed class CommandLineTests
     [InlineData("keys", "list", "--data", "/tmp/x")]
     [InlineData("keys", "create", "--account", "123456789012")]
     [InlineData("logs", "fn", "-f", "--since", "0.5", "--filter", "ERROR")]
+    [InlineData("backup", "/tmp/backup", "--data", "/tmp/x")]
     [InlineData("--version")]
     public void Parse_OperatorCommandUsedRightly_HasNoErrors(params string[] args)
     {

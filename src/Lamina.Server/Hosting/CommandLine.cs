@@ -102,7 +102,7 @@ internal static class CommandLine
         // Named as users type it (./lamina), not after the server's assembly as RootCommand would be.
         return new Command("lamina", Description)
         {
-            serveCommand, KeysCommand.Build(), EventsCommand.Build(), LogsCommand.Build(),
+            serveCommand, KeysCommand.Build(), BackupCommand.Build(), EventsCommand.Build(), LogsCommand.Build(),
             CloudFormation.DeployCommand.BuildDeploy(), CloudFormation.DeployCommand.BuildDeleteStack(), new HelpOption(), new VersionOption(),
         };
     }
