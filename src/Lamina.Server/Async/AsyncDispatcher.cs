@@ -326,7 +326,7 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
         {
             // The store closed under it: the server is stopping, and the event, still leased, runs again at the next start.
         }
-        catch (Exception ex) when (Sql.IsUnavailable(ex))
+        catch (Exception ex) when (Sql.CanRetryLater(ex))
         {
             // The store could not record the outcome (locked past its timeout, the disk full, the database unreachable).
             // The event goes back to the queue once the store takes a write again, no attempt spent; it may run again
@@ -344,7 +344,7 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
             {
                 await BackOffAsync(e);
             }
-            catch (Exception requeue) when (Sql.IsUnavailable(requeue))
+            catch (Exception requeue) when (Sql.CanRetryLater(requeue))
             {
                 Log.SettleFailed(_logger, e.Describe(), requeue.Message);
                 _ = RequeueOnceStoredAsync(e);
@@ -513,7 +513,7 @@ internal sealed partial class AsyncDispatcher : IHostedLifecycleService, IDispos
                 Wake();
                 return;
             }
-            catch (Exception ex) when (ex is DbException || Sql.IsUnavailable(ex))
+            catch (Exception ex) when (ex is DbException || Sql.CanRetryLater(ex))
             {
                 Log.SettleFailed(_logger, e.Describe(), ex.Message);
                 delay = TimeSpan.FromSeconds(Math.Min(30, delay.TotalSeconds * 2));

@@ -411,7 +411,7 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
     public Task DropAsync(string id) => SettleAsync(id, null, []);
 
     /// <summary>Queued and failed events, for operators: optionally of one function and one state, oldest first.</summary>
-    public Task<List<AsyncEvent>> ListAsync(string? function, AsyncEventState? state, int limit) => Run(connection =>
+    public Task<List<AsyncEvent>> ListAsync(string? function, AsyncEventState? state, int limit) => ReadAsync(connection =>
     {
         // Each selection through its index: a function's through events_function ("+ 0": not events_created's order, which
         // would walk every event in the state to find the function's), a state's through events_created, in its order.
@@ -476,7 +476,7 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
     });
 
     /// <summary>How many events (of <paramref name="function"/>, or all) are queued (waiting or leased) and failed.</summary>
-    public Task<(long Queued, long Failed)> CountAsync(string? function = null) => Run(connection =>
+    public Task<(long Queued, long Failed)> CountAsync(string? function = null) => ReadAsync(connection =>
     {
         // Index-only counts: a function's range of events_function, or the states' of events_created.
         using var command = connection.CreateCommand();
@@ -492,16 +492,27 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
     });
 
     /// <summary>For metrics: how many events are queued or running, and when the oldest of them was accepted (Unix ms; null when none).</summary>
-    /// <remarks>
-    /// Read on a connection of its own (SQLite's WAL, PostgreSQL's MVCC: a snapshot), not the writer's: the count reads
-    /// an index entry per queued event (~35 ms with a million queued), which accepted events would otherwise wait for.
-    /// </remarks>
-    public async Task<(long Depth, long? OldestCreatedMs)> QueueStatsAsync()
+    public Task<(long Depth, long? OldestCreatedMs)> QueueStatsAsync() => ReadAsync(connection =>
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT (SELECT COUNT(*) FROM events WHERE state IN (0, 1)), (SELECT MIN(created_ms) FROM events WHERE state IN (0, 1));";
+        using var reader = command.ExecuteReader();
+        reader.Read();
+        return (reader.GetInt64(0), reader.IsDBNull(1) ? (long?)null : reader.GetInt64(1));
+    });
+
+    /// <summary>
+    /// A read for operators and metrics, on a connection of its own (SQLite's WAL, PostgreSQL's MVCC: a snapshot), not
+    /// the writer's: a count reads an index entry per queued event (~35 ms with a million queued), which accepted
+    /// events would otherwise wait for, and behind a drain's thousands of settles the read itself waited seconds.
+    /// </summary>
+    private async Task<T> ReadAsync<T>(Func<DbConnection, T> read)
     {
         if (_connection is null && _postgres is null)
         {
             throw new ObjectDisposedException(nameof(AsyncEventStore), "the async event store is not open");
         }
+        await Hosting.IoThreads.LeaveIoThreadAsync(); // the read blocks: never on a socket's I/O thread
         await using var connection = _database is { } shared
             ? (DbConnection)await shared.Postgres!.OpenConnectionAsync()
             : new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = _path, Mode = SqliteOpenMode.ReadOnly, Pooling = false }.ToString());
@@ -509,11 +520,7 @@ internal sealed partial class AsyncEventStore : IAsyncDisposable
         {
             await connection.OpenAsync();
         }
-        await using var command = connection.CreateCommand();
-        command.CommandText = "SELECT (SELECT COUNT(*) FROM events WHERE state IN (0, 1)), (SELECT MIN(created_ms) FROM events WHERE state IN (0, 1));";
-        await using var reader = await command.ExecuteReaderAsync();
-        await reader.ReadAsync();
-        return (reader.GetInt64(0), reader.IsDBNull(1) ? (long?)null : reader.GetInt64(1));
+        return read(connection);
     }
 
     public async ValueTask DisposeAsync()

@@ -55,7 +55,7 @@ internal static class BackupCommand
         try
         {
             // The databases first: an object body or code package one of them names was in place before it was named.
-            foreach (var path in Directory.EnumerateFiles(data, "*", SearchOption.AllDirectories).Where(p => !IsSkipped(data, p) && IsSqlite(p)))
+            foreach (var path in Walk(data, data).OfType<FileInfo>().Where(f => f.LinkTarget is null && IsSqlite(f.FullName)).Select(f => f.FullName))
             {
                 var target = Path.Combine(destination, Path.GetRelativePath(data, path));
                 Directory.CreateDirectory(Path.GetDirectoryName(target)!);
@@ -63,26 +63,22 @@ internal static class BackupCommand
                 databases++;
                 bytes += new FileInfo(target).Length;
             }
-            foreach (var entry in new DirectoryInfo(data).EnumerateFileSystemInfos("*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0 }))
+            foreach (var entry in Walk(data, data))
             {
-                if (IsSkipped(data, entry.FullName) || entry is DirectoryInfo { LinkTarget: null })
-                {
-                    continue;
-                }
                 var target = Path.Combine(destination, Path.GetRelativePath(data, entry.FullName));
                 if (entry.LinkTarget is { } link)
                 {
                     Directory.CreateDirectory(Path.GetDirectoryName(target)!);
                     File.CreateSymbolicLink(target, link);
                 }
-                else if (entry is FileInfo file && !IsDatabaseFile(file.FullName) && (file.Attributes & (FileAttributes.Device | FileAttributes.System)) == 0)
+                else if (entry is FileInfo file && !IsDatabaseFile(file.FullName))
                 {
                     Directory.CreateDirectory(Path.GetDirectoryName(target)!);
                     try
                     {
                         file.CopyTo(target); // keeps the mode: a bootstrap stays executable
                     }
-                    catch (FileNotFoundException)
+                    catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
                     {
                         continue; // deleted since it was listed (an object body, unused code): the snapshot no longer names it
                     }
@@ -98,6 +94,39 @@ internal static class BackupCommand
         }
         Console.WriteLine($"lamina backup: {databases} databases and {files} files ({bytes / (1024.0 * 1024.0):0.0} MB) in {destination}; start from it with: lamina serve --data {destination}");
         return 0;
+    }
+
+    /// <summary>
+    /// The files and symbolic links under <paramref name="directory"/>, depth first, not into what is skipped nor
+    /// through links; a directory removed while it is walked (an environment's, an upload's) is passed over.
+    /// </summary>
+    private static IEnumerable<FileSystemInfo> Walk(string data, string directory)
+    {
+        FileSystemInfo[] entries;
+        try
+        {
+            entries = new DirectoryInfo(directory).GetFileSystemInfos();
+        }
+        catch (DirectoryNotFoundException)
+        {
+            yield break;
+        }
+        foreach (var entry in entries)
+        {
+            if (IsSkipped(data, entry.FullName) || (entry.Attributes & (FileAttributes.Device | FileAttributes.System)) != 0)
+            {
+                continue;
+            }
+            if (entry is DirectoryInfo { LinkTarget: null })
+            {
+                foreach (var inner in Walk(data, entry.FullName))
+                {
+                    yield return inner;
+                }
+                continue;
+            }
+            yield return entry;
+        }
     }
 
     private static bool IsSkipped(string data, string path)

@@ -3,8 +3,8 @@ using Microsoft.Extensions.Logging.Console;
 namespace Lamina.Server.Hosting;
 
 /// <summary>
-/// The console logger, with a database outage written as one line per failure: the message and the driver's reason,
-/// not its stack. While PostgreSQL is away every background loop (the async queue, S3's notifications, DynamoDB's
+/// The console logger, with a database outage (or a full disk under SQLite) written as one line per failure: the
+/// message and the driver's reason, not its stack. While PostgreSQL is away every background loop (the async queue, S3's notifications, DynamoDB's
 /// sweep, the heartbeat) fails once per round; their stacks say nothing the reason does not, and would bury the log.
 /// Any other exception keeps its stack.
 /// </summary>
@@ -38,9 +38,9 @@ internal sealed class OutageLogging(ILoggerProvider inner) : ILoggerProvider, IS
         {
             for (var cause = exception; cause is not null; cause = cause.InnerException)
             {
-                if (Storage.Sql.IsUnavailable(cause))
+                if (Storage.Sql.CanRetryLater(cause))
                 {
-                    inner.Log(logLevel, eventId, state, null, (s, _) => $"{formatter(s, exception)} (the database is unavailable: {cause.Message})");
+                    inner.Log(logLevel, eventId, state, null, (s, _) => $"{formatter(s, exception)} (the database: {cause.Message})");
                     return;
                 }
             }

@@ -497,7 +497,7 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
                 }
                 return;
             }
-            catch (Exception e) when (e is DbException || Sql.IsUnavailable(e))
+            catch (Exception e) when (e is DbException || Sql.CanRetryLater(e))
             {
                 _matchedBatch.Clear(); // the failed attempt's matches: the next attempt matches again
                 if (_postgresWriter is not null)
@@ -506,7 +506,7 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
                     await _postgresWriter.DisposeAsync();
                     _postgresWriter = null;
                 }
-                if (!Sql.IsUnavailable(e) || _stopping.IsCancellationRequested)
+                if (!Sql.CanRetryLater(e) || _stopping.IsCancellationRequested)
                 {
                     Log.WriteFailed(_logger, batch.Count, e.Message);
                     return;
@@ -872,7 +872,7 @@ internal sealed partial class LogStore : IHostedService, IAsyncDisposable
                 {
                     return;
                 }
-                catch (Exception e) when (e is DbException || Sql.IsUnavailable(e))
+                catch (Exception e) when (e is DbException || Sql.CanRetryLater(e))
                 {
                     Log.WriteFailed(_logger, 0, e.Message);
                 }

@@ -104,19 +104,26 @@ internal static partial class Sql
 
     /// <summary>
     /// Whether <paramref name="e"/> says the database could not be reached or could not take the statement now
-    /// (PostgreSQL down, restarting, reset, timed out, out of connections; SQLite busy, locked, out of space, failing
-    /// I/O), as opposed to a mistake of the statement itself: the same statement may succeed when tried again. Only the
-    /// drivers' failures count: an <see cref="IOException"/> from elsewhere may as well be a caller's connection.
+    /// (PostgreSQL down, restarting, reset, timed out, out of connections; SQLite's file busy, locked, not openable), as
+    /// opposed to a mistake of the statement itself: a caller is told to retry (503, or Lambda's 500). Only the drivers'
+    /// failures count: an <see cref="IOException"/> from elsewhere may as well be a caller's connection.
     /// </summary>
     public static bool IsUnavailable(Exception e) => e switch
     {
         PostgresException postgres => postgres.IsTransient,
         NpgsqlException => true, // not a PostgreSQL error: the connection (refused, reset, closed, timed out)
-        SqliteException sqlite => sqlite.SqliteErrorCode is 5 or 6 or 10 or 13 or 14, // BUSY, LOCKED, IOERR, FULL, CANTOPEN
+        SqliteException sqlite => sqlite.SqliteErrorCode is 5 or 6 or 14, // BUSY, LOCKED, CANTOPEN
         // Npgsql lets some socket failures out unwrapped while it opens a connection ("not allowed on non-connected sockets").
         IOException or System.Net.Sockets.SocketException or TimeoutException => ThrownInNpgsql(e),
         _ => false,
     };
+
+    /// <summary>
+    /// <see cref="IsUnavailable"/>, or SQLite's disk full or failing: a write that may go in later, which work of the
+    /// server's own keeps and tries again (log batches, an async event's outcome). A caller's request that meets a full
+    /// disk is the server's error (500), not a retry.
+    /// </summary>
+    public static bool CanRetryLater(Exception e) => IsUnavailable(e) || e is SqliteException { SqliteErrorCode: 10 or 13 }; // IOERR, FULL
 
     private static bool ThrownInNpgsql(Exception e) =>
         Array.Exists(new System.Diagnostics.StackTrace(e, false).GetFrames(), static frame => frame.GetMethod()?.DeclaringType?.Assembly == typeof(NpgsqlConnection).Assembly);

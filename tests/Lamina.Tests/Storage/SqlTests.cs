@@ -26,7 +26,10 @@ public sealed class SqlTests
     {
         Assert.True(Sql.IsUnavailable(new NpgsqlException("Exception while reading from stream", new IOException("reset"))));
         Assert.True(Sql.IsUnavailable(new SqliteException("database is locked", 5)));
-        Assert.True(Sql.IsUnavailable(new SqliteException("database or disk is full", 13)));
+        // A full disk is not a reason to tell a caller to retry, but the server's own writes wait for space.
+        Assert.False(Sql.IsUnavailable(new SqliteException("database or disk is full", 13)));
+        Assert.True(Sql.CanRetryLater(new SqliteException("database or disk is full", 13)));
+        Assert.True(Sql.CanRetryLater(new SqliteException("database is locked", 5)));
         Assert.False(Sql.IsUnavailable(new SqliteException("UNIQUE constraint failed", 19)));
         Assert.False(Sql.IsUnavailable(new IOException("a caller's connection")));
         var unwrapped = Assert.ThrowsAny<Exception>(() => new NpgsqlConnection("Host=127.0.0.1;Port=1;Timeout=1").Open());
