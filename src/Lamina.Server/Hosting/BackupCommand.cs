@@ -5,7 +5,7 @@ namespace Lamina.Server.Hosting;
 
 /// <summary>
 /// <c>lamina backup DEST [--data DIR]</c>: a copy of a single machine's data directory that <c>lamina serve --data DEST</c>
-/// starts from, taken while the server runs. Each SQLite file goes through <c>VACUUM INTO</c> (a consistent snapshot
+/// starts from, taken while the server runs. Each of Lamina's SQLite databases goes through <c>VACUUM INTO</c> (a consistent snapshot
 /// from one read transaction, whatever the server writes meanwhile; a file copy of a live database in WAL mode can
 /// be torn); every other file (code packages and their trees, layers, S3's object bodies, all written once under a
 /// temporary name and renamed into place) is copied as it is. What is only the running server's (its sandboxes'
@@ -15,6 +15,13 @@ internal static class BackupCommand
 {
     // The running server's own, rebuilt at start: sandboxes' runtime files, uploads not yet renamed into place.
     private static readonly string[] Skipped = ["run", "sandbox-etc", Path.Combine("s3", "tmp")];
+
+    // Lamina's databases, by their paths in the data directory (never found by content: an object or a code package
+    // may well be a SQLite file, and must be copied byte for byte).
+    private static readonly string[] Databases =
+    [
+        "lamina.db", "async.db", "logs.db", "queues.db", "dynamodb.db", "durable.db", "cloudformation.db", "keys.db", Path.Combine("s3", "s3.db"),
+    ];
 
     public static Command Build()
     {
@@ -45,17 +52,17 @@ internal static class BackupCommand
             return 1;
         }
         var inside = Path.GetRelativePath(data, destination);
-        if (inside == "." || (!inside.StartsWith("..", StringComparison.Ordinal) && !Path.IsPathRooted(inside)))
+        if (inside == "." || (inside != ".." && !inside.StartsWith(".." + Path.DirectorySeparatorChar, StringComparison.Ordinal) && !Path.IsPathRooted(inside)))
         {
             Console.Error.WriteLine($"lamina backup: {destination} is inside the data directory {data}");
             return 1;
         }
         Directory.CreateDirectory(destination);
-        var (databases, files, bytes) = (0, 0, 0L);
+        var (databases, files, bytes, gone) = (0, 0, 0L, 0);
         try
         {
             // The databases first: an object body or code package one of them names was in place before it was named.
-            foreach (var path in Walk(data, data).OfType<FileInfo>().Where(f => f.LinkTarget is null && IsSqlite(f.FullName)).Select(f => f.FullName))
+            foreach (var path in Databases.Select(d => Path.Combine(data, d)).Where(File.Exists))
             {
                 var target = Path.Combine(destination, Path.GetRelativePath(data, path));
                 Directory.CreateDirectory(Path.GetDirectoryName(target)!);
@@ -71,7 +78,7 @@ internal static class BackupCommand
                     Directory.CreateDirectory(Path.GetDirectoryName(target)!);
                     File.CreateSymbolicLink(target, link);
                 }
-                else if (entry is FileInfo file && !IsDatabaseFile(file.FullName))
+                else if (entry is FileInfo file && !IsDatabaseFile(data, file.FullName))
                 {
                     Directory.CreateDirectory(Path.GetDirectoryName(target)!);
                     try
@@ -86,13 +93,15 @@ internal static class BackupCommand
                     bytes += file.Length;
                 }
             }
+            gone = LeaveOutDeletedBodies(destination);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or SqliteException)
         {
             Console.Error.WriteLine($"lamina backup: {e.Message}; {destination} is incomplete, remove it");
             return 1;
         }
-        Console.WriteLine($"lamina backup: {databases} databases and {files} files ({bytes / (1024.0 * 1024.0):0.0} MB) in {destination}; start from it with: lamina serve --data {destination}");
+        var left = gone == 0 ? "" : $" ({gone} S3 objects or parts deleted while the backup ran left out)";
+        Console.WriteLine($"lamina backup: {databases} databases and {files} files ({bytes / (1024.0 * 1024.0):0.0} MB) in {destination}{left}; start from it with: lamina serve --data {destination}");
         return 0;
     }
 
@@ -136,21 +145,52 @@ internal static class BackupCommand
     }
 
     // A database, or one of its journals (a snapshot holds what they hold).
-    private static bool IsDatabaseFile(string path) =>
-        path.EndsWith("-wal", StringComparison.Ordinal) || path.EndsWith("-shm", StringComparison.Ordinal) || path.EndsWith("-journal", StringComparison.Ordinal) || IsSqlite(path);
-
-    private static bool IsSqlite(string path)
+    private static bool IsDatabaseFile(string data, string path)
     {
-        Span<byte> header = stackalloc byte[16];
-        try
+        var relative = Path.GetRelativePath(data, path);
+        return Array.Exists(Databases, d => relative == d || relative == d + "-wal" || relative == d + "-shm" || relative == d + "-journal");
+    }
+
+    /// <summary>
+    /// An S3 object or part whose body was deleted (a delete, an overwrite) between the snapshot and the copy of the
+    /// bodies is left out of the backup's S3 database too, as if the backup had been taken a moment later for it:
+    /// every object the backup lists can be read. The number left out.
+    /// </summary>
+    private static int LeaveOutDeletedBodies(string destination)
+    {
+        var database = Path.Combine(destination, "s3", "s3.db");
+        if (!File.Exists(database))
         {
-            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-            return file.ReadAtLeast(header, 16, throwOnEndOfStream: false) == 16 && header.SequenceEqual("SQLite format 3\0"u8);
+            return 0;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        using var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = database, Pooling = false }.ToString());
+        connection.Open();
+        var left = 0;
+        foreach (var table in (string[])["objects", "parts"])
         {
-            return false;
+            var missing = new List<string>();
+            using (var read = connection.CreateCommand())
+            {
+                read.CommandText = $"SELECT DISTINCT blob FROM {table} WHERE blob IS NOT NULL;";
+                using var reader = read.ExecuteReader();
+                while (reader.Read())
+                {
+                    var blob = reader.GetString(0);
+                    if (blob.Length < 2 || !File.Exists(Path.Combine(destination, "s3", "objects", blob[..2], blob)))
+                    {
+                        missing.Add(blob);
+                    }
+                }
+            }
+            foreach (var blob in missing)
+            {
+                using var delete = connection.CreateCommand();
+                delete.CommandText = $"DELETE FROM {table} WHERE blob = $blob;";
+                delete.Parameters.AddWithValue("$blob", blob);
+                left += delete.ExecuteNonQuery();
+            }
         }
+        return left;
     }
 
     /// <summary>One read transaction's view of the database, written compacted to <paramref name="target"/>.</summary>

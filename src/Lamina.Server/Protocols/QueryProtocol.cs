@@ -50,8 +50,8 @@ internal static class QueryProtocol
     public static string Escape(string text) => XmlCharacters(SecurityElement.Escape(text).Replace("\r", "&#xD;", StringComparison.Ordinal));
 
     /// <summary>
-    /// Text with each control character XML 1.0 does not allow, even as a reference (NUL, U+0001–U+0008, U+000B, U+000C,
-    /// U+000E–U+001F), as U+FFFD. One such character in a stack's description would otherwise make every
+    /// Text with each character XML 1.0 does not allow, even as a reference (NUL, U+0001–U+0008, U+000B, U+000C,
+    /// U+000E–U+001F, U+FFFE, U+FFFF), as U+FFFD. One such character in a stack's description would otherwise make every
     /// DescribeStacks and ListStacks unreadable to the SDKs.
     /// </summary>
     public static string XmlCharacters(string text) =>
@@ -64,7 +64,7 @@ internal static class QueryProtocol
         });
 
     private static readonly SearchValues<char> NotInXml = SearchValues.Create(
-        "\u0000\u0001\u0002\u0003\u0004\u0005\u0006\u0007\u0008\u000B\u000C\u000E\u000F\u0010\u0011\u0012\u0013\u0014\u0015\u0016\u0017\u0018\u0019\u001A\u001B\u001C\u001D\u001E\u001F");
+        "\u0000\u0001\u0002\u0003\u0004\u0005\u0006\u0007\u0008\u000B\u000C\u000E\u000F\u0010\u0011\u0012\u0013\u0014\u0015\u0016\u0017\u0018\u0019\u001A\u001B\u001C\u001D\u001E\u001F\uFFFE\uFFFF");
 
     public static async Task WriteXmlAsync(HttpContext context, int status, StringBuilder xml)
     {

@@ -9,7 +9,7 @@ public sealed class QueryProtocolTests
     {
         Assert.Equal("a &lt;b&gt; &amp; &quot;c&quot;\ttab\nline&#xD;", QueryProtocol.Escape("a <b> & \"c\"\ttab\nline\r"));
         Assert.Equal("nul\uFFFDbell\uFFFDesc\uFFFDend", QueryProtocol.Escape("nul\0bell\aesc\u001Bend"));
-        Assert.Equal("\uFFFD\uFFFD", QueryProtocol.Escape("\u000B\u000C"));
+        Assert.Equal("\uFFFD\uFFFD\uFFFD\uFFFD", QueryProtocol.Escape("\u000B\u000C\uFFFE\uFFFF"));
     }
 
     [Fact]
