@@ -245,7 +245,7 @@ internal sealed partial class DynamoStore : IHostedService, IDisposable
         {
             Reload();
         }
-        catch (Exception e) when (e is NpgsqlException || Sql.IsUnavailable(e)) // Npgsql lets some socket failures out unwrapped
+        catch (Exception e) when (Sql.IsPostgresFailure(e))
         {
             // Reloaded again when the listener reconnects.
         }

@@ -225,7 +225,7 @@ internal sealed partial class EventSourceMappings : IHostedService, IDisposable
                 }
             }
         }
-        catch (Exception e) when (e is NpgsqlException || Sql.IsUnavailable(e)) // Npgsql lets some socket failures out unwrapped
+        catch (Exception e) when (Sql.IsPostgresFailure(e))
         {
             // Reloaded again when the listener reconnects.
         }

@@ -240,7 +240,7 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
                         using var again = postgres.OpenConnection();
                         LoadBuckets(again);
                     }
-                    catch (Exception e) when (e is NpgsqlException || Sql.IsUnavailable(e)) // Npgsql lets some socket failures out unwrapped
+                    catch (Exception e) when (Sql.IsPostgresFailure(e))
                     {
                     }
                 });
@@ -557,7 +557,7 @@ internal sealed partial class ObjectStore : IHostedService, IDisposable
             {
                 Reload(name); // off the listening loop: this blocks
             }
-            catch (Exception e) when (e is NpgsqlException || Sql.IsUnavailable(e)) // Npgsql lets some socket failures out unwrapped
+            catch (Exception e) when (Sql.IsPostgresFailure(e))
             {
                 // Reloaded again when the listener reconnects.
             }

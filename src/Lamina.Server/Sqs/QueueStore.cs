@@ -175,7 +175,7 @@ internal sealed class QueueStore : IHostedService, IDisposable
                         using var again = postgres.OpenConnection();
                         LoadAll(again);
                     }
-                    catch (Exception e) when (e is NpgsqlException || Sql.IsUnavailable(e)) // Npgsql lets some socket failures out unwrapped
+                    catch (Exception e) when (Sql.IsPostgresFailure(e))
                     {
                     }
                     foreach (var name in _sent.Keys)
@@ -259,7 +259,7 @@ internal sealed class QueueStore : IHostedService, IDisposable
                 {
                     Reload(name); // off the listening loop: this blocks
                 }
-                catch (Exception e) when (e is NpgsqlException || Sql.IsUnavailable(e)) // Npgsql lets some socket failures out unwrapped
+                catch (Exception e) when (Sql.IsPostgresFailure(e))
                 {
                     // Reloaded again when the listener reconnects.
                 }

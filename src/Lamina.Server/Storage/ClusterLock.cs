@@ -101,7 +101,7 @@ internal static class ClusterLock
         {
             reread();
         }
-        catch (Exception e) when (e is NpgsqlException || Sql.IsUnavailable(e)) // Npgsql lets some socket failures out unwrapped
+        catch (Exception e) when (Sql.IsPostgresFailure(e))
         {
             // Reread again when the listener reconnects.
         }

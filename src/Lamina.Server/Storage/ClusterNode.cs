@@ -236,7 +236,7 @@ internal sealed partial class ClusterNode(Database database, IOptions<Hosting.La
                 command.Parameters.AddWithValue("node", NodeId);
                 await command.ExecuteNonQueryAsync(cancellationToken);
             }
-            catch (Exception e) when (e is NpgsqlException || Sql.IsUnavailable(e)) // Npgsql lets some socket failures out unwrapped
+            catch (Exception e) when (Sql.IsPostgresFailure(e))
             {
             }
         }

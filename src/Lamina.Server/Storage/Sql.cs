@@ -125,6 +125,13 @@ internal static partial class Sql
     /// </summary>
     public static bool CanRetryLater(Exception e) => IsUnavailable(e) || e is SqliteException { SqliteErrorCode: 10 or 13 }; // IOERR, FULL
 
+    /// <summary>
+    /// Any failure of PostgreSQL or of the way to it, for the work that rereads it in the background and tries again at
+    /// the next notice or reconnection: every <see cref="NpgsqlException"/>, and the socket failures Npgsql lets out
+    /// unwrapped (<see cref="IsUnavailable"/>).
+    /// </summary>
+    public static bool IsPostgresFailure(Exception e) => e is NpgsqlException || IsUnavailable(e);
+
     private static bool ThrownInNpgsql(Exception e) =>
         Array.Exists(new System.Diagnostics.StackTrace(e, false).GetFrames(), static frame => frame.GetMethod()?.DeclaringType?.Assembly == typeof(NpgsqlConnection).Assembly);
 
